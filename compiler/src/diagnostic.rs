@@ -1,0 +1,271 @@
+//! Findings about a spec or scenario, located by JSON pointer and source span.
+//!
+//! Each finding has a stable [`Code`] (an id such as `S0201` and a name such
+//! as `unknown-pool`) that the README documents with an example. Rendering
+//! (human, JSON, GitHub annotations) belongs to the command line; this module
+//! only carries the data and a [`miette::Diagnostic`] view of it.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::document::{Document, SourceFile};
+
+/// A stable finding code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Code {
+    /// Stable identifier, `S` and four digits.
+    pub id: &'static str,
+    /// Stable kebab-case name.
+    pub name: &'static str,
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.id, self.name)
+    }
+}
+
+/// The codes the compiler reports. The simulator adds its own `S04xx` codes.
+pub mod codes {
+    use super::Code;
+
+    pub const YAML_SYNTAX: Code = Code { id: "S0001", name: "yaml-syntax" };
+    pub const DUPLICATE_KEY: Code = Code { id: "S0002", name: "duplicate-key" };
+    pub const UNSUPPORTED_YAML: Code = Code { id: "S0003", name: "unsupported-yaml" };
+    pub const UNKNOWN_KEY: Code = Code { id: "S0101", name: "unknown-key" };
+    pub const MISSING_KEY: Code = Code { id: "S0102", name: "missing-key" };
+    pub const WRONG_TYPE: Code = Code { id: "S0103", name: "wrong-type" };
+    pub const INVALID_VALUE: Code = Code { id: "S0104", name: "invalid-value" };
+    pub const UNKNOWN_POOL: Code = Code { id: "S0201", name: "unknown-pool" };
+    pub const DUPLICATE_NAME: Code = Code { id: "S0202", name: "duplicate-name" };
+    pub const AMBIGUOUS_ROUTES: Code = Code { id: "S0203", name: "ambiguous-routes" };
+    pub const UNKNOWN_LISTENER: Code = Code { id: "S0204", name: "unknown-listener" };
+    pub const BAD_ADDRESS: Code = Code { id: "S0205", name: "bad-address" };
+    pub const BAD_DURATION: Code = Code { id: "S0206", name: "bad-duration" };
+    pub const BAD_PATH: Code = Code { id: "S0207", name: "bad-path" };
+    pub const BAD_HOST: Code = Code { id: "S0208", name: "bad-host" };
+    pub const DUPLICATE_BIND: Code = Code { id: "S0209", name: "duplicate-bind" };
+    pub const NO_WEIGHT: Code = Code { id: "S0210", name: "zero-weights" };
+    pub const TOO_MANY_LISTENERS: Code = Code { id: "S0211", name: "too-many-listeners" };
+    pub const UNUSED_POOL: Code = Code { id: "S0301", name: "unused-pool" };
+    pub const IGNORED_WEIGHTS: Code = Code { id: "S0302", name: "ignored-weights" };
+    pub const NO_LISTENERS: Code = Code { id: "S0303", name: "no-listeners" };
+}
+
+/// How serious a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        }
+    }
+}
+
+/// A place in a source file. Lines and columns are 1-based; the column
+/// counts characters. `offset` and `len` are bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Location {
+    pub line: usize,
+    pub column: usize,
+    pub offset: usize,
+    pub len: usize,
+}
+
+/// A secondary span of a finding, such as the first of two duplicates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Label {
+    pub pointer: String,
+    pub location: Location,
+    pub text: String,
+}
+
+/// One finding.
+#[derive(Debug, Clone)]
+pub struct Diagnostic {
+    pub code: Code,
+    pub severity: Severity,
+    /// What is wrong, lowercase, naming the bad value.
+    pub message: String,
+    /// What to do about it.
+    pub help: Option<String>,
+    /// The file, as named on the command line.
+    pub file: String,
+    /// JSON pointer of the offending node, such as `/routes/3/to`.
+    pub pointer: String,
+    /// Where the offending node is, when known.
+    pub location: Option<Location>,
+    /// Other places involved.
+    pub labels: Vec<Label>,
+    source: Option<Arc<SourceFile>>,
+}
+
+impl Diagnostic {
+    pub fn error(code: Code, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::new(code, Severity::Error, message.into())
+    }
+
+    pub fn warning(code: Code, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::new(code, Severity::Warning, message.into())
+    }
+
+    fn new(code: Code, severity: Severity, message: String) -> Diagnostic {
+        Diagnostic {
+            code,
+            severity,
+            message,
+            help: None,
+            file: String::new(),
+            pointer: String::new(),
+            location: None,
+            labels: Vec::new(),
+            source: None,
+        }
+    }
+
+    /// Locate the finding at the value of `pointer` in `doc`.
+    pub fn at(self, doc: &Document, pointer: &str) -> Diagnostic {
+        let location = doc.value_location(pointer);
+        self.located(doc, pointer, location)
+    }
+
+    /// Locate the finding at the key of `pointer` (its value when it has no key).
+    pub fn at_key(self, doc: &Document, pointer: &str) -> Diagnostic {
+        let location = doc.key_location(pointer);
+        self.located(doc, pointer, location)
+    }
+
+    /// Locate the finding in a source without a parsed document (YAML syntax errors).
+    pub fn in_source(
+        mut self,
+        source: &Arc<SourceFile>,
+        pointer: &str,
+        location: Option<Location>,
+    ) -> Diagnostic {
+        self.file = source.name.clone();
+        self.pointer = pointer.to_owned();
+        self.location = location;
+        self.source = Some(source.clone());
+        self
+    }
+
+    fn located(self, doc: &Document, pointer: &str, location: Option<Location>) -> Diagnostic {
+        self.in_source(&doc.source, pointer, location)
+    }
+
+    pub fn with_help(mut self, help: impl Into<String>) -> Diagnostic {
+        self.help = Some(help.into());
+        self
+    }
+
+    /// Add a secondary label at the value of `pointer`.
+    pub fn with_label(mut self, doc: &Document, pointer: &str, text: impl Into<String>) -> Diagnostic {
+        if let Some(location) = doc.value_location(pointer) {
+            self.labels.push(Label { pointer: pointer.to_owned(), location, text: text.into() });
+        }
+        self
+    }
+
+    /// Add a secondary label at a known location.
+    pub fn with_label_at(mut self, pointer: &str, location: Location, text: impl Into<String>) -> Diagnostic {
+        self.labels.push(Label { pointer: pointer.to_owned(), location, text: text.into() });
+        self
+    }
+
+    /// The source the finding points into, when it has one.
+    pub fn source(&self) -> Option<&Arc<SourceFile>> {
+        self.source.as_ref()
+    }
+
+    /// `file:line:column: severity[code name]: message`, for logs and summaries.
+    pub fn one_line(&self) -> String {
+        let place = match self.location {
+            Some(l) => format!("{}:{}:{}", self.file, l.line, l.column),
+            None => self.file.clone(),
+        };
+        format!("{place}: {}[{}]: {}", self.severity.as_str(), self.code, self.message)
+    }
+
+    /// The JSON form used by `check --format json`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let loc = self.location;
+        serde_json::json!({
+            "code": self.code.id,
+            "name": self.code.name,
+            "severity": self.severity.as_str(),
+            "message": self.message,
+            "help": self.help,
+            "file": self.file,
+            "pointer": self.pointer,
+            "line": loc.map(|l| l.line),
+            "column": loc.map(|l| l.column),
+            "range": loc.map(|l| serde_json::json!({ "start": l.offset, "end": l.offset + l.len })),
+            "labels": self.labels.iter().map(|l| serde_json::json!({
+                "pointer": l.pointer,
+                "line": l.location.line,
+                "column": l.location.column,
+                "message": l.text,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Diagnostic {}
+
+impl miette::Diagnostic for Diagnostic {
+    fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        Some(Box::new(self.code))
+    }
+
+    fn severity(&self) -> Option<miette::Severity> {
+        Some(match self.severity {
+            Severity::Error => miette::Severity::Error,
+            Severity::Warning => miette::Severity::Warning,
+        })
+    }
+
+    fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
+    }
+
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        self.source.as_ref().map(|s| s.as_ref() as &dyn miette::SourceCode)
+    }
+
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
+        let primary = self.location.map(|l| {
+            miette::LabeledSpan::new_primary_with_span(Some("here".to_owned()), (l.offset, l.len))
+        });
+        let secondary = self
+            .labels
+            .iter()
+            .map(|l| miette::LabeledSpan::new_with_span(Some(l.text.clone()), (l.location.offset, l.location.len)));
+        Some(Box::new(primary.into_iter().chain(secondary)))
+    }
+}
+
+/// Order findings by file, position, then code, and drop exact repeats
+/// (the schema and a semantic rule may both notice the same bad value).
+pub fn sort(diagnostics: &mut Vec<Diagnostic>) {
+    diagnostics.sort_by(|a, b| {
+        (&a.file, a.location.map(|l| (l.line, l.column)), a.code.id, &a.message).cmp(&(
+            &b.file,
+            b.location.map(|l| (l.line, l.column)),
+            b.code.id,
+            &b.message,
+        ))
+    });
+    diagnostics.dedup_by(|a, b| a.file == b.file && a.pointer == b.pointer && a.code == b.code);
+}

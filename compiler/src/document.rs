@@ -1,0 +1,155 @@
+//! A located document: YAML read into a JSON value, checked against the JSON
+//! Schema of a Rust type, and deserialised into it.
+//!
+//! Used for specs and, by the simulator, for scenarios. Every finding of the
+//! three steps is located: a YAML error at its position, a schema error at
+//! the offending value (an unknown key at the key, a missing key at the
+//! mapping that lacks it), a deserialisation error at the pointer serde
+//! reports.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::diagnostic::{codes, Diagnostic, Location};
+use crate::schema::SchemaFindings;
+use crate::yaml::{self, NodeSpan};
+
+/// A file's name (as the user gave it) and its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceFile {
+    pub name: String,
+    pub text: String,
+}
+
+impl SourceFile {
+    pub fn new(name: impl Into<String>, text: impl Into<String>) -> SourceFile {
+        SourceFile { name: name.into(), text: text.into() }
+    }
+
+    /// Text from raw bytes; invalid UTF-8 becomes U+FFFD, which the YAML
+    /// reader then reports as a finding at its position.
+    pub fn from_bytes(name: impl Into<String>, bytes: Vec<u8>) -> SourceFile {
+        let text = String::from_utf8(bytes)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+        SourceFile::new(name, text)
+    }
+}
+
+impl miette::SourceCode for SourceFile {
+    fn read_span<'a>(
+        &'a self,
+        span: &miette::SourceSpan,
+        context_lines_before: usize,
+        context_lines_after: usize,
+    ) -> Result<Box<dyn miette::SpanContents<'a> + 'a>, miette::MietteError> {
+        let inner = self.text.read_span(span, context_lines_before, context_lines_after)?;
+        Ok(Box::new(miette::MietteSpanContents::new_named(
+            self.name.clone(),
+            inner.data(),
+            *inner.span(),
+            inner.line(),
+            inner.column(),
+            inner.line_count(),
+        )))
+    }
+}
+
+/// A parsed document and where each of its nodes came from.
+#[derive(Debug)]
+pub struct Document {
+    pub source: Arc<SourceFile>,
+    pub value: Value,
+    spans: HashMap<String, NodeSpan>,
+}
+
+impl Document {
+    /// Where the value at `pointer` is; for a pointer that names no node
+    /// (a missing key), where its nearest existing ancestor is.
+    pub fn value_location(&self, pointer: &str) -> Option<Location> {
+        self.nearest(pointer).map(|s| s.value)
+    }
+
+    /// Where the key of `pointer` is, or its value when it has no key.
+    pub fn key_location(&self, pointer: &str) -> Option<Location> {
+        self.nearest(pointer).map(|s| s.key.unwrap_or(s.value))
+    }
+
+    fn nearest(&self, pointer: &str) -> Option<&NodeSpan> {
+        let mut p = pointer;
+        loop {
+            if let Some(span) = self.spans.get(p) {
+                return Some(span);
+            }
+            p = &p[..p.rfind('/')?];
+        }
+    }
+}
+
+/// The outcome of [`parse`].
+#[derive(Debug)]
+pub struct Parsed<T> {
+    pub document: Option<Document>,
+    pub value: Option<T>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Read `source` as YAML, validate it against `T`'s JSON Schema, and
+/// deserialise it. Unknown keys are reported and then set aside, so the
+/// value can still be deserialised and checked further in the same run.
+pub fn parse<T: DeserializeOwned + JsonSchema>(source: SourceFile) -> Parsed<T> {
+    let source = Arc::new(source);
+    let (loaded, mut diagnostics) = yaml::load(&source);
+    let Some(loaded) = loaded else {
+        return Parsed { document: None, value: None, diagnostics };
+    };
+    let document = Document { source, value: loaded.value, spans: loaded.spans };
+
+    let schema = crate::schema::schema_value::<T>();
+    let SchemaFindings { diagnostics: found, unknown_keys } =
+        crate::schema::validate(&schema, &document);
+    let other_schema_errors = found.iter().any(|d| d.code != codes::UNKNOWN_KEY);
+    diagnostics.extend(found);
+
+    let mut value = None;
+    if !other_schema_errors {
+        let mut cleaned = document.value.clone();
+        for pointer in unknown_keys.iter().rev() {
+            remove(&mut cleaned, pointer);
+        }
+        match serde_path_to_error::deserialize::<_, T>(cleaned) {
+            Ok(v) => value = Some(v),
+            Err(e) => {
+                let pointer = to_pointer(e.path());
+                let message = format!("invalid value: {}", e.inner());
+                diagnostics.push(Diagnostic::error(codes::INVALID_VALUE, message).at(&document, &pointer));
+            }
+        }
+    }
+    Parsed { document: Some(document), value, diagnostics }
+}
+
+fn remove(value: &mut Value, pointer: &str) {
+    let Some((parent, key)) = pointer.rsplit_once('/') else { return };
+    let key = key.replace("~1", "/").replace("~0", "~");
+    if let Some(Value::Object(map)) = value.pointer_mut(parent) {
+        map.remove(&key);
+    }
+}
+
+fn to_pointer(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for seg in path.iter() {
+        match seg {
+            Segment::Seq { index } => out = yaml::child(&out, &index.to_string()),
+            Segment::Map { key } => out = yaml::child(&out, key),
+            Segment::Enum { variant } => out = yaml::child(&out, variant),
+            Segment::Unknown => break,
+        }
+    }
+    out
+}

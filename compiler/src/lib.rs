@@ -1,0 +1,110 @@
+//! Sluice's compiler: from spec text to a validated, executable [`Plan`].
+//!
+//! The pipeline is `load -> validate -> lower`:
+//! - [`document`] parses YAML into a JSON value plus an index from JSON
+//!   pointer to source span, checks it against the JSON Schema derived from
+//!   the [`spec`] types, and deserialises it;
+//! - `validate` applies the rules a schema cannot express (references,
+//!   duplicates, addresses, templates, ambiguous routes) and reports each
+//!   finding as a [`Diagnostic`] located by pointer;
+//! - `lower` resolves names to indices and builds the [`router`] trie.
+//!
+//! Every finding of a run is collected; a spec with any error yields no plan.
+
+pub mod diagnostic;
+pub mod document;
+mod lower;
+pub mod method;
+pub mod plan;
+pub mod router;
+pub mod schema;
+pub mod spec;
+pub mod template;
+mod validate;
+mod yaml;
+
+use std::path::{Path, PathBuf};
+
+pub use diagnostic::{Diagnostic, Severity};
+pub use document::{Document, SourceFile};
+pub use method::{Method, MethodSet};
+pub use plan::{Plan, PlanError};
+pub use router::{Captures, RequestFacts, RouteId};
+pub use spec::{Balance, Spec};
+
+/// The outcome of checking one spec file.
+#[derive(Debug)]
+pub struct Checked {
+    /// Every finding, errors and warnings, in source order.
+    pub diagnostics: Vec<Diagnostic>,
+    /// The parsed document, when the YAML could be read.
+    pub document: Option<Document>,
+    /// The spec, when it deserialised.
+    pub spec: Option<Spec>,
+    /// The plan, present only when there is no error.
+    pub plan: Option<Plan>,
+}
+
+impl Checked {
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(|d| d.severity == Severity::Error)
+    }
+}
+
+/// Check a spec and, when it has no error, compile it.
+pub fn check(source: SourceFile) -> Checked {
+    let parsed = document::parse::<Spec>(source);
+    let mut diagnostics = parsed.diagnostics;
+    let (document, spec) = (parsed.document, parsed.value);
+
+    let mut plan = None;
+    if let (Some(doc), Some(spec)) = (&document, &spec) {
+        let findings = validate::validate(doc, spec);
+        let clean = !findings.iter().any(|d| d.severity == Severity::Error);
+        diagnostics.extend(findings);
+        if clean && !diagnostics.iter().any(|d| d.severity == Severity::Error) {
+            plan = Some(lower::lower(spec));
+        }
+    }
+    diagnostic::sort(&mut diagnostics);
+    Checked { diagnostics, document, spec, plan }
+}
+
+/// Why [`load_plan`] could not produce a plan.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    #[error("cannot read {}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{} is not a valid spec ({} error(s)); run `sluice check` on it for details:\n{summary}", path.display(), errors)]
+    Invalid { path: PathBuf, errors: usize, summary: String, checked: Box<Checked> },
+    #[error("{}: {source}", path.display())]
+    Plan { path: PathBuf, source: PlanError },
+}
+
+/// Read a plan file or compile a spec file, whichever `path` holds.
+pub fn load_plan(path: &Path) -> Result<Plan, LoadError> {
+    let bytes =
+        std::fs::read(path).map_err(|source| LoadError::Io { path: path.to_owned(), source })?;
+    if Plan::is_plan_file(&bytes) {
+        return Plan::from_bytes(&bytes)
+            .map_err(|source| LoadError::Plan { path: path.to_owned(), source });
+    }
+
+    let source = SourceFile::from_bytes(path.display().to_string(), bytes);
+    let checked = check(source);
+    match checked.plan {
+        Some(plan) => Ok(plan),
+        None => {
+            let errors: Vec<&Diagnostic> =
+                checked.diagnostics.iter().filter(|d| d.severity == Severity::Error).collect();
+            let summary = errors.iter().map(|d| format!("  {}", d.one_line())).collect::<Vec<_>>();
+            Err(LoadError::Invalid {
+                path: path.to_owned(),
+                errors: errors.len(),
+                summary: summary.join("\n"),
+                checked: Box::new(checked),
+            })
+        }
+    }
+}

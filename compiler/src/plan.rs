@@ -1,0 +1,199 @@
+//! The compiled plan: what `serve` and `simulate` execute.
+//!
+//! A plan is immutable once built and cheap to share behind an `Arc`. Names
+//! are resolved to indices, durations and addresses are parsed, and routes
+//! are lowered into the [`Router`] trie.
+//!
+//! On disk a plan is one header line, `sluice-plan <format> sha256:<hex>`,
+//! followed by the plan as JSON. The checksum covers the JSON, so a truncated
+//! or edited file is refused, and the format number lets a newer Sluice say
+//! plainly that an old plan must be recompiled.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::method::{Method, MethodSet};
+use crate::router::{Captures, HostPattern, RequestFacts, RouteId, Router};
+use crate::spec::Balance;
+
+/// The plan file format this build reads and writes.
+pub const PLAN_FORMAT: u32 = 1;
+const MAGIC: &str = "sluice-plan";
+
+/// A compiled, validated gateway configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Plan {
+    pub listeners: Vec<ListenerPlan>,
+    pub pools: Vec<PoolPlan>,
+    pub routes: Vec<RoutePlan>,
+    pub router: Router,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ListenerPlan {
+    pub name: String,
+    pub bind: SocketAddr,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PoolPlan {
+    pub name: String,
+    pub balance: Balance,
+    pub endpoints: Vec<EndpointPlan>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EndpointPlan {
+    pub address: SocketAddr,
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RoutePlan {
+    pub name: String,
+    /// Index into [`Plan::pools`].
+    pub pool: usize,
+    /// Time the upstream has to start its response.
+    pub timeout: Option<Duration>,
+    pub host: HostPattern,
+    /// The path template as written, for logs and `explain`.
+    pub path: String,
+    pub methods: MethodSet,
+    /// Bit `i` set when the route serves listener `i`.
+    pub listeners: u64,
+    /// Names of the captures, in the order [`Captures`] holds them.
+    pub params: Vec<String>,
+}
+
+/// Why a plan file could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PlanError {
+    #[error("not a sluice plan file (it does not start with `{MAGIC}`)")]
+    NotAPlan,
+    #[error("plan file format {found} is not supported by this sluice, which reads format {PLAN_FORMAT}; compile the spec again")]
+    Format { found: String },
+    #[error("plan file is corrupt: its checksum does not match its contents")]
+    Checksum,
+    #[error("plan file is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl Plan {
+    /// The best route for a request, with its captures written to `captures`.
+    pub fn lookup(&self, request: &RequestFacts<'_>, captures: &mut Captures) -> Option<RouteId> {
+        self.router.lookup(request, captures)
+    }
+
+    /// Convenience over [`Plan::lookup`] for callers that hold raw request parts.
+    pub fn lookup_parts(
+        &self,
+        listener: usize,
+        host: &str,
+        method: &[u8],
+        path: &str,
+        captures: &mut Captures,
+    ) -> Option<RouteId> {
+        let facts = RequestFacts {
+            listener,
+            host: crate::router::host_name(host),
+            method: Method::from_bytes(method),
+            path,
+        };
+        self.lookup(&facts, captures)
+    }
+
+    /// The `(name, value)` pairs a lookup captured from `path`.
+    pub fn params<'p>(
+        &'p self,
+        route: RouteId,
+        path: &'p str,
+        captures: &'p Captures,
+    ) -> impl Iterator<Item = (&'p str, &'p str)> + 'p {
+        let names = &self.routes[route as usize].params;
+        names
+            .iter()
+            .zip(captures.ranges())
+            .map(move |(n, &(s, e))| (n.as_str(), path.get(s as usize..e as usize).unwrap_or("")))
+    }
+
+    /// Index of the listener with this name.
+    pub fn listener_index(&self, name: &str) -> Option<usize> {
+        self.listeners.iter().position(|l| l.name == name)
+    }
+
+    /// Index of the route with this name.
+    pub fn route_index(&self, name: &str) -> Option<usize> {
+        self.routes.iter().position(|r| r.name == name)
+    }
+
+    /// Index of the pool with this name.
+    pub fn pool_index(&self, name: &str) -> Option<usize> {
+        self.pools.iter().position(|p| p.name == name)
+    }
+
+    /// Serialise to the plan file format.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let body = serde_json::to_vec(self).expect("a plan holds only serialisable values");
+        let digest = hex(&Sha256::digest(&body));
+        let mut out = format!("{MAGIC} {PLAN_FORMAT} sha256:{digest}\n").into_bytes();
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// Read a plan file, checking its format, checksum and every index in it.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Plan, PlanError> {
+        let newline = bytes.iter().position(|&b| b == b'\n').ok_or(PlanError::NotAPlan)?;
+        let header = std::str::from_utf8(&bytes[..newline]).map_err(|_| PlanError::NotAPlan)?;
+        let body = &bytes[newline + 1..];
+
+        let mut fields = header.split(' ');
+        if fields.next() != Some(MAGIC) {
+            return Err(PlanError::NotAPlan);
+        }
+        let format = fields.next().unwrap_or("");
+        if format != PLAN_FORMAT.to_string() {
+            return Err(PlanError::Format { found: format.to_owned() });
+        }
+        let digest = fields.next().and_then(|f| f.strip_prefix("sha256:"));
+        if digest != Some(hex(&Sha256::digest(body)).as_str()) {
+            return Err(PlanError::Checksum);
+        }
+
+        let plan: Plan =
+            serde_json::from_slice(body).map_err(|e| PlanError::Corrupt(e.to_string()))?;
+        plan.validate().map_err(PlanError::Corrupt)?;
+        Ok(plan)
+    }
+
+    /// Whether `bytes` look like a plan file rather than a spec.
+    pub fn is_plan_file(bytes: &[u8]) -> bool {
+        bytes.starts_with(MAGIC.as_bytes())
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.listeners.len() > 64 {
+            return Err("more than 64 listeners".into());
+        }
+        for route in &self.routes {
+            if route.pool >= self.pools.len() {
+                return Err(format!("route `{}` points at a pool that does not exist", route.name));
+            }
+        }
+        if let Some(pool) = self.pools.iter().find(|p| p.endpoints.is_empty()) {
+            return Err(format!("pool `{}` has no endpoints", pool.name));
+        }
+        self.router.validate(self.routes.len())
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}

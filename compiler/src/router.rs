@@ -1,0 +1,412 @@
+//! The route trie: host, then path segment, then method and listener.
+//!
+//! Lookup walks the trie depth first in precedence order and backtracks when
+//! a branch yields no route for the request's listener and method, so the
+//! first route found is the best one under the rules in the README:
+//!
+//! 1. only routes that serve the request's listener are candidates;
+//! 2. an exact host beats a wildcard host, a longer wildcard suffix beats a
+//!    shorter one, and any wildcard beats a route with no host;
+//! 3. segment by segment from the left, a literal beats a `{param}`, which
+//!    beats a `{*catch_all}`; a template that ends where the path ends beats
+//!    a catch-all that matches the empty remainder;
+//! 4. at the same path, a route with a method condition beats one without.
+//!
+//! Routes still tied after these rules are ambiguous; `RouterBuilder::insert`
+//! refuses the second one, so a compiled plan never holds a tie.
+//!
+//! Lookup allocates nothing: children are sorted vectors searched in place,
+//! hosts are compared without lowercasing copies, and captures are byte
+//! ranges written into a buffer the caller reuses.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::method::{Method, MethodSet};
+use crate::template::{Segment, Template};
+
+/// Index of a route in the plan.
+pub type RouteId = u32;
+
+/// Byte ranges of a request path captured by a route's parameters, in the
+/// order of the route's parameter names. Reuse one per connection or task.
+#[derive(Debug, Default, Clone)]
+pub struct Captures {
+    ranges: Vec<(u32, u32)>,
+}
+
+impl Captures {
+    pub fn new() -> Captures {
+        Captures { ranges: Vec::with_capacity(8) }
+    }
+
+    /// The captured byte ranges of the last successful lookup.
+    pub fn ranges(&self) -> &[(u32, u32)] {
+        &self.ranges
+    }
+}
+
+/// What a route asks of the host header.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum HostPattern {
+    Any,
+    /// A lowercase host without a trailing dot.
+    Exact(String),
+    /// A lowercase suffix that starts with a dot, from `*.example.test`.
+    Wildcard(String),
+}
+
+impl HostPattern {
+    /// Parse a host as written in a spec.
+    pub fn parse(text: Option<&str>) -> HostPattern {
+        let Some(text) = text else { return HostPattern::Any };
+        let host = text.trim_end_matches('.').to_ascii_lowercase();
+        match host.strip_prefix('*') {
+            Some(suffix) => HostPattern::Wildcard(suffix.to_owned()),
+            None => HostPattern::Exact(host),
+        }
+    }
+
+    /// A host this pattern matches, for example requests.
+    pub fn example(&self) -> String {
+        match self {
+            HostPattern::Any => "example.test".to_owned(),
+            HostPattern::Exact(h) => h.clone(),
+            HostPattern::Wildcard(s) => format!("x{s}"),
+        }
+    }
+}
+
+/// Reduce a Host header value to the name that routes match on: the port is
+/// dropped, as is one trailing dot and surrounding whitespace. Case is left
+/// alone; comparisons ignore it.
+pub fn host_name(header: &str) -> &str {
+    let header = header.trim_matches([' ', '\t']);
+    let name = if header.starts_with('[') {
+        // An IPv6 literal keeps its brackets; drop only what follows `]`.
+        header.find(']').map_or(header, |end| &header[..=end])
+    } else {
+        header.rsplit_once(':').map_or(header, |(name, _)| name)
+    };
+    name.strip_suffix('.').unwrap_or(name)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Leaf {
+    route: RouteId,
+    listeners: u64,
+    methods: MethodSet,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Node {
+    /// Literal children, sorted by segment.
+    literals: Vec<(Box<str>, u32)>,
+    param: Option<u32>,
+    /// Routes whose template ends here.
+    end: Vec<Leaf>,
+    /// Routes whose template ends with a catch-all here.
+    catch_all: Vec<Leaf>,
+}
+
+/// The compiled route trie. Build it with [`RouterBuilder`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Router {
+    /// Lowercase exact hosts and their path roots, sorted by host.
+    exact: Vec<(Box<str>, u32)>,
+    /// Lowercase wildcard suffixes and their path roots, longest first.
+    wildcard: Vec<(Box<str>, u32)>,
+    /// The path root for routes without a host.
+    any: Option<u32>,
+    nodes: Vec<Node>,
+}
+
+/// A facts-only view of a request, as the router needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestFacts<'a> {
+    /// Index of the listener the request arrived on.
+    pub listener: usize,
+    /// The host name, as returned by [`host_name`]; empty when there is none.
+    pub host: &'a str,
+    pub method: Method,
+    /// The path, without the query.
+    pub path: &'a str,
+}
+
+impl Router {
+    /// Find the best route for a request, writing its captures into `captures`.
+    pub fn lookup(&self, request: &RequestFacts<'_>, captures: &mut Captures) -> Option<RouteId> {
+        captures.ranges.clear();
+        let rest = request.path.strip_prefix('/')?;
+        let walk = Walk {
+            nodes: &self.nodes,
+            listener: 1u64.checked_shl(request.listener as u32).unwrap_or(0),
+            method: request.method,
+            path_len: request.path.len(),
+        };
+
+        let host = request.host;
+        if let Ok(i) = self.exact.binary_search_by(|(h, _)| cmp_ignore_case(h, host)) {
+            if let Some(r) = walk.node(self.exact[i].1, Some((rest, 1)), captures) {
+                return Some(r);
+            }
+        }
+        for (suffix, root) in &self.wildcard {
+            if host.len() > suffix.len() && ends_with_ignore_case(host, suffix) {
+                if let Some(r) = walk.node(*root, Some((rest, 1)), captures) {
+                    return Some(r);
+                }
+            }
+        }
+        walk.node(self.any?, Some((rest, 1)), captures)
+    }
+
+    /// Check every index in a router read from a plan file, so that lookup
+    /// cannot index out of bounds whatever the file held.
+    pub(crate) fn validate(&self, route_count: usize) -> Result<(), String> {
+        let node_ok = |n: u32| (n as usize) < self.nodes.len();
+        let roots = self.exact.iter().chain(&self.wildcard).map(|(_, n)| *n).chain(self.any);
+        if let Some(bad) = roots.clone().find(|n| !node_ok(*n)) {
+            return Err(format!("host root points at node {bad}, which does not exist"));
+        }
+        if !self.exact.windows(2).all(|w| w[0].0 < w[1].0) {
+            return Err("exact hosts are not sorted".into());
+        }
+        for (i, node) in self.nodes.iter().enumerate() {
+            let children = node.literals.iter().map(|(_, n)| *n).chain(node.param);
+            if let Some(bad) = children.clone().find(|n| !node_ok(*n) || *n as usize <= i) {
+                return Err(format!("node {i} points at node {bad}, which is not a later node"));
+            }
+            if !node.literals.windows(2).all(|w| w[0].0 < w[1].0) {
+                return Err(format!("node {i} has unsorted literal children"));
+            }
+            for leaf in node.end.iter().chain(&node.catch_all) {
+                if leaf.route as usize >= route_count || !leaf.methods.is_well_formed() {
+                    return Err(format!("node {i} holds a malformed route entry"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Walk<'a> {
+    nodes: &'a [Node],
+    listener: u64,
+    method: Method,
+    path_len: usize,
+}
+
+impl Walk<'_> {
+    /// `rest` is the unmatched path after a `/` and its byte offset in the
+    /// whole path, or `None` once the path is used up.
+    fn node(
+        &self,
+        id: u32,
+        rest: Option<(&str, usize)>,
+        captures: &mut Captures,
+    ) -> Option<RouteId> {
+        let node = &self.nodes[id as usize];
+        let Some((rest, offset)) = rest else {
+            if let Some(r) = self.pick(&node.end) {
+                return Some(r);
+            }
+            return self.capture_rest(node, self.path_len, self.path_len, captures);
+        };
+
+        // Split off this segment; what follows the next `/` is the next rest.
+        let (segment, next) = match rest.find('/') {
+            Some(i) => (&rest[..i], Some((&rest[i + 1..], offset + i + 1))),
+            None => (rest, None),
+        };
+
+        if let Ok(i) = node.literals.binary_search_by(|(l, _)| (**l).cmp(segment)) {
+            if let Some(r) = self.node(node.literals[i].1, next, captures) {
+                return Some(r);
+            }
+        }
+        if let (Some(child), false) = (node.param, segment.is_empty()) {
+            captures.ranges.push((offset as u32, (offset + segment.len()) as u32));
+            if let Some(r) = self.node(child, next, captures) {
+                return Some(r);
+            }
+            captures.ranges.pop();
+        }
+        self.capture_rest(node, offset, self.path_len, captures)
+    }
+
+    fn capture_rest(
+        &self,
+        node: &Node,
+        start: usize,
+        end: usize,
+        captures: &mut Captures,
+    ) -> Option<RouteId> {
+        let route = self.pick(&node.catch_all)?;
+        captures.ranges.push((start as u32, end as u32));
+        Some(route)
+    }
+
+    fn pick(&self, leaves: &[Leaf]) -> Option<RouteId> {
+        leaves
+            .iter()
+            .find(|l| l.listeners & self.listener != 0 && l.methods.contains(self.method))
+            .map(|l| l.route)
+    }
+}
+
+fn cmp_ignore_case(lower: &str, other: &str) -> Ordering {
+    let a = lower.bytes();
+    let b = other.bytes().map(|c| c.to_ascii_lowercase());
+    a.cmp(b)
+}
+
+fn ends_with_ignore_case(host: &str, lower_suffix: &str) -> bool {
+    let tail = &host.as_bytes()[host.len() - lower_suffix.len()..];
+    tail.eq_ignore_ascii_case(lower_suffix.as_bytes())
+}
+
+/// What a route contributes to the trie.
+#[derive(Debug, Clone)]
+pub struct RouteKey<'a> {
+    pub host: &'a HostPattern,
+    pub template: &'a Template,
+    /// Bit `i` set when the route serves listener `i`.
+    pub listeners: u64,
+    pub methods: MethodSet,
+}
+
+/// Builds a [`Router`], refusing routes that tie with one already inserted.
+#[derive(Debug, Default)]
+pub struct RouterBuilder {
+    router: Router,
+    roots: HashMap<HostPattern, u32>,
+}
+
+impl RouterBuilder {
+    pub fn new() -> RouterBuilder {
+        RouterBuilder::default()
+    }
+
+    /// Insert a route. When an earlier route would be tied with it for some
+    /// request, nothing is inserted and the earlier route is returned.
+    pub fn insert(&mut self, route: RouteId, key: &RouteKey<'_>) -> Result<(), RouteId> {
+        let mut node = self.root(key.host);
+        let mut ends_in_catch_all = false;
+        for segment in &key.template.segments {
+            node = match segment {
+                Segment::Literal(l) => self.literal_child(node, l),
+                Segment::Param(_) => self.param_child(node),
+                Segment::CatchAll(_) => {
+                    ends_in_catch_all = true;
+                    break;
+                }
+            };
+        }
+
+        let node = &mut self.router.nodes[node as usize];
+        let leaves = if ends_in_catch_all { &mut node.catch_all } else { &mut node.end };
+        let leaf = Leaf { route, listeners: key.listeners, methods: key.methods };
+        if let Some(other) = leaves.iter().find(|l| ties(l, &leaf)) {
+            return Err(other.route);
+        }
+        // Routes with a method condition come first; among the rest, order is irrelevant
+        // because two that overlap were refused above.
+        let at = leaves.partition_point(|l| !l.methods.is_any() || leaf.methods.is_any());
+        leaves.insert(at, leaf);
+        Ok(())
+    }
+
+    pub fn build(mut self) -> Router {
+        self.router.exact.sort();
+        self.router.wildcard.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
+        self.renumber();
+        self.router
+    }
+
+    fn root(&mut self, host: &HostPattern) -> u32 {
+        if let Some(n) = self.roots.get(host) {
+            return *n;
+        }
+        let n = self.new_node();
+        match host {
+            HostPattern::Any => self.router.any = Some(n),
+            HostPattern::Exact(h) => self.router.exact.push((h.as_str().into(), n)),
+            HostPattern::Wildcard(s) => self.router.wildcard.push((s.as_str().into(), n)),
+        }
+        self.roots.insert(host.clone(), n);
+        n
+    }
+
+    fn new_node(&mut self) -> u32 {
+        self.router.nodes.push(Node::default());
+        (self.router.nodes.len() - 1) as u32
+    }
+
+    fn literal_child(&mut self, node: u32, literal: &str) -> u32 {
+        let literals = &self.router.nodes[node as usize].literals;
+        match literals.binary_search_by(|(l, _)| (**l).cmp(literal)) {
+            Ok(i) => literals[i].1,
+            Err(i) => {
+                let child = self.new_node();
+                self.router.nodes[node as usize].literals.insert(i, (literal.into(), child));
+                child
+            }
+        }
+    }
+
+    fn param_child(&mut self, node: u32) -> u32 {
+        if let Some(child) = self.router.nodes[node as usize].param {
+            return child;
+        }
+        let child = self.new_node();
+        self.router.nodes[node as usize].param = Some(child);
+        child
+    }
+
+    /// Lay nodes out in depth-first order, so a walk reads memory mostly
+    /// forwards and every child has a larger index than its parent (which
+    /// `Router::validate` relies on to rule out cycles in a plan file).
+    fn renumber(&mut self) {
+        let old = std::mem::take(&mut self.router.nodes);
+        let mut order = Vec::with_capacity(old.len());
+        let mut new_id = vec![u32::MAX; old.len()];
+        let roots = self.router.exact.iter().chain(&self.router.wildcard).map(|(_, n)| *n);
+        let mut stack: Vec<u32> = roots.chain(self.router.any).collect();
+        stack.reverse();
+        while let Some(n) = stack.pop() {
+            new_id[n as usize] = order.len() as u32;
+            order.push(n);
+            let node = &old[n as usize];
+            stack.extend(node.param);
+            stack.extend(node.literals.iter().rev().map(|(_, c)| *c));
+        }
+
+        let remap = |n: &mut u32| *n = new_id[*n as usize];
+        self.router.nodes = order
+            .iter()
+            .map(|&n| {
+                let mut node = old[n as usize].clone();
+                node.literals.iter_mut().for_each(|(_, c)| remap(c));
+                node.param.as_mut().map(remap);
+                node
+            })
+            .collect();
+        self.router.exact.iter_mut().for_each(|(_, n)| remap(n));
+        self.router.wildcard.iter_mut().for_each(|(_, n)| remap(n));
+        self.router.any.as_mut().map(remap);
+    }
+}
+
+/// Two leaves at the same node tie when some request on some listener with
+/// some method would reach both, and neither outranks the other.
+fn ties(a: &Leaf, b: &Leaf) -> bool {
+    a.listeners & b.listeners != 0
+        && a.methods.is_any() == b.methods.is_any()
+        && a.methods.intersects(b.methods)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,278 @@
+use proptest::prelude::*;
+
+use super::*;
+
+struct Case {
+    host: Option<&'static str>,
+    path: &'static str,
+    methods: Option<Vec<Method>>,
+    listeners: u64,
+}
+
+fn route(host: Option<&'static str>, path: &'static str) -> Case {
+    Case { host, path, methods: None, listeners: u64::MAX }
+}
+
+fn build(cases: &[Case]) -> (Router, Vec<Vec<String>>) {
+    let mut b = RouterBuilder::new();
+    let mut names = Vec::new();
+    for (i, c) in cases.iter().enumerate() {
+        let template = Template::parse(c.path).unwrap();
+        let host = HostPattern::parse(c.host);
+        let methods = c.methods.clone().map_or(MethodSet::ANY, MethodSet::of);
+        let key = RouteKey { host: &host, template: &template, listeners: c.listeners, methods };
+        b.insert(i as u32, &key).unwrap_or_else(|o| panic!("route {i} ties with {o}"));
+        names.push(template.param_names());
+    }
+    (b.build(), names)
+}
+
+fn find(router: &Router, listener: usize, host: &str, method: Method, path: &str) -> Option<(u32, Vec<String>)> {
+    let mut caps = Captures::new();
+    let facts = RequestFacts { listener, host: host_name(host), method, path };
+    let r = router.lookup(&facts, &mut caps)?;
+    let values = caps.ranges().iter().map(|&(s, e)| path[s as usize..e as usize].to_owned()).collect();
+    Some((r, values))
+}
+
+#[test]
+fn precedence_follows_the_documented_rules() {
+    let (r, _) = build(&[
+        route(None, "/v1/{id}"),                     // 0
+        route(None, "/v1/search"),                   // 1: literal beats param
+        route(None, "/v1/{*rest}"),                  // 2
+        route(Some("api.test"), "/v1/{id}"),         // 3: exact host beats any host
+        route(Some("*.test"), "/v1/{id}"),           // 4
+        route(Some("*.api.test"), "/v1/{id}"),       // 5: longer wildcard beats shorter
+        route(None, "/files/{*key}"),                // 6
+        route(None, "/files"),                       // 7: an exact end beats an empty catch-all
+    ]);
+    let get = |host, path| find(&r, 0, host, Method::Get, path).map(|(id, _)| id);
+    assert_eq!(get("", "/v1/search"), Some(1));
+    assert_eq!(get("", "/v1/42"), Some(0));
+    assert_eq!(get("", "/v1/a/b"), Some(2));
+    assert_eq!(get("", "/v1"), Some(2));
+    assert_eq!(get("api.test", "/v1/42"), Some(3));
+    assert_eq!(get("other.test", "/v1/42"), Some(4));
+    assert_eq!(get("x.api.test", "/v1/42"), Some(5));
+    // Host outranks path: the exact host's parameter beats the host-less literal.
+    assert_eq!(get("api.test", "/v1/search"), Some(3));
+    // A host-specific tree without a match falls back to less specific hosts.
+    assert_eq!(get("api.test", "/v1/a/b"), Some(2));
+    assert_eq!(get("", "/files"), Some(7));
+    assert_eq!(get("", "/files/"), Some(6));
+    assert_eq!(get("", "/files/a/b"), Some(6));
+}
+
+#[test]
+fn catch_all_matches_an_empty_remainder() {
+    let (r, _) = build(&[route(None, "/{*rest}")]);
+    for (path, rest) in [("/", ""), ("/a", "a"), ("/a/b/", "a/b/")] {
+        assert_eq!(find(&r, 0, "", Method::Get, path), Some((0, vec![rest.to_owned()])), "{path}");
+    }
+    assert_eq!(find(&r, 0, "", Method::Get, "no-slash"), None);
+}
+
+#[test]
+fn params_need_a_non_empty_segment_and_trailing_slashes_are_strict() {
+    let (r, _) = build(&[route(None, "/users/{id}"), route(None, "/teams/")]);
+    assert_eq!(find(&r, 0, "", Method::Get, "/users/7"), Some((0, vec!["7".into()])));
+    assert_eq!(find(&r, 0, "", Method::Get, "/users/"), None);
+    assert_eq!(find(&r, 0, "", Method::Get, "/teams/"), Some((1, vec![])));
+    assert_eq!(find(&r, 0, "", Method::Get, "/teams"), None);
+}
+
+#[test]
+fn hosts_ignore_case_port_and_trailing_dot() {
+    let (r, _) = build(&[route(Some("API.Example.test"), "/"), route(Some("*.hooks.test"), "/")]);
+    for host in ["api.example.test", "API.EXAMPLE.TEST", "api.example.test:8080", "api.example.test."] {
+        assert_eq!(find(&r, 0, host, Method::Get, "/").map(|m| m.0), Some(0), "{host}");
+    }
+    assert_eq!(find(&r, 0, "a.b.HOOKS.test:1", Method::Get, "/").map(|m| m.0), Some(1));
+    // A wildcard needs at least one label before its suffix.
+    assert_eq!(find(&r, 0, "hooks.test", Method::Get, "/"), None);
+    assert_eq!(find(&r, 0, "[::1]:80", Method::Get, "/"), None);
+}
+
+#[test]
+fn methods_and_listeners_filter_and_backtrack() {
+    let (r, _) = build(&[
+        Case { methods: Some(vec![Method::Post]), ..route(None, "/a/b") },
+        route(None, "/a/{x}"),
+        Case { methods: Some(vec![Method::Get]), ..route(None, "/a/{x}") },
+        Case { listeners: 0b10, ..route(None, "/admin") },
+    ]);
+    assert_eq!(find(&r, 0, "", Method::Post, "/a/b").map(|m| m.0), Some(0));
+    // GET /a/b is not served by the POST-only literal, so the walk backtracks to the param.
+    assert_eq!(find(&r, 0, "", Method::Get, "/a/b").map(|m| m.0), Some(2));
+    assert_eq!(find(&r, 0, "", Method::Put, "/a/b").map(|m| m.0), Some(1));
+    assert_eq!(find(&r, 0, "", Method::Other, "/a/b").map(|m| m.0), Some(1));
+    assert_eq!(find(&r, 0, "", Method::Get, "/admin"), None);
+    assert_eq!(find(&r, 1, "", Method::Get, "/admin").map(|m| m.0), Some(3));
+}
+
+#[test]
+fn ties_are_refused_with_the_earlier_route() {
+    let mut b = RouterBuilder::new();
+    let t1 = Template::parse("/a/{x}").unwrap();
+    let t2 = Template::parse("/a/{y}").unwrap();
+    let any = HostPattern::Any;
+    let get = MethodSet::of([Method::Get]);
+    let get_post = MethodSet::of([Method::Get, Method::Post]);
+    let put = MethodSet::of([Method::Put]);
+    let key = |t, m, l| RouteKey { host: &any, template: t, listeners: l, methods: m };
+    assert_eq!(b.insert(0, &key(&t1, get, 1)), Ok(()));
+    assert_eq!(b.insert(1, &key(&t2, get_post, 1)), Err(0), "parameter names do not matter");
+    assert_eq!(b.insert(2, &key(&t2, put, 1)), Ok(()), "disjoint methods do not tie");
+    assert_eq!(b.insert(3, &key(&t2, get, 2)), Ok(()), "disjoint listeners do not tie");
+    assert_eq!(b.insert(4, &key(&t2, MethodSet::ANY, 1)), Ok(()), "a method condition outranks none");
+}
+
+#[test]
+fn router_survives_a_serialisation_round_trip_and_validates() {
+    let (r, _) = build(&[route(None, "/a/{x}"), route(Some("h.test"), "/b")]);
+    let json = serde_json::to_string(&r).unwrap();
+    let back: Router = serde_json::from_str(&json).unwrap();
+    assert!(back.validate(2).is_ok());
+    assert!(back.validate(1).is_err(), "a route index past the end is refused");
+    assert_eq!(find(&back, 0, "", Method::Get, "/a/1").map(|m| m.0), Some(0));
+}
+
+// ---- Property: the trie agrees with an obviously correct reference matcher ----
+
+#[derive(Debug, Clone)]
+struct GenRoute {
+    host: Option<&'static str>,
+    segments: Vec<Segment>,
+    methods: Option<Vec<Method>>,
+    listeners: u64,
+}
+
+fn gen_segment() -> impl Strategy<Value = Segment> {
+    prop_oneof![
+        3 => prop::sample::select(vec!["a", "b", "c", ""]).prop_map(|s| Segment::Literal(s.into())),
+        2 => Just(Segment::Param(String::new())),
+    ]
+}
+
+fn gen_route() -> impl Strategy<Value = GenRoute> {
+    (
+        prop::sample::select(vec![None, Some("a.test"), Some("*.test"), Some("*.a.test")]),
+        prop::collection::vec(gen_segment(), 1..4),
+        any::<bool>(),
+        prop::option::of(prop::sample::subsequence(vec![Method::Get, Method::Post], 1..=2)),
+        prop::sample::select(vec![1u64, 2, u64::MAX]),
+    )
+        .prop_map(|(host, mut segments, catch_all, methods, listeners)| {
+            // Name params uniquely so the template is valid.
+            for (i, s) in segments.iter_mut().enumerate() {
+                if let Segment::Param(n) = s {
+                    *n = format!("p{i}");
+                }
+            }
+            if catch_all {
+                segments.push(Segment::CatchAll("rest".into()));
+            }
+            GenRoute { host, segments, methods, listeners }
+        })
+}
+
+/// Precedence key of `route` for `path`, with its captures, or `None` if it does not match.
+fn reference_match(route: &GenRoute, listener: usize, host: &str, method: Method, path: &str) -> Option<(Vec<u8>, Vec<String>)> {
+    if route.listeners & (1 << listener) == 0 {
+        return None;
+    }
+    if let Some(m) = &route.methods {
+        if !m.contains(&method) {
+            return None;
+        }
+    }
+    let host = host.to_ascii_lowercase();
+    let mut key = match route.host {
+        None => vec![1, 0],
+        Some(h) => match h.strip_prefix('*') {
+            Some(suffix) if host.len() > suffix.len() && host.ends_with(suffix) => vec![2, suffix.len() as u8],
+            Some(_) => return None,
+            None if host == h => vec![3, 0],
+            None => return None,
+        },
+    };
+    let parts: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
+    let mut captures = Vec::new();
+    let mut i = 0;
+    for seg in &route.segments {
+        match seg {
+            Segment::CatchAll(_) => {
+                captures.push(parts[i.min(parts.len())..].join("/"));
+                key.push(1);
+                i = parts.len();
+                break;
+            }
+            _ if i >= parts.len() => return None,
+            Segment::Literal(l) if l == parts[i] => key.push(3),
+            Segment::Param(_) if !parts[i].is_empty() => {
+                captures.push(parts[i].to_owned());
+                key.push(2);
+            }
+            _ => return None,
+        }
+        i += 1;
+    }
+    if !matches!(route.segments.last(), Some(Segment::CatchAll(_))) {
+        if i != parts.len() {
+            return None;
+        }
+        key.push(4);
+    }
+    key.push(u8::from(route.methods.is_some()));
+    Some((key, captures))
+}
+
+fn gen_request() -> impl Strategy<Value = (usize, &'static str, Method, String)> {
+    (
+        0usize..2,
+        prop::sample::select(vec!["", "a.test", "A.TEST", "b.a.test", "c.test"]),
+        prop::sample::select(vec![Method::Get, Method::Post, Method::Put]),
+        prop::collection::vec(prop::sample::select(vec!["a", "b", "c", "", "x"]), 0..5),
+    )
+        .prop_map(|(l, h, m, segs)| (l, h, m, format!("/{}", segs.join("/"))))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn trie_agrees_with_reference(routes in prop::collection::vec(gen_route(), 1..12),
+                                  requests in prop::collection::vec(gen_request(), 1..24)) {
+        let mut builder = RouterBuilder::new();
+        let mut accepted = Vec::new();
+        for (i, r) in routes.iter().enumerate() {
+            let template = Template { segments: r.segments.clone() };
+            let host = HostPattern::parse(r.host);
+            let methods = r.methods.clone().map_or(MethodSet::ANY, MethodSet::of);
+            let key = RouteKey { host: &host, template: &template, listeners: r.listeners, methods };
+            if builder.insert(i as u32, &key).is_ok() {
+                accepted.push(i);
+            }
+        }
+        let router = builder.build();
+
+        for (listener, host, method, path) in requests {
+            let mut best: Option<(Vec<u8>, usize, Vec<String>)> = None;
+            for &i in &accepted {
+                if let Some((key, caps)) = reference_match(&routes[i], listener, host, method, &path) {
+                    match &best {
+                        Some((k, j, _)) if *k == key => {
+                            prop_assert!(false, "reference tie between {} and {} for {path}", j, i);
+                        }
+                        Some((k, _, _)) if *k > key => {}
+                        _ => best = Some((key, i, caps)),
+                    }
+                }
+            }
+            let want = best.map(|(_, i, caps)| (i as u32, caps));
+            let got = find(&router, listener, host, method, &path);
+            prop_assert_eq!(got, want, "{} {} {:?} on listener {}", host, path, method, listener);
+        }
+    }
+}

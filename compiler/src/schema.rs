@@ -1,0 +1,279 @@
+//! JSON Schemas derived from the model types, and schema validation whose
+//! findings point at the exact key or value that is wrong.
+//!
+//! The schema is the contract editors see (each example spec names it in a
+//! `yaml-language-server` comment), so `check` validates against the very
+//! same schema and then rewrites the validator's errors into messages about
+//! the spec: which key, what was expected, and the nearest valid spelling.
+
+use schemars::JsonSchema;
+use serde_json::Value;
+
+use crate::diagnostic::{codes, Diagnostic};
+use crate::document::Document;
+use crate::spec::Spec;
+use crate::yaml::child;
+
+/// The JSON Schema of `T`, as a value.
+pub fn schema_value<T: JsonSchema>() -> Value {
+    serde_json::to_value(schemars::schema_for!(T)).expect("a derived schema serialises to JSON")
+}
+
+/// The spec schema as committed in `schemas/spec.schema.json`.
+pub fn spec_schema_text() -> String {
+    pretty(&schema_value::<Spec>())
+}
+
+/// Pretty JSON with a final newline, the form schema files are committed in.
+pub fn pretty(value: &Value) -> String {
+    let mut text = serde_json::to_string_pretty(value).expect("a JSON value serialises");
+    text.push('\n');
+    text
+}
+
+pub(crate) struct SchemaFindings {
+    pub diagnostics: Vec<Diagnostic>,
+    /// Pointers of keys the schema does not allow, in document order.
+    pub unknown_keys: Vec<String>,
+}
+
+pub(crate) fn validate(schema: &Value, doc: &Document) -> SchemaFindings {
+    let validator = jsonschema::validator_for(schema).expect("derived schemas are valid schemas");
+    let mut out = SchemaFindings { diagnostics: Vec::new(), unknown_keys: Vec::new() };
+
+    for error in validator.iter_errors(&doc.value) {
+        let pointer = error.instance_path().as_str().to_owned();
+        let instance = doc.value.pointer(&pointer).unwrap_or(&Value::Null);
+        let at = describe(&pointer);
+        let sub = schema_at(schema, &pointer);
+        use jsonschema::error::ValidationErrorKind as Kind;
+
+        let d = match error.kind() {
+            Kind::AdditionalProperties { unexpected } => {
+                let allowed = sub.map(property_names).unwrap_or_default();
+                for key in unexpected {
+                    let key_pointer = child(&pointer, key);
+                    let mut d = Diagnostic::error(
+                        codes::UNKNOWN_KEY,
+                        format!("unknown key `{key}` in {at}"),
+                    );
+                    d = match nearest(key, &allowed) {
+                        Some(best) => d.with_help(format!("did you mean `{best}`?")),
+                        None => d.with_help(format!("allowed keys: {}", allowed.join(", "))),
+                    };
+                    out.diagnostics.push(d.at_key(doc, &key_pointer));
+                    out.unknown_keys.push(key_pointer);
+                }
+                continue;
+            }
+            Kind::Required { property } => {
+                let name = property.as_str().unwrap_or_default();
+                Diagnostic::error(codes::MISSING_KEY, format!("{at} is missing required key `{name}`"))
+                    .at_key(doc, &pointer)
+            }
+            Kind::Type { .. } => {
+                let expected = sub.map(expected_type).unwrap_or_else(|| "another type".into());
+                Diagnostic::error(
+                    codes::WRONG_TYPE,
+                    format!("{at} must be {expected}, found {}", show(instance)),
+                )
+                .at(doc, &pointer)
+            }
+            Kind::Enum { .. } | Kind::OneOfNotValid { .. } | Kind::Constant { .. } => {
+                let options = sub.map(choices).unwrap_or_default();
+                let found = instance.as_str().unwrap_or_default();
+                let mut d = Diagnostic::error(
+                    codes::INVALID_VALUE,
+                    format!("{at} must be one of {}, found {}", options.join(", "), show(instance)),
+                );
+                if let Some(best) = nearest(found, &options) {
+                    d = d.with_help(format!("did you mean `{best}`?"));
+                }
+                d.at(doc, &pointer)
+            }
+            Kind::Pattern { .. } => pattern_error(&pointer, &at, instance).at(doc, &pointer),
+            _ => Diagnostic::error(codes::INVALID_VALUE, format!("{at}: {error}")).at(doc, &pointer),
+        };
+        out.diagnostics.push(d);
+    }
+    out
+}
+
+fn pattern_error(pointer: &str, at: &str, instance: &Value) -> Diagnostic {
+    let shown = show(instance);
+    let field = pointer.rsplit('/').next().unwrap_or_default();
+    match field {
+        "timeout" => Diagnostic::error(codes::BAD_DURATION, format!("bad duration {shown} in {at}"))
+            .with_help("write a whole number followed by ms, s, m or h, such as 250ms or 5s"),
+        "path" => Diagnostic::error(codes::BAD_PATH, format!("path template {shown} must start with `/`")),
+        "name" => Diagnostic::error(codes::INVALID_VALUE, format!("name {shown} is not valid"))
+            .with_help("use letters, digits, `.`, `_` and `-`, starting with a letter or digit"),
+        _ => Diagnostic::error(codes::INVALID_VALUE, format!("{at} has an invalid value {shown}")),
+    }
+}
+
+/// A readable name for the node at `pointer`: `routes[2].match.path`.
+pub(crate) fn describe(pointer: &str) -> String {
+    if pointer.is_empty() {
+        return "the document".into();
+    }
+    let mut out = String::new();
+    for token in pointer.split('/').skip(1) {
+        let token = token.replace("~1", "/").replace("~0", "~");
+        if token.bytes().all(|b| b.is_ascii_digit()) && !token.is_empty() {
+            out.push_str(&format!("[{token}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(&token);
+        }
+    }
+    format!("`{out}`")
+}
+
+fn show(value: &Value) -> String {
+    match value {
+        Value::Null => "nothing (null)".into(),
+        Value::String(s) => format!("`{s}`"),
+        Value::Array(_) => "a list".into(),
+        Value::Object(_) => "a mapping".into(),
+        other => format!("`{other}`"),
+    }
+}
+
+/// The schema that applies at an instance pointer, following `$ref`,
+/// `properties`, `items` and `additionalProperties`.
+fn schema_at<'s>(root: &'s Value, pointer: &str) -> Option<&'s Value> {
+    let mut node = resolve(root, root)?;
+    for token in pointer.split('/').skip(1) {
+        let token = token.replace("~1", "/").replace("~0", "~");
+        let next = node
+            .get("properties")
+            .and_then(|p| p.get(&token))
+            .or_else(|| node.get("items"))
+            .or_else(|| node.get("additionalProperties").filter(|v| v.is_object()))
+            .or_else(|| optional_inner(node).and_then(|n| n.get("properties")?.get(&token)))?;
+        node = resolve(root, next)?;
+    }
+    Some(node)
+}
+
+/// Follow `$ref` and unwrap `anyOf: [X, null]`, which schemars emits for options.
+fn resolve<'s>(root: &'s Value, mut node: &'s Value) -> Option<&'s Value> {
+    for _ in 0..16 {
+        if let Some(r) = node.get("$ref").and_then(Value::as_str) {
+            node = root.pointer(r.strip_prefix('#')?)?;
+        } else if let Some(inner) = optional_inner(node) {
+            node = inner;
+        } else {
+            return Some(node);
+        }
+    }
+    None
+}
+
+fn optional_inner(node: &Value) -> Option<&Value> {
+    let branches = node.get("anyOf")?.as_array()?;
+    let mut non_null = branches.iter().filter(|b| b.get("type") != Some(&Value::from("null")));
+    let first = non_null.next()?;
+    non_null.next().is_none().then_some(first)
+}
+
+fn property_names(schema: &Value) -> Vec<String> {
+    schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+fn choices(schema: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut collect = |s: &Value| {
+        if let Some(c) = s.get("const").and_then(Value::as_str) {
+            out.push(c.to_owned());
+        }
+        for e in s.get("enum").and_then(Value::as_array).into_iter().flatten() {
+            if let Some(e) = e.as_str() {
+                out.push(e.to_owned());
+            }
+        }
+    };
+    collect(schema);
+    for key in ["oneOf", "anyOf"] {
+        for branch in schema.get(key).and_then(Value::as_array).into_iter().flatten() {
+            collect(branch);
+        }
+    }
+    out
+}
+
+fn expected_type(schema: &Value) -> String {
+    let name = |t: &str| match t {
+        "object" => "a mapping",
+        "array" => "a list",
+        "string" => "a string",
+        "integer" => "a whole number",
+        "number" => "a number",
+        "boolean" => "true or false",
+        "null" => "null",
+        _ => "another type",
+    };
+    match schema.get("type") {
+        Some(Value::String(t)) => name(t).into(),
+        Some(Value::Array(ts)) => {
+            ts.iter().filter_map(Value::as_str).filter(|t| *t != "null").map(name).collect::<Vec<_>>().join(" or ")
+        }
+        _ => "another type".into(),
+    }
+}
+
+/// The candidate closest to `word` by edit distance, if it is close enough to
+/// be a likely typo (or differs only in `_` and `-`).
+pub(crate) fn nearest<'c>(word: &str, candidates: &'c [String]) -> Option<&'c str> {
+    let squash = |s: &str| s.to_ascii_lowercase().replace(['_', '-'], "");
+    candidates
+        .iter()
+        .map(|c| {
+            let d = if squash(c) == squash(word) { 0 } else { edit_distance(word, c) };
+            (d, c)
+        })
+        .filter(|(d, c)| *d <= 2.max(c.len() / 4))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c.as_str())
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_finds_typos_and_separator_changes() {
+        let keys: Vec<String> = ["rate_limit", "timeout", "to"].map(String::from).to_vec();
+        assert_eq!(nearest("ratelimit", &keys), Some("rate_limit"));
+        assert_eq!(nearest("timout", &keys), Some("timeout"));
+        assert_eq!(nearest("completely-else", &keys), None);
+    }
+
+    #[test]
+    fn describes_pointers_readably() {
+        assert_eq!(describe("/routes/2/match/path"), "`routes[2].match.path`");
+        assert_eq!(describe(""), "the document");
+    }
+}

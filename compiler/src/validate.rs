@@ -1,0 +1,287 @@
+//! Rules a schema cannot express: references between names, duplicates,
+//! addresses, durations, templates, hosts, and routes that tie.
+//!
+//! Every rule runs even when an earlier one failed, so one `check` reports
+//! everything. Each finding is built from pointers into the document.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use crate::diagnostic::{codes, Diagnostic};
+use crate::document::Document;
+use crate::method::{Method, MethodSet};
+use crate::router::{HostPattern, RouteKey, RouterBuilder};
+use crate::schema::nearest;
+use crate::spec::{parse_duration, Balance, Spec};
+use crate::template::Template;
+
+pub(crate) fn validate(doc: &Document, spec: &Spec) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let listeners = check_listeners(doc, spec, &mut out);
+    let pools = check_pools(doc, spec, &mut out);
+    check_routes(doc, spec, &listeners, &pools, &mut out);
+    out
+}
+
+/// Report names used twice, and return the index of each first use.
+fn unique_names<'s>(
+    doc: &Document,
+    kind: &str,
+    base: &str,
+    names: impl Iterator<Item = &'s str>,
+    out: &mut Vec<Diagnostic>,
+) -> HashMap<&'s str, usize> {
+    let mut first: HashMap<&str, usize> = HashMap::new();
+    for (i, name) in names.enumerate() {
+        if let Some(&j) = first.get(name) {
+            out.push(
+                Diagnostic::error(codes::DUPLICATE_NAME, format!("{kind} name `{name}` is used twice"))
+                    .with_help(format!("give each {kind} a unique name"))
+                    .at(doc, &format!("{base}/{i}/name"))
+                    .with_label(doc, &format!("{base}/{j}/name"), "first used here"),
+            );
+        } else {
+            first.insert(name, i);
+        }
+    }
+    first
+}
+
+fn check_listeners<'s>(doc: &Document, spec: &'s Spec, out: &mut Vec<Diagnostic>) -> HashMap<&'s str, usize> {
+    let names = unique_names(doc, "listener", "/listeners", spec.listeners.iter().map(|l| l.name.as_str()), out);
+    if spec.listeners.len() > 64 {
+        out.push(
+            Diagnostic::error(codes::TOO_MANY_LISTENERS, format!("{} listeners; at most 64 are supported", spec.listeners.len()))
+                .at(doc, "/listeners/64"),
+        );
+    }
+    if spec.listeners.is_empty() && !spec.routes.is_empty() {
+        out.push(
+            Diagnostic::warning(codes::NO_LISTENERS, "the spec has routes but no listeners, so it serves nothing")
+                .with_help("add a listener such as `{ name: public, bind: 127.0.0.1:8080 }`")
+                .at_key(doc, "/routes"),
+        );
+    }
+
+    let mut binds: HashMap<SocketAddr, usize> = HashMap::new();
+    for (i, listener) in spec.listeners.iter().enumerate() {
+        let pointer = format!("/listeners/{i}/bind");
+        match listener.bind.parse::<SocketAddr>() {
+            Err(_) => out.push(bad_address(doc, &pointer, &listener.bind, "127.0.0.1:8080")),
+            Ok(addr) if addr.port() == 0 => {}
+            Ok(addr) => {
+                if let Some(&j) = binds.get(&addr) {
+                    out.push(
+                        Diagnostic::error(codes::DUPLICATE_BIND, format!("address {addr} is bound by two listeners"))
+                            .with_help("each listener needs its own address or port")
+                            .at(doc, &pointer)
+                            .with_label(doc, &format!("/listeners/{j}/bind"), "also bound here"),
+                    );
+                } else {
+                    binds.insert(addr, i);
+                }
+            }
+        }
+    }
+    names
+}
+
+fn bad_address(doc: &Document, pointer: &str, text: &str, example: &str) -> Diagnostic {
+    Diagnostic::error(codes::BAD_ADDRESS, format!("`{text}` is not an IP:PORT address"))
+        .with_help(format!("write an IP address and a port, such as {example} or [::1]:{}", example.rsplit(':').next().unwrap_or("80")))
+        .at(doc, pointer)
+}
+
+fn check_pools<'s>(doc: &Document, spec: &'s Spec, out: &mut Vec<Diagnostic>) -> HashMap<&'s str, usize> {
+    let names = unique_names(doc, "pool", "/pools", spec.pools.iter().map(|p| p.name.as_str()), out);
+    for (i, pool) in spec.pools.iter().enumerate() {
+        for (j, endpoint) in pool.endpoints.iter().enumerate() {
+            let pointer = format!("/pools/{i}/endpoints/{j}/address");
+            match endpoint.address.parse::<SocketAddr>() {
+                Ok(addr) if addr.port() == 0 => out.push(
+                    Diagnostic::error(codes::BAD_ADDRESS, format!("endpoint `{}` has port 0", endpoint.address))
+                        .with_help("name the port the upstream listens on")
+                        .at(doc, &pointer),
+                ),
+                Ok(_) => {}
+                Err(_) => out.push(bad_address(doc, &pointer, &endpoint.address, "127.0.0.1:9101")),
+            }
+        }
+
+        let weighted = matches!(pool.balance, Balance::WeightedRoundRobin | Balance::LeastRequest);
+        let all_zero = pool.endpoints.iter().all(|e| e.weight == 0);
+        if weighted && all_zero && !pool.endpoints.is_empty() {
+            out.push(
+                Diagnostic::error(codes::NO_WEIGHT, format!("every endpoint of pool `{}` has weight 0, so it can send nothing", pool.name))
+                    .with_help("give at least one endpoint a positive weight")
+                    .at(doc, &format!("/pools/{i}/endpoints")),
+            );
+        }
+        let uneven = pool.endpoints.iter().any(|e| e.weight != 1);
+        if !weighted && uneven {
+            out.push(
+                Diagnostic::warning(codes::IGNORED_WEIGHTS, format!("pool `{}` sets weights, but `{}` ignores them", pool.name, pool.balance.as_str()))
+                    .with_help("use `balance: weighted_round_robin` or `least_request` to honour weights")
+                    .at(doc, &format!("/pools/{i}/endpoints")),
+            );
+        }
+    }
+    names
+}
+
+fn check_routes(
+    doc: &Document,
+    spec: &Spec,
+    listeners: &HashMap<&str, usize>,
+    pools: &HashMap<&str, usize>,
+    out: &mut Vec<Diagnostic>,
+) {
+    unique_names(doc, "route", "/routes", spec.routes.iter().map(|r| r.name.as_str()), out);
+    let pool_names: Vec<String> = spec.pools.iter().map(|p| p.name.clone()).collect();
+    let listener_names: Vec<String> = spec.listeners.iter().map(|l| l.name.clone()).collect();
+    let mut used_pools = vec![false; spec.pools.len()];
+    let mut router = RouterBuilder::new();
+    let mut keys: Vec<Option<(HostPattern, Template, u64, MethodSet)>> = Vec::new();
+
+    for (i, route) in spec.routes.iter().enumerate() {
+        let base = format!("/routes/{i}");
+        let mut ok = true;
+
+        match pools.get(route.to.as_str()) {
+            Some(&p) => used_pools[p] = true,
+            None => {
+                ok = false;
+                let mut d = Diagnostic::error(codes::UNKNOWN_POOL, format!("route `{}` sends to pool `{}`, which is not defined", route.name, route.to));
+                d = match nearest(&route.to, &pool_names) {
+                    Some(best) => d.with_help(format!("did you mean `{best}`?")),
+                    None if pool_names.is_empty() => d.with_help("define the pool under `pools:`"),
+                    None => d.with_help(format!("defined pools: {}", pool_names.join(", "))),
+                };
+                out.push(d.at(doc, &format!("{base}/to")));
+            }
+        }
+
+        let mut mask = 0u64;
+        match &route.listeners {
+            None => mask = u64::MAX,
+            Some(names) => {
+                for (j, name) in names.iter().enumerate() {
+                    match listeners.get(name.as_str()) {
+                        Some(&l) if l < 64 => mask |= 1 << l,
+                        Some(_) => ok = false,
+                        None => {
+                            ok = false;
+                            let mut d = Diagnostic::error(codes::UNKNOWN_LISTENER, format!("route `{}` names listener `{name}`, which is not defined", route.name));
+                            if let Some(best) = nearest(name, &listener_names) {
+                                d = d.with_help(format!("did you mean `{best}`?"));
+                            }
+                            out.push(d.at(doc, &format!("{base}/listeners/{j}")));
+                        }
+                    }
+                }
+            }
+        }
+
+        if let Some(timeout) = &route.timeout {
+            match parse_duration(timeout) {
+                Some(d) if d.is_zero() => out.push(
+                    Diagnostic::error(codes::BAD_DURATION, format!("timeout `{timeout}` is zero, so every request would time out"))
+                        .with_help("use a positive duration, or remove `timeout` for no limit")
+                        .at(doc, &format!("{base}/timeout")),
+                ),
+                Some(_) => {}
+                None => out.push(
+                    Diagnostic::error(codes::BAD_DURATION, format!("bad duration `{timeout}` in `routes[{i}].timeout`"))
+                        .with_help("write a whole number followed by ms, s, m or h, such as 250ms or 5s")
+                        .at(doc, &format!("{base}/timeout")),
+                ),
+            }
+        }
+
+        let template = match Template::parse(&route.matcher.path) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                out.push(
+                    Diagnostic::error(codes::BAD_PATH, format!("path template `{}`: {e}", route.matcher.path))
+                        .with_help("segments are literals, `{name}`, or a final `{*name}`")
+                        .at(doc, &format!("{base}/match/path")),
+                );
+                None
+            }
+        };
+        let host = match check_host(route.matcher.host.as_deref()) {
+            Ok(h) => Some(h),
+            Err(why) => {
+                out.push(
+                    Diagnostic::error(codes::BAD_HOST, format!("host `{}` {why}", route.matcher.host.as_deref().unwrap_or_default()))
+                        .with_help("write a host name such as api.example.test, or *.example.test for its subdomains")
+                        .at(doc, &format!("{base}/match/host")),
+                );
+                None
+            }
+        };
+        let methods = route.matcher.methods.as_ref().map_or(MethodSet::ANY, |m| MethodSet::of(m.iter().map(|&m| Method::from(m))));
+
+        let key = match (template, host) {
+            (Some(t), Some(h)) if ok || mask != 0 => Some((h, t, mask, methods)),
+            _ => None,
+        };
+        if let Some((host, template, listeners, methods)) = &key {
+            let route_key = RouteKey { host, template, listeners: *listeners, methods: *methods };
+            if let Err(other) = router.insert(i as u32, &route_key) {
+                out.push(ambiguous(doc, spec, i, other as usize, &keys, &key));
+            }
+        }
+        keys.push(key);
+    }
+
+    for (i, used) in used_pools.iter().enumerate() {
+        if !used {
+            out.push(
+                Diagnostic::warning(codes::UNUSED_POOL, format!("pool `{}` is not used by any route", spec.pools[i].name))
+                    .with_help("route traffic to it, or delete it")
+                    .at(doc, &format!("/pools/{i}/name")),
+            );
+        }
+    }
+}
+
+type Key = Option<(HostPattern, Template, u64, MethodSet)>;
+
+fn ambiguous(doc: &Document, spec: &Spec, i: usize, other: usize, keys: &[Key], key: &Key) -> Diagnostic {
+    let (name, other_name) = (&spec.routes[i].name, &spec.routes[other].name);
+    let mut example = String::new();
+    if let (Some((host, template, listeners, methods)), Some((_, _, other_listeners, other_methods))) = (key, &keys[other]) {
+        let method = methods.intersection(*other_methods).first().unwrap_or("GET");
+        let shared = listeners & other_listeners;
+        let listener = spec
+            .listeners
+            .iter()
+            .enumerate()
+            .find(|(l, _)| *l < 64 && shared & (1 << l) != 0)
+            .map(|(_, l)| format!(" on listener `{}`", l.name))
+            .unwrap_or_default();
+        example = format!(", for example {method} http://{}{}{listener}", host.example(), template.example_path());
+    }
+    Diagnostic::error(codes::AMBIGUOUS_ROUTES, format!("routes `{other_name}` and `{name}` match the same requests{example}"))
+        .with_help("make one of them more specific (host, path or methods), or restrict their listeners, or delete one")
+        .at(doc, &format!("/routes/{i}/match"))
+        .with_label(doc, &format!("/routes/{other}/match"), format!("`{other_name}` matches here"))
+}
+
+fn check_host(host: Option<&str>) -> Result<HostPattern, &'static str> {
+    let Some(text) = host else { return Ok(HostPattern::Any) };
+    let name = text.strip_prefix("*.").unwrap_or(text);
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.is_empty() {
+        return Err("is empty");
+    }
+    if name.contains(':') {
+        return Err("must not include a port; the port of the Host header is ignored");
+    }
+    let label_ok = |l: &str| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if !name.split('.').all(label_ok) {
+        return Err("is not a valid host name (a `*` is allowed only as the whole first label)");
+    }
+    Ok(HostPattern::parse(Some(text)))
+}
