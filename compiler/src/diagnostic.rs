@@ -165,7 +165,12 @@ impl Diagnostic {
     }
 
     /// Add a secondary label at the value of `pointer`.
-    pub fn with_label(mut self, doc: &Document, pointer: &str, text: impl Into<String>) -> Diagnostic {
+    pub fn with_label(
+        mut self,
+        doc: &Document,
+        pointer: &str,
+        text: impl Into<String>,
+    ) -> Diagnostic {
         if let Some(location) = doc.value_location(pointer) {
             self.labels.push(Label { pointer: pointer.to_owned(), location, text: text.into() });
         }
@@ -173,7 +178,12 @@ impl Diagnostic {
     }
 
     /// Add a secondary label at a known location.
-    pub fn with_label_at(mut self, pointer: &str, location: Location, text: impl Into<String>) -> Diagnostic {
+    pub fn with_label_at(
+        mut self,
+        pointer: &str,
+        location: Location,
+        text: impl Into<String>,
+    ) -> Diagnostic {
         self.labels.push(Label { pointer: pointer.to_owned(), location, text: text.into() });
         self
     }
@@ -248,10 +258,12 @@ impl miette::Diagnostic for Diagnostic {
         let primary = self.location.map(|l| {
             miette::LabeledSpan::new_primary_with_span(Some("here".to_owned()), (l.offset, l.len))
         });
-        let secondary = self
-            .labels
-            .iter()
-            .map(|l| miette::LabeledSpan::new_with_span(Some(l.text.clone()), (l.location.offset, l.location.len)));
+        let secondary = self.labels.iter().map(|l| {
+            miette::LabeledSpan::new_with_span(
+                Some(l.text.clone()),
+                (l.location.offset, l.location.len),
+            )
+        });
         Some(Box::new(primary.into_iter().chain(secondary)))
     }
 }

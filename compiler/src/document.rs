@@ -125,7 +125,8 @@ pub fn parse<T: DeserializeOwned + JsonSchema>(source: SourceFile) -> Parsed<T> 
             Err(e) => {
                 let pointer = to_pointer(e.path());
                 let message = format!("invalid value: {}", e.inner());
-                diagnostics.push(Diagnostic::error(codes::INVALID_VALUE, message).at(&document, &pointer));
+                diagnostics
+                    .push(Diagnostic::error(codes::INVALID_VALUE, message).at(&document, &pointer));
             }
         }
     }

@@ -24,7 +24,10 @@ pub(crate) fn lower(spec: &Spec) -> Plan {
             endpoints: p
                 .endpoints
                 .iter()
-                .map(|e| EndpointPlan { address: e.address.parse().expect(VALID), weight: e.weight })
+                .map(|e| EndpointPlan {
+                    address: e.address.parse().expect(VALID),
+                    weight: e.weight,
+                })
                 .collect(),
         })
         .collect();

@@ -101,10 +101,7 @@ impl MethodSet {
             ("TRACE", Method::Trace),
             ("CONNECT", Method::Connect),
         ];
-        NAMES
-            .into_iter()
-            .filter(move |(_, m)| self.contains(*m))
-            .map(|(n, _)| n)
+        NAMES.into_iter().filter(move |(_, m)| self.contains(*m)).map(|(n, _)| n)
     }
 
     /// Methods in both sets.

@@ -197,3 +197,53 @@ fn hex(bytes: &[u8]) -> String {
         s
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{check, SourceFile};
+
+    fn plan() -> Plan {
+        let spec = "version: 1\nlisteners: [{ name: a, bind: 127.0.0.1:0 }]\n\
+                    pools: [{ name: p, endpoints: [{ address: 127.0.0.1:9 }] }]\n\
+                    routes: [{ name: r, match: { path: \"/x/{id}\" }, to: p }]\n";
+        check(SourceFile::new("t.yaml", spec)).plan.unwrap()
+    }
+
+    #[test]
+    fn round_trips_through_the_file_format() {
+        let p = plan();
+        let back = Plan::from_bytes(&p.to_bytes()).unwrap();
+        let mut caps = Captures::new();
+        let r = back.lookup_parts(0, "h", b"GET", "/x/7", &mut caps).unwrap();
+        assert_eq!(back.params(r, "/x/7", &caps).collect::<Vec<_>>(), [("id", "7")]);
+    }
+
+    #[test]
+    fn refuses_foreign_corrupt_and_newer_files() {
+        assert!(matches!(Plan::from_bytes(b"version: 1\n"), Err(PlanError::NotAPlan)));
+        assert!(matches!(Plan::from_bytes(b""), Err(PlanError::NotAPlan)));
+        let mut bytes = plan().to_bytes();
+        let last = bytes.len() - 1;
+        bytes[last] = b' ';
+        assert!(matches!(Plan::from_bytes(&bytes), Err(PlanError::Checksum)));
+        let newer = String::from_utf8(plan().to_bytes()).unwrap().replacen("plan 1 ", "plan 2 ", 1);
+        assert!(matches!(Plan::from_bytes(newer.as_bytes()), Err(PlanError::Format { .. })));
+    }
+
+    #[test]
+    fn refuses_well_checksummed_plans_with_bad_indices() {
+        let mut p = plan();
+        p.routes[0].pool = 5;
+        assert!(matches!(Plan::from_bytes(&p.to_bytes()), Err(PlanError::Corrupt(_))));
+
+        let mut p = plan();
+        p.pools[0].endpoints.clear();
+        assert!(matches!(Plan::from_bytes(&p.to_bytes()), Err(PlanError::Corrupt(_))));
+
+        let mut p = plan();
+        p.routes.clear();
+        let err = Plan::from_bytes(&p.to_bytes()).unwrap_err();
+        assert!(err.to_string().contains("malformed route entry"), "{err}");
+    }
+}

@@ -68,8 +68,11 @@ pub(crate) fn validate(schema: &Value, doc: &Document) -> SchemaFindings {
             }
             Kind::Required { property } => {
                 let name = property.as_str().unwrap_or_default();
-                Diagnostic::error(codes::MISSING_KEY, format!("{at} is missing required key `{name}`"))
-                    .at_key(doc, &pointer)
+                Diagnostic::error(
+                    codes::MISSING_KEY,
+                    format!("{at} is missing required key `{name}`"),
+                )
+                .at_key(doc, &pointer)
             }
             Kind::Type { .. } => {
                 let expected = sub.map(expected_type).unwrap_or_else(|| "another type".into());
@@ -92,7 +95,9 @@ pub(crate) fn validate(schema: &Value, doc: &Document) -> SchemaFindings {
                 d.at(doc, &pointer)
             }
             Kind::Pattern { .. } => pattern_error(&pointer, &at, instance).at(doc, &pointer),
-            _ => Diagnostic::error(codes::INVALID_VALUE, format!("{at}: {error}")).at(doc, &pointer),
+            _ => {
+                Diagnostic::error(codes::INVALID_VALUE, format!("{at}: {error}")).at(doc, &pointer)
+            }
         };
         out.diagnostics.push(d);
     }
@@ -103,9 +108,13 @@ fn pattern_error(pointer: &str, at: &str, instance: &Value) -> Diagnostic {
     let shown = show(instance);
     let field = pointer.rsplit('/').next().unwrap_or_default();
     match field {
-        "timeout" => Diagnostic::error(codes::BAD_DURATION, format!("bad duration {shown} in {at}"))
-            .with_help("write a whole number followed by ms, s, m or h, such as 250ms or 5s"),
-        "path" => Diagnostic::error(codes::BAD_PATH, format!("path template {shown} must start with `/`")),
+        "timeout" => {
+            Diagnostic::error(codes::BAD_DURATION, format!("bad duration {shown} in {at}"))
+                .with_help("write a whole number followed by ms, s, m or h, such as 250ms or 5s")
+        }
+        "path" => {
+            Diagnostic::error(codes::BAD_PATH, format!("path template {shown} must start with `/`"))
+        }
         "name" => Diagnostic::error(codes::INVALID_VALUE, format!("name {shown} is not valid"))
             .with_help("use letters, digits, `.`, `_` and `-`, starting with a letter or digit"),
         _ => Diagnostic::error(codes::INVALID_VALUE, format!("{at} has an invalid value {shown}")),
@@ -222,9 +231,13 @@ fn expected_type(schema: &Value) -> String {
     };
     match schema.get("type") {
         Some(Value::String(t)) => name(t).into(),
-        Some(Value::Array(ts)) => {
-            ts.iter().filter_map(Value::as_str).filter(|t| *t != "null").map(name).collect::<Vec<_>>().join(" or ")
-        }
+        Some(Value::Array(ts)) => ts
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|t| *t != "null")
+            .map(name)
+            .collect::<Vec<_>>()
+            .join(" or "),
         _ => "another type".into(),
     }
 }

@@ -72,12 +72,8 @@ pub enum Balance {
 
 impl Balance {
     /// Every algorithm, in the order the documentation lists them.
-    pub const ALL: [Balance; 4] = [
-        Balance::RoundRobin,
-        Balance::WeightedRoundRobin,
-        Balance::Random,
-        Balance::LeastRequest,
-    ];
+    pub const ALL: [Balance; 4] =
+        [Balance::RoundRobin, Balance::WeightedRoundRobin, Balance::Random, Balance::LeastRequest];
 
     /// The name used in specs and scenarios.
     pub fn as_str(self) -> &'static str {

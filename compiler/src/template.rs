@@ -28,7 +28,9 @@ pub struct Template {
 pub enum TemplateError {
     #[error("path template must start with `/`")]
     NoLeadingSlash,
-    #[error("segment `{0}` mixes a parameter with other text; a parameter must be a whole segment")]
+    #[error(
+        "segment `{0}` mixes a parameter with other text; a parameter must be a whole segment"
+    )]
     PartialParam(String),
     #[error("parameter name `{0}` is not valid; use letters, digits and `_`")]
     BadParamName(String),
@@ -46,7 +48,9 @@ impl Template {
         let Some(rest) = text.strip_prefix('/') else {
             return Err(TemplateError::NoLeadingSlash);
         };
-        if let Some(c) = text.chars().find(|c| matches!(c, '?' | '#') || c.is_control() || c.is_whitespace()) {
+        if let Some(c) =
+            text.chars().find(|c| matches!(c, '?' | '#') || c.is_control() || c.is_whitespace())
+        {
             return Err(TemplateError::BadChar(c));
         }
 
@@ -134,11 +138,7 @@ fn parse_segment(seg: &str) -> Result<Segment, TemplateError> {
     if !valid {
         return Err(TemplateError::BadParamName(name.to_owned()));
     }
-    Ok(if catch_all {
-        Segment::CatchAll(name.to_owned())
-    } else {
-        Segment::Param(name.to_owned())
-    })
+    Ok(if catch_all { Segment::CatchAll(name.to_owned()) } else { Segment::Param(name.to_owned()) })
 }
 
 #[cfg(test)]

@@ -35,10 +35,13 @@ fn unique_names<'s>(
     for (i, name) in names.enumerate() {
         if let Some(&j) = first.get(name) {
             out.push(
-                Diagnostic::error(codes::DUPLICATE_NAME, format!("{kind} name `{name}` is used twice"))
-                    .with_help(format!("give each {kind} a unique name"))
-                    .at(doc, &format!("{base}/{i}/name"))
-                    .with_label(doc, &format!("{base}/{j}/name"), "first used here"),
+                Diagnostic::error(
+                    codes::DUPLICATE_NAME,
+                    format!("{kind} name `{name}` is used twice"),
+                )
+                .with_help(format!("give each {kind} a unique name"))
+                .at(doc, &format!("{base}/{i}/name"))
+                .with_label(doc, &format!("{base}/{j}/name"), "first used here"),
             );
         } else {
             first.insert(name, i);
@@ -47,19 +50,35 @@ fn unique_names<'s>(
     first
 }
 
-fn check_listeners<'s>(doc: &Document, spec: &'s Spec, out: &mut Vec<Diagnostic>) -> HashMap<&'s str, usize> {
-    let names = unique_names(doc, "listener", "/listeners", spec.listeners.iter().map(|l| l.name.as_str()), out);
+fn check_listeners<'s>(
+    doc: &Document,
+    spec: &'s Spec,
+    out: &mut Vec<Diagnostic>,
+) -> HashMap<&'s str, usize> {
+    let names = unique_names(
+        doc,
+        "listener",
+        "/listeners",
+        spec.listeners.iter().map(|l| l.name.as_str()),
+        out,
+    );
     if spec.listeners.len() > 64 {
         out.push(
-            Diagnostic::error(codes::TOO_MANY_LISTENERS, format!("{} listeners; at most 64 are supported", spec.listeners.len()))
-                .at(doc, "/listeners/64"),
+            Diagnostic::error(
+                codes::TOO_MANY_LISTENERS,
+                format!("{} listeners; at most 64 are supported", spec.listeners.len()),
+            )
+            .at(doc, "/listeners/64"),
         );
     }
     if spec.listeners.is_empty() && !spec.routes.is_empty() {
         out.push(
-            Diagnostic::warning(codes::NO_LISTENERS, "the spec has routes but no listeners, so it serves nothing")
-                .with_help("add a listener such as `{ name: public, bind: 127.0.0.1:8080 }`")
-                .at_key(doc, "/routes"),
+            Diagnostic::warning(
+                codes::NO_LISTENERS,
+                "the spec has routes but no listeners, so it serves nothing",
+            )
+            .with_help("add a listener such as `{ name: public, bind: 127.0.0.1:8080 }`")
+            .at_key(doc, "/routes"),
         );
     }
 
@@ -72,10 +91,17 @@ fn check_listeners<'s>(doc: &Document, spec: &'s Spec, out: &mut Vec<Diagnostic>
             Ok(addr) => {
                 if let Some(&j) = binds.get(&addr) {
                     out.push(
-                        Diagnostic::error(codes::DUPLICATE_BIND, format!("address {addr} is bound by two listeners"))
-                            .with_help("each listener needs its own address or port")
-                            .at(doc, &pointer)
-                            .with_label(doc, &format!("/listeners/{j}/bind"), "also bound here"),
+                        Diagnostic::error(
+                            codes::DUPLICATE_BIND,
+                            format!("address {addr} is bound by two listeners"),
+                        )
+                        .with_help("each listener needs its own address or port")
+                        .at(doc, &pointer)
+                        .with_label(
+                            doc,
+                            &format!("/listeners/{j}/bind"),
+                            "also bound here",
+                        ),
                     );
                 } else {
                     binds.insert(addr, i);
@@ -88,20 +114,31 @@ fn check_listeners<'s>(doc: &Document, spec: &'s Spec, out: &mut Vec<Diagnostic>
 
 fn bad_address(doc: &Document, pointer: &str, text: &str, example: &str) -> Diagnostic {
     Diagnostic::error(codes::BAD_ADDRESS, format!("`{text}` is not an IP:PORT address"))
-        .with_help(format!("write an IP address and a port, such as {example} or [::1]:{}", example.rsplit(':').next().unwrap_or("80")))
+        .with_help(format!(
+            "write an IP address and a port, such as {example} or [::1]:{}",
+            example.rsplit(':').next().unwrap_or("80")
+        ))
         .at(doc, pointer)
 }
 
-fn check_pools<'s>(doc: &Document, spec: &'s Spec, out: &mut Vec<Diagnostic>) -> HashMap<&'s str, usize> {
-    let names = unique_names(doc, "pool", "/pools", spec.pools.iter().map(|p| p.name.as_str()), out);
+fn check_pools<'s>(
+    doc: &Document,
+    spec: &'s Spec,
+    out: &mut Vec<Diagnostic>,
+) -> HashMap<&'s str, usize> {
+    let names =
+        unique_names(doc, "pool", "/pools", spec.pools.iter().map(|p| p.name.as_str()), out);
     for (i, pool) in spec.pools.iter().enumerate() {
         for (j, endpoint) in pool.endpoints.iter().enumerate() {
             let pointer = format!("/pools/{i}/endpoints/{j}/address");
             match endpoint.address.parse::<SocketAddr>() {
                 Ok(addr) if addr.port() == 0 => out.push(
-                    Diagnostic::error(codes::BAD_ADDRESS, format!("endpoint `{}` has port 0", endpoint.address))
-                        .with_help("name the port the upstream listens on")
-                        .at(doc, &pointer),
+                    Diagnostic::error(
+                        codes::BAD_ADDRESS,
+                        format!("endpoint `{}` has port 0", endpoint.address),
+                    )
+                    .with_help("name the port the upstream listens on")
+                    .at(doc, &pointer),
                 ),
                 Ok(_) => {}
                 Err(_) => out.push(bad_address(doc, &pointer, &endpoint.address, "127.0.0.1:9101")),
@@ -112,17 +149,32 @@ fn check_pools<'s>(doc: &Document, spec: &'s Spec, out: &mut Vec<Diagnostic>) ->
         let all_zero = pool.endpoints.iter().all(|e| e.weight == 0);
         if weighted && all_zero && !pool.endpoints.is_empty() {
             out.push(
-                Diagnostic::error(codes::NO_WEIGHT, format!("every endpoint of pool `{}` has weight 0, so it can send nothing", pool.name))
-                    .with_help("give at least one endpoint a positive weight")
-                    .at(doc, &format!("/pools/{i}/endpoints")),
+                Diagnostic::error(
+                    codes::NO_WEIGHT,
+                    format!(
+                        "every endpoint of pool `{}` has weight 0, so it can send nothing",
+                        pool.name
+                    ),
+                )
+                .with_help("give at least one endpoint a positive weight")
+                .at(doc, &format!("/pools/{i}/endpoints")),
             );
         }
         let uneven = pool.endpoints.iter().any(|e| e.weight != 1);
         if !weighted && uneven {
             out.push(
-                Diagnostic::warning(codes::IGNORED_WEIGHTS, format!("pool `{}` sets weights, but `{}` ignores them", pool.name, pool.balance.as_str()))
-                    .with_help("use `balance: weighted_round_robin` or `least_request` to honour weights")
-                    .at(doc, &format!("/pools/{i}/endpoints")),
+                Diagnostic::warning(
+                    codes::IGNORED_WEIGHTS,
+                    format!(
+                        "pool `{}` sets weights, but `{}` ignores them",
+                        pool.name,
+                        pool.balance.as_str()
+                    ),
+                )
+                .with_help(
+                    "use `balance: weighted_round_robin` or `least_request` to honour weights",
+                )
+                .at(doc, &format!("/pools/{i}/endpoints")),
             );
         }
     }
@@ -151,7 +203,13 @@ fn check_routes(
             Some(&p) => used_pools[p] = true,
             None => {
                 ok = false;
-                let mut d = Diagnostic::error(codes::UNKNOWN_POOL, format!("route `{}` sends to pool `{}`, which is not defined", route.name, route.to));
+                let mut d = Diagnostic::error(
+                    codes::UNKNOWN_POOL,
+                    format!(
+                        "route `{}` sends to pool `{}`, which is not defined",
+                        route.name, route.to
+                    ),
+                );
                 d = match nearest(&route.to, &pool_names) {
                     Some(best) => d.with_help(format!("did you mean `{best}`?")),
                     None if pool_names.is_empty() => d.with_help("define the pool under `pools:`"),
@@ -171,7 +229,13 @@ fn check_routes(
                         Some(_) => ok = false,
                         None => {
                             ok = false;
-                            let mut d = Diagnostic::error(codes::UNKNOWN_LISTENER, format!("route `{}` names listener `{name}`, which is not defined", route.name));
+                            let mut d = Diagnostic::error(
+                                codes::UNKNOWN_LISTENER,
+                                format!(
+                                    "route `{}` names listener `{name}`, which is not defined",
+                                    route.name
+                                ),
+                            );
                             if let Some(best) = nearest(name, &listener_names) {
                                 d = d.with_help(format!("did you mean `{best}`?"));
                             }
@@ -185,15 +249,23 @@ fn check_routes(
         if let Some(timeout) = &route.timeout {
             match parse_duration(timeout) {
                 Some(d) if d.is_zero() => out.push(
-                    Diagnostic::error(codes::BAD_DURATION, format!("timeout `{timeout}` is zero, so every request would time out"))
-                        .with_help("use a positive duration, or remove `timeout` for no limit")
-                        .at(doc, &format!("{base}/timeout")),
+                    Diagnostic::error(
+                        codes::BAD_DURATION,
+                        format!("timeout `{timeout}` is zero, so every request would time out"),
+                    )
+                    .with_help("use a positive duration, or remove `timeout` for no limit")
+                    .at(doc, &format!("{base}/timeout")),
                 ),
                 Some(_) => {}
                 None => out.push(
-                    Diagnostic::error(codes::BAD_DURATION, format!("bad duration `{timeout}` in `routes[{i}].timeout`"))
-                        .with_help("write a whole number followed by ms, s, m or h, such as 250ms or 5s")
-                        .at(doc, &format!("{base}/timeout")),
+                    Diagnostic::error(
+                        codes::BAD_DURATION,
+                        format!("bad duration `{timeout}` in `routes[{i}].timeout`"),
+                    )
+                    .with_help(
+                        "write a whole number followed by ms, s, m or h, such as 250ms or 5s",
+                    )
+                    .at(doc, &format!("{base}/timeout")),
                 ),
             }
         }
@@ -202,9 +274,12 @@ fn check_routes(
             Ok(t) => Some(t),
             Err(e) => {
                 out.push(
-                    Diagnostic::error(codes::BAD_PATH, format!("path template `{}`: {e}", route.matcher.path))
-                        .with_help("segments are literals, `{name}`, or a final `{*name}`")
-                        .at(doc, &format!("{base}/match/path")),
+                    Diagnostic::error(
+                        codes::BAD_PATH,
+                        format!("path template `{}`: {e}", route.matcher.path),
+                    )
+                    .with_help("segments are literals, `{name}`, or a final `{*name}`")
+                    .at(doc, &format!("{base}/match/path")),
                 );
                 None
             }
@@ -220,7 +295,11 @@ fn check_routes(
                 None
             }
         };
-        let methods = route.matcher.methods.as_ref().map_or(MethodSet::ANY, |m| MethodSet::of(m.iter().map(|&m| Method::from(m))));
+        let methods = route
+            .matcher
+            .methods
+            .as_ref()
+            .map_or(MethodSet::ANY, |m| MethodSet::of(m.iter().map(|&m| Method::from(m))));
 
         let key = match (template, host) {
             (Some(t), Some(h)) if ok || mask != 0 => Some((h, t, mask, methods)),
@@ -238,9 +317,12 @@ fn check_routes(
     for (i, used) in used_pools.iter().enumerate() {
         if !used {
             out.push(
-                Diagnostic::warning(codes::UNUSED_POOL, format!("pool `{}` is not used by any route", spec.pools[i].name))
-                    .with_help("route traffic to it, or delete it")
-                    .at(doc, &format!("/pools/{i}/name")),
+                Diagnostic::warning(
+                    codes::UNUSED_POOL,
+                    format!("pool `{}` is not used by any route", spec.pools[i].name),
+                )
+                .with_help("route traffic to it, or delete it")
+                .at(doc, &format!("/pools/{i}/name")),
             );
         }
     }
@@ -248,10 +330,21 @@ fn check_routes(
 
 type Key = Option<(HostPattern, Template, u64, MethodSet)>;
 
-fn ambiguous(doc: &Document, spec: &Spec, i: usize, other: usize, keys: &[Key], key: &Key) -> Diagnostic {
+fn ambiguous(
+    doc: &Document,
+    spec: &Spec,
+    i: usize,
+    other: usize,
+    keys: &[Key],
+    key: &Key,
+) -> Diagnostic {
     let (name, other_name) = (&spec.routes[i].name, &spec.routes[other].name);
     let mut example = String::new();
-    if let (Some((host, template, listeners, methods)), Some((_, _, other_listeners, other_methods))) = (key, &keys[other]) {
+    if let (
+        Some((host, template, listeners, methods)),
+        Some((_, _, other_listeners, other_methods)),
+    ) = (key, &keys[other])
+    {
         let method = methods.intersection(*other_methods).first().unwrap_or("GET");
         let shared = listeners & other_listeners;
         let listener = spec
@@ -261,7 +354,11 @@ fn ambiguous(doc: &Document, spec: &Spec, i: usize, other: usize, keys: &[Key], 
             .find(|(l, _)| *l < 64 && shared & (1 << l) != 0)
             .map(|(_, l)| format!(" on listener `{}`", l.name))
             .unwrap_or_default();
-        example = format!(", for example {method} http://{}{}{listener}", host.example(), template.example_path());
+        example = format!(
+            ", for example {method} http://{}{}{listener}",
+            host.example(),
+            template.example_path()
+        );
     }
     Diagnostic::error(codes::AMBIGUOUS_ROUTES, format!("routes `{other_name}` and `{name}` match the same requests{example}"))
         .with_help("make one of them more specific (host, path or methods), or restrict their listeners, or delete one")
@@ -279,7 +376,9 @@ fn check_host(host: Option<&str>) -> Result<HostPattern, &'static str> {
     if name.contains(':') {
         return Err("must not include a port; the port of the Host header is ignored");
     }
-    let label_ok = |l: &str| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    let label_ok = |l: &str| {
+        !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
     if !name.split('.').all(label_ok) {
         return Err("is not a valid host name (a `*` is allowed only as the whole first label)");
     }

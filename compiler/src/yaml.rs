@@ -53,6 +53,9 @@ enum Frame {
     },
 }
 
+/// One event's outcome; a boxed finding stops the load.
+type Step = Result<(), Box<Diagnostic>>;
+
 struct Builder<'s> {
     source: &'s Arc<SourceFile>,
     stack: Vec<Frame>,
@@ -83,43 +86,45 @@ pub(crate) fn load(source: &Arc<SourceFile>) -> (Option<Loaded>, Vec<Diagnostic>
             Ok(pair) => pair,
             Err(e) => {
                 let at = location(text, e.marker(), e.marker());
-                let d = Diagnostic::error(codes::YAML_SYNTAX, format!("invalid YAML: {}", e.info()))
-                    .in_source(source, "", Some(at));
+                let d =
+                    Diagnostic::error(codes::YAML_SYNTAX, format!("invalid YAML: {}", e.info()))
+                        .in_source(source, "", Some(at));
                 b.diagnostics.push(d);
                 return (None, b.diagnostics);
             }
         };
         let at = location(text, &span.start, &span.end);
-        let result = match event {
-            Event::DocumentStart(..) => {
-                documents += 1;
-                if documents > 1 {
-                    Err(Diagnostic::error(
+        let result =
+            match event {
+                Event::DocumentStart(..) => {
+                    documents += 1;
+                    if documents > 1 {
+                        Err(Box::new(Diagnostic::error(
                         codes::UNSUPPORTED_YAML,
                         "the file holds more than one YAML document; a spec is one document",
                     )
-                    .with_help("remove the `---` separator, or split the documents into files"))
-                } else {
-                    Ok(())
+                    .with_help("remove the `---` separator, or split the documents into files")))
+                    } else {
+                        Ok(())
+                    }
                 }
-            }
-            Event::Scalar(text, style, anchor, tag) => {
-                b.scalar(&text, style, anchor, tag.as_deref().map(tag_name), at)
-            }
-            Event::SequenceStart(_, anchor, tag) => {
-                b.check_collection_tag(tag.as_deref().map(tag_name), "seq", at);
-                b.open(at, anchor, false)
-            }
-            Event::MappingStart(_, anchor, tag) => {
-                b.check_collection_tag(tag.as_deref().map(tag_name), "map", at);
-                b.open(at, anchor, true)
-            }
-            Event::SequenceEnd | Event::MappingEnd => b.close(&span),
-            Event::Alias(id) => b.alias(id, at),
-            _ => Ok(()),
-        };
+                Event::Scalar(text, style, anchor, tag) => {
+                    b.scalar(&text, style, anchor, tag.as_deref().map(tag_name), at)
+                }
+                Event::SequenceStart(_, anchor, tag) => {
+                    b.check_collection_tag(tag.as_deref().map(tag_name), "seq", at);
+                    b.open(at, anchor, false)
+                }
+                Event::MappingStart(_, anchor, tag) => {
+                    b.check_collection_tag(tag.as_deref().map(tag_name), "map", at);
+                    b.open(at, anchor, true)
+                }
+                Event::SequenceEnd | Event::MappingEnd => b.close(&span),
+                Event::Alias(id) => b.alias(id, at),
+                _ => Ok(()),
+            };
         if let Err(d) = result {
-            b.diagnostics.push(d.in_source(source, "", Some(at)));
+            b.diagnostics.push((*d).in_source(source, "", Some(at)));
             return (None, b.diagnostics);
         }
     }
@@ -144,14 +149,16 @@ impl Builder<'_> {
         anchor: usize,
         tag: Option<String>,
         at: Location,
-    ) -> Result<(), Diagnostic> {
+    ) -> Step {
         if let Some(Frame::Map { key: key @ None, seen, .. }) = self.stack.last_mut() {
             if style == ScalarStyle::Plain && text == "<<" {
-                return Err(Diagnostic::error(
-                    codes::UNSUPPORTED_YAML,
-                    "merge keys (`<<`) are not supported",
-                )
-                .with_help("write the keys out, or use `include:` once it is available"));
+                return Err(Box::new(
+                    Diagnostic::error(
+                        codes::UNSUPPORTED_YAML,
+                        "merge keys (`<<`) are not supported",
+                    )
+                    .with_help("write the keys out, or use `include:` once it is available"),
+                ));
             }
             let repeat = match seen.get(text) {
                 Some(first) => {
@@ -197,27 +204,28 @@ impl Builder<'_> {
 
     fn check_collection_tag(&mut self, tag: Option<String>, plain: &str, at: Location) {
         if let Some(tag) = tag.filter(|t| *t != format!("!!{plain}")) {
-            let d = Diagnostic::error(codes::UNSUPPORTED_YAML, format!("tag `{tag}` is not supported"))
-                .with_help("remove the tag")
-                .in_source(self.source, "", Some(at));
+            let d =
+                Diagnostic::error(codes::UNSUPPORTED_YAML, format!("tag `{tag}` is not supported"))
+                    .with_help("remove the tag")
+                    .in_source(self.source, "", Some(at));
             self.diagnostics.push(d);
         }
     }
 
-    fn open(&mut self, start: Location, anchor: usize, map: bool) -> Result<(), Diagnostic> {
+    fn open(&mut self, start: Location, anchor: usize, map: bool) -> Step {
         if self.stack.len() >= MAX_DEPTH {
-            return Err(Diagnostic::error(
+            return Err(Box::new(Diagnostic::error(
                 codes::UNSUPPORTED_YAML,
                 format!("nesting deeper than {MAX_DEPTH} levels"),
-            ));
+            )));
         }
         let pointer = match self.stack.last() {
             None => String::new(),
             Some(Frame::Map { key: None, .. }) => {
-                return Err(Diagnostic::error(
+                return Err(Box::new(Diagnostic::error(
                     codes::UNSUPPORTED_YAML,
                     "a mapping key must be a plain value, not a list or mapping",
-                ));
+                )));
             }
             Some(Frame::Map { pointer, key: Some((k, ..)), .. }) => child(pointer, k),
             Some(Frame::Seq { pointer, items, .. }) => child(pointer, &items.len().to_string()),
@@ -230,7 +238,7 @@ impl Builder<'_> {
         Ok(())
     }
 
-    fn close(&mut self, span: &YamlSpan) -> Result<(), Diagnostic> {
+    fn close(&mut self, span: &YamlSpan) -> Step {
         let frame = self.stack.pop().expect("the parser balances collection start and end events");
         let (value, start, anchor) = match frame {
             Frame::Map { map, start, anchor, .. } => (Value::Object(map), start, anchor),
@@ -245,21 +253,23 @@ impl Builder<'_> {
         self.attach(value, whole)
     }
 
-    fn alias(&mut self, id: usize, at: Location) -> Result<(), Diagnostic> {
+    fn alias(&mut self, id: usize, at: Location) -> Step {
         let value = self.anchors.get(&id).cloned().unwrap_or(Value::Null);
         self.expanded += count_nodes(&value);
         if self.expanded > MAX_EXPANDED_NODES {
-            return Err(Diagnostic::error(
-                codes::UNSUPPORTED_YAML,
-                format!("aliases expand to more than {MAX_EXPANDED_NODES} nodes"),
-            )
-            .with_help("write the repeated parts out, or reference fewer times"));
+            return Err(Box::new(
+                Diagnostic::error(
+                    codes::UNSUPPORTED_YAML,
+                    format!("aliases expand to more than {MAX_EXPANDED_NODES} nodes"),
+                )
+                .with_help("write the repeated parts out, or reference fewer times"),
+            ));
         }
         self.attach(value, at)
     }
 
     /// Put a finished node into its parent, recording its span.
-    fn attach(&mut self, value: Value, at: Location) -> Result<(), Diagnostic> {
+    fn attach(&mut self, value: Value, at: Location) -> Step {
         match self.stack.last_mut() {
             None => {
                 self.spans.insert(String::new(), NodeSpan { key: None, value: at });
@@ -268,7 +278,8 @@ impl Builder<'_> {
             Some(Frame::Map { map, pointer, key, .. }) => {
                 let (k, key_at, repeat) = key.take().expect("a mapping value follows its key");
                 if !repeat {
-                    self.spans.insert(child(pointer, &k), NodeSpan { key: Some(key_at), value: at });
+                    self.spans
+                        .insert(child(pointer, &k), NodeSpan { key: Some(key_at), value: at });
                     map.insert(k, value);
                 }
             }
@@ -299,7 +310,12 @@ pub(crate) fn child(pointer: &str, token: &str) -> String {
 fn location(text: &str, start: &Marker, end: &Marker) -> Location {
     let offset = start.byte_offset().unwrap_or_else(|| char_to_byte(text, start.index()));
     let end = end.byte_offset().unwrap_or_else(|| char_to_byte(text, end.index()));
-    Location { line: start.line(), column: start.col() + 1, offset, len: end.saturating_sub(offset) }
+    Location {
+        line: start.line(),
+        column: start.col() + 1,
+        offset,
+        len: end.saturating_sub(offset),
+    }
 }
 
 fn char_to_byte(text: &str, chars: usize) -> usize {

@@ -27,25 +27,32 @@ fn build(cases: &[Case]) -> (Router, Vec<Vec<String>>) {
     (b.build(), names)
 }
 
-fn find(router: &Router, listener: usize, host: &str, method: Method, path: &str) -> Option<(u32, Vec<String>)> {
+fn find(
+    router: &Router,
+    listener: usize,
+    host: &str,
+    method: Method,
+    path: &str,
+) -> Option<(u32, Vec<String>)> {
     let mut caps = Captures::new();
     let facts = RequestFacts { listener, host: host_name(host), method, path };
     let r = router.lookup(&facts, &mut caps)?;
-    let values = caps.ranges().iter().map(|&(s, e)| path[s as usize..e as usize].to_owned()).collect();
+    let values =
+        caps.ranges().iter().map(|&(s, e)| path[s as usize..e as usize].to_owned()).collect();
     Some((r, values))
 }
 
 #[test]
 fn precedence_follows_the_documented_rules() {
     let (r, _) = build(&[
-        route(None, "/v1/{id}"),                     // 0
-        route(None, "/v1/search"),                   // 1: literal beats param
-        route(None, "/v1/{*rest}"),                  // 2
-        route(Some("api.test"), "/v1/{id}"),         // 3: exact host beats any host
-        route(Some("*.test"), "/v1/{id}"),           // 4
-        route(Some("*.api.test"), "/v1/{id}"),       // 5: longer wildcard beats shorter
-        route(None, "/files/{*key}"),                // 6
-        route(None, "/files"),                       // 7: an exact end beats an empty catch-all
+        route(None, "/v1/{id}"),               // 0
+        route(None, "/v1/search"),             // 1: literal beats param
+        route(None, "/v1/{*rest}"),            // 2
+        route(Some("api.test"), "/v1/{id}"),   // 3: exact host beats any host
+        route(Some("*.test"), "/v1/{id}"),     // 4
+        route(Some("*.api.test"), "/v1/{id}"), // 5: longer wildcard beats shorter
+        route(None, "/files/{*key}"),          // 6
+        route(None, "/files"),                 // 7: an exact end beats an empty catch-all
     ]);
     let get = |host, path| find(&r, 0, host, Method::Get, path).map(|(id, _)| id);
     assert_eq!(get("", "/v1/search"), Some(1));
@@ -85,7 +92,9 @@ fn params_need_a_non_empty_segment_and_trailing_slashes_are_strict() {
 #[test]
 fn hosts_ignore_case_port_and_trailing_dot() {
     let (r, _) = build(&[route(Some("API.Example.test"), "/"), route(Some("*.hooks.test"), "/")]);
-    for host in ["api.example.test", "API.EXAMPLE.TEST", "api.example.test:8080", "api.example.test."] {
+    for host in
+        ["api.example.test", "API.EXAMPLE.TEST", "api.example.test:8080", "api.example.test."]
+    {
         assert_eq!(find(&r, 0, host, Method::Get, "/").map(|m| m.0), Some(0), "{host}");
     }
     assert_eq!(find(&r, 0, "a.b.HOOKS.test:1", Method::Get, "/").map(|m| m.0), Some(1));
@@ -125,7 +134,11 @@ fn ties_are_refused_with_the_earlier_route() {
     assert_eq!(b.insert(1, &key(&t2, get_post, 1)), Err(0), "parameter names do not matter");
     assert_eq!(b.insert(2, &key(&t2, put, 1)), Ok(()), "disjoint methods do not tie");
     assert_eq!(b.insert(3, &key(&t2, get, 2)), Ok(()), "disjoint listeners do not tie");
-    assert_eq!(b.insert(4, &key(&t2, MethodSet::ANY, 1)), Ok(()), "a method condition outranks none");
+    assert_eq!(
+        b.insert(4, &key(&t2, MethodSet::ANY, 1)),
+        Ok(()),
+        "a method condition outranks none"
+    );
 }
 
 #[test]
@@ -178,7 +191,13 @@ fn gen_route() -> impl Strategy<Value = GenRoute> {
 }
 
 /// Precedence key of `route` for `path`, with its captures, or `None` if it does not match.
-fn reference_match(route: &GenRoute, listener: usize, host: &str, method: Method, path: &str) -> Option<(Vec<u8>, Vec<String>)> {
+fn reference_match(
+    route: &GenRoute,
+    listener: usize,
+    host: &str,
+    method: Method,
+    path: &str,
+) -> Option<(Vec<u8>, Vec<String>)> {
     if route.listeners & (1 << listener) == 0 {
         return None;
     }
@@ -191,7 +210,9 @@ fn reference_match(route: &GenRoute, listener: usize, host: &str, method: Method
     let mut key = match route.host {
         None => vec![1, 0],
         Some(h) => match h.strip_prefix('*') {
-            Some(suffix) if host.len() > suffix.len() && host.ends_with(suffix) => vec![2, suffix.len() as u8],
+            Some(suffix) if host.len() > suffix.len() && host.ends_with(suffix) => {
+                vec![2, suffix.len() as u8]
+            }
             Some(_) => return None,
             None if host == h => vec![3, 0],
             None => return None,
