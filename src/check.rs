@@ -82,7 +82,10 @@ pub fn check(args: CheckArgs) -> ExitCode {
     }
     if let (Some(scenario), Some(spec)) = (&args.scenario, checked.first()) {
         match read_source(scenario) {
-            Some(source) => diagnostics.extend(crate::simulate::check_scenario(source, spec)),
+            Some(source) => {
+                let found = sluice_simulator::check_scenario(source, spec.plan.as_ref());
+                diagnostics.extend(found.diagnostics);
+            }
             None => unreadable = true,
         }
     }
@@ -187,7 +190,10 @@ pub fn compile(args: CompileArgs) -> ExitCode {
 pub fn schema(args: SchemaArgs) -> ExitCode {
     let text = match args.kind {
         SchemaKind::Spec => sluice_compiler::schema::spec_schema_text(),
-        SchemaKind::Scenario => crate::simulate::scenario_schema_text(),
+        SchemaKind::Scenario => {
+            use sluice_compiler::schema::{pretty, schema_value};
+            pretty(&schema_value::<sluice_simulator::Scenario>())
+        }
     };
     print!("{text}");
     ExitCode::SUCCESS

@@ -56,7 +56,10 @@ pub fn explain(args: ExplainArgs) -> ExitCode {
 
     let listener = match &args.listener {
         None if plan.listeners.is_empty() => {
-            eprintln!("error: {} defines no listener, so no request can arrive", args.spec.display());
+            eprintln!(
+                "error: {} defines no listener, so no request can arrive",
+                args.spec.display()
+            );
             return ExitCode::from(1);
         }
         None => 0,

@@ -105,6 +105,9 @@ mod tests {
     fn github_escapes_special_characters() {
         let d = Diagnostic::error(codes::UNKNOWN_POOL, "50% bad\nnext line");
         let line = github(&[d]);
-        assert!(line.starts_with("::error file=,title=S0201 unknown-pool::50%25 bad%0Anext line"), "{line}");
+        assert!(
+            line.starts_with("::error file=,title=S0201 unknown-pool::50%25 bad%0Anext line"),
+            "{line}"
+        );
     }
 }

@@ -168,7 +168,7 @@ fn routes_that_match_the_same_requests_are_ambiguous() {
     );
     let (status, report) = check_json(&text);
     assert_eq!(status, 1);
-    assert_eq!(findings(&report), one("S0203", 18, 12));
+    assert_eq!(findings(&report), one("S0203", 18, 5));
     let message = report["diagnostics"][0]["message"].as_str().unwrap();
     assert!(message.contains("GET http://api.example.test/users/x"), "{message}");
     assert_eq!(report["diagnostics"][0]["labels"][0]["line"], 11);
@@ -201,7 +201,7 @@ fn every_problem_is_reported_in_one_run() {
     let (status, report) = check_json(&text);
     assert_eq!(status, 1);
     let codes: Vec<String> = findings(&report).into_iter().map(|f| f.0).collect();
-    assert_eq!(codes, ["S0205", "S0301", "S0201", "S0206"]);
+    assert_eq!(codes, ["S0301", "S0205", "S0201", "S0206"]);
     assert_eq!(report["error_count"], 3);
     assert_eq!(report["warning_count"], 1);
 }

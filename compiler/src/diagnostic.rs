@@ -177,6 +177,19 @@ impl Diagnostic {
         self
     }
 
+    /// Add a secondary label at the key of `pointer` (its value when it has no key).
+    pub fn with_key_label(
+        mut self,
+        doc: &Document,
+        pointer: &str,
+        text: impl Into<String>,
+    ) -> Diagnostic {
+        if let Some(location) = doc.key_location(pointer) {
+            self.labels.push(Label { pointer: pointer.to_owned(), location, text: text.into() });
+        }
+        self
+    }
+
     /// Add a secondary label at a known location.
     pub fn with_label_at(
         mut self,

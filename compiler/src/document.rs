@@ -100,6 +100,8 @@ pub struct Parsed<T> {
 /// Read `source` as YAML, validate it against `T`'s JSON Schema, and
 /// deserialise it. Unknown keys are reported and then set aside, so the
 /// value can still be deserialised and checked further in the same run.
+/// Callers must treat any error in `diagnostics` as fatal even when `value`
+/// is present.
 pub fn parse<T: DeserializeOwned + JsonSchema>(source: SourceFile) -> Parsed<T> {
     let source = Arc::new(source);
     let (loaded, mut diagnostics) = yaml::load(&source);
@@ -111,25 +113,27 @@ pub fn parse<T: DeserializeOwned + JsonSchema>(source: SourceFile) -> Parsed<T> 
     let schema = crate::schema::schema_value::<T>();
     let SchemaFindings { diagnostics: found, unknown_keys } =
         crate::schema::validate(&schema, &document);
-    let other_schema_errors = found.iter().any(|d| d.code != codes::UNKNOWN_KEY);
+    let schema_errors = !found.is_empty();
     diagnostics.extend(found);
 
-    let mut value = None;
-    if !other_schema_errors {
-        let mut cleaned = document.value.clone();
-        for pointer in unknown_keys.iter().rev() {
-            remove(&mut cleaned, pointer);
-        }
-        match serde_path_to_error::deserialize::<_, T>(cleaned) {
-            Ok(v) => value = Some(v),
-            Err(e) => {
-                let pointer = to_pointer(e.path());
-                let message = format!("invalid value: {}", e.inner());
-                diagnostics
-                    .push(Diagnostic::error(codes::INVALID_VALUE, message).at(&document, &pointer));
-            }
-        }
+    // Deserialise even after schema errors: a bad duration or an out-of-range
+    // number still leaves a value whose other rules can be checked in this
+    // run. Only when the shape itself is wrong is there nothing more to check.
+    let mut cleaned = document.value.clone();
+    for pointer in unknown_keys.iter().rev() {
+        remove(&mut cleaned, pointer);
     }
+    let value = match serde_path_to_error::deserialize::<_, T>(cleaned) {
+        Ok(v) => Some(v),
+        Err(_) if schema_errors => None,
+        Err(e) => {
+            let pointer = to_pointer(e.path());
+            let message = format!("invalid value: {}", e.inner());
+            diagnostics
+                .push(Diagnostic::error(codes::INVALID_VALUE, message).at(&document, &pointer));
+            None
+        }
+    };
     Parsed { document: Some(document), value, diagnostics }
 }
 

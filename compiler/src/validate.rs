@@ -192,6 +192,14 @@ fn check_routes(
     let pool_names: Vec<String> = spec.pools.iter().map(|p| p.name.clone()).collect();
     let listener_names: Vec<String> = spec.listeners.iter().map(|l| l.name.clone()).collect();
     let mut used_pools = vec![false; spec.pools.len()];
+    let mark_used = |used: &mut Vec<bool>, name: &str| {
+        // Every pool of that name, so a duplicate is reported once, as a duplicate.
+        for (p, pool) in spec.pools.iter().enumerate() {
+            if pool.name == name {
+                used[p] = true;
+            }
+        }
+    };
     let mut router = RouterBuilder::new();
     let mut keys: Vec<Option<(HostPattern, Template, u64, MethodSet)>> = Vec::new();
 
@@ -200,7 +208,7 @@ fn check_routes(
         let mut ok = true;
 
         match pools.get(route.to.as_str()) {
-            Some(&p) => used_pools[p] = true,
+            Some(_) => mark_used(&mut used_pools, &route.to),
             None => {
                 ok = false;
                 let mut d = Diagnostic::error(
@@ -362,8 +370,8 @@ fn ambiguous(
     }
     Diagnostic::error(codes::AMBIGUOUS_ROUTES, format!("routes `{other_name}` and `{name}` match the same requests{example}"))
         .with_help("make one of them more specific (host, path or methods), or restrict their listeners, or delete one")
-        .at(doc, &format!("/routes/{i}/match"))
-        .with_label(doc, &format!("/routes/{other}/match"), format!("`{other_name}` matches here"))
+        .at_key(doc, &format!("/routes/{i}/match"))
+        .with_key_label(doc, &format!("/routes/{other}/match"), format!("`{other_name}` matches here"))
 }
 
 fn check_host(host: Option<&str>) -> Result<HostPattern, &'static str> {
