@@ -1,0 +1,161 @@
+//! Why a request could not be proxied, which side is to blame, and the
+//! response the client gets for it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Response, StatusCode};
+use serde::Serialize;
+
+/// The party whose failure ended a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The client sent something the gateway cannot serve, or went away.
+    Client,
+    /// The upstream endpoint could not be reached or misbehaved.
+    Upstream,
+    /// The gateway itself, for example a pool with nothing to send to.
+    Gateway,
+}
+
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Client => "client",
+            Side::Upstream => "upstream",
+            Side::Gateway => "gateway",
+        }
+    }
+}
+
+/// A request the gateway answered itself instead of with an upstream response.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProxyError {
+    #[error("bad request: {reason}")]
+    BadRequest { reason: &'static str },
+    #[error("no route matches {method} {path} on listener {listener}")]
+    NoRoute { method: String, path: String, listener: String },
+    #[error("pool {pool} has no endpoint to send to")]
+    NoEndpoint { pool: String },
+    #[error("upstream {endpoint} unreachable: {source}")]
+    Connect { endpoint: SocketAddr, source: hyper_util::client::legacy::Error },
+    #[error("upstream {endpoint} failed before sending response headers: {source}")]
+    Upstream { endpoint: SocketAddr, source: hyper_util::client::legacy::Error },
+    #[error("client request body failed while sending it to upstream {endpoint}: {source}")]
+    ClientBody { endpoint: SocketAddr, source: hyper_util::client::legacy::Error },
+    #[error("upstream {endpoint} sent no response headers within {timeout:?}")]
+    Timeout { endpoint: SocketAddr, timeout: Duration },
+}
+
+impl ProxyError {
+    /// Classify a failure of the upstream client.
+    pub(crate) fn from_client(
+        endpoint: SocketAddr,
+        source: hyper_util::client::legacy::Error,
+    ) -> Self {
+        if source.is_connect() {
+            return ProxyError::Connect { endpoint, source };
+        }
+        // A failing request body is the client's doing (it stopped sending
+        // or sent a malformed chunk); hyper reports it as a user error.
+        let client_body = std::error::Error::source(&source)
+            .and_then(|e| e.downcast_ref::<hyper::Error>())
+            .is_some_and(|e| e.is_user());
+        if client_body {
+            ProxyError::ClientBody { endpoint, source }
+        } else {
+            ProxyError::Upstream { endpoint, source }
+        }
+    }
+
+    /// Which side failed.
+    pub fn side(&self) -> Side {
+        match self {
+            ProxyError::BadRequest { .. }
+            | ProxyError::NoRoute { .. }
+            | ProxyError::ClientBody { .. } => Side::Client,
+            ProxyError::NoEndpoint { .. } => Side::Gateway,
+            ProxyError::Connect { .. }
+            | ProxyError::Upstream { .. }
+            | ProxyError::Timeout { .. } => Side::Upstream,
+        }
+    }
+
+    /// Whether the upstream may have acted on the request, so that sending
+    /// it again could apply it twice.
+    pub fn retry_safe(&self) -> bool {
+        match self {
+            ProxyError::BadRequest { .. }
+            | ProxyError::NoRoute { .. }
+            | ProxyError::NoEndpoint { .. }
+            | ProxyError::Connect { .. } => true,
+            ProxyError::Upstream { .. }
+            | ProxyError::ClientBody { .. }
+            | ProxyError::Timeout { .. } => false,
+        }
+    }
+
+    /// The status the client receives.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::BadRequest { .. } | ProxyError::ClientBody { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
+            ProxyError::NoEndpoint { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Connect { .. } | ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// A stable machine-readable code for the JSON body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ProxyError::BadRequest { .. } => "bad_request",
+            ProxyError::NoRoute { .. } => "no_route",
+            ProxyError::NoEndpoint { .. } => "no_endpoint",
+            ProxyError::Connect { .. } => "upstream_unreachable",
+            ProxyError::Upstream { .. } => "upstream_failed",
+            ProxyError::ClientBody { .. } => "client_body_failed",
+            ProxyError::Timeout { .. } => "upstream_timeout",
+        }
+    }
+
+    /// The message for the client. Upstream details (addresses, socket
+    /// errors) stay in the gateway's own logs.
+    fn public_message(&self) -> String {
+        match self {
+            ProxyError::BadRequest { .. } | ProxyError::NoRoute { .. } => self.to_string(),
+            ProxyError::NoEndpoint { .. } => "the service has no endpoint available".into(),
+            ProxyError::Connect { .. } => "the upstream service could not be reached".into(),
+            ProxyError::Upstream { .. } => "the upstream service failed to respond".into(),
+            ProxyError::ClientBody { .. } => "the request body could not be read".into(),
+            ProxyError::Timeout { .. } => "the upstream service did not respond in time".into(),
+        }
+    }
+
+    /// The JSON response for this error:
+    /// `{"error":"no_route","message":"no route matches GET /x on listener public"}`.
+    pub fn response(&self) -> Response<Bytes> {
+        error_response(self.status(), self.code(), &self.public_message())
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    message: &'a str,
+}
+
+/// A small JSON error response.
+pub(crate) fn error_response(status: StatusCode, code: &str, message: &str) -> Response<Bytes> {
+    let body = serde_json::to_vec(&ErrorBody { error: code, message })
+        .expect("an error body holds only strings");
+    let mut response = Response::new(Bytes::from(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}

@@ -1,0 +1,179 @@
+//! One request's bookkeeping, tied to the life of its response body.
+//!
+//! An [`Exchange`] is created when a request arrives and travels with the
+//! response body. When the body ends, fails, or is dropped because the client
+//! went away, the exchange drops with it, and its `Drop` does the two things
+//! that must happen exactly once however a request ends: it tells the pool's
+//! balancer that the endpoint has one request fewer in flight, and it hands
+//! the access log its record.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+
+use crate::access_log::Record;
+use crate::proxy::Shared;
+
+/// Status logged for a request whose client left before any response existed,
+/// as nginx does.
+const CLIENT_CLOSED: u16 = 499;
+
+/// Bookkeeping for one request.
+pub(crate) struct Exchange {
+    shared: Arc<Shared>,
+    time: SystemTime,
+    started: Instant,
+    client: SocketAddr,
+    listener: usize,
+    method: hyper::Method,
+    /// Kept only when the access log is on.
+    path: String,
+    pub(crate) route: Option<usize>,
+    /// `(pool, endpoint)` once [`Exchange::begin`] has counted the request.
+    endpoint: Option<(usize, usize)>,
+    pub(crate) status: Option<u16>,
+}
+
+impl Exchange {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        listener: usize,
+        client: SocketAddr,
+        request: &hyper::Request<Incoming>,
+    ) -> Exchange {
+        let path =
+            if shared.log.enabled() { request.uri().path().to_owned() } else { String::new() };
+        Exchange {
+            shared,
+            time: SystemTime::now(),
+            started: Instant::now(),
+            client,
+            listener,
+            method: request.method().clone(),
+            path,
+            route: None,
+            endpoint: None,
+            status: None,
+        }
+    }
+
+    /// Count a request in flight to `endpoint` of `pool` until this exchange ends.
+    pub(crate) fn begin(&mut self, pool: usize, endpoint: usize) {
+        debug_assert!(self.endpoint.is_none(), "an exchange uses one endpoint");
+        self.shared.balancers[pool].begin(endpoint);
+        self.endpoint = Some((pool, endpoint));
+    }
+}
+
+impl Exchange {
+    /// Note an upstream body that broke off after its headers were sent on.
+    fn body_failed(&self, error: &hyper::Error) {
+        let endpoint = self.endpoint.map(|(p, e)| self.shared.plan.pools[p].endpoints[e].address);
+        tracing::debug!(
+            side = "upstream",
+            endpoint = ?endpoint,
+            %error,
+            "upstream response body failed after the headers were sent"
+        );
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        if let Some((pool, endpoint)) = self.endpoint {
+            self.shared.balancers[pool].end(endpoint);
+        }
+        if self.shared.log.enabled() {
+            self.shared.log.send(Record {
+                plan: Arc::clone(&self.shared.plan),
+                time: self.time,
+                client: self.client,
+                listener: self.listener,
+                method: self.method.clone(),
+                path: std::mem::take(&mut self.path),
+                route: self.route,
+                endpoint: self.endpoint,
+                status: self.status.unwrap_or(CLIENT_CLOSED),
+                duration: self.started.elapsed(),
+            });
+        }
+    }
+}
+
+/// The body the gateway sends to a client: an upstream's body streamed
+/// through, or a small one the gateway wrote itself.
+pub struct ResponseBody {
+    inner: Inner,
+    exchange: Option<Exchange>,
+}
+
+enum Inner {
+    Upstream(Incoming),
+    Local(Option<Bytes>),
+}
+
+impl ResponseBody {
+    pub(crate) fn upstream(body: Incoming, exchange: Exchange) -> ResponseBody {
+        ResponseBody { inner: Inner::Upstream(body), exchange: Some(exchange) }
+    }
+
+    pub(crate) fn local(body: Bytes, exchange: Exchange) -> ResponseBody {
+        let data = if body.is_empty() { None } else { Some(body) };
+        ResponseBody { inner: Inner::Local(data), exchange: Some(exchange) }
+    }
+
+    /// End the exchange as soon as the body is complete rather than when
+    /// hyper gets round to dropping it.
+    fn finish(&mut self) {
+        self.exchange = None;
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        let frame = match &mut this.inner {
+            Inner::Upstream(body) => match Pin::new(body).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(frame) => frame,
+            },
+            Inner::Local(data) => data.take().map(|d| Ok(Frame::data(d))),
+        };
+        match &frame {
+            None => this.finish(),
+            Some(Err(error)) => {
+                if let Some(exchange) = &this.exchange {
+                    exchange.body_failed(error);
+                }
+                this.finish();
+            }
+            Some(Ok(_)) => {}
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            Inner::Upstream(body) => body.is_end_stream(),
+            Inner::Local(data) => data.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Inner::Upstream(body) => body.size_hint(),
+            Inner::Local(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+        }
+    }
+}

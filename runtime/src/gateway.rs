@@ -1,0 +1,198 @@
+//! Listeners and connections: accept, serve HTTP/1.1, drain on shutdown.
+//!
+//! Shutdown has two phases. First every accept loop ends, which closes the
+//! listening sockets, so new connections are refused. Then every open
+//! connection is told to stop: one that is mid-request finishes that request
+//! and closes, an idle keep-alive connection closes at once, and so does one
+//! that has not sent a request yet (hyper alone would wait for that first
+//! request, and clients that pre-connect would hold the drain open).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use sluice_compiler::Plan;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::access_log::AccessLogSender;
+use crate::proxy::{self, Shared};
+use crate::ServeError;
+
+/// Time a client has to send a complete request head once it starts one.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Pause after an accept error such as running out of file descriptors, so
+/// the loop does not spin while the condition lasts.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// A plan with every listener bound, ready to [`run`](Gateway::run).
+pub struct Gateway {
+    shared: Arc<Shared>,
+    listeners: Vec<Bound>,
+}
+
+struct Bound {
+    index: usize,
+    socket: TcpListener,
+    address: SocketAddr,
+}
+
+/// How a drain ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drain {
+    /// Every connection finished its in-flight requests and closed.
+    Complete,
+    /// The drain was cut short; this many connections were still open.
+    Abandoned { connections: usize },
+}
+
+impl Gateway {
+    /// Bind every listener of the plan. Call from within a tokio runtime.
+    pub async fn bind(plan: Arc<Plan>, log: AccessLogSender) -> Result<Gateway, ServeError> {
+        let mut listeners = Vec::with_capacity(plan.listeners.len());
+        for (index, listener) in plan.listeners.iter().enumerate() {
+            let bind_error = |source| ServeError::Bind {
+                listener: listener.name.clone(),
+                address: listener.bind,
+                source,
+            };
+            let socket = TcpListener::bind(listener.bind).await.map_err(bind_error)?;
+            let address = socket.local_addr().map_err(bind_error)?;
+            listeners.push(Bound { index, socket, address });
+        }
+        Ok(Gateway { shared: Arc::new(Shared::new(plan, log)), listeners })
+    }
+
+    /// Each listener's name and the address it is bound to (with the real
+    /// port when the plan asked for port 0).
+    pub fn listeners(&self) -> impl Iterator<Item = (&str, SocketAddr)> + '_ {
+        let plan = &self.shared.plan;
+        self.listeners.iter().map(|b| (plan.listeners[b.index].name.as_str(), b.address))
+    }
+
+    /// Serve until `shutdown` completes, then close the listeners and let
+    /// in-flight requests finish until they all have or `give_up` completes.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()>,
+        give_up: impl Future<Output = ()>,
+    ) -> Drain {
+        // Every connection task holds a receiver; the drain ends when all are gone.
+        let (stop, stopping) = watch::channel(());
+        let accept_loops: Vec<_> = self
+            .listeners
+            .into_iter()
+            .map(|bound| tokio::spawn(accept(bound, Arc::clone(&self.shared), stopping.clone())))
+            .collect();
+        drop(stopping);
+
+        shutdown.await;
+
+        // Stop accepting: end the loops, which drops (closes) the sockets and
+        // their receivers, so that only connections count from here on.
+        for accept_loop in &accept_loops {
+            accept_loop.abort();
+        }
+        for accept_loop in accept_loops {
+            let _ = accept_loop.await;
+        }
+
+        let open = stop.receiver_count();
+        tracing::info!(connections = open, "draining connections");
+        let _ = stop.send(());
+        tokio::select! {
+            () = stop.closed() => Drain::Complete,
+            () = give_up => Drain::Abandoned { connections: stop.receiver_count() },
+        }
+    }
+}
+
+async fn accept(bound: Bound, shared: Arc<Shared>, stopping: watch::Receiver<()>) {
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+
+    loop {
+        let (stream, peer) = match bound.socket.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%error, address = %bound.address, "accept failed; retrying");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
+        }
+        tracing::debug!(%peer, listener = bound.index, "connection accepted");
+        let connection = serve_connection(&http, stream, peer, bound.index, Arc::clone(&shared));
+        tokio::spawn(drive(connection, stopping.clone(), peer));
+    }
+}
+
+/// A connection being served, and whether it has started a request yet.
+struct Connection<F> {
+    serving: F,
+    used: Arc<AtomicBool>,
+}
+
+fn serve_connection(
+    http: &http1::Builder,
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: usize,
+    shared: Arc<Shared>,
+) -> Connection<impl GracefulFuture> {
+    let used = Arc::new(AtomicBool::new(false));
+    let seen = Arc::clone(&used);
+    let service = service_fn(move |request| {
+        seen.store(true, Ordering::Relaxed);
+        proxy::handle(Arc::clone(&shared), listener, peer, request)
+    });
+    Connection { serving: http.serve_connection(TokioIo::new(stream), service), used }
+}
+
+/// Serve a connection until it ends or a stop is signalled, then close it
+/// as gently as its state allows.
+async fn drive<F: GracefulFuture>(
+    connection: Connection<F>,
+    mut stopping: watch::Receiver<()>,
+    peer: SocketAddr,
+) {
+    let mut serving = std::pin::pin!(connection.serving);
+    let result = tokio::select! {
+        result = serving.as_mut() => result,
+        _ = stopping.changed() => {
+            if connection.used.load(Ordering::Relaxed) {
+                serving.as_mut().shut_down();
+                serving.await
+            } else {
+                Ok(())
+            }
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(side = "client", %peer, %error, "connection ended with an error");
+    }
+}
+
+/// A connection future that can be asked to finish its current exchange and close.
+trait GracefulFuture: Future<Output = hyper::Result<()>> {
+    fn shut_down(self: std::pin::Pin<&mut Self>);
+}
+
+impl<S> GracefulFuture for http1::Connection<TokioIo<TcpStream>, S>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::ResBody: 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn shut_down(self: std::pin::Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}

@@ -1,0 +1,197 @@
+//! Sluice's runtime: executes a compiled [`Plan`] as an HTTP/1.1 reverse proxy.
+//!
+//! In goes a plan (from `sluice_compiler::load_plan`); out come bound
+//! listeners that route each request with the plan's trie, pick an endpoint
+//! with the same `sluice_traffic` balancer the simulator drives, and stream
+//! the request and response through pooled upstream connections.
+//!
+//! - [`serve`]: the blocking entry point behind `sluice serve`. It builds the
+//!   tokio runtime, binds, serves until SIGINT or SIGTERM, and drains.
+//! - [`Gateway`]: the same, as async pieces, for embedding (`sluice demo`).
+//! - [`AccessLog`]: the per-request JSON log, written off the request path.
+//! - [`ProxyError`]: why the gateway answered a request itself, and which
+//!   side (client, upstream, gateway) failed.
+//!
+//! [`stub`] and [`sample`] hold the stub upstreams and the sample traffic of
+//! `sluice demo`.
+
+pub mod access_log;
+mod error;
+mod exchange;
+mod gateway;
+mod headers;
+mod proxy;
+pub mod sample;
+pub mod stub;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_compiler::Plan;
+
+pub use access_log::{AccessLog, AccessLogTarget};
+pub use error::{ProxyError, Side};
+pub use exchange::ResponseBody;
+pub use gateway::{Drain, Gateway};
+
+/// Default bound on how long shutdown waits for in-flight requests.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How [`serve`] runs.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Worker threads; `None` means one per available core.
+    pub workers: Option<usize>,
+    pub access_log: AccessLogTarget,
+    /// How long shutdown waits for in-flight requests before closing their
+    /// connections anyway.
+    pub drain_timeout: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            workers: None,
+            access_log: AccessLogTarget::Stdout,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+        }
+    }
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error("cannot bind listener {listener} to {address}: {source}")]
+    Bind { listener: String, address: SocketAddr, source: std::io::Error },
+    #[error("cannot open the access log ({target}): {source}")]
+    AccessLog { target: String, source: std::io::Error },
+    #[error("cannot install the SIGINT and SIGTERM handlers: {0}")]
+    Signals(#[source] std::io::Error),
+}
+
+/// Run the gateway until SIGINT or SIGTERM, then drain and return.
+///
+/// Once every listener is bound, one line per listener goes to stderr, in
+/// plan order:
+///
+/// ```text
+/// listening listener=public addr=127.0.0.1:8080
+/// ```
+///
+/// `addr` is the bound address, so a listener configured with port 0 shows
+/// the port the system chose. Scripts may rely on this line's format.
+///
+/// On the first signal the gateway stops accepting connections, lets
+/// in-flight requests finish for up to `drain_timeout`, and returns `Ok`. A
+/// second signal ends the drain at once.
+pub fn serve(plan: Plan, options: ServeOptions) -> Result<(), ServeError> {
+    let workers = options.workers.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers.max(1))
+        .thread_name("sluice-worker")
+        .enable_all()
+        .build()
+        .map_err(ServeError::Runtime)?;
+    let log = AccessLog::open(&options.access_log).map_err(|source| ServeError::AccessLog {
+        target: match &options.access_log {
+            AccessLogTarget::File(path) => path.display().to_string(),
+            other => format!("{other:?}").to_lowercase(),
+        },
+        source,
+    })?;
+
+    let plan = Arc::new(plan);
+    let result = runtime.block_on(async {
+        // Install the handlers before announcing the listeners, so that a
+        // signal sent as soon as the lines appear is not fatal.
+        let signals = signals::count().map_err(ServeError::Signals)?;
+        let gateway = Gateway::bind(Arc::clone(&plan), log.sender()).await?;
+        for (name, address) in gateway.listeners() {
+            eprintln!("listening listener={name} addr={address}");
+        }
+        tracing::info!(
+            workers,
+            listeners = plan.listeners.len(),
+            routes = plan.routes.len(),
+            pools = plan.pools.len(),
+            "gateway serving"
+        );
+
+        let first = signals::nth(signals.clone(), 1);
+        let give_up = async {
+            tokio::select! {
+                () = tokio::time::sleep(options.drain_timeout) => {}
+                () = signals::nth(signals.clone(), 2) => {}
+            }
+        };
+        match gateway.run(first, give_up).await {
+            Drain::Complete => tracing::info!("drained; exiting"),
+            Drain::Abandoned { connections } => tracing::warn!(
+                connections,
+                drain_timeout = ?options.drain_timeout,
+                "drain cut short; closing the remaining connections"
+            ),
+        }
+        Ok(())
+    });
+
+    // Connections abandoned by the drain are dropped here.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    log.close();
+    result
+}
+
+mod signals {
+    //! Shutdown signals as a running count that several futures can await.
+
+    use tokio::sync::watch;
+
+    /// Start counting SIGINT and SIGTERM.
+    #[cfg(unix)]
+    pub(crate) fn count() -> std::io::Result<watch::Receiver<u32>> {
+        use tokio::signal::unix::{signal, SignalKind};
+
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        let (tx, rx) = watch::channel(0u32);
+        tokio::spawn(async move {
+            loop {
+                let name = tokio::select! {
+                    Some(()) = interrupt.recv() => "SIGINT",
+                    Some(()) = terminate.recv() => "SIGTERM",
+                    else => break,
+                };
+                tracing::info!(signal = name, "shutdown signal received");
+                tx.send_modify(|n| *n += 1);
+            }
+        });
+        Ok(rx)
+    }
+
+    /// Start counting Ctrl-C presses.
+    #[cfg(not(unix))]
+    pub(crate) fn count() -> std::io::Result<watch::Receiver<u32>> {
+        let (tx, rx) = watch::channel(0u32);
+        tokio::spawn(async move {
+            while tokio::signal::ctrl_c().await.is_ok() {
+                tracing::info!(signal = "ctrl-c", "shutdown signal received");
+                tx.send_modify(|n| *n += 1);
+            }
+        });
+        Ok(rx)
+    }
+
+    /// Resolve once `n` signals have arrived.
+    pub(crate) async fn nth(mut count: watch::Receiver<u32>, n: u32) {
+        if count.wait_for(|&seen| seen >= n).await.is_err() {
+            // The counting task ended, which happens only with the runtime.
+            std::future::pending::<()>().await;
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! `sluice serve`: load a spec or plan and run the gateway on it.
+
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use sluice_runtime::{AccessLogTarget, ServeOptions};
+
+use crate::EXIT_CANNOT_RUN;
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Once every listener is bound, one line per listener goes to stderr:
+  listening listener=NAME addr=IP:PORT
+with the real port when the spec binds port 0. The access log is one JSON object per \
+request (time, client, listener, method, path, route, endpoint, status, duration_ms). \
+Operational logs go to stderr; set RUST_LOG (for example RUST_LOG=debug) to see more.
+
+SIGINT or SIGTERM stops accepting connections and lets in-flight requests finish for up to \
+--drain-timeout seconds; a second signal stops at once. Exit status: 0 after a shutdown, \
+3 when the gateway could not start (invalid spec, unreadable plan, address in use).")]
+pub struct ServeArgs {
+    /// The spec or compiled plan to serve.
+    #[arg(value_name = "SPEC|PLAN")]
+    plan: PathBuf,
+    /// Worker threads. Default: one per core.
+    #[arg(long, value_name = "N")]
+    workers: Option<NonZeroUsize>,
+    /// Where the JSON access log goes: `off`, `stdout`, or a file path to append to.
+    #[arg(long, value_name = "off|stdout|PATH", default_value = "stdout", value_parser = access_log_target)]
+    access_log: AccessLogTarget,
+    /// Seconds to let in-flight requests finish after SIGINT or SIGTERM.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    drain_timeout: u64,
+}
+
+pub fn serve(args: ServeArgs) -> ExitCode {
+    init_tracing("info");
+    let plan = match sluice_compiler::load_plan(&args.plan) {
+        Ok(plan) => plan,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(EXIT_CANNOT_RUN);
+        }
+    };
+
+    let options = ServeOptions {
+        workers: args.workers.map(NonZeroUsize::get),
+        access_log: args.access_log,
+        drain_timeout: Duration::from_secs(args.drain_timeout),
+    };
+    match sluice_runtime::serve(plan, options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(EXIT_CANNOT_RUN)
+        }
+    }
+}
+
+fn access_log_target(text: &str) -> Result<AccessLogTarget, String> {
+    match text {
+        "off" => Ok(AccessLogTarget::Off),
+        "stdout" | "-" => Ok(AccessLogTarget::Stdout),
+        "" => Err("expected `off`, `stdout` or a file path".into()),
+        path => Ok(AccessLogTarget::File(PathBuf::from(path))),
+    }
+}
+
+/// Operational logs go to stderr; `RUST_LOG` (for example `sluice_runtime=debug`)
+/// overrides `default` as the filter.
+pub fn init_tracing(default: &str) {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
