@@ -411,3 +411,18 @@ async fn malformed_requests_get_a_400_and_the_gateway_keeps_serving() {
     assert_eq!(reply.status, StatusCode::OK);
     assert!(upstream.seen().iter().all(|s| s.target == "/still-up"));
 }
+
+/// Regression: a finished exchange must stop counting as in flight as soon
+/// as its response is complete, or least_request shuns endpoints that have
+/// long finished their work (sequential requests all went to one endpoint).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn least_request_spreads_sequential_requests_over_idle_endpoints() {
+    let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
+    let gateway = Gateway::start(&one_pool("least_request", &[(&a, 1), (&b, 1)], ""));
+
+    let counts = tally(&get_many(&gateway, 200).await);
+    for name in ["a", "b"] {
+        let n = counts.get(name).copied().unwrap_or(0);
+        assert!((60..=140).contains(&n), "nothing is in flight between requests: {counts:?}");
+    }
+}

@@ -36,7 +36,9 @@ pub enum Algorithm {
     WeightedRoundRobin,
     Random,
     /// Least requests in flight per weight among `choices` distinct random endpoints.
-    LeastRequest { choices: usize },
+    LeastRequest {
+        choices: usize,
+    },
 }
 
 /// Picks endpoints for one pool.
@@ -198,8 +200,8 @@ fn smooth_schedule(weights: &[u32]) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand_pcg::Pcg64;
     use rand_core::SeedableRng;
+    use rand_pcg::Pcg64;
 
     fn counts(b: &Balancer, n: usize) -> Vec<usize> {
         let mut rng = Pcg64::seed_from_u64(7);
@@ -277,5 +279,26 @@ mod tests {
         let b = Balancer::new(Algorithm::LeastRequest { choices: 2 }, &[1]);
         b.end(0);
         assert_eq!(b.in_flight(0), 0);
+    }
+}
+
+#[cfg(test)]
+mod tie_tests {
+    use super::*;
+    use rand_core::SeedableRng;
+    use rand_pcg::Pcg64;
+
+    #[test]
+    fn least_request_breaks_ties_at_random() {
+        for n in [2usize, 3, 5] {
+            let b = Balancer::new(Algorithm::LeastRequest { choices: 2 }, &vec![1; n]);
+            let mut rng = Pcg64::seed_from_u64(3);
+            let mut c = vec![0; n];
+            for _ in 0..3000 {
+                c[b.pick(&mut rng).unwrap()] += 1;
+            }
+            let fair = 3000 / n;
+            assert!(c.iter().all(|&k| k > fair * 8 / 10 && k < fair * 12 / 10), "{n}: {c:?}");
+        }
     }
 }
