@@ -1,0 +1,338 @@
+//! Checking a scenario against a plan, and resolving it into a [`Workload`].
+//!
+//! The compiler's located-YAML loader parses the file and applies the
+//! scenario's JSON Schema; the rules here are the ones a schema cannot
+//! express: names that must exist in the spec, numbers that must be
+//! positive, durations, which fields a distribution takes, and limits that
+//! keep a run finite. Every finding of a file is collected in one pass and
+//! located by JSON pointer, so it reports line and column.
+
+use std::collections::BTreeSet;
+
+use sluice_compiler::diagnostic::Code;
+use sluice_compiler::document::{self, Document, SourceFile};
+use sluice_compiler::{Diagnostic, Plan, Severity};
+
+use crate::scenario::Scenario;
+use crate::time::{parse_duration, Human, Nanos, SECOND};
+use crate::workload::{Length, PoolLoad, RouteShare, Topology, Variant, Workload};
+
+/// The finding codes of scenario checks.
+pub mod codes {
+    use super::Code;
+
+    pub const UNKNOWN_ROUTE: Code = Code { id: "S0401", name: "unknown-route" };
+    pub const UNKNOWN_POOL: Code = Code { id: "S0402", name: "unknown-pool" };
+    pub const NO_SERVICE_MODEL: Code = Code { id: "S0403", name: "no-service-model" };
+    pub const BAD_RATE: Code = Code { id: "S0404", name: "bad-rate" };
+    pub const BAD_WEIGHT: Code = Code { id: "S0405", name: "bad-weight" };
+    pub const BAD_DURATION: Code = Code { id: "S0406", name: "bad-duration" };
+    pub const RUN_LENGTH: Code = Code { id: "S0407", name: "run-length" };
+    pub const SERVICE_FIELDS: Code = Code { id: "S0408", name: "service-fields" };
+    pub const NO_WORKERS: Code = Code { id: "S0409", name: "no-workers" };
+    pub const TOO_MANY_REQUESTS: Code = Code { id: "S0410", name: "too-many-requests" };
+    pub const DUPLICATE_VARIANT: Code = Code { id: "S0411", name: "duplicate-variant" };
+    pub const UNUSED_POOL_MODEL: Code = Code { id: "S0412", name: "unused-pool-model" };
+    pub const DUPLICATE_ROUTE: Code = Code { id: "S0413", name: "duplicate-route" };
+    pub const OVERLOADED_POOL: Code = Code { id: "S0414", name: "overloaded-pool" };
+}
+
+/// Most requests one run may simulate, warm-up included, so that a typo in
+/// a rate or a duration cannot start a run that never ends.
+pub const MAX_REQUESTS: f64 = 100_000_000.0;
+
+/// The outcome of checking one scenario file.
+#[derive(Debug)]
+pub struct CheckedScenario {
+    /// Every finding, errors and warnings, in source order.
+    pub diagnostics: Vec<Diagnostic>,
+    /// The parsed document, when the YAML could be read.
+    pub document: Option<Document>,
+    /// The scenario as written, when it deserialised.
+    pub scenario: Option<Scenario>,
+    /// The resolved workload: present only when a plan was given and there
+    /// is no error.
+    pub workload: Option<Workload>,
+}
+
+impl CheckedScenario {
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(|d| d.severity == Severity::Error)
+    }
+}
+
+/// Check a scenario and, given the plan it runs against, resolve it.
+///
+/// Without a plan (because the spec itself has errors) only the checks that
+/// need no spec run, and no workload is produced.
+pub fn check_scenario(source: SourceFile, plan: Option<&Plan>) -> CheckedScenario {
+    let topology = plan.map(Topology::from_plan);
+    check_against(source, topology.as_ref())
+}
+
+/// [`check_scenario`] against a topology rather than a whole plan.
+pub fn check_against(source: SourceFile, topology: Option<&Topology>) -> CheckedScenario {
+    let parsed = document::parse::<Scenario>(source);
+    let mut diagnostics = parsed.diagnostics;
+    let mut workload = None;
+    if let (Some(doc), Some(scenario)) = (&parsed.document, &parsed.value) {
+        let mut checker = Checker { doc, topology, found: Vec::new() };
+        let resolved = checker.resolve(scenario);
+        let clean = !checker.found.iter().any(|d| d.severity == Severity::Error);
+        diagnostics.extend(checker.found);
+        let no_errors = clean && !diagnostics.iter().any(|d| d.severity == Severity::Error);
+        workload = resolved.filter(|_| no_errors && topology.is_some());
+    }
+    sluice_compiler::diagnostic::sort(&mut diagnostics);
+    CheckedScenario { diagnostics, document: parsed.document, scenario: parsed.value, workload }
+}
+
+struct Checker<'a> {
+    doc: &'a Document,
+    topology: Option<&'a Topology>,
+    found: Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    /// Record a finding about the value at `pointer`.
+    fn push(&mut self, finding: Diagnostic, pointer: &str) {
+        self.found.push(finding.at(self.doc, pointer));
+    }
+
+    /// Record a finding about the key of `pointer`.
+    fn push_at_key(&mut self, finding: Diagnostic, pointer: &str) {
+        self.found.push(finding.at_key(self.doc, pointer));
+    }
+
+    /// Check everything and build the workload; a placeholder stands in for
+    /// anything that failed, so later checks still run.
+    fn resolve(&mut self, s: &Scenario) -> Option<Workload> {
+        let (length, warmup) = self.run_length(s);
+        let rate = self.rate(s.arrivals.rate);
+        let traffic = self.traffic(s);
+        let pools = self.pools(s);
+        let variants = self.variants(s);
+        if let Some(length) = length {
+            self.limits(length, warmup, rate);
+        }
+        // Load figures built on wrong numbers would only add noise.
+        if !self.found.iter().any(|d| d.severity == Severity::Error) {
+            self.overload(s, rate, &traffic, &pools);
+        }
+        Some(Workload { seed: s.seed, length: length?, warmup, rate, traffic, pools, variants })
+    }
+
+    fn duration(&mut self, pointer: &str, text: &str) -> Option<Nanos> {
+        match parse_duration(text) {
+            Ok(ns) => Some(ns),
+            Err(e) => {
+                self.push(Diagnostic::error(codes::BAD_DURATION, e.to_string()), pointer);
+                None
+            }
+        }
+    }
+
+    fn run_length(&mut self, s: &Scenario) -> (Option<Length>, Nanos) {
+        let warmup = match &s.warmup {
+            Some(text) => self.duration("/warmup", text).unwrap_or(0),
+            None => 0,
+        };
+        let length = match (&s.duration, s.requests) {
+            (Some(_), Some(_)) => {
+                let message = "give `duration` or `requests`, not both";
+                self.found.push(
+                    Diagnostic::error(codes::RUN_LENGTH, message)
+                        .with_label(self.doc, "/duration", "`duration` is here")
+                        .at(self.doc, "/requests"),
+                );
+                None
+            }
+            (None, None) => {
+                let message = "the scenario needs `duration` or `requests`";
+                let help = "add `duration: 60s` or `requests: 100000`";
+                self.push(Diagnostic::error(codes::RUN_LENGTH, message).with_help(help), "");
+                None
+            }
+            (Some(text), None) => match self.duration("/duration", text) {
+                None => None,
+                Some(0) => {
+                    let message = "`duration` must be positive";
+                    self.push(Diagnostic::error(codes::BAD_DURATION, message), "/duration");
+                    None
+                }
+                Some(end) if end <= warmup => {
+                    let message = format!(
+                        "`duration` {text} leaves nothing to measure after a warm-up of {}",
+                        Human(warmup)
+                    );
+                    let help = "`duration` includes the warm-up; make it longer";
+                    self.push(
+                        Diagnostic::error(codes::RUN_LENGTH, message).with_help(help),
+                        "/duration",
+                    );
+                    None
+                }
+                Some(end) => Some(Length::Duration(end)),
+            },
+            (None, Some(0)) => {
+                let message = "`requests` must be at least 1";
+                self.push(Diagnostic::error(codes::RUN_LENGTH, message), "/requests");
+                None
+            }
+            (None, Some(n)) => Some(Length::Requests(n)),
+        };
+        (length, warmup)
+    }
+
+    fn rate(&mut self, rate: f64) -> f64 {
+        if rate.is_finite() && rate > 0.0 {
+            return rate;
+        }
+        let message = format!("arrival rate {rate} is not positive");
+        let help = "give requests per second, such as `rate: 800`";
+        self.push(Diagnostic::error(codes::BAD_RATE, message).with_help(help), "/arrivals/rate");
+        1.0
+    }
+
+    fn traffic(&mut self, s: &Scenario) -> Vec<RouteShare> {
+        let mut shares = Vec::with_capacity(s.traffic.len());
+        let mut seen = BTreeSet::new();
+        for (i, entry) in s.traffic.iter().enumerate() {
+            let here = format!("/traffic/{i}");
+            if !(entry.weight.is_finite() && entry.weight > 0.0) {
+                let message = format!(
+                    "traffic weight {} of route `{}` is not positive",
+                    entry.weight, entry.route
+                );
+                let help = "remove the entry to send the route no traffic";
+                let finding = Diagnostic::error(codes::BAD_WEIGHT, message).with_help(help);
+                self.push(finding, &format!("{here}/weight"));
+            }
+            if !seen.insert(entry.route.as_str()) {
+                let message =
+                    format!("route `{}` is listed more than once; its weights add up", entry.route);
+                self.push(
+                    Diagnostic::warning(codes::DUPLICATE_ROUTE, message),
+                    &format!("{here}/route"),
+                );
+            }
+            let Some(topology) = self.topology else { continue };
+            match topology.route_index(&entry.route) {
+                Some(route) => shares.push(RouteShare { route, weight: entry.weight.max(0.0) }),
+                None => {
+                    let names = topology.routes.iter().map(|r| r.name.as_str());
+                    let help = known("routes", names);
+                    let message = format!("unknown route `{}`", entry.route);
+                    let finding = Diagnostic::error(codes::UNKNOWN_ROUTE, message).with_help(help);
+                    self.push(finding, &format!("{here}/route"));
+                }
+            }
+        }
+        shares
+    }
+
+    fn variants(&mut self, s: &Scenario) -> Vec<Variant> {
+        let Some(names) = &s.balancers else { return vec![Variant::Spec] };
+        let mut variants = Vec::with_capacity(names.len());
+        for (i, name) in names.iter().enumerate() {
+            let variant = name.variant();
+            if variants.contains(&variant) {
+                let message = format!("variant `{}` is listed more than once", variant.name());
+                let finding = Diagnostic::warning(codes::DUPLICATE_VARIANT, message);
+                self.push(finding, &format!("/balancers/{i}"));
+            } else {
+                variants.push(variant);
+            }
+        }
+        if variants.is_empty() {
+            variants.push(Variant::Spec);
+        }
+        variants
+    }
+
+    fn limits(&mut self, length: Length, warmup: Nanos, rate: f64) {
+        let seconds = |ns: Nanos| ns as f64 / SECOND as f64;
+        let (expected, pointer) = match length {
+            Length::Duration(end) => (rate * seconds(end), "/duration"),
+            Length::Requests(n) => (n as f64 + rate * seconds(warmup), "/requests"),
+        };
+        if expected > MAX_REQUESTS {
+            let message = format!(
+                "the run would simulate about {expected:.0} requests, \
+                 more than the limit of {MAX_REQUESTS:.0}"
+            );
+            let help =
+                "shorten the run or lower the rate; a few million requests give tight percentiles";
+            self.push(
+                Diagnostic::error(codes::TOO_MANY_REQUESTS, message).with_help(help),
+                pointer,
+            );
+        }
+    }
+
+    /// Warn about pools offered more work than their workers can do.
+    fn overload(
+        &mut self,
+        s: &Scenario,
+        rate: f64,
+        traffic: &[RouteShare],
+        pools: &[Option<PoolLoad>],
+    ) {
+        let Some(topology) = self.topology else { return };
+        let total: f64 = traffic.iter().map(|t| t.weight).sum();
+        if total <= 0.0 {
+            return;
+        }
+        let mut offered = vec![0.0; topology.pools.len()];
+        for share in traffic {
+            let p = topology.routes[share.route].pool;
+            if let Some(load) = pools[p] {
+                offered[p] += rate * share.weight / total * load.service.mean() / SECOND as f64;
+            }
+        }
+        for (p, pool) in topology.pools.iter().enumerate() {
+            let Some(load) = pools[p] else { continue };
+            let capacity = f64::from(load.workers) * pool.endpoints.len() as f64;
+            let utilisation = offered[p] / capacity;
+            if utilisation >= 1.0 && s.pools.contains_key(&pool.name) {
+                let message = format!(
+                    "pool `{}` is offered {:.0}% of its capacity; \
+                     its queues grow for as long as the run lasts",
+                    pool.name,
+                    100.0 * utilisation
+                );
+                let help = "add workers or endpoints, or lower the rate, to see a steady state";
+                let finding = Diagnostic::warning(codes::OVERLOADED_POOL, message).with_help(help);
+                self.push(finding, &child("/pools", &pool.name));
+            }
+        }
+    }
+}
+
+/// `pointer` extended by one key, escaped as RFC 6901 asks.
+fn child(pointer: &str, key: &str) -> String {
+    format!("{pointer}/{}", key.replace('~', "~0").replace('/', "~1"))
+}
+
+/// `"a", "b" and "c"` for a help text.
+fn list(items: &[&str]) -> String {
+    let quoted: Vec<String> = items.iter().map(|i| format!("`{i}`")).collect();
+    match quoted.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => quoted.concat(),
+    }
+}
+
+/// A help text listing the names the spec defines, or saying it has none.
+fn known<'n>(kind: &str, names: impl Iterator<Item = &'n str>) -> String {
+    let names: Vec<String> = names.map(|n| format!("`{n}`")).collect();
+    match names.len() {
+        0 => format!("the spec defines no {kind}"),
+        n if n <= 12 => format!("the spec's {kind} are {}", names.join(", ")),
+        n => format!("the spec's {kind} include {} and {} more", names[..10].join(", "), n - 10),
+    }
+}
+
+mod pools;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,194 @@
+//! Scenario findings, located by line and column.
+
+use super::*;
+use crate::random::ServiceTime;
+
+const SPEC: &str = "\
+version: 1
+listeners:
+  - name: public
+    bind: 127.0.0.1:8080
+pools:
+  - name: contacts
+    endpoints:
+      - address: 127.0.0.1:9101
+      - address: 127.0.0.1:9102
+  - name: deals
+    balance: least_request
+    endpoints:
+      - address: 127.0.0.1:9201
+routes:
+  - name: get-contact
+    match: { path: '/v1/contacts/{id}', methods: [GET] }
+    to: contacts
+  - name: get-deal
+    match: { path: '/v1/deals/{id}' }
+    to: deals
+";
+
+fn plan() -> Plan {
+    let checked = sluice_compiler::check(SourceFile::new("spec.yaml", SPEC));
+    let errors: Vec<String> = checked.diagnostics.iter().map(Diagnostic::one_line).collect();
+    checked.plan.unwrap_or_else(|| panic!("the test spec is valid: {errors:?}"))
+}
+
+fn check(text: &str) -> CheckedScenario {
+    check_scenario(SourceFile::new("scenario.yaml", text), Some(&plan()))
+}
+
+/// `(code, line, column)` of every finding.
+fn findings(text: &str) -> Vec<(&'static str, usize, usize)> {
+    check(text)
+        .diagnostics
+        .iter()
+        .map(|d| {
+            let l = d.location.expect("every scenario finding is located");
+            (d.code.id, l.line, l.column)
+        })
+        .collect()
+}
+
+const GOOD: &str = "\
+version: 1
+seed: 7
+duration: 60s
+warmup: 5s
+arrivals: { rate: 300 }
+traffic:
+  - { route: get-contact, weight: 5 }
+  - { route: get-deal }
+pools:
+  contacts: { workers: 4, service: { distribution: exponential, mean: 20ms } }
+  deals: { service: { distribution: lognormal, median: 2ms, p99: 30ms } }
+balancers: [spec, random, least_request]
+";
+
+#[test]
+fn a_good_scenario_resolves_to_a_workload() {
+    let checked = check(GOOD);
+    assert!(checked.diagnostics.is_empty(), "{:?}", checked.diagnostics);
+    let w = checked.workload.expect("no errors, so a workload");
+    assert_eq!(w.seed, Some(7));
+    assert_eq!((w.length, w.warmup), (Length::Duration(60 * SECOND), 5 * SECOND));
+    assert_eq!(w.rate, 300.0);
+    assert_eq!(
+        w.traffic,
+        [RouteShare { route: 0, weight: 5.0 }, RouteShare { route: 1, weight: 1.0 }]
+    );
+    let contacts = w.pools[0].expect("contacts has a model");
+    assert_eq!(
+        contacts,
+        PoolLoad { workers: 4, service: ServiceTime::Exponential { mean: 20_000_000 } }
+    );
+    assert_eq!(w.pools[1].map(|p| p.workers), Some(1));
+    assert_eq!(w.variants.len(), 3);
+}
+
+#[test]
+fn each_finding_points_at_the_bad_value() {
+    let cases: &[(&str, &str, &str, usize, usize)] = &[
+        // (what, replace this, with this, expected line, column)
+        ("unknown route", "route: get-deal }", "route: get-deals }", 8, 14),
+        ("unknown pool", "  deals: {", "  dealz: {", 11, 3),
+        ("rate", "rate: 300", "rate: 0", 5, 19),
+        ("weight", "weight: 5", "weight: -1", 7, 35),
+        ("duration", "duration: 60s", "duration: 60 s", 3, 11),
+        ("warm-up", "warmup: 5s", "warmup: 5sec", 4, 9),
+        ("service field", "mean: 20ms", "mean: 20ms, value: 5ms", 10, 77),
+        ("service time", "median: 2ms", "median: 0ms", 11, 56),
+        ("workers", "workers: 4", "workers: 0", 10, 24),
+        ("long warm-up", "warmup: 5s", "warmup: 60s", 3, 11),
+    ];
+    for &(what, from, to, line, column) in cases {
+        let text = GOOD.replacen(from, to, 1);
+        assert_ne!(text, GOOD, "{what}: the case must change the scenario");
+        let found = findings(&text);
+        let errors: Vec<_> = found.iter().filter(|f| f.0 != "S0412" && f.0 != "S0403").collect();
+        assert_eq!(errors.len(), 1, "{what}: {found:?}");
+        assert_eq!((errors[0].1, errors[0].2), (line, column), "{what}: {found:?}");
+    }
+}
+
+#[test]
+fn codes_name_the_kind_of_mistake() {
+    let cases = [
+        ("get-deal }", "nope }", "S0401"),
+        ("  deals: {", "  nope: {", "S0402"),
+        ("  deals: {", "  nope: {", "S0403"),
+        ("rate: 300", "rate: -3", "S0404"),
+        ("weight: 5", "weight: 0", "S0405"),
+        ("duration: 60s", "duration: soon", "S0406"),
+        ("duration: 60s", "requests: 0", "S0407"),
+        ("p99: 30ms", "p99: 1ms", "S0408"),
+        ("workers: 4", "workers: 0", "S0409"),
+        ("rate: 300", "rate: 1000000000", "S0410"),
+        ("random, least", "random, random, least", "S0411"),
+        ("get-deal }", "get-contact }", "S0413"),
+        ("workers: 4", "workers: 1", "S0414"),
+    ];
+    for (from, to, code) in cases {
+        let found = findings(&GOOD.replacen(from, to, 1));
+        assert!(found.iter().any(|f| f.0 == code), "{to}: expected {code}, found {found:?}");
+    }
+}
+
+#[test]
+fn a_reached_pool_without_a_model_is_an_error_at_the_route() {
+    let text = GOOD
+        .replace("  deals: { service: { distribution: lognormal, median: 2ms, p99: 30ms } }\n", "");
+    let checked = check(&text);
+    let d = &checked.diagnostics[0];
+    assert_eq!(d.code, codes::NO_SERVICE_MODEL);
+    assert_eq!(d.pointer, "/traffic/1/route");
+    assert_eq!(d.location.map(|l| (l.line, l.column)), Some((8, 14)));
+    assert!(d.message.contains("`deals`"), "{}", d.message);
+    assert!(checked.workload.is_none());
+}
+
+#[test]
+fn an_unreached_model_is_only_a_warning() {
+    let text = GOOD.replace("  - { route: get-deal }\n", "");
+    let checked = check(&text);
+    assert_eq!(checked.diagnostics.len(), 1, "{:?}", checked.diagnostics);
+    assert_eq!(checked.diagnostics[0].code, codes::UNUSED_POOL_MODEL);
+    assert_eq!(checked.diagnostics[0].severity, Severity::Warning);
+    assert!(checked.workload.is_some());
+}
+
+#[test]
+fn run_length_needs_exactly_one_of_duration_and_requests() {
+    let both = GOOD.replace("duration: 60s", "duration: 60s\nrequests: 10");
+    assert_eq!(findings(&both), [("S0407", 4, 11)]);
+    let neither = GOOD.replace("duration: 60s\n", "");
+    assert_eq!(findings(&neither).first().map(|f| f.0), Some("S0407"));
+}
+
+#[test]
+fn every_error_of_a_file_is_reported_at_once() {
+    let text = GOOD
+        .replace("rate: 300", "rate: 0")
+        .replace("get-deal }", "nope }")
+        .replace("mean: 20ms", "mean: fast");
+    let codes: Vec<_> = findings(&text).into_iter().map(|f| f.0).collect();
+    // The last is the warning that nothing reaches `deals` any more.
+    assert_eq!(codes, ["S0404", "S0401", "S0406", "S0412"]);
+}
+
+#[test]
+fn schema_findings_come_from_the_compiler() {
+    let checked = check(&GOOD.replace("seed: 7", "sede: 7"));
+    assert_eq!(checked.diagnostics[0].code.id, "S0101");
+    assert_eq!(checked.diagnostics[0].location.map(|l| (l.line, l.column)), Some((2, 1)));
+    let checked = check(&GOOD.replace("exponential", "exponentail"));
+    assert_eq!(checked.diagnostics[0].code.id, "S0104");
+    assert!(checked.scenario.is_none());
+}
+
+#[test]
+fn without_a_plan_names_are_not_checked_and_nothing_resolves() {
+    let text = GOOD.replace("get-deal }", "nope }").replace("rate: 300", "rate: 0");
+    let checked = check_scenario(SourceFile::new("scenario.yaml", text), None);
+    let codes: Vec<_> = checked.diagnostics.iter().map(|d| d.code.id).collect();
+    assert_eq!(codes, ["S0404"]);
+    assert!(checked.scenario.is_some() && checked.workload.is_none());
+}

@@ -1,0 +1,256 @@
+//! The engine against queueing theory, and its bookkeeping.
+
+use super::*;
+use crate::random::ServiceTime;
+use crate::workload::{EndpointShape, PoolLoad, PoolShape, RouteShape, RouteShare};
+
+const MS: Nanos = 1_000_000;
+
+/// One route to one pool of `endpoints` equal endpoints.
+fn topology(endpoints: usize, balance: Balance) -> Topology {
+    let endpoints = (0..endpoints)
+        .map(|i| EndpointShape { label: format!("10.0.0.{i}:80"), weight: 1 })
+        .collect();
+    Topology {
+        pools: vec![PoolShape { name: "p".into(), balance, endpoints }],
+        routes: vec![RouteShape { name: "r".into(), pool: 0 }],
+    }
+}
+
+fn workload(rate: f64, length: Length, workers: u32, service: ServiceTime) -> Workload {
+    Workload {
+        seed: None,
+        length,
+        warmup: SECOND,
+        rate,
+        traffic: vec![RouteShare { route: 0, weight: 1.0 }],
+        pools: vec![Some(PoolLoad { workers, service })],
+        variants: vec![Variant::Spec],
+    }
+}
+
+fn mean_ms(outcome: &Outcome) -> f64 {
+    outcome.report.latency.mean_ns as f64 / MS as f64
+}
+
+fn assert_close(got: f64, want: f64, tolerance: f64, what: &str) {
+    let error = (got / want - 1.0).abs();
+    assert!(
+        error < tolerance,
+        "{what}: got {got:.4}, theory {want:.4}, off by {:.2}%",
+        100.0 * error
+    );
+}
+
+#[test]
+fn mm1_mean_sojourn_time_is_one_over_mu_minus_lambda() {
+    // lambda = 800/s, mu = 1000/s: utilisation 0.8, W = 1 / (mu - lambda) = 5 ms.
+    let t = topology(1, Balance::Random);
+    let w = workload(800.0, Length::Requests(1_000_000), 1, ServiceTime::Exponential { mean: MS });
+    let out = run_variant(&t, &w, 42, Variant::Spec);
+
+    assert_eq!(out.report.requests, 1_000_000);
+    assert_close(mean_ms(&out), 5.0, 0.03, "M/M/1 mean sojourn (ms)");
+    assert_close(out.report.endpoints[0].utilisation, 0.8, 0.01, "M/M/1 utilisation");
+    // The sojourn time of M/M/1 is exponential, so its median is W ln 2.
+    let p50 = out.report.latency.p50_ns as f64 / MS as f64;
+    assert_close(p50, 5.0 * std::f64::consts::LN_2, 0.05, "M/M/1 median sojourn (ms)");
+}
+
+/// Erlang's C formula: the probability that an arrival waits in M/M/c.
+fn erlang_c(servers: u32, offered: f64) -> f64 {
+    let c = f64::from(servers);
+    let mut term = 1.0;
+    let mut sum = 1.0;
+    for k in 1..servers {
+        term *= offered / f64::from(k);
+        sum += term;
+    }
+    let last = term * offered / c * c / (c - offered);
+    last / (sum + last)
+}
+
+#[test]
+fn mmc_mean_sojourn_time_follows_erlang_c() {
+    // 4 workers, mean service 4 ms (mu = 250/s each), lambda = 800/s: a = 3.2.
+    let t = topology(1, Balance::RoundRobin);
+    let w =
+        workload(800.0, Length::Requests(1_000_000), 4, ServiceTime::Exponential { mean: 4 * MS });
+    let out = run_variant(&t, &w, 7, Variant::Spec);
+
+    let (c, mu, lambda) = (4.0, 250.0, 800.0);
+    let want = erlang_c(4, lambda / mu) / (c * mu - lambda) + 1.0 / mu;
+    assert_close(mean_ms(&out), want * 1e3, 0.03, "M/M/4 mean sojourn (ms)");
+    assert_close(out.report.endpoints[0].utilisation, 0.8, 0.01, "M/M/4 utilisation");
+}
+
+#[test]
+fn md1_mean_sojourn_time_follows_pollaczek_khinchine() {
+    // Constant 1 ms service at 800/s: W = 1/mu + rho / (2 mu (1 - rho)) = 1 + 2 = 3 ms.
+    let t = topology(1, Balance::RoundRobin);
+    let w = workload(800.0, Length::Requests(300_000), 1, ServiceTime::Constant { value: MS });
+    let out = run_variant(&t, &w, 9, Variant::Spec);
+    assert_close(mean_ms(&out), 3.0, 0.03, "M/D/1 mean sojourn (ms)");
+}
+
+#[test]
+fn variants_see_the_same_arrivals_and_service_times() {
+    let t = topology(4, Balance::RoundRobin);
+    let w = workload(3_000.0, Length::Requests(20_000), 1, ServiceTime::Exponential { mean: MS });
+    let runs: Vec<Outcome> =
+        [Variant::Spec, Variant::All(Balance::Random), Variant::All(Balance::LeastRequest)]
+            .into_iter()
+            .map(|v| run_variant(&t, &w, 3, v))
+            .collect();
+
+    // The same arrivals, routes and service demands, hence the same window...
+    for run in &runs[1..] {
+        assert_eq!(run.digest, runs[0].digest);
+        assert_eq!(run.measured, runs[0].measured);
+        assert_eq!(run.report.requests, runs[0].report.requests);
+    }
+    // ...yet different balancing, hence different latencies.
+    assert_ne!(runs[0].report.latency, runs[1].report.latency);
+    assert_ne!(runs[1].report.latency, runs[2].report.latency);
+
+    // And another seed draws another workload.
+    assert_ne!(run_variant(&t, &w, 4, Variant::Spec).digest, runs[0].digest);
+}
+
+#[test]
+fn the_arrival_source_ignores_the_variant() {
+    let t = topology(2, Balance::RoundRobin);
+    let w = workload(1_000.0, Length::Requests(10), 1, ServiceTime::Exponential { mean: MS });
+    let draw = || {
+        let mut source = Source::new(&w, &t, 5);
+        (0..1_000)
+            .map(|_| {
+                let r = source.next;
+                source.advance(&w, &t, r.arrived);
+                (r.arrived, r.share, r.service)
+            })
+            .collect::<Vec<_>>()
+    };
+    let first = draw();
+    assert_eq!(first, draw());
+    assert!(first.windows(2).all(|p| p[0].0 <= p[1].0), "arrivals move forward in time");
+}
+
+#[test]
+fn least_request_beats_random_at_high_load() {
+    // Ten endpoints at utilisation 0.9: random dispatch makes ten M/M/1
+    // queues (W = 10 ms); two choices cut the mean several-fold.
+    let t = topology(10, Balance::Random);
+    let mut w =
+        workload(9_000.0, Length::Requests(300_000), 1, ServiceTime::Exponential { mean: MS });
+    w.variants = vec![Variant::All(Balance::Random), Variant::All(Balance::LeastRequest)];
+    let report = crate::simulate(&t, &w, 1);
+
+    let (random, least) = (&report.variants[0], &report.variants[1]);
+    let (random, least) = (random.latency.mean_ns as f64, least.latency.mean_ns as f64);
+    assert_close(random / MS as f64, 10.0, 0.1, "random over 10 M/M/1 queues (ms)");
+    assert!(least < random / 2.0, "least_request {least} ns vs random {random} ns");
+}
+
+#[test]
+fn saturated_endpoints_are_exactly_fully_utilised() {
+    // Offered 4x capacity: once the queue forms it never empties, so every
+    // worker is busy for the whole window.
+    let t = topology(2, Balance::RoundRobin);
+    let w =
+        workload(4_000.0, Length::Duration(3 * SECOND), 2, ServiceTime::Constant { value: 2 * MS });
+    let out = run_variant(&t, &w, 1, Variant::Spec);
+    for e in &out.report.endpoints {
+        assert_eq!(e.utilisation, 1.0, "{e:?}");
+    }
+    // Four workers of 2 ms serve exactly 2000 requests per second.
+    assert_close(out.report.throughput, 2_000.0, 0.001, "saturated throughput");
+}
+
+#[test]
+fn idle_endpoints_count_zero_and_served_requests_add_up() {
+    let mut t = topology(3, Balance::WeightedRoundRobin);
+    t.pools[0].endpoints[2].weight = 0;
+    let w =
+        workload(500.0, Length::Duration(11 * SECOND), 1, ServiceTime::Exponential { mean: MS });
+    let out = run_variant(&t, &w, 2, Variant::Spec);
+
+    let e = &out.report.endpoints;
+    assert_eq!((e[2].requests, e[2].utilisation), (0, 0.0));
+    assert_eq!(e.iter().map(|e| e.requests).sum::<u64>(), out.report.requests);
+    // Weighted 1:1 over two endpoints: each offered 250/s of 1 ms work.
+    assert_close(e[0].utilisation, 0.25, 0.05, "endpoint 0 utilisation");
+    assert_close(e[1].utilisation, 0.25, 0.05, "endpoint 1 utilisation");
+    // A duration run measures exactly duration minus warm-up.
+    assert_eq!((out.warmup, out.measured), (SECOND, 10 * SECOND));
+    assert_close(out.report.requests as f64, 5_000.0, 0.05, "arrivals in 10 s at 500/s");
+    assert_close(out.report.throughput, 500.0, 0.05, "throughput");
+}
+
+#[test]
+fn busy_time_integrates_across_changes() {
+    let mut s = Station {
+        pool: 0,
+        index: 0,
+        workers: 2,
+        busy: 0,
+        waiting: VecDeque::new(),
+        area: 0,
+        since: 0,
+        area_at_open: 0,
+        area_at_close: 0,
+        served: 0,
+    };
+    // Idle until 10, one busy until 30, two busy until 35, one until 50.
+    for (now, busy) in [(10, 1), (30, 2), (35, 1), (50, 0)] {
+        s.advance(now);
+        s.busy = busy;
+    }
+    assert_eq!(s.area, 20 + 2 * 5 + 15);
+    assert_eq!(s.since, 50);
+}
+
+#[test]
+fn requests_runs_measure_exactly_that_many() {
+    let t = topology(3, Balance::LeastRequest);
+    let mut w =
+        workload(2_000.0, Length::Requests(12_345), 1, ServiceTime::log_normal(MS / 2, 4 * MS));
+    w.warmup = 0;
+    let out = run_variant(&t, &w, 8, Variant::Spec);
+    assert_eq!(out.report.requests, 12_345);
+    assert_eq!(out.report.latency, out.report.routes[0].latency);
+    assert_eq!(out.report.routes[0].requests, 12_345);
+}
+
+#[test]
+fn two_choices_approach_the_supermarket_limit() {
+    // Mitzenmacher's fixed point for JSQ(2) as the pool grows: a fraction
+    // lambda^(2^i - 1) of servers hold at least i requests, so by Little's
+    // law the mean sojourn is sum(lambda^(2^i - 1)) / lambda service times.
+    let lambda: f64 = 0.9;
+    let limit: f64 = (1..12).map(|i| lambda.powi((1 << i) - 1)).sum::<f64>() / lambda;
+    let t = topology(100, Balance::LeastRequest);
+    let w = workload(
+        100.0 * lambda * 1_000.0,
+        Length::Requests(1_000_000),
+        1,
+        ServiceTime::Exponential { mean: MS },
+    );
+    let out = run_variant(&t, &w, 12, Variant::Spec);
+    // A finite pool sits slightly above the limit (here by about 1%).
+    assert_close(mean_ms(&out), limit, 0.03, "JSQ(2) over 100 servers (ms)");
+}
+
+#[test]
+fn the_same_seed_gives_the_same_bytes() {
+    let t = topology(5, Balance::RoundRobin);
+    let mut w =
+        workload(3_000.0, Length::Duration(4 * SECOND), 2, ServiceTime::log_normal(MS, 9 * MS));
+    w.variants =
+        vec![Variant::Spec, Variant::All(Balance::Random), Variant::All(Balance::LeastRequest)];
+    let a = crate::simulate(&t, &w, 99);
+    let b = crate::simulate(&t, &w, 99);
+    assert_eq!(a.to_table(), b.to_table());
+    assert_eq!(a.to_json(), b.to_json());
+    assert_ne!(a.to_table(), crate::simulate(&t, &w, 100).to_table());
+}
