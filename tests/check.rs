@@ -319,3 +319,16 @@ fn schema_command_prints_the_committed_schema() {
         std::fs::read(format!("{}/schemas/spec.schema.json", env!("CARGO_MANIFEST_DIR"))).unwrap();
     assert_eq!(out.stdout, committed);
 }
+
+#[test]
+fn committed_scenario_schema_matches_the_code() {
+    let out = sluice().args(["schema", "scenario"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let path = format!("{}/schemas/scenario.schema.json", env!("CARGO_MANIFEST_DIR"));
+    let committed = std::fs::read(&path).unwrap();
+    assert!(
+        out.stdout == committed,
+        "schemas/scenario.schema.json is stale; regenerate it with \
+         `cargo run -- schema scenario > schemas/scenario.schema.json`"
+    );
+}

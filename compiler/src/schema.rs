@@ -244,7 +244,7 @@ fn expected_type(schema: &Value) -> String {
 
 /// The candidate closest to `word` by edit distance, if it is close enough to
 /// be a likely typo (or differs only in `_` and `-`).
-pub(crate) fn nearest<'c>(word: &str, candidates: &'c [String]) -> Option<&'c str> {
+pub fn nearest<'c>(word: &str, candidates: &'c [String]) -> Option<&'c str> {
     let squash = |s: &str| s.to_ascii_lowercase().replace(['_', '-'], "");
     candidates
         .iter()

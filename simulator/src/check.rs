@@ -221,7 +221,7 @@ impl Checker<'_> {
                 Some(route) => shares.push(RouteShare { route, weight: entry.weight.max(0.0) }),
                 None => {
                     let names = topology.routes.iter().map(|r| r.name.as_str());
-                    let help = known("routes", names);
+                    let help = known("routes", &entry.route, names);
                     let message = format!("unknown route `{}`", entry.route);
                     let finding = Diagnostic::error(codes::UNKNOWN_ROUTE, message).with_help(help);
                     self.push(finding, &format!("{here}/route"));
@@ -323,9 +323,14 @@ fn list(items: &[&str]) -> String {
     }
 }
 
-/// A help text listing the names the spec defines, or saying it has none.
-fn known<'n>(kind: &str, names: impl Iterator<Item = &'n str>) -> String {
-    let names: Vec<String> = names.map(|n| format!("`{n}`")).collect();
+/// A help text suggesting the nearest name the spec defines, or else listing
+/// them, or saying it has none.
+fn known<'n>(kind: &str, wanted: &str, names: impl Iterator<Item = &'n str>) -> String {
+    let names: Vec<String> = names.map(str::to_owned).collect();
+    if let Some(best) = sluice_compiler::schema::nearest(wanted, &names) {
+        return format!("did you mean `{best}`?");
+    }
+    let names: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
     match names.len() {
         0 => format!("the spec defines no {kind}"),
         n if n <= 12 => format!("the spec's {kind} are {}", names.join(", ")),

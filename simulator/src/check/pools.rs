@@ -22,7 +22,7 @@ impl Checker<'_> {
                 Some(p) => pools[p] = load,
                 None => {
                     let names = topology.pools.iter().map(|p| p.name.as_str());
-                    let help = known("pools", names);
+                    let help = known("pools", name, names);
                     let pointer = child("/pools", name);
                     let message = format!("unknown pool `{name}`");
                     let finding = Diagnostic::error(codes::UNKNOWN_POOL, message).with_help(help);

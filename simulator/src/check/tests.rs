@@ -192,3 +192,12 @@ fn without_a_plan_names_are_not_checked_and_nothing_resolves() {
     assert_eq!(codes, ["S0404"]);
     assert!(checked.scenario.is_some() && checked.workload.is_none());
 }
+
+#[test]
+fn a_misspelt_route_or_pool_gets_the_nearest_name() {
+    let checked = check(&GOOD.replace("get-deal }", "get-dael }").replace("deals: {", "deal: {"));
+    let helps: Vec<(&str, Option<&str>)> =
+        checked.diagnostics.iter().map(|d| (d.code.id, d.help.as_deref())).collect();
+    assert!(helps.contains(&("S0401", Some("did you mean `get-deal`?"))), "{helps:?}");
+    assert!(helps.contains(&("S0402", Some("did you mean `deals`?"))), "{helps:?}");
+}
