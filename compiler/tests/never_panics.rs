@@ -96,7 +96,7 @@ proptest! {
         let text = apply(&platform(), &edits);
         let checked = check(SourceFile::new("mutated.yaml", text));
         // Either it is clean and compiled, or it says why, with a location when it has a document.
-        prop_assert!(checked.plan.is_some() == !checked.has_errors());
+        prop_assert_eq!(checked.plan.is_some(), !checked.has_errors());
     }
 
     #[test]
