@@ -100,6 +100,7 @@ pub fn check(args: CheckArgs) -> ExitCode {
         }
         Format::Json => report::json(&diagnostics, !failed),
         Format::Github => report::github(&diagnostics),
+        Format::Sarif => report::sarif(&diagnostics),
     };
     if let Err(code) = emit(&text, args.output.as_deref(), args.format == Format::Human) {
         return code;
@@ -151,7 +152,7 @@ fn emit(text: &str, output: Option<&Path>, human: bool) -> Result<(), ExitCode> 
             Ok(())
         }
         None => {
-            print!("{text}");
+            crate::out(&text);
             Ok(())
         }
     }
@@ -177,11 +178,11 @@ pub fn compile(args: CompileArgs) -> ExitCode {
         return ExitCode::from(EXIT_CANNOT_RUN);
     }
     eprintln!(
-        "wrote {} ({} routes, {} pools, {} listeners, {} bytes)",
+        "wrote {} ({}, {}, {}, {} bytes)",
         args.output.display(),
-        plan.routes.len(),
-        plan.pools.len(),
-        plan.listeners.len(),
+        count(plan.routes.len(), "route"),
+        count(plan.pools.len(), "pool"),
+        count(plan.listeners.len(), "listener"),
         bytes.len()
     );
     ExitCode::SUCCESS
@@ -195,6 +196,11 @@ pub fn schema(args: SchemaArgs) -> ExitCode {
             pretty(&schema_value::<sluice_simulator::Scenario>())
         }
     };
-    print!("{text}");
+    crate::out(&text);
     ExitCode::SUCCESS
+}
+
+/// `1 route`, `2 routes`.
+fn count(n: usize, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
 }

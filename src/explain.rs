@@ -1,9 +1,12 @@
-//! `sluice explain`: which route a request matches, and what it captured.
+//! `sluice explain`: which route a request matches, what it captured, and
+//! why the closest other routes lost.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
+use sluice_compiler::router::HostPattern;
+use sluice_compiler::template::{Segment, Template};
 use sluice_compiler::{Captures, Method, Plan, RequestFacts};
 
 use crate::EXIT_CANNOT_RUN;
@@ -73,7 +76,19 @@ pub fn explain(args: ExplainArgs) -> ExitCode {
         },
     };
 
-    let path_only = path.split(['?', '#']).next().unwrap_or(path);
+    let raw_path = path.split(['?', '#']).next().unwrap_or(path);
+    // Match what `serve` would match: the path normalised by the listener's rules.
+    let normalized = match sluice_compiler::normalize::normalize(
+        raw_path,
+        &plan.listeners[listener].normalize,
+    ) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("the gateway answers 400 to {raw_path}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let path_only: &str = &normalized;
     let facts = RequestFacts {
         listener,
         host: sluice_compiler::router::host_name(&host),
@@ -85,7 +100,8 @@ pub fn explain(args: ExplainArgs) -> ExitCode {
     let shown_host = if host.is_empty() { "(no host)" } else { host.as_str() };
     match plan.lookup(&facts, &mut captures) {
         Some(route) => {
-            print!("{}", describe(&plan, route, path_only, &captures, listener_name));
+            crate::out(&describe(&plan, route, path_only, &captures, listener_name));
+            crate::out(&others(&plan, &facts, Some(route)));
             ExitCode::SUCCESS
         }
         None => {
@@ -93,6 +109,7 @@ pub fn explain(args: ExplainArgs) -> ExitCode {
                 "no route matches {} {path_only} with host {shown_host} on listener `{listener_name}`",
                 args.method
             );
+            eprint!("{}", others(&plan, &facts, None));
             ExitCode::from(1)
         }
     }
@@ -126,8 +143,163 @@ fn describe(plan: &Plan, route: u32, path: &str, captures: &Captures, listener: 
     out
 }
 
-fn host_text(host: &sluice_compiler::router::HostPattern) -> String {
-    use sluice_compiler::router::HostPattern;
+/// How one route fares against a request.
+struct Verdict {
+    /// Conditions it fails: listener, host, path, method.
+    failures: usize,
+    /// Segments of the path it matched before failing (all when it matched).
+    depth: usize,
+    reason: String,
+}
+
+/// Up to three other routes that came closest, each with why it lost:
+/// first those that match but were outranked, then those that fail one
+/// condition, the deepest path match first.
+fn others(plan: &Plan, facts: &RequestFacts<'_>, winner: Option<u32>) -> String {
+    let winner_route = winner.and_then(|w| plan.routes.get(w as usize));
+    let mut verdicts: Vec<(usize, Verdict)> = plan
+        .routes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| Some(*i as u32) != winner)
+        .filter_map(|(i, r)| verdict(plan, r, facts, winner_route).map(|v| (i, v)))
+        .collect();
+    verdicts.sort_by_key(|(i, v)| (v.failures, std::cmp::Reverse(v.depth), *i));
+
+    let mut out = String::new();
+    for (n, (i, v)) in verdicts.iter().take(3).enumerate() {
+        let title = if n == 0 { "others" } else { "" };
+        out.push_str(&format!("{title:<10}{}: {}\n", plan.routes[*i].name, v.reason));
+    }
+    out
+}
+
+/// Why route `r` did not take the request; `None` when it is too far off
+/// to be worth naming (neither its host nor any of its path matches).
+fn verdict(
+    plan: &Plan,
+    r: &sluice_compiler::plan::RoutePlan,
+    facts: &RequestFacts<'_>,
+    winner: Option<&sluice_compiler::plan::RoutePlan>,
+) -> Option<Verdict> {
+    let template = Template::parse(&r.path).ok()?;
+    let path = match_path(&template, facts.path);
+    let host_ok = host_matches(&r.host, facts.host);
+    let listener_ok = facts.listener < 64 && r.listeners & (1 << facts.listener) != 0;
+    let method_ok = r.methods.contains(facts.method);
+    let depth = match &path {
+        Ok(()) => usize::MAX,
+        Err((k, _)) => k - 1,
+    };
+    if depth == 0 && !host_ok {
+        return None;
+    }
+
+    let mut reasons = Vec::new();
+    if !listener_ok {
+        let names: Vec<&str> = plan
+            .listeners
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i < 64 && r.listeners & (1 << i) != 0)
+            .map(|(_, l)| l.name.as_str())
+            .collect();
+        reasons.push(format!("serves other listeners ({})", names.join(", ")));
+    }
+    if !host_ok {
+        reasons.push(format!("host {} does not match", host_text(&r.host)));
+    }
+    if let Err((_, why)) = &path {
+        reasons.push(why.clone());
+    }
+    if !method_ok {
+        let allowed: Vec<&str> = r.methods.names().collect();
+        reasons.push(format!("method not allowed (only {})", allowed.join(", ")));
+    }
+    let failures = reasons.len();
+    if failures == 0 {
+        let why = winner.map_or_else(
+            || "matches, but lost to another route".to_owned(),
+            |w| outranked_because(w, r, &template),
+        );
+        reasons.push(format!("matches, but is outranked: {why}"));
+    }
+    Some(Verdict { failures, depth, reason: reasons.join("; ") })
+}
+
+fn host_matches(pattern: &HostPattern, host: &str) -> bool {
+    let host = host.to_ascii_lowercase();
+    match pattern {
+        HostPattern::Any => true,
+        HostPattern::Exact(h) => *h == host,
+        HostPattern::Wildcard(s) => host.len() > s.len() && host.ends_with(s.as_str()),
+    }
+}
+
+/// `Ok` when the template matches the path; otherwise the 1-based segment
+/// where it stops matching, and why.
+fn match_path(template: &Template, path: &str) -> Result<(), (usize, String)> {
+    let Some(rest) = path.strip_prefix('/') else {
+        return Err((1, "the path does not start with `/`".to_owned()));
+    };
+    let segments: Vec<&str> = rest.split('/').collect();
+    for (i, t) in template.segments.iter().enumerate() {
+        let k = i + 1;
+        let got = segments.get(i);
+        match (t, got) {
+            (Segment::CatchAll(_), _) => return Ok(()),
+            (Segment::Literal(l), Some(v)) if v == l => {}
+            (Segment::Literal(l), Some(v)) => {
+                return Err((k, format!("segment {k} is `{v}`, not `{l}`")));
+            }
+            (Segment::Param(p), Some(v)) if v.is_empty() => {
+                return Err((k, format!("segment {k} is empty, which `{{{p}}}` does not match")));
+            }
+            (Segment::Param(_), Some(_)) => {}
+            (_, None) => {
+                return Err((k, format!("the path ends before segment {k} of {}", template)))
+            }
+        }
+    }
+    if segments.len() > template.segments.len() {
+        let k = template.segments.len() + 1;
+        return Err((k, format!("the path goes on past its template at segment {k}")));
+    }
+    Ok(())
+}
+
+/// Why the winning route `w` ranks above route `r` when both match.
+fn outranked_because(
+    w: &sluice_compiler::plan::RoutePlan,
+    r: &sluice_compiler::plan::RoutePlan,
+    template: &Template,
+) -> String {
+    if w.host != r.host {
+        return format!("host {} is more specific than {}", host_text(&w.host), host_text(&r.host));
+    }
+    let Ok(winner) = Template::parse(&w.path) else {
+        return format!("`{}` ranks higher", w.name);
+    };
+    let kind = |s: Option<&Segment>| match s {
+        Some(Segment::Literal(l)) => (0, format!("the literal `{l}`")),
+        Some(Segment::Param(p)) => (1, format!("`{{{p}}}`")),
+        Some(Segment::CatchAll(p)) => (2, format!("`{{*{p}}}`")),
+        None => (0, "a template that ends there".to_owned()),
+    };
+    let n = winner.segments.len().max(template.segments.len());
+    for i in 0..n {
+        let (a, b) = (kind(winner.segments.get(i)), kind(template.segments.get(i)));
+        if a.0 < b.0 {
+            return format!("{} beats {} at segment {}", a.1, b.1, i + 1);
+        }
+    }
+    if !w.methods.is_any() && r.methods.is_any() {
+        return "a route with methods beats one without".to_owned();
+    }
+    format!("`{}` ranks higher", w.name)
+}
+
+fn host_text(host: &HostPattern) -> String {
     match host {
         HostPattern::Any => "(any host)".to_owned(),
         HostPattern::Exact(h) => h.clone(),
@@ -153,7 +325,7 @@ fn split_url(url: &str) -> Result<(&str, &str), &'static str> {
 
 #[cfg(test)]
 mod tests {
-    use super::split_url;
+    use super::*;
 
     #[test]
     fn splits_urls() {
@@ -161,5 +333,18 @@ mod tests {
         assert_eq!(split_url("http://a.test:8080"), Ok(("a.test:8080", "/")));
         assert_eq!(split_url("/only/path"), Ok(("", "/only/path")));
         assert!(split_url("ftp://x").is_err());
+    }
+
+    #[test]
+    fn path_mismatches_name_the_segment() {
+        let t = Template::parse("/v1/contacts/{id}").unwrap();
+        assert_eq!(match_path(&t, "/v1/contacts/7"), Ok(()));
+        assert_eq!(match_path(&t, "/v1/deals/7").unwrap_err().0, 2);
+        assert_eq!(match_path(&t, "/v1/contacts").unwrap_err().0, 3);
+        assert_eq!(match_path(&t, "/v1/contacts/").unwrap_err().0, 3);
+        assert_eq!(match_path(&t, "/v1/contacts/7/x").unwrap_err().0, 4);
+        let files = Template::parse("/files/{*key}").unwrap();
+        assert_eq!(match_path(&files, "/files"), Ok(()));
+        assert_eq!(match_path(&files, "/files/a/b"), Ok(()));
     }
 }

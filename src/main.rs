@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod check;
 mod demo;
+mod diff;
 mod explain;
 mod report;
 mod serve;
@@ -39,6 +40,22 @@ enum Command {
     Schema(check::SchemaArgs),
     /// Start local stub upstreams for a spec, serve it, and send sample traffic.
     Demo(demo::DemoArgs),
+    /// Compare two specs: what changed, and which requests it would affect.
+    Diff(diff::DiffArgs),
+}
+
+/// Write a report to stdout. A reader that went away (`sluice check ... | head`)
+/// is not an error of ours: the rest is dropped and the exit status stays the
+/// command's own.
+pub fn out(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let result = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush());
+    if let Err(e) = result {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("error: cannot write to stdout: {e}");
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -51,5 +68,6 @@ fn main() -> ExitCode {
         Command::Simulate(args) => simulate::simulate(args),
         Command::Schema(args) => check::schema(args),
         Command::Demo(args) => demo::demo(args),
+        Command::Diff(args) => diff::diff(args),
     }
 }

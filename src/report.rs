@@ -1,4 +1,5 @@
-//! Rendering findings: human (miette, to stderr), JSON and GitHub annotations.
+//! Rendering findings: human (miette, to stderr), JSON, GitHub annotations
+//! and SARIF 2.1.0 for code scanning.
 
 use std::fmt::Write as _;
 
@@ -13,6 +14,8 @@ pub enum Format {
     Json,
     /// GitHub Actions workflow commands (`::error file=...::message`).
     Github,
+    /// SARIF 2.1.0, the format GitHub code scanning uploads.
+    Sarif,
 }
 
 pub struct Counts {
@@ -88,6 +91,199 @@ pub fn github(diagnostics: &[Diagnostic]) -> String {
     out
 }
 
+/// A SARIF 2.1.0 log with one run: the rules of every code used, and one
+/// result per finding. Columns count Unicode code points, as the human and
+/// JSON formats do, and the run says so with `columnKind`.
+pub fn sarif(diagnostics: &[Diagnostic]) -> String {
+    use serde_json::{json, Value};
+
+    let mut rules: Vec<sluice_compiler::diagnostic::Code> = Vec::new();
+    for d in diagnostics {
+        if !rules.contains(&d.code) {
+            rules.push(d.code);
+        }
+    }
+    let rule_docs: Vec<Value> = rules
+        .iter()
+        .map(|code| {
+            let (summary, help) = rule_text(code.id);
+            json!({
+                "id": code.id,
+                "name": code.name,
+                "shortDescription": { "text": summary.unwrap_or(code.name) },
+                "help": { "text": help.unwrap_or(summary.unwrap_or(code.name)) },
+            })
+        })
+        .collect();
+
+    let results: Vec<Value> = diagnostics
+        .iter()
+        .map(|d| {
+            let rule_index = rules.iter().position(|c| *c == d.code).unwrap_or(0);
+            let mut text = d.message.clone();
+            if let Some(help) = &d.help {
+                let _ = write!(text, "\nhelp: {help}");
+            }
+            let mut result = json!({
+                "ruleId": d.code.id,
+                "ruleIndex": rule_index,
+                "level": d.severity.as_str(),
+                "message": { "text": text },
+                "locations": [{ "physicalLocation": physical(d, d.location) }],
+            });
+            let related: Vec<Value> = d
+                .labels
+                .iter()
+                .enumerate()
+                .map(|(i, label)| {
+                    json!({
+                        "id": i,
+                        "message": { "text": label.text },
+                        "physicalLocation": physical(d, Some(label.location)),
+                    })
+                })
+                .collect();
+            if !related.is_empty() {
+                result["relatedLocations"] = Value::Array(related);
+            }
+            result
+        })
+        .collect();
+
+    let log = json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": { "driver": {
+                "name": "sluice",
+                "version": env!("CARGO_PKG_VERSION"),
+                "rules": rule_docs,
+            }},
+            "columnKind": "unicodeCodePoints",
+            "results": results,
+        }],
+    });
+    let mut text = serde_json::to_string_pretty(&log).expect("a JSON value serialises");
+    text.push('\n');
+    text
+}
+
+/// The `physicalLocation` of a span in the file a finding names; the whole
+/// file when the span is unknown.
+fn physical(
+    d: &Diagnostic,
+    location: Option<sluice_compiler::diagnostic::Location>,
+) -> serde_json::Value {
+    let mut place = serde_json::json!({ "artifactLocation": { "uri": file_uri(&d.file) } });
+    if let Some(l) = location {
+        let text = d.source().map_or("", |s| s.text.as_str());
+        let (end_line, end_column) = end_of(text, l);
+        place["region"] = serde_json::json!({
+            "startLine": l.line,
+            "startColumn": l.column,
+            "endLine": end_line,
+            "endColumn": end_column,
+        });
+    }
+    place
+}
+
+/// The line and column just past a span (SARIF's exclusive end), from its
+/// start position and the characters its bytes cover.
+fn end_of(text: &str, l: sluice_compiler::diagnostic::Location) -> (usize, usize) {
+    let covered = text.get(l.offset..l.offset + l.len).unwrap_or("");
+    let (mut line, mut column) = (l.line, l.column);
+    for c in covered.chars() {
+        if c == '\n' {
+            line += 1;
+            column = 1;
+        } else {
+            column += 1;
+        }
+    }
+    (line, column)
+}
+
+/// A file name as a URI reference: relative names stay relative (code
+/// scanning resolves them against the repository root), absolute ones
+/// become `file://` URIs, and anything outside the unreserved set and `/` is
+/// percent-encoded.
+fn file_uri(name: &str) -> String {
+    let name = name.replace('\\', "/");
+    let mut out = String::new();
+    if name.starts_with('/') {
+        out.push_str("file://");
+    }
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/') {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// A one-line summary and a help text for each documented finding code, as
+/// the README's table gives them. Codes added later fall back to their name.
+fn rule_text(id: &str) -> (Option<&'static str>, Option<&'static str>) {
+    let (summary, help) = match id {
+        "S0001" => ("the file is not valid YAML", "fix the YAML syntax at the marked position"),
+        "S0002" => ("a mapping has the same key twice", "keep one of the two keys"),
+        "S0003" => (
+            "the YAML uses a feature specs do not allow",
+            "write the value out instead of a merge key, tag, alias or second document",
+        ),
+        "S0101" => ("a key that the format does not define", "check the spelling of the key"),
+        "S0102" => ("a required key is missing", "add the key"),
+        "S0103" => ("a value has the wrong type", "write a value of the type the key takes"),
+        "S0104" => ("a value is outside what the key accepts", "use one of the allowed values"),
+        "S0201" => {
+            ("a route sends to a pool that is not defined", "define the pool or fix the name")
+        }
+        "S0202" => ("two items of one kind share a name", "give each a unique name"),
+        "S0203" => (
+            "two routes match the same requests",
+            "make one route more specific or restrict its listeners",
+        ),
+        "S0204" => ("a route names a listener that is not defined", "fix the listener name"),
+        "S0205" => ("an address is not IP:PORT", "write an IP address and a port"),
+        "S0206" => ("a duration does not parse or is zero", "write a number and ms, s, m or h"),
+        "S0207" => ("a path template is malformed", "use literals, `{name}` and a final `{*name}`"),
+        "S0208" => ("a host pattern is malformed", "write a host name or `*.` and a suffix"),
+        "S0209" => ("two listeners bind the same address", "give each listener its own address"),
+        "S0210" => ("every weight of a pool is zero", "give one endpoint a positive weight"),
+        "S0211" => ("more than 64 listeners", "merge or remove listeners"),
+        "S0212" => (
+            "a route can never match because other routes take all its requests",
+            "delete the route, or make it more specific than the routes that take its requests",
+        ),
+        "S0213" => (
+            "a path template is written in a form that path normalisation changes",
+            "write the template in normal form",
+        ),
+        "S0301" => ("a pool no route sends to", "route traffic to it or delete it"),
+        "S0302" => ("weights that the pool's algorithm ignores", "use a weighted algorithm"),
+        "S0303" => ("routes but no listeners", "add a listener"),
+        "S0401" => ("a scenario names a route the spec does not have", "fix the route name"),
+        "S0402" => ("a scenario names a pool the spec does not have", "fix the pool name"),
+        "S0403" => ("traffic reaches a pool without a service model", "add the pool to `pools:`"),
+        "S0404" => ("an arrival rate is not positive", "use a positive rate"),
+        "S0405" => ("a traffic weight is not valid", "use a non-negative weight"),
+        "S0406" => ("a scenario duration does not parse", "write a number and ms, s, m or h"),
+        "S0407" => ("the run length is not well defined", "give one of `duration` and `requests`"),
+        "S0408" => ("service model fields do not fit", "give the fields the distribution takes"),
+        "S0409" => ("a pool model has no workers", "give at least one worker"),
+        "S0410" => ("a run is too long", "simulate at most 100,000,000 requests"),
+        "S0411" => ("a balancer variant is listed twice", "list each variant once"),
+        "S0412" => ("a service model for a pool no route reaches", "remove it or add traffic"),
+        "S0413" => ("a route is listed twice in the traffic mix", "list each route once"),
+        "S0414" => ("offered load reaches a pool's capacity", "add workers or endpoints"),
+        _ => return (None, None),
+    };
+    (Some(summary), Some(help))
+}
+
 fn escape_data(s: &str) -> String {
     s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
 }
@@ -99,7 +295,7 @@ fn escape_property(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sluice_compiler::diagnostic::codes;
+    use sluice_compiler::diagnostic::{codes, Location};
 
     #[test]
     fn github_escapes_special_characters() {
@@ -109,5 +305,22 @@ mod tests {
             line.starts_with("::error file=,title=S0201 unknown-pool::50%25 bad%0Anext line"),
             "{line}"
         );
+    }
+
+    #[test]
+    fn sarif_regions_end_past_the_span() {
+        let text = "a: bc\nd: é\n";
+        let l = Location { line: 2, column: 4, offset: 9, len: 2 };
+        assert_eq!(end_of(text, l), (2, 5), "é is two bytes and one column");
+        let whole = Location { line: 1, column: 1, offset: 0, len: 6 };
+        assert_eq!(end_of(text, whole), (2, 1), "a span ending in a newline ends on the next line");
+    }
+
+    #[test]
+    fn file_names_become_uri_references() {
+        assert_eq!(file_uri("specs/platform.yaml"), "specs/platform.yaml");
+        assert_eq!(file_uri("my specs/a b.yaml"), "my%20specs/a%20b.yaml");
+        assert_eq!(file_uri("/abs/x.yaml"), "file:///abs/x.yaml");
+        assert_eq!(file_uri("dir\\x.yaml"), "dir/x.yaml");
     }
 }

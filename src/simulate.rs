@@ -60,8 +60,8 @@ pub fn simulate(args: SimulateArgs) -> ExitCode {
     let seed = args.seed.or(workload.seed).unwrap_or(DEFAULT_SEED);
     let report = sluice_simulator::simulate(&Topology::from_plan(&plan), &workload, seed);
     match args.format {
-        Format::Table => print!("{}", report.to_table()),
-        Format::Json => print!("{}", report.to_json()),
+        Format::Table => crate::out(&report.to_table()),
+        Format::Json => crate::out(&report.to_json()),
     }
     ExitCode::SUCCESS
 }

@@ -47,6 +47,8 @@ pub mod codes {
     pub const DUPLICATE_BIND: Code = Code { id: "S0209", name: "duplicate-bind" };
     pub const NO_WEIGHT: Code = Code { id: "S0210", name: "zero-weights" };
     pub const TOO_MANY_LISTENERS: Code = Code { id: "S0211", name: "too-many-listeners" };
+    pub const SHADOWED_ROUTE: Code = Code { id: "S0212", name: "shadowed-route" };
+    pub const NON_NORMAL_PATH: Code = Code { id: "S0213", name: "non-normal-path" };
     pub const UNUSED_POOL: Code = Code { id: "S0301", name: "unused-pool" };
     pub const IGNORED_WEIGHTS: Code = Code { id: "S0302", name: "ignored-weights" };
     pub const NO_LISTENERS: Code = Code { id: "S0303", name: "no-listeners" };
@@ -119,7 +121,7 @@ impl Diagnostic {
         Diagnostic {
             code,
             severity,
-            message,
+            message: escape_controls(message),
             help: None,
             file: String::new(),
             pointer: String::new(),
@@ -160,7 +162,7 @@ impl Diagnostic {
     }
 
     pub fn with_help(mut self, help: impl Into<String>) -> Diagnostic {
-        self.help = Some(help.into());
+        self.help = Some(escape_controls(help.into()));
         self
     }
 
@@ -239,6 +241,19 @@ impl Diagnostic {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_in_messages_are_escaped() {
+        let d = Diagnostic::error(codes::DUPLICATE_NAME, "name `a\u{7}b\u{1b}[31m` twice")
+            .with_help("x\ny");
+        assert_eq!(d.message, "name `a\\u{7}b\\u{1b}[31m` twice");
+        assert_eq!(d.help.as_deref(), Some("x\\ny"));
+    }
+}
+
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
@@ -279,6 +294,17 @@ impl miette::Diagnostic for Diagnostic {
         });
         Some(Box::new(primary.into_iter().chain(secondary)))
     }
+}
+
+/// Messages quote values from the file; a control character among them
+/// (an escape sequence, a bell) must not reach a terminal or CI log raw.
+fn escape_controls(text: String) -> String {
+    if !text.chars().any(char::is_control) {
+        return text;
+    }
+    text.chars()
+        .map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() })
+        .collect()
 }
 
 /// Order findings by file, position, then code, and drop exact repeats

@@ -23,19 +23,26 @@ use crate::yaml::{self, NodeSpan};
 pub struct SourceFile {
     pub name: String,
     pub text: String,
+    /// Byte offset of the first invalid UTF-8 sequence, when the bytes were not text.
+    pub invalid_utf8: Option<usize>,
 }
 
 impl SourceFile {
     pub fn new(name: impl Into<String>, text: impl Into<String>) -> SourceFile {
-        SourceFile { name: name.into(), text: text.into() }
+        SourceFile { name: name.into(), text: text.into(), invalid_utf8: None }
     }
 
-    /// Text from raw bytes; invalid UTF-8 becomes U+FFFD, which the YAML
-    /// reader then reports as a finding at its position.
+    /// Text from raw bytes. Invalid UTF-8 becomes U+FFFD and its position is
+    /// kept, so the YAML reader reports it as a finding there.
     pub fn from_bytes(name: impl Into<String>, bytes: Vec<u8>) -> SourceFile {
-        let text = String::from_utf8(bytes)
-            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-        SourceFile::new(name, text)
+        match String::from_utf8(bytes) {
+            Ok(text) => SourceFile::new(name, text),
+            Err(e) => {
+                let at = e.utf8_error().valid_up_to();
+                let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
+                SourceFile { invalid_utf8: Some(at), ..SourceFile::new(name, text) }
+            }
+        }
     }
 }
 
@@ -128,7 +135,16 @@ pub fn parse<T: DeserializeOwned + JsonSchema>(source: SourceFile) -> Parsed<T> 
         Err(_) if schema_errors => None,
         Err(e) => {
             let pointer = to_pointer(e.path());
-            let message = format!("invalid value: {}", e.inner());
+            let inner = e.inner().to_string();
+            // serde's "invalid type: floating point `1.5`, expected u32".
+            if let Some(rest) = inner.strip_prefix("invalid type: ") {
+                let at = crate::schema::describe(&pointer);
+                let message = format!("{at} has the wrong type: {rest}");
+                diagnostics
+                    .push(Diagnostic::error(codes::WRONG_TYPE, message).at(&document, &pointer));
+                return Parsed { document: Some(document), value: None, diagnostics };
+            }
+            let message = format!("invalid value: {inner}");
             diagnostics
                 .push(Diagnostic::error(codes::INVALID_VALUE, message).at(&document, &pointer));
             None

@@ -12,9 +12,12 @@
 //! Every finding of a run is collected; a spec with any error yields no plan.
 
 pub mod diagnostic;
+pub mod diff;
 pub mod document;
+mod lint;
 mod lower;
 pub mod method;
+pub mod normalize;
 pub mod plan;
 pub mod router;
 pub mod schema;
@@ -59,7 +62,8 @@ pub fn check(source: SourceFile) -> Checked {
 
     let mut plan = None;
     if let (Some(doc), Some(spec)) = (&document, &spec) {
-        let findings = validate::validate(doc, spec);
+        let findings: Vec<_> =
+            validate::validate(doc, spec).into_iter().chain(lint::lint(doc, spec)).collect();
         let clean = !findings.iter().any(|d| d.severity == Severity::Error);
         diagnostics.extend(findings);
         if clean && !diagnostics.iter().any(|d| d.severity == Severity::Error) {

@@ -4,7 +4,11 @@
 use crate::method::{Method, MethodSet};
 use crate::plan::{EndpointPlan, ListenerPlan, Plan, PoolPlan, RoutePlan};
 use crate::router::{HostPattern, RouteKey, RouterBuilder};
-use crate::spec::{parse_duration, Spec};
+use crate::spec::{
+    parse_cidr, parse_duration, parse_size, Spec, DEFAULT_CLIENT_IDLE_TIMEOUT,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_HEAD_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADERS,
+    DEFAULT_MAX_HEAD_SIZE, DEFAULT_POOL_IDLE_TIMEOUT,
+};
 use crate::template::Template;
 
 /// Lower a spec that `validate` passed without errors.
@@ -13,7 +17,24 @@ pub(crate) fn lower(spec: &Spec) -> Plan {
     let listeners: Vec<ListenerPlan> = spec
         .listeners
         .iter()
-        .map(|l| ListenerPlan { name: l.name.clone(), bind: l.bind.parse().expect(VALID) })
+        .map(|l| ListenerPlan {
+            name: l.name.clone(),
+            bind: l.bind.parse().expect(VALID),
+            normalize: l.normalize,
+            trusted_proxies: l
+                .trusted_proxies
+                .iter()
+                .map(|c| parse_cidr(c).expect(VALID))
+                .collect(),
+            max_connections: l.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            max_headers: l.max_headers.unwrap_or(DEFAULT_MAX_HEADERS),
+            max_head_size: l
+                .max_head_size
+                .as_deref()
+                .map_or(DEFAULT_MAX_HEAD_SIZE, |s| parse_size(s).expect(VALID)),
+            head_timeout: duration_or(l.head_timeout.as_deref(), DEFAULT_HEAD_TIMEOUT),
+            idle_timeout: duration_or(l.idle_timeout.as_deref(), DEFAULT_CLIENT_IDLE_TIMEOUT),
+        })
         .collect();
     let pools: Vec<PoolPlan> = spec
         .pools
@@ -29,6 +50,8 @@ pub(crate) fn lower(spec: &Spec) -> Plan {
                     weight: e.weight,
                 })
                 .collect(),
+            connect_timeout: duration_or(p.connect_timeout.as_deref(), DEFAULT_CONNECT_TIMEOUT),
+            idle_timeout: duration_or(p.idle_timeout.as_deref(), DEFAULT_POOL_IDLE_TIMEOUT),
         })
         .collect();
 
@@ -56,6 +79,7 @@ pub(crate) fn lower(spec: &Spec) -> Plan {
             name: route.name.clone(),
             pool: pools.iter().position(|p| p.name == route.to).expect(VALID),
             timeout: route.timeout.as_deref().map(|t| parse_duration(t).expect(VALID)),
+            max_body_size: route.max_body_size.as_deref().map(|s| parse_size(s).expect(VALID)),
             host,
             path: route.matcher.path.clone(),
             methods,
@@ -64,4 +88,9 @@ pub(crate) fn lower(spec: &Spec) -> Plan {
         });
     }
     Plan { listeners, pools, routes, router: router.build() }
+}
+
+/// A duration setting, or its default when the spec leaves it out.
+fn duration_or(text: Option<&str>, default: std::time::Duration) -> std::time::Duration {
+    text.map_or(default, |t| parse_duration(t).expect("validate accepted the duration"))
 }

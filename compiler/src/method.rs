@@ -53,7 +53,6 @@ impl From<MethodName> for Method {
             MethodName::PATCH => Method::Patch,
             MethodName::OPTIONS => Method::Options,
             MethodName::TRACE => Method::Trace,
-            MethodName::CONNECT => Method::Connect,
         }
     }
 }

@@ -36,6 +36,19 @@ pub struct Plan {
 pub struct ListenerPlan {
     pub name: String,
     pub bind: SocketAddr,
+    pub normalize: crate::normalize::Normalization,
+    /// Peers whose `X-Forwarded-*` headers are kept: `(network, prefix length)`.
+    pub trusted_proxies: Vec<(std::net::IpAddr, u8)>,
+    /// Connections served at once; more wait to be accepted.
+    pub max_connections: u32,
+    /// Most header fields in a request head (431 beyond).
+    pub max_headers: u32,
+    /// Largest request head in bytes (431 beyond).
+    pub max_head_size: u64,
+    /// Time to finish a request head once its first byte arrived.
+    pub head_timeout: Duration,
+    /// Time a connection may sit idle between requests.
+    pub idle_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -43,6 +56,10 @@ pub struct PoolPlan {
     pub name: String,
     pub balance: Balance,
     pub endpoints: Vec<EndpointPlan>,
+    /// Time allowed to open a connection to an endpoint.
+    pub connect_timeout: Duration,
+    /// How long an idle upstream connection stays pooled.
+    pub idle_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -58,6 +75,8 @@ pub struct RoutePlan {
     pub pool: usize,
     /// Time the upstream has to start its response.
     pub timeout: Option<Duration>,
+    /// Largest request body in bytes (413 beyond).
+    pub max_body_size: Option<u64>,
     pub host: HostPattern,
     /// The path template as written, for logs and `explain`.
     pub path: String,
@@ -185,6 +204,39 @@ impl Plan {
         }
         if let Some(pool) = self.pools.iter().find(|p| p.endpoints.is_empty()) {
             return Err(format!("pool `{}` has no endpoints", pool.name));
+        }
+
+        // The rules `check` enforces on a spec hold for a plan from any source.
+        let mut names = std::collections::HashSet::new();
+        if let Some(l) = self.listeners.iter().find(|l| !names.insert(l.name.as_str())) {
+            return Err(format!("listener name `{}` is used twice", l.name));
+        }
+        for pool in &self.pools {
+            if pool.endpoints.iter().any(|e| e.weight > crate::spec::MAX_WEIGHT) {
+                return Err(format!(
+                    "pool `{}` has a weight above {}",
+                    pool.name,
+                    crate::spec::MAX_WEIGHT
+                ));
+            }
+            let weighted =
+                matches!(pool.balance, Balance::WeightedRoundRobin | Balance::LeastRequest);
+            if weighted && pool.endpoints.iter().all(|e| e.weight == 0) {
+                return Err(format!("every endpoint of pool `{}` has weight 0", pool.name));
+            }
+        }
+        for route in &self.routes {
+            if route.timeout.is_some_and(|t| t.is_zero()) {
+                return Err(format!("route `{}` has a zero timeout", route.name));
+            }
+            let template = crate::template::Template::parse(&route.path)
+                .map_err(|e| format!("route `{}` has a bad path: {e}", route.name))?;
+            if template.param_names() != route.params {
+                return Err(format!(
+                    "route `{}` names parameters its path does not have",
+                    route.name
+                ));
+            }
         }
         self.router.validate(self.routes.len())
     }

@@ -95,6 +95,12 @@ pub(crate) fn validate(schema: &Value, doc: &Document) -> SchemaFindings {
                 d.at(doc, &pointer)
             }
             Kind::Pattern { .. } => pattern_error(&pointer, &at, instance).at(doc, &pointer),
+            Kind::UniqueItems => Diagnostic::error(
+                codes::INVALID_VALUE,
+                format!("{at} lists the same value more than once"),
+            )
+            .with_help("list each value once")
+            .at(doc, &pointer),
             _ => {
                 Diagnostic::error(codes::INVALID_VALUE, format!("{at}: {error}")).at(doc, &pointer)
             }

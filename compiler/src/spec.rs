@@ -38,7 +38,57 @@ pub struct Listener {
     pub name: String,
     /// `IP:PORT` to bind, for example `127.0.0.1:8080` or `[::1]:8080`. Port 0 picks a free port.
     pub bind: String,
+    /// How request paths are normalised before matching and forwarding.
+    #[serde(default)]
+    pub normalize: crate::normalize::Normalization,
+    /// Peers whose `X-Forwarded-For`, `-Proto` and `-Host` are believed, as CIDR blocks
+    /// such as `10.0.0.0/8` or `fd00::/8` (a bare IP is one address). For a request from
+    /// such a peer the gateway appends the peer to `X-Forwarded-For` and keeps the other
+    /// two when present; from any other peer it replaces all three. Default: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_proxies: Vec<String>,
+    /// Client connections served at once. Further clients wait in the kernel's accept
+    /// queue until a connection closes. Default: 10000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1_000_000))]
+    pub max_connections: Option<u32>,
+    /// Most header fields a request head may carry; more gets 431. Default: 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10_000))]
+    pub max_headers: Option<u32>,
+    /// Largest request head (request line and header fields), such as `16KiB`; larger gets
+    /// 431. Also caps the trailer section of a chunked body. Default: `64KiB`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(B|KiB|MiB)$"))]
+    pub max_head_size: Option<String>,
+    /// Time a client has to finish sending a request head once its first byte arrived;
+    /// after it the connection is closed. Default: `10s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
+    pub head_timeout: Option<String>,
+    /// Time a keep-alive connection may sit idle between requests (or before its first
+    /// one) before the gateway closes it. Default: `60s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
+    pub idle_timeout: Option<String>,
 }
+
+/// Default for [`Listener::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 10_000;
+/// Default for [`Listener::max_headers`], the same as hyper's.
+pub const DEFAULT_MAX_HEADERS: u32 = 100;
+/// Default for [`Listener::max_head_size`]: 64 KiB, about Envoy's 60 KiB.
+pub const DEFAULT_MAX_HEAD_SIZE: u64 = 64 * 1024;
+/// Default for [`Listener::head_timeout`], as HAProxy's usual `timeout http-request`.
+pub const DEFAULT_HEAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Default for [`Listener::idle_timeout`].
+pub const DEFAULT_CLIENT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// Default for [`Pool::connect_timeout`].
+pub const DEFAULT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Default for [`Pool::idle_timeout`]: below the shortest common upstream keep-alive
+/// (Node.js closes idle connections after 5 s; nginx after 75 s), so the gateway drops an
+/// idle connection before the upstream can close it under a request.
+pub const DEFAULT_POOL_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(4);
 
 /// A set of upstream endpoints and the algorithm that spreads requests over them.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -53,6 +103,17 @@ pub struct Pool {
     /// The endpoints of the pool; at least one.
     #[schemars(length(min = 1))]
     pub endpoints: Vec<Endpoint>,
+    /// Time allowed to open a TCP connection to an endpoint. When it passes, or the
+    /// connection is refused, the request goes to another endpoint of the pool, since
+    /// nothing was sent. Default: `5s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
+    pub connect_timeout: Option<String>,
+    /// How long an idle upstream connection is kept for reuse. Keep it below the
+    /// upstream's own keep-alive timeout. Default: `4s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
+    pub idle_timeout: Option<String>,
 }
 
 /// A balancing algorithm, as named in a spec.
@@ -98,6 +159,9 @@ pub struct Endpoint {
     pub weight: u32,
 }
 
+/// The largest endpoint weight a spec may give.
+pub const MAX_WEIGHT: u32 = 10_000;
+
 fn default_weight() -> u32 {
     1
 }
@@ -111,7 +175,7 @@ pub struct Route {
     pub name: String,
     /// Listeners this route serves. Default: every listener.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1), extend("uniqueItems" = true))]
     pub listeners: Option<Vec<String>>,
     /// Conditions a request must meet.
     #[serde(rename = "match")]
@@ -123,6 +187,12 @@ pub struct Route {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
     pub timeout: Option<String>,
+    /// Largest request body accepted, such as `512KiB` or `10MiB`. A larger declared
+    /// `Content-Length` gets 413 before anything is sent upstream; a streamed body is
+    /// counted as it passes and cut off with 413 when it goes over. Default: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(B|KiB|MiB|GiB)$"))]
+    pub max_body_size: Option<String>,
 }
 
 /// The request conditions of a route. All given conditions must hold.
@@ -140,11 +210,12 @@ pub struct RouteMatch {
     pub path: String,
     /// Methods to match. Default: every method.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1), extend("uniqueItems" = true))]
     pub methods: Option<Vec<MethodName>>,
 }
 
-/// An HTTP method a route can match.
+/// An HTTP method a route can match. `CONNECT` is not among them: its target
+/// is an authority, not a path, so no route template can match it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[allow(clippy::upper_case_acronyms)]
 pub enum MethodName {
@@ -156,7 +227,6 @@ pub enum MethodName {
     PATCH,
     OPTIONS,
     TRACE,
-    CONNECT,
 }
 
 /// Parse a duration as written in specs and scenarios: a whole number followed
@@ -179,6 +249,52 @@ pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
     }
 }
 
+/// Parse a size as written in specs: a whole number of bytes followed by `B`,
+/// `KiB`, `MiB` or `GiB`, such as `64KiB`. `None` when it does not parse or
+/// overflows.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    let scale: u64 = match unit {
+        "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(scale)
+}
+
+/// Parse a CIDR block such as `10.0.0.0/8` or `fd00::/8` into its network
+/// address and prefix length; a bare address is a block of one. `None` when
+/// it does not parse, the prefix is too long for the family, or the address
+/// has bits set beyond the prefix (`10.0.0.1/8`).
+pub fn parse_cidr(text: &str) -> Option<(std::net::IpAddr, u8)> {
+    use std::net::IpAddr;
+    let (address, prefix) = match text.split_once('/') {
+        Some((address, prefix)) => (address, Some(prefix)),
+        None => (text, None),
+    };
+    let address: IpAddr = address.parse().ok()?;
+    let bits: u8 = if address.is_ipv4() { 32 } else { 128 };
+    let prefix = match prefix {
+        None => bits,
+        Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => p.parse().ok()?,
+        Some(_) => return None,
+    };
+    if prefix > bits {
+        return None;
+    }
+    let host_bits = match address {
+        IpAddr::V4(v4) => {
+            u128::from(u32::from(v4)) & u128::MAX.checked_shr(96 + u32::from(prefix)).unwrap_or(0)
+        }
+        IpAddr::V6(v6) => u128::from(v6) & u128::MAX.checked_shr(u32::from(prefix)).unwrap_or(0),
+    };
+    (host_bits == 0).then_some((address, prefix))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,6 +308,32 @@ mod tests {
         assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
         for bad in ["", "5", "s", "5 s", "5sec", "-1s", "1.5s", "99999999999999999999s"] {
             assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn sizes_parse_by_unit() {
+        assert_eq!(parse_size("0B"), Some(0));
+        assert_eq!(parse_size("512B"), Some(512));
+        assert_eq!(parse_size("64KiB"), Some(65536));
+        assert_eq!(parse_size("10MiB"), Some(10 << 20));
+        assert_eq!(parse_size("2GiB"), Some(2 << 30));
+        for bad in ["", "5", "KiB", "5 KiB", "5kb", "1.5MiB", "99999999999999999GiB"] {
+            assert_eq!(parse_size(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn cidr_blocks_parse_and_refuse_host_bits() {
+        let v4 = |s: &str| parse_cidr(s).map(|(a, p)| (a.to_string(), p));
+        assert_eq!(v4("10.0.0.0/8"), Some(("10.0.0.0".into(), 8)));
+        assert_eq!(v4("127.0.0.1"), Some(("127.0.0.1".into(), 32)));
+        assert_eq!(v4("0.0.0.0/0"), Some(("0.0.0.0".into(), 0)));
+        assert_eq!(v4("fd00::/8"), Some(("fd00::".into(), 8)));
+        assert_eq!(v4("::1"), Some(("::1".into(), 128)));
+        assert_eq!(v4("::/0"), Some(("::".into(), 0)));
+        for bad in ["", "10.0.0.1/8", "10.0.0.0/33", "::1/129", "10.0.0.0/", "10.0.0.0/+8", "x/8"] {
+            assert_eq!(parse_cidr(bad), None, "{bad}");
         }
     }
 }

@@ -40,6 +40,8 @@ pub enum TemplateError {
     CatchAllNotLast(String),
     #[error("character {0:?} is not allowed in a path template")]
     BadChar(char),
+    #[error("segment `{0}` holds a malformed percent escape")]
+    BadEscape(String),
 }
 
 impl Template {
@@ -121,7 +123,10 @@ impl fmt::Display for Template {
 
 fn parse_segment(seg: &str) -> Result<Segment, TemplateError> {
     if !seg.contains(['{', '}']) {
-        return Ok(Segment::Literal(seg.to_owned()));
+        // Literals take the spelling normalisation gives request paths.
+        return crate::normalize::canonical_segment(seg)
+            .map(Segment::Literal)
+            .map_err(|_| TemplateError::BadEscape(seg.to_owned()));
     }
     let inner = seg
         .strip_prefix('{')
@@ -162,6 +167,12 @@ mod tests {
     }
 
     #[test]
+    fn literals_are_canonicalised_like_request_paths() {
+        let t = Template::parse("/caf\u{e9}/%7euser/{id}").unwrap();
+        assert_eq!(t.to_string(), "/caf%C3%A9/~user/{id}");
+    }
+
+    #[test]
     fn root_and_trailing_slash_are_empty_literals() {
         assert_eq!(Template::parse("/").unwrap().segments, vec![Segment::Literal(String::new())]);
         let t = Template::parse("/a/").unwrap();
@@ -180,6 +191,7 @@ mod tests {
             ("/{*rest}/x", TemplateError::CatchAllNotLast("rest".into())),
             ("/a?b", TemplateError::BadChar('?')),
             ("/a b", TemplateError::BadChar(' ')),
+            ("/a%zz", TemplateError::BadEscape("a%zz".into())),
         ];
         for (text, want) in cases {
             assert_eq!(Template::parse(text), Err(want), "{text}");

@@ -12,7 +12,7 @@ use crate::document::Document;
 use crate::method::{Method, MethodSet};
 use crate::router::{HostPattern, RouteKey, RouterBuilder};
 use crate::schema::nearest;
-use crate::spec::{parse_duration, Balance, Spec};
+use crate::spec::{parse_cidr, parse_duration, parse_size, Balance, Listener, Spec};
 use crate::template::Template;
 
 pub(crate) fn validate(doc: &Document, spec: &Spec) -> Vec<Diagnostic> {
@@ -82,34 +82,46 @@ fn check_listeners<'s>(
         );
     }
 
-    let mut binds: HashMap<SocketAddr, usize> = HashMap::new();
+    let mut binds: Vec<(SocketAddr, usize)> = Vec::new();
     for (i, listener) in spec.listeners.iter().enumerate() {
+        check_listener_settings(doc, i, listener, out);
         let pointer = format!("/listeners/{i}/bind");
         match listener.bind.parse::<SocketAddr>() {
             Err(_) => out.push(bad_address(doc, &pointer, &listener.bind, "127.0.0.1:8080")),
             Ok(addr) if addr.port() == 0 => {}
             Ok(addr) => {
-                if let Some(&j) = binds.get(&addr) {
+                if let Some(&(other, j)) = binds.iter().find(|(b, _)| binds_overlap(*b, addr)) {
+                    let message = if other == addr {
+                        format!("address {addr} is bound by two listeners")
+                    } else {
+                        format!("address {addr} overlaps {other}, which another listener binds")
+                    };
                     out.push(
-                        Diagnostic::error(
-                            codes::DUPLICATE_BIND,
-                            format!("address {addr} is bound by two listeners"),
-                        )
-                        .with_help("each listener needs its own address or port")
-                        .at(doc, &pointer)
-                        .with_label(
-                            doc,
-                            &format!("/listeners/{j}/bind"),
-                            "also bound here",
-                        ),
+                        Diagnostic::error(codes::DUPLICATE_BIND, message)
+                            .with_help("each listener needs its own address or port")
+                            .at(doc, &pointer)
+                            .with_label(doc, &format!("/listeners/{j}/bind"), "also bound here"),
                     );
                 } else {
-                    binds.insert(addr, i);
+                    binds.push((addr, i));
                 }
             }
         }
     }
     names
+}
+
+/// Whether two listeners could not both bind: the same port, and the same
+/// address or one of them the unspecified address of its family (`0.0.0.0`
+/// takes the port on every IPv4 address; `[::]` usually takes IPv4 too).
+fn binds_overlap(a: SocketAddr, b: SocketAddr) -> bool {
+    if a.port() != b.port() {
+        return false;
+    }
+    let (ia, ib) = (a.ip(), b.ip());
+    ia == ib
+        || (ia.is_unspecified() && (ia.is_ipv6() || ib.is_ipv4()))
+        || (ib.is_unspecified() && (ib.is_ipv6() || ia.is_ipv4()))
 }
 
 fn bad_address(doc: &Document, pointer: &str, text: &str, example: &str) -> Diagnostic {
@@ -129,6 +141,9 @@ fn check_pools<'s>(
     let names =
         unique_names(doc, "pool", "/pools", spec.pools.iter().map(|p| p.name.as_str()), out);
     for (i, pool) in spec.pools.iter().enumerate() {
+        let base = format!("/pools/{i}");
+        check_duration(doc, &base, "connect_timeout", pool.connect_timeout.as_deref(), out);
+        check_duration(doc, &base, "idle_timeout", pool.idle_timeout.as_deref(), out);
         for (j, endpoint) in pool.endpoints.iter().enumerate() {
             let pointer = format!("/pools/{i}/endpoints/{j}/address");
             match endpoint.address.parse::<SocketAddr>() {
@@ -254,6 +269,9 @@ fn check_routes(
             }
         }
 
+        if let Some(size) = &route.max_body_size {
+            check_size(doc, &format!("{base}/max_body_size"), size, 0, out);
+        }
         if let Some(timeout) = &route.timeout {
             match parse_duration(timeout) {
                 Some(d) if d.is_zero() => out.push(
@@ -385,10 +403,93 @@ fn check_host(host: Option<&str>) -> Result<HostPattern, &'static str> {
         return Err("must not include a port; the port of the Host header is ignored");
     }
     let label_ok = |l: &str| {
-        !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
     };
     if !name.split('.').all(label_ok) {
         return Err("is not a valid host name (a `*` is allowed only as the whole first label)");
     }
     Ok(HostPattern::parse(Some(text)))
+}
+
+/// Trusted proxy blocks, head limits and timeouts of one listener.
+fn check_listener_settings(
+    doc: &Document,
+    i: usize,
+    listener: &Listener,
+    out: &mut Vec<Diagnostic>,
+) {
+    let base = format!("/listeners/{i}");
+    for (j, block) in listener.trusted_proxies.iter().enumerate() {
+        if parse_cidr(block).is_none() {
+            out.push(
+                Diagnostic::error(
+                    codes::BAD_ADDRESS,
+                    format!("`{block}` is not a CIDR block with a clean network address"),
+                )
+                .with_help("write a network and prefix length, such as 10.0.0.0/8 or fd00::/8, or a single IP")
+                .at(doc, &format!("{base}/trusted_proxies/{j}")),
+            );
+        }
+    }
+    if let Some(size) = &listener.max_head_size {
+        check_size(doc, &format!("{base}/max_head_size"), size, MIN_HEAD_SIZE, out);
+    }
+    check_duration(doc, &base, "head_timeout", listener.head_timeout.as_deref(), out);
+    check_duration(doc, &base, "idle_timeout", listener.idle_timeout.as_deref(), out);
+}
+
+/// Smallest `max_head_size` that leaves room for an ordinary request head.
+const MIN_HEAD_SIZE: u64 = 1024;
+
+/// A size setting: it must parse and be at least `min` bytes.
+fn check_size(doc: &Document, pointer: &str, text: &str, min: u64, out: &mut Vec<Diagnostic>) {
+    match parse_size(text) {
+        Some(n) if n >= min => {}
+        Some(_) => out.push(
+            Diagnostic::error(
+                codes::INVALID_VALUE,
+                format!("`{text}` is below {min} bytes, too small for ordinary requests"),
+            )
+            .with_help("use at least 1KiB; 16KiB to 64KiB is usual")
+            .at(doc, pointer),
+        ),
+        None => out.push(
+            Diagnostic::error(codes::INVALID_VALUE, format!("bad size `{text}`"))
+                .with_help("write a whole number followed by B, KiB, MiB or GiB, such as 64KiB")
+                .at(doc, pointer),
+        ),
+    }
+}
+
+/// An optional duration setting `key` of the object at `base`: it must parse
+/// and be positive, since a zero timeout would fire at once.
+fn check_duration(
+    doc: &Document,
+    base: &str,
+    key: &str,
+    text: Option<&str>,
+    out: &mut Vec<Diagnostic>,
+) {
+    let Some(text) = text else { return };
+    let pointer = format!("{base}/{key}");
+    match parse_duration(text) {
+        Some(d) if d.is_zero() => out.push(
+            Diagnostic::error(
+                codes::BAD_DURATION,
+                format!("`{key}` of `{text}` is zero, so it would fire at once"),
+            )
+            .with_help("use a positive duration, or leave the setting out for its default")
+            .at(doc, &pointer),
+        ),
+        Some(_) => {}
+        None => out.push(
+            Diagnostic::error(codes::BAD_DURATION, format!("bad duration `{text}` in `{key}`"))
+                .with_help("write a whole number followed by ms, s, m or h, such as 250ms or 5s")
+                .at(doc, &pointer),
+        ),
+    }
 }

@@ -80,6 +80,13 @@ pub(crate) fn load(source: &Arc<SourceFile>) -> (Option<Loaded>, Vec<Diagnostic>
         expanded: 0,
     };
     let mut documents = 0;
+    if let Some(at) = source.invalid_utf8 {
+        let location = location_of_offset(text, at);
+        let d = Diagnostic::error(codes::YAML_SYNTAX, "the file is not valid UTF-8 text")
+            .with_help("save the file as UTF-8")
+            .in_source(source, "", Some(location));
+        return (None, vec![d]);
+    }
 
     for next in Parser::new_from_str(text) {
         let (event, span) = match next {
@@ -129,6 +136,12 @@ pub(crate) fn load(source: &Arc<SourceFile>) -> (Option<Loaded>, Vec<Diagnostic>
         }
     }
 
+    // An empty document is a null at the start of the file, so the finding
+    // that a mapping was expected still has a place to point at.
+    if b.root.is_none() {
+        let start = Location { line: 1, column: 1, offset: 0, len: 0 };
+        b.spans.insert(String::new(), NodeSpan { key: None, value: start });
+    }
     let value = b.root.unwrap_or(Value::Null);
     (Some(Loaded { value, spans: b.spans }), b.diagnostics)
 }
@@ -150,7 +163,7 @@ impl Builder<'_> {
         tag: Option<String>,
         at: Location,
     ) -> Step {
-        if let Some(Frame::Map { key: key @ None, seen, .. }) = self.stack.last_mut() {
+        if let Some(Frame::Map { key: key @ None, seen, pointer, .. }) = self.stack.last_mut() {
             if style == ScalarStyle::Plain && text == "<<" {
                 return Err(Box::new(
                     Diagnostic::error(
@@ -168,8 +181,12 @@ impl Builder<'_> {
                         format!("key `{text}` appears twice in the same mapping"),
                     )
                     .with_help("YAML keeps only one of them; delete or rename the other")
-                    .in_source(self.source, "", Some(at))
-                    .with_label_at("", first, "first defined here");
+                    .in_source(self.source, &child(pointer, text), Some(at))
+                    .with_label_at(
+                        &child(pointer, text),
+                        first,
+                        "first defined here",
+                    );
                     self.diagnostics.push(d);
                     true
                 }
@@ -254,7 +271,17 @@ impl Builder<'_> {
     }
 
     fn alias(&mut self, id: usize, at: Location) -> Step {
-        let value = self.anchors.get(&id).cloned().unwrap_or(Value::Null);
+        // An anchor is recorded when its node is complete, so an alias inside
+        // the node it names finds nothing.
+        let Some(value) = self.anchors.get(&id).cloned() else {
+            return Err(Box::new(
+                Diagnostic::error(
+                    codes::UNSUPPORTED_YAML,
+                    "this alias refers to the node that contains it",
+                )
+                .with_help("a node cannot include itself; write the value out"),
+            ));
+        };
         self.expanded += count_nodes(&value);
         if self.expanded > MAX_EXPANDED_NODES {
             return Err(Box::new(
@@ -316,6 +343,15 @@ fn location(text: &str, start: &Marker, end: &Marker) -> Location {
         offset,
         len: end.saturating_sub(offset),
     }
+}
+
+/// The line and column of a byte offset.
+fn location_of_offset(text: &str, offset: usize) -> Location {
+    let offset = offset.min(text.len());
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    Location { line, column, offset, len: 0 }
 }
 
 fn char_to_byte(text: &str, chars: usize) -> usize {
@@ -454,6 +490,25 @@ mod tests {
         let (loaded, d) = load_str(&bomb);
         assert!(loaded.is_none());
         assert!(d[0].message.contains("expand"), "{}", d[0].message);
+    }
+
+    #[test]
+    fn recursive_aliases_and_invalid_utf8_are_findings() {
+        let (loaded, d) = load_str("routes: &a [*a]\n");
+        assert!(loaded.is_none());
+        assert_eq!(d[0].code, codes::UNSUPPORTED_YAML);
+
+        let bytes = b"version: 1\n# caf\xe9\n".to_vec();
+        let (loaded, d) = load(&Arc::new(SourceFile::from_bytes("t.yaml", bytes)));
+        assert!(loaded.is_none());
+        assert_eq!(d[0].code, codes::YAML_SYNTAX);
+        assert_eq!(d[0].location.map(|l| (l.line, l.column)), Some((2, 6)));
+    }
+
+    #[test]
+    fn duplicate_keys_carry_their_pointer() {
+        let (_, d) = load_str("routes:\n  - to: a\n    to: b\n");
+        assert_eq!(d[0].pointer, "/routes/0/to");
     }
 
     #[test]

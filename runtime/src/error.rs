@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 use serde::Serialize;
 
@@ -48,6 +48,8 @@ pub enum ProxyError {
     ClientBody { endpoint: SocketAddr, source: hyper_util::client::legacy::Error },
     #[error("upstream {endpoint} sent no response headers within {timeout:?}")]
     Timeout { endpoint: SocketAddr, timeout: Duration },
+    #[error("request body is larger than the route's limit of {limit} bytes")]
+    BodyTooLarge { limit: u64 },
 }
 
 impl ProxyError {
@@ -76,7 +78,8 @@ impl ProxyError {
         match self {
             ProxyError::BadRequest { .. }
             | ProxyError::NoRoute { .. }
-            | ProxyError::ClientBody { .. } => Side::Client,
+            | ProxyError::ClientBody { .. }
+            | ProxyError::BodyTooLarge { .. } => Side::Client,
             ProxyError::NoEndpoint { .. } => Side::Gateway,
             ProxyError::Connect { .. }
             | ProxyError::Upstream { .. }
@@ -92,9 +95,11 @@ impl ProxyError {
             | ProxyError::NoRoute { .. }
             | ProxyError::NoEndpoint { .. }
             | ProxyError::Connect { .. } => true,
+            // Part of an over-long body may have reached the upstream.
             ProxyError::Upstream { .. }
             | ProxyError::ClientBody { .. }
-            | ProxyError::Timeout { .. } => false,
+            | ProxyError::Timeout { .. }
+            | ProxyError::BodyTooLarge { .. } => false,
         }
     }
 
@@ -108,6 +113,7 @@ impl ProxyError {
             ProxyError::NoEndpoint { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Connect { .. } | ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
 
@@ -121,6 +127,7 @@ impl ProxyError {
             ProxyError::Upstream { .. } => "upstream_failed",
             ProxyError::ClientBody { .. } => "client_body_failed",
             ProxyError::Timeout { .. } => "upstream_timeout",
+            ProxyError::BodyTooLarge { .. } => "body_too_large",
         }
     }
 
@@ -128,7 +135,9 @@ impl ProxyError {
     /// errors) stay in the gateway's own logs.
     fn public_message(&self) -> String {
         match self {
-            ProxyError::BadRequest { .. } | ProxyError::NoRoute { .. } => self.to_string(),
+            ProxyError::BadRequest { .. }
+            | ProxyError::NoRoute { .. }
+            | ProxyError::BodyTooLarge { .. } => self.to_string(),
             ProxyError::NoEndpoint { .. } => "the service has no endpoint available".into(),
             ProxyError::Connect { .. } => "the upstream service could not be reached".into(),
             ProxyError::Upstream { .. } => "the upstream service failed to respond".into(),
@@ -140,7 +149,18 @@ impl ProxyError {
     /// The JSON response for this error:
     /// `{"error":"no_route","message":"no route matches GET /x on listener public"}`.
     pub fn response(&self) -> Response<Bytes> {
-        error_response(self.status(), self.code(), &self.public_message())
+        let mut response = error_response(self.status(), self.code(), &self.public_message());
+        // The rest of such a request cannot be trusted to frame the next one,
+        // or was never read.
+        if matches!(
+            self,
+            ProxyError::BadRequest { .. }
+                | ProxyError::ClientBody { .. }
+                | ProxyError::BodyTooLarge { .. }
+        ) {
+            response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
     }
 }
 

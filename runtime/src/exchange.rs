@@ -17,6 +17,7 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use crate::access_log::Record;
+use crate::connection::InFlight;
 use crate::proxy::Shared;
 
 /// Status logged for a request whose client left before any response existed,
@@ -37,6 +38,8 @@ pub(crate) struct Exchange {
     /// `(pool, endpoint)` once [`Exchange::begin`] has counted the request.
     endpoint: Option<(usize, usize)>,
     pub(crate) status: Option<u16>,
+    /// Keeps the connection busy (its idle clock stopped) until the exchange ends.
+    _in_flight: InFlight,
 }
 
 impl Exchange {
@@ -45,6 +48,7 @@ impl Exchange {
         listener: usize,
         client: SocketAddr,
         request: &hyper::Request<Incoming>,
+        in_flight: InFlight,
     ) -> Exchange {
         let path =
             if shared.log.enabled() { request.uri().path().to_owned() } else { String::new() };
@@ -59,6 +63,7 @@ impl Exchange {
             route: None,
             endpoint: None,
             status: None,
+            _in_flight: in_flight,
         }
     }
 
@@ -67,6 +72,14 @@ impl Exchange {
         debug_assert!(self.endpoint.is_none(), "an exchange uses one endpoint");
         self.shared.balancers[pool].begin(endpoint);
         self.endpoint = Some((pool, endpoint));
+    }
+
+    /// Count the request at `endpoint` of `pool` instead of where it was.
+    pub(crate) fn switch(&mut self, pool: usize, endpoint: usize) {
+        if let Some((old_pool, old)) = self.endpoint.take() {
+            self.shared.balancers[old_pool].end(old);
+        }
+        self.begin(pool, endpoint);
     }
 }
 

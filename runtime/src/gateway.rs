@@ -9,7 +9,6 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,15 +16,14 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use sluice_compiler::Plan;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
 
 use crate::access_log::AccessLogSender;
+use crate::connection::{self, ClientStream, ConnectionState, Limits};
 use crate::proxy::{self, Shared};
 use crate::ServeError;
 
-/// Time a client has to send a complete request head once it starts one.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pause after an accept error such as running out of file descriptors, so
 /// the loop does not spin while the condition lasts.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -113,10 +111,21 @@ impl Gateway {
 }
 
 async fn accept(bound: Bound, shared: Arc<Shared>, stopping: watch::Receiver<()>) {
+    let listener = &shared.plan.listeners[bound.index];
+    let max_head = usize::try_from(listener.max_head_size).unwrap_or(usize::MAX);
+    let max_headers = usize::try_from(listener.max_headers).unwrap_or(usize::MAX);
+    let limits = Limits { head: listener.head_timeout, idle: listener.idle_timeout };
     let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    // The head and idle clocks are the connection driver's (see `connection`).
+    http.timer(TokioTimer::new())
+        .header_read_timeout(None)
+        .max_headers(max_headers)
+        .max_header_size(max_head);
+    // Connections beyond the limit wait in the kernel's accept queue.
+    let slots = Arc::new(Semaphore::new(listener.max_connections.max(1) as usize));
 
     loop {
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { return };
         let (stream, peer) = match bound.socket.accept().await {
             Ok(accepted) => accepted,
             Err(error) => {
@@ -129,70 +138,21 @@ async fn accept(bound: Bound, shared: Arc<Shared>, stopping: watch::Receiver<()>
             tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
         }
         tracing::debug!(%peer, listener = bound.index, "connection accepted");
-        let connection = serve_connection(&http, stream, peer, bound.index, Arc::clone(&shared));
-        tokio::spawn(drive(connection, stopping.clone(), peer));
-    }
-}
 
-/// A connection being served, and whether it has started a request yet.
-struct Connection<F> {
-    serving: F,
-    used: Arc<AtomicBool>,
-}
-
-fn serve_connection(
-    http: &http1::Builder,
-    stream: TcpStream,
-    peer: SocketAddr,
-    listener: usize,
-    shared: Arc<Shared>,
-) -> Connection<impl GracefulFuture> {
-    let used = Arc::new(AtomicBool::new(false));
-    let seen = Arc::clone(&used);
-    let service = service_fn(move |request| {
-        seen.store(true, Ordering::Relaxed);
-        proxy::handle(Arc::clone(&shared), listener, peer, request)
-    });
-    Connection { serving: http.serve_connection(TokioIo::new(stream), service), used }
-}
-
-/// Serve a connection until it ends or a stop is signalled, then close it
-/// as gently as its state allows.
-async fn drive<F: GracefulFuture>(
-    connection: Connection<F>,
-    mut stopping: watch::Receiver<()>,
-    peer: SocketAddr,
-) {
-    let mut serving = std::pin::pin!(connection.serving);
-    let result = tokio::select! {
-        result = serving.as_mut() => result,
-        _ = stopping.changed() => {
-            if connection.used.load(Ordering::Relaxed) {
-                serving.as_mut().shut_down();
-                serving.await
-            } else {
-                Ok(())
-            }
-        }
-    };
-    if let Err(error) = result {
-        tracing::debug!(side = "client", %peer, %error, "connection ended with an error");
-    }
-}
-
-/// A connection future that can be asked to finish its current exchange and close.
-trait GracefulFuture: Future<Output = hyper::Result<()>> {
-    fn shut_down(self: std::pin::Pin<&mut Self>);
-}
-
-impl<S> GracefulFuture for http1::Connection<TokioIo<TcpStream>, S>
-where
-    S: hyper::service::HttpService<hyper::body::Incoming>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    S::ResBody: 'static,
-    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    fn shut_down(self: std::pin::Pin<&mut Self>) {
-        self.graceful_shutdown();
+        let state = ConnectionState::new();
+        let stream = ClientStream::new(stream, Arc::clone(&state), max_head, max_headers);
+        let shared = Arc::clone(&shared);
+        let listener = bound.index;
+        let requests = Arc::clone(&state);
+        let service = service_fn(move |request| {
+            let (in_flight, refused) = requests.begin_request();
+            proxy::handle(Arc::clone(&shared), listener, peer, request, in_flight, refused)
+        });
+        let serving = http.serve_connection(TokioIo::new(stream), service);
+        let stopping = stopping.clone();
+        tokio::spawn(async move {
+            connection::drive(serving, state, limits, stopping, peer).await;
+            drop(slot);
+        });
     }
 }

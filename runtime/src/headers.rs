@@ -5,10 +5,18 @@
 //! below and every header the `Connection` header names. hyper then frames
 //! each side's body itself (`Content-Length` or chunked).
 //!
-//! Towards the upstream the gateway adds the de facto `X-Forwarded-*` trio:
-//! `X-Forwarded-For` gets the client IP appended to whatever the client sent,
-//! `X-Forwarded-Proto` is `http`, and `X-Forwarded-Host` is the `Host` the
-//! client asked for. The `Host` header itself is passed through unchanged.
+//! Towards the upstream the gateway sets the de facto `X-Forwarded-*` trio,
+//! after the hop-by-hop headers are gone, so that `Connection:
+//! X-Forwarded-For` cannot remove what the gateway adds. What the client sent
+//! is believed only when the peer is in the listener's `trusted_proxies`:
+//! - from a trusted peer, `X-Forwarded-For` gets the peer appended to the
+//!   chain it sent, and its `X-Forwarded-Proto` and `X-Forwarded-Host` are
+//!   kept (set as below when absent);
+//! - from any other peer, `X-Forwarded-For` is replaced by the peer's IP,
+//!   `X-Forwarded-Proto` by `http`, and `X-Forwarded-Host` by the `Host` the
+//!   client asked for (removed when there is none).
+//!
+//! The `Host` header itself is passed through unchanged.
 
 use std::net::IpAddr;
 
@@ -52,8 +60,33 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Add the `X-Forwarded-*` headers for a request from `client`.
-pub(crate) fn add_forwarded(headers: &mut HeaderMap, client: IpAddr) {
+/// Whether `peer` lies in one of the `(network, prefix length)` blocks.
+pub(crate) fn is_trusted(blocks: &[(IpAddr, u8)], peer: IpAddr) -> bool {
+    let peer = match peer {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer, IpAddr::V4),
+        v4 => v4,
+    };
+    blocks.iter().any(|&(network, prefix)| match (network, peer) {
+        (IpAddr::V4(net), IpAddr::V4(ip)) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+            u32::from(net) & mask == u32::from(ip) & mask
+        }
+        (IpAddr::V6(net), IpAddr::V6(ip)) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+            u128::from(net) & mask == u128::from(ip) & mask
+        }
+        _ => false,
+    })
+}
+
+/// Set the `X-Forwarded-*` headers for a request from `client`; `trusted`
+/// says whether the client is a trusted proxy (see the module doc).
+pub(crate) fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, trusted: bool) {
+    if !trusted {
+        headers.remove(&X_FORWARDED_FOR);
+        headers.remove(&X_FORWARDED_PROTO);
+        headers.remove(&X_FORWARDED_HOST);
+    }
     let client = client.to_string();
     let mut chain: Vec<u8> = Vec::new();
     for value in headers.get_all(&X_FORWARDED_FOR) {
@@ -73,13 +106,12 @@ pub(crate) fn add_forwarded(headers: &mut HeaderMap, client: IpAddr) {
     });
     headers.insert(X_FORWARDED_FOR.clone(), forwarded_for);
 
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
-    match headers.get(HOST).cloned() {
-        Some(host) => {
+    if !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    }
+    if !headers.contains_key(&X_FORWARDED_HOST) {
+        if let Some(host) = headers.get(HOST).cloned() {
             headers.insert(X_FORWARDED_HOST.clone(), host);
-        }
-        None => {
-            headers.remove(&X_FORWARDED_HOST);
         }
     }
 }
@@ -122,17 +154,62 @@ mod tests {
             ("x-forwarded-for", "198.51.100.2"),
             ("host", "api.example.test:8080"),
         ]);
-        add_forwarded(&mut headers, "127.0.0.1".parse().unwrap());
+        add_forwarded(&mut headers, "127.0.0.1".parse().unwrap(), true);
         assert_eq!(headers["x-forwarded-for"], "203.0.113.7, 198.51.100.2, 127.0.0.1");
         assert_eq!(headers["x-forwarded-proto"], "http");
         assert_eq!(headers["x-forwarded-host"], "api.example.test:8080");
     }
 
     #[test]
+    fn an_untrusted_peer_has_every_forwarded_header_replaced() {
+        let mut headers = map(&[
+            ("x-forwarded-for", "198.51.100.9"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "spoofed.example.test"),
+            ("host", "api.example.test"),
+        ]);
+        add_forwarded(&mut headers, "203.0.113.7".parse().unwrap(), false);
+        assert_eq!(headers["x-forwarded-for"], "203.0.113.7");
+        assert_eq!(headers["x-forwarded-proto"], "http");
+        assert_eq!(headers["x-forwarded-host"], "api.example.test");
+    }
+
+    #[test]
+    fn a_trusted_peer_keeps_its_proto_and_host() {
+        let mut headers = map(&[
+            ("x-forwarded-for", "198.51.100.9"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "public.example.test"),
+            ("host", "internal.example.test"),
+        ]);
+        add_forwarded(&mut headers, "10.0.0.5".parse().unwrap(), true);
+        assert_eq!(headers["x-forwarded-for"], "198.51.100.9, 10.0.0.5");
+        assert_eq!(headers["x-forwarded-proto"], "https");
+        assert_eq!(headers["x-forwarded-host"], "public.example.test");
+    }
+
+    #[test]
     fn a_request_without_host_gets_no_forwarded_host() {
         let mut headers = map(&[("x-forwarded-host", "spoofed.example.test")]);
-        add_forwarded(&mut headers, "::1".parse().unwrap());
+        add_forwarded(&mut headers, "::1".parse().unwrap(), false);
         assert_eq!(headers["x-forwarded-for"], "::1");
         assert!(!headers.contains_key("x-forwarded-host"));
+    }
+
+    #[test]
+    fn trust_follows_cidr_blocks() {
+        let blocks = [("10.0.0.0".parse().unwrap(), 8), ("fd00::".parse().unwrap(), 8)];
+        for (peer, trusted) in [
+            ("10.0.0.5", true),
+            ("10.255.255.255", true),
+            ("11.0.0.1", false),
+            ("::ffff:10.1.2.3", true),
+            ("fd12::1", true),
+            ("fe80::1", false),
+        ] {
+            assert_eq!(is_trusted(&blocks, peer.parse().unwrap()), trusted, "{peer}");
+        }
+        assert!(is_trusted(&[("0.0.0.0".parse().unwrap(), 0)], "203.0.113.7".parse().unwrap()));
+        assert!(!is_trusted(&[], "127.0.0.1".parse().unwrap()));
     }
 }

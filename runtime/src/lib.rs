@@ -16,13 +16,17 @@
 //! `sluice demo`.
 
 pub mod access_log;
+mod connection;
 mod error;
 mod exchange;
+mod framing;
 mod gateway;
 mod headers;
 mod proxy;
+mod request_body;
 pub mod sample;
 pub mod stub;
+mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

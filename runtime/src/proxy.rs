@@ -16,28 +16,22 @@ use std::cell::RefCell;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, HOST};
+use hyper::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, HOST};
 use hyper::http::uri::{Authority, PathAndQuery, Scheme};
-use hyper::{Request, Response, Uri, Version};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper::{Method, Request, Response, Uri, Version};
+use sluice_compiler::normalize::normalize;
 use sluice_compiler::{Balance, Captures, Plan};
 use sluice_traffic::{Algorithm, Balancer};
 
 use crate::access_log::AccessLogSender;
+use crate::connection::InFlight;
 use crate::error::ProxyError;
 use crate::exchange::{Exchange, ResponseBody};
 use crate::headers;
-
-/// How long a TCP connect to an endpoint may take when the route sets no
-/// timeout of its own.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long an idle upstream connection stays in the pool.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+use crate::request_body::{BodySlot, RequestBody};
+use crate::upstream::{self, PoolClient};
 
 thread_local! {
     /// Route captures, reused by every request handled on this thread.
@@ -52,7 +46,8 @@ pub(crate) struct Shared {
     pub(crate) balancers: Vec<Balancer>,
     /// Indexed like `plan.pools[p].endpoints`.
     authorities: Vec<Vec<Authority>>,
-    client: Client<HttpConnector, Incoming>,
+    /// Indexed like `plan.pools`.
+    clients: Vec<PoolClient>,
     pub(crate) log: AccessLogSender,
 }
 
@@ -80,15 +75,9 @@ impl Shared {
             })
             .collect();
 
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_timer(TokioTimer::new())
-            .build(connector);
+        let clients = plan.pools.iter().map(PoolClient::new).collect();
 
-        Shared { plan, balancers, authorities, client, log }
+        Shared { plan, balancers, authorities, clients, log }
     }
 }
 
@@ -108,9 +97,15 @@ pub(crate) async fn handle(
     listener: usize,
     client: SocketAddr,
     request: Request<Incoming>,
+    in_flight: InFlight,
+    refused: Option<&'static str>,
 ) -> Result<Response<ResponseBody>, Infallible> {
-    let mut exchange = Exchange::new(Arc::clone(&shared), listener, client, &request);
-    match forward(&shared, &mut exchange, listener, client, request).await {
+    let mut exchange = Exchange::new(Arc::clone(&shared), listener, client, &request, in_flight);
+    let forwarded = match refused {
+        Some(reason) => Err(ProxyError::BadRequest { reason }),
+        None => forward(&shared, &mut exchange, listener, client, request).await,
+    };
+    match forwarded {
         Ok(response) => {
             exchange.status = Some(response.status().as_u16());
             Ok(response.map(|body| ResponseBody::upstream(body, exchange)))
@@ -143,21 +138,31 @@ async fn forward(
     absolute_form_host(&mut request)?;
     let host = request_host(&request)?;
     let method = request.method().as_str().as_bytes();
-    let path = request.uri().path();
+    // Match and forward the same, normalised, path.
+    let path = normalize(request.uri().path(), &plan.listeners[listener].normalize)
+        .map_err(|e| ProxyError::BadRequest { reason: e.reason() })?;
     let route = CAPTURES.with(|captures| {
-        plan.lookup_parts(listener, host, method, path, &mut captures.borrow_mut())
+        plan.lookup_parts(listener, host, method, &path, &mut captures.borrow_mut())
     });
     let Some(route) = route.map(|r| r as usize) else {
         return Err(ProxyError::NoRoute {
             method: request.method().to_string(),
-            path: path.to_owned(),
+            path: path.into_owned(),
             listener: plan.listeners[listener].name.clone(),
         });
     };
     exchange.route = Some(route);
 
-    // Pick an endpoint and count the request there until the exchange ends.
+    // Refuse a body the route does not take, before anything is sent.
     let route_plan = &plan.routes[route];
+    let limit = route_plan.max_body_size;
+    if let Some(limit) = limit {
+        if declared_length(request.headers()).is_some_and(|length| length > limit) {
+            return Err(ProxyError::BodyTooLarge { limit });
+        }
+    }
+
+    // Pick an endpoint and count the request there until the exchange ends.
     let pool = route_plan.pool;
     let endpoint = shared.balancers[pool]
         .pick(&mut rand::rng())
@@ -167,23 +172,123 @@ async fn forward(
     tracing::trace!(route = %route_plan.name, %address, "routed");
 
     // Rewrite the request for the upstream.
-    let target = upstream_uri(&shared.authorities[pool][endpoint], request.uri())?;
-    *request.uri_mut() = target;
-    *request.version_mut() = Version::HTTP_11;
-    headers::strip_hop_by_hop(request.headers_mut());
-    headers::add_forwarded(request.headers_mut(), client.ip());
+    let target = upstream_uri(&shared.authorities[pool][endpoint], &path, request.uri().query())?;
+    let (mut head, body) = request.into_parts();
+    headers::strip_hop_by_hop(&mut head.headers);
+    let trusted = headers::is_trusted(&plan.listeners[listener].trusted_proxies, client.ip());
+    headers::add_forwarded(&mut head.headers, client.ip(), trusted);
+    let head = UpstreamHead { method: head.method, target, headers: head.headers };
+    let slot = BodySlot::new(body, limit);
 
-    // Send, within the route's time limit for response headers.
-    let sent = shared.client.request(request);
-    let result = match route_plan.timeout {
-        Some(timeout) => tokio::time::timeout(timeout, sent)
-            .await
-            .map_err(|_| ProxyError::Timeout { endpoint: address, timeout })?,
-        None => sent.await,
-    };
-    let mut response = result.map_err(|source| ProxyError::from_client(address, source))?;
+    let mut response = send(shared, exchange, pool, endpoint, &head, &slot).await?;
     headers::strip_hop_by_hop(response.headers_mut());
     Ok(response)
+}
+
+/// What every attempt sends upstream, apart from the body.
+struct UpstreamHead {
+    method: Method,
+    /// `http://ENDPOINT/path?query` for the first endpoint picked.
+    target: Uri,
+    headers: HeaderMap,
+}
+
+impl UpstreamHead {
+    fn request(&self, endpoint: &Authority, body: RequestBody) -> Request<RequestBody> {
+        let mut target = self.target.clone().into_parts();
+        target.authority = Some(endpoint.clone());
+        let mut request = Request::new(body);
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = Uri::from_parts(target).unwrap_or_else(|_| self.target.clone());
+        *request.version_mut() = Version::HTTP_11;
+        *request.headers_mut() = self.headers.clone();
+        request
+    }
+}
+
+/// Send a request to `endpoint` of `pool`, moving to another endpoint when
+/// the connection cannot be opened, and sending once more on a new
+/// connection when a reused one was found closed (see [`crate::upstream`]).
+/// The route's timeout covers every attempt together.
+async fn send(
+    shared: &Shared,
+    exchange: &mut Exchange,
+    pool: usize,
+    mut endpoint: usize,
+    head: &UpstreamHead,
+    slot: &Arc<BodySlot>,
+) -> Result<Response<Incoming>, ProxyError> {
+    let plan = &shared.plan;
+    let route_timeout = exchange.route.and_then(|r| plan.routes[r].timeout);
+    let deadline = route_timeout.map(|t| tokio::time::Instant::now() + t);
+    let mut tried = vec![endpoint];
+    let mut resent = false;
+
+    loop {
+        let address = plan.pools[pool].endpoints[endpoint].address;
+        let client =
+            if resent { &shared.clients[pool].fresh } else { &shared.clients[pool].pooled };
+        let began = tokio::time::Instant::now();
+        let sent =
+            client.request(head.request(&shared.authorities[pool][endpoint], slot.attempt()));
+        let result = match (deadline, route_timeout) {
+            (Some(deadline), Some(timeout)) => tokio::time::timeout_at(deadline, sent)
+                .await
+                .map_err(|_| ProxyError::Timeout { endpoint: address, timeout })?,
+            _ => sent.await,
+        };
+        let error = match result {
+            Ok(response) => return Ok(response),
+            Err(error) => error,
+        };
+        if slot.was_too_large() {
+            return Err(ProxyError::BodyTooLarge { limit: slot.limit().unwrap_or(0) });
+        }
+
+        // Nothing was sent: another endpoint may take it.
+        if error.is_connect() && slot.is_whole() {
+            if let Some(next) = untried(&shared.balancers[pool], &tried) {
+                tracing::debug!(side = "upstream", %address, %error, "connect failed; trying another endpoint");
+                exchange.switch(pool, next);
+                tried.push(next);
+                endpoint = next;
+                continue;
+            }
+        }
+        // A stale keep-alive connection: once more, on a new connection.
+        let resend = !resent
+            && is_idempotent(&head.method)
+            && slot.is_whole()
+            && upstream::on_reused_connection(&error, began)
+            && upstream::closed_before_response(&error);
+        if resend {
+            tracing::debug!(side = "upstream", %address, %error, "reused connection closed; resending");
+            resent = true;
+            continue;
+        }
+        return Err(ProxyError::from_client(address, error));
+    }
+}
+
+/// An endpoint the balancer would pick that is not in `tried`, if it offers
+/// one within a few picks.
+fn untried(balancer: &Balancer, tried: &[usize]) -> Option<usize> {
+    let mut rng = rand::rng();
+    (0..2 * balancer.len()).filter_map(|_| balancer.pick(&mut rng)).find(|e| !tried.contains(e))
+}
+
+/// Methods that RFC 9110 (section 9.2.2) defines as idempotent.
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+/// The request's `Content-Length`, when it declares one (the framing check
+/// has made sure that every copy agrees).
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
 /// For an absolute-form target (`GET http://host/path`), the target's
@@ -200,23 +305,41 @@ fn absolute_form_host<B>(request: &mut Request<B>) -> Result<(), ProxyError> {
     Ok(())
 }
 
-/// The host a request is for: its `Host` header, or empty when it has none
-/// (matched only by routes without a host).
+/// The host a request is for: its `Host` header without surrounding
+/// whitespace. An HTTP/1.1 request must have exactly one (RFC 9112, section
+/// 3.2); an HTTP/1.0 request without one is for the empty host, matched only
+/// by routes without a host.
 fn request_host<B>(request: &Request<B>) -> Result<&str, ProxyError> {
+    let bad = |reason| Err(ProxyError::BadRequest { reason });
     let mut hosts = request.headers().get_all(HOST).iter();
-    match (hosts.next(), hosts.next()) {
-        (Some(_), Some(_)) => Err(ProxyError::BadRequest { reason: "more than one Host header" }),
-        (Some(value), None) => value
-            .to_str()
-            .map_err(|_| ProxyError::BadRequest { reason: "Host header is not visible ASCII" }),
-        (None, _) => Ok(""),
+    let value = match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => return bad("more than one Host header"),
+        (Some(value), None) => value,
+        (None, _) if request.version() == Version::HTTP_10 => return Ok(""),
+        (None, _) => return bad("HTTP/1.1 request without a Host header"),
+    };
+    let Ok(host) = value.to_str() else { return bad("Host header is not visible ASCII") };
+    let host = host.trim_matches([' ', '\t']);
+    if !host.bytes().all(is_authority_byte) {
+        return bad("Host header is not a host name or address");
     }
+    Ok(host)
 }
 
-/// `http://ENDPOINT` followed by the request's path and query, unchanged.
-fn upstream_uri(endpoint: &Authority, original: &Uri) -> Result<Uri, ProxyError> {
-    let path_and_query =
-        original.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+/// Bytes allowed in a URI authority (RFC 3986, section 3.2) without user
+/// information: unreserved, sub-delims, `%`, `:` and the brackets of an IPv6
+/// literal.
+fn is_authority_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%:[]".contains(&byte)
+}
+
+/// `http://ENDPOINT` followed by the normalised path and the query as sent.
+fn upstream_uri(endpoint: &Authority, path: &str, query: Option<&str>) -> Result<Uri, ProxyError> {
+    let path_and_query = match query {
+        Some(query) => PathAndQuery::try_from(format!("{path}?{query}")),
+        None => PathAndQuery::try_from(path),
+    }
+    .map_err(|_| ProxyError::BadRequest { reason: "request target cannot be forwarded" })?;
     Uri::builder()
         .scheme(Scheme::HTTP)
         .authority(endpoint.clone())

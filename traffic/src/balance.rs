@@ -1,9 +1,11 @@
 //! Endpoint selection within a pool.
 //!
-//! One [`Balancer`] per pool, shared by every worker thread: all state is
-//! atomic, so picking never takes a lock. The caller reports the start and
-//! end of each request with [`Balancer::begin`] and [`Balancer::end`], which
-//! is what `least_request` reads.
+//! One [`Balancer`] per pool, shared by every worker thread. Picking never
+//! takes a lock except under `peak_ewma`, which locks the two endpoints it
+//! compares (see below). The caller reports the start and end of each
+//! request with [`Balancer::begin`] and [`Balancer::end`], which is what
+//! `least_request` reads, and each try's latency and outcome with
+//! [`Balancer::observe`], which is what `peak_ewma` reads.
 //!
 //! - `round_robin`: a shared counter, each endpoint in turn.
 //! - `weighted_round_robin`: the smooth weighted round robin that nginx
@@ -13,32 +15,176 @@
 //!   once when the pool is built and walked with a counter; a 5:1:1 pool gives
 //!   `a a b a c a a`, never five in a row to one endpoint.
 //! - `random`: uniform over endpoints.
-//! - `least_request`: the power of two choices (Mitzenmacher, 2001): sample
-//!   two distinct endpoints and take the one with fewer requests in flight
-//!   per unit of weight. Two samples avoid the herding that a global
-//!   least-loaded choice causes when many balancers act on stale counts.
+//! - `least_request`: the power of d choices (Mitzenmacher, 2001): sample `d`
+//!   distinct endpoints and take the one with fewer requests in flight per
+//!   unit of weight, ties broken at random in proportion to weight. Two
+//!   choices (the default) avoid the herding that a global least-loaded
+//!   choice causes when many balancers act on stale counts; comparing all of
+//!   them ([`ALL_CHOICES`]) is join-the-shortest-queue, the best choice for a
+//!   single balancer with exact counts.
+//! - `peak_ewma`: the same sampling, but the score is the endpoint's peak
+//!   EWMA latency (see [`PeakEwma`]) times its requests in flight plus one,
+//!   per unit of weight, as in Finagle. It sees slowness before queues
+//!   build up. Each endpoint's estimate is a pair (value, time of last
+//!   update) that must change together, so it sits behind its own small
+//!   mutex, held for a few arithmetic operations; a pick locks only the
+//!   endpoints it compares, one at a time, so threads rarely meet there.
+//! - `consistent_hash`: a ring of virtual nodes over a key hash the caller
+//!   supplies ([`Pick::hash`]); see the `ring` module for why a ring rather
+//!   than Maglev. Without a hash, a pick is random.
+//!
+//! # Eligibility, panic mode and exclusion
+//!
+//! Every endpoint is eligible until the caller says otherwise with
+//! [`Balancer::set_eligible`] (health checks and outlier detection decide;
+//! the balancer only obeys). No algorithm picks an ineligible endpoint while
+//! an eligible one exists, except in panic mode: when fewer than
+//! [`BalanceSettings::panic_threshold_percent`] of the endpoints are eligible,
+//! the balancer spreads over all of them rather than crush the few that are
+//! left. With the threshold at 0 (the default) there is no panic mode, and a
+//! pool with no eligible endpoint picks `None`, which the caller answers with
+//! a 503.
+//!
+//! [`Pick::avoid`] names an endpoint not to pick (the one a retry just
+//! failed on); it is honoured whenever any other candidate exists.
+//!
+//! When round robin's next endpoint is not a candidate, the pick falls back
+//! to a random candidate in proportion to weight, so the endpoint after an
+//! ejected one does not receive a double share.
+//!
+//! # Slow start
+//!
+//! With [`BalanceSettings::slow_start`], an endpoint that becomes eligible
+//! again starts at a fraction of its weight and ramps linearly to the full
+//! weight over a window, so a cold cache or JIT is not flooded at once.
+//! Every algorithm except `consistent_hash` applies it (moving keys away and
+//! back would defeat the point of hashing).
+//!
+//! # Settings from specs
+//!
+//! Every setting comes from an operator's spec, so none may panic: an empty
+//! pool and a pool of zero weights pick `None`; `choices: 0` reads as 1;
+//! percentages above 100 read as 100; zero windows disable what they time.
+//! Endpoint indices out of range are ignored by every method.
 
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+mod ewma;
+mod ring;
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use rand_core::Rng;
 
-use crate::random::index;
+use self::ewma::Estimate;
+pub use self::ewma::PeakEwma;
+use self::ring::Ring;
+use crate::hash::key_hash;
+use crate::outcome::Outcome;
+use crate::random::{chance, index, up_to};
+use crate::time::Nanos;
 
 /// Longest precomputed weighted round robin sequence. Weights whose sum is
 /// larger are scaled down proportionally (keeping every non-zero weight at
 /// least 1) before the sequence is built.
 const MAX_SCHEDULE: u64 = 1 << 16;
 
+/// `choices` value that compares every endpoint (join the shortest queue).
+pub const ALL_CHOICES: usize = usize::MAX;
+
+/// Up to this many choices are sampled independently; more are taken along
+/// a random walk with a random stride.
+const MAX_SAMPLED: usize = 8;
+
+/// Random probes before a pick falls back to scanning the pool.
+const PROBES: usize = 16;
+
+/// `ramp` value of an endpoint at full weight.
+const FULL: u64 = 1000;
+
 /// A balancing algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Algorithm {
+    /// Each endpoint in turn, ignoring weights.
     RoundRobin,
+    /// Each endpoint in proportion to its weight, interleaved smoothly.
     WeightedRoundRobin,
+    /// A uniformly random endpoint, ignoring weights.
     Random,
-    /// Least requests in flight per weight among `choices` distinct random endpoints.
-    LeastRequest {
-        choices: usize,
-    },
+    /// Least requests in flight per weight among `choices` distinct random
+    /// endpoints (2 is the power of two choices; [`ALL_CHOICES`] compares
+    /// all; 0 reads as 1).
+    LeastRequest { choices: usize },
+    /// Lowest peak EWMA latency times load, per weight; see [`PeakEwma`].
+    PeakEwma(PeakEwma),
+    /// The endpoint that owns [`Pick::hash`] on a weighted hash ring.
+    ConsistentHash,
+}
+
+impl Algorithm {
+    /// Whether endpoint weights matter (if not, every endpoint counts as
+    /// weight 1, and weight 0 does not drain it).
+    pub fn is_weighted(self) -> bool {
+        !matches!(self, Algorithm::RoundRobin | Algorithm::Random)
+    }
+}
+
+/// Pool-wide settings beyond the algorithm.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BalanceSettings {
+    /// Below this share of eligible endpoints, spread over all of them
+    /// (panic mode). 0 disables panic mode; values above 100 read as 100.
+    pub panic_threshold_percent: u8,
+    /// Ramp up endpoints that become eligible again.
+    pub slow_start: Option<SlowStart>,
+    /// A stable identity per endpoint for `consistent_hash`, such as
+    /// [`key_hash`] of its address, so that keys stay put when endpoints are
+    /// added, removed or reordered in the spec. Endpoints without one (this
+    /// list is empty or short) are identified by their index, which keeps
+    /// the guarantee only while the order of the pool does not change.
+    pub endpoint_keys: Vec<u64>,
+}
+
+/// Linear weight ramp for endpoints that just became eligible.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SlowStart {
+    /// How long the ramp lasts; zero disables slow start.
+    pub window: Duration,
+    /// Share of the weight at the start of the ramp (values above 100 read
+    /// as 100; 0 starts at a thousandth so the endpoint is not starved).
+    pub initial_percent: u8,
+}
+
+impl Default for SlowStart {
+    fn default() -> SlowStart {
+        SlowStart { window: Duration::from_secs(30), initial_percent: 10 }
+    }
+}
+
+/// The facts of one pick.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pick {
+    /// The caller's clock reading.
+    pub now: Nanos,
+    /// The request's key hash (see [`key_hash`]), for `consistent_hash`.
+    pub hash: Option<u64>,
+    /// An endpoint not to pick when any other candidate exists: the one the
+    /// previous try of this request went to.
+    pub avoid: Option<usize>,
+}
+
+impl Pick {
+    pub fn at(now: Nanos) -> Pick {
+        Pick { now, ..Pick::default() }
+    }
+
+    pub fn with_hash(self, hash: u64) -> Pick {
+        Pick { hash: Some(hash), ..self }
+    }
+
+    pub fn avoiding(self, endpoint: usize) -> Pick {
+        Pick { avoid: Some(endpoint), ..self }
+    }
 }
 
 /// Picks endpoints for one pool.
@@ -48,23 +194,91 @@ pub struct Balancer {
     weights: Vec<u32>,
     /// Endpoint indices in smooth weighted order (weighted round robin only).
     schedule: Vec<u32>,
+    /// The hash ring (consistent hash only).
+    ring: Ring,
+    /// Latency estimates (peak EWMA only).
+    estimates: Vec<Mutex<Estimate>>,
     next: AtomicUsize,
     in_flight: Vec<AtomicU32>,
+    eligible: Vec<AtomicBool>,
+    /// Endpoints that are usable (see `usable`) and eligible.
+    live: AtomicUsize,
+    /// Endpoints that can receive traffic at all: weight > 0 under a
+    /// weighted algorithm, every endpoint otherwise.
+    usable: usize,
+    /// Largest weight among usable endpoints (1 when unweighted).
+    max_weight: u64,
+    /// When each endpoint last became eligible, for slow start; `u64::MAX`
+    /// when it is not ramping.
+    ramp_from: Vec<AtomicU64>,
+    /// The latest clock reading seen, for [`Balancer::pick`].
+    clock: AtomicU64,
+    panic_threshold: u64,
+    slow_start: Option<SlowStart>,
+}
+
+/// One pick's view of the pool.
+struct View {
+    now: Nanos,
+    panic: bool,
+    avoid: Option<usize>,
 }
 
 impl Balancer {
-    /// A balancer over endpoints with the given weights (one per endpoint).
+    /// A balancer over endpoints with the given weights (one per endpoint),
+    /// with default settings: no panic mode, no slow start.
     pub fn new(algorithm: Algorithm, weights: &[u32]) -> Balancer {
+        Balancer::with_settings(algorithm, weights, &BalanceSettings::default())
+    }
+
+    /// A balancer with explicit pool settings.
+    pub fn with_settings(
+        algorithm: Algorithm,
+        weights: &[u32],
+        settings: &BalanceSettings,
+    ) -> Balancer {
+        let n = weights.len();
         let schedule = match algorithm {
             Algorithm::WeightedRoundRobin => smooth_schedule(weights),
             _ => Vec::new(),
         };
+        let ring = match algorithm {
+            Algorithm::ConsistentHash => {
+                let keys: Vec<u64> = (0..n)
+                    .map(|i| {
+                        let by_index = || key_hash(&(i as u64).to_le_bytes());
+                        settings.endpoint_keys.get(i).copied().unwrap_or_else(by_index)
+                    })
+                    .collect();
+                Ring::new(&keys, weights)
+            }
+            _ => Ring::default(),
+        };
+        let estimates = match algorithm {
+            Algorithm::PeakEwma(s) => (0..n).map(|_| Mutex::new(Estimate::new(&s))).collect(),
+            _ => Vec::new(),
+        };
+
+        let weighted = algorithm.is_weighted();
+        let usable = weights.iter().filter(|&&w| !weighted || w > 0).count();
+        let max_weight =
+            if weighted { weights.iter().copied().max().map_or(1, u64::from) } else { 1 };
         Balancer {
             algorithm,
             weights: weights.to_vec(),
             schedule,
+            ring,
+            estimates,
             next: AtomicUsize::new(0),
             in_flight: weights.iter().map(|_| AtomicU32::new(0)).collect(),
+            eligible: weights.iter().map(|_| AtomicBool::new(true)).collect(),
+            live: AtomicUsize::new(usable),
+            usable,
+            max_weight: max_weight.max(1),
+            ramp_from: weights.iter().map(|_| AtomicU64::new(u64::MAX)).collect(),
+            clock: AtomicU64::new(0),
+            panic_threshold: u64::from(settings.panic_threshold_percent.min(100)),
+            slow_start: settings.slow_start.filter(|s| !s.window.is_zero()),
         }
     }
 
@@ -82,86 +296,354 @@ impl Balancer {
     }
 
     /// Choose an endpoint, or `None` when the pool has nothing to send to
-    /// (no endpoints, or only zero weights under a weighted algorithm).
+    /// (no endpoints, only zero weights under a weighted algorithm, or no
+    /// eligible endpoint outside panic mode). Time-dependent algorithms use
+    /// the latest clock reading the balancer was given.
     pub fn pick<R: Rng + ?Sized>(&self, rng: &mut R) -> Option<usize> {
-        let n = self.weights.len();
-        if n == 0 {
-            return None;
-        }
+        let now = Nanos(self.clock.load(Ordering::Relaxed));
+        self.pick_with(rng, &Pick::at(now))
+    }
+
+    /// Choose an endpoint for a request with these facts.
+    pub fn pick_with<R: Rng + ?Sized>(&self, rng: &mut R, pick: &Pick) -> Option<usize> {
+        self.see(pick.now);
+        let view = self.view(pick)?;
+        let n = self.len();
         match self.algorithm {
-            Algorithm::RoundRobin => Some(self.next.fetch_add(1, Ordering::Relaxed) % n),
+            Algorithm::RoundRobin => {
+                let i = self.next.fetch_add(1, Ordering::Relaxed) % n;
+                self.take_or_fall_back(rng, &view, i)
+            }
             Algorithm::WeightedRoundRobin => {
                 if self.schedule.is_empty() {
                     return None;
                 }
                 let step = self.next.fetch_add(1, Ordering::Relaxed) % self.schedule.len();
-                Some(self.schedule[step] as usize)
+                self.take_or_fall_back(rng, &view, self.schedule[step] as usize)
             }
-            Algorithm::Random => Some(index(rng, n)),
-            Algorithm::LeastRequest { choices } => self.least_request(rng, choices),
+            Algorithm::Random => self.sample(rng, &view),
+            Algorithm::LeastRequest { choices } => self.best_of(rng, &view, choices),
+            Algorithm::PeakEwma(s) => self.best_of(rng, &view, s.choices),
+            Algorithm::ConsistentHash => match pick.hash {
+                Some(hash) => self
+                    .ring
+                    .lookup(hash, |i| self.candidate(i, &view))
+                    .or_else(|| self.fall_back(rng, &view)),
+                None => self.sample(rng, &view),
+            },
         }
+    }
+
+    /// Choose an endpoint other than `last` when any other candidate
+    /// exists: the pick for a retry.
+    pub fn pick_excluding<R: Rng + ?Sized>(
+        &self,
+        rng: &mut R,
+        now: Nanos,
+        last: usize,
+    ) -> Option<usize> {
+        self.pick_with(rng, &Pick::at(now).avoiding(last))
     }
 
     /// Record that a request to `endpoint` started.
     pub fn begin(&self, endpoint: usize) {
-        self.in_flight[endpoint].fetch_add(1, Ordering::Relaxed);
+        if let Some(c) = self.in_flight.get(endpoint) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Record that a request to `endpoint` finished, however it ended.
     pub fn end(&self, endpoint: usize) {
         // Saturate rather than wrap if a caller reports an end twice.
-        let _ = self.in_flight[endpoint]
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
+        if let Some(c) = self.in_flight.get(endpoint) {
+            let _ = c.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
+        }
     }
 
     /// Requests in flight to `endpoint`.
     pub fn in_flight(&self, endpoint: usize) -> u32 {
-        self.in_flight[endpoint].load(Ordering::Relaxed)
+        self.in_flight.get(endpoint).map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
-    fn least_request<R: Rng + ?Sized>(&self, rng: &mut R, choices: usize) -> Option<usize> {
-        let eligible = self.weights.iter().filter(|&&w| w > 0).count();
-        if eligible == 0 {
+    /// Record how one try to `endpoint` went: its latency (until the
+    /// response head, or until it failed) and outcome. Only `peak_ewma`
+    /// learns from it; for the others it only advances the clock.
+    pub fn observe(&self, endpoint: usize, latency: Duration, outcome: Outcome, now: Nanos) {
+        self.see(now);
+        if let (Algorithm::PeakEwma(s), Some(e)) = (self.algorithm, self.estimates.get(endpoint)) {
+            lock(e).observe(&s, latency, outcome.is_failure(), now);
+        }
+    }
+
+    /// The latency estimate of `endpoint` at `now` (`peak_ewma` only).
+    pub fn latency_estimate(&self, endpoint: usize, now: Nanos) -> Option<Duration> {
+        let (Algorithm::PeakEwma(s), Some(e)) = (self.algorithm, self.estimates.get(endpoint))
+        else {
+            return None;
+        };
+        Some(Duration::from_nanos(lock(e).cost_at(&s, now) as u64))
+    }
+
+    /// Let `endpoint` receive traffic or not, as health checks and outlier
+    /// detection decide. An endpoint that becomes eligible starts its slow
+    /// start ramp at `now` and forgets its latency estimate.
+    pub fn set_eligible(&self, endpoint: usize, eligible: bool, now: Nanos) {
+        self.see(now);
+        let Some(flag) = self.eligible.get(endpoint) else { return };
+        if flag.swap(eligible, Ordering::AcqRel) == eligible {
+            return;
+        }
+
+        if self.usable(endpoint) {
+            if eligible {
+                self.live.fetch_add(1, Ordering::AcqRel);
+            } else {
+                let _ = self
+                    .live
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| v.checked_sub(1));
+            }
+        }
+        if eligible {
+            if self.slow_start.is_some() {
+                self.ramp_from[endpoint].store(now.0, Ordering::Relaxed);
+            }
+            if let (Algorithm::PeakEwma(s), Some(e)) =
+                (self.algorithm, self.estimates.get(endpoint))
+            {
+                *lock(e) = Estimate::new(&s);
+            }
+        }
+    }
+
+    /// Whether `endpoint` may receive traffic outside panic mode.
+    pub fn is_eligible(&self, endpoint: usize) -> bool {
+        self.eligible.get(endpoint).is_some_and(|f| f.load(Ordering::Acquire))
+    }
+
+    /// Endpoints that can receive traffic and are eligible.
+    pub fn eligible_count(&self) -> usize {
+        self.live.load(Ordering::Acquire)
+    }
+
+    /// Whether too few endpoints are eligible, so picks spread over all.
+    pub fn in_panic(&self) -> bool {
+        let live = self.live.load(Ordering::Acquire) as u64;
+        self.panic_threshold > 0 && live * 100 < self.panic_threshold * self.usable as u64
+    }
+
+    fn see(&self, now: Nanos) {
+        self.clock.fetch_max(now.0, Ordering::Relaxed);
+    }
+
+    fn usable(&self, i: usize) -> bool {
+        !self.algorithm.is_weighted() || self.weights[i] > 0
+    }
+
+    /// Whether `i` may be picked in this view.
+    fn candidate(&self, i: usize, view: &View) -> bool {
+        Some(i) != view.avoid
+            && self.usable(i)
+            && (view.panic || self.eligible[i].load(Ordering::Acquire))
+    }
+
+    /// How this pick sees the pool, or `None` when nothing can be picked.
+    fn view(&self, pick: &Pick) -> Option<View> {
+        let panic = self.in_panic();
+        let count = if panic { self.usable } else { self.live.load(Ordering::Acquire) };
+        if count == 0 || self.is_empty() {
             return None;
         }
-        let choices = choices.clamp(1, eligible);
+        let mut view = View { now: pick.now, panic, avoid: None };
+        // The endpoint to avoid is honoured only when another candidate exists.
+        if let Some(a) = pick.avoid.filter(|&a| a < self.len()) {
+            if !(count == 1 && self.candidate(a, &view)) {
+                view.avoid = Some(a);
+            }
+        }
+        Some(view)
+    }
 
-        // Sample `choices` distinct endpoints with non-zero weight. When they
-        // are all wanted, scanning is cheaper and exact.
-        let mut best: Option<(usize, u64, u64)> = None;
-        let mut consider = |i: usize| {
-            let load = u64::from(self.in_flight(i));
-            let weight = u64::from(self.weights[i]);
-            // Compare load_a / weight_a < load_b / weight_b without division.
-            let better = match best {
-                None => true,
-                Some((_, bl, bw)) => load * bw < bl * weight,
-            };
-            if better {
-                best = Some((i, load, weight));
+    /// Weight of `i` now, in thousandths: its weight times its slow start
+    /// ramp (never 0 for a usable endpoint).
+    fn effective_weight(&self, i: usize, now: Nanos) -> u64 {
+        let weight = if self.algorithm.is_weighted() { u64::from(self.weights[i]) } else { 1 };
+        weight * self.ramp(i, now)
+    }
+
+    /// Slow start progress of `i` at `now`, from the initial share to
+    /// [`FULL`].
+    fn ramp(&self, i: usize, now: Nanos) -> u64 {
+        let Some(slow) = self.slow_start else { return FULL };
+        let from = self.ramp_from[i].load(Ordering::Relaxed);
+        if from == u64::MAX || matches!(self.algorithm, Algorithm::ConsistentHash) {
+            return FULL;
+        }
+        let elapsed = now.since(Nanos(from));
+        if elapsed >= slow.window {
+            return FULL;
+        }
+        let start = (u64::from(slow.initial_percent.min(100)) * 10).max(1);
+        let progress = elapsed.as_nanos() * u128::from(FULL - start) / slow.window.as_nanos();
+        start + progress as u64
+    }
+
+    /// `i` if it is a candidate and passes its slow start ramp, otherwise a
+    /// random candidate by weight.
+    fn take_or_fall_back<R: Rng + ?Sized>(
+        &self,
+        rng: &mut R,
+        view: &View,
+        i: usize,
+    ) -> Option<usize> {
+        if self.candidate(i, view) && chance(rng, self.ramp(i, view.now), FULL) {
+            return Some(i);
+        }
+        self.fall_back(rng, view)
+    }
+
+    /// A random candidate in proportion to effective weight, by rejection
+    /// sampling when that succeeds quickly, else by a scan.
+    fn sample<R: Rng + ?Sized>(&self, rng: &mut R, view: &View) -> Option<usize> {
+        for _ in 0..PROBES {
+            let i = index(rng, self.len());
+            if self.candidate(i, view)
+                && chance(rng, self.effective_weight(i, view.now), self.max_weight * FULL)
+            {
+                return Some(i);
+            }
+        }
+        self.fall_back(rng, view)
+    }
+
+    /// A random candidate in proportion to effective weight, by a scan. If
+    /// the pool changed since `view` was taken and only the avoided endpoint
+    /// is left, that one.
+    fn fall_back<R: Rng + ?Sized>(&self, rng: &mut R, view: &View) -> Option<usize> {
+        let weight = |i: usize| {
+            if self.candidate(i, view) {
+                self.effective_weight(i, view.now)
+            } else {
+                0
             }
         };
-        if choices == eligible {
-            let start = index(rng, self.weights.len());
-            (0..self.weights.len())
-                .map(|k| (start + k) % self.weights.len())
-                .filter(|&i| self.weights[i] > 0)
-                .for_each(&mut consider);
-        } else {
-            let mut seen = [usize::MAX; 8];
+        let total: u64 = (0..self.len()).map(weight).sum();
+        if total == 0 {
+            let a = view.avoid?;
+            let relaxed = View { avoid: None, ..*view };
+            return self.candidate(a, &relaxed).then_some(a);
+        }
+
+        let mut r = up_to(rng, total - 1);
+        for i in 0..self.len() {
+            let w = weight(i);
+            if r < w {
+                return Some(i);
+            }
+            r -= w;
+        }
+        None
+    }
+
+    /// The best-scoring of `choices` distinct candidates (`least_request`
+    /// and `peak_ewma`).
+    fn best_of<R: Rng + ?Sized>(&self, rng: &mut R, view: &View, choices: usize) -> Option<usize> {
+        let mut best = Best::default();
+        let count = if view.panic { self.usable } else { self.live.load(Ordering::Acquire) };
+        let count = count.saturating_sub(usize::from(view.avoid.is_some()));
+        let choices = choices.max(1);
+        let n = self.len();
+
+        if choices >= count {
+            // Every candidate; the random start only spreads the scan's work.
+            let start = index(rng, n);
+            for i in (0..n).map(|k| (start + k) % n) {
+                self.consider(rng, view, i, &mut best);
+            }
+        } else if choices <= MAX_SAMPLED {
+            let mut seen = [usize::MAX; MAX_SAMPLED];
             let mut taken = 0;
-            while taken < choices.min(seen.len()) {
-                let i = index(rng, self.weights.len());
-                if self.weights[i] == 0 || seen[..taken].contains(&i) {
+            for _ in 0..PROBES * choices {
+                let i = index(rng, n);
+                if !self.candidate(i, view) || seen[..taken].contains(&i) {
                     continue;
                 }
                 seen[taken] = i;
                 taken += 1;
-                consider(i);
+                self.consider(rng, view, i, &mut best);
+                if taken == choices {
+                    break;
+                }
+            }
+        } else {
+            // A random walk with a stride coprime to n visits distinct endpoints.
+            let start = index(rng, n);
+            let mut stride = 1 + index(rng, n - 1);
+            while gcd(stride, n) != 1 {
+                stride = stride % (n - 1) + 1;
+            }
+            let mut taken = 0;
+            for k in 0..n {
+                let i = (start + k * stride) % n;
+                if self.candidate(i, view) {
+                    self.consider(rng, view, i, &mut best);
+                    taken += 1;
+                    if taken == choices {
+                        break;
+                    }
+                }
             }
         }
-        best.map(|(i, _, _)| i)
+        best.endpoint.or_else(|| self.fall_back(rng, view))
     }
+
+    /// Compare candidate `i` with the best so far; exact ties go to either
+    /// at random in proportion to weight.
+    fn consider<R: Rng + ?Sized>(&self, rng: &mut R, view: &View, i: usize, best: &mut Best) {
+        if !self.candidate(i, view) {
+            return;
+        }
+        let weight = self.effective_weight(i, view.now);
+        let in_flight = f64::from(self.in_flight(i));
+        let load = match self.algorithm {
+            Algorithm::PeakEwma(s) => {
+                let cost = lock(&self.estimates[i]).cost_at(&s, view.now);
+                cost * (in_flight + 1.0)
+            }
+            _ => in_flight,
+        };
+        let score = load / weight as f64;
+
+        match best.endpoint {
+            Some(_) if score > best.score => {}
+            Some(_) if score == best.score => {
+                best.tied_weight += weight;
+                if chance(rng, weight, best.tied_weight) {
+                    best.endpoint = Some(i);
+                }
+            }
+            _ => *best = Best { endpoint: Some(i), score, tied_weight: weight },
+        }
+    }
+}
+
+#[derive(Default)]
+struct Best {
+    endpoint: Option<usize>,
+    score: f64,
+    tied_weight: u64,
+}
+
+/// Lock an estimate. A panic elsewhere while it was held cannot leave it
+/// half-updated in a harmful way (it is two numbers), so poisoning is ignored.
+fn lock(m: &Mutex<Estimate>) -> MutexGuard<'_, Estimate> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn gcd(mut a: usize, mut b: usize) -> usize {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
 }
 
 /// The smooth weighted round robin sequence for `weights`, one full period.
@@ -198,107 +680,4 @@ fn smooth_schedule(weights: &[u32]) -> Vec<u32> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use rand_core::SeedableRng;
-    use rand_pcg::Pcg64;
-
-    fn counts(b: &Balancer, n: usize) -> Vec<usize> {
-        let mut rng = Pcg64::seed_from_u64(7);
-        let mut c = vec![0; b.len()];
-        for _ in 0..n {
-            c[b.pick(&mut rng).unwrap()] += 1;
-        }
-        c
-    }
-
-    #[test]
-    fn round_robin_visits_each_endpoint_in_turn() {
-        let b = Balancer::new(Algorithm::RoundRobin, &[1, 5, 1]);
-        let mut rng = Pcg64::seed_from_u64(1);
-        let picks: Vec<_> = (0..6).map(|_| b.pick(&mut rng).unwrap()).collect();
-        assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
-    }
-
-    #[test]
-    fn smooth_weighted_round_robin_interleaves() {
-        let b = Balancer::new(Algorithm::WeightedRoundRobin, &[5, 1, 1]);
-        let mut rng = Pcg64::seed_from_u64(1);
-        let picks: Vec<_> = (0..7).map(|_| b.pick(&mut rng).unwrap()).collect();
-        assert_eq!(picks, [0, 0, 1, 0, 2, 0, 0]);
-        assert_eq!(counts(&b, 700), [500, 100, 100]);
-    }
-
-    #[test]
-    fn weighted_round_robin_skips_zero_weights_and_refuses_all_zero() {
-        let b = Balancer::new(Algorithm::WeightedRoundRobin, &[0, 2, 1]);
-        assert_eq!(counts(&b, 300), [0, 200, 100]);
-        let none = Balancer::new(Algorithm::WeightedRoundRobin, &[0, 0]);
-        assert_eq!(none.pick(&mut Pcg64::seed_from_u64(1)), None);
-    }
-
-    #[test]
-    fn huge_weights_are_scaled_not_dropped() {
-        let b = Balancer::new(Algorithm::WeightedRoundRobin, &[u32::MAX, 1]);
-        let c = counts(&b, b.schedule.len());
-        assert!(c[1] >= 1, "an endpoint with weight 1 still gets traffic: {c:?}");
-        assert!(b.schedule.len() as u64 <= MAX_SCHEDULE + 1);
-    }
-
-    #[test]
-    fn random_is_roughly_uniform() {
-        let b = Balancer::new(Algorithm::Random, &[1, 1, 1, 1]);
-        for c in counts(&b, 40_000) {
-            assert!((9_000..11_000).contains(&c), "{c}");
-        }
-    }
-
-    #[test]
-    fn least_request_avoids_the_busy_endpoint() {
-        let b = Balancer::new(Algorithm::LeastRequest { choices: 2 }, &[1, 1]);
-        for _ in 0..5 {
-            b.begin(0);
-        }
-        let c = counts(&b, 100);
-        assert_eq!(c, [0, 100]);
-        b.end(0);
-        assert_eq!(b.in_flight(0), 4);
-    }
-
-    #[test]
-    fn least_request_weighs_load_by_weight() {
-        // Endpoint 0 has twice the weight, so 3 in flight there is lighter than 2 on 1.
-        let b = Balancer::new(Algorithm::LeastRequest { choices: 2 }, &[2, 1]);
-        (0..3).for_each(|_| b.begin(0));
-        (0..2).for_each(|_| b.begin(1));
-        assert_eq!(counts(&b, 50), [50, 0]);
-    }
-
-    #[test]
-    fn end_never_underflows() {
-        let b = Balancer::new(Algorithm::LeastRequest { choices: 2 }, &[1]);
-        b.end(0);
-        assert_eq!(b.in_flight(0), 0);
-    }
-}
-
-#[cfg(test)]
-mod tie_tests {
-    use super::*;
-    use rand_core::SeedableRng;
-    use rand_pcg::Pcg64;
-
-    #[test]
-    fn least_request_breaks_ties_at_random() {
-        for n in [2usize, 3, 5] {
-            let b = Balancer::new(Algorithm::LeastRequest { choices: 2 }, &vec![1; n]);
-            let mut rng = Pcg64::seed_from_u64(3);
-            let mut c = vec![0; n];
-            for _ in 0..3000 {
-                c[b.pick(&mut rng).unwrap()] += 1;
-            }
-            let fair = 3000 / n;
-            assert!(c.iter().all(|&k| k > fair * 8 / 10 && k < fair * 12 / 10), "{n}: {c:?}");
-        }
-    }
-}
+mod tests;

@@ -1,0 +1,186 @@
+//! Upstream connections: one pooled HTTP/1.1 client per pool, with the
+//! pool's `connect_timeout` and `idle_timeout`, and the two resends that are
+//! safe without any retry policy.
+//!
+//! - **Connect failover**: when a connection attempt fails (refused, or not
+//!   open within `connect_timeout`), nothing was sent, so the request goes to
+//!   another endpoint of the pool that has not been tried, whatever its
+//!   method, as nginx and HAProxy do by default.
+//! - **Stale connection**: a pooled connection can be closed by the upstream
+//!   just as a request is written to it. When a request of an idempotent
+//!   method fails on a reused connection before any response arrived, and
+//!   its body was never read (so it is whole), it is sent once more, to the
+//!   same endpoint, on a new connection. Idle connections also leave the pool
+//!   after the pool's `idle_timeout` (4 s by default), before a typical
+//!   upstream keep-alive timeout closes them, which makes this race rare.
+//!
+//! A request that was sent on a fresh connection, or whose body has started
+//! to flow, is never sent again, and an upstream's response, whatever its
+//! status, is passed through. Configurable retries come with the retry
+//! policies of `sluice_traffic`.
+//!
+//! To tell a reused connection from a new one, the connector stamps every
+//! connection with the time it was opened; a connection opened before the
+//! attempt began was reused.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use hyper::rt::{Read, ReadBufCursor, Write};
+use hyper::Uri;
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use sluice_compiler::plan::PoolPlan;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::request_body::RequestBody;
+
+/// The upstream clients of one pool.
+pub(crate) struct PoolClient {
+    /// Keep-alive connections, reused while idle for less than `idle_timeout`.
+    pub(crate) pooled: Client<StampingConnector, RequestBody>,
+    /// New connections only, closed after one exchange: for resends after a
+    /// stale pooled connection.
+    pub(crate) fresh: Client<StampingConnector, RequestBody>,
+}
+
+impl PoolClient {
+    pub(crate) fn new(pool: &PoolPlan) -> PoolClient {
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(pool.connect_timeout));
+        let connector = StampingConnector { http };
+
+        let pooled = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(pool.idle_timeout)
+            .pool_timer(TokioTimer::new())
+            .build(connector.clone());
+        let fresh = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(0)
+            .retry_canceled_requests(false)
+            .build(connector);
+        PoolClient { pooled, fresh }
+    }
+}
+
+/// Whether a failed attempt ran on a connection opened before `attempt_began`.
+pub(crate) fn on_reused_connection(
+    error: &hyper_util::client::legacy::Error,
+    attempt_began: Instant,
+) -> bool {
+    let Some(connected) = error.connect_info() else { return false };
+    let mut extensions = hyper::http::Extensions::new();
+    connected.get_extras(&mut extensions);
+    extensions.get::<OpenedAt>().is_some_and(|opened| opened.0 < attempt_began)
+}
+
+/// Whether an upstream failure happened before any response came back: the
+/// connection was closed or reset under the request.
+pub(crate) fn closed_before_response(error: &hyper_util::client::legacy::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(hyper_error) = cause.downcast_ref::<hyper::Error>() {
+            if hyper_error.is_incomplete_message() || hyper_error.is_canceled() {
+                return true;
+            }
+        }
+        if let Some(io_error) = cause.downcast_ref::<io::Error>() {
+            return matches!(
+                io_error.kind(),
+                io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::ConnectionAborted
+                    | io::ErrorKind::BrokenPipe
+                    | io::ErrorKind::UnexpectedEof
+            );
+        }
+        source = cause.source();
+    }
+    false
+}
+
+/// When a connection was opened.
+#[derive(Debug, Clone, Copy)]
+struct OpenedAt(Instant);
+
+/// hyper-util's TCP connector, stamping each connection with [`OpenedAt`].
+#[derive(Clone)]
+pub(crate) struct StampingConnector {
+    http: HttpConnector,
+}
+
+type ConnectFuture = Pin<Box<dyn Future<Output = Result<Stamped, BoxError>> + Send>>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl tower_service::Service<Uri> for StampingConnector {
+    type Response = Stamped;
+    type Error = BoxError;
+    type Future = ConnectFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.http.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, destination: Uri) -> ConnectFuture {
+        let connecting = self.http.call(destination);
+        Box::pin(async move {
+            let io = connecting.await?;
+            Ok(Stamped { io, opened: OpenedAt(Instant::now()) })
+        })
+    }
+}
+
+/// An upstream connection that knows when it was opened.
+pub(crate) struct Stamped {
+    io: TokioIo<TcpStream>,
+    opened: OpenedAt,
+}
+
+impl Connection for Stamped {
+    fn connected(&self) -> Connected {
+        self.io.connected().extra(self.opened)
+    }
+}
+
+impl Read for Stamped {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl Write for Stamped {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,153 @@
+//! Regressions found by feeding `sluice check` and `explain` hostile input.
+//! Each test names the fault it guards against.
+
+use std::io::Read;
+use std::process::{Command as StdCommand, Stdio};
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+fn sluice() -> Command {
+    Command::cargo_bin("sluice").expect("the sluice binary is built for tests")
+}
+
+fn write_spec(dir: &tempfile::TempDir, bytes: &[u8]) -> std::path::PathBuf {
+    let path = dir.path().join("spec.yaml");
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// `(code, line, column)` of every finding, and the exit status.
+fn check(bytes: &[u8]) -> (i32, Vec<(String, u64, u64)>, Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_spec(&dir, bytes);
+    let out = sluice().args(["check", "--format", "json"]).arg(&path).output().unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let found = report["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            let n = |k: &str| d[k].as_u64().unwrap_or(0);
+            (d["code"].as_str().unwrap().to_owned(), n("line"), n("column"))
+        })
+        .collect();
+    (out.status.code().unwrap(), found, report)
+}
+
+const BASE: &str = "\
+version: 1
+listeners:
+  - { name: public, bind: 127.0.0.1:8080 }
+pools:
+  - { name: p, endpoints: [{ address: 127.0.0.1:9001 }] }
+routes:
+  - name: r
+    match: { path: /x, methods: [GET] }
+    to: p
+";
+
+#[test]
+fn a_closed_stdout_does_not_panic() {
+    // Thousands of findings, far more than a pipe buffer holds.
+    let mut spec = String::from(BASE);
+    for i in 0..3000 {
+        spec.push_str(&format!("  - {{ name: q{i}, match: {{ path: /q{i} }}, to: missing }}\n"));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_spec(&dir, spec.as_bytes());
+    let mut child = StdCommand::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["check", "--format", "json"])
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    // The reader is gone now; the check still ends with its own status.
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn connect_is_not_a_routable_method() {
+    let (status, found, _) = check(BASE.replace("methods: [GET]", "methods: [CONNECT]").as_bytes());
+    assert_eq!(status, 1);
+    assert_eq!(found, [("S0104".to_owned(), 8, 34)]);
+}
+
+#[test]
+fn repeated_methods_and_listeners_are_findings() {
+    let (status, found, _) =
+        check(BASE.replace("methods: [GET]", "methods: [GET, GET]").as_bytes());
+    assert_eq!(status, 1);
+    assert_eq!(found, [("S0104".to_owned(), 8, 33)]);
+}
+
+#[test]
+fn a_wildcard_bind_overlaps_a_specific_one_on_the_same_port() {
+    let spec = BASE.replace(
+        "  - { name: public, bind: 127.0.0.1:8080 }\n",
+        "  - { name: public, bind: 127.0.0.1:8080 }\n  - { name: all, bind: 0.0.0.0:8080 }\n",
+    );
+    let (status, found, report) = check(spec.as_bytes());
+    assert_eq!(status, 1);
+    assert_eq!(found, [("S0209".to_owned(), 4, 24)]);
+    let message = report["diagnostics"][0]["message"].as_str().unwrap();
+    assert!(message.contains("overlaps 127.0.0.1:8080"), "{message}");
+}
+
+#[test]
+fn invalid_utf8_is_a_located_finding() {
+    let mut bytes = BASE.as_bytes().to_vec();
+    bytes.extend_from_slice(b"# caf\xe9\n");
+    let (status, found, _) = check(&bytes);
+    assert_eq!(status, 1);
+    assert_eq!(found, [("S0001".to_owned(), 10, 6)]);
+}
+
+#[test]
+fn an_empty_file_still_has_a_location() {
+    let (status, found, _) = check(b"# nothing here\n");
+    assert_eq!(status, 1);
+    assert_eq!(found, [("S0103".to_owned(), 1, 1)]);
+}
+
+#[test]
+fn a_fractional_version_is_a_wrong_type() {
+    let (status, found, _) = check(BASE.replace("version: 1", "version: 1.5").as_bytes());
+    assert_eq!(status, 1);
+    assert_eq!(found.first().map(|f| f.0.as_str()), Some("S0103"));
+}
+
+#[test]
+fn host_labels_cannot_start_or_end_with_a_hyphen() {
+    let spec = BASE.replace("match: { path: /x,", "match: { host: -api.example.test, path: /x,");
+    let (status, found, _) = check(spec.as_bytes());
+    assert_eq!(status, 1);
+    assert_eq!(found[0].0, "S0208");
+}
+
+#[test]
+fn control_characters_in_values_reach_messages_escaped() {
+    let spec =
+        format!("{BASE}  - name: \"a\\u001b[31mb\"\n    match: {{ path: /y }}\n    to: nope\n");
+    let (status, _, report) = check(spec.as_bytes());
+    assert_eq!(status, 1);
+    let text = report.to_string();
+    assert!(!text.contains('\u{1b}'), "raw escape in {text}");
+}
+
+#[test]
+fn non_ascii_templates_match_the_encoded_request_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_spec(&dir, BASE.replace("path: /x", "path: /café").as_bytes());
+    for url in ["/caf%C3%A9", "/caf%c3%a9", "/café"] {
+        let out = sluice().arg("explain").arg(&path).args(["GET", url]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{url}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
