@@ -152,7 +152,7 @@ fn emit(text: &str, output: Option<&Path>, human: bool) -> Result<(), ExitCode> 
             Ok(())
         }
         None => {
-            crate::out(&text);
+            crate::out(text);
             Ok(())
         }
     }

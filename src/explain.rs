@@ -98,7 +98,16 @@ pub fn explain(args: ExplainArgs) -> ExitCode {
     let mut captures = Captures::new();
     let listener_name = &plan.listeners[listener].name;
     let shown_host = if host.is_empty() { "(no host)" } else { host.as_str() };
-    match plan.lookup(&facts, &mut captures) {
+    let fields = ExplainFields {
+        headers: args
+            .headers
+            .iter()
+            .filter_map(|h| h.split_once(':'))
+            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect(),
+        query: path.split_once('?').map_or("", |(_, q)| q.split('#').next().unwrap_or(q)),
+    };
+    match plan.lookup_with(&facts, &fields, &mut captures) {
         Some(route) => {
             crate::out(&describe(&plan, route, path_only, &captures, listener_name));
             crate::out(&others(&plan, &facts, Some(route)));
@@ -252,7 +261,7 @@ fn match_path(template: &Template, path: &str) -> Result<(), (usize, String)> {
             (Segment::Literal(l), Some(v)) => {
                 return Err((k, format!("segment {k} is `{v}`, not `{l}`")));
             }
-            (Segment::Param(p), Some(v)) if v.is_empty() => {
+            (Segment::Param(p), Some(&"")) => {
                 return Err((k, format!("segment {k} is empty, which `{{{p}}}` does not match")));
             }
             (Segment::Param(_), Some(_)) => {}
@@ -321,6 +330,22 @@ fn split_url(url: &str) -> Result<(&str, &str), &'static str> {
         Some(i) => (&rest[..i], "/"),
         None => (rest, "/"),
     })
+}
+
+/// The `-H` headers and the URL's query, as route conditions read them.
+struct ExplainFields<'a> {
+    headers: Vec<(String, String)>,
+    query: &'a str,
+}
+
+impl sluice_compiler::condition::RequestFields for ExplainFields<'_> {
+    fn any_header(&self, name: &str, each: &mut dyn FnMut(&str) -> bool) -> bool {
+        self.headers.iter().filter(|(n, _)| n == name).any(|(_, v)| each(v))
+    }
+
+    fn query(&self) -> &str {
+        self.query
+    }
 }
 
 #[cfg(test)]

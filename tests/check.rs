@@ -332,3 +332,39 @@ fn committed_scenario_schema_matches_the_code() {
          `cargo run -- schema scenario > schemas/scenario.schema.json`"
     );
 }
+
+#[test]
+fn explain_says_why_the_closest_other_routes_lost() {
+    let text = format!(
+        "{CLEAN}  - name: me\n    match: {{ host: api.example.test, path: /users/me }}\n    to: users\n\
+         \x20 - name: put-user\n    match: {{ host: api.example.test, path: \"/users/{{id}}\", methods: [PUT] }}\n    to: users\n"
+    );
+    let s = spec(&text);
+    let out = sluice()
+        .arg("explain")
+        .arg(&s.path)
+        .args(["GET", "http://api.example.test/users/me"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("route     me\n"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "others    get-user: matches, but is outranked: the literal `me` beats `{id}` at segment 2\n"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("          put-user: method not allowed (only PUT)\n"), "{stdout}");
+
+    // With no match, the near misses go to stderr after the message.
+    let out = sluice()
+        .arg("explain")
+        .arg(&s.path)
+        .args(["DELETE", "http://api.example.test/users/7"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("others    get-user: method not allowed (only GET)"), "{stderr}");
+}

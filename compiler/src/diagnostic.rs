@@ -49,6 +49,7 @@ pub mod codes {
     pub const TOO_MANY_LISTENERS: Code = Code { id: "S0211", name: "too-many-listeners" };
     pub const SHADOWED_ROUTE: Code = Code { id: "S0212", name: "shadowed-route" };
     pub const NON_NORMAL_PATH: Code = Code { id: "S0213", name: "non-normal-path" };
+    pub const BAD_CONDITION: Code = Code { id: "S0214", name: "bad-condition" };
     pub const UNUSED_POOL: Code = Code { id: "S0301", name: "unused-pool" };
     pub const IGNORED_WEIGHTS: Code = Code { id: "S0302", name: "ignored-weights" };
     pub const NO_LISTENERS: Code = Code { id: "S0303", name: "no-listeners" };

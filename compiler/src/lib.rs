@@ -11,6 +11,7 @@
 //!
 //! Every finding of a run is collected; a spec with any error yields no plan.
 
+pub mod condition;
 pub mod diagnostic;
 pub mod diff;
 pub mod document;

@@ -73,7 +73,10 @@ pub(crate) fn lower(spec: &Spec) -> Plan {
                 .fold(0, |mask, i| mask | (1 << i)),
         };
         let key = RouteKey { host: &host, template: &template, listeners: listener_mask, methods };
-        router.insert(i as u32, &key).expect("validate refused ambiguous routes");
+        let conditions = crate::condition::lower(&route.matcher).expect(VALID);
+        router
+            .insert_with_conditions(i as u32, &key, conditions)
+            .expect("validate refused ambiguous routes");
 
         routes.push(RoutePlan {
             name: route.name.clone(),

@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::condition::{NoFields, RequestFields};
 use crate::method::{Method, MethodSet};
 use crate::router::{Captures, HostPattern, RequestFacts, RouteId, Router};
 use crate::spec::Balance;
@@ -107,6 +108,17 @@ impl Plan {
         self.router.lookup(request, captures)
     }
 
+    /// [`Plan::lookup`] for a request whose headers, query and cookies
+    /// routes may also match on.
+    pub fn lookup_with(
+        &self,
+        request: &RequestFacts<'_>,
+        fields: &dyn RequestFields,
+        captures: &mut Captures,
+    ) -> Option<RouteId> {
+        self.router.lookup_with(request, fields, captures)
+    }
+
     /// Convenience over [`Plan::lookup`] for callers that hold raw request parts.
     pub fn lookup_parts(
         &self,
@@ -116,13 +128,26 @@ impl Plan {
         path: &str,
         captures: &mut Captures,
     ) -> Option<RouteId> {
+        self.lookup_parts_with(listener, host, method, path, &NoFields, captures)
+    }
+
+    /// [`Plan::lookup_parts`] with access to headers, query and cookies.
+    pub fn lookup_parts_with(
+        &self,
+        listener: usize,
+        host: &str,
+        method: &[u8],
+        path: &str,
+        fields: &dyn RequestFields,
+        captures: &mut Captures,
+    ) -> Option<RouteId> {
         let facts = RequestFacts {
             listener,
             host: crate::router::host_name(host),
             method: Method::from_bytes(method),
             path,
         };
-        self.lookup(&facts, captures)
+        self.lookup_with(&facts, fields, captures)
     }
 
     /// The `(name, value)` pairs a lookup captured from `path`.

@@ -24,6 +24,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::condition::{Condition, NoFields, RequestFields};
 use crate::method::{Method, MethodSet};
 use crate::template::{Segment, Template};
 
@@ -98,6 +99,9 @@ struct Leaf {
     route: RouteId,
     listeners: u64,
     methods: MethodSet,
+    /// Conditions beyond host and path: 1 for a method set, 1 per header,
+    /// query or cookie condition. Higher ranks are tried first.
+    rank: u16,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -121,6 +125,9 @@ pub struct Router {
     /// The path root for routes without a host.
     any: Option<u32>,
     nodes: Vec<Node>,
+    /// Header, query and cookie conditions, by route; empty for most routes.
+    #[serde(default)]
+    conditions: Vec<Vec<Condition>>,
 }
 
 /// A facts-only view of a request, as the router needs it.
@@ -138,6 +145,16 @@ pub struct RequestFacts<'a> {
 impl Router {
     /// Find the best route for a request, writing its captures into `captures`.
     pub fn lookup(&self, request: &RequestFacts<'_>, captures: &mut Captures) -> Option<RouteId> {
+        self.lookup_with(request, &NoFields, captures)
+    }
+
+    /// [`Router::lookup`] for routes that also match on headers, query or cookies.
+    pub fn lookup_with(
+        &self,
+        request: &RequestFacts<'_>,
+        fields: &dyn RequestFields,
+        captures: &mut Captures,
+    ) -> Option<RouteId> {
         captures.ranges.clear();
         let rest = request.path.strip_prefix('/')?;
         let walk = Walk {
@@ -145,6 +162,8 @@ impl Router {
             listener: 1u64.checked_shl(request.listener as u32).unwrap_or(0),
             method: request.method,
             path_len: request.path.len(),
+            conditions: &self.conditions,
+            fields,
         };
 
         let host = request.host;
@@ -182,6 +201,9 @@ impl Router {
             if !node.literals.windows(2).all(|w| w[0].0 < w[1].0) {
                 return Err(format!("node {i} has unsorted literal children"));
             }
+            if self.conditions.len() > route_count {
+                return Err("conditions for routes that do not exist".into());
+            }
             for leaf in node.end.iter().chain(&node.catch_all) {
                 if leaf.route as usize >= route_count || !leaf.methods.is_well_formed() {
                     return Err(format!("node {i} holds a malformed route entry"));
@@ -197,6 +219,8 @@ struct Walk<'a> {
     listener: u64,
     method: Method,
     path_len: usize,
+    conditions: &'a [Vec<Condition>],
+    fields: &'a dyn RequestFields,
 }
 
 impl Walk<'_> {
@@ -252,8 +276,18 @@ impl Walk<'_> {
     fn pick(&self, leaves: &[Leaf]) -> Option<RouteId> {
         leaves
             .iter()
-            .find(|l| l.listeners & self.listener != 0 && l.methods.contains(self.method))
+            .find(|l| {
+                l.listeners & self.listener != 0
+                    && l.methods.contains(self.method)
+                    && (l.rank == 0 || self.conditions_hold(l.route))
+            })
             .map(|l| l.route)
+    }
+
+    fn conditions_hold(&self, route: RouteId) -> bool {
+        self.conditions
+            .get(route as usize)
+            .is_none_or(|all| all.iter().all(|c| c.holds(self.fields)))
     }
 }
 
@@ -293,6 +327,16 @@ impl RouterBuilder {
     /// Insert a route. When an earlier route would be tied with it for some
     /// request, nothing is inserted and the earlier route is returned.
     pub fn insert(&mut self, route: RouteId, key: &RouteKey<'_>) -> Result<(), RouteId> {
+        self.insert_with_conditions(route, key, Vec::new())
+    }
+
+    /// [`RouterBuilder::insert`] for a route with header, query or cookie conditions.
+    pub fn insert_with_conditions(
+        &mut self,
+        route: RouteId,
+        key: &RouteKey<'_>,
+        conditions: Vec<Condition>,
+    ) -> Result<(), RouteId> {
         let mut node = self.root(key.host);
         let mut ends_in_catch_all = false;
         for segment in &key.template.segments {
@@ -306,16 +350,35 @@ impl RouterBuilder {
             };
         }
 
+        let rank = u16::from(!key.methods.is_any()) + conditions.len().min(1000) as u16;
+        let leaf = Leaf { route, listeners: key.listeners, methods: key.methods, rank };
+        let order_key = order_key(&conditions);
+        let all = &self.router.conditions;
+        let none = Vec::new();
+        let conditions_of = |r: RouteId| all.get(r as usize).unwrap_or(&none);
+
         let node = &mut self.router.nodes[node as usize];
         let leaves = if ends_in_catch_all { &mut node.catch_all } else { &mut node.end };
-        let leaf = Leaf { route, listeners: key.listeners, methods: key.methods };
-        if let Some(other) = leaves.iter().find(|l| ties(l, &leaf)) {
+        if let Some(other) =
+            leaves.iter().find(|l| ties(l, &leaf) && !excludes(conditions_of(l.route), &conditions))
+        {
             return Err(other.route);
         }
-        // Routes with a method condition come first; among the rest, order is irrelevant
-        // because two that overlap were refused above.
-        let at = leaves.partition_point(|l| !l.methods.is_any() || leaf.methods.is_any());
+        // Higher rank first; at equal rank, a fixed order by condition text, so
+        // the file's order never matters (ties were refused above).
+        let at = leaves.partition_point(|l| {
+            l.rank > rank
+                || (l.rank == rank && order_key_of(conditions_of(l.route)) <= order_key)
+        });
         leaves.insert(at, leaf);
+
+        if !conditions.is_empty() {
+            let slot = route as usize;
+            if self.router.conditions.len() <= slot {
+                self.router.conditions.resize(slot + 1, Vec::new());
+            }
+            self.router.conditions[slot] = conditions;
+        }
         Ok(())
     }
 
@@ -403,9 +466,22 @@ impl RouterBuilder {
 /// Two leaves at the same node tie when some request on some listener with
 /// some method would reach both, and neither outranks the other.
 fn ties(a: &Leaf, b: &Leaf) -> bool {
-    a.listeners & b.listeners != 0
-        && a.methods.is_any() == b.methods.is_any()
-        && a.methods.intersects(b.methods)
+    a.listeners & b.listeners != 0 && a.rank == b.rank && a.methods.intersects(b.methods)
+}
+
+/// Whether no request can satisfy both condition lists.
+fn excludes(a: &[Condition], b: &[Condition]) -> bool {
+    a.iter().any(|x| b.iter().any(|y| x.excludes(y)))
+}
+
+fn order_key(conditions: &[Condition]) -> String {
+    let mut keys: Vec<String> = conditions.iter().map(Condition::key).collect();
+    keys.sort();
+    keys.join("\n")
+}
+
+fn order_key_of(conditions: &[Condition]) -> String {
+    order_key(conditions)
 }
 
 #[cfg(test)]

@@ -212,6 +212,39 @@ pub struct RouteMatch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1), extend("uniqueItems" = true))]
     pub methods: Option<Vec<MethodName>>,
+    /// Header conditions, all of which must hold. Names ignore case; a repeated header
+    /// matches when any of its values does.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<ValueMatch>,
+    /// Query-parameter conditions, all of which must hold. Names and values are
+    /// compared percent-decoded; a repeated parameter matches when any value does.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub query: Vec<ValueMatch>,
+    /// Cookie conditions, all of which must hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cookies: Vec<ValueMatch>,
+}
+
+/// A condition on one header, query parameter or cookie: give `name` and exactly
+/// one of `exact`, `prefix`, `regex` or `present`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ValueMatch {
+    /// The header, parameter or cookie name.
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// The value must equal this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exact: Option<String>,
+    /// The value must start with this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// The whole value must match this regular expression (`regex` crate syntax).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regex: Option<String>,
+    /// `true`: the name must appear; `false`: it must not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub present: Option<bool>,
 }
 
 /// An HTTP method a route can match. `CONNECT` is not among them: its target

@@ -216,7 +216,7 @@ fn check_routes(
         }
     };
     let mut router = RouterBuilder::new();
-    let mut keys: Vec<Option<(HostPattern, Template, u64, MethodSet)>> = Vec::new();
+    let mut keys: Vec<Key> = Vec::new();
 
     for (i, route) in spec.routes.iter().enumerate() {
         let base = format!("/routes/{i}");
@@ -327,13 +327,28 @@ fn check_routes(
             .as_ref()
             .map_or(MethodSet::ANY, |m| MethodSet::of(m.iter().map(|&m| Method::from(m))));
 
-        let key = match (template, host) {
-            (Some(t), Some(h)) if ok || mask != 0 => Some((h, t, mask, methods)),
+        let conditions = match crate::condition::lower(&route.matcher) {
+            Ok(c) => Some(c),
+            Err(errors) => {
+                for (pointer, message) in errors {
+                    out.push(
+                        Diagnostic::error(codes::BAD_CONDITION, message)
+                            .at(doc, &format!("{base}/match{pointer}")),
+                    );
+                }
+                None
+            }
+        };
+
+        let key = match (template, host, conditions) {
+            (Some(t), Some(h), Some(c)) if ok || mask != 0 => Some((h, t, mask, methods, c)),
             _ => None,
         };
-        if let Some((host, template, listeners, methods)) = &key {
+        if let Some((host, template, listeners, methods, conditions)) = &key {
             let route_key = RouteKey { host, template, listeners: *listeners, methods: *methods };
-            if let Err(other) = router.insert(i as u32, &route_key) {
+            if let Err(other) =
+                router.insert_with_conditions(i as u32, &route_key, conditions.clone())
+            {
                 out.push(ambiguous(doc, spec, i, other as usize, &keys, &key));
             }
         }
@@ -354,7 +369,7 @@ fn check_routes(
     }
 }
 
-type Key = Option<(HostPattern, Template, u64, MethodSet)>;
+type Key = Option<(HostPattern, Template, u64, MethodSet, Vec<crate::condition::Condition>)>;
 
 fn ambiguous(
     doc: &Document,
@@ -367,8 +382,8 @@ fn ambiguous(
     let (name, other_name) = (&spec.routes[i].name, &spec.routes[other].name);
     let mut example = String::new();
     if let (
-        Some((host, template, listeners, methods)),
-        Some((_, _, other_listeners, other_methods)),
+        Some((host, template, listeners, methods, conditions)),
+        Some((_, _, other_listeners, other_methods, other_conditions)),
     ) = (key, &keys[other])
     {
         let method = methods.intersection(*other_methods).first().unwrap_or("GET");
@@ -380,8 +395,13 @@ fn ambiguous(
             .find(|(l, _)| *l < 64 && shared & (1 << l) != 0)
             .map(|(_, l)| format!(" on listener `{}`", l.name))
             .unwrap_or_default();
+        let with = if conditions.is_empty() && other_conditions.is_empty() {
+            ""
+        } else {
+            " meeting the conditions of both"
+        };
         example = format!(
-            ", for example {method} http://{}{}{listener}",
+            ", for example {method} http://{}{}{listener}{with}",
             host.example(),
             template.example_path()
         );

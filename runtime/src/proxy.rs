@@ -21,6 +21,7 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, HOST};
 use hyper::http::uri::{Authority, PathAndQuery, Scheme};
 use hyper::{Method, Request, Response, Uri, Version};
+use sluice_compiler::condition::RequestFields;
 use sluice_compiler::normalize::normalize;
 use sluice_compiler::{Balance, Captures, Plan};
 use sluice_traffic::{Algorithm, Balancer};
@@ -141,8 +142,10 @@ async fn forward(
     // Match and forward the same, normalised, path.
     let path = normalize(request.uri().path(), &plan.listeners[listener].normalize)
         .map_err(|e| ProxyError::BadRequest { reason: e.reason() })?;
+    let fields = Fields { request: &request };
     let route = CAPTURES.with(|captures| {
-        plan.lookup_parts(listener, host, method, &path, &mut captures.borrow_mut())
+        let captures = &mut captures.borrow_mut();
+        plan.lookup_parts_with(listener, host, method, &path, &fields, captures)
     });
     let Some(route) = route.map(|r| r as usize) else {
         return Err(ProxyError::NoRoute {
@@ -346,4 +349,21 @@ fn upstream_uri(endpoint: &Authority, path: &str, query: Option<&str>) -> Result
         .path_and_query(path_and_query)
         .build()
         .map_err(|_| ProxyError::BadRequest { reason: "request target cannot be forwarded" })
+}
+
+/// The headers and query of a request, as route conditions read them.
+struct Fields<'r, B> {
+    request: &'r Request<B>,
+}
+
+impl<B> RequestFields for Fields<'_, B> {
+    fn any_header(&self, name: &str, each: &mut dyn FnMut(&str) -> bool) -> bool {
+        // A value that is not visible ASCII can satisfy nothing but `present`,
+        // which sees it as an empty string.
+        self.request.headers().get_all(name).iter().any(|v| each(v.to_str().unwrap_or("")))
+    }
+
+    fn query(&self) -> &str {
+        self.request.uri().query().unwrap_or("")
+    }
 }

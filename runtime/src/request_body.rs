@@ -127,7 +127,7 @@ impl Body for RequestBody {
     fn size_hint(&self) -> SizeHint {
         match &self.body {
             Some(body) => body.size_hint(),
-            None => self.slot.size_hint.clone(),
+            None => self.slot.size_hint,
         }
     }
 }

@@ -40,6 +40,8 @@ pub struct Seen {
     pub headers: HeaderMap,
     pub body_len: u64,
     pub body_fnv: u64,
+    /// The trailer section of a chunked body, when one arrived.
+    pub trailers: Option<HeaderMap>,
 }
 
 /// An HTTP/1.1 server on `127.0.0.1:0` that records every request and
@@ -114,22 +116,27 @@ async fn answer(
             headers: parts.headers.clone(),
             body_len: 0,
             body_fnv: FNV_OFFSET,
+            trailers: None,
         });
         log.len() - 1
     };
 
     // Hash the body as it streams in.
-    let (mut len, mut hash) = (0u64, FNV_OFFSET);
+    let (mut len, mut hash, mut trailers) = (0u64, FNV_OFFSET, None);
     while let Some(Ok(frame)) = body.frame().await {
         if let Some(data) = frame.data_ref() {
             len += data.len() as u64;
             hash = fnv1a(hash, data);
+        }
+        if let Some(fields) = frame.trailers_ref() {
+            trailers = Some(fields.clone());
         }
     }
     {
         let mut log = log.lock().unwrap();
         log[index].body_len = len;
         log[index].body_fnv = hash;
+        log[index].trailers = trailers;
     }
 
     tokio::time::sleep(delay).await;
@@ -406,4 +413,241 @@ impl Body for PatternBody {
     fn size_hint(&self) -> SizeHint {
         SizeHint::default()
     }
+}
+
+/// Send `bytes` on a new connection to `address` and read until the peer
+/// closes it or 5 s pass. Returns what came back, lossily as text.
+pub async fn raw(address: SocketAddr, bytes: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.expect("connect on loopback");
+    stream.write_all(bytes).await.expect("write the raw request");
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response)).await;
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+/// The status codes of every response head in `text`, in order.
+pub fn statuses(text: &str) -> Vec<u16> {
+    text.match_indices("HTTP/1.1 ")
+        .filter_map(|(at, _)| text.get(at + 9..at + 12)?.parse().ok())
+        .collect()
+}
+
+/// A request as a [`ScriptedUpstream`] read it.
+#[derive(Debug, Clone)]
+pub struct RawRequest {
+    /// The request line and header fields, as received.
+    pub head: String,
+    pub body: Vec<u8>,
+    /// Which connection it came on (0 for the first accepted), and its place there.
+    pub connection: usize,
+    pub index_on_connection: usize,
+}
+
+impl RawRequest {
+    pub fn method(&self) -> &str {
+        self.head.split(' ').next().unwrap_or("")
+    }
+
+    pub fn target(&self) -> &str {
+        self.head.split(' ').nth(1).unwrap_or("")
+    }
+
+    /// The first value of header `name`, case-insensitively.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+/// What a [`ScriptedUpstream`] does with a request.
+pub enum Answer {
+    /// Write these bytes and keep the connection open.
+    Send(Vec<u8>),
+    /// Write these bytes, then close.
+    SendAndClose(Vec<u8>),
+    /// Close the connection without answering.
+    Close,
+}
+
+impl Answer {
+    /// `200 OK` with `body` and a Content-Length, keeping the connection.
+    pub fn ok(body: &str) -> Answer {
+        Answer::Send(
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len()).into_bytes(),
+        )
+    }
+}
+
+type Script = dyn Fn(&RawRequest) -> Answer + Send + Sync;
+
+/// An upstream over raw TCP on `127.0.0.1:0` that answers each request as a
+/// script says, for misbehaviour a real server would not produce. It reads
+/// bodies framed by Content-Length, and chunked bodies up to their last chunk.
+pub struct ScriptedUpstream {
+    pub address: SocketAddr,
+    requests: Arc<Mutex<Vec<RawRequest>>>,
+    connections: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ScriptedUpstream {
+    /// Start it; with `idle_close`, a connection idle that long is closed.
+    pub async fn start(
+        idle_close: Option<Duration>,
+        script: impl Fn(&RawRequest) -> Answer + Send + Sync + 'static,
+    ) -> ScriptedUpstream {
+        let socket = TcpListener::bind("127.0.0.1:0").await.expect("bind an upstream on loopback");
+        let address = socket.local_addr().expect("a bound socket has an address");
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let script: Arc<Script> = Arc::new(script);
+        let (log, count) = (Arc::clone(&requests), Arc::clone(&connections));
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = socket.accept().await else { continue };
+                let connection = count.fetch_add(1, Ordering::SeqCst);
+                let (log, script) = (Arc::clone(&log), Arc::clone(&script));
+                tokio::spawn(scripted_connection(stream, connection, idle_close, log, script));
+            }
+        });
+        ScriptedUpstream { address, requests, connections, task }
+    }
+
+    pub fn requests(&self) -> Vec<RawRequest> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for ScriptedUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn scripted_connection(
+    mut stream: tokio::net::TcpStream,
+    connection: usize,
+    idle_close: Option<Duration>,
+    log: Arc<Mutex<Vec<RawRequest>>>,
+    script: Arc<Script>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer: Vec<u8> = Vec::new();
+    let mut index = 0;
+    loop {
+        // Read one request: a head, then its body.
+        let head_end = loop {
+            if let Some(at) = find(&buffer, b"\r\n\r\n") {
+                break at + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            let read = match idle_close {
+                Some(idle) if buffer.is_empty() => {
+                    match tokio::time::timeout(idle, stream.read(&mut chunk)).await {
+                        Ok(read) => read,
+                        Err(_) => return,
+                    }
+                }
+                _ => stream.read(&mut chunk).await,
+            };
+            match read {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
+        let mut request =
+            RawRequest { head, body: Vec::new(), connection, index_on_connection: index };
+        let body_end = loop {
+            let rest = &buffer[head_end..];
+            let end = if request.header("transfer-encoding").is_some() {
+                find(rest, b"0\r\n\r\n").map(|at| at + 5)
+            } else {
+                let length: usize =
+                    request.header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+                (rest.len() >= length).then_some(length)
+            };
+            if let Some(end) = end {
+                break head_end + end;
+            }
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+            }
+        };
+        request.body = buffer[head_end..body_end].to_vec();
+        buffer.drain(..body_end);
+        index += 1;
+        log.lock().unwrap().push(request.clone());
+
+        match script(&request) {
+            Answer::Send(bytes) => {
+                if stream.write_all(&bytes).await.is_err() {
+                    return;
+                }
+            }
+            Answer::SendAndClose(bytes) => {
+                let _ = stream.write_all(&bytes).await;
+                return;
+            }
+            Answer::Close => return,
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A loopback address whose accept queue is full, so connecting to it hangs
+/// until the connector gives up. Keep the returned guard alive while in use.
+pub fn blackhole() -> (SocketAddr, Vec<std::net::TcpStream>, tokio::net::TcpListener) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+    socket.bind("127.0.0.1:0".parse().unwrap()).expect("bind on loopback");
+    let listener = socket.listen(0).expect("listen with a backlog of 0");
+    let address = listener.local_addr().expect("a bound socket has an address");
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        match std::net::TcpStream::connect_timeout(&address, Duration::from_millis(100)) {
+            Ok(stream) => fillers.push(stream),
+            Err(_) => return (address, fillers, listener),
+        }
+    }
+    panic!("the accept queue of {address} never filled up");
+}
+
+/// A spec with listener `public` on an ephemeral port, pool `backend` over
+/// `endpoints`, and route `all` for every path. Each `*_extra` is YAML lines
+/// (indented by four spaces) added to the listener, pool or route.
+pub fn spec_with(
+    listener_extra: &str,
+    endpoints: &[SocketAddr],
+    pool_extra: &str,
+    route_extra: &str,
+) -> String {
+    let endpoints: String =
+        endpoints.iter().map(|a| format!("      - address: \"{a}\"\n")).collect();
+    format!(
+        "version: 1
+listeners:
+  - name: public
+    bind: \"127.0.0.1:0\"
+{listener_extra}pools:
+  - name: backend
+    endpoints:
+{endpoints}{pool_extra}routes:
+  - name: all
+    match: {{ path: \"/{{*rest}}\" }}
+    to: backend
+{route_extra}"
+    )
 }

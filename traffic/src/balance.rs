@@ -431,8 +431,14 @@ impl Balancer {
         self.panic_threshold > 0 && live * 100 < self.panic_threshold * self.usable as u64
     }
 
+    /// Remember the latest clock reading, for [`Balancer::pick`]. Only the
+    /// algorithms that read time pay for the shared write, and only when
+    /// the reading is newer.
     fn see(&self, now: Nanos) {
-        self.clock.fetch_max(now.0, Ordering::Relaxed);
+        let timed = matches!(self.algorithm, Algorithm::PeakEwma(_)) || self.slow_start.is_some();
+        if timed && now.0 > self.clock.load(Ordering::Relaxed) {
+            self.clock.fetch_max(now.0, Ordering::Relaxed);
+        }
     }
 
     fn usable(&self, i: usize) -> bool {

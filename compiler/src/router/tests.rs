@@ -297,3 +297,104 @@ proptest! {
         }
     }
 }
+
+// ---- Header, query and cookie conditions ----
+
+mod conditions {
+    use super::*;
+    use crate::condition::{Condition, Pattern, RequestFields, Rule, Source};
+
+    struct Req(Vec<(&'static str, &'static str)>, &'static str);
+
+    impl RequestFields for Req {
+        fn any_header(&self, name: &str, each: &mut dyn FnMut(&str) -> bool) -> bool {
+            self.0.iter().filter(|(n, _)| *n == name).any(|(_, v)| each(v))
+        }
+        fn query(&self) -> &str {
+            self.1
+        }
+    }
+
+    fn header(name: &str, rule: Rule) -> Condition {
+        Condition { source: Source::Header(name.into()), rule }
+    }
+
+    fn build(routes: &[(&'static str, Option<Vec<Method>>, Vec<Condition>)]) -> Result<Router, (u32, u32)> {
+        let mut b = RouterBuilder::new();
+        for (i, (path, methods, conditions)) in routes.iter().enumerate() {
+            let template = Template::parse(path).unwrap();
+            let methods = methods.clone().map_or(MethodSet::ANY, MethodSet::of);
+            let key = RouteKey { host: &HostPattern::Any, template: &template, listeners: 1, methods };
+            b.insert_with_conditions(i as u32, &key, conditions.clone()).map_err(|o| (i as u32, o))?;
+        }
+        Ok(b.build())
+    }
+
+    fn find(r: &Router, method: Method, path: &str, req: &Req) -> Option<u32> {
+        let facts = RequestFacts { listener: 0, host: "", method, path };
+        r.lookup_with(&facts, req, &mut Captures::new())
+    }
+
+    #[test]
+    fn more_conditions_win_and_failing_ones_fall_back() {
+        let beta = header("x-beta", Rule::Present);
+        let v2 = header("x-version", Rule::Exact("2".into()));
+        let routes = [
+            ("/api", None, vec![]),
+            ("/api", None, vec![beta.clone()]),
+            ("/api", None, vec![beta.clone(), v2.clone()]),
+            ("/api", Some(vec![Method::Post]), vec![header("x-version", Rule::Exact("1".into()))]),
+        ];
+        // The outcome does not depend on the order routes are inserted in.
+        for order in [[0, 1, 2, 3], [3, 2, 1, 0], [2, 0, 3, 1]] {
+            let shuffled: Vec<_> = order.iter().map(|&i| routes[i].clone()).collect();
+            let r = build(&shuffled).unwrap();
+            let id = |want: usize| order.iter().position(|&i| i == want).map(|p| p as u32);
+            let none = Req(vec![], "");
+            let b = Req(vec![("x-beta", "1")], "");
+            let bv = Req(vec![("x-beta", "1"), ("x-version", "2")], "");
+            assert_eq!(find(&r, Method::Get, "/api", &none), id(0));
+            assert_eq!(find(&r, Method::Get, "/api", &b), id(1));
+            assert_eq!(find(&r, Method::Get, "/api", &bv), id(2));
+            // Rank 2 both: the POST route and the two-header route; each request meets one.
+            let v1 = Req(vec![("x-beta", "1"), ("x-version", "1")], "");
+            assert_eq!(find(&r, Method::Post, "/api", &v1), id(3));
+            assert_eq!(find(&r, Method::Post, "/api", &bv), id(2));
+            assert_eq!(find(&r, Method::Post, "/api", &b), id(1));
+        }
+    }
+
+    #[test]
+    fn conditions_that_cannot_both_hold_do_not_tie() {
+        let one = header("x-version", Rule::Exact("1".into()));
+        let two = header("x-version", Rule::Exact("2".into()));
+        let absent = header("x-version", Rule::Absent);
+        let r = build(&[("/a", None, vec![one]), ("/a", None, vec![two]), ("/a", None, vec![absent])]).unwrap();
+        assert_eq!(find(&r, Method::Get, "/a", &Req(vec![("x-version", "2")], "")), Some(1));
+        assert_eq!(find(&r, Method::Get, "/a", &Req(vec![], "")), Some(2));
+        assert_eq!(find(&r, Method::Get, "/a", &Req(vec![("x-version", "3")], "")), None);
+    }
+
+    #[test]
+    fn conditions_that_can_both_hold_tie() {
+        let p = header("x-a", Rule::Present);
+        let q = Condition { source: Source::Query("debug".into()), rule: Rule::Present };
+        assert_eq!(build(&[("/a", None, vec![p.clone()]), ("/a", None, vec![q])]).err(), Some((1, 0)));
+        // A method condition and a header condition rank the same, and a GET with the header meets both.
+        assert_eq!(
+            build(&[("/a", Some(vec![Method::Get]), vec![]), ("/a", None, vec![p])]).err(),
+            Some((1, 0))
+        );
+        let re = header("x-a", Rule::Regex(Pattern::new("[0-9]+").unwrap()));
+        let prefix = header("x-a", Rule::Prefix("1".into()));
+        assert_eq!(build(&[("/a", None, vec![re]), ("/a", None, vec![prefix])]).err(), Some((1, 0)));
+    }
+
+    #[test]
+    fn query_conditions_route() {
+        let q = Condition { source: Source::Query("format".into()), rule: Rule::Exact("csv".into()) };
+        let r = build(&[("/export", None, vec![]), ("/export", None, vec![q])]).unwrap();
+        assert_eq!(find(&r, Method::Get, "/export", &Req(vec![], "format=csv")), Some(1));
+        assert_eq!(find(&r, Method::Get, "/export", &Req(vec![], "format=json")), Some(0));
+    }
+}

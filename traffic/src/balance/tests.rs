@@ -494,3 +494,65 @@ proptest! {
         }
     }
 }
+
+/// Any algorithm with any settings.
+fn any_algorithm() -> impl Strategy<Value = Algorithm> {
+    let nanos = prop_oneof![Just(0u64), 0u64..2_000_000_000, Just(u64::MAX)];
+    let ewma = (any::<usize>(), nanos.clone(), nanos.clone(), nanos).prop_map(|(c, w, p, i)| {
+        Algorithm::PeakEwma(PeakEwma {
+            choices: c,
+            window: Duration::from_nanos(w),
+            failure_penalty: Duration::from_nanos(p),
+            initial_latency: Duration::from_nanos(i),
+        })
+    });
+    prop_oneof![
+        Just(Algorithm::RoundRobin),
+        Just(Algorithm::WeightedRoundRobin),
+        Just(Algorithm::Random),
+        any::<usize>().prop_map(|choices| Algorithm::LeastRequest { choices }),
+        ewma,
+        Just(Algorithm::ConsistentHash),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Whatever the settings and the calls, nothing panics and every pick
+    /// is an endpoint of the pool.
+    #[test]
+    fn never_panics(
+        algorithm in any_algorithm(),
+        weights in proptest::collection::vec(prop_oneof![0u32..4, Just(u32::MAX)], 0..10),
+        panic_threshold_percent: u8,
+        slow_start in proptest::option::of((0u64..5_000_000_000, any::<u8>())),
+        calls in proptest::collection::vec((0u8..6, 0usize..12, 0u64..1_000_000_000), 0..60),
+    ) {
+        let settings = BalanceSettings {
+            panic_threshold_percent,
+            slow_start: slow_start.map(|(w, p)| SlowStart {
+                window: Duration::from_nanos(w),
+                initial_percent: p,
+            }),
+            endpoint_keys: vec![1, 2, 3],
+        };
+        let b = Balancer::with_settings(algorithm, &weights, &settings);
+        let mut rng = rng(3);
+        let mut now = Nanos::ZERO;
+        for (call, i, dt) in calls {
+            now = Nanos(now.0.saturating_add(dt));
+            match call {
+                0 => b.begin(i),
+                1 => b.end(i),
+                2 => b.set_eligible(i, dt % 2 == 0, now),
+                3 => b.observe(i, Duration::from_nanos(dt), Outcome::Response(503), now),
+                4 => prop_assert!(b.pick(&mut rng).is_none_or(|p| p < weights.len())),
+                _ => {
+                    let pick = Pick { now, hash: Some(dt), avoid: Some(i) };
+                    prop_assert!(b.pick_with(&mut rng, &pick).is_none_or(|p| p < weights.len()));
+                }
+            }
+        }
+    }
+}

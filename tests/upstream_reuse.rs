@@ -1,0 +1,118 @@
+//! Upstream connection reuse and the resends that are safe by default (fault
+//! kind K8: B34, B35), end to end with scripted upstreams on loopback.
+
+mod support;
+
+use std::time::Duration;
+
+use hyper::StatusCode;
+
+use support::{client, request, send, spec_with, Answer, Gateway, ScriptedUpstream, Upstream};
+
+/// An upstream that answers the first request on each connection and closes
+/// the connection, without answering, on any later one: the race of a
+/// keep-alive connection that the upstream closes just as it is reused.
+async fn closes_reused_connections() -> ScriptedUpstream {
+    ScriptedUpstream::start(None, |r| {
+        if r.index_on_connection == 0 {
+            Answer::ok(r.target())
+        } else {
+            Answer::Close
+        }
+    })
+    .await
+}
+
+/// B34: an idempotent request that dies on a reused connection before any
+/// response is sent once more on a new connection, and succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotent_request_on_a_stale_connection_is_resent_on_a_new_one() {
+    let upstream = closes_reused_connections().await;
+    let gateway = Gateway::start(&spec_with("", &[upstream.address], "", ""));
+    let http = client();
+
+    for i in 0..5 {
+        let reply =
+            send(&http, request("GET", gateway.addr("public"), "x.test", &format!("/{i}"))).await;
+        assert_eq!(
+            (reply.status, reply.body.clone()),
+            (StatusCode::OK, format!("/{i}")),
+            "request {i}"
+        );
+    }
+    // Every request after the first hit a pooled connection that died, and
+    // was sent again on a new one.
+    let requests = upstream.requests();
+    let answered = requests.iter().filter(|r| r.index_on_connection == 0).count();
+    assert_eq!(answered, 5, "{requests:?}");
+}
+
+/// B35: a non-idempotent request is never sent twice once it was sent: the
+/// stale connection gives 502 and the upstream saw the POST exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_on_a_stale_connection_is_not_resent() {
+    let upstream = closes_reused_connections().await;
+    let gateway = Gateway::start(&spec_with("", &[upstream.address], "", ""));
+    let http = client();
+
+    let first = send(&http, request("POST", gateway.addr("public"), "x.test", "/orders")).await;
+    assert_eq!(first.status, StatusCode::OK);
+    let second = send(&http, request("POST", gateway.addr("public"), "x.test", "/orders")).await;
+    assert_eq!(second.status, StatusCode::BAD_GATEWAY, "{}", second.body);
+    let posts = upstream.requests().iter().filter(|r| r.method() == "POST").count();
+    assert_eq!(posts, 2, "the failed POST must not be sent a second time");
+}
+
+/// B35 and T8.2: an upstream's 502 to a POST passes through unchanged, and
+/// the POST goes nowhere else; a refused connection (nothing sent) moves even
+/// a POST to another endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_statuses_pass_through_and_only_unsent_posts_move() {
+    let failing = ScriptedUpstream::start(None, |_| {
+        Answer::Send(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 9\r\n\r\nu1 failed".to_vec())
+    })
+    .await;
+    let other = Upstream::start("u2").await;
+    let gateway = Gateway::start(&spec_with("", &[failing.address, other.address], "", ""));
+    let http = client();
+
+    let mut from_u1 = 0;
+    for _ in 0..4 {
+        let reply = send(&http, request("POST", gateway.addr("public"), "x.test", "/orders")).await;
+        if reply.status == StatusCode::BAD_GATEWAY {
+            assert_eq!(reply.body, "u1 failed", "the upstream's own 502 body");
+            from_u1 += 1;
+        } else {
+            assert_eq!(reply.body, "u2");
+        }
+    }
+    assert_eq!(from_u1, 2, "round robin sends half the POSTs to u1");
+    assert_eq!(other.seen().len(), 2, "u2 never receives u1's POSTs");
+
+    let refused = support::closed_port();
+    let gateway = Gateway::start(&spec_with("", &[refused, other.address], "", ""));
+    for _ in 0..4 {
+        let reply = send(&http, request("POST", gateway.addr("public"), "x.test", "/orders")).await;
+        assert_eq!((reply.status, reply.body.as_str()), (StatusCode::OK, "u2"));
+    }
+}
+
+/// T8.1, scaled down: the upstream closes connections idle for 300 ms; the
+/// pool drops them after 100 ms, so requests every 350 ms never meet a
+/// closed connection (and no resend is needed: one connection per request).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooled_connections_expire_before_the_upstream_closes_them() {
+    let upstream =
+        ScriptedUpstream::start(Some(Duration::from_millis(300)), |r| Answer::ok(r.target())).await;
+    let gateway =
+        Gateway::start(&spec_with("", &[upstream.address], "    idle_timeout: 100ms\n", ""));
+    let http = client();
+
+    for i in 0..6 {
+        let reply =
+            send(&http, request("POST", gateway.addr("public"), "x.test", &format!("/{i}"))).await;
+        assert_eq!(reply.status, StatusCode::OK, "request {i}: {}", reply.body);
+        tokio::time::sleep(Duration::from_millis(350)).await;
+    }
+    assert_eq!(upstream.requests().len(), 6);
+}
