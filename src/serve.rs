@@ -18,6 +18,10 @@ with the real port when the spec binds port 0. The access log is one JSON object
 request (time, client, listener, method, path, route, endpoint, status, duration_ms). \
 Operational logs go to stderr; set RUST_LOG (for example RUST_LOG=debug) to see more.
 
+Connection limits and timeouts are spec settings: on each listener `trusted_proxies`, \
+`max_connections`, `max_headers`, `max_head_size`, `head_timeout` and `idle_timeout`; on each \
+pool `connect_timeout` and `idle_timeout`; on each route `timeout` and `max_body_size`.
+
 SIGINT or SIGTERM stops accepting connections and lets in-flight requests finish for up to \
 --drain-timeout seconds; a second signal stops at once. Exit status: 0 after a shutdown, \
 3 when the gateway could not start (invalid spec, unreadable plan, address in use).")]

@@ -125,6 +125,16 @@ fn cases() -> Vec<Case> {
         case("S0212", SHADOWED.into(), 8, 5, 1),
         case("S0213", edit("path: /users/{id}", "path: /users//{id}"), 13, 13, 0),
         case(
+            "S0214",
+            edit(
+                "      methods: [GET]\n",
+                "      methods: [GET]\n      headers: [{ name: x-a, exact: \"1\", present: true }]\n",
+            ),
+            15,
+            17,
+            1,
+        ),
+        case(
             "S0301",
             edit("routes:\n", "  - name: spare\n    endpoints:\n      - address: 127.0.0.1:9002\nroutes:\n"),
             9,

@@ -42,7 +42,8 @@ routes:
     let addr = gateway.addr("public");
     let http = client();
 
-    let cases: [(&[(&str, &str)], &str, &str); 8] = [
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+    let cases: [Case; 8] = [
         (&[], "/orders", "stable"),
         (&[("x-version", "2.1")], "/orders", "canary"),
         (&[("X-VERSION", "2")], "/orders", "canary"),
@@ -102,9 +103,104 @@ routes:
         .as_array()
         .unwrap()
         .iter()
-        .map(|d| (d["code"].as_str().unwrap().into(), d["line"].as_u64().unwrap(), d["column"].as_u64().unwrap()))
+        .map(|d| {
+            (
+                d["code"].as_str().unwrap().into(),
+                d["line"].as_u64().unwrap(),
+                d["column"].as_u64().unwrap(),
+            )
+        })
         .collect();
     let want = [("S0214", 9, 11), ("S0214", 10, 19), ("S0214", 11, 31), ("S0214", 16, 40)];
-    let want: Vec<(String, u64, u64)> = want.iter().map(|(c, l, k)| (c.to_string(), *l, *k)).collect();
+    let want: Vec<(String, u64, u64)> =
+        want.iter().map(|(c, l, k)| (c.to_string(), *l, *k)).collect();
     assert_eq!(found, want, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_weighted_split_shares_traffic_and_sticky_keys_stay_on_their_side() {
+    let (stable, canary) = (Upstream::start("stable").await, Upstream::start("canary").await);
+    let spec = format!(
+        "version: 1
+listeners: [{{ name: public, bind: \"127.0.0.1:0\" }}]
+pools:
+  - {{ name: stable, endpoints: [{{ address: \"{}\" }}] }}
+  - {{ name: canary, endpoints: [{{ address: \"{}\" }}] }}
+routes:
+  - name: orders
+    match: {{ path: \"/orders/{{*rest}}\" }}
+    to: [{{ pool: stable, weight: 80 }}, {{ pool: canary, weight: 20 }}]
+    sticky: {{ header: x-user }}
+",
+        stable.address, canary.address
+    );
+    let gateway = Gateway::start(&spec);
+    let addr = gateway.addr("public");
+    let http = client();
+
+    // Unpinned requests split about 80:20.
+    let mut canary_count = 0;
+    for i in 0..500 {
+        let reply = send(&http, request("GET", addr, "x", &format!("/orders/{i}"))).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        canary_count += usize::from(reply.body == "canary");
+    }
+    assert!((60..=140).contains(&canary_count), "canary took {canary_count} of 500");
+
+    // Each user stays on one side, and users spread over both sides.
+    let mut sides = std::collections::HashSet::new();
+    for user in 0..40 {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..5 {
+            let mut req = request("GET", addr, "x", "/orders/a");
+            req.headers_mut().insert("x-user", format!("user-{user}").parse().unwrap());
+            seen.insert(send(&http, req).await.body);
+        }
+        assert_eq!(seen.len(), 1, "user-{user} moved between sides: {seen:?}");
+        sides.extend(seen);
+    }
+    assert_eq!(sides.len(), 2, "40 users all landed on one side");
+}
+
+/// `(code, pointer)` of every finding `check` reports for `spec`.
+fn findings(spec: &str) -> Vec<(String, String)> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spec.yaml");
+    std::fs::write(&path, spec).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["check", "--format", "json"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    report["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["code"].as_str().unwrap().into(), d["pointer"].as_str().unwrap().into()))
+        .collect()
+}
+
+#[test]
+fn check_locates_split_mistakes() {
+    let head = "version: 1
+listeners: [{ name: public, bind: 127.0.0.1:8080 }]
+pools: [{ name: stable, endpoints: [{ address: 127.0.0.1:9001 }] }]
+routes:
+  - name: a
+    match: { path: /a }
+";
+    let pair = |c: &str, p: &str| (c.to_owned(), p.to_owned());
+    let found = findings(&format!(
+        "{head}    to: [{{ pool: stable, weight: 0 }}, {{ pool: canery, weight: 0 }}]\n"
+    ));
+    assert_eq!(found, [pair("S0210", "/routes/0/to"), pair("S0201", "/routes/0/to/1/pool")]);
+
+    let found = findings(&format!("{head}    to: 7\n"));
+    assert_eq!(found, [pair("S0103", "/routes/0/to")]);
+
+    // A split entry missing its weight is reported at the entry, not as "no shape fits".
+    let found = findings(&format!("{head}    to: [{{ pool: stable }}]\n"));
+    assert_eq!(found, [pair("S0102", "/routes/0/to/0")]);
 }

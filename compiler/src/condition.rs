@@ -223,6 +223,90 @@ fn cookie_values<'h>(header: &'h str, name: &'h str) -> impl Iterator<Item = &'h
     })
 }
 
+/// Why a spec's condition cannot be lowered: the pointer below the route's
+/// `match` and a message.
+pub(crate) type ConditionError = (String, String);
+
+/// Lower a route's `headers`, `query` and `cookies` into conditions, or say
+/// what is wrong with each bad one.
+pub(crate) fn lower(
+    matcher: &crate::spec::RouteMatch,
+) -> Result<Vec<Condition>, Vec<ConditionError>> {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    let lists =
+        [("headers", &matcher.headers), ("query", &matcher.query), ("cookies", &matcher.cookies)];
+    for (list, items) in lists {
+        for (i, item) in items.iter().enumerate() {
+            let here = format!("/{list}/{i}");
+            let source = match list {
+                "headers" => Source::Header(item.name.to_ascii_lowercase()),
+                "query" => Source::Query(item.name.clone()),
+                _ => Source::Cookie(item.name.clone()),
+            };
+            let given = [
+                item.exact.is_some(),
+                item.prefix.is_some(),
+                item.regex.is_some(),
+                item.present.is_some(),
+            ];
+            if given.iter().filter(|g| **g).count() != 1 {
+                errors.push((
+                    here,
+                    format!("condition on `{}` must give exactly one of exact, prefix, regex or present", item.name),
+                ));
+                continue;
+            }
+            if list == "headers" && !item.name.bytes().all(is_token_byte) {
+                errors.push((
+                    format!("{here}/name"),
+                    format!("`{}` is not a valid header name", item.name),
+                ));
+                continue;
+            }
+            let rule = if let Some(v) = &item.exact {
+                Rule::Exact(v.clone())
+            } else if let Some(v) = &item.prefix {
+                Rule::Prefix(v.clone())
+            } else if let Some(r) = &item.regex {
+                match Pattern::new(r) {
+                    Ok(p) => Rule::Regex(p),
+                    Err(e) => {
+                        let text = e.to_string();
+                        let last = text.lines().last().unwrap_or_default().trim();
+                        let why = last.strip_prefix("error: ").unwrap_or(last).to_owned();
+                        errors.push((
+                            format!("{here}/regex"),
+                            format!("regex `{r}` is not valid: {why}"),
+                        ));
+                        continue;
+                    }
+                }
+            } else if item.present == Some(false) {
+                Rule::Absent
+            } else {
+                Rule::Present
+            };
+            let condition = Condition { source, rule };
+            if out.iter().any(|c: &Condition| c.excludes(&condition) || condition.excludes(c)) {
+                errors.push((here, format!("condition on `{}` contradicts another condition of this route, so it can never match", item.name)));
+                continue;
+            }
+            out.push(condition);
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
+/// RFC 9110 token characters, the ones a header name may use.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,7 +340,10 @@ mod tests {
         assert!(!cond(header("x-v"), Rule::Exact("4".into())).holds(&req));
         assert!(cond(header("ua"), Rule::Prefix("curl/".into())).holds(&req));
         assert!(cond(header("ua"), Rule::Regex(Pattern::new("curl/[0-9]+").unwrap())).holds(&req));
-        assert!(!cond(header("ua"), Rule::Regex(Pattern::new("curl").unwrap())).holds(&req), "anchored");
+        assert!(
+            !cond(header("ua"), Rule::Regex(Pattern::new("curl").unwrap())).holds(&req),
+            "anchored"
+        );
         assert!(cond(header("x-v"), Rule::Present).holds(&req));
         assert!(cond(header("x-w"), Rule::Absent).holds(&req));
         assert!(!cond(header("x-v"), Rule::Absent).holds(&req));
@@ -290,7 +377,8 @@ mod tests {
         assert!(!exact("1").excludes(&cond(header("y"), Rule::Absent)));
         assert!(!exact("1").excludes(&cond(header("x"), Rule::Present)));
         assert!(exact("abc").excludes(&cond(header("x"), Rule::Prefix("b".into()))));
-        assert!(!cond(header("x"), Rule::Prefix("a".into())).excludes(&cond(header("x"), Rule::Prefix("b".into()))));
+        assert!(!cond(header("x"), Rule::Prefix("a".into()))
+            .excludes(&cond(header("x"), Rule::Prefix("b".into()))));
     }
 
     #[test]
@@ -302,76 +390,4 @@ mod tests {
         assert!(Pattern::new("(a{1000}){1000}").is_err());
         assert!(serde_json::from_str::<Pattern>("\"(\"").is_err());
     }
-}
-
-/// Why a spec's condition cannot be lowered: the pointer below the route's
-/// `match` and a message.
-pub(crate) type ConditionError = (String, String);
-
-/// Lower a route's `headers`, `query` and `cookies` into conditions, or say
-/// what is wrong with each bad one.
-pub(crate) fn lower(
-    matcher: &crate::spec::RouteMatch,
-) -> Result<Vec<Condition>, Vec<ConditionError>> {
-    let mut out = Vec::new();
-    let mut errors = Vec::new();
-    let lists = [("headers", &matcher.headers), ("query", &matcher.query), ("cookies", &matcher.cookies)];
-    for (list, items) in lists {
-        for (i, item) in items.iter().enumerate() {
-            let here = format!("/{list}/{i}");
-            let source = match list {
-                "headers" => Source::Header(item.name.to_ascii_lowercase()),
-                "query" => Source::Query(item.name.clone()),
-                _ => Source::Cookie(item.name.clone()),
-            };
-            let given = [item.exact.is_some(), item.prefix.is_some(), item.regex.is_some(), item.present.is_some()];
-            if given.iter().filter(|g| **g).count() != 1 {
-                errors.push((
-                    here,
-                    format!("condition on `{}` must give exactly one of exact, prefix, regex or present", item.name),
-                ));
-                continue;
-            }
-            if list == "headers" && !item.name.bytes().all(is_token_byte) {
-                errors.push((format!("{here}/name"), format!("`{}` is not a valid header name", item.name)));
-                continue;
-            }
-            let rule = if let Some(v) = &item.exact {
-                Rule::Exact(v.clone())
-            } else if let Some(v) = &item.prefix {
-                Rule::Prefix(v.clone())
-            } else if let Some(r) = &item.regex {
-                match Pattern::new(r) {
-                    Ok(p) => Rule::Regex(p),
-                    Err(e) => {
-                        let text = e.to_string();
-                        let last = text.lines().last().unwrap_or_default().trim();
-                        let why = last.strip_prefix("error: ").unwrap_or(last).to_owned();
-                        errors.push((format!("{here}/regex"), format!("regex `{r}` is not valid: {why}")));
-                        continue;
-                    }
-                }
-            } else if item.present == Some(false) {
-                Rule::Absent
-            } else {
-                Rule::Present
-            };
-            let condition = Condition { source, rule };
-            if out.iter().any(|c: &Condition| c.excludes(&condition) || condition.excludes(c)) {
-                errors.push((here, format!("condition on `{}` contradicts another condition of this route, so it can never match", item.name)));
-                continue;
-            }
-            out.push(condition);
-        }
-    }
-    if errors.is_empty() {
-        Ok(out)
-    } else {
-        Err(errors)
-    }
-}
-
-/// RFC 9110 token characters, the ones a header name may use.
-fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }

@@ -242,19 +242,6 @@ impl Diagnostic {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn control_characters_in_messages_are_escaped() {
-        let d = Diagnostic::error(codes::DUPLICATE_NAME, "name `a\u{7}b\u{1b}[31m` twice")
-            .with_help("x\ny");
-        assert_eq!(d.message, "name `a\\u{7}b\\u{1b}[31m` twice");
-        assert_eq!(d.help.as_deref(), Some("x\\ny"));
-    }
-}
-
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
@@ -320,4 +307,17 @@ pub fn sort(diagnostics: &mut Vec<Diagnostic>) {
         ))
     });
     diagnostics.dedup_by(|a, b| a.file == b.file && a.pointer == b.pointer && a.code == b.code);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_in_messages_are_escaped() {
+        let d = Diagnostic::error(codes::DUPLICATE_NAME, "name `a\u{7}b\u{1b}[31m` twice")
+            .with_help("x\ny");
+        assert_eq!(d.message, "name `a\\u{7}b\\u{1b}[31m` twice");
+        assert_eq!(d.help.as_deref(), Some("x\\ny"));
+    }
 }

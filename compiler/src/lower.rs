@@ -57,6 +57,9 @@ pub(crate) fn lower(spec: &Spec) -> Plan {
 
     let mut router = RouterBuilder::new();
     let mut routes = Vec::with_capacity(spec.routes.len());
+    let pool_index = |name: &str| {
+        pools.iter().position(|p| p.name == name).expect("validate resolved every pool")
+    };
     for (i, route) in spec.routes.iter().enumerate() {
         let template = Template::parse(&route.matcher.path).expect(VALID);
         let host = HostPattern::parse(route.matcher.host.as_deref());
@@ -80,7 +83,15 @@ pub(crate) fn lower(spec: &Spec) -> Plan {
 
         routes.push(RoutePlan {
             name: route.name.clone(),
-            pool: pools.iter().position(|p| p.name == route.to).expect(VALID),
+            pool: pool_index(route.to.sides()[0].0),
+            split: match &route.to {
+                crate::spec::Target::Pool(_) => Vec::new(),
+                crate::spec::Target::Split(sides) => sides
+                    .iter()
+                    .map(|s| crate::plan::SplitSide { pool: pool_index(&s.pool), weight: s.weight })
+                    .collect(),
+            },
+            sticky: route.sticky.clone(),
             timeout: route.timeout.as_deref().map(|t| parse_duration(t).expect(VALID)),
             max_body_size: route.max_body_size.as_deref().map(|s| parse_size(s).expect(VALID)),
             host,

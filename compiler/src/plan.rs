@@ -72,8 +72,14 @@ pub struct EndpointPlan {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RoutePlan {
     pub name: String,
-    /// Index into [`Plan::pools`].
+    /// Index into [`Plan::pools`]: the route's pool, or the first side of its split.
     pub pool: usize,
+    /// For a weighted split, each side's pool index and weight; empty otherwise.
+    #[serde(default)]
+    pub split: Vec<SplitSide>,
+    /// What pins a client to one side of the split.
+    #[serde(default)]
+    pub sticky: Option<crate::spec::Sticky>,
     /// Time the upstream has to start its response.
     pub timeout: Option<Duration>,
     /// Largest request body in bytes (413 beyond).
@@ -86,6 +92,30 @@ pub struct RoutePlan {
     pub listeners: u64,
     /// Names of the captures, in the order [`Captures`] holds them.
     pub params: Vec<String>,
+}
+
+/// One side of a route's weighted split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitSide {
+    pub pool: usize,
+    pub weight: u32,
+}
+
+impl RoutePlan {
+    /// The pools this route can send to, with their weights: its one pool with
+    /// weight 1, or the sides of its split.
+    pub fn sides(&self) -> Vec<SplitSide> {
+        if self.split.is_empty() {
+            vec![SplitSide { pool: self.pool, weight: 1 }]
+        } else {
+            self.split.clone()
+        }
+    }
+
+    /// The weights of the split's sides, in order, for `sluice_traffic::split::choose`.
+    pub fn split_weights(&self) -> Vec<u32> {
+        self.split.iter().map(|s| s.weight).collect()
+    }
 }
 
 /// Why a plan file could not be read.
@@ -223,6 +253,9 @@ impl Plan {
             return Err("more than 64 listeners".into());
         }
         for route in &self.routes {
+            if route.split.iter().any(|s| s.pool >= self.pools.len()) {
+                return Err(format!("route `{}` splits to a pool that does not exist", route.name));
+            }
             if route.pool >= self.pools.len() {
                 return Err(format!("route `{}` points at a pool that does not exist", route.name));
             }

@@ -367,8 +367,7 @@ impl RouterBuilder {
         // Higher rank first; at equal rank, a fixed order by condition text, so
         // the file's order never matters (ties were refused above).
         let at = leaves.partition_point(|l| {
-            l.rank > rank
-                || (l.rank == rank && order_key_of(conditions_of(l.route)) <= order_key)
+            l.rank > rank || (l.rank == rank && order_key_of(conditions_of(l.route)) <= order_key)
         });
         leaves.insert(at, leaf);
 

@@ -42,6 +42,19 @@ pub(crate) fn validate(schema: &Value, doc: &Document) -> SchemaFindings {
     let mut out = SchemaFindings { diagnostics: Vec::new(), unknown_keys: Vec::new() };
 
     for error in validator.iter_errors(&doc.value) {
+        convert(&error, schema, doc, &mut out);
+    }
+    out
+}
+
+/// Turn one validator error into findings about the spec.
+fn convert(
+    error: &jsonschema::ValidationError<'_>,
+    schema: &Value,
+    doc: &Document,
+    out: &mut SchemaFindings,
+) {
+    {
         let pointer = error.instance_path().as_str().to_owned();
         let instance = doc.value.pointer(&pointer).unwrap_or(&Value::Null);
         let at = describe(&pointer);
@@ -64,7 +77,7 @@ pub(crate) fn validate(schema: &Value, doc: &Document) -> SchemaFindings {
                     out.diagnostics.push(d.at_key(doc, &key_pointer));
                     out.unknown_keys.push(key_pointer);
                 }
-                continue;
+                return;
             }
             Kind::Required { property } => {
                 let name = property.as_str().unwrap_or_default();
@@ -79,6 +92,31 @@ pub(crate) fn validate(schema: &Value, doc: &Document) -> SchemaFindings {
                 Diagnostic::error(
                     codes::WRONG_TYPE,
                     format!("{at} must be {expected}, found {}", show(instance)),
+                )
+                .at(doc, &pointer)
+            }
+            // A value that fits none of several shapes (`to: 7`, or a split list
+            // with a bad entry): report the errors of the shape whose type fits,
+            // or say which types would do.
+            Kind::AnyOf { context } | Kind::OneOfNotValid { context }
+                if sub.map(choices).unwrap_or_default().is_empty() =>
+            {
+                let type_fits = |errors: &&Vec<jsonschema::ValidationError<'static>>| {
+                    !errors.iter().any(|e| {
+                        matches!(e.kind(), Kind::Type { .. })
+                            && e.instance_path().as_str() == pointer
+                    })
+                };
+                if let Some(errors) = context.iter().find(type_fits) {
+                    for inner in errors {
+                        convert(inner, schema, doc, out);
+                    }
+                    return;
+                }
+                let kinds = sub.map(branch_types).unwrap_or_else(|| "another type".into());
+                Diagnostic::error(
+                    codes::WRONG_TYPE,
+                    format!("{at} must be {kinds}, found {}", show(instance)),
                 )
                 .at(doc, &pointer)
             }
@@ -107,7 +145,6 @@ pub(crate) fn validate(schema: &Value, doc: &Document) -> SchemaFindings {
         };
         out.diagnostics.push(d);
     }
-    out
 }
 
 fn pattern_error(pointer: &str, at: &str, instance: &Value) -> Diagnostic {
@@ -222,6 +259,21 @@ fn choices(schema: &Value) -> Vec<String> {
         }
     }
     out
+}
+
+/// `a string or a list`: the types of the branches of an `anyOf`/`oneOf`.
+fn branch_types(schema: &Value) -> String {
+    let branches = ["anyOf", "oneOf"]
+        .iter()
+        .filter_map(|k| schema.get(*k).and_then(Value::as_array))
+        .flatten()
+        .map(expected_type)
+        .collect::<Vec<_>>();
+    if branches.is_empty() {
+        expected_type(schema)
+    } else {
+        branches.join(" or ")
+    }
 }
 
 fn expected_type(schema: &Value) -> String {

@@ -180,8 +180,14 @@ pub struct Route {
     /// Conditions a request must meet.
     #[serde(rename = "match")]
     pub matcher: RouteMatch,
-    /// Name of the pool that serves matching requests.
-    pub to: String,
+    /// The pool that serves matching requests, or a weighted split over several
+    /// pools (a canary release): `[{ pool: orders, weight: 95 }, { pool: orders-v2, weight: 5 }]`.
+    pub to: Target,
+    /// For a split, what keeps a client on one side while the weights stay the same:
+    /// `{ header: NAME }`, `{ cookie: NAME }` or `client_address`. A request without the
+    /// key is split at random. Default: every request is split at random.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sticky: Option<Sticky>,
     /// Time allowed for the upstream to start its response, such as `250ms`, `5s` or `1m`.
     /// Default: no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -193,6 +199,53 @@ pub struct Route {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9]+(B|KiB|MiB|GiB)$"))]
     pub max_body_size: Option<String>,
+}
+
+/// Where a route sends its requests.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Target {
+    /// One pool, by name.
+    Pool(String),
+    /// Several pools, each taking a share in proportion to its weight.
+    Split(#[schemars(length(min = 1))] Vec<WeightedPool>),
+}
+
+impl Target {
+    /// `(pool name, weight, pointer below the route's `to`)` of every side.
+    pub fn sides(&self) -> Vec<(&str, u32, String)> {
+        match self {
+            Target::Pool(name) => vec![(name.as_str(), 1, String::new())],
+            Target::Split(sides) => sides
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.pool.as_str(), s.weight, format!("/{i}/pool")))
+                .collect(),
+        }
+    }
+}
+
+/// One side of a weighted split.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WeightedPool {
+    /// The pool's name.
+    pub pool: String,
+    /// Relative share of the route's requests.
+    #[schemars(range(max = 10000))]
+    pub weight: u32,
+}
+
+/// The request key that pins a client to one side of a split.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Sticky {
+    /// The value of this request header.
+    Header(String),
+    /// The value of this cookie.
+    Cookie(String),
+    /// The client's IP address.
+    ClientAddress,
 }
 
 /// The request conditions of a route. All given conditions must hold.

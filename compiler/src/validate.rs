@@ -222,24 +222,53 @@ fn check_routes(
         let base = format!("/routes/{i}");
         let mut ok = true;
 
-        match pools.get(route.to.as_str()) {
-            Some(_) => mark_used(&mut used_pools, &route.to),
-            None => {
-                ok = false;
-                let mut d = Diagnostic::error(
-                    codes::UNKNOWN_POOL,
-                    format!(
-                        "route `{}` sends to pool `{}`, which is not defined",
-                        route.name, route.to
-                    ),
+        let sides = route.to.sides();
+        for (j, (pool, _, below)) in sides.iter().enumerate() {
+            if sides[..j].iter().any(|(p, _, _)| p == pool) {
+                out.push(
+                    Diagnostic::error(
+                        codes::DUPLICATE_NAME,
+                        format!("route `{}` lists pool `{pool}` twice in its split", route.name),
+                    )
+                    .with_help("give the pool one entry with the sum of the weights")
+                    .at(doc, &format!("{base}/to{below}")),
                 );
-                d = match nearest(&route.to, &pool_names) {
-                    Some(best) => d.with_help(format!("did you mean `{best}`?")),
-                    None if pool_names.is_empty() => d.with_help("define the pool under `pools:`"),
-                    None => d.with_help(format!("defined pools: {}", pool_names.join(", "))),
-                };
-                out.push(d.at(doc, &format!("{base}/to")));
+                continue;
             }
+            match pools.get(pool) {
+                Some(_) => mark_used(&mut used_pools, pool),
+                None => {
+                    ok = false;
+                    let mut d = Diagnostic::error(
+                        codes::UNKNOWN_POOL,
+                        format!(
+                            "route `{}` sends to pool `{pool}`, which is not defined",
+                            route.name
+                        ),
+                    );
+                    d = match nearest(pool, &pool_names) {
+                        Some(best) => d.with_help(format!("did you mean `{best}`?")),
+                        None if pool_names.is_empty() => {
+                            d.with_help("define the pool under `pools:`")
+                        }
+                        None => d.with_help(format!("defined pools: {}", pool_names.join(", "))),
+                    };
+                    out.push(d.at(doc, &format!("{base}/to{below}")));
+                }
+            }
+        }
+        if matches!(route.to, crate::spec::Target::Split(_)) && sides.iter().all(|s| s.1 == 0) {
+            out.push(
+                Diagnostic::error(
+                    codes::NO_WEIGHT,
+                    format!(
+                        "every side of route `{}`'s split has weight 0, so it sends nothing",
+                        route.name
+                    ),
+                )
+                .with_help("give at least one side a positive weight")
+                .at(doc, &format!("{base}/to")),
+            );
         }
 
         let mut mask = 0u64;

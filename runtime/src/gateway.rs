@@ -1,5 +1,11 @@
 //! Listeners and connections: accept, serve HTTP/1.1, drain on shutdown.
 //!
+//! Each listener serves at most its `max_connections` at once. At the limit
+//! its accept loop waits for a connection to close, so further clients wait
+//! in the kernel's accept queue (and are refused by the kernel once that is
+//! full) instead of being accepted and dropped. Each connection is served by
+//! [`crate::connection`], which checks its framing and keeps its clocks.
+//!
 //! Shutdown has two phases. First every accept loop ends, which closes the
 //! listening sockets, so new connections are refused. Then every open
 //! connection is told to stop: one that is mid-request finishes that request

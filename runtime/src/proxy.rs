@@ -23,7 +23,10 @@ use hyper::http::uri::{Authority, PathAndQuery, Scheme};
 use hyper::{Method, Request, Response, Uri, Version};
 use sluice_compiler::condition::RequestFields;
 use sluice_compiler::normalize::normalize;
+use sluice_compiler::plan::RoutePlan;
+use sluice_compiler::spec::Sticky;
 use sluice_compiler::{Balance, Captures, Plan};
+use sluice_traffic::split;
 use sluice_traffic::{Algorithm, Balancer};
 
 use crate::access_log::AccessLogSender;
@@ -165,8 +168,9 @@ async fn forward(
         }
     }
 
-    // Pick an endpoint and count the request there until the exchange ends.
-    let pool = route_plan.pool;
+    // Pick the pool (a side of the route's split, if it has one), then an
+    // endpoint, and count the request there until the exchange ends.
+    let pool = pick_pool(route_plan, &request, client);
     let endpoint = shared.balancers[pool]
         .pick(&mut rand::rng())
         .ok_or_else(|| ProxyError::NoEndpoint { pool: plan.pools[pool].name.clone() })?;
@@ -366,4 +370,36 @@ impl<B> RequestFields for Fields<'_, B> {
     fn query(&self) -> &str {
         self.request.uri().query().unwrap_or("")
     }
+}
+
+/// The route's pool, or the side of its split this request falls on: pinned
+/// by the sticky key when the request carries one, at random otherwise.
+fn pick_pool<B>(route: &RoutePlan, request: &Request<B>, client: SocketAddr) -> usize {
+    if route.split.is_empty() {
+        return route.pool;
+    }
+    let key: Option<Vec<u8>> = match &route.sticky {
+        None => None,
+        Some(Sticky::Header(name)) => {
+            request.headers().get(name.as_str()).map(|v| v.as_bytes().to_vec())
+        }
+        Some(Sticky::Cookie(name)) => {
+            let fields = Fields { request };
+            let mut found = None;
+            fields.any_header("cookie", &mut |header| {
+                found = header.split(';').find_map(|pair| {
+                    let (k, v) = pair.trim().split_once('=')?;
+                    (k.trim() == name).then(|| v.trim().as_bytes().to_vec())
+                });
+                found.is_some()
+            });
+            found
+        }
+        Some(Sticky::ClientAddress) => Some(client.ip().to_string().into_bytes()),
+    };
+    let point = match key {
+        Some(key) => sluice_traffic::key_hash(&key),
+        None => rand::RngExt::random::<u64>(&mut rand::rng()),
+    };
+    split::choose(&route.split_weights(), point).map_or(route.pool, |side| route.split[side].pool)
 }

@@ -24,7 +24,7 @@ fn setup(balance: Balance) -> (Topology, Workload) {
         .collect();
     let topology = Topology {
         pools: vec![PoolShape { name: "pool".into(), balance, endpoints }],
-        routes: vec![RouteShape { name: "route".into(), pool: 0 }],
+        routes: vec![RouteShape { name: "route".into(), pool: 0, split: Vec::new() }],
     };
     // Ten 1 ms exponential servers offered 9,000 requests per second.
     let workload = Workload {

@@ -273,8 +273,16 @@ impl<'a> Run<'a> {
         }
 
         // The balancer of the route's pool picks the endpoint.
-        let route = self.workload.traffic[request.share as usize].route;
-        let pool = self.topology.routes[route].pool;
+        let route = &self.topology.routes[self.workload.traffic[request.share as usize].route];
+        // A split route sends each request to a side in proportion to the weights
+        // (a simulated request has no sticky key, so every one is split at random).
+        let pool = if route.split.is_empty() {
+            route.pool
+        } else {
+            let weights: Vec<u32> = route.split.iter().map(|s| s.1).collect();
+            let point = rand_core::Rng::next_u64(&mut self.picks);
+            sluice_traffic::split::choose(&weights, point).map_or(route.pool, |i| route.split[i].0)
+        };
         match self.balancers[pool].pick(&mut self.picks) {
             Some(index) => {
                 self.balancers[pool].begin(index);

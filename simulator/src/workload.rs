@@ -36,8 +36,10 @@ pub struct EndpointShape {
 #[derive(Debug, Clone)]
 pub struct RouteShape {
     pub name: String,
-    /// Index into [`Topology::pools`].
+    /// Index into [`Topology::pools`]: the route's pool, or the first side of its split.
     pub pool: usize,
+    /// For a weighted split, each side's pool and weight; empty otherwise.
+    pub split: Vec<(usize, u32)>,
 }
 
 impl Topology {
@@ -56,8 +58,15 @@ impl Topology {
                     .collect(),
             })
             .collect();
-        let routes =
-            plan.routes.iter().map(|r| RouteShape { name: r.name.clone(), pool: r.pool }).collect();
+        let routes = plan
+            .routes
+            .iter()
+            .map(|r| RouteShape {
+                name: r.name.clone(),
+                pool: r.pool,
+                split: r.split.iter().map(|s| (s.pool, s.weight)).collect(),
+            })
+            .collect();
         Topology { pools, routes }
     }
 

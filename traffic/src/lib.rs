@@ -17,6 +17,8 @@
 //!   [`retry::decide`] says whether a failed try is retried, after which
 //!   backoff, within the [`RetryBudget`].
 //!
+//! - [`split::choose`] picks the side of a weighted split between pools.
+//!
 //! Time is a [`Nanos`] reading since an epoch the caller chooses; how a try
 //! ended is an [`Outcome`]. Shared state ([`Balancer`], [`CircuitBreaker`],
 //! [`RetryBudget`]) takes `&self` and is safe to use from many threads; the
@@ -32,6 +34,7 @@ mod outcome;
 pub mod outlier;
 mod random;
 pub mod retry;
+pub mod split;
 mod time;
 
 pub use balance::{Algorithm, BalanceSettings, Balancer, PeakEwma, Pick, SlowStart};

@@ -319,13 +319,17 @@ mod conditions {
         Condition { source: Source::Header(name.into()), rule }
     }
 
-    fn build(routes: &[(&'static str, Option<Vec<Method>>, Vec<Condition>)]) -> Result<Router, (u32, u32)> {
+    type Spec = (&'static str, Option<Vec<Method>>, Vec<Condition>);
+
+    fn build(routes: &[Spec]) -> Result<Router, (u32, u32)> {
         let mut b = RouterBuilder::new();
         for (i, (path, methods, conditions)) in routes.iter().enumerate() {
             let template = Template::parse(path).unwrap();
             let methods = methods.clone().map_or(MethodSet::ANY, MethodSet::of);
-            let key = RouteKey { host: &HostPattern::Any, template: &template, listeners: 1, methods };
-            b.insert_with_conditions(i as u32, &key, conditions.clone()).map_err(|o| (i as u32, o))?;
+            let key =
+                RouteKey { host: &HostPattern::Any, template: &template, listeners: 1, methods };
+            b.insert_with_conditions(i as u32, &key, conditions.clone())
+                .map_err(|o| (i as u32, o))?;
         }
         Ok(b.build())
     }
@@ -369,7 +373,9 @@ mod conditions {
         let one = header("x-version", Rule::Exact("1".into()));
         let two = header("x-version", Rule::Exact("2".into()));
         let absent = header("x-version", Rule::Absent);
-        let r = build(&[("/a", None, vec![one]), ("/a", None, vec![two]), ("/a", None, vec![absent])]).unwrap();
+        let r =
+            build(&[("/a", None, vec![one]), ("/a", None, vec![two]), ("/a", None, vec![absent])])
+                .unwrap();
         assert_eq!(find(&r, Method::Get, "/a", &Req(vec![("x-version", "2")], "")), Some(1));
         assert_eq!(find(&r, Method::Get, "/a", &Req(vec![], "")), Some(2));
         assert_eq!(find(&r, Method::Get, "/a", &Req(vec![("x-version", "3")], "")), None);
@@ -379,7 +385,10 @@ mod conditions {
     fn conditions_that_can_both_hold_tie() {
         let p = header("x-a", Rule::Present);
         let q = Condition { source: Source::Query("debug".into()), rule: Rule::Present };
-        assert_eq!(build(&[("/a", None, vec![p.clone()]), ("/a", None, vec![q])]).err(), Some((1, 0)));
+        assert_eq!(
+            build(&[("/a", None, vec![p.clone()]), ("/a", None, vec![q])]).err(),
+            Some((1, 0))
+        );
         // A method condition and a header condition rank the same, and a GET with the header meets both.
         assert_eq!(
             build(&[("/a", Some(vec![Method::Get]), vec![]), ("/a", None, vec![p])]).err(),
@@ -387,12 +396,16 @@ mod conditions {
         );
         let re = header("x-a", Rule::Regex(Pattern::new("[0-9]+").unwrap()));
         let prefix = header("x-a", Rule::Prefix("1".into()));
-        assert_eq!(build(&[("/a", None, vec![re]), ("/a", None, vec![prefix])]).err(), Some((1, 0)));
+        assert_eq!(
+            build(&[("/a", None, vec![re]), ("/a", None, vec![prefix])]).err(),
+            Some((1, 0))
+        );
     }
 
     #[test]
     fn query_conditions_route() {
-        let q = Condition { source: Source::Query("format".into()), rule: Rule::Exact("csv".into()) };
+        let q =
+            Condition { source: Source::Query("format".into()), rule: Rule::Exact("csv".into()) };
         let r = build(&[("/export", None, vec![]), ("/export", None, vec![q])]).unwrap();
         assert_eq!(find(&r, Method::Get, "/export", &Req(vec![], "format=csv")), Some(1));
         assert_eq!(find(&r, Method::Get, "/export", &Req(vec![], "format=json")), Some(0));

@@ -13,7 +13,7 @@ fn topology(endpoints: usize, balance: Balance) -> Topology {
         .collect();
     Topology {
         pools: vec![PoolShape { name: "p".into(), balance, endpoints }],
-        routes: vec![RouteShape { name: "r".into(), pool: 0 }],
+        routes: vec![RouteShape { name: "r".into(), pool: 0, split: Vec::new() }],
     }
 }
 
