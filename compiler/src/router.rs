@@ -24,7 +24,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::condition::{Condition, NoFields, RequestFields};
+use crate::condition::{Condition, NoFields, Pattern, RequestFields};
 use crate::method::{Method, MethodSet};
 use crate::template::{Segment, Template};
 
@@ -108,6 +108,13 @@ struct Leaf {
 struct Node {
     /// Literal children, sorted by segment.
     literals: Vec<(Box<str>, u32)>,
+    /// A hash index over `literals` for nodes with many of them; rebuilt by
+    /// [`Router::prepare`], never stored.
+    #[serde(skip)]
+    index: Option<LiteralIndex>,
+    /// Children through a parameter with a regex constraint, sorted by the regex text.
+    #[serde(default)]
+    constrained: Vec<(Pattern, u32)>,
     param: Option<u32>,
     /// Routes whose template ends here.
     end: Vec<Leaf>,
@@ -182,6 +189,15 @@ impl Router {
         walk.node(self.any?, Some((rest, 1)), captures)
     }
 
+    /// Build the lookup indexes that plan files do not carry. Call once after
+    /// deserialising (building does it already).
+    pub fn prepare(&mut self) {
+        for node in &mut self.nodes {
+            node.index = (node.literals.len() >= LiteralIndex::MIN_CHILDREN)
+                .then(|| LiteralIndex::new(&node.literals));
+        }
+    }
+
     /// Check every index in a router read from a plan file, so that lookup
     /// cannot index out of bounds whatever the file held.
     pub(crate) fn validate(&self, route_count: usize) -> Result<(), String> {
@@ -194,7 +210,12 @@ impl Router {
             return Err("exact hosts are not sorted".into());
         }
         for (i, node) in self.nodes.iter().enumerate() {
-            let children = node.literals.iter().map(|(_, n)| *n).chain(node.param);
+            let children = node
+                .literals
+                .iter()
+                .map(|(_, n)| *n)
+                .chain(node.constrained.iter().map(|(_, n)| *n))
+                .chain(node.param);
             if let Some(bad) = children.clone().find(|n| !node_ok(*n) || *n as usize <= i) {
                 return Err(format!("node {i} points at node {bad}, which is not a later node"));
             }
@@ -246,9 +267,21 @@ impl Walk<'_> {
             None => (rest, None),
         };
 
-        if let Ok(i) = node.literals.binary_search_by(|(l, _)| (**l).cmp(segment)) {
-            if let Some(r) = self.node(node.literals[i].1, next, captures) {
+        if let Some(child) = node.literal(segment) {
+            if let Some(r) = self.node(child, next, captures) {
                 return Some(r);
+            }
+        }
+        if !segment.is_empty() {
+            for (pattern, child) in &node.constrained {
+                if !pattern.is_match(segment) {
+                    continue;
+                }
+                captures.ranges.push((offset as u32, (offset + segment.len()) as u32));
+                if let Some(r) = self.node(*child, next, captures) {
+                    return Some(r);
+                }
+                captures.ranges.pop();
             }
         }
         if let (Some(child), false) = (node.param, segment.is_empty()) {
@@ -289,6 +322,70 @@ impl Walk<'_> {
             .get(route as usize)
             .is_none_or(|all| all.iter().all(|c| c.holds(self.fields)))
     }
+}
+
+impl Node {
+    /// The child for literal `segment`: by hash when the node has many
+    /// literals, else by a scan that compares lengths before bytes.
+    fn literal(&self, segment: &str) -> Option<u32> {
+        match &self.index {
+            Some(index) => index.find(&self.literals, segment),
+            None => self
+                .literals
+                .iter()
+                .find(|(l, _)| l.len() == segment.len() && **l == *segment)
+                .map(|(_, child)| *child),
+        }
+    }
+}
+
+/// Open addressing over a node's literal children: slot -> position in
+/// `literals`, probed linearly from the segment's FNV-1a hash. The table is
+/// at most half full, so a miss stops at an empty slot within a few probes.
+#[derive(Debug, Clone)]
+struct LiteralIndex {
+    slots: Vec<u32>,
+    mask: usize,
+}
+
+impl LiteralIndex {
+    /// Below this many literals a scan is as fast as hashing.
+    const MIN_CHILDREN: usize = 8;
+    const EMPTY: u32 = u32::MAX;
+
+    fn new(literals: &[(Box<str>, u32)]) -> LiteralIndex {
+        let size = (literals.len() * 2).next_power_of_two();
+        let mut index = LiteralIndex { slots: vec![Self::EMPTY; size], mask: size - 1 };
+        for (position, (literal, _)) in literals.iter().enumerate() {
+            let mut slot = fnv1a(literal.as_bytes()) as usize & index.mask;
+            while index.slots[slot] != Self::EMPTY {
+                slot = (slot + 1) & index.mask;
+            }
+            index.slots[slot] = position as u32;
+        }
+        index
+    }
+
+    fn find(&self, literals: &[(Box<str>, u32)], segment: &str) -> Option<u32> {
+        let mut slot = fnv1a(segment.as_bytes()) as usize & self.mask;
+        loop {
+            let position = self.slots[slot];
+            if position == Self::EMPTY {
+                return None;
+            }
+            let (literal, child) = &literals[position as usize];
+            if **literal == *segment {
+                return Some(*child);
+            }
+            slot = (slot + 1) & self.mask;
+        }
+    }
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }
 
 fn cmp_ignore_case(lower: &str, other: &str) -> Ordering {
@@ -339,10 +436,13 @@ impl RouterBuilder {
     ) -> Result<(), RouteId> {
         let mut node = self.root(key.host);
         let mut ends_in_catch_all = false;
-        for segment in &key.template.segments {
+        for (i, segment) in key.template.segments.iter().enumerate() {
             node = match segment {
                 Segment::Literal(l) => self.literal_child(node, l),
-                Segment::Param(_) => self.param_child(node),
+                Segment::Param(_) => match key.template.constraint(i) {
+                    Some(pattern) => self.constrained_child(node, pattern),
+                    None => self.param_child(node),
+                },
                 Segment::CatchAll(_) => {
                     ends_in_catch_all = true;
                     break;
@@ -385,6 +485,7 @@ impl RouterBuilder {
         self.router.exact.sort();
         self.router.wildcard.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
         self.renumber();
+        self.router.prepare();
         self.router
     }
 
@@ -419,6 +520,18 @@ impl RouterBuilder {
         }
     }
 
+    fn constrained_child(&mut self, node: u32, pattern: &Pattern) -> u32 {
+        let children = &self.router.nodes[node as usize].constrained;
+        match children.binary_search_by(|(p, _)| p.as_str().cmp(pattern.as_str())) {
+            Ok(i) => children[i].1,
+            Err(i) => {
+                let child = self.new_node();
+                self.router.nodes[node as usize].constrained.insert(i, (pattern.clone(), child));
+                child
+            }
+        }
+    }
+
     fn param_child(&mut self, node: u32) -> u32 {
         if let Some(child) = self.router.nodes[node as usize].param {
             return child;
@@ -443,6 +556,7 @@ impl RouterBuilder {
             order.push(n);
             let node = &old[n as usize];
             stack.extend(node.param);
+            stack.extend(node.constrained.iter().rev().map(|(_, c)| *c));
             stack.extend(node.literals.iter().rev().map(|(_, c)| *c));
         }
 
@@ -452,6 +566,7 @@ impl RouterBuilder {
             .map(|&n| {
                 let mut node = old[n as usize].clone();
                 node.literals.iter_mut().for_each(|(_, c)| remap(c));
+                node.constrained.iter_mut().for_each(|(_, c)| remap(c));
                 node.param.as_mut().map(remap);
                 node
             })

@@ -8,6 +8,8 @@
 
 use std::fmt;
 
+use crate::condition::Pattern;
+
 /// One segment of a parsed template.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Segment {
@@ -20,6 +22,10 @@ pub enum Segment {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
     pub segments: Vec<Segment>,
+    /// Regex constraints of `{name:regex}` parameters, by segment index. The
+    /// segment itself is a [`Segment::Param`], so code that only cares about
+    /// the shape of a path sees an ordinary parameter.
+    pub constraints: Vec<(usize, Pattern)>,
 }
 
 /// Why a path template is not valid.
@@ -42,6 +48,8 @@ pub enum TemplateError {
     BadChar(char),
     #[error("segment `{0}` holds a malformed percent escape")]
     BadEscape(String),
+    #[error("the constraint of parameter `{0}` is not a valid regex: {1}")]
+    BadConstraint(String, String),
 }
 
 impl Template {
@@ -50,17 +58,24 @@ impl Template {
         let Some(rest) = text.strip_prefix('/') else {
             return Err(TemplateError::NoLeadingSlash);
         };
-        if let Some(c) =
-            text.chars().find(|c| matches!(c, '?' | '#') || c.is_control() || c.is_whitespace())
-        {
+        if let Some(c) = text.chars().find(|c| c.is_control() || c.is_whitespace()) {
             return Err(TemplateError::BadChar(c));
         }
 
         let raw: Vec<&str> = rest.split('/').collect();
         let mut segments = Vec::with_capacity(raw.len());
+        let mut constraints = Vec::new();
         let mut names: Vec<String> = Vec::new();
         for (i, seg) in raw.iter().enumerate() {
-            let segment = parse_segment(seg)?;
+            if !seg.starts_with('{') {
+                if let Some(c) = seg.chars().find(|c| matches!(c, '?' | '#')) {
+                    return Err(TemplateError::BadChar(c));
+                }
+            }
+            let (segment, constraint) = parse_segment(seg)?;
+            if let Some(pattern) = constraint {
+                constraints.push((i, pattern));
+            }
             let name = match &segment {
                 Segment::Literal(_) => None,
                 Segment::Param(n) => Some(n.as_str()),
@@ -79,7 +94,7 @@ impl Template {
             }
             segments.push(segment);
         }
-        Ok(Template { segments })
+        Ok(Template { segments, constraints })
     }
 
     /// Parameter names in the order their captures appear.
@@ -94,26 +109,43 @@ impl Template {
     }
 
     /// A concrete path this template matches, with `x` for every parameter.
+    /// For a constrained parameter the example is the first of a few common
+    /// values the regex accepts (`x` when none does).
     pub fn example_path(&self) -> String {
         let mut out = String::new();
-        for seg in &self.segments {
+        for (i, seg) in self.segments.iter().enumerate() {
             out.push('/');
             match seg {
                 Segment::Literal(l) => out.push_str(l),
-                Segment::Param(_) => out.push('x'),
+                Segment::Param(_) => out.push_str(
+                    self.constraint(i)
+                        .and_then(|p| EXAMPLES.iter().find(|e| p.is_match(e)))
+                        .unwrap_or(&"x"),
+                ),
                 Segment::CatchAll(_) => {}
             }
         }
         out
     }
+
+    /// The regex constraint of segment `index`, if it is a constrained parameter.
+    pub fn constraint(&self, index: usize) -> Option<&Pattern> {
+        self.constraints.iter().find(|(i, _)| *i == index).map(|(_, p)| p)
+    }
 }
+
+/// Candidate values for example requests through constrained parameters.
+const EXAMPLES: [&str; 8] = ["x", "1", "42", "abc", "a1", "v1", "2024-01-01", "0"];
 
 impl fmt::Display for Template {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for seg in &self.segments {
+        for (i, seg) in self.segments.iter().enumerate() {
             match seg {
                 Segment::Literal(l) => write!(f, "/{l}")?,
-                Segment::Param(n) => write!(f, "/{{{n}}}")?,
+                Segment::Param(n) => match self.constraint(i) {
+                    Some(p) => write!(f, "/{{{n}:{}}}", p.as_str())?,
+                    None => write!(f, "/{{{n}}}")?,
+                },
                 Segment::CatchAll(n) => write!(f, "/{{*{n}}}")?,
             }
         }
@@ -121,29 +153,54 @@ impl fmt::Display for Template {
     }
 }
 
-fn parse_segment(seg: &str) -> Result<Segment, TemplateError> {
+fn parse_segment(seg: &str) -> Result<(Segment, Option<Pattern>), TemplateError> {
     if !seg.contains(['{', '}']) {
         // Literals take the spelling normalisation gives request paths.
         return crate::normalize::canonical_segment(seg)
-            .map(Segment::Literal)
+            .map(|l| (Segment::Literal(l), None))
             .map_err(|_| TemplateError::BadEscape(seg.to_owned()));
     }
     let inner = seg
         .strip_prefix('{')
         .and_then(|s| s.strip_suffix('}'))
-        .filter(|s| !s.contains(['{', '}']))
         .ok_or_else(|| TemplateError::PartialParam(seg.to_owned()))?;
+
+    // `{name:regex}`: the regex is everything after the first colon, braces included.
+    if let Some((name, regex)) = inner.split_once(':') {
+        check_name(name)?;
+        let pattern = Pattern::new(regex).map_err(|e| {
+            let text = e.to_string();
+            let last = text.lines().last().unwrap_or_default().trim();
+            let why = last.strip_prefix("error: ").unwrap_or(last).to_owned();
+            TemplateError::BadConstraint(name.to_owned(), why)
+        })?;
+        return Ok((Segment::Param(name.to_owned()), Some(pattern)));
+    }
+    if inner.contains(['{', '}']) {
+        return Err(TemplateError::PartialParam(seg.to_owned()));
+    }
     let (catch_all, name) = match inner.strip_prefix('*') {
         Some(name) => (true, name),
         None => (false, inner),
     };
+    check_name(name)?;
+    let segment = if catch_all {
+        Segment::CatchAll(name.to_owned())
+    } else {
+        Segment::Param(name.to_owned())
+    };
+    Ok((segment, None))
+}
+
+fn check_name(name: &str) -> Result<(), TemplateError> {
     let valid = !name.is_empty()
         && !name.starts_with(|c: char| c.is_ascii_digit())
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if !valid {
-        return Err(TemplateError::BadParamName(name.to_owned()));
+    if valid {
+        Ok(())
+    } else {
+        Err(TemplateError::BadParamName(name.to_owned()))
     }
-    Ok(if catch_all { Segment::CatchAll(name.to_owned()) } else { Segment::Param(name.to_owned()) })
 }
 
 #[cfg(test)]
@@ -164,6 +221,21 @@ mod tests {
         );
         assert_eq!(t.param_names(), ["id", "rest"]);
         assert_eq!(t.to_string(), "/v1/{id}/files/{*rest}");
+    }
+
+    #[test]
+    fn constrained_parameters_keep_their_regex() {
+        let t = Template::parse("/v1/{id:[0-9]{3}}/{slug:[a-z-]+}").unwrap();
+        assert_eq!(t.param_names(), ["id", "slug"]);
+        assert_eq!(t.constraints.len(), 2);
+        assert_eq!(t.to_string(), "/v1/{id:[0-9]{3}}/{slug:[a-z-]+}");
+        // No common value has three digits, so the example falls back to `x`.
+        assert_eq!(t.example_path(), "/v1/x/x");
+        assert!(matches!(
+            Template::parse("/{id:(}"),
+            Err(TemplateError::BadConstraint(n, _)) if n == "id"
+        ));
+        assert!(Template::parse("/{id:a?b}").is_ok(), "`?` is fine inside a constraint");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::condition::Pattern;
 
 struct Case {
     host: Option<&'static str>,
@@ -157,14 +158,20 @@ fn router_survives_a_serialisation_round_trip_and_validates() {
 struct GenRoute {
     host: Option<&'static str>,
     segments: Vec<Segment>,
+    /// Regex constraints by segment index.
+    constraints: Vec<(usize, &'static str)>,
     methods: Option<Vec<Method>>,
     listeners: u64,
 }
 
-fn gen_segment() -> impl Strategy<Value = Segment> {
+/// Two overlapping constraints, so their fixed order (by regex text) is exercised.
+const CONSTRAINTS: [&str; 2] = ["[a-c]", "[ab]"];
+
+fn gen_segment() -> impl Strategy<Value = (Segment, Option<&'static str>)> {
     prop_oneof![
-        3 => prop::sample::select(vec!["a", "b", "c", ""]).prop_map(|s| Segment::Literal(s.into())),
-        2 => Just(Segment::Param(String::new())),
+        3 => prop::sample::select(vec!["a", "b", "c", ""]).prop_map(|s| (Segment::Literal(s.into()), None)),
+        2 => Just((Segment::Param(String::new()), None)),
+        1 => prop::sample::select(CONSTRAINTS.to_vec()).prop_map(|r| (Segment::Param(String::new()), Some(r))),
     ]
 }
 
@@ -176,17 +183,23 @@ fn gen_route() -> impl Strategy<Value = GenRoute> {
         prop::option::of(prop::sample::subsequence(vec![Method::Get, Method::Post], 1..=2)),
         prop::sample::select(vec![1u64, 2, u64::MAX]),
     )
-        .prop_map(|(host, mut segments, catch_all, methods, listeners)| {
+        .prop_map(|(host, generated, catch_all, methods, listeners)| {
+            let mut segments = Vec::new();
+            let mut constraints = Vec::new();
             // Name params uniquely so the template is valid.
-            for (i, s) in segments.iter_mut().enumerate() {
-                if let Segment::Param(n) = s {
+            for (i, (mut s, constraint)) in generated.into_iter().enumerate() {
+                if let Segment::Param(n) = &mut s {
                     *n = format!("p{i}");
                 }
+                if let Some(r) = constraint {
+                    constraints.push((i, r));
+                }
+                segments.push(s);
             }
             if catch_all {
                 segments.push(Segment::CatchAll("rest".into()));
             }
-            GenRoute { host, segments, methods, listeners }
+            GenRoute { host, segments, constraints, methods, listeners }
         })
 }
 
@@ -221,7 +234,10 @@ fn reference_match(
     let parts: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
     let mut captures = Vec::new();
     let mut i = 0;
-    for seg in &route.segments {
+    // Ranks per position: end 20 > literal 10 > constraints (in regex-text
+    // order: 8, 7) > plain parameter 2 > catch-all 1.
+    for (index, seg) in route.segments.iter().enumerate() {
+        let constraint = route.constraints.iter().find(|(k, _)| *k == index).map(|(_, r)| *r);
         match seg {
             Segment::CatchAll(_) => {
                 captures.push(parts[i.min(parts.len())..].join("/"));
@@ -230,10 +246,19 @@ fn reference_match(
                 break;
             }
             _ if i >= parts.len() => return None,
-            Segment::Literal(l) if l == parts[i] => key.push(3),
+            Segment::Literal(l) if l == parts[i] => key.push(10),
             Segment::Param(_) if !parts[i].is_empty() => {
+                if let Some(r) = constraint {
+                    if !Pattern::new(r).unwrap().is_match(parts[i]) {
+                        return None;
+                    }
+                    let mut sorted = CONSTRAINTS;
+                    sorted.sort_unstable();
+                    key.push(8 - sorted.iter().position(|s| *s == r).unwrap() as u8);
+                } else {
+                    key.push(2);
+                }
                 captures.push(parts[i].to_owned());
-                key.push(2);
             }
             _ => return None,
         }
@@ -243,7 +268,7 @@ fn reference_match(
         if i != parts.len() {
             return None;
         }
-        key.push(4);
+        key.push(20);
     }
     key.push(u8::from(route.methods.is_some()));
     Some((key, captures))
@@ -268,7 +293,9 @@ proptest! {
         let mut builder = RouterBuilder::new();
         let mut accepted = Vec::new();
         for (i, r) in routes.iter().enumerate() {
-            let template = Template { segments: r.segments.clone() };
+            let constraints =
+                r.constraints.iter().map(|(i, re)| (*i, Pattern::new(re).unwrap())).collect();
+            let template = Template { segments: r.segments.clone(), constraints };
             let host = HostPattern::parse(r.host);
             let methods = r.methods.clone().map_or(MethodSet::ANY, MethodSet::of);
             let key = RouteKey { host: &host, template: &template, listeners: r.listeners, methods };
@@ -409,5 +436,60 @@ mod conditions {
         let r = build(&[("/export", None, vec![]), ("/export", None, vec![q])]).unwrap();
         assert_eq!(find(&r, Method::Get, "/export", &Req(vec![], "format=csv")), Some(1));
         assert_eq!(find(&r, Method::Get, "/export", &Req(vec![], "format=json")), Some(0));
+    }
+}
+
+#[test]
+fn constrained_parameters_rank_between_literals_and_plain_parameters() {
+    let mut b = RouterBuilder::new();
+    let routes = ["/v1/{id}", "/v1/{id:[0-9]+}", "/v1/me", "/v1/{slug:[a-z]+}", "/v1/{*rest}"];
+    for (i, path) in routes.iter().enumerate() {
+        let template = Template::parse(path).unwrap();
+        let key = RouteKey {
+            host: &HostPattern::Any,
+            template: &template,
+            listeners: u64::MAX,
+            methods: MethodSet::ANY,
+        };
+        b.insert(i as u32, &key).unwrap();
+    }
+    let r = b.build();
+    let get = |path| find(&r, 0, "", Method::Get, path);
+    assert_eq!(get("/v1/me"), Some((2, vec![])));
+    assert_eq!(get("/v1/42"), Some((1, vec!["42".into()])));
+    assert_eq!(get("/v1/abc"), Some((3, vec!["abc".into()])));
+    assert_eq!(get("/v1/a-1"), Some((0, vec!["a-1".into()])));
+    assert_eq!(get("/v1/a/b"), Some((4, vec!["a/b".into()])));
+}
+
+#[test]
+fn many_literal_children_are_found_by_hash_before_and_after_a_round_trip() {
+    let mut b = RouterBuilder::new();
+    let names: Vec<String> = (0..40).map(|i| format!("svc{i}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        let template = Template::parse(&format!("/{name}/{{id}}")).unwrap();
+        let key = RouteKey {
+            host: &HostPattern::Any,
+            template: &template,
+            listeners: 1,
+            methods: MethodSet::ANY,
+        };
+        b.insert(i as u32, &key).unwrap();
+    }
+    let built = b.build();
+    let mut back: Router = serde_json::from_str(&serde_json::to_string(&built).unwrap()).unwrap();
+    for r in [&built, {
+        back.prepare();
+        &back
+    }] {
+        for (i, name) in names.iter().enumerate() {
+            assert_eq!(
+                find(r, 0, "", Method::Get, &format!("/{name}/7")).map(|m| m.0),
+                Some(i as u32)
+            );
+        }
+        for miss in ["/svc40/7", "/svc/7", "/", "/svc1x/7", "/SVC1/7"] {
+            assert_eq!(find(r, 0, "", Method::Get, miss), None, "{miss}");
+        }
     }
 }
