@@ -142,6 +142,8 @@ fn describe(plan: &Plan, route: u32, path: &str, captures: &Captures, listener: 
     ));
     let timeout = r.timeout.map_or("none".to_owned(), |t| format!("{t:?}"));
     out.push_str(&format!("timeout   {timeout}\n"));
+    out.push_str(&failover(pool));
+    out.push_str(&retries(r));
     let params: Vec<String> =
         plan.params(route, path, captures).map(|(n, v)| format!("{n} = {v:?}")).collect();
     if params.is_empty() {
@@ -372,4 +374,62 @@ mod tests {
         assert_eq!(match_path(&files, "/files"), Ok(()));
         assert_eq!(match_path(&files, "/files/a/b"), Ok(()));
     }
+}
+
+/// How long the pool takes to stop sending to a dead endpoint and to take
+/// it back, by active checks and by outlier detection.
+fn failover(pool: &sluice_compiler::plan::PoolPlan) -> String {
+    let mut out = String::new();
+    match &pool.health_check {
+        Some(check) => {
+            let s = &check.settings;
+            out.push_str(&format!(
+                "health    GET {} every {:?} (+ up to {:?}); a dead endpoint is out within {:?}, a recovered one back within {:?}\n",
+                check.path,
+                s.interval,
+                s.jitter,
+                s.worst_detection(),
+                s.worst_recovery()
+            ));
+        }
+        None => out.push_str("health    no active checks; every endpoint stays in rotation\n"),
+    }
+    if let Some(o) = &pool.outlier_detection {
+        out.push_str(&format!(
+            "outliers  ejected after {} failures or {} failed connections in a row, for {:?} to {:?}, at most {}% of the pool\n",
+            o.consecutive_failures,
+            o.consecutive_connect_failures,
+            o.base_ejection,
+            o.max_ejection,
+            o.max_ejection_percent
+        ));
+    }
+    out
+}
+
+/// The route's retry policy in one line.
+fn retries(route: &sluice_compiler::plan::RoutePlan) -> String {
+    let plan = &route.retries;
+    let s = &plan.settings;
+    let mut on: Vec<String> = Vec::new();
+    if s.on.connect_failure {
+        on.push("connect_failure".into());
+    }
+    if s.on.reset {
+        on.push("reset".into());
+    }
+    if s.on.timeout {
+        on.push("timeout".into());
+    }
+    on.extend(s.on.statuses.iter().map(u16::to_string));
+    let per_try = plan.per_try_timeout.map_or("none".to_owned(), |t| format!("{t:?}"));
+    let budget = route
+        .retry_budget
+        .map_or("none".to_owned(), |b| format!("{}% of requests + {}/s", b.ratio_percent, b.min_per_second));
+    let methods = if s.non_idempotent { "any method" } else { "idempotent methods" };
+    format!(
+        "retries   {} tries on {} ({methods}; per try {per_try}; budget {budget})\n",
+        s.attempts,
+        on.join(", ")
+    )
 }

@@ -139,7 +139,11 @@ pub fn sarif(diagnostics: &[Diagnostic]) -> String {
                     json!({
                         "id": i,
                         "message": { "text": label.text },
-                        "physicalLocation": physical(d, Some(label.location)),
+                        "physicalLocation": if label.file == d.file {
+                            physical(d, Some(label.location))
+                        } else {
+                            physical_in(&label.file, "", Some(label.location))
+                        },
                     })
                 })
                 .collect();
@@ -174,9 +178,17 @@ fn physical(
     d: &Diagnostic,
     location: Option<sluice_compiler::diagnostic::Location>,
 ) -> serde_json::Value {
-    let mut place = serde_json::json!({ "artifactLocation": { "uri": file_uri(&d.file) } });
+    physical_in(&d.file, d.source().map_or("", |s| s.text.as_str()), location)
+}
+
+/// A physical location in `file`, whose text (when known) gives the region's end.
+fn physical_in(
+    file: &str,
+    text: &str,
+    location: Option<sluice_compiler::diagnostic::Location>,
+) -> serde_json::Value {
+    let mut place = serde_json::json!({ "artifactLocation": { "uri": file_uri(file) } });
     if let Some(l) = location {
-        let text = d.source().map_or("", |s| s.text.as_str());
         let (end_line, end_column) = end_of(text, l);
         place["region"] = serde_json::json!({
             "startLine": l.line,

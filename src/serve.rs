@@ -22,6 +22,15 @@ Connection limits and timeouts are spec settings: on each listener `trusted_prox
 `max_connections`, `max_headers`, `max_head_size`, `head_timeout` and `idle_timeout`; on each \
 pool `connect_timeout` and `idle_timeout`; on each route `timeout` and `max_body_size`.
 
+Clients may speak HTTP/1.1 or HTTP/2 in cleartext with prior knowledge (h2c); each pool's \
+`protocol` says which the gateway speaks to it. Upgrades such as WebSocket pass through to \
+HTTP/1.1 pools once the upstream answers 101.
+
+SIGHUP reloads SPEC|PLAN, and so does any change to it with --watch: the new plan is compiled \
+off the request path and swapped in atomically; requests in flight finish on the plan they \
+started with, listeners whose bind address did not change keep their sockets, and a file that \
+fails to compile is logged and changes nothing.
+
 SIGINT or SIGTERM stops accepting connections and lets in-flight requests finish for up to \
 --drain-timeout seconds; a second signal stops at once. Exit status: 0 after a shutdown, \
 3 when the gateway could not start (invalid spec, unreadable plan, address in use).")]
@@ -38,6 +47,9 @@ pub struct ServeArgs {
     /// Seconds to let in-flight requests finish after SIGINT or SIGTERM.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     drain_timeout: u64,
+    /// Reload whenever SPEC|PLAN changes on disk (SIGHUP always reloads).
+    #[arg(long)]
+    watch: bool,
 }
 
 pub fn serve(args: ServeArgs) -> ExitCode {
@@ -54,6 +66,8 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         workers: args.workers.map(NonZeroUsize::get),
         access_log: args.access_log,
         drain_timeout: Duration::from_secs(args.drain_timeout),
+        source: Some(args.plan),
+        watch: args.watch,
     };
     match sluice_runtime::serve(plan, options) {
         Ok(()) => ExitCode::SUCCESS,

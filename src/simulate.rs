@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use sluice_simulator::{Topology, DEFAULT_SEED};
+use sluice_simulator::{Assertion, Topology, DEFAULT_SEED};
 
 use crate::EXIT_CANNOT_RUN;
 
@@ -23,6 +23,17 @@ pub struct SimulateArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
+    /// Run each variant N times with independent seeds; figures are means
+    /// with 95% confidence intervals.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    replications: u32,
+    /// Also write a self-contained HTML report with charts to this file.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// A budget every variant must meet, such as 'p99 < 250ms' or
+    /// 'errors < 0.1%'; exit 1 when one fails. Repeatable.
+    #[arg(long = "assert", value_name = "BUDGET")]
+    asserts: Vec<String>,
 }
 
 /// How `simulate` prints its results.
@@ -32,6 +43,8 @@ enum Format {
     Table,
     /// The same figures as one JSON document.
     Json,
+    /// One CSV row per variant.
+    Csv,
 }
 
 pub fn simulate(args: SimulateArgs) -> ExitCode {
@@ -57,11 +70,40 @@ pub fn simulate(args: SimulateArgs) -> ExitCode {
         return ExitCode::from(EXIT_CANNOT_RUN);
     };
 
+    // Budgets are read before the run, so a typo costs no waiting.
+    let mut budgets = Vec::new();
+    for text in &args.asserts {
+        match text.parse::<Assertion>() {
+            Ok(a) => budgets.push(a),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+
     let seed = args.seed.or(workload.seed).unwrap_or(DEFAULT_SEED);
-    let report = sluice_simulator::simulate(&Topology::from_plan(&plan), &workload, seed);
+    let topology = Topology::from_plan(&plan);
+    let report =
+        sluice_simulator::simulate_replicated(&topology, &workload, seed, args.replications);
     match args.format {
         Format::Table => crate::out(&report.to_table()),
         Format::Json => crate::out(&report.to_json()),
+        Format::Csv => crate::out(&report.to_csv()),
+    }
+    if let Some(path) = &args.report {
+        if let Err(e) = std::fs::write(path, report.to_html()) {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            return ExitCode::from(EXIT_CANNOT_RUN);
+        }
+    }
+
+    let failures: Vec<String> = budgets.iter().flat_map(|b| b.failures(&report)).collect();
+    if !failures.is_empty() {
+        for failure in &failures {
+            eprintln!("budget failed: {failure}");
+        }
+        return ExitCode::from(1);
     }
     ExitCode::SUCCESS
 }

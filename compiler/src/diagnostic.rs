@@ -32,6 +32,7 @@ pub mod codes {
     pub const YAML_SYNTAX: Code = Code { id: "S0001", name: "yaml-syntax" };
     pub const DUPLICATE_KEY: Code = Code { id: "S0002", name: "duplicate-key" };
     pub const UNSUPPORTED_YAML: Code = Code { id: "S0003", name: "unsupported-yaml" };
+    pub const BAD_INCLUDE: Code = Code { id: "S0004", name: "bad-include" };
     pub const UNKNOWN_KEY: Code = Code { id: "S0101", name: "unknown-key" };
     pub const MISSING_KEY: Code = Code { id: "S0102", name: "missing-key" };
     pub const WRONG_TYPE: Code = Code { id: "S0103", name: "wrong-type" };
@@ -50,6 +51,13 @@ pub mod codes {
     pub const SHADOWED_ROUTE: Code = Code { id: "S0212", name: "shadowed-route" };
     pub const NON_NORMAL_PATH: Code = Code { id: "S0213", name: "non-normal-path" };
     pub const BAD_CONDITION: Code = Code { id: "S0214", name: "bad-condition" };
+    pub const RETRIES_EXCEED_TIMEOUT: Code = Code { id: "S0215", name: "retries-exceed-timeout" };
+    pub const UNBUDGETED_RETRIES: Code = Code { id: "S0216", name: "unbudgeted-retries" };
+    pub const SLOW_HEALTH_CHECK: Code = Code { id: "S0217", name: "slow-health-check" };
+    pub const EJECTS_NOTHING: Code = Code { id: "S0218", name: "ejects-nothing" };
+    pub const MISSING_HASH_KEY: Code = Code { id: "S0219", name: "missing-hash-key" };
+    pub const BAD_POLICY: Code = Code { id: "S0220", name: "bad-policy" };
+    pub const IGNORED_SETTING: Code = Code { id: "S0221", name: "ignored-setting" };
     pub const UNUSED_POOL: Code = Code { id: "S0301", name: "unused-pool" };
     pub const IGNORED_WEIGHTS: Code = Code { id: "S0302", name: "ignored-weights" };
     pub const NO_LISTENERS: Code = Code { id: "S0303", name: "no-listeners" };
@@ -84,9 +92,13 @@ pub struct Location {
 /// A secondary span of a finding, such as the first of two duplicates.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Label {
+    /// JSON pointer within `file`.
     pub pointer: String,
     pub location: Location,
     pub text: String,
+    /// The file the label points into, which an `include:` can make differ
+    /// from the finding's own.
+    pub file: String,
 }
 
 /// One finding.
@@ -159,7 +171,8 @@ impl Diagnostic {
     }
 
     fn located(self, doc: &Document, pointer: &str, location: Option<Location>) -> Diagnostic {
-        self.in_source(&doc.source, pointer, location)
+        let (holder, local) = doc.resolve(pointer);
+        self.in_source(&holder.source, &local, location)
     }
 
     pub fn with_help(mut self, help: impl Into<String>) -> Diagnostic {
@@ -175,9 +188,15 @@ impl Diagnostic {
         text: impl Into<String>,
     ) -> Diagnostic {
         if let Some(location) = doc.value_location(pointer) {
-            self.labels.push(Label { pointer: pointer.to_owned(), location, text: text.into() });
+            self.push_label(doc, pointer, location, text.into());
         }
         self
+    }
+
+    fn push_label(&mut self, doc: &Document, pointer: &str, location: Location, text: String) {
+        let (holder, local) = doc.resolve(pointer);
+        let file = holder.source.name.clone();
+        self.labels.push(Label { pointer: local, location, text, file });
     }
 
     /// Add a secondary label at the key of `pointer` (its value when it has no key).
@@ -188,7 +207,7 @@ impl Diagnostic {
         text: impl Into<String>,
     ) -> Diagnostic {
         if let Some(location) = doc.key_location(pointer) {
-            self.labels.push(Label { pointer: pointer.to_owned(), location, text: text.into() });
+            self.push_label(doc, pointer, location, text.into());
         }
         self
     }
@@ -200,7 +219,8 @@ impl Diagnostic {
         location: Location,
         text: impl Into<String>,
     ) -> Diagnostic {
-        self.labels.push(Label { pointer: pointer.to_owned(), location, text: text.into() });
+        let file = self.file.clone();
+        self.labels.push(Label { pointer: pointer.to_owned(), location, text: text.into(), file });
         self
     }
 
@@ -233,6 +253,7 @@ impl Diagnostic {
             "column": loc.map(|l| l.column),
             "range": loc.map(|l| serde_json::json!({ "start": l.offset, "end": l.offset + l.len })),
             "labels": self.labels.iter().map(|l| serde_json::json!({
+                "file": l.file,
                 "pointer": l.pointer,
                 "line": l.location.line,
                 "column": l.location.column,
@@ -263,7 +284,21 @@ impl miette::Diagnostic for Diagnostic {
     }
 
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        self.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
+        let elsewhere: Vec<String> = self
+            .labels
+            .iter()
+            .filter(|l| l.file != self.file)
+            .map(|l| format!("{}: {}:{}:{}", l.text, l.file, l.location.line, l.location.column))
+            .collect();
+        match (&self.help, elsewhere.is_empty()) {
+            (None, true) => None,
+            (Some(h), true) => Some(Box::new(h)),
+            (help, false) => {
+                let mut text = help.clone().map(|h| format!("{h}\n")).unwrap_or_default();
+                text.push_str(&elsewhere.join("\n"));
+                Some(Box::new(text))
+            }
+        }
     }
 
     fn source_code(&self) -> Option<&dyn miette::SourceCode> {
@@ -274,7 +309,8 @@ impl miette::Diagnostic for Diagnostic {
         let primary = self.location.map(|l| {
             miette::LabeledSpan::new_primary_with_span(Some("here".to_owned()), (l.offset, l.len))
         });
-        let secondary = self.labels.iter().map(|l| {
+        // A report shows one file; labels in other files appear in the help.
+        let secondary = self.labels.iter().filter(|l| l.file == self.file).map(|l| {
             miette::LabeledSpan::new_with_span(
                 Some(l.text.clone()),
                 (l.location.offset, l.location.len),

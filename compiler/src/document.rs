@@ -71,18 +71,73 @@ pub struct Document {
     pub source: Arc<SourceFile>,
     pub value: Value,
     spans: HashMap<String, NodeSpan>,
+    /// Files whose list items were appended to this document's lists by
+    /// `include:`; pointers into those items resolve to the file they came from.
+    included: Vec<Included>,
+}
+
+/// The items `[start, start + len)` of list `list` came from `doc`.
+#[derive(Debug)]
+struct Included {
+    list: &'static str,
+    start: usize,
+    len: usize,
+    doc: Arc<Document>,
 }
 
 impl Document {
     /// Where the value at `pointer` is; for a pointer that names no node
     /// (a missing key), where its nearest existing ancestor is.
     pub fn value_location(&self, pointer: &str) -> Option<Location> {
-        self.nearest(pointer).map(|s| s.value)
+        let (doc, local) = self.resolve(pointer);
+        doc.nearest(&local).map(|s| s.value)
     }
 
     /// Where the key of `pointer` is, or its value when it has no key.
     pub fn key_location(&self, pointer: &str) -> Option<Location> {
-        self.nearest(pointer).map(|s| s.key.unwrap_or(s.value))
+        let (doc, local) = self.resolve(pointer);
+        doc.nearest(&local).map(|s| s.key.unwrap_or(s.value))
+    }
+
+    /// The document that holds `pointer` (this one, or an included file) and
+    /// the pointer within it.
+    pub fn resolve(&self, pointer: &str) -> (&Document, String) {
+        for part in &self.included {
+            let Some(rest) = pointer.strip_prefix('/').and_then(|p| p.strip_prefix(part.list))
+            else {
+                continue;
+            };
+            let Some(rest) = rest.strip_prefix('/') else { continue };
+            let (index, tail) = rest.split_once('/').map_or((rest, None), |(i, t)| (i, Some(t)));
+            let Ok(n) = index.parse::<usize>() else { continue };
+            if n >= part.start && n < part.start + part.len {
+                let mut local = format!("/{}/{}", part.list, n - part.start);
+                if let Some(tail) = tail {
+                    local.push('/');
+                    local.push_str(tail);
+                }
+                return (&part.doc, local);
+            }
+        }
+        (self, pointer.to_owned())
+    }
+
+    /// Append the items of `list` in `from` to this document's `list`,
+    /// remembering where they came from. Returns how many were appended.
+    pub(crate) fn append(&mut self, list: &'static str, from: &Arc<Document>) -> usize {
+        let items = match from.value.get(list) {
+            Some(Value::Array(items)) if !items.is_empty() => items.clone(),
+            _ => return 0,
+        };
+        let target = match &mut self.value {
+            Value::Object(map) => map.entry(list).or_insert_with(|| Value::Array(Vec::new())),
+            _ => return 0,
+        };
+        let Value::Array(existing) = target else { return 0 };
+        let (start, len) = (existing.len(), items.len());
+        existing.extend(items);
+        self.included.push(Included { list, start, len, doc: Arc::clone(from) });
+        len
     }
 
     fn nearest(&self, pointer: &str) -> Option<&NodeSpan> {
@@ -115,7 +170,8 @@ pub fn parse<T: DeserializeOwned + JsonSchema>(source: SourceFile) -> Parsed<T> 
     let Some(loaded) = loaded else {
         return Parsed { document: None, value: None, diagnostics };
     };
-    let document = Document { source, value: loaded.value, spans: loaded.spans };
+    let document =
+        Document { source, value: loaded.value, spans: loaded.spans, included: Vec::new() };
 
     let schema = crate::schema::schema_value::<T>();
     let SchemaFindings { diagnostics: found, unknown_keys } =

@@ -15,6 +15,7 @@ pub mod condition;
 pub mod diagnostic;
 pub mod diff;
 pub mod document;
+mod include;
 mod lint;
 mod lower;
 pub mod method;
@@ -59,7 +60,10 @@ impl Checked {
 pub fn check(source: SourceFile) -> Checked {
     let parsed = document::parse::<Spec>(source);
     let mut diagnostics = parsed.diagnostics;
-    let (document, spec) = (parsed.document, parsed.value);
+    let (mut document, mut spec) = (parsed.document, parsed.value);
+    if let (Some(doc), Some(spec)) = (&mut document, &mut spec) {
+        include::expand(doc, spec, &mut diagnostics);
+    }
 
     let mut plan = None;
     if let (Some(doc), Some(spec)) = (&document, &spec) {

@@ -1,6 +1,10 @@
 //! Lowering a validated spec into a [`Plan`]: names become indices,
 //! strings become addresses and durations, routes become the trie.
 
+mod policy;
+
+pub(crate) use self::policy::{status_range, DEFAULT_HEALTH_INTERVAL, DEFAULT_HEALTH_TIMEOUT};
+
 use crate::method::{Method, MethodSet};
 use crate::plan::{EndpointPlan, ListenerPlan, Plan, PoolPlan, RoutePlan};
 use crate::router::{HostPattern, RouteKey, RouterBuilder};
@@ -34,6 +38,14 @@ pub(crate) fn lower(spec: &Spec) -> Plan {
                 .map_or(DEFAULT_MAX_HEAD_SIZE, |s| parse_size(s).expect(VALID)),
             head_timeout: duration_or(l.head_timeout.as_deref(), DEFAULT_HEAD_TIMEOUT),
             idle_timeout: duration_or(l.idle_timeout.as_deref(), DEFAULT_CLIENT_IDLE_TIMEOUT),
+            h2_max_concurrent_streams: l
+                .http2
+                .max_concurrent_streams
+                .unwrap_or(crate::spec::DEFAULT_H2_MAX_CONCURRENT_STREAMS),
+            h2_max_pending_resets: l
+                .http2
+                .max_pending_resets
+                .unwrap_or(crate::spec::DEFAULT_H2_MAX_PENDING_RESETS),
         })
         .collect();
     let pools: Vec<PoolPlan> = spec
@@ -52,6 +64,13 @@ pub(crate) fn lower(spec: &Spec) -> Plan {
                 .collect(),
             connect_timeout: duration_or(p.connect_timeout.as_deref(), DEFAULT_CONNECT_TIMEOUT),
             idle_timeout: duration_or(p.idle_timeout.as_deref(), DEFAULT_POOL_IDLE_TIMEOUT),
+            protocol: p.protocol,
+            choices: policy::choices(p),
+            hash_on: p.hash_on.clone(),
+            balance_settings: policy::balance_settings(p),
+            health_check: p.health_check.as_ref().map(policy::health_check),
+            outlier_detection: p.outlier_detection.as_ref().map(policy::outlier),
+            circuit_breaker: policy::circuit(p.circuit_breaker.as_ref()),
         })
         .collect();
 
@@ -94,6 +113,17 @@ pub(crate) fn lower(spec: &Spec) -> Plan {
             sticky: route.sticky.clone(),
             timeout: route.timeout.as_deref().map(|t| parse_duration(t).expect(VALID)),
             max_body_size: route.max_body_size.as_deref().map(|s| parse_size(s).expect(VALID)),
+            retries: policy::retries(
+                route.retries.as_ref(),
+                route
+                    .to
+                    .sides()
+                    .iter()
+                    .map(|s| pools[pool_index(s.0)].endpoints.len())
+                    .max()
+                    .unwrap_or(1),
+            ),
+            retry_budget: route.retry_budget.as_ref().map(policy::budget),
             host,
             path: route.matcher.path.clone(),
             methods,

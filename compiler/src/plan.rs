@@ -9,6 +9,8 @@
 //! or edited file is refused, and the format number lets a newer Sluice say
 //! plainly that an old plan must be recompiled.
 
+mod policy;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -19,6 +21,8 @@ use crate::condition::{NoFields, RequestFields};
 use crate::method::{Method, MethodSet};
 use crate::router::{Captures, HostPattern, RequestFacts, RouteId, Router};
 use crate::spec::Balance;
+
+pub use self::policy::{algorithm, HealthCheckPlan, RetryPlan, EVERY_ENDPOINT};
 
 /// The plan file format this build reads and writes.
 pub const PLAN_FORMAT: u32 = 1;
@@ -50,6 +54,20 @@ pub struct ListenerPlan {
     pub head_timeout: Duration,
     /// Time a connection may sit idle between requests.
     pub idle_timeout: Duration,
+    /// Streams one HTTP/2 client connection may have open at once.
+    #[serde(default = "default_h2_streams")]
+    pub h2_max_concurrent_streams: u32,
+    /// Streams an HTTP/2 client may reset before they are served, at once.
+    #[serde(default = "default_h2_resets")]
+    pub h2_max_pending_resets: u32,
+}
+
+fn default_h2_streams() -> u32 {
+    crate::spec::DEFAULT_H2_MAX_CONCURRENT_STREAMS
+}
+
+fn default_h2_resets() -> u32 {
+    crate::spec::DEFAULT_H2_MAX_PENDING_RESETS
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -61,6 +79,27 @@ pub struct PoolPlan {
     pub connect_timeout: Duration,
     /// How long an idle upstream connection stays pooled.
     pub idle_timeout: Duration,
+    /// The protocol spoken to the endpoints.
+    #[serde(default)]
+    pub protocol: crate::spec::Protocol,
+    /// Endpoints compared per pick by sampling algorithms; `None` is two.
+    #[serde(default)]
+    pub choices: Option<usize>,
+    /// The request key of `consistent_hash`.
+    #[serde(default)]
+    pub hash_on: Option<crate::spec::HashOn>,
+    /// Panic threshold, slow start and endpoint identities for the balancer.
+    #[serde(default)]
+    pub balance_settings: sluice_traffic::BalanceSettings,
+    /// Active health checks.
+    #[serde(default)]
+    pub health_check: Option<HealthCheckPlan>,
+    /// Passive outlier detection.
+    #[serde(default)]
+    pub outlier_detection: Option<sluice_traffic::OutlierSettings>,
+    /// Circuit breaker limits (`u32::MAX` is none).
+    #[serde(default)]
+    pub circuit_breaker: sluice_traffic::CircuitLimits,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -84,6 +123,12 @@ pub struct RoutePlan {
     pub timeout: Option<Duration>,
     /// Largest request body in bytes (413 beyond).
     pub max_body_size: Option<u64>,
+    /// Retry policy and per-try timeout.
+    #[serde(default)]
+    pub retries: RetryPlan,
+    /// Bound on retries across the route's requests.
+    #[serde(default)]
+    pub retry_budget: Option<sluice_traffic::BudgetSettings>,
     pub host: HostPattern,
     /// The path template as written, for logs and `explain`.
     pub path: String,
@@ -237,9 +282,10 @@ impl Plan {
             return Err(PlanError::Checksum);
         }
 
-        let plan: Plan =
+        let mut plan: Plan =
             serde_json::from_slice(body).map_err(|e| PlanError::Corrupt(e.to_string()))?;
         plan.validate().map_err(PlanError::Corrupt)?;
+        plan.router.prepare();
         Ok(plan)
     }
 

@@ -7,8 +7,15 @@
 //! into typed plan values. Keeping them as strings lets every finding point at
 //! the exact value that is wrong instead of stopping at the first.
 
+mod policy;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+pub use self::policy::{
+    AllChoices, Backoff, Choices, CircuitBreaker, HashOn, HealthCheck, OutlierDetection, Retries,
+    RetryBudget, RetryFailure, RetryOn, SlowStart, StatusSpec,
+};
 
 /// A Sluice gateway spec, format version 1.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -25,6 +32,24 @@ pub struct Spec {
     #[serde(default)]
     pub pools: Vec<Pool>,
     /// Which requests go to which pool. Precedence does not depend on order.
+    #[serde(default)]
+    pub routes: Vec<Route>,
+    /// Files (or glob patterns, relative to this file) whose `listeners`, `pools` and
+    /// `routes` join this spec's, so that each team can own its own file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<String>,
+}
+
+/// A file named by `include:`: more listeners, pools and routes for the spec
+/// that includes it. It has no `version` and includes nothing itself.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "Sluice spec fragment")]
+pub struct Fragment {
+    #[serde(default)]
+    pub listeners: Vec<Listener>,
+    #[serde(default)]
+    pub pools: Vec<Pool>,
     #[serde(default)]
     pub routes: Vec<Route>,
 }
@@ -71,7 +96,31 @@ pub struct Listener {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
     pub idle_timeout: Option<String>,
+    /// Limits for clients that speak HTTP/2 (cleartext, with prior knowledge).
+    #[serde(default)]
+    pub http2: Http2Limits,
 }
+
+/// Self-protection for HTTP/2 client connections.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Http2Limits {
+    /// Streams (requests) one connection may have open at once. Default: 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10_000))]
+    pub max_concurrent_streams: Option<u32>,
+    /// Streams the client may reset before the gateway has served them, at once, before
+    /// the connection is closed with `ENHANCE_YOUR_CALM` (the rapid-reset attack,
+    /// CVE-2023-44487). Default: 20.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10_000))]
+    pub max_pending_resets: Option<u32>,
+}
+
+/// Default for [`Http2Limits::max_concurrent_streams`].
+pub const DEFAULT_H2_MAX_CONCURRENT_STREAMS: u32 = 100;
+/// Default for [`Http2Limits::max_pending_resets`].
+pub const DEFAULT_H2_MAX_PENDING_RESETS: u32 = 20;
 
 /// Default for [`Listener::max_connections`].
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 10_000;
@@ -114,6 +163,48 @@ pub struct Pool {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
     pub idle_timeout: Option<String>,
+    /// The protocol spoken to the endpoints. Default: `http1`.
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// For `least_request` and `peak_ewma`: how many distinct random endpoints each
+    /// pick compares, or `all`. Default: 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub choices: Option<Choices>,
+    /// For `consistent_hash` (required there): the request key, `{ header: NAME }`,
+    /// `{ cookie: NAME }`, `{ query: NAME }`, `{ path_param: NAME }` or `client_address`.
+    /// A request without the key goes to a random endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash_on: Option<HashOn>,
+    /// Active health checks of every endpoint. Default: none (every endpoint is healthy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+    /// Ejection of endpoints that fail real requests. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outlier_detection: Option<OutlierDetection>,
+    /// When fewer than this percentage of the endpoints are healthy and not ejected,
+    /// spread requests over all of them rather than overload the few left. Default: 0
+    /// (never; with no endpoint left, requests get 503 at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 100))]
+    pub panic_threshold_percent: Option<u8>,
+    /// Ramp an endpoint that comes back into rotation up to its full weight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_start: Option<SlowStart>,
+    /// Limits on connections, waiting and in-flight requests. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<CircuitBreaker>,
+}
+
+/// The protocol a pool's endpoints speak.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// HTTP/1.1 over keep-alive connections; upgrades such as WebSocket pass through.
+    #[default]
+    Http1,
+    /// HTTP/2 in cleartext with prior knowledge (h2c), many requests on one connection;
+    /// what gRPC services speak.
+    Http2,
 }
 
 /// A balancing algorithm, as named in a spec.
@@ -127,14 +218,27 @@ pub enum Balance {
     WeightedRoundRobin,
     /// A uniformly random endpoint, ignoring weights.
     Random,
-    /// The less loaded (requests in flight divided by weight) of two random endpoints.
+    /// The less loaded (requests in flight divided by weight) of `choices` random
+    /// endpoints (two by default).
     LeastRequest,
+    /// The lowest peak moving average of latency times load, per weight, of `choices`
+    /// random endpoints; failures count as slow.
+    PeakEwma,
+    /// The endpoint that owns the request's `hash_on` key on a weighted hash ring, so
+    /// a key keeps its endpoint while the pool stays the same.
+    ConsistentHash,
 }
 
 impl Balance {
     /// Every algorithm, in the order the documentation lists them.
-    pub const ALL: [Balance; 4] =
-        [Balance::RoundRobin, Balance::WeightedRoundRobin, Balance::Random, Balance::LeastRequest];
+    pub const ALL: [Balance; 6] = [
+        Balance::RoundRobin,
+        Balance::WeightedRoundRobin,
+        Balance::Random,
+        Balance::LeastRequest,
+        Balance::PeakEwma,
+        Balance::ConsistentHash,
+    ];
 
     /// The name used in specs and scenarios.
     pub fn as_str(self) -> &'static str {
@@ -143,7 +247,19 @@ impl Balance {
             Balance::WeightedRoundRobin => "weighted_round_robin",
             Balance::Random => "random",
             Balance::LeastRequest => "least_request",
+            Balance::PeakEwma => "peak_ewma",
+            Balance::ConsistentHash => "consistent_hash",
         }
+    }
+
+    /// Whether endpoint weights matter to the algorithm.
+    pub fn is_weighted(self) -> bool {
+        !matches!(self, Balance::RoundRobin | Balance::Random)
+    }
+
+    /// Whether the algorithm reads `choices`.
+    pub fn samples(self) -> bool {
+        matches!(self, Balance::LeastRequest | Balance::PeakEwma)
     }
 }
 
@@ -199,6 +315,13 @@ pub struct Route {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9]+(B|KiB|MiB|GiB)$"))]
     pub max_body_size: Option<String>,
+    /// Retries of failed tries. Without it, a request whose connection could not be
+    /// opened (so nothing was sent) still goes to another endpoint, once per endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<Retries>,
+    /// The most retries may add to the route's traffic. Default: no bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_budget: Option<RetryBudget>,
 }
 
 /// Where a route sends its requests.
@@ -257,8 +380,9 @@ pub struct RouteMatch {
     /// Host header. Default: any host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
-    /// Path template: literal segments, `{name}` for one non-empty segment, and a final
-    /// `{*name}` for the rest of the path, possibly empty.
+    /// Path template: literal segments, `{name}` for one non-empty segment, `{name:regex}`
+    /// for one segment the regex matches whole, and a final `{*name}` for the rest of the
+    /// path, possibly empty.
     #[schemars(regex(pattern = "^/"))]
     pub path: String,
     /// Methods to match. Default: every method.

@@ -4,6 +4,8 @@
 //! Every rule runs even when an earlier one failed, so one `check` reports
 //! everything. Each finding is built from pointers into the document.
 
+mod policy;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
@@ -12,7 +14,7 @@ use crate::document::Document;
 use crate::method::{Method, MethodSet};
 use crate::router::{HostPattern, RouteKey, RouterBuilder};
 use crate::schema::nearest;
-use crate::spec::{parse_cidr, parse_duration, parse_size, Balance, Listener, Spec};
+use crate::spec::{parse_cidr, parse_duration, parse_size, Listener, Spec};
 use crate::template::Template;
 
 pub(crate) fn validate(doc: &Document, spec: &Spec) -> Vec<Diagnostic> {
@@ -20,6 +22,7 @@ pub(crate) fn validate(doc: &Document, spec: &Spec) -> Vec<Diagnostic> {
     let listeners = check_listeners(doc, spec, &mut out);
     let pools = check_pools(doc, spec, &mut out);
     check_routes(doc, spec, &listeners, &pools, &mut out);
+    policy::check(doc, spec, &mut out);
     out
 }
 
@@ -160,7 +163,7 @@ fn check_pools<'s>(
             }
         }
 
-        let weighted = matches!(pool.balance, Balance::WeightedRoundRobin | Balance::LeastRequest);
+        let weighted = pool.balance.is_weighted();
         let all_zero = pool.endpoints.iter().all(|e| e.weight == 0);
         if weighted && all_zero && !pool.endpoints.is_empty() {
             out.push(

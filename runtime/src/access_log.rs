@@ -16,6 +16,7 @@
 //! | `endpoint` | string or null | `IP:PORT` of the upstream endpoint; null when none was tried |
 //! | `status` | integer | status sent to the client; 499 when the client went away before a response existed |
 //! | `duration_ms` | number | milliseconds from arrival until the response body ended or was abandoned |
+//! | `reason` | string or null | why the gateway refused a request it could not parse (then `method` and `path` are empty and `route` is null); null otherwise |
 //!
 //! Within version 1, fields are only ever added, never renamed, removed or
 //! given another type, so a consumer should ignore fields it does not know.
@@ -63,13 +64,16 @@ pub struct Record {
     pub time: SystemTime,
     pub client: std::net::SocketAddr,
     pub listener: usize,
-    pub method: hyper::Method,
+    /// `None` for a request refused before its method could be read.
+    pub method: Option<hyper::Method>,
     pub path: String,
     pub route: Option<usize>,
     /// `(pool, endpoint)` indices.
     pub endpoint: Option<(usize, usize)>,
     pub status: u16,
     pub duration: Duration,
+    /// Why the request was refused before it could be parsed.
+    pub reason: Option<String>,
 }
 
 /// The sending half of the access log, cheap to clone into every request.
@@ -223,6 +227,7 @@ struct Line<'a> {
     endpoint: Option<String>,
     status: u16,
     duration_ms: f64,
+    reason: Option<&'a str>,
 }
 
 /// Append one JSON line for `record` to `out`.
@@ -233,7 +238,7 @@ pub(crate) fn encode(record: &Record, out: &mut Vec<u8>) {
         time: &time,
         client: record.client.to_string(),
         listener: plan.listeners.get(record.listener).map_or("", |l| l.name.as_str()),
-        method: record.method.as_str(),
+        method: record.method.as_ref().map_or("", |m| m.as_str()),
         path: &record.path,
         route: record.route.and_then(|r| plan.routes.get(r)).map(|r| r.name.as_str()),
         endpoint: record
@@ -243,6 +248,7 @@ pub(crate) fn encode(record: &Record, out: &mut Vec<u8>) {
         status: record.status,
         // Microsecond resolution is plenty and keeps lines short.
         duration_ms: (record.duration.as_micros() as f64) / 1000.0,
+        reason: record.reason.as_deref(),
     };
     serde_json::to_writer(&mut *out, &line).expect("a log line holds only strings and numbers");
     out.push(b'\n');

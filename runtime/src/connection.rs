@@ -1,5 +1,11 @@
-//! One client connection: the framing check on its bytes, its request-head
-//! and idle timeouts, and closing it gently on shutdown.
+//! One client connection: which protocol it speaks, the framing check on its
+//! bytes, its request-head and idle timeouts, and closing it gently on shutdown.
+//!
+//! A connection whose first bytes are the HTTP/2 connection preface
+//! (RFC 9113, section 3.4) is served as HTTP/2 with prior knowledge; any
+//! other is HTTP/1.1. [`sniff`] reads just enough to tell, and [`Rewind`]
+//! hands those bytes back to whichever server reads the connection. The
+//! framing scanner is for HTTP/1 only: HTTP/2 frames every message itself.
 //!
 //! hyper's own header-read timer also runs while a keep-alive connection
 //! waits for its next request, so it cannot tell a slow client from an idle
@@ -25,9 +31,10 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use bytes::{Buf, Bytes};
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
@@ -40,6 +47,8 @@ const NONE: u64 = u64::MAX;
 /// What a connection's reader, its requests and its driver share.
 pub(crate) struct ConnectionState {
     epoch: Instant,
+    /// Whether heads pass the framing scanner (HTTP/1) before being served.
+    scanned: bool,
     /// Heads that passed the framing checks, in order from the first.
     verified: AtomicU64,
     /// Why the first refused head was refused.
@@ -58,9 +67,12 @@ pub(crate) struct ConnectionState {
 }
 
 impl ConnectionState {
-    pub(crate) fn new() -> Arc<ConnectionState> {
+    /// State for a connection; `scanned` when its heads go through the
+    /// framing scanner (HTTP/1).
+    pub(crate) fn new(scanned: bool) -> Arc<ConnectionState> {
         Arc::new(ConnectionState {
             epoch: Instant::now(),
+            scanned,
             verified: AtomicU64::new(0),
             refused: OnceLock::new(),
             requests: AtomicU64::new(0),
@@ -76,6 +88,11 @@ impl ConnectionState {
         u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(NONE - 1)
     }
 
+    /// Why the framing scanner refused a head on this connection, if it did.
+    pub(crate) fn refusal(&self) -> Option<&'static str> {
+        self.refused.get().copied()
+    }
+
     fn at(&self, micros: u64) -> Instant {
         self.epoch + Duration::from_micros(micros)
     }
@@ -88,7 +105,7 @@ impl ConnectionState {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.idle_since.store(NONE, Ordering::Release);
         let index = self.requests.fetch_add(1, Ordering::AcqRel);
-        let refused = if index < self.verified.load(Ordering::Acquire) {
+        let refused = if !self.scanned || index < self.verified.load(Ordering::Acquire) {
             None
         } else {
             Some(self.refused.get().copied().unwrap_or(UNFOLLOWABLE))
@@ -150,14 +167,14 @@ impl Drop for InFlight {
 /// The client socket as hyper reads it, with every byte also shown to the
 /// framing scanner first.
 pub(crate) struct ClientStream {
-    socket: TcpStream,
+    socket: Rewind,
     scanner: FramingScanner,
     state: Arc<ConnectionState>,
 }
 
 impl ClientStream {
     pub(crate) fn new(
-        socket: TcpStream,
+        socket: Rewind,
         state: Arc<ConnectionState>,
         max_head: usize,
         max_headers: usize,
@@ -213,6 +230,98 @@ impl AsyncWrite for ClientStream {
     }
 }
 
+/// The HTTP/2 connection preface a client with prior knowledge opens with.
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// What the first bytes of a connection say it speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Protocol {
+    Http1,
+    Http2,
+}
+
+/// Read the first bytes of `socket` until they either are the HTTP/2
+/// preface or cannot become it. Returns the protocol and the bytes read,
+/// which the server must see again (see [`Rewind`]); `None` when the client
+/// closed before sending anything.
+pub(crate) async fn sniff(socket: &mut TcpStream) -> io::Result<Option<(Protocol, Bytes)>> {
+    let mut seen = Vec::with_capacity(PREFACE.len());
+    loop {
+        let mut chunk = [0u8; 1024];
+        let want = if seen.is_empty() { chunk.len() } else { PREFACE.len() - seen.len() };
+        let read = socket.read(&mut chunk[..want]).await?;
+        if read == 0 {
+            return Ok((!seen.is_empty()).then(|| (Protocol::Http1, Bytes::from(seen))));
+        }
+        seen.extend_from_slice(&chunk[..read]);
+        let common = seen.len().min(PREFACE.len());
+        if seen[..common] != PREFACE[..common] {
+            return Ok(Some((Protocol::Http1, Bytes::from(seen))));
+        }
+        if seen.len() >= PREFACE.len() {
+            return Ok(Some((Protocol::Http2, Bytes::from(seen))));
+        }
+    }
+}
+
+/// A client socket that first gives back the bytes [`sniff`] read.
+pub(crate) struct Rewind {
+    prefix: Bytes,
+    socket: TcpStream,
+}
+
+impl Rewind {
+    pub(crate) fn new(prefix: Bytes, socket: TcpStream) -> Rewind {
+        Rewind { prefix, socket }
+    }
+}
+
+impl AsyncRead for Rewind {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.socket).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Rewind {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.socket).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.socket).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.socket.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.socket).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.socket).poll_shutdown(cx)
+    }
+}
+
 /// The connection clocks of a listener.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
@@ -227,14 +336,15 @@ enum Clock {
 }
 
 /// Serve a connection until it ends, a clock runs out, or a stop is
-/// signalled; then close it as gently as its state allows.
+/// signalled; then close it as gently as its state allows. Returns the
+/// error the connection ended with, if any.
 pub(crate) async fn drive<F: GracefulFuture>(
     serving: F,
     state: Arc<ConnectionState>,
     limits: Limits,
     mut stopping: watch::Receiver<()>,
     peer: SocketAddr,
-) {
+) -> Option<hyper::Error> {
     let mut serving = std::pin::pin!(serving);
     let result = loop {
         let deadline = state.deadline(limits);
@@ -275,8 +385,12 @@ pub(crate) async fn drive<F: GracefulFuture>(
             }
         }
     };
-    if let Err(error) = result {
-        tracing::debug!(side = "client", %peer, %error, "connection ended with an error");
+    match result {
+        Ok(()) => None,
+        Err(error) => {
+            tracing::debug!(side = "client", %peer, %error, "connection ended with an error");
+            Some(error)
+        }
     }
 }
 
@@ -285,11 +399,25 @@ pub(crate) trait GracefulFuture: Future<Output = hyper::Result<()>> {
     fn shut_down(self: Pin<&mut Self>);
 }
 
-impl<S> GracefulFuture for http1::Connection<TokioIo<ClientStream>, S>
+impl<S> GracefulFuture for http1::UpgradeableConnection<TokioIo<ClientStream>, S>
 where
     S: hyper::service::HttpService<hyper::body::Incoming>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     S::ResBody: 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn shut_down(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl<S> GracefulFuture for http2::Connection<TokioIo<Rewind>, S, TokioExecutor>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming>,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::ResBody: Send + 'static,
+    <S::ResBody as hyper::body::Body>::Data: Send,
     <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     fn shut_down(self: Pin<&mut Self>) {

@@ -40,6 +40,8 @@ pub enum ProxyError {
     NoRoute { method: String, path: String, listener: String },
     #[error("pool {pool} has no endpoint to send to")]
     NoEndpoint { pool: String },
+    #[error("pool {pool}: {rejection}")]
+    Overloaded { pool: String, rejection: sluice_traffic::Rejection },
     #[error("upstream {endpoint} unreachable: {source}")]
     Connect { endpoint: SocketAddr, source: hyper_util::client::legacy::Error },
     #[error("upstream {endpoint} failed before sending response headers: {source}")]
@@ -80,7 +82,7 @@ impl ProxyError {
             | ProxyError::NoRoute { .. }
             | ProxyError::ClientBody { .. }
             | ProxyError::BodyTooLarge { .. } => Side::Client,
-            ProxyError::NoEndpoint { .. } => Side::Gateway,
+            ProxyError::NoEndpoint { .. } | ProxyError::Overloaded { .. } => Side::Gateway,
             ProxyError::Connect { .. }
             | ProxyError::Upstream { .. }
             | ProxyError::Timeout { .. } => Side::Upstream,
@@ -94,6 +96,7 @@ impl ProxyError {
             ProxyError::BadRequest { .. }
             | ProxyError::NoRoute { .. }
             | ProxyError::NoEndpoint { .. }
+            | ProxyError::Overloaded { .. }
             | ProxyError::Connect { .. } => true,
             // Part of an over-long body may have reached the upstream.
             ProxyError::Upstream { .. }
@@ -110,7 +113,9 @@ impl ProxyError {
                 StatusCode::BAD_REQUEST
             }
             ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
-            ProxyError::NoEndpoint { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::NoEndpoint { .. } | ProxyError::Overloaded { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ProxyError::Connect { .. } | ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -123,6 +128,7 @@ impl ProxyError {
             ProxyError::BadRequest { .. } => "bad_request",
             ProxyError::NoRoute { .. } => "no_route",
             ProxyError::NoEndpoint { .. } => "no_endpoint",
+            ProxyError::Overloaded { .. } => "pool_overloaded",
             ProxyError::Connect { .. } => "upstream_unreachable",
             ProxyError::Upstream { .. } => "upstream_failed",
             ProxyError::ClientBody { .. } => "client_body_failed",
@@ -138,7 +144,12 @@ impl ProxyError {
             ProxyError::BadRequest { .. }
             | ProxyError::NoRoute { .. }
             | ProxyError::BodyTooLarge { .. } => self.to_string(),
-            ProxyError::NoEndpoint { .. } => "the service has no endpoint available".into(),
+            ProxyError::NoEndpoint { .. } => {
+                "the service has no healthy endpoint available; try again later".into()
+            }
+            ProxyError::Overloaded { rejection, .. } => {
+                format!("the service is overloaded: {rejection}; try again later")
+            }
             ProxyError::Connect { .. } => "the upstream service could not be reached".into(),
             ProxyError::Upstream { .. } => "the upstream service failed to respond".into(),
             ProxyError::ClientBody { .. } => "the request body could not be read".into(),

@@ -38,6 +38,9 @@ pub(crate) struct Exchange {
     /// `(pool, endpoint)` once [`Exchange::begin`] has counted the request.
     endpoint: Option<(usize, usize)>,
     pub(crate) status: Option<u16>,
+    /// The pool's circuit-breaker slot for this request, given back when
+    /// the exchange ends.
+    pub(crate) permit: Option<sluice_traffic::circuit::OwnedPermit>,
     /// Keeps the connection busy (its idle clock stopped) until the exchange ends.
     _in_flight: InFlight,
 }
@@ -63,6 +66,7 @@ impl Exchange {
             route: None,
             endpoint: None,
             status: None,
+            permit: None,
             _in_flight: in_flight,
         }
     }
@@ -107,12 +111,13 @@ impl Drop for Exchange {
                 time: self.time,
                 client: self.client,
                 listener: self.listener,
-                method: self.method.clone(),
+                method: Some(self.method.clone()),
                 path: std::mem::take(&mut self.path),
                 route: self.route,
                 endpoint: self.endpoint,
                 status: self.status.unwrap_or(CLIENT_CLOSED),
                 duration: self.started.elapsed(),
+                reason: None,
             });
         }
     }

@@ -1,32 +1,55 @@
-//! Listeners and connections: accept, serve HTTP/1.1, drain on shutdown.
+//! Listeners and connections: accept, serve HTTP/1.1 and HTTP/2, swap plans
+//! on reload, drain on shutdown.
 //!
 //! Each listener serves at most its `max_connections` at once. At the limit
 //! its accept loop waits for a connection to close, so further clients wait
 //! in the kernel's accept queue (and are refused by the kernel once that is
 //! full) instead of being accepted and dropped. Each connection is served by
-//! [`crate::connection`], which checks its framing and keeps its clocks.
+//! [`crate::connection`], which tells HTTP/2 from HTTP/1, checks HTTP/1
+//! framing and keeps the connection's clocks.
+//!
+//! # Reload
+//!
+//! The plan in force lives in an [`ArcSwap`]. Each request takes a full
+//! `Arc` of it when it starts and keeps it until it ends, so a reload never
+//! changes the plan under a request in flight, and the request path takes
+//! no lock. A reload builds the new plan's state (taking over the balancers
+//! and upstream connections of unchanged pools, see
+//! [`Shared::reloaded`](crate::proxy::Shared)), binds the listeners that are
+//! new, swaps the plan in, and only then closes the listeners it no longer
+//! has. Listeners are known by the address the spec binds, so one whose
+//! address did not change keeps its socket, and no connection is refused
+//! around a reload. When a new listener cannot be bound, nothing changes.
+//!
+//! # Shutdown
 //!
 //! Shutdown has two phases. First every accept loop ends, which closes the
 //! listening sockets, so new connections are refused. Then every open
 //! connection is told to stop: one that is mid-request finishes that request
 //! and closes, an idle keep-alive connection closes at once, and so does one
 //! that has not sent a request yet (hyper alone would wait for that first
-//! request, and clients that pre-connect would hold the drain open).
+//! request, and clients that pre-connect would hold the drain open). Upgraded
+//! connections (WebSocket tunnels) count as open until they close or the
+//! drain gives up.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use hyper::server::conn::http1;
+use arc_swap::ArcSwap;
+use hyper::header::UPGRADE;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use sluice_compiler::Plan;
-use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
 
-use crate::access_log::AccessLogSender;
-use crate::connection::{self, ClientStream, ConnectionState, Limits};
+use crate::access_log::{AccessLogSender, Record};
+use crate::connection::{self, ClientStream, ConnectionState, Limits, Protocol, Rewind};
 use crate::proxy::{self, Shared};
 use crate::ServeError;
 
@@ -34,14 +57,20 @@ use crate::ServeError;
 /// the loop does not spin while the condition lasts.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// The plan in force, swapped whole on reload.
+type Current = Arc<ArcSwap<Shared>>;
+
 /// A plan with every listener bound, ready to [`run`](Gateway::run).
 pub struct Gateway {
-    shared: Arc<Shared>,
+    current: Current,
+    log: AccessLogSender,
     listeners: Vec<Bound>,
 }
 
 struct Bound {
-    index: usize,
+    /// The address the plan binds, which names the listener across reloads.
+    key: SocketAddr,
+    name: String,
     socket: TcpListener,
     address: SocketAddr,
 }
@@ -55,28 +84,29 @@ pub enum Drain {
     Abandoned { connections: usize },
 }
 
+/// What an upgraded connection holds on to while it tunnels: the
+/// connection's place in the drain and in its listener's connection limit.
+#[derive(Clone)]
+pub(crate) struct ConnectionHold {
+    _stopping: watch::Receiver<()>,
+    _slot: Arc<OwnedSemaphorePermit>,
+}
+
 impl Gateway {
     /// Bind every listener of the plan. Call from within a tokio runtime.
     pub async fn bind(plan: Arc<Plan>, log: AccessLogSender) -> Result<Gateway, ServeError> {
         let mut listeners = Vec::with_capacity(plan.listeners.len());
-        for (index, listener) in plan.listeners.iter().enumerate() {
-            let bind_error = |source| ServeError::Bind {
-                listener: listener.name.clone(),
-                address: listener.bind,
-                source,
-            };
-            let socket = TcpListener::bind(listener.bind).await.map_err(bind_error)?;
-            let address = socket.local_addr().map_err(bind_error)?;
-            listeners.push(Bound { index, socket, address });
+        for listener in &plan.listeners {
+            listeners.push(bind(&listener.name, listener.bind).await?);
         }
-        Ok(Gateway { shared: Arc::new(Shared::new(plan, log)), listeners })
+        let current = Arc::new(ArcSwap::from_pointee(Shared::new(plan, log.clone())));
+        Ok(Gateway { current, log, listeners })
     }
 
     /// Each listener's name and the address it is bound to (with the real
     /// port when the plan asked for port 0).
     pub fn listeners(&self) -> impl Iterator<Item = (&str, SocketAddr)> + '_ {
-        let plan = &self.shared.plan;
-        self.listeners.iter().map(|b| (plan.listeners[b.index].name.as_str(), b.address))
+        self.listeners.iter().map(|b| (b.name.as_str(), b.address))
     }
 
     /// Serve until `shutdown` completes, then close the listeners and let
@@ -86,23 +116,43 @@ impl Gateway {
         shutdown: impl Future<Output = ()>,
         give_up: impl Future<Output = ()>,
     ) -> Drain {
+        let (_, reloads) = mpsc::channel(1);
+        self.run_with_reloads(shutdown, give_up, reloads).await
+    }
+
+    /// Like [`run`](Gateway::run), and put each plan that arrives on
+    /// `reloads` in force (see the module doc).
+    pub async fn run_with_reloads(
+        self,
+        shutdown: impl Future<Output = ()>,
+        give_up: impl Future<Output = ()>,
+        mut reloads: mpsc::Receiver<Plan>,
+    ) -> Drain {
         // Every connection task holds a receiver; the drain ends when all are gone.
         let (stop, stopping) = watch::channel(());
-        let accept_loops: Vec<_> = self
-            .listeners
-            .into_iter()
-            .map(|bound| tokio::spawn(accept(bound, Arc::clone(&self.shared), stopping.clone())))
-            .collect();
-        drop(stopping);
+        let mut loops: HashMap<SocketAddr, JoinHandle<()>> = HashMap::new();
+        for bound in self.listeners {
+            let task = accept(bound.socket, bound.key, Arc::clone(&self.current), stopping.clone());
+            loops.insert(bound.key, tokio::spawn(task));
+        }
 
-        shutdown.await;
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                Some(plan) = reloads.recv() => {
+                    reload(&self.current, &self.log, plan, &mut loops, &stopping).await;
+                }
+            }
+        }
+        drop(stopping);
 
         // Stop accepting: end the loops, which drops (closes) the sockets and
         // their receivers, so that only connections count from here on.
-        for accept_loop in &accept_loops {
+        for accept_loop in loops.values() {
             accept_loop.abort();
         }
-        for accept_loop in accept_loops {
+        for (_, accept_loop) in loops {
             let _ = accept_loop.await;
         }
 
@@ -116,26 +166,90 @@ impl Gateway {
     }
 }
 
-async fn accept(bound: Bound, shared: Arc<Shared>, stopping: watch::Receiver<()>) {
-    let listener = &shared.plan.listeners[bound.index];
-    let max_head = usize::try_from(listener.max_head_size).unwrap_or(usize::MAX);
-    let max_headers = usize::try_from(listener.max_headers).unwrap_or(usize::MAX);
-    let limits = Limits { head: listener.head_timeout, idle: listener.idle_timeout };
-    let mut http = http1::Builder::new();
-    // The head and idle clocks are the connection driver's (see `connection`).
-    http.timer(TokioTimer::new())
-        .header_read_timeout(None)
-        .max_headers(max_headers)
-        .max_header_size(max_head);
-    // Connections beyond the limit wait in the kernel's accept queue.
-    let slots = Arc::new(Semaphore::new(listener.max_connections.max(1) as usize));
+async fn bind(name: &str, key: SocketAddr) -> Result<Bound, ServeError> {
+    let bind_error =
+        |source| ServeError::Bind { listener: name.to_owned(), address: key, source };
+    let socket = TcpListener::bind(key).await.map_err(bind_error)?;
+    let address = socket.local_addr().map_err(bind_error)?;
+    Ok(Bound { key, name: name.to_owned(), socket, address })
+}
+
+/// Put `plan` in force: bind its new listeners, swap it in, close the
+/// listeners it dropped. A listener that cannot be bound leaves the old plan
+/// serving, unchanged.
+async fn reload(
+    current: &Current,
+    log: &AccessLogSender,
+    plan: Plan,
+    loops: &mut HashMap<SocketAddr, JoinHandle<()>>,
+    stopping: &watch::Receiver<()>,
+) {
+    let mut opened = Vec::new();
+    for listener in plan.listeners.iter().filter(|l| !loops.contains_key(&l.bind)) {
+        match bind(&listener.name, listener.bind).await {
+            Ok(bound) => opened.push(bound),
+            Err(error) => {
+                tracing::error!(%error, "reload failed; the previous plan keeps serving");
+                return;
+            }
+        }
+    }
+
+    let previous = current.load_full();
+    let shared = Shared::reloaded(Arc::new(plan), log.clone(), Some(&previous));
+    let (listeners, routes, pools) =
+        (shared.plan.listeners.len(), shared.plan.routes.len(), shared.plan.pools.len());
+    let kept: Vec<SocketAddr> = shared.plan.listeners.iter().map(|l| l.bind).collect();
+    current.store(Arc::new(shared));
+
+    let opened_count = opened.len();
+    for bound in opened {
+        eprintln!("listening listener={} addr={}", bound.name, bound.address);
+        let task = accept(bound.socket, bound.key, Arc::clone(current), stopping.clone());
+        loops.insert(bound.key, tokio::spawn(task));
+    }
+    let mut closed = 0;
+    loops.retain(|key, accept_loop| {
+        let keep = kept.contains(key);
+        if !keep {
+            accept_loop.abort();
+            closed += 1;
+        }
+        keep
+    });
+    tracing::info!(
+        listeners,
+        routes,
+        pools,
+        opened = opened_count,
+        closed,
+        "plan reloaded"
+    );
+}
+
+async fn accept(socket: TcpListener, key: SocketAddr, current: Current, stopping: watch::Receiver<()>) {
+    // Connections beyond the limit wait in the kernel's accept queue. The
+    // limit follows the plan in force.
+    let slots = Arc::new(Semaphore::new(0));
+    let mut permits = 0usize;
 
     loop {
+        let shared = current.load_full();
+        let Some(index) = shared.listener_at(key) else { return };
+        let wanted = shared.plan.listeners[index].max_connections.max(1) as usize;
+        if wanted > permits {
+            slots.add_permits(wanted - permits);
+            permits = wanted;
+        } else if wanted < permits {
+            permits -= slots.forget_permits(permits - wanted);
+        }
+        drop(shared);
+
         let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { return };
-        let (stream, peer) = match bound.socket.accept().await {
+        let (stream, peer) = match socket.accept().await {
             Ok(accepted) => accepted,
             Err(error) => {
-                tracing::warn!(%error, address = %bound.address, "accept failed; retrying");
+                tracing::warn!(%error, address = %key, "accept failed; retrying");
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
@@ -143,22 +257,150 @@ async fn accept(bound: Bound, shared: Arc<Shared>, stopping: watch::Receiver<()>
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
         }
-        tracing::debug!(%peer, listener = bound.index, "connection accepted");
+        let shared = current.load_full();
+        let Some(index) = shared.listener_at(key) else { return };
+        tracing::debug!(%peer, listener = index, "connection accepted");
+        let connection = Connection {
+            peer,
+            key,
+            accepted: shared,
+            index,
+            current: Arc::clone(&current),
+            stopping: stopping.clone(),
+            slot: Arc::new(slot),
+        };
+        tokio::spawn(connection.serve(stream));
+    }
+}
 
-        let state = ConnectionState::new();
-        let stream = ClientStream::new(stream, Arc::clone(&state), max_head, max_headers);
-        let shared = Arc::clone(&shared);
-        let listener = bound.index;
-        let requests = Arc::clone(&state);
-        let service = service_fn(move |request| {
-            let (in_flight, refused) = requests.begin_request();
-            proxy::handle(Arc::clone(&shared), listener, peer, request, in_flight, refused)
+/// One accepted client connection.
+struct Connection {
+    peer: SocketAddr,
+    /// The listener's bind address, which finds it in later plans.
+    key: SocketAddr,
+    /// The plan in force when the connection was accepted, and the
+    /// listener's index there.
+    accepted: Arc<Shared>,
+    index: usize,
+    current: Current,
+    stopping: watch::Receiver<()>,
+    slot: Arc<OwnedSemaphorePermit>,
+}
+
+impl Connection {
+    async fn serve(mut self, mut stream: TcpStream) {
+        let listener = &self.accepted.plan.listeners[self.index];
+        let limits = Limits { head: listener.head_timeout, idle: listener.idle_timeout };
+        let max_head = usize::try_from(listener.max_head_size).unwrap_or(usize::MAX);
+        let max_headers = usize::try_from(listener.max_headers).unwrap_or(usize::MAX);
+        let (streams, resets) = (listener.h2_max_concurrent_streams, listener.h2_max_pending_resets);
+        let peer = self.peer;
+
+        // Which protocol: the first bytes tell. A client that sends nothing
+        // is idle; a stop closes it at once.
+        let sniffed = tokio::select! {
+            sniffed = connection::sniff(&mut stream) => sniffed,
+            () = tokio::time::sleep(limits.idle) => return,
+            _ = self.stopping.changed() => return,
+        };
+        let (protocol, prefix) = match sniffed {
+            Ok(Some(sniffed)) => sniffed,
+            Ok(None) => return,
+            Err(error) => {
+                tracing::debug!(side = "client", %peer, %error, "connection failed before a request");
+                return;
+            }
+        };
+        let io = Rewind::new(prefix, stream);
+        let state = ConnectionState::new(protocol == Protocol::Http1);
+
+        let service = {
+            let (state, current, accepted) =
+                (Arc::clone(&state), Arc::clone(&self.current), Arc::clone(&self.accepted));
+            let (key, index) = (self.key, self.index);
+            let hold = ConnectionHold {
+                _stopping: self.stopping.clone(),
+                _slot: Arc::clone(&self.slot),
+            };
+            service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+                let (in_flight, refused) = state.begin_request();
+                let (shared, listener) = generation(&current, key, &accepted, index);
+                if request.headers().contains_key(UPGRADE) {
+                    request.extensions_mut().insert(hold.clone());
+                }
+                proxy::handle(shared, listener, peer, request, in_flight, refused)
+            })
+        };
+
+        let ended = match protocol {
+            Protocol::Http1 => {
+                let mut http = http1::Builder::new();
+                // The head and idle clocks are the connection driver's.
+                http.timer(TokioTimer::new())
+                    .header_read_timeout(None)
+                    .max_headers(max_headers)
+                    .max_header_size(max_head);
+                let stream = ClientStream::new(io, Arc::clone(&state), max_head, max_headers);
+                let serving = http.serve_connection(TokioIo::new(stream), service).with_upgrades();
+                connection::drive(serving, Arc::clone(&state), limits, self.stopping.clone(), peer)
+                    .await
+            }
+            Protocol::Http2 => {
+                let mut http = http2::Builder::new(TokioExecutor::new());
+                http.timer(TokioTimer::new())
+                    .max_concurrent_streams(streams)
+                    .max_pending_accept_reset_streams(resets as usize)
+                    .max_header_list_size(u32::try_from(max_head).unwrap_or(u32::MAX));
+                let serving = http.serve_connection(TokioIo::new(io), service);
+                connection::drive(serving, Arc::clone(&state), limits, self.stopping.clone(), peer)
+                    .await
+            }
+        };
+        if let Some(error) = ended {
+            self.log_refusal(&state, &error);
+        }
+    }
+
+    /// Log a request that hyper refused before the gateway saw it (a head
+    /// it could not parse, or one too large), with the reason.
+    fn log_refusal(&self, state: &ConnectionState, error: &hyper::Error) {
+        let shared = &self.accepted;
+        if !error.is_parse() || !shared.log.enabled() {
+            return;
+        }
+        let status = if error.is_parse_too_large() { 431 } else { 400 };
+        let reason = state.refusal().map_or_else(|| error.to_string(), str::to_owned);
+        shared.log.send(Record {
+            plan: Arc::clone(&shared.plan),
+            time: SystemTime::now(),
+            client: self.peer,
+            listener: self.index,
+            method: None,
+            path: String::new(),
+            route: None,
+            endpoint: None,
+            status,
+            duration: Duration::ZERO,
+            reason: Some(reason),
         });
-        let serving = http.serve_connection(TokioIo::new(stream), service);
-        let stopping = stopping.clone();
-        tokio::spawn(async move {
-            connection::drive(serving, state, limits, stopping, peer).await;
-            drop(slot);
-        });
+    }
+}
+
+/// The plan a new request on a connection runs on: the one in force, unless
+/// it no longer has the connection's listener, then the one the connection
+/// was accepted under. Also the listener's index in that plan.
+fn generation(
+    current: &ArcSwap<Shared>,
+    key: SocketAddr,
+    accepted: &Arc<Shared>,
+    index: usize,
+) -> (Arc<Shared>, usize) {
+    let shared = current.load_full();
+    if Arc::ptr_eq(&shared, accepted) {
+        return (shared, index);
+    }
+    match shared.listener_at(key) {
+        Some(index) => (shared, index),
+        None => (Arc::clone(accepted), index),
     }
 }

@@ -60,6 +60,30 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Whether the client said it accepts trailers (`TE: trailers`), which an
+/// HTTP/2 upstream such as a gRPC service may require to hear.
+pub(crate) fn accepts_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(hyper::header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| coding.trim().eq_ignore_ascii_case("trailers"))
+}
+
+/// Remove from a trailer section the fields that the gateway's header rules
+/// govern, which a trailer must not be able to set behind their back:
+/// hop-by-hop and framing fields, `Host`, and the `X-Forwarded-*` trio.
+pub(crate) fn strip_trailer_fields(trailers: &mut HeaderMap) {
+    strip_hop_by_hop(trailers);
+    for name in [HOST, hyper::header::CONTENT_LENGTH] {
+        trailers.remove(name);
+    }
+    for name in [&X_FORWARDED_FOR, &X_FORWARDED_PROTO, &X_FORWARDED_HOST] {
+        trailers.remove(name);
+    }
+}
+
 /// Whether `peer` lies in one of the `(network, prefix length)` blocks.
 pub(crate) fn is_trusted(blocks: &[(IpAddr, u8)], peer: IpAddr) -> bool {
     let peer = match peer {

@@ -1,4 +1,5 @@
-//! Sluice's runtime: executes a compiled [`Plan`] as an HTTP/1.1 reverse proxy.
+//! Sluice's runtime: executes a compiled [`Plan`] as an HTTP/1.1 and HTTP/2
+//! reverse proxy, and swaps in a new plan on reload.
 //!
 //! In goes a plan (from `sluice_compiler::load_plan`); out come bound
 //! listeners that route each request with the plan's trie, pick an endpoint
@@ -6,7 +7,8 @@
 //! the request and response through pooled upstream connections.
 //!
 //! - [`serve`]: the blocking entry point behind `sluice serve`. It builds the
-//!   tokio runtime, binds, serves until SIGINT or SIGTERM, and drains.
+//!   tokio runtime, binds, serves until SIGINT or SIGTERM, reloads on SIGHUP
+//!   (and on file changes with `watch`), and drains.
 //! - [`Gateway`]: the same, as async pieces, for embedding (`sluice demo`).
 //! - [`AccessLog`]: the per-request JSON log, written off the request path.
 //! - [`ProxyError`]: why the gateway answered a request itself, and which
@@ -22,10 +24,13 @@ mod exchange;
 mod framing;
 mod gateway;
 mod headers;
+mod pool_state;
 mod proxy;
+mod reload;
 mod request_body;
 pub mod sample;
 pub mod stub;
+mod upgrade;
 mod upstream;
 
 use std::net::SocketAddr;
@@ -51,6 +56,10 @@ pub struct ServeOptions {
     /// How long shutdown waits for in-flight requests before closing their
     /// connections anyway.
     pub drain_timeout: Duration,
+    /// The spec or plan file to load again on SIGHUP.
+    pub source: Option<std::path::PathBuf>,
+    /// Also reload when `source` changes.
+    pub watch: bool,
 }
 
 impl Default for ServeOptions {
@@ -59,6 +68,8 @@ impl Default for ServeOptions {
             workers: None,
             access_log: AccessLogTarget::Stdout,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            source: None,
+            watch: false,
         }
     }
 }
@@ -75,6 +86,8 @@ pub enum ServeError {
     AccessLog { target: String, source: std::io::Error },
     #[error("cannot install the SIGINT and SIGTERM handlers: {0}")]
     Signals(#[source] std::io::Error),
+    #[error("cannot set up reloading (SIGHUP, --watch): {0}")]
+    Reload(#[source] std::io::Error),
 }
 
 /// Run the gateway until SIGINT or SIGTERM, then drain and return.
@@ -88,6 +101,10 @@ pub enum ServeError {
 ///
 /// `addr` is the bound address, so a listener configured with port 0 shows
 /// the port the system chose. Scripts may rely on this line's format.
+///
+/// SIGHUP, and with `options.watch` a change to `options.source`, loads the
+/// source again and puts the new plan in force without dropping a request;
+/// a source that fails to load is logged and the old plan keeps serving.
 ///
 /// On the first signal the gateway stops accepting connections, lets
 /// in-flight requests finish for up to `drain_timeout`, and returns `Ok`. A
@@ -115,6 +132,14 @@ pub fn serve(plan: Plan, options: ServeOptions) -> Result<(), ServeError> {
         // Install the handlers before announcing the listeners, so that a
         // signal sent as soon as the lines appear is not fatal.
         let signals = signals::count().map_err(ServeError::Signals)?;
+        let (plans, reloads) = tokio::sync::mpsc::channel(1);
+        let _reloading = match &options.source {
+            Some(source) => Some(
+                reload::start(source.clone(), options.watch, plans)
+                    .map_err(ServeError::Reload)?,
+            ),
+            None => None,
+        };
         let gateway = Gateway::bind(Arc::clone(&plan), log.sender()).await?;
         for (name, address) in gateway.listeners() {
             eprintln!("listening listener={name} addr={address}");
@@ -134,7 +159,7 @@ pub fn serve(plan: Plan, options: ServeOptions) -> Result<(), ServeError> {
                 () = signals::nth(signals.clone(), 2) => {}
             }
         };
-        match gateway.run(first, give_up).await {
+        match gateway.run_with_reloads(first, give_up, reloads).await {
             Drain::Complete => tracing::info!("drained; exiting"),
             Drain::Abandoned { connections } => tracing::warn!(
                 connections,

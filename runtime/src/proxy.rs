@@ -16,6 +16,7 @@ use std::cell::RefCell;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, HOST};
@@ -24,17 +25,21 @@ use hyper::{Method, Request, Response, Uri, Version};
 use sluice_compiler::condition::RequestFields;
 use sluice_compiler::normalize::normalize;
 use sluice_compiler::plan::RoutePlan;
-use sluice_compiler::spec::Sticky;
-use sluice_compiler::{Balance, Captures, Plan};
-use sluice_traffic::split;
-use sluice_traffic::{Algorithm, Balancer};
+use sluice_compiler::spec::{Protocol, Sticky};
+use sluice_compiler::{Captures, Plan};
+use sluice_compiler::spec::HashOn;
+use sluice_traffic::deadline::TryBudget;
+use sluice_traffic::retry::{self, RetryDecision};
+use sluice_traffic::{split, Balancer, Deadline, Outcome, Pick, TryFacts};
 
 use crate::access_log::AccessLogSender;
 use crate::connection::InFlight;
 use crate::error::ProxyError;
 use crate::exchange::{Exchange, ResponseBody};
 use crate::headers;
-use crate::request_body::{BodySlot, RequestBody};
+use crate::pool_state::{self, PoolState};
+use crate::request_body::{self, BodySlot, RequestBody};
+use crate::upgrade;
 use crate::upstream::{self, PoolClient};
 
 thread_local! {
@@ -46,24 +51,74 @@ thread_local! {
 /// connection pool and the access log.
 pub(crate) struct Shared {
     pub(crate) plan: Arc<Plan>,
-    /// Indexed like `plan.pools`.
-    pub(crate) balancers: Vec<Balancer>,
+    /// Indexed like `plan.pools`. Shared with the next plan when a reload
+    /// leaves the pool's endpoints as they were.
+    pub(crate) balancers: Vec<Arc<Balancer>>,
+    /// Indexed like `plan.pools`: the state a reload carries over for a pool
+    /// that did not change (see [`PoolState`]).
+    pub(crate) pools: Vec<Arc<PoolState>>,
+    /// Indexed like `plan.routes`: each route's retry budget, if it has one.
+    budgets: Vec<Option<sluice_traffic::RetryBudget>>,
     /// Indexed like `plan.pools[p].endpoints`.
     authorities: Vec<Vec<Authority>>,
-    /// Indexed like `plan.pools`.
-    clients: Vec<PoolClient>,
+    /// Indexed like `plan.pools`; shared across reloads like `balancers`.
+    clients: Vec<Arc<PoolClient>>,
     pub(crate) log: AccessLogSender,
 }
 
 impl Shared {
     pub(crate) fn new(plan: Arc<Plan>, log: AccessLogSender) -> Shared {
-        let balancers = plan
+        Shared::reloaded(plan, log, None)
+    }
+
+    /// The state for `plan`, taking over from `previous` (the plan it
+    /// replaces) the balancer and the upstream connections of every pool of
+    /// the same name whose protocol, algorithm and endpoints (addresses and
+    /// weights, in order) did not change. Requests still in flight on the
+    /// old plan then end their count on the same balancer the new plan picks
+    /// with.
+    // TODO: a changed pool starts afresh; carrying per-endpoint state for the
+    // addresses it kept needs the balancer to take over another's counts.
+    pub(crate) fn reloaded(
+        plan: Arc<Plan>,
+        log: AccessLogSender,
+        previous: Option<&Shared>,
+    ) -> Shared {
+        let kept = |pool: &sluice_compiler::plan::PoolPlan| -> Option<usize> {
+            let old = previous?;
+            let index = old.plan.pools.iter().position(|p| p.name == pool.name)?;
+            let before = &old.plan.pools[index];
+            let same = before.balance == pool.balance
+                && PoolState::carries_over(before, pool)
+                && before.protocol == pool.protocol
+                && before.connect_timeout == pool.connect_timeout
+                && before.idle_timeout == pool.idle_timeout
+                && before.endpoints.len() == pool.endpoints.len()
+                && before
+                    .endpoints
+                    .iter()
+                    .zip(&pool.endpoints)
+                    .all(|(a, b)| a.address == b.address && a.weight == b.weight);
+            same.then_some(index)
+        };
+        let kept: Vec<Option<usize>> = plan.pools.iter().map(kept).collect();
+
+        // Balancer, breaker, health and outlier state, carried as a whole.
+        let pools: Vec<Arc<PoolState>> = plan
             .pools
             .iter()
-            .map(|pool| {
-                let weights: Vec<u32> = pool.endpoints.iter().map(|e| e.weight).collect();
-                Balancer::new(algorithm(pool.balance), &weights)
+            .zip(&kept)
+            .map(|(pool, kept)| match (kept, previous) {
+                (Some(index), Some(old)) => Arc::clone(&old.pools[*index]),
+                _ => PoolState::start(pool),
             })
+            .collect();
+        let balancers = pools.iter().map(|p| Arc::clone(&p.balancer)).collect();
+        // Retry budgets start afresh with each plan.
+        let budgets = plan
+            .routes
+            .iter()
+            .map(|r| r.budget_settings().map(sluice_traffic::RetryBudget::new))
             .collect();
         let authorities = plan
             .pools
@@ -79,19 +134,25 @@ impl Shared {
             })
             .collect();
 
-        let clients = plan.pools.iter().map(PoolClient::new).collect();
+        let clients = plan
+            .pools
+            .iter()
+            .zip(&kept)
+            .map(|(pool, kept)| match (kept, previous) {
+                (Some(index), Some(old)) => Arc::clone(&old.clients[*index]),
+                _ => Arc::new(PoolClient::new(pool)),
+            })
+            .collect();
 
-        Shared { plan, balancers, authorities, clients, log }
+        Shared { plan, balancers, pools, budgets, authorities, clients, log }
     }
 }
 
-/// The traffic algorithm that implements a spec's balance setting.
-pub(crate) fn algorithm(balance: Balance) -> Algorithm {
-    match balance {
-        Balance::RoundRobin => Algorithm::RoundRobin,
-        Balance::WeightedRoundRobin => Algorithm::WeightedRoundRobin,
-        Balance::Random => Algorithm::Random,
-        Balance::LeastRequest => Algorithm::LeastRequest { choices: 2 },
+impl Shared {
+    /// The index of the listener bound to `bind` (as the spec wrote it), if
+    /// this plan has one.
+    pub(crate) fn listener_at(&self, bind: SocketAddr) -> Option<usize> {
+        self.plan.listeners.iter().position(|l| l.bind == bind)
     }
 }
 
@@ -168,27 +229,59 @@ async fn forward(
         }
     }
 
-    // Pick the pool (a side of the route's split, if it has one), then an
-    // endpoint, and count the request there until the exchange ends.
+    // Pick the pool (a side of the route's split, if it has one), admit the
+    // request under its circuit breaker, then pick an endpoint and count the
+    // request there until the exchange ends.
     let pool = pick_pool(route_plan, &request, client);
-    let endpoint = shared.balancers[pool]
-        .pick(&mut rand::rng())
-        .ok_or_else(|| ProxyError::NoEndpoint { pool: plan.pools[pool].name.clone() })?;
+    let pool_plan = &plan.pools[pool];
+    let permit = shared.pools[pool]
+        .admit()
+        .map_err(|rejection| ProxyError::Overloaded { pool: pool_plan.name.clone(), rejection })?;
+    exchange.permit = Some(permit);
+    let hash = pool_plan.hash_key().and_then(|key| hash_point(plan, key, &request, client, route, &path));
+    let pick = Pick { now: pool_state::now(), hash, avoid: None };
+    let endpoint = shared.pools[pool]
+        .balancer
+        .pick_with(&mut rand::rng(), &pick)
+        .ok_or_else(|| ProxyError::NoEndpoint { pool: pool_plan.name.clone() })?;
     exchange.begin(pool, endpoint);
-    let address = plan.pools[pool].endpoints[endpoint].address;
+    let address = pool_plan.endpoints[endpoint].address;
     tracing::trace!(route = %route_plan.name, %address, "routed");
 
-    // Rewrite the request for the upstream.
+    // Rewrite the request for the upstream, in the pool's protocol.
     let target = upstream_uri(&shared.authorities[pool][endpoint], &path, request.uri().query())?;
+    let protocol = plan.pools[pool].protocol;
+    let upgrade = upgrade::Requested::take(&mut request, protocol);
+    let te_trailers = protocol == Protocol::Http2 && headers::accepts_trailers(request.headers());
     let (mut head, body) = request.into_parts();
     headers::strip_hop_by_hop(&mut head.headers);
+    if let Some(upgrade) = &upgrade {
+        upgrade.restore(&mut head.headers);
+    }
+    if te_trailers {
+        head.headers.insert(hyper::header::TE, HeaderValue::from_static("trailers"));
+    }
     let trusted = headers::is_trusted(&plan.listeners[listener].trusted_proxies, client.ip());
     headers::add_forwarded(&mut head.headers, client.ip(), trusted);
-    let head = UpstreamHead { method: head.method, target, headers: head.headers };
-    let slot = BodySlot::new(body, limit);
+    // An HTTP/1.1 upstream may refuse early what expects `100 Continue`.
+    let (continued, gate) = match protocol {
+        Protocol::Http1 => request_body::continue_gate(&head.headers).unzip(),
+        Protocol::Http2 => (None, None),
+    };
+    let version = match protocol {
+        Protocol::Http1 => Version::HTTP_11,
+        Protocol::Http2 => Version::HTTP_2,
+    };
+    let head =
+        UpstreamHead { method: head.method, target, headers: head.headers, version, continued };
+    let slot = BodySlot::with(body, limit, protocol == Protocol::Http2, gate);
 
-    let mut response = send(shared, exchange, pool, endpoint, &head, &slot).await?;
+    let mut response = send(shared, exchange, pool, endpoint, hash, &head, &slot).await?;
+    let switched = upgrade.and_then(|upgrade| upgrade.on_response(&mut response));
     headers::strip_hop_by_hop(response.headers_mut());
+    if let Some(upgraded_to) = switched {
+        upgrade::restore_response(response.headers_mut(), upgraded_to);
+    }
     Ok(response)
 }
 
@@ -198,6 +291,10 @@ struct UpstreamHead {
     /// `http://ENDPOINT/path?query` for the first endpoint picked.
     target: Uri,
     headers: HeaderMap,
+    /// The pool's protocol version.
+    version: Version,
+    /// Told when the upstream answers `100 Continue`, for a request that expects it.
+    continued: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl UpstreamHead {
@@ -207,89 +304,216 @@ impl UpstreamHead {
         let mut request = Request::new(body);
         *request.method_mut() = self.method.clone();
         *request.uri_mut() = Uri::from_parts(target).unwrap_or_else(|_| self.target.clone());
-        *request.version_mut() = Version::HTTP_11;
+        *request.version_mut() = self.version;
         *request.headers_mut() = self.headers.clone();
+        if let Some(continued) = &self.continued {
+            let continued = Arc::clone(continued);
+            hyper::ext::on_informational(&mut request, move |response| {
+                if response.status() == hyper::StatusCode::CONTINUE {
+                    continued.notify_one();
+                }
+            });
+        }
         request
     }
 }
 
-/// Send a request to `endpoint` of `pool`, moving to another endpoint when
-/// the connection cannot be opened, and sending once more on a new
-/// connection when a reused one was found closed (see [`crate::upstream`]).
-/// The route's timeout covers every attempt together.
+/// Send a request to `endpoint` of `pool`, and try again as the route's
+/// retry policy allows: on another endpoint whenever the pool has one, after
+/// a jittered backoff, within the route's deadline and retry budget, and
+/// never once the request's body has started to stream. Each try teaches the
+/// pool's balancer (latency) and outlier detector (outcome).
+///
+/// A route without `retries` still sends a request whose connection failed
+/// (so nothing was sent) to another endpoint, up to once per endpoint; see
+/// `RetryPlan::failover`.
+#[allow(clippy::too_many_arguments)]
 async fn send(
     shared: &Shared,
     exchange: &mut Exchange,
     pool: usize,
     mut endpoint: usize,
+    hash: Option<u64>,
     head: &UpstreamHead,
     slot: &Arc<BodySlot>,
 ) -> Result<Response<Incoming>, ProxyError> {
     let plan = &shared.plan;
-    let route_timeout = exchange.route.and_then(|r| plan.routes[r].timeout);
-    let deadline = route_timeout.map(|t| tokio::time::Instant::now() + t);
-    let mut tried = vec![endpoint];
-    let mut resent = false;
+    let route = exchange.route.unwrap_or_default();
+    let route_plan = &plan.routes[route];
+    let policy = &route_plan.retries.settings;
+    let state = &shared.pools[pool];
+    let budget = shared.budgets[route].as_ref();
+    let deadline = Deadline::new(route_plan.deadline_settings(), pool_state::now());
+    if let Some(budget) = budget {
+        budget.record_request(pool_state::now());
+    }
+    let idempotent = retry::is_idempotent(head.method.as_str());
+    let mut tries = 0;
 
     loop {
         let address = plan.pools[pool].endpoints[endpoint].address;
-        let client =
-            if resent { &shared.clients[pool].fresh } else { &shared.clients[pool].pooled };
+        let limit = match deadline.next_try(pool_state::now()) {
+            TryBudget::Unbounded => None,
+            TryBudget::Bounded { timeout, .. } => Some(timeout),
+            TryBudget::Expired => {
+                let timeout = route_plan.timeout.unwrap_or_default();
+                return Err(ProxyError::Timeout { endpoint: address, timeout });
+            }
+        };
+        tries += 1;
         let began = tokio::time::Instant::now();
-        let sent =
-            client.request(head.request(&shared.authorities[pool][endpoint], slot.attempt()));
-        let result = match (deadline, route_timeout) {
-            (Some(deadline), Some(timeout)) => tokio::time::timeout_at(deadline, sent)
-                .await
-                .map_err(|_| ProxyError::Timeout { endpoint: address, timeout })?,
-            _ => sent.await,
-        };
-        let error = match result {
-            Ok(response) => return Ok(response),
-            Err(error) => error,
-        };
+        let result = try_once(shared, pool, endpoint, head, slot, idempotent, limit).await;
         if slot.was_too_large() {
             return Err(ProxyError::BodyTooLarge { limit: slot.limit().unwrap_or(0) });
         }
 
-        // Nothing was sent: another endpoint may take it.
-        if error.is_connect() && slot.is_whole() {
-            if let Some(next) = untried(&shared.balancers[pool], &tried) {
-                tracing::debug!(side = "upstream", %address, %error, "connect failed; trying another endpoint");
-                exchange.switch(pool, next);
-                tried.push(next);
-                endpoint = next;
-                continue;
+        // Learn from the try, unless the client's body is what failed.
+        let outcome = match &result {
+            Ok(response) => Outcome::Response(response.status().as_u16()),
+            Err(TryError::TimedOut(_)) => Outcome::Timeout,
+            Err(TryError::Failed(error)) if error.is_connect() => Outcome::ConnectFailure,
+            Err(TryError::Failed(_)) => Outcome::Reset,
+        };
+        let client_fault = matches!(&result, Err(TryError::Failed(e)) if is_client_body_error(e));
+        if !client_fault {
+            state.record(endpoint, began.elapsed(), outcome);
+        }
+        if let Ok(response) = &result {
+            if !policy.on.statuses.contains(&response.status().as_u16()) {
+                return result.map_err(|_| unreachable_error(address));
             }
         }
-        // A stale keep-alive connection: once more, on a new connection.
-        let resend = !resent
-            && is_idempotent(&head.method)
-            && slot.is_whole()
-            && upstream::on_reused_connection(&error, began)
-            && upstream::closed_before_response(&error);
-        if resend {
-            tracing::debug!(side = "upstream", %address, %error, "reused connection closed; resending");
-            resent = true;
-            continue;
+
+        // Retry, on another endpoint when there is one, or stop here.
+        let facts = TryFacts { tries, outcome, idempotent, replayable: slot.is_whole() };
+        let decision = if client_fault {
+            RetryDecision::Stop(retry::NoRetry::NotRetryable)
+        } else {
+            retry::decide(policy, &deadline, budget, &facts, pool_state::now(), &mut rand::rng())
+        };
+        let next = match decision {
+            RetryDecision::Retry { backoff, .. } => {
+                let pick = Pick { now: pool_state::now(), hash, avoid: Some(endpoint) };
+                state.balancer.pick_with(&mut rand::rng(), &pick).map(|next| (next, backoff))
+            }
+            RetryDecision::Stop(why) => {
+                tracing::trace!(%address, ?outcome, ?why, "not retried");
+                None
+            }
+        };
+        let Some((next, backoff)) = next else {
+            return match result {
+                Ok(response) => Ok(response),
+                Err(TryError::TimedOut(timeout)) => {
+                    Err(ProxyError::Timeout { endpoint: address, timeout })
+                }
+                Err(TryError::Failed(error)) => Err(ProxyError::from_client(address, error)),
+            };
+        };
+        tracing::debug!(side = "upstream", %address, ?outcome, tries, ?backoff, "retrying");
+        drop(result);
+        if !backoff.is_zero() {
+            tokio::time::sleep(backoff).await;
         }
-        return Err(ProxyError::from_client(address, error));
+        exchange.switch(pool, next);
+        endpoint = next;
     }
 }
 
-/// An endpoint the balancer would pick that is not in `tried`, if it offers
-/// one within a few picks.
-fn untried(balancer: &Balancer, tried: &[usize]) -> Option<usize> {
-    let mut rng = rand::rng();
-    (0..2 * balancer.len()).filter_map(|_| balancer.pick(&mut rng)).find(|e| !tried.contains(e))
+/// How a try ended without a response head.
+enum TryError {
+    /// The try's time (per-try or what was left of the route's) ran out.
+    TimedOut(Duration),
+    Failed(hyper_util::client::legacy::Error),
 }
 
-/// Methods that RFC 9110 (section 9.2.2) defines as idempotent.
-fn is_idempotent(method: &Method) -> bool {
-    matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    )
+/// Never built: `send` maps only an `Ok` through it.
+fn unreachable_error(endpoint: SocketAddr) -> ProxyError {
+    ProxyError::Timeout { endpoint, timeout: Duration::ZERO }
+}
+
+/// One try against `endpoint`, within `limit`. A pooled connection that the
+/// upstream had closed is not the endpoint's failure: an idempotent request
+/// whose body is whole is sent once more, to the same endpoint, on a new
+/// connection, within the same try (see [`crate::upstream`]).
+async fn try_once(
+    shared: &Shared,
+    pool: usize,
+    endpoint: usize,
+    head: &UpstreamHead,
+    slot: &Arc<BodySlot>,
+    idempotent: bool,
+    limit: Option<Duration>,
+) -> Result<Response<Incoming>, TryError> {
+    let authority = &shared.authorities[pool][endpoint];
+    let attempt = async {
+        let mut resent = false;
+        loop {
+            let client =
+                if resent { &shared.clients[pool].fresh } else { &shared.clients[pool].pooled };
+            let began = tokio::time::Instant::now();
+            let error = match client.request(head.request(authority, slot.attempt())).await {
+                Ok(response) => return Ok(response),
+                Err(error) => error,
+            };
+            let resend = !resent
+                && idempotent
+                && slot.is_whole()
+                && upstream::on_reused_connection(&error, began)
+                && upstream::closed_before_response(&error);
+            if !resend {
+                return Err(TryError::Failed(error));
+            }
+            tracing::debug!(side = "upstream", %authority, %error, "reused connection closed; resending");
+            resent = true;
+        }
+    };
+    match limit {
+        Some(limit) => {
+            tokio::time::timeout(limit, attempt).await.unwrap_or(Err(TryError::TimedOut(limit)))
+        }
+        None => attempt.await,
+    }
+}
+
+/// Whether a failed try failed because of the client's request body.
+fn is_client_body_error(error: &hyper_util::client::legacy::Error) -> bool {
+    std::error::Error::source(error)
+        .and_then(|e| e.downcast_ref::<hyper::Error>())
+        .is_some_and(hyper::Error::is_user)
+}
+
+/// The consistent-hash point of a request: the hash of its key, or `None`
+/// when the request does not carry the key.
+fn hash_point<B>(
+    plan: &Plan,
+    key: &HashOn,
+    request: &Request<B>,
+    client: SocketAddr,
+    route: usize,
+    path: &str,
+) -> Option<u64> {
+    let hash = |bytes: &[u8]| Some(sluice_traffic::key_hash(bytes));
+    match key {
+        HashOn::Header(name) => hash(request.headers().get(name.as_str())?.as_bytes()),
+        HashOn::Cookie(name) => hash(&cookie(request, name)?),
+        HashOn::Query(name) => {
+            let query = request.uri().query()?;
+            let value = query.split('&').find_map(|pair| {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                (k == name).then_some(v)
+            })?;
+            hash(value.as_bytes())
+        }
+        // The captures of this request's lookup, which no await has come between.
+        HashOn::PathParam(name) => CAPTURES.with(|captures| {
+            let captures = captures.borrow();
+            let route = u32::try_from(route).ok()?;
+            let (_, value) = plan.params(route, path, &captures).find(|(n, _)| n == name)?;
+            hash(value.as_bytes())
+        }),
+        HashOn::ClientAddress => hash(client.ip().to_string().as_bytes()),
+    }
 }
 
 /// The request's `Content-Length`, when it declares one (the framing check
@@ -383,18 +607,7 @@ fn pick_pool<B>(route: &RoutePlan, request: &Request<B>, client: SocketAddr) -> 
         Some(Sticky::Header(name)) => {
             request.headers().get(name.as_str()).map(|v| v.as_bytes().to_vec())
         }
-        Some(Sticky::Cookie(name)) => {
-            let fields = Fields { request };
-            let mut found = None;
-            fields.any_header("cookie", &mut |header| {
-                found = header.split(';').find_map(|pair| {
-                    let (k, v) = pair.trim().split_once('=')?;
-                    (k.trim() == name).then(|| v.trim().as_bytes().to_vec())
-                });
-                found.is_some()
-            });
-            found
-        }
+        Some(Sticky::Cookie(name)) => cookie(request, name),
         Some(Sticky::ClientAddress) => Some(client.ip().to_string().into_bytes()),
     };
     let point = match key {
@@ -402,4 +615,18 @@ fn pick_pool<B>(route: &RoutePlan, request: &Request<B>, client: SocketAddr) -> 
         None => rand::RngExt::random::<u64>(&mut rand::rng()),
     };
     split::choose(&route.split_weights(), point).map_or(route.pool, |side| route.split[side].pool)
+}
+
+/// The value of the request's cookie `name`, if it sends one.
+fn cookie<B>(request: &Request<B>, name: &str) -> Option<Vec<u8>> {
+    let fields = Fields { request };
+    let mut found = None;
+    fields.any_header("cookie", &mut |header| {
+        found = header.split(';').find_map(|pair| {
+            let (k, v) = pair.trim().split_once('=')?;
+            (k.trim() == name).then(|| v.trim().as_bytes().to_vec())
+        });
+        found.is_some()
+    });
+    found
 }

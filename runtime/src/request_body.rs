@@ -6,14 +6,24 @@
 //!   request, once they pass the route's `max_body_size`; the proxy then
 //!   answers 413 (a declared `Content-Length` that is already too large is
 //!   refused before anything is sent);
-//! - it drops the trailer section of a chunked body, so that no field can
-//!   reach the upstream without passing the gateway's header rules (a trailer
-//!   `X-Forwarded-For` or `Content-Length` would otherwise bypass them);
+//! - towards an HTTP/1.1 pool it drops the trailer section of a chunked
+//!   body, so that no field can reach the upstream without passing the
+//!   gateway's header rules (a trailer `X-Forwarded-For` or `Content-Length`
+//!   would otherwise bypass them); towards an HTTP/2 pool, where trailers
+//!   carry meaning (gRPC), it passes them on without the fields those rules
+//!   govern (see [`crate::headers::strip_trailer_fields`]);
+//! - for a request that sent `Expect: 100-continue`, it waits before reading
+//!   the client's body (which is what makes hyper send the client its
+//!   `100 Continue`) until the upstream has sent its own 100, or a short
+//!   while has passed without an answer. An upstream that refuses the
+//!   request early (413, 401...) is thus answered through, and the client
+//!   never sends a body nobody wants;
 //! - it takes the client's body from a shared [`BodySlot`] only when the
 //!   upstream client first asks for data. If an attempt fails before that
 //!   (a refused connection, or a reused connection that turned out closed),
 //!   the body is still whole in the slot and the request can be sent again.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -39,11 +49,51 @@ pub(crate) struct BodySlot {
     size_hint: SizeHint,
     too_large: AtomicBool,
     limit: Option<u64>,
+    keep_trailers: bool,
+    /// Resolves when the body may be read; see the module doc.
+    gate: Mutex<Option<Gate>>,
+}
+
+/// What reading a body waits for first.
+pub(crate) type Gate = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// How long a request that expects `100 Continue` holds its body back when
+/// the upstream says nothing, as curl waits for a server.
+const CONTINUE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// For a request that sent `Expect: 100-continue`, a gate that opens when
+/// the returned [`Notify`] is told the upstream sent `100 Continue`, or
+/// after [`CONTINUE_WAIT`].
+pub(crate) fn continue_gate(
+    headers: &hyper::HeaderMap,
+) -> Option<(Arc<tokio::sync::Notify>, Gate)> {
+    let expect = headers.get(hyper::header::EXPECT)?;
+    if !expect.as_bytes().eq_ignore_ascii_case(b"100-continue") {
+        return None;
+    }
+    let continued = Arc::new(tokio::sync::Notify::new());
+    let told = Arc::clone(&continued);
+    let gate: Gate = Box::pin(async move {
+        tokio::select! {
+            () = told.notified() => {}
+            () = tokio::time::sleep(CONTINUE_WAIT) => {}
+        }
+    });
+    Some((continued, gate))
 }
 
 impl BodySlot {
-    pub(crate) fn new(body: Incoming, limit: Option<u64>) -> Arc<BodySlot> {
+    /// A slot whose body keeps its (filtered) trailers when `keep_trailers`,
+    /// and is read only once `gate` resolves.
+    pub(crate) fn with(
+        body: Incoming,
+        limit: Option<u64>,
+        keep_trailers: bool,
+        gate: Option<Gate>,
+    ) -> Arc<BodySlot> {
         Arc::new(BodySlot {
+            keep_trailers,
+            gate: Mutex::new(gate),
             end_stream: body.is_end_stream(),
             size_hint: body.size_hint(),
             body: Mutex::new(Some(body)),
@@ -55,7 +105,7 @@ impl BodySlot {
     /// A body for one attempt. It is the client's whole body when
     /// [`BodySlot::is_whole`] holds, and empty otherwise.
     pub(crate) fn attempt(self: &Arc<Self>) -> RequestBody {
-        RequestBody { slot: Arc::clone(self), body: None, seen: 0 }
+        RequestBody { slot: Arc::clone(self), body: None, gate: None, seen: 0 }
     }
 
     /// Whether no attempt has started reading the client's body (or it is
@@ -79,6 +129,7 @@ impl BodySlot {
 pub struct RequestBody {
     slot: Arc<BodySlot>,
     body: Option<Incoming>,
+    gate: Option<Gate>,
     seen: u64,
 }
 
@@ -92,6 +143,15 @@ impl Body for RequestBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
         if this.body.is_none() {
+            if this.gate.is_none() {
+                this.gate = this.slot.gate.lock().ok().and_then(|mut g| g.take());
+            }
+            if let Some(gate) = this.gate.as_mut() {
+                if gate.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                this.gate = None;
+            }
             this.body = this.slot.body.lock().ok().and_then(|mut b| b.take());
         }
         let Some(body) = this.body.as_mut() else { return Poll::Ready(None) };
@@ -105,8 +165,13 @@ impl Body for RequestBody {
                 Poll::Ready(Some(Ok(frame))) => frame,
             };
             let Some(data) = frame.data_ref() else {
-                // A trailer section: dropped (see the module doc).
-                continue;
+                // A trailer section (see the module doc).
+                if !this.slot.keep_trailers {
+                    continue;
+                }
+                let Ok(mut trailers) = frame.into_trailers() else { continue };
+                crate::headers::strip_trailer_fields(&mut trailers);
+                return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
             };
             this.seen += data.len() as u64;
             if let Some(limit) = this.slot.limit.filter(|&limit| this.seen > limit) {

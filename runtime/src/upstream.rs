@@ -1,5 +1,6 @@
-//! Upstream connections: one pooled HTTP/1.1 client per pool, with the
-//! pool's `connect_timeout` and `idle_timeout`, and the two resends that are
+//! Upstream connections: one pooled client per pool, speaking the pool's
+//! `protocol` (HTTP/1.1, or HTTP/2 with prior knowledge), with the pool's
+//! `connect_timeout` and `idle_timeout`, and the two resends that are
 //! safe without any retry policy.
 //!
 //! - **Connect failover**: when a connection attempt fails (refused, or not
@@ -54,14 +55,21 @@ impl PoolClient {
         http.set_nodelay(true);
         http.set_connect_timeout(Some(pool.connect_timeout));
         let connector = StampingConnector { http };
+        // HTTP/2 in cleartext with prior knowledge: one connection per
+        // endpoint carries every request at once.
+        let http2 = pool.protocol == sluice_compiler::spec::Protocol::Http2;
 
         let pooled = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(pool.idle_timeout)
             .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .http2_only(http2)
             .build(connector.clone());
         let fresh = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(0)
             .retry_canceled_requests(false)
+            .timer(TokioTimer::new())
+            .http2_only(http2)
             .build(connector);
         PoolClient { pooled, fresh }
     }

@@ -13,7 +13,7 @@ use sluice_simulator::random::ServiceTime;
 use sluice_simulator::workload::{
     EndpointShape, Length, PoolLoad, PoolShape, RouteShape, RouteShare,
 };
-use sluice_simulator::{Topology, Variant, Workload};
+use sluice_simulator::{Topology, Workload};
 
 const REQUESTS: u64 = 1_000_000;
 const ENDPOINTS: usize = 10;
@@ -24,21 +24,18 @@ fn setup(balance: Balance) -> (Topology, Workload) {
         .collect();
     let topology = Topology {
         pools: vec![PoolShape { name: "pool".into(), balance, endpoints }],
-        routes: vec![RouteShape { name: "route".into(), pool: 0, split: Vec::new() }],
+        routes: vec![RouteShape {
+            name: "route".into(),
+            pool: 0,
+            split: Vec::new(),
+            timeout: None,
+        }],
     };
     // Ten 1 ms exponential servers offered 9,000 requests per second.
-    let workload = Workload {
-        seed: None,
-        length: Length::Requests(REQUESTS),
-        warmup: 0,
-        rate: 9_000.0,
-        traffic: vec![RouteShare { route: 0, weight: 1.0 }],
-        pools: vec![Some(PoolLoad {
-            workers: 1,
-            service: ServiceTime::Exponential { mean: 1_000_000 },
-        })],
-        variants: vec![Variant::Spec],
-    };
+    let traffic = vec![RouteShare { route: 0, weight: 1.0 }];
+    let service = ServiceTime::Exponential { mean: 1_000_000 };
+    let pools = vec![Some(PoolLoad::new(1, service))];
+    let workload = Workload::poisson(Length::Requests(REQUESTS), 0, 9_000.0, traffic, pools);
     (topology, workload)
 }
 

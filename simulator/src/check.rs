@@ -15,7 +15,7 @@ use sluice_compiler::{Diagnostic, Plan, Severity};
 
 use crate::scenario::Scenario;
 use crate::time::{parse_duration, Human, Nanos, SECOND};
-use crate::workload::{Length, PoolLoad, RouteShare, Topology, Variant, Workload};
+use crate::workload::{Arrivals, Length, PoolLoad, RouteShare, Topology, Variant, Workload};
 
 /// The finding codes of scenario checks.
 pub mod codes {
@@ -35,6 +35,13 @@ pub mod codes {
     pub const UNUSED_POOL_MODEL: Code = Code { id: "S0412", name: "unused-pool-model" };
     pub const DUPLICATE_ROUTE: Code = Code { id: "S0413", name: "duplicate-route" };
     pub const OVERLOADED_POOL: Code = Code { id: "S0414", name: "overloaded-pool" };
+    pub const BAD_ARRIVALS: Code = Code { id: "S0415", name: "bad-arrivals" };
+    pub const UNKNOWN_ENDPOINT: Code = Code { id: "S0416", name: "unknown-endpoint" };
+    pub const OUT_OF_RANGE: Code = Code { id: "S0417", name: "out-of-range" };
+    pub const SAMPLES_FILE: Code = Code { id: "S0418", name: "samples-file" };
+    pub const EVENT_FIELDS: Code = Code { id: "S0419", name: "event-fields" };
+    pub const BAD_SETTING: Code = Code { id: "S0420", name: "bad-setting" };
+    pub const LATE_EVENT: Code = Code { id: "S0421", name: "late-event" };
 }
 
 /// Most requests one run may simulate, warm-up included, so that a typo in
@@ -72,11 +79,12 @@ pub fn check_scenario(source: SourceFile, plan: Option<&Plan>) -> CheckedScenari
 
 /// [`check_scenario`] against a topology rather than a whole plan.
 pub fn check_against(source: SourceFile, topology: Option<&Topology>) -> CheckedScenario {
+    let base = std::path::Path::new(&source.name).parent().map(std::path::Path::to_path_buf);
     let parsed = document::parse::<Scenario>(source);
     let mut diagnostics = parsed.diagnostics;
     let mut workload = None;
     if let (Some(doc), Some(scenario)) = (&parsed.document, &parsed.value) {
-        let mut checker = Checker { doc, topology, found: Vec::new() };
+        let mut checker = Checker { doc, topology, found: Vec::new(), base };
         let resolved = checker.resolve(scenario);
         let clean = !checker.found.iter().any(|d| d.severity == Severity::Error);
         diagnostics.extend(checker.found);
@@ -91,6 +99,8 @@ struct Checker<'a> {
     doc: &'a Document,
     topology: Option<&'a Topology>,
     found: Vec<Diagnostic>,
+    /// The scenario file's folder, which sample files are relative to.
+    base: Option<std::path::PathBuf>,
 }
 
 impl Checker<'_> {
@@ -108,18 +118,30 @@ impl Checker<'_> {
     /// anything that failed, so later checks still run.
     fn resolve(&mut self, s: &Scenario) -> Option<Workload> {
         let (length, warmup) = self.run_length(s);
-        let rate = self.rate(s.arrivals.rate);
+        let arrivals = self.arrivals(&s.arrivals);
         let traffic = self.traffic(s);
-        let pools = self.pools(s);
+        let pools = self.pools(s, &traffic);
+        let gateway = self.gateway(s.gateway.as_ref());
         let variants = self.variants(s);
+        let events = self.events(s, length);
         if let Some(length) = length {
-            self.limits(length, warmup, rate);
+            self.limits(length, warmup, &arrivals);
         }
         // Load figures built on wrong numbers would only add noise.
         if !self.found.iter().any(|d| d.severity == Severity::Error) {
-            self.overload(s, rate, &traffic, &pools);
+            self.overload(s, &arrivals, &traffic, &pools);
         }
-        Some(Workload { seed: s.seed, length: length?, warmup, rate, traffic, pools, variants })
+        Some(Workload {
+            seed: s.seed,
+            length: length?,
+            warmup,
+            arrivals,
+            traffic,
+            pools,
+            gateway,
+            events,
+            variants,
+        })
     }
 
     fn duration(&mut self, pointer: &str, text: &str) -> Option<Nanos> {
@@ -184,17 +206,12 @@ impl Checker<'_> {
         (length, warmup)
     }
 
-    fn rate(&mut self, rate: f64) -> f64 {
-        if rate.is_finite() && rate > 0.0 {
-            return rate;
-        }
-        let message = format!("arrival rate {rate} is not positive");
-        let help = "give requests per second, such as `rate: 800`";
-        self.push(Diagnostic::error(codes::BAD_RATE, message).with_help(help), "/arrivals/rate");
-        1.0
-    }
-
     fn traffic(&mut self, s: &Scenario) -> Vec<RouteShare> {
+        // Without a mix, every route of the spec gets the same share.
+        if s.traffic.is_empty() {
+            let routes = self.topology.map_or(0, |t| t.routes.len());
+            return (0..routes).map(|route| RouteShare { route, weight: 1.0 }).collect();
+        }
         let mut shares = Vec::with_capacity(s.traffic.len());
         let mut seen = BTreeSet::new();
         for (i, entry) in s.traffic.iter().enumerate() {
@@ -232,30 +249,37 @@ impl Checker<'_> {
     }
 
     fn variants(&mut self, s: &Scenario) -> Vec<Variant> {
-        let Some(names) = &s.balancers else { return vec![Variant::Spec] };
-        let mut variants = Vec::with_capacity(names.len());
-        for (i, name) in names.iter().enumerate() {
+        let mut balancers = Vec::new();
+        for (i, name) in s.balancers.iter().flatten().enumerate() {
             let variant = name.variant();
-            if variants.contains(&variant) {
+            if balancers.contains(&variant) {
                 let message = format!("variant `{}` is listed more than once", variant.name());
                 let finding = Diagnostic::warning(codes::DUPLICATE_VARIANT, message);
                 self.push(finding, &format!("/balancers/{i}"));
             } else {
-                variants.push(variant);
+                balancers.push(variant);
             }
         }
-        if variants.is_empty() {
-            variants.push(Variant::Spec);
+        if balancers.is_empty() {
+            balancers.push(Variant::spec());
         }
-        variants
+        self.grid(s.grid.as_ref(), balancers)
     }
 
-    fn limits(&mut self, length: Length, warmup: Nanos, rate: f64) {
-        let seconds = |ns: Nanos| ns as f64 / SECOND as f64;
-        let (expected, pointer) = match length {
-            Length::Duration(end) => (rate * seconds(end), "/duration"),
-            Length::Requests(n) => (n as f64 + rate * seconds(warmup), "/requests"),
+    fn limits(&mut self, length: Length, warmup: Nanos, arrivals: &Arrivals) {
+        let expected_by = |end: Nanos| match arrivals {
+            Arrivals::Open { profile, .. } => profile.expected(end),
+            // A client sends at most one request per microsecond of virtual time.
+            Arrivals::Closed { clients, .. } => f64::from(*clients) * end as f64 / 1e3,
         };
+        let (expected, pointer) = match length {
+            Length::Duration(end) => (expected_by(end), "/duration"),
+            Length::Requests(n) => (n as f64 + expected_by(warmup), "/requests"),
+        };
+        if let (Arrivals::Closed { .. }, Length::Duration(_)) = (arrivals, length) {
+            // A closed loop's volume depends on its latencies; requests bound it.
+            return;
+        }
         if expected > MAX_REQUESTS {
             let message = format!(
                 "the run would simulate about {expected:.0} requests, \
@@ -274,11 +298,13 @@ impl Checker<'_> {
     fn overload(
         &mut self,
         s: &Scenario,
-        rate: f64,
+        arrivals: &Arrivals,
         traffic: &[RouteShare],
         pools: &[Option<PoolLoad>],
     ) {
         let Some(topology) = self.topology else { return };
+        let Arrivals::Open { profile, .. } = arrivals else { return };
+        let rate = profile.base;
         let total: f64 = traffic.iter().map(|t| t.weight).sum();
         if total <= 0.0 {
             return;
@@ -286,13 +312,18 @@ impl Checker<'_> {
         let mut offered = vec![0.0; topology.pools.len()];
         for share in traffic {
             let p = topology.routes[share.route].pool;
-            if let Some(load) = pools[p] {
+            if let Some(load) = &pools[p] {
                 offered[p] += rate * share.weight / total * load.service.mean() / SECOND as f64;
             }
         }
         for (p, pool) in topology.pools.iter().enumerate() {
-            let Some(load) = pools[p] else { continue };
-            let capacity = f64::from(load.workers) * pool.endpoints.len() as f64;
+            let Some(load) = &pools[p] else { continue };
+            let capacity: f64 = (0..pool.endpoints.len())
+                .map(|e| {
+                    let m = load.endpoint(e);
+                    f64::from(m.workers) * load.service.mean() / m.service.mean().max(1.0)
+                })
+                .sum();
             let utilisation = offered[p] / capacity;
             if utilisation >= 1.0 && s.pools.contains_key(&pool.name) {
                 let message = format!(
@@ -338,6 +369,7 @@ fn known<'n>(kind: &str, wanted: &str, names: impl Iterator<Item = &'n str>) -> 
     }
 }
 
+mod gateway;
 mod pools;
 #[cfg(test)]
 mod tests;

@@ -14,8 +14,10 @@
 //! the wall clock or an ambient random generator. The engine is checked
 //! against queueing theory (M/M/1, M/M/c, M/D/1) in its tests.
 
+pub mod assertion;
 pub mod check;
 mod engine;
+pub mod html;
 pub mod queue;
 pub mod random;
 pub mod report;
@@ -24,6 +26,7 @@ pub mod stats;
 pub mod time;
 pub mod workload;
 
+pub use assertion::{Assertion, AssertionError};
 pub use check::{check_scenario, CheckedScenario};
 pub use engine::algorithm;
 pub use report::Report;
@@ -35,36 +38,122 @@ pub const DEFAULT_SEED: u64 = 0;
 
 /// Run every variant of `workload` on `topology` and report the results.
 ///
-/// Variants are independent runs over the same random streams, so they run
-/// on separate threads; the report lists them in the workload's order and
-/// does not depend on scheduling.
-///
 /// # Panics
 ///
 /// If `workload` breaks the invariants [`Workload`] documents (no traffic,
 /// or a reached pool without a service model), which a workload from
 /// [`check_scenario`] never does.
 pub fn simulate(topology: &Topology, workload: &Workload, seed: u64) -> Report {
-    let outcomes: Vec<engine::Outcome> = std::thread::scope(|scope| {
-        let handles: Vec<_> = workload
-            .variants
+    simulate_replicated(topology, workload, seed, 1)
+}
+
+/// Run every variant `replications` times with independent seeds (the
+/// first is `seed` itself) and report means with 95% confidence intervals.
+///
+/// Runs are independent, so they share the machine's cores; the report
+/// lists variants in the workload's order and does not depend on scheduling.
+pub fn simulate_replicated(
+    topology: &Topology,
+    workload: &Workload,
+    seed: u64,
+    replications: u32,
+) -> Report {
+    let replications = replications.max(1);
+    let jobs: Vec<(usize, u64)> = (0..workload.variants.len())
+        .flat_map(|v| (0..replications).map(move |k| (v, replication_seed(seed, k))))
+        .collect();
+    let outcomes = run_jobs(topology, workload, &jobs);
+
+    let (warmup_ns, measured_ns) = outcomes.first().map_or((0, 0), |o| (o.warmup, o.measured));
+    let per_variant = outcomes.chunks(replications as usize);
+    let variants =
+        per_variant.map(|runs| report::combine(runs.iter().map(|o| &o.report))).collect();
+    Report {
+        seed,
+        arrivals: describe_arrivals(workload),
+        rate: workload.base_rate(),
+        warmup_ns,
+        measured_ns,
+        replications,
+        events: workload
+            .events
             .iter()
-            .map(|&variant| {
-                scope.spawn(move || engine::run_variant(topology, workload, seed, variant))
+            .map(|f| {
+                let pool = &topology.pools[f.pool];
+                let label = format!(
+                    "{} {} {}",
+                    f.kind.name(),
+                    pool.name,
+                    pool.endpoints.get(f.endpoint).map_or("", |e| e.label.as_str())
+                );
+                report::Mark { at_ns: f.at, label }
+            })
+            .collect(),
+        variants,
+    }
+}
+
+/// The seed of replication `k`: the run's seed first, then well-spread others.
+fn replication_seed(seed: u64, k: u32) -> u64 {
+    if k == 0 {
+        return seed;
+    }
+    let mut z = seed ^ u64::from(k).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z ^ (z >> 31)
+}
+
+/// Run `(variant, seed)` jobs on as many threads as the machine has cores,
+/// and return their outcomes in job order.
+fn run_jobs(
+    topology: &Topology,
+    workload: &Workload,
+    jobs: &[(usize, u64)],
+) -> Vec<engine::Outcome> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(jobs.len());
+    let mut done: Vec<(usize, engine::Outcome)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(&(v, seed)) = jobs.get(i) else { break };
+                        let variant = workload.variants[v];
+                        mine.push((i, engine::run_variant(topology, workload, seed, variant)));
+                    }
+                    mine
+                })
             })
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .flat_map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
             .collect()
     });
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, o)| o).collect()
+}
 
-    let (warmup_ns, measured_ns) = outcomes.first().map_or((0, 0), |o| (o.warmup, o.measured));
-    Report {
-        seed,
-        rate: workload.rate,
-        warmup_ns,
-        measured_ns,
-        variants: outcomes.into_iter().map(|o| o.report).collect(),
+fn describe_arrivals(workload: &Workload) -> String {
+    use workload::{Arrivals, Pattern};
+    match &workload.arrivals {
+        Arrivals::Open { pattern, profile } => {
+            let kind = match pattern {
+                Pattern::Poisson => "Poisson",
+                Pattern::Constant => "constant",
+            };
+            let varying = if profile.changes.is_empty() && profile.bursts.is_empty() {
+                ""
+            } else {
+                " (varying)"
+            };
+            format!("{} req/s {kind} arrivals{varying}", report::trim_float(profile.base))
+        }
+        Arrivals::Closed { clients, think } => {
+            format!("{clients} closed-loop clients, {} think time", time::Human(*think))
+        }
     }
 }

@@ -14,7 +14,9 @@
 //! SplitMix64 finaliser (Steele, Lea and Flood, 2014) of the seed and the
 //! stream number, so nearby seeds do not give nearby states.
 
-use rand_distr::{Distribution, Exp1, StandardNormal};
+use std::sync::Arc;
+
+use rand_distr::{Distribution, Exp1};
 use rand_pcg::Pcg64;
 
 use crate::time::Nanos;
@@ -26,6 +28,7 @@ pub enum Stream {
     Routes = 2,
     Service = 3,
     Balancer = 4,
+    Think = 5,
 }
 
 /// The generator for one stream of a seeded run.
@@ -43,8 +46,18 @@ fn splitmix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// A uniform draw in `(0, 1)` keyed by `(seed, id, salt)`: a counter-based
+/// generator, so that the n-th try of the k-th request draws the same
+/// number in every variant however the variants interleave their draws.
+/// This extends common random numbers to draws whose order depends on the
+/// variant (which endpoint a try reaches, whether it is retried).
+pub fn keyed_uniform(seed: u64, id: u64, salt: u64) -> f64 {
+    let z = splitmix(splitmix(seed ^ splitmix(id)) ^ salt.wrapping_mul(0xd6e8_feb8_6659_fd93));
+    ((z >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+}
+
 /// How long an endpoint's worker takes to serve one request.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ServiceTime {
     /// Always the same time.
     Constant { value: Nanos },
@@ -53,6 +66,12 @@ pub enum ServiceTime {
     /// `exp(N(mu, sigma))` nanoseconds: a skewed law with a long right
     /// tail, as measured service times usually have.
     LogNormal { mu: f64, sigma: f64 },
+    /// `scale / U^(1/shape)`: a power-law tail (`shape > 1`).
+    Pareto { scale: Nanos, shape: f64 },
+    /// `slow` with probability `slow_share`, else `fast`.
+    Bimodal { fast: Box<ServiceTime>, slow: Box<ServiceTime>, slow_share: f64 },
+    /// Observed times, sorted, drawn uniformly with replacement.
+    Empirical { sorted: Arc<[Nanos]> },
 }
 
 /// The standard normal quantile of 0.99, relating a log-normal's median and p99.
@@ -68,26 +87,107 @@ impl ServiceTime {
 
     /// Draw one service time.
     pub fn sample<R: rand_core::Rng + ?Sized>(&self, rng: &mut R) -> Nanos {
-        match *self {
-            ServiceTime::Constant { value } => value,
-            ServiceTime::Exponential { mean } => {
-                let x: f64 = Exp1.sample(rng);
-                round(x * mean as f64)
+        let u = ((rng.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+        self.quantile(u)
+    }
+
+    /// The time at quantile `u` of the law (`0 < u < 1`): inversion, so one
+    /// uniform draw per request gives every variant and every endpoint
+    /// model the same rank of service demand.
+    pub fn quantile(&self, u: f64) -> Nanos {
+        match self {
+            ServiceTime::Constant { value } => *value,
+            ServiceTime::Exponential { mean } => round(-(1.0 - u).ln() * *mean as f64),
+            ServiceTime::LogNormal { mu, sigma } => round((mu + sigma * normal_quantile(u)).exp()),
+            ServiceTime::Pareto { scale, shape } => {
+                round(*scale as f64 / (1.0 - u).powf(1.0 / shape.max(1e-9)))
             }
-            ServiceTime::LogNormal { mu, sigma } => {
-                let z: f64 = StandardNormal.sample(rng);
-                round((mu + sigma * z).exp())
+            ServiceTime::Bimodal { fast, slow, slow_share } => {
+                // The lower `1 - share` of ranks go to the fast mode, rescaled.
+                let share = slow_share.clamp(0.0, 1.0);
+                if u < 1.0 - share {
+                    fast.quantile(u / (1.0 - share))
+                } else {
+                    slow.quantile(((u - (1.0 - share)) / share).min(1.0 - 1e-12))
+                }
+            }
+            ServiceTime::Empirical { sorted } => {
+                let i = (u * sorted.len() as f64) as usize;
+                sorted.get(i.min(sorted.len().saturating_sub(1))).copied().unwrap_or(0)
             }
         }
     }
 
     /// The law's mean, in nanoseconds.
     pub fn mean(&self) -> f64 {
-        match *self {
-            ServiceTime::Constant { value } => value as f64,
-            ServiceTime::Exponential { mean } => mean as f64,
+        match self {
+            ServiceTime::Constant { value } => *value as f64,
+            ServiceTime::Exponential { mean } => *mean as f64,
             ServiceTime::LogNormal { mu, sigma } => (mu + sigma * sigma / 2.0).exp(),
+            ServiceTime::Pareto { scale, shape } => {
+                if *shape > 1.0 {
+                    shape * *scale as f64 / (shape - 1.0)
+                } else {
+                    f64::INFINITY
+                }
+            }
+            ServiceTime::Bimodal { fast, slow, slow_share } => {
+                fast.mean() * (1.0 - slow_share) + slow.mean() * slow_share
+            }
+            ServiceTime::Empirical { sorted } => {
+                let sum: u128 = sorted.iter().map(|&x| u128::from(x)).sum();
+                sum as f64 / sorted.len().max(1) as f64
+            }
         }
+    }
+}
+
+/// The standard normal quantile, by Acklam's rational approximation
+/// (relative error below 1.2e-9), which is plenty for service times.
+fn normal_quantile(p: f64) -> f64 {
+    const A: [f64; 6] = [
+        -3.969_683_028_665_376e1,
+        2.209_460_984_245_205e2,
+        -2.759_285_104_469_687e2,
+        1.383_577_518_672_69e2,
+        -3.066_479_806_614_716e1,
+        2.506_628_277_459_239,
+    ];
+    const B: [f64; 5] = [
+        -5.447_609_879_822_406e1,
+        1.615_858_368_580_409e2,
+        -1.556_989_798_598_866e2,
+        6.680_131_188_771_972e1,
+        -1.328_068_155_288_572e1,
+    ];
+    const C: [f64; 6] = [
+        -7.784_894_002_430_293e-3,
+        -3.223_964_580_411_365e-1,
+        -2.400_758_277_161_838,
+        -2.549_732_539_343_734,
+        4.374_664_141_464_968,
+        2.938_163_982_698_783,
+    ];
+    const D: [f64; 4] = [
+        7.784_695_709_041_462e-3,
+        3.224_671_290_700_398e-1,
+        2.445_134_137_142_996,
+        3.754_408_661_907_416,
+    ];
+    let p = p.clamp(1e-300, 1.0 - 1e-16);
+    let tail = |q: f64| {
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+    };
+    if p < 0.024_25 {
+        tail((-2.0 * p.ln()).sqrt())
+    } else if p > 1.0 - 0.024_25 {
+        -tail((-2.0 * (1.0 - p).ln()).sqrt())
+    } else {
+        let q = p - 0.5;
+        let r = q * q;
+        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
+            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
     }
 }
 
@@ -120,7 +220,7 @@ mod tests {
             ServiceTime::log_normal(10_000_000, 80_000_000),
         ];
         for law in laws {
-            let got = mean_of(law, 400_000);
+            let got = mean_of(law.clone(), 400_000);
             let want = law.mean();
             assert!((got / want - 1.0).abs() < 0.01, "{law:?}: sample mean {got}, law mean {want}");
         }
@@ -136,6 +236,32 @@ mod tests {
         let p99 = xs[xs.len() * 99 / 100] as f64;
         assert!((median / 10e6 - 1.0).abs() < 0.02, "median {median}");
         assert!((p99 / 80e6 - 1.0).abs() < 0.04, "p99 {p99}");
+    }
+
+    #[test]
+    fn pareto_bimodal_and_empirical_laws_have_their_means() {
+        let laws = [
+            ServiceTime::Pareto { scale: 1_000_000, shape: 3.0 },
+            ServiceTime::Bimodal {
+                fast: Box::new(ServiceTime::Constant { value: 1_000_000 }),
+                slow: Box::new(ServiceTime::Exponential { mean: 50_000_000 }),
+                slow_share: 0.1,
+            },
+            ServiceTime::Empirical { sorted: Arc::from(vec![1, 2, 3, 10]) },
+        ];
+        for law in laws {
+            let got = mean_of(law.clone(), 400_000);
+            let want = law.mean();
+            assert!((got / want - 1.0).abs() < 0.02, "{law:?}: sample mean {got}, law mean {want}");
+        }
+    }
+
+    #[test]
+    fn keyed_draws_are_uniform_and_repeatable() {
+        assert_eq!(keyed_uniform(1, 2, 3), keyed_uniform(1, 2, 3));
+        assert_ne!(keyed_uniform(1, 2, 3), keyed_uniform(1, 2, 4));
+        let mean = (0..100_000).map(|i| keyed_uniform(9, i, 0)).sum::<f64>() / 100_000.0;
+        assert!((mean - 0.5).abs() < 0.005, "{mean}");
     }
 
     #[test]

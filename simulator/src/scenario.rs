@@ -46,11 +46,13 @@ pub struct Scenario {
     pub warmup: Option<String>,
     /// How requests arrive at the gateway.
     pub arrivals: Arrivals,
-    /// How arriving requests split over the spec's routes. At least one entry.
-    #[schemars(length(min = 1))]
+    /// How arriving requests split over the spec's routes. Default: every
+    /// route of the spec with weight 1, so a scenario can run against any spec.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub traffic: Vec<TrafficShare>,
-    /// Service model of each pool, by the pool's name in the spec. Every pool
-    /// that the traffic reaches needs one; all endpoints of a pool share it.
+    /// Service model of each pool, by the pool's name in the spec; the key
+    /// `"*"` is the model of every pool not named. Every pool that the
+    /// traffic reaches needs one.
     pub pools: BTreeMap<String, PoolModel>,
     /// Balancing variants to compare. Each is a full run over the same
     /// arrivals and service times. `spec` keeps each pool's own algorithm;
@@ -58,15 +60,83 @@ pub struct Scenario {
     /// Default: `[spec]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub balancers: Option<Vec<VariantName>>,
+    /// Gateway settings applied to every route and pool, over what the spec
+    /// says: timeouts, retries, retry budget, circuit breaking, health checks,
+    /// outlier detection, and the number of gateway instances.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<GatewayModel>,
+    /// Settings to compare, as a grid: every balancer runs with every
+    /// combination of the values listed here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grid: Option<Grid>,
+    /// Things that happen to endpoints at given times: crashes, slowdowns,
+    /// errors, rolling deploys.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<EventModel>,
 }
 
-/// The arrival process.
+/// The arrival process: open loop (`rate`) or closed loop (`clients`).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Arrivals {
-    /// Mean arrival rate of a Poisson process (independent, exponentially
-    /// spaced arrivals), in requests per second of virtual time. Positive.
+    /// Mean arrival rate of an open-loop source, in requests per second of
+    /// virtual time. Positive. Give `rate` or `clients`, not both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
+    /// How open-loop arrivals are spaced: `poisson` (independent, the
+    /// default) or `constant` (evenly, one every `1/rate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<PatternName>,
+    /// Changes of the open-loop rate over time: from `at`, the rate becomes
+    /// `rate`, reached linearly over `ramp` (default `0s`, a step).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<RateChange>,
+    /// Bursts: from `at`, for `length`, the rate is multiplied by `factor`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bursts: Vec<Burst>,
+    /// Closed loop: this many clients, each sending its next request when
+    /// the last one is answered, after a think time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clients: Option<u32>,
+    /// Mean think time of a closed-loop client (exponential), such as
+    /// `100ms`. Default: `0s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub think: Option<String>,
+}
+
+/// How open-loop arrivals are spaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PatternName {
+    /// Exponential gaps: a Poisson process (time-varying rates by thinning).
+    Poisson,
+    /// Even gaps of `1/rate`.
+    Constant,
+}
+
+/// A change of the arrival rate.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateChange {
+    /// When the change starts, such as `30s`.
+    pub at: String,
+    /// The new rate, requests per second. Positive.
     pub rate: f64,
+    /// How long the rate takes to move linearly to `rate`. Default: `0s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ramp: Option<String>,
+}
+
+/// A burst of extra traffic.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Burst {
+    /// When the burst starts.
+    pub at: String,
+    /// How long it lasts.
+    pub length: String,
+    /// What the rate is multiplied by meanwhile. Positive.
+    pub factor: f64,
 }
 
 /// A share of the arriving requests that a route receives.
@@ -96,15 +166,39 @@ pub struct PoolModel {
     pub workers: u32,
     /// How long a worker takes per request.
     pub service: ServiceModel,
+    /// Most requests that may wait at one endpoint; an endpoint with this
+    /// many waiting answers further requests with 503 at once. Default: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_limit: Option<u32>,
+    /// Endpoints that differ from the pool's model, by address (as in the
+    /// spec) or by position in the pool (`"0"`, `"1"`...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub endpoints: BTreeMap<String, EndpointModel>,
+}
+
+/// An endpoint's own model; unset fields keep the pool's.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointModel {
+    /// Requests this endpoint serves at once. At least 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workers: Option<u32>,
+    /// This endpoint's service time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceModel>,
+    /// Most requests that may wait at this endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_limit: Option<u32>,
 }
 
 fn one_worker() -> u32 {
     1
 }
 
-/// A service-time distribution. Which durations it needs depends on
+/// A service-time distribution. Which fields it needs depends on
 /// `distribution`: `constant` takes `value`, `exponential` takes `mean`,
-/// and `lognormal` takes `median` and `p99`.
+/// `lognormal` takes `median` and `p99`, `pareto` takes `scale` and `shape`,
+/// `bimodal` takes `fast`, `slow` and `slow_share`, and `empirical` takes `file`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceModel {
@@ -123,6 +217,28 @@ pub struct ServiceModel {
     /// at least the median.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub p99: Option<String>,
+    /// The smallest value of a `pareto` distribution, such as `5ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<String>,
+    /// The tail index of a `pareto` distribution: above 1 (a finite mean);
+    /// smaller is heavier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shape: Option<f64>,
+    /// The common mode of a `bimodal` distribution.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fast: Option<Box<ServiceModel>>,
+    /// The rare mode of a `bimodal` distribution.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow: Option<Box<ServiceModel>>,
+    /// The share of requests, 0 to 1, that a `bimodal` distribution draws
+    /// from `slow`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_share: Option<f64>,
+    /// An `empirical` distribution's file of observed service times, one
+    /// duration per line (`12.5ms`); `#` starts a comment. The path is
+    /// relative to the scenario file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
 }
 
 /// The shape of a service-time distribution.
@@ -136,6 +252,12 @@ pub enum DistributionName {
     /// Skewed times with a long right tail, fixed by their `median` and `p99`;
     /// close to what real services measure.
     Lognormal,
+    /// A power-law tail above `scale`: rare requests take very long.
+    Pareto,
+    /// Two modes, such as cache hits and misses.
+    Bimodal,
+    /// Observed service times read from a file, drawn with replacement.
+    Empirical,
 }
 
 impl DistributionName {
@@ -144,6 +266,9 @@ impl DistributionName {
             DistributionName::Constant => "constant",
             DistributionName::Exponential => "exponential",
             DistributionName::Lognormal => "lognormal",
+            DistributionName::Pareto => "pareto",
+            DistributionName::Bimodal => "bimodal",
+            DistributionName::Empirical => "empirical",
         }
     }
 }
@@ -167,14 +292,20 @@ pub enum VariantName {
 impl VariantName {
     pub fn variant(self) -> Variant {
         match self {
-            VariantName::Spec => Variant::Spec,
-            VariantName::RoundRobin => Variant::All(Balance::RoundRobin),
-            VariantName::WeightedRoundRobin => Variant::All(Balance::WeightedRoundRobin),
-            VariantName::Random => Variant::All(Balance::Random),
-            VariantName::LeastRequest => Variant::All(Balance::LeastRequest),
+            VariantName::Spec => Variant::spec(),
+            VariantName::RoundRobin => Variant::all(Balance::RoundRobin),
+            VariantName::WeightedRoundRobin => Variant::all(Balance::WeightedRoundRobin),
+            VariantName::Random => Variant::all(Balance::Random),
+            VariantName::LeastRequest => Variant::all(Balance::LeastRequest),
         }
     }
 }
+
+mod gateway;
+pub use self::gateway::{
+    ActionName, BreakerModel, BudgetModel, EventModel, GatewayModel, Grid, HealthModel,
+    OutlierModel, RetryModel,
+};
 
 /// The scenario JSON Schema, pretty-printed with a final newline, as
 /// committed in `schemas/scenario.schema.json`.
@@ -196,7 +327,7 @@ mod tests {
         for balance in Balance::ALL {
             let name: VariantName = serde_json::from_value(balance.as_str().into())
                 .unwrap_or_else(|e| panic!("no variant named {}: {e}", balance.as_str()));
-            assert_eq!(name.variant(), Variant::All(balance));
+            assert_eq!(name.variant(), Variant::all(balance));
         }
     }
 

@@ -64,6 +64,17 @@ impl LatencyRecorder {
         self.sum as f64 / self.count as f64
     }
 
+    /// The distribution as (quantile, nanoseconds) pairs: 100 even steps,
+    /// then finer ones into the tail.
+    pub fn cdf(&self) -> Vec<(f64, Nanos)> {
+        if self.count == 0 {
+            return Vec::new();
+        }
+        let even = (1..100).map(|i| f64::from(i) / 100.0);
+        let tail = [0.995, 0.999, 0.9995, 0.9999, 1.0];
+        even.chain(tail).map(|q| (q, self.histogram.value_at_quantile(q))).collect()
+    }
+
     pub fn summary(&self) -> Latency {
         let quantile =
             |q: f64| if self.count == 0 { 0 } else { self.histogram.value_at_quantile(q) };

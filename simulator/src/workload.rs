@@ -5,7 +5,12 @@
 //! for the report. [`Workload`] is a scenario after checking, with every name
 //! resolved to an index and every duration parsed; the engine trusts it.
 
+use std::time::Duration;
+
 use sluice_compiler::{Balance, Plan};
+use sluice_traffic::{
+    BudgetSettings, CircuitLimits, DeadlineSettings, HealthSettings, OutlierSettings, RetrySettings,
+};
 
 use crate::random::ServiceTime;
 use crate::time::Nanos;
@@ -40,6 +45,8 @@ pub struct RouteShape {
     pub pool: usize,
     /// For a weighted split, each side's pool and weight; empty otherwise.
     pub split: Vec<(usize, u32)>,
+    /// The route's timeout until the response head, from the spec.
+    pub timeout: Option<Duration>,
 }
 
 impl Topology {
@@ -65,6 +72,7 @@ impl Topology {
                 name: r.name.clone(),
                 pool: r.pool,
                 split: r.split.iter().map(|s| (s.pool, s.weight)).collect(),
+                timeout: r.timeout,
             })
             .collect();
         Topology { pools, routes }
@@ -88,15 +96,232 @@ pub struct Workload {
     pub length: Length,
     /// Arrivals before this instant warm the system up and are not measured.
     pub warmup: Nanos,
-    /// Poisson arrival rate, requests per second of virtual time (> 0).
-    pub rate: f64,
+    /// How requests arrive.
+    pub arrivals: Arrivals,
     /// How arrivals split over routes (weights > 0, at least one share).
     pub traffic: Vec<RouteShare>,
     /// Per pool of the topology, by index: its service model, when the
     /// scenario gives one. Every pool the traffic reaches has one.
     pub pools: Vec<Option<PoolLoad>>,
-    /// The balancing variants to compare, at least one.
+    /// Gateway settings every variant starts from.
+    pub gateway: Gateway,
+    /// Endpoint events, in time order.
+    pub events: Vec<Fault>,
+    /// The variants to compare, at least one.
     pub variants: Vec<Variant>,
+}
+
+impl Workload {
+    /// A workload of Poisson arrivals at `rate` with default gateway
+    /// settings, no events and one variant, `spec`.
+    pub fn poisson(
+        length: Length,
+        warmup: Nanos,
+        rate: f64,
+        traffic: Vec<RouteShare>,
+        pools: Vec<Option<PoolLoad>>,
+    ) -> Workload {
+        Workload {
+            seed: None,
+            length,
+            warmup,
+            arrivals: Arrivals::Open {
+                pattern: Pattern::Poisson,
+                profile: RateProfile::flat(rate),
+            },
+            traffic,
+            pools,
+            gateway: Gateway::default(),
+            events: Vec::new(),
+            variants: vec![Variant::spec()],
+        }
+    }
+
+    /// The open-loop base rate, or 0 for a closed loop.
+    pub fn base_rate(&self) -> f64 {
+        match &self.arrivals {
+            Arrivals::Open { profile, .. } => profile.base,
+            Arrivals::Closed { .. } => 0.0,
+        }
+    }
+}
+
+/// How requests arrive.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Arrivals {
+    /// An open-loop source whose rate follows `profile`.
+    Open { pattern: Pattern, profile: RateProfile },
+    /// `clients` clients, each waiting an exponential think time of mean
+    /// `think` after an answer before its next request.
+    Closed { clients: u32, think: Nanos },
+}
+
+/// How open-loop arrivals are spaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pattern {
+    Poisson,
+    Constant,
+}
+
+/// An arrival rate over time: a base rate, changes (steps or linear ramps)
+/// and bursts that multiply it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateProfile {
+    /// Requests per second before the first change (> 0).
+    pub base: f64,
+    /// In time order.
+    pub changes: Vec<RateChange>,
+    pub bursts: Vec<Burst>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateChange {
+    pub at: Nanos,
+    pub ramp: Nanos,
+    pub rate: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Burst {
+    pub from: Nanos,
+    pub until: Nanos,
+    pub factor: f64,
+}
+
+impl RateProfile {
+    pub fn flat(rate: f64) -> RateProfile {
+        RateProfile { base: rate, changes: Vec::new(), bursts: Vec::new() }
+    }
+
+    /// The rate at `t`, requests per second.
+    pub fn at(&self, t: Nanos) -> f64 {
+        let mut rate = self.base;
+        for c in self.changes.iter().take_while(|c| c.at <= t) {
+            let into = t - c.at;
+            rate = if into >= c.ramp {
+                c.rate
+            } else {
+                rate + (c.rate - rate) * into as f64 / c.ramp as f64
+            };
+        }
+        let factor: f64 =
+            self.bursts.iter().filter(|b| b.from <= t && t < b.until).map(|b| b.factor).product();
+        rate * factor
+    }
+
+    /// An upper bound of the rate at any time.
+    pub fn peak(&self) -> f64 {
+        let rates = self.changes.iter().map(|c| c.rate).fold(self.base, f64::max);
+        let bursts: f64 = self.bursts.iter().map(|b| b.factor.max(1.0)).product();
+        rates * bursts
+    }
+
+    /// The expected number of arrivals in `[0, end)`, by a fine Riemann sum.
+    pub fn expected(&self, end: Nanos) -> f64 {
+        const STEPS: u64 = 1_000;
+        let step = (end / STEPS).max(1);
+        let mut total = 0.0;
+        let mut t = 0;
+        while t < end {
+            let width = step.min(end - t);
+            total += self.at(t + width / 2) * width as f64 / 1e9;
+            t += width;
+        }
+        total
+    }
+}
+
+/// Gateway settings, lowered into the traffic crate's types.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gateway {
+    /// Gateway replicas (>= 1), each with its own decision state.
+    pub instances: u32,
+    /// Route timeout for every route, over the spec's.
+    pub timeout: Option<Duration>,
+    /// Per-try timeout.
+    pub per_try_timeout: Option<Duration>,
+    pub retries: RetrySettings,
+    pub budget: Option<BudgetSettings>,
+    pub circuit: Option<CircuitLimits>,
+    pub health: Option<HealthSettings>,
+    pub outlier: Option<OutlierSettings>,
+}
+
+impl Default for Gateway {
+    fn default() -> Gateway {
+        Gateway {
+            instances: 1,
+            timeout: None,
+            per_try_timeout: None,
+            retries: RetrySettings::default(),
+            budget: None,
+            circuit: None,
+            health: None,
+            outlier: None,
+        }
+    }
+}
+
+impl Gateway {
+    /// The deadlines of `route` under these settings.
+    pub fn deadline(&self, route: &RouteShape) -> DeadlineSettings {
+        DeadlineSettings { per_try: self.per_try_timeout, overall: self.timeout.or(route.timeout) }
+    }
+
+    /// These settings with a variant's overrides applied.
+    pub fn with(&self, variant: &Variant) -> Gateway {
+        let mut g = self.clone();
+        if let Some(attempts) = variant.attempts {
+            g.retries.attempts = attempts;
+        }
+        if let Some(timeout) = variant.timeout {
+            g.timeout = Some(Duration::from_nanos(timeout));
+        }
+        if let Some(max) = variant.max_requests {
+            let limits = g.circuit.unwrap_or_default();
+            g.circuit = Some(CircuitLimits { max_requests: max, ..limits });
+        }
+        match variant.retry_budget {
+            Some(false) => g.budget = None,
+            Some(true) => g.budget = Some(g.budget.unwrap_or_default()),
+            None => {}
+        }
+        g
+    }
+}
+
+/// What happens to one endpoint (a flat index over every pool's endpoints)
+/// at a time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fault {
+    pub at: Nanos,
+    pub pool: usize,
+    /// Index within the pool.
+    pub endpoint: usize,
+    pub kind: FaultKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FaultKind {
+    Crash,
+    Recover,
+    Slow(f64),
+    Fail(f64),
+    FailFast,
+    BlackHole,
+}
+
+impl FaultKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::Crash => "crash",
+            FaultKind::Recover => "recover",
+            FaultKind::Slow(_) => "slow",
+            FaultKind::Fail(_) => "fail",
+            FaultKind::FailFast => "fail_fast",
+            FaultKind::BlackHole => "black_hole",
+        }
+    }
 }
 
 /// When a run stops admitting arrivals.
@@ -115,37 +340,95 @@ pub struct RouteShare {
     pub weight: f64,
 }
 
-/// The service model of every endpoint of a pool.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// How one endpoint serves requests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndpointLoad {
+    /// Requests served at once (>= 1); more wait in its FIFO queue.
+    pub workers: u32,
+    pub service: ServiceTime,
+    /// Most requests waiting; beyond, 503 at once.
+    pub queue_limit: Option<u32>,
+}
+
+/// The service model of the endpoints of a pool.
+#[derive(Debug, Clone, PartialEq)]
 pub struct PoolLoad {
     /// Requests an endpoint serves at once (>= 1); more wait in its FIFO queue.
     pub workers: u32,
     pub service: ServiceTime,
+    pub queue_limit: Option<u32>,
+    /// Per endpoint of the pool, by index: its own model, when it has one.
+    pub endpoints: Vec<Option<EndpointLoad>>,
 }
 
-/// One way of balancing every pool.
+impl PoolLoad {
+    /// Every endpoint alike, with no queue limit.
+    pub fn new(workers: u32, service: ServiceTime) -> PoolLoad {
+        PoolLoad { workers, service, queue_limit: None, endpoints: Vec::new() }
+    }
+
+    /// The model of endpoint `index`.
+    pub fn endpoint(&self, index: usize) -> EndpointLoad {
+        match self.endpoints.get(index) {
+            Some(Some(e)) => e.clone(),
+            _ => EndpointLoad {
+                workers: self.workers,
+                service: self.service.clone(),
+                queue_limit: self.queue_limit,
+            },
+        }
+    }
+}
+
+/// One way of running the gateway: a balancing choice and setting overrides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Variant {
-    /// Each pool uses the algorithm its spec names.
-    Spec,
-    /// Every pool uses this algorithm.
-    All(Balance),
+pub struct Variant {
+    /// `None`: each pool uses the algorithm its spec names.
+    pub balance: Option<Balance>,
+    pub attempts: Option<u32>,
+    pub timeout: Option<Nanos>,
+    pub max_requests: Option<u32>,
+    pub retry_budget: Option<bool>,
 }
 
 impl Variant {
-    /// The name used in scenarios and reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            Variant::Spec => "spec",
-            Variant::All(b) => b.as_str(),
+    /// Each pool uses the algorithm its spec names.
+    pub fn spec() -> Variant {
+        Variant {
+            balance: None,
+            attempts: None,
+            timeout: None,
+            max_requests: None,
+            retry_budget: None,
         }
     }
 
-    /// The algorithm a pool whose spec says `own` uses under this variant.
-    pub fn balance_for(self, own: Balance) -> Balance {
-        match self {
-            Variant::Spec => own,
-            Variant::All(b) => b,
+    /// Every pool uses `balance`.
+    pub fn all(balance: Balance) -> Variant {
+        Variant { balance: Some(balance), ..Variant::spec() }
+    }
+
+    /// The name used in scenarios and reports: the algorithm, then each
+    /// override, such as `least_request attempts=3 timeout=250ms`.
+    pub fn name(&self) -> String {
+        let mut name = self.balance.map_or("spec", Balance::as_str).to_owned();
+        if let Some(a) = self.attempts {
+            name.push_str(&format!(" attempts={a}"));
         }
+        if let Some(t) = self.timeout {
+            name.push_str(&format!(" timeout={}", crate::time::Human(t)));
+        }
+        if let Some(m) = self.max_requests {
+            name.push_str(&format!(" max_requests={m}"));
+        }
+        if let Some(b) = self.retry_budget {
+            name.push_str(if b { " budget=on" } else { " budget=off" });
+        }
+        name
+    }
+
+    /// The algorithm a pool whose spec says `own` uses under this variant.
+    pub fn balance_for(&self, own: Balance) -> Balance {
+        self.balance.unwrap_or(own)
     }
 }

@@ -241,6 +241,34 @@ impl Gateway {
         self.signal("TERM");
     }
 
+    /// Send SIGHUP (reload) to the child, by its process id.
+    pub fn hangup(&self) {
+        self.signal("HUP");
+    }
+
+    /// The spec file the gateway serves, for rewriting before a reload.
+    pub fn spec_path(&self) -> PathBuf {
+        self.dir.join("spec.yaml")
+    }
+
+    /// Stderr lines so far that contain `text`.
+    pub fn count_stderr(&self, text: &str) -> usize {
+        self.stderr.lock().unwrap().iter().filter(|l| l.contains(text)).count()
+    }
+
+    /// Wait until stderr has at least `n` lines containing `text`.
+    pub fn wait_stderr(&self, text: &str, n: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.count_stderr(text) < n {
+            assert!(
+                Instant::now() < deadline,
+                "stderr never had {n} lines with {text:?}:\n{}",
+                self.stderr().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     fn signal(&self, name: &str) {
         let status = Command::new("kill")
             .args([&format!("-{name}"), &self.child.id().to_string()])

@@ -103,7 +103,7 @@ const PROBES: usize = 16;
 const FULL: u64 = 1000;
 
 /// A balancing algorithm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Algorithm {
     /// Each endpoint in turn, ignoring weights.
     RoundRobin,
@@ -130,7 +130,7 @@ impl Algorithm {
 }
 
 /// Pool-wide settings beyond the algorithm.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BalanceSettings {
     /// Below this share of eligible endpoints, spread over all of them
     /// (panic mode). 0 disables panic mode; values above 100 read as 100.
@@ -146,7 +146,7 @@ pub struct BalanceSettings {
 }
 
 /// Linear weight ramp for endpoints that just became eligible.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct SlowStart {
     /// How long the ramp lasts; zero disables slow start.
     pub window: Duration,

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 /// Limits of a pool. `u32::MAX` is no limit; 0 admits nothing (`check`
 /// reports such settings).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct CircuitLimits {
     pub max_connections: u32,
     pub max_pending: u32,

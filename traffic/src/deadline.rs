@@ -15,7 +15,9 @@ use crate::time::Nanos;
 
 /// Timeouts of a route. `None` is no limit; `Some(ZERO)` leaves no time at
 /// all, so every try is refused at once (`check` reports such settings).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct DeadlineSettings {
     pub per_try: Option<Duration>,
     pub overall: Option<Duration>,

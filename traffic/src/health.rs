@@ -32,14 +32,14 @@ use crate::time::Nanos;
 pub const MIN_INTERVAL: Duration = Duration::from_millis(1);
 
 /// Whether an endpoint should receive traffic, as far as probes know.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Health {
     Healthy,
     Unhealthy,
 }
 
 /// Active check settings of a pool.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HealthSettings {
     /// Time between the end of one probe and the start of the next.
     pub interval: Duration,

@@ -35,7 +35,7 @@ use crate::outcome::Outcome;
 use crate::time::Nanos;
 
 /// Outlier detection settings of a pool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct OutlierSettings {
     /// Failed tries in a row that eject (0 disables this trigger).
     pub consecutive_failures: u32,

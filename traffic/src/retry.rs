@@ -29,7 +29,7 @@ use crate::random::duration_up_to;
 use crate::time::Nanos;
 
 /// Which try outcomes may be retried.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct RetryOn {
     /// No connection could be made (nothing was sent; any method).
     pub connect_failure: bool,
@@ -48,7 +48,7 @@ impl Default for RetryOn {
 }
 
 /// Retry settings of a route.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct RetrySettings {
     /// Tries in all, the first included (0 reads as 1, so no retry).
     pub attempts: u32,

@@ -5,19 +5,27 @@ use sluice_compiler::Diagnostic;
 
 use super::{child, codes, known, list, Checker};
 use crate::random::ServiceTime;
-use crate::scenario::{DistributionName, PoolModel, Scenario};
+use crate::scenario::{DistributionName, PoolModel, Scenario, ServiceModel};
 use crate::time::{Human, Nanos};
-use crate::workload::PoolLoad;
+use crate::workload::{EndpointLoad, PoolLoad, RouteShare};
+
+/// Most samples an empirical distribution may hold.
+const MAX_SAMPLES: usize = 10_000_000;
 
 impl Checker<'_> {
     /// Resolve pool models by pool index, and check every reached pool has one.
-    pub(super) fn pools(&mut self, s: &Scenario) -> Vec<Option<PoolLoad>> {
+    pub(super) fn pools(&mut self, s: &Scenario, traffic: &[RouteShare]) -> Vec<Option<PoolLoad>> {
         let models: Vec<(&String, Option<PoolLoad>)> =
             s.pools.iter().map(|(name, model)| (name, self.pool_model(name, model))).collect();
         let Some(topology) = self.topology else { return Vec::new() };
 
         let mut pools = vec![None; topology.pools.len()];
+        let mut default = None;
         for (name, load) in models {
+            if name == "*" {
+                default = load;
+                continue;
+            }
             match topology.pool_index(name) {
                 Some(p) => pools[p] = load,
                 None => {
@@ -33,21 +41,30 @@ impl Checker<'_> {
 
         // Every pool the traffic reaches needs a model; a model nothing reaches is suspicious.
         let mut reached = vec![false; topology.pools.len()];
-        for (i, share) in s.traffic.iter().enumerate() {
-            let Some(r) = topology.route_index(&share.route) else { continue };
-            let p = topology.routes[r].pool;
-            let pool = &topology.pools[p].name;
-            if !reached[p] && !s.pools.contains_key(pool) {
-                let message = format!(
-                    "route `{}` sends to pool `{pool}`, which has no service model",
-                    share.route
-                );
-                let model = "{ workers: 4, service: { distribution: exponential, mean: 20ms } }";
-                let help = format!("add `{pool}: {model}` under `pools`");
-                let finding = Diagnostic::error(codes::NO_SERVICE_MODEL, message).with_help(help);
-                self.push(finding, &format!("/traffic/{i}/route"));
+        for share in traffic {
+            let route = &topology.routes[share.route];
+            let sides = std::iter::once(route.pool).chain(route.split.iter().map(|s| s.0));
+            for p in sides {
+                if pools[p].is_none() && default.is_some() {
+                    pools[p] = default.clone();
+                }
+                let pool = &topology.pools[p].name;
+                if !reached[p] && pools[p].is_none() && !s.pools.contains_key(pool) {
+                    let message = format!(
+                        "route `{}` sends to pool `{pool}`, which has no service model",
+                        route.name
+                    );
+                    let model =
+                        "{ workers: 4, service: { distribution: exponential, mean: 20ms } }";
+                    let help = format!("add `{pool}: {model}` under `pools`");
+                    let finding =
+                        Diagnostic::error(codes::NO_SERVICE_MODEL, message).with_help(help);
+                    let at = s.traffic.iter().position(|t| t.route == route.name);
+                    let pointer = at.map_or("/pools".to_owned(), |i| format!("/traffic/{i}/route"));
+                    self.push(finding, &pointer);
+                }
+                reached[p] = true;
             }
-            reached[p] = true;
         }
         for name in s.pools.keys() {
             if topology.pool_index(name).is_some_and(|p| !reached[p]) {
@@ -57,7 +74,47 @@ impl Checker<'_> {
                 self.push_at_key(Diagnostic::warning(codes::UNUSED_POOL_MODEL, message), &pointer);
             }
         }
+
+        // Endpoint overrides, now that pools are known.
+        for (name, model) in &s.pools {
+            let Some(p) = topology.pool_index(name) else { continue };
+            let Some(load) = &mut pools[p] else { continue };
+            let mut endpoints = vec![None; topology.pools[p].endpoints.len()];
+            let mut load = load.clone();
+            for (key, e) in &model.endpoints {
+                let here = child(&child("/pools", name), "endpoints");
+                let pointer = child(&here, key);
+                let Some(i) = self.endpoint_index(p, key, &pointer, false) else { continue };
+                if e.workers == Some(0) {
+                    let message = format!("endpoint `{key}` has 0 workers");
+                    self.push(
+                        Diagnostic::error(codes::NO_WORKERS, message),
+                        &format!("{pointer}/workers"),
+                    );
+                }
+                let service = match &e.service {
+                    Some(m) => self.service(&format!("{pointer}/service"), m, 0),
+                    None => Some(load.service.clone()),
+                };
+                self.queue_limit(&format!("{pointer}/queue_limit"), e.queue_limit);
+                endpoints[i] = Some(EndpointLoad {
+                    workers: e.workers.unwrap_or(load.workers).max(1),
+                    service: service.unwrap_or_else(|| load.service.clone()),
+                    queue_limit: e.queue_limit.or(load.queue_limit),
+                });
+            }
+            load.endpoints = endpoints;
+            pools[p] = Some(load);
+        }
         pools
+    }
+
+    fn queue_limit(&mut self, pointer: &str, limit: Option<u32>) {
+        if limit == Some(0) {
+            let message = "`queue_limit: 0` would refuse every request that finds the workers busy";
+            let help = "give at least 1, or remove it for no limit";
+            self.push(Diagnostic::error(codes::BAD_SETTING, message).with_help(help), pointer);
+        }
     }
 
     fn pool_model(&mut self, name: &str, model: &PoolModel) -> Option<PoolLoad> {
@@ -68,33 +125,51 @@ impl Checker<'_> {
             let finding = Diagnostic::error(codes::NO_WORKERS, message).with_help(help);
             self.push(finding, &format!("{here}/workers"));
         }
-        let service = self.service(&format!("{here}/service"), model)?;
-        Some(PoolLoad { workers: model.workers.max(1), service })
+        self.queue_limit(&format!("{here}/queue_limit"), model.queue_limit);
+        let service = self.service(&format!("{here}/service"), &model.service, 0)?;
+        Some(PoolLoad {
+            workers: model.workers.max(1),
+            service,
+            queue_limit: model.queue_limit,
+            endpoints: Vec::new(),
+        })
     }
 
-    fn service(&mut self, here: &str, model: &PoolModel) -> Option<ServiceTime> {
-        let m = &model.service;
+    fn service(&mut self, here: &str, m: &ServiceModel, depth: u32) -> Option<ServiceTime> {
         let kind = m.distribution;
-        let fields =
-            [("value", &m.value), ("mean", &m.mean), ("median", &m.median), ("p99", &m.p99)];
+        let fields = [
+            ("value", m.value.is_some()),
+            ("mean", m.mean.is_some()),
+            ("median", m.median.is_some()),
+            ("p99", m.p99.is_some()),
+            ("scale", m.scale.is_some()),
+            ("shape", m.shape.is_some()),
+            ("fast", m.fast.is_some()),
+            ("slow", m.slow.is_some()),
+            ("slow_share", m.slow_share.is_some()),
+            ("file", m.file.is_some()),
+        ];
         let wanted: &[&str] = match kind {
             DistributionName::Constant => &["value"],
             DistributionName::Exponential => &["mean"],
             DistributionName::Lognormal => &["median", "p99"],
+            DistributionName::Pareto => &["scale", "shape"],
+            DistributionName::Bimodal => &["fast", "slow", "slow_share"],
+            DistributionName::Empirical => &["file"],
         };
 
         // Report fields that do not belong, and missing ones, then parse the rest.
         let mut ok = true;
-        for (field, value) in fields {
+        for (field, set) in fields {
             let belongs = wanted.contains(&field);
-            if value.is_some() && !belongs {
+            if set && !belongs {
                 let message = format!("the {} distribution takes no `{field}`", kind.as_str());
                 let help = format!("the {} distribution takes {}", kind.as_str(), list(wanted));
                 let finding = Diagnostic::error(codes::SERVICE_FIELDS, message).with_help(help);
                 self.push_at_key(finding, &format!("{here}/{field}"));
                 ok = false;
             }
-            if value.is_none() && belongs {
+            if !set && belongs {
                 let message = format!("the {} distribution needs `{field}`", kind.as_str());
                 self.push(Diagnostic::error(codes::SERVICE_FIELDS, message), here);
                 ok = false;
@@ -129,7 +204,84 @@ impl Checker<'_> {
                 }
                 ServiceTime::log_normal(median, p99)
             }
+            DistributionName::Pareto => {
+                let scale = time("scale", &m.scale);
+                let shape = m.shape?;
+                if !(shape.is_finite() && shape > 1.0) {
+                    let message = format!("Pareto `shape` {shape} is not above 1");
+                    let help = "at 1 or below the mean is infinite; heavy tails are 1.1 to 3";
+                    let finding = Diagnostic::error(codes::OUT_OF_RANGE, message).with_help(help);
+                    self.push(finding, &format!("{here}/shape"));
+                    return None;
+                }
+                ServiceTime::Pareto { scale: scale?, shape }
+            }
+            DistributionName::Bimodal => {
+                if depth > 0 {
+                    let message = "a bimodal mode cannot itself be bimodal";
+                    self.push(Diagnostic::error(codes::SERVICE_FIELDS, message), here);
+                    return None;
+                }
+                let fast = self.service(&format!("{here}/fast"), m.fast.as_deref()?, depth + 1);
+                let slow = self.service(&format!("{here}/slow"), m.slow.as_deref()?, depth + 1);
+                let share = m.slow_share?;
+                if !(0.0..=1.0).contains(&share) {
+                    let message = format!("`slow_share` {share} is not between 0 and 1");
+                    let pointer = format!("{here}/slow_share");
+                    self.push(Diagnostic::error(codes::OUT_OF_RANGE, message), &pointer);
+                    return None;
+                }
+                ServiceTime::Bimodal {
+                    fast: Box::new(fast?),
+                    slow: Box::new(slow?),
+                    slow_share: share,
+                }
+            }
+            DistributionName::Empirical => {
+                self.samples(&format!("{here}/file"), m.file.as_deref()?)?
+            }
         };
         ok.then_some(service)
+    }
+
+    /// Read a file of observed service times.
+    fn samples(&mut self, pointer: &str, file: &str) -> Option<ServiceTime> {
+        let path = match &self.base {
+            Some(base) => base.join(file),
+            None => std::path::PathBuf::from(file),
+        };
+        let fail = |why: String| Diagnostic::error(codes::SAMPLES_FILE, why);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) => {
+                let help = "the path is relative to the scenario file";
+                self.push(fail(format!("cannot read `{file}`: {e}")).with_help(help), pointer);
+                return None;
+            }
+        };
+        let mut samples = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            match crate::time::parse_duration(line) {
+                Ok(ns) => samples.push(ns),
+                Err(e) => {
+                    self.push(fail(format!("`{file}` line {}: {e}", n + 1)), pointer);
+                    return None;
+                }
+            }
+            if samples.len() > MAX_SAMPLES {
+                self.push(fail(format!("`{file}` has more than {MAX_SAMPLES} samples")), pointer);
+                return None;
+            }
+        }
+        if samples.is_empty() {
+            self.push(fail(format!("`{file}` holds no service times")), pointer);
+            return None;
+        }
+        samples.sort_unstable();
+        Some(ServiceTime::Empirical { sorted: samples.into() })
     }
 }

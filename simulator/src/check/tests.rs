@@ -70,16 +70,13 @@ fn a_good_scenario_resolves_to_a_workload() {
     let w = checked.workload.expect("no errors, so a workload");
     assert_eq!(w.seed, Some(7));
     assert_eq!((w.length, w.warmup), (Length::Duration(60 * SECOND), 5 * SECOND));
-    assert_eq!(w.rate, 300.0);
+    assert_eq!(w.base_rate(), 300.0);
     assert_eq!(
         w.traffic,
         [RouteShare { route: 0, weight: 5.0 }, RouteShare { route: 1, weight: 1.0 }]
     );
     let contacts = w.pools[0].expect("contacts has a model");
-    assert_eq!(
-        contacts,
-        PoolLoad { workers: 4, service: ServiceTime::Exponential { mean: 20_000_000 } }
-    );
+    assert_eq!(contacts, PoolLoad::new(4, ServiceTime::Exponential { mean: 20_000_000 }));
     assert_eq!(w.pools[1].map(|p| p.workers), Some(1));
     assert_eq!(w.variants.len(), 3);
 }

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::random::ServiceTime;
+use crate::time::SECOND;
 use crate::workload::{EndpointShape, PoolLoad, PoolShape, RouteShape, RouteShare};
 
 const MS: Nanos = 1_000_000;
@@ -13,20 +14,13 @@ fn topology(endpoints: usize, balance: Balance) -> Topology {
         .collect();
     Topology {
         pools: vec![PoolShape { name: "p".into(), balance, endpoints }],
-        routes: vec![RouteShape { name: "r".into(), pool: 0, split: Vec::new() }],
+        routes: vec![RouteShape { name: "r".into(), pool: 0, split: Vec::new(), timeout: None }],
     }
 }
 
 fn workload(rate: f64, length: Length, workers: u32, service: ServiceTime) -> Workload {
-    Workload {
-        seed: None,
-        length,
-        warmup: SECOND,
-        rate,
-        traffic: vec![RouteShare { route: 0, weight: 1.0 }],
-        pools: vec![Some(PoolLoad { workers, service })],
-        variants: vec![Variant::Spec],
-    }
+    let traffic = vec![RouteShare { route: 0, weight: 1.0 }];
+    Workload::poisson(length, SECOND, rate, traffic, vec![Some(PoolLoad::new(workers, service))])
 }
 
 fn mean_ms(outcome: &Outcome) -> f64 {
@@ -47,7 +41,7 @@ fn mm1_mean_sojourn_time_is_one_over_mu_minus_lambda() {
     // lambda = 800/s, mu = 1000/s: utilisation 0.8, W = 1 / (mu - lambda) = 5 ms.
     let t = topology(1, Balance::Random);
     let w = workload(800.0, Length::Requests(1_000_000), 1, ServiceTime::Exponential { mean: MS });
-    let out = run_variant(&t, &w, 42, Variant::Spec);
+    let out = run_variant(&t, &w, 42, Variant::spec());
 
     assert_eq!(out.report.requests, 1_000_000);
     assert_close(mean_ms(&out), 5.0, 0.03, "M/M/1 mean sojourn (ms)");
@@ -76,7 +70,7 @@ fn mmc_mean_sojourn_time_follows_erlang_c() {
     let t = topology(1, Balance::RoundRobin);
     let w =
         workload(800.0, Length::Requests(1_000_000), 4, ServiceTime::Exponential { mean: 4 * MS });
-    let out = run_variant(&t, &w, 7, Variant::Spec);
+    let out = run_variant(&t, &w, 7, Variant::spec());
 
     let (c, mu, lambda) = (4.0, 250.0, 800.0);
     let want = erlang_c(4, lambda / mu) / (c * mu - lambda) + 1.0 / mu;
@@ -89,7 +83,7 @@ fn md1_mean_sojourn_time_follows_pollaczek_khinchine() {
     // Constant 1 ms service at 800/s: W = 1/mu + rho / (2 mu (1 - rho)) = 1 + 2 = 3 ms.
     let t = topology(1, Balance::RoundRobin);
     let w = workload(800.0, Length::Requests(300_000), 1, ServiceTime::Constant { value: MS });
-    let out = run_variant(&t, &w, 9, Variant::Spec);
+    let out = run_variant(&t, &w, 9, Variant::spec());
     assert_close(mean_ms(&out), 3.0, 0.03, "M/D/1 mean sojourn (ms)");
 }
 
@@ -98,7 +92,7 @@ fn variants_see_the_same_arrivals_and_service_times() {
     let t = topology(4, Balance::RoundRobin);
     let w = workload(3_000.0, Length::Requests(20_000), 1, ServiceTime::Exponential { mean: MS });
     let runs: Vec<Outcome> =
-        [Variant::Spec, Variant::All(Balance::Random), Variant::All(Balance::LeastRequest)]
+        [Variant::spec(), Variant::all(Balance::Random), Variant::all(Balance::LeastRequest)]
             .into_iter()
             .map(|v| run_variant(&t, &w, 3, v))
             .collect();
@@ -114,20 +108,20 @@ fn variants_see_the_same_arrivals_and_service_times() {
     assert_ne!(runs[1].report.latency, runs[2].report.latency);
 
     // And another seed draws another workload.
-    assert_ne!(run_variant(&t, &w, 4, Variant::Spec).digest, runs[0].digest);
+    assert_ne!(run_variant(&t, &w, 4, Variant::spec()).digest, runs[0].digest);
 }
 
 #[test]
 fn the_arrival_source_ignores_the_variant() {
-    let t = topology(2, Balance::RoundRobin);
     let w = workload(1_000.0, Length::Requests(10), 1, ServiceTime::Exponential { mean: MS });
     let draw = || {
-        let mut source = Source::new(&w, &t, 5);
+        let mut source = Source::new(&w, 5);
+        let mut at = source.next.unwrap();
         (0..1_000)
             .map(|_| {
-                let r = source.next;
-                source.advance(&w, &t, r.arrived);
-                (r.arrived, r.share, r.service)
+                let share = source.share();
+                at = source.after(&w, at, false).unwrap();
+                (at, share)
             })
             .collect::<Vec<_>>()
     };
@@ -143,7 +137,7 @@ fn least_request_beats_random_at_high_load() {
     let t = topology(10, Balance::Random);
     let mut w =
         workload(9_000.0, Length::Requests(300_000), 1, ServiceTime::Exponential { mean: MS });
-    w.variants = vec![Variant::All(Balance::Random), Variant::All(Balance::LeastRequest)];
+    w.variants = vec![Variant::all(Balance::Random), Variant::all(Balance::LeastRequest)];
     let report = crate::simulate(&t, &w, 1);
 
     let (random, least) = (&report.variants[0], &report.variants[1]);
@@ -159,7 +153,7 @@ fn saturated_endpoints_are_exactly_fully_utilised() {
     let t = topology(2, Balance::RoundRobin);
     let w =
         workload(4_000.0, Length::Duration(3 * SECOND), 2, ServiceTime::Constant { value: 2 * MS });
-    let out = run_variant(&t, &w, 1, Variant::Spec);
+    let out = run_variant(&t, &w, 1, Variant::spec());
     for e in &out.report.endpoints {
         assert_eq!(e.utilisation, 1.0, "{e:?}");
     }
@@ -173,7 +167,7 @@ fn idle_endpoints_count_zero_and_served_requests_add_up() {
     t.pools[0].endpoints[2].weight = 0;
     let w =
         workload(500.0, Length::Duration(11 * SECOND), 1, ServiceTime::Exponential { mean: MS });
-    let out = run_variant(&t, &w, 2, Variant::Spec);
+    let out = run_variant(&t, &w, 2, Variant::spec());
 
     let e = &out.report.endpoints;
     assert_eq!((e[2].requests, e[2].utilisation), (0, 0.0));
@@ -189,18 +183,7 @@ fn idle_endpoints_count_zero_and_served_requests_add_up() {
 
 #[test]
 fn busy_time_integrates_across_changes() {
-    let mut s = Station {
-        pool: 0,
-        index: 0,
-        workers: 2,
-        busy: 0,
-        waiting: VecDeque::new(),
-        area: 0,
-        since: 0,
-        area_at_open: 0,
-        area_at_close: 0,
-        served: 0,
-    };
+    let mut s = Station::new(0, 0, None);
     // Idle until 10, one busy until 30, two busy until 35, one until 50.
     for (now, busy) in [(10, 1), (30, 2), (35, 1), (50, 0)] {
         s.advance(now);
@@ -216,7 +199,7 @@ fn requests_runs_measure_exactly_that_many() {
     let mut w =
         workload(2_000.0, Length::Requests(12_345), 1, ServiceTime::log_normal(MS / 2, 4 * MS));
     w.warmup = 0;
-    let out = run_variant(&t, &w, 8, Variant::Spec);
+    let out = run_variant(&t, &w, 8, Variant::spec());
     assert_eq!(out.report.requests, 12_345);
     assert_eq!(out.report.latency, out.report.routes[0].latency);
     assert_eq!(out.report.routes[0].requests, 12_345);
@@ -236,7 +219,7 @@ fn two_choices_approach_the_supermarket_limit() {
         1,
         ServiceTime::Exponential { mean: MS },
     );
-    let out = run_variant(&t, &w, 12, Variant::Spec);
+    let out = run_variant(&t, &w, 12, Variant::spec());
     // A finite pool sits slightly above the limit (here by about 1%).
     assert_close(mean_ms(&out), limit, 0.03, "JSQ(2) over 100 servers (ms)");
 }
@@ -247,7 +230,7 @@ fn the_same_seed_gives_the_same_bytes() {
     let mut w =
         workload(3_000.0, Length::Duration(4 * SECOND), 2, ServiceTime::log_normal(MS, 9 * MS));
     w.variants =
-        vec![Variant::Spec, Variant::All(Balance::Random), Variant::All(Balance::LeastRequest)];
+        vec![Variant::spec(), Variant::all(Balance::Random), Variant::all(Balance::LeastRequest)];
     let a = crate::simulate(&t, &w, 99);
     let b = crate::simulate(&t, &w, 99);
     assert_eq!(a.to_table(), b.to_table());

@@ -19,7 +19,7 @@ use std::time::Duration;
 use crate::time::Nanos;
 
 /// Settings of the `peak_ewma` algorithm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct PeakEwma {
     /// Endpoints compared per pick, as for `least_request` (2 by default;
     /// [`crate::balance::ALL_CHOICES`] compares all; 0 reads as 1).

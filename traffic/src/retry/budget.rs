@@ -35,7 +35,7 @@ pub const BUCKETS: u64 = 10;
 pub const MIN_WINDOW: Duration = Duration::from_millis(1);
 
 /// Budget settings of a route or pool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct BudgetSettings {
     /// Retries allowed per 100 original requests in the window (may exceed 100).
     pub ratio_percent: u32,

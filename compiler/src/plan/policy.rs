@@ -1,0 +1,106 @@
+//! The traffic policies of a plan, as the settings structs of
+//! `sluice_traffic` that `serve` and `simulate` hand to its state machines.
+//!
+//! [`algorithm`] is the one place where a spec's balance name becomes a
+//! [`sluice_traffic::Algorithm`]; the proxy and the simulator both call it.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sluice_traffic::balance::ALL_CHOICES;
+use sluice_traffic::{
+    Algorithm, BudgetSettings, DeadlineSettings, HealthSettings, PeakEwma, RetrySettings,
+};
+
+use crate::spec::{Balance, HashOn};
+
+/// The algorithm that implements `balance`, comparing `choices` endpoints
+/// per pick where the algorithm samples (`None`: two).
+pub fn algorithm(balance: Balance, choices: Option<usize>) -> Algorithm {
+    let choices = choices.unwrap_or(2);
+    match balance {
+        Balance::RoundRobin => Algorithm::RoundRobin,
+        Balance::WeightedRoundRobin => Algorithm::WeightedRoundRobin,
+        Balance::Random => Algorithm::Random,
+        Balance::LeastRequest => Algorithm::LeastRequest { choices },
+        Balance::PeakEwma => Algorithm::PeakEwma(PeakEwma { choices, ..PeakEwma::default() }),
+        Balance::ConsistentHash => Algorithm::ConsistentHash,
+    }
+}
+
+/// `choices: all` in a plan.
+pub const EVERY_ENDPOINT: usize = ALL_CHOICES;
+
+/// A pool's active health check.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HealthCheckPlan {
+    /// Path probed with `GET`.
+    pub path: String,
+    pub settings: HealthSettings,
+}
+
+/// Whether and how a route's failed tries are tried again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RetryPlan {
+    pub settings: RetrySettings,
+    /// Time each try has; `None` leaves only the route's timeout.
+    pub per_try_timeout: Option<Duration>,
+    /// Whether the spec asked for retries (rather than the default failover
+    /// after a failed connection).
+    pub configured: bool,
+}
+
+impl RetryPlan {
+    /// The policy of a route without `retries`: a request whose connection
+    /// could not be opened goes to another endpoint, at once, up to once per
+    /// endpoint of the largest pool it can reach.
+    pub fn failover(endpoints: usize) -> RetryPlan {
+        let attempts = u32::try_from(endpoints.max(1)).unwrap_or(u32::MAX);
+        let settings = RetrySettings {
+            attempts,
+            backoff_base: Duration::ZERO,
+            backoff_max: Duration::ZERO,
+            ..RetrySettings::default()
+        };
+        RetryPlan { settings, per_try_timeout: None, configured: false }
+    }
+}
+
+impl Default for RetryPlan {
+    fn default() -> RetryPlan {
+        RetryPlan::failover(2)
+    }
+}
+
+impl super::RoutePlan {
+    /// The per-try and overall timeouts of the route's requests.
+    pub fn deadline_settings(&self) -> DeadlineSettings {
+        DeadlineSettings { per_try: self.retries.per_try_timeout, overall: self.timeout }
+    }
+
+    /// The retry budget, if the route has one.
+    pub fn budget_settings(&self) -> Option<BudgetSettings> {
+        self.retry_budget
+    }
+}
+
+impl super::PoolPlan {
+    /// The balancing algorithm of the pool.
+    pub fn algorithm(&self) -> Algorithm {
+        algorithm(self.balance, self.choices)
+    }
+
+    /// The algorithm of `balance` with this pool's settings (the simulator
+    /// compares several on one pool).
+    pub fn algorithm_for(&self, balance: Balance) -> Algorithm {
+        algorithm(balance, self.choices)
+    }
+
+    /// The key a consistent hash reads, when the pool hashes.
+    pub fn hash_key(&self) -> Option<&HashOn> {
+        match self.balance {
+            Balance::ConsistentHash => self.hash_on.as_ref(),
+            _ => None,
+        }
+    }
+}

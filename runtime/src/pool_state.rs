@@ -1,0 +1,281 @@
+//! The live state of one pool: its balancer, circuit breaker, outlier
+//! detector and active health checks, driven with the wall clock.
+//!
+//! A [`PoolState`] is everything about a pool that must outlive a single
+//! request and, when a reload leaves the pool unchanged, a single plan: the
+//! reload carries the `Arc<PoolState>` over as a whole (see
+//! [`PoolState::carries_over`]), so requests in flight on the old plan end
+//! their counts on the same balancer, and health and ejections are kept.
+//!
+//! An endpoint is eligible for the balancer while its active checks say it
+//! is healthy and outlier detection has not ejected it; both sources write
+//! their own flag and [`PoolState::refresh`] combines them. Each health
+//! change is logged at info with the endpoint and the old and new state.
+//! The health probe tasks and the outlier timer hold only a weak handle, and
+//! are aborted when the state is dropped.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper::Uri;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use sluice_compiler::plan::PoolPlan;
+use sluice_traffic::circuit::OwnedPermit;
+use sluice_traffic::{
+    Balancer, CircuitBreaker, Health, HealthCheck, HealthSettings, Limit, Nanos, Outcome,
+    OutlierDetector, OutlierEvent, Rejection,
+};
+use tokio::task::AbortHandle;
+
+/// The wall clock as the traffic state machines read it: time since the
+/// first reading in this process.
+pub(crate) fn now() -> Nanos {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    Nanos::from_duration(EPOCH.get_or_init(Instant::now).elapsed())
+}
+
+/// Longest sleep of the outlier timer, so a fresh ejection is returned
+/// within this much of its end even when no request comes by.
+const OUTLIER_TICK: Duration = Duration::from_millis(50);
+
+/// The state of one pool. See the module doc.
+pub(crate) struct PoolState {
+    pub(crate) balancer: Arc<Balancer>,
+    pub(crate) breaker: Arc<CircuitBreaker>,
+    /// Locked briefly, once per finished try, never across an await.
+    outlier: Option<Mutex<OutlierDetector>>,
+    /// Per endpoint: whether active checks pass (always, without checks).
+    healthy: Vec<AtomicBool>,
+    /// Per endpoint: whether outlier detection ejected it.
+    ejected: Vec<AtomicBool>,
+    addresses: Vec<std::net::SocketAddr>,
+    pool: String,
+    tasks: Mutex<Vec<AbortHandle>>,
+}
+
+impl PoolState {
+    /// The state of a new pool, with its health checks and outlier timer
+    /// started. Call from within a tokio runtime.
+    pub(crate) fn start(plan: &PoolPlan) -> Arc<PoolState> {
+        let weights: Vec<u32> = plan.endpoints.iter().map(|e| e.weight).collect();
+        let n = weights.len();
+        let balancer = Balancer::with_settings(plan.algorithm(), &weights, &plan.balance_settings);
+        let state = Arc::new(PoolState {
+            balancer: Arc::new(balancer),
+            breaker: Arc::new(CircuitBreaker::new(plan.circuit_breaker)),
+            outlier: plan.outlier_detection.map(|s| Mutex::new(OutlierDetector::new(s, n))),
+            healthy: (0..n).map(|_| AtomicBool::new(true)).collect(),
+            ejected: (0..n).map(|_| AtomicBool::new(false)).collect(),
+            addresses: plan.endpoints.iter().map(|e| e.address).collect(),
+            pool: plan.name.clone(),
+            tasks: Mutex::new(Vec::new()),
+        });
+
+        let mut tasks = Vec::new();
+        if let Some(check) = &plan.health_check {
+            let client = probe_client(check.settings.timeout);
+            for endpoint in 0..n {
+                let uri = Uri::builder()
+                    .scheme("http")
+                    .authority(plan.endpoints[endpoint].address.to_string())
+                    .path_and_query(check.path.as_str())
+                    .build();
+                let Ok(uri) = uri else { continue };
+                let probe = probe_loop(
+                    Arc::downgrade(&state),
+                    endpoint,
+                    uri,
+                    check.settings.clone(),
+                    client.clone(),
+                );
+                tasks.push(tokio::spawn(probe).abort_handle());
+            }
+        }
+        if state.outlier.is_some() {
+            tasks.push(tokio::spawn(outlier_timer(Arc::downgrade(&state))).abort_handle());
+        }
+        *lock(&state.tasks) = tasks;
+        state
+    }
+
+    /// Whether the state of `old` may serve `new` after a reload: the same
+    /// endpoints and weights in the same order, and the same policies.
+    pub(crate) fn carries_over(old: &PoolPlan, new: &PoolPlan) -> bool {
+        let same_endpoints = old.endpoints.len() == new.endpoints.len()
+            && old
+                .endpoints
+                .iter()
+                .zip(&new.endpoints)
+                .all(|(a, b)| a.address == b.address && a.weight == b.weight);
+        let same_health = match (&old.health_check, &new.health_check) {
+            (None, None) => true,
+            (Some(a), Some(b)) => a.path == b.path && a.settings == b.settings,
+            _ => false,
+        };
+        same_endpoints
+            && same_health
+            && old.algorithm() == new.algorithm()
+            && old.balance_settings == new.balance_settings
+            && old.outlier_detection == new.outlier_detection
+            && old.circuit_breaker == new.circuit_breaker
+    }
+
+    /// Take a slot of the pool's in-flight requests.
+    pub(crate) fn admit(&self) -> Result<OwnedPermit, Rejection> {
+        self.breaker.try_acquire_owned(Limit::Requests)
+    }
+
+    /// Learn from one finished try: its latency for `peak_ewma`, its
+    /// outcome for outlier detection.
+    pub(crate) fn record(&self, endpoint: usize, latency: Duration, outcome: Outcome) {
+        let at = now();
+        self.balancer.observe(endpoint, latency, outcome, at);
+        let Some(outlier) = &self.outlier else { return };
+        let events = lock(outlier).observe(endpoint, outcome, at);
+        self.apply(&events, at);
+    }
+
+    fn apply(&self, events: &[OutlierEvent], at: Nanos) {
+        for event in events {
+            match *event {
+                OutlierEvent::Ejected { endpoint, until, times, .. } => {
+                    tracing::info!(
+                        pool = %self.pool,
+                        endpoint = %self.addresses[endpoint],
+                        ejection = ?until.since(at),
+                        times,
+                        "endpoint ejected after consecutive failures"
+                    );
+                    self.ejected[endpoint].store(true, Ordering::Release);
+                    self.refresh(endpoint, at);
+                }
+                OutlierEvent::Returned { endpoint } => {
+                    tracing::info!(pool = %self.pool, endpoint = %self.addresses[endpoint], "ejected endpoint returned");
+                    self.ejected[endpoint].store(false, Ordering::Release);
+                    self.refresh(endpoint, at);
+                }
+                OutlierEvent::Spared { endpoint, .. } => tracing::warn!(
+                    pool = %self.pool,
+                    endpoint = %self.addresses[endpoint],
+                    "endpoint keeps failing but the pool already has as many ejected as max_ejection_percent allows"
+                ),
+            }
+        }
+    }
+
+    /// Tell the balancer whether `endpoint` may receive traffic.
+    fn refresh(&self, endpoint: usize, at: Nanos) {
+        let eligible = self.healthy[endpoint].load(Ordering::Acquire)
+            && !self.ejected[endpoint].load(Ordering::Acquire);
+        self.balancer.set_eligible(endpoint, eligible, at);
+    }
+}
+
+impl Drop for PoolState {
+    fn drop(&mut self) {
+        for task in lock(&self.tasks).drain(..) {
+            task.abort();
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+type ProbeClient = Client<HttpConnector, Empty<Bytes>>;
+
+/// A client that opens a new connection for every probe, so a probe sees
+/// whether the endpoint accepts connections now.
+fn probe_client(timeout: Duration) -> ProbeClient {
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(timeout));
+    Client::builder(TokioExecutor::new()).pool_max_idle_per_host(0).build(http)
+}
+
+/// Probe one endpoint until the pool state is gone.
+async fn probe_loop(
+    state: Weak<PoolState>,
+    endpoint: usize,
+    uri: Uri,
+    settings: HealthSettings,
+    client: ProbeClient,
+) {
+    let mut check = HealthCheck::new(&settings);
+    // Start at a random point of the first interval, so probes spread out.
+    let first = sluice_traffic::Nanos::ZERO.after(random_up_to(settings.interval));
+    tokio::time::sleep(first.as_duration()).await;
+    loop {
+        let outcome = probe(&client, &uri, settings.timeout).await;
+        let Some(state) = state.upgrade() else { return };
+        let at = now();
+        if let Some(event) = check.record(&settings, outcome, at) {
+            tracing::info!(
+                pool = %state.pool,
+                endpoint = %state.addresses[endpoint],
+                from = health_name(event.from),
+                to = health_name(event.to),
+                consecutive = event.consecutive,
+                last = ?event.last,
+                "endpoint health changed"
+            );
+            state.healthy[endpoint].store(event.to == Health::Healthy, Ordering::Release);
+            state.refresh(endpoint, at);
+        }
+        drop(state);
+        let next = settings.next_probe(at, &mut rand::rng());
+        tokio::time::sleep(next.since(at)).await;
+    }
+}
+
+async fn probe(client: &ProbeClient, uri: &Uri, timeout: Duration) -> Outcome {
+    let request = hyper::Request::get(uri.clone())
+        .header(hyper::header::USER_AGENT, "sluice-health-check")
+        .body(Empty::new());
+    let Ok(request) = request else { return Outcome::ConnectFailure };
+    match tokio::time::timeout(timeout, client.request(request)).await {
+        Err(_) => Outcome::Timeout,
+        Ok(Ok(response)) => Outcome::Response(response.status().as_u16()),
+        Ok(Err(error)) if error.is_connect() => Outcome::ConnectFailure,
+        Ok(Err(_)) => Outcome::Reset,
+    }
+}
+
+fn health_name(health: Health) -> &'static str {
+    match health {
+        Health::Healthy => "healthy",
+        Health::Unhealthy => "unhealthy",
+    }
+}
+
+fn random_up_to(limit: Duration) -> Duration {
+    let nanos = u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX);
+    if nanos == 0 {
+        return Duration::ZERO;
+    }
+    Duration::from_nanos(rand::RngExt::random_range(&mut rand::rng(), 0..nanos))
+}
+
+/// End ejections on time even when no request reports to the detector.
+async fn outlier_timer(state: Weak<PoolState>) {
+    loop {
+        let wait = {
+            let Some(state) = state.upgrade() else { return };
+            let Some(outlier) = &state.outlier else { return };
+            let at = now();
+            let (events, next) = {
+                let mut detector = lock(outlier);
+                (detector.poll(at), detector.next_return())
+            };
+            state.apply(&events, at);
+            next.map_or(OUTLIER_TICK, |n| n.since(at).min(OUTLIER_TICK))
+        };
+        tokio::time::sleep(wait.max(Duration::from_millis(1))).await;
+    }
+}

@@ -1,0 +1,555 @@
+//! Arrivals, gateway settings, the variant grid and timed events: checked
+//! field by field and lowered into the workload and `sluice_traffic` types.
+
+use std::time::Duration;
+
+use sluice_compiler::Diagnostic;
+use sluice_traffic::{BudgetSettings, CircuitLimits, HealthSettings, OutlierSettings};
+
+use super::{codes, known, Checker};
+use crate::scenario::{self, ActionName, EventModel, GatewayModel, Grid, PatternName, Scenario};
+use crate::time::Nanos;
+use crate::workload::{
+    Arrivals, Burst, Fault, FaultKind, Gateway, Length, Pattern, RateChange, RateProfile, Variant,
+};
+
+/// Most variants a grid may produce.
+const MAX_VARIANTS: usize = 64;
+
+impl Checker<'_> {
+    fn positive(
+        &mut self,
+        pointer: &str,
+        what: &str,
+        x: f64,
+        code: sluice_compiler::diagnostic::Code,
+    ) -> bool {
+        if x.is_finite() && x > 0.0 {
+            return true;
+        }
+        self.push(Diagnostic::error(code, format!("{what} {x} is not positive")), pointer);
+        false
+    }
+
+    fn optional_duration(&mut self, pointer: &str, text: &Option<String>) -> Option<Nanos> {
+        text.as_deref().and_then(|t| self.duration(pointer, t))
+    }
+
+    fn span(&mut self, pointer: &str, text: &Option<String>) -> Option<Duration> {
+        self.optional_duration(pointer, text).map(Duration::from_nanos)
+    }
+
+    pub(super) fn arrivals(&mut self, a: &scenario::Arrivals) -> Arrivals {
+        let fallback =
+            Arrivals::Open { pattern: Pattern::Poisson, profile: RateProfile::flat(1.0) };
+        match (a.rate, a.clients) {
+            (Some(_), Some(_)) => {
+                let message = "give `rate` (open loop) or `clients` (closed loop), not both";
+                self.push(Diagnostic::error(codes::BAD_ARRIVALS, message), "/arrivals/clients");
+                fallback
+            }
+            (None, None) => {
+                let message = "arrivals need `rate` (open loop) or `clients` (closed loop)";
+                let help = "add `rate: 800` for 800 requests per second";
+                let finding = Diagnostic::error(codes::BAD_ARRIVALS, message).with_help(help);
+                self.push(finding, "/arrivals");
+                fallback
+            }
+            (None, Some(clients)) => {
+                let open_only = [
+                    ("pattern", a.pattern.is_some()),
+                    ("changes", !a.changes.is_empty()),
+                    ("bursts", !a.bursts.is_empty()),
+                ];
+                for (field, set) in open_only {
+                    if set {
+                        let message =
+                            format!("`{field}` shapes an open loop; closed-loop clients have none");
+                        self.push_at_key(
+                            Diagnostic::error(codes::BAD_ARRIVALS, message),
+                            &format!("/arrivals/{field}"),
+                        );
+                    }
+                }
+                if clients == 0 {
+                    let message = "`clients` must be at least 1";
+                    self.push(Diagnostic::error(codes::BAD_ARRIVALS, message), "/arrivals/clients");
+                }
+                let think = self.optional_duration("/arrivals/think", &a.think).unwrap_or(0);
+                Arrivals::Closed { clients: clients.max(1), think }
+            }
+            (Some(rate), None) => {
+                if a.think.is_some() {
+                    let message = "`think` is the pause of closed-loop clients; give `clients` too";
+                    self.push_at_key(
+                        Diagnostic::error(codes::BAD_ARRIVALS, message),
+                        "/arrivals/think",
+                    );
+                }
+                let base = if self.positive("/arrivals/rate", "arrival rate", rate, codes::BAD_RATE)
+                {
+                    rate
+                } else {
+                    1.0
+                };
+                let mut changes: Vec<RateChange> = Vec::new();
+                for (i, c) in a.changes.iter().enumerate() {
+                    let here = format!("/arrivals/changes/{i}");
+                    let at = self.duration(&format!("{here}/at"), &c.at);
+                    let ramp =
+                        self.optional_duration(&format!("{here}/ramp"), &c.ramp).unwrap_or(0);
+                    let ok = self.positive(
+                        &format!("{here}/rate"),
+                        "arrival rate",
+                        c.rate,
+                        codes::BAD_RATE,
+                    );
+                    let Some(at) = at else { continue };
+                    if changes.last().is_some_and(|last| at < last.at + last.ramp) {
+                        let message =
+                            "rate changes must be in time order and not overlap their ramps";
+                        self.push(
+                            Diagnostic::error(codes::BAD_ARRIVALS, message),
+                            &format!("{here}/at"),
+                        );
+                    }
+                    if ok {
+                        changes.push(RateChange { at, ramp, rate: c.rate });
+                    }
+                }
+                let mut bursts = Vec::new();
+                for (i, b) in a.bursts.iter().enumerate() {
+                    let here = format!("/arrivals/bursts/{i}");
+                    let at = self.duration(&format!("{here}/at"), &b.at);
+                    let length = self.duration(&format!("{here}/length"), &b.length);
+                    let ok = self.positive(
+                        &format!("{here}/factor"),
+                        "burst factor",
+                        b.factor,
+                        codes::OUT_OF_RANGE,
+                    );
+                    if let (Some(from), Some(length), true) = (at, length, ok) {
+                        bursts.push(Burst {
+                            from,
+                            until: from.saturating_add(length),
+                            factor: b.factor,
+                        });
+                    }
+                }
+                let pattern = match a.pattern {
+                    Some(PatternName::Constant) => Pattern::Constant,
+                    _ => Pattern::Poisson,
+                };
+                Arrivals::Open { pattern, profile: RateProfile { base, changes, bursts } }
+            }
+        }
+    }
+
+    /// A count setting that must be at least 1.
+    fn at_least_one(&mut self, pointer: &str, what: &str, n: Option<u32>) -> Option<u32> {
+        match n {
+            Some(0) => {
+                let message = format!("`{what}` must be at least 1");
+                self.push(Diagnostic::error(codes::BAD_SETTING, message), pointer);
+                None
+            }
+            n => n,
+        }
+    }
+
+    pub(super) fn gateway(&mut self, g: Option<&GatewayModel>) -> Gateway {
+        let mut out = Gateway::default();
+        let Some(g) = g else { return out };
+        out.instances =
+            self.at_least_one("/gateway/instances", "instances", g.instances).unwrap_or(1);
+        if out.instances > 64 {
+            let message = format!(
+                "{} gateway instances is more than the 64 simulated at most",
+                out.instances
+            );
+            self.push(Diagnostic::error(codes::BAD_SETTING, message), "/gateway/instances");
+            out.instances = 1;
+        }
+        out.timeout = self.nonzero_span("/gateway/timeout", &g.timeout);
+
+        if let Some(r) = &g.retries {
+            let here = "/gateway/retries";
+            if let Some(a) = self.at_least_one(&format!("{here}/attempts"), "attempts", r.attempts)
+            {
+                out.retries.attempts = a;
+            }
+            if let Some(on) = &r.on {
+                out.retries.on = self.retry_on(&format!("{here}/on"), on);
+            }
+            out.per_try_timeout =
+                self.nonzero_span(&format!("{here}/per_try_timeout"), &r.per_try_timeout);
+            if let Some(b) = self.span(&format!("{here}/backoff"), &r.backoff) {
+                out.retries.backoff_base = b;
+            }
+            if let Some(b) = self.span(&format!("{here}/max_backoff"), &r.max_backoff) {
+                out.retries.backoff_max = b;
+            }
+        }
+        if let Some(b) = &g.retry_budget {
+            let d = BudgetSettings::default();
+            let window = self.nonzero_span("/gateway/retry_budget/window", &b.window);
+            out.budget = Some(BudgetSettings {
+                ratio_percent: b.ratio_percent.unwrap_or(d.ratio_percent),
+                min_per_second: b.min_per_second.unwrap_or(d.min_per_second),
+                window: window.unwrap_or(d.window),
+            });
+        }
+        if let Some(c) = &g.circuit_breaker {
+            let max = self.at_least_one(
+                "/gateway/circuit_breaker/max_requests",
+                "max_requests",
+                c.max_requests,
+            );
+            out.circuit = Some(CircuitLimits {
+                max_requests: max.unwrap_or(u32::MAX),
+                ..CircuitLimits::default()
+            });
+        }
+        if let Some(h) = &g.health_check {
+            let here = "/gateway/health_check";
+            let d = HealthSettings::default();
+            let interval = self.nonzero_span(&format!("{here}/interval"), &h.interval);
+            let timeout = self.nonzero_span(&format!("{here}/timeout"), &h.timeout);
+            let healthy = self.at_least_one(
+                &format!("{here}/healthy_threshold"),
+                "healthy_threshold",
+                h.healthy_threshold,
+            );
+            let unhealthy = self.at_least_one(
+                &format!("{here}/unhealthy_threshold"),
+                "unhealthy_threshold",
+                h.unhealthy_threshold,
+            );
+            out.health = Some(HealthSettings {
+                interval: interval.unwrap_or(d.interval),
+                jitter: self.span(&format!("{here}/jitter"), &h.jitter).unwrap_or(d.jitter),
+                timeout: timeout.unwrap_or(d.timeout),
+                healthy_threshold: healthy.unwrap_or(d.healthy_threshold),
+                unhealthy_threshold: unhealthy.unwrap_or(d.unhealthy_threshold),
+                ..d
+            });
+        }
+        if let Some(o) = &g.outlier_detection {
+            let here = "/gateway/outlier_detection";
+            let d = OutlierSettings::default();
+            if o.max_ejection_percent.is_some_and(|p| p > 100) {
+                let message = "`max_ejection_percent` is a percentage, 0 to 100";
+                self.push(
+                    Diagnostic::error(codes::OUT_OF_RANGE, message),
+                    &format!("{here}/max_ejection_percent"),
+                );
+            }
+            out.outlier = Some(OutlierSettings {
+                consecutive_failures: o.consecutive_failures.unwrap_or(d.consecutive_failures),
+                consecutive_connect_failures: o
+                    .consecutive_connect_failures
+                    .unwrap_or(d.consecutive_connect_failures),
+                base_ejection: self
+                    .nonzero_span(&format!("{here}/base_ejection"), &o.base_ejection)
+                    .unwrap_or(d.base_ejection),
+                max_ejection: self
+                    .nonzero_span(&format!("{here}/max_ejection"), &o.max_ejection)
+                    .unwrap_or(d.max_ejection),
+                max_ejection_percent: o
+                    .max_ejection_percent
+                    .unwrap_or(d.max_ejection_percent)
+                    .min(100),
+            });
+        }
+        out
+    }
+
+    /// A duration that must be above zero.
+    fn nonzero_span(&mut self, pointer: &str, text: &Option<String>) -> Option<Duration> {
+        match self.optional_duration(pointer, text) {
+            Some(0) => {
+                let message = "this duration must be above zero";
+                self.push(Diagnostic::error(codes::BAD_DURATION, message), pointer);
+                None
+            }
+            ns => ns.map(Duration::from_nanos),
+        }
+    }
+
+    fn retry_on(&mut self, here: &str, on: &[serde_json::Value]) -> sluice_traffic::retry::RetryOn {
+        let mut out = sluice_traffic::retry::RetryOn {
+            connect_failure: false,
+            reset: false,
+            timeout: false,
+            statuses: Vec::new(),
+        };
+        for (i, value) in on.iter().enumerate() {
+            match value {
+                serde_json::Value::String(s) if s == "connect_failure" => {
+                    out.connect_failure = true
+                }
+                serde_json::Value::String(s) if s == "reset" => out.reset = true,
+                serde_json::Value::String(s) if s == "timeout" => out.timeout = true,
+                serde_json::Value::Number(n)
+                    if n.as_u64().is_some_and(|s| (500..=599).contains(&s)) =>
+                {
+                    out.statuses.push(n.as_u64().unwrap_or(500) as u16);
+                }
+                other => {
+                    let message = format!("`{other}` is not a retry condition");
+                    let help = "use connect_failure, reset, timeout, or a status from 500 to 599";
+                    self.push(
+                        Diagnostic::error(codes::BAD_SETTING, message).with_help(help),
+                        &format!("{here}/{i}"),
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    /// The variants: each balancer crossed with every combination of the grid.
+    pub(super) fn grid(&mut self, grid: Option<&Grid>, balancers: Vec<Variant>) -> Vec<Variant> {
+        let Some(g) = grid else { return balancers };
+        let mut variants = balancers;
+        let attempts: Vec<u32> = g
+            .attempts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, &a)| {
+                self.at_least_one(&format!("/grid/attempts/{i}"), "attempts", Some(a))
+            })
+            .collect();
+        let timeouts: Vec<Nanos> = g
+            .timeout
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| self.nonzero_span(&format!("/grid/timeout/{i}"), &Some(t.clone())))
+            .map(|d| d.as_nanos() as Nanos)
+            .collect();
+        let max_requests: Vec<u32> = g
+            .max_requests
+            .iter()
+            .enumerate()
+            .filter_map(|(i, &m)| {
+                self.at_least_one(&format!("/grid/max_requests/{i}"), "max_requests", Some(m))
+            })
+            .collect();
+        variants = cross(variants, &attempts, |v, &a| Variant { attempts: Some(a), ..v });
+        variants = cross(variants, &timeouts, |v, &t| Variant { timeout: Some(t), ..v });
+        variants = cross(variants, &max_requests, |v, &m| Variant { max_requests: Some(m), ..v });
+        variants = cross(variants, &g.retry_budget, |v, &b| Variant { retry_budget: Some(b), ..v });
+        let mut unique = Vec::new();
+        for v in variants {
+            if !unique.contains(&v) {
+                unique.push(v);
+            }
+        }
+        if unique.len() > MAX_VARIANTS {
+            let message =
+                format!("the grid makes {} variants, more than {MAX_VARIANTS}", unique.len());
+            self.push(Diagnostic::error(codes::BAD_SETTING, message), "/grid");
+            unique.truncate(MAX_VARIANTS);
+        }
+        unique
+    }
+
+    /// Timed events, expanded (a rolling deploy becomes crashes and
+    /// recoveries) and sorted by time.
+    pub(super) fn events(&mut self, s: &Scenario, length: Option<Length>) -> Vec<Fault> {
+        let mut faults = Vec::new();
+        for (i, e) in s.events.iter().enumerate() {
+            let here = format!("/events/{i}");
+            let Some(at) = self.duration(&format!("{here}/at"), &e.at) else { continue };
+            if let Some(Length::Duration(end)) = length {
+                if at >= end {
+                    let message = "this event happens after arrivals stop";
+                    self.push(
+                        Diagnostic::warning(codes::LATE_EVENT, message),
+                        &format!("{here}/at"),
+                    );
+                }
+            }
+            let Some(kind) = self.event_kind(&here, e) else { continue };
+            let targets = self.targets(&here, e);
+            match kind {
+                Some(kind) => faults.extend(targets.into_iter().map(|(pool, endpoint)| Fault {
+                    at,
+                    pool,
+                    endpoint,
+                    kind,
+                })),
+                None => {
+                    // A rolling deploy: each target down for `down`, one after another.
+                    let down = self
+                        .nonzero_span(&format!("{here}/down"), &e.down)
+                        .map_or(10_000_000_000, |d| d.as_nanos() as Nanos);
+                    let every = self
+                        .nonzero_span(&format!("{here}/every"), &e.every)
+                        .map_or(down, |d| d.as_nanos() as Nanos);
+                    for (k, (pool, endpoint)) in targets.into_iter().enumerate() {
+                        let start = at.saturating_add(every.saturating_mul(k as u64));
+                        faults.push(Fault { at: start, pool, endpoint, kind: FaultKind::Crash });
+                        faults.push(Fault {
+                            at: start.saturating_add(down),
+                            pool,
+                            endpoint,
+                            kind: FaultKind::Recover,
+                        });
+                    }
+                }
+            }
+        }
+        faults.sort_by_key(|f| f.at);
+        faults
+    }
+
+    /// The fault an event causes (`None` inside for a rolling deploy), after
+    /// checking the fields its action takes.
+    fn event_kind(&mut self, here: &str, e: &EventModel) -> Option<Option<FaultKind>> {
+        let fields = [
+            ("factor", e.factor.is_some(), e.action == ActionName::Slow),
+            ("share", e.share.is_some(), e.action == ActionName::Fail),
+            ("down", e.down.is_some(), e.action == ActionName::RollingDeploy),
+            ("every", e.every.is_some(), e.action == ActionName::RollingDeploy),
+        ];
+        let mut ok = true;
+        for (field, set, belongs) in fields {
+            if set && !belongs {
+                let message = format!("a `{}` event takes no `{field}`", e.action.as_str());
+                self.push_at_key(
+                    Diagnostic::error(codes::EVENT_FIELDS, message),
+                    &format!("{here}/{field}"),
+                );
+                ok = false;
+            }
+        }
+        let kind = match e.action {
+            ActionName::Crash => FaultKind::Crash,
+            ActionName::Recover => FaultKind::Recover,
+            ActionName::FailFast => FaultKind::FailFast,
+            ActionName::BlackHole => FaultKind::BlackHole,
+            ActionName::RollingDeploy => return ok.then_some(None),
+            ActionName::Slow => {
+                let Some(f) = e.factor else {
+                    let message = "a `slow` event needs `factor`, such as `factor: 10`";
+                    self.push(Diagnostic::error(codes::EVENT_FIELDS, message), here);
+                    return None;
+                };
+                if !self.positive(
+                    &format!("{here}/factor"),
+                    "slowdown factor",
+                    f,
+                    codes::OUT_OF_RANGE,
+                ) {
+                    return None;
+                }
+                FaultKind::Slow(f)
+            }
+            ActionName::Fail => {
+                let Some(share) = e.share else {
+                    let message = "a `fail` event needs `share`, such as `share: 0.2`";
+                    self.push(Diagnostic::error(codes::EVENT_FIELDS, message), here);
+                    return None;
+                };
+                if !(0.0..=1.0).contains(&share) {
+                    let message = format!("share {share} is not between 0 and 1");
+                    self.push(
+                        Diagnostic::error(codes::OUT_OF_RANGE, message),
+                        &format!("{here}/share"),
+                    );
+                    return None;
+                }
+                FaultKind::Fail(share)
+            }
+        };
+        ok.then_some(Some(kind))
+    }
+
+    /// The (pool, endpoint) pairs an event names.
+    fn targets(&mut self, here: &str, e: &EventModel) -> Vec<(usize, usize)> {
+        let Some(topology) = self.topology else { return Vec::new() };
+        let pools: Vec<usize> = match &e.pool {
+            None => (0..topology.pools.len()).collect(),
+            Some(name) => match topology.pool_index(name) {
+                Some(p) => vec![p],
+                None => {
+                    let help = known("pools", name, topology.pools.iter().map(|p| p.name.as_str()));
+                    let message = format!("unknown pool `{name}`");
+                    self.push(
+                        Diagnostic::error(codes::UNKNOWN_POOL, message).with_help(help),
+                        &format!("{here}/pool"),
+                    );
+                    return Vec::new();
+                }
+            },
+        };
+        let mut out = Vec::new();
+        for p in pools {
+            match &e.endpoint {
+                None => out.extend((0..topology.pools[p].endpoints.len()).map(|i| (p, i))),
+                Some(name) => match self.endpoint_index(
+                    p,
+                    name,
+                    &format!("{here}/endpoint"),
+                    e.pool.is_none(),
+                ) {
+                    Some(i) => out.push((p, i)),
+                    None => continue,
+                },
+            }
+        }
+        out
+    }
+
+    /// Endpoint `name` (an address or a position) of pool `p`. With
+    /// `lenient`, a position past the end of a small pool is skipped quietly
+    /// (an event for every pool names positions that some pools lack).
+    pub(super) fn endpoint_index(
+        &mut self,
+        p: usize,
+        name: &str,
+        pointer: &str,
+        lenient: bool,
+    ) -> Option<usize> {
+        let topology = self.topology?;
+        let pool = &topology.pools[p];
+        if let Ok(i) = name.parse::<usize>() {
+            if i < pool.endpoints.len() {
+                return Some(i);
+            }
+            if !lenient {
+                let message = format!(
+                    "pool `{}` has {} endpoint(s); there is no position {i}",
+                    pool.name,
+                    pool.endpoints.len()
+                );
+                self.push(Diagnostic::error(codes::UNKNOWN_ENDPOINT, message), pointer);
+            }
+            return None;
+        }
+        if let Some(i) = pool.endpoints.iter().position(|e| e.label == name) {
+            return Some(i);
+        }
+        let help = known("endpoints", name, pool.endpoints.iter().map(|e| e.label.as_str()));
+        let message = format!("pool `{}` has no endpoint `{name}`", pool.name);
+        self.push(Diagnostic::error(codes::UNKNOWN_ENDPOINT, message).with_help(help), pointer);
+        None
+    }
+}
+
+/// Every variant with every value, or the variants as they are when there is none.
+fn cross<T>(
+    variants: Vec<Variant>,
+    values: &[T],
+    f: impl Fn(Variant, &T) -> Variant,
+) -> Vec<Variant> {
+    if values.is_empty() {
+        return variants;
+    }
+    variants
+        .into_iter()
+        .flat_map(|v| values.iter().map(move |x| (v, x)))
+        .map(|(v, x)| f(v, x))
+        .collect()
+}

@@ -1,0 +1,345 @@
+//! The gateway's side of a request: tries, time limits, circuit breaking,
+//! retries within their budget, and the endpoint eligibility that health
+//! checks and outlier detection decide. Every decision is a call into
+//! `sluice_traffic`, with the virtual clock as its clock.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_traffic::retry::{self, RetryDecision};
+use sluice_traffic::{
+    BalanceSettings, Balancer, CircuitBreaker, HealthCheck, Limit, Nanos as Clock,
+    Outcome as TryOutcome, OutlierDetector, OutlierEvent, Pick, RetryBudget, TryBudget, TryFacts,
+};
+
+use super::measure::Ending;
+use super::station::{State, Try};
+use super::{algorithm, salt, Event, Run};
+use crate::random::keyed_uniform;
+use crate::time::Nanos;
+use crate::workload::{FaultKind, Gateway, Topology, Variant};
+
+/// The decision state of one gateway instance.
+pub(super) struct Instance {
+    pub balancers: Vec<Balancer>,
+    pub breakers: Vec<Option<Arc<CircuitBreaker>>>,
+    pub budgets: Vec<Option<RetryBudget>>,
+    pub outliers: Vec<Option<OutlierDetector>>,
+    /// Per flat endpoint index.
+    pub health: Vec<Option<HealthCheck>>,
+}
+
+impl Instance {
+    pub fn new(topology: &Topology, variant: &Variant, g: &Gateway, endpoints: usize) -> Instance {
+        let balancers = topology
+            .pools
+            .iter()
+            .map(|pool| {
+                let weights: Vec<u32> = pool.endpoints.iter().map(|e| e.weight).collect();
+                let algorithm = algorithm(variant.balance_for(pool.balance));
+                Balancer::with_settings(algorithm, &weights, &BalanceSettings::default())
+            })
+            .collect();
+        let n = topology.pools.len();
+        Instance {
+            balancers,
+            breakers: (0..n).map(|_| g.circuit.map(|c| Arc::new(CircuitBreaker::new(c)))).collect(),
+            budgets: (0..n).map(|_| g.budget.map(RetryBudget::new)).collect(),
+            outliers: topology
+                .pools
+                .iter()
+                .map(|p| g.outlier.map(|o| OutlierDetector::new(o, p.endpoints.len())))
+                .collect(),
+            health: (0..endpoints).map(|_| g.health.as_ref().map(HealthCheck::new)).collect(),
+        }
+    }
+}
+
+impl Run<'_> {
+    /// Start the next try of request `r`, or end the request when no try
+    /// can start.
+    pub(super) fn start_try(&mut self, now: Nanos, r: u32) {
+        let request = &mut self.requests[r as usize];
+        request.tries += 1;
+        let (pool, inst) = (request.pool as usize, request.instance as usize);
+        let budget = request.deadline.next_try(Clock(now));
+        if budget == TryBudget::Expired {
+            return self.finish(now, r, Ending::Timeout);
+        }
+
+        // Breaker, then balancer, as `serve` does.
+        let instance = &self.instances[inst];
+        let permit = match &instance.breakers[pool] {
+            Some(breaker) => match breaker.try_acquire_owned(Limit::Requests) {
+                Ok(permit) => Some(permit),
+                Err(_) => return self.finish(now, r, Ending::Breaker),
+            },
+            None => None,
+        };
+        let mut pick = Pick::at(Clock(now));
+        if let Some(last) = request.last {
+            pick = pick.avoiding(last as usize);
+        }
+        let Some(index) = instance.balancers[pool].pick_with(&mut self.picks, &pick) else {
+            return self.finish(now, r, Ending::NoEndpoint);
+        };
+        instance.balancers[pool].begin(index);
+
+        let endpoint = self.first[pool] + index;
+        let (id, number, measured) = (request.id, request.tries, request.measured);
+        request.last = Some(index as u32);
+        let t = Try {
+            request: r,
+            id,
+            number,
+            endpoint: endpoint as u32,
+            started: now,
+            measured,
+            awaited: true,
+            held: false,
+            permit,
+        };
+        let (slot, generation) = self.tries.insert(t);
+        if let TryBudget::Bounded { timeout, .. } = budget {
+            let at = now.saturating_add(nanos(timeout));
+            self.events.push(at, Event::Timeout { slot, generation });
+        }
+
+        // The endpoint's answer, by its state.
+        let station = &self.stations[endpoint];
+        match station.state {
+            State::Crashed => self.try_ended(now, slot, TryOutcome::ConnectFailure),
+            State::FailingFast => self.try_ended(now, slot, TryOutcome::Response(503)),
+            State::BlackHole => {}
+            State::Up if station.full() => self.try_ended(now, slot, TryOutcome::Response(503)),
+            State::Up => self.enter(now, endpoint, slot),
+        }
+    }
+
+    /// Queue try `slot` at `endpoint`, or start it if a worker is free.
+    fn enter(&mut self, now: Nanos, endpoint: usize, slot: u32) {
+        if let Some(t) = self.tries.at(slot) {
+            t.held = true;
+        }
+        let station = &mut self.stations[endpoint];
+        if station.busy < station.workers() {
+            self.begin_service(now, endpoint, slot);
+        } else {
+            station.waiting.push_back(slot);
+        }
+    }
+
+    fn begin_service(&mut self, now: Nanos, endpoint: usize, slot: u32) {
+        let generation = self.tries.generation(slot);
+        let Some(t) = self.tries.at(slot) else { return };
+        let (id, number) = (t.id, t.number);
+        let station = &mut self.stations[endpoint];
+        let Some(model) = &station.model else { return };
+        let demand = model.service.quantile(keyed_uniform(self.seed, id, u64::from(number)));
+        let service = (demand as f64 * station.slow).round() as Nanos;
+
+        station.advance(now);
+        station.busy += 1;
+        station.serving.push(slot);
+        self.events.push(now.saturating_add(service), Event::Served { slot, generation });
+    }
+
+    /// The endpoint finished a try: free the worker, answer if the gateway
+    /// still waits, and start the next in line.
+    pub(super) fn served(&mut self, now: Nanos, slot: u32, generation: u32) {
+        let Some(t) = self.tries.get(slot, generation) else { return };
+        t.held = false;
+        let (endpoint, awaited, measured) = (t.endpoint as usize, t.awaited, t.measured);
+        let (id, number) = (t.id, t.number);
+        let station = &mut self.stations[endpoint];
+        station.advance(now);
+        station.busy -= 1;
+        station.serving.retain(|&s| s != slot);
+        station.served += u64::from(measured);
+        let failing = station.failing;
+        let next = station.waiting.pop_front();
+
+        if awaited {
+            let u = keyed_uniform(self.seed, id, salt::FAIL + u64::from(number));
+            let status = if u < failing { 500 } else { 200 };
+            self.try_ended(now, slot, TryOutcome::Response(status));
+        } else {
+            self.tries.release_if_done(slot);
+        }
+        if let Some(next) = next {
+            self.begin_service(now, endpoint, next);
+        }
+    }
+
+    pub(super) fn timed_out(&mut self, now: Nanos, slot: u32, generation: u32) {
+        if self.tries.get(slot, generation).is_some_and(|t| t.awaited) {
+            self.try_ended(now, slot, TryOutcome::Timeout);
+        }
+    }
+
+    /// The gateway learnt how try `slot` ended: tell the balancer and the
+    /// outlier detector, then retry or answer the client.
+    fn try_ended(&mut self, now: Nanos, slot: u32, outcome: TryOutcome) {
+        let Some(t) = self.tries.at(slot) else { return };
+        t.awaited = false;
+        t.permit = None;
+        let (r, endpoint, started) = (t.request, t.endpoint as usize, t.started);
+        self.tries.release_if_done(slot);
+
+        let request = self.requests[r as usize];
+        let (pool, inst) = (request.pool as usize, request.instance as usize);
+        let index = endpoint - self.first[pool];
+        let instance = &mut self.instances[inst];
+        let clock = Clock(now);
+        instance.balancers[pool].end(index);
+        instance.balancers[pool].observe(index, duration(now - started), outcome, clock);
+        if let Some(detector) = &mut instance.outliers[pool] {
+            let changes = detector.observe(index, outcome, clock);
+            self.outlier_changes(now, inst, pool, changes);
+        }
+        if request.measured && outcome.is_failure() {
+            self.measure.failed_try();
+        }
+
+        if outcome.is_failure() {
+            let facts =
+                TryFacts { tries: request.tries, outcome, idempotent: true, replayable: true };
+            let budget = self.instances[inst].budgets[pool].as_ref();
+            let decision = retry::decide(
+                &self.gateway.retries,
+                &request.deadline,
+                budget,
+                &facts,
+                clock,
+                &mut self.picks,
+            );
+            if let RetryDecision::Retry { backoff, .. } = decision {
+                self.measure.retried(request.measured);
+                self.events.push(now.saturating_add(nanos(backoff)), Event::Retry(r));
+                return;
+            }
+        }
+        let ending = match outcome {
+            TryOutcome::Response(s) if s < 500 => Ending::Success,
+            TryOutcome::Response(_) => Ending::Upstream5xx,
+            TryOutcome::ConnectFailure | TryOutcome::Reset => Ending::Unreachable,
+            TryOutcome::Timeout => Ending::Timeout,
+        };
+        self.finish(now, r, ending);
+    }
+
+    /// Pass outlier detection's decisions to the balancer.
+    fn outlier_changes(
+        &mut self,
+        now: Nanos,
+        inst: usize,
+        pool: usize,
+        changes: Vec<OutlierEvent>,
+    ) {
+        for change in changes {
+            match change {
+                OutlierEvent::Ejected { endpoint, until, .. } => {
+                    self.refresh(now, inst, self.first[pool] + endpoint);
+                    let instance = inst as u32;
+                    self.events.push(until.0, Event::Return { instance, pool: pool as u32 });
+                }
+                OutlierEvent::Returned { endpoint } => {
+                    self.refresh(now, inst, self.first[pool] + endpoint);
+                }
+                OutlierEvent::Spared { .. } => {}
+            }
+        }
+    }
+
+    pub(super) fn outlier_return(&mut self, now: Nanos, inst: u32, pool: u32) {
+        let (inst, pool) = (inst as usize, pool as usize);
+        let Some(detector) = &mut self.instances[inst].outliers[pool] else { return };
+        let changes = detector.poll(Clock(now));
+        self.outlier_changes(now, inst, pool, changes);
+    }
+
+    /// Set an endpoint's eligibility from its health and outlier state.
+    fn refresh(&mut self, now: Nanos, inst: usize, endpoint: usize) {
+        let (pool, index) = (self.stations[endpoint].pool, self.stations[endpoint].index);
+        let instance = &self.instances[inst];
+        let healthy = instance.health[endpoint].is_none_or(|h| h.is_healthy());
+        let ejected = instance.outliers[pool].as_ref().is_some_and(|d| d.is_ejected(index));
+        instance.balancers[pool].set_eligible(index, healthy && !ejected, Clock(now));
+    }
+
+    /// Apply the workload's fault number `n`.
+    pub(super) fn fault(&mut self, now: Nanos, n: usize) {
+        let fault = self.workload.events[n];
+        let endpoint = self.first[fault.pool] + fault.endpoint;
+        let station = &mut self.stations[endpoint];
+        match fault.kind {
+            FaultKind::Crash => {
+                // Connections drop: everything the endpoint held is reset.
+                station.advance(now);
+                station.state = State::Crashed;
+                station.busy = 0;
+                let held: Vec<u32> =
+                    station.serving.drain(..).chain(station.waiting.drain(..)).collect();
+                for slot in held {
+                    let Some(t) = self.tries.at(slot) else { continue };
+                    t.held = false;
+                    if t.awaited {
+                        self.try_ended(now, slot, TryOutcome::Reset);
+                    } else {
+                        self.tries.release_if_done(slot);
+                    }
+                }
+            }
+            FaultKind::Recover => {
+                (station.state, station.slow, station.failing) = (State::Up, 1.0, 0.0);
+            }
+            FaultKind::Slow(factor) => station.slow = factor,
+            FaultKind::Fail(share) => station.failing = share,
+            FaultKind::FailFast => station.state = State::FailingFast,
+            FaultKind::BlackHole => station.state = State::BlackHole,
+        }
+    }
+
+    /// A health probe from `inst` to `endpoint`: its result by the
+    /// endpoint's state. Probes are cheap: a healthy endpoint answers at once.
+    pub(super) fn probe(&mut self, now: Nanos, inst: u32, endpoint: u32) {
+        if self.stopped {
+            return;
+        }
+        let Some(health) = &self.gateway.health else { return };
+        let station = &self.stations[endpoint as usize];
+        let key = now ^ (u64::from(inst) << 48) ^ u64::from(endpoint);
+        let (outcome, at) = match station.state {
+            State::Crashed => (TryOutcome::ConnectFailure, now),
+            State::FailingFast => (TryOutcome::Response(503), now),
+            State::BlackHole => (TryOutcome::Timeout, now.saturating_add(nanos(health.timeout))),
+            State::Up if keyed_uniform(self.seed, key, salt::PROBE) < station.failing => {
+                (TryOutcome::Response(500), now)
+            }
+            State::Up => (TryOutcome::Response(200), now),
+        };
+        self.events.push(at, Event::Probed { instance: inst, endpoint, outcome });
+    }
+
+    pub(super) fn probed(&mut self, now: Nanos, inst: u32, endpoint: u32, outcome: TryOutcome) {
+        let Some(health) = self.gateway.health.clone() else { return };
+        let (i, e) = (inst as usize, endpoint as usize);
+        if let Some(check) = &mut self.instances[i].health[e] {
+            if check.record(&health, outcome, Clock(now)).is_some() {
+                self.refresh(now, i, e);
+            }
+        }
+        let next = health.next_probe(Clock(now), &mut self.picks).0;
+        if !self.stopped {
+            self.events.push(next, Event::Probe { instance: inst, endpoint });
+        }
+    }
+}
+
+fn nanos(d: Duration) -> Nanos {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn duration(ns: Nanos) -> Duration {
+    Duration::from_nanos(ns)
+}

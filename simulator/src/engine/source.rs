@@ -1,0 +1,103 @@
+//! Where requests come from: an open-loop source whose rate may change over
+//! time, or closed-loop clients.
+//!
+//! A Poisson source with a time-varying rate is drawn by thinning (Lewis and
+//! Shedler, 1979): candidates arrive at the profile's peak rate and each is
+//! kept with probability `rate(t) / peak`. Candidate gaps and the keep
+//! decisions come from the arrivals stream and route choices from the routes
+//! stream, one draw set per candidate, so every variant sees the same
+//! arrivals however it balances them.
+
+use rand::RngExt;
+use rand_pcg::Pcg64;
+
+use crate::random::{poisson_gap, stream, Stream};
+use crate::time::{Nanos, SECOND};
+use crate::workload::{Arrivals, Pattern, Workload};
+
+/// The open-loop arrival process, and route choice for every request.
+pub(super) struct Source {
+    gaps: Pcg64,
+    routes: Pcg64,
+    /// Running sums of the traffic weights, for choosing a share.
+    cumulative: Vec<f64>,
+    /// The next open-loop arrival, when there is one.
+    pub next: Option<Nanos>,
+    /// A running hash of every arrival, to show variants saw the same ones.
+    #[cfg(test)]
+    pub digest: u64,
+}
+
+impl Source {
+    pub fn new(workload: &Workload, seed: u64) -> Source {
+        let cumulative = workload
+            .traffic
+            .iter()
+            .scan(0.0, |sum, share| {
+                *sum += share.weight;
+                Some(*sum)
+            })
+            .collect();
+        let mut source = Source {
+            gaps: stream(seed, Stream::Arrivals),
+            routes: stream(seed, Stream::Routes),
+            cumulative,
+            next: None,
+            #[cfg(test)]
+            digest: 0,
+        };
+        if let Arrivals::Open { .. } = workload.arrivals {
+            source.next = source.after(workload, 0, true);
+        }
+        source
+    }
+
+    /// The open-loop arrival after one at `after`.
+    pub fn after(&mut self, workload: &Workload, after: Nanos, first: bool) -> Option<Nanos> {
+        let Arrivals::Open { pattern, profile } = &workload.arrivals else { return None };
+        match pattern {
+            Pattern::Constant => {
+                let rate = profile.at(after);
+                if rate <= 0.0 {
+                    return None;
+                }
+                let gap = (SECOND as f64 / rate).round() as Nanos;
+                Some(if first { 0 } else { after.saturating_add(gap.max(1)) })
+            }
+            Pattern::Poisson => {
+                let peak = profile.peak();
+                let mut t = after;
+                // Thinning; the bound keeps a profile near zero from spinning.
+                for _ in 0..1_000_000 {
+                    t = t.saturating_add(poisson_gap(&mut self.gaps, peak));
+                    let keep: f64 = self.gaps.random();
+                    if keep * peak < profile.at(t) {
+                        #[cfg(test)]
+                        {
+                            self.digest = mix(self.digest ^ t);
+                        }
+                        return Some(t);
+                    }
+                }
+                None
+            }
+        }
+    }
+
+    /// The traffic share of the next request.
+    pub fn share(&mut self) -> usize {
+        let total = self.cumulative.last().copied().unwrap_or(0.0);
+        let u = self.routes.random::<f64>() * total;
+        let share = self.cumulative.partition_point(|&c| c <= u).min(self.cumulative.len() - 1);
+        #[cfg(test)]
+        {
+            self.digest = mix(self.digest ^ share as u64);
+        }
+        share
+    }
+}
+
+#[cfg(test)]
+fn mix(x: u64) -> u64 {
+    (x ^ (x >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9)
+}

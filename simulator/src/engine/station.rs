@@ -1,0 +1,154 @@
+//! Endpoints as the model sees them: multi-server FIFO queues with a state
+//! that scenario events change, and the tries they hold.
+
+use std::collections::VecDeque;
+
+use sluice_traffic::circuit::OwnedPermit;
+
+use crate::time::Nanos;
+use crate::workload::EndpointLoad;
+
+/// What a scenario event made of an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum State {
+    Up,
+    /// Refuses connections.
+    Crashed,
+    /// Answers 503 at once.
+    FailingFast,
+    /// Accepts requests and never answers.
+    BlackHole,
+}
+
+/// One endpoint's queue and its bookkeeping.
+#[derive(Debug)]
+pub(super) struct Station {
+    pub pool: usize,
+    /// Index within the pool, as the balancer knows it.
+    pub index: usize,
+    /// `None` for endpoints of pools the scenario does not model.
+    pub model: Option<EndpointLoad>,
+    pub state: State,
+    /// Service times are multiplied by this.
+    pub slow: f64,
+    /// Share of served requests answered 500.
+    pub failing: f64,
+    pub busy: u32,
+    /// Tries waiting for a worker, by slot.
+    pub waiting: VecDeque<u32>,
+    /// Tries being served, by slot.
+    pub serving: Vec<u32>,
+    /// Integral of busy workers over time, in worker-nanoseconds, up to `since`.
+    pub area: u128,
+    pub since: Nanos,
+    pub area_at_open: u128,
+    pub area_at_close: u128,
+    /// Measured tries this endpoint finished serving.
+    pub served: u64,
+}
+
+impl Station {
+    pub fn new(pool: usize, index: usize, model: Option<EndpointLoad>) -> Station {
+        Station {
+            pool,
+            index,
+            model,
+            state: State::Up,
+            slow: 1.0,
+            failing: 0.0,
+            busy: 0,
+            waiting: VecDeque::new(),
+            serving: Vec::new(),
+            area: 0,
+            since: 0,
+            area_at_open: 0,
+            area_at_close: 0,
+            served: 0,
+        }
+    }
+
+    pub fn workers(&self) -> u32 {
+        self.model.as_ref().map_or(1, |m| m.workers.max(1))
+    }
+
+    /// Whether a new try finds the queue full.
+    pub fn full(&self) -> bool {
+        let limit = self.model.as_ref().and_then(|m| m.queue_limit);
+        self.busy >= self.workers() && limit.is_some_and(|l| self.waiting.len() >= l as usize)
+    }
+
+    pub fn advance(&mut self, now: Nanos) {
+        self.area += u128::from(self.busy) * u128::from(now.saturating_sub(self.since));
+        self.since = now;
+    }
+}
+
+/// One try of a request at one endpoint.
+#[derive(Debug)]
+pub(super) struct Try {
+    /// The request's slot, and its id (slots are reused; ids are not).
+    pub request: u32,
+    pub id: u64,
+    /// 1 for the first try of the request.
+    pub number: u32,
+    /// Flat endpoint index.
+    pub endpoint: u32,
+    pub started: Nanos,
+    pub measured: bool,
+    /// The gateway still waits for this try's answer.
+    pub awaited: bool,
+    /// The endpoint holds this try (queued or in service).
+    pub held: bool,
+    /// The circuit-breaker slot, given back when the gateway stops waiting.
+    pub permit: Option<OwnedPermit>,
+}
+
+/// Tries in flight, in reusable slots. A slot's generation changes when it
+/// is freed, so events about a try that is gone are recognised and dropped.
+#[derive(Debug, Default)]
+pub(super) struct TrySlots {
+    slots: Vec<(u32, Option<Try>)>,
+    free: Vec<u32>,
+}
+
+impl TrySlots {
+    pub fn insert(&mut self, t: Try) -> (u32, u32) {
+        match self.free.pop() {
+            Some(slot) => {
+                let entry = &mut self.slots[slot as usize];
+                entry.1 = Some(t);
+                (slot, entry.0)
+            }
+            None => {
+                self.slots.push((0, Some(t)));
+                ((self.slots.len() - 1) as u32, 0)
+            }
+        }
+    }
+
+    /// The try in `slot`, if it is still the one of `generation`.
+    pub fn get(&mut self, slot: u32, generation: u32) -> Option<&mut Try> {
+        match self.slots.get_mut(slot as usize) {
+            Some((g, Some(t))) if *g == generation => Some(t),
+            _ => None,
+        }
+    }
+
+    pub fn generation(&self, slot: u32) -> u32 {
+        self.slots.get(slot as usize).map_or(0, |s| s.0)
+    }
+
+    pub fn at(&mut self, slot: u32) -> Option<&mut Try> {
+        self.slots.get_mut(slot as usize).and_then(|s| s.1.as_mut())
+    }
+
+    /// Free the slot when neither the gateway nor the endpoint needs it.
+    pub fn release_if_done(&mut self, slot: u32) {
+        let Some(entry) = self.slots.get_mut(slot as usize) else { return };
+        if entry.1.as_ref().is_some_and(|t| !t.awaited && !t.held) {
+            entry.1 = None;
+            entry.0 = entry.0.wrapping_add(1);
+            self.free.push(slot);
+        }
+    }
+}

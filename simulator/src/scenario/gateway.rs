@@ -1,0 +1,214 @@
+//! The gateway settings, the variant grid and the timed events of a
+//! scenario, as written.
+//!
+//! Gateway settings here stand in for the spec's own where the spec does not
+//! set them; each is lowered into the matching `sluice_traffic` settings
+//! struct, so the simulated gateway decides with the code `serve` runs.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Gateway settings for every route and pool.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayModel {
+    /// Gateway replicas, each with its own balancer, breaker, budget, health
+    /// and outlier state; arrivals spread evenly over them. Default: 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instances: Option<u32>,
+    /// Route timeout for every route, replacing the spec's: the client gets
+    /// 504 when no response head arrived in time, while the endpoint keeps
+    /// working on the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Retry policy of every route. Default: one more try after a refused
+    /// connection, as `serve` does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<RetryModel>,
+    /// A retry budget per pool and gateway instance. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_budget: Option<BudgetModel>,
+    /// Circuit-breaker limits per pool and gateway instance. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<BreakerModel>,
+    /// Active health checks of every endpoint. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthModel>,
+    /// Passive outlier detection in every pool. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outlier_detection: Option<OutlierModel>,
+}
+
+/// A retry policy.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryModel {
+    /// Tries in all, the first included. At least 1. Default: 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+    /// What is retried: `connect_failure`, `reset`, `timeout`, or a 5xx
+    /// status such as `503`. Default: `[connect_failure]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on: Option<Vec<serde_json::Value>>,
+    /// Time limit of each try, such as `200ms`; a try that runs out may be
+    /// retried within the route timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_try_timeout: Option<String>,
+    /// Cap of the first backoff (full jitter). Default: `25ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<String>,
+    /// Largest backoff cap. Default: `250ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_backoff: Option<String>,
+}
+
+/// A retry budget.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetModel {
+    /// Retries allowed per 100 original requests in the window. Default: 20.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratio_percent: Option<u32>,
+    /// Retries allowed per second regardless of traffic. Default: 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_per_second: Option<u32>,
+    /// How far back requests and retries count. Default: `10s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
+}
+
+/// Circuit-breaker limits.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerModel {
+    /// Most tries in flight to the pool from one gateway instance; beyond
+    /// it the gateway answers 503 at once. At least 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_requests: Option<u32>,
+}
+
+/// Active health-check settings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HealthModel {
+    /// Time between probes of one endpoint. Default: `5s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    /// Random time up to this is added to each interval. Default: `500ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitter: Option<String>,
+    /// How long a probe may take. Default: `2s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Passes in a row that make an endpoint healthy. Default: 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy_threshold: Option<u32>,
+    /// Failures in a row that make an endpoint unhealthy. Default: 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unhealthy_threshold: Option<u32>,
+}
+
+/// Outlier-detection settings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OutlierModel {
+    /// Failed tries in a row that eject an endpoint. Default: 5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consecutive_failures: Option<u32>,
+    /// Refused connections in a row that eject an endpoint. Default: 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consecutive_connect_failures: Option<u32>,
+    /// Length of a first ejection. Default: `30s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_ejection: Option<String>,
+    /// Longest ejection. Default: `300s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_ejection: Option<String>,
+    /// Most of a pool ejected at once, in percent. Default: 50.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_ejection_percent: Option<u8>,
+}
+
+/// Settings to compare: each list's values, crossed with each other and
+/// with the balancers.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Grid {
+    /// Retry attempts (tries in all) to compare, such as `[1, 3]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<u32>,
+    /// Route timeouts to compare, such as `[250ms, 1s]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timeout: Vec<String>,
+    /// Circuit-breaker `max_requests` values to compare.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub max_requests: Vec<u32>,
+    /// With and without the retry budget, such as `[false, true]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retry_budget: Vec<bool>,
+}
+
+/// Something that happens to endpoints at a time.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventModel {
+    /// When it happens, such as `20s`.
+    pub at: String,
+    /// What happens.
+    pub action: ActionName,
+    /// The pool it happens in. Default: every pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+    /// The endpoint, by address or position in the pool (`"0"`). Default:
+    /// every endpoint of the pool (for `rolling_deploy`, each in turn).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// `slow`: what service times are multiplied by (above 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub factor: Option<f64>,
+    /// `fail`: the share of requests, 0 to 1, answered 500.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share: Option<f64>,
+    /// `rolling_deploy`: how long each endpoint is down. Default: `10s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down: Option<String>,
+    /// `rolling_deploy`: time from one endpoint going down to the next.
+    /// Default: `down`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<String>,
+}
+
+/// What happens to an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionName {
+    /// It refuses connections: tries fail at once, and requests it held
+    /// are reset.
+    Crash,
+    /// It is back to its model: no crash, slowdown, errors or black hole.
+    Recover,
+    /// Its service times are multiplied by `factor`.
+    Slow,
+    /// It answers a `share` of requests with 500, after serving them.
+    Fail,
+    /// It answers every request with 503 at once.
+    FailFast,
+    /// It accepts requests and never answers.
+    BlackHole,
+    /// Endpoints crash one after another, each down for `down`.
+    RollingDeploy,
+}
+
+impl ActionName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionName::Crash => "crash",
+            ActionName::Recover => "recover",
+            ActionName::Slow => "slow",
+            ActionName::Fail => "fail",
+            ActionName::FailFast => "fail_fast",
+            ActionName::BlackHole => "black_hole",
+            ActionName::RollingDeploy => "rolling_deploy",
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! Specs split over several files with `include:`: every finding names the
+//! file and line it is about, whichever file that is.
+
+use std::path::Path;
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+fn sluice() -> Command {
+    Command::cargo_bin("sluice").expect("the sluice binary is built for tests")
+}
+
+const MAIN: &str = "\
+version: 1
+include: [\"teams/*.yaml\"]
+listeners:
+  - { name: public, bind: 127.0.0.1:8080 }
+pools:
+  - { name: shared, endpoints: [{ address: 127.0.0.1:9001 }] }
+routes:
+  - { name: health, match: { path: /health }, to: shared }
+";
+
+const ORDERS: &str = "\
+pools:
+  - { name: orders, endpoints: [{ address: 127.0.0.1:9002 }] }
+routes:
+  - name: get-order
+    match: { path: \"/orders/{id}\", methods: [GET] }
+    to: orders
+";
+
+const USERS: &str = "\
+routes:
+  - name: get-user
+    match: { path: \"/users/{id}\" }
+    to: shared
+";
+
+fn layout(dir: &Path, files: &[(&str, &str)]) {
+    std::fs::create_dir_all(dir.join("teams")).unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+}
+
+fn check_json(main: &Path) -> (i32, Value) {
+    let out = sluice().args(["check", "--format", "json"]).arg(main).output().unwrap();
+    (out.status.code().unwrap(), serde_json::from_slice(&out.stdout).unwrap())
+}
+
+/// `(file name, code, line, column)` of every finding.
+fn findings(report: &Value) -> Vec<(String, String, u64, u64)> {
+    report["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            let file = d["file"].as_str().unwrap();
+            let name = Path::new(file).file_name().unwrap().to_string_lossy().into_owned();
+            let n = |k: &str| d[k].as_u64().unwrap_or(0);
+            (name, d["code"].as_str().unwrap().to_owned(), n("line"), n("column"))
+        })
+        .collect()
+}
+
+#[test]
+fn included_files_join_the_spec() {
+    let dir = tempfile::tempdir().unwrap();
+    layout(
+        dir.path(),
+        &[("main.yaml", MAIN), ("teams/orders.yaml", ORDERS), ("teams/users.yaml", USERS)],
+    );
+    let main = dir.path().join("main.yaml");
+    let (status, report) = check_json(&main);
+    assert_eq!(status, 0, "{report}");
+
+    let out = sluice().arg("explain").arg(&main).args(["GET", "/orders/7"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("route     get-order") && text.contains("pool      orders"), "{text}");
+
+    let plan = dir.path().join("main.plan");
+    sluice().arg("compile").arg(&main).arg("-o").arg(&plan).assert().code(0);
+}
+
+#[test]
+fn findings_point_into_the_file_they_are_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = USERS.replace("to: shared", "to: sharde");
+    let orders =
+        format!("{ORDERS}  - name: health\n    match: {{ path: /status }}\n    to: orders\n");
+    layout(
+        dir.path(),
+        &[("main.yaml", MAIN), ("teams/orders.yaml", &orders), ("teams/users.yaml", &users)],
+    );
+    let (status, report) = check_json(&dir.path().join("main.yaml"));
+    assert_eq!(status, 1);
+    let found = findings(&report);
+    assert!(found.contains(&("orders.yaml".into(), "S0202".into(), 7, 11)), "{found:?}");
+    assert!(found.contains(&("users.yaml".into(), "S0201".into(), 4, 9)), "{found:?}");
+
+    // The duplicate's label points back into the main file.
+    let duplicate =
+        report["diagnostics"].as_array().unwrap().iter().find(|d| d["code"] == "S0202").unwrap();
+    let label = &duplicate["labels"][0];
+    assert!(label["file"].as_str().unwrap().ends_with("main.yaml"), "{label}");
+    assert_eq!(label["line"], 8);
+
+    // The human report names the other file in its help.
+    let out = sluice().arg("check").arg(dir.path().join("main.yaml")).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("orders.yaml:7:11"), "{stderr}");
+    assert!(stderr.contains("main.yaml:8:"), "{stderr}");
+}
+
+#[test]
+fn bad_includes_are_located_findings() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = MAIN.replace("teams/*.yaml", "temas/*.yaml");
+    layout(dir.path(), &[("main.yaml", &main)]);
+    let (status, report) = check_json(&dir.path().join("main.yaml"));
+    assert_eq!(status, 1);
+    assert_eq!(findings(&report), [("main.yaml".to_owned(), "S0004".to_owned(), 2, 11)]);
+
+    // A fragment may not carry a version or include others, and its YAML errors are its own.
+    let dir = tempfile::tempdir().unwrap();
+    layout(
+        dir.path(),
+        &[
+            ("main.yaml", MAIN),
+            ("teams/a.yaml", "version: 1\nroutes: []\n"),
+            ("teams/b.yaml", "routes: [\n"),
+        ],
+    );
+    let (status, report) = check_json(&dir.path().join("main.yaml"));
+    assert_eq!(status, 1);
+    let found = findings(&report);
+    assert!(found.contains(&("a.yaml".into(), "S0101".into(), 1, 1)), "{found:?}");
+    assert!(found.iter().any(|f| f.0 == "b.yaml" && f.1 == "S0001"), "{found:?}");
+}

@@ -1,0 +1,371 @@
+//! HTTP/2 from clients and to pools, gRPC-shaped trailers, upgrades
+//! (fault B30), `Expect: 100-continue` (B31), and access log lines for
+//! requests the parser refused.
+
+mod support;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Frame, Incoming};
+use hyper::header::{HeaderMap, HeaderValue};
+use hyper::server::conn::http2;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use support::{raw, spec_with, statuses, Answer, Gateway, ScriptedUpstream, Upstream};
+
+/// What the h2c upstream saw of one request.
+#[derive(Debug, Default, Clone)]
+struct GrpcSeen {
+    te: Option<String>,
+    body: Vec<u8>,
+    trailers: Option<HeaderMap>,
+}
+
+/// An HTTP/2-only (h2c) server that answers like a gRPC service: the body it
+/// got back, then trailers with `grpc-status: 0`.
+async fn grpc_upstream() -> (SocketAddr, Arc<Mutex<Vec<GrpcSeen>>>) {
+    let socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = socket.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = socket.accept().await else { continue };
+            let log = Arc::clone(&log);
+            let service = service_fn(move |request: Request<Incoming>| {
+                let log = Arc::clone(&log);
+                async move {
+                    let te = request.headers().get("te").map(|v| v.to_str().unwrap().to_owned());
+                    let mut body = request.into_body();
+                    let mut got = GrpcSeen { te, ..GrpcSeen::default() };
+                    while let Some(Ok(frame)) = body.frame().await {
+                        match frame.into_data() {
+                            Ok(data) => got.body.extend_from_slice(&data),
+                            Err(frame) => got.trailers = frame.into_trailers().ok(),
+                        }
+                    }
+                    let echo = Bytes::from(got.body.clone());
+                    log.lock().unwrap().push(got);
+                    let mut trailers = HeaderMap::new();
+                    trailers.insert("grpc-status", HeaderValue::from_static("0"));
+                    trailers.insert("grpc-message", HeaderValue::from_static("ok"));
+                    let body = Frames::new(vec![Frame::data(echo), Frame::trailers(trailers)]);
+                    let response = Response::builder()
+                        .header("content-type", "application/grpc")
+                        .body(body)
+                        .unwrap();
+                    Ok::<_, Infallible>(response)
+                }
+            });
+            tokio::spawn(async move {
+                let _ = http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (address, seen)
+}
+
+/// A body that yields the given frames (data and trailers) in order.
+struct Frames(std::collections::VecDeque<Frame<Bytes>>);
+
+impl Frames {
+    fn new(frames: Vec<Frame<Bytes>>) -> Frames {
+        Frames(frames.into())
+    }
+}
+
+impl hyper::body::Body for Frames {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        std::task::Poll::Ready(self.0.pop_front().map(Ok))
+    }
+}
+
+/// A prior-knowledge HTTP/2 client.
+fn h2_client<B>() -> Client<hyper_util::client::legacy::connect::HttpConnector, B>
+where
+    B: hyper::body::Body + Send + 'static + Unpin,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    Client::builder(TokioExecutor::new()).http2_only(true).build_http()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_clients_reach_http1_pools() {
+    let upstream = Upstream::start("a").await;
+    let gateway = Gateway::start(&spec_with("", &[upstream.address], "", ""));
+
+    let client = h2_client::<Full<Bytes>>();
+    let request = Request::get(format!("http://{}/v1/x?q=1", gateway.addr("public")))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = client.request(request).await.expect("the gateway answers over h2");
+    assert_eq!(response.version(), hyper::Version::HTTP_2);
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "a");
+    let seen = &upstream.seen()[0];
+    assert_eq!(seen.target, "/v1/x?q=1");
+    assert_eq!(seen.headers["host"], gateway.addr("public").to_string());
+}
+
+/// gRPC end to end: an h2c client, the gateway, an h2c upstream; the
+/// request's trailers reach the upstream (without fields the gateway
+/// governs), and the response's `grpc-status` trailer reaches the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_trailers_cross_the_gateway_both_ways() {
+    let (address, seen) = grpc_upstream().await;
+    let gateway = Gateway::start(&spec_with("", &[address], "    protocol: http2\n", ""));
+
+    let mut trailers = HeaderMap::new();
+    trailers.insert("x-checksum", HeaderValue::from_static("abc"));
+    trailers.insert("x-forwarded-for", HeaderValue::from_static("198.51.100.1"));
+    let frames =
+        vec![Frame::data(Bytes::from_static(b"\0\0\0\0\x02hi")), Frame::trailers(trailers)];
+    let request = Request::post(format!("http://{}/pkg.Svc/Call", gateway.addr("public")))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(Frames::new(frames))
+        .unwrap();
+    let response = h2_client().request(request).await.expect("the gateway answers");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "application/grpc");
+    let collected = response.into_body().collect().await.expect("read the body");
+    let trailers = collected.trailers().cloned().expect("trailers reach the client");
+    assert_eq!(trailers["grpc-status"], "0");
+    assert_eq!(trailers["grpc-message"], "ok");
+    assert_eq!(collected.to_bytes(), &b"\0\0\0\0\x02hi"[..]);
+
+    let seen = seen.lock().unwrap()[0].clone();
+    assert_eq!(seen.te.as_deref(), Some("trailers"));
+    let upstream_trailers = seen.trailers.expect("request trailers reach the upstream");
+    assert_eq!(upstream_trailers["x-checksum"], "abc");
+    assert!(!upstream_trailers.contains_key("x-forwarded-for"));
+}
+
+/// The listener's `max_concurrent_streams` holds an HTTP/2 client to that
+/// many requests at once: streams beyond it wait (once the client knows the
+/// setting) or are refused with REFUSED_STREAM (when it did not yet), but
+/// never run at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_streams_are_limited_per_connection() {
+    let upstream = Upstream::with_delay("slow", Duration::from_millis(200)).await;
+    let listener = "    http2: { max_concurrent_streams: 1, max_pending_resets: 5 }\n";
+    let gateway = Gateway::start(&spec_with(listener, &[upstream.address], "", ""));
+    let client = h2_client::<Full<Bytes>>();
+    let address = gateway.addr("public");
+
+    let began = Instant::now();
+    let sends: Vec<_> = (0..3)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let request = Request::get(format!("http://{address}/"))
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
+                client.request(request).await.map(|r| r.status())
+            })
+        })
+        .collect();
+    let (mut answered, mut refused) = (0, 0);
+    for send in sends {
+        match send.await.unwrap() {
+            Ok(status) => {
+                assert_eq!(status, StatusCode::OK);
+                answered += 1;
+            }
+            Err(error) => {
+                assert!(format!("{error:?}").contains("REFUSED_STREAM"), "{error:?}");
+                refused += 1;
+            }
+        }
+    }
+    let elapsed = began.elapsed();
+    assert!(answered >= 1);
+    assert!(
+        elapsed >= Duration::from_millis(200) * answered - Duration::from_millis(50),
+        "{answered} streams ran at once: {elapsed:?} ({refused} refused)"
+    );
+}
+
+/// An upstream that switches to a tunnel on any request and echoes bytes.
+async fn echo_upstream() -> SocketAddr {
+    let socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = socket.accept().await else { continue };
+            tokio::spawn(async move {
+                let head = read_head(&mut stream).await;
+                assert!(head.to_ascii_lowercase().contains("upgrade: websocket"), "{head}");
+                let switch = "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\n\
+                              Upgrade: websocket\r\n\r\n";
+                stream.write_all(switch.as_bytes()).await.unwrap();
+                let (mut read, mut write) = stream.split();
+                let _ = tokio::io::copy(&mut read, &mut write).await;
+            });
+        }
+    });
+    address
+}
+
+async fn read_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+            break;
+        }
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+const UPGRADE: &str = "GET /ws HTTP/1.1\r\nHost: x.test\r\nConnection: Upgrade\r\n\
+                       Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+                       Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+
+/// Open a WebSocket tunnel through the gateway; returns the stream after the 101.
+async fn open_tunnel(gateway: SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(gateway).await.unwrap();
+    stream.write_all(UPGRADE.as_bytes()).await.unwrap();
+    let head = read_head(&mut stream).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(head.to_ascii_lowercase().contains("upgrade: websocket"), "{head}");
+    stream
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_upgrades_tunnel_bytes_both_ways() {
+    let upstream = echo_upstream().await;
+    let gateway = Gateway::start(&spec_with("", &[upstream], "", ""));
+
+    let mut stream = open_tunnel(gateway.addr("public")).await;
+    for message in [&b"ping"[..], b"\x81\x05hello", b"GET / HTTP/1.1\r\n\r\n"] {
+        stream.write_all(message).await.unwrap();
+        let mut echoed = vec![0u8; message.len()];
+        tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut echoed))
+            .await
+            .expect("the echo arrives")
+            .unwrap();
+        assert_eq!(echoed, message);
+    }
+}
+
+/// B30: an upstream that answers an upgrade request with 200 does not get a
+/// tunnel; the bytes the client sent next are parsed as a request, checks
+/// and forwarded headers included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_tunnel_without_101() {
+    let upstream = ScriptedUpstream::start(None, |r| Answer::ok(r.target())).await;
+    let gateway = Gateway::start(&spec_with("", &[upstream.address], "", ""));
+
+    let pipelined =
+        format!("{UPGRADE}GET /second HTTP/1.1\r\nHost: x.test\r\nConnection: close\r\n\r\n");
+    let response = raw(gateway.addr("public"), pipelined.as_bytes()).await;
+    assert_eq!(statuses(&response), [200, 200], "{response}");
+    let requests = upstream.requests();
+    let targets: Vec<&str> = requests.iter().map(|r| r.target()).collect();
+    assert_eq!(targets, ["/ws", "/second"]);
+    assert_eq!(requests[0].header("upgrade"), Some("websocket"));
+    assert_eq!(requests[1].header("x-forwarded-for"), Some("127.0.0.1"), "{}", requests[1].head);
+}
+
+/// B31 (T7.1): an upstream that refuses an `Expect: 100-continue` upload at
+/// once is answered through, promptly, without a 100 from the gateway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_refusal_of_an_expected_body_is_relayed() {
+    let socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = socket.accept().await {
+            tokio::spawn(async move {
+                read_head(&mut stream).await;
+                let refusal = "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\n\
+                               Connection: close\r\n\r\ntoo big!";
+                let _ = stream.write_all(refusal.as_bytes()).await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            });
+        }
+    });
+    let gateway = Gateway::start(&spec_with("", &[upstream], "", ""));
+
+    let mut stream = TcpStream::connect(gateway.addr("public")).await.unwrap();
+    let head = "POST /upload HTTP/1.1\r\nHost: x.test\r\nContent-Length: 1048576\r\n\
+                Expect: 100-continue\r\n\r\n";
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let began = Instant::now();
+    let head = tokio::time::timeout(Duration::from_secs(1), read_head(&mut stream))
+        .await
+        .expect("the refusal arrives within 1 s");
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+    assert!(began.elapsed() < Duration::from_millis(900));
+}
+
+/// `Expect: 100-continue` to an upstream that wants the body: the client
+/// gets its 100 when the upstream sends one, then the upstream's answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expected_body_flows_after_the_upstreams_100() {
+    let upstream = Upstream::start("a").await;
+    let gateway = Gateway::start(&spec_with("", &[upstream.address], "", ""));
+
+    let mut stream = TcpStream::connect(gateway.addr("public")).await.unwrap();
+    let head = "POST /upload HTTP/1.1\r\nHost: x.test\r\nContent-Length: 5\r\n\
+                Expect: 100-continue\r\nConnection: close\r\n\r\n";
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let interim = tokio::time::timeout(Duration::from_secs(5), read_head(&mut stream))
+        .await
+        .expect("a 100 arrives");
+    assert!(interim.starts_with("HTTP/1.1 100"), "{interim}");
+    stream.write_all(b"hello").await.unwrap();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(rest.starts_with("HTTP/1.1 200"), "{rest}");
+    assert_eq!(upstream.seen()[0].body_len, 5);
+}
+
+/// A request that the HTTP parser refuses still leaves an access log line,
+/// with the status, the client, the reason and no route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parser_refusals_are_logged() {
+    let upstream = Upstream::start("a").await;
+    let gateway = Gateway::start(&spec_with("", &[upstream.address], "", ""));
+
+    let response = raw(gateway.addr("public"), b"GET / HTTP/1.1\r\nHost x.test\r\n\r\n").await;
+    assert_eq!(statuses(&response), [400], "{response}");
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let line = loop {
+        let found = gateway.stdout().into_iter().find(|l| l.contains("\"status\":400"));
+        if let Some(line) = found {
+            break line;
+        }
+        assert!(Instant::now() < deadline, "no access log line for the refusal");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let record: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(record["route"], serde_json::Value::Null);
+    assert_eq!(record["listener"], "public");
+    assert!(record["client"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(!record["reason"].as_str().unwrap_or("").is_empty(), "{line}");
+    assert!(upstream.seen().is_empty());
+}

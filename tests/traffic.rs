@@ -1,0 +1,376 @@
+//! Balancing, health checks, outlier detection, retries and circuit
+//! breaking, end to end: the real binary in front of upstreams on
+//! 127.0.0.1 that this test starts, stops and slows down itself.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use support::{client, request, send, Gateway};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+/// An upstream whose status and delay can change, that counts the requests
+/// of each method, and that can be stopped (every connection closed) and
+/// started again on the same port.
+struct Node {
+    address: SocketAddr,
+    state: Arc<NodeState>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct NodeState {
+    /// Data-path requests (not health probes).
+    requests: AtomicUsize,
+    posts: AtomicUsize,
+    probes: AtomicUsize,
+    status: AtomicU16,
+    delay_ms: AtomicU64,
+}
+
+impl Node {
+    async fn start() -> Node {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let state = Arc::new(NodeState::default());
+        state.status.store(200, Ordering::Relaxed);
+        let server = Some(tokio::spawn(serve(listener, Arc::clone(&state))));
+        Node { address, state, server }
+    }
+
+    /// Close the listener and every open connection.
+    fn stop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+
+    async fn restart(&mut self) {
+        self.stop();
+        let listener = loop {
+            match TcpListener::bind(self.address).await {
+                Ok(l) => break l,
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        };
+        self.server = Some(tokio::spawn(serve(listener, Arc::clone(&self.state))));
+    }
+
+    fn requests(&self) -> usize {
+        self.state.requests.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn serve(listener: TcpListener, state: Arc<NodeState>) {
+    // Connections live in this set, so aborting the server closes them too.
+    let mut connections = JoinSet::new();
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let state = Arc::clone(&state);
+        connections.spawn(async move {
+            let service = service_fn(move |request: Request<hyper::body::Incoming>| {
+                let state = Arc::clone(&state);
+                async move {
+                    let probe = request.uri().path() == "/health";
+                    if probe {
+                        state.probes.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        state.requests.fetch_add(1, Ordering::Relaxed);
+                        if request.method() == hyper::Method::POST {
+                            state.posts.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    let _ = request.into_body().collect().await;
+                    let delay = state.delay_ms.load(Ordering::Relaxed);
+                    if delay > 0 && !probe {
+                        tokio::time::sleep(Duration::from_millis(delay)).await;
+                    }
+                    let status = if probe { 200 } else { state.status.load(Ordering::Relaxed) };
+                    let mut response = Response::new(Full::new(Bytes::from_static(b"ok")));
+                    *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                    Ok::<_, std::convert::Infallible>(response)
+                }
+            });
+            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+        });
+        while connections.try_join_next().is_some() {}
+    }
+}
+
+/// A spec with one listener, a pool `p` over `nodes` with `pool` settings
+/// added, and a route `/{*rest}` with `route` settings added.
+fn spec(nodes: &[&Node], weights: &[u32], pool: &str, route: &str) -> String {
+    let mut endpoints = String::new();
+    for (i, node) in nodes.iter().enumerate() {
+        let weight = weights.get(i).copied().unwrap_or(1);
+        endpoints
+            .push_str(&format!("      - {{ address: \"{}\", weight: {weight} }}\n", node.address));
+    }
+    format!(
+        "version: 1\nlisteners:\n  - {{ name: public, bind: \"127.0.0.1:0\" }}\npools:\n  - name: p\n{pool}    endpoints:\n{endpoints}routes:\n  - name: all\n    match: {{ path: \"/{{*rest}}\" }}\n    to: p\n{route}"
+    )
+}
+
+async fn get(gateway: SocketAddr, path: &str) -> u16 {
+    let reply = send(&client(), request("GET", gateway, "x.test", path)).await;
+    reply.status.as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_endpoint_leaves_and_returns_without_failing_requests() {
+    let mut nodes = vec![Node::start().await, Node::start().await, Node::start().await];
+    let refs: Vec<&Node> = nodes.iter().collect();
+    let text = spec(
+        &refs,
+        &[],
+        "    health_check: { path: /health, interval: 50ms, jitter: 10ms, timeout: 50ms, unhealthy_threshold: 2, healthy_threshold: 2 }\n",
+        "",
+    );
+    let gateway = Gateway::start(&text);
+    let address = gateway.addr("public");
+    let http = client();
+
+    let mut failures = 0;
+    let mut killed_at = None;
+    let mut dead_since_quiet = None;
+    for i in 0..3000 {
+        if i == 500 {
+            nodes[1].stop();
+            killed_at = Some((Instant::now(), nodes[1].requests()));
+        }
+        if i == 2000 {
+            dead_since_quiet = Some(nodes[1].requests());
+            nodes[1].restart().await;
+        }
+        let reply = send(&http, request("GET", address, "x.test", &format!("/i/{i}"))).await;
+        if reply.status != 200 {
+            failures += 1;
+        }
+        if i == 1500 {
+            // Well past detection (2 probes of at most 110 ms): no more traffic.
+            let (_, before) = killed_at.unwrap();
+            assert_eq!(nodes[1].requests(), before, "a dead endpoint receives nothing");
+        }
+    }
+    assert_eq!(failures, 0, "no idempotent request fails while an endpoint dies");
+    assert_eq!(dead_since_quiet, Some(killed_at.unwrap().1));
+    // It came back: within 2 passes it receives a share again.
+    let before = nodes[1].requests();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    for i in 0..300 {
+        assert_eq!(get(address, &format!("/after/{i}")).await, 200);
+    }
+    assert!(nodes[1].requests() - before > 50, "the restarted endpoint is back in rotation");
+    let log = gateway.stderr().join("\n");
+    assert!(log.contains("endpoint health changed"), "health changes are logged:\n{log}");
+    assert!(log.contains("unhealthy"), "{log}");
+}
+
+/// Send `n` requests, `concurrency` at a time, and return the share of
+/// each node.
+async fn shares(address: SocketAddr, nodes: &[Node], n: usize, concurrency: usize) -> Vec<f64> {
+    let before: Vec<usize> = nodes.iter().map(Node::requests).collect();
+    let mut tasks = JoinSet::new();
+    for w in 0..concurrency {
+        tasks.spawn(async move {
+            let http = client();
+            for i in 0..n / concurrency {
+                let reply =
+                    send(&http, request("GET", address, "x.test", &format!("/{w}/{i}"))).await;
+                assert_eq!(reply.status, 200);
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    let counts: Vec<usize> = nodes.iter().zip(before).map(|(n, b)| n.requests() - b).collect();
+    let total: usize = counts.iter().sum();
+    counts.iter().map(|&c| c as f64 / total.max(1) as f64).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_aware_balancers_send_a_slow_endpoint_far_less() {
+    let nodes = vec![Node::start().await, Node::start().await, Node::start().await];
+    for node in &nodes {
+        node.state.delay_ms.store(2, Ordering::Relaxed);
+    }
+    nodes[2].state.delay_ms.store(20, Ordering::Relaxed);
+    let refs: Vec<&Node> = nodes.iter().collect();
+
+    let mut slow_share = Vec::new();
+    for balance in ["round_robin", "least_request", "peak_ewma"] {
+        let text = spec(&refs, &[], &format!("    balance: {balance}\n"), "");
+        let gateway = Gateway::start(&text);
+        let share = shares(gateway.addr("public"), &nodes, 600, 8).await;
+        slow_share.push(share[2]);
+    }
+    let (rr, lr, ewma) = (slow_share[0], slow_share[1], slow_share[2]);
+    assert!(rr > 0.28, "round robin gives the slow endpoint a third: {slow_share:?}");
+    assert!(lr < rr * 0.6, "least_request sends it far less: {slow_share:?}");
+    assert!(ewma < rr * 0.6, "peak_ewma sends it far less: {slow_share:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_within_a_budget_do_not_amplify_a_brown_out() {
+    let nodes = vec![Node::start().await, Node::start().await];
+    for node in &nodes {
+        node.state.status.store(503, Ordering::Relaxed);
+    }
+    let refs: Vec<&Node> = nodes.iter().collect();
+    let text = spec(
+        &refs,
+        &[],
+        "",
+        "    retries: { attempts: 3, on: [503], backoff: { base: 0ms, max: 0ms } }\n    retry_budget: { percent: 20, min_per_second: 1, window: 10s }\n",
+    );
+    let gateway = Gateway::start(&text);
+    let address = gateway.addr("public");
+    let n = 500;
+    for i in 0..n {
+        assert_eq!(get(address, &format!("/{i}")).await, 503);
+    }
+    let attempts: usize = nodes.iter().map(Node::requests).sum();
+    // 20 % of 500, plus the reserve of 1/s over a 10 s window.
+    assert!(attempts <= n + n / 5 + 10 + 2, "retries stayed within the budget: {attempts}");
+    assert!(attempts > n, "some requests were retried: {attempts}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_is_never_sent_twice_but_a_get_is_retried() {
+    let nodes = vec![Node::start().await, Node::start().await];
+    nodes[0].state.status.store(502, Ordering::Relaxed);
+    let refs: Vec<&Node> = nodes.iter().collect();
+    let text = spec(
+        &refs,
+        &[],
+        "",
+        "    retries: { attempts: 2, on: [502, reset, connect_failure] }\n    retry_budget: { percent: 100 }\n",
+    );
+    let gateway = Gateway::start(&text);
+    let address = gateway.addr("public");
+    let http = client();
+    for i in 0..20 {
+        let post = Request::builder()
+            .method("POST")
+            .uri(format!("http://{address}/orders/{i}"))
+            .header("host", "x.test")
+            .body(Full::new(Bytes::from_static(b"{\"n\":1}")))
+            .unwrap();
+        let reply = send(&http, post).await;
+        assert!(reply.status == 200 || reply.status == 502, "{}", reply.status);
+        assert_eq!(get(address, &format!("/orders/{i}")).await, 200, "GET is retried elsewhere");
+    }
+    let posts =
+        nodes[0].state.posts.load(Ordering::Relaxed) + nodes[1].state.posts.load(Ordering::Relaxed);
+    assert_eq!(posts, 20, "every POST reached exactly one upstream once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_circuit_breaker_answers_503_beyond_max_requests() {
+    let nodes = vec![Node::start().await];
+    nodes[0].state.delay_ms.store(300, Ordering::Relaxed);
+    let refs: Vec<&Node> = nodes.iter().collect();
+    let text = spec(&refs, &[], "    circuit_breaker: { max_requests: 2 }\n", "");
+    let gateway = Gateway::start(&text);
+    let address = gateway.addr("public");
+
+    let mut tasks = JoinSet::new();
+    for i in 0..6 {
+        tasks.spawn(async move {
+            let reply = send(&client(), request("GET", address, "x.test", &format!("/{i}"))).await;
+            (reply.status.as_u16(), reply.body)
+        });
+    }
+    let mut ok = 0;
+    let mut refused = Vec::new();
+    while let Some(result) = tasks.join_next().await {
+        let (status, body) = result.unwrap();
+        match status {
+            200 => ok += 1,
+            503 => refused.push(body),
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(ok, 2, "exactly max_requests are admitted");
+    assert_eq!(refused.len(), 4);
+    assert!(
+        refused[0].contains("pool_overloaded") && refused[0].contains("max_requests"),
+        "{}",
+        refused[0]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weight_zero_gets_nothing_and_an_empty_pool_answers_503_at_once() {
+    let nodes = vec![Node::start().await, Node::start().await];
+    let refs: Vec<&Node> = nodes.iter().collect();
+    let text = spec(&refs, &[0, 1], "    balance: weighted_round_robin\n", "");
+    let gateway = Gateway::start(&text);
+    let address = gateway.addr("public");
+    for i in 0..200 {
+        assert_eq!(get(address, &format!("/{i}")).await, 200);
+    }
+    assert_eq!(nodes[0].requests(), 0, "weight 0 receives no request");
+
+    // Every endpoint failing its checks: 503 at once, with a clear body.
+    let mut dead = vec![Node::start().await];
+    dead[0].stop();
+    let refs: Vec<&Node> = dead.iter().collect();
+    let text = spec(
+        &refs,
+        &[],
+        "    health_check: { path: /health, interval: 50ms, timeout: 50ms, unhealthy_threshold: 1 }\n",
+        "",
+    );
+    let gateway = Gateway::start(&text);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let reply = send(&client(), request("GET", gateway.addr("public"), "x.test", "/")).await;
+    assert_eq!(reply.status, 503);
+    assert!(started.elapsed() < Duration::from_millis(200));
+    assert_eq!(reply.json()["error"], "no_endpoint");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_thresholds_count_consecutive_results() {
+    // The data path fails now and then (500, 200, 500, 500): with outlier
+    // detection at 3 consecutive failures, it never ejects.
+    let nodes = vec![Node::start().await, Node::start().await];
+    let refs: Vec<&Node> = nodes.iter().collect();
+    let text = spec(
+        &refs,
+        &[],
+        "    outlier_detection: { consecutive_failures: 3, base_ejection: 10s, max_ejection_percent: 50 }\n",
+        "",
+    );
+    let gateway = Gateway::start(&text);
+    let address = gateway.addr("public");
+    // Round robin alternates, so node 0 sees every other request.
+    for (i, status) in [500, 200, 500, 500, 200, 500].into_iter().enumerate() {
+        nodes[0].state.status.store(status, Ordering::Relaxed);
+        get(address, &format!("/a/{i}")).await;
+        get(address, &format!("/b/{i}")).await;
+    }
+    nodes[0].state.status.store(200, Ordering::Relaxed);
+    let before = nodes[0].requests();
+    for i in 0..20 {
+        get(address, &format!("/c/{i}")).await;
+    }
+    assert!(nodes[0].requests() - before >= 8, "never ejected on non-consecutive failures");
+    assert!(!gateway.stderr().join("\n").contains("ejected"));
+}
