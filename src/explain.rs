@@ -350,32 +350,6 @@ impl sluice_compiler::condition::RequestFields for ExplainFields<'_> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn splits_urls() {
-        assert_eq!(split_url("http://a.test/x/y?q=1"), Ok(("a.test", "/x/y?q=1")));
-        assert_eq!(split_url("http://a.test:8080"), Ok(("a.test:8080", "/")));
-        assert_eq!(split_url("/only/path"), Ok(("", "/only/path")));
-        assert!(split_url("ftp://x").is_err());
-    }
-
-    #[test]
-    fn path_mismatches_name_the_segment() {
-        let t = Template::parse("/v1/contacts/{id}").unwrap();
-        assert_eq!(match_path(&t, "/v1/contacts/7"), Ok(()));
-        assert_eq!(match_path(&t, "/v1/deals/7").unwrap_err().0, 2);
-        assert_eq!(match_path(&t, "/v1/contacts").unwrap_err().0, 3);
-        assert_eq!(match_path(&t, "/v1/contacts/").unwrap_err().0, 3);
-        assert_eq!(match_path(&t, "/v1/contacts/7/x").unwrap_err().0, 4);
-        let files = Template::parse("/files/{*key}").unwrap();
-        assert_eq!(match_path(&files, "/files"), Ok(()));
-        assert_eq!(match_path(&files, "/files/a/b"), Ok(()));
-    }
-}
-
 /// How long the pool takes to stop sending to a dead endpoint and to take
 /// it back, by active checks and by outlier detection.
 fn failover(pool: &sluice_compiler::plan::PoolPlan) -> String {
@@ -423,13 +397,39 @@ fn retries(route: &sluice_compiler::plan::RoutePlan) -> String {
     }
     on.extend(s.on.statuses.iter().map(u16::to_string));
     let per_try = plan.per_try_timeout.map_or("none".to_owned(), |t| format!("{t:?}"));
-    let budget = route
-        .retry_budget
-        .map_or("none".to_owned(), |b| format!("{}% of requests + {}/s", b.ratio_percent, b.min_per_second));
+    let budget = route.retry_budget.map_or("none".to_owned(), |b| {
+        format!("{}% of requests + {}/s", b.ratio_percent, b.min_per_second)
+    });
     let methods = if s.non_idempotent { "any method" } else { "idempotent methods" };
     format!(
         "retries   {} tries on {} ({methods}; per try {per_try}; budget {budget})\n",
         s.attempts,
         on.join(", ")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_urls() {
+        assert_eq!(split_url("http://a.test/x/y?q=1"), Ok(("a.test", "/x/y?q=1")));
+        assert_eq!(split_url("http://a.test:8080"), Ok(("a.test:8080", "/")));
+        assert_eq!(split_url("/only/path"), Ok(("", "/only/path")));
+        assert!(split_url("ftp://x").is_err());
+    }
+
+    #[test]
+    fn path_mismatches_name_the_segment() {
+        let t = Template::parse("/v1/contacts/{id}").unwrap();
+        assert_eq!(match_path(&t, "/v1/contacts/7"), Ok(()));
+        assert_eq!(match_path(&t, "/v1/deals/7").unwrap_err().0, 2);
+        assert_eq!(match_path(&t, "/v1/contacts").unwrap_err().0, 3);
+        assert_eq!(match_path(&t, "/v1/contacts/").unwrap_err().0, 3);
+        assert_eq!(match_path(&t, "/v1/contacts/7/x").unwrap_err().0, 4);
+        let files = Template::parse("/files/{*key}").unwrap();
+        assert_eq!(match_path(&files, "/files"), Ok(()));
+        assert_eq!(match_path(&files, "/files/a/b"), Ok(()));
+    }
 }

@@ -151,3 +151,24 @@ fn non_ascii_templates_match_the_encoded_request_path() {
         assert_eq!(out.status.code(), Some(0), "{url}: {}", String::from_utf8_lossy(&out.stderr));
     }
 }
+
+#[test]
+fn trailing_slash_ignore_matches_both_forms_and_ties_are_still_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = BASE.replace(
+        "match: { path: /x, methods: [GET] }",
+        "match: { path: /x, trailing_slash: ignore }",
+    );
+    let path = write_spec(&dir, spec.as_bytes());
+    for url in ["/x", "/x/"] {
+        let out = sluice().arg("explain").arg(&path).args(["GET", url]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{url}");
+    }
+    let strict = write_spec(&dir, BASE.as_bytes());
+    sluice().arg("explain").arg(&strict).args(["GET", "/x/"]).assert().code(1);
+
+    let tied = format!("{spec}  - {{ name: s, match: {{ path: /x/ }}, to: p }}\n");
+    let (status, found, _) = check(tied.as_bytes());
+    assert_eq!(status, 1);
+    assert_eq!(found[0].0, "S0203");
+}

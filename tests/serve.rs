@@ -319,6 +319,7 @@ async fn access_log_lines_are_json_with_the_documented_fields() {
         "endpoint",
         "status",
         "duration_ms",
+        "reason",
     ];
     assert_eq!(routed.as_object().unwrap().len(), fields.len(), "{routed}");
     let positions: Vec<usize> = fields

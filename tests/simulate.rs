@@ -98,3 +98,59 @@ fn check_accepts_the_example_scenario() {
     let out = sluice().args(["check", SPEC, "--scenario", SCENARIO]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn every_library_scenario_checks_clean_and_runs() {
+    let mut names: Vec<PathBuf> = std::fs::read_dir("specs/scenarios")
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 6, "{names:?}");
+    for path in names {
+        let out = sluice().args(["check", SPEC, "--scenario"]).arg(&path).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let clean = out.status.success() && !stderr.contains("warning");
+        assert!(clean, "{}: {stderr}", path.display());
+        let out = sluice()
+            .args(["simulate", SPEC, "--format", "json", "--scenario"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", path.display());
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["variants"].as_array().unwrap().len(), 3, "{}", path.display());
+    }
+}
+
+#[test]
+fn a_failed_budget_exits_1_and_names_the_variant() {
+    let dir = tempfile::tempdir().unwrap();
+    let html = dir.path().join("report.html");
+    let out = sluice()
+        .args(["simulate", SPEC, "--scenario", "specs/scenarios/black-hole.yaml", "--report"])
+        .arg(&html)
+        .args(["--assert", "errors < 0.01%", "--assert", "p99.9 < 1h"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("budget failed: variant `round_robin` fails `errors < 0.01%`"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("p99.9"), "{stderr}");
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>") && page.contains("<svg"), "no charts");
+    assert!(!page.contains("src=") && !page.contains("href="), "external assets");
+    assert!(page.contains("black_hole contacts"), "the event is not marked");
+}
+
+#[test]
+fn csv_and_replications_carry_every_variant() {
+    let csv = simulate(&["--format", "csv", "--replications", "2"]);
+    assert_eq!(csv.lines().count(), 1 + VARIANTS.len(), "{csv}");
+    let table = simulate(&["--replications", "2"]);
+    assert!(table.contains("2 replications") && table.contains('±'), "{table}");
+}

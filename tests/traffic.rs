@@ -134,7 +134,7 @@ async fn get(gateway: SocketAddr, path: &str) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_endpoint_leaves_and_returns_without_failing_requests() {
-    let mut nodes = vec![Node::start().await, Node::start().await, Node::start().await];
+    let mut nodes = [Node::start().await, Node::start().await, Node::start().await];
     let refs: Vec<&Node> = nodes.iter().collect();
     let text = spec(
         &refs,
@@ -205,7 +205,7 @@ async fn shares(address: SocketAddr, nodes: &[Node], n: usize, concurrency: usiz
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latency_aware_balancers_send_a_slow_endpoint_far_less() {
-    let nodes = vec![Node::start().await, Node::start().await, Node::start().await];
+    let nodes = [Node::start().await, Node::start().await, Node::start().await];
     for node in &nodes {
         node.state.delay_ms.store(2, Ordering::Relaxed);
     }
@@ -227,7 +227,7 @@ async fn latency_aware_balancers_send_a_slow_endpoint_far_less() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_within_a_budget_do_not_amplify_a_brown_out() {
-    let nodes = vec![Node::start().await, Node::start().await];
+    let nodes = [Node::start().await, Node::start().await];
     for node in &nodes {
         node.state.status.store(503, Ordering::Relaxed);
     }
@@ -252,7 +252,7 @@ async fn retries_within_a_budget_do_not_amplify_a_brown_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_post_is_never_sent_twice_but_a_get_is_retried() {
-    let nodes = vec![Node::start().await, Node::start().await];
+    let nodes = [Node::start().await, Node::start().await];
     nodes[0].state.status.store(502, Ordering::Relaxed);
     let refs: Vec<&Node> = nodes.iter().collect();
     let text = spec(
@@ -282,7 +282,7 @@ async fn a_post_is_never_sent_twice_but_a_get_is_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_circuit_breaker_answers_503_beyond_max_requests() {
-    let nodes = vec![Node::start().await];
+    let nodes = [Node::start().await];
     nodes[0].state.delay_ms.store(300, Ordering::Relaxed);
     let refs: Vec<&Node> = nodes.iter().collect();
     let text = spec(&refs, &[], "    circuit_breaker: { max_requests: 2 }\n", "");
@@ -317,7 +317,7 @@ async fn the_circuit_breaker_answers_503_beyond_max_requests() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weight_zero_gets_nothing_and_an_empty_pool_answers_503_at_once() {
-    let nodes = vec![Node::start().await, Node::start().await];
+    let nodes = [Node::start().await, Node::start().await];
     let refs: Vec<&Node> = nodes.iter().collect();
     let text = spec(&refs, &[0, 1], "    balance: weighted_round_robin\n", "");
     let gateway = Gateway::start(&text);
@@ -328,7 +328,7 @@ async fn weight_zero_gets_nothing_and_an_empty_pool_answers_503_at_once() {
     assert_eq!(nodes[0].requests(), 0, "weight 0 receives no request");
 
     // Every endpoint failing its checks: 503 at once, with a clear body.
-    let mut dead = vec![Node::start().await];
+    let mut dead = [Node::start().await];
     dead[0].stop();
     let refs: Vec<&Node> = dead.iter().collect();
     let text = spec(
@@ -350,7 +350,7 @@ async fn weight_zero_gets_nothing_and_an_empty_pool_answers_503_at_once() {
 async fn health_thresholds_count_consecutive_results() {
     // The data path fails now and then (500, 200, 500, 500): with outlier
     // detection at 3 consecutive failures, it never ejects.
-    let nodes = vec![Node::start().await, Node::start().await];
+    let nodes = [Node::start().await, Node::start().await];
     let refs: Vec<&Node> = nodes.iter().collect();
     let text = spec(
         &refs,

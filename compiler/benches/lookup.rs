@@ -1,6 +1,6 @@
-//! Route lookup speed: the bundled platform spec, and 10,000 generated
-//! routes measured side by side with the `matchit` router on the same
-//! path-only route set.
+//! Route lookup speed: the bundled platform spec, and two path-only route
+//! sets measured side by side with the `matchit` router: the GitHub REST
+//! API's paths and 10,000 generated routes.
 //!
 //! Run with `cargo bench -p sluice-compiler --bench lookup`.
 
@@ -36,6 +36,39 @@ fn generated_spec() -> (String, Vec<String>) {
     (spec, templates)
 }
 
+/// The GitHub REST API paths in `benches/data`, as a spec and as templates.
+fn github_spec() -> (String, Vec<String>) {
+    let list = include_str!("data/github-api.txt");
+    let templates: Vec<String> =
+        list.lines().filter(|l| l.starts_with('/')).map(str::to_owned).collect();
+    let mut spec = String::from(
+        "version: 1\nlisteners: [{ name: public, bind: 127.0.0.1:8080 }]\n\
+         pools: [{ name: p, endpoints: [{ address: 127.0.0.1:9000 }] }]\nroutes:\n",
+    );
+    for (i, t) in templates.iter().enumerate() {
+        spec.push_str(&format!("  - {{ name: g{i}, match: {{ path: \"{t}\" }}, to: p }}\n"));
+    }
+    (spec, templates)
+}
+
+/// One concrete request path per template.
+fn concrete(templates: &[String]) -> Vec<String> {
+    templates
+        .iter()
+        .map(|t| {
+            t.split('/')
+                .map(|s| match s {
+                    s if s.starts_with("{*") => "docs/readme.md".to_owned(),
+                    s if s.starts_with('{') => format!("v{}", s.len()),
+                    s => s.to_owned(),
+                })
+                .collect::<Vec<_>>()
+                .join("/")
+        })
+        .map(|p| if p.is_empty() { "/".to_owned() } else { p })
+        .collect()
+}
+
 fn requests_for(templates: &[String]) -> Vec<String> {
     // A fixed spread over the route set, concrete values for parameters.
     (0..1024)
@@ -65,6 +98,37 @@ fn bench_lookup(c: &mut Criterion) {
             }
         })
     });
+
+    let (text, templates) = github_spec();
+    let plan = compile("github.yaml", text);
+    let requests = concrete(&templates);
+    let mut router = matchit::Router::new();
+    for (i, t) in templates.iter().enumerate() {
+        router.insert(t.as_str(), i).unwrap();
+    }
+    // Both routers must agree before their speed means anything.
+    for path in &requests {
+        let facts = RequestFacts { listener: 0, host: "", method: Method::Get, path };
+        let ours = plan.lookup(&facts, &mut captures).map(|r| r as usize);
+        assert_eq!(ours, router.at(path.as_str()).ok().map(|m| *m.value), "{path}");
+    }
+    let mut group = c.benchmark_group("github api: one lookup per route");
+    group.bench_function("sluice", |b| {
+        b.iter(|| {
+            for path in &requests {
+                let facts = RequestFacts { listener: 0, host: "", method: Method::Get, path };
+                black_box(plan.lookup(black_box(&facts), &mut captures));
+            }
+        })
+    });
+    group.bench_function("matchit", |b| {
+        b.iter(|| {
+            for path in &requests {
+                let _ = black_box(router.at(black_box(path.as_str())));
+            }
+        })
+    });
+    group.finish();
 
     let (text, templates) = generated_spec();
     let plan = compile("generated.yaml", text);

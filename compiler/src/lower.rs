@@ -94,11 +94,13 @@ pub(crate) fn lower(spec: &Spec) -> Plan {
                 .filter_map(|n| listeners.iter().position(|l| &l.name == n))
                 .fold(0, |mask, i| mask | (1 << i)),
         };
-        let key = RouteKey { host: &host, template: &template, listeners: listener_mask, methods };
         let conditions = crate::condition::lower(&route.matcher).expect(VALID);
-        router
-            .insert_with_conditions(i as u32, &key, conditions)
-            .expect("validate refused ambiguous routes");
+        for shape in crate::validate::shapes(&template, route.matcher.trailing_slash) {
+            let key = RouteKey { host: &host, template: &shape, listeners: listener_mask, methods };
+            router
+                .insert_with_conditions(i as u32, &key, conditions.clone())
+                .expect("validate refused ambiguous routes");
+        }
 
         routes.push(RoutePlan {
             name: route.name.clone(),

@@ -262,7 +262,8 @@ impl Walk<'_> {
         };
 
         // Split off this segment; what follows the next `/` is the next rest.
-        let (segment, next) = match rest.find('/') {
+        // Segments are short: a plain byte scan beats the general substring search.
+        let (segment, next) = match rest.bytes().position(|b| b == b'/') {
             Some(i) => (&rest[..i], Some((&rest[i + 1..], offset + i + 1))),
             None => (rest, None),
         };
@@ -340,7 +341,7 @@ impl Node {
 }
 
 /// Open addressing over a node's literal children: slot -> position in
-/// `literals`, probed linearly from the segment's FNV-1a hash. The table is
+/// `literals`, probed linearly from the segment's [`segment_hash`]. The table is
 /// at most half full, so a miss stops at an empty slot within a few probes.
 #[derive(Debug, Clone)]
 struct LiteralIndex {
@@ -357,7 +358,7 @@ impl LiteralIndex {
         let size = (literals.len() * 2).next_power_of_two();
         let mut index = LiteralIndex { slots: vec![Self::EMPTY; size], mask: size - 1 };
         for (position, (literal, _)) in literals.iter().enumerate() {
-            let mut slot = fnv1a(literal.as_bytes()) as usize & index.mask;
+            let mut slot = segment_hash(literal.as_bytes()) as usize & index.mask;
             while index.slots[slot] != Self::EMPTY {
                 slot = (slot + 1) & index.mask;
             }
@@ -367,7 +368,7 @@ impl LiteralIndex {
     }
 
     fn find(&self, literals: &[(Box<str>, u32)], segment: &str) -> Option<u32> {
-        let mut slot = fnv1a(segment.as_bytes()) as usize & self.mask;
+        let mut slot = segment_hash(segment.as_bytes()) as usize & self.mask;
         loop {
             let position = self.slots[slot];
             if position == Self::EMPTY {
@@ -382,10 +383,21 @@ impl LiteralIndex {
     }
 }
 
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes
-        .iter()
-        .fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+/// A cheap hash of a path segment: its length, its first eight bytes and its
+/// last eight, multiplied through. Segments that collide are told apart by the
+/// string comparison that follows every probe, so speed matters more here than
+/// spread; siblings that differ only in their middle bytes just probe further.
+fn segment_hash(bytes: &[u8]) -> u64 {
+    let word = |chunk: &[u8]| {
+        let mut buf = [0u8; 8];
+        buf[..chunk.len()].copy_from_slice(chunk);
+        u64::from_le_bytes(buf)
+    };
+    let n = bytes.len();
+    let head = word(&bytes[..n.min(8)]);
+    let tail = word(&bytes[n.saturating_sub(8)..]);
+    let h = (head ^ tail.rotate_left(29) ^ (n as u64)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    h ^ (h >> 32)
 }
 
 fn cmp_ignore_case(lower: &str, other: &str) -> Ordering {

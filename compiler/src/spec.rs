@@ -389,6 +389,10 @@ pub struct RouteMatch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1), extend("uniqueItems" = true))]
     pub methods: Option<Vec<MethodName>>,
+    /// Whether `/teams` and `/teams/` are different paths (`strict`, the default) or
+    /// the same (`ignore`: the route matches both, whichever way its template is written).
+    #[serde(default, skip_serializing_if = "TrailingSlash::is_strict")]
+    pub trailing_slash: TrailingSlash,
     /// Header conditions, all of which must hold. Names ignore case; a repeated header
     /// matches when any of its values does.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -400,6 +404,23 @@ pub struct RouteMatch {
     /// Cookie conditions, all of which must hold.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cookies: Vec<ValueMatch>,
+}
+
+impl TrailingSlash {
+    fn is_strict(&self) -> bool {
+        *self == TrailingSlash::Strict
+    }
+}
+
+/// How a route treats a trailing slash.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TrailingSlash {
+    /// `/teams` and `/teams/` are different paths.
+    #[default]
+    Strict,
+    /// The route matches the path with and without a trailing slash.
+    Ignore,
 }
 
 /// A condition on one header, query parameter or cookie: give `name` and exactly

@@ -128,6 +128,24 @@ impl Template {
         out
     }
 
+    /// The shapes a route matches under `trailing_slash: ignore`: this template
+    /// and the same path with the trailing slash added or removed. A template
+    /// ending in a catch-all already matches both, and `/` has no shorter form.
+    pub fn trailing_slash_variants(&self) -> Vec<Template> {
+        let mut other = self.clone();
+        match self.segments.last() {
+            Some(Segment::CatchAll(_)) | None => return vec![self.clone()],
+            Some(Segment::Literal(l)) if l.is_empty() => {
+                if self.segments.len() == 1 {
+                    return vec![self.clone()];
+                }
+                other.segments.pop();
+            }
+            Some(_) => other.segments.push(Segment::Literal(String::new())),
+        }
+        vec![self.clone(), other]
+    }
+
     /// The regex constraint of segment `index`, if it is a constrained parameter.
     pub fn constraint(&self, index: usize) -> Option<&Pattern> {
         self.constraints.iter().find(|(i, _)| *i == index).map(|(_, p)| p)

@@ -377,11 +377,15 @@ fn check_routes(
             _ => None,
         };
         if let Some((host, template, listeners, methods, conditions)) = &key {
-            let route_key = RouteKey { host, template, listeners: *listeners, methods: *methods };
-            if let Err(other) =
-                router.insert_with_conditions(i as u32, &route_key, conditions.clone())
-            {
-                out.push(ambiguous(doc, spec, i, other as usize, &keys, &key));
+            for shape in shapes(template, route.matcher.trailing_slash) {
+                let route_key =
+                    RouteKey { host, template: &shape, listeners: *listeners, methods: *methods };
+                if let Err(other) =
+                    router.insert_with_conditions(i as u32, &route_key, conditions.clone())
+                {
+                    out.push(ambiguous(doc, spec, i, other as usize, &keys, &key));
+                    break;
+                }
             }
         }
         keys.push(key);
@@ -543,5 +547,13 @@ fn check_duration(
                 .with_help("write a whole number followed by ms, s, m or h, such as 250ms or 5s")
                 .at(doc, &pointer),
         ),
+    }
+}
+
+/// The templates a route is inserted under: one, or two when it ignores a trailing slash.
+pub(crate) fn shapes(template: &Template, slash: crate::spec::TrailingSlash) -> Vec<Template> {
+    match slash {
+        crate::spec::TrailingSlash::Strict => vec![template.clone()],
+        crate::spec::TrailingSlash::Ignore => template.trailing_slash_variants(),
     }
 }

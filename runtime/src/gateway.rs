@@ -43,6 +43,7 @@ use hyper::header::UPGRADE;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use sluice_compiler::plan::ListenerPlan;
 use sluice_compiler::Plan;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
@@ -60,6 +61,27 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// The plan in force, swapped whole on reload.
 type Current = Arc<ArcSwap<Shared>>;
 
+/// What names a listener across reloads: the address the spec binds, and
+/// for port 0 (any free port, so one address can stand for several
+/// listeners) its name too.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct ListenerKey {
+    bind: SocketAddr,
+    name: Option<Arc<str>>,
+}
+
+impl ListenerKey {
+    fn of(listener: &ListenerPlan) -> ListenerKey {
+        let name = (listener.bind.port() == 0).then(|| Arc::from(listener.name.as_str()));
+        ListenerKey { bind: listener.bind, name }
+    }
+
+    /// Whether `listener` is the one this key names.
+    pub(crate) fn matches(&self, listener: &ListenerPlan) -> bool {
+        listener.bind == self.bind && self.name.as_deref().is_none_or(|n| n == listener.name)
+    }
+}
+
 /// A plan with every listener bound, ready to [`run`](Gateway::run).
 pub struct Gateway {
     current: Current,
@@ -68,8 +90,7 @@ pub struct Gateway {
 }
 
 struct Bound {
-    /// The address the plan binds, which names the listener across reloads.
-    key: SocketAddr,
+    key: ListenerKey,
     name: String,
     socket: TcpListener,
     address: SocketAddr,
@@ -97,7 +118,7 @@ impl Gateway {
     pub async fn bind(plan: Arc<Plan>, log: AccessLogSender) -> Result<Gateway, ServeError> {
         let mut listeners = Vec::with_capacity(plan.listeners.len());
         for listener in &plan.listeners {
-            listeners.push(bind(&listener.name, listener.bind).await?);
+            listeners.push(bind(listener).await?);
         }
         let current = Arc::new(ArcSwap::from_pointee(Shared::new(plan, log.clone())));
         Ok(Gateway { current, log, listeners })
@@ -130,9 +151,14 @@ impl Gateway {
     ) -> Drain {
         // Every connection task holds a receiver; the drain ends when all are gone.
         let (stop, stopping) = watch::channel(());
-        let mut loops: HashMap<SocketAddr, JoinHandle<()>> = HashMap::new();
+        let mut loops: HashMap<ListenerKey, JoinHandle<()>> = HashMap::new();
         for bound in self.listeners {
-            let task = accept(bound.socket, bound.key, Arc::clone(&self.current), stopping.clone());
+            let task = accept(
+                bound.socket,
+                bound.key.clone(),
+                Arc::clone(&self.current),
+                stopping.clone(),
+            );
             loops.insert(bound.key, tokio::spawn(task));
         }
 
@@ -166,12 +192,15 @@ impl Gateway {
     }
 }
 
-async fn bind(name: &str, key: SocketAddr) -> Result<Bound, ServeError> {
-    let bind_error =
-        |source| ServeError::Bind { listener: name.to_owned(), address: key, source };
-    let socket = TcpListener::bind(key).await.map_err(bind_error)?;
+async fn bind(listener: &ListenerPlan) -> Result<Bound, ServeError> {
+    let bind_error = |source| ServeError::Bind {
+        listener: listener.name.clone(),
+        address: listener.bind,
+        source,
+    };
+    let socket = TcpListener::bind(listener.bind).await.map_err(bind_error)?;
     let address = socket.local_addr().map_err(bind_error)?;
-    Ok(Bound { key, name: name.to_owned(), socket, address })
+    Ok(Bound { key: ListenerKey::of(listener), name: listener.name.clone(), socket, address })
 }
 
 /// Put `plan` in force: bind its new listeners, swap it in, close the
@@ -181,12 +210,12 @@ async fn reload(
     current: &Current,
     log: &AccessLogSender,
     plan: Plan,
-    loops: &mut HashMap<SocketAddr, JoinHandle<()>>,
+    loops: &mut HashMap<ListenerKey, JoinHandle<()>>,
     stopping: &watch::Receiver<()>,
 ) {
     let mut opened = Vec::new();
-    for listener in plan.listeners.iter().filter(|l| !loops.contains_key(&l.bind)) {
-        match bind(&listener.name, listener.bind).await {
+    for listener in plan.listeners.iter().filter(|l| !loops.contains_key(&ListenerKey::of(l))) {
+        match bind(listener).await {
             Ok(bound) => opened.push(bound),
             Err(error) => {
                 tracing::error!(%error, "reload failed; the previous plan keeps serving");
@@ -199,13 +228,13 @@ async fn reload(
     let shared = Shared::reloaded(Arc::new(plan), log.clone(), Some(&previous));
     let (listeners, routes, pools) =
         (shared.plan.listeners.len(), shared.plan.routes.len(), shared.plan.pools.len());
-    let kept: Vec<SocketAddr> = shared.plan.listeners.iter().map(|l| l.bind).collect();
+    let kept: Vec<ListenerKey> = shared.plan.listeners.iter().map(ListenerKey::of).collect();
     current.store(Arc::new(shared));
 
     let opened_count = opened.len();
     for bound in opened {
         eprintln!("listening listener={} addr={}", bound.name, bound.address);
-        let task = accept(bound.socket, bound.key, Arc::clone(current), stopping.clone());
+        let task = accept(bound.socket, bound.key.clone(), Arc::clone(current), stopping.clone());
         loops.insert(bound.key, tokio::spawn(task));
     }
     let mut closed = 0;
@@ -217,17 +246,15 @@ async fn reload(
         }
         keep
     });
-    tracing::info!(
-        listeners,
-        routes,
-        pools,
-        opened = opened_count,
-        closed,
-        "plan reloaded"
-    );
+    tracing::info!(listeners, routes, pools, opened = opened_count, closed, "plan reloaded");
 }
 
-async fn accept(socket: TcpListener, key: SocketAddr, current: Current, stopping: watch::Receiver<()>) {
+async fn accept(
+    socket: TcpListener,
+    key: ListenerKey,
+    current: Current,
+    stopping: watch::Receiver<()>,
+) {
     // Connections beyond the limit wait in the kernel's accept queue. The
     // limit follows the plan in force.
     let slots = Arc::new(Semaphore::new(0));
@@ -235,7 +262,7 @@ async fn accept(socket: TcpListener, key: SocketAddr, current: Current, stopping
 
     loop {
         let shared = current.load_full();
-        let Some(index) = shared.listener_at(key) else { return };
+        let Some(index) = shared.listener_at(&key) else { return };
         let wanted = shared.plan.listeners[index].max_connections.max(1) as usize;
         if wanted > permits {
             slots.add_permits(wanted - permits);
@@ -249,7 +276,7 @@ async fn accept(socket: TcpListener, key: SocketAddr, current: Current, stopping
         let (stream, peer) = match socket.accept().await {
             Ok(accepted) => accepted,
             Err(error) => {
-                tracing::warn!(%error, address = %key, "accept failed; retrying");
+                tracing::warn!(%error, address = %key.bind, "accept failed; retrying");
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
@@ -258,11 +285,11 @@ async fn accept(socket: TcpListener, key: SocketAddr, current: Current, stopping
             tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
         }
         let shared = current.load_full();
-        let Some(index) = shared.listener_at(key) else { return };
+        let Some(index) = shared.listener_at(&key) else { return };
         tracing::debug!(%peer, listener = index, "connection accepted");
         let connection = Connection {
             peer,
-            key,
+            key: key.clone(),
             accepted: shared,
             index,
             current: Arc::clone(&current),
@@ -276,8 +303,8 @@ async fn accept(socket: TcpListener, key: SocketAddr, current: Current, stopping
 /// One accepted client connection.
 struct Connection {
     peer: SocketAddr,
-    /// The listener's bind address, which finds it in later plans.
-    key: SocketAddr,
+    /// Finds the connection's listener in later plans.
+    key: ListenerKey,
     /// The plan in force when the connection was accepted, and the
     /// listener's index there.
     accepted: Arc<Shared>,
@@ -293,7 +320,8 @@ impl Connection {
         let limits = Limits { head: listener.head_timeout, idle: listener.idle_timeout };
         let max_head = usize::try_from(listener.max_head_size).unwrap_or(usize::MAX);
         let max_headers = usize::try_from(listener.max_headers).unwrap_or(usize::MAX);
-        let (streams, resets) = (listener.h2_max_concurrent_streams, listener.h2_max_pending_resets);
+        let (streams, resets) =
+            (listener.h2_max_concurrent_streams, listener.h2_max_pending_resets);
         let peer = self.peer;
 
         // Which protocol: the first bytes tell. A client that sends nothing
@@ -317,14 +345,12 @@ impl Connection {
         let service = {
             let (state, current, accepted) =
                 (Arc::clone(&state), Arc::clone(&self.current), Arc::clone(&self.accepted));
-            let (key, index) = (self.key, self.index);
-            let hold = ConnectionHold {
-                _stopping: self.stopping.clone(),
-                _slot: Arc::clone(&self.slot),
-            };
+            let (key, index) = (self.key.clone(), self.index);
+            let hold =
+                ConnectionHold { _stopping: self.stopping.clone(), _slot: Arc::clone(&self.slot) };
             service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
                 let (in_flight, refused) = state.begin_request();
-                let (shared, listener) = generation(&current, key, &accepted, index);
+                let (shared, listener) = generation(&current, &key, &accepted, index);
                 if request.headers().contains_key(UPGRADE) {
                     request.extensions_mut().insert(hold.clone());
                 }
@@ -391,7 +417,7 @@ impl Connection {
 /// was accepted under. Also the listener's index in that plan.
 fn generation(
     current: &ArcSwap<Shared>,
-    key: SocketAddr,
+    key: &ListenerKey,
     accepted: &Arc<Shared>,
     index: usize,
 ) -> (Arc<Shared>, usize) {

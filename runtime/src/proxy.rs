@@ -25,9 +25,9 @@ use hyper::{Method, Request, Response, Uri, Version};
 use sluice_compiler::condition::RequestFields;
 use sluice_compiler::normalize::normalize;
 use sluice_compiler::plan::RoutePlan;
+use sluice_compiler::spec::HashOn;
 use sluice_compiler::spec::{Protocol, Sticky};
 use sluice_compiler::{Captures, Plan};
-use sluice_compiler::spec::HashOn;
 use sluice_traffic::deadline::TryBudget;
 use sluice_traffic::retry::{self, RetryDecision};
 use sluice_traffic::{split, Balancer, Deadline, Outcome, Pick, TryFacts};
@@ -149,10 +149,9 @@ impl Shared {
 }
 
 impl Shared {
-    /// The index of the listener bound to `bind` (as the spec wrote it), if
-    /// this plan has one.
-    pub(crate) fn listener_at(&self, bind: SocketAddr) -> Option<usize> {
-        self.plan.listeners.iter().position(|l| l.bind == bind)
+    /// The index of the listener `key` names, if this plan has one.
+    pub(crate) fn listener_at(&self, key: &crate::gateway::ListenerKey) -> Option<usize> {
+        self.plan.listeners.iter().position(|l| key.matches(l))
     }
 }
 
@@ -238,7 +237,8 @@ async fn forward(
         .admit()
         .map_err(|rejection| ProxyError::Overloaded { pool: pool_plan.name.clone(), rejection })?;
     exchange.permit = Some(permit);
-    let hash = pool_plan.hash_key().and_then(|key| hash_point(plan, key, &request, client, route, &path));
+    let hash =
+        pool_plan.hash_key().and_then(|key| hash_point(plan, key, &request, client, route, &path));
     let pick = Pick { now: pool_state::now(), hash, avoid: None };
     let endpoint = shared.pools[pool]
         .balancer

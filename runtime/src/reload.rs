@@ -47,7 +47,11 @@ pub(crate) struct Reloads {
 
 /// Start reloading `path` on SIGHUP and, when `watch` is set, whenever it
 /// changes. New plans go to `plans`. Call from within a tokio runtime.
-pub(crate) fn start(path: PathBuf, watch: bool, plans: mpsc::Sender<Plan>) -> std::io::Result<Reloads> {
+pub(crate) fn start(
+    path: PathBuf,
+    watch: bool,
+    plans: mpsc::Sender<Plan>,
+) -> std::io::Result<Reloads> {
     let (trigger, mut triggers) = mpsc::channel::<Trigger>(1);
     on_hangup(trigger.clone())?;
     let watcher = if watch { Some(watch_file(&path, trigger)?) } else { None };
@@ -105,6 +109,8 @@ fn on_hangup(_: mpsc::Sender<Trigger>) -> std::io::Result<()> {
 }
 
 /// Watch `path`'s directory and send a trigger when `path` may have changed.
+// TODO: files a spec pulls in with `include:` are not watched; the loader
+// would have to return the files it read so that their directories join the watch.
 fn watch_file(
     path: &Path,
     trigger: mpsc::Sender<Trigger>,
@@ -117,7 +123,9 @@ fn watch_file(
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let Ok(event) = event else { return };
         let relevant = match event.kind {
-            EventKind::Access(notify::event::AccessKind::Close(notify::event::AccessMode::Write))
+            EventKind::Access(notify::event::AccessKind::Close(
+                notify::event::AccessMode::Write,
+            ))
             | EventKind::Create(_)
             | EventKind::Modify(_)
             | EventKind::Remove(_) => true,

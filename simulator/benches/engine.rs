@@ -23,13 +23,8 @@ fn setup(balance: Balance) -> (Topology, Workload) {
         .map(|i| EndpointShape { label: format!("10.0.0.{i}:80"), weight: 1 })
         .collect();
     let topology = Topology {
-        pools: vec![PoolShape { name: "pool".into(), balance, endpoints }],
-        routes: vec![RouteShape {
-            name: "route".into(),
-            pool: 0,
-            split: Vec::new(),
-            timeout: None,
-        }],
+        pools: vec![PoolShape::new("pool", balance, endpoints)],
+        routes: vec![RouteShape::new("route", 0)],
     };
     // Ten 1 ms exponential servers offered 9,000 requests per second.
     let traffic = vec![RouteShare { route: 0, weight: 1.0 }];

@@ -42,7 +42,7 @@ mod station;
 
 use rand_pcg::Pcg64;
 use sluice_compiler::Balance;
-use sluice_traffic::{Algorithm, Deadline, Nanos as Clock, Outcome as TryOutcome};
+use sluice_traffic::{Algorithm, Deadline, Nanos as Clock, Outcome as TryOutcome, RetrySettings};
 
 use self::gateway::Instance;
 use self::measure::{Ending, Measure};
@@ -52,12 +52,11 @@ use crate::queue::EventQueue;
 use crate::random::{keyed_uniform, stream, Stream};
 use crate::report::VariantReport;
 use crate::time::Nanos;
-use crate::workload::{Arrivals, Gateway, Length, Topology, Variant, Workload};
+use crate::workload::{Arrivals, Gateway, Length, PoolRules, Topology, Variant, Workload};
 
 /// The traffic algorithm a spec's balance name stands for.
 pub fn algorithm(balance: Balance) -> Algorithm {
-    // The one mapping, shared with `serve`; pool settings such as `choices`
-    // are not applied here.
+    // The one mapping, shared with `serve`.
     sluice_compiler::plan::algorithm(balance, None)
 }
 
@@ -76,6 +75,7 @@ struct Request {
     arrived: Nanos,
     /// Index into the workload's traffic shares.
     share: u32,
+    route: u32,
     pool: u32,
     instance: u32,
     measured: bool,
@@ -128,6 +128,10 @@ struct Run<'a> {
     topology: &'a Topology,
     workload: &'a Workload,
     gateway: Gateway,
+    /// Per pool: its decision settings, the scenario's over the spec's.
+    rules: Vec<PoolRules>,
+    /// Per route: its retry policy.
+    retries: Vec<RetrySettings>,
     seed: u64,
     events: EventQueue<Event>,
     source: Source,
@@ -199,8 +203,10 @@ impl<'a> Run<'a> {
             }
         }
         let mut picks = stream(seed, Stream::Balancer);
+        let rules: Vec<PoolRules> = topology.pools.iter().map(|p| gateway.pool(p)).collect();
+        let retries = topology.routes.iter().map(|r| gateway.retries(r)).collect();
         let instances = (0..gateway.instances.max(1))
-            .map(|_| Instance::new(topology, &variant, &gateway, stations.len()))
+            .map(|_| Instance::new(topology, &variant, &gateway, &rules, &stations))
             .collect();
 
         // The window events go first, so they precede arrivals at the same instant.
@@ -226,14 +232,15 @@ impl<'a> Run<'a> {
             }
         }
         // Probes start spread over the first interval, as gateways start at random.
-        if let Some(health) = &gateway.health {
-            let modelled = |s: &&Station| s.model.is_some();
-            for i in 0..gateway.instances.max(1) {
-                for (e, _) in stations.iter().enumerate().filter(|(_, s)| modelled(s)) {
-                    let first = health.next_probe(Clock::ZERO, &mut picks).0
-                        % (health.interval.as_nanos() as u64).max(1);
-                    events.push(first, Event::Probe { instance: i, endpoint: e as u32 });
+        for i in 0..gateway.instances.max(1) {
+            for (e, station) in stations.iter().enumerate() {
+                let Some(health) = &rules[station.pool].health else { continue };
+                if station.model.is_none() {
+                    continue;
                 }
+                let first = health.next_probe(Clock::ZERO, &mut picks).0
+                    % (health.interval.as_nanos() as u64).max(1);
+                events.push(first, Event::Probe { instance: i, endpoint: e as u32 });
             }
         }
 
@@ -241,6 +248,8 @@ impl<'a> Run<'a> {
             topology,
             workload,
             gateway,
+            rules,
+            retries,
             seed,
             events,
             source,
@@ -285,7 +294,8 @@ impl<'a> Run<'a> {
         let measured = now >= self.workload.warmup;
         self.admitted += u64::from(measured);
 
-        let route = &self.topology.routes[self.workload.traffic[share].route];
+        let route_index = self.workload.traffic[share].route;
+        let route = &self.topology.routes[route_index];
         // A split route sends each request to a side in proportion to the weights
         // (a simulated request has no sticky key, so every one is split at random).
         let pool = if route.split.is_empty() {
@@ -303,6 +313,7 @@ impl<'a> Run<'a> {
             id,
             arrived: now,
             share: share as u32,
+            route: route_index as u32,
             pool: pool as u32,
             instance: instance as u32,
             measured,
@@ -322,7 +333,7 @@ impl<'a> Run<'a> {
             }
         };
         self.measure.arrived(measured);
-        if let Some(budget) = &self.instances[instance].budgets[pool] {
+        if let Some(budget) = &self.instances[instance].budgets[route_index] {
             budget.record_request(Clock(now));
         }
 

@@ -287,6 +287,10 @@ pub enum VariantName {
     Random,
     /// Every pool sends to the less loaded of two random endpoints.
     LeastRequest,
+    /// Every pool sends by peak EWMA latency times load.
+    PeakEwma,
+    /// Every pool hashes (simulated requests carry no key, so picks are random).
+    ConsistentHash,
 }
 
 impl VariantName {
@@ -297,6 +301,8 @@ impl VariantName {
             VariantName::WeightedRoundRobin => Variant::all(Balance::WeightedRoundRobin),
             VariantName::Random => Variant::all(Balance::Random),
             VariantName::LeastRequest => Variant::all(Balance::LeastRequest),
+            VariantName::PeakEwma => Variant::all(Balance::PeakEwma),
+            VariantName::ConsistentHash => Variant::all(Balance::ConsistentHash),
         }
     }
 }

@@ -29,6 +29,18 @@ pub struct PoolShape {
     /// The algorithm the spec chose.
     pub balance: Balance,
     pub endpoints: Vec<EndpointShape>,
+    /// The spec's pool settings, used unless the scenario overrides them.
+    pub rules: PoolRules,
+}
+
+/// A pool's decision settings from the plan.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PoolRules {
+    /// Endpoints a `least_request` or `peak_ewma` pick compares.
+    pub choices: Option<usize>,
+    pub health: Option<HealthSettings>,
+    pub outlier: Option<OutlierSettings>,
+    pub circuit: Option<CircuitLimits>,
 }
 
 #[derive(Debug, Clone)]
@@ -47,6 +59,32 @@ pub struct RouteShape {
     pub split: Vec<(usize, u32)>,
     /// The route's timeout until the response head, from the spec.
     pub timeout: Option<Duration>,
+    /// The spec's retry policy, per-try timeout and retry budget.
+    pub retries: RetrySettings,
+    pub per_try_timeout: Option<Duration>,
+    pub budget: Option<BudgetSettings>,
+}
+
+impl PoolShape {
+    /// A pool with the spec's default settings.
+    pub fn new(name: &str, balance: Balance, endpoints: Vec<EndpointShape>) -> PoolShape {
+        PoolShape { name: name.to_owned(), balance, endpoints, rules: PoolRules::default() }
+    }
+}
+
+impl RouteShape {
+    /// A route to `pool` with no timeout and the default failover policy.
+    pub fn new(name: &str, pool: usize) -> RouteShape {
+        RouteShape {
+            name: name.to_owned(),
+            pool,
+            split: Vec::new(),
+            timeout: None,
+            retries: RetrySettings::default(),
+            per_try_timeout: None,
+            budget: None,
+        }
+    }
 }
 
 impl Topology {
@@ -63,6 +101,13 @@ impl Topology {
                     .iter()
                     .map(|e| EndpointShape { label: e.address.to_string(), weight: e.weight })
                     .collect(),
+                rules: PoolRules {
+                    choices: p.choices,
+                    health: p.health_check.as_ref().map(|h| h.settings.clone()),
+                    outlier: p.outlier_detection,
+                    circuit: (p.circuit_breaker != CircuitLimits::default())
+                        .then_some(p.circuit_breaker),
+                },
             })
             .collect();
         let routes = plan
@@ -73,6 +118,9 @@ impl Topology {
                 pool: r.pool,
                 split: r.split.iter().map(|s| (s.pool, s.weight)).collect(),
                 timeout: r.timeout,
+                retries: r.retries.settings.clone(),
+                per_try_timeout: r.retries.per_try_timeout,
+                budget: r.retry_budget,
             })
             .collect();
         Topology { pools, routes }
@@ -238,9 +286,12 @@ pub struct Gateway {
     pub instances: u32,
     /// Route timeout for every route, over the spec's.
     pub timeout: Option<Duration>,
-    /// Per-try timeout.
+    /// Per-try timeout, over the spec's.
     pub per_try_timeout: Option<Duration>,
-    pub retries: RetrySettings,
+    /// Retry policy, over the spec's.
+    pub retries: Option<RetrySettings>,
+    /// Retry attempts, over both.
+    pub attempts: Option<u32>,
     pub budget: Option<BudgetSettings>,
     pub circuit: Option<CircuitLimits>,
     pub health: Option<HealthSettings>,
@@ -253,7 +304,8 @@ impl Default for Gateway {
             instances: 1,
             timeout: None,
             per_try_timeout: None,
-            retries: RetrySettings::default(),
+            retries: None,
+            attempts: None,
             budget: None,
             circuit: None,
             health: None,
@@ -265,30 +317,62 @@ impl Default for Gateway {
 impl Gateway {
     /// The deadlines of `route` under these settings.
     pub fn deadline(&self, route: &RouteShape) -> DeadlineSettings {
-        DeadlineSettings { per_try: self.per_try_timeout, overall: self.timeout.or(route.timeout) }
+        DeadlineSettings {
+            per_try: self.per_try_timeout.or(route.per_try_timeout),
+            overall: self.timeout.or(route.timeout),
+        }
+    }
+
+    /// The retry policy of `route` under these settings.
+    pub fn retries(&self, route: &RouteShape) -> RetrySettings {
+        let mut r = self.retries.clone().unwrap_or_else(|| route.retries.clone());
+        if let Some(a) = self.attempts {
+            r.attempts = a;
+        }
+        r
+    }
+
+    /// The decision settings of `pool` under these settings.
+    pub fn pool(&self, pool: &PoolShape) -> PoolRules {
+        let own = &pool.rules;
+        PoolRules {
+            choices: own.choices,
+            health: self.health.clone().or_else(|| own.health.clone()),
+            outlier: self.outlier.or(own.outlier),
+            circuit: self.circuit.or(own.circuit),
+        }
     }
 
     /// These settings with a variant's overrides applied.
     pub fn with(&self, variant: &Variant) -> Gateway {
         let mut g = self.clone();
         if let Some(attempts) = variant.attempts {
-            g.retries.attempts = attempts;
+            g.attempts = Some(attempts);
         }
         if let Some(timeout) = variant.timeout {
             g.timeout = Some(Duration::from_nanos(timeout));
         }
         if let Some(max) = variant.max_requests {
             let limits = g.circuit.unwrap_or_default();
+            // TODO: a pool's own other limits are replaced here too; merge per pool once
+            // the scenario can override single limits of single pools.
             g.circuit = Some(CircuitLimits { max_requests: max, ..limits });
         }
         match variant.retry_budget {
-            Some(false) => g.budget = None,
-            Some(true) => g.budget = Some(g.budget.unwrap_or_default()),
+            Some(false) => g.budget = Some(NO_BUDGET),
+            Some(true) => g.budget = Some(g.budget.filter(|b| *b != NO_BUDGET).unwrap_or_default()),
             None => {}
         }
         g
     }
 }
+
+/// The budget that stands for "no budget" in a variant: it never refuses.
+pub const NO_BUDGET: BudgetSettings = BudgetSettings {
+    ratio_percent: u32::MAX,
+    min_per_second: u32::MAX,
+    window: Duration::from_secs(1),
+};
 
 /// What happens to one endpoint (a flat index over every pool's endpoints)
 /// at a time.

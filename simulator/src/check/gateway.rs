@@ -174,21 +174,23 @@ impl Checker<'_> {
 
         if let Some(r) = &g.retries {
             let here = "/gateway/retries";
+            let mut retries = sluice_traffic::RetrySettings::default();
             if let Some(a) = self.at_least_one(&format!("{here}/attempts"), "attempts", r.attempts)
             {
-                out.retries.attempts = a;
+                retries.attempts = a;
             }
             if let Some(on) = &r.on {
-                out.retries.on = self.retry_on(&format!("{here}/on"), on);
+                retries.on = self.retry_on(&format!("{here}/on"), on);
             }
             out.per_try_timeout =
                 self.nonzero_span(&format!("{here}/per_try_timeout"), &r.per_try_timeout);
             if let Some(b) = self.span(&format!("{here}/backoff"), &r.backoff) {
-                out.retries.backoff_base = b;
+                retries.backoff_base = b;
             }
             if let Some(b) = self.span(&format!("{here}/max_backoff"), &r.max_backoff) {
-                out.retries.backoff_max = b;
+                retries.backoff_max = b;
             }
+            out.retries = Some(retries);
         }
         if let Some(b) = &g.retry_budget {
             let d = BudgetSettings::default();

@@ -79,6 +79,9 @@ impl Checker<'_> {
         for (name, model) in &s.pools {
             let Some(p) = topology.pool_index(name) else { continue };
             let Some(load) = &mut pools[p] else { continue };
+            if model.endpoints.is_empty() {
+                continue;
+            }
             let mut endpoints = vec![None; topology.pools[p].endpoints.len()];
             let mut load = load.clone();
             for (key, e) in &model.endpoints {

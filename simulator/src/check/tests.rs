@@ -75,9 +75,9 @@ fn a_good_scenario_resolves_to_a_workload() {
         w.traffic,
         [RouteShare { route: 0, weight: 5.0 }, RouteShare { route: 1, weight: 1.0 }]
     );
-    let contacts = w.pools[0].expect("contacts has a model");
+    let contacts = w.pools[0].clone().expect("contacts has a model");
     assert_eq!(contacts, PoolLoad::new(4, ServiceTime::Exponential { mean: 20_000_000 }));
-    assert_eq!(w.pools[1].map(|p| p.workers), Some(1));
+    assert_eq!(w.pools[1].as_ref().map(|p| p.workers), Some(1));
     assert_eq!(w.variants.len(), 3);
 }
 

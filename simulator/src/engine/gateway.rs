@@ -13,16 +13,17 @@ use sluice_traffic::{
 };
 
 use super::measure::Ending;
-use super::station::{State, Try};
-use super::{algorithm, salt, Event, Run};
+use super::station::{State, Station, Try};
+use super::{salt, Event, Run};
 use crate::random::keyed_uniform;
 use crate::time::Nanos;
-use crate::workload::{FaultKind, Gateway, Topology, Variant};
+use crate::workload::{FaultKind, Gateway, PoolRules, Topology, Variant, NO_BUDGET};
 
 /// The decision state of one gateway instance.
 pub(super) struct Instance {
     pub balancers: Vec<Balancer>,
     pub breakers: Vec<Option<Arc<CircuitBreaker>>>,
+    /// Per route.
     pub budgets: Vec<Option<RetryBudget>>,
     pub outliers: Vec<Option<OutlierDetector>>,
     /// Per flat endpoint index.
@@ -30,27 +31,45 @@ pub(super) struct Instance {
 }
 
 impl Instance {
-    pub fn new(topology: &Topology, variant: &Variant, g: &Gateway, endpoints: usize) -> Instance {
+    pub fn new(
+        topology: &Topology,
+        variant: &Variant,
+        g: &Gateway,
+        rules: &[PoolRules],
+        stations: &[Station],
+    ) -> Instance {
         let balancers = topology
             .pools
             .iter()
-            .map(|pool| {
+            .zip(rules)
+            .map(|(pool, rules)| {
                 let weights: Vec<u32> = pool.endpoints.iter().map(|e| e.weight).collect();
-                let algorithm = algorithm(variant.balance_for(pool.balance));
+                let balance = variant.balance_for(pool.balance);
+                let algorithm = sluice_compiler::plan::algorithm(balance, rules.choices);
                 Balancer::with_settings(algorithm, &weights, &BalanceSettings::default())
             })
             .collect();
-        let n = topology.pools.len();
+        let budgets = topology
+            .routes
+            .iter()
+            .map(|r| g.budget.or(r.budget).filter(|b| *b != NO_BUDGET).map(RetryBudget::new));
         Instance {
             balancers,
-            breakers: (0..n).map(|_| g.circuit.map(|c| Arc::new(CircuitBreaker::new(c)))).collect(),
-            budgets: (0..n).map(|_| g.budget.map(RetryBudget::new)).collect(),
+            breakers: rules
+                .iter()
+                .map(|r| r.circuit.map(|c| Arc::new(CircuitBreaker::new(c))))
+                .collect(),
+            budgets: budgets.collect(),
             outliers: topology
                 .pools
                 .iter()
-                .map(|p| g.outlier.map(|o| OutlierDetector::new(o, p.endpoints.len())))
+                .zip(rules)
+                .map(|(p, r)| r.outlier.map(|o| OutlierDetector::new(o, p.endpoints.len())))
                 .collect(),
-            health: (0..endpoints).map(|_| g.health.as_ref().map(HealthCheck::new)).collect(),
+            health: stations
+                .iter()
+                .map(|s| rules[s.pool].health.as_ref().map(HealthCheck::new))
+                .collect(),
         }
     }
 }
@@ -187,7 +206,8 @@ impl Run<'_> {
         self.tries.release_if_done(slot);
 
         let request = self.requests[r as usize];
-        let (pool, inst) = (request.pool as usize, request.instance as usize);
+        let (pool, inst, route) =
+            (request.pool as usize, request.instance as usize, request.route as usize);
         let index = endpoint - self.first[pool];
         let instance = &mut self.instances[inst];
         let clock = Clock(now);
@@ -204,9 +224,9 @@ impl Run<'_> {
         if outcome.is_failure() {
             let facts =
                 TryFacts { tries: request.tries, outcome, idempotent: true, replayable: true };
-            let budget = self.instances[inst].budgets[pool].as_ref();
+            let budget = self.instances[inst].budgets[route].as_ref();
             let decision = retry::decide(
-                &self.gateway.retries,
+                &self.retries[route],
                 &request.deadline,
                 budget,
                 &facts,
@@ -306,8 +326,8 @@ impl Run<'_> {
         if self.stopped {
             return;
         }
-        let Some(health) = &self.gateway.health else { return };
         let station = &self.stations[endpoint as usize];
+        let Some(health) = &self.rules[station.pool].health else { return };
         let key = now ^ (u64::from(inst) << 48) ^ u64::from(endpoint);
         let (outcome, at) = match station.state {
             State::Crashed => (TryOutcome::ConnectFailure, now),
@@ -322,7 +342,8 @@ impl Run<'_> {
     }
 
     pub(super) fn probed(&mut self, now: Nanos, inst: u32, endpoint: u32, outcome: TryOutcome) {
-        let Some(health) = self.gateway.health.clone() else { return };
+        let pool = self.stations[endpoint as usize].pool;
+        let Some(health) = self.rules[pool].health.clone() else { return };
         let (i, e) = (inst as usize, endpoint as usize);
         if let Some(check) = &mut self.instances[i].health[e] {
             if check.record(&health, outcome, Clock(now)).is_some() {

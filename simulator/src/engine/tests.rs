@@ -13,8 +13,8 @@ fn topology(endpoints: usize, balance: Balance) -> Topology {
         .map(|i| EndpointShape { label: format!("10.0.0.{i}:80"), weight: 1 })
         .collect();
     Topology {
-        pools: vec![PoolShape { name: "p".into(), balance, endpoints }],
-        routes: vec![RouteShape { name: "r".into(), pool: 0, split: Vec::new(), timeout: None }],
+        pools: vec![PoolShape::new("p", balance, endpoints)],
+        routes: vec![RouteShape::new("r", 0)],
     }
 }
 

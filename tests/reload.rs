@@ -1,0 +1,242 @@
+//! Hot reload and shutdown (fault kind K13: B51 to B54), end to end.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, StatusCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use support::{client, raw, request, send, statuses, Gateway, Upstream};
+
+/// A spec with listener `public`, pool `backend` on `fast`, pool `slow` on
+/// `slow`, and the given routes (YAML list items).
+fn spec(fast: SocketAddr, slow: SocketAddr, listeners: &str, routes: &str) -> String {
+    format!(
+        "version: 1
+listeners:
+  - name: public
+    bind: \"127.0.0.1:0\"
+{listeners}pools:
+  - name: backend
+    endpoints: [{{ address: \"{fast}\" }}]
+  - name: slow
+    endpoints: [{{ address: \"{slow}\" }}]
+routes:
+  - name: slow
+    match: {{ path: \"/slow/{{*rest}}\" }}
+    to: slow
+{routes}"
+    )
+}
+
+fn route(name: &str, path: &str) -> String {
+    format!("  - name: {name}\n    match: {{ path: \"{path}\" }}\n    to: backend\n")
+}
+
+fn wait_stderr(gateway: &Gateway, text: &str, n: usize) {
+    tokio::task::block_in_place(|| gateway.wait_stderr(text, n, Duration::from_secs(10)));
+}
+
+async fn get(address: SocketAddr, path: &str) -> StatusCode {
+    send(&client(), request("GET", address, "x.test", path)).await.status
+}
+
+/// T13.1 scaled down: 20 reloads between two specs that differ in one
+/// unrelated route, under a loop of GET and POST requests on kept-alive and
+/// on new connections, and long requests that span the reloads. No request
+/// fails, no connection is refused, and the long requests complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_reloads_under_load_fail_no_request() {
+    let fast = Upstream::start("fast").await;
+    let slow = Upstream::with_delay("slow", Duration::from_millis(1200)).await;
+    let stable = route("stable", "/v1/{*rest}");
+    let spec_a = spec(fast.address, slow.address, "", &(stable.clone() + &route("extra-a", "/a")));
+    let spec_b = spec(fast.address, slow.address, "", &(stable + &route("extra-b", "/b")));
+    let gateway = Gateway::start_with(&spec_a, &["--access-log", "off"]);
+    let address = gateway.addr("public");
+
+    let done = Arc::new(AtomicBool::new(false));
+    let (sent, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut load = Vec::new();
+    for kind in 0..3 {
+        let (done, sent, failed) = (Arc::clone(&done), Arc::clone(&sent), Arc::clone(&failed));
+        load.push(tokio::spawn(async move {
+            let pooled = client::<Full<Bytes>>();
+            while !done.load(Ordering::Relaxed) {
+                let ok = match kind {
+                    0 => get(address, "/v1/items").await == StatusCode::OK,
+                    1 => {
+                        let post = Request::post(format!("http://{address}/v1/items"))
+                            .header("host", "x.test")
+                            .body(Full::new(Bytes::from_static(b"{\"n\":1}")))
+                            .unwrap();
+                        match pooled.request(post).await {
+                            Ok(response) => {
+                                let ok = response.status() == StatusCode::OK;
+                                ok && response.into_body().collect().await.is_ok()
+                            }
+                            Err(_) => false,
+                        }
+                    }
+                    // A new connection each time: none may be refused.
+                    _ => {
+                        let one =
+                            b"GET /v1/new HTTP/1.1\r\nHost: x.test\r\nConnection: close\r\n\r\n";
+                        statuses(&raw(address, one).await) == [200]
+                    }
+                };
+                sent.fetch_add(1, Ordering::Relaxed);
+                if !ok {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    let long: Vec<_> = (0..3).map(|_| tokio::spawn(get(address, "/slow/report"))).collect();
+
+    for n in 1..=20 {
+        let next = if n % 2 == 1 { &spec_b } else { &spec_a };
+        std::fs::write(gateway.spec_path(), next).unwrap();
+        gateway.hangup();
+        wait_stderr(&gateway, "plan reloaded", n);
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    // The last reload put spec A back.
+    assert_eq!(get(address, "/a").await, StatusCode::OK);
+    assert_eq!(get(address, "/b").await, StatusCode::NOT_FOUND);
+
+    done.store(true, Ordering::Relaxed);
+    for task in load {
+        task.await.unwrap();
+    }
+    for task in long {
+        assert_eq!(task.await.unwrap(), StatusCode::OK, "a long request failed across reloads");
+    }
+    let (sent, failed) = (sent.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    assert!(sent > 100, "the load loop sent only {sent} requests");
+    assert_eq!(failed, 0, "{failed} of {sent} requests failed during reloads");
+}
+
+/// B51: a spec that does not compile leaves the old plan serving, and a
+/// later good spec is still picked up. A reload also opens a new listener
+/// and closes one the spec no longer has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_spec_keeps_the_old_plan_and_a_later_fix_applies() {
+    let fast = Upstream::start("fast").await;
+    let slow = Upstream::start("slow").await;
+    let first = spec(fast.address, slow.address, "", &route("old", "/old"));
+    let gateway = Gateway::start_with(&first, &["--access-log", "off"]);
+    let address = gateway.addr("public");
+
+    std::fs::write(gateway.spec_path(), "version: 1\nlisteners: [\n").unwrap();
+    gateway.hangup();
+    wait_stderr(&gateway, "reload failed", 1);
+    assert!(gateway.stderr().join("\n").contains("spec.yaml"), "the diagnostics name the file");
+    assert_eq!(get(address, "/old").await, StatusCode::OK);
+
+    let extra = "  - name: extra\n    bind: \"127.0.0.1:0\"\n";
+    let routes = route("old", "/old") + &route("fresh", "/fresh");
+    std::fs::write(gateway.spec_path(), spec(fast.address, slow.address, extra, &routes)).unwrap();
+    gateway.hangup();
+    wait_stderr(&gateway, "plan reloaded", 1);
+    assert_eq!(get(address, "/fresh").await, StatusCode::OK);
+    let line = gateway
+        .stderr()
+        .into_iter()
+        .find(|l| l.starts_with("listening listener=extra "))
+        .expect("the new listener is announced");
+    let extra: SocketAddr = line.rsplit("addr=").next().unwrap().parse().unwrap();
+    assert_eq!(get(extra, "/fresh").await, StatusCode::OK);
+
+    // Dropping the listener closes its socket; `public` keeps its own.
+    std::fs::write(gateway.spec_path(), spec(fast.address, slow.address, "", &routes)).unwrap();
+    gateway.hangup();
+    wait_stderr(&gateway, "plan reloaded", 2);
+    assert!(TcpStream::connect(extra).await.is_err(), "the removed listener still accepts");
+    assert_eq!(get(address, "/fresh").await, StatusCode::OK);
+}
+
+/// `--watch` reloads when the spec file is replaced, as editors do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_picks_up_an_edited_spec() {
+    let fast = Upstream::start("fast").await;
+    let slow = Upstream::start("slow").await;
+    let gateway = Gateway::start_with(
+        &spec(fast.address, slow.address, "", &route("old", "/old")),
+        &["--access-log", "off", "--watch"],
+    );
+    let address = gateway.addr("public");
+    assert_eq!(get(address, "/fresh").await, StatusCode::NOT_FOUND);
+
+    // Write a new file and rename it over the old one.
+    let edited = spec(fast.address, slow.address, "", &route("fresh", "/fresh"));
+    let temporary = gateway.spec_path().with_extension("yaml.tmp");
+    std::fs::write(&temporary, edited).unwrap();
+    std::fs::rename(&temporary, gateway.spec_path()).unwrap();
+
+    wait_stderr(&gateway, "plan reloaded", 1);
+    assert_eq!(get(address, "/fresh").await, StatusCode::OK);
+    assert_eq!(get(address, "/old").await, StatusCode::NOT_FOUND);
+}
+
+/// B54 (T13.3 scaled down): SIGTERM with a request in flight and an idle
+/// WebSocket open: the request completes, new connections are refused, and
+/// the process exits soon after the drain timeout rather than waiting on
+/// the tunnel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_with_an_idle_websocket_ends_at_the_drain_timeout() {
+    let socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let websocket = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = socket.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).await.unwrap_or(0) == 1
+                {
+                    head.push(byte[0]);
+                }
+                let switch = "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\n\
+                              Upgrade: websocket\r\n\r\n";
+                let _ = stream.write_all(switch.as_bytes()).await;
+                let (mut read, mut write) = stream.split();
+                let _ = tokio::io::copy(&mut read, &mut write).await;
+            });
+        }
+    });
+    let slow = Upstream::with_delay("slow", Duration::from_millis(600)).await;
+    let mut gateway = Gateway::start_with(
+        &spec(websocket, slow.address, "", &route("ws", "/ws")),
+        &["--access-log", "off", "--drain-timeout", "2"],
+    );
+    let address = gateway.addr("public");
+
+    let mut tunnel = TcpStream::connect(address).await.unwrap();
+    let upgrade =
+        "GET /ws HTTP/1.1\r\nHost: x.test\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n";
+    tunnel.write_all(upgrade.as_bytes()).await.unwrap();
+    let mut reply = [0u8; 12];
+    tunnel.read_exact(&mut reply).await.unwrap();
+    assert_eq!(&reply, b"HTTP/1.1 101");
+    let in_flight = tokio::spawn(get(address, "/slow/report"));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+
+    let signalled = Instant::now();
+    gateway.terminate();
+    assert_eq!(in_flight.await.unwrap(), StatusCode::OK, "the request in flight completes");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(TcpStream::connect(address).await.is_err(), "new connections are refused");
+    let status = tokio::task::block_in_place(|| gateway.wait(Duration::from_secs(6)));
+    assert!(status.success(), "{status:?}");
+    let took = signalled.elapsed();
+    assert!(took < Duration::from_secs(5), "exit took {took:?} after SIGTERM");
+    // The tunnel had the drain's grace, and no more.
+    assert!(gateway.count_stderr("drain cut short") == 1, "{}", gateway.stderr().join("\n"));
+}
