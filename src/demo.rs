@@ -69,10 +69,13 @@ pub fn demo(args: DemoArgs) -> ExitCode {
 /// be loopback addresses, and so must listeners unless they bind every address.
 fn check_local(plan: &Plan) -> Result<(), String> {
     for pool in &plan.pools {
-        if let Some(e) = pool.endpoints.iter().find(|e| !e.address.ip().is_loopback()) {
+        let local = |e: &&sluice_compiler::plan::EndpointPlan| {
+            e.address.ip().is_some_and(|a| a.ip().is_loopback())
+        };
+        if let Some(e) = pool.endpoints.iter().find(|e| !local(e)) {
             return Err(format!(
                 "pool {} has endpoint {}, but the demo runs every endpoint as a local stub; \
-                 use a spec whose endpoints are on 127.0.0.1",
+                 use a spec whose endpoints are IP addresses on 127.0.0.1",
                 pool.name, e.address
             ));
         }
@@ -161,8 +164,9 @@ async fn run(plan: Arc<Plan>, keep_serving: bool) -> ExitCode {
 async fn start_stubs(plan: &Plan) -> Result<Vec<Stub>, String> {
     let mut pools_at: BTreeMap<SocketAddr, Vec<&str>> = BTreeMap::new();
     for pool in &plan.pools {
-        for endpoint in &pool.endpoints {
-            pools_at.entry(endpoint.address).or_default().push(&pool.name);
+        // `check_local` let only loopback IP addresses through.
+        for address in pool.endpoints.iter().filter_map(|e| e.address.ip()) {
+            pools_at.entry(address).or_default().push(&pool.name);
         }
     }
     let mut stubs = Vec::with_capacity(pools_at.len());

@@ -98,7 +98,7 @@ pub fn explain(args: ExplainArgs) -> ExitCode {
     let mut captures = Captures::new();
     let listener_name = &plan.listeners[listener].name;
     let shown_host = if host.is_empty() { "(no host)" } else { host.as_str() };
-    let fields = ExplainFields {
+    let mut fields = ExplainFields {
         headers: args
             .headers
             .iter()
@@ -107,6 +107,10 @@ pub fn explain(args: ExplainArgs) -> ExitCode {
             .collect(),
         query: path.split_once('?').map_or("", |(_, q)| q.split('#').next().unwrap_or(q)),
     };
+    // Route conditions on the port read the Host header; the URL's host is that header.
+    if !fields.headers.iter().any(|(n, _)| n == "host") && !host.is_empty() {
+        fields.headers.push(("host".to_owned(), host.clone()));
+    }
     match plan.lookup_with(&facts, &fields, &mut captures) {
         Some(route) => {
             crate::out(&describe(&plan, route, path_only, &captures, listener_name));

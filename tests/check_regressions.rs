@@ -172,3 +172,27 @@ fn trailing_slash_ignore_matches_both_forms_and_ties_are_still_found() {
     assert_eq!(status, 1);
     assert_eq!(found[0].0, "S0203");
 }
+
+#[test]
+fn a_route_that_names_a_port_matches_only_that_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = format!(
+        "{BASE}  - {{ name: tls-port, match: {{ host: \"api.test:8443\", path: /x }}, to: p }}\n  - {{ name: any-port, match: {{ host: api.test, path: /x }}, to: p }}\n"
+    );
+    let path = write_spec(&dir, spec.as_bytes());
+    let route = |url: &str| {
+        let out = sluice().arg("explain").arg(&path).args(["GET", url]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines().next().unwrap_or_default().trim_start_matches("route").trim().to_owned()
+    };
+    assert_eq!(route("http://api.test:8443/x"), "tls-port");
+    assert_eq!(route("http://API.test:8443/x"), "tls-port");
+    assert_eq!(route("http://api.test/x"), "any-port");
+    assert_eq!(route("http://api.test:80/x"), "any-port");
+    assert_eq!(route("http://api.test:9000/x"), "any-port");
+
+    let (status, found, _) =
+        check(BASE.replace("path: /x,", "host: \"api.test:0\", path: /x,").as_bytes());
+    assert_eq!(status, 1);
+    assert_eq!(found[0].0, "S0208");
+}

@@ -31,6 +31,9 @@ pub enum Source {
     Header(String),
     Query(String),
     Cookie(String),
+    /// The port of the Host header (80 when it names none), from a route host
+    /// such as `api.example.test:8443`.
+    Port,
 }
 
 /// What a condition asks of the value.
@@ -142,6 +145,7 @@ impl Condition {
             Source::Cookie(name) => {
                 request.any_header("cookie", &mut |h| cookie_values(h, name).any(&mut satisfied))
             }
+            Source::Port => request.any_header("host", &mut |h| satisfied(host_port(h))),
         };
         match self.rule {
             Rule::Absent => !present,
@@ -152,9 +156,10 @@ impl Condition {
     /// A stable text form, used to order routes that tie on rank.
     pub fn key(&self) -> String {
         let (kind, name) = match &self.source {
-            Source::Header(n) => ("header", n),
-            Source::Query(n) => ("query", n),
-            Source::Cookie(n) => ("cookie", n),
+            Source::Header(n) => ("header", n.as_str()),
+            Source::Query(n) => ("query", n.as_str()),
+            Source::Cookie(n) => ("cookie", n.as_str()),
+            Source::Port => ("port", ""),
         };
         let rule = match &self.rule {
             Rule::Exact(v) => format!("={v}"),
@@ -185,6 +190,16 @@ impl Condition {
             _ => false,
         }
     }
+}
+
+/// The port a Host header names, or `80`, the port of plain HTTP, when it names none.
+fn host_port(host: &str) -> &str {
+    let host = host.trim();
+    let after_name = match host.rfind(']') {
+        Some(end) => &host[end + 1..],
+        None => host,
+    };
+    after_name.rsplit_once(':').map_or("80", |(_, port)| port)
 }
 
 /// The percent-decoded values of parameter `name` in a query string.
@@ -242,6 +257,9 @@ pub(crate) fn lower(
 ) -> Result<Vec<Condition>, Vec<ConditionError>> {
     let mut out = Vec::new();
     let mut errors = Vec::new();
+    if let Some(port) = matcher.host.as_deref().and_then(|h| crate::router::split_host_port(h).1) {
+        out.push(Condition { source: Source::Port, rule: Rule::Exact(port.to_string()) });
+    }
     let lists =
         [("headers", &matcher.headers), ("query", &matcher.query), ("cookies", &matcher.cookies)];
     for (list, items) in lists {

@@ -58,7 +58,7 @@ pub(crate) fn lower(spec: &Spec) -> Plan {
                 .endpoints
                 .iter()
                 .map(|e| EndpointPlan {
-                    address: e.address.parse().expect(VALID),
+                    address: crate::plan::EndpointAddress::parse(&e.address).expect(VALID),
                     weight: e.weight,
                 })
                 .collect(),
@@ -71,6 +71,10 @@ pub(crate) fn lower(spec: &Spec) -> Plan {
             health_check: p.health_check.as_ref().map(policy::health_check),
             outlier_detection: p.outlier_detection.as_ref().map(policy::outlier),
             circuit_breaker: policy::circuit(p.circuit_breaker.as_ref()),
+            resolve_interval: duration_or(
+                p.resolve_interval.as_deref(),
+                crate::spec::DEFAULT_RESOLVE_INTERVAL,
+            ),
         })
         .collect();
 
@@ -95,7 +99,7 @@ pub(crate) fn lower(spec: &Spec) -> Plan {
                 .fold(0, |mask, i| mask | (1 << i)),
         };
         let conditions = crate::condition::lower(&route.matcher).expect(VALID);
-        for shape in crate::validate::shapes(&template, route.matcher.trailing_slash) {
+        for shape in crate::validate::shapes(&template, route.matcher.trailing_slash, route.matcher.case) {
             let key = RouteKey { host: &host, template: &shape, listeners: listener_mask, methods };
             router
                 .insert_with_conditions(i as u32, &key, conditions.clone())

@@ -9,6 +9,7 @@
 //! or edited file is refused, and the format number lets a newer Sluice say
 //! plainly that an old plan must be recompiled.
 
+mod address;
 mod policy;
 
 use std::net::SocketAddr;
@@ -22,6 +23,7 @@ use crate::method::{Method, MethodSet};
 use crate::router::{Captures, HostPattern, RequestFacts, RouteId, Router};
 use crate::spec::Balance;
 
+pub use self::address::{AddressError, EndpointAddress};
 pub use self::policy::{algorithm, HealthCheckPlan, RetryPlan, EVERY_ENDPOINT};
 
 /// The plan file format this build reads and writes.
@@ -100,11 +102,19 @@ pub struct PoolPlan {
     /// Circuit breaker limits (`u32::MAX` is none).
     #[serde(default)]
     pub circuit_breaker: sluice_traffic::CircuitLimits,
+    /// How often the runtime looks up the endpoints named by DNS again.
+    #[serde(default = "default_resolve_interval")]
+    pub resolve_interval: Duration,
+}
+
+fn default_resolve_interval() -> Duration {
+    crate::spec::DEFAULT_RESOLVE_INTERVAL
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EndpointPlan {
-    pub address: SocketAddr,
+    /// An IP address and port, or a DNS name and port that the runtime resolves.
+    pub address: EndpointAddress,
     pub weight: u32,
 }
 

@@ -60,9 +60,11 @@ pub enum HostPattern {
 }
 
 impl HostPattern {
-    /// Parse a host as written in a spec.
+    /// Parse a host as written in a spec. A port (`api.example.test:8443`) is
+    /// not part of the pattern: it becomes a condition of the route.
     pub fn parse(text: Option<&str>) -> HostPattern {
         let Some(text) = text else { return HostPattern::Any };
+        let text = split_host_port(text).0;
         let host = text.trim_end_matches('.').to_ascii_lowercase();
         match host.strip_prefix('*') {
             Some(suffix) => HostPattern::Wildcard(suffix.to_owned()),
@@ -77,6 +79,19 @@ impl HostPattern {
             HostPattern::Exact(h) => h.clone(),
             HostPattern::Wildcard(s) => format!("x{s}"),
         }
+    }
+}
+
+/// Split a spec's host into its name and the port it names, if any. A part
+/// after the last `:` that is not a number is left in the name, where the
+/// host check reports it.
+pub fn split_host_port(text: &str) -> (&str, Option<u16>) {
+    match text.rsplit_once(':') {
+        Some((name, port)) if !name.contains(':') => match port.parse::<u16>() {
+            Ok(p) => (name, Some(p)),
+            Err(_) => (text, None),
+        },
+        _ => (text, None),
     }
 }
 
@@ -112,6 +127,9 @@ struct Node {
     /// [`Router::prepare`], never stored.
     #[serde(skip)]
     index: Option<LiteralIndex>,
+    /// Literal children of case-insensitive routes, by lowercase segment.
+    #[serde(default)]
+    folded: Vec<(Box<str>, u32)>,
     /// Children through a parameter with a regex constraint, sorted by the regex text.
     #[serde(default)]
     constrained: Vec<(Pattern, u32)>,
@@ -214,6 +232,7 @@ impl Router {
                 .literals
                 .iter()
                 .map(|(_, n)| *n)
+                .chain(node.folded.iter().map(|(_, n)| *n))
                 .chain(node.constrained.iter().map(|(_, n)| *n))
                 .chain(node.param);
             if let Some(bad) = children.clone().find(|n| !node_ok(*n) || *n as usize <= i) {
@@ -271,6 +290,13 @@ impl Walk<'_> {
         if let Some(child) = node.literal(segment) {
             if let Some(r) = self.node(child, next, captures) {
                 return Some(r);
+            }
+        }
+        for (folded, child) in &node.folded {
+            if folded.len() == segment.len() && folded.eq_ignore_ascii_case(segment) {
+                if let Some(r) = self.node(*child, next, captures) {
+                    return Some(r);
+                }
             }
         }
         if !segment.is_empty() {
@@ -450,6 +476,9 @@ impl RouterBuilder {
         let mut ends_in_catch_all = false;
         for (i, segment) in key.template.segments.iter().enumerate() {
             node = match segment {
+                Segment::Literal(l) if key.template.case_insensitive => {
+                    self.folded_child(node, &l.to_ascii_lowercase())
+                }
                 Segment::Literal(l) => self.literal_child(node, l),
                 Segment::Param(_) => match key.template.constraint(i) {
                     Some(pattern) => self.constrained_child(node, pattern),
@@ -532,6 +561,18 @@ impl RouterBuilder {
         }
     }
 
+    fn folded_child(&mut self, node: u32, folded: &str) -> u32 {
+        let children = &self.router.nodes[node as usize].folded;
+        match children.binary_search_by(|(l, _)| (**l).cmp(folded)) {
+            Ok(i) => children[i].1,
+            Err(i) => {
+                let child = self.new_node();
+                self.router.nodes[node as usize].folded.insert(i, (folded.into(), child));
+                child
+            }
+        }
+    }
+
     fn constrained_child(&mut self, node: u32, pattern: &Pattern) -> u32 {
         let children = &self.router.nodes[node as usize].constrained;
         match children.binary_search_by(|(p, _)| p.as_str().cmp(pattern.as_str())) {
@@ -569,6 +610,7 @@ impl RouterBuilder {
             let node = &old[n as usize];
             stack.extend(node.param);
             stack.extend(node.constrained.iter().rev().map(|(_, c)| *c));
+            stack.extend(node.folded.iter().rev().map(|(_, c)| *c));
             stack.extend(node.literals.iter().rev().map(|(_, c)| *c));
         }
 
@@ -579,6 +621,7 @@ impl RouterBuilder {
                 let mut node = old[n as usize].clone();
                 node.literals.iter_mut().for_each(|(_, c)| remap(c));
                 node.constrained.iter_mut().for_each(|(_, c)| remap(c));
+                node.folded.iter_mut().for_each(|(_, c)| remap(c));
                 node.param.as_mut().map(remap);
                 node
             })

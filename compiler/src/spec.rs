@@ -193,7 +193,15 @@ pub struct Pool {
     /// Limits on connections, waiting and in-flight requests. Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub circuit_breaker: Option<CircuitBreaker>,
+    /// How often endpoints named by DNS are looked up again. A failed lookup keeps
+    /// the addresses of the last one that worked. Default: `30s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
+    pub resolve_interval: Option<String>,
 }
+
+/// How often endpoints named by DNS are looked up again, unless a pool says.
+pub const DEFAULT_RESOLVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The protocol a pool's endpoints speak.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
@@ -267,7 +275,9 @@ impl Balance {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Endpoint {
-    /// `IP:PORT` of the upstream server, for example `127.0.0.1:9101`.
+    /// `IP:PORT` or `HOST:PORT` of the upstream server, for example `127.0.0.1:9101`
+    /// or `orders.internal:8080`. A name is looked up when the plan loads and every
+    /// `resolve_interval`; each address it resolves to is an endpoint with this weight.
     pub address: String,
     /// Relative share of traffic for weighted algorithms. Default: 1.
     #[serde(default = "default_weight")]
@@ -393,6 +403,11 @@ pub struct RouteMatch {
     /// the same (`ignore`: the route matches both, whichever way its template is written).
     #[serde(default, skip_serializing_if = "TrailingSlash::is_strict")]
     pub trailing_slash: TrailingSlash,
+    /// Whether literal path segments compare with case (`sensitive`, the default) or
+    /// without ASCII case (`insensitive`). An exact-case literal of another route
+    /// still outranks a case-insensitive one.
+    #[serde(default, skip_serializing_if = "PathCase::is_sensitive")]
+    pub case: PathCase,
     /// Header conditions, all of which must hold. Names ignore case; a repeated header
     /// matches when any of its values does.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -404,6 +419,23 @@ pub struct RouteMatch {
     /// Cookie conditions, all of which must hold.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cookies: Vec<ValueMatch>,
+}
+
+/// How a route compares literal path segments.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PathCase {
+    /// `/Users` and `/users` are different paths.
+    #[default]
+    Sensitive,
+    /// Literal segments match regardless of ASCII case.
+    Insensitive,
+}
+
+impl PathCase {
+    fn is_sensitive(&self) -> bool {
+        *self == PathCase::Sensitive
+    }
 }
 
 impl TrailingSlash {

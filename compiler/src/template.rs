@@ -26,6 +26,8 @@ pub struct Template {
     /// segment itself is a [`Segment::Param`], so code that only cares about
     /// the shape of a path sees an ordinary parameter.
     pub constraints: Vec<(usize, Pattern)>,
+    /// Literal segments compare without regard to ASCII case (`case: insensitive`).
+    pub case_insensitive: bool,
 }
 
 /// Why a path template is not valid.
@@ -94,7 +96,7 @@ impl Template {
             }
             segments.push(segment);
         }
-        Ok(Template { segments, constraints })
+        Ok(Template { segments, constraints, case_insensitive: false })
     }
 
     /// Parameter names in the order their captures appear.

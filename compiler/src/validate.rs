@@ -127,6 +127,25 @@ fn binds_overlap(a: SocketAddr, b: SocketAddr) -> bool {
         || (ib.is_unspecified() && (ib.is_ipv6() || ia.is_ipv4()))
 }
 
+fn bad_endpoint(
+    doc: &Document,
+    pointer: &str,
+    text: &str,
+    error: crate::plan::AddressError,
+) -> Diagnostic {
+    use crate::plan::AddressError;
+    let help = match error {
+        AddressError::PortZero => "name the port the upstream listens on",
+        _ => {
+            "write an IP address or a DNS name and a port, such as 127.0.0.1:9101, \
+              [::1]:9101 or orders.internal:8080"
+        }
+    };
+    Diagnostic::error(codes::BAD_ADDRESS, format!("endpoint `{text}` is not usable: {error}"))
+        .with_help(help)
+        .at(doc, pointer)
+}
+
 fn bad_address(doc: &Document, pointer: &str, text: &str, example: &str) -> Diagnostic {
     Diagnostic::error(codes::BAD_ADDRESS, format!("`{text}` is not an IP:PORT address"))
         .with_help(format!(
@@ -147,19 +166,11 @@ fn check_pools<'s>(
         let base = format!("/pools/{i}");
         check_duration(doc, &base, "connect_timeout", pool.connect_timeout.as_deref(), out);
         check_duration(doc, &base, "idle_timeout", pool.idle_timeout.as_deref(), out);
+        check_duration(doc, &base, "resolve_interval", pool.resolve_interval.as_deref(), out);
         for (j, endpoint) in pool.endpoints.iter().enumerate() {
             let pointer = format!("/pools/{i}/endpoints/{j}/address");
-            match endpoint.address.parse::<SocketAddr>() {
-                Ok(addr) if addr.port() == 0 => out.push(
-                    Diagnostic::error(
-                        codes::BAD_ADDRESS,
-                        format!("endpoint `{}` has port 0", endpoint.address),
-                    )
-                    .with_help("name the port the upstream listens on")
-                    .at(doc, &pointer),
-                ),
-                Ok(_) => {}
-                Err(_) => out.push(bad_address(doc, &pointer, &endpoint.address, "127.0.0.1:9101")),
+            if let Err(error) = crate::plan::EndpointAddress::parse(&endpoint.address) {
+                out.push(bad_endpoint(doc, &pointer, &endpoint.address, error));
             }
         }
 
@@ -377,7 +388,7 @@ fn check_routes(
             _ => None,
         };
         if let Some((host, template, listeners, methods, conditions)) = &key {
-            for shape in shapes(template, route.matcher.trailing_slash) {
+            for shape in shapes(template, route.matcher.trailing_slash, route.matcher.case) {
                 let route_key =
                     RouteKey { host, template: &shape, listeners: *listeners, methods: *methods };
                 if let Err(other) =
@@ -450,13 +461,17 @@ fn ambiguous(
 
 fn check_host(host: Option<&str>) -> Result<HostPattern, &'static str> {
     let Some(text) = host else { return Ok(HostPattern::Any) };
-    let name = text.strip_prefix("*.").unwrap_or(text);
+    let (without_port, port) = crate::router::split_host_port(text);
+    if port == Some(0) {
+        return Err("names port 0, which no request can carry");
+    }
+    let name = without_port.strip_prefix("*.").unwrap_or(without_port);
     let name = name.strip_suffix('.').unwrap_or(name);
     if name.is_empty() {
         return Err("is empty");
     }
     if name.contains(':') {
-        return Err("must not include a port; the port of the Host header is ignored");
+        return Err("has a port that is not a number from 1 to 65535");
     }
     let label_ok = |l: &str| {
         !l.is_empty()
@@ -551,7 +566,14 @@ fn check_duration(
 }
 
 /// The templates a route is inserted under: one, or two when it ignores a trailing slash.
-pub(crate) fn shapes(template: &Template, slash: crate::spec::TrailingSlash) -> Vec<Template> {
+pub(crate) fn shapes(
+    template: &Template,
+    slash: crate::spec::TrailingSlash,
+    case: crate::spec::PathCase,
+) -> Vec<Template> {
+    let mut template = template.clone();
+    template.case_insensitive = case == crate::spec::PathCase::Insensitive;
+    let template = &template;
     match slash {
         crate::spec::TrailingSlash::Strict => vec![template.clone()],
         crate::spec::TrailingSlash::Ignore => template.trailing_slash_variants(),

@@ -21,6 +21,10 @@
 //! address did not change keeps its socket, and no connection is refused
 //! around a reload. When a new listener cannot be bound, nothing changes.
 //!
+//! The plan in force is the loaded plan with its DNS names resolved (see
+//! [`crate::resolve`]); when a periodic lookup changes a name's addresses,
+//! the newly resolved plan goes through the same reload.
+//!
 //! # Shutdown
 //!
 //! Shutdown has two phases. First every accept loop ends, which closes the
@@ -52,6 +56,7 @@ use tokio::task::JoinHandle;
 use crate::access_log::{AccessLogSender, Record};
 use crate::connection::{self, ClientStream, ConnectionState, Limits, Protocol, Rewind};
 use crate::proxy::{self, Shared};
+use crate::resolve::Resolver;
 use crate::ServeError;
 
 /// Pause after an accept error such as running out of file descriptors, so
@@ -87,6 +92,9 @@ pub struct Gateway {
     current: Current,
     log: AccessLogSender,
     listeners: Vec<Bound>,
+    /// The plan as loaded, with its DNS names unresolved.
+    source: Arc<Plan>,
+    resolver: Resolver,
 }
 
 struct Bound {
@@ -120,8 +128,10 @@ impl Gateway {
         for listener in &plan.listeners {
             listeners.push(bind(listener).await?);
         }
-        let current = Arc::new(ArcSwap::from_pointee(Shared::new(plan, log.clone())));
-        Ok(Gateway { current, log, listeners })
+        let mut resolver = Resolver::default();
+        let served = resolver.load(&plan).await;
+        let current = Arc::new(ArcSwap::from_pointee(Shared::new(served, log.clone())));
+        Ok(Gateway { current, log, listeners, source: plan, resolver })
     }
 
     /// Each listener's name and the address it is bound to (with the real
@@ -162,12 +172,28 @@ impl Gateway {
             loops.insert(bound.key, tokio::spawn(task));
         }
 
+        let (mut source, mut resolver) = (self.source, self.resolver);
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
+            let due = resolver.next_due();
+            let lookup = async move {
+                match due {
+                    Some(due) => tokio::time::sleep_until(due).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 () = &mut shutdown => break,
                 Some(plan) = reloads.recv() => {
-                    reload(&self.current, &self.log, plan, &mut loops, &stopping).await;
+                    source = Arc::new(plan);
+                    let served = resolver.load(&source).await;
+                    reload(&self.current, &self.log, served, &mut loops, &stopping).await;
+                }
+                () = lookup => {
+                    if let Some(served) = resolver.refresh(&source).await {
+                        let served = Arc::new(served);
+                        reload(&self.current, &self.log, served, &mut loops, &stopping).await;
+                    }
                 }
             }
         }
@@ -209,7 +235,7 @@ async fn bind(listener: &ListenerPlan) -> Result<Bound, ServeError> {
 async fn reload(
     current: &Current,
     log: &AccessLogSender,
-    plan: Plan,
+    plan: Arc<Plan>,
     loops: &mut HashMap<ListenerKey, JoinHandle<()>>,
     stopping: &watch::Receiver<()>,
 ) {
@@ -225,7 +251,7 @@ async fn reload(
     }
 
     let previous = current.load_full();
-    let shared = Shared::reloaded(Arc::new(plan), log.clone(), Some(&previous));
+    let shared = Shared::reloaded(plan, log.clone(), Some(&previous));
     let (listeners, routes, pools) =
         (shared.plan.listeners.len(), shared.plan.routes.len(), shared.plan.pools.len());
     let kept: Vec<ListenerKey> = shared.plan.listeners.iter().map(ListenerKey::of).collect();

@@ -28,6 +28,7 @@ mod pool_state;
 mod proxy;
 mod reload;
 mod request_body;
+mod resolve;
 pub mod sample;
 pub mod stub;
 mod upgrade;

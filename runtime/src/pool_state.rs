@@ -53,7 +53,7 @@ pub(crate) struct PoolState {
     healthy: Vec<AtomicBool>,
     /// Per endpoint: whether outlier detection ejected it.
     ejected: Vec<AtomicBool>,
-    addresses: Vec<std::net::SocketAddr>,
+    addresses: Vec<sluice_compiler::plan::EndpointAddress>,
     pool: String,
     tasks: Mutex<Vec<AbortHandle>>,
 }
@@ -71,7 +71,7 @@ impl PoolState {
             outlier: plan.outlier_detection.map(|s| Mutex::new(OutlierDetector::new(s, n))),
             healthy: (0..n).map(|_| AtomicBool::new(true)).collect(),
             ejected: (0..n).map(|_| AtomicBool::new(false)).collect(),
-            addresses: plan.endpoints.iter().map(|e| e.address).collect(),
+            addresses: plan.endpoints.iter().map(|e| e.address.clone()).collect(),
             pool: plan.name.clone(),
             tasks: Mutex::new(Vec::new()),
         });

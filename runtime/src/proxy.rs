@@ -61,6 +61,8 @@ pub(crate) struct Shared {
     budgets: Vec<Option<sluice_traffic::RetryBudget>>,
     /// Indexed like `plan.pools[p].endpoints`.
     authorities: Vec<Vec<Authority>>,
+    /// Indexed like `authorities`: each endpoint's socket address.
+    addresses: Vec<Vec<SocketAddr>>,
     /// Indexed like `plan.pools`; shared across reloads like `balancers`.
     clients: Vec<Arc<PoolClient>>,
     pub(crate) log: AccessLogSender,
@@ -120,14 +122,22 @@ impl Shared {
             .iter()
             .map(|r| r.budget_settings().map(sluice_traffic::RetryBudget::new))
             .collect();
-        let authorities = plan
+        let addresses: Vec<Vec<SocketAddr>> = plan
             .pools
             .iter()
             .map(|pool| {
                 pool.endpoints
                     .iter()
-                    .map(|e| {
-                        Authority::try_from(e.address.to_string())
+                    .map(|e| e.address.ip().expect("a served plan has its DNS names resolved"))
+                    .collect()
+            })
+            .collect();
+        let authorities = addresses
+            .iter()
+            .map(|pool| {
+                pool.iter()
+                    .map(|address| {
+                        Authority::try_from(address.to_string())
                             .expect("a socket address is a valid URI authority")
                     })
                     .collect()
@@ -144,7 +154,7 @@ impl Shared {
             })
             .collect();
 
-        Shared { plan, balancers, pools, budgets, authorities, clients, log }
+        Shared { plan, balancers, pools, budgets, authorities, addresses, clients, log }
     }
 }
 
@@ -245,7 +255,7 @@ async fn forward(
         .pick_with(&mut rand::rng(), &pick)
         .ok_or_else(|| ProxyError::NoEndpoint { pool: pool_plan.name.clone() })?;
     exchange.begin(pool, endpoint);
-    let address = pool_plan.endpoints[endpoint].address;
+    let address = shared.addresses[pool][endpoint];
     tracing::trace!(route = %route_plan.name, %address, "routed");
 
     // Rewrite the request for the upstream, in the pool's protocol.
@@ -351,7 +361,7 @@ async fn send(
     let mut tries = 0;
 
     loop {
-        let address = plan.pools[pool].endpoints[endpoint].address;
+        let address = shared.addresses[pool][endpoint];
         let limit = match deadline.next_try(pool_state::now()) {
             TryBudget::Unbounded => None,
             TryBudget::Bounded { timeout, .. } => Some(timeout),

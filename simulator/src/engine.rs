@@ -372,3 +372,5 @@ fn admits(workload: &Workload, at: Nanos, admitted: u64) -> bool {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod validation;

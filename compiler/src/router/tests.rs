@@ -295,7 +295,8 @@ proptest! {
         for (i, r) in routes.iter().enumerate() {
             let constraints =
                 r.constraints.iter().map(|(i, re)| (*i, Pattern::new(re).unwrap())).collect();
-            let template = Template { segments: r.segments.clone(), constraints };
+            let template =
+                Template { segments: r.segments.clone(), constraints, case_insensitive: false };
             let host = HostPattern::parse(r.host);
             let methods = r.methods.clone().map_or(MethodSet::ANY, MethodSet::of);
             let key = RouteKey { host: &host, template: &template, listeners: r.listeners, methods };
@@ -492,4 +493,30 @@ fn many_literal_children_are_found_by_hash_before_and_after_a_round_trip() {
             assert_eq!(find(r, 0, "", Method::Get, miss), None, "{miss}");
         }
     }
+}
+
+#[test]
+fn case_insensitive_literals_rank_below_exact_ones_and_still_tie() {
+    let insert = |b: &mut RouterBuilder, i: u32, path: &str, ci: bool| {
+        let mut template = Template::parse(path).unwrap();
+        template.case_insensitive = ci;
+        let key = RouteKey {
+            host: &HostPattern::Any,
+            template: &template,
+            listeners: 1,
+            methods: MethodSet::ANY,
+        };
+        b.insert(i, &key)
+    };
+    let mut b = RouterBuilder::new();
+    insert(&mut b, 0, "/api/Users", true).unwrap();
+    insert(&mut b, 1, "/api/users", false).unwrap();
+    insert(&mut b, 2, "/api/{x}", false).unwrap();
+    assert_eq!(insert(&mut b, 3, "/API/USERS", true), Err(0), "same folded path ties");
+    let r = b.build();
+    let get = |path| find(&r, 0, "", Method::Get, path).map(|m| m.0);
+    assert_eq!(get("/api/users"), Some(1));
+    assert_eq!(get("/API/uSeRs"), Some(0));
+    assert_eq!(get("/api/other"), Some(2));
+    assert_eq!(get("/Api/other"), None, "the first segment of route 2 is exact");
 }

@@ -5,10 +5,10 @@ use crate::random::ServiceTime;
 use crate::time::SECOND;
 use crate::workload::{EndpointShape, PoolLoad, PoolShape, RouteShape, RouteShare};
 
-const MS: Nanos = 1_000_000;
+pub(super) const MS: Nanos = 1_000_000;
 
 /// One route to one pool of `endpoints` equal endpoints.
-fn topology(endpoints: usize, balance: Balance) -> Topology {
+pub(super) fn topology(endpoints: usize, balance: Balance) -> Topology {
     let endpoints = (0..endpoints)
         .map(|i| EndpointShape { label: format!("10.0.0.{i}:80"), weight: 1 })
         .collect();
@@ -18,16 +18,16 @@ fn topology(endpoints: usize, balance: Balance) -> Topology {
     }
 }
 
-fn workload(rate: f64, length: Length, workers: u32, service: ServiceTime) -> Workload {
+pub(super) fn workload(rate: f64, length: Length, workers: u32, service: ServiceTime) -> Workload {
     let traffic = vec![RouteShare { route: 0, weight: 1.0 }];
     Workload::poisson(length, SECOND, rate, traffic, vec![Some(PoolLoad::new(workers, service))])
 }
 
-fn mean_ms(outcome: &Outcome) -> f64 {
+pub(super) fn mean_ms(outcome: &Outcome) -> f64 {
     outcome.report.latency.mean_ns as f64 / MS as f64
 }
 
-fn assert_close(got: f64, want: f64, tolerance: f64, what: &str) {
+pub(super) fn assert_close(got: f64, want: f64, tolerance: f64, what: &str) {
     let error = (got / want - 1.0).abs();
     assert!(
         error < tolerance,

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Simulated requests per second of wall time on the benchmark model (ten
+# endpoints at load 0.9, exponential service, one million requests), random
+# dispatch and the power of two choices, for `sluice simulate` (release
+# build) and the same model in SimPy and in Ciw.
+#
+# The Python libraries are installed from PyPI into a throwaway virtual
+# environment under target/sim-bench/ on the first run.
+#
+# usage: simulator/bench/compare.sh [REQUESTS]   (default 1000000)
+set -euo pipefail
+
+cd "$(dirname "$0")/../.."
+requests="${1:-1000000}"
+bench=simulator/bench
+work=target/sim-bench
+mkdir -p "$work"
+
+if [ ! -x "$work/venv/bin/python" ]; then
+    python3 -m venv "$work/venv"
+    "$work/venv/bin/pip" install --quiet simpy ciw
+fi
+py="$work/venv/bin/python"
+versions=$("$py" -c 'import simpy, ciw; print(f"SimPy {simpy.__version__}, Ciw {ciw.__version__}")')
+
+cargo build --release --quiet --bin sluice
+sluice=target/release/sluice
+
+now() { date +%s.%N; }
+
+# One scenario per balancer, and the pair together (variants run in parallel).
+for balancer in random least_request; do
+    sed -e "s/^requests: .*/requests: $requests/" \
+        -e "s/^balancers: .*/balancers: [$balancer]/" \
+        "$bench/ten.scenario.yaml" >"$work/$balancer.scenario.yaml"
+done
+sed -e "s/^requests: .*/requests: $requests/" "$bench/ten.scenario.yaml" >"$work/both.scenario.yaml"
+
+# `sluice simulate`: wall time of the whole command, plan loading included.
+sluice_run() {
+    local start end
+    start=$(now)
+    "$sluice" simulate "$bench/ten.yaml" --scenario "$work/$1.scenario.yaml" --format json \
+        >"$work/$1.json"
+    end=$(now)
+    echo "$start $end" | awk '{ printf "%.3f", $2 - $1 }'
+}
+
+# Mean sojourn (ms) of each variant in a JSON report.
+sluice_means() {
+    "$py" -c 'import json, sys
+r = json.load(open(sys.argv[1]))
+print(" ".join(f"{v["latency"]["mean_ns"] / 1e6:.3f}" for v in r["variants"]))' "$1"
+}
+
+rate() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.0f", n / s }'; }
+
+echo "model: 10 endpoints, load 0.9, exponential service, $requests requests"
+echo "cores: $(nproc); $versions; $(python3 --version)"
+echo
+printf '%-28s %10s %14s %12s\n' "run" "wall (s)" "requests/s" "mean (ms)"
+
+declare -A wall
+for balancer in random least_request; do
+    w=$(sluice_run "$balancer")
+    wall[sluice_$balancer]=$w
+    printf '%-28s %10s %14s %12s\n' "sluice $balancer" "$w" "$(rate "$requests" "$w")" \
+        "$(sluice_means "$work/$balancer.json")"
+done
+w=$(sluice_run both)
+printf '%-28s %10s %14s %12s\n' "sluice both, in parallel" "$w" "$(rate $((2 * requests)) "$w")" \
+    "$(sluice_means "$work/both.json")"
+
+for lib in simpy ciw; do
+    for policy in random p2c; do
+        read -r served mean w < <("$py" "$bench/model_$lib.py" "$policy" "$requests" 1)
+        wall[${lib}_$policy]=$w
+        printf '%-28s %10.3f %14s %12.3f\n' "$lib $policy" "$w" "$(rate "$served" "$w")" "$mean"
+    done
+done
+
+echo
+echo "theory: random is M/M/1 at 0.9, 10 ms; two choices on 10 endpoints about 3 ms"
+echo
+for lib in simpy ciw; do
+    for pair in "random random" "least_request p2c"; do
+        set -- $pair
+        awk -v a="${wall[sluice_$1]}" -v b="${wall[${lib}_$2]}" -v l="$lib" -v p="$2" \
+            'BEGIN { printf "sluice is %6.1f times %s (%s)\n", b / a, l, p }'
+    done
+done
