@@ -115,3 +115,47 @@ fn regex_constraints_match_the_whole_segment() {
         assert_eq!(route_for(&routes, "GET", url).as_deref(), Some(want), "{url}");
     }
 }
+
+#[test]
+fn path_regex_routes_come_after_every_template_route() {
+    let routes = [
+        "{ name: api, match: { path: \"/api/{*rest}\" }, to: a }",
+        "{ name: legacy, match: { path_regex: \"/legacy/[0-9]+(/.*)?\" }, to: b }",
+        "{ name: legacy-literal, match: { path: /legacy/7 }, to: e }",
+    ];
+    assert_eq!(route_for(&routes, "GET", "/legacy/12").as_deref(), Some("legacy"));
+    assert_eq!(route_for(&routes, "GET", "/legacy/12/x/y").as_deref(), Some("legacy"));
+    assert_eq!(route_for(&routes, "GET", "/legacy/7").as_deref(), Some("legacy-literal"));
+    assert_eq!(route_for(&routes, "GET", "/legacy/x").as_deref(), None);
+    assert_eq!(route_for(&routes, "GET", "/xx/legacy/12").as_deref(), None, "anchored");
+    assert_eq!(route_for(&routes, "GET", "/api/legacy/1").as_deref(), Some("api"));
+    // A catch-all template takes everything first.
+    let with_all = [routes[1], "{ name: all, match: { path: \"/{*rest}\" }, to: r }"];
+    assert_eq!(route_for(&with_all, "GET", "/legacy/12").as_deref(), Some("all"));
+}
+
+#[test]
+fn path_and_path_regex_mistakes_are_findings() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spec.yaml");
+    let spec = format!(
+        "{HEAD}  - {{ name: both, match: {{ path: /a, path_regex: /a }}, to: a }}\n  - {{ name: neither, match: {{ methods: [GET] }}, to: a }}\n  - {{ name: bad, match: {{ path_regex: \"(\" }}, to: a }}\n  - {{ name: same1, match: {{ path_regex: /x }}, to: a }}\n  - {{ name: same2, match: {{ path_regex: /x }}, to: b }}\n"
+    );
+    std::fs::write(&path, spec).unwrap();
+    let out = Command::cargo_bin("sluice")
+        .unwrap()
+        .args(["check", "--format", "json"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let codes: Vec<&str> = report["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["severity"] == "error")
+        .map(|d| d["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, ["S0207", "S0102", "S0207", "S0203"], "{report}");
+}

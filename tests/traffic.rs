@@ -5,132 +5,15 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use http_body_util::Full;
+use hyper::Request;
+use support::node::{get, spec, Node};
 use support::{client, request, send, Gateway};
-use tokio::net::TcpListener;
 use tokio::task::JoinSet;
-
-/// An upstream whose status and delay can change, that counts the requests
-/// of each method, and that can be stopped (every connection closed) and
-/// started again on the same port.
-struct Node {
-    address: SocketAddr,
-    state: Arc<NodeState>,
-    server: Option<tokio::task::JoinHandle<()>>,
-}
-
-#[derive(Default)]
-struct NodeState {
-    /// Data-path requests (not health probes).
-    requests: AtomicUsize,
-    posts: AtomicUsize,
-    probes: AtomicUsize,
-    status: AtomicU16,
-    delay_ms: AtomicU64,
-}
-
-impl Node {
-    async fn start() -> Node {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let state = Arc::new(NodeState::default());
-        state.status.store(200, Ordering::Relaxed);
-        let server = Some(tokio::spawn(serve(listener, Arc::clone(&state))));
-        Node { address, state, server }
-    }
-
-    /// Close the listener and every open connection.
-    fn stop(&mut self) {
-        if let Some(server) = self.server.take() {
-            server.abort();
-        }
-    }
-
-    async fn restart(&mut self) {
-        self.stop();
-        let listener = loop {
-            match TcpListener::bind(self.address).await {
-                Ok(l) => break l,
-                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-            }
-        };
-        self.server = Some(tokio::spawn(serve(listener, Arc::clone(&self.state))));
-    }
-
-    fn requests(&self) -> usize {
-        self.state.requests.load(Ordering::Relaxed)
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-async fn serve(listener: TcpListener, state: Arc<NodeState>) {
-    // Connections live in this set, so aborting the server closes them too.
-    let mut connections = JoinSet::new();
-    loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
-        let state = Arc::clone(&state);
-        connections.spawn(async move {
-            let service = service_fn(move |request: Request<hyper::body::Incoming>| {
-                let state = Arc::clone(&state);
-                async move {
-                    let probe = request.uri().path() == "/health";
-                    if probe {
-                        state.probes.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        state.requests.fetch_add(1, Ordering::Relaxed);
-                        if request.method() == hyper::Method::POST {
-                            state.posts.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    let _ = request.into_body().collect().await;
-                    let delay = state.delay_ms.load(Ordering::Relaxed);
-                    if delay > 0 && !probe {
-                        tokio::time::sleep(Duration::from_millis(delay)).await;
-                    }
-                    let status = if probe { 200 } else { state.status.load(Ordering::Relaxed) };
-                    let mut response = Response::new(Full::new(Bytes::from_static(b"ok")));
-                    *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
-                    Ok::<_, std::convert::Infallible>(response)
-                }
-            });
-            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
-        });
-        while connections.try_join_next().is_some() {}
-    }
-}
-
-/// A spec with one listener, a pool `p` over `nodes` with `pool` settings
-/// added, and a route `/{*rest}` with `route` settings added.
-fn spec(nodes: &[&Node], weights: &[u32], pool: &str, route: &str) -> String {
-    let mut endpoints = String::new();
-    for (i, node) in nodes.iter().enumerate() {
-        let weight = weights.get(i).copied().unwrap_or(1);
-        endpoints
-            .push_str(&format!("      - {{ address: \"{}\", weight: {weight} }}\n", node.address));
-    }
-    format!(
-        "version: 1\nlisteners:\n  - {{ name: public, bind: \"127.0.0.1:0\" }}\npools:\n  - name: p\n{pool}    endpoints:\n{endpoints}routes:\n  - name: all\n    match: {{ path: \"/{{*rest}}\" }}\n    to: p\n{route}"
-    )
-}
-
-async fn get(gateway: SocketAddr, path: &str) -> u16 {
-    let reply = send(&client(), request("GET", gateway, "x.test", path)).await;
-    reply.status.as_u16()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_endpoint_leaves_and_returns_without_failing_requests() {

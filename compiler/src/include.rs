@@ -23,9 +23,15 @@ use crate::spec::{Fragment, Spec};
 /// Most files one spec may include, so a stray `**` cannot read a whole disk.
 const MAX_FILES: usize = 1000;
 
-pub(crate) fn expand(doc: &mut Document, spec: &mut Spec, out: &mut Vec<Diagnostic>) {
+/// Join the included files into `spec`; returns the files it read (or
+/// tried to), so that a watcher can reload when one of them changes.
+pub(crate) fn expand(
+    doc: &mut Document,
+    spec: &mut Spec,
+    out: &mut Vec<Diagnostic>,
+) -> Vec<PathBuf> {
     if spec.include.is_empty() {
-        return;
+        return Vec::new();
     }
     let base = Path::new(&doc.source.name).parent().unwrap_or(Path::new("")).to_path_buf();
     let main = std::fs::canonicalize(&doc.source.name).ok();
@@ -78,6 +84,7 @@ pub(crate) fn expand(doc: &mut Document, spec: &mut Spec, out: &mut Vec<Diagnost
         files.truncate(MAX_FILES);
     }
 
+    let read: Vec<PathBuf> = files.iter().map(|(path, _)| path.clone()).collect();
     for (path, i) in files {
         let bytes = match std::fs::read(&path) {
             Ok(bytes) => bytes,
@@ -105,6 +112,7 @@ pub(crate) fn expand(doc: &mut Document, spec: &mut Spec, out: &mut Vec<Diagnost
         spec.pools.extend(fragment.pools);
         spec.routes.extend(fragment.routes);
     }
+    read
 }
 
 fn display_dir(dir: &Path) -> String {

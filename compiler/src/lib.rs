@@ -48,6 +48,8 @@ pub struct Checked {
     pub spec: Option<Spec>,
     /// The plan, present only when there is no error.
     pub plan: Option<Plan>,
+    /// The files `include:` pulled in, in the order they were read.
+    pub included: Vec<PathBuf>,
 }
 
 impl Checked {
@@ -61,8 +63,9 @@ pub fn check(source: SourceFile) -> Checked {
     let parsed = document::parse::<Spec>(source);
     let mut diagnostics = parsed.diagnostics;
     let (mut document, mut spec) = (parsed.document, parsed.value);
+    let mut included = Vec::new();
     if let (Some(doc), Some(spec)) = (&mut document, &mut spec) {
-        include::expand(doc, spec, &mut diagnostics);
+        included = include::expand(doc, spec, &mut diagnostics);
     }
 
     let mut plan = None;
@@ -76,7 +79,7 @@ pub fn check(source: SourceFile) -> Checked {
         }
     }
     diagnostic::sort(&mut diagnostics);
-    Checked { diagnostics, document, spec, plan }
+    Checked { diagnostics, document, spec, plan, included }
 }
 
 /// Why [`load_plan`] could not produce a plan.
@@ -93,17 +96,25 @@ pub enum LoadError {
 
 /// Read a plan file or compile a spec file, whichever `path` holds.
 pub fn load_plan(path: &Path) -> Result<Plan, LoadError> {
+    load_plan_and_files(path).map(|(plan, _)| plan)
+}
+
+/// [`load_plan`], also returning every file the plan came from: `path`,
+/// then the files a spec's `include:` pulled in.
+pub fn load_plan_and_files(path: &Path) -> Result<(Plan, Vec<PathBuf>), LoadError> {
     let bytes =
         std::fs::read(path).map_err(|source| LoadError::Io { path: path.to_owned(), source })?;
     if Plan::is_plan_file(&bytes) {
         return Plan::from_bytes(&bytes)
+            .map(|plan| (plan, vec![path.to_owned()]))
             .map_err(|source| LoadError::Plan { path: path.to_owned(), source });
     }
 
     let source = SourceFile::from_bytes(path.display().to_string(), bytes);
-    let checked = check(source);
-    match checked.plan {
-        Some(plan) => Ok(plan),
+    let mut checked = check(source);
+    let files = std::iter::once(path.to_owned()).chain(checked.included.drain(..)).collect();
+    match checked.plan.take() {
+        Some(plan) => Ok((plan, files)),
         None => {
             let errors: Vec<&Diagnostic> =
                 checked.diagnostics.iter().filter(|d| d.severity == Severity::Error).collect();

@@ -84,7 +84,15 @@ pub(crate) fn lower(spec: &Spec) -> Plan {
         pools.iter().position(|p| p.name == name).expect("validate resolved every pool")
     };
     for (i, route) in spec.routes.iter().enumerate() {
-        let template = Template::parse(&route.matcher.path).expect(VALID);
+        let path_regex = route
+            .matcher
+            .path_regex
+            .as_deref()
+            .map(|r| crate::condition::Pattern::new(r).expect(VALID));
+        let template = match &path_regex {
+            Some(_) => None,
+            None => Some(Template::parse(&route.matcher.path).expect(VALID)),
+        };
         let host = HostPattern::parse(route.matcher.host.as_deref());
         let methods = route
             .matcher
@@ -99,11 +107,27 @@ pub(crate) fn lower(spec: &Spec) -> Plan {
                 .fold(0, |mask, i| mask | (1 << i)),
         };
         let conditions = crate::condition::lower(&route.matcher).expect(VALID);
-        for shape in crate::validate::shapes(&template, route.matcher.trailing_slash, route.matcher.case) {
-            let key = RouteKey { host: &host, template: &shape, listeners: listener_mask, methods };
-            router
-                .insert_with_conditions(i as u32, &key, conditions.clone())
-                .expect("validate refused ambiguous routes");
+        const UNTIED: &str = "validate refused ambiguous routes";
+        match (&template, &path_regex) {
+            (Some(template), _) => {
+                let (slash, case) = (route.matcher.trailing_slash, route.matcher.case);
+                for shape in crate::validate::shapes(template, slash, case) {
+                    let key = RouteKey {
+                        host: &host,
+                        template: &shape,
+                        listeners: listener_mask,
+                        methods,
+                    };
+                    router
+                        .insert_with_conditions(i as u32, &key, conditions.clone())
+                        .expect(UNTIED);
+                }
+            }
+            (None, Some(pattern)) => {
+                let (p, c) = (pattern.clone(), conditions.clone());
+                router.insert_regex(i as u32, &host, p, listener_mask, methods, c).expect(UNTIED);
+            }
+            (None, None) => unreachable!("validate requires a path or a path_regex"),
         }
 
         routes.push(RoutePlan {
@@ -132,9 +156,10 @@ pub(crate) fn lower(spec: &Spec) -> Plan {
             retry_budget: route.retry_budget.as_ref().map(policy::budget),
             host,
             path: route.matcher.path.clone(),
+            path_regex,
             methods,
             listeners: listener_mask,
-            params: template.param_names(),
+            params: template.as_ref().map(Template::param_names).unwrap_or_default(),
         });
     }
     Plan { listeners, pools, routes, router: router.build() }

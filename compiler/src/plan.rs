@@ -140,8 +140,11 @@ pub struct RoutePlan {
     #[serde(default)]
     pub retry_budget: Option<sluice_traffic::BudgetSettings>,
     pub host: HostPattern,
-    /// The path template as written, for logs and `explain`.
+    /// The path template as written, for logs and `explain` (empty for a `path_regex` route).
     pub path: String,
+    /// The whole-path regex of a `path_regex` route.
+    #[serde(default)]
+    pub path_regex: Option<crate::condition::Pattern>,
     pub methods: MethodSet,
     /// Bit `i` set when the route serves listener `i`.
     pub listeners: u64,
@@ -342,6 +345,15 @@ impl Plan {
         for route in &self.routes {
             if route.timeout.is_some_and(|t| t.is_zero()) {
                 return Err(format!("route `{}` has a zero timeout", route.name));
+            }
+            if route.path_regex.is_some() {
+                if !route.params.is_empty() {
+                    return Err(format!(
+                        "route `{}` names parameters it cannot capture",
+                        route.name
+                    ));
+                }
+                continue;
             }
             let template = crate::template::Template::parse(&route.path)
                 .map_err(|e| format!("route `{}` has a bad path: {e}", route.name))?;

@@ -138,6 +138,10 @@ struct Node {
     end: Vec<Leaf>,
     /// Routes whose template ends with a catch-all here.
     catch_all: Vec<Leaf>,
+    /// On a host's root node only: `path_regex` routes, tried after every
+    /// template route of the host, by rank and then by regex text.
+    #[serde(default)]
+    regex: Vec<(Pattern, Leaf)>,
 }
 
 /// The compiled route trie. Build it with [`RouterBuilder`].
@@ -193,18 +197,18 @@ impl Router {
 
         let host = request.host;
         if let Ok(i) = self.exact.binary_search_by(|(h, _)| cmp_ignore_case(h, host)) {
-            if let Some(r) = walk.node(self.exact[i].1, Some((rest, 1)), captures) {
+            if let Some(r) = walk.root(self.exact[i].1, rest, request.path, captures) {
                 return Some(r);
             }
         }
         for (suffix, root) in &self.wildcard {
             if host.len() > suffix.len() && ends_with_ignore_case(host, suffix) {
-                if let Some(r) = walk.node(*root, Some((rest, 1)), captures) {
+                if let Some(r) = walk.root(*root, rest, request.path, captures) {
                     return Some(r);
                 }
             }
         }
-        walk.node(self.any?, Some((rest, 1)), captures)
+        walk.root(self.any?, rest, request.path, captures)
     }
 
     /// Build the lookup indexes that plan files do not carry. Call once after
@@ -244,7 +248,9 @@ impl Router {
             if self.conditions.len() > route_count {
                 return Err("conditions for routes that do not exist".into());
             }
-            for leaf in node.end.iter().chain(&node.catch_all) {
+            for leaf in
+                node.end.iter().chain(&node.catch_all).chain(node.regex.iter().map(|(_, l)| l))
+            {
                 if leaf.route as usize >= route_count || !leaf.methods.is_well_formed() {
                     return Err(format!("node {i} holds a malformed route entry"));
                 }
@@ -264,6 +270,19 @@ struct Walk<'a> {
 }
 
 impl Walk<'_> {
+    /// Every template route under a host's root, then its `path_regex` routes.
+    fn root(&self, id: u32, rest: &str, path: &str, captures: &mut Captures) -> Option<RouteId> {
+        if let Some(r) = self.node(id, Some((rest, 1)), captures) {
+            return Some(r);
+        }
+        captures.ranges.clear();
+        let regex = &self.nodes[id as usize].regex;
+        regex
+            .iter()
+            .find(|(pattern, l)| self.admits(l) && pattern.is_match(path))
+            .map(|(_, l)| l.route)
+    }
+
     /// `rest` is the unmatched path after a `/` and its byte offset in the
     /// whole path, or `None` once the path is used up.
     fn node(
@@ -334,14 +353,14 @@ impl Walk<'_> {
     }
 
     fn pick(&self, leaves: &[Leaf]) -> Option<RouteId> {
-        leaves
-            .iter()
-            .find(|l| {
-                l.listeners & self.listener != 0
-                    && l.methods.contains(self.method)
-                    && (l.rank == 0 || self.conditions_hold(l.route))
-            })
-            .map(|l| l.route)
+        leaves.iter().find(|l| self.admits(l)).map(|l| l.route)
+    }
+
+    /// Whether a route at a matching place serves this request.
+    fn admits(&self, l: &Leaf) -> bool {
+        l.listeners & self.listener != 0
+            && l.methods.contains(self.method)
+            && (l.rank == 0 || self.conditions_hold(l.route))
     }
 
     fn conditions_hold(&self, route: RouteId) -> bool {
@@ -571,6 +590,46 @@ impl RouterBuilder {
                 child
             }
         }
+    }
+
+    /// Insert a `path_regex` route under `host`. Like [`RouterBuilder::insert`],
+    /// a route tied with an earlier one (same regex, rank and overlapping
+    /// listeners, methods and conditions) is refused.
+    pub fn insert_regex(
+        &mut self,
+        route: RouteId,
+        host: &HostPattern,
+        pattern: Pattern,
+        listeners: u64,
+        methods: MethodSet,
+        conditions: Vec<Condition>,
+    ) -> Result<(), RouteId> {
+        let root = self.root(host);
+        let rank = u16::from(!methods.is_any()) + conditions.len().min(1000) as u16;
+        let leaf = Leaf { route, listeners, methods, rank };
+        let all = &self.router.conditions;
+        let none = Vec::new();
+        let conditions_of = |r: RouteId| all.get(r as usize).unwrap_or(&none);
+
+        let regex = &mut self.router.nodes[root as usize].regex;
+        let tied = regex.iter().find(|(p, l)| {
+            *p == pattern && ties(l, &leaf) && !excludes(conditions_of(l.route), &conditions)
+        });
+        if let Some((_, other)) = tied {
+            return Err(other.route);
+        }
+        let at = regex.partition_point(|(p, l)| {
+            l.rank > rank || (l.rank == rank && p.as_str() <= pattern.as_str())
+        });
+        regex.insert(at, (pattern, leaf));
+        if !conditions.is_empty() {
+            let slot = route as usize;
+            if self.router.conditions.len() <= slot {
+                self.router.conditions.resize(slot + 1, Vec::new());
+            }
+            self.router.conditions[slot] = conditions;
+        }
+        Ok(())
     }
 
     fn constrained_child(&mut self, node: u32, pattern: &Pattern) -> u32 {

@@ -392,9 +392,14 @@ pub struct RouteMatch {
     pub host: Option<String>,
     /// Path template: literal segments, `{name}` for one non-empty segment, `{name:regex}`
     /// for one segment the regex matches whole, and a final `{*name}` for the rest of the
-    /// path, possibly empty.
+    /// path, possibly empty. Give `path` or `path_regex`, not both.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     #[schemars(regex(pattern = "^/"))]
     pub path: String,
+    /// A regex the whole normalised path must match, for the rare route a template
+    /// cannot express. Such routes come after every template route of the same host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_regex: Option<String>,
     /// Methods to match. Default: every method.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1), extend("uniqueItems" = true))]

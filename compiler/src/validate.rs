@@ -339,7 +339,48 @@ fn check_routes(
             }
         }
 
+        let path_regex = match (&route.matcher.path_regex, route.matcher.path.is_empty()) {
+            (Some(_), false) => {
+                out.push(
+                    Diagnostic::error(
+                        codes::BAD_PATH,
+                        format!("route `{}` gives both `path` and `path_regex`", route.name),
+                    )
+                    .with_help("keep one of them")
+                    .at_key(doc, &format!("{base}/match/path_regex")),
+                );
+                None
+            }
+            (Some(text), true) => match crate::condition::Pattern::new(text) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    let message = e.to_string();
+                    let why = message.lines().last().unwrap_or_default().trim();
+                    let why = why.strip_prefix("error: ").unwrap_or(why);
+                    out.push(
+                        Diagnostic::error(
+                            codes::BAD_PATH,
+                            format!("path_regex `{text}` is not a valid regex: {why}"),
+                        )
+                        .at(doc, &format!("{base}/match/path_regex")),
+                    );
+                    None
+                }
+            },
+            (None, true) => {
+                out.push(
+                    Diagnostic::error(
+                        codes::MISSING_KEY,
+                        format!("route `{}` needs a `path` or a `path_regex`", route.name),
+                    )
+                    .at_key(doc, &format!("{base}/match")),
+                );
+                None
+            }
+            (None, false) => None,
+        };
         let template = match Template::parse(&route.matcher.path) {
+            _ if route.matcher.path_regex.is_some() || route.matcher.path.is_empty() => None,
             Ok(t) => Some(t),
             Err(e) => {
                 out.push(
@@ -382,6 +423,16 @@ fn check_routes(
                 None
             }
         };
+
+        if let (Some(pattern), Some(h), Some(c)) = (&path_regex, &host, &conditions) {
+            if ok || mask != 0 {
+                let inserted =
+                    router.insert_regex(i as u32, h, pattern.clone(), mask, methods, c.clone());
+                if let Err(other) = inserted {
+                    out.push(ambiguous(doc, spec, i, other as usize, &keys, &None));
+                }
+            }
+        }
 
         let key = match (template, host, conditions) {
             (Some(t), Some(h), Some(c)) if ok || mask != 0 => Some((h, t, mask, methods, c)),

@@ -144,13 +144,15 @@ impl Shared {
             })
             .collect();
 
+        // A new client counts its connections on the pool's new breaker.
         let clients = plan
             .pools
             .iter()
             .zip(&kept)
-            .map(|(pool, kept)| match (kept, previous) {
+            .zip(&pools)
+            .map(|((pool, kept), state)| match (kept, previous) {
                 (Some(index), Some(old)) => Arc::clone(&old.clients[*index]),
-                _ => Arc::new(PoolClient::new(pool)),
+                _ => Arc::new(PoolClient::new(pool, Arc::clone(&state.breaker))),
             })
             .collect();
 
@@ -375,6 +377,14 @@ async fn send(
         let result = try_once(shared, pool, endpoint, head, slot, idempotent, limit).await;
         if slot.was_too_large() {
             return Err(ProxyError::BodyTooLarge { limit: slot.limit().unwrap_or(0) });
+        }
+        // A pool at its connection limits: the endpoint did nothing wrong,
+        // and another try would meet the same limits.
+        if let Err(TryError::Failed(error)) = &result {
+            if let Some(rejection) = upstream::breaker_refusal(error) {
+                let pool = plan.pools[pool].name.clone();
+                return Err(ProxyError::Overloaded { pool, rejection });
+            }
         }
 
         // Learn from the try, unless the client's body is what failed.

@@ -13,8 +13,16 @@
 //! directory, not the file, since editors and configuration mounts replace
 //! a file rather than write into it, and a watch on the old file would see
 //! nothing more.
+//!
+//! The files a spec pulls in with `include:` are watched the same way. The
+//! loader reports the files each load read, and after every load those
+//! files join the watch, so an include added by an edit is watched from the
+//! next load on (one dropped stays watched, at the cost of a needless reload).
 
+use std::collections::HashSet;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use notify::{EventKind, RecursiveMode, Watcher};
@@ -42,7 +50,7 @@ impl Trigger {
 
 /// Keeps the file watch alive; dropping it ends the watch.
 pub(crate) struct Reloads {
-    _watcher: Option<notify::RecommendedWatcher>,
+    _watch: Option<Arc<Watch>>,
 }
 
 /// Start reloading `path` on SIGHUP and, when `watch` is set, whenever it
@@ -54,18 +62,32 @@ pub(crate) fn start(
 ) -> std::io::Result<Reloads> {
     let (trigger, mut triggers) = mpsc::channel::<Trigger>(1);
     on_hangup(trigger.clone())?;
-    let watcher = if watch { Some(watch_file(&path, trigger)?) } else { None };
+    let watch = if watch { Some(Arc::new(Watch::start(&path, trigger)?)) } else { None };
 
+    let watching = watch.clone();
     tokio::spawn(async move {
+        // Learn which files the spec includes, off the request path.
+        if let Some(watch) = &watching {
+            let source = path.clone();
+            let loaded =
+                tokio::task::spawn_blocking(move || sluice_compiler::load_plan_and_files(&source));
+            if let Ok(Ok((_, files))) = loaded.await {
+                watch.follow(&files);
+            }
+        }
         while let Some(first) = triggers.recv().await {
             if first == Trigger::FileChanged {
                 // Let a burst of events settle.
                 while let Ok(Some(_)) = tokio::time::timeout(SETTLE, triggers.recv()).await {}
             }
             let source = path.clone();
-            let loaded = tokio::task::spawn_blocking(move || sluice_compiler::load_plan(&source));
+            let loaded =
+                tokio::task::spawn_blocking(move || sluice_compiler::load_plan_and_files(&source));
             match loaded.await {
-                Ok(Ok(plan)) => {
+                Ok(Ok((plan, files))) => {
+                    if let Some(watch) = &watching {
+                        watch.follow(&files);
+                    }
                     tracing::info!(trigger = first.as_str(), path = %path.display(), "reloading");
                     if plans.send(plan).await.is_err() {
                         return;
@@ -83,7 +105,7 @@ pub(crate) fn start(
             }
         }
     });
-    Ok(Reloads { _watcher: watcher })
+    Ok(Reloads { _watch: watch })
 }
 
 /// Send a trigger on every SIGHUP.
@@ -108,34 +130,85 @@ fn on_hangup(_: mpsc::Sender<Trigger>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Watch `path`'s directory and send a trigger when `path` may have changed.
-// TODO: files a spec pulls in with `include:` are not watched; the loader
-// would have to return the files it read so that their directories join the watch.
-fn watch_file(
-    path: &Path,
-    trigger: mpsc::Sender<Trigger>,
-) -> std::io::Result<notify::RecommendedWatcher> {
-    let name = path.file_name().map(ToOwned::to_owned);
+/// A file watch over the spec and the files it includes: the directories
+/// that hold them are watched, and an event about one of the files sends a
+/// trigger.
+// TODO: a file that starts to match an include glob later is seen only at
+// the next reload; watching the glob's directory for new names would fix it.
+struct Watch {
+    watcher: Mutex<notify::RecommendedWatcher>,
+    /// Every file a reload depends on, as (its directory, its name).
+    files: Arc<Mutex<HashSet<(PathBuf, OsString)>>>,
+    directories: Mutex<HashSet<PathBuf>>,
+}
+
+impl Watch {
+    fn start(path: &Path, trigger: mpsc::Sender<Trigger>) -> std::io::Result<Watch> {
+        let files: Arc<Mutex<HashSet<(PathBuf, OsString)>>> = Arc::default();
+        let seen = Arc::clone(&files);
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            let Ok(event) = event else { return };
+            let relevant = match event.kind {
+                EventKind::Access(notify::event::AccessKind::Close(
+                    notify::event::AccessMode::Write,
+                ))
+                | EventKind::Create(_)
+                | EventKind::Modify(_)
+                | EventKind::Remove(_) => true,
+                EventKind::Access(_) | EventKind::Any | EventKind::Other => false,
+            };
+            if !relevant {
+                return;
+            }
+            let files = lock(&seen);
+            if event.paths.iter().filter_map(|p| file_key(p)).any(|key| files.contains(&key)) {
+                let _ = trigger.try_send(Trigger::FileChanged);
+            }
+        })
+        .map_err(std::io::Error::other)?;
+        let watch = Watch {
+            watcher: Mutex::new(watcher),
+            files,
+            directories: Mutex::default(),
+        };
+        watch.add(path)?;
+        Ok(watch)
+    }
+
+    /// Watch `path` too, and its directory if that is not watched yet.
+    fn add(&self, path: &Path) -> std::io::Result<()> {
+        let Some(key) = file_key(path) else { return Ok(()) };
+        if lock(&self.directories).insert(key.0.clone()) {
+            let mut watcher = lock(&self.watcher);
+            watcher.watch(&key.0, RecursiveMode::NonRecursive).map_err(std::io::Error::other)?;
+        }
+        lock(&self.files).insert(key);
+        Ok(())
+    }
+
+    /// Watch the files the last load read (the spec first), in addition to
+    /// the ones already watched, so an include dropped by a bad edit is still
+    /// seen when the edit is undone.
+    fn follow(&self, files: &[PathBuf]) {
+        for file in files {
+            if let Err(error) = self.add(file) {
+                tracing::warn!(path = %file.display(), %error, "cannot watch an included file");
+            }
+        }
+    }
+}
+
+/// A file as (its directory, made absolute where possible, and its name).
+fn file_key(path: &Path) -> Option<(PathBuf, OsString)> {
+    let name = path.file_name()?.to_owned();
     let directory = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
         _ => PathBuf::from("."),
     };
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        let Ok(event) = event else { return };
-        let relevant = match event.kind {
-            EventKind::Access(notify::event::AccessKind::Close(
-                notify::event::AccessMode::Write,
-            ))
-            | EventKind::Create(_)
-            | EventKind::Modify(_)
-            | EventKind::Remove(_) => true,
-            EventKind::Access(_) | EventKind::Any | EventKind::Other => false,
-        };
-        if relevant && event.paths.iter().any(|p| p.file_name() == name.as_deref()) {
-            let _ = trigger.try_send(Trigger::FileChanged);
-        }
-    })
-    .map_err(std::io::Error::other)?;
-    watcher.watch(&directory, RecursiveMode::NonRecursive).map_err(std::io::Error::other)?;
-    Ok(watcher)
+    let directory = std::fs::canonicalize(&directory).unwrap_or(directory);
+    Some((directory, name))
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -23,10 +23,20 @@
 //! To tell a reused connection from a new one, the connector stamps every
 //! connection with the time it was opened; a connection opened before the
 //! attempt began was reused.
+//!
+//! The connector also enforces the pool's circuit breaker limits on
+//! connections. `max_connections` bounds the upstream connections the pool
+//! holds open, busy or idle, over all its endpoints; `max_pending` bounds
+//! the requests waiting for a connection, which, since an idle pooled
+//! connection is taken at once, are those whose new connection is still
+//! being opened. A request that needs a new connection beyond either limit
+//! is not queued: the connector refuses it with [`BreakerRefusal`] and the
+//! proxy answers 503 at once, naming the limit.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use hyper::rt::{Read, ReadBufCursor, Write};
@@ -35,6 +45,8 @@ use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use sluice_compiler::plan::PoolPlan;
+use sluice_traffic::circuit::OwnedPermit;
+use sluice_traffic::{CircuitBreaker, Limit, Rejection};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -50,11 +62,14 @@ pub(crate) struct PoolClient {
 }
 
 impl PoolClient {
-    pub(crate) fn new(pool: &PoolPlan) -> PoolClient {
+    /// The clients of `pool`, counting their connections on `breaker`.
+    pub(crate) fn new(pool: &PoolPlan, breaker: Arc<CircuitBreaker>) -> PoolClient {
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
         http.set_connect_timeout(Some(pool.connect_timeout));
-        let connector = StampingConnector { http };
+        let limits = breaker.limits();
+        let limited = limits.max_connections != u32::MAX || limits.max_pending != u32::MAX;
+        let connector = StampingConnector { http, breaker: limited.then_some(breaker) };
         // HTTP/2 in cleartext with prior knowledge: one connection per
         // endpoint carries every request at once.
         let http2 = pool.protocol == sluice_compiler::spec::Protocol::Http2;
@@ -114,10 +129,31 @@ pub(crate) fn closed_before_response(error: &hyper_util::client::legacy::Error) 
 #[derive(Debug, Clone, Copy)]
 struct OpenedAt(Instant);
 
-/// hyper-util's TCP connector, stamping each connection with [`OpenedAt`].
+/// Why the connector opened no connection: a circuit breaker limit of the
+/// pool is reached.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct BreakerRefusal(pub(crate) Rejection);
+
+/// The breaker refusal behind a failed request, if that is why it failed.
+pub(crate) fn breaker_refusal(error: &hyper_util::client::legacy::Error) -> Option<Rejection> {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(refusal) = cause.downcast_ref::<BreakerRefusal>() {
+            return Some(refusal.0);
+        }
+        source = cause.source();
+    }
+    None
+}
+
+/// hyper-util's TCP connector, stamping each connection with [`OpenedAt`]
+/// and, when the pool has connection limits, holding a slot of its breaker
+/// for as long as the connection is open.
 #[derive(Clone)]
 pub(crate) struct StampingConnector {
     http: HttpConnector,
+    breaker: Option<Arc<CircuitBreaker>>,
 }
 
 type ConnectFuture = Pin<Box<dyn Future<Output = Result<Stamped, BoxError>> + Send>>;
@@ -133,10 +169,27 @@ impl tower_service::Service<Uri> for StampingConnector {
     }
 
     fn call(&mut self, destination: Uri) -> ConnectFuture {
+        // Take both slots before dialling, so a refusal costs no connect.
+        let slots = match &self.breaker {
+            None => None,
+            Some(breaker) => {
+                let taken = breaker
+                    .try_acquire_owned(Limit::Connections)
+                    .and_then(|open| Ok((open, breaker.try_acquire_owned(Limit::Pending)?)));
+                match taken {
+                    Ok(slots) => Some(slots),
+                    Err(rejection) => {
+                        return Box::pin(std::future::ready(Err(BreakerRefusal(rejection).into())))
+                    }
+                }
+            }
+        };
         let connecting = self.http.call(destination);
         Box::pin(async move {
             let io = connecting.await?;
-            Ok(Stamped { io, opened: OpenedAt(Instant::now()) })
+            // Open now: no longer waiting, still counted as a connection.
+            let slot = slots.map(|(open, _pending)| open);
+            Ok(Stamped { io, opened: OpenedAt(Instant::now()), _slot: slot })
         })
     }
 }
@@ -145,6 +198,8 @@ impl tower_service::Service<Uri> for StampingConnector {
 pub(crate) struct Stamped {
     io: TokioIo<TcpStream>,
     opened: OpenedAt,
+    /// The connection's place under `max_connections`, given back on close.
+    _slot: Option<OwnedPermit>,
 }
 
 impl Connection for Stamped {

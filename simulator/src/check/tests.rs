@@ -198,3 +198,62 @@ fn a_misspelt_route_or_pool_gets_the_nearest_name() {
     assert!(helps.contains(&("S0401", Some("did you mean `get-deal`?"))), "{helps:?}");
     assert!(helps.contains(&("S0402", Some("did you mean `deals`?"))), "{helps:?}");
 }
+
+#[test]
+fn later_codes_point_at_the_value_they_are_about() {
+    // (code, text added to or replaced in GOOD, the text the finding points at)
+    let event = |e: &str| format!("{GOOD}events:\n  - {e}\n");
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("S0415", GOOD.replacen("{ rate: 300 }", "{ rate: 300, clients: 17 }", 1), "17 }"),
+        ("S0415", GOOD.replacen("{ rate: 300 }", "{ rate: 300, think: 1s }", 1), "think"),
+        ("S0416", event("{ at: 10s, action: crash, pool: contacts, endpoint: \"7\" }"), "\"7\" }"),
+        (
+            "S0416",
+            event("{ at: 10s, action: crash, pool: contacts, endpoint: 10.0.0.1:80 }"),
+            "10.0.0.1:80 }",
+        ),
+        (
+            "S0417",
+            event("{ at: 10s, action: slow, pool: contacts, endpoint: \"0\", factor: -2 }"),
+            "-2 }",
+        ),
+        (
+            "S0417",
+            event("{ at: 10s, action: fail, pool: contacts, endpoint: \"0\", share: 1.5 }"),
+            "1.5 }",
+        ),
+        (
+            "S0418",
+            GOOD.replacen(
+                "{ distribution: lognormal, median: 2ms, p99: 30ms }",
+                "{ distribution: empirical, file: no-such-samples.txt }",
+                1,
+            ),
+            "no-such-samples.txt }",
+        ),
+        (
+            "S0419",
+            event("{ at: 10s, action: crash, pool: contacts, endpoint: \"0\", factor: 3 }"),
+            "factor: 3",
+        ),
+        ("S0419", event("{ at: 10s, action: slow, pool: contacts, endpoint: \"0\" }"), "{ at: 10s"),
+        ("S0420", format!("{GOOD}gateway: {{ instances: 0 }}\n"), "0 }"),
+        ("S0420", format!("{GOOD}gateway: {{ instances: 65 }}\n"), "65 }"),
+        ("S0420", format!("{GOOD}gateway: {{ retries: {{ on: [timeout, 404] }} }}\n"), "404]"),
+        ("S0421", event("{ at: 90s, action: crash, pool: contacts, endpoint: \"0\" }"), "90s"),
+    ];
+    for (code, text, at) in &cases {
+        // Where `at` is, counting from 1, on the last line that has it.
+        let (line, column) = text
+            .lines()
+            .enumerate()
+            .filter_map(|(n, l)| l.find(at).map(|c| (n + 1, c + 1)))
+            .last()
+            .unwrap_or_else(|| panic!("{code}: `{at}` is in the case"));
+        let found = findings(text);
+        assert!(
+            found.contains(&(code, line, column)),
+            "{code}: expected at {line}:{column} (`{at}`), found {found:?}"
+        );
+    }
+}
