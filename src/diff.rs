@@ -103,7 +103,13 @@ fn human(d: &SpecDiff) -> String {
     );
     for change in &d.impact.changed {
         let r = &change.request;
-        let _ = writeln!(out, "  {} http://{}{} on {}", r.method, r.host, r.path, r.listener);
+        let query = if r.query.is_empty() { String::new() } else { format!("?{}", r.query) };
+        let headers: String = r.headers.iter().map(|(n, v)| format!(" -H '{n}: {v}'")).collect();
+        let _ = writeln!(
+            out,
+            "  {} http://{}{}{query}{headers} on {}",
+            r.method, r.host, r.path, r.listener
+        );
         let _ = writeln!(out, "    before  {}", handling(change.old.as_ref()));
         let _ = writeln!(out, "    after   {}", handling(change.new.as_ref()));
     }
@@ -134,11 +140,12 @@ fn handling(h: Option<&Handling>) -> String {
     let endpoints: Vec<String> =
         h.endpoints.iter().map(|(address, weight)| format!("{address} w{weight}")).collect();
     let timeout = h.timeout_ms.map(|t| format!(", timeout {t}ms")).unwrap_or_default();
-    format!(
-        "route {}{timeout} -> pool {} ({}: {})",
-        h.route,
-        h.pool,
-        h.balance,
-        endpoints.join(", ")
-    )
+    let target = if h.split.is_empty() {
+        format!("pool {} ({}: {})", h.pool, h.balance, endpoints.join(", "))
+    } else {
+        let sides: Vec<String> = h.split.iter().map(|(p, w)| format!("{p} w{w}")).collect();
+        let sticky = h.sticky.as_ref().map(|s| format!(", sticky {s}")).unwrap_or_default();
+        format!("split {}{sticky}", sides.join(", "))
+    };
+    format!("route {}{timeout} -> {target}", h.route)
 }

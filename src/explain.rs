@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
+use sluice_compiler::condition::RequestFields;
 use sluice_compiler::router::HostPattern;
 use sluice_compiler::template::{Segment, Template};
 use sluice_compiler::{Captures, Method, Plan, RequestFacts};
@@ -114,7 +115,8 @@ pub fn explain(args: ExplainArgs) -> ExitCode {
     match plan.lookup_with(&facts, &fields, &mut captures) {
         Some(route) => {
             crate::out(&describe(&plan, route, path_only, &captures, listener_name));
-            crate::out(&others(&plan, &facts, Some(route)));
+            crate::out(&split(&plan, route, &fields));
+            crate::out(&others(&plan, &facts, &fields, Some(route)));
             ExitCode::SUCCESS
         }
         None => {
@@ -122,7 +124,7 @@ pub fn explain(args: ExplainArgs) -> ExitCode {
                 "no route matches {} {path_only} with host {shown_host} on listener `{listener_name}`",
                 args.method
             );
-            eprint!("{}", others(&plan, &facts, None));
+            eprint!("{}", others(&plan, &facts, &fields, None));
             ExitCode::from(1)
         }
     }
@@ -170,14 +172,70 @@ struct Verdict {
 /// Up to three other routes that came closest, each with why it lost:
 /// first those that match but were outranked, then those that fail one
 /// condition, the deepest path match first.
-fn others(plan: &Plan, facts: &RequestFacts<'_>, winner: Option<u32>) -> String {
+/// For a route with a weighted split: its sides, and the side this request
+/// takes when the sticky key pins it.
+fn split(plan: &Plan, route: u32, fields: &ExplainFields<'_>) -> String {
+    use sluice_compiler::spec::Sticky;
+    let r = &plan.routes[route as usize];
+    if r.split.is_empty() {
+        return String::new();
+    }
+    let sides: Vec<String> = r
+        .split
+        .iter()
+        .map(|s| {
+            format!("{} w{}", plan.pools.get(s.pool).map_or("?", |p| p.name.as_str()), s.weight)
+        })
+        .collect();
+    let header = |name: &str| {
+        fields.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone())
+    };
+    let (sticky, key) = match &r.sticky {
+        None => ("none".to_owned(), None),
+        Some(Sticky::Header(name)) => (format!("header {name}"), header(name)),
+        Some(Sticky::Cookie(name)) => {
+            let value = header("cookie").and_then(|c| {
+                c.split(';').find_map(|pair| {
+                    let (k, v) = pair.trim().split_once('=')?;
+                    (k.trim() == name).then(|| v.trim().to_owned())
+                })
+            });
+            (format!("cookie {name}"), value)
+        }
+        Some(Sticky::ClientAddress) => ("client address".to_owned(), None),
+    };
+    let side = match key {
+        Some(key) => {
+            let point = sluice_traffic::key_hash(key.as_bytes());
+            let weights = r.split_weights();
+            let pool = sluice_traffic::split::choose(&weights, point)
+                .and_then(|i| plan.pools.get(r.split[i].pool))
+                .map_or("none", |p| p.name.as_str());
+            format!("{pool} (pinned by its sticky key)")
+        }
+        None => "by weight, at random".to_owned(),
+    };
+    format!(
+        "split     {} (sticky: {sticky})
+side      {side}
+",
+        sides.join(", ")
+    )
+}
+
+fn others(
+    plan: &Plan,
+    facts: &RequestFacts<'_>,
+    fields: &dyn RequestFields,
+    winner: Option<u32>,
+) -> String {
     let winner_route = winner.and_then(|w| plan.routes.get(w as usize));
     let mut verdicts: Vec<(usize, Verdict)> = plan
         .routes
         .iter()
         .enumerate()
         .filter(|(i, _)| Some(*i as u32) != winner)
-        .filter_map(|(i, r)| verdict(plan, r, facts, winner_route).map(|v| (i, v)))
+        .filter_map(|(i, r)| verdict(plan, i, r, facts, fields, winner_route).map(|v| (i, v)))
         .collect();
     verdicts.sort_by_key(|(i, v)| (v.failures, std::cmp::Reverse(v.depth), *i));
 
@@ -193,8 +251,10 @@ fn others(plan: &Plan, facts: &RequestFacts<'_>, winner: Option<u32>) -> String 
 /// to be worth naming (neither its host nor any of its path matches).
 fn verdict(
     plan: &Plan,
+    index: usize,
     r: &sluice_compiler::plan::RoutePlan,
     facts: &RequestFacts<'_>,
+    fields: &dyn RequestFields,
     winner: Option<&sluice_compiler::plan::RoutePlan>,
 ) -> Option<Verdict> {
     let template = Template::parse(&r.path).ok()?;
@@ -230,6 +290,11 @@ fn verdict(
     if !method_ok {
         let allowed: Vec<&str> = r.methods.names().collect();
         reasons.push(format!("method not allowed (only {})", allowed.join(", ")));
+    }
+    for condition in plan.router.conditions(index as u32) {
+        if !condition.holds(fields) {
+            reasons.push(format!("condition `{}` not met", condition.key()));
+        }
     }
     let failures = reasons.len();
     if failures == 0 {
@@ -344,7 +409,7 @@ struct ExplainFields<'a> {
     query: &'a str,
 }
 
-impl sluice_compiler::condition::RequestFields for ExplainFields<'_> {
+impl RequestFields for ExplainFields<'_> {
     fn any_header(&self, name: &str, each: &mut dyn FnMut(&str) -> bool) -> bool {
         self.headers.iter().filter(|(n, _)| n == name).any(|(_, v)| each(v))
     }

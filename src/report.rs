@@ -291,6 +291,26 @@ fn rule_text(id: &str) -> (Option<&'static str>, Option<&'static str>) {
         "S0412" => ("a service model for a pool no route reaches", "remove it or add traffic"),
         "S0413" => ("a route is listed twice in the traffic mix", "list each route once"),
         "S0414" => ("offered load reaches a pool's capacity", "add workers or endpoints"),
+        "S0415" => (
+            "the arrival process is not well defined",
+            "give one of `rate`, `clients` and `replay`",
+        ),
+        "S0416" => {
+            ("an event names an endpoint the pool does not have", "use an address or a position")
+        }
+        "S0417" => ("a number is outside its range", "use a value in the range the message gives"),
+        "S0418" => {
+            ("a file of service times cannot be used", "one duration per line, such as `12ms`")
+        }
+        "S0419" => {
+            ("an event has fields its action does not take", "give the fields the action takes")
+        }
+        "S0420" => ("a gateway setting is not valid", "use a value the message allows"),
+        "S0421" => ("an event happens after arrivals stop", "move it before the end of the run"),
+        "S0422" => (
+            "an access log cannot be replayed",
+            "replay a `sluice serve` access log, format version 1",
+        ),
         _ => return (None, None),
     };
     (Some(summary), Some(help))

@@ -196,3 +196,28 @@ fn a_route_that_names_a_port_matches_only_that_port() {
     assert_eq!(status, 1);
     assert_eq!(found[0].0, "S0208");
 }
+
+/// Regression: `/café` was called non-normal although templates compile to
+/// the canonical spelling; only a change of shape is a finding.
+#[test]
+fn spelling_is_not_a_non_normal_path_but_shape_is() {
+    for (path, warned) in [("/café", false), ("/%7Euser", false), ("/a//b", true), ("/a/./b", true)]
+    {
+        let (_, found, _) =
+            check(BASE.replace("path: /x", &format!("path: \"{path}\"")).as_bytes());
+        assert_eq!(found.iter().any(|f| f.0 == "S0213"), warned, "{path}: {found:?}");
+    }
+}
+
+/// Regression: the example request of an ambiguity found through the other
+/// trailing-slash shape named a path the strict route does not match.
+#[test]
+fn ambiguity_examples_use_the_shape_that_tied() {
+    let spec = format!(
+        "{BASE}  - {{ name: strict, match: {{ path: /files }}, to: p }}\n  - {{ name: loose, match: {{ path: /files/, trailing_slash: ignore }}, to: p }}\n"
+    );
+    let (status, _, report) = check(spec.as_bytes());
+    assert_eq!(status, 1);
+    let message = report["diagnostics"][0]["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("http://example.test/files on"), "{message}");
+}

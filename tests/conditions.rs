@@ -204,3 +204,52 @@ routes:
     let found = findings(&format!("{head}    to: [{{ pool: stable }}]\n"));
     assert_eq!(found, [pair("S0102", "/routes/0/to/0")]);
 }
+
+/// Regression: `explain` called a route that failed a header condition
+/// "outranked", and showed only the first pool of a split.
+#[test]
+fn explain_names_failed_conditions_and_split_sides() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spec.yaml");
+    std::fs::write(
+        &path,
+        "version: 1
+listeners: [{ name: public, bind: 127.0.0.1:8080 }]
+pools:
+  - { name: p1, endpoints: [{ address: 127.0.0.1:9001 }] }
+  - { name: p2, endpoints: [{ address: 127.0.0.1:9002 }] }
+routes:
+  - { name: base, match: { path: /orders }, to: p1 }
+  - { name: beta, match: { path: /orders, headers: [{ name: x-beta, exact: \"1\" }] }, to: p2 }
+  - name: split
+    match: { path: /split }
+    to: [{ pool: p1, weight: 50 }, { pool: p2, weight: 50 }]
+    sticky: { header: x-user }
+",
+    )
+    .unwrap();
+    let explain = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("explain")
+            .arg(&path)
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = explain(&["GET", "/orders"]);
+    assert!(text.contains("beta: condition `header:x-beta=1` not met"), "{text}");
+
+    let text = explain(&["GET", "/split", "-H", "x-user: alice"]);
+    assert!(text.contains("split     p1 w50, p2 w50 (sticky: header x-user)"), "{text}");
+    let side = text.lines().find(|l| l.starts_with("side")).unwrap().to_owned();
+    assert!(side.contains("pinned"), "{text}");
+    // The same key gives the same side every time.
+    assert_eq!(
+        explain(&["GET", "/split", "-H", "x-user: alice"])
+            .lines()
+            .find(|l| l.starts_with("side"))
+            .unwrap(),
+        side
+    );
+}

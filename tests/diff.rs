@@ -129,3 +129,52 @@ fn an_invalid_or_missing_spec_cannot_be_compared() {
         .assert()
         .code(3);
 }
+
+/// Regression: a changed condition value or split weight reroutes requests,
+/// and `diff` must say so (it once sampled only bare requests).
+#[test]
+fn changed_conditions_and_split_weights_are_impact() {
+    let dir = tempfile::tempdir().unwrap();
+    let head = "version: 1
+listeners: [{ name: public, bind: 127.0.0.1:8080 }]
+pools:
+  - { name: p1, endpoints: [{ address: 127.0.0.1:9001 }] }
+  - { name: p2, endpoints: [{ address: 127.0.0.1:9002 }] }
+routes:
+  - { name: base, match: { path: /orders }, to: p1 }
+";
+    let write = |name: &str, text: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let beta = |v: &str| {
+        format!("{head}  - {{ name: beta, match: {{ path: /orders, headers: [{{ name: x-beta, exact: \"{v}\" }}] }}, to: p2 }}\n")
+    };
+    let (old, new) = (write("old.yaml", beta("1")), write("new.yaml", beta("2")));
+    let out = sluice_diff(&old, &new);
+    assert_eq!(out.0, Some(1), "{}", out.1);
+    assert!(out.1.contains("-H 'x-beta: 1'"), "{}", out.1);
+
+    let split = |w: u32| {
+        format!("{head}  - {{ name: s, match: {{ path: /s }}, to: [{{ pool: p1, weight: {w} }}, {{ pool: p2, weight: {} }}] }}\n", 100 - w)
+    };
+    let (old, new) = (write("a.yaml", split(50)), write("b.yaml", split(90)));
+    let out = sluice_diff(&old, &new);
+    assert_eq!(out.0, Some(1), "{}", out.1);
+    assert!(
+        out.1.contains("split p1 w50, p2 w50") && out.1.contains("split p1 w90, p2 w10"),
+        "{}",
+        out.1
+    );
+}
+
+fn sluice_diff(old: &std::path::Path, new: &std::path::Path) -> (Option<i32>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("diff")
+        .arg(old)
+        .arg(new)
+        .output()
+        .unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+}

@@ -186,6 +186,32 @@ async fn watch_picks_up_an_edited_spec() {
     assert_eq!(get(address, "/old").await, StatusCode::NOT_FOUND);
 }
 
+/// `--watch` also reloads when a file the spec pulls in with `include:`
+/// changes, not only the spec itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_picks_up_an_edited_included_file() {
+    let fast = Upstream::start("fast").await;
+    let slow = Upstream::start("slow").await;
+    let teams = support::temp_dir();
+    let team = teams.join("team.yaml");
+    std::fs::write(&team, format!("routes:\n{}", route("old", "/old"))).unwrap();
+    let main = spec(fast.address, slow.address, "", "").replacen(
+        "version: 1\n",
+        &format!("version: 1\ninclude: [\"{}\"]\n", team.display()),
+        1,
+    );
+    let gateway = Gateway::start_with(&main, &["--access-log", "off", "--watch"]);
+    let address = gateway.addr("public");
+    assert_eq!(get(address, "/old").await, StatusCode::OK);
+
+    // The watch learns the included files off the request path; give it a moment.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    std::fs::write(&team, format!("routes:\n{}", route("fresh", "/fresh"))).unwrap();
+    wait_stderr(&gateway, "plan reloaded", 1);
+    assert_eq!(get(address, "/fresh").await, StatusCode::OK);
+    assert_eq!(get(address, "/old").await, StatusCode::NOT_FOUND);
+}
+
 /// B54 (T13.3 scaled down): SIGTERM with a request in flight and an idle
 /// WebSocket open: the request completes, new connections are refused, and
 /// the process exits soon after the drain timeout rather than waiting on

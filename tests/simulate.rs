@@ -1,10 +1,14 @@
 //! `sluice simulate` as a user runs it: the real binary on the example
-//! platform spec and scenario.
+//! platform spec and scenario, and on the access log of a real `serve` run.
+
+mod support;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use assert_cmd::Command;
 use serde_json::Value;
+use support::{client, request, send, Gateway, Upstream};
 
 const SPEC: &str = "specs/platform.yaml";
 const SCENARIO: &str = "specs/platform.scenario.yaml";
@@ -153,4 +157,93 @@ fn csv_and_replications_carry_every_variant() {
     assert_eq!(csv.lines().count(), 1 + VARIANTS.len(), "{csv}");
     let table = simulate(&["--replications", "2"]);
     assert!(table.contains("2 replications") && table.contains('±'), "{table}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replays_the_access_log_of_a_real_serve_run() {
+    // A gateway with two routes writes its access log to a file.
+    let (reads, writes) = (Upstream::start("reads").await, Upstream::start("writes").await);
+    let spec = format!(
+        "version: 1
+listeners:
+  - {{ name: public, bind: \"127.0.0.1:0\" }}
+pools:
+  - {{ name: reads, endpoints: [{{ address: \"{}\" }}] }}
+  - {{ name: writes, endpoints: [{{ address: \"{}\" }}] }}
+routes:
+  - {{ name: read, match: {{ path: \"/items/{{id}}\", methods: [GET] }}, to: reads }}
+  - {{ name: write, match: {{ path: \"/items\", methods: [POST] }}, to: writes }}
+",
+        reads.address, writes.address
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let mut gateway = Gateway::start_with(&spec, &["--access-log", log.to_str().unwrap()]);
+    let http = client();
+    let public = gateway.addr("public");
+    for i in 0..30 {
+        let (method, path) =
+            if i % 3 == 2 { ("POST", "/items".to_owned()) } else { ("GET", format!("/items/{i}")) };
+        send(&http, request(method, public, "x.test", &path)).await;
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    // Requests that match no route are logged with a null route and left out.
+    send(&http, request("GET", public, "x.test", "/nothing-here")).await;
+    gateway.interrupt();
+    assert_eq!(gateway.wait(Duration::from_secs(5)).code(), Some(0));
+
+    // Replay it at twice the logged rate.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let times: Vec<i64> = text
+        .lines()
+        .filter(|l| !l.contains("\"route\":null"))
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            let t = v["time"].as_str().unwrap();
+            // Milliseconds within the day are enough for a run of a second.
+            let clock = &t[11..23];
+            let (h, m, s) = (&clock[0..2], &clock[3..5], &clock[6..12]);
+            let ms = |x: &str| x.replace('.', "").parse::<i64>().unwrap();
+            (ms(h) * 60 + ms(m)) * 60_000 + ms(s)
+        })
+        .collect();
+    assert_eq!((times.len(), text.lines().count()), (30, 31), "{text}");
+    let span_ms = times.iter().max().unwrap() - times.iter().min().unwrap();
+    let scenario = dir.path().join("replay.scenario.yaml");
+    std::fs::write(
+        &scenario,
+        "version: 1
+arrivals: { replay: access.log, scale: 2.0 }
+pools:
+  \"*\": { workers: 2, service: { distribution: constant, value: 1ms } }
+",
+    )
+    .unwrap();
+    let out = sluice()
+        .args(["simulate"])
+        .arg(gateway.spec_path())
+        .arg("--scenario")
+        .arg(&scenario)
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    // Every routed request arrives once, on its route, over half the span.
+    let v = &report["variants"][0];
+    assert_eq!(v["requests"], 30, "{report}");
+    let routes: Vec<(&str, u64)> = v["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["route"].as_str().unwrap(), r["requests"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(routes, [("read", 20), ("write", 10)]);
+    assert_eq!(report["measured_ns"], span_ms as u64 * 1_000_000 / 2 + 1);
+    let arrivals = report["arrivals"].as_str().unwrap();
+    assert!(arrivals.starts_with("access log replay of 30 requests from "), "{arrivals}");
+    assert!(arrivals.ends_with(" at 2x"), "{arrivals}");
+    assert_eq!(v["errors"]["unreachable"], 0);
 }

@@ -76,6 +76,13 @@ impl Pattern {
     pub fn is_match(&self, value: &str) -> bool {
         self.regex.is_match(value)
     }
+
+    /// A value the pattern accepts, from a few common ones, for example requests.
+    pub fn example(&self) -> Option<&'static str> {
+        const CANDIDATES: [&str; 12] =
+            ["1", "x", "2", "42", "abc", "yes", "true", "v1", "2.0", "a1", "0", "test"];
+        CANDIDATES.into_iter().find(|c| self.is_match(c))
+    }
 }
 
 impl PartialEq for Pattern {

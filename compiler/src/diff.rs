@@ -15,6 +15,7 @@
 //! route's example resembles can go unlisted. The structural view names
 //! every change regardless.
 
+use crate::condition::{Condition, RequestFields, Rule, Source};
 use std::collections::BTreeSet;
 
 use serde::Serialize;
@@ -87,6 +88,12 @@ pub struct Request {
     pub method: String,
     pub host: String,
     pub path: String,
+    /// Headers (lowercase names) that meet some route's conditions.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<(String, String)>,
+    /// The query string, without `?`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub query: String,
 }
 
 /// How a plan handles a request; `None` in [`RequestChange`] is "no route"
@@ -99,6 +106,12 @@ pub struct Handling {
     pub balance: String,
     /// `address` and `weight` of each endpoint, in order.
     pub endpoints: Vec<(String, u32)>,
+    /// The sides of the route's weighted split (pool and weight), if it has one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub split: Vec<(String, u32)>,
+    /// What pins a client to one side of the split.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sticky: Option<String>,
 }
 
 /// A request whose handling differs between the plans.
@@ -215,21 +228,76 @@ fn samples(plan: &Plan, out: &mut BTreeSet<Request>) {
         if route.methods.is_any() {
             methods = vec!["GET", "POST", "PURGE"];
         }
+        // Each request goes once bare and once meeting the route's conditions,
+        // so that a changed condition value moves a request visibly.
+        let route_id = plan.route_index(&route.name).unwrap_or(0) as u32;
+        let met = meeting(plan.router.conditions(route_id), &host);
+        let variants = [(host.clone(), Vec::new(), String::new()), met];
         for (i, listener) in plan.listeners.iter().enumerate() {
             if i >= 64 || route.listeners & (1 << i) == 0 {
                 continue;
             }
             for method in &methods {
                 for path in &paths {
-                    out.insert(Request {
-                        listener: listener.name.clone(),
-                        method: (*method).to_owned(),
-                        host: host.clone(),
-                        path: path.clone(),
-                    });
+                    for (host, headers, query) in &variants {
+                        out.insert(Request {
+                            listener: listener.name.clone(),
+                            method: (*method).to_owned(),
+                            host: host.clone(),
+                            path: path.clone(),
+                            headers: headers.clone(),
+                            query: query.clone(),
+                        });
+                    }
                 }
             }
         }
+    }
+}
+
+/// A host, headers and query that meet `conditions` (as far as simple
+/// example values can).
+fn meeting(conditions: &[Condition], host: &str) -> (String, Vec<(String, String)>, String) {
+    let mut host = host.to_owned();
+    let mut headers = Vec::new();
+    let mut query = Vec::new();
+    let mut cookies = Vec::new();
+    for c in conditions {
+        let value = match &c.rule {
+            Rule::Exact(v) => Some(v.clone()),
+            Rule::Prefix(p) => Some(format!("{p}x")),
+            Rule::Regex(p) => p.example().map(str::to_owned),
+            Rule::Present => Some("1".to_owned()),
+            Rule::Absent => None,
+        };
+        let Some(value) = value else { continue };
+        match &c.source {
+            Source::Header(name) => headers.push((name.clone(), value)),
+            Source::Query(name) => query.push(format!("{name}={value}")),
+            Source::Cookie(name) => cookies.push(format!("{name}={value}")),
+            Source::Port => host = format!("{host}:{value}"),
+        }
+    }
+    if !cookies.is_empty() {
+        headers.push(("cookie".to_owned(), cookies.join("; ")));
+    }
+    headers.sort();
+    (host, headers, query.join("&"))
+}
+
+/// The headers and query of a sample request, as route conditions read them.
+struct SampleFields<'r>(&'r Request);
+
+impl RequestFields for SampleFields<'_> {
+    fn any_header(&self, name: &str, each: &mut dyn FnMut(&str) -> bool) -> bool {
+        if name == "host" {
+            return each(&self.0.host);
+        }
+        self.0.headers.iter().filter(|(n, _)| n == name).any(|(_, v)| each(v))
+    }
+
+    fn query(&self) -> &str {
+        &self.0.query
     }
 }
 
@@ -259,11 +327,12 @@ fn example_path(template: &Template, rest: &str) -> String {
 fn handle(plan: &Plan, request: &Request) -> Option<Handling> {
     let listener = plan.listener_index(&request.listener)?;
     let mut captures = Captures::new();
-    let route = plan.lookup_parts(
+    let route = plan.lookup_parts_with(
         listener,
         &request.host,
         request.method.as_bytes(),
         &request.path,
+        &SampleFields(request),
         &mut captures,
     )?;
     let route = plan.routes.get(route as usize)?;
@@ -274,5 +343,13 @@ fn handle(plan: &Plan, request: &Request) -> Option<Handling> {
         pool: pool.name.clone(),
         balance: pool.balance.as_str().to_owned(),
         endpoints: pool.endpoints.iter().map(|e| (e.address.to_string(), e.weight)).collect(),
+        split: route
+            .split
+            .iter()
+            .map(|s| {
+                (plan.pools.get(s.pool).map_or_else(String::new, |p| p.name.clone()), s.weight)
+            })
+            .collect(),
+        sticky: route.sticky.as_ref().map(|s| format!("{s:?}")),
     })
 }

@@ -211,6 +211,11 @@ impl Router {
         walk.root(self.any?, rest, request.path, captures)
     }
 
+    /// The header, query, cookie and port conditions of `route`.
+    pub fn conditions(&self, route: RouteId) -> &[Condition] {
+        self.conditions.get(route as usize).map_or(&[], Vec::as_slice)
+    }
+
     /// Build the lookup indexes that plan files do not carry. Call once after
     /// deserialising (building does it already).
     pub fn prepare(&mut self) {

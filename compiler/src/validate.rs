@@ -445,7 +445,12 @@ fn check_routes(
                 if let Err(other) =
                     router.insert_with_conditions(i as u32, &route_key, conditions.clone())
                 {
-                    out.push(ambiguous(doc, spec, i, other as usize, &keys, &key));
+                    // The example request is one of the shape that tied.
+                    let mut tied = key.clone();
+                    if let Some(k) = tied.as_mut() {
+                        k.1 = shape.clone();
+                    }
+                    out.push(ambiguous(doc, spec, i, other as usize, &keys, &tied));
                     break;
                 }
             }

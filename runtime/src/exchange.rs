@@ -90,8 +90,7 @@ impl Exchange {
 impl Exchange {
     /// Note an upstream body that broke off after its headers were sent on.
     fn body_failed(&self, error: &hyper::Error) {
-        let endpoint =
-            self.endpoint.map(|(p, e)| &self.shared.plan.pools[p].endpoints[e].address);
+        let endpoint = self.endpoint.map(|(p, e)| &self.shared.plan.pools[p].endpoints[e].address);
         tracing::debug!(
             side = "upstream",
             endpoint = ?endpoint,

@@ -62,6 +62,23 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 /// Whether the client said it accepts trailers (`TE: trailers`), which an
 /// HTTP/2 upstream such as a gRPC service may require to hear.
+/// Join several `Cookie` fields into one, `; `-separated, as HTTP/1.1 wants
+/// and as RFC 9113 (section 8.2.3) asks when an HTTP/2 request, which may
+/// split its cookies, goes on over HTTP/1.1; an upstream that reads only the
+/// first field then sees every cookie the routing saw.
+pub(crate) fn join_cookies(headers: &mut HeaderMap) {
+    let cookie = hyper::header::COOKIE;
+    if headers.get_all(&cookie).iter().nth(1).is_none() {
+        return;
+    }
+    let parts: Vec<Vec<u8>> =
+        headers.get_all(&cookie).iter().map(|v| v.as_bytes().to_vec()).collect();
+    let joined = parts.join(&b"; "[..]);
+    if let Ok(value) = HeaderValue::from_bytes(&joined) {
+        headers.insert(cookie, value);
+    }
+}
+
 pub(crate) fn accepts_trailers(headers: &HeaderMap) -> bool {
     headers
         .get_all(hyper::header::TE)
@@ -235,5 +252,25 @@ mod tests {
         }
         assert!(is_trusted(&[("0.0.0.0".parse().unwrap(), 0)], "203.0.113.7".parse().unwrap()));
         assert!(!is_trusted(&[], "127.0.0.1".parse().unwrap()));
+    }
+}
+
+#[cfg(test)]
+mod cookie_tests {
+    use super::*;
+
+    #[test]
+    fn several_cookie_fields_become_one() {
+        let mut headers = HeaderMap::new();
+        headers.append(hyper::header::COOKIE, HeaderValue::from_static("x=1"));
+        headers.append(hyper::header::COOKIE, HeaderValue::from_static("role=admin"));
+        join_cookies(&mut headers);
+        let all: Vec<_> = headers.get_all(hyper::header::COOKIE).iter().collect();
+        assert_eq!(all, ["x=1; role=admin"]);
+
+        let mut one = HeaderMap::new();
+        one.append(hyper::header::COOKIE, HeaderValue::from_static("a=b"));
+        join_cookies(&mut one);
+        assert_eq!(one.get(hyper::header::COOKIE).unwrap(), "a=b");
     }
 }

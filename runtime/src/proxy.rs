@@ -267,6 +267,9 @@ async fn forward(
     let te_trailers = protocol == Protocol::Http2 && headers::accepts_trailers(request.headers());
     let (mut head, body) = request.into_parts();
     headers::strip_hop_by_hop(&mut head.headers);
+    if protocol != Protocol::Http2 {
+        headers::join_cookies(&mut head.headers);
+    }
     if let Some(upgrade) = &upgrade {
         upgrade.restore(&mut head.headers);
     }

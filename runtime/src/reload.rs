@@ -166,11 +166,7 @@ impl Watch {
             }
         })
         .map_err(std::io::Error::other)?;
-        let watch = Watch {
-            watcher: Mutex::new(watcher),
-            files,
-            directories: Mutex::default(),
-        };
+        let watch = Watch { watcher: Mutex::new(watcher), files, directories: Mutex::default() };
         watch.add(path)?;
         Ok(watch)
     }

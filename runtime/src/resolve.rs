@@ -98,7 +98,12 @@ impl Resolver {
     }
 
     /// Take in one lookup's result; whether the name's addresses changed.
-    fn learn(&mut self, pool: &str, name: Name, looked_up: std::io::Result<Vec<SocketAddr>>) -> bool {
+    fn learn(
+        &mut self,
+        pool: &str,
+        name: Name,
+        looked_up: std::io::Result<Vec<SocketAddr>>,
+    ) -> bool {
         let (host, port) = (&name.0, name.1);
         match looked_up {
             Ok(addresses) => {
@@ -173,7 +178,8 @@ fn expand(source: &Plan, known: &HashMap<Name, Vec<SocketAddr>>) -> Plan {
             match &endpoint.address {
                 EndpointAddress::Ip(_) => {
                     endpoints.push(endpoint.clone());
-                    let by_text = || sluice_traffic::key_hash(endpoint.address.to_string().as_bytes());
+                    let by_text =
+                        || sluice_traffic::key_hash(endpoint.address.to_string().as_bytes());
                     endpoint_keys.push(keys.get(i).copied().unwrap_or_else(by_text));
                 }
                 EndpointAddress::Name { host, port } => {
@@ -183,7 +189,8 @@ fn expand(source: &Plan, known: &HashMap<Name, Vec<SocketAddr>>) -> Plan {
                             address: EndpointAddress::Ip(*address),
                             weight: endpoint.weight,
                         });
-                        endpoint_keys.push(sluice_traffic::key_hash(address.to_string().as_bytes()));
+                        endpoint_keys
+                            .push(sluice_traffic::key_hash(address.to_string().as_bytes()));
                     }
                 }
             }
@@ -217,18 +224,31 @@ mod tests {
     fn a_name_becomes_one_endpoint_per_address() {
         let source = source();
         let mut known = HashMap::new();
-        known.insert(("orders.internal".to_owned(), 8080), vec![addr("10.0.0.1:8080"), addr("10.0.0.2:8080")]);
+        known.insert(
+            ("orders.internal".to_owned(), 8080),
+            vec![addr("10.0.0.1:8080"), addr("10.0.0.2:8080")],
+        );
         let served = expand(&source, &known);
         let pool = &served.pools[0];
         let listed: Vec<(String, u32)> =
             pool.endpoints.iter().map(|e| (e.address.to_string(), e.weight)).collect();
         assert_eq!(
             listed,
-            [("127.0.0.1:9001".into(), 3), ("10.0.0.1:8080".into(), 2), ("10.0.0.2:8080".into(), 2)]
+            [
+                ("127.0.0.1:9001".into(), 3),
+                ("10.0.0.1:8080".into(), 2),
+                ("10.0.0.2:8080".into(), 2)
+            ]
         );
         assert_eq!(pool.balance_settings.endpoint_keys.len(), 3);
-        assert_eq!(pool.balance_settings.endpoint_keys[0], source.pools[0].balance_settings.endpoint_keys[0]);
-        assert_eq!(pool.balance_settings.endpoint_keys[2], sluice_traffic::key_hash(b"10.0.0.2:8080"));
+        assert_eq!(
+            pool.balance_settings.endpoint_keys[0],
+            source.pools[0].balance_settings.endpoint_keys[0]
+        );
+        assert_eq!(
+            pool.balance_settings.endpoint_keys[2],
+            sluice_traffic::key_hash(b"10.0.0.2:8080")
+        );
     }
 
     #[test]
@@ -252,8 +272,10 @@ mod tests {
         assert_eq!(served.pools[0].endpoints.len(), 1);
 
         let settings = sluice_traffic::BalanceSettings::default();
-        let empty = sluice_traffic::Balancer::with_settings(served.pools[0].algorithm(), &[], &settings);
-        let pick = sluice_traffic::Pick { now: sluice_traffic::Nanos::ZERO, hash: Some(7), avoid: None };
+        let empty =
+            sluice_traffic::Balancer::with_settings(served.pools[0].algorithm(), &[], &settings);
+        let pick =
+            sluice_traffic::Pick { now: sluice_traffic::Nanos::ZERO, hash: Some(7), avoid: None };
         assert_eq!(empty.pick_with(&mut rand::rng(), &pick), None);
     }
 }

@@ -42,6 +42,7 @@ pub mod codes {
     pub const EVENT_FIELDS: Code = Code { id: "S0419", name: "event-fields" };
     pub const BAD_SETTING: Code = Code { id: "S0420", name: "bad-setting" };
     pub const LATE_EVENT: Code = Code { id: "S0421", name: "late-event" };
+    pub const REPLAY_LOG: Code = Code { id: "S0422", name: "replay-log" };
 }
 
 /// Most requests one run may simulate, warm-up included, so that a typo in
@@ -117,9 +118,24 @@ impl Checker<'_> {
     /// Check everything and build the workload; a placeholder stands in for
     /// anything that failed, so later checks still run.
     fn resolve(&mut self, s: &Scenario) -> Option<Workload> {
-        let (length, warmup) = self.run_length(s);
+        let replaying = s.arrivals.replay.is_some();
+        let (length, warmup) = self.run_length(s, replaying);
         let arrivals = self.arrivals(&s.arrivals);
-        let traffic = self.traffic(s);
+        let (arrivals, traffic) = match (&s.arrivals.replay, self.topology) {
+            (Some(file), Some(topology)) => {
+                let (replay, traffic) = self.replay(s, file, topology);
+                (replay.map_or(arrivals, Arrivals::Replay), traffic)
+            }
+            (Some(_), None) => (arrivals, Vec::new()),
+            (None, _) => (arrivals, self.traffic(s)),
+        };
+        // A replay without a length lasts as long as its log.
+        let length = match (&arrivals, length) {
+            (Arrivals::Replay(r), None) if s.duration.is_none() && s.requests.is_none() => {
+                Some(Length::Duration(r.times.last().map_or(1, |&t| t + 1).max(warmup + 1)))
+            }
+            (_, length) => length,
+        };
         let pools = self.pools(s, &traffic);
         let gateway = self.gateway(s.gateway.as_ref());
         let variants = self.variants(s);
@@ -154,7 +170,7 @@ impl Checker<'_> {
         }
     }
 
-    fn run_length(&mut self, s: &Scenario) -> (Option<Length>, Nanos) {
+    fn run_length(&mut self, s: &Scenario, replaying: bool) -> (Option<Length>, Nanos) {
         let warmup = match &s.warmup {
             Some(text) => self.duration("/warmup", text).unwrap_or(0),
             None => 0,
@@ -169,6 +185,7 @@ impl Checker<'_> {
                 );
                 None
             }
+            (None, None) if replaying => None,
             (None, None) => {
                 let message = "the scenario needs `duration` or `requests`";
                 let help = "add `duration: 60s` or `requests: 100000`";
@@ -271,6 +288,7 @@ impl Checker<'_> {
             Arrivals::Open { profile, .. } => profile.expected(end),
             // A client sends at most one request per microsecond of virtual time.
             Arrivals::Closed { clients, .. } => f64::from(*clients) * end as f64 / 1e3,
+            Arrivals::Replay(r) => r.times.partition_point(|&t| t < end) as f64,
         };
         let (expected, pointer) = match length {
             Length::Duration(end) => (expected_by(end), "/duration"),
@@ -371,5 +389,6 @@ fn known<'n>(kind: &str, wanted: &str, names: impl Iterator<Item = &'n str>) -> 
 
 mod gateway;
 mod pools;
+mod replay;
 #[cfg(test)]
 mod tests;

@@ -220,7 +220,7 @@ impl<'a> Run<'a> {
         }
         let source = Source::new(workload, seed);
         match workload.arrivals {
-            Arrivals::Open { .. } => {
+            Arrivals::Open { .. } | Arrivals::Replay(_) => {
                 if let Some(at) = source.next.filter(|&at| admits(workload, at, 0)) {
                     events.push(at, Event::Arrival);
                 }
@@ -305,9 +305,12 @@ impl<'a> Run<'a> {
             let point = rand_core::Rng::next_u64(&mut self.picks);
             sluice_traffic::split::choose(&weights, point).map_or(route.pool, |i| route.split[i].0)
         };
+        // Instances share requests evenly; a replayed client sticks to one,
+        // as behind a load balancer that hashes the source address.
         let n = self.instances.len();
+        let key = self.source.client().map_or(id, |c| u64::from(c) | 1 << 63);
         let instance =
-            ((keyed_uniform(self.seed, id, salt::INSTANCE) * n as f64) as usize).min(n - 1);
+            ((keyed_uniform(self.seed, key, salt::INSTANCE) * n as f64) as usize).min(n - 1);
         let deadline = Deadline::new(self.gateway.deadline(route), Clock(now));
         let request = Request {
             id,

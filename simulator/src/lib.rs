@@ -33,6 +33,8 @@ pub use report::Report;
 pub use scenario::Scenario;
 pub use workload::{Topology, Variant, Workload};
 
+mod replay;
+
 /// The seed used when neither the scenario nor the command line gives one.
 pub const DEFAULT_SEED: u64 = 0;
 
@@ -155,5 +157,11 @@ fn describe_arrivals(workload: &Workload) -> String {
         Arrivals::Closed { clients, think } => {
             format!("{clients} closed-loop clients, {} think time", time::Human(*think))
         }
+        Arrivals::Replay(replay) => format!(
+            "access log replay of {} requests from {} clients at {}x",
+            replay.times.len(),
+            replay.distinct_clients,
+            report::trim_float(replay.scale)
+        ),
     }
 }

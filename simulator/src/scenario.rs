@@ -75,7 +75,8 @@ pub struct Scenario {
     pub events: Vec<EventModel>,
 }
 
-/// The arrival process: open loop (`rate`) or closed loop (`clients`).
+/// The arrival process: open loop (`rate`), closed loop (`clients`), or a
+/// replay of an access log (`replay`).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Arrivals {
@@ -102,6 +103,19 @@ pub struct Arrivals {
     /// `100ms`. Default: `0s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub think: Option<String>,
+    /// Replay: a file written by `sluice serve --access-log FILE` (access
+    /// log format version 1, one JSON object per line), relative to the
+    /// scenario file. Each logged request that matched a route arrives at
+    /// its logged time (relative to the first), on its logged route, from
+    /// its logged client; lines without a route are left out. The traffic
+    /// mix comes from the log, so `traffic` must be absent, and without
+    /// `duration` or `requests` the run lasts as long as the log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay: Option<String>,
+    /// With `replay`: how many times faster than logged the requests
+    /// arrive, such as `2.0` for twice the rate. Positive. Default: 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<f64>,
 }
 
 /// How open-loop arrivals are spaced.

@@ -185,11 +185,12 @@ impl Workload {
         }
     }
 
-    /// The open-loop base rate, or 0 for a closed loop.
+    /// The open-loop base rate (a replay's mean rate), or 0 for a closed loop.
     pub fn base_rate(&self) -> f64 {
         match &self.arrivals {
             Arrivals::Open { profile, .. } => profile.base,
             Arrivals::Closed { .. } => 0.0,
+            Arrivals::Replay(replay) => replay.rate(),
         }
     }
 }
@@ -202,6 +203,36 @@ pub enum Arrivals {
     /// `clients` clients, each waiting an exponential think time of mean
     /// `think` after an answer before its next request.
     Closed { clients: u32, think: Nanos },
+    /// Arrivals read from an access log, in time order.
+    Replay(Replay),
+}
+
+/// The requests of an access log, as arrivals: instants relative to the
+/// log's first request (already divided by the scale), and for each its
+/// traffic share and its client.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replay {
+    /// Arrival instants, ascending.
+    pub times: std::sync::Arc<[Nanos]>,
+    /// Per arrival: its index into [`Workload::traffic`].
+    pub shares: std::sync::Arc<[u32]>,
+    /// Per arrival: its client, numbered in order of first appearance.
+    pub clients: std::sync::Arc<[u32]>,
+    /// Distinct clients in the log.
+    pub distinct_clients: u32,
+    /// The rate factor the log was replayed at.
+    pub scale: f64,
+}
+
+impl Replay {
+    /// The mean arrival rate over the replay, requests per second.
+    pub fn rate(&self) -> f64 {
+        let span = self.times.last().copied().unwrap_or(0);
+        if span == 0 {
+            return 0.0;
+        }
+        self.times.len() as f64 * 1e9 / span as f64
+    }
 }
 
 /// How open-loop arrivals are spaced.

@@ -138,4 +138,3 @@ pub async fn get(gateway: SocketAddr, path: &str) -> u16 {
     let reply = send(&client(), request("GET", gateway, "x.test", path)).await;
     reply.status.as_u16()
 }
-

@@ -25,8 +25,14 @@ pub(super) fn non_normal_paths(doc: &Document, spec: &Spec) -> Vec<Diagnostic> {
         let rewrite = |rules: &Normalization| {
             normalize(&masked, rules).map(|n| unmask(&n, &params)).map_err(|e| e.to_string())
         };
+        // Template literals are compiled to the canonical spelling (`/café` is
+        // `/caf%C3%A9`, `%7e` is `~`), so only a change of shape is a finding:
+        // merged slashes, dot segments, a refused separator.
+        let Some(spelled) = canonical_spelling(&masked).map(|c| unmask(&c, &params)) else {
+            continue;
+        };
         let Some((listener, rules)) = served_rules(spec, route.listeners.as_deref())
-            .find(|(_, rules)| rewrite(rules).map_or(true, |n| n != path))
+            .find(|(_, rules)| rewrite(rules).map_or(true, |n| n != spelled))
         else {
             continue;
         };
@@ -58,6 +64,13 @@ pub(super) fn non_normal_paths(doc: &Document, spec: &Spec) -> Vec<Diagnostic> {
 /// The template with each `{...}` group (which may hold a constraint with
 /// any characters, and whose braces normalisation would escape) replaced by
 /// a placeholder that normalisation leaves alone, and the groups it replaced; `None` when the braces do not balance.
+/// `path` with every segment in the spelling template literals compile to.
+fn canonical_spelling(path: &str) -> Option<String> {
+    let segments: Option<Vec<String>> =
+        path.split('/').map(|s| crate::normalize::canonical_segment(s).ok()).collect();
+    segments.map(|s| s.join("/"))
+}
+
 fn mask_params(path: &str) -> Option<(String, Vec<&str>)> {
     let mut masked = String::with_capacity(path.len());
     let mut groups = Vec::new();

@@ -42,6 +42,29 @@ impl Checker<'_> {
     pub(super) fn arrivals(&mut self, a: &scenario::Arrivals) -> Arrivals {
         let fallback =
             Arrivals::Open { pattern: Pattern::Poisson, profile: RateProfile::flat(1.0) };
+        if a.replay.is_some() {
+            let others = [
+                ("rate", a.rate.is_some()),
+                ("clients", a.clients.is_some()),
+                ("think", a.think.is_some()),
+                ("pattern", a.pattern.is_some()),
+                ("changes", !a.changes.is_empty()),
+                ("bursts", !a.bursts.is_empty()),
+            ];
+            for (field, _) in others.iter().filter(|(_, set)| *set) {
+                let message =
+                    format!("`{field}` does not apply to a replay, which keeps the log's times");
+                self.push_at_key(
+                    Diagnostic::error(codes::BAD_ARRIVALS, message),
+                    &format!("/arrivals/{field}"),
+                );
+            }
+            return fallback;
+        }
+        if a.scale.is_some() {
+            let message = "`scale` speeds up a replay; give `replay` too";
+            self.push_at_key(Diagnostic::error(codes::BAD_ARRIVALS, message), "/arrivals/scale");
+        }
         match (a.rate, a.clients) {
             (Some(_), Some(_)) => {
                 let message = "give `rate` (open loop) or `clients` (closed loop), not both";

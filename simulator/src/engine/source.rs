@@ -1,5 +1,5 @@
 //! Where requests come from: an open-loop source whose rate may change over
-//! time, or closed-loop clients.
+//! time, closed-loop clients, or the requests of an access log.
 //!
 //! A Poisson source with a time-varying rate is drawn by thinning (Lewis and
 //! Shedler, 1979): candidates arrive at the profile's peak rate and each is
@@ -13,7 +13,7 @@ use rand_pcg::Pcg64;
 
 use crate::random::{poisson_gap, stream, Stream};
 use crate::time::{Nanos, SECOND};
-use crate::workload::{Arrivals, Pattern, Workload};
+use crate::workload::{Arrivals, Pattern, Replay, Workload};
 
 /// The open-loop arrival process, and route choice for every request.
 pub(super) struct Source {
@@ -23,6 +23,10 @@ pub(super) struct Source {
     cumulative: Vec<f64>,
     /// The next open-loop arrival, when there is one.
     pub next: Option<Nanos>,
+    /// The access log being replayed, if any.
+    replay: Option<Replay>,
+    /// In a replay, the index of the latest arrival handed out.
+    cursor: usize,
     /// A running hash of every arrival, to show variants saw the same ones.
     #[cfg(test)]
     pub digest: u64,
@@ -43,18 +47,32 @@ impl Source {
             routes: stream(seed, Stream::Routes),
             cumulative,
             next: None,
+            replay: None,
+            cursor: 0,
             #[cfg(test)]
             digest: 0,
         };
-        if let Arrivals::Open { .. } = workload.arrivals {
-            source.next = source.after(workload, 0, true);
+        match &workload.arrivals {
+            Arrivals::Open { .. } => source.next = source.after(workload, 0, true),
+            Arrivals::Replay(replay) => {
+                source.next = replay.times.first().copied();
+                source.replay = Some(replay.clone());
+            }
+            Arrivals::Closed { .. } => {}
         }
         source
     }
 
     /// The open-loop arrival after one at `after`.
     pub fn after(&mut self, workload: &Workload, after: Nanos, first: bool) -> Option<Nanos> {
-        let Arrivals::Open { pattern, profile } = &workload.arrivals else { return None };
+        let (pattern, profile) = match &workload.arrivals {
+            Arrivals::Open { pattern, profile } => (pattern, profile),
+            Arrivals::Replay(replay) => {
+                self.cursor += 1;
+                return replay.times.get(self.cursor).copied();
+            }
+            Arrivals::Closed { .. } => return None,
+        };
         match pattern {
             Pattern::Constant => {
                 let rate = profile.at(after);
@@ -84,8 +102,16 @@ impl Source {
         }
     }
 
+    /// The client of the latest replayed arrival, in a replay.
+    pub fn client(&self) -> Option<u32> {
+        self.replay.as_ref().and_then(|r| r.clients.get(self.cursor)).copied()
+    }
+
     /// The traffic share of the next request.
     pub fn share(&mut self) -> usize {
+        if let Some(replay) = &self.replay {
+            return replay.shares.get(self.cursor).map_or(0, |&s| s as usize);
+        }
         let total = self.cumulative.last().copied().unwrap_or(0.0);
         let u = self.routes.random::<f64>() * total;
         let share = self.cumulative.partition_point(|&c| c <= u).min(self.cumulative.len() - 1);
