@@ -362,3 +362,51 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn tricky_path() -> impl Strategy<Value = String> {
+        let piece = prop::sample::select(vec![
+            "a", "B", "", ".", "..", "%2e", "%2E%2e", "%41", "%7e", "%2f", "%5C", "\\", "%25",
+            "%c3%a9", "é", "%3b", ";", "~", "%", "%zz", "x y", "{", "%00",
+        ]);
+        prop::collection::vec(piece, 0..8).prop_map(|parts| format!("/{}", parts.join("/")))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Whatever a client sends, an accepted path is canonical: normalising
+        /// it again changes nothing, and it holds no dot segment, no empty
+        /// segment before its end, no lowercase or unreserved escape, and no
+        /// separator in disguise. So no spelling reaches a route by a trick.
+        #[test]
+        fn accepted_paths_are_fixed_points(path in tricky_path(), merge in any::<bool>(),
+                                           slash in prop::sample::select(vec![EncodedSlash::Reject, EncodedSlash::Keep, EncodedSlash::Decode])) {
+            let rules = Normalization { merge_slashes: merge, encoded_slash: slash };
+            if let Ok(out) = normalize(&path, &rules) {
+                let again = normalize(&out, &rules).expect("a normalised path is accepted again");
+                prop_assert_eq!(&*again, &*out);
+                prop_assert!(out.starts_with('/'));
+                let segments: Vec<&str> = out[1..].split('/').collect();
+                prop_assert!(!segments.iter().any(|s| *s == "." || *s == ".."), "{}", out);
+                if merge {
+                    prop_assert!(!out.contains("//"), "{}", out);
+                }
+                prop_assert!(!out.contains('\\'));
+                for (i, _) in out.match_indices('%') {
+                    let hex = &out[i + 1..i + 3];
+                    prop_assert!(hex.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase()), "{}", out);
+                    let byte = u8::from_str_radix(hex, 16).unwrap();
+                    prop_assert!(!(byte.is_ascii_alphanumeric() || b"-._~".contains(&byte)), "{}", out);
+                    if slash == EncodedSlash::Reject {
+                        prop_assert!(byte != b'/' && byte != b'\\', "{}", out);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -162,6 +162,39 @@ struct GenRoute {
     constraints: Vec<(usize, &'static str)>,
     methods: Option<Vec<Method>>,
     listeners: u64,
+    /// A condition on header `x-a`: exact `1`, present, or absent.
+    header: Option<u8>,
+}
+
+fn header_condition(kind: u8) -> crate::condition::Condition {
+    use crate::condition::{Condition, Rule, Source};
+    let rule = match kind {
+        0 => Rule::Exact("1".into()),
+        1 => Rule::Present,
+        _ => Rule::Absent,
+    };
+    Condition { source: Source::Header("x-a".into()), rule }
+}
+
+thread_local! {
+    static X_A: std::cell::Cell<Option<&'static str>> = const { std::cell::Cell::new(None) };
+}
+
+/// The `x-a` header of the request the reference matcher is looking at.
+fn header_value() -> Option<&'static str> {
+    X_A.with(|v| v.get())
+}
+
+/// A request's only header, `x-a`, for the property test.
+struct XA(Option<&'static str>);
+
+impl crate::condition::RequestFields for XA {
+    fn any_header(&self, name: &str, each: &mut dyn FnMut(&str) -> bool) -> bool {
+        name == "x-a" && self.0.is_some_and(each)
+    }
+    fn query(&self) -> &str {
+        ""
+    }
 }
 
 /// Two overlapping constraints, so their fixed order (by regex text) is exercised.
@@ -182,8 +215,9 @@ fn gen_route() -> impl Strategy<Value = GenRoute> {
         any::<bool>(),
         prop::option::of(prop::sample::subsequence(vec![Method::Get, Method::Post], 1..=2)),
         prop::sample::select(vec![1u64, 2, u64::MAX]),
+        prop::option::of(0u8..3),
     )
-        .prop_map(|(host, generated, catch_all, methods, listeners)| {
+        .prop_map(|(host, generated, catch_all, methods, listeners, header)| {
             let mut segments = Vec::new();
             let mut constraints = Vec::new();
             // Name params uniquely so the template is valid.
@@ -199,7 +233,7 @@ fn gen_route() -> impl Strategy<Value = GenRoute> {
             if catch_all {
                 segments.push(Segment::CatchAll("rest".into()));
             }
-            GenRoute { host, segments, constraints, methods, listeners }
+            GenRoute { host, segments, constraints, methods, listeners, header }
         })
 }
 
@@ -216,6 +250,17 @@ fn reference_match(
     }
     if let Some(m) = &route.methods {
         if !m.contains(&method) {
+            return None;
+        }
+    }
+    let x_a = header_value();
+    if let Some(kind) = route.header {
+        let holds = match kind {
+            0 => x_a == Some("1"),
+            1 => x_a.is_some(),
+            _ => x_a.is_none(),
+        };
+        if !holds {
             return None;
         }
     }
@@ -270,11 +315,16 @@ fn reference_match(
         }
         key.push(20);
     }
-    key.push(u8::from(route.methods.is_some()));
+    key.push(u8::from(route.methods.is_some()) + u8::from(route.header.is_some()));
     Some((key, captures))
 }
 
-fn gen_request() -> impl Strategy<Value = (usize, &'static str, Method, String)> {
+fn gen_request(
+) -> impl Strategy<Value = ((usize, &'static str, Method, String), Option<&'static str>)> {
+    (gen_request_line(), prop::sample::select(vec![None, Some("1"), Some("2")]))
+}
+
+fn gen_request_line() -> impl Strategy<Value = (usize, &'static str, Method, String)> {
     (
         0usize..2,
         prop::sample::select(vec!["", "a.test", "A.TEST", "b.a.test", "c.test"]),
@@ -300,13 +350,15 @@ proptest! {
             let host = HostPattern::parse(r.host);
             let methods = r.methods.clone().map_or(MethodSet::ANY, MethodSet::of);
             let key = RouteKey { host: &host, template: &template, listeners: r.listeners, methods };
-            if builder.insert(i as u32, &key).is_ok() {
+            let conditions = r.header.map(header_condition).into_iter().collect();
+            if builder.insert_with_conditions(i as u32, &key, conditions).is_ok() {
                 accepted.push(i);
             }
         }
         let router = builder.build();
 
-        for (listener, host, method, path) in requests {
+        for ((listener, host, method, path), x_a) in requests {
+            X_A.with(|v| v.set(x_a));
             let mut best: Option<(Vec<u8>, usize, Vec<String>)> = None;
             for &i in &accepted {
                 if let Some((key, caps)) = reference_match(&routes[i], listener, host, method, &path) {
@@ -320,7 +372,14 @@ proptest! {
                 }
             }
             let want = best.map(|(_, i, caps)| (i as u32, caps));
-            let got = find(&router, listener, host, method, &path);
+            let got = {
+                let mut caps = Captures::new();
+                let facts = RequestFacts { listener, host: host_name(host), method, path: &path };
+                router.lookup_with(&facts, &XA(x_a), &mut caps).map(|r| {
+                    let values = caps.ranges().iter().map(|&(s, e)| path[s as usize..e as usize].to_owned()).collect();
+                    (r, values)
+                })
+            };
             prop_assert_eq!(got, want, "{} {} {:?} on listener {}", host, path, method, listener);
         }
     }
