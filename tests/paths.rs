@@ -139,3 +139,24 @@ async fn a_fragment_never_changes_what_is_matched_or_forwarded() {
     assert_eq!(targets(&public), ["/public/profile"]);
     assert!(targets(&admin).is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_may_forward_the_path_as_the_client_sent_it() {
+    let (public, admin) = (Upstream::start("pub").await, Upstream::start("adm").await);
+    let spec = spec(&public, &admin, "").replace(
+        "{ name: public, match: { path: \"/public/{*rest}\" }, to: pub }",
+        "{ name: public, match: { path: \"/public/{*rest}\" }, to: pub, forward_path: original }",
+    );
+    assert!(spec.contains("forward_path: original"));
+    let gateway = Gateway::start(&spec);
+    let addr = gateway.addr("public");
+    let status = tokio::task::spawn_blocking(move || raw_get(addr, "/public//%7euser/./x?q=1"))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    // Routing used the normalised path; the upstream got the client's bytes.
+    assert_eq!(targets(&public), ["/public//%7euser/./x?q=1"]);
+    // A path that normalisation refuses is still refused.
+    let status = tokio::task::spawn_blocking(move || raw_get(addr, "/public/a%2Fb")).await.unwrap();
+    assert_eq!(status, 400);
+}

@@ -143,6 +143,7 @@ pub(crate) fn lower(spec: &Spec) -> Plan {
             sticky: route.sticky.clone(),
             timeout: route.timeout.as_deref().map(|t| parse_duration(t).expect(VALID)),
             max_body_size: route.max_body_size.as_deref().map(|s| parse_size(s).expect(VALID)),
+            forward_original_path: route.forward_path == crate::spec::ForwardPath::Original,
             retries: policy::retries(
                 route.retries.as_ref(),
                 route

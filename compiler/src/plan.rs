@@ -133,6 +133,9 @@ pub struct RoutePlan {
     pub timeout: Option<Duration>,
     /// Largest request body in bytes (413 beyond).
     pub max_body_size: Option<u64>,
+    /// Forward the path as the client sent it rather than normalised.
+    #[serde(default)]
+    pub forward_original_path: bool,
     /// Retry policy and per-try timeout.
     #[serde(default)]
     pub retries: RetryPlan,

@@ -325,6 +325,11 @@ pub struct Route {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9]+(B|KiB|MiB|GiB)$"))]
     pub max_body_size: Option<String>,
+    /// The path the upstream receives: `normalized` (the default: the path the route
+    /// matched), or `original`, byte for byte as the client sent it, for a service that
+    /// must see its own spelling. Matching always uses the normalised path.
+    #[serde(default, skip_serializing_if = "ForwardPath::is_normalized")]
+    pub forward_path: ForwardPath,
     /// Retries of failed tries. Without it, a request whose connection could not be
     /// opened (so nothing was sent) still goes to another endpoint, once per endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -446,6 +451,23 @@ impl PathCase {
 impl TrailingSlash {
     fn is_strict(&self) -> bool {
         *self == TrailingSlash::Strict
+    }
+}
+
+/// Which spelling of the path a route forwards.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ForwardPath {
+    /// The normalised path, the one routing matched.
+    #[default]
+    Normalized,
+    /// The path exactly as the client sent it.
+    Original,
+}
+
+impl ForwardPath {
+    fn is_normalized(&self) -> bool {
+        *self == ForwardPath::Normalized
     }
 }
 

@@ -261,7 +261,9 @@ async fn forward(
     tracing::trace!(route = %route_plan.name, %address, "routed");
 
     // Rewrite the request for the upstream, in the pool's protocol.
-    let target = upstream_uri(&shared.authorities[pool][endpoint], &path, request.uri().query())?;
+    let forwarded = if route_plan.forward_original_path { request.uri().path() } else { &path };
+    let target =
+        upstream_uri(&shared.authorities[pool][endpoint], forwarded, request.uri().query())?;
     let protocol = plan.pools[pool].protocol;
     let upgrade = upgrade::Requested::take(&mut request, protocol);
     let te_trailers = protocol == Protocol::Http2 && headers::accepts_trailers(request.headers());

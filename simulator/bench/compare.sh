@@ -50,7 +50,7 @@ sluice_run() {
 sluice_means() {
     "$py" -c 'import json, sys
 r = json.load(open(sys.argv[1]))
-print(" ".join(f"{v["latency"]["mean_ns"] / 1e6:.3f}" for v in r["variants"]))' "$1"
+print(" ".join("%.3f" % (v["latency"]["mean_ns"] / 1e6) for v in r["variants"]))' "$1"
 }
 
 rate() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.0f", n / s }'; }
