@@ -125,18 +125,20 @@ async fn a_listener_may_keep_or_decode_encoded_slashes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fragment_never_changes_what_is_matched_or_forwarded() {
-    // The HTTP parser drops `#...` from the target; what matters is that the
-    // route and the upstream see the same path (the Istio fault forwarded
-    // `%23s1` while matching without it).
+async fn a_fragment_in_the_request_target_is_refused() {
+    // The Istio fault forwarded `%23s1` while matching without it; Sluice
+    // refuses a target with a `#` before it reaches routing at all.
     let (public, admin) = (Upstream::start("pub").await, Upstream::start("adm").await);
     let gateway = Gateway::start(&spec(&public, &admin, ""));
     let addr = gateway.addr("public");
-    let status = tokio::task::spawn_blocking(move || raw_get(addr, "/public/profile#../../admin"))
-        .await
-        .unwrap();
+    for target in ["/public/profile#../../admin", "/public/profile#s1", "/public/x?a=1#frag"] {
+        let status = tokio::task::spawn_blocking(move || raw_get(addr, target)).await.unwrap();
+        assert_eq!(status, 400, "{target}");
+    }
+    // An encoded `#` is data in a segment, and stays encoded.
+    let status = tokio::task::spawn_blocking(move || raw_get(addr, "/public/a%23b")).await.unwrap();
     assert_eq!(status, 200);
-    assert_eq!(targets(&public), ["/public/profile"]);
+    assert_eq!(targets(&public), ["/public/a%23b"]);
     assert!(targets(&admin).is_empty());
 }
 

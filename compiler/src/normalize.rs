@@ -24,8 +24,9 @@
 //! `%23`, `%3B`, `%20`, UTF-8 bytes) stay encoded: they are data within a
 //! segment for matching and for the upstream alike.
 //!
-//! The HTTP parser drops a `#fragment` from the request target before the
-//! gateway sees it, so matching and forwarding both use the path without it.
+//! A raw `#` in an HTTP/1 request target is refused with 400 by the runtime's
+//! head scanner before routing, since the HTTP parser would otherwise drop
+//! the fragment silently.
 //!
 //! A path that is already canonical (the common case) is returned borrowed,
 //! without allocating.

@@ -178,7 +178,14 @@ impl FramingScanner {
             return Parsed::Complete { len, verdict: Err("request head too large") };
         }
 
-        let framing = body_framing(&request);
+        // A fragment is the client's own business and never part of a request;
+        // the HTTP parser would drop it silently, so it is refused here.
+        let framing = body_framing(&request).and_then(|framing| {
+            match request.path.is_some_and(|target| target.contains('#')) {
+                true => Err("request target holds a `#` fragment"),
+                false => Ok(framing),
+            }
+        });
         self.state = match framing {
             Ok(Framing::Length(0)) => State::Head,
             Ok(Framing::Length(n)) => State::Fixed(n),

@@ -240,6 +240,12 @@ fn later_codes_point_at_the_value_they_are_about() {
         ("S0420", format!("{GOOD}gateway: {{ instances: 0 }}\n"), "0 }"),
         ("S0420", format!("{GOOD}gateway: {{ instances: 65 }}\n"), "65 }"),
         ("S0420", format!("{GOOD}gateway: {{ retries: {{ on: [timeout, 404] }} }}\n"), "404]"),
+        (
+            "S0422",
+            GOOD.replacen("{ rate: 300 }", "{ replay: no-such-access.log }", 1),
+            "no-such-access.log }",
+        ),
+        ("S0415", GOOD.replacen("{ rate: 300 }", "{ replay: x.log, rate: 5 }", 1), "rate: 5"),
         ("S0421", event("{ at: 90s, action: crash, pool: contacts, endpoint: \"0\" }"), "90s"),
     ];
     for (code, text, at) in &cases {
