@@ -3,6 +3,13 @@
 
 use std::time::Duration;
 
+/// Largest factor a burst or a slowdown may apply.
+const MAX_FACTOR: f64 = 10_000.0;
+/// Most closed-loop clients one run may simulate.
+const MAX_CLIENTS: u32 = 1_000_000;
+/// Most tries one request may take.
+const MAX_ATTEMPTS: u32 = 100;
+
 use sluice_compiler::Diagnostic;
 use sluice_traffic::{BudgetSettings, CircuitLimits, HealthSettings, OutlierSettings};
 
@@ -29,6 +36,20 @@ impl Checker<'_> {
         }
         self.push(Diagnostic::error(code, format!("{what} {x} is not positive")), pointer);
         false
+    }
+
+    /// A multiplying factor: positive and at most [`MAX_FACTOR`], beyond which
+    /// virtual times overflow and the statistics stop meaning anything.
+    fn factor(&mut self, pointer: &str, what: &str, x: f64) -> bool {
+        if !self.positive(pointer, what, x, codes::OUT_OF_RANGE) {
+            return false;
+        }
+        if x > MAX_FACTOR {
+            let message = format!("{what} {x} is above the limit of {MAX_FACTOR}");
+            self.push(Diagnostic::error(codes::OUT_OF_RANGE, message), pointer);
+            return false;
+        }
+        true
     }
 
     fn optional_duration(&mut self, pointer: &str, text: &Option<String>) -> Option<Nanos> {
@@ -98,6 +119,15 @@ impl Checker<'_> {
                     let message = "`clients` must be at least 1";
                     self.push(Diagnostic::error(codes::BAD_ARRIVALS, message), "/arrivals/clients");
                 }
+                if clients > MAX_CLIENTS {
+                    let message = format!(
+                        "{clients} closed-loop clients are more than the limit of {MAX_CLIENTS}"
+                    );
+                    self.push(
+                        Diagnostic::error(codes::TOO_MANY_REQUESTS, message),
+                        "/arrivals/clients",
+                    );
+                }
                 let think = self.optional_duration("/arrivals/think", &a.think).unwrap_or(0);
                 Arrivals::Closed { clients: clients.max(1), think }
             }
@@ -145,12 +175,15 @@ impl Checker<'_> {
                     let here = format!("/arrivals/bursts/{i}");
                     let at = self.duration(&format!("{here}/at"), &b.at);
                     let length = self.duration(&format!("{here}/length"), &b.length);
-                    let ok = self.positive(
-                        &format!("{here}/factor"),
-                        "burst factor",
-                        b.factor,
-                        codes::OUT_OF_RANGE,
-                    );
+                    let mut ok = self.factor(&format!("{here}/factor"), "burst factor", b.factor);
+                    if length == Some(0) {
+                        let message = "a burst needs a positive `length`, such as `length: 5s`";
+                        self.push(
+                            Diagnostic::error(codes::OUT_OF_RANGE, message),
+                            &format!("{here}/length"),
+                        );
+                        ok = false;
+                    }
                     if let (Some(from), Some(length), true) = (at, length, ok) {
                         bursts.push(Burst {
                             from,
@@ -173,6 +206,11 @@ impl Checker<'_> {
         match n {
             Some(0) => {
                 let message = format!("`{what}` must be at least 1");
+                self.push(Diagnostic::error(codes::BAD_SETTING, message), pointer);
+                None
+            }
+            Some(n) if what == "attempts" && n > MAX_ATTEMPTS => {
+                let message = format!("`attempts` {n} is above the limit of {MAX_ATTEMPTS}");
                 self.push(Diagnostic::error(codes::BAD_SETTING, message), pointer);
                 None
             }
@@ -461,12 +499,7 @@ impl Checker<'_> {
                     self.push(Diagnostic::error(codes::EVENT_FIELDS, message), here);
                     return None;
                 };
-                if !self.positive(
-                    &format!("{here}/factor"),
-                    "slowdown factor",
-                    f,
-                    codes::OUT_OF_RANGE,
-                ) {
+                if !self.factor(&format!("{here}/factor"), "slowdown factor", f) {
                     return None;
                 }
                 FaultKind::Slow(f)

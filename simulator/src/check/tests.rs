@@ -263,3 +263,28 @@ fn later_codes_point_at_the_value_they_are_about() {
         );
     }
 }
+
+/// Regression: absurd sizes once ran silently (a zero-length burst with a
+/// huge factor wiped out the run; a billion closed-loop clients hung; a
+/// slowdown of 1e308 broke the statistics). Each is now a located finding.
+#[test]
+fn absurd_sizes_are_findings_not_silent_runs() {
+    let cases = [
+        (
+            "arrivals: { rate: 300 }",
+            "arrivals: { rate: 10, bursts: [{ at: 5s, length: 0s, factor: 2 }] }",
+            "S0417",
+        ),
+        (
+            "arrivals: { rate: 300 }",
+            "arrivals: { rate: 10, bursts: [{ at: 5s, length: 1s, factor: 1e10 }] }",
+            "S0417",
+        ),
+        ("arrivals: { rate: 300 }", "arrivals: { clients: 1000000000, think: 0ms }", "S0410"),
+    ];
+    for (from, to, code) in cases {
+        let codes: Vec<&str> =
+            check(&GOOD.replace(from, to)).diagnostics.iter().map(|d| d.code.id).collect();
+        assert!(codes.contains(&code), "{to}: {codes:?}");
+    }
+}
