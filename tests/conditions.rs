@@ -253,3 +253,31 @@ routes:
         side
     );
 }
+
+/// Regression: a header the client names in `Connection` is stripped before
+/// forwarding, so routing must not see it either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_named_in_connection_does_not_route() {
+    let (plain, internal) = (Upstream::start("plain").await, Upstream::start("internal").await);
+    let spec = format!(
+        "version: 1
+listeners: [{{ name: public, bind: \"127.0.0.1:0\" }}]
+pools:
+  - {{ name: plain, endpoints: [{{ address: \"{}\" }}] }}
+  - {{ name: internal, endpoints: [{{ address: \"{}\" }}] }}
+routes:
+  - {{ name: plain, match: {{ path: /x }}, to: plain }}
+  - {{ name: internal, match: {{ path: /x, headers: [{{ name: x-internal, present: true }}] }}, to: internal }}
+",
+        plain.address, internal.address
+    );
+    let gateway = Gateway::start(&spec);
+    let http = client();
+    let mut req = request("GET", gateway.addr("public"), "x", "/x");
+    req.headers_mut().insert("x-internal", "1".parse().unwrap());
+    assert_eq!(send(&http, req).await.body, "internal");
+    let mut req = request("GET", gateway.addr("public"), "x", "/x");
+    req.headers_mut().insert("x-internal", "1".parse().unwrap());
+    req.headers_mut().insert("connection", "x-internal".parse().unwrap());
+    assert_eq!(send(&http, req).await.body, "plain");
+}

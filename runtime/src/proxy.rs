@@ -611,9 +611,18 @@ struct Fields<'r, B> {
 
 impl<B> RequestFields for Fields<'_, B> {
     fn any_header(&self, name: &str, each: &mut dyn FnMut(&str) -> bool) -> bool {
+        // Routing sees what the upstream will: a header the client named in
+        // `Connection` is removed before forwarding, so it is absent here too.
+        let headers = self.request.headers();
+        let hop_by_hop = headers.get_all(hyper::header::CONNECTION).iter().any(|v| {
+            v.to_str().is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(name)))
+        });
+        if hop_by_hop {
+            return false;
+        }
         // A value that is not visible ASCII can satisfy nothing but `present`,
         // which sees it as an empty string.
-        self.request.headers().get_all(name).iter().any(|v| each(v.to_str().unwrap_or("")))
+        headers.get_all(name).iter().any(|v| each(v.to_str().unwrap_or("")))
     }
 
     fn query(&self) -> &str {
