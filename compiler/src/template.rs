@@ -188,6 +188,12 @@ fn parse_segment(seg: &str) -> Result<(Segment, Option<Pattern>), TemplateError>
     // `{name:regex}`: the regex is everything after the first colon, braces included.
     if let Some((name, regex)) = inner.split_once(':') {
         check_name(name)?;
+        if regex.is_empty() {
+            return Err(TemplateError::BadConstraint(
+                name.to_owned(),
+                "it is empty, and a parameter never matches an empty segment".to_owned(),
+            ));
+        }
         let pattern = Pattern::new(regex).map_err(|e| {
             let text = e.to_string();
             let last = text.lines().last().unwrap_or_default().trim();
@@ -256,6 +262,7 @@ mod tests {
             Err(TemplateError::BadConstraint(n, _)) if n == "id"
         ));
         assert!(Template::parse("/{id:a?b}").is_ok(), "`?` is fine inside a constraint");
+        assert!(matches!(Template::parse("/u/{id:}"), Err(TemplateError::BadConstraint(..))));
     }
 
     #[test]
