@@ -93,7 +93,7 @@ impl Exchange {
         let endpoint = self.endpoint.map(|(p, e)| &self.shared.plan.pools[p].endpoints[e].address);
         tracing::debug!(
             side = "upstream",
-            endpoint = ?endpoint,
+            endpoint = %endpoint.map_or_else(String::new, ToString::to_string),
             %error,
             "upstream response body failed after the headers were sent"
         );
