@@ -433,21 +433,13 @@ impl LiteralIndex {
     }
 }
 
-/// A cheap hash of a path segment: its length, its first eight bytes and its
-/// last eight, multiplied through. Segments that collide are told apart by the
-/// string comparison that follows every probe, so speed matters more here than
-/// spread; siblings that differ only in their middle bytes just probe further.
+/// FNV-1a over the segment's bytes: one multiply per byte, and a good spread
+/// for the short, similar literals (`svc1`, `svc2`...) that sit side by side.
+/// (A word-at-a-time hash was tried and lost: such siblings collided.)
 fn segment_hash(bytes: &[u8]) -> u64 {
-    let word = |chunk: &[u8]| {
-        let mut buf = [0u8; 8];
-        buf[..chunk.len()].copy_from_slice(chunk);
-        u64::from_le_bytes(buf)
-    };
-    let n = bytes.len();
-    let head = word(&bytes[..n.min(8)]);
-    let tail = word(&bytes[n.saturating_sub(8)..]);
-    let h = (head ^ tail.rotate_left(29) ^ (n as u64)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    h ^ (h >> 32)
+    bytes
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }
 
 fn cmp_ignore_case(lower: &str, other: &str) -> Ordering {
