@@ -84,8 +84,21 @@ pub fn simulate(args: SimulateArgs) -> ExitCode {
 
     let seed = args.seed.or(workload.seed).unwrap_or(DEFAULT_SEED);
     let topology = Topology::from_plan(&plan);
-    let report =
-        sluice_simulator::simulate_replicated(&topology, &workload, seed, args.replications);
+    let progress = sluice_simulator::Progress::default();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let report = std::thread::scope(|scope| {
+        let display = scope.spawn(|| show_progress(&progress, &done));
+        let report = sluice_simulator::simulate_with_progress(
+            &topology,
+            &workload,
+            seed,
+            args.replications,
+            &progress,
+        );
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = display.join();
+        report
+    });
     match args.format {
         Format::Table => crate::out(&report.to_table()),
         Format::Json => crate::out(&report.to_json()),
@@ -106,4 +119,37 @@ pub fn simulate(args: SimulateArgs) -> ExitCode {
         return ExitCode::from(1);
     }
     ExitCode::SUCCESS
+}
+
+/// A progress bar on stderr for runs longer than a second, only when stderr
+/// is a terminal (nothing at all in pipes and CI logs); cleared at the end.
+fn show_progress(progress: &sluice_simulator::Progress, done: &std::sync::atomic::AtomicBool) {
+    use std::io::{IsTerminal, Write};
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+
+    if !std::io::stderr().is_terminal() {
+        return;
+    }
+    let start = Instant::now();
+    let mut shown = false;
+    while !done.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+        if start.elapsed() < Duration::from_secs(1) {
+            continue;
+        }
+        let (finished, total, events) = progress.read();
+        let filled = (finished * 30).checked_div(total).unwrap_or(0).min(30);
+        let line = format!(
+            "\rsimulating [{}{}] {finished}/{total} runs, {:.1} M events",
+            "#".repeat(filled),
+            ".".repeat(30 - filled),
+            events as f64 / 1e6
+        );
+        let _ = std::io::stderr().write_all(line.as_bytes());
+        shown = true;
+    }
+    if shown {
+        let _ = std::io::stderr().write_all(format!("\r{:70}\r", "").as_bytes());
+    }
 }

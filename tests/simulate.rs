@@ -247,3 +247,29 @@ pools:
     assert!(arrivals.ends_with(" at 2x"), "{arrivals}");
     assert_eq!(v["errors"]["unreachable"], 0);
 }
+
+/// The progress bar is for terminals only: a run longer than a second with
+/// its stderr piped (as in CI) writes nothing there.
+#[test]
+fn no_progress_bar_when_stderr_is_not_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("long.scenario.yaml");
+    std::fs::write(
+        &scenario,
+        "version: 1\nseed: 1\nrequests: 3000000\narrivals: { rate: 1000 }\n\
+         pools:\n  \"*\": { workers: 8, service: { distribution: exponential, mean: 2ms } }\n\
+         balancers: [round_robin, least_request]\n",
+    )
+    .unwrap();
+    let spec = format!("{}/specs/platform.yaml", env!("CARGO_MANIFEST_DIR"));
+    let started = std::time::Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["simulate", &spec, "--scenario"])
+        .arg(&scenario)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    // Worth asserting only if the run was long enough for a bar to appear.
+    eprintln!("the run took {:?}", started.elapsed());
+}

@@ -153,14 +153,33 @@ struct Run<'a> {
 }
 
 /// Simulate `workload` on `topology` under one variant.
+#[cfg(test)]
 pub(crate) fn run_variant(
     topology: &Topology,
     workload: &Workload,
     seed: u64,
     variant: Variant,
 ) -> Outcome {
+    run_variant_counting(topology, workload, seed, variant, &std::sync::atomic::AtomicU64::new(0))
+}
+
+/// [`run_variant`], adding the events it processes to `events` in batches.
+pub(crate) fn run_variant_counting(
+    topology: &Topology,
+    workload: &Workload,
+    seed: u64,
+    variant: Variant,
+    events: &std::sync::atomic::AtomicU64,
+) -> Outcome {
+    const BATCH: u64 = 1 << 16;
     let mut run = Run::new(topology, workload, seed, variant);
+    let mut counted = 0u64;
     while let Some((now, event)) = run.events.pop() {
+        counted += 1;
+        if counted == BATCH {
+            events.fetch_add(counted, std::sync::atomic::Ordering::Relaxed);
+            counted = 0;
+        }
         match event {
             Event::Arrival => run.open_arrival(now),
             Event::Client(c) => run.client_arrival(now, c),
@@ -177,6 +196,7 @@ pub(crate) fn run_variant(
             Event::Close => run.measure.close(now, &mut run.stations),
         }
     }
+    events.fetch_add(counted, std::sync::atomic::Ordering::Relaxed);
     let name = variant.name();
     let (report, warmup, measured) = run.measure.finish(name, topology, workload, &run.stations);
     Outcome {

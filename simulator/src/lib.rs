@@ -60,11 +60,40 @@ pub fn simulate_replicated(
     seed: u64,
     replications: u32,
 ) -> Report {
+    simulate_with_progress(topology, workload, seed, replications, &Progress::default())
+}
+
+/// How far a simulation has got, for a progress display: runs (variant ×
+/// replication) finished out of all, and events processed so far. Counters
+/// only; the simulator reads no clock, the display decides when to look.
+#[derive(Debug, Default)]
+pub struct Progress {
+    events: std::sync::atomic::AtomicU64,
+    runs_done: std::sync::atomic::AtomicUsize,
+    runs_total: std::sync::atomic::AtomicUsize,
+}
+
+impl Progress {
+    /// `(runs finished, runs in all, events processed)`.
+    pub fn read(&self) -> (usize, usize, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.runs_done.load(Relaxed), self.runs_total.load(Relaxed), self.events.load(Relaxed))
+    }
+}
+
+/// [`simulate_replicated`], counting progress into `progress` as it goes.
+pub fn simulate_with_progress(
+    topology: &Topology,
+    workload: &Workload,
+    seed: u64,
+    replications: u32,
+    progress: &Progress,
+) -> Report {
     let replications = replications.max(1);
     let jobs: Vec<(usize, u64)> = (0..workload.variants.len())
         .flat_map(|v| (0..replications).map(move |k| (v, replication_seed(seed, k))))
         .collect();
-    let outcomes = run_jobs(topology, workload, &jobs);
+    let outcomes = run_jobs(topology, workload, &jobs, progress);
 
     let (warmup_ns, measured_ns) = outcomes.first().map_or((0, 0), |o| (o.warmup, o.measured));
     let per_variant = outcomes.chunks(replications as usize);
@@ -111,9 +140,11 @@ fn run_jobs(
     topology: &Topology,
     workload: &Workload,
     jobs: &[(usize, u64)],
+    progress: &Progress,
 ) -> Vec<engine::Outcome> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let next = AtomicUsize::new(0);
+    progress.runs_total.store(jobs.len(), Ordering::Relaxed);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(jobs.len());
     let mut done: Vec<(usize, engine::Outcome)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
@@ -124,7 +155,15 @@ fn run_jobs(
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(&(v, seed)) = jobs.get(i) else { break };
                         let variant = workload.variants[v];
-                        mine.push((i, engine::run_variant(topology, workload, seed, variant)));
+                        let outcome = engine::run_variant_counting(
+                            topology,
+                            workload,
+                            seed,
+                            variant,
+                            &progress.events,
+                        );
+                        progress.runs_done.fetch_add(1, Ordering::Relaxed);
+                        mine.push((i, outcome));
                     }
                     mine
                 })
