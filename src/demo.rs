@@ -259,7 +259,8 @@ fn print_least_request_note(plan: &Plan) {
     if plan.pools.iter().any(|p| p.balance == sluice_compiler::Balance::LeastRequest) {
         println!(
             "\n  least_request picks the less busy of two random endpoints. The samples go one \
-             at a time,\n  so nothing is ever in flight and its picks here are simply random."
+             at a time,\n  so nothing is ever in flight, and ties go to a random endpoint in \
+             proportion to its weight."
         );
     }
 }
