@@ -528,13 +528,7 @@ impl RouterBuilder {
         });
         leaves.insert(at, leaf);
 
-        if !conditions.is_empty() {
-            let slot = route as usize;
-            if self.router.conditions.len() <= slot {
-                self.router.conditions.resize(slot + 1, Vec::new());
-            }
-            self.router.conditions[slot] = conditions;
-        }
+        self.store_conditions(route, conditions);
         Ok(())
     }
 
@@ -566,27 +560,43 @@ impl RouterBuilder {
     }
 
     fn literal_child(&mut self, node: u32, literal: &str) -> u32 {
-        let literals = &self.router.nodes[node as usize].literals;
-        match literals.binary_search_by(|(l, _)| (**l).cmp(literal)) {
-            Ok(i) => literals[i].1,
+        self.sorted_child(node, literal, |n| &mut n.literals)
+    }
+
+    fn folded_child(&mut self, node: u32, folded: &str) -> u32 {
+        self.sorted_child(node, folded, |n| &mut n.folded)
+    }
+
+    /// The child under `key` in one of `node`'s sorted child lists, created
+    /// (keeping the list sorted) when it is not there yet.
+    fn sorted_child(
+        &mut self,
+        node: u32,
+        key: &str,
+        list: fn(&mut Node) -> &mut Vec<(Box<str>, u32)>,
+    ) -> u32 {
+        let children = list(&mut self.router.nodes[node as usize]);
+        match children.binary_search_by(|(l, _)| (**l).cmp(key)) {
+            Ok(i) => children[i].1,
             Err(i) => {
                 let child = self.new_node();
-                self.router.nodes[node as usize].literals.insert(i, (literal.into(), child));
+                list(&mut self.router.nodes[node as usize]).insert(i, (key.into(), child));
                 child
             }
         }
     }
 
-    fn folded_child(&mut self, node: u32, folded: &str) -> u32 {
-        let children = &self.router.nodes[node as usize].folded;
-        match children.binary_search_by(|(l, _)| (**l).cmp(folded)) {
-            Ok(i) => children[i].1,
-            Err(i) => {
-                let child = self.new_node();
-                self.router.nodes[node as usize].folded.insert(i, (folded.into(), child));
-                child
-            }
+    /// Keep a route's conditions where lookup finds them (routes without any
+    /// take no slot beyond the last route that has some).
+    fn store_conditions(&mut self, route: RouteId, conditions: Vec<Condition>) {
+        if conditions.is_empty() {
+            return;
         }
+        let slot = route as usize;
+        if self.router.conditions.len() <= slot {
+            self.router.conditions.resize(slot + 1, Vec::new());
+        }
+        self.router.conditions[slot] = conditions;
     }
 
     /// Insert a `path_regex` route under `host`. Like [`RouterBuilder::insert`],
@@ -619,13 +629,7 @@ impl RouterBuilder {
             l.rank > rank || (l.rank == rank && p.as_str() <= pattern.as_str())
         });
         regex.insert(at, (pattern, leaf));
-        if !conditions.is_empty() {
-            let slot = route as usize;
-            if self.router.conditions.len() <= slot {
-                self.router.conditions.resize(slot + 1, Vec::new());
-            }
-            self.router.conditions[slot] = conditions;
-        }
+        self.store_conditions(route, conditions);
         Ok(())
     }
 
