@@ -119,6 +119,9 @@ struct Leaf {
     rank: u16,
 }
 
+/// A node's children keyed by segment text, sorted by it.
+type Children = Vec<(Box<str>, u32)>;
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Node {
     /// Literal children, sorted by segment.
@@ -569,12 +572,7 @@ impl RouterBuilder {
 
     /// The child under `key` in one of `node`'s sorted child lists, created
     /// (keeping the list sorted) when it is not there yet.
-    fn sorted_child(
-        &mut self,
-        node: u32,
-        key: &str,
-        list: fn(&mut Node) -> &mut Vec<(Box<str>, u32)>,
-    ) -> u32 {
+    fn sorted_child(&mut self, node: u32, key: &str, list: fn(&mut Node) -> &mut Children) -> u32 {
         let children = list(&mut self.router.nodes[node as usize]);
         match children.binary_search_by(|(l, _)| (**l).cmp(key)) {
             Ok(i) => children[i].1,
