@@ -21,6 +21,14 @@
 //!   (a pipelined head waits its turn without its clock running).
 //! - **busy**: a request is in flight. The route's `timeout` bounds the wait
 //!   for the upstream; the connection itself has no clock.
+//!
+//! The clocks are kept as times in [`ConnectionState`], which requests and
+//! the scanner update without waking anyone. The driver holds one timer and
+//! looks at the clocks when it fires: it never sleeps past the deadline of a
+//! running clock, nor longer than the shorter of the two timeouts, so a
+//! clock that starts while it sleeps is looked at before it can run out.
+//! A request thus costs the driver nothing; an open connection costs it a
+//! wake-up per timeout period.
 
 use std::future::Future;
 use std::io;
@@ -36,7 +44,7 @@ use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::framing::{Event, FramingScanner, UNFOLLOWABLE};
@@ -62,8 +70,6 @@ pub(crate) struct ConnectionState {
     idle_since: AtomicU64,
     /// Whether any request has started, for the drain.
     used: AtomicBool,
-    /// Wakes the driver when a clock starts.
-    wake: Notify,
 }
 
 impl ConnectionState {
@@ -80,7 +86,6 @@ impl ConnectionState {
             head_started: AtomicU64::new(NONE),
             idle_since: AtomicU64::new(0),
             used: AtomicBool::new(false),
-            wake: Notify::new(),
         })
     }
 
@@ -117,7 +122,6 @@ impl ConnectionState {
         match event {
             Event::HeadStarted => {
                 self.head_started.store(self.now(), Ordering::Release);
-                self.wake.notify_one();
             }
             Event::Head(verdict) => {
                 match verdict {
@@ -149,6 +153,14 @@ impl ConnectionState {
             None
         }
     }
+
+    /// When the driver should next look at the clocks, `now`: at the
+    /// running clock's deadline, and no later than `period` from now, which
+    /// is as soon as any clock that starts after now can run out.
+    fn next_check(&self, limits: Limits, now: Instant) -> Instant {
+        let soonest = now + limits.period();
+        self.deadline(limits).map_or(soonest, |(at, _)| at.min(soonest))
+    }
 }
 
 /// Counts one request in flight on its connection until dropped.
@@ -159,7 +171,6 @@ impl Drop for InFlight {
         let state = &self.0;
         if state.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
             state.idle_since.store(state.now(), Ordering::Release);
-            state.wake.notify_one();
         }
     }
 }
@@ -329,6 +340,14 @@ pub(crate) struct Limits {
     pub(crate) idle: Duration,
 }
 
+impl Limits {
+    /// The longest the driver may sleep without looking at the clocks: the
+    /// shorter timeout, and never under a millisecond so that it cannot spin.
+    fn period(self) -> Duration {
+        self.head.min(self.idle).max(Duration::from_millis(1))
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Clock {
     Head,
@@ -346,20 +365,12 @@ pub(crate) async fn drive<F: GracefulFuture>(
     peer: SocketAddr,
 ) -> Option<hyper::Error> {
     let mut serving = std::pin::pin!(serving);
+    let mut timer =
+        std::pin::pin!(tokio::time::sleep_until(state.next_check(limits, Instant::now())));
     let result = loop {
-        let deadline = state.deadline(limits);
-        let expiry = async {
-            match deadline {
-                Some((at, clock)) => {
-                    tokio::time::sleep_until(at).await;
-                    clock
-                }
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
+            biased;
             result = serving.as_mut() => break result,
-            () = state.wake.notified() => {}
             _ = stopping.changed() => {
                 if !state.used.load(Ordering::Relaxed) {
                     break Ok(());
@@ -367,20 +378,19 @@ pub(crate) async fn drive<F: GracefulFuture>(
                 serving.as_mut().shut_down();
                 break serving.await;
             }
-            clock = expiry => {
-                // The clock may have been superseded while the timer slept.
-                if state.deadline(limits).is_some_and(|(at, c)| c == clock && at <= Instant::now()) {
-                    match clock {
-                        Clock::Head => {
-                            tracing::debug!(side = "client", %peer, "request head not finished in time; closing");
-                            break Ok(());
-                        }
-                        Clock::Idle => {
-                            tracing::debug!(%peer, "idle connection timed out; closing");
-                            serving.as_mut().shut_down();
-                            break serving.await;
-                        }
+            () = timer.as_mut() => {
+                let now = Instant::now();
+                match state.deadline(limits) {
+                    Some((at, Clock::Head)) if at <= now => {
+                        tracing::debug!(side = "client", %peer, "request head not finished in time; closing");
+                        break Ok(());
                     }
+                    Some((at, Clock::Idle)) if at <= now => {
+                        tracing::debug!(%peer, "idle connection timed out; closing");
+                        serving.as_mut().shut_down();
+                        break serving.await;
+                    }
+                    _ => timer.as_mut().reset(state.next_check(limits, now)),
                 }
             }
         }

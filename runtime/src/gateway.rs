@@ -374,13 +374,14 @@ impl Connection {
             let (key, index) = (self.key.clone(), self.index);
             let hold =
                 ConnectionHold { _stopping: self.stopping.clone(), _slot: Arc::clone(&self.slot) };
+            let client = proxy::Peer::new(peer);
             service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
                 let (in_flight, refused) = state.begin_request();
                 let (shared, listener) = generation(&current, &key, &accepted, index);
                 if request.headers().contains_key(UPGRADE) {
                     request.extensions_mut().insert(hold.clone());
                 }
-                proxy::handle(shared, listener, peer, request, in_flight, refused)
+                proxy::handle(shared, listener, client.clone(), request, in_flight, refused)
             })
         };
 

@@ -23,16 +23,16 @@ use std::net::IpAddr;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, HOST};
 
 /// Headers that are hop-by-hop whatever `Connection` says.
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authenticate",
-    "proxy-authorization",
+static HOP_BY_HOP: [HeaderName; 9] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    hyper::header::TE,
+    hyper::header::TRAILER,
+    hyper::header::TRANSFER_ENCODING,
+    hyper::header::UPGRADE,
+    hyper::header::PROXY_AUTHENTICATE,
+    hyper::header::PROXY_AUTHORIZATION,
 ];
 
 pub(crate) static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -41,7 +41,13 @@ pub(crate) static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forw
 
 /// Remove hop-by-hop headers. `Host` survives even when `Connection` names
 /// it, since routing and the upstream both depend on it.
+///
+/// Most messages carry none, so one pass over the names present decides
+/// whether anything needs removing before any removal hashes a name.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     if headers.contains_key(CONNECTION) {
         let named: Vec<HeaderName> = headers
             .get_all(CONNECTION)
@@ -55,7 +61,7 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
             headers.remove(name);
         }
     }
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
 }
@@ -120,31 +126,40 @@ pub(crate) fn is_trusted(blocks: &[(IpAddr, u8)], peer: IpAddr) -> bool {
     })
 }
 
-/// Set the `X-Forwarded-*` headers for a request from `client`; `trusted`
-/// says whether the client is a trusted proxy (see the module doc).
-pub(crate) fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, trusted: bool) {
+/// A client address as the `X-Forwarded-For` value it adds, built once per
+/// connection rather than once per request.
+pub(crate) fn forwarded_value(client: IpAddr) -> HeaderValue {
+    HeaderValue::from_str(&client.to_string()).expect("an IP address is a valid header value")
+}
+
+/// Set the `X-Forwarded-*` headers for a request from the client whose
+/// address [`forwarded_value`] gave as `client`; `trusted` says whether the
+/// client is a trusted proxy (see the module doc).
+pub(crate) fn add_forwarded(headers: &mut HeaderMap, client: &HeaderValue, trusted: bool) {
     if !trusted {
-        headers.remove(&X_FORWARDED_FOR);
-        headers.remove(&X_FORWARDED_PROTO);
-        headers.remove(&X_FORWARDED_HOST);
+        // `insert` replaces every earlier value of the name.
+        headers.insert(X_FORWARDED_FOR.clone(), client.clone());
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+        match headers.get(HOST).cloned() {
+            Some(host) => headers.insert(X_FORWARDED_HOST.clone(), host),
+            None => headers.remove(&X_FORWARDED_HOST),
+        };
+        return;
     }
-    let client = client.to_string();
+
     let mut chain: Vec<u8> = Vec::new();
     for value in headers.get_all(&X_FORWARDED_FOR) {
-        if !chain.is_empty() {
-            chain.extend_from_slice(b", ");
-        }
         chain.extend_from_slice(value.as_bytes());
-    }
-    if !chain.is_empty() {
         chain.extend_from_slice(b", ");
     }
-    chain.extend_from_slice(client.as_bytes());
-    // Every part is a valid header value already, so this cannot fail; fall
-    // back to the client address alone rather than trust that blindly.
-    let forwarded_for = HeaderValue::from_bytes(&chain).unwrap_or_else(|_| {
-        HeaderValue::from_str(&client).expect("an IP address is a valid header value")
-    });
+    let forwarded_for = if chain.is_empty() {
+        client.clone()
+    } else {
+        chain.extend_from_slice(client.as_bytes());
+        // Every part is a valid header value already, so this cannot fail;
+        // fall back to the client address alone rather than trust that blindly.
+        HeaderValue::from_bytes(&chain).unwrap_or_else(|_| client.clone())
+    };
     headers.insert(X_FORWARDED_FOR.clone(), forwarded_for);
 
     if !headers.contains_key(&X_FORWARDED_PROTO) {
@@ -195,7 +210,7 @@ mod tests {
             ("x-forwarded-for", "198.51.100.2"),
             ("host", "api.example.test:8080"),
         ]);
-        add_forwarded(&mut headers, "127.0.0.1".parse().unwrap(), true);
+        add_forwarded(&mut headers, &forwarded_value("127.0.0.1".parse().unwrap()), true);
         assert_eq!(headers["x-forwarded-for"], "203.0.113.7, 198.51.100.2, 127.0.0.1");
         assert_eq!(headers["x-forwarded-proto"], "http");
         assert_eq!(headers["x-forwarded-host"], "api.example.test:8080");
@@ -209,7 +224,7 @@ mod tests {
             ("x-forwarded-host", "spoofed.example.test"),
             ("host", "api.example.test"),
         ]);
-        add_forwarded(&mut headers, "203.0.113.7".parse().unwrap(), false);
+        add_forwarded(&mut headers, &forwarded_value("203.0.113.7".parse().unwrap()), false);
         assert_eq!(headers["x-forwarded-for"], "203.0.113.7");
         assert_eq!(headers["x-forwarded-proto"], "http");
         assert_eq!(headers["x-forwarded-host"], "api.example.test");
@@ -223,7 +238,7 @@ mod tests {
             ("x-forwarded-host", "public.example.test"),
             ("host", "internal.example.test"),
         ]);
-        add_forwarded(&mut headers, "10.0.0.5".parse().unwrap(), true);
+        add_forwarded(&mut headers, &forwarded_value("10.0.0.5".parse().unwrap()), true);
         assert_eq!(headers["x-forwarded-for"], "198.51.100.9, 10.0.0.5");
         assert_eq!(headers["x-forwarded-proto"], "https");
         assert_eq!(headers["x-forwarded-host"], "public.example.test");
@@ -232,7 +247,7 @@ mod tests {
     #[test]
     fn a_request_without_host_gets_no_forwarded_host() {
         let mut headers = map(&[("x-forwarded-host", "spoofed.example.test")]);
-        add_forwarded(&mut headers, "::1".parse().unwrap(), false);
+        add_forwarded(&mut headers, &forwarded_value("::1".parse().unwrap()), false);
         assert_eq!(headers["x-forwarded-for"], "::1");
         assert!(!headers.contains_key("x-forwarded-host"));
     }

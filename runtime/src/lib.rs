@@ -114,12 +114,15 @@ pub fn serve(plan: Plan, options: ServeOptions) -> Result<(), ServeError> {
     let workers = options.workers.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers.max(1))
-        .thread_name("sluice-worker")
-        .enable_all()
-        .build()
-        .map_err(ServeError::Runtime)?;
+    let mut builder = if workers <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(workers);
+        builder
+    };
+    let runtime =
+        builder.thread_name("sluice-worker").enable_all().build().map_err(ServeError::Runtime)?;
     let log = AccessLog::open(&options.access_log).map_err(|source| ServeError::AccessLog {
         target: match &options.access_log {
             AccessLogTarget::File(path) => path.display().to_string(),

@@ -167,19 +167,34 @@ impl Shared {
     }
 }
 
-/// Serve one request that arrived on `listener` from `client`.
+/// The client end of a connection, as every request on it sees it.
+#[derive(Clone)]
+pub(crate) struct Peer {
+    pub(crate) address: SocketAddr,
+    /// The address's IP as the value it adds to `X-Forwarded-For`.
+    pub(crate) forwarded_for: HeaderValue,
+}
+
+impl Peer {
+    pub(crate) fn new(address: SocketAddr) -> Peer {
+        Peer { address, forwarded_for: headers::forwarded_value(address.ip()) }
+    }
+}
+
+/// Serve one request that arrived on `listener` from `peer`.
 pub(crate) async fn handle(
     shared: Arc<Shared>,
     listener: usize,
-    client: SocketAddr,
+    peer: Peer,
     request: Request<Incoming>,
     in_flight: InFlight,
     refused: Option<&'static str>,
 ) -> Result<Response<ResponseBody>, Infallible> {
+    let client = peer.address;
     let mut exchange = Exchange::new(Arc::clone(&shared), listener, client, &request, in_flight);
     let forwarded = match refused {
         Some(reason) => Err(ProxyError::BadRequest { reason }),
-        None => forward(&shared, &mut exchange, listener, client, request).await,
+        None => forward(&shared, &mut exchange, listener, &peer, request).await,
     };
     match forwarded {
         Ok(response) => {
@@ -205,10 +220,11 @@ async fn forward(
     shared: &Shared,
     exchange: &mut Exchange,
     listener: usize,
-    client: SocketAddr,
+    peer: &Peer,
     mut request: Request<Incoming>,
 ) -> Result<Response<Incoming>, ProxyError> {
     let plan = &shared.plan;
+    let client = peer.address;
 
     // Route.
     absolute_form_host(&mut request)?;
@@ -279,7 +295,7 @@ async fn forward(
         head.headers.insert(hyper::header::TE, HeaderValue::from_static("trailers"));
     }
     let trusted = headers::is_trusted(&plan.listeners[listener].trusted_proxies, client.ip());
-    headers::add_forwarded(&mut head.headers, client.ip(), trusted);
+    headers::add_forwarded(&mut head.headers, &peer.forwarded_for, trusted);
     // An HTTP/1.1 upstream may refuse early what expects `100 Continue`.
     let (continued, gate) = match protocol {
         Protocol::Http1 => request_body::continue_gate(&head.headers).unzip(),
