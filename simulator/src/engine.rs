@@ -242,7 +242,7 @@ impl<'a> Run<'a> {
         match workload.arrivals {
             Arrivals::Open { .. } | Arrivals::Replay(_) => {
                 if let Some(at) = source.next.filter(|&at| admits(workload, at, 0)) {
-                    events.push(at, Event::Arrival);
+                    events.push_lane(at, Event::Arrival);
                 }
             }
             Arrivals::Closed { clients, .. } => {
@@ -292,7 +292,7 @@ impl<'a> Run<'a> {
         if !self.stopped {
             let next = self.source.after(self.workload, now, false);
             match next.filter(|&at| admits(self.workload, at, self.admitted)) {
-                Some(at) => self.events.push(at, Event::Arrival),
+                Some(at) => self.events.push_lane(at, Event::Arrival),
                 None => self.stopped = true,
             }
         }
@@ -327,10 +327,14 @@ impl<'a> Run<'a> {
         };
         // Instances share requests evenly; a replayed client sticks to one,
         // as behind a load balancer that hashes the source address.
+        // (A keyed draw changes no stream, so one instance needs none.)
         let n = self.instances.len();
-        let key = self.source.client().map_or(id, |c| u64::from(c) | 1 << 63);
-        let instance =
-            ((keyed_uniform(self.seed, key, salt::INSTANCE) * n as f64) as usize).min(n - 1);
+        let instance = if n == 1 {
+            0
+        } else {
+            let key = self.source.client().map_or(id, |c| u64::from(c) | 1 << 63);
+            ((keyed_uniform(self.seed, key, salt::INSTANCE) * n as f64) as usize).min(n - 1)
+        };
         let deadline = Deadline::new(self.gateway.deadline(route), Clock(now));
         let request = Request {
             id,
