@@ -360,6 +360,27 @@ impl Balancer {
         }
     }
 
+    /// [`Balancer::begin`] through exclusive access, as an owner that
+    /// shares the balancer with no thread has (the simulator): the same
+    /// count, without an atomic read-modify-write.
+    #[inline]
+    pub fn begin_exclusive(&mut self, endpoint: usize) {
+        if let Some(c) = self.in_flight.get_mut(endpoint) {
+            let c = c.get_mut();
+            *c = c.wrapping_add(1);
+        }
+    }
+
+    /// [`Balancer::end`] through exclusive access; see
+    /// [`Balancer::begin_exclusive`].
+    #[inline]
+    pub fn end_exclusive(&mut self, endpoint: usize) {
+        if let Some(c) = self.in_flight.get_mut(endpoint) {
+            let c = c.get_mut();
+            *c = c.saturating_sub(1);
+        }
+    }
+
     /// Requests in flight to `endpoint`.
     pub fn in_flight(&self, endpoint: usize) -> u32 {
         self.in_flight.get(endpoint).map_or(0, |c| c.load(Ordering::Relaxed))
@@ -368,6 +389,7 @@ impl Balancer {
     /// Record how one try to `endpoint` went: its latency (until the
     /// response head, or until it failed) and outcome. Only `peak_ewma`
     /// learns from it; for the others it only advances the clock.
+    #[inline]
     pub fn observe(&self, endpoint: usize, latency: Duration, outcome: Outcome, now: Nanos) {
         self.see(now);
         if let (Algorithm::PeakEwma(s), Some(e)) = (self.algorithm, self.estimates.get(endpoint)) {
@@ -434,6 +456,7 @@ impl Balancer {
     /// Remember the latest clock reading, for [`Balancer::pick`]. Only the
     /// algorithms that read time pay for the shared write, and only when
     /// the reading is newer.
+    #[inline]
     fn see(&self, now: Nanos) {
         let timed = matches!(self.algorithm, Algorithm::PeakEwma(_)) || self.slow_start.is_some();
         if timed && now.0 > self.clock.load(Ordering::Relaxed) {

@@ -77,21 +77,25 @@ pub struct Deadline {
 
 impl Deadline {
     /// The deadlines of a request received at `started`.
+    #[inline]
     pub fn new(settings: DeadlineSettings, started: Nanos) -> Deadline {
         Deadline { settings, started }
     }
 
     /// When the request must be over, if ever.
+    #[inline]
     pub fn overall_deadline(&self) -> Option<Nanos> {
         self.settings.overall.map(|o| self.started.after(o))
     }
 
     /// Time left before the overall deadline; `None` when there is none.
+    #[inline]
     pub fn remaining(&self, now: Nanos) -> Option<Duration> {
         self.overall_deadline().map(|d| d.since(now))
     }
 
     /// The budget of a try that starts at `now`.
+    #[inline]
     pub fn next_try(&self, now: Nanos) -> TryBudget {
         let overall = self.remaining(now).map(|t| (t, Bound::Overall));
         let per_try = self.settings.per_try.map(|t| (t, Bound::PerTry));

@@ -21,6 +21,7 @@ pub enum Outcome {
 impl Outcome {
     /// Whether the endpoint failed this try: a 5xx status or no response at
     /// all. 4xx statuses are the client's doing and count as successes.
+    #[inline]
     pub fn is_failure(self) -> bool {
         match self {
             Outcome::Response(status) => status >= 500,

@@ -169,6 +169,20 @@ fn end_never_underflows_and_bad_indices_are_ignored() {
 }
 
 #[test]
+fn exclusive_counts_match_the_shared_ones() {
+    let mut b = Balancer::new(Algorithm::LeastRequest { choices: 2 }, &[1, 1]);
+    b.end_exclusive(0);
+    assert_eq!(b.in_flight(0), 0);
+    (0..3).for_each(|_| b.begin_exclusive(1));
+    b.begin(1);
+    b.end_exclusive(1);
+    assert_eq!((b.in_flight(0), b.in_flight(1)), (0, 3));
+    b.begin_exclusive(9);
+    b.end_exclusive(9);
+    assert_eq!(b.pick_with(&mut rng(1), &Pick::default()), Some(0));
+}
+
+#[test]
 fn empty_pools_and_zero_weights_pick_nothing_under_every_algorithm() {
     for algorithm in algorithms() {
         let empty = Balancer::new(algorithm, &[]);
