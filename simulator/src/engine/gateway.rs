@@ -15,7 +15,7 @@ use sluice_traffic::{
 use super::measure::Ending;
 use super::station::{State, Station, Try};
 use super::{salt, Event, Run};
-use crate::random::keyed_uniform;
+use crate::random::{keyed_uniform, round};
 use crate::time::Nanos;
 use crate::workload::{FaultKind, Gateway, PoolRules, Topology, Variant, NO_BUDGET};
 
@@ -87,7 +87,7 @@ impl Run<'_> {
         }
 
         // Breaker, then balancer, as `serve` does.
-        let instance = &self.instances[inst];
+        let instance = &mut self.instances[inst];
         let permit = match &instance.breakers[pool] {
             Some(breaker) => match breaker.try_acquire_owned(Limit::Requests) {
                 Ok(permit) => Some(permit),
@@ -102,7 +102,8 @@ impl Run<'_> {
         let Some(index) = instance.balancers[pool].pick_with(&mut self.picks, &pick) else {
             return self.finish(now, r, Ending::NoEndpoint);
         };
-        instance.balancers[pool].begin(index);
+        // The run owns its balancers: no other thread counts with it.
+        instance.balancers[pool].begin_exclusive(index);
 
         let endpoint = self.first[pool] + index;
         let (id, number, measured) = (request.id, request.tries, request.measured);
@@ -155,7 +156,12 @@ impl Run<'_> {
         let station = &mut self.stations[endpoint];
         let Some(model) = &station.model else { return };
         let demand = model.service.quantile(keyed_uniform(self.seed, id, u64::from(number)));
-        let service = (demand as f64 * station.slow).round() as Nanos;
+        // Unslowed demand below 2^53 survives the round trip through f64 as is.
+        let service = if station.slow == 1.0 && demand < 1 << 53 {
+            demand
+        } else {
+            round(demand as f64 * station.slow)
+        };
 
         station.advance(now);
         station.busy += 1;
@@ -179,8 +185,11 @@ impl Run<'_> {
         let next = station.waiting.pop_front();
 
         if awaited {
-            let u = keyed_uniform(self.seed, id, salt::FAIL + u64::from(number));
-            let status = if u < failing { 500 } else { 200 };
+            // The keyed draw is in (0, 1) and changes no stream: skip it when
+            // the endpoint fails nothing.
+            let fails = failing > 0.0
+                && keyed_uniform(self.seed, id, salt::FAIL + u64::from(number)) < failing;
+            let status = if fails { 500 } else { 200 };
             self.try_ended(now, slot, TryOutcome::Response(status));
         } else {
             self.tries.release_if_done(slot);
@@ -211,7 +220,7 @@ impl Run<'_> {
         let index = endpoint - self.first[pool];
         let instance = &mut self.instances[inst];
         let clock = Clock(now);
-        instance.balancers[pool].end(index);
+        instance.balancers[pool].end_exclusive(index);
         instance.balancers[pool].observe(index, duration(now - started), outcome, clock);
         if let Some(detector) = &mut instance.outliers[pool] {
             let changes = detector.observe(index, outcome, clock);

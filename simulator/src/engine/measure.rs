@@ -37,7 +37,8 @@ struct Step {
 
 pub(super) struct Measure {
     latency: LatencyRecorder,
-    /// Per traffic share.
+    /// Per traffic share; empty when there is one share, whose requests
+    /// are then exactly those of `latency`.
     routes: Vec<LatencyRecorder>,
     admitted: u64,
     errors: Errors,
@@ -50,6 +51,11 @@ pub(super) struct Measure {
     opened: Nanos,
     closed: Option<Nanos>,
     step: Nanos,
+    /// The step of the latest answer and its bounds, `[from, until)`, so
+    /// that answers in the same step need no division.
+    current: u64,
+    current_from: Nanos,
+    current_until: Nanos,
     series: Vec<Step>,
 }
 
@@ -65,7 +71,11 @@ impl Measure {
         };
         Measure {
             latency: LatencyRecorder::new(),
-            routes: workload.traffic.iter().map(|_| LatencyRecorder::new()).collect(),
+            routes: if workload.traffic.len() == 1 {
+                Vec::new()
+            } else {
+                workload.traffic.iter().map(|_| LatencyRecorder::new()).collect()
+            },
             admitted: 0,
             errors: Errors::default(),
             succeeded: 0,
@@ -77,6 +87,9 @@ impl Measure {
             opened: workload.warmup,
             closed: None,
             step: (end / 100).max(1_000_000),
+            current: 0,
+            current_from: 0,
+            current_until: 0,
             series: Vec::new(),
         }
     }
@@ -96,8 +109,13 @@ impl Measure {
     pub fn ended(&mut self, now: Nanos, arrived: Nanos, share: usize, measured: bool, e: Ending) {
         self.departures += 1;
         let latency = now - arrived;
-        let step = (now / self.step) as usize;
-        if step < MAX_POINTS {
+        if now < self.current_from || now >= self.current_until {
+            self.current = now / self.step;
+            self.current_from = self.current * self.step;
+            self.current_until = self.current_from.saturating_add(self.step);
+        }
+        let step = self.current as usize;
+        if self.current < MAX_POINTS as u64 {
             while self.series.len() <= step {
                 let latency = Histogram::new(2).expect("two significant digits are supported");
                 self.series.push(Step { answered: 0, errors: 0, latency });
@@ -111,7 +129,9 @@ impl Measure {
             return;
         }
         self.latency.record(latency);
-        self.routes[share].record(latency);
+        if let Some(route) = self.routes.get_mut(share) {
+            route.record(latency);
+        }
         match e {
             Ending::Success => self.succeeded += 1,
             Ending::Upstream5xx => self.errors.upstream_5xx += 1,
@@ -159,7 +179,8 @@ impl Measure {
         let routes = workload
             .traffic
             .iter()
-            .zip(&self.routes)
+            .enumerate()
+            .map(|(i, share)| (share, self.routes.get(i).unwrap_or(&self.latency)))
             .map(|(share, rec)| RouteReport {
                 route: topology.routes[share.route].name.clone(),
                 requests: rec.count(),

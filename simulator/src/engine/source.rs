@@ -21,6 +21,10 @@ pub(super) struct Source {
     routes: Pcg64,
     /// Running sums of the traffic weights, for choosing a share.
     cumulative: Vec<f64>,
+    /// The open-loop profile's peak rate, and its rate when it never
+    /// changes, worked out once rather than per candidate.
+    peak: f64,
+    flat: Option<f64>,
     /// The next open-loop arrival, when there is one.
     pub next: Option<Nanos>,
     /// The access log being replayed, if any.
@@ -42,10 +46,19 @@ impl Source {
                 Some(*sum)
             })
             .collect();
+        let (peak, flat) = match &workload.arrivals {
+            Arrivals::Open { profile, .. } => {
+                let flat = profile.changes.is_empty() && profile.bursts.is_empty();
+                (profile.peak(), flat.then(|| profile.at(0)))
+            }
+            _ => (0.0, None),
+        };
         let mut source = Source {
             gaps: stream(seed, Stream::Arrivals),
             routes: stream(seed, Stream::Routes),
             cumulative,
+            peak,
+            flat,
             next: None,
             replay: None,
             cursor: 0,
@@ -83,13 +96,14 @@ impl Source {
                 Some(if first { 0 } else { after.saturating_add(gap.max(1)) })
             }
             Pattern::Poisson => {
-                let peak = profile.peak();
+                let peak = self.peak;
                 let mut t = after;
                 // Thinning; the bound keeps a profile near zero from spinning.
                 for _ in 0..1_000_000 {
                     t = t.saturating_add(poisson_gap(&mut self.gaps, peak));
                     let keep: f64 = self.gaps.random();
-                    if keep * peak < profile.at(t) {
+                    let rate = self.flat.unwrap_or_else(|| profile.at(t));
+                    if keep * peak < rate {
                         #[cfg(test)]
                         {
                             self.digest = mix(self.digest ^ t);
@@ -112,9 +126,14 @@ impl Source {
         if let Some(replay) = &self.replay {
             return replay.shares.get(self.cursor).map_or(0, |&s| s as usize);
         }
-        let total = self.cumulative.last().copied().unwrap_or(0.0);
-        let u = self.routes.random::<f64>() * total;
-        let share = self.cumulative.partition_point(|&c| c <= u).min(self.cumulative.len() - 1);
+        // The routes stream feeds nothing else, so one share needs no draw.
+        let share = if self.cumulative.len() == 1 {
+            0
+        } else {
+            let total = self.cumulative.last().copied().unwrap_or(0.0);
+            let u = self.routes.random::<f64>() * total;
+            self.cumulative.partition_point(|&c| c <= u).min(self.cumulative.len() - 1)
+        };
         #[cfg(test)]
         {
             self.digest = mix(self.digest ^ share as u64);

@@ -67,16 +67,19 @@ impl Station {
         }
     }
 
+    #[inline]
     pub fn workers(&self) -> u32 {
         self.model.as_ref().map_or(1, |m| m.workers.max(1))
     }
 
     /// Whether a new try finds the queue full.
+    #[inline]
     pub fn full(&self) -> bool {
         let limit = self.model.as_ref().and_then(|m| m.queue_limit);
         self.busy >= self.workers() && limit.is_some_and(|l| self.waiting.len() >= l as usize)
     }
 
+    #[inline]
     pub fn advance(&mut self, now: Nanos) {
         self.area += u128::from(self.busy) * u128::from(now.saturating_sub(self.since));
         self.since = now;
@@ -112,6 +115,7 @@ pub(super) struct TrySlots {
 }
 
 impl TrySlots {
+    #[inline]
     pub fn insert(&mut self, t: Try) -> (u32, u32) {
         match self.free.pop() {
             Some(slot) => {
@@ -127,6 +131,7 @@ impl TrySlots {
     }
 
     /// The try in `slot`, if it is still the one of `generation`.
+    #[inline]
     pub fn get(&mut self, slot: u32, generation: u32) -> Option<&mut Try> {
         match self.slots.get_mut(slot as usize) {
             Some((g, Some(t))) if *g == generation => Some(t),
@@ -134,15 +139,18 @@ impl TrySlots {
         }
     }
 
+    #[inline]
     pub fn generation(&self, slot: u32) -> u32 {
         self.slots.get(slot as usize).map_or(0, |s| s.0)
     }
 
+    #[inline]
     pub fn at(&mut self, slot: u32) -> Option<&mut Try> {
         self.slots.get_mut(slot as usize).and_then(|s| s.1.as_mut())
     }
 
     /// Free the slot when neither the gateway nor the endpoint needs it.
+    #[inline]
     pub fn release_if_done(&mut self, slot: u32) {
         let Some(entry) = self.slots.get_mut(slot as usize) else { return };
         if entry.1.as_ref().is_some_and(|t| !t.awaited && !t.held) {
