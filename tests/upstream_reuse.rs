@@ -116,3 +116,68 @@ async fn pooled_connections_expire_before_the_upstream_closes_them() {
     }
     assert_eq!(upstream.requests().len(), 6);
 }
+
+/// A kept-alive upstream connection goes back to the pool whatever framed
+/// the response: a length, chunks with trailers, or no body at all; one the
+/// upstream marked `Connection: close` does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_reused_after_every_kind_of_response_body() {
+    let upstream = ScriptedUpstream::start(None, |r| match r.target() {
+        "/chunked" => Answer::Send(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+              3\r\nabc\r\n2\r\nde\r\n0\r\nx-sum: 5\r\n\r\n"
+                .to_vec(),
+        ),
+        "/empty" => Answer::Send(b"HTTP/1.1 204 No Content\r\n\r\n".to_vec()),
+        "/close" => Answer::SendAndClose(
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 4\r\n\r\nlast".to_vec(),
+        ),
+        target => Answer::ok(target),
+    })
+    .await;
+    let gateway = Gateway::start(&spec_with("", &[upstream.address], "", ""));
+    let http = client();
+
+    let expected = [
+        ("/length", StatusCode::OK, "/length"),
+        ("/chunked", StatusCode::OK, "abcde"),
+        ("/empty", StatusCode::NO_CONTENT, ""),
+        ("/length", StatusCode::OK, "/length"),
+    ];
+    for (path, status, body) in expected {
+        let reply = send(&http, request("GET", gateway.addr("public"), "x.test", path)).await;
+        assert_eq!((reply.status, reply.body.as_str()), (status, body), "{path}");
+    }
+    assert_eq!(upstream.connections(), 1, "{:?}", upstream.requests());
+
+    for path in ["/close", "/after-close"] {
+        let reply = send(&http, request("GET", gateway.addr("public"), "x.test", path)).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.body);
+    }
+    assert_eq!(upstream.connections(), 2, "a closed connection is not reused");
+    let requests = upstream.requests();
+    assert!(
+        requests.iter().all(|r| r.index_on_connection == 0 || r.connection == 0),
+        "{requests:?}"
+    );
+}
+
+/// An idle pooled connection that the upstream closed is noticed when it is
+/// next taken, so even a POST, which is never sent twice, goes out on a live
+/// connection and succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_the_upstream_closed_while_idle_is_not_used() {
+    let upstream =
+        ScriptedUpstream::start(Some(Duration::from_millis(100)), |r| Answer::ok(r.target())).await;
+    let gateway = Gateway::start(&spec_with("", &[upstream.address], "", ""));
+    let http = client();
+
+    for i in 0..3 {
+        let reply =
+            send(&http, request("POST", gateway.addr("public"), "x.test", &format!("/{i}"))).await;
+        assert_eq!(reply.status, StatusCode::OK, "request {i}: {}", reply.body);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(upstream.requests().len(), 3);
+    assert_eq!(upstream.connections(), 3);
+}

@@ -9,6 +9,8 @@ use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 use serde::Serialize;
 
+use crate::upstream::SendError;
+
 /// The party whose failure ended a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
@@ -43,11 +45,11 @@ pub enum ProxyError {
     #[error("pool {pool}: {rejection}")]
     Overloaded { pool: String, rejection: sluice_traffic::Rejection },
     #[error("upstream {endpoint} unreachable: {source}")]
-    Connect { endpoint: SocketAddr, source: hyper_util::client::legacy::Error },
+    Connect { endpoint: SocketAddr, source: SendError },
     #[error("upstream {endpoint} failed before sending response headers: {source}")]
-    Upstream { endpoint: SocketAddr, source: hyper_util::client::legacy::Error },
+    Upstream { endpoint: SocketAddr, source: SendError },
     #[error("client request body failed while sending it to upstream {endpoint}: {source}")]
-    ClientBody { endpoint: SocketAddr, source: hyper_util::client::legacy::Error },
+    ClientBody { endpoint: SocketAddr, source: SendError },
     #[error("upstream {endpoint} sent no response headers within {timeout:?}")]
     Timeout { endpoint: SocketAddr, timeout: Duration },
     #[error("request body is larger than the route's limit of {limit} bytes")]
@@ -56,19 +58,13 @@ pub enum ProxyError {
 
 impl ProxyError {
     /// Classify a failure of the upstream client.
-    pub(crate) fn from_client(
-        endpoint: SocketAddr,
-        source: hyper_util::client::legacy::Error,
-    ) -> Self {
+    pub(crate) fn from_client(endpoint: SocketAddr, source: SendError) -> Self {
         if source.is_connect() {
             return ProxyError::Connect { endpoint, source };
         }
         // A failing request body is the client's doing (it stopped sending
         // or sent a malformed chunk); hyper reports it as a user error.
-        let client_body = std::error::Error::source(&source)
-            .and_then(|e| e.downcast_ref::<hyper::Error>())
-            .is_some_and(|e| e.is_user());
-        if client_body {
+        if source.is_client_body_error() {
             ProxyError::ClientBody { endpoint, source }
         } else {
             ProxyError::Upstream { endpoint, source }

@@ -19,6 +19,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use crate::access_log::Record;
 use crate::connection::InFlight;
 use crate::proxy::Shared;
+use crate::upstream::UpstreamBody;
 
 /// Status logged for a request whose client left before any response existed,
 /// as nginx does.
@@ -131,12 +132,12 @@ pub struct ResponseBody {
 }
 
 enum Inner {
-    Upstream(Incoming),
+    Upstream(UpstreamBody),
     Local(Option<Bytes>),
 }
 
 impl ResponseBody {
-    pub(crate) fn upstream(body: Incoming, exchange: Exchange) -> ResponseBody {
+    pub(crate) fn upstream(body: UpstreamBody, exchange: Exchange) -> ResponseBody {
         ResponseBody { inner: Inner::Upstream(body), exchange: Some(exchange) }
     }
 

@@ -40,7 +40,7 @@ use crate::headers;
 use crate::pool_state::{self, PoolState};
 use crate::request_body::{self, BodySlot, RequestBody};
 use crate::upgrade;
-use crate::upstream::{self, PoolClient};
+use crate::upstream::{self, PoolClient, SendError, UpstreamBody};
 
 thread_local! {
     /// Route captures, reused by every request handled on this thread.
@@ -222,7 +222,7 @@ async fn forward(
     listener: usize,
     peer: &Peer,
     mut request: Request<Incoming>,
-) -> Result<Response<Incoming>, ProxyError> {
+) -> Result<Response<UpstreamBody>, ProxyError> {
     let plan = &shared.plan;
     let client = peer.address;
 
@@ -369,7 +369,7 @@ async fn send(
     hash: Option<u64>,
     head: &UpstreamHead,
     slot: &Arc<BodySlot>,
-) -> Result<Response<Incoming>, ProxyError> {
+) -> Result<Response<UpstreamBody>, ProxyError> {
     let plan = &shared.plan;
     let route = exchange.route.unwrap_or_default();
     let route_plan = &plan.routes[route];
@@ -415,7 +415,7 @@ async fn send(
             Err(TryError::Failed(error)) if error.is_connect() => Outcome::ConnectFailure,
             Err(TryError::Failed(_)) => Outcome::Reset,
         };
-        let client_fault = matches!(&result, Err(TryError::Failed(e)) if is_client_body_error(e));
+        let client_fault = matches!(&result, Err(TryError::Failed(e)) if e.is_client_body_error());
         if !client_fault {
             state.record(endpoint, began.elapsed(), outcome);
         }
@@ -465,7 +465,7 @@ async fn send(
 enum TryError {
     /// The try's time (per-try or what was left of the route's) ran out.
     TimedOut(Duration),
-    Failed(hyper_util::client::legacy::Error),
+    Failed(SendError),
 }
 
 /// Never built: `send` maps only an `Ok` through it.
@@ -485,15 +485,16 @@ async fn try_once(
     slot: &Arc<BodySlot>,
     idempotent: bool,
     limit: Option<Duration>,
-) -> Result<Response<Incoming>, TryError> {
+) -> Result<Response<UpstreamBody>, TryError> {
     let authority = &shared.authorities[pool][endpoint];
+    let address = shared.addresses[pool][endpoint];
+    let client = &shared.clients[pool];
     let attempt = async {
         let mut resent = false;
         loop {
-            let client =
-                if resent { &shared.clients[pool].fresh } else { &shared.clients[pool].pooled };
             let began = tokio::time::Instant::now();
-            let error = match client.request(head.request(authority, slot.attempt())).await {
+            let request = head.request(authority, slot.attempt());
+            let error = match client.send(endpoint, address, request, resent).await {
                 Ok(response) => return Ok(response),
                 Err(error) => error,
             };
@@ -515,13 +516,6 @@ async fn try_once(
         }
         None => attempt.await,
     }
-}
-
-/// Whether a failed try failed because of the client's request body.
-fn is_client_body_error(error: &hyper_util::client::legacy::Error) -> bool {
-    std::error::Error::source(error)
-        .and_then(|e| e.downcast_ref::<hyper::Error>())
-        .is_some_and(hyper::Error::is_user)
 }
 
 /// The consistent-hash point of a request: the hash of its key, or `None`

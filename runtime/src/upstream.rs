@@ -20,6 +20,27 @@
 //! status, is passed through. Configurable retries come with the retry
 //! policies of `sluice_traffic`.
 //!
+//! # HTTP/1.1 exchanges in the request's own task
+//!
+//! An ordinary HTTP/1.1 exchange (no upgrade, not `CONNECT`) does not go
+//! through a client with a task per connection. [`Http1Pool`] keeps, per
+//! endpoint, a stack of idle keep-alive connections, and the request that
+//! takes one drives it itself: the connection writes the request and reads
+//! the response while the request's future is polled, and reads the rest of
+//! the body while the client-side connection polls the [`UpstreamBody`].
+//! When the body has ended and the connection is ready for another
+//! request, it goes back on the stack; otherwise it is closed. This saves a
+//! task hand-over in each direction on every request. Upgrades, `CONNECT`
+//! and HTTP/2 pools use hyper-util's pooled client, whose connections each
+//! run in a task of their own, as an upgraded tunnel or a multiplexed
+//! HTTP/2 connection must.
+//!
+//! An idle connection is not read while it waits, so an upstream that
+//! closes it is noticed when the connection is next taken: the socket's
+//! readiness says the peer has closed, and the connection is dropped for the
+//! next one. One taken just as the upstream closes it is the stale case
+//! above.
+//!
 //! To tell a reused connection from a new one, the connector stamps every
 //! connection with the time it was opened; a connection opened before the
 //! attempt began was reused.
@@ -33,14 +54,21 @@
 //! is not queued: the connector refuses it with [`BreakerRefusal`] and the
 //! proxy answers 503 at once, naming the limit.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
+use bytes::Bytes;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1;
+use hyper::http::uri::PathAndQuery;
 use hyper::rt::{Read, ReadBufCursor, Write};
-use hyper::Uri;
+use hyper::{Request, Response, Uri};
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -55,10 +83,12 @@ use crate::request_body::RequestBody;
 /// The upstream clients of one pool.
 pub(crate) struct PoolClient {
     /// Keep-alive connections, reused while idle for less than `idle_timeout`.
-    pub(crate) pooled: Client<StampingConnector, RequestBody>,
+    pooled: Client<StampingConnector, RequestBody>,
     /// New connections only, closed after one exchange: for resends after a
     /// stale pooled connection.
-    pub(crate) fresh: Client<StampingConnector, RequestBody>,
+    fresh: Client<StampingConnector, RequestBody>,
+    /// Ordinary exchanges of an HTTP/1.1 pool.
+    http1: Option<Arc<Http1Pool>>,
 }
 
 impl PoolClient {
@@ -80,21 +110,101 @@ impl PoolClient {
             .timer(TokioTimer::new())
             .http2_only(http2)
             .build(connector.clone());
+        let http1 = (!http2).then(|| {
+            Http1Pool::start(
+                pool.endpoints.len(),
+                pool.connect_timeout,
+                pool.idle_timeout,
+                connector.breaker.clone(),
+            )
+        });
         let fresh = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(0)
             .retry_canceled_requests(false)
             .timer(TokioTimer::new())
             .http2_only(http2)
             .build(connector);
-        PoolClient { pooled, fresh }
+        PoolClient { pooled, fresh, http1 }
+    }
+
+    /// Send `request` to `endpoint` (the pool's endpoint of that index, at
+    /// `address`): on a new connection when `fresh`, else on an idle one
+    /// when there is one.
+    pub(crate) async fn send(
+        &self,
+        endpoint: usize,
+        address: SocketAddr,
+        request: Request<RequestBody>,
+        fresh: bool,
+    ) -> Result<Response<UpstreamBody>, SendError> {
+        if let Some(http1) = &self.http1 {
+            if is_plain_exchange(&request) {
+                return http1.send(endpoint, address, request, fresh).await;
+            }
+        }
+        let client = if fresh { &self.fresh } else { &self.pooled };
+        match client.request(request).await {
+            Ok(response) => Ok(response.map(UpstreamBody::detached)),
+            Err(error) => Err(SendError::Pooled(error)),
+        }
+    }
+}
+
+/// Whether a request is an ordinary exchange, which ends with its response
+/// body, rather than one that may turn its connection into a tunnel.
+fn is_plain_exchange<B>(request: &Request<B>) -> bool {
+    request.method() != hyper::Method::CONNECT
+        && !request.headers().contains_key(hyper::header::UPGRADE)
+}
+
+/// Why a try got no response head from the upstream.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// hyper-util's pooled client (HTTP/2 pools, upgrades) failed.
+    #[error(transparent)]
+    Pooled(hyper_util::client::legacy::Error),
+    /// No connection could be opened.
+    #[error("connect: {0}")]
+    Connect(io::Error),
+    /// The pool's circuit breaker allows no further connection.
+    #[error(transparent)]
+    Refused(BreakerRefusal),
+    /// The exchange failed on an open HTTP/1.1 connection; `reused` when the
+    /// connection had served an earlier request.
+    #[error("{error}")]
+    Exchange { error: hyper::Error, reused: bool },
+}
+
+impl SendError {
+    /// Whether no connection could be opened, so nothing was sent.
+    pub(crate) fn is_connect(&self) -> bool {
+        match self {
+            SendError::Pooled(error) => error.is_connect(),
+            SendError::Connect(_) | SendError::Refused(_) => true,
+            SendError::Exchange { .. } => false,
+        }
+    }
+
+    /// Whether the request's own body is what failed (the client stopped
+    /// sending it, or sent a malformed chunk).
+    pub(crate) fn is_client_body_error(&self) -> bool {
+        match self {
+            SendError::Pooled(error) => std::error::Error::source(error)
+                .and_then(|e| e.downcast_ref::<hyper::Error>())
+                .is_some_and(hyper::Error::is_user),
+            SendError::Exchange { error, .. } => error.is_user(),
+            SendError::Connect(_) | SendError::Refused(_) => false,
+        }
     }
 }
 
 /// Whether a failed attempt ran on a connection opened before `attempt_began`.
-pub(crate) fn on_reused_connection(
-    error: &hyper_util::client::legacy::Error,
-    attempt_began: Instant,
-) -> bool {
+pub(crate) fn on_reused_connection(error: &SendError, attempt_began: Instant) -> bool {
+    let error = match error {
+        SendError::Pooled(error) => error,
+        SendError::Exchange { reused, .. } => return *reused,
+        SendError::Connect(_) | SendError::Refused(_) => return false,
+    };
     let Some(connected) = error.connect_info() else { return false };
     let mut extensions = hyper::http::Extensions::new();
     connected.get_extras(&mut extensions);
@@ -103,8 +213,12 @@ pub(crate) fn on_reused_connection(
 
 /// Whether an upstream failure happened before any response came back: the
 /// connection was closed or reset under the request.
-pub(crate) fn closed_before_response(error: &hyper_util::client::legacy::Error) -> bool {
-    let mut source = std::error::Error::source(error);
+pub(crate) fn closed_before_response(error: &SendError) -> bool {
+    let mut source = match error {
+        SendError::Pooled(error) => std::error::Error::source(error),
+        SendError::Exchange { error, .. } => Some(error as &(dyn std::error::Error + 'static)),
+        SendError::Connect(_) | SendError::Refused(_) => return false,
+    };
     while let Some(cause) = source {
         if let Some(hyper_error) = cause.downcast_ref::<hyper::Error>() {
             if hyper_error.is_incomplete_message() || hyper_error.is_canceled() {
@@ -133,10 +247,15 @@ struct OpenedAt(Instant);
 /// pool is reached.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub(crate) struct BreakerRefusal(pub(crate) Rejection);
+pub struct BreakerRefusal(pub(crate) Rejection);
 
 /// The breaker refusal behind a failed request, if that is why it failed.
-pub(crate) fn breaker_refusal(error: &hyper_util::client::legacy::Error) -> Option<Rejection> {
+pub(crate) fn breaker_refusal(error: &SendError) -> Option<Rejection> {
+    let error = match error {
+        SendError::Pooled(error) => error,
+        SendError::Refused(refusal) => return Some(refusal.0),
+        SendError::Connect(_) | SendError::Exchange { .. } => return None,
+    };
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
         if let Some(refusal) = cause.downcast_ref::<BreakerRefusal>() {
@@ -169,20 +288,9 @@ impl tower_service::Service<Uri> for StampingConnector {
     }
 
     fn call(&mut self, destination: Uri) -> ConnectFuture {
-        // Take both slots before dialling, so a refusal costs no connect.
-        let slots = match &self.breaker {
-            None => None,
-            Some(breaker) => {
-                let taken = breaker
-                    .try_acquire_owned(Limit::Connections)
-                    .and_then(|open| Ok((open, breaker.try_acquire_owned(Limit::Pending)?)));
-                match taken {
-                    Ok(slots) => Some(slots),
-                    Err(rejection) => {
-                        return Box::pin(std::future::ready(Err(BreakerRefusal(rejection).into())))
-                    }
-                }
-            }
+        let slots = match take_slots(self.breaker.as_ref()) {
+            Ok(slots) => slots,
+            Err(refusal) => return Box::pin(std::future::ready(Err(refusal.into()))),
         };
         let connecting = self.http.call(destination);
         Box::pin(async move {
@@ -192,6 +300,20 @@ impl tower_service::Service<Uri> for StampingConnector {
             Ok(Stamped { io, opened: OpenedAt(Instant::now()), _slot: slot })
         })
     }
+}
+
+/// A connection's place under the breaker's `max_connections` and, while it
+/// is being opened, under `max_pending`; none when the pool has no limits.
+/// Both are taken before dialling, so a refusal costs no connect.
+fn take_slots(
+    breaker: Option<&Arc<CircuitBreaker>>,
+) -> Result<Option<(OwnedPermit, OwnedPermit)>, BreakerRefusal> {
+    let Some(breaker) = breaker else { return Ok(None) };
+    breaker
+        .try_acquire_owned(Limit::Connections)
+        .and_then(|open| Ok((open, breaker.try_acquire_owned(Limit::Pending)?)))
+        .map(Some)
+        .map_err(BreakerRefusal)
 }
 
 /// An upstream connection that knows when it was opened.
@@ -245,5 +367,270 @@ impl Write for Stamped {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// Idle HTTP/1.1 keep-alive connections of one pool, a stack per endpoint
+/// (see the module doc).
+pub(crate) struct Http1Pool {
+    /// Indexed like the pool's endpoints; the most recently idle last.
+    idle: Vec<Mutex<VecDeque<Idle>>>,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+    breaker: Option<Arc<CircuitBreaker>>,
+}
+
+/// An open HTTP/1.1 connection: the handle that sends on it and the state
+/// machine that reads and writes its socket, polled by whoever uses it.
+struct Conn {
+    sender: http1::SendRequest<RequestBody>,
+    driver: Pin<Box<http1::Connection<TokioIo<TcpStream>, RequestBody>>>,
+    /// The connection's place under `max_connections`, given back on close.
+    _slot: Option<OwnedPermit>,
+}
+
+struct Idle {
+    conn: Conn,
+    since: Instant,
+}
+
+impl Http1Pool {
+    /// A pool for `endpoints` endpoints, with a task that closes connections
+    /// left idle for `idle_timeout` (when there is a runtime to run it).
+    fn start(
+        endpoints: usize,
+        connect_timeout: Duration,
+        idle_timeout: Duration,
+        breaker: Option<Arc<CircuitBreaker>>,
+    ) -> Arc<Http1Pool> {
+        let idle = (0..endpoints).map(|_| Mutex::new(VecDeque::new())).collect();
+        let pool = Arc::new(Http1Pool { idle, connect_timeout, idle_timeout, breaker });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(reap(Arc::downgrade(&pool), idle_timeout));
+        }
+        pool
+    }
+
+    async fn send(
+        self: &Arc<Self>,
+        endpoint: usize,
+        address: SocketAddr,
+        mut request: Request<RequestBody>,
+        fresh: bool,
+    ) -> Result<Response<UpstreamBody>, SendError> {
+        let taken = if fresh { None } else { self.take(endpoint) };
+        let reused = taken.is_some();
+        let mut conn = match taken {
+            Some(conn) => conn,
+            None => self.connect(address).await?,
+        };
+        origin_form(&mut request);
+
+        // Drive the connection until the response head arrives.
+        let mut response = std::pin::pin!(conn.sender.send_request(request));
+        let mut ended = false;
+        let head = std::future::poll_fn(|cx| {
+            if !ended && conn.driver.as_mut().poll(cx).is_ready() {
+                ended = true;
+            }
+            match response.as_mut().poll(cx) {
+                Poll::Ready(result) => Poll::Ready(Some(result)),
+                // The connection is gone without an answer, which hyper
+                // gives once the connection is dropped.
+                Poll::Pending if ended => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await;
+        let result = match head {
+            Some(result) => result,
+            None => {
+                drop(conn);
+                return match response.await {
+                    Ok(response) => Ok(response.map(UpstreamBody::detached)),
+                    Err(error) => Err(SendError::Exchange { error, reused }),
+                };
+            }
+        };
+        match result {
+            Ok(response) => {
+                let carried = (!ended).then(|| Carried { conn, pool: Arc::clone(self), endpoint });
+                Ok(response.map(|body| UpstreamBody { body, carried, ended: false }))
+            }
+            Err(error) => Err(SendError::Exchange { error, reused }),
+        }
+    }
+
+    /// The most recently idle connection to `endpoint` that can take a
+    /// request, closing on the way those that expired or that the upstream
+    /// has closed.
+    fn take(&self, endpoint: usize) -> Option<Conn> {
+        let stack = self.idle.get(endpoint)?;
+        loop {
+            let idle = lock(stack).pop_back()?;
+            if idle.since.elapsed() >= self.idle_timeout {
+                // Everything below it has been idle longer.
+                lock(stack).clear();
+                return None;
+            }
+            let mut conn = idle.conn;
+            // An idle connection whose socket has no news answers at once,
+            // without a system call; one the upstream closed ends here.
+            let mut context = Context::from_waker(std::task::Waker::noop());
+            if conn.driver.as_mut().poll(&mut context).is_pending() && conn.sender.is_ready() {
+                return Some(conn);
+            }
+        }
+    }
+
+    /// Give back a connection whose exchange has ended, if it can take
+    /// another request.
+    fn put(&self, endpoint: usize, mut conn: Conn) {
+        // Let the connection finish its exchange and ask for the next.
+        let mut context = Context::from_waker(std::task::Waker::noop());
+        if conn.driver.as_mut().poll(&mut context).is_ready() || !conn.sender.is_ready() {
+            return;
+        }
+        let Some(stack) = self.idle.get(endpoint) else { return };
+        let now = Instant::now();
+        let mut stack = lock(stack);
+        while stack.front().is_some_and(|idle| now - idle.since >= self.idle_timeout) {
+            stack.pop_front();
+        }
+        stack.push_back(Idle { conn, since: now });
+    }
+
+    async fn connect(&self, address: SocketAddr) -> Result<Conn, SendError> {
+        let slots = take_slots(self.breaker.as_ref()).map_err(SendError::Refused)?;
+        let stream = match tokio::time::timeout(self.connect_timeout, TcpStream::connect(address))
+            .await
+        {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(error)) => return Err(SendError::Connect(error)),
+            Err(_) => {
+                let message = format!("not connected within {:?}", self.connect_timeout);
+                return Err(SendError::Connect(io::Error::new(io::ErrorKind::TimedOut, message)));
+            }
+        };
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(side = "upstream", %address, %error, "cannot set TCP_NODELAY");
+        }
+        let (sender, driver) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|error| SendError::Exchange { error, reused: false })?;
+        // Open now: no longer waiting, still counted as a connection.
+        let slot = slots.map(|(open, _pending)| open);
+        Ok(Conn { sender, driver: Box::pin(driver), _slot: slot })
+    }
+}
+
+fn lock(stack: &Mutex<VecDeque<Idle>>) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
+    // A panic while holding the lock leaves a usable stack: at worst a
+    // connection is missing from it.
+    stack.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Close, every `period`, the connections of `pool` left idle that long,
+/// until the pool is gone.
+async fn reap(pool: Weak<Http1Pool>, period: Duration) {
+    let period = period.max(Duration::from_millis(10));
+    loop {
+        tokio::time::sleep(period).await;
+        let Some(pool) = pool.upgrade() else { return };
+        let now = Instant::now();
+        for stack in &pool.idle {
+            let mut stack = lock(stack);
+            while stack.front().is_some_and(|idle| now - idle.since >= pool.idle_timeout) {
+                stack.pop_front();
+            }
+        }
+    }
+}
+
+/// Rewrite an absolute-form target (`http://endpoint/path?query`) to the
+/// origin form an HTTP/1.1 request to a server carries, keeping the
+/// endpoint as `Host` when the request has none (an HTTP/1.0 client's).
+fn origin_form<B>(request: &mut Request<B>) {
+    if !request.headers().contains_key(hyper::header::HOST) {
+        let host = request
+            .uri()
+            .authority()
+            .and_then(|a| hyper::header::HeaderValue::from_str(a.as_str()).ok());
+        if let Some(host) = host {
+            request.headers_mut().insert(hyper::header::HOST, host);
+        }
+    }
+    let path = request.uri().path_and_query().cloned().unwrap_or(PathAndQuery::from_static("/"));
+    *request.uri_mut() = Uri::from(path);
+}
+
+/// A connection travelling with the response body it is reading.
+struct Carried {
+    conn: Conn,
+    pool: Arc<Http1Pool>,
+    endpoint: usize,
+}
+
+/// An upstream response body. For an HTTP/1.1 exchange of [`Http1Pool`] it
+/// carries its connection, which reading the body drives and which goes
+/// back to the pool once the body has ended.
+pub struct UpstreamBody {
+    body: Incoming,
+    carried: Option<Carried>,
+    /// Whether the body has given its last frame (its end, or trailers).
+    ended: bool,
+}
+
+impl UpstreamBody {
+    /// A body whose connection runs in a task of its own.
+    fn detached(body: Incoming) -> UpstreamBody {
+        UpstreamBody { body, carried: None, ended: false }
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        if let Some(carried) = &mut this.carried {
+            // The connection ended: what it read is in the body already.
+            if carried.conn.driver.as_mut().poll(cx).is_ready() {
+                this.carried = None;
+            }
+        }
+        let frame = Pin::new(&mut this.body).poll_frame(cx);
+        // Trailers are the last frame, and a reader may stop at them.
+        match &frame {
+            Poll::Ready(None) => this.ended = true,
+            Poll::Ready(Some(Ok(frame))) if frame.is_trailers() => this.ended = true,
+            _ => {}
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for UpstreamBody {
+    fn drop(&mut self) {
+        // A body dropped before its end leaves the connection mid-response:
+        // it closes with it.
+        if let Some(carried) = self.carried.take() {
+            if self.ended || self.body.is_end_stream() {
+                carried.pool.put(carried.endpoint, carried.conn);
+            }
+        }
     }
 }
