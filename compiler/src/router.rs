@@ -109,7 +109,9 @@ pub fn host_name(header: &str) -> &str {
     name.strip_suffix('.').unwrap_or(name)
 }
 
+/// In a plan file, `[route, listeners, methods, rank]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "LeafFile", into = "LeafFile")]
 struct Leaf {
     route: RouteId,
     listeners: u64,
@@ -119,36 +121,62 @@ struct Leaf {
     rank: u16,
 }
 
+type LeafFile = (RouteId, u64, MethodSet, u16);
+
+impl From<LeafFile> for Leaf {
+    fn from((route, listeners, methods, rank): LeafFile) -> Leaf {
+        Leaf { route, listeners, methods, rank }
+    }
+}
+
+impl From<Leaf> for LeafFile {
+    fn from(l: Leaf) -> LeafFile {
+        (l.route, l.listeners, l.methods, l.rank)
+    }
+}
+
 /// A node's children keyed by segment text, sorted by it.
 type Children = Vec<(Box<str>, u32)>;
 
+/// In a plan file, fields that are empty are left out.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Node {
     /// Literal children, sorted by segment.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     literals: Vec<(Box<str>, u32)>,
+    /// Where this node's entries in [`Router::lits`] start (one per
+    /// literal, in the same order); set by [`Router::prepare`], never stored.
+    #[serde(skip)]
+    lit_start: u32,
     /// A hash index over `literals` for nodes with many of them; rebuilt by
     /// [`Router::prepare`], never stored.
     #[serde(skip)]
     index: Option<LiteralIndex>,
     /// Literal children of case-insensitive routes, by lowercase segment.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     folded: Vec<(Box<str>, u32)>,
     /// Children through a parameter with a regex constraint, sorted by the regex text.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     constrained: Vec<(Pattern, u32)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     param: Option<u32>,
     /// Routes whose template ends here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     end: Vec<Leaf>,
     /// Routes whose template ends with a catch-all here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     catch_all: Vec<Leaf>,
     /// On a host's root node only: `path_regex` routes, tried after every
     /// template route of the host, by rank and then by regex text.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     regex: Vec<(Pattern, Leaf)>,
 }
 
-/// The compiled route trie. Build it with [`RouterBuilder`].
+/// The compiled route trie. Build it with [`RouterBuilder`]. Deserialising
+/// one prepares its lookup indexes too.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(from = "RouterFile")]
 pub struct Router {
     /// Lowercase exact hosts and their path roots, sorted by host.
     exact: Vec<(Box<str>, u32)>,
@@ -160,6 +188,113 @@ pub struct Router {
     /// Header, query and cookie conditions, by route; empty for most routes.
     #[serde(default)]
     conditions: Vec<Vec<Condition>>,
+    /// Every node's literal children as lookup compares them, node by node;
+    /// built by [`Router::prepare`], never stored.
+    #[serde(skip)]
+    lits: Vec<Lit>,
+}
+
+/// A [`Router`] as a plan file holds it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouterFile {
+    exact: Vec<(Box<str>, u32)>,
+    wildcard: Vec<(Box<str>, u32)>,
+    any: Option<u32>,
+    nodes: Vec<Node>,
+    #[serde(default)]
+    conditions: Vec<Vec<Condition>>,
+}
+
+impl From<RouterFile> for Router {
+    fn from(f: RouterFile) -> Router {
+        let RouterFile { exact, wildcard, any, nodes, conditions } = f;
+        let mut router = Router { exact, wildcard, any, nodes, conditions, lits: Vec::new() };
+        router.prepare();
+        router
+    }
+}
+
+/// A literal child as lookup compares it: its length and two words that
+/// together hold every byte of a literal up to 16 bytes long (see
+/// [`SegmentWords`]), so most comparisons read no string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Lit {
+    words: SegmentWords,
+    child: u32,
+}
+
+/// A segment's length, its first eight bytes (zero-extended when it is
+/// shorter) and, when it is longer than eight bytes, its last eight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct SegmentWords {
+    head: u64,
+    tail: u64,
+    len: u32,
+}
+
+impl SegmentWords {
+    fn of(segment: &[u8]) -> SegmentWords {
+        let mut head = [0; 8];
+        let n = segment.len().min(8);
+        head[..n].copy_from_slice(&segment[..n]);
+        let tail = match segment.len() {
+            len if len > 8 => word(segment, len - 8),
+            _ => 0,
+        };
+        SegmentWords { head: u64::from_le_bytes(head), tail, len: segment.len() as u32 }
+    }
+
+    /// The segment of `path` that starts at `at` and ends before the next
+    /// `/` or at the end, as its end offset and its words: eight bytes at a
+    /// time where the path has them, which for most segments is one step.
+    #[inline(always)]
+    fn split(path: &[u8], at: usize) -> (usize, SegmentWords) {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        let mut end = at;
+        loop {
+            let Some(chunk) = path.get(end..end + 8) else {
+                end += path.get(end..).map_or(0, |r| r.iter().take_while(|&&b| b != b'/').count());
+                break;
+            };
+            let x = u64::from_le_bytes(chunk.try_into().expect("eight bytes")) ^ (ONES * 0x2f);
+            // The lowest byte that was a `/` is the lowest flagged one.
+            let found = x.wrapping_sub(ONES) & !x & (ONES << 7);
+            if found != 0 {
+                end += (found.trailing_zeros() / 8) as usize;
+                break;
+            }
+            end += 8;
+        }
+        let len = end - at;
+        let head = if len >= 8 {
+            word(path, at)
+        } else if at + 8 <= path.len() {
+            word(path, at) & ((1u64 << (8 * len)) - 1)
+        } else {
+            return (end, SegmentWords::of(&path[at..end]));
+        };
+        let tail = if len > 8 { word(path, end - 8) } else { 0 };
+        (end, SegmentWords { head, tail, len: len as u32 })
+    }
+
+    /// Whether equal words prove two segments equal.
+    #[inline(always)]
+    fn decides(&self) -> bool {
+        self.len <= 16
+    }
+
+    #[inline(always)]
+    fn hash(&self) -> u64 {
+        (self.head ^ self.tail.rotate_left(29) ^ u64::from(self.len))
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+}
+
+/// The eight bytes of `bytes` from `at`, little-endian; the caller knows they are there.
+#[inline(always)]
+fn word(bytes: &[u8], at: usize) -> u64 {
+    bytes.get(at..at + 8).map_or(0, |w| u64::from_le_bytes(w.try_into().expect("eight bytes")))
 }
 
 /// A facts-only view of a request, as the router needs it.
@@ -188,30 +323,35 @@ impl Router {
         captures: &mut Captures,
     ) -> Option<RouteId> {
         captures.ranges.clear();
-        let rest = request.path.strip_prefix('/')?;
+        if !request.path.starts_with('/') {
+            return None;
+        }
         let walk = Walk {
             nodes: &self.nodes,
+            lits: &self.lits,
             listener: 1u64.checked_shl(request.listener as u32).unwrap_or(0),
             method: request.method,
-            path_len: request.path.len(),
+            path: request.path,
             conditions: &self.conditions,
             fields,
         };
 
         let host = request.host;
-        if let Ok(i) = self.exact.binary_search_by(|(h, _)| cmp_ignore_case(h, host)) {
-            if let Some(r) = walk.root(self.exact[i].1, rest, request.path, captures) {
-                return Some(r);
-            }
-        }
-        for (suffix, root) in &self.wildcard {
-            if host.len() > suffix.len() && ends_with_ignore_case(host, suffix) {
-                if let Some(r) = walk.root(*root, rest, request.path, captures) {
+        if !self.exact.is_empty() {
+            if let Ok(i) = self.exact.binary_search_by(|(h, _)| cmp_ignore_case(h, host)) {
+                if let Some(r) = walk.root(self.exact[i].1, captures) {
                     return Some(r);
                 }
             }
         }
-        walk.root(self.any?, rest, request.path, captures)
+        for (suffix, root) in &self.wildcard {
+            if host.len() > suffix.len() && ends_with_ignore_case(host, suffix) {
+                if let Some(r) = walk.root(*root, captures) {
+                    return Some(r);
+                }
+            }
+        }
+        walk.root(self.any?, captures)
     }
 
     /// The header, query, cookie and port conditions of `route`.
@@ -219,12 +359,19 @@ impl Router {
         self.conditions.get(route as usize).map_or(&[], Vec::as_slice)
     }
 
-    /// Build the lookup indexes that plan files do not carry. Call once after
-    /// deserialising (building does it already).
+    /// Build the lookup indexes that plan files do not carry (building and
+    /// deserialising do it already).
     pub fn prepare(&mut self) {
+        self.lits.clear();
         for node in &mut self.nodes {
+            node.lit_start = self.lits.len() as u32;
+            let lits = node
+                .literals
+                .iter()
+                .map(|(l, child)| Lit { words: SegmentWords::of(l.as_bytes()), child: *child });
+            self.lits.extend(lits);
             node.index = (node.literals.len() >= LiteralIndex::MIN_CHILDREN)
-                .then(|| LiteralIndex::new(&node.literals));
+                .then(|| LiteralIndex::new(&self.lits[node.lit_start as usize..]));
         }
     }
 
@@ -270,82 +417,112 @@ impl Router {
 
 struct Walk<'a> {
     nodes: &'a [Node],
+    lits: &'a [Lit],
     listener: u64,
     method: Method,
-    path_len: usize,
+    path: &'a str,
     conditions: &'a [Vec<Condition>],
     fields: &'a dyn RequestFields,
 }
 
+/// The position [`Walk::node`] takes once the path is used up.
+const PATH_END: usize = usize::MAX;
+
 impl Walk<'_> {
     /// Every template route under a host's root, then its `path_regex` routes.
-    fn root(&self, id: u32, rest: &str, path: &str, captures: &mut Captures) -> Option<RouteId> {
-        if let Some(r) = self.node(id, Some((rest, 1)), captures) {
+    fn root(&self, id: u32, captures: &mut Captures) -> Option<RouteId> {
+        if let Some(r) = self.node(id, 1, captures) {
             return Some(r);
         }
-        captures.ranges.clear();
         let regex = &self.nodes[id as usize].regex;
+        if regex.is_empty() {
+            return None;
+        }
+        captures.ranges.clear();
         regex
             .iter()
-            .find(|(pattern, l)| self.admits(l) && pattern.is_match(path))
+            .find(|(pattern, l)| self.admits(l) && pattern.is_match(self.path))
             .map(|(_, l)| l.route)
     }
 
-    /// `rest` is the unmatched path after a `/` and its byte offset in the
-    /// whole path, or `None` once the path is used up.
-    fn node(
-        &self,
-        id: u32,
-        rest: Option<(&str, usize)>,
-        captures: &mut Captures,
-    ) -> Option<RouteId> {
-        let node = &self.nodes[id as usize];
-        let Some((rest, offset)) = rest else {
-            if let Some(r) = self.pick(&node.end) {
-                return Some(r);
-            }
-            return self.capture_rest(node, self.path_len, self.path_len, captures);
-        };
-
-        // Split off this segment; what follows the next `/` is the next rest.
-        // Segments are short: a plain byte scan beats the general substring search.
-        let (segment, next) = match rest.bytes().position(|b| b == b'/') {
-            Some(i) => (&rest[..i], Some((&rest[i + 1..], offset + i + 1))),
-            None => (rest, None),
-        };
-
-        if let Some(child) = node.literal(segment) {
-            if let Some(r) = self.node(child, next, captures) {
-                return Some(r);
-            }
-        }
-        for (folded, child) in &node.folded {
-            if folded.len() == segment.len() && folded.eq_ignore_ascii_case(segment) {
-                if let Some(r) = self.node(*child, next, captures) {
-                    return Some(r);
+    /// `at` is the byte offset in the path of the unmatched rest, just after
+    /// a `/`, or [`PATH_END`] once the path is used up.
+    ///
+    /// Where a node's last alternative is a child (no other option of the
+    /// node is left to try when it fails), the walk goes on in a loop rather
+    /// than a nested call; a failed walk drops the captures it pushed.
+    fn node(&self, mut id: u32, mut at: usize, captures: &mut Captures) -> Option<RouteId> {
+        let mark = captures.ranges.len();
+        let found = loop {
+            let node = &self.nodes[id as usize];
+            if at == PATH_END {
+                if let Some(r) = self.pick(&node.end) {
+                    break Some(r);
                 }
+                let end = self.path.len();
+                break self.capture_rest(node, end, end, captures);
             }
-        }
-        if !segment.is_empty() {
-            for (pattern, child) in &node.constrained {
-                if !pattern.is_match(segment) {
+
+            // Split off this segment with the words that find its literal;
+            // what follows the next `/` is the next rest.
+            let bytes = self.path.as_bytes();
+            let (end, words) = SegmentWords::split(bytes, at);
+            let next = if end < bytes.len() { end + 1 } else { PATH_END };
+            // `at` and `end` sit next to a `/` or at an end of the path, so
+            // this slice never splits a character.
+            let segment = &bytes[at..end];
+            let only_literals = node.param.is_none()
+                && node.catch_all.is_empty()
+                && node.folded.is_empty()
+                && node.constrained.is_empty();
+
+            if let Some(child) = node.literal(self.lits, segment, &words) {
+                if only_literals {
+                    (id, at) = (child, next);
                     continue;
                 }
-                captures.ranges.push((offset as u32, (offset + segment.len()) as u32));
+                if let Some(r) = self.node(child, next, captures) {
+                    break Some(r);
+                }
+            }
+            for (folded, child) in &node.folded {
+                if folded.len() == segment.len() && folded.as_bytes().eq_ignore_ascii_case(segment)
+                {
+                    if let Some(r) = self.node(*child, next, captures) {
+                        return Some(r);
+                    }
+                }
+            }
+            if segment.is_empty() {
+                break self.capture_rest(node, at, self.path.len(), captures);
+            }
+            for (pattern, child) in &node.constrained {
+                if !pattern.is_match(self.path.get(at..end).unwrap_or_default()) {
+                    continue;
+                }
+                captures.ranges.push((at as u32, end as u32));
                 if let Some(r) = self.node(*child, next, captures) {
                     return Some(r);
                 }
                 captures.ranges.pop();
             }
-        }
-        if let (Some(child), false) = (node.param, segment.is_empty()) {
-            captures.ranges.push((offset as u32, (offset + segment.len()) as u32));
-            if let Some(r) = self.node(child, next, captures) {
-                return Some(r);
+            if let Some(child) = node.param {
+                captures.ranges.push((at as u32, end as u32));
+                if node.catch_all.is_empty() {
+                    (id, at) = (child, next);
+                    continue;
+                }
+                if let Some(r) = self.node(child, next, captures) {
+                    break Some(r);
+                }
+                captures.ranges.pop();
             }
-            captures.ranges.pop();
+            break self.capture_rest(node, at, self.path.len(), captures);
+        };
+        if found.is_none() {
+            captures.ranges.truncate(mark);
         }
-        self.capture_rest(node, offset, self.path_len, captures)
+        found
     }
 
     fn capture_rest(
@@ -379,27 +556,36 @@ impl Walk<'_> {
 }
 
 impl Node {
-    /// The child for literal `segment`: by hash when the node has many
-    /// literals, else by a scan that compares lengths before bytes.
-    fn literal(&self, segment: &str) -> Option<u32> {
-        match &self.index {
-            Some(index) => index.find(&self.literals, segment),
-            None => self
-                .literals
-                .iter()
-                .find(|(l, _)| l.len() == segment.len() && **l == *segment)
-                .map(|(_, child)| *child),
+    /// The child for literal `segment`, whose words are `words`: by hash
+    /// when the node has many literals, else by a scan of their words.
+    #[inline(always)]
+    fn literal(&self, lits: &[Lit], segment: &[u8], words: &SegmentWords) -> Option<u32> {
+        let start = self.lit_start as usize;
+        let lits = lits.get(start..start + self.literals.len())?;
+        let same = |i: usize, lit: &Lit| {
+            lit.words == *words
+                && (words.decides()
+                    || self.literals.get(i).is_some_and(|(l, _)| l.as_bytes() == segment))
+        };
+        if let Some(index) = &self.index {
+            return index.find(lits, words, same);
         }
+        for (i, lit) in lits.iter().enumerate() {
+            if same(i, lit) {
+                return Some(lit.child);
+            }
+        }
+        None
     }
 }
 
 /// Open addressing over a node's literal children: slot -> position in
-/// `literals`, probed linearly from the segment's [`segment_hash`]. The table is
-/// at most half full, so a miss stops at an empty slot within a few probes.
+/// its literals, probed linearly from [`SegmentWords::hash`]. The table is at
+/// most half full, so a miss stops at an empty slot within a few probes.
 #[derive(Debug, Clone)]
 struct LiteralIndex {
     slots: Vec<u32>,
-    mask: usize,
+    shift: u32,
 }
 
 impl LiteralIndex {
@@ -407,42 +593,46 @@ impl LiteralIndex {
     const MIN_CHILDREN: usize = 8;
     const EMPTY: u32 = u32::MAX;
 
-    fn new(literals: &[(Box<str>, u32)]) -> LiteralIndex {
-        let size = (literals.len() * 2).next_power_of_two();
-        let mut index = LiteralIndex { slots: vec![Self::EMPTY; size], mask: size - 1 };
-        for (position, (literal, _)) in literals.iter().enumerate() {
-            let mut slot = segment_hash(literal.as_bytes()) as usize & index.mask;
+    /// An index over a node's literals.
+    fn new(lits: &[Lit]) -> LiteralIndex {
+        let size = (lits.len() * 2).next_power_of_two();
+        let mut index =
+            LiteralIndex { slots: vec![Self::EMPTY; size], shift: 64 - size.trailing_zeros() };
+        let mask = size - 1;
+        for (position, lit) in lits.iter().enumerate() {
+            let mut slot = index.slot(&lit.words);
             while index.slots[slot] != Self::EMPTY {
-                slot = (slot + 1) & index.mask;
+                slot = (slot + 1) & mask;
             }
             index.slots[slot] = position as u32;
         }
         index
     }
 
-    fn find(&self, literals: &[(Box<str>, u32)], segment: &str) -> Option<u32> {
-        let mut slot = segment_hash(segment.as_bytes()) as usize & self.mask;
+    #[inline(always)]
+    fn slot(&self, words: &SegmentWords) -> usize {
+        // The high bits of the product mix every bit of the words.
+        (words.hash().checked_shr(self.shift).unwrap_or(0)) as usize
+    }
+
+    #[inline(always)]
+    fn find(
+        &self,
+        lits: &[Lit],
+        words: &SegmentWords,
+        same: impl Fn(usize, &Lit) -> bool,
+    ) -> Option<u32> {
+        let mask = self.slots.len() - 1;
+        let mut slot = self.slot(words);
         loop {
-            let position = self.slots[slot];
-            if position == Self::EMPTY {
-                return None;
+            let position = *self.slots.get(slot)? as usize;
+            let lit = lits.get(position)?;
+            if same(position, lit) {
+                return Some(lit.child);
             }
-            let (literal, child) = &literals[position as usize];
-            if **literal == *segment {
-                return Some(*child);
-            }
-            slot = (slot + 1) & self.mask;
+            slot = (slot + 1) & mask;
         }
     }
-}
-
-/// FNV-1a over the segment's bytes: one multiply per byte, and a good spread
-/// for the short, similar literals (`svc1`, `svc2`...) that sit side by side.
-/// (A word-at-a-time hash was tried and lost: such siblings collided.)
-fn segment_hash(bytes: &[u8]) -> u64 {
-    bytes
-        .iter()
-        .fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }
 
 fn cmp_ignore_case(lower: &str, other: &str) -> Ordering {

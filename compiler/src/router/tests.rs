@@ -579,3 +579,33 @@ fn case_insensitive_literals_rank_below_exact_ones_and_still_tie() {
     assert_eq!(get("/api/other"), Some(2));
     assert_eq!(get("/Api/other"), None, "the first segment of route 2 is exact");
 }
+
+#[test]
+fn segment_words_from_a_path_match_those_of_the_segment() {
+    let paths = [
+        "/",
+        "/a",
+        "/a/",
+        "/abcdefgh",
+        "/abcdefghi/x",
+        "/abcdefghijklmnopq/r",
+        "/x/abcdefgh/",
+        "/caf%C3%A9/\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}",
+        "/v1/contacts/123/notes",
+        "//a",
+    ];
+    for path in paths {
+        let bytes = path.as_bytes();
+        let mut at = 1;
+        loop {
+            let (end, words) = SegmentWords::split(bytes, at);
+            let want = bytes[at..].iter().position(|&b| b == b'/').map_or(bytes.len(), |i| at + i);
+            assert_eq!(end, want, "{path} at {at}");
+            assert_eq!(words, SegmentWords::of(&bytes[at..end]), "{path} at {at}");
+            if end == bytes.len() {
+                break;
+            }
+            at = end + 1;
+        }
+    }
+}
