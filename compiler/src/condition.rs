@@ -16,6 +16,8 @@
 //! rule 4: at the same host and path, the route with more conditions wins.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -53,6 +55,32 @@ pub struct Condition {
     pub rule: Rule,
 }
 
+thread_local! {
+    /// While [`share_patterns`] runs on this thread: every pattern compiled
+    /// so far, by source.
+    static SHARED: RefCell<Option<HashMap<String, Pattern>>> = const { RefCell::new(None) };
+}
+
+/// Run `f` so that a [`Pattern::new`] of a source already compiled within it
+/// shares the earlier compiled regex instead of compiling it again (a plan
+/// file holds the same constraint at many trie nodes).
+pub(crate) fn share_patterns<R>(f: impl FnOnce() -> R) -> R {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            if self.0 {
+                SHARED.with(|s| *s.borrow_mut() = None);
+            }
+        }
+    }
+    let outermost = SHARED.with(|s| {
+        let mut s = s.borrow_mut();
+        s.is_none().then(|| *s = Some(HashMap::new())).is_some()
+    });
+    let _reset = Reset(outermost);
+    f()
+}
+
 /// A compiled, anchored regex that travels in plan files as its source.
 #[derive(Clone)]
 pub struct Pattern {
@@ -63,10 +91,20 @@ pub struct Pattern {
 impl Pattern {
     /// Compile `source` to match whole values.
     pub fn new(source: &str) -> Result<Pattern, regex::Error> {
+        let shared = SHARED.with(|s| s.borrow().as_ref().and_then(|m| m.get(source).cloned()));
+        if let Some(pattern) = shared {
+            return Ok(pattern);
+        }
         let regex = regex::RegexBuilder::new(&format!("^(?:{source})$"))
             .size_limit(REGEX_SIZE_LIMIT)
             .build()?;
-        Ok(Pattern { source: source.to_owned(), regex })
+        let pattern = Pattern { source: source.to_owned(), regex };
+        SHARED.with(|s| {
+            if let Some(m) = s.borrow_mut().as_mut() {
+                m.insert(source.to_owned(), pattern.clone());
+            }
+        });
+        Ok(pattern)
     }
 
     pub fn as_str(&self) -> &str {

@@ -99,6 +99,47 @@ impl Template {
         Ok(Template { segments, constraints, case_insensitive: false })
     }
 
+    /// The parameter names of template `text`, in the order their captures
+    /// appear, checking the parameter segments but neither canonicalising
+    /// literals nor compiling constraints: for a template that was parsed
+    /// once already, such as one read back from a plan file.
+    pub fn param_names_of(text: &str) -> Result<Vec<String>, TemplateError> {
+        let rest = text.strip_prefix('/').ok_or(TemplateError::NoLeadingSlash)?;
+        let mut names: Vec<String> = Vec::new();
+        let mut segments = rest.split('/').peekable();
+        while let Some(seg) = segments.next() {
+            if !seg.contains(['{', '}']) {
+                continue;
+            }
+            let inner = seg
+                .strip_prefix('{')
+                .and_then(|s| s.strip_suffix('}'))
+                .ok_or_else(|| TemplateError::PartialParam(seg.to_owned()))?;
+            let name = match inner.split_once(':') {
+                Some((name, "")) => {
+                    return Err(TemplateError::BadConstraint(name.to_owned(), "it is empty".into()))
+                }
+                Some((name, _)) => name,
+                None if inner.contains(['{', '}']) => {
+                    return Err(TemplateError::PartialParam(seg.to_owned()))
+                }
+                None => match inner.strip_prefix('*') {
+                    Some(name) if segments.peek().is_some() => {
+                        return Err(TemplateError::CatchAllNotLast(name.to_owned()))
+                    }
+                    Some(name) => name,
+                    None => inner,
+                },
+            };
+            check_name(name)?;
+            if names.iter().any(|n| n == name) {
+                return Err(TemplateError::DuplicateParam(name.to_owned()));
+            }
+            names.push(name.to_owned());
+        }
+        Ok(names)
+    }
+
     /// Parameter names in the order their captures appear.
     pub fn param_names(&self) -> Vec<String> {
         self.segments
@@ -269,6 +310,19 @@ mod tests {
     fn literals_are_canonicalised_like_request_paths() {
         let t = Template::parse("/caf\u{e9}/%7euser/{id}").unwrap();
         assert_eq!(t.to_string(), "/caf%C3%A9/~user/{id}");
+    }
+
+    #[test]
+    fn param_names_of_agrees_with_parse() {
+        for text in ["/", "/a/", "/v1/{id}/files/{*rest}", "/v1/{id:[0-9]{3}}/{slug:[a-z-]+}"] {
+            let parsed = Template::parse(text).unwrap().param_names();
+            assert_eq!(Template::param_names_of(text).unwrap(), parsed, "{text}");
+        }
+        for text in
+            ["v1/x", "/a{id}", "/{id", "/{}", "/{1x}", "/{id}/{id}", "/{*rest}/x", "/u/{id:}"]
+        {
+            assert!(Template::param_names_of(text).is_err(), "{text}");
+        }
     }
 
     #[test]

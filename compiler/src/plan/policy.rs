@@ -40,7 +40,7 @@ pub struct HealthCheckPlan {
 }
 
 /// Whether and how a route's failed tries are tried again.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct RetryPlan {
     pub settings: RetrySettings,
     /// Time each try has; `None` leaves only the route's timeout.
