@@ -63,6 +63,9 @@ use crate::ServeError;
 /// the loop does not spin while the condition lasts.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// The number of header fields hyper accepts when not told otherwise.
+const HYPER_MAX_HEADERS: usize = 100;
+
 /// The plan in force, swapped whole on reload.
 type Current = Arc<ArcSwap<Shared>>;
 
@@ -389,10 +392,12 @@ impl Connection {
             Protocol::Http1 => {
                 let mut http = http1::Builder::new();
                 // The head and idle clocks are the connection driver's.
-                http.timer(TokioTimer::new())
-                    .header_read_timeout(None)
-                    .max_headers(max_headers)
-                    .max_header_size(max_head);
+                http.timer(TokioTimer::new()).header_read_timeout(None).max_header_size(max_head);
+                // Given a limit, hyper fills an index array of that size
+                // for every head it parses; its default needs no filling.
+                if max_headers != HYPER_MAX_HEADERS {
+                    http.max_headers(max_headers);
+                }
                 let stream = ClientStream::new(io, Arc::clone(&state), max_head, max_headers);
                 let serving = http.serve_connection(TokioIo::new(stream), service).with_upgrades();
                 connection::drive(serving, Arc::clone(&state), limits, self.stopping.clone(), peer)

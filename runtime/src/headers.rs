@@ -35,6 +35,23 @@ static HOP_BY_HOP: [HeaderName; 9] = [
     hyper::header::PROXY_AUTHORIZATION,
 ];
 
+/// Whether `name` is one of [`HOP_BY_HOP`], by its text, which is quicker
+/// than comparing header names one by one.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+    )
+}
+
 pub(crate) static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub(crate) static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub(crate) static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -45,7 +62,7 @@ pub(crate) static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forw
 /// Most messages carry none, so one pass over the names present decides
 /// whether anything needs removing before any removal hashes a name.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+    if !headers.keys().any(is_hop_by_hop) {
         return;
     }
     if headers.contains_key(CONNECTION) {
@@ -185,6 +202,16 @@ mod tests {
             );
         }
         headers
+    }
+
+    #[test]
+    fn the_quick_hop_by_hop_check_knows_every_listed_name() {
+        for name in &HOP_BY_HOP {
+            assert!(is_hop_by_hop(name), "{name}");
+        }
+        for name in ["host", "accept", "x-forwarded-for", "content-length", "cookie", "tee"] {
+            assert!(!is_hop_by_hop(&HeaderName::from_static(name)), "{name}");
+        }
     }
 
     #[test]
