@@ -448,6 +448,7 @@ impl Balancer {
     }
 
     /// Whether too few endpoints are eligible, so picks spread over all.
+    #[inline]
     pub fn in_panic(&self) -> bool {
         let live = self.live.load(Ordering::Acquire) as u64;
         self.panic_threshold > 0 && live * 100 < self.panic_threshold * self.usable as u64
@@ -464,11 +465,13 @@ impl Balancer {
         }
     }
 
+    #[inline]
     fn usable(&self, i: usize) -> bool {
         !self.algorithm.is_weighted() || self.weights[i] > 0
     }
 
     /// Whether `i` may be picked in this view.
+    #[inline]
     fn candidate(&self, i: usize, view: &View) -> bool {
         Some(i) != view.avoid
             && self.usable(i)
@@ -476,6 +479,7 @@ impl Balancer {
     }
 
     /// How this pick sees the pool, or `None` when nothing can be picked.
+    #[inline]
     fn view(&self, pick: &Pick) -> Option<View> {
         let panic = self.in_panic();
         let count = if panic { self.usable } else { self.live.load(Ordering::Acquire) };
@@ -494,6 +498,7 @@ impl Balancer {
 
     /// Weight of `i` now, in thousandths: its weight times its slow start
     /// ramp (never 0 for a usable endpoint).
+    #[inline]
     fn effective_weight(&self, i: usize, now: Nanos) -> u64 {
         let weight = if self.algorithm.is_weighted() { u64::from(self.weights[i]) } else { 1 };
         weight * self.ramp(i, now)
@@ -501,6 +506,7 @@ impl Balancer {
 
     /// Slow start progress of `i` at `now`, from the initial share to
     /// [`FULL`].
+    #[inline]
     fn ramp(&self, i: usize, now: Nanos) -> u64 {
         let Some(slow) = self.slow_start else { return FULL };
         let from = self.ramp_from[i].load(Ordering::Relaxed);
