@@ -42,7 +42,9 @@ mod station;
 
 use rand_pcg::Pcg64;
 use sluice_compiler::Balance;
-use sluice_traffic::{Algorithm, Deadline, Nanos as Clock, Outcome as TryOutcome, RetrySettings};
+use sluice_traffic::{
+    Algorithm, Deadline, DeadlineSettings, Nanos as Clock, Outcome as TryOutcome, RetrySettings,
+};
 
 use self::gateway::Instance;
 use self::measure::{Ending, Measure};
@@ -52,7 +54,7 @@ use crate::queue::EventQueue;
 use crate::random::{keyed_uniform, stream, Stream};
 use crate::report::VariantReport;
 use crate::time::Nanos;
-use crate::workload::{Arrivals, Gateway, Length, PoolRules, Topology, Variant, Workload};
+use crate::workload::{Arrivals, Length, PoolRules, Topology, Variant, Workload};
 
 /// The traffic algorithm a spec's balance name stands for.
 pub fn algorithm(balance: Balance) -> Algorithm {
@@ -87,7 +89,7 @@ struct Request {
     last: Option<u32>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 enum Event {
     /// The open-loop arrival the [`Source`] holds is due.
     Arrival,
@@ -127,11 +129,12 @@ pub(crate) struct Outcome {
 struct Run<'a> {
     topology: &'a Topology,
     workload: &'a Workload,
-    gateway: Gateway,
     /// Per pool: its decision settings, the scenario's over the spec's.
     rules: Vec<PoolRules>,
     /// Per route: its retry policy.
     retries: Vec<RetrySettings>,
+    /// Per route: its time limits.
+    deadlines: Vec<DeadlineSettings>,
     seed: u64,
     events: EventQueue<Event>,
     source: Source,
@@ -225,6 +228,7 @@ impl<'a> Run<'a> {
         let mut picks = stream(seed, Stream::Balancer);
         let rules: Vec<PoolRules> = topology.pools.iter().map(|p| gateway.pool(p)).collect();
         let retries = topology.routes.iter().map(|r| gateway.retries(r)).collect();
+        let deadlines = topology.routes.iter().map(|r| gateway.deadline(r)).collect();
         let instances = (0..gateway.instances.max(1))
             .map(|_| Instance::new(topology, &variant, &gateway, &rules, &stations))
             .collect();
@@ -267,9 +271,9 @@ impl<'a> Run<'a> {
         Run {
             topology,
             workload,
-            gateway,
             rules,
             retries,
+            deadlines,
             seed,
             events,
             source,
@@ -335,7 +339,7 @@ impl<'a> Run<'a> {
             let key = self.source.client().map_or(id, |c| u64::from(c) | 1 << 63);
             ((keyed_uniform(self.seed, key, salt::INSTANCE) * n as f64) as usize).min(n - 1)
         };
-        let deadline = Deadline::new(self.gateway.deadline(route), Clock(now));
+        let deadline = Deadline::new(self.deadlines[route_index], Clock(now));
         let request = Request {
             id,
             arrived: now,
@@ -376,13 +380,12 @@ impl<'a> Run<'a> {
 
     /// The request is over: record it, free it, and let its client think.
     fn finish(&mut self, now: Nanos, r: u32, ending: Ending) {
-        let request = self.requests[r as usize];
+        let request = &self.requests[r as usize];
+        let (id, client) = (request.id, request.client);
         self.measure.ended(now, request.arrived, request.share as usize, request.measured, ending);
         self.free_requests.push(r);
-        if let (Some(client), Arrivals::Closed { think, .. }) =
-            (request.client, &self.workload.arrivals)
-        {
-            let u = keyed_uniform(self.seed, request.id, salt::THINK);
+        if let (Some(client), Arrivals::Closed { think, .. }) = (client, &self.workload.arrivals) {
+            let u = keyed_uniform(self.seed, id, salt::THINK);
             let wait = (-(1.0 - u).ln() * *think as f64).round() as Nanos;
             self.events.push(now.saturating_add(wait), Event::Client(client));
         }

@@ -35,7 +35,7 @@ pub struct EventQueue<E> {
     scheduled: u64,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 struct Entry<E> {
     /// Due time in the high 64 bits, sequence number in the low 64.
     key: u128,
@@ -48,7 +48,8 @@ impl<E> Default for EventQueue<E> {
     }
 }
 
-impl<E> EventQueue<E> {
+/// Events are small plain values, moved by copying as the heap reorders.
+impl<E: Copy> EventQueue<E> {
     pub fn new() -> Self {
         Self::default()
     }
@@ -79,36 +80,37 @@ impl<E> EventQueue<E> {
     }
 
     fn push_entry(&mut self, entry: Entry<E>) {
-        let key = entry.key;
+        // Sift up: parents with a larger key move down into the hole.
+        let mut i = self.heap.len();
         self.heap.push(entry);
-        // Sift up: move the new entry above every parent with a larger key.
-        let mut i = self.heap.len() - 1;
         while i > 0 {
             let parent = (i - 1) / ARITY;
-            if self.heap[parent].key <= key {
+            if self.heap[parent].key <= entry.key {
                 break;
             }
-            self.heap.swap(i, parent);
+            self.heap[i] = self.heap[parent];
             i = parent;
         }
+        self.heap[i] = entry;
     }
 
     /// Remove and return the earliest event and its time.
     #[inline]
     pub fn pop(&mut self) -> Option<(Nanos, E)> {
-        if let Some(lane) = &self.lane {
+        if let Some(lane) = self.lane {
             if self.heap.first().is_none_or(|top| lane.key < top.key) {
-                return self.lane.take().map(|e| ((e.key >> 64) as Nanos, e.event));
+                self.lane = None;
+                return Some(((lane.key >> 64) as Nanos, lane.event));
             }
         }
-        let last = self.heap.len().checked_sub(1)?;
-        self.heap.swap(0, last);
-        let top = self.heap.pop()?;
-        // Sift down: move the former last entry below every smaller child.
+        let top = *self.heap.first()?;
+        let moving = self.heap.pop()?;
         let n = self.heap.len();
-        let Some(moving) = self.heap.first().map(|e| e.key) else {
+        if n == 0 {
             return Some(((top.key >> 64) as Nanos, top.event));
-        };
+        }
+        // Sift down from the root: smaller children move up into the hole,
+        // until the former last entry fits.
         let mut i = 0;
         loop {
             let first = i * ARITY + 1;
@@ -125,12 +127,13 @@ impl<E> EventQueue<E> {
                 child ^= (child ^ c) & mask;
                 least = least.min(key);
             }
-            if moving <= least {
+            if moving.key <= least {
                 break;
             }
-            self.heap.swap(i, child);
+            self.heap[i] = self.heap[child];
             i = child;
         }
+        self.heap[i] = moving;
         Some(((top.key >> 64) as Nanos, top.event))
     }
 

@@ -108,18 +108,22 @@ impl Run<'_> {
         let endpoint = self.first[pool] + index;
         let (id, number, measured) = (request.id, request.tries, request.measured);
         request.last = Some(index as u32);
-        let t = Try {
-            request: r,
-            id,
-            number,
-            endpoint: endpoint as u32,
-            started: now,
-            measured,
-            awaited: true,
-            held: false,
-            permit,
-        };
-        let (slot, generation) = self.tries.insert(t);
+        // The slot first, so that the try is written straight into it.
+        let slot = self.tries.vacant();
+        let generation = self.tries.fill(
+            slot,
+            Try {
+                request: r,
+                id,
+                number,
+                endpoint: endpoint as u32,
+                started: now,
+                measured,
+                awaited: true,
+                held: false,
+                permit,
+            },
+        );
         if let TryBudget::Bounded { timeout, .. } = budget {
             let at = now.saturating_add(nanos(timeout));
             self.events.push(at, Event::Timeout { slot, generation });
@@ -179,7 +183,11 @@ impl Run<'_> {
         let station = &mut self.stations[endpoint];
         station.advance(now);
         station.busy -= 1;
-        station.serving.retain(|&s| s != slot);
+        // A slot is served at most once at a time; removing it keeps the
+        // order of the others, which a crash resets in.
+        if let Some(at) = station.serving.iter().position(|&s| s == slot) {
+            station.serving.remove(at);
+        }
         station.served += u64::from(measured);
         let failing = station.failing;
         let next = station.waiting.pop_front();
@@ -214,9 +222,11 @@ impl Run<'_> {
         let (r, endpoint, started) = (t.request, t.endpoint as usize, t.started);
         self.tries.release_if_done(slot);
 
-        let request = self.requests[r as usize];
+        // Only the fields needed, rather than a copy of the whole request.
+        let request = &self.requests[r as usize];
         let (pool, inst, route) =
             (request.pool as usize, request.instance as usize, request.route as usize);
+        let measured = request.measured;
         let index = endpoint - self.first[pool];
         let instance = &mut self.instances[inst];
         let clock = Clock(now);
@@ -226,11 +236,12 @@ impl Run<'_> {
             let changes = detector.observe(index, outcome, clock);
             self.outlier_changes(now, inst, pool, changes);
         }
-        if request.measured && outcome.is_failure() {
+        if measured && outcome.is_failure() {
             self.measure.failed_try();
         }
 
         if outcome.is_failure() {
+            let request = &self.requests[r as usize];
             let facts =
                 TryFacts { tries: request.tries, outcome, idempotent: true, replayable: true };
             let budget = self.instances[inst].budgets[route].as_ref();
@@ -243,7 +254,7 @@ impl Run<'_> {
                 &mut self.picks,
             );
             if let RetryDecision::Retry { backoff, .. } = decision {
-                self.measure.retried(request.measured);
+                self.measure.retried(measured);
                 self.events.push(now.saturating_add(nanos(backoff)), Event::Retry(r));
                 return;
             }

@@ -87,7 +87,7 @@ impl Station {
 }
 
 /// One try of a request at one endpoint.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(super) struct Try {
     /// The request's slot, and its id (slots are reused; ids are not).
     pub request: u32,
@@ -110,52 +110,69 @@ pub(super) struct Try {
 /// is freed, so events about a try that is gone are recognised and dropped.
 #[derive(Debug, Default)]
 pub(super) struct TrySlots {
-    slots: Vec<(u32, Option<Try>)>,
+    slots: Vec<Slot>,
     free: Vec<u32>,
 }
 
+#[derive(Debug, Default)]
+struct Slot {
+    generation: u32,
+    /// Whether `t` is a try in flight (otherwise the slot is free).
+    live: bool,
+    t: Try,
+}
+
 impl TrySlots {
+    /// A free slot, to [`TrySlots::fill`] at once.
     #[inline]
-    pub fn insert(&mut self, t: Try) -> (u32, u32) {
-        match self.free.pop() {
-            Some(slot) => {
-                let entry = &mut self.slots[slot as usize];
-                entry.1 = Some(t);
-                (slot, entry.0)
-            }
-            None => {
-                self.slots.push((0, Some(t)));
-                ((self.slots.len() - 1) as u32, 0)
-            }
-        }
+    pub fn vacant(&mut self) -> u32 {
+        self.free.pop().unwrap_or_else(|| {
+            self.slots.push(Slot::default());
+            (self.slots.len() - 1) as u32
+        })
+    }
+
+    /// Store `t` in `slot` from [`TrySlots::vacant`]; its generation.
+    #[inline]
+    pub fn fill(&mut self, slot: u32, t: Try) -> u32 {
+        let s = &mut self.slots[slot as usize];
+        // Field by field: copying the try whole goes through the stack, in
+        // pieces of other sizes than were written, which stalls the store.
+        let Try { request, id, number, endpoint, started, measured, awaited, held, permit } = t;
+        (s.t.request, s.t.id, s.t.number, s.t.endpoint) = (request, id, number, endpoint);
+        (s.t.started, s.t.measured, s.t.awaited, s.t.held) = (started, measured, awaited, held);
+        s.t.permit = permit;
+        s.live = true;
+        s.generation
     }
 
     /// The try in `slot`, if it is still the one of `generation`.
     #[inline]
     pub fn get(&mut self, slot: u32, generation: u32) -> Option<&mut Try> {
         match self.slots.get_mut(slot as usize) {
-            Some((g, Some(t))) if *g == generation => Some(t),
+            Some(s) if s.live && s.generation == generation => Some(&mut s.t),
             _ => None,
         }
     }
 
     #[inline]
     pub fn generation(&self, slot: u32) -> u32 {
-        self.slots.get(slot as usize).map_or(0, |s| s.0)
+        self.slots.get(slot as usize).map_or(0, |s| s.generation)
     }
 
     #[inline]
     pub fn at(&mut self, slot: u32) -> Option<&mut Try> {
-        self.slots.get_mut(slot as usize).and_then(|s| s.1.as_mut())
+        self.slots.get_mut(slot as usize).filter(|s| s.live).map(|s| &mut s.t)
     }
 
     /// Free the slot when neither the gateway nor the endpoint needs it.
     #[inline]
     pub fn release_if_done(&mut self, slot: u32) {
-        let Some(entry) = self.slots.get_mut(slot as usize) else { return };
-        if entry.1.as_ref().is_some_and(|t| !t.awaited && !t.held) {
-            entry.1 = None;
-            entry.0 = entry.0.wrapping_add(1);
+        let Some(s) = self.slots.get_mut(slot as usize) else { return };
+        if s.live && !s.t.awaited && !s.t.held {
+            s.live = false;
+            s.t.permit = None;
+            s.generation = s.generation.wrapping_add(1);
             self.free.push(slot);
         }
     }
