@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, HOST};
-use hyper::http::uri::{Authority, PathAndQuery, Scheme};
+use hyper::http::uri::{Authority, PathAndQuery};
 use hyper::{Method, Request, Response, Uri, Version};
 use sluice_compiler::condition::RequestFields;
 use sluice_compiler::normalize::normalize;
@@ -278,8 +278,7 @@ async fn forward(
 
     // Rewrite the request for the upstream, in the pool's protocol.
     let forwarded = if route_plan.forward_original_path { request.uri().path() } else { &path };
-    let target =
-        upstream_uri(&shared.authorities[pool][endpoint], forwarded, request.uri().query())?;
+    let target = upstream_target(forwarded, request.uri().query())?;
     let protocol = plan.pools[pool].protocol;
     let upgrade = upgrade::Requested::take(&mut request, protocol);
     let te_trailers = protocol == Protocol::Http2 && headers::accepts_trailers(request.headers());
@@ -322,7 +321,8 @@ async fn forward(
 struct UpstreamHead {
     method: Method,
     /// `http://ENDPOINT/path?query` for the first endpoint picked.
-    target: Uri,
+    /// The normalised path and the query as sent, in origin form.
+    target: PathAndQuery,
     headers: HeaderMap,
     /// The pool's protocol version.
     version: Version,
@@ -331,12 +331,12 @@ struct UpstreamHead {
 }
 
 impl UpstreamHead {
-    fn request(&self, endpoint: &Authority, body: RequestBody) -> Request<RequestBody> {
-        let mut target = self.target.clone().into_parts();
-        target.authority = Some(endpoint.clone());
+    /// The request for one try, in origin form: the pool's client names
+    /// the endpoint (see [`PoolClient::send`]).
+    fn request(&self, body: RequestBody) -> Request<RequestBody> {
         let mut request = Request::new(body);
         *request.method_mut() = self.method.clone();
-        *request.uri_mut() = Uri::from_parts(target).unwrap_or_else(|_| self.target.clone());
+        *request.uri_mut() = Uri::from(self.target.clone());
         *request.version_mut() = self.version;
         *request.headers_mut() = self.headers.clone();
         if let Some(continued) = &self.continued {
@@ -493,8 +493,8 @@ async fn try_once(
         let mut resent = false;
         loop {
             let began = tokio::time::Instant::now();
-            let request = head.request(authority, slot.attempt());
-            let error = match client.send(endpoint, address, request, resent).await {
+            let request = head.request(slot.attempt());
+            let error = match client.send(endpoint, address, authority, request, resent).await {
                 Ok(response) => return Ok(response),
                 Err(error) => error,
             };
@@ -599,19 +599,13 @@ fn is_authority_byte(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%:[]".contains(&byte)
 }
 
-/// `http://ENDPOINT` followed by the normalised path and the query as sent.
-fn upstream_uri(endpoint: &Authority, path: &str, query: Option<&str>) -> Result<Uri, ProxyError> {
-    let path_and_query = match query {
+/// The normalised path followed by the query as sent.
+fn upstream_target(path: &str, query: Option<&str>) -> Result<PathAndQuery, ProxyError> {
+    match query {
         Some(query) => PathAndQuery::try_from(format!("{path}?{query}")),
         None => PathAndQuery::try_from(path),
     }
-    .map_err(|_| ProxyError::BadRequest { reason: "request target cannot be forwarded" })?;
-    Uri::builder()
-        .scheme(Scheme::HTTP)
-        .authority(endpoint.clone())
-        .path_and_query(path_and_query)
-        .build()
-        .map_err(|_| ProxyError::BadRequest { reason: "request target cannot be forwarded" })
+    .map_err(|_| ProxyError::BadRequest { reason: "request target cannot be forwarded" })
 }
 
 /// The headers and query of a request, as route conditions read them.

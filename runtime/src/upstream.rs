@@ -66,7 +66,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1;
-use hyper::http::uri::PathAndQuery;
+use hyper::http::uri::{Authority, Scheme};
 use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper::{Request, Response, Uri};
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
@@ -130,18 +130,32 @@ impl PoolClient {
     /// Send `request` to `endpoint` (the pool's endpoint of that index, at
     /// `address`): on a new connection when `fresh`, else on an idle one
     /// when there is one.
+    ///
+    /// `request` is in origin form; `authority` names the endpoint as the
+    /// request's `Host` when it has none, and in the absolute form that
+    /// hyper-util's client wants.
     pub(crate) async fn send(
         &self,
         endpoint: usize,
         address: SocketAddr,
-        request: Request<RequestBody>,
+        authority: &Authority,
+        mut request: Request<RequestBody>,
         fresh: bool,
     ) -> Result<Response<UpstreamBody>, SendError> {
         if let Some(http1) = &self.http1 {
             if is_plain_exchange(&request) {
+                default_host(&mut request, authority);
                 return http1.send(endpoint, address, request, fresh).await;
             }
         }
+        let mut target = std::mem::take(request.uri_mut()).into_parts();
+        target.scheme = Some(Scheme::HTTP);
+        target.authority = Some(authority.clone());
+        *request.uri_mut() = Uri::from_parts(target).map_err(|error| {
+            let error =
+                io::Error::new(io::ErrorKind::InvalidInput, format!("upstream URI: {error}"));
+            SendError::Connect(error)
+        })?;
         let client = if fresh { &self.fresh } else { &self.pooled };
         match client.request(request).await {
             Ok(response) => Ok(response.map(UpstreamBody::detached)),
@@ -415,7 +429,7 @@ impl Http1Pool {
         self: &Arc<Self>,
         endpoint: usize,
         address: SocketAddr,
-        mut request: Request<RequestBody>,
+        request: Request<RequestBody>,
         fresh: bool,
     ) -> Result<Response<UpstreamBody>, SendError> {
         let taken = if fresh { None } else { self.take(endpoint) };
@@ -424,7 +438,6 @@ impl Http1Pool {
             Some(conn) => conn,
             None => self.connect(address).await?,
         };
-        origin_form(&mut request);
 
         // Drive the connection until the response head arrives.
         let mut response = std::pin::pin!(conn.sender.send_request(request));
@@ -500,8 +513,34 @@ impl Http1Pool {
         stack.push_back(Idle { conn, since: now });
     }
 
+    /// Close the idle connections, of every endpoint, that expired or that
+    /// the upstream has closed, giving back their places under the
+    /// breaker's limits; how many.
+    fn close_dead(&self) -> usize {
+        let now = Instant::now();
+        let mut context = Context::from_waker(std::task::Waker::noop());
+        let mut closed = 0;
+        for stack in &self.idle {
+            let mut stack = lock(stack);
+            let before = stack.len();
+            stack.retain_mut(|idle| {
+                now - idle.since < self.idle_timeout
+                    && idle.conn.driver.as_mut().poll(&mut context).is_pending()
+                    && idle.conn.sender.is_ready()
+            });
+            closed += before - stack.len();
+        }
+        closed
+    }
+
     async fn connect(&self, address: SocketAddr) -> Result<Conn, SendError> {
-        let slots = take_slots(self.breaker.as_ref()).map_err(SendError::Refused)?;
+        let slots = match take_slots(self.breaker.as_ref()) {
+            // Idle connections the upstream has closed keep their places
+            // until they are next looked at: look at them now.
+            Err(_) if self.close_dead() > 0 => take_slots(self.breaker.as_ref()),
+            taken => taken,
+        }
+        .map_err(SendError::Refused)?;
         let stream = match tokio::time::timeout(self.connect_timeout, TcpStream::connect(address))
             .await
         {
@@ -548,21 +587,13 @@ async fn reap(pool: Weak<Http1Pool>, period: Duration) {
     }
 }
 
-/// Rewrite an absolute-form target (`http://endpoint/path?query`) to the
-/// origin form an HTTP/1.1 request to a server carries, keeping the
-/// endpoint as `Host` when the request has none (an HTTP/1.0 client's).
-fn origin_form<B>(request: &mut Request<B>) {
+/// Give a request without `Host` (an HTTP/1.0 client's) the endpoint's.
+fn default_host<B>(request: &mut Request<B>, authority: &Authority) {
     if !request.headers().contains_key(hyper::header::HOST) {
-        let host = request
-            .uri()
-            .authority()
-            .and_then(|a| hyper::header::HeaderValue::from_str(a.as_str()).ok());
-        if let Some(host) = host {
+        if let Ok(host) = hyper::header::HeaderValue::from_str(authority.as_str()) {
             request.headers_mut().insert(hyper::header::HOST, host);
         }
     }
-    let path = request.uri().path_and_query().cloned().unwrap_or(PathAndQuery::from_static("/"));
-    *request.uri_mut() = Uri::from(path);
 }
 
 /// A connection travelling with the response body it is reading.
