@@ -1,0 +1,1090 @@
+//! The HTTP/1.1 upstream pool under hostile and buggy peers: upstreams that
+//! answer early, send too much, too little or out of turn, and clients that
+//! leave mid-response. End to end with the `sluice` binary and raw sockets on
+//! loopback; the invariant behind every test is that a response's bytes never
+//! reach another request, and that a connection left in an unknown state is
+//! closed rather than reused.
+
+mod support;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::StatusCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use support::{client, raw, request, send, spec_with, statuses, Gateway};
+
+/// One upstream connection as a [`RawUpstream`] handler sees it.
+struct Conn {
+    stream: TcpStream,
+    buffer: Vec<u8>,
+    /// Which connection this is (0 for the first accepted).
+    index: usize,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Conn {
+    /// Read the next request head (request line and fields); `None` once
+    /// the gateway closed the connection.
+    async fn head(&mut self) -> Option<String> {
+        loop {
+            if let Some(at) = find(&self.buffer, b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.buffer[..at + 4]).into_owned();
+                self.buffer.drain(..at + 4);
+                self.log.lock().unwrap().push(format!("{} {}", self.index, target(&head)));
+                return Some(head);
+            }
+            if !self.fill().await {
+                return None;
+            }
+        }
+    }
+
+    /// Read `n` body bytes; `None` if the connection ended first.
+    async fn body(&mut self, n: usize) -> Option<Vec<u8>> {
+        while self.buffer.len() < n {
+            if !self.fill().await {
+                return None;
+            }
+        }
+        Some(self.buffer.drain(..n).collect())
+    }
+
+    /// Read a chunked body up to its last chunk and empty trailer section,
+    /// returning the raw chunked bytes.
+    async fn chunked(&mut self) -> Option<Vec<u8>> {
+        loop {
+            if let Some(at) = find(&self.buffer, b"\r\n0\r\n\r\n") {
+                return Some(self.buffer.drain(..at + 7).collect());
+            }
+            if self.buffer.starts_with(b"0\r\n\r\n") {
+                return Some(self.buffer.drain(..5).collect());
+            }
+            if !self.fill().await {
+                return None;
+            }
+        }
+    }
+
+    async fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 16384];
+        match self.stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                self.buffer.extend_from_slice(&chunk[..n]);
+                true
+            }
+        }
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> bool {
+        self.stream.write_all(bytes).await.is_ok()
+    }
+
+    /// Write `200 OK` with `body` and its length.
+    async fn ok(&mut self, body: &str) -> bool {
+        self.write(&ok(body)).await
+    }
+
+    /// Wait until the gateway closes the connection (reading and dropping
+    /// anything it still sends), for at most `limit`; whether it did.
+    async fn closed_within(&mut self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let mut chunk = [0u8; 16384];
+            match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
+                Err(_) => return false,
+                Ok(Ok(0) | Err(_)) => return true,
+                Ok(Ok(_)) => {}
+            }
+        }
+    }
+}
+
+fn ok(body: &str) -> Vec<u8> {
+    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len()).into_bytes()
+}
+
+fn target(head: &str) -> &str {
+    head.split(' ').nth(1).unwrap_or("")
+}
+
+fn header<'h>(head: &'h str, name: &str) -> Option<&'h str> {
+    head.lines().skip(1).find_map(|line| {
+        let (n, v) = line.split_once(':')?;
+        n.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// An upstream over raw TCP on `127.0.0.1:0` that hands each accepted
+/// connection to a handler, for misbehaviour with exact timing.
+struct RawUpstream {
+    address: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    /// Connections whose handler has returned.
+    finished: Arc<AtomicUsize>,
+    /// `"CONNECTION TARGET"` for each request head read, in order.
+    log: Arc<Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RawUpstream {
+    async fn start<F, Fut>(handler: F) -> RawUpstream
+    where
+        F: Fn(Conn) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let socket = TcpListener::bind("127.0.0.1:0").await.expect("bind on loopback");
+        let address = socket.local_addr().expect("a bound socket has an address");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let finished = Arc::new(AtomicUsize::new(0));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (count, done, requests) =
+            (Arc::clone(&accepted), Arc::clone(&finished), Arc::clone(&log));
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = socket.accept().await else { continue };
+                let index = count.fetch_add(1, Ordering::SeqCst);
+                let conn = Conn { stream, buffer: Vec::new(), index, log: Arc::clone(&requests) };
+                let served = handler(conn);
+                let done = Arc::clone(&done);
+                tokio::spawn(async move {
+                    served.await;
+                    done.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+        });
+        RawUpstream { address, accepted, finished, log, task }
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    fn finished(&self) -> usize {
+        self.finished.load(Ordering::SeqCst)
+    }
+
+    fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for RawUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A well-behaved keep-alive upstream that answers every request with its
+/// target, reading Content-Length and chunked bodies.
+async fn echo_target(mut c: Conn) {
+    while let Some(head) = c.head().await {
+        if !read_body(&mut c, &head).await || !c.ok(target(&head)).await {
+            return;
+        }
+    }
+}
+
+async fn read_body(c: &mut Conn, head: &str) -> bool {
+    if header(head, "transfer-encoding").is_some() {
+        return c.chunked().await.is_some();
+    }
+    let length = header(head, "content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+    c.body(length).await.is_some()
+}
+
+/// GET `path` through the gateway with a fresh client and read the whole reply.
+async fn get(gateway: &Gateway, path: &str) -> (StatusCode, String) {
+    let reply = send(&client(), request("GET", gateway.addr("public"), "x.test", path)).await;
+    (reply.status, reply.body)
+}
+
+/// GET `path` and read the response, which may fail before its head or in
+/// its body.
+async fn get_body(gateway: &Gateway, path: &str) -> Result<(StatusCode, Bytes), String> {
+    let http = client::<Full<Bytes>>();
+    let response = http
+        .request(request("GET", gateway.addr("public"), "x.test", path))
+        .await
+        .map_err(|e| format!("no response: {e:?}"))?;
+    let status = response.status();
+    let body = response.into_body().collect().await;
+    body.map(|b| (status, b.to_bytes()))
+        .map_err(|e| format!("{status}, then the body failed: {e:?}"))
+}
+
+fn gateway_for(upstream: &RawUpstream, pool_extra: &str, route_extra: &str) -> Gateway {
+    Gateway::start(&spec_with("", &[upstream.address], pool_extra, route_extra))
+}
+
+async fn eventually(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// An upstream that refuses an upload with 413 as soon as it has the head,
+/// then, keeping the connection, reads and drops the body as RFC 9110 asks:
+/// the client sees the 413 and the connection stays in step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_413_with_keep_alive_keeps_the_connection_in_step() {
+    let upstream = RawUpstream::start(|mut c: Conn| async move {
+        while let Some(head) = c.head().await {
+            let refusal = b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\n\r\ntoo big!";
+            if target(&head) == "/upload" && !c.write(refusal).await {
+                return;
+            }
+            if !read_body(&mut c, &head).await {
+                return;
+            }
+            if target(&head) != "/upload" && !c.ok(target(&head)).await {
+                return;
+            }
+        }
+    })
+    .await;
+    let gateway = gateway_for(&upstream, "", "");
+    let http = client::<Full<Bytes>>();
+
+    for round in 0..3 {
+        let upload = hyper::Request::post(format!("http://{}/upload", gateway.addr("public")))
+            .header("host", "x.test")
+            .body(Full::new(Bytes::from(vec![b'u'; 256 * 1024])))
+            .unwrap();
+        let reply = send(&http, upload).await;
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (StatusCode::PAYLOAD_TOO_LARGE, "too big!"),
+            "round {round}"
+        );
+        for i in 0..2 {
+            let path = format!("/next-{round}-{i}");
+            let reply = send(&http, request("GET", gateway.addr("public"), "x.test", &path)).await;
+            assert_eq!((reply.status, reply.body), (StatusCode::OK, path));
+        }
+    }
+}
+
+/// An upstream that refuses an upload early and closes without reading the
+/// body: the client gets the 413, not a 502, and the next request is fine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_413_with_close_reaches_the_client() {
+    let upstream = RawUpstream::start(|mut c: Conn| async move {
+        while let Some(head) = c.head().await {
+            if target(&head) == "/upload" {
+                c.write(b"HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\nContent-Length: 8\r\n\r\ntoo big!")
+                    .await;
+                let _ = c.stream.shutdown().await;
+                // Linger so the refusal is read before any reset.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                return;
+            }
+            if !read_body(&mut c, &head).await || !c.ok(target(&head)).await {
+                return;
+            }
+        }
+    })
+    .await;
+    let gateway = gateway_for(&upstream, "", "");
+    let http = client::<Full<Bytes>>();
+
+    let upload = hyper::Request::post(format!("http://{}/upload", gateway.addr("public")))
+        .header("host", "x.test")
+        .body(Full::new(Bytes::from(vec![b'u'; 64 * 1024])))
+        .unwrap();
+    let reply = send(&http, upload).await;
+    assert_eq!((reply.status, reply.body.as_str()), (StatusCode::PAYLOAD_TOO_LARGE, "too big!"));
+    assert_eq!(get(&gateway, "/after").await, (StatusCode::OK, "/after".to_owned()));
+}
+
+/// `Expect: 100-continue` refused early by an upstream that keeps the
+/// connection: the client has the 413 well before the one-second wait, and
+/// the connection, whose request body was never sent, is not reused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expect_continue_refusal_is_quick_and_the_connection_is_not_reused() {
+    let upstream = RawUpstream::start(|mut c: Conn| async move {
+        while let Some(head) = c.head().await {
+            if target(&head) == "/upload" {
+                if !c
+                    .write(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\n\r\ntoo big!")
+                    .await
+                {
+                    return;
+                }
+                // This upstream forgets the unsent body: whatever comes next
+                // would be read as the next head.
+                continue;
+            }
+            if !read_body(&mut c, &head).await || !c.ok(target(&head)).await {
+                return;
+            }
+        }
+    })
+    .await;
+    let gateway = gateway_for(&upstream, "", "");
+
+    let started = Instant::now();
+    let text = raw(
+        gateway.addr("public"),
+        b"POST /upload HTTP/1.1\r\nHost: x.test\r\nContent-Length: 100000\r\n\
+          Expect: 100-continue\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(statuses(&text), [413], "{text}");
+    assert!(text.ends_with("too big!"), "{text}");
+    assert!(started.elapsed() < Duration::from_millis(900), "{:?}", started.elapsed());
+    for i in 0..3 {
+        let path = format!("/next-{i}");
+        assert_eq!(get(&gateway, &path).await, (StatusCode::OK, path));
+    }
+}
+
+/// Bytes after a complete response (garbage, or a second response to the
+/// same request), whether they arrive with it or a little later, are never
+/// read as the response to the next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_after_a_response_never_answer_the_next_request() {
+    let upstream = RawUpstream::start(|mut c: Conn| async move {
+        while let Some(head) = c.head().await {
+            let mut answer = ok(target(&head));
+            match target(&head) {
+                "/garbage" => answer.extend_from_slice(b"GARBAGE\r\n"),
+                "/twice" => answer.extend_from_slice(&ok("WRONG")),
+                "/twice-later" => {
+                    if !c.write(&answer).await {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(30)).await;
+                    answer = ok("WRONG");
+                }
+                _ => {}
+            }
+            if !c.write(&answer).await {
+                return;
+            }
+        }
+    })
+    .await;
+    let gateway = gateway_for(&upstream, "", "");
+
+    for bad in ["/garbage", "/twice", "/twice-later"] {
+        assert_eq!(get(&gateway, bad).await, (StatusCode::OK, bad.to_owned()));
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        for i in 0..3 {
+            let path = format!("{bad}/next-{i}");
+            assert_eq!(get(&gateway, &path).await, (StatusCode::OK, path), "{:?}", upstream.log());
+        }
+    }
+}
+
+/// Informational responses (103, 100) before the final one are skipped, and
+/// the connection is reused afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn informational_responses_are_skipped_and_the_connection_reused() {
+    let upstream = RawUpstream::start(|mut c: Conn| async move {
+        while let Some(head) = c.head().await {
+            let mut answer = b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n\
+                               HTTP/1.1 100 Continue\r\n\r\n"
+                .to_vec();
+            answer.extend_from_slice(&ok(target(&head)));
+            if !c.write(&answer).await {
+                return;
+            }
+        }
+    })
+    .await;
+    let gateway = gateway_for(&upstream, "", "");
+    for i in 0..4 {
+        let path = format!("/{i}");
+        assert_eq!(get(&gateway, &path).await, (StatusCode::OK, path));
+    }
+    assert_eq!(upstream.accepted(), 1, "{:?}", upstream.log());
+}
+
+/// A HEAD answered with a Content-Length and no body, and 204 and 304 that
+/// wrongly carry a body: the next request on the endpoint still gets its own
+/// response.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodiless_responses_keep_the_next_response_in_step() {
+    let upstream = RawUpstream::start(|mut c: Conn| async move {
+        while let Some(head) = c.head().await {
+            let answer: Vec<u8> = match (head.split(' ').next(), target(&head)) {
+                (Some("HEAD"), "/head-with-body") => {
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nWRONG".to_vec()
+                }
+                (Some("HEAD"), _) => b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n".to_vec(),
+                (_, "/204") => {
+                    b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\nWRONG".to_vec()
+                }
+                (_, "/304") => {
+                    b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\nWRONG".to_vec()
+                }
+                (_, path) => ok(path),
+            };
+            if !c.write(&answer).await {
+                return;
+            }
+        }
+    })
+    .await;
+    let gateway = gateway_for(&upstream, "", "");
+    let http = client::<Full<Bytes>>();
+
+    let reply = send(&http, request("HEAD", gateway.addr("public"), "x.test", "/h")).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.headers.get("content-length").map(|v| v.as_bytes()), Some(&b"5"[..]));
+    assert_eq!(get(&gateway, "/after-head").await, (StatusCode::OK, "/after-head".to_owned()));
+    assert_eq!(upstream.accepted(), 1, "a HEAD response with a length keeps the connection");
+
+    let reply =
+        send(&http, request("HEAD", gateway.addr("public"), "x.test", "/head-with-body")).await;
+    assert_eq!((reply.status, reply.body.as_str()), (StatusCode::OK, ""));
+    for i in 0..2 {
+        let next = format!("/head-with-body/next-{i}");
+        assert_eq!(get(&gateway, &next).await, (StatusCode::OK, next), "{:?}", upstream.log());
+    }
+
+    for (path, status) in [("/204", StatusCode::NO_CONTENT), ("/304", StatusCode::NOT_MODIFIED)] {
+        let reply = send(&http, request("GET", gateway.addr("public"), "x.test", path)).await;
+        assert_eq!((reply.status, reply.body.as_str()), (status, ""));
+        for i in 0..2 {
+            let next = format!("{path}/next-{i}");
+            assert_eq!(get(&gateway, &next).await, (StatusCode::OK, next), "{:?}", upstream.log());
+        }
+    }
+}
+
+/// A response framed by the end of the connection reaches the client whole,
+/// and its connection is not reused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_delimited_response_is_whole_and_its_connection_not_reused() {
+    let upstream = RawUpstream::start(|mut c: Conn| async move {
+        while let Some(head) = c.head().await {
+            if target(&head) == "/eof" {
+                c.write(b"HTTP/1.1 200 OK\r\n\r\nuntil ").await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                c.write(b"the end").await;
+                return;
+            }
+            if !c.ok(target(&head)).await {
+                return;
+            }
+        }
+    })
+    .await;
+    let gateway = gateway_for(&upstream, "", "");
+    assert_eq!(get(&gateway, "/a").await, (StatusCode::OK, "/a".to_owned()));
+    assert_eq!(get(&gateway, "/eof").await, (StatusCode::OK, "until the end".to_owned()));
+    assert_eq!(get(&gateway, "/b").await, (StatusCode::OK, "/b".to_owned()));
+    assert_eq!(upstream.accepted(), 2, "{:?}", upstream.log());
+}
+
+/// A body cut off by the upstream (mid-chunk, short of its length, or right
+/// after the head) fails at the client rather than looking complete, and
+/// the next request is answered on a good connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_body_fails_at_the_client_and_the_next_request_is_fine() {
+    let upstream = RawUpstream::start(|mut c: Conn| async move {
+        while let Some(head) = c.head().await {
+            let cut: &[u8] = match target(&head) {
+                "/chunked" => {
+                    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n8\r\nwor"
+                }
+                "/length" => b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b",
+                "/head-only" => b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n",
+                path => {
+                    if !c.ok(path).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            c.write(cut).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            return;
+        }
+    })
+    .await;
+    let gateway = gateway_for(&upstream, "", "");
+    for path in ["/chunked", "/length", "/head-only"] {
+        // The failure may come before the head (all of it arrived at once)
+        // or in the body: never as a complete response.
+        let reply = get_body(&gateway, path).await;
+        assert!(reply.is_err(), "{path}: a cut-off body must fail, got {reply:?}");
+        let next = format!("{path}/next");
+        assert_eq!(get(&gateway, &next).await, (StatusCode::OK, next));
+    }
+}
+
+/// A client that leaves mid-response: the upstream connection is closed
+/// rather than reused with the rest of that response still coming, and the
+/// next request on the endpoint gets its own response, not those bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_leaving_mid_response_never_passes_its_bytes_to_the_next_request() {
+    const HALF: usize = 512 * 1024;
+    let closed = Arc::new(AtomicUsize::new(0));
+    let seen_closed = Arc::clone(&closed);
+    let upstream = RawUpstream::start(move |mut c: Conn| {
+        let closed = Arc::clone(&seen_closed);
+        async move {
+            while let Some(head) = c.head().await {
+                if target(&head) != "/big" {
+                    if !c.ok(target(&head)).await {
+                        return;
+                    }
+                    continue;
+                }
+                let mut answer =
+                    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", 2 * HALF).into_bytes();
+                answer.extend(std::iter::repeat_n(b'B', HALF));
+                if !c.write(&answer).await {
+                    return;
+                }
+                // The rest comes later; if the connection were reused it
+                // would be read as the next request's response.
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                let rest = ok("WRONG: the rest of /big");
+                let _ = c.write(&vec![b'B'; HALF - rest.len()]).await;
+                let _ = c.write(&rest).await;
+                if c.closed_within(Duration::from_secs(2)).await {
+                    closed.fetch_add(1, Ordering::SeqCst);
+                }
+                return;
+            }
+        }
+    })
+    .await;
+    // One connection at most, so the next request could only go on the
+    // same connection, or on a new one once that is closed.
+    let gateway = gateway_for(&upstream, "    circuit_breaker: { max_connections: 1 }\n", "");
+
+    let mut leaving = TcpStream::connect(gateway.addr("public")).await.unwrap();
+    leaving.write_all(b"GET /big HTTP/1.1\r\nHost: x.test\r\n\r\n").await.unwrap();
+    let mut first = [0u8; 4096];
+    let n = leaving.read(&mut first).await.unwrap();
+    assert!(first[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&first[..n]));
+    drop(leaving);
+
+    // Immediately, and again once the upstream has sent everything.
+    let mut answered = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while answered.len() < 5 {
+        let (status, body) = get(&gateway, &format!("/next-{}", answered.len())).await;
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // The closed connection's slot is not back yet.
+            assert!(Instant::now() < deadline, "{body}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        }
+        assert_eq!((status, body), (StatusCode::OK, format!("/next-{}", answered.len())));
+        answered.push(());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eventually("the /big connection is closed", Duration::from_secs(3), || {
+        closed.load(Ordering::SeqCst) == 1
+    })
+    .await;
+}
+
+/// Pipelined client requests each get their own response, in order, even
+/// when the first is the slowest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_get_their_own_responses_in_order() {
+    let upstream = RawUpstream::start(|mut c: Conn| async move {
+        while let Some(head) = c.head().await {
+            if target(&head) == "/p1" {
+                tokio::time::sleep(Duration::from_millis(80)).await;
+            }
+            if !c.ok(target(&head)).await {
+                return;
+            }
+        }
+    })
+    .await;
+    let gateway = gateway_for(&upstream, "", "");
+    let text = raw(
+        gateway.addr("public"),
+        b"GET /p1 HTTP/1.1\r\nHost: x.test\r\n\r\nGET /p2 HTTP/1.1\r\nHost: x.test\r\n\r\n\
+          GET /p3 HTTP/1.1\r\nHost: x.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(statuses(&text), [200, 200, 200], "{text}");
+    let (p1, p2, p3) =
+        (text.find("\r\n\r\n/p1"), text.find("\r\n\r\n/p2"), text.find("\r\n\r\n/p3"));
+    assert!(p1 < p2 && p2 < p3 && p1.is_some(), "{text}");
+}
+
+/// Two hundred requests at once to one endpoint, twice: every client gets
+/// the response to its own request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_requests_each_get_their_own_response() {
+    let upstream = RawUpstream::start(|mut c: Conn| async move {
+        while let Some(head) = c.head().await {
+            let path = target(&head).to_owned();
+            let delay = path.len() as u64 % 7;
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+            // Split the write so responses arrive in pieces.
+            let answer = ok(&path);
+            let (a, b) = answer.split_at(answer.len() / 2);
+            if !c.write(a).await || !c.write(b).await {
+                return;
+            }
+        }
+    })
+    .await;
+    let gateway = gateway_for(&upstream, "", "");
+    let address = gateway.addr("public");
+
+    for round in 0..2 {
+        let tasks: Vec<_> = (0..200)
+            .map(|i| {
+                tokio::spawn(async move {
+                    let path = format!("/r{round}/{i}/{}", "x".repeat(i % 13));
+                    let reply = send(&client(), request("GET", address, "x.test", &path)).await;
+                    (path, reply.status, reply.body)
+                })
+            })
+            .collect();
+        for task in tasks {
+            let (path, status, body) = task.await.unwrap();
+            assert_eq!((status, body), (StatusCode::OK, path));
+        }
+    }
+    assert!(upstream.accepted() <= 400, "{}", upstream.accepted());
+}
+
+/// The resident memory of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/PID/status")
+}
+
+/// A large body streamed to a client that reads nothing for a while: the
+/// gateway holds only a bounded amount of it, and then delivers it whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_body_to_a_stalled_client_stays_bounded_in_memory() {
+    const SIZE: usize = 64 * 1024 * 1024;
+    let upstream = RawUpstream::start(|mut c: Conn| async move {
+        while let Some(head) = c.head().await {
+            if target(&head) != "/huge" {
+                if !c.ok(target(&head)).await {
+                    return;
+                }
+                continue;
+            }
+            if !c
+                .write(format!("HTTP/1.1 200 OK\r\nContent-Length: {SIZE}\r\n\r\n").as_bytes())
+                .await
+            {
+                return;
+            }
+            let block = vec![b'h'; 1024 * 1024];
+            for _ in 0..SIZE / block.len() {
+                if !c.write(&block).await {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    let gateway = gateway_for(&upstream, "", "");
+    let before = rss_kib(gateway.pid());
+
+    let mut stalled = TcpStream::connect(gateway.addr("public")).await.unwrap();
+    stalled.write_all(b"GET /huge HTTP/1.1\r\nHost: x.test\r\n\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let during = rss_kib(gateway.pid());
+    assert!(during < before + 32 * 1024, "RSS grew from {before} KiB to {during} KiB");
+
+    let mut total = 0usize;
+    let mut chunk = vec![0u8; 256 * 1024];
+    let mut head = Vec::new();
+    let started = Instant::now();
+    while total < SIZE {
+        assert!(started.elapsed() < Duration::from_secs(10), "read {total} bytes");
+        let n = stalled.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "closed after {total} body bytes");
+        if head.len() < 4 || find(&head, b"\r\n\r\n").is_none() {
+            head.extend_from_slice(&chunk[..n]);
+            if let Some(at) = find(&head, b"\r\n\r\n") {
+                total += head.len() - at - 4;
+            }
+        } else {
+            total += n;
+        }
+    }
+    assert_eq!(total, SIZE);
+    assert_eq!(get(&gateway, "/after").await, (StatusCode::OK, "/after".to_owned()));
+}
+
+/// The per-try timeout bounds the wait for the response head only: a body
+/// that pauses longer still arrives whole. A head that comes too late is a
+/// 504, and that late response is never given to the next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_per_try_timeout_covers_the_head_and_a_late_response_is_dropped() {
+    let upstream = RawUpstream::start(|mut c: Conn| async move {
+        while let Some(head) = c.head().await {
+            match target(&head) {
+                "/pausing" => {
+                    if !c.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nfirst").await {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    if !c.write(b" half").await {
+                        return;
+                    }
+                }
+                "/late" => {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    if !c.ok("LATE").await {
+                        return;
+                    }
+                }
+                path => {
+                    if !c.ok(path).await {
+                        return;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    let route = "    retries: { attempts: 1, on: [reset], per_try_timeout: 150ms }\n";
+    let gateway = gateway_for(&upstream, "    circuit_breaker: { max_connections: 1 }\n", route);
+
+    assert_eq!(get(&gateway, "/pausing").await, (StatusCode::OK, "first half".to_owned()));
+    let (status, body) = get(&gateway, "/late").await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    for i in 0..3 {
+        let path = format!("/next-{i}");
+        assert_eq!(get(&gateway, &path).await, (StatusCode::OK, path), "{:?}", upstream.log());
+    }
+}
+
+/// Connections come back under `max_connections` after every kind of
+/// exchange, so sequential requests never meet the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn breaker_slots_come_back_after_every_kind_of_exchange() {
+    let upstream = RawUpstream::start(|mut c: Conn| async move {
+        while let Some(head) = c.head().await {
+            let answer: &[u8] = match target(&head) {
+                "/close" => b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
+                "/reset" => return,
+                "/cut" => b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nok",
+                path => {
+                    if !c.ok(path).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            c.write(answer).await;
+            return;
+        }
+    })
+    .await;
+    let gateway =
+        gateway_for(&upstream, "    circuit_breaker: { max_connections: 1, max_pending: 1 }\n", "");
+    for path in ["/a", "/close", "/b", "/reset", "/c", "/cut", "/d"] {
+        let reply = get_body(&gateway, path).await;
+        if let Ok((status, body)) = &reply {
+            assert_ne!(*status, StatusCode::SERVICE_UNAVAILABLE, "{path}: {body:?}");
+        }
+        if path.len() == 2 {
+            assert_eq!(reply, Ok((StatusCode::OK, Bytes::from(path))));
+        }
+    }
+}
+
+/// A pooled connection that the upstream has closed is not an open
+/// connection: it must not hold a `max_connections` slot that a request to
+/// another endpoint needs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_the_upstream_closed_does_not_hold_a_breaker_slot() {
+    let closing = |name: &'static str| {
+        RawUpstream::start(move |mut c: Conn| async move {
+            // Close connections idle for 50 ms.
+            loop {
+                let Ok(Some(head)) =
+                    tokio::time::timeout(Duration::from_millis(50), c.head()).await
+                else {
+                    return;
+                };
+                if !c.ok(&format!("{name}{}", target(&head))).await {
+                    return;
+                }
+            }
+        })
+    };
+    let (a, b) = (closing("a").await, closing("b").await);
+    let gateway = Gateway::start(&spec_with(
+        "",
+        &[a.address, b.address],
+        "    circuit_breaker: { max_connections: 1 }\n",
+        "",
+    ));
+    let mut bodies = Vec::new();
+    for i in 0..4 {
+        let (status, body) = get(&gateway, &format!("/{i}")).await;
+        assert_eq!(status, StatusCode::OK, "request {i}: {body}");
+        bodies.push(body);
+        // Both upstreams have closed their idle connections by now.
+        eventually("the upstream closed its connection", Duration::from_secs(2), || {
+            a.finished() + b.finished() == i + 1
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(bodies.iter().any(|b| b.starts_with('a')) && bodies.iter().any(|b| b.starts_with('b')));
+}
+
+/// Idle pooled connections are closed by the gateway once `idle_timeout`
+/// has passed, without any further request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed_after_the_idle_timeout() {
+    let closed_after = Arc::new(Mutex::new(Vec::new()));
+    let record = Arc::clone(&closed_after);
+    let upstream = RawUpstream::start(move |mut c: Conn| {
+        let record = Arc::clone(&record);
+        async move {
+            let head = c.head().await;
+            if head.is_some() && c.ok("idle next").await {
+                let since = Instant::now();
+                if c.closed_within(Duration::from_secs(2)).await {
+                    record.lock().unwrap().push(since.elapsed());
+                }
+            }
+        }
+    })
+    .await;
+    let gateway = gateway_for(&upstream, "    idle_timeout: 100ms\n", "");
+    assert_eq!(get(&gateway, "/").await, (StatusCode::OK, "idle next".to_owned()));
+    eventually("the idle connection is closed", Duration::from_secs(2), || {
+        upstream.finished() == 1
+    })
+    .await;
+    let closed = closed_after.lock().unwrap().clone();
+    assert_eq!(closed.len(), 1);
+    assert!(
+        closed[0] >= Duration::from_millis(80) && closed[0] < Duration::from_millis(600),
+        "{closed:?}"
+    );
+}
+
+/// A bodiless POST allowed to retry on `reset` that dies on a reused
+/// connection goes to the other endpoint and succeeds there. (A POST whose
+/// body was sent is never retried, as the README says.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_a_reset_on_a_reused_connection_succeeds_elsewhere() {
+    // Answers the first request of each connection, resets on the next.
+    let flaky = RawUpstream::start(|mut c: Conn| async move {
+        let mut served = 0;
+        while let Some(head) = c.head().await {
+            if served > 0 || !read_body(&mut c, &head).await {
+                let _ = c.stream.set_zero_linger();
+                return;
+            }
+            served += 1;
+            if !c.ok("flaky").await {
+                return;
+            }
+        }
+    })
+    .await;
+    let steady = RawUpstream::start(|mut c: Conn| async move {
+        while let Some(head) = c.head().await {
+            if !read_body(&mut c, &head).await || !c.ok("steady").await {
+                return;
+            }
+        }
+    })
+    .await;
+    let route = "    retries: { attempts: 2, on: [reset], non_idempotent: true }\n";
+    let gateway = Gateway::start(&spec_with("", &[flaky.address, steady.address], "", route));
+    let http = client::<Full<Bytes>>();
+    for i in 0..6 {
+        let post = hyper::Request::post(format!("http://{}/o", gateway.addr("public")))
+            .header("host", "x.test")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let reply = send(&http, post).await;
+        assert_eq!(reply.status, StatusCode::OK, "POST {i}: {}", reply.body);
+    }
+}
+
+/// Request bodies, with a length, chunked, and after `100 Continue`, reach
+/// the upstream whole, and the connection is reused across them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_bodies_arrive_whole_over_one_connection() {
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let record = Arc::clone(&bodies);
+    let upstream = RawUpstream::start(move |mut c: Conn| {
+        let record = Arc::clone(&record);
+        async move {
+            while let Some(head) = c.head().await {
+                if header(&head, "expect").is_some()
+                    && !c.write(b"HTTP/1.1 100 Continue\r\n\r\n").await
+                {
+                    return;
+                }
+                let body = if header(&head, "transfer-encoding").is_some() {
+                    c.chunked().await.map(|raw| dechunk(&raw))
+                } else {
+                    let length =
+                        header(&head, "content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+                    c.body(length).await
+                };
+                let Some(body) = body else { return };
+                record.lock().unwrap().push((target(&head).to_owned(), body));
+                if !c.ok(target(&head)).await {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    let gateway = gateway_for(&upstream, "", "");
+    let address = gateway.addr("public");
+
+    let pattern = |n: usize| -> Vec<u8> { (0..n).map(support::PatternBody::byte).collect() };
+    let http = client::<Full<Bytes>>();
+    let post = hyper::Request::post(format!("http://{address}/length"))
+        .header("host", "x.test")
+        .body(Full::new(Bytes::from(pattern(100_000))))
+        .unwrap();
+    assert_eq!(send(&http, post).await.body, "/length");
+
+    let chunked = client::<support::PatternBody>();
+    let post = hyper::Request::post(format!("http://{address}/chunked"))
+        .header("host", "x.test")
+        .body(support::PatternBody::new(300_000, 7_000))
+        .unwrap();
+    assert_eq!(send(&chunked, post).await.body, "/chunked");
+
+    let started = Instant::now();
+    let text = raw(
+        address,
+        b"POST /continue HTTP/1.1\r\nHost: x.test\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\
+          Connection: close\r\n\r\nhello",
+    )
+    .await;
+    assert!(text.ends_with("/continue"), "{text}");
+    assert!(started.elapsed() < Duration::from_millis(900), "waited {:?}", started.elapsed());
+
+    let bodies = bodies.lock().unwrap().clone();
+    let expected = [
+        ("/length", pattern(100_000)),
+        ("/chunked", pattern(300_000)),
+        ("/continue", b"hello".to_vec()),
+    ];
+    assert_eq!(bodies.len(), 3);
+    for ((path, body), (want_path, want)) in bodies.iter().zip(expected) {
+        assert_eq!(path, want_path);
+        assert!(body == &want, "{path}: {} bytes, not the {} sent", body.len(), want.len());
+    }
+    assert_eq!(upstream.accepted(), 1, "{:?}", upstream.log());
+}
+
+fn dechunk(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut rest = raw;
+    loop {
+        let line = find(rest, b"\r\n").expect("a chunk size line");
+        let size_text = String::from_utf8_lossy(&rest[..line]);
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap();
+        rest = &rest[line + 2..];
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&rest[..size]);
+        rest = &rest[size + 2..];
+    }
+}
+
+/// A client that stops mid-upload: the half-sent request's upstream
+/// connection is closed, and the next client is answered on a good one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_leaving_mid_upload_closes_the_upstream_connection() {
+    let upstream = RawUpstream::start(echo_target).await;
+    let gateway = gateway_for(&upstream, "", "");
+    let mut leaving = TcpStream::connect(gateway.addr("public")).await.unwrap();
+    leaving
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: x.test\r\nContent-Length: 1000000\r\n\r\n")
+        .await
+        .unwrap();
+    leaving.write_all(&[b'x'; 10_000]).await.unwrap();
+    eventually("the upload reaches the upstream", Duration::from_secs(2), || {
+        upstream.log().len() == 1
+    })
+    .await;
+    drop(leaving);
+    eventually("the half-sent request's connection is closed", Duration::from_secs(2), || {
+        upstream.finished() == 1
+    })
+    .await;
+    for i in 0..3 {
+        let path = format!("/next-{i}");
+        assert_eq!(get(&gateway, &path).await, (StatusCode::OK, path));
+    }
+}
+
+/// A client that leaves while its request waits for the response head: the
+/// upstream connection is closed, so the late response is never read as
+/// the next request's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_leaving_before_the_response_head_never_passes_it_on() {
+    let upstream = RawUpstream::start(|mut c: Conn| async move {
+        while let Some(head) = c.head().await {
+            if target(&head) == "/slow" {
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                if !c.ok("WRONG: the answer to /slow").await {
+                    return;
+                }
+                continue;
+            }
+            if !c.ok(target(&head)).await {
+                return;
+            }
+        }
+    })
+    .await;
+    let gateway = gateway_for(&upstream, "    circuit_breaker: { max_connections: 1 }\n", "");
+    let mut leaving = TcpStream::connect(gateway.addr("public")).await.unwrap();
+    leaving.write_all(b"GET /slow HTTP/1.1\r\nHost: x.test\r\n\r\n").await.unwrap();
+    eventually("/slow reaches the upstream", Duration::from_secs(2), || upstream.log().len() == 1)
+        .await;
+    drop(leaving);
+
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut i = 0;
+    while i < 4 {
+        let path = format!("/next-{i}");
+        let (status, body) = get(&gateway, &path).await;
+        if status == StatusCode::SERVICE_UNAVAILABLE && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        }
+        assert_eq!((status, body), (StatusCode::OK, path), "{:?}", upstream.log());
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+}
