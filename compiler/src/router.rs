@@ -145,14 +145,6 @@ struct Node {
     /// Literal children, sorted by segment.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     literals: Vec<(Box<str>, u32)>,
-    /// Where this node's entries in [`Router::lits`] start (one per
-    /// literal, in the same order); set by [`Router::prepare`], never stored.
-    #[serde(skip)]
-    lit_start: u32,
-    /// A hash index over `literals` for nodes with many of them; rebuilt by
-    /// [`Router::prepare`], never stored.
-    #[serde(skip)]
-    index: Option<LiteralIndex>,
     /// Literal children of case-insensitive routes, by lowercase segment.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     folded: Vec<(Box<str>, u32)>,
@@ -192,6 +184,43 @@ pub struct Router {
     /// built by [`Router::prepare`], never stored.
     #[serde(skip)]
     lits: Vec<Lit>,
+    /// What lookup reads of each node, by the node's index; built by
+    /// [`Router::prepare`], never stored.
+    #[serde(skip)]
+    hot: Vec<Hot>,
+    /// The hash slots of every node with a [`Hot::shift`], node by node;
+    /// built by [`Router::prepare`], never stored.
+    #[serde(skip)]
+    slots: Vec<u32>,
+}
+
+/// The part of a [`Node`] that most lookups need, small enough that a walk
+/// touches one cache line per node: its literal children (a range of
+/// [`Router::lits`], with an optional hash index in [`Router::slots`]) and
+/// its parameter child. A node with anything rarer (case-folded literals,
+/// constrained parameters, catch-alls) is marked [`Hot::COLD`] and walked
+/// through its full [`Node`]; routes that end at a node are always read
+/// from the [`Node`], once per lookup.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Hot {
+    lit_start: u32,
+    lit_len: u32,
+    /// The parameter child, or [`Hot::NONE`].
+    param: u32,
+    /// Where the node's hash slots start in [`Router::slots`].
+    slot_start: u32,
+    /// The node's slot count minus one.
+    slot_mask: u32,
+    /// For a node with a hash index, 64 minus log2 of its slot count
+    /// (the slot is the top bits of [`SegmentWords::hash`]); 0 without one.
+    shift: u8,
+    flags: u8,
+}
+
+impl Hot {
+    const NONE: u32 = u32::MAX;
+    /// The node has folded literals, constrained parameters or catch-alls.
+    const COLD: u8 = 1;
 }
 
 /// A [`Router`] as a plan file holds it.
@@ -209,7 +238,16 @@ struct RouterFile {
 impl From<RouterFile> for Router {
     fn from(f: RouterFile) -> Router {
         let RouterFile { exact, wildcard, any, nodes, conditions } = f;
-        let mut router = Router { exact, wildcard, any, nodes, conditions, lits: Vec::new() };
+        let mut router = Router {
+            exact,
+            wildcard,
+            any,
+            nodes,
+            conditions,
+            lits: Vec::new(),
+            hot: Vec::new(),
+            slots: Vec::new(),
+        };
         router.prepare();
         router
     }
@@ -235,46 +273,63 @@ struct SegmentWords {
 
 impl SegmentWords {
     fn of(segment: &[u8]) -> SegmentWords {
-        let mut head = [0; 8];
-        let n = segment.len().min(8);
-        head[..n].copy_from_slice(&segment[..n]);
+        let mut head = 0;
+        for (i, &b) in segment.iter().take(8).enumerate() {
+            head |= u64::from(b) << (8 * i);
+        }
         let tail = match segment.len() {
             len if len > 8 => word(segment, len - 8),
             _ => 0,
         };
-        SegmentWords { head: u64::from_le_bytes(head), tail, len: segment.len() as u32 }
+        SegmentWords { head, tail, len: segment.len() as u32 }
     }
 
     /// The segment of `path` that starts at `at` and ends before the next
     /// `/` or at the end, as its end offset and its words: eight bytes at a
-    /// time where the path has them, which for most segments is one step.
+    /// time, which for most segments is one step. Near the end of the path
+    /// the path's last eight bytes are read and shifted down instead.
     #[inline(always)]
     fn split(path: &[u8], at: usize) -> (usize, SegmentWords) {
         const ONES: u64 = 0x0101_0101_0101_0101;
+        let n = path.len();
+        if n < 8 {
+            let end =
+                path.get(at..).map_or(n, |r| at + r.iter().take_while(|&&b| b != b'/').count());
+            return (end, SegmentWords::of(path.get(at..end).unwrap_or_default()));
+        }
+        // The eight bytes from `from` on, zero-filled past the end (a zero
+        // byte is never taken for a `/`).
+        let eight = |from: usize| {
+            if from + 8 <= n {
+                word(path, from)
+            } else {
+                word(path, n - 8).checked_shr(8 * (from + 8 - n) as u32).unwrap_or(0)
+            }
+        };
         let mut end = at;
+        let first = eight(at);
+        let mut x = first;
         loop {
-            let Some(chunk) = path.get(end..end + 8) else {
-                end += path.get(end..).map_or(0, |r| r.iter().take_while(|&&b| b != b'/').count());
-                break;
-            };
-            let x = u64::from_le_bytes(chunk.try_into().expect("eight bytes")) ^ (ONES * 0x2f);
+            let y = x ^ (ONES * 0x2f);
             // The lowest byte that was a `/` is the lowest flagged one.
-            let found = x.wrapping_sub(ONES) & !x & (ONES << 7);
+            let found = y.wrapping_sub(ONES) & !y & (ONES << 7);
             if found != 0 {
                 end += (found.trailing_zeros() / 8) as usize;
                 break;
             }
             end += 8;
+            if end >= n {
+                end = n;
+                break;
+            }
+            x = eight(end);
         }
         let len = end - at;
-        let head = if len >= 8 {
-            word(path, at)
-        } else if at + 8 <= path.len() {
-            word(path, at) & ((1u64 << (8 * len)) - 1)
-        } else {
-            return (end, SegmentWords::of(&path[at..end]));
+        let (head, tail) = match len {
+            0..8 => (first & ((1u64 << (8 * len)) - 1), 0),
+            8 => (first, 0),
+            _ => (first, word(path, end - 8)),
         };
-        let tail = if len > 8 { word(path, end - 8) } else { 0 };
         (end, SegmentWords { head, tail, len: len as u32 })
     }
 
@@ -327,12 +382,10 @@ impl Router {
             return None;
         }
         let walk = Walk {
-            nodes: &self.nodes,
-            lits: &self.lits,
+            router: self,
             listener: 1u64.checked_shl(request.listener as u32).unwrap_or(0),
             method: request.method,
             path: request.path,
-            conditions: &self.conditions,
             fields,
         };
 
@@ -363,15 +416,32 @@ impl Router {
     /// deserialising do it already).
     pub fn prepare(&mut self) {
         self.lits.clear();
-        for node in &mut self.nodes {
-            node.lit_start = self.lits.len() as u32;
+        self.slots.clear();
+        self.hot.clear();
+        for node in &self.nodes {
+            let lit_start = self.lits.len() as u32;
             let lits = node
                 .literals
                 .iter()
                 .map(|(l, child)| Lit { words: SegmentWords::of(l.as_bytes()), child: *child });
             self.lits.extend(lits);
-            node.index = (node.literals.len() >= LiteralIndex::MIN_CHILDREN)
-                .then(|| LiteralIndex::new(&self.lits[node.lit_start as usize..]));
+            let cold = !node.folded.is_empty()
+                || !node.constrained.is_empty()
+                || !node.catch_all.is_empty();
+            let mut hot = Hot {
+                lit_start,
+                lit_len: node.literals.len() as u32,
+                param: node.param.unwrap_or(Hot::NONE),
+                slot_start: self.slots.len() as u32,
+                slot_mask: 0,
+                shift: 0,
+                flags: if cold { Hot::COLD } else { 0 },
+            };
+            if node.literals.len() >= MIN_INDEXED {
+                hot.shift = index_literals(&self.lits[lit_start as usize..], &mut self.slots);
+                hot.slot_mask = (self.slots.len() as u32 - hot.slot_start) - 1;
+            }
+            self.hot.push(hot);
         }
     }
 
@@ -416,25 +486,51 @@ impl Router {
 }
 
 struct Walk<'a> {
-    nodes: &'a [Node],
-    lits: &'a [Lit],
+    router: &'a Router,
     listener: u64,
     method: Method,
     path: &'a str,
-    conditions: &'a [Vec<Condition>],
     fields: &'a dyn RequestFields,
 }
 
-/// The position [`Walk::node`] takes once the path is used up.
-const PATH_END: usize = usize::MAX;
+/// Below this many literals a scan is as fast as hashing.
+const MIN_INDEXED: usize = 8;
+const EMPTY_SLOT: u32 = u32::MAX;
+
+/// Append an open-addressing index over a node's literals to `slots`: slot
+/// -> position in its literals, probed linearly from the top bits of
+/// [`SegmentWords::hash`]. The table is at most half full, so a miss stops
+/// at an empty slot within a few probes. Returns the shift that picks a
+/// slot (between 1 and 60, so never 0).
+fn index_literals(lits: &[Lit], slots: &mut Vec<u32>) -> u8 {
+    let size = (lits.len() * 2).next_power_of_two().max(16);
+    let shift = 64 - size.trailing_zeros();
+    let start = slots.len();
+    slots.resize(start + size, EMPTY_SLOT);
+    let table = &mut slots[start..];
+    for (position, lit) in lits.iter().enumerate() {
+        let mut slot = (lit.words.hash() >> shift) as usize;
+        while table[slot] != EMPTY_SLOT {
+            slot = (slot + 1) & (size - 1);
+        }
+        table[slot] = position as u32;
+    }
+    shift as u8
+}
 
 impl Walk<'_> {
     /// Every template route under a host's root, then its `path_regex` routes.
+    #[inline(always)]
     fn root(&self, id: u32, captures: &mut Captures) -> Option<RouteId> {
         if let Some(r) = self.node(id, 1, captures) {
             return Some(r);
         }
-        let regex = &self.nodes[id as usize].regex;
+        self.regex(id, captures)
+    }
+
+    #[inline(never)]
+    fn regex(&self, id: u32, captures: &mut Captures) -> Option<RouteId> {
+        let regex = &self.router.nodes.get(id as usize)?.regex;
         if regex.is_empty() {
             return None;
         }
@@ -446,38 +542,32 @@ impl Walk<'_> {
     }
 
     /// `at` is the byte offset in the path of the unmatched rest, just after
-    /// a `/`, or [`PATH_END`] once the path is used up.
+    /// a `/`; one past the path's length once the path is used up (the
+    /// path's length itself is an empty last segment, after a trailing `/`).
     ///
+    /// This walks nodes that have only literal and parameter children from
+    /// their [`Hot`] parts; a [`Hot::COLD`] node goes to [`Walk::cold`].
     /// Where a node's last alternative is a child (no other option of the
     /// node is left to try when it fails), the walk goes on in a loop rather
     /// than a nested call; a failed walk drops the captures it pushed.
     fn node(&self, mut id: u32, mut at: usize, captures: &mut Captures) -> Option<RouteId> {
         let mark = captures.ranges.len();
         let found = loop {
-            let node = &self.nodes[id as usize];
-            if at == PATH_END {
-                if let Some(r) = self.pick(&node.end) {
-                    break Some(r);
-                }
-                let end = self.path.len();
-                break self.capture_rest(node, end, end, captures);
+            let Some(hot) = self.router.hot.get(id as usize) else { break None };
+            if hot.flags & Hot::COLD != 0 {
+                break self.cold(id, hot, at, captures);
+            }
+            let bytes = self.path.as_bytes();
+            if at > bytes.len() {
+                break self.router.nodes.get(id as usize).and_then(|n| self.pick(&n.end));
             }
 
             // Split off this segment with the words that find its literal;
-            // what follows the next `/` is the next rest.
-            let bytes = self.path.as_bytes();
+            // what follows the next `/` (or the end) is the next rest.
             let (end, words) = SegmentWords::split(bytes, at);
-            let next = if end < bytes.len() { end + 1 } else { PATH_END };
-            // `at` and `end` sit next to a `/` or at an end of the path, so
-            // this slice never splits a character.
-            let segment = &bytes[at..end];
-            let only_literals = node.param.is_none()
-                && node.catch_all.is_empty()
-                && node.folded.is_empty()
-                && node.constrained.is_empty();
-
-            if let Some(child) = node.literal(self.lits, segment, &words) {
-                if only_literals {
+            let next = end + 1;
+            if let Some(child) = self.literal(id, hot, at, end, &words) {
+                if hot.param == Hot::NONE {
                     (id, at) = (child, next);
                     continue;
                 }
@@ -485,44 +575,127 @@ impl Walk<'_> {
                     break Some(r);
                 }
             }
-            for (folded, child) in &node.folded {
-                if folded.len() == segment.len() && folded.as_bytes().eq_ignore_ascii_case(segment)
-                {
-                    if let Some(r) = self.node(*child, next, captures) {
-                        return Some(r);
-                    }
-                }
+            // A parameter needs a non-empty segment; an empty one could only
+            // go to a catch-all, which a hot node does not have.
+            if hot.param == Hot::NONE || end == at {
+                break None;
             }
-            if segment.is_empty() {
-                break self.capture_rest(node, at, self.path.len(), captures);
-            }
-            for (pattern, child) in &node.constrained {
-                if !pattern.is_match(self.path.get(at..end).unwrap_or_default()) {
-                    continue;
-                }
-                captures.ranges.push((at as u32, end as u32));
-                if let Some(r) = self.node(*child, next, captures) {
-                    return Some(r);
-                }
-                captures.ranges.pop();
-            }
-            if let Some(child) = node.param {
-                captures.ranges.push((at as u32, end as u32));
-                if node.catch_all.is_empty() {
-                    (id, at) = (child, next);
-                    continue;
-                }
-                if let Some(r) = self.node(child, next, captures) {
-                    break Some(r);
-                }
-                captures.ranges.pop();
-            }
-            break self.capture_rest(node, at, self.path.len(), captures);
+            captures.ranges.push((at as u32, end as u32));
+            (id, at) = (hot.param, next);
         };
         if found.is_none() {
             captures.ranges.truncate(mark);
         }
         found
+    }
+
+    /// A node with folded literals, constrained parameters or catch-alls,
+    /// tried in precedence order from its full [`Node`]; a failed try drops
+    /// the captures it pushed.
+    #[inline(never)]
+    fn cold(&self, id: u32, hot: &Hot, at: usize, captures: &mut Captures) -> Option<RouteId> {
+        let node = self.router.nodes.get(id as usize)?;
+        let bytes = self.path.as_bytes();
+        if at > bytes.len() {
+            if let Some(r) = self.pick(&node.end) {
+                return Some(r);
+            }
+            let end = self.path.len();
+            return self.capture_rest(node, end, end, captures);
+        }
+        let (end, words) = SegmentWords::split(bytes, at);
+        let next = end + 1;
+        // `at` and `end` sit next to a `/` or at an end of the path, so
+        // this slice never splits a character.
+        let segment = bytes.get(at..end)?;
+
+        if let Some(child) = self.literal(id, hot, at, end, &words) {
+            if let Some(r) = self.node(child, next, captures) {
+                return Some(r);
+            }
+        }
+        for (folded, child) in &node.folded {
+            if folded.len() == segment.len() && folded.as_bytes().eq_ignore_ascii_case(segment) {
+                if let Some(r) = self.node(*child, next, captures) {
+                    return Some(r);
+                }
+            }
+        }
+        if segment.is_empty() {
+            return self.capture_rest(node, at, self.path.len(), captures);
+        }
+        for (pattern, child) in &node.constrained {
+            if !pattern.is_match(self.path.get(at..end).unwrap_or_default()) {
+                continue;
+            }
+            captures.ranges.push((at as u32, end as u32));
+            if let Some(r) = self.node(*child, next, captures) {
+                return Some(r);
+            }
+            captures.ranges.pop();
+        }
+        if let Some(child) = node.param {
+            captures.ranges.push((at as u32, end as u32));
+            if let Some(r) = self.node(child, next, captures) {
+                return Some(r);
+            }
+            captures.ranges.pop();
+        }
+        self.capture_rest(node, at, self.path.len(), captures)
+    }
+
+    /// The literal child of node `id` for the segment at `at..end`, whose
+    /// words are `words`: by hash when the node has many literals, else by
+    /// a scan of their words.
+    #[inline(always)]
+    fn literal(
+        &self,
+        id: u32,
+        hot: &Hot,
+        at: usize,
+        end: usize,
+        words: &SegmentWords,
+    ) -> Option<u32> {
+        let start = hot.lit_start as usize;
+        let lits = self.router.lits.get(start..start + hot.lit_len as usize)?;
+        let same = |i: usize, lit: &Lit| {
+            lit.words == *words && (words.decides() || self.long_literal(id, i, at, end))
+        };
+        if hot.shift != 0 {
+            let mask = hot.slot_mask as usize;
+            let slot_start = hot.slot_start as usize;
+            let table = self.slots().get(slot_start..=slot_start + mask)?;
+            let mut slot = (words.hash() >> hot.shift) as usize;
+            loop {
+                // An empty slot holds no position, so the miss ends here.
+                let position = *table.get(slot)? as usize;
+                let lit = lits.get(position)?;
+                if same(position, lit) {
+                    return Some(lit.child);
+                }
+                slot = (slot + 1) & mask;
+            }
+        }
+        for (i, lit) in lits.iter().enumerate() {
+            if same(i, lit) {
+                return Some(lit.child);
+            }
+        }
+        None
+    }
+
+    #[inline(always)]
+    fn slots(&self) -> &[u32] {
+        &self.router.slots
+    }
+
+    /// Whether literal `i` of node `id`, longer than its words tell, is
+    /// the path's bytes `at..end`.
+    #[cold]
+    #[inline(never)]
+    fn long_literal(&self, id: u32, i: usize, at: usize, end: usize) -> bool {
+        let literal = self.router.nodes.get(id as usize).and_then(|n| n.literals.get(i));
+        literal.is_some_and(|(l, _)| Some(l.as_bytes()) == self.path.as_bytes().get(at..end))
     }
 
     fn capture_rest(
@@ -537,101 +710,25 @@ impl Walk<'_> {
         Some(route)
     }
 
+    #[inline(always)]
     fn pick(&self, leaves: &[Leaf]) -> Option<RouteId> {
         leaves.iter().find(|l| self.admits(l)).map(|l| l.route)
     }
 
     /// Whether a route at a matching place serves this request.
+    #[inline(always)]
     fn admits(&self, l: &Leaf) -> bool {
         l.listeners & self.listener != 0
             && l.methods.contains(self.method)
             && (l.rank == 0 || self.conditions_hold(l.route))
     }
 
+    #[inline(never)]
     fn conditions_hold(&self, route: RouteId) -> bool {
-        self.conditions
+        self.router
+            .conditions
             .get(route as usize)
             .is_none_or(|all| all.iter().all(|c| c.holds(self.fields)))
-    }
-}
-
-impl Node {
-    /// The child for literal `segment`, whose words are `words`: by hash
-    /// when the node has many literals, else by a scan of their words.
-    #[inline(always)]
-    fn literal(&self, lits: &[Lit], segment: &[u8], words: &SegmentWords) -> Option<u32> {
-        let start = self.lit_start as usize;
-        let lits = lits.get(start..start + self.literals.len())?;
-        let same = |i: usize, lit: &Lit| {
-            lit.words == *words
-                && (words.decides()
-                    || self.literals.get(i).is_some_and(|(l, _)| l.as_bytes() == segment))
-        };
-        if let Some(index) = &self.index {
-            return index.find(lits, words, same);
-        }
-        for (i, lit) in lits.iter().enumerate() {
-            if same(i, lit) {
-                return Some(lit.child);
-            }
-        }
-        None
-    }
-}
-
-/// Open addressing over a node's literal children: slot -> position in
-/// its literals, probed linearly from [`SegmentWords::hash`]. The table is at
-/// most half full, so a miss stops at an empty slot within a few probes.
-#[derive(Debug, Clone)]
-struct LiteralIndex {
-    slots: Vec<u32>,
-    shift: u32,
-}
-
-impl LiteralIndex {
-    /// Below this many literals a scan is as fast as hashing.
-    const MIN_CHILDREN: usize = 8;
-    const EMPTY: u32 = u32::MAX;
-
-    /// An index over a node's literals.
-    fn new(lits: &[Lit]) -> LiteralIndex {
-        let size = (lits.len() * 2).next_power_of_two();
-        let mut index =
-            LiteralIndex { slots: vec![Self::EMPTY; size], shift: 64 - size.trailing_zeros() };
-        let mask = size - 1;
-        for (position, lit) in lits.iter().enumerate() {
-            let mut slot = index.slot(&lit.words);
-            while index.slots[slot] != Self::EMPTY {
-                slot = (slot + 1) & mask;
-            }
-            index.slots[slot] = position as u32;
-        }
-        index
-    }
-
-    #[inline(always)]
-    fn slot(&self, words: &SegmentWords) -> usize {
-        // The high bits of the product mix every bit of the words.
-        (words.hash().checked_shr(self.shift).unwrap_or(0)) as usize
-    }
-
-    #[inline(always)]
-    fn find(
-        &self,
-        lits: &[Lit],
-        words: &SegmentWords,
-        same: impl Fn(usize, &Lit) -> bool,
-    ) -> Option<u32> {
-        let mask = self.slots.len() - 1;
-        let mut slot = self.slot(words);
-        loop {
-            let position = *self.slots.get(slot)? as usize;
-            let lit = lits.get(position)?;
-            if same(position, lit) {
-                return Some(lit.child);
-            }
-            slot = (slot + 1) & mask;
-        }
     }
 }
 

@@ -609,3 +609,76 @@ fn segment_words_from_a_path_match_those_of_the_segment() {
         }
     }
 }
+
+#[test]
+fn hot_nodes_mirror_their_nodes_and_survive_a_round_trip() {
+    // `Case` holds `'static` paths; a test can leak a few.
+    let many: Vec<&'static str> = (0..20)
+        .map(|i| &*Box::leak(format!("/long-service-number-{i:02}/x").into_boxed_str()))
+        .collect();
+    // Long literals that share their first and last eight bytes, enough
+    // siblings for a hash index, and a node with a catch-all (cold).
+    let mut paths = vec![
+        "/shared-prefix-AAAA-shared-suffix/{id}",
+        "/shared-prefix-BBBB-shared-suffix/{id}",
+        "/shared-prefix-AAAA-shared-suffix",
+        "/files/{*rest}",
+        "/files/exact",
+        "/a/",
+        "/a/{x}/b",
+    ];
+    paths.extend(&many);
+    let cases: Vec<Case> = paths.iter().map(|p| route(None, p)).collect();
+    let (built, _) = build(&cases);
+    let back: Router = serde_json::from_str(&serde_json::to_string(&built).unwrap()).unwrap();
+    assert_eq!(built.hot, back.hot);
+    assert_eq!(built.slots, back.slots);
+    assert_eq!(built.hot.len(), built.nodes.len());
+    for (hot, node) in built.hot.iter().zip(&built.nodes) {
+        assert_eq!(hot.lit_len as usize, node.literals.len());
+        assert_eq!(hot.param, node.param.unwrap_or(Hot::NONE));
+        let cold = !node.catch_all.is_empty() || !node.folded.is_empty();
+        assert_eq!(hot.flags & Hot::COLD != 0, cold);
+        assert_eq!(hot.shift != 0, node.literals.len() >= MIN_INDEXED);
+    }
+    for r in [&built, &back] {
+        let get = |path: &str| find(r, 0, "", Method::Get, path);
+        assert_eq!(get("/shared-prefix-AAAA-shared-suffix/7").unwrap().0, 0);
+        assert_eq!(get("/shared-prefix-BBBB-shared-suffix/7").unwrap().0, 1);
+        assert_eq!(get("/shared-prefix-AAAA-shared-suffix").unwrap().0, 2);
+        assert_eq!(get("/shared-prefix-CCCC-shared-suffix/7"), None);
+        assert_eq!(get("/files/exact").unwrap().0, 4);
+        assert_eq!(get("/files/exact/more"), Some((3, vec!["exact/more".into()])));
+        assert_eq!(get("/files/"), Some((3, vec!["".into()])));
+        assert_eq!(get("/a/").unwrap().0, 5);
+        assert_eq!(get("/a/q/b"), Some((6, vec!["q".into()])));
+        assert_eq!(get("/a//b"), None, "a parameter needs a non-empty segment");
+        assert_eq!(get("/a"), None);
+        for (i, p) in many.iter().enumerate() {
+            assert_eq!(get(p).unwrap().0, 7 + i as u32, "{p}");
+            assert_eq!(get(&p.replace("/x", "/y")), None);
+        }
+        assert_eq!(get("/long-service-number-20/x"), None);
+    }
+}
+
+#[test]
+fn segment_words_near_the_end_of_longer_paths() {
+    let paths = [
+        "/abcdefgh/ab",
+        "/0123456789/a/",
+        "/ab/cdefghijkl",
+        "/abcdefg/",
+        "/a/b/c/d/e",
+        "/x/abcdefghijklmnop",
+    ];
+    for path in paths {
+        let bytes = path.as_bytes();
+        for at in 1..=bytes.len() {
+            let (end, words) = SegmentWords::split(bytes, at);
+            let want = bytes[at..].iter().position(|&b| b == b'/').map_or(bytes.len(), |i| at + i);
+            assert_eq!(end, want, "{path} at {at}");
+            assert_eq!(words, SegmentWords::of(&bytes[at..end]), "{path} at {at}");
+        }
+    }
+}
