@@ -1088,3 +1088,94 @@ async fn a_client_leaving_before_the_response_head_never_passes_it_on() {
         tokio::time::sleep(Duration::from_millis(60)).await;
     }
 }
+
+/// An HTTP/2 client that cancels its stream mid-response: the HTTP/1.1
+/// upstream connection carrying it is closed, and the next stream on the
+/// same client connection gets its own response.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_stream_cancelled_mid_response_never_passes_its_bytes_on() {
+    const HALF: usize = 256 * 1024;
+    let upstream = RawUpstream::start(|mut c: Conn| async move {
+        while let Some(head) = c.head().await {
+            if target(&head) != "/big" {
+                if !c.ok(target(&head)).await {
+                    return;
+                }
+                continue;
+            }
+            let mut answer =
+                format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", 2 * HALF).into_bytes();
+            answer.extend(std::iter::repeat_n(b'B', HALF));
+            if !c.write(&answer).await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let rest = ok("WRONG: the rest of /big");
+            let _ = c.write(&vec![b'B'; HALF - rest.len()]).await;
+            let _ = c.write(&rest).await;
+            c.closed_within(Duration::from_secs(2)).await;
+            return;
+        }
+    })
+    .await;
+    let gateway = gateway_for(&upstream, "    circuit_breaker: { max_connections: 1 }\n", "");
+    let h2 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Full<Bytes>>();
+
+    let response =
+        h2.request(request("GET", gateway.addr("public"), "x.test", "/big")).await.unwrap();
+    let mut body = response.into_body();
+    let first = body.frame().await.expect("a first frame").expect("data");
+    assert!(first.data_ref().is_some_and(|d| !d.is_empty()));
+    drop(body);
+
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut i = 0;
+    while i < 4 {
+        let path = format!("/next-{i}");
+        let reply = send(&h2, request("GET", gateway.addr("public"), "x.test", &path)).await;
+        if reply.status == StatusCode::SERVICE_UNAVAILABLE && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        }
+        assert_eq!((reply.status, reply.body), (StatusCode::OK, path), "{:?}", upstream.log());
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+}
+
+/// An upstream that switches protocols on a request that asked for no
+/// upgrade, or frames a response both by length and by chunks: nothing is
+/// tunnelled, and the next request gets its own response.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unasked_upgrades_and_double_framing_do_not_desync_the_pool() {
+    let upstream = RawUpstream::start(|mut c: Conn| async move {
+        while let Some(head) = c.head().await {
+            let answer: Vec<u8> = match target(&head) {
+                "/switch" => b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: evil\r\n\
+                               Connection: upgrade\r\n\r\nRAW TUNNEL BYTES"
+                    .to_vec(),
+                "/both" => b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\
+                             Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+                    .to_vec(),
+                path => ok(path),
+            };
+            if !c.write(&answer).await {
+                return;
+            }
+        }
+    })
+    .await;
+    let gateway = gateway_for(&upstream, "", "");
+    for bad in ["/switch", "/both"] {
+        let reply = get_body(&gateway, bad).await;
+        if let Ok((status, body)) = &reply {
+            assert!(!body.starts_with(b"RAW"), "{bad}: {status} {body:?}");
+        }
+        for i in 0..2 {
+            let next = format!("{bad}/next-{i}");
+            assert_eq!(get(&gateway, &next).await, (StatusCode::OK, next), "{:?}", upstream.log());
+        }
+    }
+}
