@@ -49,7 +49,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use sluice_compiler::plan::ListenerPlan;
 use sluice_compiler::Plan;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
@@ -62,6 +62,9 @@ use crate::ServeError;
 /// Pause after an accept error such as running out of file descriptors, so
 /// the loop does not spin while the condition lasts.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Connections the kernel may hold for a listener until they are accepted.
+const ACCEPT_BACKLOG: u32 = 4096;
 
 /// The number of header fields hyper accepts when not told otherwise.
 const HYPER_MAX_HEADERS: usize = 100;
@@ -227,9 +230,20 @@ async fn bind(listener: &ListenerPlan) -> Result<Bound, ServeError> {
         address: listener.bind,
         source,
     };
-    let socket = TcpListener::bind(listener.bind).await.map_err(bind_error)?;
+    let socket = listen(listener.bind).map_err(bind_error)?;
     let address = socket.local_addr().map_err(bind_error)?;
     Ok(Bound { key: ListenerKey::of(listener), name: listener.name.clone(), socket, address })
+}
+
+/// A listening socket on `address`. Its accept queue is deep enough for a
+/// burst of thousands of new connections (the system's `somaxconn` caps
+/// it): a full queue drops the client's SYN, and the client waits a second
+/// or more to try again.
+fn listen(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if address.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(ACCEPT_BACKLOG)
 }
 
 /// Put `plan` in force: bind its new listeners, swap it in, close the
