@@ -177,14 +177,18 @@ impl Gateway {
         Gateway::start_with(spec, &["--access-log", "stdout"])
     }
 
-    /// Like [`Gateway::start`], with extra `sluice serve` options.
+    /// Like [`Gateway::start`], with extra `sluice serve` options; two
+    /// workers unless they say `--workers`.
     pub fn start_with(spec: &str, options: &[&str]) -> Gateway {
         let dir = temp_dir();
         let path = dir.join("spec.yaml");
         std::fs::write(&path, spec).expect("write the spec");
 
+        let workers: &[&str] =
+            if options.contains(&"--workers") { &[] } else { &["--workers", "2"] };
         let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["serve", "--workers", "2"])
+            .arg("serve")
+            .args(workers)
             .args(options)
             .arg(&path)
             .env("RUST_LOG", "info")
