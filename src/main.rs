@@ -1,6 +1,12 @@
 //! The `sluice` command line: argument parsing and wiring only. Each
 //! subcommand lives in its own module and calls into the library crates.
 
+/// mimalloc rather than the system allocator: with a thousand client
+/// connections and as many upstream ones, the gateway spent a quarter to a
+/// third less CPU per request with it (measured with the proxy benchmark).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
