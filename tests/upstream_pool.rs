@@ -1146,8 +1146,9 @@ async fn an_http2_stream_cancelled_mid_response_never_passes_its_bytes_on() {
 }
 
 /// An upstream that switches protocols on a request that asked for no
-/// upgrade, or frames a response both by length and by chunks: nothing is
-/// tunnelled, and the next request gets its own response.
+/// upgrade (the client gets 502), or frames a response both by length and
+/// by chunks: nothing is tunnelled, and the next request gets its own
+/// response.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unasked_upgrades_and_double_framing_do_not_desync_the_pool() {
     let upstream = RawUpstream::start(|mut c: Conn| async move {
@@ -1172,6 +1173,11 @@ async fn unasked_upgrades_and_double_framing_do_not_desync_the_pool() {
         let reply = get_body(&gateway, bad).await;
         if let Ok((status, body)) = &reply {
             assert!(!body.starts_with(b"RAW"), "{bad}: {status} {body:?}");
+        }
+        if bad == "/switch" {
+            // A 101 nobody asked for is the upstream's error, not a response.
+            let (status, _) = reply.as_ref().expect("the gateway answers an unasked 101 itself");
+            assert_eq!(*status, StatusCode::BAD_GATEWAY);
         }
         for i in 0..2 {
             let next = format!("{bad}/next-{i}");

@@ -54,6 +54,11 @@ pub enum ProxyError {
     Timeout { endpoint: SocketAddr, timeout: Duration },
     #[error("request body is larger than the route's limit of {limit} bytes")]
     BodyTooLarge { limit: u64 },
+    /// The upstream switched protocols (101) on a request that asked for no
+    /// upgrade, which RFC 9110 (section 15.2.2) forbids; what follows on its
+    /// connection is not HTTP and is not passed on.
+    #[error("upstream {endpoint} switched protocols on a request that asked for no upgrade")]
+    UnaskedUpgrade { endpoint: SocketAddr },
 }
 
 impl ProxyError {
@@ -81,6 +86,7 @@ impl ProxyError {
             ProxyError::NoEndpoint { .. } | ProxyError::Overloaded { .. } => Side::Gateway,
             ProxyError::Connect { .. }
             | ProxyError::Upstream { .. }
+            | ProxyError::UnaskedUpgrade { .. }
             | ProxyError::Timeout { .. } => Side::Upstream,
         }
     }
@@ -96,6 +102,7 @@ impl ProxyError {
             | ProxyError::Connect { .. } => true,
             // Part of an over-long body may have reached the upstream.
             ProxyError::Upstream { .. }
+            | ProxyError::UnaskedUpgrade { .. }
             | ProxyError::ClientBody { .. }
             | ProxyError::Timeout { .. }
             | ProxyError::BodyTooLarge { .. } => false,
@@ -112,7 +119,9 @@ impl ProxyError {
             ProxyError::NoEndpoint { .. } | ProxyError::Overloaded { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            ProxyError::Connect { .. } | ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::Connect { .. }
+            | ProxyError::Upstream { .. }
+            | ProxyError::UnaskedUpgrade { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         }
@@ -129,6 +138,7 @@ impl ProxyError {
             ProxyError::Upstream { .. } => "upstream_failed",
             ProxyError::ClientBody { .. } => "client_body_failed",
             ProxyError::Timeout { .. } => "upstream_timeout",
+            ProxyError::UnaskedUpgrade { .. } => "upstream_invalid_response",
             ProxyError::BodyTooLarge { .. } => "body_too_large",
         }
     }
@@ -148,6 +158,9 @@ impl ProxyError {
             }
             ProxyError::Connect { .. } => "the upstream service could not be reached".into(),
             ProxyError::Upstream { .. } => "the upstream service failed to respond".into(),
+            ProxyError::UnaskedUpgrade { .. } => {
+                "the upstream service sent a response that cannot be passed on".into()
+            }
             ProxyError::ClientBody { .. } => "the request body could not be read".into(),
             ProxyError::Timeout { .. } => "the upstream service did not respond in time".into(),
         }

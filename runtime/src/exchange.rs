@@ -79,6 +79,11 @@ impl Exchange {
         self.endpoint = Some((pool, endpoint));
     }
 
+    /// The `(pool, endpoint)` the request is counted at, once it is.
+    pub(crate) fn endpoint(&self) -> Option<(usize, usize)> {
+        self.endpoint
+    }
+
     /// Count the request at `endpoint` of `pool` instead of where it was.
     pub(crate) fn switch(&mut self, pool: usize, endpoint: usize) {
         if let Some((old_pool, old)) = self.endpoint.take() {

@@ -309,6 +309,10 @@ async fn forward(
     let slot = BodySlot::with(body, limit, protocol == Protocol::Http2, gate);
 
     let mut response = send(shared, exchange, pool, endpoint, hash, &head, &slot).await?;
+    if upgrade.is_none() && response.status() == hyper::StatusCode::SWITCHING_PROTOCOLS {
+        let (pool, endpoint) = exchange.endpoint().unwrap_or((pool, endpoint));
+        return Err(ProxyError::UnaskedUpgrade { endpoint: shared.addresses[pool][endpoint] });
+    }
     let switched = upgrade.and_then(|upgrade| upgrade.on_response(&mut response));
     headers::strip_hop_by_hop(response.headers_mut());
     if let Some(upgraded_to) = switched {
