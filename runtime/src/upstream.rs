@@ -507,10 +507,16 @@ impl Http1Pool {
         let Some(stack) = self.idle.get(endpoint) else { return };
         let now = Instant::now();
         let mut stack = lock(stack);
+        self.drop_expired(&mut stack, now);
+        stack.push_back(Idle { conn, since: now });
+    }
+
+    /// Close the connections of `stack` idle for `idle_timeout` by `now`:
+    /// the oldest, at its bottom.
+    fn drop_expired(&self, stack: &mut VecDeque<Idle>, now: Instant) {
         while stack.front().is_some_and(|idle| now - idle.since >= self.idle_timeout) {
             stack.pop_front();
         }
-        stack.push_back(Idle { conn, since: now });
     }
 
     /// Close the idle connections, of every endpoint, that expired or that
@@ -579,10 +585,7 @@ async fn reap(pool: Weak<Http1Pool>, period: Duration) {
         let Some(pool) = pool.upgrade() else { return };
         let now = Instant::now();
         for stack in &pool.idle {
-            let mut stack = lock(stack);
-            while stack.front().is_some_and(|idle| now - idle.since >= pool.idle_timeout) {
-                stack.pop_front();
-            }
+            pool.drop_expired(&mut lock(stack), now);
         }
     }
 }
