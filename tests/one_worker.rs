@@ -5,13 +5,15 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hyper::StatusCode;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use support::{client, request, send, spec_with, statuses, Answer, Gateway, ScriptedUpstream};
+use support::{
+    client, request, send, spec_with, statuses, until_closed, Answer, Gateway, ScriptedUpstream,
+};
 
 const ONE: &[&str] = &["--workers", "1", "--access-log", "stdout"];
 
@@ -58,29 +60,15 @@ async fn connection_clocks_close_slow_and_idle_clients() {
     let clocks = "    head_timeout: 300ms\n    idle_timeout: 500ms\n";
     let gateway = Gateway::start_with(&spec_with(clocks, &[upstream.address], "", ""), ONE);
 
-    let closed_after = |mut stream: TcpStream| async move {
-        let started = Instant::now();
-        let mut received = Vec::new();
-        let mut chunk = [0u8; 1024];
-        loop {
-            match tokio::time::timeout(Duration::from_secs(3), stream.read(&mut chunk)).await {
-                Err(_) => panic!("still open after 3 s"),
-                Ok(Ok(0) | Err(_)) => break,
-                Ok(Ok(n)) => received.extend_from_slice(&chunk[..n]),
-            }
-        }
-        (String::from_utf8_lossy(&received).into_owned(), started.elapsed())
-    };
-
     let mut slow = TcpStream::connect(gateway.addr("public")).await.unwrap();
     slow.write_all(b"GET /slow HTTP/1.1\r\nHost: x.test\r\n").await.unwrap();
-    let (_, elapsed) = closed_after(slow).await;
+    let (_, elapsed) = until_closed(&mut slow, Duration::from_secs(3)).await;
     assert!(elapsed >= Duration::from_millis(250), "head clock: {elapsed:?}");
     assert!(elapsed < Duration::from_millis(2500), "head clock: {elapsed:?}");
 
     let mut idle = TcpStream::connect(gateway.addr("public")).await.unwrap();
     idle.write_all(b"GET /idle HTTP/1.1\r\nHost: x.test\r\n\r\n").await.unwrap();
-    let (response, elapsed) = closed_after(idle).await;
+    let (response, elapsed) = until_closed(&mut idle, Duration::from_secs(3)).await;
     assert_eq!(statuses(&response), [200], "{response}");
     assert!(elapsed >= Duration::from_millis(450), "idle clock: {elapsed:?}");
     assert!(elapsed < Duration::from_millis(2500), "idle clock: {elapsed:?}");

@@ -11,22 +11,9 @@ use hyper::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use support::{blackhole, client, raw, request, send, spec_with, statuses, Gateway, Upstream};
-
-/// Read until the gateway closes the connection; returns what arrived and when it closed.
-async fn until_closed(stream: &mut TcpStream, limit: Duration) -> (String, Duration) {
-    let started = Instant::now();
-    let mut received = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        match tokio::time::timeout(limit, stream.read(&mut chunk)).await {
-            Err(_) => panic!("the connection was still open after {limit:?}"),
-            Ok(Ok(0)) | Ok(Err(_)) => break,
-            Ok(Ok(n)) => received.extend_from_slice(&chunk[..n]),
-        }
-    }
-    (String::from_utf8_lossy(&received).into_owned(), started.elapsed())
-}
+use support::{
+    blackhole, client, raw, request, send, spec_with, statuses, until_closed, Gateway, Upstream,
+};
 
 const CLOCKS: &str = "    head_timeout: 300ms\n    idle_timeout: 500ms\n";
 

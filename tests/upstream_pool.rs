@@ -106,6 +106,24 @@ impl Conn {
             }
         }
     }
+
+    /// Answer with a `2 * half`-byte body: the first half at once, the rest
+    /// 150 ms later and ending in bytes that would read as a response if the
+    /// connection were reused; then wait up to 2 s for the gateway to close
+    /// the connection. Whether it did, or `None` when the first write failed.
+    async fn big_in_halves(&mut self, half: usize) -> Option<bool> {
+        let mut answer =
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", 2 * half).into_bytes();
+        answer.extend(std::iter::repeat_n(b'B', half));
+        if !self.write(&answer).await {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let rest = ok("WRONG: the rest of /big");
+        let _ = self.write(&vec![b'B'; half - rest.len()]).await;
+        let _ = self.write(&rest).await;
+        Some(self.closed_within(Duration::from_secs(2)).await)
+    }
 }
 
 fn ok(body: &str) -> Vec<u8> {
@@ -548,19 +566,9 @@ async fn a_client_leaving_mid_response_never_passes_its_bytes_to_the_next_reques
                     }
                     continue;
                 }
-                let mut answer =
-                    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", 2 * HALF).into_bytes();
-                answer.extend(std::iter::repeat_n(b'B', HALF));
-                if !c.write(&answer).await {
-                    return;
-                }
                 // The rest comes later; if the connection were reused it
                 // would be read as the next request's response.
-                tokio::time::sleep(Duration::from_millis(150)).await;
-                let rest = ok("WRONG: the rest of /big");
-                let _ = c.write(&vec![b'B'; HALF - rest.len()]).await;
-                let _ = c.write(&rest).await;
-                if c.closed_within(Duration::from_secs(2)).await {
+                if c.big_in_halves(HALF).await == Some(true) {
                     closed.fetch_add(1, Ordering::SeqCst);
                 }
                 return;
@@ -1103,17 +1111,7 @@ async fn an_http2_stream_cancelled_mid_response_never_passes_its_bytes_on() {
                 }
                 continue;
             }
-            let mut answer =
-                format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", 2 * HALF).into_bytes();
-            answer.extend(std::iter::repeat_n(b'B', HALF));
-            if !c.write(&answer).await {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(150)).await;
-            let rest = ok("WRONG: the rest of /big");
-            let _ = c.write(&vec![b'B'; HALF - rest.len()]).await;
-            let _ = c.write(&rest).await;
-            c.closed_within(Duration::from_secs(2)).await;
+            c.big_in_halves(HALF).await;
             return;
         }
     })

@@ -349,7 +349,7 @@ impl SegmentWords {
 /// The eight bytes of `bytes` from `at`, little-endian; the caller knows they are there.
 #[inline(always)]
 fn word(bytes: &[u8], at: usize) -> u64 {
-    bytes.get(at..at + 8).map_or(0, |w| u64::from_le_bytes(w.try_into().expect("eight bytes")))
+    bytes.get(at..at + 8).and_then(|w| w.try_into().ok()).map_or(0, u64::from_le_bytes)
 }
 
 /// A facts-only view of a request, as the router needs it.

@@ -408,6 +408,17 @@ struct Idle {
     since: Instant,
 }
 
+impl Conn {
+    /// Whether the connection, between exchanges, can take a request. It
+    /// is polled once, without a waker, to finish the exchange it just had
+    /// and ask for the next: a socket with no news answers at once, without
+    /// a system call, and one the upstream closed ends here.
+    fn can_take_another(&mut self) -> bool {
+        let mut context = Context::from_waker(std::task::Waker::noop());
+        self.driver.as_mut().poll(&mut context).is_pending() && self.sender.is_ready()
+    }
+}
+
 impl Http1Pool {
     /// A pool for `endpoints` endpoints, with a task that closes connections
     /// left idle for `idle_timeout` (when there is a runtime to run it).
@@ -487,10 +498,7 @@ impl Http1Pool {
                 return None;
             }
             let mut conn = idle.conn;
-            // An idle connection whose socket has no news answers at once,
-            // without a system call; one the upstream closed ends here.
-            let mut context = Context::from_waker(std::task::Waker::noop());
-            if conn.driver.as_mut().poll(&mut context).is_pending() && conn.sender.is_ready() {
+            if conn.can_take_another() {
                 return Some(conn);
             }
         }
@@ -499,9 +507,7 @@ impl Http1Pool {
     /// Give back a connection whose exchange has ended, if it can take
     /// another request.
     fn put(&self, endpoint: usize, mut conn: Conn) {
-        // Let the connection finish its exchange and ask for the next.
-        let mut context = Context::from_waker(std::task::Waker::noop());
-        if conn.driver.as_mut().poll(&mut context).is_ready() || !conn.sender.is_ready() {
+        if !conn.can_take_another() {
             return;
         }
         let Some(stack) = self.idle.get(endpoint) else { return };
@@ -524,15 +530,12 @@ impl Http1Pool {
     /// breaker's limits; how many.
     fn close_dead(&self) -> usize {
         let now = Instant::now();
-        let mut context = Context::from_waker(std::task::Waker::noop());
         let mut closed = 0;
         for stack in &self.idle {
             let mut stack = lock(stack);
             let before = stack.len();
             stack.retain_mut(|idle| {
-                now - idle.since < self.idle_timeout
-                    && idle.conn.driver.as_mut().poll(&mut context).is_pending()
-                    && idle.conn.sender.is_ready()
+                now - idle.since < self.idle_timeout && idle.conn.can_take_another()
             });
             closed += before - stack.len();
         }

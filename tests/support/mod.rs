@@ -460,6 +460,26 @@ pub async fn raw(address: SocketAddr, bytes: &[u8]) -> String {
     String::from_utf8_lossy(&response).into_owned()
 }
 
+/// Read `stream` until the gateway closes it; what arrived, lossily as
+/// text, and how long that took. Panics when it is still open after `limit`.
+pub async fn until_closed(
+    stream: &mut tokio::net::TcpStream,
+    limit: Duration,
+) -> (String, Duration) {
+    use tokio::io::AsyncReadExt;
+    let started = Instant::now();
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(limit, stream.read(&mut chunk)).await {
+            Err(_) => panic!("the connection was still open after {limit:?}"),
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => received.extend_from_slice(&chunk[..n]),
+        }
+    }
+    (String::from_utf8_lossy(&received).into_owned(), started.elapsed())
+}
+
 /// The status codes of every response head in `text`, in order.
 pub fn statuses(text: &str) -> Vec<u16> {
     text.match_indices("HTTP/1.1 ")
