@@ -257,3 +257,90 @@ async fn health_thresholds_count_consecutive_results() {
     assert!(nodes[0].requests() - before >= 8, "never ejected on non-consecutive failures");
     assert!(!gateway.stderr().join("\n").contains("ejected"));
 }
+
+/// Reload `gateway` onto `text` and wait until the new plan serves.
+fn reload(gateway: &Gateway, text: &str, reloads: usize) {
+    std::fs::write(gateway.spec_path(), text).unwrap();
+    gateway.hangup();
+    tokio::task::block_in_place(|| {
+        gateway.wait_stderr("plan reloaded", reloads, Duration::from_secs(10))
+    });
+}
+
+/// A reload that adds an endpoint changes the pool, but an endpoint that
+/// outlier detection ejected before it stays ejected: its ejection is
+/// state of that address, not of the plan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ejected_endpoint_stays_ejected_when_a_reload_changes_its_pool() {
+    let nodes = [Node::start().await, Node::start().await, Node::start().await];
+    nodes[1].state.status.store(503, Ordering::Relaxed);
+    let outlier = "    outlier_detection: { consecutive_failures: 1, base_ejection: 60s, max_ejection_percent: 50 }\n";
+    let gateway = Gateway::start(&spec(&[&nodes[0], &nodes[1]], &[], outlier, ""));
+    let address = gateway.addr("public");
+    for i in 0..4 {
+        get(address, &format!("/before/{i}")).await;
+    }
+    tokio::task::block_in_place(|| {
+        gateway.wait_stderr("endpoint ejected", 1, Duration::from_secs(10))
+    });
+
+    reload(&gateway, &spec(&[&nodes[0], &nodes[1], &nodes[2]], &[], outlier, ""), 1);
+    let ejected = nodes[1].requests();
+    for i in 0..30 {
+        assert_eq!(get(address, &format!("/after/{i}")).await, 200);
+    }
+    assert_eq!(nodes[1].requests(), ejected, "the ejected endpoint is back after the reload");
+    assert!(nodes[2].requests() >= 10, "the added endpoint takes its share");
+    let log = gateway.stderr().join("\n");
+    assert!(log.contains("kept=2"), "the log says which state carried over:\n{log}");
+}
+
+/// The same for active health checks: an endpoint found unhealthy stays
+/// out of rotation across a reload that changes its pool but not the
+/// check, rather than starting healthy until its next probe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unhealthy_endpoint_stays_out_when_a_reload_changes_its_pool() {
+    let nodes = [Node::start().await, Node::start().await, Node::start().await];
+    nodes[1].state.probe_status.store(503, Ordering::Relaxed);
+    let check = "    health_check: { path: /health, interval: 400ms, timeout: 100ms, unhealthy_threshold: 1, healthy_threshold: 1 }\n";
+    let gateway = Gateway::start(&spec(&[&nodes[0], &nodes[1]], &[], check, ""));
+    let address = gateway.addr("public");
+    tokio::task::block_in_place(|| {
+        gateway.wait_stderr("endpoint health changed", 1, Duration::from_secs(10))
+    });
+
+    reload(&gateway, &spec(&[&nodes[0], &nodes[1], &nodes[2]], &[], check, ""), 1);
+    let unhealthy = nodes[1].requests();
+    for i in 0..30 {
+        assert_eq!(get(address, &format!("/after/{i}")).await, 200);
+    }
+    assert_eq!(nodes[1].requests(), unhealthy, "the unhealthy endpoint is back after the reload");
+    assert!(nodes[2].requests() >= 10, "the added endpoint takes its share");
+}
+
+/// A changed health check starts every endpoint afresh: the old results
+/// answered a different question.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_health_check_starts_afresh_after_a_reload() {
+    let nodes = [Node::start().await, Node::start().await];
+    nodes[1].state.probe_status.store(503, Ordering::Relaxed);
+    let refs = [&nodes[0], &nodes[1]];
+    let check = |path: &str, interval: &str| {
+        format!("    health_check: {{ path: {path}, interval: {interval}, timeout: 100ms, unhealthy_threshold: 1, healthy_threshold: 1 }}\n")
+    };
+    let gateway = Gateway::start(&spec(&refs, &[], &check("/health", "300ms"), ""));
+    let address = gateway.addr("public");
+    tokio::task::block_in_place(|| {
+        gateway.wait_stderr("endpoint health changed", 1, Duration::from_secs(10))
+    });
+    assert_eq!(get(address, "/down").await, 200);
+
+    nodes[1].state.probe_status.store(0, Ordering::Relaxed);
+    // The new check's first probe is seconds away.
+    reload(&gateway, &spec(&refs, &[], &check("/ready", "10s"), ""), 1);
+    let before = nodes[1].requests();
+    for i in 0..10 {
+        assert_eq!(get(address, &format!("/after/{i}")).await, 200);
+    }
+    assert!(nodes[1].requests() - before >= 4, "a new check starts from the initial state");
+}

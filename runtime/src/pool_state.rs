@@ -6,6 +6,10 @@
 //! reload carries the `Arc<PoolState>` over as a whole (see
 //! [`PoolState::carries_over`]), so requests in flight on the old plan end
 //! their counts on the same balancer, and health and ejections are kept.
+//! When a reload (or a DNS lookup) changes the pool, the new state takes
+//! over, for each endpoint address the pool kept, its health check state
+//! (when the check did not change), its outlier record and its balancer's
+//! latency estimate; see [`PoolState::start`].
 //!
 //! An endpoint is eligible for the balancer while its active checks say it
 //! is healthy and outlier detection has not ejected it; both sources write
@@ -51,6 +55,9 @@ pub(crate) struct PoolState {
     outlier: Option<Mutex<OutlierDetector>>,
     /// Per endpoint: whether active checks pass (always, without checks).
     healthy: Vec<AtomicBool>,
+    /// Per endpoint: the active check's runs, kept here so that a changed
+    /// pool can take them over (empty without checks).
+    checks: Vec<Mutex<HealthCheck>>,
     /// Per endpoint: whether outlier detection ejected it.
     ejected: Vec<AtomicBool>,
     addresses: Vec<sluice_compiler::plan::EndpointAddress>,
@@ -61,20 +68,64 @@ pub(crate) struct PoolState {
 impl PoolState {
     /// The state of a new pool, with its health checks and outlier timer
     /// started. Call from within a tokio runtime.
-    pub(crate) fn start(plan: &PoolPlan) -> Arc<PoolState> {
+    ///
+    /// `previous` is the state and plan of the pool this one replaces, when
+    /// a reload changed it: each endpoint whose address the old pool had
+    /// starts from that endpoint's health check state (if the check's path
+    /// and settings are the same), outlier record and latency estimate, so
+    /// an endpoint known to be down stays out of rotation across the reload.
+    pub(crate) fn start(
+        plan: &PoolPlan,
+        previous: Option<(&PoolState, &PoolPlan)>,
+    ) -> Arc<PoolState> {
         let weights: Vec<u32> = plan.endpoints.iter().map(|e| e.weight).collect();
         let n = weights.len();
+        let kept = previous.map(|(_, old)| kept_endpoints(old, plan)).unwrap_or_default();
         let balancer = Balancer::with_settings(plan.algorithm(), &weights, &plan.balance_settings);
+        let mut outlier = plan.outlier_detection.map(|s| OutlierDetector::new(s, n));
+        let mut checks: Vec<HealthCheck> = match &plan.health_check {
+            Some(check) => vec![HealthCheck::new(&check.settings); n],
+            None => Vec::new(),
+        };
+        if let Some((old, old_plan)) = previous {
+            balancer.carry_from(&old.balancer, &kept);
+            if let (Some(detector), Some(old_detector)) = (&mut outlier, &old.outlier) {
+                detector.carry_from(&lock(old_detector), &kept);
+            }
+            let same_check = match (&plan.health_check, &old_plan.health_check) {
+                (Some(a), Some(b)) => a.path == b.path && a.settings == b.settings,
+                _ => false,
+            };
+            for (i, from) in kept.iter().enumerate() {
+                let Some(j) = *from else { continue };
+                if let (true, Some(check), Some(old_check)) =
+                    (same_check, checks.get_mut(i), old.checks.get(j))
+                {
+                    *check = *lock(old_check);
+                }
+            }
+            let carried = kept.iter().flatten().count();
+            tracing::info!(pool = %plan.name, endpoints = n, kept = carried, "pool changed; state of kept endpoints carried over");
+        }
+        let healthy: Vec<bool> =
+            (0..n).map(|i| checks.get(i).is_none_or(HealthCheck::is_healthy)).collect();
+        let ejected: Vec<bool> =
+            (0..n).map(|i| outlier.as_ref().is_some_and(|d| d.is_ejected(i))).collect();
         let state = Arc::new(PoolState {
             balancer: Arc::new(balancer),
             breaker: Arc::new(CircuitBreaker::new(plan.circuit_breaker)),
-            outlier: plan.outlier_detection.map(|s| Mutex::new(OutlierDetector::new(s, n))),
-            healthy: (0..n).map(|_| AtomicBool::new(true)).collect(),
-            ejected: (0..n).map(|_| AtomicBool::new(false)).collect(),
+            outlier: outlier.map(Mutex::new),
+            healthy: healthy.into_iter().map(AtomicBool::new).collect(),
+            checks: checks.into_iter().map(Mutex::new).collect(),
+            ejected: ejected.into_iter().map(AtomicBool::new).collect(),
             addresses: plan.endpoints.iter().map(|e| e.address.clone()).collect(),
             pool: plan.name.clone(),
             tasks: Mutex::new(Vec::new()),
         });
+        let at = now();
+        for endpoint in 0..n {
+            state.refresh(endpoint, at);
+        }
 
         let mut tasks = Vec::new();
         if let Some(check) = &plan.health_check {
@@ -184,6 +235,22 @@ impl Drop for PoolState {
     }
 }
 
+/// For each endpoint of `new`, the index of the endpoint of `old` with the
+/// same address, each old endpoint matched at most once (a pool may list
+/// an address twice).
+fn kept_endpoints(old: &PoolPlan, new: &PoolPlan) -> Vec<Option<usize>> {
+    let mut taken = vec![false; old.endpoints.len()];
+    new.endpoints
+        .iter()
+        .map(|endpoint| {
+            let j = (0..old.endpoints.len())
+                .find(|&j| !taken[j] && old.endpoints[j].address == endpoint.address)?;
+            taken[j] = true;
+            Some(j)
+        })
+        .collect()
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -207,7 +274,6 @@ async fn probe_loop(
     settings: HealthSettings,
     client: ProbeClient,
 ) {
-    let mut check = HealthCheck::new(&settings);
     // Start at a random point of the first interval, so probes spread out.
     let first = sluice_traffic::Nanos::ZERO.after(random_up_to(settings.interval));
     tokio::time::sleep(first.as_duration()).await;
@@ -215,7 +281,9 @@ async fn probe_loop(
         let outcome = probe(&client, &uri, settings.timeout).await;
         let Some(state) = state.upgrade() else { return };
         let at = now();
-        if let Some(event) = check.record(&settings, outcome, at) {
+        let Some(check) = state.checks.get(endpoint) else { return };
+        let event = lock(check).record(&settings, outcome, at);
+        if let Some(event) = event {
             tracing::info!(
                 pool = %state.pool,
                 endpoint = %state.addresses[endpoint],

@@ -79,8 +79,10 @@ impl Shared {
     /// weights, in order) did not change. Requests still in flight on the
     /// old plan then end their count on the same balancer the new plan picks
     /// with.
-    // TODO: a changed pool starts afresh; carrying per-endpoint state for the
-    // addresses it kept needs the balancer to take over another's counts.
+    ///
+    /// A pool of the same name that changed gets new state, which takes
+    /// over from the old the health, outlier and latency state of each
+    /// endpoint address it kept (see [`PoolState::start`]).
     pub(crate) fn reloaded(
         plan: Arc<Plan>,
         log: AccessLogSender,
@@ -112,7 +114,12 @@ impl Shared {
             .zip(&kept)
             .map(|(pool, kept)| match (kept, previous) {
                 (Some(index), Some(old)) => Arc::clone(&old.pools[*index]),
-                _ => PoolState::start(pool),
+                (None, Some(old)) => {
+                    let before = old.plan.pools.iter().position(|p| p.name == pool.name);
+                    let before = before.map(|i| (&*old.pools[i], &old.plan.pools[i]));
+                    PoolState::start(pool, before)
+                }
+                _ => PoolState::start(pool, None),
             })
             .collect();
         let balancers = pools.iter().map(|p| Arc::clone(&p.balancer)).collect();

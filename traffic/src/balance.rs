@@ -437,6 +437,26 @@ impl Balancer {
         }
     }
 
+    /// Take over, from the balancer of the pool this one replaces, what it
+    /// learned about the endpoints both have: `kept[i]` names the old index
+    /// of new endpoint `i`, or `None`. Latency estimates (`peak_ewma`, when
+    /// both balancers use it) and slow-start ramps carry over; eligibility
+    /// is the caller's to set. In-flight counts do not: requests still
+    /// running on the old balancer end their count there.
+    pub fn carry_from(&self, old: &Balancer, kept: &[Option<usize>]) {
+        for (i, from) in kept.iter().enumerate().take(self.len()) {
+            let Some(j) = from.filter(|&j| j < old.len()) else { continue };
+            if let (Some(mine), Some(theirs)) = (self.estimates.get(i), old.estimates.get(j)) {
+                *lock(mine) = *lock(theirs);
+            }
+            if self.slow_start.is_some() {
+                self.ramp_from[i]
+                    .store(old.ramp_from[j].load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+        }
+        self.clock.fetch_max(old.clock.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
     /// Whether `endpoint` may receive traffic outside panic mode.
     pub fn is_eligible(&self, endpoint: usize) -> bool {
         self.eligible.get(endpoint).is_some_and(|f| f.load(Ordering::Acquire))

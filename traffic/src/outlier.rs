@@ -107,6 +107,20 @@ impl OutlierDetector {
         OutlierDetector { settings, endpoints: vec![Record::default(); endpoints], ejected: 0 }
     }
 
+    /// Take over, from the detector of the pool this one replaces, the
+    /// state of the endpoints both have: `kept[i]` names the old index of
+    /// new endpoint `i`, or `None` for an endpoint the old pool did not
+    /// have. Ejections run to their old end and count towards the cap; the
+    /// repeat counts that lengthen the next ejection are kept too.
+    pub fn carry_from(&mut self, old: &OutlierDetector, kept: &[Option<usize>]) {
+        for (record, from) in self.endpoints.iter_mut().zip(kept) {
+            if let Some(previous) = from.and_then(|j| old.endpoints.get(j)) {
+                *record = *previous;
+            }
+        }
+        self.ejected = self.endpoints.iter().filter(|r| r.ejected_until.is_some()).count();
+    }
+
     pub fn is_ejected(&self, endpoint: usize) -> bool {
         self.endpoints.get(endpoint).is_some_and(|r| r.ejected_until.is_some())
     }
@@ -238,6 +252,25 @@ mod tests {
         for (results, ejected) in table {
             assert_eq!(ejects(settings(3, 2), results), *ejected, "{results:?}");
         }
+    }
+
+    #[test]
+    fn a_replacing_detector_takes_over_the_records_of_kept_endpoints() {
+        let mut old = OutlierDetector::new(settings(1, 0), 3);
+        old.observe(2, ERR, Nanos::ZERO);
+        assert!(old.is_ejected(2));
+        // Old endpoint 2 is new endpoint 0; the others are new or dropped.
+        let mut new = OutlierDetector::new(settings(1, 0), 2);
+        new.carry_from(&old, &[Some(2), Some(7)]);
+        assert!(new.is_ejected(0) && !new.is_ejected(1));
+        assert_eq!(new.ejected_count(), 1);
+        assert_eq!(new.next_return(), Some(Nanos::from_secs(10)), "the old ejection's end");
+        let returned = new.poll(Nanos::from_secs(10));
+        assert!(matches!(returned[..], [OutlierEvent::Returned { endpoint: 0 }]));
+        assert_eq!(new.ejected_count(), 0);
+        // The repeat count came along: the next ejection is twice as long.
+        let events = new.observe(0, ERR, Nanos::from_secs(10));
+        assert!(matches!(events[..], [OutlierEvent::Ejected { times: 2, .. }]), "{events:?}");
     }
 
     #[test]

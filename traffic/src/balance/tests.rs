@@ -372,6 +372,25 @@ fn peak_ewma_forgets_an_endpoint_that_returns() {
 }
 
 #[test]
+fn a_replacing_balancer_takes_over_the_estimates_of_kept_endpoints() {
+    let old = Balancer::new(ewma(Duration::from_secs(1)), &[1, 1]);
+    old.observe(0, Duration::from_secs(5), Outcome::Timeout, Nanos::ZERO);
+    old.observe(1, Duration::from_millis(7), Outcome::Response(200), Nanos::ZERO);
+    old.begin(0);
+    // Old endpoint 1 is new endpoint 0; old 0 is new 2; new 1 is added.
+    let new = Balancer::new(ewma(Duration::from_secs(1)), &[1, 1, 1]);
+    new.carry_from(&old, &[Some(1), None, Some(0)]);
+    let estimate = |i| new.latency_estimate(i, Nanos::ZERO).unwrap();
+    assert_eq!(estimate(0), Duration::from_millis(7));
+    assert_eq!(estimate(1), PeakEwma::default().initial_latency);
+    assert_eq!(estimate(2), Duration::from_secs(5));
+    assert_eq!(new.in_flight(2), 0, "in-flight counts stay with the old balancer");
+    // Out-of-range indices and other algorithms are ignored.
+    new.carry_from(&old, &[Some(9)]);
+    Balancer::new(Algorithm::Random, &[1]).carry_from(&old, &[Some(0)]);
+}
+
+#[test]
 fn peak_ewma_with_a_zero_window_acts_on_load_alone() {
     let b = Balancer::new(ewma(Duration::ZERO), &[1, 1]);
     b.observe(0, Duration::from_secs(5), Outcome::Response(200), Nanos::ZERO);
