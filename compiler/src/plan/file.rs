@@ -1,16 +1,18 @@
-//! The plan file's body: the plan as compact JSON.
+//! The plan file's body: the plan in postcard, a compact binary encoding of
+//! its serde form (integers as variable-length numbers, strings and lists
+//! prefixed by their lengths, fields in declaration order with no names).
 //!
 //! Most routes of a large spec share their host and their retry policy, so
 //! the file holds each distinct one once, in `hosts` and `retry_policies`,
-//! and a route refers to them by index. A route field that holds its default
-//! is left out, and parameter names are not stored: they follow from the
-//! path template, which is parsed when the plan loads anyway.
+//! and a route refers to them by index. A route field that holds nothing
+//! (an empty list, `None`) takes one byte, and parameter names are not
+//! stored: they follow from the path template.
 
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use super::{ListenerPlan, Plan, PoolPlan, RetryPlan, RoutePlan, SplitSide};
 use crate::condition::Pattern;
@@ -28,74 +30,38 @@ struct Out<'a> {
     router: &'a Router,
 }
 
-/// The body as read.
+/// The body as read (and, in tests, written back after an edit).
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct In {
-    listeners: Vec<ListenerPlan>,
-    pools: Vec<PoolPlan>,
-    hosts: Vec<HostPattern>,
-    retry_policies: Vec<RetryPlan>,
-    routes: Vec<RouteFile>,
-    router: Router,
+#[cfg_attr(test, derive(Serialize))]
+pub(super) struct In {
+    pub(super) listeners: Vec<ListenerPlan>,
+    pub(super) pools: Vec<PoolPlan>,
+    pub(super) hosts: Vec<HostPattern>,
+    pub(super) retry_policies: Vec<RetryPlan>,
+    pub(super) routes: Vec<RouteFile>,
+    pub(super) router: Router,
 }
 
 /// One route in the file.
 #[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RouteFile {
+pub(super) struct RouteFile {
     name: String,
     pool: usize,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     split: Vec<SplitSide>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     sticky: Option<crate::spec::Sticky>,
-    /// `[seconds, nanoseconds]`.
-    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "short_duration")]
     timeout: Option<Duration>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     max_body_size: Option<u64>,
-    #[serde(default, skip_serializing_if = "is_false")]
     forward_original_path: bool,
     /// Index into `retry_policies`.
-    retries: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) retries: u32,
     retry_budget: Option<sluice_traffic::BudgetSettings>,
     /// Index into `hosts`.
-    host: u32,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub(super) host: u32,
+    /// Empty for a `path_regex` route.
     path: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     path_regex: Option<Pattern>,
-    #[serde(default = "any_method", skip_serializing_if = "is_any_method")]
     methods: MethodSet,
-    #[serde(default = "every_listener", skip_serializing_if = "is_every_listener")]
     listeners: u64,
-}
-
-fn is_false(b: &bool) -> bool {
-    !*b
-}
-
-fn any_method() -> MethodSet {
-    MethodSet::ANY
-}
-
-fn is_any_method(methods: &MethodSet) -> bool {
-    methods.is_any()
-}
-
-fn every_listener() -> u64 {
-    u64::MAX
-}
-
-fn is_every_listener(mask: &u64) -> bool {
-    *mask == u64::MAX
-}
-
-/// A duration as `[seconds, nanoseconds]`, which serde reads back as a `Duration`.
-fn short_duration<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-    d.map(|d| (d.as_secs(), d.subsec_nanos())).serialize(s)
 }
 
 /// Distinct values in order of first use, and each value's index.
@@ -117,7 +83,7 @@ impl<'a, T: Eq + Hash> Table<'a, T> {
     }
 }
 
-/// The JSON body of `plan`.
+/// The body of `plan`.
 pub(super) fn write(plan: &Plan) -> Vec<u8> {
     let mut hosts = Table::new();
     let mut retries = Table::new();
@@ -149,14 +115,32 @@ pub(super) fn write(plan: &Plan) -> Vec<u8> {
         routes,
         router: &plan.router,
     };
-    serde_json::to_vec(&out).expect("a plan holds only serialisable values")
+    postcard::to_allocvec(&out).expect("a plan holds only serialisable values")
 }
 
-/// The plan in a JSON body, its indices into the shared tables checked and
-/// its parameter names taken from its templates; the caller validates the rest.
+/// Decode a body, refusing one with bytes left over.
+pub(super) fn decode(body: &[u8]) -> Result<In, String> {
+    let (file, rest) = crate::condition::share_patterns(|| postcard::take_from_bytes::<In>(body))
+        .map_err(describe)?;
+    if !rest.is_empty() {
+        return Err(format!("{} bytes follow the plan", rest.len()));
+    }
+    Ok(file)
+}
+
+/// What went wrong in a body, in words.
+fn describe(e: postcard::Error) -> String {
+    match e {
+        postcard::Error::DeserializeUnexpectedEnd => "the plan ends early".into(),
+        postcard::Error::SerdeDeCustom => "a value in the plan is invalid".into(),
+        other => format!("the plan is malformed ({other})"),
+    }
+}
+
+/// The plan in a body, its indices into the shared tables checked and its
+/// parameter names taken from its templates; the caller validates the rest.
 pub(super) fn read(body: &[u8]) -> Result<Plan, String> {
-    let file: In = crate::condition::share_patterns(|| serde_json::from_slice(body))
-        .map_err(|e| e.to_string())?;
+    let file = decode(body)?;
     let mut routes = Vec::with_capacity(file.routes.len());
     for r in file.routes {
         let host = file.hosts.get(r.host as usize).ok_or_else(|| {
