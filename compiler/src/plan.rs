@@ -432,14 +432,37 @@ routes:
 
     #[test]
     fn refuses_a_route_that_points_past_a_shared_table() {
-        let edits: [fn(&mut file::In); 2] = [|f| f.routes[0].host = 7, |f| f.routes[0].retries = 7];
+        let plan = plan();
+        let edits: [fn(&mut file::Tables<'_>); 2] =
+            [|t| t.routes[0].host = 7, |t| t.routes[0].retries = 7];
         for edit in edits {
-            let mut file = file::decode(body_of(&plan().to_bytes())).unwrap();
-            edit(&mut file);
-            let body = postcard::to_allocvec(&file).unwrap();
-            let err = Plan::from_bytes(&file_of(&body)).unwrap_err();
+            let mut tables = file::tables(&plan);
+            edit(&mut tables);
+            let err = Plan::from_bytes(&file_of(&file::encode(&plan, &tables))).unwrap_err();
             assert!(err.to_string().contains("does not exist"), "{err}");
         }
+    }
+
+    #[test]
+    fn refuses_a_route_count_past_the_end_of_the_body() {
+        let plan = plan();
+        let mut tables = file::tables(&plan);
+        tables.routes.clear();
+        let mut body = file::encode(&Plan { routes: Vec::new(), ..plan.clone() }, &tables);
+        // Each table is a count and then its entries; the route count is the
+        // byte after the listeners, pools, hosts and retry policies, which
+        // this plan's tables leave at their encoded sizes.
+        let before = [
+            postcard::to_allocvec(&plan.listeners).unwrap().len(),
+            postcard::to_allocvec(&plan.pools).unwrap().len(),
+            postcard::to_allocvec(&tables.hosts).unwrap().len(),
+            postcard::to_allocvec(&tables.retry_policies).unwrap().len(),
+        ];
+        let at: usize = before.iter().sum();
+        assert_eq!(body[at], 0, "no routes");
+        body.splice(at..=at, postcard::to_allocvec(&1_000_000_usize).unwrap());
+        let err = Plan::from_bytes(&file_of(&body)).unwrap_err();
+        assert!(err.to_string().contains("claims 1000000 routes"), "{err}");
     }
 
     #[test]

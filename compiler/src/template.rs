@@ -105,10 +105,14 @@ impl Template {
     /// once already, such as one read back from a plan file.
     pub fn param_names_of(text: &str) -> Result<Vec<String>, TemplateError> {
         let rest = text.strip_prefix('/').ok_or(TemplateError::NoLeadingSlash)?;
+        let brace = |s: &str| s.bytes().any(|b| b == b'{' || b == b'}');
         let mut names: Vec<String> = Vec::new();
+        if !brace(rest) {
+            return Ok(names);
+        }
         let mut segments = rest.split('/').peekable();
         while let Some(seg) = segments.next() {
-            if !seg.contains(['{', '}']) {
+            if !brace(seg) {
                 continue;
             }
             let inner = seg

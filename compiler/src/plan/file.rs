@@ -14,54 +14,41 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ListenerPlan, Plan, PoolPlan, RetryPlan, RoutePlan, SplitSide};
+use super::{Plan, RetryPlan, RoutePlan, SplitSide};
 use crate::condition::Pattern;
 use crate::method::MethodSet;
-use crate::router::{HostPattern, Router};
+use crate::router::HostPattern;
 
-/// The body as written: borrows what it can from the plan.
-#[derive(Serialize)]
-struct Out<'a> {
-    listeners: &'a [ListenerPlan],
-    pools: &'a [PoolPlan],
-    hosts: Vec<&'a HostPattern>,
-    retry_policies: Vec<&'a RetryPlan>,
-    routes: Vec<RouteFile>,
-    router: &'a Router,
-}
-
-/// The body as read (and, in tests, written back after an edit).
-#[derive(Deserialize)]
-#[cfg_attr(test, derive(Serialize))]
-pub(super) struct In {
-    pub(super) listeners: Vec<ListenerPlan>,
-    pub(super) pools: Vec<PoolPlan>,
-    pub(super) hosts: Vec<HostPattern>,
-    pub(super) retry_policies: Vec<RetryPlan>,
-    pub(super) routes: Vec<RouteFile>,
-    pub(super) router: Router,
-}
-
-/// One route in the file.
+/// One route in the file: its name and path borrowed from the body when read.
 #[derive(Serialize, Deserialize)]
-pub(super) struct RouteFile {
-    name: String,
+pub(super) struct RouteFile<'a> {
+    name: &'a str,
     pool: usize,
     split: Vec<SplitSide>,
     sticky: Option<crate::spec::Sticky>,
     timeout: Option<Duration>,
     max_body_size: Option<u64>,
     forward_original_path: bool,
-    /// Index into `retry_policies`.
+    /// Index into the retry policies.
     pub(super) retries: u32,
     retry_budget: Option<sluice_traffic::BudgetSettings>,
-    /// Index into `hosts`.
+    /// Index into the hosts.
     pub(super) host: u32,
     /// Empty for a `path_regex` route.
-    path: String,
+    path: &'a str,
     path_regex: Option<Pattern>,
     methods: MethodSet,
     listeners: u64,
+}
+
+/// The fewest bytes a route takes in the file: one per field.
+const MIN_ROUTE_BYTES: usize = 14;
+
+/// The shared tables and routes of a plan as the file holds them.
+pub(super) struct Tables<'a> {
+    pub(super) hosts: Vec<&'a HostPattern>,
+    pub(super) retry_policies: Vec<&'a RetryPlan>,
+    pub(super) routes: Vec<RouteFile<'a>>,
 }
 
 /// Distinct values in order of first use, and each value's index.
@@ -83,15 +70,15 @@ impl<'a, T: Eq + Hash> Table<'a, T> {
     }
 }
 
-/// The body of `plan`.
-pub(super) fn write(plan: &Plan) -> Vec<u8> {
+/// The shared tables of `plan` and its routes in terms of them.
+pub(super) fn tables(plan: &Plan) -> Tables<'_> {
     let mut hosts = Table::new();
     let mut retries = Table::new();
     let routes = plan
         .routes
         .iter()
         .map(|r| RouteFile {
-            name: r.name.clone(),
+            name: &r.name,
             pool: r.pool,
             split: r.split.clone(),
             sticky: r.sticky.clone(),
@@ -101,31 +88,47 @@ pub(super) fn write(plan: &Plan) -> Vec<u8> {
             retries: retries.intern(&r.retries),
             retry_budget: r.retry_budget,
             host: hosts.intern(&r.host),
-            path: r.path.clone(),
+            path: &r.path,
             path_regex: r.path_regex.clone(),
             methods: r.methods,
             listeners: r.listeners,
         })
         .collect();
-    let out = Out {
-        listeners: &plan.listeners,
-        pools: &plan.pools,
-        hosts: hosts.values,
-        retry_policies: retries.values,
-        routes,
-        router: &plan.router,
-    };
-    postcard::to_allocvec(&out).expect("a plan holds only serialisable values")
+    Tables { hosts: hosts.values, retry_policies: retries.values, routes }
 }
 
-/// Decode a body, refusing one with bytes left over.
-pub(super) fn decode(body: &[u8]) -> Result<In, String> {
-    let (file, rest) = crate::condition::share_patterns(|| postcard::take_from_bytes::<In>(body))
-        .map_err(describe)?;
-    if !rest.is_empty() {
-        return Err(format!("{} bytes follow the plan", rest.len()));
+/// The body of `plan`: listeners, pools, hosts, retry policies, the number
+/// of routes and each route, then the router.
+pub(super) fn write(plan: &Plan) -> Vec<u8> {
+    encode(plan, &tables(plan))
+}
+
+pub(super) fn encode(plan: &Plan, tables: &Tables<'_>) -> Vec<u8> {
+    fn put<T: Serialize + ?Sized>(out: Vec<u8>, value: &T) -> Vec<u8> {
+        postcard::to_extend(value, out).expect("a plan holds only serialisable values")
     }
-    Ok(file)
+    let mut out = put(Vec::new(), &plan.listeners);
+    out = put(out, &plan.pools);
+    out = put(out, &tables.hosts);
+    out = put(out, &tables.retry_policies);
+    out = put(out, &tables.routes.len());
+    for route in &tables.routes {
+        out = put(out, route);
+    }
+    put(out, &plan.router)
+}
+
+/// Reads a body's values in order.
+struct Reader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take<T: Deserialize<'a>>(&mut self) -> Result<T, String> {
+        let (value, rest) = postcard::take_from_bytes(self.rest).map_err(describe)?;
+        self.rest = rest;
+        Ok(value)
+    }
 }
 
 /// What went wrong in a body, in words.
@@ -140,16 +143,29 @@ fn describe(e: postcard::Error) -> String {
 /// The plan in a body, its indices into the shared tables checked and its
 /// parameter names taken from its templates; the caller validates the rest.
 pub(super) fn read(body: &[u8]) -> Result<Plan, String> {
-    let file = decode(body)?;
-    let mut routes = Vec::with_capacity(file.routes.len());
-    for r in file.routes {
-        let host = file.hosts.get(r.host as usize).ok_or_else(|| {
+    crate::condition::share_patterns(|| read_shared(body))
+}
+
+fn read_shared(body: &[u8]) -> Result<Plan, String> {
+    let mut file = Reader { rest: body };
+    let listeners = file.take()?;
+    let pools = file.take()?;
+    let hosts: Vec<HostPattern> = file.take()?;
+    let retry_policies: Vec<RetryPlan> = file.take()?;
+    let count: usize = file.take()?;
+    if count > file.rest.len() / MIN_ROUTE_BYTES {
+        return Err(format!("it claims {count} routes in {} bytes", file.rest.len()));
+    }
+    let mut routes = Vec::with_capacity(count);
+    for _ in 0..count {
+        let r: RouteFile<'_> = file.take()?;
+        let host = hosts.get(r.host as usize).ok_or_else(|| {
             format!("route `{}` refers to host {}, which does not exist", r.name, r.host)
         })?;
-        let retries = file.retry_policies.get(r.retries as usize).ok_or_else(|| {
+        let retries = retry_policies.get(r.retries as usize).ok_or_else(|| {
             format!("route `{}` refers to retry policy {}, which does not exist", r.name, r.retries)
         })?;
-        let params = match (&r.path_regex, r.path.as_str()) {
+        let params = match (&r.path_regex, r.path) {
             (Some(_), "") => Vec::new(),
             (Some(_), _) => {
                 return Err(format!("route `{}` has both a path and a path regex", r.name))
@@ -158,7 +174,7 @@ pub(super) fn read(body: &[u8]) -> Result<Plan, String> {
                 .map_err(|e| format!("route `{}` has a bad path: {e}", r.name))?,
         };
         routes.push(RoutePlan {
-            name: r.name,
+            name: r.name.to_owned(),
             pool: r.pool,
             split: r.split,
             sticky: r.sticky,
@@ -168,12 +184,16 @@ pub(super) fn read(body: &[u8]) -> Result<Plan, String> {
             retries: retries.clone(),
             retry_budget: r.retry_budget,
             host: host.clone(),
-            path: r.path,
+            path: r.path.to_owned(),
             path_regex: r.path_regex,
             methods: r.methods,
             listeners: r.listeners,
             params,
         });
     }
-    Ok(Plan { listeners: file.listeners, pools: file.pools, routes, router: file.router })
+    let router = file.take()?;
+    if !file.rest.is_empty() {
+        return Err(format!("{} bytes follow the plan", file.rest.len()));
+    }
+    Ok(Plan { listeners, pools, routes, router })
 }
