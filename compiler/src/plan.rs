@@ -153,8 +153,6 @@ pub struct RoutePlan {
     pub methods: MethodSet,
     /// Bit `i` set when the route serves listener `i`.
     pub listeners: u64,
-    /// Names of the captures, in the order [`Captures`] holds them.
-    pub params: Vec<String>,
 }
 
 /// One side of a route's weighted split.
@@ -173,6 +171,11 @@ impl RoutePlan {
         } else {
             self.split.clone()
         }
+    }
+
+    /// Names of the captures, in the order [`Captures`] holds them.
+    pub fn param_names(&self) -> impl Iterator<Item = &str> {
+        crate::template::Template::param_names_in(&self.path)
     }
 
     /// The weights of the split's sides, in order, for `sluice_traffic::split::choose`.
@@ -250,11 +253,10 @@ impl Plan {
         path: &'p str,
         captures: &'p Captures,
     ) -> impl Iterator<Item = (&'p str, &'p str)> + 'p {
-        let names = &self.routes[route as usize].params;
+        let names = self.routes[route as usize].param_names();
         names
-            .iter()
             .zip(captures.ranges())
-            .map(move |(n, &(s, e))| (n.as_str(), path.get(s as usize..e as usize).unwrap_or("")))
+            .map(move |(n, &(s, e))| (n, path.get(s as usize..e as usize).unwrap_or("")))
     }
 
     /// Index of the listener with this name.
@@ -463,6 +465,22 @@ routes:
         body.splice(at..=at, postcard::to_allocvec(&1_000_000_usize).unwrap());
         let err = Plan::from_bytes(&file_of(&body)).unwrap_err();
         assert!(err.to_string().contains("claims 1000000 routes"), "{err}");
+    }
+
+    #[test]
+    fn refuses_a_trie_node_count_past_the_end_of_the_body() {
+        let plan = plan();
+        let mut body = body_of(&plan.to_bytes()).to_vec();
+        // The router comes last: no exact hosts (0), no wildcards (0), a
+        // root for any host (1, 0), then the node count.
+        let router = postcard::to_allocvec(&plan.router).unwrap();
+        let at = body.len() - router.len();
+        assert_eq!(body[at..at + 4], [0, 0, 1, 0]);
+        let nodes = body[at + 4];
+        assert_eq!(nodes, 3, "`/`, `x` and `{{id}}`");
+        body.splice(at + 4..at + 5, postcard::to_allocvec(&1_000_000_usize).unwrap());
+        let err = Plan::from_bytes(&file_of(&body)).unwrap_err();
+        assert!(err.to_string().contains("claims 1000000 trie nodes"), "{err}");
     }
 
     #[test]

@@ -140,7 +140,7 @@ type Children = Vec<(Box<str>, u32)>;
 
 /// A trie node.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Node {
+pub(crate) struct Node {
     /// Literal children, sorted by segment.
     literals: Vec<(Box<str>, u32)>,
     /// Literal children of case-insensitive routes, by lowercase segment.
@@ -214,15 +214,15 @@ impl Hot {
     const COLD: u8 = 1;
 }
 
-/// A [`Router`] as a plan file holds it.
+/// A [`Router`] as a plan file holds it: what a [`Router`] serialises,
+/// without the lookup indexes that [`Router::prepare`] builds.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RouterFile {
-    exact: Vec<(Box<str>, u32)>,
-    wildcard: Vec<(Box<str>, u32)>,
-    any: Option<u32>,
-    nodes: Vec<Node>,
-    conditions: Vec<Vec<Condition>>,
+pub(crate) struct RouterFile {
+    pub(crate) exact: Vec<(Box<str>, u32)>,
+    pub(crate) wildcard: Vec<(Box<str>, u32)>,
+    pub(crate) any: Option<u32>,
+    pub(crate) nodes: Vec<Node>,
+    pub(crate) conditions: Vec<Vec<Condition>>,
 }
 
 impl From<RouterFile> for Router {

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::{Plan, RetryPlan, RoutePlan, SplitSide};
 use crate::condition::Pattern;
 use crate::method::MethodSet;
-use crate::router::HostPattern;
+use crate::router::{HostPattern, Router, RouterFile};
 
 /// One route in the file: its name and path borrowed from the body when read.
 #[derive(Serialize, Deserialize)]
@@ -43,6 +43,8 @@ pub(super) struct RouteFile<'a> {
 
 /// The fewest bytes a route takes in the file: one per field.
 const MIN_ROUTE_BYTES: usize = 14;
+/// The fewest bytes a trie node takes in the file: one per field.
+const MIN_NODE_BYTES: usize = 7;
 
 /// The shared tables and routes of a plan as the file holds them.
 pub(super) struct Tables<'a> {
@@ -140,8 +142,8 @@ fn describe(e: postcard::Error) -> String {
     }
 }
 
-/// The plan in a body, its indices into the shared tables checked and its
-/// parameter names taken from its templates; the caller validates the rest.
+/// The plan in a body, its indices into the shared tables and its path
+/// templates checked; the caller validates the rest.
 pub(super) fn read(body: &[u8]) -> Result<Plan, String> {
     crate::condition::share_patterns(|| read_shared(body))
 }
@@ -165,14 +167,14 @@ fn read_shared(body: &[u8]) -> Result<Plan, String> {
         let retries = retry_policies.get(r.retries as usize).ok_or_else(|| {
             format!("route `{}` refers to retry policy {}, which does not exist", r.name, r.retries)
         })?;
-        let params = match (&r.path_regex, r.path) {
-            (Some(_), "") => Vec::new(),
+        match (&r.path_regex, r.path) {
+            (Some(_), "") => {}
             (Some(_), _) => {
                 return Err(format!("route `{}` has both a path and a path regex", r.name))
             }
-            (None, path) => crate::template::Template::param_names_of(path)
+            (None, path) => crate::template::Template::check_param_names(path)
                 .map_err(|e| format!("route `{}` has a bad path: {e}", r.name))?,
-        };
+        }
         routes.push(RoutePlan {
             name: r.name.to_owned(),
             pool: r.pool,
@@ -188,10 +190,21 @@ fn read_shared(body: &[u8]) -> Result<Plan, String> {
             path_regex: r.path_regex,
             methods: r.methods,
             listeners: r.listeners,
-            params,
         });
     }
-    let router = file.take()?;
+    // The router's fields in order, its nodes read one at a time like the
+    // routes so that their list is allocated once at its size.
+    let (exact, wildcard, any) = (file.take()?, file.take()?, file.take()?);
+    let count: usize = file.take()?;
+    if count > file.rest.len() / MIN_NODE_BYTES {
+        return Err(format!("it claims {count} trie nodes in {} bytes", file.rest.len()));
+    }
+    let mut nodes = Vec::with_capacity(count);
+    for _ in 0..count {
+        nodes.push(file.take()?);
+    }
+    let conditions = file.take()?;
+    let router = Router::from(RouterFile { exact, wildcard, any, nodes, conditions });
     if !file.rest.is_empty() {
         return Err(format!("{} bytes follow the plan", file.rest.len()));
     }
