@@ -160,7 +160,6 @@ pub(crate) fn lower(spec: &Spec) -> Plan {
             path_regex,
             methods,
             listeners: listener_mask,
-            params: template.as_ref().map(Template::param_names).unwrap_or_default(),
         });
     }
     Plan { listeners, pools, routes, router: router.build() }

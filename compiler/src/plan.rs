@@ -5,9 +5,10 @@
 //! are lowered into the [`Router`] trie.
 //!
 //! On disk a plan is one header line, `sluice-plan <format> sha256:<hex>`,
-//! followed by the plan as JSON. The checksum covers the JSON, so a truncated
-//! or edited file is refused, and the format number lets a newer Sluice say
-//! plainly that an old plan must be recompiled.
+//! followed by the plan in a compact binary encoding (see `file`). The
+//! checksum covers that body, so a truncated or edited file is refused, and
+//! the format number lets a newer Sluice say plainly that an old plan must
+//! be recompiled.
 
 mod address;
 mod file;
@@ -28,7 +29,7 @@ pub use self::address::{AddressError, EndpointAddress};
 pub use self::policy::{algorithm, HealthCheckPlan, RetryPlan, EVERY_ENDPOINT};
 
 /// The plan file format this build reads and writes.
-pub const PLAN_FORMAT: u32 = 2;
+pub const PLAN_FORMAT: u32 = 3;
 const MAGIC: &str = "sluice-plan";
 
 /// A compiled, validated gateway configuration.
@@ -152,8 +153,6 @@ pub struct RoutePlan {
     pub methods: MethodSet,
     /// Bit `i` set when the route serves listener `i`.
     pub listeners: u64,
-    /// Names of the captures, in the order [`Captures`] holds them.
-    pub params: Vec<String>,
 }
 
 /// One side of a route's weighted split.
@@ -172,6 +171,11 @@ impl RoutePlan {
         } else {
             self.split.clone()
         }
+    }
+
+    /// Names of the captures, in the order [`Captures`] holds them.
+    pub fn param_names(&self) -> impl Iterator<Item = &str> {
+        crate::template::Template::param_names_in(&self.path)
     }
 
     /// The weights of the split's sides, in order, for `sluice_traffic::split::choose`.
@@ -249,11 +253,10 @@ impl Plan {
         path: &'p str,
         captures: &'p Captures,
     ) -> impl Iterator<Item = (&'p str, &'p str)> + 'p {
-        let names = &self.routes[route as usize].params;
+        let names = self.routes[route as usize].param_names();
         names
-            .iter()
             .zip(captures.ranges())
-            .map(move |(n, &(s, e))| (n.as_str(), path.get(s as usize..e as usize).unwrap_or("")))
+            .map(move |(n, &(s, e))| (n, path.get(s as usize..e as usize).unwrap_or("")))
     }
 
     /// Index of the listener with this name.
@@ -416,17 +419,90 @@ routes:
         assert_eq!(back.to_bytes(), plan.to_bytes());
     }
 
+    /// A plan file with a good checksum over `body`.
+    fn file_of(body: &[u8]) -> Vec<u8> {
+        let digest = hex(&Sha256::digest(body));
+        let mut file = format!("{MAGIC} {PLAN_FORMAT} sha256:{digest}\n").into_bytes();
+        file.extend_from_slice(body);
+        file
+    }
+
+    /// The body of a plan file.
+    fn body_of(bytes: &[u8]) -> &[u8] {
+        &bytes[bytes.iter().position(|&b| b == b'\n').unwrap() + 1..]
+    }
+
     #[test]
     fn refuses_a_route_that_points_past_a_shared_table() {
-        let text = String::from_utf8(plan().to_bytes()).unwrap();
-        let body = &text[text.find('\n').unwrap() + 1..];
-        for (from, to) in [("\"host\":0", "\"host\":7"), ("\"retries\":0", "\"retries\":7")] {
-            let body = body.replacen(from, to, 1);
-            let digest = hex(&Sha256::digest(body.as_bytes()));
-            let file = format!("{MAGIC} {PLAN_FORMAT} sha256:{digest}\n{body}");
-            let err = Plan::from_bytes(file.as_bytes()).unwrap_err();
+        let plan = plan();
+        let edits: [fn(&mut file::Tables<'_>); 2] =
+            [|t| t.routes[0].host = 7, |t| t.routes[0].retries = 7];
+        for edit in edits {
+            let mut tables = file::tables(&plan);
+            edit(&mut tables);
+            let err = Plan::from_bytes(&file_of(&file::encode(&plan, &tables))).unwrap_err();
             assert!(err.to_string().contains("does not exist"), "{err}");
         }
+    }
+
+    #[test]
+    fn refuses_a_route_count_past_the_end_of_the_body() {
+        let plan = plan();
+        let mut tables = file::tables(&plan);
+        tables.routes.clear();
+        let mut body = file::encode(&Plan { routes: Vec::new(), ..plan.clone() }, &tables);
+        // Each table is a count and then its entries; the route count is the
+        // byte after the listeners, pools, hosts and retry policies, which
+        // this plan's tables leave at their encoded sizes.
+        let before = [
+            postcard::to_allocvec(&plan.listeners).unwrap().len(),
+            postcard::to_allocvec(&plan.pools).unwrap().len(),
+            postcard::to_allocvec(&tables.hosts).unwrap().len(),
+            postcard::to_allocvec(&tables.retry_policies).unwrap().len(),
+        ];
+        let at: usize = before.iter().sum();
+        assert_eq!(body[at], 0, "no routes");
+        body.splice(at..=at, postcard::to_allocvec(&1_000_000_usize).unwrap());
+        let err = Plan::from_bytes(&file_of(&body)).unwrap_err();
+        assert!(err.to_string().contains("claims 1000000 routes"), "{err}");
+    }
+
+    #[test]
+    fn refuses_a_trie_node_count_past_the_end_of_the_body() {
+        let plan = plan();
+        let mut body = body_of(&plan.to_bytes()).to_vec();
+        // The router comes last: no exact hosts (0), no wildcards (0), a
+        // root for any host (1, 0), then the node count.
+        let router = postcard::to_allocvec(&plan.router).unwrap();
+        let at = body.len() - router.len();
+        assert_eq!(body[at..at + 4], [0, 0, 1, 0]);
+        let nodes = body[at + 4];
+        assert_eq!(nodes, 3, "`/`, `x` and `{{id}}`");
+        body.splice(at + 4..at + 5, postcard::to_allocvec(&1_000_000_usize).unwrap());
+        let err = Plan::from_bytes(&file_of(&body)).unwrap_err();
+        assert!(err.to_string().contains("claims 1000000 trie nodes"), "{err}");
+    }
+
+    #[test]
+    fn refuses_a_body_cut_short_or_with_bytes_left_over() {
+        let body = body_of(&plan().to_bytes()).to_vec();
+        for cut in [0, 1, body.len() / 2, body.len() - 1] {
+            let err = Plan::from_bytes(&file_of(&body[..cut])).unwrap_err();
+            assert!(matches!(err, PlanError::Corrupt(_)), "{err}");
+            assert!(err.to_string().contains("ends early"), "{cut}: {err}");
+        }
+        let mut longer = body.clone();
+        longer.push(0);
+        let err = Plan::from_bytes(&file_of(&longer)).unwrap_err();
+        assert!(err.to_string().contains("1 bytes follow the plan"), "{err}");
+    }
+
+    #[test]
+    fn refuses_an_old_json_plan_with_the_recompile_error() {
+        let file = "sluice-plan 2 sha256:00\n{\"listeners\":[]}";
+        let err = Plan::from_bytes(file.as_bytes()).unwrap_err();
+        assert!(matches!(err, PlanError::Format { .. }), "{err}");
+        assert!(err.to_string().contains("compile the spec again"), "{err}");
     }
 
     #[test]
@@ -435,12 +511,15 @@ routes:
         assert!(matches!(Plan::from_bytes(b""), Err(PlanError::NotAPlan)));
         let mut bytes = plan().to_bytes();
         let last = bytes.len() - 1;
-        bytes[last] = b' ';
+        bytes[last] ^= 1;
         assert!(matches!(Plan::from_bytes(&bytes), Err(PlanError::Checksum)));
-        let text = String::from_utf8(plan().to_bytes()).unwrap();
-        for other in ["plan 1 ", "plan 3 "] {
-            let file = text.replacen(&format!("plan {PLAN_FORMAT} "), other, 1);
-            let err = Plan::from_bytes(file.as_bytes()).unwrap_err();
+        let bytes = plan().to_bytes();
+        // From the space after the format number on: the checksum and the body.
+        let rest = &bytes[format!("{MAGIC} {PLAN_FORMAT}").len()..];
+        for other in [PLAN_FORMAT - 1, PLAN_FORMAT + 1] {
+            let mut file = format!("{MAGIC} {other}").into_bytes();
+            file.extend_from_slice(rest);
+            let err = Plan::from_bytes(&file).unwrap_err();
             assert!(matches!(err, PlanError::Format { .. }), "{err}");
             assert!(err.to_string().contains("compile the spec again"), "{err}");
         }

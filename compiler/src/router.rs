@@ -138,30 +138,22 @@ impl From<Leaf> for LeafFile {
 /// A node's children keyed by segment text, sorted by it.
 type Children = Vec<(Box<str>, u32)>;
 
-/// In a plan file, fields that are empty are left out.
+/// A trie node.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Node {
+pub(crate) struct Node {
     /// Literal children, sorted by segment.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     literals: Vec<(Box<str>, u32)>,
     /// Literal children of case-insensitive routes, by lowercase segment.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     folded: Vec<(Box<str>, u32)>,
     /// Children through a parameter with a regex constraint, sorted by the regex text.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     constrained: Vec<(Pattern, u32)>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     param: Option<u32>,
     /// Routes whose template ends here.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     end: Vec<Leaf>,
     /// Routes whose template ends with a catch-all here.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     catch_all: Vec<Leaf>,
     /// On a host's root node only: `path_regex` routes, tried after every
     /// template route of the host, by rank and then by regex text.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     regex: Vec<(Pattern, Leaf)>,
 }
 
@@ -178,7 +170,6 @@ pub struct Router {
     any: Option<u32>,
     nodes: Vec<Node>,
     /// Header, query and cookie conditions, by route; empty for most routes.
-    #[serde(default)]
     conditions: Vec<Vec<Condition>>,
     /// Every node's literal children as lookup compares them, node by node;
     /// built by [`Router::prepare`], never stored.
@@ -223,16 +214,15 @@ impl Hot {
     const COLD: u8 = 1;
 }
 
-/// A [`Router`] as a plan file holds it.
+/// A [`Router`] as a plan file holds it: what a [`Router`] serialises,
+/// without the lookup indexes that [`Router::prepare`] builds.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RouterFile {
-    exact: Vec<(Box<str>, u32)>,
-    wildcard: Vec<(Box<str>, u32)>,
-    any: Option<u32>,
-    nodes: Vec<Node>,
-    #[serde(default)]
-    conditions: Vec<Vec<Condition>>,
+pub(crate) struct RouterFile {
+    pub(crate) exact: Vec<(Box<str>, u32)>,
+    pub(crate) wildcard: Vec<(Box<str>, u32)>,
+    pub(crate) any: Option<u32>,
+    pub(crate) nodes: Vec<Node>,
+    pub(crate) conditions: Vec<Vec<Condition>>,
 }
 
 impl From<RouterFile> for Router {

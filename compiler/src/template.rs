@@ -99,16 +99,21 @@ impl Template {
         Ok(Template { segments, constraints, case_insensitive: false })
     }
 
-    /// The parameter names of template `text`, in the order their captures
-    /// appear, checking the parameter segments but neither canonicalising
-    /// literals nor compiling constraints: for a template that was parsed
-    /// once already, such as one read back from a plan file.
-    pub fn param_names_of(text: &str) -> Result<Vec<String>, TemplateError> {
+    /// Check the parameter segments of template `text` as [`Template::parse`]
+    /// does, but neither canonicalising literals nor compiling constraints
+    /// nor allocating: for a template that was parsed once already, such as
+    /// one read back from a plan file, whose names
+    /// [`Template::param_names_in`] then gives.
+    pub fn check_param_names(text: &str) -> Result<(), TemplateError> {
         let rest = text.strip_prefix('/').ok_or(TemplateError::NoLeadingSlash)?;
-        let mut names: Vec<String> = Vec::new();
+        let brace = |s: &str| s.bytes().any(|b| b == b'{' || b == b'}');
+        if !brace(rest) {
+            return Ok(());
+        }
+        let mut seen = 0;
         let mut segments = rest.split('/').peekable();
         while let Some(seg) = segments.next() {
-            if !seg.contains(['{', '}']) {
+            if !brace(seg) {
                 continue;
             }
             let inner = seg
@@ -132,12 +137,23 @@ impl Template {
                 },
             };
             check_name(name)?;
-            if names.iter().any(|n| n == name) {
+            if Template::param_names_in(text).take(seen).any(|n| n == name) {
                 return Err(TemplateError::DuplicateParam(name.to_owned()));
             }
-            names.push(name.to_owned());
+            seen += 1;
         }
-        Ok(names)
+        Ok(())
+    }
+
+    /// The parameter names of template `text`, which
+    /// [`Template::check_param_names`] accepted, in the order their captures
+    /// appear.
+    pub fn param_names_in(text: &str) -> impl Iterator<Item = &str> {
+        text.split('/').filter_map(|segment| {
+            let inner = segment.strip_prefix('{')?.strip_suffix('}')?;
+            let name = inner.split_once(':').map_or(inner, |(name, _)| name);
+            Some(name.strip_prefix('*').unwrap_or(name))
+        })
     }
 
     /// Parameter names in the order their captures appear.
@@ -313,15 +329,16 @@ mod tests {
     }
 
     #[test]
-    fn param_names_of_agrees_with_parse() {
+    fn param_names_in_agrees_with_parse() {
         for text in ["/", "/a/", "/v1/{id}/files/{*rest}", "/v1/{id:[0-9]{3}}/{slug:[a-z-]+}"] {
             let parsed = Template::parse(text).unwrap().param_names();
-            assert_eq!(Template::param_names_of(text).unwrap(), parsed, "{text}");
+            assert_eq!(Template::check_param_names(text), Ok(()), "{text}");
+            assert_eq!(Template::param_names_in(text).collect::<Vec<_>>(), parsed, "{text}");
         }
         for text in
             ["v1/x", "/a{id}", "/{id", "/{}", "/{1x}", "/{id}/{id}", "/{*rest}/x", "/u/{id:}"]
         {
-            assert!(Template::param_names_of(text).is_err(), "{text}");
+            assert!(Template::check_param_names(text).is_err(), "{text}");
         }
     }
 

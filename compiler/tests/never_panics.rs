@@ -1,8 +1,10 @@
 //! Checking a spec never panics, whatever the bytes: arbitrary text, and
-//! valid specs with bytes deleted, duplicated or replaced.
+//! valid specs with bytes deleted, duplicated or replaced. Nor does loading
+//! a plan file, even one whose edited body carries a matching checksum.
 
 use proptest::prelude::*;
-use sluice_compiler::{check, Plan, SourceFile};
+use sha2::{Digest, Sha256};
+use sluice_compiler::{check, Captures, Plan, SourceFile};
 
 fn platform() -> String {
     let path = format!("{}/../specs/platform.yaml", env!("CARGO_MANIFEST_DIR"));
@@ -106,5 +108,41 @@ proptest! {
         let i = at % bytes.len();
         bytes[i] = byte;
         let _ = Plan::from_bytes(&bytes);
+    }
+
+    #[test]
+    fn edited_plan_bodies_with_a_good_checksum_never_panic(
+        edits in prop::collection::vec((any::<usize>(), any::<u8>(), 0u8..4), 1..6),
+    ) {
+        let plan = check(SourceFile::new("p.yaml", platform())).plan.unwrap();
+        let bytes = plan.to_bytes();
+        let newline = bytes.iter().position(|&b| b == b'\n').unwrap();
+        let (header, mut body) = (&bytes[..newline], bytes[newline + 1..].to_vec());
+        for (at, byte, kind) in edits {
+            let i = at % (body.len() + 1);
+            match kind {
+                0 if i < body.len() => body[i] = byte,
+                1 if i < body.len() => { body.remove(i); }
+                2 => body.insert(i, byte),
+                _ => body.truncate(i),
+            }
+        }
+        let digest: String = Sha256::digest(&body).iter().map(|b| format!("{b:02x}")).collect();
+        let format = header.split(|&b| b == b' ').nth(1).unwrap();
+        let mut file = b"sluice-plan ".to_vec();
+        file.extend_from_slice(format);
+        file.extend_from_slice(format!(" sha256:{digest}\n").as_bytes());
+        file.extend_from_slice(&body);
+        if let Ok(loaded) = Plan::from_bytes(&file) {
+            // Whatever it holds, a plan that loads routes without panicking.
+            let mut captures = Captures::new();
+            for path in ["/", "/v1/contacts/42", "/a/b/c/d"] {
+                for listener in 0..loaded.listeners.len() {
+                    if let Some(r) = loaded.lookup_parts(listener, "api.example.test", b"GET", path, &mut captures) {
+                        let _ = loaded.params(r, path, &captures).count();
+                    }
+                }
+            }
+        }
     }
 }

@@ -1,101 +1,56 @@
-//! The plan file's body: the plan as compact JSON.
+//! The plan file's body: the plan in postcard, a compact binary encoding of
+//! its serde form (integers as variable-length numbers, strings and lists
+//! prefixed by their lengths, fields in declaration order with no names).
 //!
 //! Most routes of a large spec share their host and their retry policy, so
 //! the file holds each distinct one once, in `hosts` and `retry_policies`,
-//! and a route refers to them by index. A route field that holds its default
-//! is left out, and parameter names are not stored: they follow from the
-//! path template, which is parsed when the plan loads anyway.
+//! and a route refers to them by index. A route field that holds nothing
+//! (an empty list, `None`) takes one byte, and parameter names are not
+//! stored: they follow from the path template.
 
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
-use super::{ListenerPlan, Plan, PoolPlan, RetryPlan, RoutePlan, SplitSide};
+use super::{Plan, RetryPlan, RoutePlan, SplitSide};
 use crate::condition::Pattern;
 use crate::method::MethodSet;
-use crate::router::{HostPattern, Router};
+use crate::router::{HostPattern, Router, RouterFile};
 
-/// The body as written: borrows what it can from the plan.
-#[derive(Serialize)]
-struct Out<'a> {
-    listeners: &'a [ListenerPlan],
-    pools: &'a [PoolPlan],
-    hosts: Vec<&'a HostPattern>,
-    retry_policies: Vec<&'a RetryPlan>,
-    routes: Vec<RouteFile>,
-    router: &'a Router,
-}
-
-/// The body as read.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct In {
-    listeners: Vec<ListenerPlan>,
-    pools: Vec<PoolPlan>,
-    hosts: Vec<HostPattern>,
-    retry_policies: Vec<RetryPlan>,
-    routes: Vec<RouteFile>,
-    router: Router,
-}
-
-/// One route in the file.
+/// One route in the file: its name and path borrowed from the body when read.
 #[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RouteFile {
-    name: String,
+pub(super) struct RouteFile<'a> {
+    name: &'a str,
     pool: usize,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     split: Vec<SplitSide>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     sticky: Option<crate::spec::Sticky>,
-    /// `[seconds, nanoseconds]`.
-    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "short_duration")]
     timeout: Option<Duration>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     max_body_size: Option<u64>,
-    #[serde(default, skip_serializing_if = "is_false")]
     forward_original_path: bool,
-    /// Index into `retry_policies`.
-    retries: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Index into the retry policies.
+    pub(super) retries: u32,
     retry_budget: Option<sluice_traffic::BudgetSettings>,
-    /// Index into `hosts`.
-    host: u32,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    path: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Index into the hosts.
+    pub(super) host: u32,
+    /// Empty for a `path_regex` route.
+    path: &'a str,
     path_regex: Option<Pattern>,
-    #[serde(default = "any_method", skip_serializing_if = "is_any_method")]
     methods: MethodSet,
-    #[serde(default = "every_listener", skip_serializing_if = "is_every_listener")]
     listeners: u64,
 }
 
-fn is_false(b: &bool) -> bool {
-    !*b
-}
+/// The fewest bytes a route takes in the file: one per field.
+const MIN_ROUTE_BYTES: usize = 14;
+/// The fewest bytes a trie node takes in the file: one per field.
+const MIN_NODE_BYTES: usize = 7;
 
-fn any_method() -> MethodSet {
-    MethodSet::ANY
-}
-
-fn is_any_method(methods: &MethodSet) -> bool {
-    methods.is_any()
-}
-
-fn every_listener() -> u64 {
-    u64::MAX
-}
-
-fn is_every_listener(mask: &u64) -> bool {
-    *mask == u64::MAX
-}
-
-/// A duration as `[seconds, nanoseconds]`, which serde reads back as a `Duration`.
-fn short_duration<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-    d.map(|d| (d.as_secs(), d.subsec_nanos())).serialize(s)
+/// The shared tables and routes of a plan as the file holds them.
+pub(super) struct Tables<'a> {
+    pub(super) hosts: Vec<&'a HostPattern>,
+    pub(super) retry_policies: Vec<&'a RetryPlan>,
+    pub(super) routes: Vec<RouteFile<'a>>,
 }
 
 /// Distinct values in order of first use, and each value's index.
@@ -117,15 +72,15 @@ impl<'a, T: Eq + Hash> Table<'a, T> {
     }
 }
 
-/// The JSON body of `plan`.
-pub(super) fn write(plan: &Plan) -> Vec<u8> {
+/// The shared tables of `plan` and its routes in terms of them.
+pub(super) fn tables(plan: &Plan) -> Tables<'_> {
     let mut hosts = Table::new();
     let mut retries = Table::new();
     let routes = plan
         .routes
         .iter()
         .map(|r| RouteFile {
-            name: r.name.clone(),
+            name: &r.name,
             pool: r.pool,
             split: r.split.clone(),
             sticky: r.sticky.clone(),
@@ -135,46 +90,93 @@ pub(super) fn write(plan: &Plan) -> Vec<u8> {
             retries: retries.intern(&r.retries),
             retry_budget: r.retry_budget,
             host: hosts.intern(&r.host),
-            path: r.path.clone(),
+            path: &r.path,
             path_regex: r.path_regex.clone(),
             methods: r.methods,
             listeners: r.listeners,
         })
         .collect();
-    let out = Out {
-        listeners: &plan.listeners,
-        pools: &plan.pools,
-        hosts: hosts.values,
-        retry_policies: retries.values,
-        routes,
-        router: &plan.router,
-    };
-    serde_json::to_vec(&out).expect("a plan holds only serialisable values")
+    Tables { hosts: hosts.values, retry_policies: retries.values, routes }
 }
 
-/// The plan in a JSON body, its indices into the shared tables checked and
-/// its parameter names taken from its templates; the caller validates the rest.
+/// The body of `plan`: listeners, pools, hosts, retry policies, the number
+/// of routes and each route, then the router.
+pub(super) fn write(plan: &Plan) -> Vec<u8> {
+    encode(plan, &tables(plan))
+}
+
+pub(super) fn encode(plan: &Plan, tables: &Tables<'_>) -> Vec<u8> {
+    fn put<T: Serialize + ?Sized>(out: Vec<u8>, value: &T) -> Vec<u8> {
+        postcard::to_extend(value, out).expect("a plan holds only serialisable values")
+    }
+    let mut out = put(Vec::new(), &plan.listeners);
+    out = put(out, &plan.pools);
+    out = put(out, &tables.hosts);
+    out = put(out, &tables.retry_policies);
+    out = put(out, &tables.routes.len());
+    for route in &tables.routes {
+        out = put(out, route);
+    }
+    put(out, &plan.router)
+}
+
+/// Reads a body's values in order.
+struct Reader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take<T: Deserialize<'a>>(&mut self) -> Result<T, String> {
+        let (value, rest) = postcard::take_from_bytes(self.rest).map_err(describe)?;
+        self.rest = rest;
+        Ok(value)
+    }
+}
+
+/// What went wrong in a body, in words.
+fn describe(e: postcard::Error) -> String {
+    match e {
+        postcard::Error::DeserializeUnexpectedEnd => "the plan ends early".into(),
+        postcard::Error::SerdeDeCustom => "a value in the plan is invalid".into(),
+        other => format!("the plan is malformed ({other})"),
+    }
+}
+
+/// The plan in a body, its indices into the shared tables and its path
+/// templates checked; the caller validates the rest.
 pub(super) fn read(body: &[u8]) -> Result<Plan, String> {
-    let file: In = crate::condition::share_patterns(|| serde_json::from_slice(body))
-        .map_err(|e| e.to_string())?;
-    let mut routes = Vec::with_capacity(file.routes.len());
-    for r in file.routes {
-        let host = file.hosts.get(r.host as usize).ok_or_else(|| {
+    crate::condition::share_patterns(|| read_shared(body))
+}
+
+fn read_shared(body: &[u8]) -> Result<Plan, String> {
+    let mut file = Reader { rest: body };
+    let listeners = file.take()?;
+    let pools = file.take()?;
+    let hosts: Vec<HostPattern> = file.take()?;
+    let retry_policies: Vec<RetryPlan> = file.take()?;
+    let count: usize = file.take()?;
+    if count > file.rest.len() / MIN_ROUTE_BYTES {
+        return Err(format!("it claims {count} routes in {} bytes", file.rest.len()));
+    }
+    let mut routes = Vec::with_capacity(count);
+    for _ in 0..count {
+        let r: RouteFile<'_> = file.take()?;
+        let host = hosts.get(r.host as usize).ok_or_else(|| {
             format!("route `{}` refers to host {}, which does not exist", r.name, r.host)
         })?;
-        let retries = file.retry_policies.get(r.retries as usize).ok_or_else(|| {
+        let retries = retry_policies.get(r.retries as usize).ok_or_else(|| {
             format!("route `{}` refers to retry policy {}, which does not exist", r.name, r.retries)
         })?;
-        let params = match (&r.path_regex, r.path.as_str()) {
-            (Some(_), "") => Vec::new(),
+        match (&r.path_regex, r.path) {
+            (Some(_), "") => {}
             (Some(_), _) => {
                 return Err(format!("route `{}` has both a path and a path regex", r.name))
             }
-            (None, path) => crate::template::Template::param_names_of(path)
+            (None, path) => crate::template::Template::check_param_names(path)
                 .map_err(|e| format!("route `{}` has a bad path: {e}", r.name))?,
-        };
+        }
         routes.push(RoutePlan {
-            name: r.name,
+            name: r.name.to_owned(),
             pool: r.pool,
             split: r.split,
             sticky: r.sticky,
@@ -184,12 +186,27 @@ pub(super) fn read(body: &[u8]) -> Result<Plan, String> {
             retries: retries.clone(),
             retry_budget: r.retry_budget,
             host: host.clone(),
-            path: r.path,
+            path: r.path.to_owned(),
             path_regex: r.path_regex,
             methods: r.methods,
             listeners: r.listeners,
-            params,
         });
     }
-    Ok(Plan { listeners: file.listeners, pools: file.pools, routes, router: file.router })
+    // The router's fields in order, its nodes read one at a time like the
+    // routes so that their list is allocated once at its size.
+    let (exact, wildcard, any) = (file.take()?, file.take()?, file.take()?);
+    let count: usize = file.take()?;
+    if count > file.rest.len() / MIN_NODE_BYTES {
+        return Err(format!("it claims {count} trie nodes in {} bytes", file.rest.len()));
+    }
+    let mut nodes = Vec::with_capacity(count);
+    for _ in 0..count {
+        nodes.push(file.take()?);
+    }
+    let conditions = file.take()?;
+    let router = Router::from(RouterFile { exact, wildcard, any, nodes, conditions });
+    if !file.rest.is_empty() {
+        return Err(format!("{} bytes follow the plan", file.rest.len()));
+    }
+    Ok(Plan { listeners, pools, routes, router })
 }

@@ -145,8 +145,7 @@ fn ties_are_refused_with_the_earlier_route() {
 #[test]
 fn router_survives_a_serialisation_round_trip_and_validates() {
     let (r, _) = build(&[route(None, "/a/{x}"), route(Some("h.test"), "/b")]);
-    let json = serde_json::to_string(&r).unwrap();
-    let back: Router = serde_json::from_str(&json).unwrap();
+    let back: Router = postcard::from_bytes(&postcard::to_allocvec(&r).unwrap()).unwrap();
     assert!(back.validate(2).is_ok());
     assert!(back.validate(1).is_err(), "a route index past the end is refused");
     assert_eq!(find(&back, 0, "", Method::Get, "/a/1").map(|m| m.0), Some(0));
@@ -537,7 +536,7 @@ fn many_literal_children_are_found_by_hash_before_and_after_a_round_trip() {
         b.insert(i as u32, &key).unwrap();
     }
     let built = b.build();
-    let mut back: Router = serde_json::from_str(&serde_json::to_string(&built).unwrap()).unwrap();
+    let mut back: Router = postcard::from_bytes(&postcard::to_allocvec(&built).unwrap()).unwrap();
     for r in [&built, {
         back.prepare();
         &back
@@ -630,7 +629,7 @@ fn hot_nodes_mirror_their_nodes_and_survive_a_round_trip() {
     paths.extend(&many);
     let cases: Vec<Case> = paths.iter().map(|p| route(None, p)).collect();
     let (built, _) = build(&cases);
-    let back: Router = serde_json::from_str(&serde_json::to_string(&built).unwrap()).unwrap();
+    let back: Router = postcard::from_bytes(&postcard::to_allocvec(&built).unwrap()).unwrap();
     assert_eq!(built.hot, back.hot);
     assert_eq!(built.slots, back.slots);
     assert_eq!(built.hot.len(), built.nodes.len());
