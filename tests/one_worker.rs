@@ -1,5 +1,5 @@
-//! `sluice serve --workers 1`, which runs on a single-threaded scheduler
-//! rather than the work-stealing pool the other end-to-end tests use: many
+//! `sluice serve --workers 1`, which accepts and serves on one thread,
+//! rather than the worker threads the other end-to-end tests use: many
 //! concurrent exchanges over pooled upstream connections, the connection
 //! clocks, and the drain.
 

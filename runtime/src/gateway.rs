@@ -57,6 +57,7 @@ use crate::access_log::{AccessLogSender, Record};
 use crate::connection::{self, ClientStream, ConnectionState, Limits, Protocol, Rewind};
 use crate::proxy::{self, Shared};
 use crate::resolve::Resolver;
+use crate::workers::Workers;
 use crate::ServeError;
 
 /// Pause after an accept error such as running out of file descriptors, so
@@ -98,6 +99,7 @@ pub struct Gateway {
     current: Current,
     log: AccessLogSender,
     listeners: Vec<Bound>,
+    workers: Workers,
     /// The plan as loaded, with its DNS names unresolved.
     source: Arc<Plan>,
     resolver: Resolver,
@@ -137,7 +139,13 @@ impl Gateway {
         let mut resolver = Resolver::default();
         let served = resolver.load(&plan).await;
         let current = Arc::new(ArcSwap::from_pointee(Shared::new(served, log.clone())));
-        Ok(Gateway { current, log, listeners, source: plan, resolver })
+        Ok(Gateway { current, log, listeners, workers: Workers::default(), source: plan, resolver })
+    }
+
+    /// Serve accepted connections on `workers` rather than on the runtime
+    /// that runs the gateway.
+    pub(crate) fn serve_on(&mut self, workers: Workers) {
+        self.workers = workers;
     }
 
     /// Each listener's name and the address it is bound to (with the real
@@ -174,6 +182,7 @@ impl Gateway {
                 bound.key.clone(),
                 Arc::clone(&self.current),
                 stopping.clone(),
+                self.workers.clone(),
             );
             loops.insert(bound.key, tokio::spawn(task));
         }
@@ -193,12 +202,12 @@ impl Gateway {
                 Some(plan) = reloads.recv() => {
                     source = Arc::new(plan);
                     let served = resolver.load(&source).await;
-                    reload(&self.current, &self.log, served, &mut loops, &stopping).await;
+                    reload(&self.current, &self.log, served, &mut loops, &stopping, &self.workers).await;
                 }
                 () = lookup => {
                     if let Some(served) = resolver.refresh(&source).await {
                         let served = Arc::new(served);
-                        reload(&self.current, &self.log, served, &mut loops, &stopping).await;
+                        reload(&self.current, &self.log, served, &mut loops, &stopping, &self.workers).await;
                     }
                 }
             }
@@ -255,6 +264,7 @@ async fn reload(
     plan: Arc<Plan>,
     loops: &mut HashMap<ListenerKey, JoinHandle<()>>,
     stopping: &watch::Receiver<()>,
+    workers: &Workers,
 ) {
     let mut opened = Vec::new();
     for listener in plan.listeners.iter().filter(|l| !loops.contains_key(&ListenerKey::of(l))) {
@@ -277,7 +287,13 @@ async fn reload(
     let opened_count = opened.len();
     for bound in opened {
         eprintln!("listening listener={} addr={}", bound.name, bound.address);
-        let task = accept(bound.socket, bound.key.clone(), Arc::clone(current), stopping.clone());
+        let task = accept(
+            bound.socket,
+            bound.key.clone(),
+            Arc::clone(current),
+            stopping.clone(),
+            workers.clone(),
+        );
         loops.insert(bound.key, tokio::spawn(task));
     }
     let mut closed = 0;
@@ -297,6 +313,7 @@ async fn accept(
     key: ListenerKey,
     current: Current,
     stopping: watch::Receiver<()>,
+    workers: Workers,
 ) {
     // Connections beyond the limit wait in the kernel's accept queue. The
     // limit follows the plan in force.
@@ -339,7 +356,7 @@ async fn accept(
             stopping: stopping.clone(),
             slot: Arc::new(slot),
         };
-        tokio::spawn(connection.serve(stream));
+        workers.serve(stream, move |stream| connection.serve(stream));
     }
 }
 

@@ -33,12 +33,15 @@ pub mod sample;
 pub mod stub;
 mod upgrade;
 mod upstream;
+mod workers;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_compiler::Plan;
+
+use crate::workers::WorkerThreads;
 
 pub use access_log::{AccessLog, AccessLogTarget};
 pub use error::{ProxyError, Side};
@@ -114,15 +117,17 @@ pub fn serve(plan: Plan, options: ServeOptions) -> Result<(), ServeError> {
     let workers = options.workers.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
-    let mut builder = if workers <= 1 {
-        tokio::runtime::Builder::new_current_thread()
+    // One worker serves on this thread's runtime; more each get a thread
+    // and a runtime of their own (see `workers`), and this one accepts.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(ServeError::Runtime)?;
+    let threads = if workers > 1 {
+        Some(WorkerThreads::start(workers).map_err(ServeError::Runtime)?)
     } else {
-        let mut builder = tokio::runtime::Builder::new_multi_thread();
-        builder.worker_threads(workers);
-        builder
+        None
     };
-    let runtime =
-        builder.thread_name("sluice-worker").enable_all().build().map_err(ServeError::Runtime)?;
     let log = AccessLog::open(&options.access_log).map_err(|source| ServeError::AccessLog {
         target: match &options.access_log {
             AccessLogTarget::File(path) => path.display().to_string(),
@@ -143,7 +148,10 @@ pub fn serve(plan: Plan, options: ServeOptions) -> Result<(), ServeError> {
             ),
             None => None,
         };
-        let gateway = Gateway::bind(Arc::clone(&plan), log.sender()).await?;
+        let mut gateway = Gateway::bind(Arc::clone(&plan), log.sender()).await?;
+        if let Some(threads) = &threads {
+            gateway.serve_on(threads.workers());
+        }
         for (name, address) in gateway.listeners() {
             eprintln!("listening listener={name} addr={address}");
         }
@@ -174,6 +182,9 @@ pub fn serve(plan: Plan, options: ServeOptions) -> Result<(), ServeError> {
     });
 
     // Connections abandoned by the drain are dropped here.
+    if let Some(threads) = threads {
+        threads.stop();
+    }
     runtime.shutdown_timeout(Duration::from_secs(1));
     log.close();
     result

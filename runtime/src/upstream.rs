@@ -387,8 +387,11 @@ impl Write for Stamped {
 /// Idle HTTP/1.1 keep-alive connections of one pool, a stack per endpoint
 /// (see the module doc).
 pub(crate) struct Http1Pool {
-    /// Indexed like the pool's endpoints; the most recently idle last.
+    /// One stack per worker and endpoint, at `lane * endpoints + endpoint`;
+    /// the most recently idle last. Each connection goes back to the stack
+    /// of the worker that opened it, whose runtime drives its socket.
     idle: Vec<Mutex<VecDeque<Idle>>>,
+    endpoints: usize,
     connect_timeout: Duration,
     idle_timeout: Duration,
     breaker: Option<Arc<CircuitBreaker>>,
@@ -401,6 +404,8 @@ struct Conn {
     driver: Pin<Box<http1::Connection<TokioIo<TcpStream>, RequestBody>>>,
     /// The connection's place under `max_connections`, given back on close.
     _slot: Option<OwnedPermit>,
+    /// The worker that opened it.
+    lane: usize,
 }
 
 struct Idle {
@@ -428,8 +433,9 @@ impl Http1Pool {
         idle_timeout: Duration,
         breaker: Option<Arc<CircuitBreaker>>,
     ) -> Arc<Http1Pool> {
-        let idle = (0..endpoints).map(|_| Mutex::new(VecDeque::new())).collect();
-        let pool = Arc::new(Http1Pool { idle, connect_timeout, idle_timeout, breaker });
+        let stacks = endpoints * crate::workers::lanes();
+        let idle = (0..stacks).map(|_| Mutex::new(VecDeque::new())).collect();
+        let pool = Arc::new(Http1Pool { idle, endpoints, connect_timeout, idle_timeout, breaker });
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(reap(Arc::downgrade(&pool), idle_timeout));
         }
@@ -488,8 +494,23 @@ impl Http1Pool {
     /// The most recently idle connection to `endpoint` that can take a
     /// request, closing on the way those that expired or that the upstream
     /// has closed.
+    ///
+    /// The calling worker's own connections come first; without one, it
+    /// borrows another worker's rather than open a new connection (which
+    /// `max_connections` may not allow). A borrowed connection still
+    /// answers to its own worker's reactor, and goes back to that worker's
+    /// stack.
     fn take(&self, endpoint: usize) -> Option<Conn> {
-        let stack = self.idle.get(endpoint)?;
+        if endpoint >= self.endpoints {
+            return None;
+        }
+        let lanes = self.idle.len() / self.endpoints.max(1);
+        let own = crate::workers::lane();
+        (0..lanes).find_map(|k| self.take_from(((own + k) % lanes) * self.endpoints + endpoint))
+    }
+
+    fn take_from(&self, at: usize) -> Option<Conn> {
+        let stack = self.idle.get(at)?;
         loop {
             let idle = lock(stack).pop_back()?;
             if idle.since.elapsed() >= self.idle_timeout {
@@ -510,7 +531,10 @@ impl Http1Pool {
         if !conn.can_take_another() {
             return;
         }
-        let Some(stack) = self.idle.get(endpoint) else { return };
+        if endpoint >= self.endpoints {
+            return;
+        }
+        let Some(stack) = self.idle.get(conn.lane * self.endpoints + endpoint) else { return };
         let now = Instant::now();
         let mut stack = lock(stack);
         self.drop_expired(&mut stack, now);
@@ -569,7 +593,7 @@ impl Http1Pool {
             .map_err(|error| SendError::Exchange { error, reused: false })?;
         // Open now: no longer waiting, still counted as a connection.
         let slot = slots.map(|(open, _pending)| open);
-        Ok(Conn { sender, driver: Box::pin(driver), _slot: slot })
+        Ok(Conn { sender, driver: Box::pin(driver), _slot: slot, lane: crate::workers::lane() })
     }
 }
 
