@@ -15,7 +15,7 @@ use crate::time::Nanos;
 const SIGNIFICANT_DIGITS: u8 = 3;
 
 /// The largest value an auto-resizing histogram can track.
-const MAX_TRACKABLE: u64 = (i64::MAX / 2) as u64;
+pub(crate) const MAX_TRACKABLE: u64 = (i64::MAX / 2) as u64;
 
 /// Collects the latencies of one population of requests.
 #[derive(Debug, Clone)]

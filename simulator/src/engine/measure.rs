@@ -123,7 +123,13 @@ impl Measure {
             let s = &mut self.series[step];
             s.answered += 1;
             s.errors += u64::from(e != Ending::Success);
-            s.latency.saturating_record(latency.max(1));
+            // `record`, which grows the histogram to fit: `saturating_record`
+            // would clamp every value past its initial range of a few
+            // nanoseconds to that range's top.
+            let value = latency.clamp(1, crate::stats::MAX_TRACKABLE);
+            if s.latency.record(value).is_err() {
+                s.latency.saturating_record(value);
+            }
         }
         if !measured {
             return;

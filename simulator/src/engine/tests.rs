@@ -206,6 +206,19 @@ fn requests_runs_measure_exactly_that_many() {
 }
 
 #[test]
+fn the_series_p99_is_that_of_the_answers_of_each_step() {
+    // M/M/1 at 0.8 with 5 ms mean sojourn: its p99 is 5 ms times ln 100.
+    // A step holds a few thousand correlated answers, whose p99 runs low.
+    let t = topology(1, Balance::Random);
+    let w = workload(800.0, Length::Requests(200_000), 1, ServiceTime::Exponential { mean: MS });
+    let out = run_variant(&t, &w, 3, Variant::spec());
+    let steps: Vec<&crate::report::Point> =
+        out.report.series.iter().filter(|p| p.at_ns >= SECOND).collect();
+    let mean = steps.iter().map(|p| p.p99_ns as f64).sum::<f64>() / steps.len() as f64;
+    assert_close(mean / MS as f64, 5.0 * 100f64.ln(), 0.25, "mean of the steps' p99 (ms)");
+}
+
+#[test]
 fn two_choices_approach_the_supermarket_limit() {
     // Mitzenmacher's fixed point for JSQ(2) as the pool grows: a fraction
     // lambda^(2^i - 1) of servers hold at least i requests, so by Little's
