@@ -1,11 +1,9 @@
 //! What a run counts: the measured window, answers by kind, latency overall,
 //! per route and over time, and endpoint utilisation.
 
-use hdrhistogram::Histogram;
-
 use super::station::Station;
 use crate::report::{EndpointReport, Errors, Point, RouteReport, VariantReport};
-use crate::stats::LatencyRecorder;
+use crate::stats::{Bins, LatencyRecorder, MAX_TRACKABLE};
 use crate::time::{Nanos, SECOND};
 use crate::workload::{Length, Topology, Workload};
 
@@ -32,7 +30,7 @@ const MAX_POINTS: usize = 400;
 struct Step {
     answered: u64,
     errors: u64,
-    latency: Histogram<u64>,
+    latency: Bins,
 }
 
 pub(super) struct Measure {
@@ -117,19 +115,12 @@ impl Measure {
         let step = self.current as usize;
         if self.current < MAX_POINTS as u64 {
             while self.series.len() <= step {
-                let latency = Histogram::new(2).expect("two significant digits are supported");
-                self.series.push(Step { answered: 0, errors: 0, latency });
+                self.series.push(Step { answered: 0, errors: 0, latency: Bins::new(2) });
             }
             let s = &mut self.series[step];
             s.answered += 1;
             s.errors += u64::from(e != Ending::Success);
-            // `record`, which grows the histogram to fit: `saturating_record`
-            // would clamp every value past its initial range of a few
-            // nanoseconds to that range's top.
-            let value = latency.clamp(1, crate::stats::MAX_TRACKABLE);
-            if s.latency.record(value).is_err() {
-                s.latency.saturating_record(value);
-            }
+            s.latency.record(latency.clamp(1, MAX_TRACKABLE));
         }
         if !measured {
             return;
