@@ -107,6 +107,7 @@ impl Run<'_> {
 
         let endpoint = self.first[pool] + index;
         let (id, number, measured) = (request.id, request.tries, request.measured);
+        let demand = if number == 1 { request.demand } else { None };
         request.last = Some(index as u32);
         // The slot first, so that the try is written straight into it.
         let slot = self.tries.vacant();
@@ -122,6 +123,7 @@ impl Run<'_> {
                 awaited: true,
                 held: false,
                 permit,
+                demand,
             },
         );
         if let TryBudget::Bounded { timeout, .. } = budget {
@@ -156,10 +158,12 @@ impl Run<'_> {
     fn begin_service(&mut self, now: Nanos, endpoint: usize, slot: u32) {
         let generation = self.tries.generation(slot);
         let Some(t) = self.tries.at(slot) else { return };
-        let (id, number) = (t.id, t.number);
+        let (id, number, drawn) = (t.id, t.number, t.demand);
         let station = &mut self.stations[endpoint];
         let Some(model) = &station.model else { return };
-        let demand = model.service.quantile(keyed_uniform(self.seed, id, u64::from(number)));
+        let demand = drawn.unwrap_or_else(|| {
+            model.service.quantile(keyed_uniform(self.seed, id, u64::from(number)))
+        });
         // Unslowed demand below 2^53 survives the round trip through f64 as is.
         let service = if station.slow == 1.0 && demand < 1 << 53 {
             demand

@@ -112,6 +112,32 @@ fn variants_see_the_same_arrivals_and_service_times() {
 }
 
 #[test]
+fn arrivals_drawn_ahead_give_the_same_run() {
+    // Two shares of traffic, retries after per-try timeouts, and a warm-up.
+    let t = topology(4, Balance::LeastRequest);
+    let mut w = workload(3_000.0, Length::Requests(30_000), 1, ServiceTime::log_normal(MS, 8 * MS));
+    w.traffic = vec![RouteShare { route: 0, weight: 1.0 }, RouteShare { route: 0, weight: 3.0 }];
+    w.gateway.per_try_timeout = Some(std::time::Duration::from_millis(4));
+    let on = sluice_traffic::retry::RetryOn { timeout: true, ..Default::default() };
+    let retries = RetrySettings { attempts: 3, on, ..Default::default() };
+    w.gateway.retries = Some(retries);
+    let events = std::sync::atomic::AtomicU64::new(0);
+    for variant in [Variant::spec(), Variant::all(Balance::Random)] {
+        let inline = run_variant(&t, &w, 21, variant);
+        let ahead = run_variant_counting(&t, &w, 21, variant, &events, true);
+        assert!(inline.report.retries > 0);
+        assert_eq!(ahead.digest, inline.digest);
+        assert_eq!((ahead.warmup, ahead.measured), (inline.warmup, inline.measured));
+        let json = |o: &Outcome| serde_json::to_string(&o.report).unwrap();
+        assert_eq!(json(&ahead), json(&inline));
+        assert_eq!(ahead.report.series.len(), inline.report.series.len());
+        for (a, b) in ahead.report.series.iter().zip(&inline.report.series) {
+            assert_eq!((a.at_ns, a.errors, a.p99_ns), (b.at_ns, b.errors, b.p99_ns));
+        }
+    }
+}
+
+#[test]
 fn the_arrival_source_ignores_the_variant() {
     let w = workload(1_000.0, Length::Requests(10), 1, ServiceTime::Exponential { mean: MS });
     let draw = || {
