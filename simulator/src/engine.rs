@@ -86,7 +86,6 @@ struct Request {
     instance: u32,
     measured: bool,
     tries: u32,
-    deadline: Deadline,
     /// The closed-loop client that sent it.
     client: Option<u32>,
     /// The endpoint (within the pool) of the last try.
@@ -419,7 +418,6 @@ impl<'a> Run<'a> {
             let key = replayed.map_or(id, |c| u64::from(c) | 1 << 63);
             ((keyed_uniform(self.seed, key, salt::INSTANCE) * n as f64) as usize).min(n - 1)
         };
-        let deadline = Deadline::new(self.deadlines[route_index], Clock(now));
         let request = Request {
             id,
             arrived: now,
@@ -429,7 +427,6 @@ impl<'a> Run<'a> {
             instance: instance as u32,
             measured,
             tries: 0,
-            deadline,
             client,
             last: None,
             demand,
@@ -457,6 +454,13 @@ impl<'a> Run<'a> {
             }
         }
         self.start_try(now, r);
+    }
+
+    /// The time limits of `request`, from its route's and its arrival
+    /// (worked out when needed rather than kept with every request).
+    #[inline]
+    fn deadline(&self, request: &Request) -> Deadline {
+        Deadline::new(self.deadlines[request.route as usize], Clock(request.arrived))
     }
 
     /// The request is over: record it, free it, and let its client think.

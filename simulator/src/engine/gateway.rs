@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sluice_traffic::retry::{self, RetryDecision};
 use sluice_traffic::{
-    BalanceSettings, Balancer, CircuitBreaker, HealthCheck, Limit, Nanos as Clock,
+    BalanceSettings, Balancer, CircuitBreaker, Deadline, HealthCheck, Limit, Nanos as Clock,
     Outcome as TryOutcome, OutlierDetector, OutlierEvent, Pick, RetryBudget, TryBudget, TryFacts,
 };
 
@@ -81,7 +81,9 @@ impl Run<'_> {
         let request = &mut self.requests[r as usize];
         request.tries += 1;
         let (pool, inst) = (request.pool as usize, request.instance as usize);
-        let budget = request.deadline.next_try(Clock(now));
+        // Not `self.deadline`, which would borrow all of `self`.
+        let settings = self.deadlines[request.route as usize];
+        let budget = Deadline::new(settings, Clock(request.arrived)).next_try(Clock(now));
         if budget == TryBudget::Expired {
             return self.finish(now, r, Ending::Timeout);
         }
@@ -246,12 +248,13 @@ impl Run<'_> {
 
         if outcome.is_failure() {
             let request = &self.requests[r as usize];
+            let deadline = self.deadline(request);
             let facts =
                 TryFacts { tries: request.tries, outcome, idempotent: true, replayable: true };
             let budget = self.instances[inst].budgets[route].as_ref();
             let decision = retry::decide(
                 &self.retries[route],
-                &request.deadline,
+                &deadline,
                 budget,
                 &facts,
                 clock,
