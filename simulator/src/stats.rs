@@ -91,22 +91,42 @@ impl Bins {
     /// equivalent to the bin where the count reaches the quantile's share
     /// (the lowest, for quantile 0), and 0 when nothing was recorded.
     pub fn value_at_quantile(&self, quantile: f64) -> u64 {
-        let quantile = if quantile > 1.0 { 1.0 } else { quantile };
+        self.values_at_quantiles(&[quantile])[0]
+    }
+
+    /// [`Bins::value_at_quantile`] of each of `quantiles`, in one pass over
+    /// the bins when they rise, as a distribution's are asked.
+    pub fn values_at_quantiles(&self, quantiles: &[f64]) -> Vec<u64> {
         let total = self.counts.iter().fold(0u64, |sum, &n| sum.saturating_add(n));
-        let target = ((quantile * total as f64).ceil() as u64).max(1);
-        let mut seen = 0u64;
-        for (i, &n) in self.counts.iter().enumerate() {
-            seen += n;
-            if seen >= target {
-                let low = self.value_at(i);
-                if quantile == 0.0 || low == u64::MAX {
-                    return low;
-                }
-                let bucket = self.base - (low | self.mask).leading_zeros();
-                return low.saturating_add(1 << bucket) - 1;
+        // The bins up to `next` hold `seen`; the last of them is the first
+        // where the count reached the previous quantile's target.
+        let (mut next, mut seen, mut previous) = (0, 0u64, u64::MAX);
+        let mut values = Vec::with_capacity(quantiles.len());
+        for &quantile in quantiles {
+            let quantile = if quantile > 1.0 { 1.0 } else { quantile };
+            let target = ((quantile * total as f64).ceil() as u64).max(1);
+            if target < previous {
+                (next, seen) = (0, 0);
             }
+            previous = target;
+            while seen < target && next < self.counts.len() {
+                seen = seen.saturating_add(self.counts[next]);
+                next += 1;
+            }
+            values.push(if seen < target { 0 } else { self.highest(next - 1, quantile) });
         }
-        0
+        values
+    }
+
+    /// The value the histogram reports for bin `index` at `quantile`: the
+    /// highest in the bin, or the lowest for quantile 0.
+    fn highest(&self, index: usize, quantile: f64) -> u64 {
+        let low = self.value_at(index);
+        if quantile == 0.0 || low == u64::MAX {
+            return low;
+        }
+        let bucket = self.base - (low | self.mask).leading_zeros();
+        low.saturating_add(1 << bucket) - 1
     }
 
     /// The histogram of the recorded values, for checking against (of the
@@ -174,7 +194,9 @@ impl LatencyRecorder {
         }
         let even = (1..100).map(|i| f64::from(i) / 100.0);
         let tail = [0.995, 0.999, 0.9995, 0.9999, 1.0];
-        even.chain(tail).map(|q| (q, self.bins.value_at_quantile(q))).collect()
+        let quantiles: Vec<f64> = even.chain(tail).collect();
+        let values = self.bins.values_at_quantiles(&quantiles);
+        quantiles.into_iter().zip(values).collect()
     }
 
     pub fn summary(&self) -> Latency {
@@ -241,9 +263,13 @@ mod tests {
             assert_eq!(counts(&rebuilt), counts(&direct), "{digits} digits");
             assert_eq!(rebuilt.len(), direct.len());
             let quantiles = (0..=1000).map(|k| f64::from(k) / 1000.0);
-            for q in quantiles.chain([0.9995, 0.99999, 1.5, -0.1, f64::NAN]) {
+            let quantiles: Vec<f64> =
+                quantiles.chain([0.9995, 0.99999, 1.0, 1.5, -0.1, f64::NAN, 0.3]).collect();
+            let all = bins.values_at_quantiles(&quantiles);
+            for (&q, &got) in quantiles.iter().zip(&all) {
                 let want = direct.value_at_quantile(q);
                 assert_eq!(bins.value_at_quantile(q), want, "{q}");
+                assert_eq!(got, want, "{q} among others");
                 assert_eq!(rebuilt.value_at_quantile(q), want, "{q}");
             }
         }
