@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Simulated requests per second of wall time on the benchmark model (ten
 # endpoints at load 0.9, exponential service, one million requests), random
-# dispatch and the power of two choices, for `sluice simulate` (release
-# build) and the same model in SimPy and in Ciw.
+# dispatch and the power of two choices, for `sluice simulate` and the same
+# model in SimPy and in Ciw. Sluice is built with the `dist` profile (fat
+# LTO, one codegen unit), the way binaries that ship are built.
 #
 # The Python libraries are installed from PyPI into a throwaway virtual
 # environment under target/sim-bench/ on the first run.
@@ -23,8 +24,8 @@ fi
 py="$work/venv/bin/python"
 versions=$("$py" -c 'import simpy, ciw; print(f"SimPy {simpy.__version__}, Ciw {ciw.__version__}")')
 
-cargo build --release --quiet --bin sluice
-sluice=target/release/sluice
+cargo build --profile dist --quiet --bin sluice
+sluice=target/dist/sluice
 
 now() { date +%s.%N; }
 
@@ -57,6 +58,7 @@ rate() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.0f", n / s }'; }
 
 echo "model: 10 endpoints, load 0.9, exponential service, $requests requests"
 echo "cores: $(nproc); $versions; $(python3 --version)"
+echo "sluice: dist profile (fat LTO, one codegen unit)"
 echo
 printf '%-28s %10s %14s %12s\n' "run" "wall (s)" "requests/s" "mean (ms)"
 

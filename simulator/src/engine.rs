@@ -23,6 +23,10 @@
 //! Service demand is drawn by inversion from a uniform keyed by the request
 //! and try number ([`crate::random::keyed_uniform`]), so every variant gives
 //! the n-th try of a request the same rank of demand, on whichever endpoint.
+//! Arrivals, their routes and, when every endpoint has the same law, the
+//! demand of their first tries depend on nothing a variant decides, so with
+//! a core to spare they are drawn ahead on a second thread ([`source`]),
+//! which changes no result.
 //!
 //! Measurement follows the usual steady-state practice: arrivals before the
 //! warm-up instant are served but not counted; arrivals in the measured
@@ -48,10 +52,10 @@ use sluice_traffic::{
 
 use self::gateway::Instance;
 use self::measure::{Ending, Measure};
-use self::source::Source;
+use self::source::{Draws, Feed, Source};
 use self::station::{Station, TrySlots};
 use crate::queue::EventQueue;
-use crate::random::{keyed_uniform, stream, Stream};
+use crate::random::{keyed_uniform, stream, ServiceTime, Stream};
 use crate::report::VariantReport;
 use crate::time::Nanos;
 use crate::workload::{Arrivals, Length, PoolRules, Topology, Variant, Workload};
@@ -82,11 +86,12 @@ struct Request {
     instance: u32,
     measured: bool,
     tries: u32,
-    deadline: Deadline,
     /// The closed-loop client that sent it.
     client: Option<u32>,
     /// The endpoint (within the pool) of the last try.
     last: Option<u32>,
+    /// The service demand of its first try, when drawn ahead.
+    demand: Option<Nanos>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -136,8 +141,12 @@ struct Run<'a> {
     /// Per route: its time limits.
     deadlines: Vec<DeadlineSettings>,
     seed: u64,
+    variant: Variant,
     events: EventQueue<Event>,
-    source: Source,
+    /// Closed-loop runs draw each request's route here.
+    source: Option<Source>,
+    /// Open-loop and replay runs take their arrivals from here.
+    feed: Option<Feed<'a>>,
     picks: Pcg64,
     instances: Vec<Instance>,
     /// Flat index of each pool's first endpoint.
@@ -163,56 +172,117 @@ pub(crate) fn run_variant(
     seed: u64,
     variant: Variant,
 ) -> Outcome {
-    run_variant_counting(topology, workload, seed, variant, &std::sync::atomic::AtomicU64::new(0))
+    let events = std::sync::atomic::AtomicU64::new(0);
+    run_variant_counting(topology, workload, seed, variant, &events, false)
 }
 
-/// [`run_variant`], adding the events it processes to `events` in batches.
+/// [`run_variant`], adding the events it processes to `events` in batches,
+/// with its arrivals drawn on a thread of their own when `ahead` (the
+/// outcome is the same either way).
 pub(crate) fn run_variant_counting(
     topology: &Topology,
     workload: &Workload,
     seed: u64,
     variant: Variant,
     events: &std::sync::atomic::AtomicU64,
+    ahead: bool,
 ) -> Outcome {
-    const BATCH: u64 = 1 << 16;
-    let mut run = Run::new(topology, workload, seed, variant);
-    let mut counted = 0u64;
-    while let Some((now, event)) = run.events.pop() {
-        counted += 1;
-        if counted == BATCH {
-            events.fetch_add(counted, std::sync::atomic::Ordering::Relaxed);
-            counted = 0;
-        }
-        match event {
-            Event::Arrival => run.open_arrival(now),
-            Event::Client(c) => run.client_arrival(now, c),
-            Event::Served { slot, generation } => run.served(now, slot, generation),
-            Event::Timeout { slot, generation } => run.timed_out(now, slot, generation),
-            Event::Retry(r) => run.start_try(now, r),
-            Event::Fault(n) => run.fault(now, n as usize),
-            Event::Probe { instance, endpoint } => run.probe(now, instance, endpoint),
-            Event::Probed { instance, endpoint, outcome } => {
-                run.probed(now, instance, endpoint, outcome)
+    let open = !matches!(workload.arrivals, Arrivals::Closed { .. });
+    std::thread::scope(|scope| {
+        let draws = open.then(|| Draws::new(workload, seed, common_law(topology, workload)));
+        let (feed, drawer) = match draws {
+            Some(draws) if ahead => {
+                let (feed, drawer) = Feed::ahead(scope, draws);
+                (Some(feed), Some(drawer))
             }
-            Event::Return { instance, pool } => run.outlier_return(now, instance, pool),
-            Event::Open => run.measure.open(now, &mut run.stations),
-            Event::Close => run.measure.close(now, &mut run.stations),
-        }
+            Some(draws) => (Some(Feed::inline(draws)), None),
+            None => (None, None),
+        };
+        let outcome = Run::new(topology, workload, seed, variant, feed).complete(events);
+        let drawn = drawer.map(|d| d.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        with_digest(outcome, drawn)
+    })
+}
+
+/// The outcome, with the digest of the arrivals if another thread drew them.
+#[cfg(test)]
+fn with_digest(mut outcome: Outcome, drawn: Option<Draws>) -> Outcome {
+    if let Some(draws) = drawn {
+        outcome.digest = draws.digest();
     }
-    events.fetch_add(counted, std::sync::atomic::Ordering::Relaxed);
-    let name = variant.name();
-    let (report, warmup, measured) = run.measure.finish(name, topology, workload, &run.stations);
-    Outcome {
-        report,
-        warmup,
-        measured,
-        #[cfg(test)]
-        digest: run.source.digest,
+    outcome
+}
+
+#[cfg(not(test))]
+fn with_digest(outcome: Outcome, _: Option<Draws>) -> Outcome {
+    outcome
+}
+
+/// The service law of every endpoint the workload models, when they all
+/// have the same one.
+fn common_law(topology: &Topology, workload: &Workload) -> Option<ServiceTime> {
+    let mut laws = topology.pools.iter().enumerate().flat_map(|(p, pool)| {
+        let load = workload.pools.get(p).and_then(Option::as_ref);
+        load.into_iter().flat_map(|l| (0..pool.endpoints.len()).map(|i| l.endpoint(i).service))
+    });
+    let first = laws.next()?;
+    laws.all(|law| law == first).then_some(first)
+}
+
+impl Run<'_> {
+    /// Process every event, and report.
+    fn complete(mut self, events: &std::sync::atomic::AtomicU64) -> Outcome {
+        const BATCH: u64 = 1 << 16;
+        let mut counted = 0u64;
+        while let Some((now, event)) = self.events.pop() {
+            counted += 1;
+            if counted == BATCH {
+                events.fetch_add(counted, std::sync::atomic::Ordering::Relaxed);
+                counted = 0;
+            }
+            match event {
+                Event::Arrival => self.open_arrival(now),
+                Event::Client(c) => self.client_arrival(now, c),
+                Event::Served { slot, generation } => self.served(now, slot, generation),
+                Event::Timeout { slot, generation } => self.timed_out(now, slot, generation),
+                Event::Retry(r) => self.start_try(now, r),
+                Event::Fault(n) => self.fault(now, n as usize),
+                Event::Probe { instance, endpoint } => self.probe(now, instance, endpoint),
+                Event::Probed { instance, endpoint, outcome } => {
+                    self.probed(now, instance, endpoint, outcome)
+                }
+                Event::Return { instance, pool } => self.outlier_return(now, instance, pool),
+                Event::Open => self.measure.open(now, &mut self.stations),
+                Event::Close => self.measure.close(now, &mut self.stations),
+            }
+        }
+        events.fetch_add(counted, std::sync::atomic::Ordering::Relaxed);
+        let name = self.variant.name();
+        let (topology, workload) = (self.topology, self.workload);
+        let (report, warmup, measured) =
+            self.measure.finish(name, topology, workload, &self.stations);
+        Outcome {
+            report,
+            warmup,
+            measured,
+            #[cfg(test)]
+            digest: match (&self.feed, &self.source) {
+                (Some(Feed::Inline { draws, .. }), _) => draws.digest(),
+                (_, Some(source)) => source.digest,
+                _ => 0,
+            },
+        }
     }
 }
 
 impl<'a> Run<'a> {
-    fn new(topology: &'a Topology, workload: &'a Workload, seed: u64, variant: Variant) -> Self {
+    fn new(
+        topology: &'a Topology,
+        workload: &'a Workload,
+        seed: u64,
+        variant: Variant,
+        mut feed: Option<Feed<'a>>,
+    ) -> Self {
         let gateway = workload.gateway.with(&variant);
 
         // Endpoint stations, pool by pool.
@@ -242,14 +312,15 @@ impl<'a> Run<'a> {
         for (n, fault) in workload.events.iter().enumerate() {
             events.push(fault.at, Event::Fault(n as u32));
         }
-        let source = Source::new(workload, seed);
+        let mut source = None;
         match workload.arrivals {
             Arrivals::Open { .. } | Arrivals::Replay(_) => {
-                if let Some(at) = source.next.filter(|&at| admits(workload, at, 0)) {
+                if let Some(at) = feed.as_mut().and_then(Feed::advance) {
                     events.push_lane(at, Event::Arrival);
                 }
             }
             Arrivals::Closed { clients, .. } => {
+                source = Some(Source::new(workload, seed));
                 for c in 0..clients {
                     events.push(0, Event::Client(c));
                 }
@@ -275,8 +346,10 @@ impl<'a> Run<'a> {
             retries,
             deadlines,
             seed,
+            variant,
             events,
             source,
+            feed,
             picks,
             instances,
             first,
@@ -294,8 +367,7 @@ impl<'a> Run<'a> {
     fn open_arrival(&mut self, now: Nanos) {
         self.create(now, None);
         if !self.stopped {
-            let next = self.source.after(self.workload, now, false);
-            match next.filter(|&at| admits(self.workload, at, self.admitted)) {
+            match self.feed.as_mut().and_then(Feed::advance) {
                 Some(at) => self.events.push_lane(at, Event::Arrival),
                 None => self.stopped = true,
             }
@@ -310,9 +382,16 @@ impl<'a> Run<'a> {
         self.create(now, Some(client));
     }
 
-    /// A new request at `now`: choose its route, side and instance, and try.
+    /// A new request at `now`, from a closed-loop `client` or else the
+    /// feed's current arrival: choose its route, side and instance, and try.
     fn create(&mut self, now: Nanos, client: Option<u32>) {
-        let share = self.source.share();
+        let (share, replayed, demand) = match (&self.feed, client) {
+            (Some(feed), None) => {
+                let drawn = feed.current();
+                (drawn.share as usize, drawn.client, drawn.demand)
+            }
+            _ => (self.source.as_mut().map_or(0, Source::share), None, None),
+        };
         let id = self.created;
         self.created += 1;
         let measured = now >= self.workload.warmup;
@@ -336,10 +415,9 @@ impl<'a> Run<'a> {
         let instance = if n == 1 {
             0
         } else {
-            let key = self.source.client().map_or(id, |c| u64::from(c) | 1 << 63);
+            let key = replayed.map_or(id, |c| u64::from(c) | 1 << 63);
             ((keyed_uniform(self.seed, key, salt::INSTANCE) * n as f64) as usize).min(n - 1)
         };
-        let deadline = Deadline::new(self.deadlines[route_index], Clock(now));
         let request = Request {
             id,
             arrived: now,
@@ -349,9 +427,9 @@ impl<'a> Run<'a> {
             instance: instance as u32,
             measured,
             tries: 0,
-            deadline,
             client,
             last: None,
+            demand,
         };
         let r = match self.free_requests.pop() {
             Some(r) => {
@@ -376,6 +454,13 @@ impl<'a> Run<'a> {
             }
         }
         self.start_try(now, r);
+    }
+
+    /// The time limits of `request`, from its route's and its arrival
+    /// (worked out when needed rather than kept with every request).
+    #[inline]
+    fn deadline(&self, request: &Request) -> Deadline {
+        Deadline::new(self.deadlines[request.route as usize], Clock(request.arrived))
     }
 
     /// The request is over: record it, free it, and let its client think.

@@ -135,7 +135,8 @@ fn replication_seed(seed: u64, k: u32) -> u64 {
 }
 
 /// Run `(variant, seed)` jobs on as many threads as the machine has cores,
-/// and return their outcomes in job order.
+/// and return their outcomes in job order. When there are at least twice as
+/// many cores as jobs, each job draws its arrivals on a second thread.
 fn run_jobs(
     topology: &Topology,
     workload: &Workload,
@@ -145,7 +146,9 @@ fn run_jobs(
     use std::sync::atomic::{AtomicUsize, Ordering};
     let next = AtomicUsize::new(0);
     progress.runs_total.store(jobs.len(), Ordering::Relaxed);
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(jobs.len());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = cores.min(jobs.len());
+    let ahead = cores >= 2 * threads;
     let mut done: Vec<(usize, engine::Outcome)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
@@ -161,6 +164,7 @@ fn run_jobs(
                             seed,
                             variant,
                             &progress.events,
+                            ahead,
                         );
                         progress.runs_done.fetch_add(1, Ordering::Relaxed);
                         mine.push((i, outcome));

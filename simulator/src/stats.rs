@@ -5,7 +5,13 @@
 //! within 0.1% of the exact order statistic whatever its magnitude, in
 //! bounded memory. The mean is kept exactly, from the sum of the raw values,
 //! because the queueing-theory checks compare means.
+//!
+//! A run records a value or two per request, so recording is kept to an
+//! index computation and an increment, into the histogram's bins without
+//! the rest of its bookkeeping ([`Bins`]), and quantiles are read from
+//! those bins as the histogram reads them.
 
+#[cfg(test)]
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
@@ -15,12 +21,133 @@ use crate::time::Nanos;
 const SIGNIFICANT_DIGITS: u8 = 3;
 
 /// The largest value an auto-resizing histogram can track.
-const MAX_TRACKABLE: u64 = (i64::MAX / 2) as u64;
+pub(crate) const MAX_TRACKABLE: u64 = (i64::MAX / 2) as u64;
+
+/// The bins of an HdrHistogram of `digits` significant digits whose lowest
+/// discernible value is 1, counted without the histogram's per-value
+/// bookkeeping (range checks, minimum, maximum, total), which costs several
+/// times the increment. [`Bins::value_at_quantile`] is the histogram's: the
+/// same bins give the same answers.
+#[derive(Debug, Clone)]
+pub(crate) struct Bins {
+    /// log2 of half the sub-buckets of a bucket.
+    half: u32,
+    /// The sub-bucket mask: values up to it are in bucket 0.
+    mask: u64,
+    /// Leading zeros of the values at the top of bucket 0.
+    base: u32,
+    counts: Vec<u64>,
+}
+
+impl Bins {
+    /// Empty bins; `digits` at most 5, as the histogram allows.
+    pub fn new(digits: u8) -> Bins {
+        // Unit resolution up to 2 * 10^digits, in a power of two of sub-buckets.
+        let largest = 2 * 10u64.pow(u32::from(digits.min(5)));
+        let magnitude = u64::BITS - (largest - 1).leading_zeros();
+        Bins {
+            half: magnitude - 1,
+            mask: (1 << magnitude) - 1,
+            base: u64::BITS - magnitude,
+            counts: Vec::new(),
+        }
+    }
+
+    /// The histogram's index of `value`.
+    #[inline]
+    fn index(&self, value: u64) -> usize {
+        let bucket = self.base - (value | self.mask).leading_zeros();
+        let sub = (value >> bucket) as usize;
+        ((bucket as usize + 1) << self.half) + sub - (1 << self.half)
+    }
+
+    /// The lowest value of bin `index`.
+    fn value_at(&self, index: usize) -> u64 {
+        let half_count = 1usize << self.half;
+        let bucket = (index >> self.half).saturating_sub(1);
+        let sub = if index < half_count { index } else { (index & (half_count - 1)) + half_count };
+        (sub as u64) << bucket
+    }
+
+    #[inline]
+    pub fn record(&mut self, value: u64) {
+        let i = self.index(value);
+        match self.counts.get_mut(i) {
+            Some(c) => *c += 1,
+            None => self.grow_and_count(i),
+        }
+    }
+
+    /// Grow by half again at least: latencies creep up a bin at a time.
+    #[cold]
+    fn grow_and_count(&mut self, i: usize) {
+        let len = self.counts.len();
+        self.counts.resize((i + 1).max(len + len / 2), 0);
+        self.counts[i] = 1;
+    }
+
+    /// The value at `quantile` (clamped to 1), exactly as
+    /// `Histogram::value_at_quantile` gives it: the highest value
+    /// equivalent to the bin where the count reaches the quantile's share
+    /// (the lowest, for quantile 0), and 0 when nothing was recorded.
+    pub fn value_at_quantile(&self, quantile: f64) -> u64 {
+        self.values_at_quantiles(&[quantile])[0]
+    }
+
+    /// [`Bins::value_at_quantile`] of each of `quantiles`, in one pass over
+    /// the bins when they rise, as a distribution's are asked.
+    pub fn values_at_quantiles(&self, quantiles: &[f64]) -> Vec<u64> {
+        let total = self.counts.iter().fold(0u64, |sum, &n| sum.saturating_add(n));
+        // The bins up to `next` hold `seen`; the last of them is the first
+        // where the count reached the previous quantile's target.
+        let (mut next, mut seen, mut previous) = (0, 0u64, u64::MAX);
+        let mut values = Vec::with_capacity(quantiles.len());
+        for &quantile in quantiles {
+            let quantile = if quantile > 1.0 { 1.0 } else { quantile };
+            let target = ((quantile * total as f64).ceil() as u64).max(1);
+            if target < previous {
+                (next, seen) = (0, 0);
+            }
+            previous = target;
+            while seen < target && next < self.counts.len() {
+                seen = seen.saturating_add(self.counts[next]);
+                next += 1;
+            }
+            values.push(if seen < target { 0 } else { self.highest(next - 1, quantile) });
+        }
+        values
+    }
+
+    /// The value the histogram reports for bin `index` at `quantile`: the
+    /// highest in the bin, or the lowest for quantile 0.
+    fn highest(&self, index: usize, quantile: f64) -> u64 {
+        let low = self.value_at(index);
+        if quantile == 0.0 || low == u64::MAX {
+            return low;
+        }
+        let bucket = self.base - (low | self.mask).leading_zeros();
+        low.saturating_add(1 << bucket) - 1
+    }
+
+    /// The histogram of the recorded values, for checking against (of the
+    /// digits the bins were made with).
+    #[cfg(test)]
+    fn histogram(&self, digits: u8) -> Histogram<u64> {
+        let mut h = Histogram::new(digits).expect("at most 5 significant digits");
+        for (i, &n) in self.counts.iter().enumerate().filter(|(_, &n)| n > 0) {
+            let value = self.value_at(i);
+            if h.record_n(value, n).is_err() {
+                h.saturating_record_n(value, n);
+            }
+        }
+        h
+    }
+}
 
 /// Collects the latencies of one population of requests.
 #[derive(Debug, Clone)]
 pub struct LatencyRecorder {
-    histogram: Histogram<u64>,
+    bins: Bins,
     count: u64,
     sum: u128,
     max: Nanos,
@@ -34,19 +161,14 @@ impl Default for LatencyRecorder {
 
 impl LatencyRecorder {
     pub fn new() -> LatencyRecorder {
-        // An auto-resizing histogram grows to the largest value recorded.
-        let histogram = Histogram::new(SIGNIFICANT_DIGITS)
-            .expect("three significant digits is within the supported 0..=5");
-        LatencyRecorder { histogram, count: 0, sum: 0, max: 0 }
+        LatencyRecorder { bins: Bins::new(SIGNIFICANT_DIGITS), count: 0, sum: 0, max: 0 }
     }
 
+    #[inline]
     pub fn record(&mut self, latency: Nanos) {
         // The histogram grows to fit, up to a cap some 146 years above any
-        // run the request limit allows; clamping keeps `record` infallible.
-        let value = latency.clamp(1, MAX_TRACKABLE);
-        if self.histogram.record(value).is_err() {
-            self.histogram.saturating_record(value);
-        }
+        // run the request limit allows.
+        self.bins.record(latency.clamp(1, MAX_TRACKABLE));
         self.count += 1;
         self.sum += u128::from(latency);
         self.max = self.max.max(latency);
@@ -72,12 +194,13 @@ impl LatencyRecorder {
         }
         let even = (1..100).map(|i| f64::from(i) / 100.0);
         let tail = [0.995, 0.999, 0.9995, 0.9999, 1.0];
-        even.chain(tail).map(|q| (q, self.histogram.value_at_quantile(q))).collect()
+        let quantiles: Vec<f64> = even.chain(tail).collect();
+        let values = self.bins.values_at_quantiles(&quantiles);
+        quantiles.into_iter().zip(values).collect()
     }
 
     pub fn summary(&self) -> Latency {
-        let quantile =
-            |q: f64| if self.count == 0 { 0 } else { self.histogram.value_at_quantile(q) };
+        let quantile = |q: f64| if self.count == 0 { 0 } else { self.bins.value_at_quantile(q) };
         Latency {
             mean_ns: self.mean().round() as Nanos,
             p50_ns: quantile(0.5),
@@ -115,6 +238,46 @@ mod tests {
         assert!(close(s.p50_ns, 5_000_000), "{s:?}");
         assert!(close(s.p99_ns, 9_900_000), "{s:?}");
         assert!(close(s.p99_9_ns, 9_990_000), "{s:?}");
+    }
+
+    #[test]
+    fn bins_give_the_histogram_of_every_value() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for digits in [2, 3] {
+            let mut bins = Bins::new(digits);
+            let mut direct = Histogram::<u64>::new(digits).unwrap();
+            for k in 0..200_000u32 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                // Every magnitude from 1 to 2^62, and every value below 5000.
+                let value = if k % 4 == 0 { u64::from(k % 5000) } else { x >> (x % 63) }
+                    .clamp(1, MAX_TRACKABLE);
+                bins.record(value);
+                direct.record(value).unwrap();
+            }
+            let rebuilt = bins.histogram(digits);
+            let counts = |h: &Histogram<u64>| -> Vec<(u64, u64)> {
+                h.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value())).collect()
+            };
+            assert_eq!(counts(&rebuilt), counts(&direct), "{digits} digits");
+            assert_eq!(rebuilt.len(), direct.len());
+            let quantiles = (0..=1000).map(|k| f64::from(k) / 1000.0);
+            let quantiles: Vec<f64> =
+                quantiles.chain([0.9995, 0.99999, 1.0, 1.5, -0.1, f64::NAN, 0.3]).collect();
+            let all = bins.values_at_quantiles(&quantiles);
+            for (&q, &got) in quantiles.iter().zip(&all) {
+                let want = direct.value_at_quantile(q);
+                assert_eq!(bins.value_at_quantile(q), want, "{q}");
+                assert_eq!(got, want, "{q} among others");
+                assert_eq!(rebuilt.value_at_quantile(q), want, "{q}");
+            }
+        }
+        let empty = Bins::new(3);
+        let none = Histogram::<u64>::new(3).unwrap();
+        for q in [0.0, 0.5, 1.0] {
+            assert_eq!(empty.value_at_quantile(q), none.value_at_quantile(q));
+        }
     }
 
     #[test]

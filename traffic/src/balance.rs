@@ -528,7 +528,15 @@ impl Balancer {
     /// [`FULL`].
     #[inline]
     fn ramp(&self, i: usize, now: Nanos) -> u64 {
-        let Some(slow) = self.slow_start else { return FULL };
+        // Inline for the usual pool without slow start, where it is a constant.
+        match self.slow_start {
+            None => FULL,
+            Some(slow) => self.ramp_of(i, now, slow),
+        }
+    }
+
+    /// [`Balancer::ramp`] under slow start.
+    fn ramp_of(&self, i: usize, now: Nanos, slow: SlowStart) -> u64 {
         let from = self.ramp_from[i].load(Ordering::Relaxed);
         if from == u64::MAX || matches!(self.algorithm, Algorithm::ConsistentHash) {
             return FULL;

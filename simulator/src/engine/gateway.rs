@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sluice_traffic::retry::{self, RetryDecision};
 use sluice_traffic::{
-    BalanceSettings, Balancer, CircuitBreaker, HealthCheck, Limit, Nanos as Clock,
+    BalanceSettings, Balancer, CircuitBreaker, Deadline, HealthCheck, Limit, Nanos as Clock,
     Outcome as TryOutcome, OutlierDetector, OutlierEvent, Pick, RetryBudget, TryBudget, TryFacts,
 };
 
@@ -81,7 +81,9 @@ impl Run<'_> {
         let request = &mut self.requests[r as usize];
         request.tries += 1;
         let (pool, inst) = (request.pool as usize, request.instance as usize);
-        let budget = request.deadline.next_try(Clock(now));
+        // Not `self.deadline`, which would borrow all of `self`.
+        let settings = self.deadlines[request.route as usize];
+        let budget = Deadline::new(settings, Clock(request.arrived)).next_try(Clock(now));
         if budget == TryBudget::Expired {
             return self.finish(now, r, Ending::Timeout);
         }
@@ -107,6 +109,7 @@ impl Run<'_> {
 
         let endpoint = self.first[pool] + index;
         let (id, number, measured) = (request.id, request.tries, request.measured);
+        let demand = if number == 1 { request.demand } else { None };
         request.last = Some(index as u32);
         // The slot first, so that the try is written straight into it.
         let slot = self.tries.vacant();
@@ -122,6 +125,7 @@ impl Run<'_> {
                 awaited: true,
                 held: false,
                 permit,
+                demand,
             },
         );
         if let TryBudget::Bounded { timeout, .. } = budget {
@@ -156,10 +160,12 @@ impl Run<'_> {
     fn begin_service(&mut self, now: Nanos, endpoint: usize, slot: u32) {
         let generation = self.tries.generation(slot);
         let Some(t) = self.tries.at(slot) else { return };
-        let (id, number) = (t.id, t.number);
+        let (id, number, drawn) = (t.id, t.number, t.demand);
         let station = &mut self.stations[endpoint];
         let Some(model) = &station.model else { return };
-        let demand = model.service.quantile(keyed_uniform(self.seed, id, u64::from(number)));
+        let demand = drawn.unwrap_or_else(|| {
+            model.service.quantile(keyed_uniform(self.seed, id, u64::from(number)))
+        });
         // Unslowed demand below 2^53 survives the round trip through f64 as is.
         let service = if station.slow == 1.0 && demand < 1 << 53 {
             demand
@@ -242,12 +248,13 @@ impl Run<'_> {
 
         if outcome.is_failure() {
             let request = &self.requests[r as usize];
+            let deadline = self.deadline(request);
             let facts =
                 TryFacts { tries: request.tries, outcome, idempotent: true, replayable: true };
             let budget = self.instances[inst].budgets[route].as_ref();
             let decision = retry::decide(
                 &self.retries[route],
-                &request.deadline,
+                &deadline,
                 budget,
                 &facts,
                 clock,

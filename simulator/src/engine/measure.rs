@@ -1,11 +1,9 @@
 //! What a run counts: the measured window, answers by kind, latency overall,
 //! per route and over time, and endpoint utilisation.
 
-use hdrhistogram::Histogram;
-
 use super::station::Station;
 use crate::report::{EndpointReport, Errors, Point, RouteReport, VariantReport};
-use crate::stats::LatencyRecorder;
+use crate::stats::{Bins, LatencyRecorder, MAX_TRACKABLE};
 use crate::time::{Nanos, SECOND};
 use crate::workload::{Length, Topology, Workload};
 
@@ -32,7 +30,7 @@ const MAX_POINTS: usize = 400;
 struct Step {
     answered: u64,
     errors: u64,
-    latency: Histogram<u64>,
+    latency: Bins,
 }
 
 pub(super) struct Measure {
@@ -117,13 +115,12 @@ impl Measure {
         let step = self.current as usize;
         if self.current < MAX_POINTS as u64 {
             while self.series.len() <= step {
-                let latency = Histogram::new(2).expect("two significant digits are supported");
-                self.series.push(Step { answered: 0, errors: 0, latency });
+                self.series.push(Step { answered: 0, errors: 0, latency: Bins::new(2) });
             }
             let s = &mut self.series[step];
             s.answered += 1;
             s.errors += u64::from(e != Ending::Success);
-            s.latency.saturating_record(latency.max(1));
+            s.latency.record(latency.clamp(1, MAX_TRACKABLE));
         }
         if !measured {
             return;

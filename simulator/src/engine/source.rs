@@ -8,12 +8,16 @@
 //! stream, one draw set per candidate, so every variant sees the same
 //! arrivals however it balances them.
 
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::thread::{Scope, ScopedJoinHandle};
+
 use rand::RngExt;
 use rand_pcg::Pcg64;
 
-use crate::random::{poisson_gap, stream, Stream};
+use super::admits;
+use crate::random::{keyed_uniform, poisson_gap, stream, ServiceTime, Stream};
 use crate::time::{Nanos, SECOND};
-use crate::workload::{Arrivals, Pattern, Replay, Workload};
+use crate::workload::{Arrivals, Length, Pattern, Replay, Workload};
 
 /// The open-loop arrival process, and route choice for every request.
 pub(super) struct Source {
@@ -145,4 +149,153 @@ impl Source {
 #[cfg(test)]
 fn mix(x: u64) -> u64 {
     (x ^ (x >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9)
+}
+
+/// One open-loop or replayed arrival, with the draws that do not depend on
+/// the variant made ahead: its traffic share and, when every modelled
+/// endpoint has the same service law, the service demand of its first try.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Upcoming {
+    pub at: Nanos,
+    pub share: u32,
+    /// The replayed client that sent it.
+    pub client: Option<u32>,
+    pub demand: Option<Nanos>,
+}
+
+/// The arrivals of an open-loop or replay run, in order, exactly as the
+/// run would draw them itself: the n-th is request `n`, and they stop where
+/// the run's length does.
+pub(super) struct Draws<'a> {
+    workload: &'a Workload,
+    source: Source,
+    seed: u64,
+    /// The service law of every modelled endpoint, when they share one.
+    law: Option<ServiceTime>,
+    next: Option<Nanos>,
+    created: u64,
+    admitted: u64,
+}
+
+impl<'a> Draws<'a> {
+    pub fn new(workload: &'a Workload, seed: u64, law: Option<ServiceTime>) -> Draws<'a> {
+        let source = Source::new(workload, seed);
+        let next = source.next.filter(|&at| admits(workload, at, 0));
+        Draws { workload, source, seed, law, next, created: 0, admitted: 0 }
+    }
+
+    /// The running hash of the arrivals drawn.
+    #[cfg(test)]
+    pub fn digest(&self) -> u64 {
+        self.source.digest
+    }
+}
+
+impl Iterator for Draws<'_> {
+    type Item = Upcoming;
+
+    fn next(&mut self) -> Option<Upcoming> {
+        let at = self.next.take()?;
+        let share = self.source.share() as u32;
+        let client = self.source.client();
+        let id = self.created;
+        self.created += 1;
+        let measured = at >= self.workload.warmup;
+        self.admitted += u64::from(measured);
+        let demand = self.law.as_ref().map(|law| law.quantile(keyed_uniform(self.seed, id, 1)));
+        // A request run ends at its last measured arrival.
+        let last =
+            matches!(self.workload.length, Length::Requests(n) if measured && self.admitted == n);
+        if !last {
+            let after = self.source.after(self.workload, at, false);
+            self.next = after.filter(|&next| admits(self.workload, next, self.admitted));
+        }
+        Some(Upcoming { at, share, client, demand })
+    }
+}
+
+/// Arrivals per batch handed from the drawing thread to the run.
+const BATCH: usize = 1024;
+
+/// Where a run takes its arrivals from: drawn as it goes, or ahead on
+/// another thread (when a core would otherwise sit idle) and handed over in
+/// batches. Both give the same arrivals. The run reads the current
+/// arrival's draws where they lie rather than have them copied out, which
+/// would go through the stack in pieces of other sizes than were written.
+pub(super) enum Feed<'a> {
+    Inline {
+        draws: Box<Draws<'a>>,
+        current: Upcoming,
+    },
+    Ahead {
+        batches: Receiver<Vec<Upcoming>>,
+        /// Emptied batches go back for reuse.
+        spent: SyncSender<Vec<Upcoming>>,
+        batch: Vec<Upcoming>,
+        /// The index of the current arrival in `batch`.
+        at: usize,
+    },
+}
+
+/// What [`Feed::current`] reads before the first arrival.
+const NONE_YET: Upcoming = Upcoming { at: 0, share: 0, client: None, demand: None };
+
+impl<'a> Feed<'a> {
+    pub fn inline(draws: Draws<'a>) -> Feed<'a> {
+        Feed::Inline { draws: Box::new(draws), current: NONE_YET }
+    }
+
+    /// Draw `draws` on a thread of `scope`, a few batches ahead of the run.
+    /// The thread gives them back when they run out.
+    pub fn ahead<'scope>(
+        scope: &'scope Scope<'scope, '_>,
+        mut draws: Draws<'scope>,
+    ) -> (Feed<'a>, ScopedJoinHandle<'scope, Draws<'scope>>) {
+        let (filled, batches) = sync_channel::<Vec<Upcoming>>(4);
+        let (spent, returned) = sync_channel::<Vec<Upcoming>>(8);
+        let thread = scope.spawn(move || {
+            loop {
+                let mut batch = returned.try_recv().unwrap_or_else(|_| Vec::with_capacity(BATCH));
+                batch.clear();
+                batch.extend(draws.by_ref().take(BATCH));
+                // An empty batch is the end, and so is a run that stopped reading.
+                if batch.is_empty() || filled.send(batch).is_err() {
+                    break;
+                }
+            }
+            draws
+        });
+        let feed = Feed::Ahead { batches, spent, batch: Vec::new(), at: 0 };
+        (feed, thread)
+    }
+
+    /// Move to the next arrival and give its instant, or `None` at the end.
+    #[inline]
+    pub fn advance(&mut self) -> Option<Nanos> {
+        match self {
+            Feed::Inline { draws, current } => {
+                *current = draws.next()?;
+                Some(current.at)
+            }
+            Feed::Ahead { batches, spent, batch, at } => {
+                if let Some(next) = batch.get(*at + 1) {
+                    *at += 1;
+                    return Some(next.at);
+                }
+                let done = std::mem::replace(batch, batches.recv().ok()?);
+                let _ = spent.try_send(done);
+                *at = 0;
+                batch.first().map(|u| u.at)
+            }
+        }
+    }
+
+    /// The arrival [`Feed::advance`] moved to.
+    #[inline]
+    pub fn current(&self) -> &Upcoming {
+        match self {
+            Feed::Inline { current, .. } => current,
+            Feed::Ahead { batch, at, .. } => batch.get(*at).unwrap_or(&NONE_YET),
+        }
+    }
 }

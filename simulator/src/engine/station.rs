@@ -104,6 +104,8 @@ pub(super) struct Try {
     pub held: bool,
     /// The circuit-breaker slot, given back when the gateway stops waiting.
     pub permit: Option<OwnedPermit>,
+    /// Its service demand, when drawn ahead.
+    pub demand: Option<Nanos>,
 }
 
 /// Tries in flight, in reusable slots. A slot's generation changes when it
@@ -138,10 +140,11 @@ impl TrySlots {
         let s = &mut self.slots[slot as usize];
         // Field by field: copying the try whole goes through the stack, in
         // pieces of other sizes than were written, which stalls the store.
-        let Try { request, id, number, endpoint, started, measured, awaited, held, permit } = t;
+        let Try { request, id, number, endpoint, started, measured, awaited, held, permit, demand } =
+            t;
         (s.t.request, s.t.id, s.t.number, s.t.endpoint) = (request, id, number, endpoint);
         (s.t.started, s.t.measured, s.t.awaited, s.t.held) = (started, measured, awaited, held);
-        s.t.permit = permit;
+        (s.t.permit, s.t.demand) = (permit, demand);
         s.live = true;
         s.generation
     }

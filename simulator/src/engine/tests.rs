@@ -112,6 +112,32 @@ fn variants_see_the_same_arrivals_and_service_times() {
 }
 
 #[test]
+fn arrivals_drawn_ahead_give_the_same_run() {
+    // Two shares of traffic, retries after per-try timeouts, and a warm-up.
+    let t = topology(4, Balance::LeastRequest);
+    let mut w = workload(3_000.0, Length::Requests(30_000), 1, ServiceTime::log_normal(MS, 8 * MS));
+    w.traffic = vec![RouteShare { route: 0, weight: 1.0 }, RouteShare { route: 0, weight: 3.0 }];
+    w.gateway.per_try_timeout = Some(std::time::Duration::from_millis(4));
+    let on = sluice_traffic::retry::RetryOn { timeout: true, ..Default::default() };
+    let retries = RetrySettings { attempts: 3, on, ..Default::default() };
+    w.gateway.retries = Some(retries);
+    let events = std::sync::atomic::AtomicU64::new(0);
+    for variant in [Variant::spec(), Variant::all(Balance::Random)] {
+        let inline = run_variant(&t, &w, 21, variant);
+        let ahead = run_variant_counting(&t, &w, 21, variant, &events, true);
+        assert!(inline.report.retries > 0);
+        assert_eq!(ahead.digest, inline.digest);
+        assert_eq!((ahead.warmup, ahead.measured), (inline.warmup, inline.measured));
+        let json = |o: &Outcome| serde_json::to_string(&o.report).unwrap();
+        assert_eq!(json(&ahead), json(&inline));
+        assert_eq!(ahead.report.series.len(), inline.report.series.len());
+        for (a, b) in ahead.report.series.iter().zip(&inline.report.series) {
+            assert_eq!((a.at_ns, a.errors, a.p99_ns), (b.at_ns, b.errors, b.p99_ns));
+        }
+    }
+}
+
+#[test]
 fn the_arrival_source_ignores_the_variant() {
     let w = workload(1_000.0, Length::Requests(10), 1, ServiceTime::Exponential { mean: MS });
     let draw = || {
@@ -203,6 +229,19 @@ fn requests_runs_measure_exactly_that_many() {
     assert_eq!(out.report.requests, 12_345);
     assert_eq!(out.report.latency, out.report.routes[0].latency);
     assert_eq!(out.report.routes[0].requests, 12_345);
+}
+
+#[test]
+fn the_series_p99_is_that_of_the_answers_of_each_step() {
+    // M/M/1 at 0.8 with 5 ms mean sojourn: its p99 is 5 ms times ln 100.
+    // A step holds a few thousand correlated answers, whose p99 runs low.
+    let t = topology(1, Balance::Random);
+    let w = workload(800.0, Length::Requests(200_000), 1, ServiceTime::Exponential { mean: MS });
+    let out = run_variant(&t, &w, 3, Variant::spec());
+    let steps: Vec<&crate::report::Point> =
+        out.report.series.iter().filter(|p| p.at_ns >= SECOND).collect();
+    let mean = steps.iter().map(|p| p.p99_ns as f64).sum::<f64>() / steps.len() as f64;
+    assert_close(mean / MS as f64, 5.0 * 100f64.ln(), 0.25, "mean of the steps' p99 (ms)");
 }
 
 #[test]
