@@ -29,7 +29,7 @@ pub use self::address::{AddressError, EndpointAddress};
 pub use self::policy::{algorithm, HealthCheckPlan, RetryPlan, EVERY_ENDPOINT};
 
 /// The plan file format this build reads and writes.
-pub const PLAN_FORMAT: u32 = 3;
+pub const PLAN_FORMAT: u32 = 4;
 const MAGIC: &str = "sluice-plan";
 
 /// A compiled, validated gateway configuration.
@@ -468,19 +468,29 @@ routes:
     }
 
     #[test]
-    fn refuses_a_trie_node_count_past_the_end_of_the_body() {
+    fn refuses_trie_counts_that_do_not_add_up() {
         let plan = plan();
-        let mut body = body_of(&plan.to_bytes()).to_vec();
+        let body = body_of(&plan.to_bytes()).to_vec();
         // The router comes last: no exact hosts (0), no wildcards (0), a
-        // root for any host (1, 0), then the node count.
+        // root for any host (1, 0), then the node count and each node's
+        // six counts and its parameter child.
         let router = postcard::to_allocvec(&plan.router).unwrap();
         let at = body.len() - router.len();
-        assert_eq!(body[at..at + 4], [0, 0, 1, 0]);
-        let nodes = body[at + 4];
-        assert_eq!(nodes, 3, "`/`, `x` and `{{id}}`");
+        assert_eq!(body[at..at + 5], [0, 0, 1, 0, 3], "`/`, `x` and `{{id}}`");
+        // The root's literal count: `x` is its one literal child.
+        assert_eq!(body[at + 5], 1);
+        for (count, says) in [(2, "claim more entries"), (0, "no node claims")] {
+            let mut body = body.clone();
+            body[at + 5] = count;
+            let err = Plan::from_bytes(&file_of(&body)).unwrap_err();
+            assert!(err.to_string().contains(says), "{err}");
+        }
+        let mut body = body.clone();
         body.splice(at + 4..at + 5, postcard::to_allocvec(&1_000_000_usize).unwrap());
+        // Read as nodes, what follows the claimed count runs out or stops
+        // making sense long before a million nodes.
         let err = Plan::from_bytes(&file_of(&body)).unwrap_err();
-        assert!(err.to_string().contains("claims 1000000 trie nodes"), "{err}");
+        assert!(matches!(err, PlanError::Corrupt(_)), "{err}");
     }
 
     #[test]
@@ -503,6 +513,15 @@ routes:
         let err = Plan::from_bytes(file.as_bytes()).unwrap_err();
         assert!(matches!(err, PlanError::Format { .. }), "{err}");
         assert!(err.to_string().contains("compile the spec again"), "{err}");
+    }
+
+    #[test]
+    fn refuses_a_format_3_plan_with_the_recompile_error() {
+        // Format 3 held each trie node's children in nested lists.
+        let file = "sluice-plan 3 sha256:00\n\0\0";
+        let err = Plan::from_bytes(file.as_bytes()).unwrap_err();
+        assert!(matches!(err, PlanError::Format { .. }), "{err}");
+        assert!(err.to_string().contains("format 3 is not supported"), "{err}");
     }
 
     #[test]

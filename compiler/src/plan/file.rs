@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::{Plan, RetryPlan, RoutePlan, SplitSide};
 use crate::condition::Pattern;
 use crate::method::MethodSet;
-use crate::router::{HostPattern, Router, RouterFile};
+use crate::router::{HostPattern, Router};
 
 /// One route in the file: its name and path borrowed from the body when read.
 #[derive(Serialize, Deserialize)]
@@ -43,8 +43,6 @@ pub(super) struct RouteFile<'a> {
 
 /// The fewest bytes a route takes in the file: one per field.
 const MIN_ROUTE_BYTES: usize = 14;
-/// The fewest bytes a trie node takes in the file: one per field.
-const MIN_NODE_BYTES: usize = 7;
 
 /// The shared tables and routes of a plan as the file holds them.
 pub(super) struct Tables<'a> {
@@ -192,19 +190,7 @@ fn read_shared(body: &[u8]) -> Result<Plan, String> {
             listeners: r.listeners,
         });
     }
-    // The router's fields in order, its nodes read one at a time like the
-    // routes so that their list is allocated once at its size.
-    let (exact, wildcard, any) = (file.take()?, file.take()?, file.take()?);
-    let count: usize = file.take()?;
-    if count > file.rest.len() / MIN_NODE_BYTES {
-        return Err(format!("it claims {count} trie nodes in {} bytes", file.rest.len()));
-    }
-    let mut nodes = Vec::with_capacity(count);
-    for _ in 0..count {
-        nodes.push(file.take()?);
-    }
-    let conditions = file.take()?;
-    let router = Router::from(RouterFile { exact, wildcard, any, nodes, conditions });
+    let router = Router::from_file(file.take()?)?;
     if !file.rest.is_empty() {
         return Err(format!("{} bytes follow the plan", file.rest.len()));
     }
