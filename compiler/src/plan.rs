@@ -15,6 +15,7 @@ mod file;
 mod policy;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -120,35 +121,30 @@ pub struct EndpointPlan {
     pub weight: u32,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct RoutePlan {
     pub name: String,
     /// Index into [`Plan::pools`]: the route's pool, or the first side of its split.
     pub pool: usize,
     /// For a weighted split, each side's pool index and weight; empty otherwise.
-    #[serde(default)]
     pub split: Vec<SplitSide>,
     /// What pins a client to one side of the split.
-    #[serde(default)]
     pub sticky: Option<crate::spec::Sticky>,
     /// Time the upstream has to start its response.
     pub timeout: Option<Duration>,
     /// Largest request body in bytes (413 beyond).
     pub max_body_size: Option<u64>,
     /// Forward the path as the client sent it rather than normalised.
-    #[serde(default)]
     pub forward_original_path: bool,
-    /// Retry policy and per-try timeout.
-    #[serde(default)]
-    pub retries: RetryPlan,
+    /// Retry policy and per-try timeout, shared by the routes that have the same.
+    pub retries: Arc<RetryPlan>,
     /// Bound on retries across the route's requests.
-    #[serde(default)]
     pub retry_budget: Option<sluice_traffic::BudgetSettings>,
-    pub host: HostPattern,
+    /// The host pattern, shared by the routes that have the same.
+    pub host: Arc<HostPattern>,
     /// The path template as written, for logs and `explain` (empty for a `path_regex` route).
     pub path: String,
     /// The whole-path regex of a `path_regex` route.
-    #[serde(default)]
     pub path_regex: Option<crate::condition::Pattern>,
     pub methods: MethodSet,
     /// Bit `i` set when the route serves listener `i`.

@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -85,9 +86,9 @@ pub(super) fn tables(plan: &Plan) -> Tables<'_> {
             timeout: r.timeout,
             max_body_size: r.max_body_size,
             forward_original_path: r.forward_original_path,
-            retries: retries.intern(&r.retries),
+            retries: retries.intern(&*r.retries),
             retry_budget: r.retry_budget,
-            host: hosts.intern(&r.host),
+            host: hosts.intern(&*r.host),
             path: &r.path,
             path_regex: r.path_regex.clone(),
             methods: r.methods,
@@ -151,7 +152,9 @@ fn read_shared(body: &[u8]) -> Result<Plan, String> {
     let listeners = file.take()?;
     let pools = file.take()?;
     let hosts: Vec<HostPattern> = file.take()?;
+    let hosts: Vec<Arc<HostPattern>> = hosts.into_iter().map(Arc::new).collect();
     let retry_policies: Vec<RetryPlan> = file.take()?;
+    let retry_policies: Vec<Arc<RetryPlan>> = retry_policies.into_iter().map(Arc::new).collect();
     let count: usize = file.take()?;
     if count > file.rest.len() / MIN_ROUTE_BYTES {
         return Err(format!("it claims {count} routes in {} bytes", file.rest.len()));
