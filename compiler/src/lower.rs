@@ -86,6 +86,7 @@ pub(crate) fn lower(spec: &Spec) -> Plan {
     let mut routes = Vec::with_capacity(spec.routes.len());
     // Routes with the same host or retry policy share one.
     let (mut hosts, mut retry_policies) = (HashMap::new(), HashMap::new());
+    let mut paths: HashMap<&str, Arc<str>> = HashMap::new();
     let pool_index = |name: &str| {
         pools.iter().position(|p| p.name == name).expect("validate resolved every pool")
     };
@@ -153,10 +154,10 @@ pub(crate) fn lower(spec: &Spec) -> Plan {
             timeout: route.timeout.as_deref().map(|t| parse_duration(t).expect(VALID)),
             max_body_size: route.max_body_size.as_deref().map(|s| parse_size(s).expect(VALID)),
             forward_original_path: route.forward_path == crate::spec::ForwardPath::Original,
-            retries: shared(&mut retry_policies, retries),
+            retries: shared(&mut retry_policies, retries, |r| Arc::new(r.clone())),
             retry_budget: route.retry_budget.as_ref().map(policy::budget),
-            host: shared(&mut hosts, host),
-            path: route.matcher.path.clone(),
+            host: shared(&mut hosts, host, |h| Arc::new(h.clone())),
+            path: shared(&mut paths, route.matcher.path.as_str(), |p| Arc::from(*p)),
             path_regex,
             methods,
             listeners: listener_mask,
@@ -166,8 +167,12 @@ pub(crate) fn lower(spec: &Spec) -> Plan {
 }
 
 /// The shared copy of `value` in `seen`, made when it is the first.
-fn shared<T: Eq + Hash + Clone>(seen: &mut HashMap<T, Arc<T>>, value: T) -> Arc<T> {
-    seen.entry(value).or_insert_with_key(|v| Arc::new(v.clone())).clone()
+fn shared<K: Eq + Hash, V: ?Sized>(
+    seen: &mut HashMap<K, Arc<V>>,
+    value: K,
+    make: impl FnOnce(&K) -> Arc<V>,
+) -> Arc<V> {
+    seen.entry(value).or_insert_with_key(make).clone()
 }
 
 /// A duration setting, or its default when the spec leaves it out.

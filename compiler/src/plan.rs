@@ -142,8 +142,9 @@ pub struct RoutePlan {
     pub retry_budget: Option<sluice_traffic::BudgetSettings>,
     /// The host pattern, shared by the routes that have the same.
     pub host: Arc<HostPattern>,
-    /// The path template as written, for logs and `explain` (empty for a `path_regex` route).
-    pub path: String,
+    /// The path template as written, for logs and `explain` (empty for a
+    /// `path_regex` route), shared by the routes that have the same.
+    pub path: Arc<str>,
     /// The whole-path regex of a `path_regex` route.
     pub path_regex: Option<crate::condition::Pattern>,
     pub methods: MethodSet,
@@ -431,8 +432,8 @@ routes:
     #[test]
     fn refuses_a_route_that_points_past_a_shared_table() {
         let plan = plan();
-        let edits: [fn(&mut file::Tables<'_>); 2] =
-            [|t| t.routes[0].host = 7, |t| t.routes[0].retries = 7];
+        let edits: [fn(&mut file::Tables<'_>); 3] =
+            [|t| t.routes[0].host = 7, |t| t.routes[0].retries = 7, |t| t.routes[0].path = 7];
         for edit in edits {
             let mut tables = file::tables(&plan);
             edit(&mut tables);
@@ -448,13 +449,14 @@ routes:
         tables.routes.clear();
         let mut body = file::encode(&Plan { routes: Vec::new(), ..plan.clone() }, &tables);
         // Each table is a count and then its entries; the route count is the
-        // byte after the listeners, pools, hosts and retry policies, which
+        // byte after the listeners, pools, hosts, retry policies and paths, which
         // this plan's tables leave at their encoded sizes.
         let before = [
             postcard::to_allocvec(&plan.listeners).unwrap().len(),
             postcard::to_allocvec(&plan.pools).unwrap().len(),
             postcard::to_allocvec(&tables.hosts).unwrap().len(),
             postcard::to_allocvec(&tables.retry_policies).unwrap().len(),
+            postcard::to_allocvec(&tables.paths).unwrap().len(),
         ];
         let at: usize = before.iter().sum();
         assert_eq!(body[at], 0, "no routes");

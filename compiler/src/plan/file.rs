@@ -2,9 +2,10 @@
 //! its serde form (integers as variable-length numbers, strings and lists
 //! prefixed by their lengths, fields in declaration order with no names).
 //!
-//! Most routes of a large spec share their host and their retry policy, so
-//! the file holds each distinct one once, in `hosts` and `retry_policies`,
-//! and a route refers to them by index. A route field that holds nothing
+//! Most routes of a large spec share their host and their retry policy, and
+//! many share their path template, so the file holds each distinct one
+//! once, in `hosts`, `retry_policies` and `paths`, and a route refers to
+//! them by index; a loaded plan shares them the same way. A route field that holds nothing
 //! (an empty list, `None`) takes one byte, and parameter names are not
 //! stored: they follow from the path template.
 
@@ -35,8 +36,8 @@ pub(super) struct RouteFile<'a> {
     retry_budget: Option<sluice_traffic::BudgetSettings>,
     /// Index into the hosts.
     pub(super) host: u32,
-    /// Empty for a `path_regex` route.
-    path: &'a str,
+    /// Index into the paths; the empty path for a `path_regex` route.
+    pub(super) path: u32,
     path_regex: Option<Pattern>,
     methods: MethodSet,
     listeners: u64,
@@ -49,16 +50,17 @@ const MIN_ROUTE_BYTES: usize = 14;
 pub(super) struct Tables<'a> {
     pub(super) hosts: Vec<&'a HostPattern>,
     pub(super) retry_policies: Vec<&'a RetryPlan>,
+    pub(super) paths: Vec<&'a str>,
     pub(super) routes: Vec<RouteFile<'a>>,
 }
 
 /// Distinct values in order of first use, and each value's index.
-struct Table<'a, T> {
+struct Table<'a, T: ?Sized> {
     values: Vec<&'a T>,
     index: HashMap<&'a T, u32>,
 }
 
-impl<'a, T: Eq + Hash> Table<'a, T> {
+impl<'a, T: Eq + Hash + ?Sized> Table<'a, T> {
     fn new() -> Self {
         Table { values: Vec::new(), index: HashMap::new() }
     }
@@ -75,6 +77,7 @@ impl<'a, T: Eq + Hash> Table<'a, T> {
 pub(super) fn tables(plan: &Plan) -> Tables<'_> {
     let mut hosts = Table::new();
     let mut retries = Table::new();
+    let mut paths = Table::new();
     let routes = plan
         .routes
         .iter()
@@ -89,17 +92,17 @@ pub(super) fn tables(plan: &Plan) -> Tables<'_> {
             retries: retries.intern(&*r.retries),
             retry_budget: r.retry_budget,
             host: hosts.intern(&*r.host),
-            path: &r.path,
+            path: paths.intern(&*r.path),
             path_regex: r.path_regex.clone(),
             methods: r.methods,
             listeners: r.listeners,
         })
         .collect();
-    Tables { hosts: hosts.values, retry_policies: retries.values, routes }
+    Tables { hosts: hosts.values, retry_policies: retries.values, paths: paths.values, routes }
 }
 
-/// The body of `plan`: listeners, pools, hosts, retry policies, the number
-/// of routes and each route, then the router.
+/// The body of `plan`: listeners, pools, hosts, retry policies, paths, the
+/// number of routes and each route, then the router.
 pub(super) fn write(plan: &Plan) -> Vec<u8> {
     encode(plan, &tables(plan))
 }
@@ -112,6 +115,7 @@ pub(super) fn encode(plan: &Plan, tables: &Tables<'_>) -> Vec<u8> {
     out = put(out, &plan.pools);
     out = put(out, &tables.hosts);
     out = put(out, &tables.retry_policies);
+    out = put(out, &tables.paths);
     out = put(out, &tables.routes.len());
     for route in &tables.routes {
         out = put(out, route);
@@ -155,6 +159,18 @@ fn read_shared(body: &[u8]) -> Result<Plan, String> {
     let hosts: Vec<Arc<HostPattern>> = hosts.into_iter().map(Arc::new).collect();
     let retry_policies: Vec<RetryPlan> = file.take()?;
     let retry_policies: Vec<Arc<RetryPlan>> = retry_policies.into_iter().map(Arc::new).collect();
+    // Each path's template is checked once, however many routes have it;
+    // only a `path_regex` route may have the empty path.
+    let paths: Vec<(Arc<str>, Result<(), String>)> = file
+        .take::<Vec<&str>>()?
+        .into_iter()
+        .map(|p| {
+            (
+                Arc::from(p),
+                crate::template::Template::check_param_names(p).map_err(|e| e.to_string()),
+            )
+        })
+        .collect();
     let count: usize = file.take()?;
     if count > file.rest.len() / MIN_ROUTE_BYTES {
         return Err(format!("it claims {count} routes in {} bytes", file.rest.len()));
@@ -168,13 +184,16 @@ fn read_shared(body: &[u8]) -> Result<Plan, String> {
         let retries = retry_policies.get(r.retries as usize).ok_or_else(|| {
             format!("route `{}` refers to retry policy {}, which does not exist", r.name, r.retries)
         })?;
-        match (&r.path_regex, r.path) {
-            (Some(_), "") => {}
+        let (path, checked) = paths.get(r.path as usize).ok_or_else(|| {
+            format!("route `{}` refers to path {}, which does not exist", r.name, r.path)
+        })?;
+        match (&r.path_regex, checked) {
+            (Some(_), _) if path.is_empty() => {}
             (Some(_), _) => {
                 return Err(format!("route `{}` has both a path and a path regex", r.name))
             }
-            (None, path) => crate::template::Template::check_param_names(path)
-                .map_err(|e| format!("route `{}` has a bad path: {e}", r.name))?,
+            (None, Err(e)) => return Err(format!("route `{}` has a bad path: {e}", r.name)),
+            (None, Ok(())) => {}
         }
         routes.push(RoutePlan {
             name: r.name.to_owned(),
@@ -187,7 +206,7 @@ fn read_shared(body: &[u8]) -> Result<Plan, String> {
             retries: retries.clone(),
             retry_budget: r.retry_budget,
             host: host.clone(),
-            path: r.path.to_owned(),
+            path: path.clone(),
             path_regex: r.path_regex,
             methods: r.methods,
             listeners: r.listeners,
