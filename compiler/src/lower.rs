@@ -150,7 +150,7 @@ pub(crate) fn lower(spec: &Spec) -> Plan {
                     .map(|s| crate::plan::SplitSide { pool: pool_index(&s.pool), weight: s.weight })
                     .collect(),
             },
-            sticky: route.sticky.clone(),
+            sticky: route.sticky.clone().map(Box::new),
             timeout: route.timeout.as_deref().map(|t| parse_duration(t).expect(VALID)),
             max_body_size: route.max_body_size.as_deref().map(|s| parse_size(s).expect(VALID)),
             forward_original_path: route.forward_path == crate::spec::ForwardPath::Original,
@@ -158,7 +158,7 @@ pub(crate) fn lower(spec: &Spec) -> Plan {
             retry_budget: route.retry_budget.as_ref().map(policy::budget),
             host: shared(&mut hosts, host, |h| Arc::new(h.clone())),
             path: shared(&mut paths, route.matcher.path.as_str(), |p| Arc::from(*p)),
-            path_regex,
+            path_regex: path_regex.map(Box::new),
             methods,
             listeners: listener_mask,
         });

@@ -128,8 +128,8 @@ pub struct RoutePlan {
     pub pool: usize,
     /// For a weighted split, each side's pool index and weight; empty otherwise.
     pub split: Vec<SplitSide>,
-    /// What pins a client to one side of the split.
-    pub sticky: Option<crate::spec::Sticky>,
+    /// What pins a client to one side of the split (boxed: few routes have one).
+    pub sticky: Option<Box<crate::spec::Sticky>>,
     /// Time the upstream has to start its response.
     pub timeout: Option<Duration>,
     /// Largest request body in bytes (413 beyond).
@@ -145,8 +145,8 @@ pub struct RoutePlan {
     /// The path template as written, for logs and `explain` (empty for a
     /// `path_regex` route), shared by the routes that have the same.
     pub path: Arc<str>,
-    /// The whole-path regex of a `path_regex` route.
-    pub path_regex: Option<crate::condition::Pattern>,
+    /// The whole-path regex of a `path_regex` route (boxed: few routes have one).
+    pub path_regex: Option<Box<crate::condition::Pattern>>,
     pub methods: MethodSet,
     /// Bit `i` set when the route serves listener `i`.
     pub listeners: u64,

@@ -27,7 +27,7 @@ pub(super) struct RouteFile<'a> {
     name: &'a str,
     pool: usize,
     split: Vec<SplitSide>,
-    sticky: Option<crate::spec::Sticky>,
+    sticky: Option<Box<crate::spec::Sticky>>,
     timeout: Option<Duration>,
     max_body_size: Option<u64>,
     forward_original_path: bool,
@@ -38,7 +38,7 @@ pub(super) struct RouteFile<'a> {
     pub(super) host: u32,
     /// Index into the paths; the empty path for a `path_regex` route.
     pub(super) path: u32,
-    path_regex: Option<Pattern>,
+    path_regex: Option<Box<Pattern>>,
     methods: MethodSet,
     listeners: u64,
 }
