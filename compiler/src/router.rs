@@ -168,18 +168,57 @@ impl Span {
     fn range(self) -> std::ops::Range<usize> {
         self.start as usize..self.start as usize + self.len as usize
     }
-
-    /// The span from `start` to the current length of a list.
-    fn since(start: usize, end: usize) -> Span {
-        Span { start: start as u32, len: (end - start) as u32 }
-    }
 }
 
-/// A trie node: where its children and routes sit in the [`Router`]'s
-/// shared lists. Each list holds the entries of every node, node by node,
-/// so that a router is a handful of allocations whatever its size.
+/// A trie node: where its entries start in each of the [`Router`]'s shared
+/// lists, which hold the entries of every node, node by node, so that a
+/// router is a handful of allocations whatever its size. A node's entries
+/// end where the next node's start ([`Router::spans`] has both ends), its
+/// end routes where its catch-all routes start.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Node {
+    /// By list: [`LITERALS`], [`FOLDED`], [`CONSTRAINED`], [`END`],
+    /// [`CATCH_ALL`] and [`REGEX`].
+    start: [u32; 6],
+    param: Option<u32>,
+}
+
+const LITERALS: usize = 0;
+const FOLDED: usize = 1;
+const CONSTRAINED: usize = 2;
+const END: usize = 3;
+const CATCH_ALL: usize = 4;
+const REGEX: usize = 5;
+
+/// The entries of node `i` of `nodes`, given the lengths of the lists by
+/// [`Node::start`]'s order.
+#[inline(always)]
+fn spans_of(nodes: &[Node], lens: [u32; 6], i: usize) -> Option<Spans> {
+    let node = nodes.get(i)?;
+    let next = nodes.get(i + 1);
+    let span = |k: usize| {
+        let end = match (k, next) {
+            (END, _) => node.start[CATCH_ALL],
+            (CATCH_ALL, Some(next)) => next.start[END],
+            (_, Some(next)) => next.start[k],
+            (_, None) => lens[k],
+        };
+        Span { start: node.start[k], len: end.saturating_sub(node.start[k]) }
+    };
+    Some(Spans {
+        literals: span(LITERALS),
+        folded: span(FOLDED),
+        constrained: span(CONSTRAINED),
+        param: node.param,
+        end: span(END),
+        catch_all: span(CATCH_ALL),
+        regex: span(REGEX),
+    })
+}
+
+/// A trie node's entries in the [`Router`]'s shared lists.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Spans {
     /// Literal children in [`Router::lits`], sorted by segment.
     literals: Span,
     /// Literal children of case-insensitive routes in [`Router::folded`],
@@ -304,9 +343,8 @@ impl Serialize for Router {
         let pairs = |lits: &[Lit]| -> Vec<(u32, u32)> {
             lits.iter().map(|l| (l.words.len, l.child)).collect()
         };
-        let nodes: Vec<NodeFile> = self
-            .nodes
-            .iter()
+        let nodes: Vec<NodeFile> = (0..self.nodes.len())
+            .filter_map(|i| self.spans(i as u32))
             .map(|n| {
                 let counts = [n.literals, n.folded, n.constrained, n.end, n.catch_all, n.regex];
                 (counts.map(|s| s.len), n.param)
@@ -355,40 +393,50 @@ impl Router {
             conditions,
         } = file;
         let text = text.into_owned();
+        // How many entries of each list the nodes claim, catch-all routes
+        // counted with the end routes (they share the leaves).
         let mut at = [0u64; 6];
         let lens =
             [literals.len(), folded_pairs.len(), constrained.len(), leaves.len(), 0, regex.len()];
         if lens.iter().any(|&len| u32::try_from(len).is_err()) {
             return Err("the trie is too large".into());
         }
-        let mut nodes = Vec::with_capacity(node_counts.len());
-        for (counts, param) in node_counts {
-            let mut spans = [Span::default(); 6];
-            for (k, count) in counts.into_iter().enumerate() {
-                // End and catch-all routes share the leaves, one after the other.
-                let list = if k == 4 { 3 } else { k };
-                let start = at[list];
-                at[list] += u64::from(count);
-                if at[list] > lens[list] as u64 {
-                    return Err("the trie's nodes claim more entries than it holds".into());
+        // Each count becomes where the node's entries start: the running
+        // sum over the nodes before it. Mapped in place, the counts' list
+        // becomes the nodes' list without a second allocation.
+        let nodes: Vec<Node> = node_counts
+            .into_iter()
+            .map(|(counts, param)| {
+                let mut start = [0u32; 6];
+                for (k, count) in counts.into_iter().enumerate() {
+                    // End and catch-all routes share the leaves, one after the other.
+                    let list = if k == CATCH_ALL { END } else { k };
+                    start[k] = at[list].min(u64::from(u32::MAX)) as u32;
+                    at[list] += u64::from(count);
                 }
-                spans[k] = Span { start: start as u32, len: count };
+                Node { start, param }
+            })
+            .collect();
+        match at.iter().zip(lens).find(|(&used, len)| used != *len as u64) {
+            Some((&used, len)) if used > len as u64 => {
+                return Err("the trie's nodes claim more entries than it holds".into())
             }
-            let [literals, folded, constrained, end, catch_all, regex] = spans;
-            nodes.push(Node { literals, folded, constrained, param, end, catch_all, regex });
+            Some(_) => return Err("the trie holds entries that no node claims".into()),
+            None => {}
         }
-        if at.iter().zip(lens).any(|(&used, len)| used != len as u64) {
-            return Err("the trie holds entries that no node claims".into());
-        }
+        // By `Node::start`'s order, each list's length (checked to fit above).
+        let lens = lens.map(|len| len as u32);
+        let lens = [lens[0], lens[1], lens[2], lens[3], lens[3], lens[5]];
         // Each node's literal texts, then its folded ones.
         let mut offset = 0usize;
         let mut lits = Vec::with_capacity(literals.len());
         let mut folded = Vec::with_capacity(folded_pairs.len());
-        for node in &nodes {
+        for i in 0..nodes.len() {
+            let node = spans_of(&nodes, lens, i).unwrap_or_default();
             for (out, pairs, span) in
                 [(&mut lits, &literals, node.literals), (&mut folded, &folded_pairs, node.folded)]
             {
-                for &(len, child) in &pairs[span.range()] {
+                for &(len, child) in pairs.get(span.range()).unwrap_or_default() {
                     let end = offset.checked_add(len as usize).filter(|&e| e <= text.len());
                     let Some(end) = end else {
                         return Err("the trie's literals run past their text".into());
@@ -594,7 +642,8 @@ impl Router {
         self.slots.clear();
         self.hot.clear();
         self.hot.reserve(self.nodes.len());
-        for node in &self.nodes {
+        for i in 0..self.nodes.len() {
+            let node = self.spans(i as u32).unwrap_or_default();
             let cold = node.folded.len != 0 || node.constrained.len != 0 || node.catch_all.len != 0;
             let mut hot = Hot {
                 lit_start: node.literals.start,
@@ -612,6 +661,29 @@ impl Router {
             }
             self.hot.push(hot);
         }
+    }
+
+    /// Where node `id`'s entries sit in the shared lists.
+    #[inline(always)]
+    fn spans(&self, id: u32) -> Option<Spans> {
+        let leaves = self.leaves.len() as u32;
+        let lens = [
+            self.lits.len() as u32,
+            self.folded.len() as u32,
+            self.constrained.len() as u32,
+            leaves,
+            leaves,
+            self.regex.len() as u32,
+        ];
+        spans_of(&self.nodes, lens, id as usize)
+    }
+
+    /// The end routes of node `id`, which lie between two of its starts.
+    #[inline(always)]
+    fn end_of(&self, id: u32) -> Option<Span> {
+        let node = self.nodes.get(id as usize)?;
+        let (start, end) = (node.start[END], node.start[CATCH_ALL]);
+        Some(Span { start, len: end.saturating_sub(start) })
     }
 
     /// The entries of `span` in `list`; none when a span is out of bounds,
@@ -642,7 +714,8 @@ impl Router {
         if self.conditions.len() > route_count {
             return Err("conditions for routes that do not exist".into());
         }
-        for (i, node) in self.nodes.iter().enumerate() {
+        for i in 0..self.nodes.len() {
+            let node = self.spans(i as u32).unwrap_or_default();
             let literals = Router::span(&self.lits, node.literals);
             let children = literals
                 .iter()
@@ -712,7 +785,7 @@ impl Walk<'_> {
 
     #[inline(never)]
     fn regex(&self, id: u32, captures: &mut Captures) -> Option<RouteId> {
-        let span = self.router.nodes.get(id as usize)?.regex;
+        let span = self.router.spans(id)?.regex;
         let regex = Router::span(&self.router.regex, span);
         if regex.is_empty() {
             return None;
@@ -742,7 +815,7 @@ impl Walk<'_> {
             }
             let bytes = self.path.as_bytes();
             if at > bytes.len() {
-                break self.router.nodes.get(id as usize).and_then(|n| self.pick(n.end));
+                break self.router.end_of(id).and_then(|end| self.pick(end));
             }
 
             // Split off this segment with the words that find its literal;
@@ -777,14 +850,14 @@ impl Walk<'_> {
     /// the captures it pushed.
     #[inline(never)]
     fn cold(&self, id: u32, hot: &Hot, at: usize, captures: &mut Captures) -> Option<RouteId> {
-        let node = self.router.nodes.get(id as usize)?;
+        let node = self.router.spans(id)?;
         let bytes = self.path.as_bytes();
         if at > bytes.len() {
             if let Some(r) = self.pick(node.end) {
                 return Some(r);
             }
             let end = self.path.len();
-            return self.capture_rest(node, end, end, captures);
+            return self.capture_rest(&node, end, end, captures);
         }
         let (end, words) = SegmentWords::split(bytes, at);
         let next = end + 1;
@@ -807,7 +880,7 @@ impl Walk<'_> {
             }
         }
         if segment.is_empty() {
-            return self.capture_rest(node, at, self.path.len(), captures);
+            return self.capture_rest(&node, at, self.path.len(), captures);
         }
         for (pattern, child) in Router::span(&self.router.constrained, node.constrained) {
             if !pattern.is_match(self.path.get(at..end).unwrap_or_default()) {
@@ -826,7 +899,7 @@ impl Walk<'_> {
             }
             captures.ranges.pop();
         }
-        self.capture_rest(node, at, self.path.len(), captures)
+        self.capture_rest(&node, at, self.path.len(), captures)
     }
 
     /// The literal child of a node for the segment at `at..end`, whose
@@ -875,7 +948,7 @@ impl Walk<'_> {
 
     fn capture_rest(
         &self,
-        node: &Node,
+        node: &Spans,
         start: usize,
         end: usize,
         captures: &mut Captures,
@@ -1029,15 +1102,8 @@ impl RouterBuilder {
             let catch_all = r.leaves.len();
             r.leaves.extend(&node.catch_all);
             r.regex.extend(node.regex.iter().cloned());
-            r.nodes.push(Node {
-                literals: Span::since(lits, r.lits.len()),
-                folded: Span::since(folded, r.folded.len()),
-                constrained: Span::since(constrained, r.constrained.len()),
-                param: node.param,
-                end: Span::since(end, catch_all),
-                catch_all: Span::since(catch_all, r.leaves.len()),
-                regex: Span::since(regex, r.regex.len()),
-            });
+            let start = [lits, folded, constrained, end, catch_all, regex].map(|s| s as u32);
+            r.nodes.push(Node { start, param: node.param });
         }
         router.prepare();
         router

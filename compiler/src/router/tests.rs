@@ -635,7 +635,8 @@ fn hot_nodes_mirror_their_nodes_and_survive_a_round_trip() {
     assert_eq!(built.hot.len(), built.nodes.len());
     assert_eq!(built.nodes, back.nodes);
     assert_eq!(built.lits, back.lits);
-    for (hot, node) in built.hot.iter().zip(&built.nodes) {
+    for (i, hot) in built.hot.iter().enumerate() {
+        let node = built.spans(i as u32).unwrap();
         assert_eq!((hot.lit_start, hot.lit_len), (node.literals.start, node.literals.len));
         assert_eq!(hot.param, node.param.unwrap_or(Hot::NONE));
         let cold = node.catch_all.len != 0 || node.folded.len != 0;
