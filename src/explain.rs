@@ -190,7 +190,7 @@ fn split(plan: &Plan, route: u32, fields: &ExplainFields<'_>) -> String {
     let header = |name: &str| {
         fields.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone())
     };
-    let (sticky, key) = match &r.sticky {
+    let (sticky, key) = match r.sticky.as_deref() {
         None => ("none".to_owned(), None),
         Some(Sticky::Header(name)) => (format!("header {name}"), header(name)),
         Some(Sticky::Cookie(name)) => {

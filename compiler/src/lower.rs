@@ -5,6 +5,10 @@ mod policy;
 
 pub(crate) use self::policy::{status_range, DEFAULT_HEALTH_INTERVAL, DEFAULT_HEALTH_TIMEOUT};
 
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Arc;
+
 use crate::method::{Method, MethodSet};
 use crate::plan::{EndpointPlan, ListenerPlan, Plan, PoolPlan, RoutePlan};
 use crate::router::{HostPattern, RouteKey, RouterBuilder};
@@ -80,6 +84,9 @@ pub(crate) fn lower(spec: &Spec) -> Plan {
 
     let mut router = RouterBuilder::new();
     let mut routes = Vec::with_capacity(spec.routes.len());
+    // Routes with the same host or retry policy share one.
+    let (mut hosts, mut retry_policies) = (HashMap::new(), HashMap::new());
+    let mut paths: HashMap<&str, Arc<str>> = HashMap::new();
     let pool_index = |name: &str| {
         pools.iter().position(|p| p.name == name).expect("validate resolved every pool")
     };
@@ -130,6 +137,9 @@ pub(crate) fn lower(spec: &Spec) -> Plan {
             (None, None) => unreachable!("validate requires a path or a path_regex"),
         }
 
+        let sides = route.to.sides();
+        let largest_pool = sides.iter().map(|s| pools[pool_index(s.0)].endpoints.len()).max();
+        let retries = policy::retries(route.retries.as_ref(), largest_pool.unwrap_or(1));
         routes.push(RoutePlan {
             name: route.name.clone(),
             pool: pool_index(route.to.sides()[0].0),
@@ -140,29 +150,29 @@ pub(crate) fn lower(spec: &Spec) -> Plan {
                     .map(|s| crate::plan::SplitSide { pool: pool_index(&s.pool), weight: s.weight })
                     .collect(),
             },
-            sticky: route.sticky.clone(),
+            sticky: route.sticky.clone().map(Box::new),
             timeout: route.timeout.as_deref().map(|t| parse_duration(t).expect(VALID)),
             max_body_size: route.max_body_size.as_deref().map(|s| parse_size(s).expect(VALID)),
             forward_original_path: route.forward_path == crate::spec::ForwardPath::Original,
-            retries: policy::retries(
-                route.retries.as_ref(),
-                route
-                    .to
-                    .sides()
-                    .iter()
-                    .map(|s| pools[pool_index(s.0)].endpoints.len())
-                    .max()
-                    .unwrap_or(1),
-            ),
+            retries: shared(&mut retry_policies, retries, |r| Arc::new(r.clone())),
             retry_budget: route.retry_budget.as_ref().map(policy::budget),
-            host,
-            path: route.matcher.path.clone(),
-            path_regex,
+            host: shared(&mut hosts, host, |h| Arc::new(h.clone())),
+            path: shared(&mut paths, route.matcher.path.as_str(), |p| Arc::from(*p)),
+            path_regex: path_regex.map(Box::new),
             methods,
             listeners: listener_mask,
         });
     }
     Plan { listeners, pools, routes, router: router.build() }
+}
+
+/// The shared copy of `value` in `seen`, made when it is the first.
+fn shared<K: Eq + Hash, V: ?Sized>(
+    seen: &mut HashMap<K, Arc<V>>,
+    value: K,
+    make: impl FnOnce(&K) -> Arc<V>,
+) -> Arc<V> {
+    seen.entry(value).or_insert_with_key(make).clone()
 }
 
 /// A duration setting, or its default when the spec leaves it out.

@@ -15,6 +15,7 @@ mod file;
 mod policy;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -29,7 +30,7 @@ pub use self::address::{AddressError, EndpointAddress};
 pub use self::policy::{algorithm, HealthCheckPlan, RetryPlan, EVERY_ENDPOINT};
 
 /// The plan file format this build reads and writes.
-pub const PLAN_FORMAT: u32 = 3;
+pub const PLAN_FORMAT: u32 = 4;
 const MAGIC: &str = "sluice-plan";
 
 /// A compiled, validated gateway configuration.
@@ -120,36 +121,32 @@ pub struct EndpointPlan {
     pub weight: u32,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct RoutePlan {
     pub name: String,
     /// Index into [`Plan::pools`]: the route's pool, or the first side of its split.
     pub pool: usize,
     /// For a weighted split, each side's pool index and weight; empty otherwise.
-    #[serde(default)]
     pub split: Vec<SplitSide>,
-    /// What pins a client to one side of the split.
-    #[serde(default)]
-    pub sticky: Option<crate::spec::Sticky>,
+    /// What pins a client to one side of the split (boxed: few routes have one).
+    pub sticky: Option<Box<crate::spec::Sticky>>,
     /// Time the upstream has to start its response.
     pub timeout: Option<Duration>,
     /// Largest request body in bytes (413 beyond).
     pub max_body_size: Option<u64>,
     /// Forward the path as the client sent it rather than normalised.
-    #[serde(default)]
     pub forward_original_path: bool,
-    /// Retry policy and per-try timeout.
-    #[serde(default)]
-    pub retries: RetryPlan,
+    /// Retry policy and per-try timeout, shared by the routes that have the same.
+    pub retries: Arc<RetryPlan>,
     /// Bound on retries across the route's requests.
-    #[serde(default)]
     pub retry_budget: Option<sluice_traffic::BudgetSettings>,
-    pub host: HostPattern,
-    /// The path template as written, for logs and `explain` (empty for a `path_regex` route).
-    pub path: String,
-    /// The whole-path regex of a `path_regex` route.
-    #[serde(default)]
-    pub path_regex: Option<crate::condition::Pattern>,
+    /// The host pattern, shared by the routes that have the same.
+    pub host: Arc<HostPattern>,
+    /// The path template as written, for logs and `explain` (empty for a
+    /// `path_regex` route), shared by the routes that have the same.
+    pub path: Arc<str>,
+    /// The whole-path regex of a `path_regex` route (boxed: few routes have one).
+    pub path_regex: Option<Box<crate::condition::Pattern>>,
     pub methods: MethodSet,
     /// Bit `i` set when the route serves listener `i`.
     pub listeners: u64,
@@ -435,8 +432,8 @@ routes:
     #[test]
     fn refuses_a_route_that_points_past_a_shared_table() {
         let plan = plan();
-        let edits: [fn(&mut file::Tables<'_>); 2] =
-            [|t| t.routes[0].host = 7, |t| t.routes[0].retries = 7];
+        let edits: [fn(&mut file::Tables<'_>); 3] =
+            [|t| t.routes[0].host = 7, |t| t.routes[0].retries = 7, |t| t.routes[0].path = 7];
         for edit in edits {
             let mut tables = file::tables(&plan);
             edit(&mut tables);
@@ -452,13 +449,14 @@ routes:
         tables.routes.clear();
         let mut body = file::encode(&Plan { routes: Vec::new(), ..plan.clone() }, &tables);
         // Each table is a count and then its entries; the route count is the
-        // byte after the listeners, pools, hosts and retry policies, which
+        // byte after the listeners, pools, hosts, retry policies and paths, which
         // this plan's tables leave at their encoded sizes.
         let before = [
             postcard::to_allocvec(&plan.listeners).unwrap().len(),
             postcard::to_allocvec(&plan.pools).unwrap().len(),
             postcard::to_allocvec(&tables.hosts).unwrap().len(),
             postcard::to_allocvec(&tables.retry_policies).unwrap().len(),
+            postcard::to_allocvec(&tables.paths).unwrap().len(),
         ];
         let at: usize = before.iter().sum();
         assert_eq!(body[at], 0, "no routes");
@@ -468,19 +466,29 @@ routes:
     }
 
     #[test]
-    fn refuses_a_trie_node_count_past_the_end_of_the_body() {
+    fn refuses_trie_counts_that_do_not_add_up() {
         let plan = plan();
-        let mut body = body_of(&plan.to_bytes()).to_vec();
+        let body = body_of(&plan.to_bytes()).to_vec();
         // The router comes last: no exact hosts (0), no wildcards (0), a
-        // root for any host (1, 0), then the node count.
+        // root for any host (1, 0), then the node count and each node's
+        // six counts and its parameter child.
         let router = postcard::to_allocvec(&plan.router).unwrap();
         let at = body.len() - router.len();
-        assert_eq!(body[at..at + 4], [0, 0, 1, 0]);
-        let nodes = body[at + 4];
-        assert_eq!(nodes, 3, "`/`, `x` and `{{id}}`");
+        assert_eq!(body[at..at + 5], [0, 0, 1, 0, 3], "`/`, `x` and `{{id}}`");
+        // The root's literal count: `x` is its one literal child.
+        assert_eq!(body[at + 5], 1);
+        for (count, says) in [(2, "claim more entries"), (0, "no node claims")] {
+            let mut body = body.clone();
+            body[at + 5] = count;
+            let err = Plan::from_bytes(&file_of(&body)).unwrap_err();
+            assert!(err.to_string().contains(says), "{err}");
+        }
+        let mut body = body.clone();
         body.splice(at + 4..at + 5, postcard::to_allocvec(&1_000_000_usize).unwrap());
+        // Read as nodes, what follows the claimed count runs out or stops
+        // making sense long before a million nodes.
         let err = Plan::from_bytes(&file_of(&body)).unwrap_err();
-        assert!(err.to_string().contains("claims 1000000 trie nodes"), "{err}");
+        assert!(matches!(err, PlanError::Corrupt(_)), "{err}");
     }
 
     #[test]
@@ -503,6 +511,15 @@ routes:
         let err = Plan::from_bytes(file.as_bytes()).unwrap_err();
         assert!(matches!(err, PlanError::Format { .. }), "{err}");
         assert!(err.to_string().contains("compile the spec again"), "{err}");
+    }
+
+    #[test]
+    fn refuses_a_format_3_plan_with_the_recompile_error() {
+        // Format 3 held each trie node's children in nested lists.
+        let file = "sluice-plan 3 sha256:00\n\0\0";
+        let err = Plan::from_bytes(file.as_bytes()).unwrap_err();
+        assert!(matches!(err, PlanError::Format { .. }), "{err}");
+        assert!(err.to_string().contains("format 3 is not supported"), "{err}");
     }
 
     #[test]

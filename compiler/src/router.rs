@@ -112,7 +112,7 @@ pub fn host_name(header: &str) -> &str {
 /// In a plan file, `[route, listeners, methods, rank]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(from = "LeafFile", into = "LeafFile")]
-struct Leaf {
+pub(crate) struct Leaf {
     route: RouteId,
     listeners: u64,
     methods: MethodSet,
@@ -138,13 +138,13 @@ impl From<Leaf> for LeafFile {
 /// A node's children keyed by segment text, sorted by it.
 type Children = Vec<(Box<str>, u32)>;
 
-/// A trie node.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub(crate) struct Node {
+/// A trie node as [`RouterBuilder`] grows it.
+#[derive(Debug, Clone, Default)]
+struct BuildNode {
     /// Literal children, sorted by segment.
-    literals: Vec<(Box<str>, u32)>,
+    literals: Children,
     /// Literal children of case-insensitive routes, by lowercase segment.
-    folded: Vec<(Box<str>, u32)>,
+    folded: Children,
     /// Children through a parameter with a regex constraint, sorted by the regex text.
     constrained: Vec<(Pattern, u32)>,
     param: Option<u32>,
@@ -157,10 +157,90 @@ pub(crate) struct Node {
     regex: Vec<(Pattern, Leaf)>,
 }
 
+/// A run of entries of one of the [`Router`]'s shared lists.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+impl Span {
+    fn range(self) -> std::ops::Range<usize> {
+        self.start as usize..self.start as usize + self.len as usize
+    }
+}
+
+/// A trie node: where its entries start in each of the [`Router`]'s shared
+/// lists, which hold the entries of every node, node by node, so that a
+/// router is a handful of allocations whatever its size. A node's entries
+/// end where the next node's start ([`Router::spans`] has both ends), its
+/// end routes where its catch-all routes start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Node {
+    /// By list: [`LITERALS`], [`FOLDED`], [`CONSTRAINED`], [`END`],
+    /// [`CATCH_ALL`] and [`REGEX`].
+    start: [u32; 6],
+    param: Option<u32>,
+}
+
+const LITERALS: usize = 0;
+const FOLDED: usize = 1;
+const CONSTRAINED: usize = 2;
+const END: usize = 3;
+const CATCH_ALL: usize = 4;
+const REGEX: usize = 5;
+
+/// The entries of node `i` of `nodes`, given the lengths of the lists by
+/// [`Node::start`]'s order.
+#[inline(always)]
+fn spans_of(nodes: &[Node], lens: [u32; 6], i: usize) -> Option<Spans> {
+    let node = nodes.get(i)?;
+    let next = nodes.get(i + 1);
+    let span = |k: usize| {
+        let end = match (k, next) {
+            (END, _) => node.start[CATCH_ALL],
+            (CATCH_ALL, Some(next)) => next.start[END],
+            (_, Some(next)) => next.start[k],
+            (_, None) => lens[k],
+        };
+        Span { start: node.start[k], len: end.saturating_sub(node.start[k]) }
+    };
+    Some(Spans {
+        literals: span(LITERALS),
+        folded: span(FOLDED),
+        constrained: span(CONSTRAINED),
+        param: node.param,
+        end: span(END),
+        catch_all: span(CATCH_ALL),
+        regex: span(REGEX),
+    })
+}
+
+/// A trie node's entries in the [`Router`]'s shared lists.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Spans {
+    /// Literal children in [`Router::lits`], sorted by segment.
+    literals: Span,
+    /// Literal children of case-insensitive routes in [`Router::folded`],
+    /// by lowercase segment.
+    folded: Span,
+    /// Children through a parameter with a regex constraint in
+    /// [`Router::constrained`], sorted by the regex text.
+    constrained: Span,
+    param: Option<u32>,
+    /// Routes whose template ends here, in [`Router::leaves`].
+    end: Span,
+    /// Routes whose template ends with a catch-all here, in [`Router::leaves`].
+    catch_all: Span,
+    /// On a host's root node only: `path_regex` routes in [`Router::regex`],
+    /// tried after every template route of the host, by rank and then by
+    /// regex text.
+    regex: Span,
+}
+
 /// The compiled route trie. Build it with [`RouterBuilder`]. Deserialising
 /// one prepares its lookup indexes too.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(from = "RouterFile")]
+#[derive(Debug, Clone, Default)]
 pub struct Router {
     /// Lowercase exact hosts and their path roots, sorted by host.
     exact: Vec<(Box<str>, u32)>,
@@ -169,19 +249,24 @@ pub struct Router {
     /// The path root for routes without a host.
     any: Option<u32>,
     nodes: Vec<Node>,
+    /// The text of every literal and folded child, node by node, each
+    /// node's literals before its folded ones.
+    text: String,
+    /// Every node's literal children as lookup compares them, node by node.
+    lits: Vec<Lit>,
+    /// Every node's case-insensitive literal children, node by node.
+    folded: Vec<Lit>,
+    constrained: Vec<(Pattern, u32)>,
+    /// Every node's end routes and then its catch-all routes, node by node.
+    leaves: Vec<Leaf>,
+    regex: Vec<(Pattern, Leaf)>,
     /// Header, query and cookie conditions, by route; empty for most routes.
     conditions: Vec<Vec<Condition>>,
-    /// Every node's literal children as lookup compares them, node by node;
-    /// built by [`Router::prepare`], never stored.
-    #[serde(skip)]
-    lits: Vec<Lit>,
     /// What lookup reads of each node, by the node's index; built by
     /// [`Router::prepare`], never stored.
-    #[serde(skip)]
     hot: Vec<Hot>,
     /// The hash slots of every node with a [`Hot::shift`], node by node;
     /// built by [`Router::prepare`], never stored.
-    #[serde(skip)]
     slots: Vec<u32>,
 }
 
@@ -214,42 +299,191 @@ impl Hot {
     const COLD: u8 = 1;
 }
 
-/// A [`Router`] as a plan file holds it: what a [`Router`] serialises,
-/// without the lookup indexes that [`Router::prepare`] builds.
-#[derive(Deserialize)]
-pub(crate) struct RouterFile {
-    pub(crate) exact: Vec<(Box<str>, u32)>,
-    pub(crate) wildcard: Vec<(Box<str>, u32)>,
-    pub(crate) any: Option<u32>,
-    pub(crate) nodes: Vec<Node>,
-    pub(crate) conditions: Vec<Vec<Condition>>,
+/// A node in a plan file: how many entries of each shared list are its
+/// (`[literals, folded, constrained, end, catch_all, regex]`) and its
+/// parameter child.
+type NodeFile = ([u32; 6], Option<u32>);
+
+/// A [`Router`] as a plan file holds it: the shared lists, each literal as
+/// its length in `text` and its child, and each node as its counts, so
+/// that where a node's entries start follows from the nodes before it.
+/// The lookup indexes that [`Router::prepare`] builds are not stored.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct RouterFile<'a, Hosts, Nodes, Pairs, Constrained, Leaves, Regex, Conditions> {
+    exact: Hosts,
+    wildcard: Hosts,
+    any: Option<u32>,
+    nodes: Nodes,
+    #[serde(borrow)]
+    text: std::borrow::Cow<'a, str>,
+    /// `(length, child)` of each literal child.
+    literals: Pairs,
+    /// `(length, child)` of each folded child.
+    folded: Pairs,
+    constrained: Constrained,
+    leaves: Leaves,
+    regex: Regex,
+    conditions: Conditions,
 }
 
-impl From<RouterFile> for Router {
-    fn from(f: RouterFile) -> Router {
-        let RouterFile { exact, wildcard, any, nodes, conditions } = f;
+/// What a plan file's router deserialises to before its spans are checked.
+pub(crate) type OwnedRouterFile<'a> = RouterFile<
+    'a,
+    Vec<(Box<str>, u32)>,
+    Vec<NodeFile>,
+    Vec<(u32, u32)>,
+    Vec<(Pattern, u32)>,
+    Vec<Leaf>,
+    Vec<(Pattern, Leaf)>,
+    Vec<Vec<Condition>>,
+>;
+
+impl Serialize for Router {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let pairs = |lits: &[Lit]| -> Vec<(u32, u32)> {
+            lits.iter().map(|l| (l.words.len, l.child)).collect()
+        };
+        let nodes: Vec<NodeFile> = (0..self.nodes.len())
+            .filter_map(|i| self.spans(i as u32))
+            .map(|n| {
+                let counts = [n.literals, n.folded, n.constrained, n.end, n.catch_all, n.regex];
+                (counts.map(|s| s.len), n.param)
+            })
+            .collect();
+        RouterFile {
+            exact: &self.exact,
+            wildcard: &self.wildcard,
+            any: self.any,
+            nodes,
+            text: std::borrow::Cow::Borrowed(self.text.as_str()),
+            literals: pairs(&self.lits),
+            folded: pairs(&self.folded),
+            constrained: &self.constrained,
+            leaves: &self.leaves,
+            regex: &self.regex,
+            conditions: &self.conditions,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Router {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Router, D::Error> {
+        let file = OwnedRouterFile::deserialize(deserializer)?;
+        Router::from_file(file).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Router {
+    /// A router from its file form, each node's spans laid out from the
+    /// counts, which must add up to the lists' lengths; the lookup indexes
+    /// are prepared. [`Router::validate`] checks the rest.
+    pub(crate) fn from_file(file: OwnedRouterFile<'_>) -> Result<Router, String> {
+        let RouterFile {
+            exact,
+            wildcard,
+            any,
+            nodes: node_counts,
+            text,
+            literals,
+            folded: folded_pairs,
+            constrained,
+            leaves,
+            regex,
+            conditions,
+        } = file;
+        let text = text.into_owned();
+        // How many entries of each list the nodes claim, catch-all routes
+        // counted with the end routes (they share the leaves).
+        let mut at = [0u64; 6];
+        let lens =
+            [literals.len(), folded_pairs.len(), constrained.len(), leaves.len(), 0, regex.len()];
+        if lens.iter().any(|&len| u32::try_from(len).is_err()) {
+            return Err("the trie is too large".into());
+        }
+        // Each count becomes where the node's entries start: the running
+        // sum over the nodes before it. Mapped in place, the counts' list
+        // becomes the nodes' list without a second allocation.
+        let nodes: Vec<Node> = node_counts
+            .into_iter()
+            .map(|(counts, param)| {
+                let mut start = [0u32; 6];
+                for (k, count) in counts.into_iter().enumerate() {
+                    // End and catch-all routes share the leaves, one after the other.
+                    let list = if k == CATCH_ALL { END } else { k };
+                    start[k] = at[list].min(u64::from(u32::MAX)) as u32;
+                    at[list] += u64::from(count);
+                }
+                Node { start, param }
+            })
+            .collect();
+        match at.iter().zip(lens).find(|(&used, len)| used != *len as u64) {
+            Some((&used, len)) if used > len as u64 => {
+                return Err("the trie's nodes claim more entries than it holds".into())
+            }
+            Some(_) => return Err("the trie holds entries that no node claims".into()),
+            None => {}
+        }
+        // By `Node::start`'s order, each list's length (checked to fit above).
+        let lens = lens.map(|len| len as u32);
+        let lens = [lens[0], lens[1], lens[2], lens[3], lens[3], lens[5]];
+        // Each node's literal texts, then its folded ones.
+        let mut offset = 0usize;
+        let mut lits = Vec::with_capacity(literals.len());
+        let mut folded = Vec::with_capacity(folded_pairs.len());
+        for i in 0..nodes.len() {
+            let node = spans_of(&nodes, lens, i).unwrap_or_default();
+            for (out, pairs, span) in
+                [(&mut lits, &literals, node.literals), (&mut folded, &folded_pairs, node.folded)]
+            {
+                for &(len, child) in pairs.get(span.range()).unwrap_or_default() {
+                    let end = offset.checked_add(len as usize).filter(|&e| e <= text.len());
+                    let Some(end) = end else {
+                        return Err("the trie's literals run past their text".into());
+                    };
+                    out.push(Lit::new(&text.as_bytes()[offset..end], offset, child));
+                    offset = end;
+                }
+            }
+        }
+        if offset != text.len() {
+            return Err("the trie's literal text is longer than its literals".into());
+        }
         let mut router = Router {
             exact,
             wildcard,
             any,
             nodes,
+            text,
+            lits,
+            folded,
+            constrained,
+            leaves,
+            regex,
             conditions,
-            lits: Vec::new(),
             hot: Vec::new(),
             slots: Vec::new(),
         };
         router.prepare();
-        router
+        Ok(router)
     }
 }
 
 /// A literal child as lookup compares it: its length and two words that
 /// together hold every byte of a literal up to 16 bytes long (see
-/// [`SegmentWords`]), so most comparisons read no string.
+/// [`SegmentWords`]), so most comparisons read no string, and where its
+/// text starts in [`Router::text`] for the ones that must.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Lit {
     words: SegmentWords,
     child: u32,
+    text: u32,
+}
+
+impl Lit {
+    fn new(literal: &[u8], text: usize, child: u32) -> Lit {
+        Lit { words: SegmentWords::of(literal), child, text: text as u32 }
+    }
 }
 
 /// A segment's length, its first eight bytes (zero-extended when it is
@@ -405,34 +639,65 @@ impl Router {
     /// Build the lookup indexes that plan files do not carry (building and
     /// deserialising do it already).
     pub fn prepare(&mut self) {
-        self.lits.clear();
         self.slots.clear();
         self.hot.clear();
-        for node in &self.nodes {
-            let lit_start = self.lits.len() as u32;
-            let lits = node
-                .literals
-                .iter()
-                .map(|(l, child)| Lit { words: SegmentWords::of(l.as_bytes()), child: *child });
-            self.lits.extend(lits);
-            let cold = !node.folded.is_empty()
-                || !node.constrained.is_empty()
-                || !node.catch_all.is_empty();
+        self.hot.reserve(self.nodes.len());
+        for i in 0..self.nodes.len() {
+            let node = self.spans(i as u32).unwrap_or_default();
+            let cold = node.folded.len != 0 || node.constrained.len != 0 || node.catch_all.len != 0;
             let mut hot = Hot {
-                lit_start,
-                lit_len: node.literals.len() as u32,
+                lit_start: node.literals.start,
+                lit_len: node.literals.len,
                 param: node.param.unwrap_or(Hot::NONE),
                 slot_start: self.slots.len() as u32,
                 slot_mask: 0,
                 shift: 0,
                 flags: if cold { Hot::COLD } else { 0 },
             };
-            if node.literals.len() >= MIN_INDEXED {
-                hot.shift = index_literals(&self.lits[lit_start as usize..], &mut self.slots);
+            if node.literals.len as usize >= MIN_INDEXED {
+                let lits = self.lits.get(node.literals.range()).unwrap_or_default();
+                hot.shift = index_literals(lits, &mut self.slots);
                 hot.slot_mask = (self.slots.len() as u32 - hot.slot_start) - 1;
             }
             self.hot.push(hot);
         }
+    }
+
+    /// Where node `id`'s entries sit in the shared lists.
+    #[inline(always)]
+    fn spans(&self, id: u32) -> Option<Spans> {
+        let leaves = self.leaves.len() as u32;
+        let lens = [
+            self.lits.len() as u32,
+            self.folded.len() as u32,
+            self.constrained.len() as u32,
+            leaves,
+            leaves,
+            self.regex.len() as u32,
+        ];
+        spans_of(&self.nodes, lens, id as usize)
+    }
+
+    /// The end routes of node `id`, which lie between two of its starts.
+    #[inline(always)]
+    fn end_of(&self, id: u32) -> Option<Span> {
+        let node = self.nodes.get(id as usize)?;
+        let (start, end) = (node.start[END], node.start[CATCH_ALL]);
+        Some(Span { start, len: end.saturating_sub(start) })
+    }
+
+    /// The entries of `span` in `list`; none when a span is out of bounds,
+    /// which [`Router::from_file`] rules out.
+    #[inline(always)]
+    fn span<T>(list: &[T], span: Span) -> &[T] {
+        list.get(span.range()).unwrap_or_default()
+    }
+
+    /// The text of a literal or folded child.
+    #[inline(always)]
+    fn text_of(&self, lit: &Lit) -> &[u8] {
+        let start = lit.text as usize;
+        self.text.as_bytes().get(start..start + lit.words.len as usize).unwrap_or_default()
     }
 
     /// Check every index in a router read from a plan file, so that lookup
@@ -446,29 +711,29 @@ impl Router {
         if !self.exact.windows(2).all(|w| w[0].0 < w[1].0) {
             return Err("exact hosts are not sorted".into());
         }
-        for (i, node) in self.nodes.iter().enumerate() {
-            let children = node
-                .literals
+        if self.conditions.len() > route_count {
+            return Err("conditions for routes that do not exist".into());
+        }
+        for i in 0..self.nodes.len() {
+            let node = self.spans(i as u32).unwrap_or_default();
+            let literals = Router::span(&self.lits, node.literals);
+            let children = literals
                 .iter()
-                .map(|(_, n)| *n)
-                .chain(node.folded.iter().map(|(_, n)| *n))
-                .chain(node.constrained.iter().map(|(_, n)| *n))
+                .map(|l| l.child)
+                .chain(Router::span(&self.folded, node.folded).iter().map(|l| l.child))
+                .chain(Router::span(&self.constrained, node.constrained).iter().map(|(_, n)| *n))
                 .chain(node.param);
             if let Some(bad) = children.clone().find(|n| !node_ok(*n) || *n as usize <= i) {
                 return Err(format!("node {i} points at node {bad}, which is not a later node"));
             }
-            if !node.literals.windows(2).all(|w| w[0].0 < w[1].0) {
+            if !literals.windows(2).all(|w| self.text_of(&w[0]) < self.text_of(&w[1])) {
                 return Err(format!("node {i} has unsorted literal children"));
             }
-            if self.conditions.len() > route_count {
-                return Err("conditions for routes that do not exist".into());
-            }
-            for leaf in
-                node.end.iter().chain(&node.catch_all).chain(node.regex.iter().map(|(_, l)| l))
-            {
-                if leaf.route as usize >= route_count || !leaf.methods.is_well_formed() {
-                    return Err(format!("node {i} holds a malformed route entry"));
-                }
+        }
+        let regex = self.regex.iter().map(|(_, l)| l);
+        for leaf in self.leaves.iter().chain(regex) {
+            if leaf.route as usize >= route_count || !leaf.methods.is_well_formed() {
+                return Err(format!("the trie holds a malformed route entry ({})", leaf.route));
             }
         }
         Ok(())
@@ -520,7 +785,8 @@ impl Walk<'_> {
 
     #[inline(never)]
     fn regex(&self, id: u32, captures: &mut Captures) -> Option<RouteId> {
-        let regex = &self.router.nodes.get(id as usize)?.regex;
+        let span = self.router.spans(id)?.regex;
+        let regex = Router::span(&self.router.regex, span);
         if regex.is_empty() {
             return None;
         }
@@ -549,14 +815,14 @@ impl Walk<'_> {
             }
             let bytes = self.path.as_bytes();
             if at > bytes.len() {
-                break self.router.nodes.get(id as usize).and_then(|n| self.pick(&n.end));
+                break self.router.end_of(id).and_then(|end| self.pick(end));
             }
 
             // Split off this segment with the words that find its literal;
             // what follows the next `/` (or the end) is the next rest.
             let (end, words) = SegmentWords::split(bytes, at);
             let next = end + 1;
-            if let Some(child) = self.literal(id, hot, at, end, &words) {
+            if let Some(child) = self.literal(hot, at, end, &words) {
                 if hot.param == Hot::NONE {
                     (id, at) = (child, next);
                     continue;
@@ -584,14 +850,14 @@ impl Walk<'_> {
     /// the captures it pushed.
     #[inline(never)]
     fn cold(&self, id: u32, hot: &Hot, at: usize, captures: &mut Captures) -> Option<RouteId> {
-        let node = self.router.nodes.get(id as usize)?;
+        let node = self.router.spans(id)?;
         let bytes = self.path.as_bytes();
         if at > bytes.len() {
-            if let Some(r) = self.pick(&node.end) {
+            if let Some(r) = self.pick(node.end) {
                 return Some(r);
             }
             let end = self.path.len();
-            return self.capture_rest(node, end, end, captures);
+            return self.capture_rest(&node, end, end, captures);
         }
         let (end, words) = SegmentWords::split(bytes, at);
         let next = end + 1;
@@ -599,22 +865,24 @@ impl Walk<'_> {
         // this slice never splits a character.
         let segment = bytes.get(at..end)?;
 
-        if let Some(child) = self.literal(id, hot, at, end, &words) {
+        if let Some(child) = self.literal(hot, at, end, &words) {
             if let Some(r) = self.node(child, next, captures) {
                 return Some(r);
             }
         }
-        for (folded, child) in &node.folded {
-            if folded.len() == segment.len() && folded.as_bytes().eq_ignore_ascii_case(segment) {
-                if let Some(r) = self.node(*child, next, captures) {
+        for folded in Router::span(&self.router.folded, node.folded) {
+            if folded.words.len as usize == segment.len()
+                && self.router.text_of(folded).eq_ignore_ascii_case(segment)
+            {
+                if let Some(r) = self.node(folded.child, next, captures) {
                     return Some(r);
                 }
             }
         }
         if segment.is_empty() {
-            return self.capture_rest(node, at, self.path.len(), captures);
+            return self.capture_rest(&node, at, self.path.len(), captures);
         }
-        for (pattern, child) in &node.constrained {
+        for (pattern, child) in Router::span(&self.router.constrained, node.constrained) {
             if !pattern.is_match(self.path.get(at..end).unwrap_or_default()) {
                 continue;
             }
@@ -631,26 +899,18 @@ impl Walk<'_> {
             }
             captures.ranges.pop();
         }
-        self.capture_rest(node, at, self.path.len(), captures)
+        self.capture_rest(&node, at, self.path.len(), captures)
     }
 
-    /// The literal child of node `id` for the segment at `at..end`, whose
+    /// The literal child of a node for the segment at `at..end`, whose
     /// words are `words`: by hash when the node has many literals, else by
     /// a scan of their words.
     #[inline(always)]
-    fn literal(
-        &self,
-        id: u32,
-        hot: &Hot,
-        at: usize,
-        end: usize,
-        words: &SegmentWords,
-    ) -> Option<u32> {
+    fn literal(&self, hot: &Hot, at: usize, end: usize, words: &SegmentWords) -> Option<u32> {
         let start = hot.lit_start as usize;
         let lits = self.router.lits.get(start..start + hot.lit_len as usize)?;
-        let same = |i: usize, lit: &Lit| {
-            lit.words == *words && (words.decides() || self.long_literal(id, i, at, end))
-        };
+        let same =
+            |lit: &Lit| lit.words == *words && (words.decides() || self.long_literal(lit, at, end));
         if hot.shift != 0 {
             let mask = hot.slot_mask as usize;
             let slot_start = hot.slot_start as usize;
@@ -660,14 +920,14 @@ impl Walk<'_> {
                 // An empty slot holds no position, so the miss ends here.
                 let position = *table.get(slot)? as usize;
                 let lit = lits.get(position)?;
-                if same(position, lit) {
+                if same(lit) {
                     return Some(lit.child);
                 }
                 slot = (slot + 1) & mask;
             }
         }
-        for (i, lit) in lits.iter().enumerate() {
-            if same(i, lit) {
+        for lit in lits {
+            if same(lit) {
                 return Some(lit.child);
             }
         }
@@ -679,30 +939,28 @@ impl Walk<'_> {
         &self.router.slots
     }
 
-    /// Whether literal `i` of node `id`, longer than its words tell, is
-    /// the path's bytes `at..end`.
+    /// Whether `lit`, longer than its words tell, is the path's bytes `at..end`.
     #[cold]
     #[inline(never)]
-    fn long_literal(&self, id: u32, i: usize, at: usize, end: usize) -> bool {
-        let literal = self.router.nodes.get(id as usize).and_then(|n| n.literals.get(i));
-        literal.is_some_and(|(l, _)| Some(l.as_bytes()) == self.path.as_bytes().get(at..end))
+    fn long_literal(&self, lit: &Lit, at: usize, end: usize) -> bool {
+        Some(self.router.text_of(lit)) == self.path.as_bytes().get(at..end)
     }
 
     fn capture_rest(
         &self,
-        node: &Node,
+        node: &Spans,
         start: usize,
         end: usize,
         captures: &mut Captures,
     ) -> Option<RouteId> {
-        let route = self.pick(&node.catch_all)?;
+        let route = self.pick(node.catch_all)?;
         captures.ranges.push((start as u32, end as u32));
         Some(route)
     }
 
     #[inline(always)]
-    fn pick(&self, leaves: &[Leaf]) -> Option<RouteId> {
-        leaves.iter().find(|l| self.admits(l)).map(|l| l.route)
+    fn pick(&self, leaves: Span) -> Option<RouteId> {
+        Router::span(&self.router.leaves, leaves).iter().find(|l| self.admits(l)).map(|l| l.route)
     }
 
     /// Whether a route at a matching place serves this request.
@@ -746,8 +1004,19 @@ pub struct RouteKey<'a> {
 /// Builds a [`Router`], refusing routes that tie with one already inserted.
 #[derive(Debug, Default)]
 pub struct RouterBuilder {
-    router: Router,
+    tree: Tree,
     roots: HashMap<HostPattern, u32>,
+}
+
+/// The trie as [`RouterBuilder`] grows it, before [`RouterBuilder::build`]
+/// lays it out as a [`Router`].
+#[derive(Debug, Default)]
+struct Tree {
+    exact: Vec<(Box<str>, u32)>,
+    wildcard: Vec<(Box<str>, u32)>,
+    any: Option<u32>,
+    nodes: Vec<BuildNode>,
+    conditions: Vec<Vec<Condition>>,
 }
 
 impl RouterBuilder {
@@ -790,11 +1059,11 @@ impl RouterBuilder {
         let rank = u16::from(!key.methods.is_any()) + conditions.len().min(1000) as u16;
         let leaf = Leaf { route, listeners: key.listeners, methods: key.methods, rank };
         let order_key = order_key(&conditions);
-        let all = &self.router.conditions;
+        let all = &self.tree.conditions;
         let none = Vec::new();
         let conditions_of = |r: RouteId| all.get(r as usize).unwrap_or(&none);
 
-        let node = &mut self.router.nodes[node as usize];
+        let node = &mut self.tree.nodes[node as usize];
         let leaves = if ends_in_catch_all { &mut node.catch_all } else { &mut node.end };
         if let Some(other) =
             leaves.iter().find(|l| ties(l, &leaf) && !excludes(conditions_of(l.route), &conditions))
@@ -813,11 +1082,31 @@ impl RouterBuilder {
     }
 
     pub fn build(mut self) -> Router {
-        self.router.exact.sort();
-        self.router.wildcard.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
+        self.tree.exact.sort();
+        self.tree.wildcard.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
         self.renumber();
-        self.router.prepare();
-        self.router
+        let Tree { exact, wildcard, any, nodes: built, conditions } = self.tree;
+        let mut router = Router { exact, wildcard, any, conditions, ..Router::default() };
+        let r = &mut router;
+        for node in &built {
+            let (lits, folded, constrained) = (r.lits.len(), r.folded.len(), r.constrained.len());
+            for (list, children) in [(&mut r.lits, &node.literals), (&mut r.folded, &node.folded)] {
+                for (literal, child) in children {
+                    list.push(Lit::new(literal.as_bytes(), r.text.len(), *child));
+                    r.text.push_str(literal);
+                }
+            }
+            r.constrained.extend(node.constrained.iter().cloned());
+            let (end, regex) = (r.leaves.len(), r.regex.len());
+            r.leaves.extend(&node.end);
+            let catch_all = r.leaves.len();
+            r.leaves.extend(&node.catch_all);
+            r.regex.extend(node.regex.iter().cloned());
+            let start = [lits, folded, constrained, end, catch_all, regex].map(|s| s as u32);
+            r.nodes.push(Node { start, param: node.param });
+        }
+        router.prepare();
+        router
     }
 
     fn root(&mut self, host: &HostPattern) -> u32 {
@@ -826,17 +1115,17 @@ impl RouterBuilder {
         }
         let n = self.new_node();
         match host {
-            HostPattern::Any => self.router.any = Some(n),
-            HostPattern::Exact(h) => self.router.exact.push((h.as_str().into(), n)),
-            HostPattern::Wildcard(s) => self.router.wildcard.push((s.as_str().into(), n)),
+            HostPattern::Any => self.tree.any = Some(n),
+            HostPattern::Exact(h) => self.tree.exact.push((h.as_str().into(), n)),
+            HostPattern::Wildcard(s) => self.tree.wildcard.push((s.as_str().into(), n)),
         }
         self.roots.insert(host.clone(), n);
         n
     }
 
     fn new_node(&mut self) -> u32 {
-        self.router.nodes.push(Node::default());
-        (self.router.nodes.len() - 1) as u32
+        self.tree.nodes.push(BuildNode::default());
+        (self.tree.nodes.len() - 1) as u32
     }
 
     fn literal_child(&mut self, node: u32, literal: &str) -> u32 {
@@ -849,13 +1138,18 @@ impl RouterBuilder {
 
     /// The child under `key` in one of `node`'s sorted child lists, created
     /// (keeping the list sorted) when it is not there yet.
-    fn sorted_child(&mut self, node: u32, key: &str, list: fn(&mut Node) -> &mut Children) -> u32 {
-        let children = list(&mut self.router.nodes[node as usize]);
+    fn sorted_child(
+        &mut self,
+        node: u32,
+        key: &str,
+        list: fn(&mut BuildNode) -> &mut Children,
+    ) -> u32 {
+        let children = list(&mut self.tree.nodes[node as usize]);
         match children.binary_search_by(|(l, _)| (**l).cmp(key)) {
             Ok(i) => children[i].1,
             Err(i) => {
                 let child = self.new_node();
-                list(&mut self.router.nodes[node as usize]).insert(i, (key.into(), child));
+                list(&mut self.tree.nodes[node as usize]).insert(i, (key.into(), child));
                 child
             }
         }
@@ -868,10 +1162,10 @@ impl RouterBuilder {
             return;
         }
         let slot = route as usize;
-        if self.router.conditions.len() <= slot {
-            self.router.conditions.resize(slot + 1, Vec::new());
+        if self.tree.conditions.len() <= slot {
+            self.tree.conditions.resize(slot + 1, Vec::new());
         }
-        self.router.conditions[slot] = conditions;
+        self.tree.conditions[slot] = conditions;
     }
 
     /// Insert a `path_regex` route under `host`. Like [`RouterBuilder::insert`],
@@ -889,11 +1183,11 @@ impl RouterBuilder {
         let root = self.root(host);
         let rank = u16::from(!methods.is_any()) + conditions.len().min(1000) as u16;
         let leaf = Leaf { route, listeners, methods, rank };
-        let all = &self.router.conditions;
+        let all = &self.tree.conditions;
         let none = Vec::new();
         let conditions_of = |r: RouteId| all.get(r as usize).unwrap_or(&none);
 
-        let regex = &mut self.router.nodes[root as usize].regex;
+        let regex = &mut self.tree.nodes[root as usize].regex;
         let tied = regex.iter().find(|(p, l)| {
             *p == pattern && ties(l, &leaf) && !excludes(conditions_of(l.route), &conditions)
         });
@@ -909,23 +1203,23 @@ impl RouterBuilder {
     }
 
     fn constrained_child(&mut self, node: u32, pattern: &Pattern) -> u32 {
-        let children = &self.router.nodes[node as usize].constrained;
+        let children = &self.tree.nodes[node as usize].constrained;
         match children.binary_search_by(|(p, _)| p.as_str().cmp(pattern.as_str())) {
             Ok(i) => children[i].1,
             Err(i) => {
                 let child = self.new_node();
-                self.router.nodes[node as usize].constrained.insert(i, (pattern.clone(), child));
+                self.tree.nodes[node as usize].constrained.insert(i, (pattern.clone(), child));
                 child
             }
         }
     }
 
     fn param_child(&mut self, node: u32) -> u32 {
-        if let Some(child) = self.router.nodes[node as usize].param {
+        if let Some(child) = self.tree.nodes[node as usize].param {
             return child;
         }
         let child = self.new_node();
-        self.router.nodes[node as usize].param = Some(child);
+        self.tree.nodes[node as usize].param = Some(child);
         child
     }
 
@@ -933,11 +1227,11 @@ impl RouterBuilder {
     /// forwards and every child has a larger index than its parent (which
     /// `Router::validate` relies on to rule out cycles in a plan file).
     fn renumber(&mut self) {
-        let old = std::mem::take(&mut self.router.nodes);
+        let old = std::mem::take(&mut self.tree.nodes);
         let mut order = Vec::with_capacity(old.len());
         let mut new_id = vec![u32::MAX; old.len()];
-        let roots = self.router.exact.iter().chain(&self.router.wildcard).map(|(_, n)| *n);
-        let mut stack: Vec<u32> = roots.chain(self.router.any).collect();
+        let roots = self.tree.exact.iter().chain(&self.tree.wildcard).map(|(_, n)| *n);
+        let mut stack: Vec<u32> = roots.chain(self.tree.any).collect();
         stack.reverse();
         while let Some(n) = stack.pop() {
             new_id[n as usize] = order.len() as u32;
@@ -950,7 +1244,7 @@ impl RouterBuilder {
         }
 
         let remap = |n: &mut u32| *n = new_id[*n as usize];
-        self.router.nodes = order
+        self.tree.nodes = order
             .iter()
             .map(|&n| {
                 let mut node = old[n as usize].clone();
@@ -961,9 +1255,9 @@ impl RouterBuilder {
                 node
             })
             .collect();
-        self.router.exact.iter_mut().for_each(|(_, n)| remap(n));
-        self.router.wildcard.iter_mut().for_each(|(_, n)| remap(n));
-        self.router.any.as_mut().map(remap);
+        self.tree.exact.iter_mut().for_each(|(_, n)| remap(n));
+        self.tree.wildcard.iter_mut().for_each(|(_, n)| remap(n));
+        self.tree.any.as_mut().map(remap);
     }
 }
 

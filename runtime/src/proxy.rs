@@ -651,7 +651,7 @@ fn pick_pool<B>(route: &RoutePlan, request: &Request<B>, client: SocketAddr) -> 
     if route.split.is_empty() {
         return route.pool;
     }
-    let key: Option<Vec<u8>> = match &route.sticky {
+    let key: Option<Vec<u8>> = match route.sticky.as_deref() {
         None => None,
         Some(Sticky::Header(name)) => {
             request.headers().get(name.as_str()).map(|v| v.as_bytes().to_vec())

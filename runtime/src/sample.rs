@@ -69,7 +69,7 @@ pub fn samples(plan: &Plan, per_endpoint: usize) -> Vec<Sample> {
             id += 1;
             let path = match &template {
                 Some(template) => example_path(template, id),
-                None => route.path.clone(),
+                None => route.path.to_string(),
             };
             let found = plan.lookup_parts(
                 listener,

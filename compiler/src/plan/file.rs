@@ -2,14 +2,16 @@
 //! its serde form (integers as variable-length numbers, strings and lists
 //! prefixed by their lengths, fields in declaration order with no names).
 //!
-//! Most routes of a large spec share their host and their retry policy, so
-//! the file holds each distinct one once, in `hosts` and `retry_policies`,
-//! and a route refers to them by index. A route field that holds nothing
+//! Most routes of a large spec share their host and their retry policy, and
+//! many share their path template, so the file holds each distinct one
+//! once, in `hosts`, `retry_policies` and `paths`, and a route refers to
+//! them by index; a loaded plan shares them the same way. A route field that holds nothing
 //! (an empty list, `None`) takes one byte, and parameter names are not
 //! stored: they follow from the path template.
 
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -17,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::{Plan, RetryPlan, RoutePlan, SplitSide};
 use crate::condition::Pattern;
 use crate::method::MethodSet;
-use crate::router::{HostPattern, Router, RouterFile};
+use crate::router::{HostPattern, Router};
 
 /// One route in the file: its name and path borrowed from the body when read.
 #[derive(Serialize, Deserialize)]
@@ -25,7 +27,7 @@ pub(super) struct RouteFile<'a> {
     name: &'a str,
     pool: usize,
     split: Vec<SplitSide>,
-    sticky: Option<crate::spec::Sticky>,
+    sticky: Option<Box<crate::spec::Sticky>>,
     timeout: Option<Duration>,
     max_body_size: Option<u64>,
     forward_original_path: bool,
@@ -34,32 +36,31 @@ pub(super) struct RouteFile<'a> {
     retry_budget: Option<sluice_traffic::BudgetSettings>,
     /// Index into the hosts.
     pub(super) host: u32,
-    /// Empty for a `path_regex` route.
-    path: &'a str,
-    path_regex: Option<Pattern>,
+    /// Index into the paths; the empty path for a `path_regex` route.
+    pub(super) path: u32,
+    path_regex: Option<Box<Pattern>>,
     methods: MethodSet,
     listeners: u64,
 }
 
 /// The fewest bytes a route takes in the file: one per field.
 const MIN_ROUTE_BYTES: usize = 14;
-/// The fewest bytes a trie node takes in the file: one per field.
-const MIN_NODE_BYTES: usize = 7;
 
 /// The shared tables and routes of a plan as the file holds them.
 pub(super) struct Tables<'a> {
     pub(super) hosts: Vec<&'a HostPattern>,
     pub(super) retry_policies: Vec<&'a RetryPlan>,
+    pub(super) paths: Vec<&'a str>,
     pub(super) routes: Vec<RouteFile<'a>>,
 }
 
 /// Distinct values in order of first use, and each value's index.
-struct Table<'a, T> {
+struct Table<'a, T: ?Sized> {
     values: Vec<&'a T>,
     index: HashMap<&'a T, u32>,
 }
 
-impl<'a, T: Eq + Hash> Table<'a, T> {
+impl<'a, T: Eq + Hash + ?Sized> Table<'a, T> {
     fn new() -> Self {
         Table { values: Vec::new(), index: HashMap::new() }
     }
@@ -76,6 +77,7 @@ impl<'a, T: Eq + Hash> Table<'a, T> {
 pub(super) fn tables(plan: &Plan) -> Tables<'_> {
     let mut hosts = Table::new();
     let mut retries = Table::new();
+    let mut paths = Table::new();
     let routes = plan
         .routes
         .iter()
@@ -87,20 +89,20 @@ pub(super) fn tables(plan: &Plan) -> Tables<'_> {
             timeout: r.timeout,
             max_body_size: r.max_body_size,
             forward_original_path: r.forward_original_path,
-            retries: retries.intern(&r.retries),
+            retries: retries.intern(&*r.retries),
             retry_budget: r.retry_budget,
-            host: hosts.intern(&r.host),
-            path: &r.path,
+            host: hosts.intern(&*r.host),
+            path: paths.intern(&*r.path),
             path_regex: r.path_regex.clone(),
             methods: r.methods,
             listeners: r.listeners,
         })
         .collect();
-    Tables { hosts: hosts.values, retry_policies: retries.values, routes }
+    Tables { hosts: hosts.values, retry_policies: retries.values, paths: paths.values, routes }
 }
 
-/// The body of `plan`: listeners, pools, hosts, retry policies, the number
-/// of routes and each route, then the router.
+/// The body of `plan`: listeners, pools, hosts, retry policies, paths, the
+/// number of routes and each route, then the router.
 pub(super) fn write(plan: &Plan) -> Vec<u8> {
     encode(plan, &tables(plan))
 }
@@ -113,6 +115,7 @@ pub(super) fn encode(plan: &Plan, tables: &Tables<'_>) -> Vec<u8> {
     out = put(out, &plan.pools);
     out = put(out, &tables.hosts);
     out = put(out, &tables.retry_policies);
+    out = put(out, &tables.paths);
     out = put(out, &tables.routes.len());
     for route in &tables.routes {
         out = put(out, route);
@@ -153,7 +156,21 @@ fn read_shared(body: &[u8]) -> Result<Plan, String> {
     let listeners = file.take()?;
     let pools = file.take()?;
     let hosts: Vec<HostPattern> = file.take()?;
+    let hosts: Vec<Arc<HostPattern>> = hosts.into_iter().map(Arc::new).collect();
     let retry_policies: Vec<RetryPlan> = file.take()?;
+    let retry_policies: Vec<Arc<RetryPlan>> = retry_policies.into_iter().map(Arc::new).collect();
+    // Each path's template is checked once, however many routes have it;
+    // only a `path_regex` route may have the empty path.
+    let paths: Vec<(Arc<str>, Result<(), String>)> = file
+        .take::<Vec<&str>>()?
+        .into_iter()
+        .map(|p| {
+            (
+                Arc::from(p),
+                crate::template::Template::check_param_names(p).map_err(|e| e.to_string()),
+            )
+        })
+        .collect();
     let count: usize = file.take()?;
     if count > file.rest.len() / MIN_ROUTE_BYTES {
         return Err(format!("it claims {count} routes in {} bytes", file.rest.len()));
@@ -167,13 +184,16 @@ fn read_shared(body: &[u8]) -> Result<Plan, String> {
         let retries = retry_policies.get(r.retries as usize).ok_or_else(|| {
             format!("route `{}` refers to retry policy {}, which does not exist", r.name, r.retries)
         })?;
-        match (&r.path_regex, r.path) {
-            (Some(_), "") => {}
+        let (path, checked) = paths.get(r.path as usize).ok_or_else(|| {
+            format!("route `{}` refers to path {}, which does not exist", r.name, r.path)
+        })?;
+        match (&r.path_regex, checked) {
+            (Some(_), _) if path.is_empty() => {}
             (Some(_), _) => {
                 return Err(format!("route `{}` has both a path and a path regex", r.name))
             }
-            (None, path) => crate::template::Template::check_param_names(path)
-                .map_err(|e| format!("route `{}` has a bad path: {e}", r.name))?,
+            (None, Err(e)) => return Err(format!("route `{}` has a bad path: {e}", r.name)),
+            (None, Ok(())) => {}
         }
         routes.push(RoutePlan {
             name: r.name.to_owned(),
@@ -186,25 +206,13 @@ fn read_shared(body: &[u8]) -> Result<Plan, String> {
             retries: retries.clone(),
             retry_budget: r.retry_budget,
             host: host.clone(),
-            path: r.path.to_owned(),
+            path: path.clone(),
             path_regex: r.path_regex,
             methods: r.methods,
             listeners: r.listeners,
         });
     }
-    // The router's fields in order, its nodes read one at a time like the
-    // routes so that their list is allocated once at its size.
-    let (exact, wildcard, any) = (file.take()?, file.take()?, file.take()?);
-    let count: usize = file.take()?;
-    if count > file.rest.len() / MIN_NODE_BYTES {
-        return Err(format!("it claims {count} trie nodes in {} bytes", file.rest.len()));
-    }
-    let mut nodes = Vec::with_capacity(count);
-    for _ in 0..count {
-        nodes.push(file.take()?);
-    }
-    let conditions = file.take()?;
-    let router = Router::from(RouterFile { exact, wildcard, any, nodes, conditions });
+    let router = Router::from_file(file.take()?)?;
     if !file.rest.is_empty() {
         return Err(format!("{} bytes follow the plan", file.rest.len()));
     }

@@ -633,12 +633,15 @@ fn hot_nodes_mirror_their_nodes_and_survive_a_round_trip() {
     assert_eq!(built.hot, back.hot);
     assert_eq!(built.slots, back.slots);
     assert_eq!(built.hot.len(), built.nodes.len());
-    for (hot, node) in built.hot.iter().zip(&built.nodes) {
-        assert_eq!(hot.lit_len as usize, node.literals.len());
+    assert_eq!(built.nodes, back.nodes);
+    assert_eq!(built.lits, back.lits);
+    for (i, hot) in built.hot.iter().enumerate() {
+        let node = built.spans(i as u32).unwrap();
+        assert_eq!((hot.lit_start, hot.lit_len), (node.literals.start, node.literals.len));
         assert_eq!(hot.param, node.param.unwrap_or(Hot::NONE));
-        let cold = !node.catch_all.is_empty() || !node.folded.is_empty();
+        let cold = node.catch_all.len != 0 || node.folded.len != 0;
         assert_eq!(hot.flags & Hot::COLD != 0, cold);
-        assert_eq!(hot.shift != 0, node.literals.len() >= MIN_INDEXED);
+        assert_eq!(hot.shift != 0, node.literals.len as usize >= MIN_INDEXED);
     }
     for r in [&built, &back] {
         let get = |path: &str| find(r, 0, "", Method::Get, path);
