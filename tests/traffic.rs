@@ -350,3 +350,30 @@ async fn a_changed_health_check_starts_afresh_after_a_reload() {
     }
     assert!(nodes[1].requests() - before >= 4, "a new check starts from the initial state");
 }
+
+/// Carried ejections still respect `max_ejection_percent`, now of the
+/// changed pool: a reload that leaves a pool of one at 50% keeps nothing
+/// ejected, rather than leave the pool with no endpoint at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn carried_ejections_respect_the_cap_of_the_shrunk_pool() {
+    let nodes = [Node::start().await, Node::start().await];
+    nodes[0].state.status.store(503, Ordering::Relaxed);
+    let outlier = "    outlier_detection: { consecutive_failures: 1, base_ejection: 60s, max_ejection_percent: 50 }\n";
+    let gateway = Gateway::start(&spec(&[&nodes[0], &nodes[1]], &[], outlier, ""));
+    let address = gateway.addr("public");
+    for i in 0..4 {
+        get(address, &format!("/before/{i}")).await;
+    }
+    tokio::task::block_in_place(|| {
+        gateway.wait_stderr("endpoint ejected", 1, Duration::from_secs(10))
+    });
+    // It has recovered, but its ejection has a minute to run.
+    nodes[0].state.status.store(200, Ordering::Relaxed);
+
+    reload(&gateway, &spec(&[&nodes[0]], &[], outlier, ""), 1);
+    for i in 0..10 {
+        assert_eq!(get(address, &format!("/after/{i}")).await, 200, "request {i}");
+    }
+    let log = gateway.stderr().join("\n");
+    assert!(log.contains("ejected endpoint returned"), "the early return is logged:\n{log}");
+}

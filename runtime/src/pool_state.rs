@@ -87,10 +87,13 @@ impl PoolState {
             Some(check) => vec![HealthCheck::new(&check.settings); n],
             None => Vec::new(),
         };
+        let at = now();
+        // Carried ejections the new pool's cap has no room for.
+        let mut returned = Vec::new();
         if let Some((old, old_plan)) = previous {
             balancer.carry_from(&old.balancer, &kept);
             if let (Some(detector), Some(old_detector)) = (&mut outlier, &old.outlier) {
-                detector.carry_from(&lock(old_detector), &kept);
+                returned = detector.carry_from(&lock(old_detector), &kept, at);
             }
             let same_check = match (&plan.health_check, &old_plan.health_check) {
                 (Some(a), Some(b)) => a.path == b.path && a.settings == b.settings,
@@ -122,10 +125,10 @@ impl PoolState {
             pool: plan.name.clone(),
             tasks: Mutex::new(Vec::new()),
         });
-        let at = now();
         for endpoint in 0..n {
             state.refresh(endpoint, at);
         }
+        state.apply(&returned, at);
 
         let mut tasks = Vec::new();
         if let Some(check) = &plan.health_check {

@@ -112,13 +112,47 @@ impl OutlierDetector {
     /// new endpoint `i`, or `None` for an endpoint the old pool did not
     /// have. Ejections run to their old end and count towards the cap; the
     /// repeat counts that lengthen the next ejection are kept too.
-    pub fn carry_from(&mut self, old: &OutlierDetector, kept: &[Option<usize>]) {
+    ///
+    /// The cap is this pool's: when it allows fewer ejections than were
+    /// carried over (the pool shrank, its `max_ejection_percent` went down,
+    /// or ejection is now disabled), the ejections due to end soonest end
+    /// at `now`, as if their time had come. Returns those that ended.
+    pub fn carry_from(
+        &mut self,
+        old: &OutlierDetector,
+        kept: &[Option<usize>],
+        now: Nanos,
+    ) -> Vec<OutlierEvent> {
         for (record, from) in self.endpoints.iter_mut().zip(kept) {
             if let Some(previous) = from.and_then(|j| old.endpoints.get(j)) {
                 *record = *previous;
             }
         }
         self.ejected = self.endpoints.iter().filter(|r| r.ejected_until.is_some()).count();
+
+        let allowed = if self.settings.base_ejection.is_zero() {
+            0
+        } else {
+            let percent = u64::from(self.settings.max_ejection_percent.min(100));
+            usize::try_from(percent * self.endpoints.len() as u64 / 100).unwrap_or(usize::MAX)
+        };
+        let mut events = Vec::new();
+        while self.ejected > allowed {
+            let soonest = (0..self.endpoints.len())
+                .filter_map(|i| Some((self.endpoints[i].ejected_until?, i)))
+                .min();
+            let Some((_, endpoint)) = soonest else { break };
+            self.end_ejection(endpoint, now);
+            events.push(OutlierEvent::Returned { endpoint });
+        }
+        events
+    }
+
+    /// Put `endpoint`, ejected, back in the pool at `now`.
+    fn end_ejection(&mut self, endpoint: usize, now: Nanos) {
+        let r = &mut self.endpoints[endpoint];
+        *r = Record { times: r.times, returned_at: Some(now), ..Record::default() };
+        self.ejected -= 1;
     }
 
     pub fn is_ejected(&self, endpoint: usize) -> bool {
@@ -138,10 +172,9 @@ impl OutlierDetector {
     /// End the ejections whose time has come.
     pub fn poll(&mut self, now: Nanos) -> Vec<OutlierEvent> {
         let mut events = Vec::new();
-        for (endpoint, r) in self.endpoints.iter_mut().enumerate() {
-            if r.ejected_until.is_some_and(|until| until <= now) {
-                *r = Record { times: r.times, returned_at: Some(now), ..Record::default() };
-                self.ejected -= 1;
+        for endpoint in 0..self.endpoints.len() {
+            if self.endpoints[endpoint].ejected_until.is_some_and(|until| until <= now) {
+                self.end_ejection(endpoint, now);
                 events.push(OutlierEvent::Returned { endpoint });
             }
         }
@@ -261,7 +294,7 @@ mod tests {
         assert!(old.is_ejected(2));
         // Old endpoint 2 is new endpoint 0; the others are new or dropped.
         let mut new = OutlierDetector::new(settings(1, 0), 2);
-        new.carry_from(&old, &[Some(2), Some(7)]);
+        assert!(new.carry_from(&old, &[Some(2), Some(7)], Nanos::ZERO).is_empty());
         assert!(new.is_ejected(0) && !new.is_ejected(1));
         assert_eq!(new.ejected_count(), 1);
         assert_eq!(new.next_return(), Some(Nanos::from_secs(10)), "the old ejection's end");
@@ -271,6 +304,37 @@ mod tests {
         // The repeat count came along: the next ejection is twice as long.
         let events = new.observe(0, ERR, Nanos::from_secs(10));
         assert!(matches!(events[..], [OutlierEvent::Ejected { times: 2, .. }]), "{events:?}");
+    }
+
+    #[test]
+    fn carried_ejections_beyond_the_new_cap_end() {
+        let t = Nanos::from_secs;
+        let s = OutlierSettings { max_ejection_percent: 50, ..settings(1, 0) };
+        let mut old = OutlierDetector::new(s, 4);
+        old.observe(1, ERR, t(1));
+        old.observe(0, ERR, t(2));
+        assert_eq!(old.ejected_count(), 2);
+
+        // Three endpoints at 50% leave room for one ejection: the one due
+        // to end first ends now.
+        let mut shrunk = OutlierDetector::new(s, 3);
+        let ended = shrunk.carry_from(&old, &[Some(0), Some(1), Some(2)], t(3));
+        assert_eq!(ended, [OutlierEvent::Returned { endpoint: 1 }]);
+        assert!(shrunk.is_ejected(0) && !shrunk.is_ejected(1));
+        assert_eq!(shrunk.ejected_count(), 1);
+        assert_eq!(shrunk.next_return(), Some(t(12)));
+
+        // A pool of one at 50% ejects nothing, carried or not.
+        let mut alone = OutlierDetector::new(s, 1);
+        let ended = alone.carry_from(&old, &[Some(1)], t(3));
+        assert_eq!(ended, [OutlierEvent::Returned { endpoint: 0 }]);
+        assert_eq!((alone.ejected_count(), alone.next_return()), (0, None));
+
+        // Ejection disabled: every carried ejection ends.
+        let off = OutlierSettings { base_ejection: Duration::ZERO, ..s };
+        let mut disabled = OutlierDetector::new(off, 4);
+        assert_eq!(disabled.carry_from(&old, &[Some(0), Some(1), None, None], t(3)).len(), 2);
+        assert_eq!(disabled.ejected_count(), 0);
     }
 
     #[test]
