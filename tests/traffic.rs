@@ -377,3 +377,39 @@ async fn carried_ejections_respect_the_cap_of_the_shrunk_pool() {
     let log = gateway.stderr().join("\n");
     assert!(log.contains("ejected endpoint returned"), "the early return is logged:\n{log}");
 }
+
+/// A client connection keeps the plan it was accepted under alive for as
+/// long as it stays open. The health probes of a pool a reload replaced
+/// stop anyway: reloads do not add a prober per endpoint each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloads_under_open_connections_do_not_multiply_health_probes() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let node = Node::start().await;
+    let check = "    health_check: { path: /health, interval: 50ms, timeout: 100ms }\n";
+    let gateway = Gateway::start(&spec(&[&node], &[1], check, ""));
+    let address = gateway.addr("public");
+    let mut held = Vec::new();
+    for generation in 0..6 {
+        // A kept-alive client on this plan, then a plan that changes the pool.
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        stream.write_all(b"GET /held HTTP/1.1\r\nHost: x.test\r\n\r\n").await.unwrap();
+        let mut answer = [0u8; 256];
+        let n = stream.read(&mut answer).await.unwrap();
+        assert!(
+            answer[..n].starts_with(b"HTTP/1.1 200"),
+            "{:?}",
+            String::from_utf8_lossy(&answer[..n])
+        );
+        held.push(stream);
+        let weight = if generation % 2 == 0 { 2 } else { 1 };
+        reload(&gateway, &spec(&[&node], &[weight], check, ""), generation + 1);
+    }
+
+    let before = node.state.probes.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let probes = node.state.probes.load(Ordering::Relaxed) - before;
+    // One prober every 50 ms (with jitter) makes about 20; seven would make 140.
+    assert!((5..=45).contains(&probes), "{probes} probes in a second");
+    drop(held);
+}

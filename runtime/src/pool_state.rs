@@ -230,11 +230,22 @@ impl PoolState {
     }
 }
 
-impl Drop for PoolState {
-    fn drop(&mut self) {
+impl PoolState {
+    /// Stop the health probes and the outlier timer: a reload replaced
+    /// this state. Connections accepted under the old plan may keep it
+    /// alive for as long as they stay open, and without this each reload
+    /// would add a prober per endpoint. What requests still running on the
+    /// old plan see of health stays as it was.
+    pub(crate) fn retire(&self) {
         for task in lock(&self.tasks).drain(..) {
             task.abort();
         }
+    }
+}
+
+impl Drop for PoolState {
+    fn drop(&mut self) {
+        self.retire();
     }
 }
 

@@ -122,6 +122,12 @@ impl Shared {
                 _ => PoolState::start(pool, None),
             })
             .collect();
+        // The old states that were not carried over stop probing.
+        for old in previous.iter().flat_map(|old| &old.pools) {
+            if !pools.iter().any(|new| Arc::ptr_eq(new, old)) {
+                old.retire();
+            }
+        }
         let balancers = pools.iter().map(|p| Arc::clone(&p.balancer)).collect();
         // Retry budgets start afresh with each plan.
         let budgets = plan
