@@ -268,9 +268,29 @@ async fn health_thresholds_count_consecutive_results() {
 fn reload(gateway: &Gateway, text: &str, reloads: usize) {
     std::fs::write(gateway.spec_path(), text).unwrap();
     gateway.hangup();
-    tokio::task::block_in_place(|| {
-        gateway.wait_stderr("plan reloaded", reloads, Duration::from_secs(10))
-    });
+    wait_log(gateway, "plan reloaded", reloads);
+}
+
+/// Wait until the gateway's log has said `text` `n` times.
+fn wait_log(gateway: &Gateway, text: &str, n: usize) {
+    tokio::task::block_in_place(|| gateway.wait_stderr(text, n, Duration::from_secs(10)));
+}
+
+/// Reload onto a pool of all three `nodes` with `settings`, then send 30
+/// requests: node 1 (out of rotation before the reload) gets none of them,
+/// the added node 2 its share.
+async fn add_a_node_and_check_node_1_stays_out(
+    gateway: &Gateway,
+    nodes: &[Node; 3],
+    settings: &str,
+) {
+    reload(gateway, &spec(&[&nodes[0], &nodes[1], &nodes[2]], &[], settings, ""), 1);
+    let out = nodes[1].requests();
+    for i in 0..30 {
+        assert_eq!(get(gateway.addr("public"), &format!("/after/{i}")).await, 200);
+    }
+    assert_eq!(nodes[1].requests(), out, "the endpoint is back in rotation after the reload");
+    assert!(nodes[2].requests() >= 10, "the added endpoint takes its share");
 }
 
 /// A reload that adds an endpoint changes the pool, but an endpoint that
@@ -286,17 +306,9 @@ async fn an_ejected_endpoint_stays_ejected_when_a_reload_changes_its_pool() {
     for i in 0..4 {
         get(address, &format!("/before/{i}")).await;
     }
-    tokio::task::block_in_place(|| {
-        gateway.wait_stderr("endpoint ejected", 1, Duration::from_secs(10))
-    });
+    wait_log(&gateway, "endpoint ejected", 1);
 
-    reload(&gateway, &spec(&[&nodes[0], &nodes[1], &nodes[2]], &[], outlier, ""), 1);
-    let ejected = nodes[1].requests();
-    for i in 0..30 {
-        assert_eq!(get(address, &format!("/after/{i}")).await, 200);
-    }
-    assert_eq!(nodes[1].requests(), ejected, "the ejected endpoint is back after the reload");
-    assert!(nodes[2].requests() >= 10, "the added endpoint takes its share");
+    add_a_node_and_check_node_1_stays_out(&gateway, &nodes, outlier).await;
     let log = gateway.stderr().join("\n");
     assert!(log.contains("kept=2"), "the log says which state carried over:\n{log}");
 }
@@ -310,18 +322,9 @@ async fn an_unhealthy_endpoint_stays_out_when_a_reload_changes_its_pool() {
     nodes[1].state.probe_status.store(503, Ordering::Relaxed);
     let check = "    health_check: { path: /health, interval: 400ms, timeout: 100ms, unhealthy_threshold: 1, healthy_threshold: 1 }\n";
     let gateway = Gateway::start(&spec(&[&nodes[0], &nodes[1]], &[], check, ""));
-    let address = gateway.addr("public");
-    tokio::task::block_in_place(|| {
-        gateway.wait_stderr("endpoint health changed", 1, Duration::from_secs(10))
-    });
+    wait_log(&gateway, "endpoint health changed", 1);
 
-    reload(&gateway, &spec(&[&nodes[0], &nodes[1], &nodes[2]], &[], check, ""), 1);
-    let unhealthy = nodes[1].requests();
-    for i in 0..30 {
-        assert_eq!(get(address, &format!("/after/{i}")).await, 200);
-    }
-    assert_eq!(nodes[1].requests(), unhealthy, "the unhealthy endpoint is back after the reload");
-    assert!(nodes[2].requests() >= 10, "the added endpoint takes its share");
+    add_a_node_and_check_node_1_stays_out(&gateway, &nodes, check).await;
 }
 
 /// A changed health check starts every endpoint afresh: the old results
@@ -336,9 +339,7 @@ async fn a_changed_health_check_starts_afresh_after_a_reload() {
     };
     let gateway = Gateway::start(&spec(&refs, &[], &check("/health", "300ms"), ""));
     let address = gateway.addr("public");
-    tokio::task::block_in_place(|| {
-        gateway.wait_stderr("endpoint health changed", 1, Duration::from_secs(10))
-    });
+    wait_log(&gateway, "endpoint health changed", 1);
     assert_eq!(get(address, "/down").await, 200);
 
     nodes[1].state.probe_status.store(0, Ordering::Relaxed);
@@ -364,9 +365,7 @@ async fn carried_ejections_respect_the_cap_of_the_shrunk_pool() {
     for i in 0..4 {
         get(address, &format!("/before/{i}")).await;
     }
-    tokio::task::block_in_place(|| {
-        gateway.wait_stderr("endpoint ejected", 1, Duration::from_secs(10))
-    });
+    wait_log(&gateway, "endpoint ejected", 1);
     // It has recovered, but its ejection has a minute to run.
     nodes[0].state.status.store(200, Ordering::Relaxed);
 
