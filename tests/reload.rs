@@ -266,3 +266,35 @@ async fn drain_with_an_idle_websocket_ends_at_the_drain_timeout() {
     // The tunnel had the drain's grace, and no more.
     assert!(gateway.count_stderr("drain cut short") == 1, "{}", gateway.stderr().join("\n"));
 }
+
+/// The drain reports how many client connections it waits for: each
+/// connection once, busy or idle, on whichever worker serves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_drain_counts_each_open_connection_once() {
+    let fast = Upstream::start("fast").await;
+    let slow = Upstream::with_delay("slow", Duration::from_millis(600)).await;
+    let mut gateway =
+        Gateway::start_with(&spec(fast.address, slow.address, "", ""), &["--workers", "3"]);
+    let address = gateway.addr("public");
+
+    // One idle kept-alive connection and three with a request in flight.
+    let idle = client();
+    assert_eq!(send(&idle, request("GET", address, "x.test", "/slow/warm")).await.status, 200);
+    let in_flight: Vec<_> = (0..3)
+        .map(|i| {
+            tokio::spawn(async move {
+                send(&client(), request("GET", address, "x.test", &format!("/slow/{i}"))).await
+            })
+        })
+        .collect();
+    slow.wait_for(4).await;
+    gateway.terminate();
+    wait_stderr(&gateway, "draining connections", 1);
+    for reply in in_flight {
+        assert_eq!(reply.await.unwrap().status, StatusCode::OK);
+    }
+    assert!(gateway.wait(Duration::from_secs(5)).success());
+    let log = gateway.stderr().join("\n");
+    assert!(log.contains("draining connections connections=4"), "{log}");
+    drop(idle);
+}

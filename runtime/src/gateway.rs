@@ -57,7 +57,7 @@ use crate::access_log::{AccessLogSender, Record};
 use crate::connection::{self, ClientStream, ConnectionState, Limits, Protocol, Rewind};
 use crate::proxy::{self, Shared};
 use crate::resolve::Resolver;
-use crate::workers::Workers;
+use crate::workers::{OpenConnection, Workers};
 use crate::ServeError;
 
 /// Pause after an accept error such as running out of file descriptors, so
@@ -126,7 +126,15 @@ pub enum Drain {
 #[derive(Clone)]
 pub(crate) struct ConnectionHold {
     _stopping: watch::Receiver<()>,
-    _slot: Arc<OwnedSemaphorePermit>,
+    _slot: Arc<Slot>,
+}
+
+/// A connection's place under its listener's `max_connections`, and in the
+/// count of open connections the drain reports. Shared by the connection
+/// and, once it is upgraded, its tunnel; given back when both are done.
+pub(crate) struct Slot {
+    _permit: OwnedSemaphorePermit,
+    _counted: OpenConnection,
 }
 
 impl Gateway {
@@ -223,12 +231,12 @@ impl Gateway {
             let _ = accept_loop.await;
         }
 
-        let open = stop.receiver_count();
+        let open = self.workers.open_connections();
         tracing::info!(connections = open, "draining connections");
         let _ = stop.send(());
         tokio::select! {
             () = stop.closed() => Drain::Complete,
-            () = give_up => Drain::Abandoned { connections: stop.receiver_count() },
+            () = give_up => Drain::Abandoned { connections: self.workers.open_connections() },
         }
     }
 }
@@ -332,7 +340,7 @@ async fn accept(
         }
         drop(shared);
 
-        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { return };
+        let Ok(permit) = Arc::clone(&slots).acquire_owned().await else { return };
         let (stream, peer) = match socket.accept().await {
             Ok(accepted) => accepted,
             Err(error) => {
@@ -354,7 +362,7 @@ async fn accept(
             index,
             current: Arc::clone(&current),
             stopping: stopping.clone(),
-            slot: Arc::new(slot),
+            slot: Arc::new(Slot { _permit: permit, _counted: workers.count_connection() }),
         };
         workers.serve(stream, move |stream| connection.serve(stream));
     }
@@ -371,7 +379,7 @@ struct Connection {
     index: usize,
     current: Current,
     stopping: watch::Receiver<()>,
-    slot: Arc<OwnedSemaphorePermit>,
+    slot: Arc<Slot>,
 }
 
 impl Connection {

@@ -45,9 +45,31 @@ pub(crate) fn lane() -> usize {
 pub(crate) struct Workers {
     handles: Arc<[Handle]>,
     next: Arc<AtomicUsize>,
+    /// Client connections open, upgraded ones included.
+    open: Arc<AtomicUsize>,
+}
+
+/// One open client connection, counted until dropped.
+pub(crate) struct OpenConnection(Arc<AtomicUsize>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Workers {
+    /// Count a connection as open until the returned value is dropped.
+    pub(crate) fn count_connection(&self) -> OpenConnection {
+        self.open.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(Arc::clone(&self.open))
+    }
+
+    /// Client connections open now.
+    pub(crate) fn open_connections(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
     /// Run `serve(stream)` on the next worker, or here without workers.
     pub(crate) fn serve<F, Fut>(&self, stream: tokio::net::TcpStream, serve: F)
     where
@@ -121,7 +143,7 @@ impl WorkerThreads {
             })??;
             handles.push(handle);
         }
-        let workers = Workers { handles: handles.into(), next: Arc::new(AtomicUsize::new(0)) };
+        let workers = Workers { handles: handles.into(), ..Workers::default() };
         Ok(WorkerThreads { workers, stop, threads })
     }
 
