@@ -293,22 +293,31 @@ async fn add_a_node_and_check_node_1_stays_out(
     assert!(nodes[2].requests() >= 10, "the added endpoint takes its share");
 }
 
+/// Outlier detection that ejects an endpoint at its first failure, for a
+/// minute, at most half the pool.
+const EJECT_AT_ONCE: &str = "    outlier_detection: { consecutive_failures: 1, base_ejection: 60s, max_ejection_percent: 50 }\n";
+
+/// A gateway over the first two of `nodes`, with `failing` of them
+/// answering 503 until outlier detection has ejected it.
+async fn gateway_with_one_ejected(nodes: &[Node], failing: usize) -> Gateway {
+    nodes[failing].state.status.store(503, Ordering::Relaxed);
+    let gateway = Gateway::start(&spec(&[&nodes[0], &nodes[1]], &[], EJECT_AT_ONCE, ""));
+    for i in 0..4 {
+        get(gateway.addr("public"), &format!("/before/{i}")).await;
+    }
+    wait_log(&gateway, "endpoint ejected", 1);
+    gateway
+}
+
 /// A reload that adds an endpoint changes the pool, but an endpoint that
 /// outlier detection ejected before it stays ejected: its ejection is
 /// state of that address, not of the plan.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ejected_endpoint_stays_ejected_when_a_reload_changes_its_pool() {
     let nodes = [Node::start().await, Node::start().await, Node::start().await];
-    nodes[1].state.status.store(503, Ordering::Relaxed);
-    let outlier = "    outlier_detection: { consecutive_failures: 1, base_ejection: 60s, max_ejection_percent: 50 }\n";
-    let gateway = Gateway::start(&spec(&[&nodes[0], &nodes[1]], &[], outlier, ""));
-    let address = gateway.addr("public");
-    for i in 0..4 {
-        get(address, &format!("/before/{i}")).await;
-    }
-    wait_log(&gateway, "endpoint ejected", 1);
+    let gateway = gateway_with_one_ejected(&nodes, 1).await;
 
-    add_a_node_and_check_node_1_stays_out(&gateway, &nodes, outlier).await;
+    add_a_node_and_check_node_1_stays_out(&gateway, &nodes, EJECT_AT_ONCE).await;
     let log = gateway.stderr().join("\n");
     assert!(log.contains("kept=2"), "the log says which state carried over:\n{log}");
 }
@@ -358,18 +367,12 @@ async fn a_changed_health_check_starts_afresh_after_a_reload() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn carried_ejections_respect_the_cap_of_the_shrunk_pool() {
     let nodes = [Node::start().await, Node::start().await];
-    nodes[0].state.status.store(503, Ordering::Relaxed);
-    let outlier = "    outlier_detection: { consecutive_failures: 1, base_ejection: 60s, max_ejection_percent: 50 }\n";
-    let gateway = Gateway::start(&spec(&[&nodes[0], &nodes[1]], &[], outlier, ""));
+    let gateway = gateway_with_one_ejected(&nodes, 0).await;
     let address = gateway.addr("public");
-    for i in 0..4 {
-        get(address, &format!("/before/{i}")).await;
-    }
-    wait_log(&gateway, "endpoint ejected", 1);
     // It has recovered, but its ejection has a minute to run.
     nodes[0].state.status.store(200, Ordering::Relaxed);
 
-    reload(&gateway, &spec(&[&nodes[0]], &[], outlier, ""), 1);
+    reload(&gateway, &spec(&[&nodes[0]], &[], EJECT_AT_ONCE, ""), 1);
     for i in 0..10 {
         assert_eq!(get(address, &format!("/after/{i}")).await, 200, "request {i}");
     }

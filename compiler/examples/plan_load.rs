@@ -12,21 +12,22 @@ use sluice_compiler::{check, Plan, SourceFile};
 #[path = "../benches/support/mod.rs"]
 mod support;
 
-fn main() {
+fn main() -> Result<(), String> {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1..).unwrap_or_default() {
         [write, file] if write == "write" => {
             let start = Instant::now();
             let checked = check(SourceFile::new("generated.yaml", support::generated_spec()));
-            let bytes = checked.plan.expect("the generated spec is valid").to_bytes();
+            let plan = checked.plan.ok_or("the generated spec did not compile")?;
+            let bytes = plan.to_bytes();
             let compile = start.elapsed();
-            std::fs::write(file, &bytes).expect("write the plan file");
+            std::fs::write(file, &bytes).map_err(|e| format!("cannot write {file}: {e}"))?;
             println!("compiled in {compile:.1?}, {} bytes", bytes.len());
         }
         [file] => {
-            let bytes = std::fs::read(file).expect("read the plan file");
+            let bytes = std::fs::read(file).map_err(|e| format!("cannot read {file}: {e}"))?;
             let start = Instant::now();
-            let plan = Plan::from_bytes(&bytes).expect("the plan loads");
+            let plan = Plan::from_bytes(&bytes).map_err(|e| format!("{file}: {e}"))?;
             let load = start.elapsed();
             println!("loaded {} routes in {load:.2?}", plan.routes.len());
         }
@@ -35,4 +36,5 @@ fn main() {
             std::process::exit(2);
         }
     }
+    Ok(())
 }

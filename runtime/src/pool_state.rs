@@ -95,16 +95,12 @@ impl PoolState {
             if let (Some(detector), Some(old_detector)) = (&mut outlier, &old.outlier) {
                 returned = detector.carry_from(&lock(old_detector), &kept, at);
             }
-            let same_check = match (&plan.health_check, &old_plan.health_check) {
-                (Some(a), Some(b)) => a.path == b.path && a.settings == b.settings,
-                _ => false,
-            };
-            for (i, from) in kept.iter().enumerate() {
-                let Some(j) = *from else { continue };
-                if let (true, Some(check), Some(old_check)) =
-                    (same_check, checks.get_mut(i), old.checks.get(j))
-                {
-                    *check = *lock(old_check);
+            // A changed check asks a different question: its runs start over.
+            if same_health_check(old_plan, plan) {
+                for (check, from) in checks.iter_mut().zip(&kept) {
+                    if let Some(old_check) = from.and_then(|j| old.checks.get(j)) {
+                        *check = *lock(old_check);
+                    }
                 }
             }
             let carried = kept.iter().flatten().count();
@@ -166,13 +162,8 @@ impl PoolState {
                 .iter()
                 .zip(&new.endpoints)
                 .all(|(a, b)| a.address == b.address && a.weight == b.weight);
-        let same_health = match (&old.health_check, &new.health_check) {
-            (None, None) => true,
-            (Some(a), Some(b)) => a.path == b.path && a.settings == b.settings,
-            _ => false,
-        };
         same_endpoints
-            && same_health
+            && same_health_check(old, new)
             && old.algorithm() == new.algorithm()
             && old.balance_settings == new.balance_settings
             && old.outlier_detection == new.outlier_detection
@@ -246,6 +237,16 @@ impl PoolState {
 impl Drop for PoolState {
     fn drop(&mut self) {
         self.retire();
+    }
+}
+
+/// Whether two pools check their endpoints' health the same way (or
+/// neither checks).
+fn same_health_check(old: &PoolPlan, new: &PoolPlan) -> bool {
+    match (&old.health_check, &new.health_check) {
+        (None, None) => true,
+        (Some(a), Some(b)) => a.path == b.path && a.settings == b.settings,
+        _ => false,
     }
 }
 

@@ -88,38 +88,36 @@ impl Shared {
         log: AccessLogSender,
         previous: Option<&Shared>,
     ) -> Shared {
-        let kept = |pool: &sluice_compiler::plan::PoolPlan| -> Option<usize> {
-            let old = previous?;
-            let index = old.plan.pools.iter().position(|p| p.name == pool.name)?;
-            let before = &old.plan.pools[index];
-            let same = before.balance == pool.balance
-                && PoolState::carries_over(before, pool)
-                && before.protocol == pool.protocol
-                && before.connect_timeout == pool.connect_timeout
-                && before.idle_timeout == pool.idle_timeout
-                && before.endpoints.len() == pool.endpoints.len()
-                && before
-                    .endpoints
-                    .iter()
-                    .zip(&pool.endpoints)
-                    .all(|(a, b)| a.address == b.address && a.weight == b.weight);
-            same.then_some(index)
-        };
-        let kept: Vec<Option<usize>> = plan.pools.iter().map(kept).collect();
+        // Each pool's namesake in the previous plan, if any, and whether
+        // its state and connections carry over whole.
+        let namesakes: Vec<Option<(&Shared, usize, bool)>> = plan
+            .pools
+            .iter()
+            .map(|pool| {
+                let old = previous?;
+                let index = old.plan.pools.iter().position(|p| p.name == pool.name)?;
+                let before = &old.plan.pools[index];
+                let whole = before.balance == pool.balance
+                    && PoolState::carries_over(before, pool)
+                    && before.protocol == pool.protocol
+                    && before.connect_timeout == pool.connect_timeout
+                    && before.idle_timeout == pool.idle_timeout;
+                Some((old, index, whole))
+            })
+            .collect();
 
-        // Balancer, breaker, health and outlier state, carried as a whole.
+        // Balancer, breaker, health and outlier state: carried as a whole,
+        // or started afresh from what the changed pool kept.
         let pools: Vec<Arc<PoolState>> = plan
             .pools
             .iter()
-            .zip(&kept)
-            .map(|(pool, kept)| match (kept, previous) {
-                (Some(index), Some(old)) => Arc::clone(&old.pools[*index]),
-                (None, Some(old)) => {
-                    let before = old.plan.pools.iter().position(|p| p.name == pool.name);
-                    let before = before.map(|i| (&*old.pools[i], &old.plan.pools[i]));
-                    PoolState::start(pool, before)
+            .zip(&namesakes)
+            .map(|(pool, namesake)| match *namesake {
+                Some((old, index, true)) => Arc::clone(&old.pools[index]),
+                Some((old, index, false)) => {
+                    PoolState::start(pool, Some((&old.pools[index], &old.plan.pools[index])))
                 }
-                _ => PoolState::start(pool, None),
+                None => PoolState::start(pool, None),
             })
             .collect();
         // The old states that were not carried over stop probing.
@@ -161,10 +159,10 @@ impl Shared {
         let clients = plan
             .pools
             .iter()
-            .zip(&kept)
+            .zip(&namesakes)
             .zip(&pools)
-            .map(|((pool, kept), state)| match (kept, previous) {
-                (Some(index), Some(old)) => Arc::clone(&old.clients[*index]),
+            .map(|((pool, namesake), state)| match *namesake {
+                Some((old, index, true)) => Arc::clone(&old.clients[index]),
                 _ => Arc::new(PoolClient::new(pool, Arc::clone(&state.breaker))),
             })
             .collect();
