@@ -409,6 +409,69 @@ async fn bytes_after_a_response_never_answer_the_next_request() {
     }
 }
 
+/// A response whose framing is ambiguous (Content-Length values that
+/// differ or are not a number, Content-Length beside Transfer-Encoding) is
+/// refused with 502 before anything reaches the client, and a chunked body
+/// framed loosely (a bare LF, data longer than its size) fails at the
+/// client. Either way the connection is closed: what the upstream meant as
+/// its next response never answers another request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ambiguous_response_framing_is_refused_and_the_connection_closed() {
+    let smuggled = ok("SMUGGLED");
+    let upstream = RawUpstream::start(move |mut c: Conn| {
+        let smuggled = smuggled.clone();
+        async move {
+            while let Some(head) = c.head().await {
+                let bad: &[u8] = match target(&head) {
+                    "/lengths-differ" => {
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 31\r\n\r\nok"
+                    }
+                    "/length-list" => b"HTTP/1.1 200 OK\r\nContent-Length: 2, 31\r\n\r\nok",
+                    "/length-sign" => b"HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\nok",
+                    "/length-and-chunked" => {
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\
+                          Transfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
+                    }
+                    "/bare-lf" => {
+                        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\nok\r\n0\r\n\r\n"
+                    }
+                    "/long-chunk" => {
+                        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nokay\r\n0\r\n\r\n"
+                    }
+                    path => {
+                        if !c.ok(path).await {
+                            return;
+                        }
+                        continue;
+                    }
+                };
+                // The bad response, then what a desynchronised reader would
+                // take for the next one; the connection stays open.
+                if !c.write(bad).await || !c.write(&smuggled).await {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    let gateway = gateway_for(&upstream, "", "");
+
+    for bad in ["/lengths-differ", "/length-list", "/length-sign", "/length-and-chunked"] {
+        let (status, body) = get(&gateway, bad).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{bad}: {body}");
+        let accepted = upstream.accepted();
+        let next = format!("{bad}/next");
+        assert_eq!(get(&gateway, &next).await, (StatusCode::OK, next), "{:?}", upstream.log());
+        assert_eq!(upstream.accepted(), accepted + 1, "{bad}: its connection was not reused");
+    }
+    for bad in ["/bare-lf", "/long-chunk"] {
+        let reply = get_body(&gateway, bad).await;
+        assert!(reply.is_err(), "{bad}: a malformed chunked body must fail, got {reply:?}");
+        let next = format!("{bad}/next");
+        assert_eq!(get(&gateway, &next).await, (StatusCode::OK, next), "{:?}", upstream.log());
+    }
+}
+
 /// Informational responses (103, 100) before the final one are skipped, and
 /// the connection is reused afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,7 +19,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use crate::access_log::Record;
 use crate::connection::InFlight;
 use crate::proxy::Shared;
-use crate::upstream::UpstreamBody;
+use crate::upstream::{BodyFailure, UpstreamBody};
 
 /// Status logged for a request whose client left before any response existed,
 /// as nginx does.
@@ -95,7 +95,7 @@ impl Exchange {
 
 impl Exchange {
     /// Note an upstream body that broke off after its headers were sent on.
-    fn body_failed(&self, error: &hyper::Error) {
+    fn body_failed(&self, error: &BodyFailure) {
         let endpoint = self.endpoint.map(|(p, e)| &self.shared.plan.pools[p].endpoints[e].address);
         tracing::debug!(
             side = "upstream",
@@ -160,12 +160,12 @@ impl ResponseBody {
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyFailure;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyFailure>>> {
         let this = &mut *self;
         let frame = match &mut this.inner {
             Inner::Upstream(body) => match Pin::new(body).poll_frame(cx) {

@@ -24,6 +24,7 @@ mod exchange;
 mod framing;
 mod gateway;
 mod headers;
+mod http1;
 mod pool_state;
 mod proxy;
 mod reload;

@@ -355,6 +355,9 @@ impl UpstreamHead {
         *request.version_mut() = self.version;
         *request.headers_mut() = self.headers.clone();
         if let Some(continued) = &self.continued {
+            // Heard by the gateway's own HTTP/1.1 client, and by hyper's
+            // for an upgrade.
+            request.extensions_mut().insert(crate::http1::Continued(Arc::clone(continued)));
             let continued = Arc::clone(continued);
             hyper::ext::on_informational(&mut request, move |response| {
                 if response.status() == hyper::StatusCode::CONTINUE {

@@ -22,18 +22,17 @@
 //!
 //! # HTTP/1.1 exchanges in the request's own task
 //!
-//! An ordinary HTTP/1.1 exchange (no upgrade, not `CONNECT`) does not go
-//! through a client with a task per connection. [`Http1Pool`] keeps, per
-//! endpoint, a stack of idle keep-alive connections, and the request that
-//! takes one drives it itself: the connection writes the request and reads
-//! the response while the request's future is polled, and reads the rest of
-//! the body while the client-side connection polls the [`UpstreamBody`].
-//! When the body has ended and the connection is ready for another
-//! request, it goes back on the stack; otherwise it is closed. This saves a
-//! task hand-over in each direction on every request. Upgrades, `CONNECT`
-//! and HTTP/2 pools use hyper-util's pooled client, whose connections each
-//! run in a task of their own, as an upgraded tunnel or a multiplexed
-//! HTTP/2 connection must.
+//! An ordinary HTTP/1.1 exchange (no upgrade, not `CONNECT`) goes through
+//! the gateway's own client, [`crate::http1`], not through a client with a
+//! task per connection. [`Http1Pool`] keeps, per endpoint, a stack of idle
+//! keep-alive connections, and the request that takes one drives it itself:
+//! it writes the request and reads the response head while the request's
+//! future is polled, and the rest of the body is read as the client-side
+//! connection polls the [`UpstreamBody`]. When the body has ended and the
+//! connection can serve another request, it goes back on the stack;
+//! otherwise it is closed. Upgrades, `CONNECT` and HTTP/2 pools use
+//! hyper-util's pooled client, whose connections each run in a task of
+//! their own, as an upgraded tunnel or a multiplexed HTTP/2 connection must.
 //!
 //! An idle connection is not read while it waits, so an upstream that
 //! closes it is noticed when the connection is next taken: the socket's
@@ -65,7 +64,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::client::conn::http1;
 use hyper::http::uri::{Authority, Scheme};
 use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper::{Request, Response, Uri};
@@ -78,6 +76,7 @@ use sluice_traffic::{CircuitBreaker, Limit, Rejection};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use crate::http1::{Conn, ExchangeError, Http1Body};
 use crate::request_body::RequestBody;
 
 /// The upstream clients of one pool.
@@ -186,7 +185,7 @@ pub enum SendError {
     /// The exchange failed on an open HTTP/1.1 connection; `reused` when the
     /// connection had served an earlier request.
     #[error("{error}")]
-    Exchange { error: hyper::Error, reused: bool },
+    Exchange { error: ExchangeError, reused: bool },
 }
 
 impl SendError {
@@ -206,7 +205,7 @@ impl SendError {
             SendError::Pooled(error) => std::error::Error::source(error)
                 .and_then(|e| e.downcast_ref::<hyper::Error>())
                 .is_some_and(hyper::Error::is_user),
-            SendError::Exchange { error, .. } => error.is_user(),
+            SendError::Exchange { error, .. } => error.is_client_body(),
             SendError::Connect(_) | SendError::Refused(_) => false,
         }
     }
@@ -230,7 +229,7 @@ pub(crate) fn on_reused_connection(error: &SendError, attempt_began: Instant) ->
 pub(crate) fn closed_before_response(error: &SendError) -> bool {
     let mut source = match error {
         SendError::Pooled(error) => std::error::Error::source(error),
-        SendError::Exchange { error, .. } => Some(error as &(dyn std::error::Error + 'static)),
+        SendError::Exchange { error, .. } => return error.is_closed(),
         SendError::Connect(_) | SendError::Refused(_) => return false,
     };
     while let Some(cause) = source {
@@ -397,30 +396,20 @@ pub(crate) struct Http1Pool {
     breaker: Option<Arc<CircuitBreaker>>,
 }
 
-/// An open HTTP/1.1 connection: the handle that sends on it and the state
-/// machine that reads and writes its socket, polled by whoever uses it.
-struct Conn {
-    sender: http1::SendRequest<RequestBody>,
-    driver: Pin<Box<http1::Connection<TokioIo<TcpStream>, RequestBody>>>,
-    /// The connection's place under `max_connections`, given back on close.
-    _slot: Option<OwnedPermit>,
-    /// The worker that opened it.
-    lane: usize,
-}
-
 struct Idle {
     conn: Conn,
     since: Instant,
 }
 
-impl Conn {
-    /// Whether the connection, between exchanges, can take a request. It
-    /// is polled once, without a waker, to finish the exchange it just had
-    /// and ask for the next: a socket with no news answers at once, without
-    /// a system call, and one the upstream closed ends here.
-    fn can_take_another(&mut self) -> bool {
-        let mut context = Context::from_waker(std::task::Waker::noop());
-        self.driver.as_mut().poll(&mut context).is_pending() && self.sender.is_ready()
+/// Where a connection goes back to once its response body has ended.
+pub(crate) struct Home {
+    pool: Arc<Http1Pool>,
+    endpoint: usize,
+}
+
+impl Home {
+    pub(crate) fn give_back(self, conn: Conn) {
+        self.pool.put(self.endpoint, conn);
     }
 }
 
@@ -456,36 +445,11 @@ impl Http1Pool {
             None => self.connect(address).await?,
         };
 
-        // Drive the connection until the response head arrives.
-        let mut response = std::pin::pin!(conn.sender.send_request(request));
-        let mut ended = false;
-        let head = std::future::poll_fn(|cx| {
-            if !ended && conn.driver.as_mut().poll(cx).is_ready() {
-                ended = true;
-            }
-            match response.as_mut().poll(cx) {
-                Poll::Ready(result) => Poll::Ready(Some(result)),
-                // The connection is gone without an answer, which hyper
-                // gives once the connection is dropped.
-                Poll::Pending if ended => Poll::Ready(None),
-                Poll::Pending => Poll::Pending,
-            }
-        })
-        .await;
-        let result = match head {
-            Some(result) => result,
-            None => {
-                drop(conn);
-                return match response.await {
-                    Ok(response) => Ok(response.map(UpstreamBody::detached)),
-                    Err(error) => Err(SendError::Exchange { error, reused }),
-                };
-            }
-        };
-        match result {
-            Ok(response) => {
-                let carried = (!ended).then(|| Carried { conn, pool: Arc::clone(self), endpoint });
-                Ok(response.map(|body| UpstreamBody { body, carried, ended: false }))
+        match conn.exchange(request).await {
+            Ok(head) => {
+                let home = Home { pool: Arc::clone(self), endpoint };
+                let body = Http1Body::new(conn, &head, home);
+                Ok(Response::from_parts(head.parts, UpstreamBody(Inner::Http1(body))))
             }
             Err(error) => Err(SendError::Exchange { error, reused }),
         }
@@ -587,13 +551,9 @@ impl Http1Pool {
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(side = "upstream", %address, %error, "cannot set TCP_NODELAY");
         }
-        let (sender, driver) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|error| SendError::Exchange { error, reused: false })?;
         // Open now: no longer waiting, still counted as a connection.
         let slot = slots.map(|(open, _pending)| open);
-        Ok(Conn { sender, driver: Box::pin(driver), _slot: slot, lane: crate::workers::lane() })
+        Ok(Conn::new(stream, slot, crate::workers::lane()))
     }
 }
 
@@ -626,72 +586,51 @@ fn default_host<B>(request: &mut Request<B>, authority: &Authority) {
     }
 }
 
-/// A connection travelling with the response body it is reading.
-struct Carried {
-    conn: Conn,
-    pool: Arc<Http1Pool>,
-    endpoint: usize,
+/// An upstream response body: read by the gateway's own HTTP/1.1 client
+/// from the connection it travels with, or by hyper-util's client, whose
+/// connection runs in a task of its own.
+pub struct UpstreamBody(Inner);
+
+enum Inner {
+    Http1(Http1Body),
+    Detached(Incoming),
 }
 
-/// An upstream response body. For an HTTP/1.1 exchange of [`Http1Pool`] it
-/// carries its connection, which reading the body drives and which goes
-/// back to the pool once the body has ended.
-pub struct UpstreamBody {
-    body: Incoming,
-    carried: Option<Carried>,
-    /// Whether the body has given its last frame (its end, or trailers).
-    ended: bool,
-}
+/// Why an upstream response body failed.
+pub type BodyFailure = Box<dyn std::error::Error + Send + Sync>;
 
 impl UpstreamBody {
     /// A body whose connection runs in a task of its own.
     fn detached(body: Incoming) -> UpstreamBody {
-        UpstreamBody { body, carried: None, ended: false }
+        UpstreamBody(Inner::Detached(body))
     }
 }
 
 impl Body for UpstreamBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyFailure;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = &mut *self;
-        if let Some(carried) = &mut this.carried {
-            // The connection ended: what it read is in the body already.
-            if carried.conn.driver.as_mut().poll(cx).is_ready() {
-                this.carried = None;
-            }
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyFailure>>> {
+        match &mut self.0 {
+            Inner::Http1(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            Inner::Detached(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
         }
-        let frame = Pin::new(&mut this.body).poll_frame(cx);
-        // Trailers are the last frame, and a reader may stop at them.
-        match &frame {
-            Poll::Ready(None) => this.ended = true,
-            Poll::Ready(Some(Ok(frame))) if frame.is_trailers() => this.ended = true,
-            _ => {}
-        }
-        frame
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        match &self.0 {
+            Inner::Http1(body) => body.is_end_stream(),
+            Inner::Detached(body) => body.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
-}
-
-impl Drop for UpstreamBody {
-    fn drop(&mut self) {
-        // A body dropped before its end leaves the connection mid-response:
-        // it closes with it.
-        if let Some(carried) = self.carried.take() {
-            if self.ended || self.body.is_end_stream() {
-                carried.pool.put(carried.endpoint, carried.conn);
-            }
+        match &self.0 {
+            Inner::Http1(body) => body.size_hint(),
+            Inner::Detached(body) => body.size_hint(),
         }
     }
 }

@@ -1,0 +1,877 @@
+//! The gateway's own HTTP/1.1 client, for ordinary exchanges (no upgrade,
+//! not `CONNECT`) with an HTTP/1.1 pool.
+//!
+//! A [`Conn`] is a socket and its read buffer. [`Conn::exchange`] writes one
+//! request and reads the response head in the calling task; the response
+//! body is then read by [`Http1Body`] as the client-side connection asks for
+//! it, straight from the socket into frames that share the read buffer's
+//! memory. No task, channel or wake-up stands between the two sockets, which
+//! is what a general-purpose client with a task per connection costs on
+//! every request.
+//!
+//! # Framing, strictly
+//!
+//! The response's body length is decided as RFC 9112 (section 6.3) says,
+//! and everything ambiguous is refused rather than guessed at, since a
+//! proxy that reads a response differently from its upstream desynchronises
+//! the connection for the next request:
+//! - a response to `HEAD`, and any `1xx`, `204` or `304` response, has no
+//!   body, whatever its `Content-Length` says (which is passed on);
+//! - `Transfer-Encoding` whose last coding is `chunked` frames the body in
+//!   chunks; any other coding means the body runs to the end of the
+//!   connection;
+//! - `Transfer-Encoding` together with `Content-Length`, or `Content-Length`
+//!   values that differ or are not numbers, make the response invalid: the
+//!   client gets 502 and the connection is closed;
+//! - without either, the body runs to the end of the connection.
+//!
+//! Chunk sizes and lines end in CRLF, exactly; a bare LF, a size that
+//! overflows, or a chunk without its CRLF fails the body.
+//!
+//! # When a connection is used again
+//!
+//! After the body's last byte, the connection goes back to its pool only
+//! if the request was sent whole, the response did not ask to close
+//! (`Connection: close`, or HTTP/1.0 without `keep-alive`), its body had a
+//! length or chunks, and the upstream sent nothing beyond the response.
+//!
+//! # Request bodies
+//!
+//! A request body of known length is sent as it is and must match its
+//! `Content-Length`; one of unknown length is sent in chunks. While the
+//! body is sent, the response is read too: `100 Continue` opens the body
+//! gate of a request that expects it (see [`crate::request_body`]), and a
+//! final response that arrives before the body ends (an early 413, say)
+//! ends the upload and is passed on; the connection then closes after it.
+
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use hyper::body::{Body, Frame, SizeHint};
+use hyper::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use hyper::http::response::Parts;
+use hyper::{HeaderMap, Method, Request, Response, StatusCode, Version};
+use sluice_traffic::circuit::OwnedPermit;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+use crate::request_body::{BodyError, RequestBody};
+use crate::upstream::Home;
+
+/// Most header fields a response head (or a trailer section) may have.
+const MAX_FIELDS: usize = 100;
+/// Largest response head, and largest trailer section.
+const MAX_HEAD: usize = 64 * 1024;
+/// Longest chunk-size line, extensions included.
+const MAX_CHUNK_LINE: usize = 4096;
+/// Spare room the read buffer has before each read.
+const READ_ROOM: usize = 8 * 1024;
+/// Largest read of a body whose remaining length is known.
+const MAX_READ: usize = 64 * 1024;
+
+/// Told when the upstream answers `100 Continue`; travels in the request's
+/// extensions.
+#[derive(Clone)]
+pub(crate) struct Continued(pub(crate) Arc<tokio::sync::Notify>);
+
+/// Why an exchange on an HTTP/1.1 connection failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExchangeError {
+    /// Reading or writing the socket failed.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    /// The upstream closed the connection before its response was complete.
+    #[error("connection closed before the response was complete")]
+    Closed,
+    /// The upstream's response is not valid HTTP/1.1, or is ambiguous.
+    #[error("invalid response: {0}")]
+    Invalid(&'static str),
+    /// The client's request body failed while it was being sent.
+    #[error("{0}")]
+    Body(BodyError),
+    /// The request body did not match its declared `Content-Length`.
+    #[error("request body of {sent} bytes does not match its Content-Length of {declared}")]
+    BodyLength { sent: u64, declared: u64 },
+}
+
+impl ExchangeError {
+    /// Whether the connection was closed or reset before any response came
+    /// back.
+    pub(crate) fn is_closed(&self) -> bool {
+        match self {
+            ExchangeError::Closed => true,
+            ExchangeError::Io(error) => matches!(
+                error.kind(),
+                io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::ConnectionAborted
+                    | io::ErrorKind::BrokenPipe
+                    | io::ErrorKind::UnexpectedEof
+            ),
+            _ => false,
+        }
+    }
+
+    /// Whether the client's own body is what failed.
+    pub(crate) fn is_client_body(&self) -> bool {
+        matches!(self, ExchangeError::Body(_) | ExchangeError::BodyLength { .. })
+    }
+}
+
+/// An open HTTP/1.1 connection to an upstream.
+pub(crate) struct Conn {
+    stream: TcpStream,
+    /// Bytes read from the socket and not yet used.
+    read: BytesMut,
+    /// Bytes to write, from `written` on.
+    write: Vec<u8>,
+    written: usize,
+    /// The connection's place under `max_connections`, given back on close.
+    _slot: Option<OwnedPermit>,
+    /// The worker that opened it.
+    pub(crate) lane: usize,
+}
+
+/// How a response body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// No body.
+    Empty,
+    /// This many bytes are left.
+    Length(u64),
+    /// Chunked, at this point of a chunk.
+    Chunked(Chunk),
+    /// Until the upstream closes the connection.
+    Close,
+    /// The body has ended.
+    Done,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    /// Before a chunk-size line.
+    Size,
+    /// Inside a chunk's data, with this many bytes left.
+    Data(u64),
+    /// After a chunk's data, before its CRLF.
+    DataEnd,
+    /// After the last chunk, before the trailer section and its empty line.
+    Trailers,
+}
+
+/// What the request's head said about its body.
+enum Sending {
+    /// Write what is buffered, then poll the body for more.
+    Body { chunked: bool, declared: Option<u64>, sent: u64 },
+    /// Write what is buffered; the request is then complete.
+    Last,
+    /// Everything was written.
+    Done,
+}
+
+impl Conn {
+    /// A connection on `stream`, holding `slot`, opened by worker `lane`.
+    pub(crate) fn new(stream: TcpStream, slot: Option<OwnedPermit>, lane: usize) -> Conn {
+        Conn { stream, read: BytesMut::new(), write: Vec::new(), written: 0, _slot: slot, lane }
+    }
+
+    /// Whether the connection, between exchanges, can take a request: the
+    /// upstream has neither closed it nor sent anything unasked. Costs no
+    /// system call when the socket has no news.
+    pub(crate) fn can_take_another(&mut self) -> bool {
+        if !self.read.is_empty() {
+            return false;
+        }
+        let mut context = Context::from_waker(std::task::Waker::noop());
+        let mut probe = [0u8; 8];
+        let mut probe = ReadBuf::new(&mut probe);
+        // Pending means nothing to read: still open and quiet.
+        Pin::new(&mut self.stream).poll_read(&mut context, &mut probe).is_pending()
+    }
+
+    /// Send `request` and read the head of its response. The body follows
+    /// through [`Http1Body::new`].
+    pub(crate) async fn exchange(
+        &mut self,
+        request: Request<RequestBody>,
+    ) -> Result<Head, ExchangeError> {
+        let (parts, mut body) = request.into_parts();
+        let continued = parts.extensions.get::<Continued>().cloned();
+        let head_request = parts.method == Method::HEAD;
+        let mut sending = self.write_head(&parts, &body);
+        let mut send_error = None;
+
+        poll_fn(|cx| loop {
+            if !matches!(sending, Sending::Done) && send_error.is_none() {
+                match self.poll_send(cx, &mut sending, &mut body) {
+                    Poll::Ready(Ok(())) => sending = Sending::Done,
+                    // The client's body failed: nothing more to wait for.
+                    Poll::Ready(Err(error)) if error.is_client_body() => {
+                        return Poll::Ready(Err(error))
+                    }
+                    // The upstream may have answered before it stopped
+                    // reading: look for its response before giving up.
+                    Poll::Ready(Err(error)) => send_error = Some(error),
+                    Poll::Pending => {}
+                }
+            }
+            let parsed = match self.poll_head(cx) {
+                Poll::Ready(Ok(parsed)) => parsed,
+                Poll::Ready(Err(error)) => {
+                    return Poll::Ready(Err(send_error.take().unwrap_or(error)))
+                }
+                Poll::Pending => return Poll::Pending,
+            };
+            if parsed.status == StatusCode::CONTINUE {
+                if let Some(continued) = &continued {
+                    continued.0.notify_one();
+                }
+                continue;
+            }
+            if parsed.status.is_informational() && parsed.status != StatusCode::SWITCHING_PROTOCOLS
+            {
+                continue;
+            }
+            let sent_whole = matches!(sending, Sending::Done);
+            return Poll::Ready(Head::from_parsed(parsed, head_request, sent_whole));
+        })
+        .await
+    }
+
+    /// Serialise the request head into the write buffer, with the framing
+    /// of its body.
+    fn write_head(&mut self, parts: &hyper::http::request::Parts, body: &RequestBody) -> Sending {
+        let out = &mut self.write;
+        out.clear();
+        self.written = 0;
+        out.extend_from_slice(parts.method.as_str().as_bytes());
+        out.push(b' ');
+        let target = parts.uri.path_and_query().map_or("/", |target| target.as_str());
+        out.extend_from_slice(target.as_bytes());
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        let mut declared = None;
+        for (name, value) in &parts.headers {
+            if *name == TRANSFER_ENCODING {
+                continue;
+            }
+            if *name == CONTENT_LENGTH {
+                declared = parse_length(value.as_bytes());
+            }
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        let empty = body.is_end_stream();
+        let chunked = declared.is_none() && !empty;
+        if chunked {
+            out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        if empty && declared.is_none_or(|length| length == 0) {
+            Sending::Last
+        } else {
+            Sending::Body { chunked, declared, sent: 0 }
+        }
+    }
+
+    /// Write the request: what is buffered, then the body as it comes.
+    fn poll_send(
+        &mut self,
+        cx: &mut Context<'_>,
+        sending: &mut Sending,
+        body: &mut RequestBody,
+    ) -> Poll<Result<(), ExchangeError>> {
+        loop {
+            while self.written < self.write.len() {
+                let n =
+                    ready!(Pin::new(&mut self.stream).poll_write(cx, &self.write[self.written..]))?;
+                if n == 0 {
+                    return Poll::Ready(Err(io::Error::from(io::ErrorKind::WriteZero).into()));
+                }
+                self.written += n;
+            }
+            self.write.clear();
+            self.written = 0;
+            let Sending::Body { chunked, declared, sent } = sending else {
+                return Poll::Ready(Ok(()));
+            };
+            match ready!(Pin::new(&mut *body).poll_frame(cx)) {
+                Some(Ok(frame)) => {
+                    // Trailers of a request body are not sent to an
+                    // HTTP/1.1 upstream (see `crate::request_body`).
+                    let Ok(data) = frame.into_data() else { continue };
+                    if data.is_empty() {
+                        continue;
+                    }
+                    *sent += data.len() as u64;
+                    if let Some(declared) = *declared {
+                        if *sent > declared {
+                            return Poll::Ready(Err(ExchangeError::BodyLength {
+                                sent: *sent,
+                                declared,
+                            }));
+                        }
+                    }
+                    if *chunked {
+                        self.write.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                        self.write.extend_from_slice(&data);
+                        self.write.extend_from_slice(b"\r\n");
+                    } else {
+                        self.write.extend_from_slice(&data);
+                    }
+                }
+                Some(Err(error)) => return Poll::Ready(Err(ExchangeError::Body(error))),
+                None => {
+                    if let Some(declared) = *declared {
+                        if *sent != declared {
+                            let sent = *sent;
+                            return Poll::Ready(Err(ExchangeError::BodyLength { sent, declared }));
+                        }
+                    }
+                    if *chunked {
+                        self.write.extend_from_slice(b"0\r\n\r\n");
+                    }
+                    *sending = Sending::Last;
+                }
+            }
+        }
+    }
+
+    /// Read until a whole response head is buffered, and parse it.
+    fn poll_head(&mut self, cx: &mut Context<'_>) -> Poll<Result<Parsed, ExchangeError>> {
+        loop {
+            if !self.read.is_empty() {
+                if let Some(parsed) = self.parse_head()? {
+                    return Poll::Ready(Ok(parsed));
+                }
+                if self.read.len() >= MAX_HEAD {
+                    return Poll::Ready(Err(ExchangeError::Invalid("response head too large")));
+                }
+            }
+            if ready!(self.poll_fill(cx, READ_ROOM))? == 0 {
+                return Poll::Ready(Err(ExchangeError::Closed));
+            }
+        }
+    }
+
+    /// Parse the head at the start of the read buffer and take it out, if
+    /// it is all there.
+    fn parse_head(&mut self) -> Result<Option<Parsed>, ExchangeError> {
+        let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
+        let mut response = httparse::Response::new(&mut fields);
+        let length = match response.parse(&self.read) {
+            Ok(httparse::Status::Complete(length)) => length,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(httparse::Error::TooManyHeaders) => {
+                return Err(ExchangeError::Invalid("too many header fields"))
+            }
+            Err(_) => return Err(ExchangeError::Invalid("malformed response head")),
+        };
+        let version = match response.version {
+            Some(1) => Version::HTTP_11,
+            _ => Version::HTTP_10,
+        };
+        let status = response
+            .code
+            .and_then(|code| StatusCode::from_u16(code).ok())
+            .ok_or(ExchangeError::Invalid("bad status code"))?;
+        let reason = response.reason.filter(|reason| Some(*reason) != status.canonical_reason());
+        let reason =
+            reason.and_then(|reason| hyper::ext::ReasonPhrase::try_from(reason.as_bytes()).ok());
+        // Where each name and value lies in the head, so that the values
+        // can share the head's memory once it leaves the buffer.
+        let start = self.read.as_ptr() as usize;
+        let span = |part: &[u8]| {
+            let from = part.as_ptr() as usize - start;
+            (from, from + part.len())
+        };
+        let mut spans = [((0, 0), (0, 0)); MAX_FIELDS];
+        let count = response.headers.len();
+        for (field, spans) in response.headers.iter().zip(&mut spans) {
+            *spans = (span(field.name.as_bytes()), span(field.value));
+        }
+        let head = self.read.split_to(length).freeze();
+        let mut headers = HeaderMap::with_capacity(count);
+        for ((name_from, name_to), (from, to)) in spans.into_iter().take(count) {
+            let name = HeaderName::from_bytes(&head[name_from..name_to])
+                .map_err(|_| ExchangeError::Invalid("bad header name"))?;
+            let value = HeaderValue::from_maybe_shared(head.slice(from..to))
+                .map_err(|_| ExchangeError::Invalid("bad header value"))?;
+            headers.append(name, value);
+        }
+        Ok(Some(Parsed { status, version, headers, reason }))
+    }
+
+    /// Read what the socket has into the read buffer, with at least `room`
+    /// bytes of space; how many bytes came (none: the upstream closed).
+    fn poll_fill(&mut self, cx: &mut Context<'_>, room: usize) -> Poll<io::Result<usize>> {
+        self.read.reserve(room);
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.read)
+    }
+}
+
+/// A response head as read.
+struct Parsed {
+    status: StatusCode,
+    version: Version,
+    headers: HeaderMap,
+    reason: Option<hyper::ext::ReasonPhrase>,
+}
+
+/// A final response head, and how its body is framed.
+pub(crate) struct Head {
+    pub(crate) parts: Parts,
+    framing: Framing,
+    /// Whether the connection can serve another request once the body ends.
+    reusable: bool,
+}
+
+impl Head {
+    fn from_parsed(
+        parsed: Parsed,
+        head_request: bool,
+        sent_whole: bool,
+    ) -> Result<Head, ExchangeError> {
+        let Parsed { status, version, headers, reason } = parsed;
+        let framing = framing(status, &headers, head_request)?;
+        let keep_alive = keep_alive(version, &headers);
+        let reusable = keep_alive
+            && sent_whole
+            && status != StatusCode::SWITCHING_PROTOCOLS
+            && !matches!(framing, Framing::Close);
+        let mut response = Response::new(());
+        *response.status_mut() = status;
+        *response.version_mut() = version;
+        *response.headers_mut() = headers;
+        if let Some(reason) = reason {
+            response.extensions_mut().insert(reason);
+        }
+        let (parts, ()) = response.into_parts();
+        Ok(Head { parts, framing, reusable })
+    }
+}
+
+/// How the body of a response with this status and these fields is framed.
+fn framing(
+    status: StatusCode,
+    headers: &HeaderMap,
+    head_request: bool,
+) -> Result<Framing, ExchangeError> {
+    if head_request
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        return Ok(Framing::Empty);
+    }
+    let length = content_length(headers)?;
+    if headers.contains_key(TRANSFER_ENCODING) {
+        if length.is_some() {
+            return Err(ExchangeError::Invalid("both Transfer-Encoding and Content-Length"));
+        }
+        let last = headers
+            .get_all(TRANSFER_ENCODING)
+            .iter()
+            .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+            .map(<[u8]>::trim_ascii)
+            .rfind(|coding| !coding.is_empty());
+        return Ok(match last {
+            Some(coding) if coding.eq_ignore_ascii_case(b"chunked") => {
+                Framing::Chunked(Chunk::Size)
+            }
+            _ => Framing::Close,
+        });
+    }
+    Ok(match length {
+        Some(0) => Framing::Empty,
+        Some(length) => Framing::Length(length),
+        None => Framing::Close,
+    })
+}
+
+/// The one length that every `Content-Length` value states, if there is
+/// any; values that differ or are not numbers are refused.
+fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ExchangeError> {
+    let mut length = None;
+    for value in headers.get_all(CONTENT_LENGTH) {
+        for item in value.as_bytes().split(|&b| b == b',') {
+            let item = parse_length(item.trim_ascii())
+                .ok_or(ExchangeError::Invalid("Content-Length is not a number"))?;
+            if length.is_some_and(|length| length != item) {
+                return Err(ExchangeError::Invalid("Content-Length values differ"));
+            }
+            length = Some(item);
+        }
+    }
+    Ok(length)
+}
+
+/// A decimal length, digits only.
+fn parse_length(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+/// Whether a response of `version` with these fields leaves the connection
+/// open.
+fn keep_alive(version: Version, headers: &HeaderMap) -> bool {
+    let says = |token: &[u8]| {
+        headers.get_all(CONNECTION).iter().any(|value| {
+            value
+                .as_bytes()
+                .split(|&b| b == b',')
+                .any(|item| item.trim_ascii().eq_ignore_ascii_case(token))
+        })
+    };
+    if version == Version::HTTP_11 {
+        !says(b"close")
+    } else {
+        says(b"keep-alive")
+    }
+}
+
+/// A response body read from its connection (see the module doc).
+pub(crate) struct Http1Body {
+    conn: Option<Conn>,
+    framing: Framing,
+    reusable: bool,
+    /// Where the connection goes when the body ends, if it can be reused.
+    home: Option<Home>,
+}
+
+impl Http1Body {
+    /// The body of `head`, read from `conn`, which `home` takes back at the
+    /// body's end when it can serve another request.
+    pub(crate) fn new(conn: Conn, head: &Head, home: Home) -> Http1Body {
+        let mut body = Http1Body {
+            conn: Some(conn),
+            framing: head.framing,
+            reusable: head.reusable,
+            home: Some(home),
+        };
+        if head.framing == Framing::Empty {
+            body.end();
+        }
+        body
+    }
+
+    /// The body has ended: give the connection back, or close it.
+    fn end(&mut self) {
+        self.framing = Framing::Done;
+        let conn = self.conn.take();
+        if let (Some(conn), Some(home)) = (conn, self.home.take()) {
+            // Bytes beyond the response would be read as the next one.
+            if self.reusable && conn.read.is_empty() {
+                home.give_back(conn);
+            }
+        }
+    }
+
+    fn poll_next(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ExchangeError>>> {
+        loop {
+            let Some(conn) = self.conn.as_mut() else { return Poll::Ready(None) };
+            match self.framing {
+                Framing::Empty | Framing::Done => {
+                    self.end();
+                    return Poll::Ready(None);
+                }
+                Framing::Length(0) => {
+                    self.end();
+                    return Poll::Ready(None);
+                }
+                Framing::Length(left) => {
+                    if conn.read.is_empty() {
+                        let room =
+                            usize::try_from(left).unwrap_or(MAX_READ).clamp(READ_ROOM, MAX_READ);
+                        if ready!(conn.poll_fill(cx, room))? == 0 {
+                            return Poll::Ready(Some(Err(ExchangeError::Closed)));
+                        }
+                    }
+                    let take = usize::try_from(left).unwrap_or(usize::MAX).min(conn.read.len());
+                    let data = conn.read.split_to(take).freeze();
+                    self.framing = Framing::Length(left - take as u64);
+                    if self.framing == Framing::Length(0) {
+                        // A reader may stop at the last byte without
+                        // asking for the end.
+                        self.end();
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Framing::Close => {
+                    if conn.read.is_empty() && ready!(conn.poll_fill(cx, MAX_READ))? == 0 {
+                        self.end();
+                        return Poll::Ready(None);
+                    }
+                    let data = conn.read.split().freeze();
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Framing::Chunked(chunk) => match decode_chunk(&mut conn.read, chunk)? {
+                    Decoded::Need => {
+                        if ready!(conn.poll_fill(cx, READ_ROOM))? == 0 {
+                            return Poll::Ready(Some(Err(ExchangeError::Closed)));
+                        }
+                    }
+                    Decoded::Next(chunk) => self.framing = Framing::Chunked(chunk),
+                    Decoded::Data(data, chunk) => {
+                        self.framing = Framing::Chunked(chunk);
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                    Decoded::End(trailers) => {
+                        self.end();
+                        if let Some(trailers) = trailers {
+                            return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+                        }
+                        return Poll::Ready(None);
+                    }
+                },
+            }
+        }
+    }
+}
+
+/// One step of decoding a chunked body.
+enum Decoded {
+    /// More bytes are needed.
+    Need,
+    /// Framing was read; go on from this point.
+    Next(Chunk),
+    /// Data, then go on from this point.
+    Data(Bytes, Chunk),
+    /// The body ended, with these trailers, if any.
+    End(Option<HeaderMap>),
+}
+
+/// Decode what `read` holds from point `chunk` of a chunked body, taking
+/// out what was decoded.
+fn decode_chunk(read: &mut BytesMut, chunk: Chunk) -> Result<Decoded, ExchangeError> {
+    match chunk {
+        Chunk::Size => {
+            let Some(end) = read.iter().position(|&b| b == b'\n') else {
+                if read.len() > MAX_CHUNK_LINE {
+                    return Err(ExchangeError::Invalid("chunk-size line too long"));
+                }
+                return Ok(Decoded::Need);
+            };
+            let line = read.split_to(end + 1);
+            let size = chunk_size(&line)?;
+            Ok(Decoded::Next(if size == 0 { Chunk::Trailers } else { Chunk::Data(size) }))
+        }
+        Chunk::Data(left) => {
+            if read.is_empty() {
+                return Ok(Decoded::Need);
+            }
+            let take = usize::try_from(left).unwrap_or(usize::MAX).min(read.len());
+            let data = read.split_to(take).freeze();
+            let left = left - take as u64;
+            Ok(Decoded::Data(data, if left == 0 { Chunk::DataEnd } else { Chunk::Data(left) }))
+        }
+        Chunk::DataEnd => {
+            if read.len() < 2 {
+                return Ok(Decoded::Need);
+            }
+            if &read[..2] != b"\r\n" {
+                return Err(ExchangeError::Invalid("chunk data not followed by CRLF"));
+            }
+            let _ = read.split_to(2);
+            Ok(Decoded::Next(Chunk::Size))
+        }
+        Chunk::Trailers => {
+            let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
+            let (length, count) = match httparse::parse_headers(read, &mut fields) {
+                Ok(httparse::Status::Complete((length, parsed))) => (length, parsed.len()),
+                Ok(httparse::Status::Partial) if read.len() > MAX_HEAD => {
+                    return Err(ExchangeError::Invalid("trailer section too large"))
+                }
+                Ok(httparse::Status::Partial) => return Ok(Decoded::Need),
+                Err(_) => return Err(ExchangeError::Invalid("malformed trailer section")),
+            };
+            if count == 0 {
+                let _ = read.split_to(length);
+                return Ok(Decoded::End(None));
+            }
+            let mut trailers = HeaderMap::with_capacity(count);
+            for field in &fields[..count] {
+                let name = HeaderName::from_bytes(field.name.as_bytes())
+                    .map_err(|_| ExchangeError::Invalid("bad trailer name"))?;
+                let value = HeaderValue::from_bytes(field.value)
+                    .map_err(|_| ExchangeError::Invalid("bad trailer value"))?;
+                trailers.append(name, value);
+            }
+            let _ = read.split_to(length);
+            Ok(Decoded::End(Some(trailers)))
+        }
+    }
+}
+
+/// The size on a chunk-size line (ending in CRLF), ignoring extensions.
+fn chunk_size(line: &[u8]) -> Result<u64, ExchangeError> {
+    let line = line
+        .strip_suffix(b"\r\n")
+        .ok_or(ExchangeError::Invalid("chunk-size line not ended by CRLF"))?;
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    let rest = &line[digits..];
+    let rest = rest.trim_ascii_start();
+    if digits == 0 || digits > 16 || !(rest.is_empty() || rest.starts_with(b";")) {
+        return Err(ExchangeError::Invalid("bad chunk size"));
+    }
+    if rest.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
+        return Err(ExchangeError::Invalid("bad chunk extension"));
+    }
+    let digits = std::str::from_utf8(&line[..digits])
+        .map_err(|_| ExchangeError::Invalid("bad chunk size"))?;
+    u64::from_str_radix(digits, 16).map_err(|_| ExchangeError::Invalid("bad chunk size"))
+}
+
+impl Body for Http1Body {
+    type Data = Bytes;
+    type Error = ExchangeError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ExchangeError>>> {
+        let frame = self.poll_next(cx);
+        if let Poll::Ready(Some(Err(_))) = &frame {
+            // A failed body closes its connection.
+            self.conn = None;
+            self.framing = Framing::Done;
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.framing, Framing::Empty | Framing::Done)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.framing {
+            Framing::Empty | Framing::Done => SizeHint::with_exact(0),
+            Framing::Length(left) => SizeHint::with_exact(left),
+            Framing::Chunked(_) | Framing::Close => SizeHint::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        headers
+    }
+
+    #[test]
+    fn framing_follows_rfc_9112() {
+        let ok = StatusCode::OK;
+        let length = fields(&[("content-length", "5")]);
+        assert_eq!(framing(ok, &length, false).unwrap(), Framing::Length(5));
+        assert_eq!(framing(ok, &length, true).unwrap(), Framing::Empty);
+        assert_eq!(framing(StatusCode::NO_CONTENT, &length, false).unwrap(), Framing::Empty);
+        assert_eq!(framing(StatusCode::NOT_MODIFIED, &length, false).unwrap(), Framing::Empty);
+        let repeated = fields(&[("content-length", "5, 5"), ("content-length", "5")]);
+        assert_eq!(framing(ok, &repeated, false).unwrap(), Framing::Length(5));
+        let chunked = fields(&[("transfer-encoding", "gzip, Chunked")]);
+        assert_eq!(framing(ok, &chunked, false).unwrap(), Framing::Chunked(Chunk::Size));
+        let gzip = fields(&[("transfer-encoding", "chunked, gzip")]);
+        assert_eq!(framing(ok, &gzip, false).unwrap(), Framing::Close);
+        assert_eq!(framing(ok, &HeaderMap::new(), false).unwrap(), Framing::Close);
+        for bad in [
+            fields(&[("content-length", "5"), ("content-length", "6")]),
+            fields(&[("content-length", "5, 6")]),
+            fields(&[("content-length", "+5")]),
+            fields(&[("content-length", "0x5")]),
+            fields(&[("content-length", "")]),
+            fields(&[("content-length", "99999999999999999999")]),
+            fields(&[("content-length", "5"), ("transfer-encoding", "chunked")]),
+        ] {
+            assert!(framing(ok, &bad, false).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn keep_alive_by_version_and_connection() {
+        assert!(keep_alive(Version::HTTP_11, &HeaderMap::new()));
+        assert!(!keep_alive(Version::HTTP_11, &fields(&[("connection", "foo, Close")])));
+        assert!(!keep_alive(Version::HTTP_10, &HeaderMap::new()));
+        assert!(keep_alive(Version::HTTP_10, &fields(&[("connection", "Keep-Alive")])));
+    }
+
+    /// Decode a whole chunked body from `wire`, fed in pieces of `step`.
+    fn decode_all(
+        wire: &[u8],
+        step: usize,
+    ) -> Result<(Vec<u8>, Option<HeaderMap>, usize), ExchangeError> {
+        let mut read = BytesMut::new();
+        let mut fed = 0;
+        let mut chunk = Chunk::Size;
+        let mut data = Vec::new();
+        loop {
+            match decode_chunk(&mut read, chunk)? {
+                Decoded::Need => {
+                    if fed == wire.len() {
+                        return Err(ExchangeError::Closed);
+                    }
+                    let next = (fed + step).min(wire.len());
+                    read.extend_from_slice(&wire[fed..next]);
+                    fed = next;
+                }
+                Decoded::Next(next) => chunk = next,
+                Decoded::Data(bytes, next) => {
+                    data.extend_from_slice(&bytes);
+                    chunk = next;
+                }
+                Decoded::End(trailers) => {
+                    return Ok((data, trailers, read.len() + wire.len() - fed))
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn chunked_bodies_decode_in_any_pieces() {
+        let wire = b"5;name=value\r\nhello\r\n1 \r\n!\r\n0\r\nx-sum: 6\r\n\r\nNEXT";
+        for step in [1, 2, 3, 7, wire.len()] {
+            let (data, trailers, left) = decode_all(wire, step).unwrap();
+            assert_eq!(data, b"hello!");
+            assert_eq!(trailers.unwrap()["x-sum"], "6");
+            assert_eq!(left, 4, "the bytes after the body stay unread");
+        }
+        let (data, trailers, _) = decode_all(b"0\r\n\r\n", 1).unwrap();
+        assert!(data.is_empty() && trailers.is_none());
+    }
+
+    #[test]
+    fn malformed_chunked_bodies_fail() {
+        for wire in [
+            &b"5\nhello\r\n0\r\n\r\n"[..],
+            b"5\r\nhelloX\r\n0\r\n\r\n",
+            b"g\r\nhello\r\n0\r\n\r\n",
+            b"\r\nhello\r\n0\r\n\r\n",
+            b"-5\r\nhello\r\n0\r\n\r\n",
+            b"10000000000000000\r\n",
+            b"5 x\r\nhello\r\n0\r\n\r\n",
+            b"5\r\nhello",
+        ] {
+            assert!(decode_all(wire, 1).is_err(), "{:?}", String::from_utf8_lossy(wire));
+        }
+        let long = format!("5;{}\r\n", "x".repeat(MAX_CHUNK_LINE));
+        assert!(decode_all(long.as_bytes(), 512).is_err());
+    }
+}
