@@ -472,6 +472,44 @@ async fn ambiguous_response_framing_is_refused_and_the_connection_closed() {
     }
 }
 
+/// A response head may carry up to 100 header fields, all passed on; one
+/// with more is refused with 502 and its connection closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_heads_carry_up_to_a_hundred_fields() {
+    let upstream = RawUpstream::start(|mut c: Conn| async move {
+        while let Some(head) = c.head().await {
+            let path = target(&head).to_owned();
+            let count: usize = path.trim_start_matches('/').parse().unwrap_or(0);
+            let fields: String = (0..count).map(|i| format!("x-field-{i}: {i}\r\n")).collect();
+            let answer = format!("HTTP/1.1 200 OK\r\n{fields}Content-Length: 2\r\n\r\nok");
+            if !c.write(answer.as_bytes()).await {
+                return;
+            }
+        }
+    })
+    .await;
+    let gateway = gateway_for(&upstream, "", "");
+    let http = client();
+    for count in [0, 30, 90] {
+        let path = format!("/{count}");
+        let reply = send(&http, request("GET", gateway.addr("public"), "x.test", &path)).await;
+        assert_eq!((reply.status, reply.body.as_str()), (StatusCode::OK, "ok"), "{count} fields");
+        let passed =
+            (0..count).filter(|i| reply.headers.contains_key(format!("x-field-{i}").as_str()));
+        assert_eq!(passed.count(), count, "every field reaches the client");
+    }
+    // 99 fields and Content-Length: more than the test client reads.
+    let text = raw(
+        gateway.addr("public"),
+        b"GET /99 HTTP/1.1\r\nHost: x.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(statuses(&text), [200], "{text}");
+    assert!(text.contains("x-field-98: 98\r\n"), "{text}");
+    let reply = send(&http, request("GET", gateway.addr("public"), "x.test", "/100")).await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "101 fields: {}", reply.body);
+}
+
 /// Informational responses (103, 100) before the final one are skipped, and
 /// the connection is reused afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

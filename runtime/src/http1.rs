@@ -64,6 +64,10 @@ use crate::upstream::Home;
 
 /// Most header fields a response head (or a trailer section) may have.
 const MAX_FIELDS: usize = 100;
+/// Header fields a response head rarely exceeds: a head is parsed with room
+/// for this many first, which is cheaper, and again with room for
+/// [`MAX_FIELDS`] only when they do not fit.
+const USUAL_FIELDS: usize = 24;
 /// Largest response head, and largest trailer section.
 const MAX_HEAD: usize = 64 * 1024;
 /// Longest chunk-size line, extensions included.
@@ -91,6 +95,9 @@ pub enum ExchangeError {
     /// The upstream's response is not valid HTTP/1.1, or is ambiguous.
     #[error("invalid response: {0}")]
     Invalid(&'static str),
+    /// The upstream's response head has more than [`MAX_FIELDS`] fields.
+    #[error("invalid response: more than {MAX_FIELDS} header fields")]
+    TooManyFields,
     /// The client's request body failed while it was being sent.
     #[error("{0}")]
     Body(BodyError),
@@ -362,14 +369,23 @@ impl Conn {
     /// Parse the head at the start of the read buffer and take it out, if
     /// it is all there.
     fn parse_head(&mut self) -> Result<Option<Parsed>, ExchangeError> {
-        let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
+        match self.parse_head_with::<USUAL_FIELDS>() {
+            Err(ExchangeError::TooManyFields) => self.parse_head_with::<MAX_FIELDS>(),
+            parsed => parsed,
+        }
+    }
+
+    /// [`Conn::parse_head`] with room for `N` header fields.
+    fn parse_head_with<const N: usize>(&mut self) -> Result<Option<Parsed>, ExchangeError> {
+        let mut fields = [httparse::EMPTY_HEADER; N];
         let mut response = httparse::Response::new(&mut fields);
         let length = match response.parse(&self.read) {
-            Ok(httparse::Status::Complete(length)) => length,
-            Ok(httparse::Status::Partial) => return Ok(None),
-            Err(httparse::Error::TooManyHeaders) => {
-                return Err(ExchangeError::Invalid("too many header fields"))
+            Ok(httparse::Status::Complete(length)) if length <= MAX_HEAD => length,
+            Ok(httparse::Status::Complete(_)) => {
+                return Err(ExchangeError::Invalid("response head too large"))
             }
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(httparse::Error::TooManyHeaders) => return Err(ExchangeError::TooManyFields),
             Err(_) => return Err(ExchangeError::Invalid("malformed response head")),
         };
         let version = match response.version {
@@ -383,24 +399,23 @@ impl Conn {
         let reason = response.reason.filter(|reason| Some(*reason) != status.canonical_reason());
         let reason =
             reason.and_then(|reason| hyper::ext::ReasonPhrase::try_from(reason.as_bytes()).ok());
-        // Where each name and value lies in the head, so that the values
-        // can share the head's memory once it leaves the buffer.
+        // Where each name and value lies in the head (which is shorter than
+        // `MAX_HEAD`), so that the values can share the head's memory once
+        // it leaves the buffer.
         let start = self.read.as_ptr() as usize;
-        let span = |part: &[u8]| {
-            let from = part.as_ptr() as usize - start;
-            (from, from + part.len())
-        };
-        let mut spans = [((0, 0), (0, 0)); MAX_FIELDS];
+        let offset = |part: &[u8]| (part.as_ptr() as usize - start) as u32;
+        let mut spans = [[0u32; 4]; N];
         let count = response.headers.len();
-        for (field, spans) in response.headers.iter().zip(&mut spans) {
-            *spans = (span(field.name.as_bytes()), span(field.value));
+        for (field, span) in response.headers.iter().zip(&mut spans) {
+            let (name, value) = (offset(field.name.as_bytes()), offset(field.value));
+            *span = [name, name + field.name.len() as u32, value, value + field.value.len() as u32];
         }
         let head = self.read.split_to(length).freeze();
         let mut headers = HeaderMap::with_capacity(count);
-        for ((name_from, name_to), (from, to)) in spans.into_iter().take(count) {
-            let name = HeaderName::from_bytes(&head[name_from..name_to])
+        for &[name_from, name_to, from, to] in &spans[..count] {
+            let name = HeaderName::from_bytes(&head[name_from as usize..name_to as usize])
                 .map_err(|_| ExchangeError::Invalid("bad header name"))?;
-            let value = HeaderValue::from_maybe_shared(head.slice(from..to))
+            let value = HeaderValue::from_maybe_shared(head.slice(from as usize..to as usize))
                 .map_err(|_| ExchangeError::Invalid("bad header value"))?;
             headers.append(name, value);
         }
@@ -685,32 +700,40 @@ fn decode_chunk(read: &mut BytesMut, chunk: Chunk) -> Result<Decoded, ExchangeEr
             let _ = read.split_to(2);
             Ok(Decoded::Next(Chunk::Size))
         }
-        Chunk::Trailers => {
-            let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
-            let (length, count) = match httparse::parse_headers(read, &mut fields) {
-                Ok(httparse::Status::Complete((length, parsed))) => (length, parsed.len()),
-                Ok(httparse::Status::Partial) if read.len() > MAX_HEAD => {
-                    return Err(ExchangeError::Invalid("trailer section too large"))
-                }
-                Ok(httparse::Status::Partial) => return Ok(Decoded::Need),
-                Err(_) => return Err(ExchangeError::Invalid("malformed trailer section")),
-            };
-            if count == 0 {
-                let _ = read.split_to(length);
-                return Ok(Decoded::End(None));
-            }
-            let mut trailers = HeaderMap::with_capacity(count);
-            for field in &fields[..count] {
-                let name = HeaderName::from_bytes(field.name.as_bytes())
-                    .map_err(|_| ExchangeError::Invalid("bad trailer name"))?;
-                let value = HeaderValue::from_bytes(field.value)
-                    .map_err(|_| ExchangeError::Invalid("bad trailer value"))?;
-                trailers.append(name, value);
-            }
-            let _ = read.split_to(length);
-            Ok(Decoded::End(Some(trailers)))
-        }
+        Chunk::Trailers => match trailers::<USUAL_FIELDS>(read) {
+            Err(ExchangeError::TooManyFields) => trailers::<MAX_FIELDS>(read),
+            decoded => decoded,
+        },
     }
+}
+
+/// The trailer section at the start of `read`, with room for `N` fields,
+/// taken out if it is all there.
+fn trailers<const N: usize>(read: &mut BytesMut) -> Result<Decoded, ExchangeError> {
+    let mut fields = [httparse::EMPTY_HEADER; N];
+    let (length, count) = match httparse::parse_headers(read, &mut fields) {
+        Ok(httparse::Status::Complete((length, parsed))) => (length, parsed.len()),
+        Ok(httparse::Status::Partial) if read.len() > MAX_HEAD => {
+            return Err(ExchangeError::Invalid("trailer section too large"))
+        }
+        Ok(httparse::Status::Partial) => return Ok(Decoded::Need),
+        Err(httparse::Error::TooManyHeaders) => return Err(ExchangeError::TooManyFields),
+        Err(_) => return Err(ExchangeError::Invalid("malformed trailer section")),
+    };
+    if count == 0 {
+        let _ = read.split_to(length);
+        return Ok(Decoded::End(None));
+    }
+    let mut trailers = HeaderMap::with_capacity(count);
+    for field in &fields[..count] {
+        let name = HeaderName::from_bytes(field.name.as_bytes())
+            .map_err(|_| ExchangeError::Invalid("bad trailer name"))?;
+        let value = HeaderValue::from_bytes(field.value)
+            .map_err(|_| ExchangeError::Invalid("bad trailer value"))?;
+        trailers.append(name, value);
+    }
+    let _ = read.split_to(length);
+    Ok(Decoded::End(Some(trailers)))
 }
 
 /// The size on a chunk-size line (ending in CRLF), ignoring extensions.
@@ -855,6 +878,27 @@ mod tests {
         }
         let (data, trailers, _) = decode_all(b"0\r\n\r\n", 1).unwrap();
         assert!(data.is_empty() && trailers.is_none());
+    }
+
+    #[test]
+    fn trailer_sections_take_up_to_the_field_limit() {
+        let section = |n: usize| {
+            let fields: String = (0..n).map(|i| format!("x-t{i}: {i}\r\n")).collect();
+            BytesMut::from(format!("{fields}\r\nNEXT").as_bytes())
+        };
+        for n in [1, USUAL_FIELDS + 1, MAX_FIELDS] {
+            let mut read = section(n);
+            let Ok(Decoded::End(Some(trailers))) = decode_chunk(&mut read, Chunk::Trailers) else {
+                panic!("{n} trailer fields must decode");
+            };
+            assert_eq!(trailers.len(), n);
+            assert_eq!(&read[..], b"NEXT");
+        }
+        let mut read = section(MAX_FIELDS + 1);
+        assert!(matches!(
+            decode_chunk(&mut read, Chunk::Trailers),
+            Err(ExchangeError::TooManyFields)
+        ));
     }
 
     #[test]
