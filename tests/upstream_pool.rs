@@ -257,7 +257,8 @@ async fn eventually(what: &str, limit: Duration, mut check: impl FnMut() -> bool
 
 /// An upstream that refuses an upload with 413 as soon as it has the head,
 /// then, keeping the connection, reads and drops the body as RFC 9110 asks:
-/// the client sees the 413 and the connection stays in step.
+/// the client sees the 413, the gateway finishes sending the body, and the
+/// connection stays in step and in use.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_early_413_with_keep_alive_keeps_the_connection_in_step() {
     let upstream = RawUpstream::start(|mut c: Conn| async move {
@@ -279,22 +280,40 @@ async fn an_early_413_with_keep_alive_keeps_the_connection_in_step() {
     let http = client::<Full<Bytes>>();
 
     for round in 0..3 {
-        let upload = hyper::Request::post(format!("http://{}/upload", gateway.addr("public")))
-            .header("host", "x.test")
-            .body(Full::new(Bytes::from(vec![b'u'; 256 * 1024])))
-            .unwrap();
-        let reply = send(&http, upload).await;
-        assert_eq!(
-            (reply.status, reply.body.as_str()),
-            (StatusCode::PAYLOAD_TOO_LARGE, "too big!"),
-            "round {round}"
-        );
+        // A client that sends its whole body whatever the answer, as curl
+        // does, on a connection of its own.
+        let mut stream = TcpStream::connect(gateway.addr("public")).await.unwrap();
+        let (mut reader, mut writer) = stream.split();
+        let length = 256 * 1024;
+        let head =
+            format!("POST /upload HTTP/1.1\r\nHost: x.test\r\nContent-Length: {length}\r\n\r\n");
+        let body = vec![b'u'; length];
+        let upload = async {
+            writer.write_all(head.as_bytes()).await.unwrap();
+            writer.write_all(&body).await.unwrap();
+        };
+        let receive = async {
+            let mut reply = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while !reply.ends_with(b"too big!") {
+                let n = reader.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "closed before the reply: {}", String::from_utf8_lossy(&reply));
+                reply.extend_from_slice(&chunk[..n]);
+            }
+            String::from_utf8_lossy(&reply).into_owned()
+        };
+        let ((), reply) = tokio::join!(upload, receive);
+        assert!(reply.starts_with("HTTP/1.1 413 "), "round {round}: {reply}");
+        // The rest of the upload goes on behind the reply for a moment.
+        tokio::time::sleep(Duration::from_millis(100)).await;
         for i in 0..2 {
             let path = format!("/next-{round}-{i}");
             let reply = send(&http, request("GET", gateway.addr("public"), "x.test", &path)).await;
             assert_eq!((reply.status, reply.body), (StatusCode::OK, path));
         }
     }
+    // The upload went on after the 413, so the connection stayed usable.
+    assert_eq!(upstream.accepted(), 1, "{:?}", upstream.log());
 }
 
 /// An upstream that refuses an upload early and closes without reading the

@@ -153,6 +153,9 @@ pub(crate) fn forwarded_value(client: IpAddr) -> HeaderValue {
 /// address [`forwarded_value`] gave as `client`; `trusted` says whether the
 /// client is a trusted proxy (see the module doc).
 pub(crate) fn add_forwarded(headers: &mut HeaderMap, client: &HeaderValue, trusted: bool) {
+    // Room for the three fields at once: a map parsed to fit its fields
+    // would otherwise grow, and rehash, more than once.
+    headers.reserve(3);
     if !trusted {
         // `insert` replaces every earlier value of the name.
         headers.insert(X_FORWARDED_FOR.clone(), client.clone());

@@ -41,24 +41,31 @@
 //! `Content-Length`; one of unknown length is sent in chunks. While the
 //! body is sent, the response is read too: `100 Continue` opens the body
 //! gate of a request that expects it (see [`crate::request_body`]), and a
-//! final response that arrives before the body ends (an early 413, say)
-//! ends the upload and is passed on; the connection then closes after it.
+//! final response that arrives before the body ends (an early 413, say) is
+//! passed on at once. The upload then goes on, as RFC 9112 (section 9.3)
+//! lets an upstream expect: while the response streams, and after it in a
+//! task of its own, for at most the pool's `idle_timeout`. Both connections
+//! then stay in step, and the upstream one is used again if the upload
+//! finished. An upload that had not begun (a body held back for
+//! `100 Continue`), or that the upstream stopped taking, ends there, and
+//! the connection closes after the response.
 
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use hyper::body::{Body, Frame, SizeHint};
-use hyper::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use hyper::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use hyper::http::response::Parts;
-use hyper::{HeaderMap, Method, Request, Response, StatusCode, Version};
+use hyper::http::uri::Authority;
+use hyper::{HeaderMap, Method, Response, StatusCode, Version};
 use sluice_traffic::circuit::OwnedPermit;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use crate::proxy::UpstreamHead;
 use crate::request_body::{BodyError, RequestBody};
 use crate::upstream::Home;
 
@@ -76,11 +83,6 @@ const MAX_CHUNK_LINE: usize = 4096;
 const READ_ROOM: usize = 8 * 1024;
 /// Largest read of a body whose remaining length is known.
 const MAX_READ: usize = 64 * 1024;
-
-/// Told when the upstream answers `100 Continue`; travels in the request's
-/// extensions.
-#[derive(Clone)]
-pub(crate) struct Continued(pub(crate) Arc<tokio::sync::Notify>);
 
 /// Why an exchange on an HTTP/1.1 connection failed.
 #[derive(Debug, thiserror::Error)]
@@ -202,17 +204,20 @@ impl Conn {
 
     /// Send `request` and read the head of its response. The body follows
     /// through [`Http1Body::new`].
+    ///
+    /// A request without `Host` (an HTTP/1.0 client's) names `authority`.
     pub(crate) async fn exchange(
         &mut self,
-        request: Request<RequestBody>,
+        request: &UpstreamHead,
+        authority: &Authority,
+        mut body: RequestBody,
     ) -> Result<Head, ExchangeError> {
-        let (parts, mut body) = request.into_parts();
-        let continued = parts.extensions.get::<Continued>().cloned();
-        let head_request = parts.method == Method::HEAD;
-        let mut sending = self.write_head(&parts, &body);
+        let continued = request.continued.as_ref();
+        let head_request = request.method == Method::HEAD;
+        let mut sending = self.write_head(request, authority, &body);
         let mut send_error = None;
 
-        poll_fn(|cx| loop {
+        let parsed = poll_fn(|cx| loop {
             if !matches!(sending, Sending::Done) && send_error.is_none() {
                 match self.poll_send(cx, &mut sending, &mut body) {
                     Poll::Ready(Ok(())) => sending = Sending::Done,
@@ -234,8 +239,8 @@ impl Conn {
                 Poll::Pending => return Poll::Pending,
             };
             if parsed.status == StatusCode::CONTINUE {
-                if let Some(continued) = &continued {
-                    continued.0.notify_one();
+                if let Some(continued) = continued {
+                    continued.notify_one();
                 }
                 continue;
             }
@@ -243,25 +248,45 @@ impl Conn {
             {
                 continue;
             }
-            let sent_whole = matches!(sending, Sending::Done);
-            return Poll::Ready(Head::from_parsed(parsed, head_request, sent_whole));
+            return Poll::Ready(Ok(parsed));
         })
-        .await
+        .await?;
+
+        // A response before the whole request was sent: the upload goes on
+        // while the response is read, if it had begun and the upstream
+        // still takes it, so that the connection stays in step.
+        let upload = match sending {
+            Sending::Done => None,
+            _ if send_error.is_none() && body.has_started() => {
+                Some(Box::new(Upload { sending, body }))
+            }
+            _ => return Head::from_parsed(parsed, head_request, false, None),
+        };
+        Head::from_parsed(parsed, head_request, true, upload)
     }
 
     /// Serialise the request head into the write buffer, with the framing
     /// of its body.
-    fn write_head(&mut self, parts: &hyper::http::request::Parts, body: &RequestBody) -> Sending {
+    fn write_head(
+        &mut self,
+        request: &UpstreamHead,
+        authority: &Authority,
+        body: &RequestBody,
+    ) -> Sending {
         let out = &mut self.write;
         out.clear();
         self.written = 0;
-        out.extend_from_slice(parts.method.as_str().as_bytes());
+        out.extend_from_slice(request.method.as_str().as_bytes());
         out.push(b' ');
-        let target = parts.uri.path_and_query().map_or("/", |target| target.as_str());
-        out.extend_from_slice(target.as_bytes());
+        out.extend_from_slice(request.target.as_str().as_bytes());
         out.extend_from_slice(b" HTTP/1.1\r\n");
+        if !request.headers.contains_key(HOST) {
+            out.extend_from_slice(b"host: ");
+            out.extend_from_slice(authority.as_str().as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
         let mut declared = None;
-        for (name, value) in &parts.headers {
+        for (name, value) in &request.headers {
             if *name == TRANSFER_ENCODING {
                 continue;
             }
@@ -307,44 +332,41 @@ impl Conn {
             let Sending::Body { chunked, declared, sent } = sending else {
                 return Poll::Ready(Ok(()));
             };
-            match ready!(Pin::new(&mut *body).poll_frame(cx)) {
+            let ended = match ready!(Pin::new(&mut *body).poll_frame(cx)) {
                 Some(Ok(frame)) => {
                     // Trailers of a request body are not sent to an
                     // HTTP/1.1 upstream (see `crate::request_body`).
-                    let Ok(data) = frame.into_data() else { continue };
-                    if data.is_empty() {
-                        continue;
-                    }
-                    *sent += data.len() as u64;
-                    if let Some(declared) = *declared {
-                        if *sent > declared {
-                            return Poll::Ready(Err(ExchangeError::BodyLength {
-                                sent: *sent,
-                                declared,
-                            }));
-                        }
-                    }
-                    if *chunked {
-                        self.write.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
-                        self.write.extend_from_slice(&data);
-                        self.write.extend_from_slice(b"\r\n");
-                    } else {
-                        self.write.extend_from_slice(&data);
-                    }
-                }
-                Some(Err(error)) => return Poll::Ready(Err(ExchangeError::Body(error))),
-                None => {
-                    if let Some(declared) = *declared {
-                        if *sent != declared {
+                    if let Ok(data) = frame.into_data() {
+                        *sent += data.len() as u64;
+                        if let Some(declared) = declared.filter(|&declared| *sent > declared) {
                             let sent = *sent;
                             return Poll::Ready(Err(ExchangeError::BodyLength { sent, declared }));
                         }
+                        if *chunked && !data.is_empty() {
+                            let size = format!("{:x}\r\n", data.len());
+                            self.write.extend_from_slice(size.as_bytes());
+                            self.write.extend_from_slice(&data);
+                            self.write.extend_from_slice(b"\r\n");
+                        } else {
+                            self.write.extend_from_slice(&data);
+                        }
                     }
-                    if *chunked {
-                        self.write.extend_from_slice(b"0\r\n\r\n");
-                    }
-                    *sending = Sending::Last;
+                    // A body that knows it has ended may not say so again
+                    // (hyper's does not, once its request was answered).
+                    body.is_end_stream()
                 }
+                Some(Err(error)) => return Poll::Ready(Err(ExchangeError::Body(error))),
+                None => true,
+            };
+            if ended {
+                if let Some(declared) = declared.filter(|&declared| *sent != declared) {
+                    let sent = *sent;
+                    return Poll::Ready(Err(ExchangeError::BodyLength { sent, declared }));
+                }
+                if *chunked {
+                    self.write.extend_from_slice(b"0\r\n\r\n");
+                }
+                *sending = Sending::Last;
             }
         }
     }
@@ -412,14 +434,16 @@ impl Conn {
         }
         let head = self.read.split_to(length).freeze();
         let mut headers = HeaderMap::with_capacity(count);
+        let mut seen = Seen::default();
         for &[name_from, name_to, from, to] in &spans[..count] {
             let name = HeaderName::from_bytes(&head[name_from as usize..name_to as usize])
                 .map_err(|_| ExchangeError::Invalid("bad header name"))?;
             let value = HeaderValue::from_maybe_shared(head.slice(from as usize..to as usize))
                 .map_err(|_| ExchangeError::Invalid("bad header value"))?;
+            seen.note(&name);
             headers.append(name, value);
         }
-        Ok(Some(Parsed { status, version, headers, reason }))
+        Ok(Some(Parsed { status, version, headers, seen, reason }))
     }
 
     /// Read what the socket has into the read buffer, with at least `room`
@@ -430,11 +454,36 @@ impl Conn {
     }
 }
 
+/// Which fields that decide framing and keep-alive a head has, noted as
+/// it is parsed so that a head without them costs no lookup.
+#[derive(Debug, Clone, Copy, Default)]
+struct Seen {
+    content_length: bool,
+    transfer_encoding: bool,
+    connection: bool,
+}
+
+impl Seen {
+    fn note(&mut self, name: &HeaderName) {
+        self.content_length |= name == CONTENT_LENGTH;
+        self.transfer_encoding |= name == TRANSFER_ENCODING;
+        self.connection |= name == CONNECTION;
+    }
+}
+
+/// The rest of a request body, still being sent after the response head
+/// arrived.
+struct Upload {
+    sending: Sending,
+    body: RequestBody,
+}
+
 /// A response head as read.
 struct Parsed {
     status: StatusCode,
     version: Version,
     headers: HeaderMap,
+    seen: Seen,
     reason: Option<hyper::ext::ReasonPhrase>,
 }
 
@@ -442,8 +491,10 @@ struct Parsed {
 pub(crate) struct Head {
     pub(crate) parts: Parts,
     framing: Framing,
-    /// Whether the connection can serve another request once the body ends.
+    /// Whether the connection can serve another request once the body ends
+    /// (and the upload, if one goes on, has ended too).
     reusable: bool,
+    upload: Option<Box<Upload>>,
 }
 
 impl Head {
@@ -451,10 +502,11 @@ impl Head {
         parsed: Parsed,
         head_request: bool,
         sent_whole: bool,
+        upload: Option<Box<Upload>>,
     ) -> Result<Head, ExchangeError> {
-        let Parsed { status, version, headers, reason } = parsed;
-        let framing = framing(status, &headers, head_request)?;
-        let keep_alive = keep_alive(version, &headers);
+        let Parsed { status, version, headers, seen, reason } = parsed;
+        let framing = framing(status, &headers, seen, head_request)?;
+        let keep_alive = keep_alive(version, &headers, seen);
         let reusable = keep_alive
             && sent_whole
             && status != StatusCode::SWITCHING_PROTOCOLS
@@ -467,7 +519,7 @@ impl Head {
             response.extensions_mut().insert(reason);
         }
         let (parts, ()) = response.into_parts();
-        Ok(Head { parts, framing, reusable })
+        Ok(Head { parts, framing, reusable, upload })
     }
 }
 
@@ -475,6 +527,7 @@ impl Head {
 fn framing(
     status: StatusCode,
     headers: &HeaderMap,
+    seen: Seen,
     head_request: bool,
 ) -> Result<Framing, ExchangeError> {
     if head_request
@@ -484,8 +537,8 @@ fn framing(
     {
         return Ok(Framing::Empty);
     }
-    let length = content_length(headers)?;
-    if headers.contains_key(TRANSFER_ENCODING) {
+    let length = if seen.content_length { content_length(headers)? } else { None };
+    if seen.transfer_encoding {
         if length.is_some() {
             return Err(ExchangeError::Invalid("both Transfer-Encoding and Content-Length"));
         }
@@ -536,7 +589,10 @@ fn parse_length(digits: &[u8]) -> Option<u64> {
 
 /// Whether a response of `version` with these fields leaves the connection
 /// open.
-fn keep_alive(version: Version, headers: &HeaderMap) -> bool {
+fn keep_alive(version: Version, headers: &HeaderMap, seen: Seen) -> bool {
+    if !seen.connection {
+        return version == Version::HTTP_11;
+    }
     let says = |token: &[u8]| {
         headers.get_all(CONNECTION).iter().any(|value| {
             value
@@ -557,6 +613,8 @@ pub(crate) struct Http1Body {
     conn: Option<Conn>,
     framing: Framing,
     reusable: bool,
+    /// The request body, when it is still being sent (which is rare).
+    upload: Option<Box<Upload>>,
     /// Where the connection goes when the body ends, if it can be reused.
     home: Option<Home>,
 }
@@ -564,27 +622,66 @@ pub(crate) struct Http1Body {
 impl Http1Body {
     /// The body of `head`, read from `conn`, which `home` takes back at the
     /// body's end when it can serve another request.
-    pub(crate) fn new(conn: Conn, head: &Head, home: Home) -> Http1Body {
+    pub(crate) fn new(conn: Conn, head: &mut Head, home: Home) -> Http1Body {
         let mut body = Http1Body {
             conn: Some(conn),
             framing: head.framing,
             reusable: head.reusable,
+            upload: head.upload.take(),
             home: Some(home),
         };
         if head.framing == Framing::Empty {
-            body.end();
+            body.release();
         }
         body
     }
 
-    /// The body has ended: give the connection back, or close it.
-    fn end(&mut self) {
+    /// The body has ended: give the connection back, or close it. An
+    /// upload that goes on after an early response is finished first, in a
+    /// task of its own, so that both the client's connection and this one
+    /// stay in step; for at most the time the pool keeps a connection idle,
+    /// after which it is closed.
+    fn release(&mut self) {
         self.framing = Framing::Done;
         let conn = self.conn.take();
-        if let (Some(conn), Some(home)) = (conn, self.home.take()) {
-            // Bytes beyond the response would be read as the next one.
-            if self.reusable && conn.read.is_empty() {
-                home.give_back(conn);
+        let (Some(mut conn), Some(home)) = (conn, self.home.take()) else { return };
+        // Bytes beyond the response would be read as the next one.
+        if !self.reusable || !conn.read.is_empty() {
+            return;
+        }
+        let Some(mut upload) = self.upload.take() else {
+            home.give_back(conn);
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let limit = home.idle_timeout();
+        runtime.spawn(async move {
+            let send = poll_fn(|cx| conn.poll_send(cx, &mut upload.sending, &mut upload.body));
+            match tokio::time::timeout(limit, send).await {
+                Ok(Ok(())) => home.give_back(conn),
+                Ok(Err(error)) => {
+                    tracing::debug!(side = "upstream", %error, "upload after an early response failed");
+                }
+                Err(_) => {
+                    tracing::debug!(side = "upstream", "upload after an early response did not finish");
+                }
+            }
+        });
+    }
+
+    /// Send more of the request body, if it is still being sent. A failure
+    /// ends the upload, and the connection closes after the response.
+    fn poll_upload(&mut self, cx: &mut Context<'_>) {
+        let (Some(upload), Some(conn)) = (self.upload.as_mut(), self.conn.as_mut()) else {
+            return;
+        };
+        match conn.poll_send(cx, &mut upload.sending, &mut upload.body) {
+            Poll::Pending => {}
+            Poll::Ready(Ok(())) => self.upload = None,
+            Poll::Ready(Err(error)) => {
+                tracing::debug!(side = "upstream", %error, "upload after an early response ended");
+                self.upload = None;
+                self.reusable = false;
             }
         }
     }
@@ -596,12 +693,8 @@ impl Http1Body {
         loop {
             let Some(conn) = self.conn.as_mut() else { return Poll::Ready(None) };
             match self.framing {
-                Framing::Empty | Framing::Done => {
-                    self.end();
-                    return Poll::Ready(None);
-                }
-                Framing::Length(0) => {
-                    self.end();
+                Framing::Empty | Framing::Done | Framing::Length(0) => {
+                    self.release();
                     return Poll::Ready(None);
                 }
                 Framing::Length(left) => {
@@ -618,13 +711,13 @@ impl Http1Body {
                     if self.framing == Framing::Length(0) {
                         // A reader may stop at the last byte without
                         // asking for the end.
-                        self.end();
+                        self.release();
                     }
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
                 Framing::Close => {
                     if conn.read.is_empty() && ready!(conn.poll_fill(cx, MAX_READ))? == 0 {
-                        self.end();
+                        self.release();
                         return Poll::Ready(None);
                     }
                     let data = conn.read.split().freeze();
@@ -642,11 +735,10 @@ impl Http1Body {
                         return Poll::Ready(Some(Ok(Frame::data(data))));
                     }
                     Decoded::End(trailers) => {
-                        self.end();
-                        if let Some(trailers) = trailers {
-                            return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
-                        }
-                        return Poll::Ready(None);
+                        // Trailers are the last frame: a reader may stop
+                        // at them.
+                        self.release();
+                        return Poll::Ready(trailers.map(|t| Ok(Frame::trailers(t))));
                     }
                 },
             }
@@ -763,6 +855,7 @@ impl Body for Http1Body {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, ExchangeError>>> {
+        self.poll_upload(cx);
         let frame = self.poll_next(cx);
         if let Poll::Ready(Some(Err(_))) = &frame {
             // A failed body closes its connection.
@@ -788,6 +881,24 @@ impl Body for Http1Body {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn framing(
+        status: StatusCode,
+        headers: &HeaderMap,
+        head: bool,
+    ) -> Result<Framing, ExchangeError> {
+        super::framing(status, headers, seen(headers), head)
+    }
+
+    fn keep_alive(version: Version, headers: &HeaderMap) -> bool {
+        super::keep_alive(version, headers, seen(headers))
+    }
+
+    fn seen(headers: &HeaderMap) -> Seen {
+        let mut seen = Seen::default();
+        headers.keys().for_each(|name| seen.note(name));
+        seen
+    }
 
     fn fields(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut headers = HeaderMap::new();

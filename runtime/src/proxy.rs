@@ -333,31 +333,27 @@ async fn forward(
 }
 
 /// What every attempt sends upstream, apart from the body.
-struct UpstreamHead {
-    method: Method,
-    /// `http://ENDPOINT/path?query` for the first endpoint picked.
+pub(crate) struct UpstreamHead {
+    pub(crate) method: Method,
     /// The normalised path and the query as sent, in origin form.
-    target: PathAndQuery,
-    headers: HeaderMap,
+    pub(crate) target: PathAndQuery,
+    pub(crate) headers: HeaderMap,
     /// The pool's protocol version.
     version: Version,
     /// Told when the upstream answers `100 Continue`, for a request that expects it.
-    continued: Option<Arc<tokio::sync::Notify>>,
+    pub(crate) continued: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl UpstreamHead {
     /// The request for one try, in origin form: the pool's client names
     /// the endpoint (see [`PoolClient::send`]).
-    fn request(&self, body: RequestBody) -> Request<RequestBody> {
+    pub(crate) fn request(&self, body: RequestBody) -> Request<RequestBody> {
         let mut request = Request::new(body);
         *request.method_mut() = self.method.clone();
         *request.uri_mut() = Uri::from(self.target.clone());
         *request.version_mut() = self.version;
         *request.headers_mut() = self.headers.clone();
         if let Some(continued) = &self.continued {
-            // Heard by the gateway's own HTTP/1.1 client, and by hyper's
-            // for an upgrade.
-            request.extensions_mut().insert(crate::http1::Continued(Arc::clone(continued)));
             let continued = Arc::clone(continued);
             hyper::ext::on_informational(&mut request, move |response| {
                 if response.status() == hyper::StatusCode::CONTINUE {
@@ -511,8 +507,8 @@ async fn try_once(
         let mut resent = false;
         loop {
             let began = tokio::time::Instant::now();
-            let request = head.request(slot.attempt());
-            let error = match client.send(endpoint, address, authority, request, resent).await {
+            let sent = client.send(endpoint, address, authority, head, slot.attempt(), resent);
+            let error = match sent.await {
                 Ok(response) => return Ok(response),
                 Err(error) => error,
             };

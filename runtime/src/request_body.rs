@@ -133,6 +133,13 @@ pub struct RequestBody {
     seen: u64,
 }
 
+impl RequestBody {
+    /// Whether this attempt has started reading the client's body.
+    pub(crate) fn has_started(&self) -> bool {
+        self.body.is_some()
+    }
+}
+
 impl Body for RequestBody {
     type Data = Bytes;
     type Error = BodyError;

@@ -66,7 +66,7 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::http::uri::{Authority, Scheme};
 use hyper::rt::{Read, ReadBufCursor, Write};
-use hyper::{Request, Response, Uri};
+use hyper::{Response, Uri};
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -77,6 +77,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::http1::{Conn, ExchangeError, Http1Body};
+use crate::proxy::UpstreamHead;
 use crate::request_body::RequestBody;
 
 /// The upstream clients of one pool.
@@ -138,15 +139,16 @@ impl PoolClient {
         endpoint: usize,
         address: SocketAddr,
         authority: &Authority,
-        mut request: Request<RequestBody>,
+        head: &UpstreamHead,
+        body: RequestBody,
         fresh: bool,
     ) -> Result<Response<UpstreamBody>, SendError> {
         if let Some(http1) = &self.http1 {
-            if is_plain_exchange(&request) {
-                default_host(&mut request, authority);
-                return http1.send(endpoint, address, request, fresh).await;
+            if is_plain_exchange(head) {
+                return http1.send(endpoint, address, authority, head, body, fresh).await;
             }
         }
+        let mut request = head.request(body);
         let mut target = std::mem::take(request.uri_mut()).into_parts();
         target.scheme = Some(Scheme::HTTP);
         target.authority = Some(authority.clone());
@@ -165,9 +167,8 @@ impl PoolClient {
 
 /// Whether a request is an ordinary exchange, which ends with its response
 /// body, rather than one that may turn its connection into a tunnel.
-fn is_plain_exchange<B>(request: &Request<B>) -> bool {
-    request.method() != hyper::Method::CONNECT
-        && !request.headers().contains_key(hyper::header::UPGRADE)
+fn is_plain_exchange(head: &UpstreamHead) -> bool {
+    head.method != hyper::Method::CONNECT && !head.headers.contains_key(hyper::header::UPGRADE)
 }
 
 /// Why a try got no response head from the upstream.
@@ -411,6 +412,11 @@ impl Home {
     pub(crate) fn give_back(self, conn: Conn) {
         self.pool.put(self.endpoint, conn);
     }
+
+    /// How long the pool keeps a connection idle.
+    pub(crate) fn idle_timeout(&self) -> Duration {
+        self.pool.idle_timeout
+    }
 }
 
 impl Http1Pool {
@@ -435,7 +441,9 @@ impl Http1Pool {
         self: &Arc<Self>,
         endpoint: usize,
         address: SocketAddr,
-        request: Request<RequestBody>,
+        authority: &Authority,
+        head: &UpstreamHead,
+        body: RequestBody,
         fresh: bool,
     ) -> Result<Response<UpstreamBody>, SendError> {
         let taken = if fresh { None } else { self.take(endpoint) };
@@ -445,10 +453,10 @@ impl Http1Pool {
             None => self.connect(address).await?,
         };
 
-        match conn.exchange(request).await {
-            Ok(head) => {
+        match conn.exchange(head, authority, body).await {
+            Ok(mut head) => {
                 let home = Home { pool: Arc::clone(self), endpoint };
-                let body = Http1Body::new(conn, &head, home);
+                let body = Http1Body::new(conn, &mut head, home);
                 Ok(Response::from_parts(head.parts, UpstreamBody(Inner::Http1(body))))
             }
             Err(error) => Err(SendError::Exchange { error, reused }),
@@ -573,15 +581,6 @@ async fn reap(pool: Weak<Http1Pool>, period: Duration) {
         let now = Instant::now();
         for stack in &pool.idle {
             pool.drop_expired(&mut lock(stack), now);
-        }
-    }
-}
-
-/// Give a request without `Host` (an HTTP/1.0 client's) the endpoint's.
-fn default_host<B>(request: &mut Request<B>, authority: &Authority) {
-    if !request.headers().contains_key(hyper::header::HOST) {
-        if let Ok(host) = hyper::header::HeaderValue::from_str(authority.as_str()) {
-            request.headers_mut().insert(hyper::header::HOST, host);
         }
     }
 }
