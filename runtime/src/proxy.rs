@@ -390,16 +390,18 @@ async fn send(
     let policy = &route_plan.retries.settings;
     let state = &shared.pools[pool];
     let budget = shared.budgets[route].as_ref();
-    let deadline = Deadline::new(route_plan.deadline_settings(), pool_state::now());
+    // One reading of the clock serves everything up to the first try.
+    let mut now = pool_state::now();
+    let deadline = Deadline::new(route_plan.deadline_settings(), now);
     if let Some(budget) = budget {
-        budget.record_request(pool_state::now());
+        budget.record_request(now);
     }
     let idempotent = retry::is_idempotent(head.method.as_str());
     let mut tries = 0;
 
     loop {
         let address = shared.addresses[pool][endpoint];
-        let limit = match deadline.next_try(pool_state::now()) {
+        let limit = match deadline.next_try(now) {
             TryBudget::Unbounded => None,
             TryBudget::Bounded { timeout, .. } => Some(timeout),
             TryBudget::Expired => {
@@ -409,7 +411,7 @@ async fn send(
         };
         tries += 1;
         let began = tokio::time::Instant::now();
-        let result = try_once(shared, pool, endpoint, head, slot, idempotent, limit).await;
+        let result = try_once(shared, pool, endpoint, head, slot, idempotent, limit, began).await;
         if slot.was_too_large() {
             return Err(ProxyError::BodyTooLarge { limit: slot.limit().unwrap_or(0) });
         }
@@ -472,6 +474,7 @@ async fn send(
         }
         exchange.switch(pool, next);
         endpoint = next;
+        now = pool_state::now();
     }
 }
 
@@ -487,10 +490,12 @@ fn unreachable_error(endpoint: SocketAddr) -> ProxyError {
     ProxyError::Timeout { endpoint, timeout: Duration::ZERO }
 }
 
-/// One try against `endpoint`, within `limit`. A pooled connection that the
-/// upstream had closed is not the endpoint's failure: an idempotent request
-/// whose body is whole is sent once more, to the same endpoint, on a new
-/// connection, within the same try (see [`crate::upstream`]).
+/// One try against `endpoint`, begun at `began`, within `limit`. A pooled
+/// connection that the upstream had closed is not the endpoint's failure:
+/// an idempotent request whose body is whole is sent once more, to the same
+/// endpoint, on a new connection, within the same try (see
+/// [`crate::upstream`]).
+#[allow(clippy::too_many_arguments)]
 async fn try_once(
     shared: &Shared,
     pool: usize,
@@ -499,14 +504,15 @@ async fn try_once(
     slot: &Arc<BodySlot>,
     idempotent: bool,
     limit: Option<Duration>,
+    began: tokio::time::Instant,
 ) -> Result<Response<UpstreamBody>, TryError> {
     let authority = &shared.authorities[pool][endpoint];
     let address = shared.addresses[pool][endpoint];
     let client = &shared.clients[pool];
     let attempt = async {
         let mut resent = false;
+        let mut began = began;
         loop {
-            let began = tokio::time::Instant::now();
             let sent = client.send(endpoint, address, authority, head, slot.attempt(), resent);
             let error = match sent.await {
                 Ok(response) => return Ok(response),
@@ -522,6 +528,7 @@ async fn try_once(
             }
             tracing::debug!(side = "upstream", %authority, %error, "reused connection closed; resending");
             resent = true;
+            began = tokio::time::Instant::now();
         }
     };
     match limit {
@@ -610,8 +617,26 @@ fn request_host<B>(request: &Request<B>) -> Result<&str, ProxyError> {
 /// information: unreserved, sub-delims, `%`, `:` and the brackets of an IPv6
 /// literal.
 fn is_authority_byte(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%:[]".contains(&byte)
+    AUTHORITY_BYTES[usize::from(byte)]
 }
+
+/// [`is_authority_byte`] for every byte, worked out once.
+static AUTHORITY_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        table[byte] = b.is_ascii_alphanumeric();
+        byte += 1;
+    }
+    let others = b"-._~!$&'()*+,;=%:[]";
+    let mut i = 0;
+    while i < others.len() {
+        table[others[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
 
 /// The normalised path followed by the query as sent.
 fn upstream_target(path: &str, query: Option<&str>) -> Result<PathAndQuery, ProxyError> {
