@@ -28,7 +28,6 @@ const CLIENT_CLOSED: u16 = 499;
 /// Bookkeeping for one request.
 pub(crate) struct Exchange {
     shared: Arc<Shared>,
-    time: SystemTime,
     started: Instant,
     client: SocketAddr,
     listener: usize,
@@ -58,7 +57,6 @@ impl Exchange {
             if shared.log.enabled() { request.uri().path().to_owned() } else { String::new() };
         Exchange {
             shared,
-            time: SystemTime::now(),
             started: Instant::now(),
             client,
             listener,
@@ -112,9 +110,13 @@ impl Drop for Exchange {
             self.shared.balancers[pool].end(endpoint);
         }
         if self.shared.log.enabled() {
+            // When the request arrived, on the wall clock; read here, so a
+            // request costs no wall-clock reading when nothing is logged.
+            let duration = self.started.elapsed();
+            let time = SystemTime::now().checked_sub(duration).unwrap_or(SystemTime::UNIX_EPOCH);
             self.shared.log.send(Record {
                 plan: Arc::clone(&self.shared.plan),
-                time: self.time,
+                time,
                 client: self.client,
                 listener: self.listener,
                 method: Some(self.method.clone()),
@@ -122,7 +124,7 @@ impl Drop for Exchange {
                 route: self.route,
                 endpoint: self.endpoint,
                 status: self.status.unwrap_or(CLIENT_CLOSED),
-                duration: self.started.elapsed(),
+                duration,
                 reason: None,
             });
         }
