@@ -191,6 +191,8 @@ impl Pick {
 #[derive(Debug)]
 pub struct Balancer {
     algorithm: Algorithm,
+    /// `algorithm.is_weighted()`, read on every pick.
+    weighted: bool,
     weights: Vec<u32>,
     /// Endpoint indices in smooth weighted order (weighted round robin only).
     schedule: Vec<u32>,
@@ -265,6 +267,7 @@ impl Balancer {
             if weighted { weights.iter().copied().max().map_or(1, u64::from) } else { 1 };
         Balancer {
             algorithm,
+            weighted,
             weights: weights.to_vec(),
             schedule,
             ring,
@@ -487,7 +490,7 @@ impl Balancer {
 
     #[inline]
     fn usable(&self, i: usize) -> bool {
-        !self.algorithm.is_weighted() || self.weights[i] > 0
+        !self.weighted || self.weights[i] > 0
     }
 
     /// Whether `i` may be picked in this view.
@@ -520,7 +523,7 @@ impl Balancer {
     /// ramp (never 0 for a usable endpoint).
     #[inline]
     fn effective_weight(&self, i: usize, now: Nanos) -> u64 {
-        let weight = if self.algorithm.is_weighted() { u64::from(self.weights[i]) } else { 1 };
+        let weight = if self.weighted { u64::from(self.weights[i]) } else { 1 };
         weight * self.ramp(i, now)
     }
 
