@@ -90,8 +90,6 @@ struct Request {
     client: Option<u32>,
     /// The endpoint (within the pool) of the last try.
     last: Option<u32>,
-    /// The service demand of its first try, when drawn ahead.
-    demand: Option<Nanos>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -252,7 +250,7 @@ impl Run<'_> {
                 Event::Client(c) => self.client_arrival(now, c),
                 Event::Served { slot, generation } => self.served(now, slot, generation),
                 Event::Timeout { slot, generation } => self.timed_out(now, slot, generation),
-                Event::Retry(r) => self.start_try(now, r),
+                Event::Retry(r) => self.start_try(now, r, None),
                 Event::Fault(n) => self.fault(now, n as usize),
                 Event::Probe { instance, endpoint } => self.probe(now, instance, endpoint),
                 Event::Probed { instance, endpoint, outcome } => {
@@ -444,7 +442,6 @@ impl<'a> Run<'a> {
             tries: 0,
             client,
             last: None,
-            demand,
         };
         let r = match self.free_requests.pop() {
             Some(r) => {
@@ -468,7 +465,7 @@ impl<'a> Run<'a> {
                 self.stopped = true;
             }
         }
-        self.start_try(now, r);
+        self.start_try(now, r, demand);
     }
 
     /// The time limits of `request`, from its route's and its arrival
