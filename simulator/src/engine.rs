@@ -51,8 +51,8 @@ use sluice_traffic::{
 };
 
 use self::gateway::Instance;
-use self::measure::{Ending, Measure};
-use self::source::{Draws, Feed, Source};
+use self::measure::{Ended, Ending, Measure, Tally};
+use self::source::{Draws, Feed, Helper, Source};
 use self::station::{Station, TrySlots};
 use crate::queue::EventQueue;
 use crate::random::{keyed_uniform, stream, ServiceTime, Stream};
@@ -90,8 +90,6 @@ struct Request {
     client: Option<u32>,
     /// The endpoint (within the pool) of the last try.
     last: Option<u32>,
-    /// The service demand of its first try, when drawn ahead.
-    demand: Option<Nanos>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -190,16 +188,18 @@ pub(crate) fn run_variant_counting(
     let open = !matches!(workload.arrivals, Arrivals::Closed { .. });
     std::thread::scope(|scope| {
         let draws = open.then(|| Draws::new(workload, seed, common_law(topology, workload)));
-        let (feed, drawer) = match draws {
+        let (feed, helper, thread) = match draws {
             Some(draws) if ahead => {
-                let (feed, drawer) = Feed::ahead(scope, draws);
-                (Some(feed), Some(drawer))
+                let (feed, helper, thread) = Feed::ahead(scope, draws, workload);
+                (Some(feed), Some(helper), Some(thread))
             }
-            Some(draws) => (Some(Feed::inline(draws)), None),
-            None => (None, None),
+            Some(draws) => (Some(Feed::inline(draws)), None, None),
+            None => (None, None, None),
         };
-        let outcome = Run::new(topology, workload, seed, variant, feed).complete(events);
-        let drawn = drawer.map(|d| d.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        let run = Run::new(topology, workload, seed, variant, feed, helper);
+        let join =
+            || thread.map(|t| t.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+        let (outcome, drawn) = run.complete(events, join);
         with_digest(outcome, drawn)
     })
 }
@@ -230,8 +230,13 @@ fn common_law(topology: &Topology, workload: &Workload) -> Option<ServiceTime> {
 }
 
 impl Run<'_> {
-    /// Process every event, and report.
-    fn complete(mut self, events: &std::sync::atomic::AtomicU64) -> Outcome {
+    /// Process every event, and report; `join` gives back the helper's
+    /// draws and tally, when a helper drew the arrivals.
+    fn complete<D>(
+        mut self,
+        events: &std::sync::atomic::AtomicU64,
+        join: impl FnOnce() -> Option<(D, Tally)>,
+    ) -> (Outcome, Option<D>) {
         const BATCH: u64 = 1 << 16;
         let mut counted = 0u64;
         while let Some((now, event)) = self.events.pop() {
@@ -245,7 +250,7 @@ impl Run<'_> {
                 Event::Client(c) => self.client_arrival(now, c),
                 Event::Served { slot, generation } => self.served(now, slot, generation),
                 Event::Timeout { slot, generation } => self.timed_out(now, slot, generation),
-                Event::Retry(r) => self.start_try(now, r),
+                Event::Retry(r) => self.start_try(now, r, None),
                 Event::Fault(n) => self.fault(now, n as usize),
                 Event::Probe { instance, endpoint } => self.probe(now, instance, endpoint),
                 Event::Probed { instance, endpoint, outcome } => {
@@ -257,11 +262,17 @@ impl Run<'_> {
             }
         }
         events.fetch_add(counted, std::sync::atomic::Ordering::Relaxed);
+        let own = self.measure.take_tally();
+        let (tally, drawn) = match join() {
+            Some((draws, tally)) => (tally, Some(draws)),
+            // (A run without a helper always has a tally of its own.)
+            None => (own.unwrap_or_else(|| Tally::new(self.workload)), None),
+        };
         let name = self.variant.name();
         let (topology, workload) = (self.topology, self.workload);
         let (report, warmup, measured) =
-            self.measure.finish(name, topology, workload, &self.stations);
-        Outcome {
+            self.measure.finish(tally, name, topology, workload, &self.stations);
+        let outcome = Outcome {
             report,
             warmup,
             measured,
@@ -271,7 +282,8 @@ impl Run<'_> {
                 (_, Some(source)) => source.digest,
                 _ => 0,
             },
-        }
+        };
+        (outcome, drawn)
     }
 }
 
@@ -282,6 +294,7 @@ impl<'a> Run<'a> {
         seed: u64,
         variant: Variant,
         mut feed: Option<Feed<'a>>,
+        helper: Option<Helper>,
     ) -> Self {
         let gateway = workload.gateway.with(&variant);
 
@@ -360,7 +373,7 @@ impl<'a> Run<'a> {
             created: 0,
             admitted: 0,
             stopped: false,
-            measure: Measure::new(workload),
+            measure: Measure::new(workload, helper),
         }
     }
 
@@ -429,7 +442,6 @@ impl<'a> Run<'a> {
             tries: 0,
             client,
             last: None,
-            demand,
         };
         let r = match self.free_requests.pop() {
             Some(r) => {
@@ -453,7 +465,7 @@ impl<'a> Run<'a> {
                 self.stopped = true;
             }
         }
-        self.start_try(now, r);
+        self.start_try(now, r, demand);
     }
 
     /// The time limits of `request`, from its route's and its arrival
@@ -467,7 +479,8 @@ impl<'a> Run<'a> {
     fn finish(&mut self, now: Nanos, r: u32, ending: Ending) {
         let request = &self.requests[r as usize];
         let (id, client) = (request.id, request.client);
-        self.measure.ended(now, request.arrived, request.share as usize, request.measured, ending);
+        let (arrived, share, measured) = (request.arrived, request.share, request.measured);
+        self.measure.ended(Ended { now, arrived, share, measured, ending });
         self.free_requests.push(r);
         if let (Some(client), Arrivals::Closed { think, .. }) = (client, &self.workload.arrivals) {
             let u = keyed_uniform(self.seed, id, salt::THINK);

@@ -191,6 +191,12 @@ impl Pick {
 #[derive(Debug)]
 pub struct Balancer {
     algorithm: Algorithm,
+    /// `algorithm.is_weighted()`, read on every pick.
+    weighted: bool,
+    /// Every endpoint always has the same effective weight (equal weights,
+    /// or none that count, and no slow start), so that requests in flight
+    /// compare as they are, without dividing each by the same weight.
+    uniform: bool,
     weights: Vec<u32>,
     /// Endpoint indices in smooth weighted order (weighted round robin only).
     schedule: Vec<u32>,
@@ -263,8 +269,13 @@ impl Balancer {
         let usable = weights.iter().filter(|&&w| !weighted || w > 0).count();
         let max_weight =
             if weighted { weights.iter().copied().max().map_or(1, u64::from) } else { 1 };
+        let slow_start = settings.slow_start.filter(|s| !s.window.is_zero());
+        let uniform =
+            slow_start.is_none() && (!weighted || weights.windows(2).all(|w| w[0] == w[1]));
         Balancer {
             algorithm,
+            weighted,
+            uniform,
             weights: weights.to_vec(),
             schedule,
             ring,
@@ -278,7 +289,7 @@ impl Balancer {
             ramp_from: weights.iter().map(|_| AtomicU64::new(u64::MAX)).collect(),
             clock: AtomicU64::new(0),
             panic_threshold: u64::from(settings.panic_threshold_percent.min(100)),
-            slow_start: settings.slow_start.filter(|s| !s.window.is_zero()),
+            slow_start,
         }
     }
 
@@ -487,7 +498,7 @@ impl Balancer {
 
     #[inline]
     fn usable(&self, i: usize) -> bool {
-        !self.algorithm.is_weighted() || self.weights[i] > 0
+        !self.weighted || self.weights[i] > 0
     }
 
     /// Whether `i` may be picked in this view.
@@ -520,7 +531,7 @@ impl Balancer {
     /// ramp (never 0 for a usable endpoint).
     #[inline]
     fn effective_weight(&self, i: usize, now: Nanos) -> u64 {
-        let weight = if self.algorithm.is_weighted() { u64::from(self.weights[i]) } else { 1 };
+        let weight = if self.weighted { u64::from(self.weights[i]) } else { 1 };
         weight * self.ramp(i, now)
     }
 
@@ -667,14 +678,16 @@ impl Balancer {
         }
         let weight = self.effective_weight(i, view.now);
         let in_flight = f64::from(self.in_flight(i));
-        let load = match self.algorithm {
+        let score = match self.algorithm {
             Algorithm::PeakEwma(s) => {
                 let cost = lock(&self.estimates[i]).cost_at(&s, view.now);
-                cost * (in_flight + 1.0)
+                cost * (in_flight + 1.0) / weight as f64
             }
-            _ => in_flight,
+            // Counts below 2^32 over one weight keep their order and their
+            // ties, so the counts themselves compare the same.
+            _ if self.uniform => in_flight,
+            _ => in_flight / weight as f64,
         };
-        let score = load / weight as f64;
 
         match best.endpoint {
             Some(_) if score > best.score => {}

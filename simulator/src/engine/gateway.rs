@@ -76,8 +76,8 @@ impl Instance {
 
 impl Run<'_> {
     /// Start the next try of request `r`, or end the request when no try
-    /// can start.
-    pub(super) fn start_try(&mut self, now: Nanos, r: u32) {
+    /// can start; `demand` is the try's service demand, when drawn ahead.
+    pub(super) fn start_try(&mut self, now: Nanos, r: u32, demand: Option<Nanos>) {
         let request = &mut self.requests[r as usize];
         request.tries += 1;
         let (pool, inst) = (request.pool as usize, request.instance as usize);
@@ -109,8 +109,10 @@ impl Run<'_> {
 
         let endpoint = self.first[pool] + index;
         let (id, number, measured) = (request.id, request.tries, request.measured);
-        let demand = if number == 1 { request.demand } else { None };
         request.last = Some(index as u32);
+        // Whether the endpoint takes the try in (it holds it from then on).
+        let station = &self.stations[endpoint];
+        let enters = station.state == State::Up && !station.full();
         // The slot first, so that the try is written straight into it.
         let slot = self.tries.vacant();
         let generation = self.tries.fill(
@@ -123,7 +125,7 @@ impl Run<'_> {
                 started: now,
                 measured,
                 awaited: true,
-                held: false,
+                held: enters,
                 permit,
                 demand,
             },
@@ -134,21 +136,21 @@ impl Run<'_> {
         }
 
         // The endpoint's answer, by its state.
-        let station = &self.stations[endpoint];
-        match station.state {
+        if enters {
+            return self.enter(now, endpoint, slot);
+        }
+        match self.stations[endpoint].state {
             State::Crashed => self.try_ended(now, slot, TryOutcome::ConnectFailure),
             State::FailingFast => self.try_ended(now, slot, TryOutcome::Response(503)),
             State::BlackHole => {}
-            State::Up if station.full() => self.try_ended(now, slot, TryOutcome::Response(503)),
-            State::Up => self.enter(now, endpoint, slot),
+            // Up, with its queue full.
+            State::Up => self.try_ended(now, slot, TryOutcome::Response(503)),
         }
     }
 
-    /// Queue try `slot` at `endpoint`, or start it if a worker is free.
+    /// Queue try `slot` (which the endpoint now holds) at `endpoint`, or
+    /// start it if a worker is free.
     fn enter(&mut self, now: Nanos, endpoint: usize, slot: u32) {
-        if let Some(t) = self.tries.at(slot) {
-            t.held = true;
-        }
         let station = &mut self.stations[endpoint];
         if station.busy < station.workers() {
             self.begin_service(now, endpoint, slot);
@@ -158,8 +160,7 @@ impl Run<'_> {
     }
 
     fn begin_service(&mut self, now: Nanos, endpoint: usize, slot: u32) {
-        let generation = self.tries.generation(slot);
-        let Some(t) = self.tries.at(slot) else { return };
+        let Some((generation, t)) = self.tries.live(slot) else { return };
         let (id, number, drawn) = (t.id, t.number, t.demand);
         let station = &mut self.stations[endpoint];
         let Some(model) = &station.model else { return };

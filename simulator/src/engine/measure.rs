@@ -1,6 +1,7 @@
 //! What a run counts: the measured window, answers by kind, latency overall,
 //! per route and over time, and endpoint utilisation.
 
+use super::source::{Helper, ENDED_BATCH};
 use super::station::Station;
 use crate::report::{EndpointReport, Errors, Point, RouteReport, VariantReport};
 use crate::stats::{Bins, LatencyRecorder, MAX_TRACKABLE};
@@ -33,21 +34,28 @@ struct Step {
     latency: Bins,
 }
 
-pub(super) struct Measure {
+/// One request as it ended, as the [`Tally`] needs it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Ended {
+    pub now: Nanos,
+    pub arrived: Nanos,
+    pub share: u32,
+    pub measured: bool,
+    pub ending: Ending,
+}
+
+/// What a run counts about requests as they end: latency overall, per
+/// route and over time, and answers by kind. It takes the ended requests in
+/// the order they ended, on the run's thread or, with a core to spare, on
+/// the thread that draws the arrivals ([`super::source`]); it counts the
+/// same either way.
+pub(super) struct Tally {
     latency: LatencyRecorder,
     /// Per traffic share; empty when there is one share, whose requests
     /// are then exactly those of `latency`.
     routes: Vec<LatencyRecorder>,
-    admitted: u64,
     errors: Errors,
     succeeded: u64,
-    retries: u64,
-    failed_tries: u64,
-    departures: u64,
-    departures_at_open: u64,
-    departures_at_close: u64,
-    opened: Nanos,
-    closed: Option<Nanos>,
     step: Nanos,
     /// The step of the latest answer and its bounds, `[from, until)`, so
     /// that answers in the same step need no division.
@@ -57,8 +65,8 @@ pub(super) struct Measure {
     series: Vec<Step>,
 }
 
-impl Measure {
-    pub fn new(workload: &Workload) -> Measure {
+impl Tally {
+    pub fn new(workload: &Workload) -> Tally {
         // About a hundred steps over the expected length of the run.
         let end = match workload.length {
             Length::Duration(end) => end,
@@ -67,16 +75,107 @@ impl Measure {
                 workload.warmup + (n as f64 / rate * SECOND as f64) as Nanos
             }
         };
-        Measure {
+        Tally {
             latency: LatencyRecorder::new(),
             routes: if workload.traffic.len() == 1 {
                 Vec::new()
             } else {
                 workload.traffic.iter().map(|_| LatencyRecorder::new()).collect()
             },
-            admitted: 0,
             errors: Errors::default(),
             succeeded: 0,
+            step: (end / 100).max(1_000_000),
+            current: 0,
+            current_from: 0,
+            current_until: 0,
+            series: Vec::new(),
+        }
+    }
+
+    /// A placeholder that allocates nothing.
+    fn empty() -> Tally {
+        Tally {
+            latency: LatencyRecorder::new(),
+            routes: Vec::new(),
+            errors: Errors::default(),
+            succeeded: 0,
+            step: 1,
+            current: 0,
+            current_from: 0,
+            current_until: 0,
+            series: Vec::new(),
+        }
+    }
+
+    #[inline]
+    pub fn record(&mut self, ended: &Ended) {
+        let Ended { now, arrived, share, measured, ending } = *ended;
+        let latency = now - arrived;
+        if now < self.current_from || now >= self.current_until {
+            self.current = now / self.step;
+            self.current_from = self.current * self.step;
+            self.current_until = self.current_from.saturating_add(self.step);
+        }
+        let step = self.current as usize;
+        if self.current < MAX_POINTS as u64 {
+            while self.series.len() <= step {
+                self.series.push(Step { answered: 0, errors: 0, latency: Bins::new(2) });
+            }
+            let s = &mut self.series[step];
+            s.answered += 1;
+            s.errors += u64::from(ending != Ending::Success);
+            s.latency.record(latency.clamp(1, MAX_TRACKABLE));
+        }
+        if !measured {
+            return;
+        }
+        self.latency.record(latency);
+        if let Some(route) = self.routes.get_mut(share as usize) {
+            route.record(latency);
+        }
+        match ending {
+            Ending::Success => self.succeeded += 1,
+            Ending::Upstream5xx => self.errors.upstream_5xx += 1,
+            Ending::Unreachable => self.errors.unreachable += 1,
+            Ending::Timeout => self.errors.timeout += 1,
+            Ending::Breaker => self.errors.breaker += 1,
+            Ending::NoEndpoint => self.errors.no_endpoint += 1,
+        }
+    }
+}
+
+/// Where a run's ended requests go: into its own tally, or in batches to
+/// the tally of the thread that draws its arrivals.
+enum Sink {
+    Local(Box<Tally>),
+    Remote(Helper),
+}
+
+pub(super) struct Measure {
+    sink: Sink,
+    /// Ended requests not yet handed to the helper.
+    batch: Vec<Ended>,
+    admitted: u64,
+    retries: u64,
+    failed_tries: u64,
+    departures: u64,
+    departures_at_open: u64,
+    departures_at_close: u64,
+    opened: Nanos,
+    closed: Option<Nanos>,
+}
+
+impl Measure {
+    /// Counting in a tally of its own, or with `helper`'s.
+    pub fn new(workload: &Workload, helper: Option<Helper>) -> Measure {
+        let (sink, batch) = match helper {
+            Some(helper) => (Sink::Remote(helper), Vec::with_capacity(ENDED_BATCH)),
+            None => (Sink::Local(Box::new(Tally::new(workload))), Vec::new()),
+        };
+        Measure {
+            sink,
+            batch,
+            admitted: 0,
             retries: 0,
             failed_tries: 0,
             departures: 0,
@@ -84,11 +183,6 @@ impl Measure {
             departures_at_close: 0,
             opened: workload.warmup,
             closed: None,
-            step: (end / 100).max(1_000_000),
-            current: 0,
-            current_from: 0,
-            current_until: 0,
-            series: Vec::new(),
         }
     }
 
@@ -104,38 +198,33 @@ impl Measure {
         self.failed_tries += 1;
     }
 
-    pub fn ended(&mut self, now: Nanos, arrived: Nanos, share: usize, measured: bool, e: Ending) {
+    #[inline]
+    pub fn ended(&mut self, ended: Ended) {
         self.departures += 1;
-        let latency = now - arrived;
-        if now < self.current_from || now >= self.current_until {
-            self.current = now / self.step;
-            self.current_from = self.current * self.step;
-            self.current_until = self.current_from.saturating_add(self.step);
-        }
-        let step = self.current as usize;
-        if self.current < MAX_POINTS as u64 {
-            while self.series.len() <= step {
-                self.series.push(Step { answered: 0, errors: 0, latency: Bins::new(2) });
+        match &mut self.sink {
+            Sink::Local(tally) => tally.record(&ended),
+            Sink::Remote(helper) => {
+                self.batch.push(ended);
+                if self.batch.len() >= ENDED_BATCH {
+                    self.batch = helper.tally(std::mem::take(&mut self.batch));
+                }
             }
-            let s = &mut self.series[step];
-            s.answered += 1;
-            s.errors += u64::from(e != Ending::Success);
-            s.latency.record(latency.clamp(1, MAX_TRACKABLE));
         }
-        if !measured {
-            return;
-        }
-        self.latency.record(latency);
-        if let Some(route) = self.routes.get_mut(share) {
-            route.record(latency);
-        }
-        match e {
-            Ending::Success => self.succeeded += 1,
-            Ending::Upstream5xx => self.errors.upstream_5xx += 1,
-            Ending::Unreachable => self.errors.unreachable += 1,
-            Ending::Timeout => self.errors.timeout += 1,
-            Ending::Breaker => self.errors.breaker += 1,
-            Ending::NoEndpoint => self.errors.no_endpoint += 1,
+    }
+
+    /// The tally of every ended request: the run's own, or `None` when the
+    /// helper keeps it (having been handed the last of them and let go).
+    pub fn take_tally(&mut self) -> Option<Tally> {
+        let sink = std::mem::replace(&mut self.sink, Sink::Local(Box::new(Tally::empty())));
+        match sink {
+            Sink::Local(tally) => Some(*tally),
+            Sink::Remote(mut helper) => {
+                if !self.batch.is_empty() {
+                    helper.tally(std::mem::take(&mut self.batch));
+                }
+                helper.done();
+                None
+            }
         }
     }
 
@@ -163,6 +252,7 @@ impl Measure {
     /// The variant's report, its warm-up and its measured window.
     pub fn finish(
         self,
+        tally: Tally,
         name: String,
         topology: &Topology,
         workload: &Workload,
@@ -177,7 +267,7 @@ impl Measure {
             .traffic
             .iter()
             .enumerate()
-            .map(|(i, share)| (share, self.routes.get(i).unwrap_or(&self.latency)))
+            .map(|(i, share)| (share, tally.routes.get(i).unwrap_or(&tally.latency)))
             .map(|(share, rec)| RouteReport {
                 route: topology.routes[share.route].name.clone(),
                 requests: rec.count(),
@@ -204,15 +294,16 @@ impl Measure {
             .collect();
 
         // Measured requests never answered (a black hole without a time limit).
-        let mut errors = self.errors;
-        errors.unanswered = self.admitted.saturating_sub(self.succeeded + errors.answered());
-        let series = self
+        let mut errors = tally.errors;
+        errors.unanswered = self.admitted.saturating_sub(tally.succeeded + errors.answered());
+        let step = tally.step;
+        let series = tally
             .series
             .iter()
             .enumerate()
             .map(|(i, s)| Point {
-                at_ns: i as u64 * self.step,
-                throughput: s.answered as f64 * SECOND as f64 / self.step as f64,
+                at_ns: i as u64 * step,
+                throughput: s.answered as f64 * SECOND as f64 / step as f64,
                 errors: s.errors,
                 p99_ns: if s.answered == 0 { 0 } else { s.latency.value_at_quantile(0.99) },
             })
@@ -220,15 +311,15 @@ impl Measure {
         let report = VariantReport {
             variant: name,
             requests: self.admitted,
-            succeeded: self.succeeded,
+            succeeded: tally.succeeded,
             errors,
             retries: self.retries,
             failed_tries: self.failed_tries,
             throughput: per_second(self.departures_at_close - self.departures_at_open),
-            latency: self.latency.summary(),
+            latency: tally.latency.summary(),
             routes,
             endpoints,
-            cdf: self.latency.cdf(),
+            cdf: tally.latency.cdf(),
             series,
             interval: None,
         };

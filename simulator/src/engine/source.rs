@@ -8,13 +8,14 @@
 //! stream, one draw set per candidate, so every variant sees the same
 //! arrivals however it balances them.
 
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
 use std::thread::{Scope, ScopedJoinHandle};
 
 use rand::RngExt;
 use rand_pcg::Pcg64;
 
 use super::admits;
+use super::measure::{Ended, Tally};
 use crate::random::{keyed_uniform, poisson_gap, stream, ServiceTime, Stream};
 use crate::time::{Nanos, SECOND};
 use crate::workload::{Arrivals, Length, Pattern, Replay, Workload};
@@ -214,26 +215,131 @@ impl Iterator for Draws<'_> {
     }
 }
 
-/// Arrivals per batch handed from the drawing thread to the run.
-const BATCH: usize = 1024;
+impl Draws<'_> {
+    /// Whether arrivals may have another share than the first.
+    fn shares(&self) -> bool {
+        self.source.cumulative.len() > 1 || self.source.replay.is_some()
+    }
 
-/// Where a run takes its arrivals from: drawn as it goes, or ahead on
-/// another thread (when a core would otherwise sit idle) and handed over in
-/// batches. Both give the same arrivals. The run reads the current
-/// arrival's draws where they lie rather than have them copied out, which
-/// would go through the stack in pieces of other sizes than were written.
+    /// Whether arrivals have a replayed client.
+    fn clients(&self) -> bool {
+        self.source.replay.is_some()
+    }
+}
+
+/// Arrivals per batch handed from the helper thread to the run.
+const BATCH: usize = 2048;
+
+/// Batches of arrivals the helper hands over before it waits for one back.
+const AHEAD: usize = 4;
+
+/// A batch of arrivals as handed over, in as few bytes as they need: the
+/// instant and drawn demand of each, and shares and clients only when the
+/// run has any but the first share, or clients at all.
+#[derive(Debug, Default)]
+pub(super) struct Batch {
+    slim: Vec<Slim>,
+    shares: Vec<u32>,
+    clients: Vec<Option<u32>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Slim {
+    at: Nanos,
+    /// The demand of the first try; 0 when not drawn ahead.
+    demand: Nanos,
+}
+
+impl Batch {
+    /// Fill with up to [`BATCH`] arrivals from `draws`.
+    fn fill(&mut self, draws: &mut Draws<'_>) {
+        self.slim.clear();
+        self.shares.clear();
+        self.clients.clear();
+        let (shares, clients) = (draws.shares(), draws.clients());
+        for u in draws.by_ref().take(BATCH) {
+            self.slim.push(Slim { at: u.at, demand: u.demand.unwrap_or(0) });
+            if shares {
+                self.shares.push(u.share);
+            }
+            if clients {
+                self.clients.push(u.client);
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.slim.is_empty()
+    }
+
+    #[inline]
+    fn at(&self, i: usize) -> Option<Nanos> {
+        self.slim.get(i).map(|s| s.at)
+    }
+
+    #[inline]
+    fn get(&self, i: usize, law: bool) -> Upcoming {
+        let Some(&Slim { at, demand }) = self.slim.get(i) else { return NONE_YET };
+        Upcoming {
+            at,
+            share: self.shares.get(i).copied().unwrap_or(0),
+            client: self.clients.get(i).copied().flatten(),
+            demand: law.then_some(demand),
+        }
+    }
+}
+
+/// What the run hands back to the helper thread.
+pub(super) enum Back {
+    /// An arrivals batch it is done with, to refill.
+    Spent(Batch),
+    /// Requests that ended, for the helper's tally.
+    Ended(Vec<Ended>),
+    /// Nothing more will come: give back the tally.
+    Done,
+}
+
+/// The run's end of the helper's tally.
+pub(super) struct Helper {
+    back: SyncSender<Back>,
+    /// Emptied batches of ended requests come back here for reuse.
+    spare: Receiver<Vec<Ended>>,
+}
+
+/// Ended requests per batch handed to the helper.
+pub(super) const ENDED_BATCH: usize = 1024;
+
+impl Helper {
+    /// Hand `ended` over; an empty batch to fill next.
+    pub fn tally(&mut self, ended: Vec<Ended>) -> Vec<Ended> {
+        // A helper that is gone panicked, which joining it reports.
+        let _ = self.back.send(Back::Ended(ended));
+        self.spare.try_recv().unwrap_or_else(|_| Vec::with_capacity(ENDED_BATCH))
+    }
+
+    /// Let the helper finish its tally.
+    pub fn done(self) {
+        let _ = self.back.send(Back::Done);
+    }
+}
+
+/// Where a run takes its arrivals from: drawn as it goes, or ahead on a
+/// helper thread (when a core would otherwise sit idle) and handed over in
+/// batches. Both give the same arrivals. The helper also keeps the run's
+/// [`Tally`], from the ended requests the run hands it in batches.
 pub(super) enum Feed<'a> {
     Inline {
         draws: Box<Draws<'a>>,
         current: Upcoming,
     },
     Ahead {
-        batches: Receiver<Vec<Upcoming>>,
-        /// Emptied batches go back for reuse.
-        spent: SyncSender<Vec<Upcoming>>,
-        batch: Vec<Upcoming>,
+        batches: Receiver<Batch>,
+        back: SyncSender<Back>,
+        batch: Batch,
         /// The index of the current arrival in `batch`.
         at: usize,
+        /// Whether first tries' demands were drawn ahead.
+        law: bool,
     },
 }
 
@@ -245,28 +351,66 @@ impl<'a> Feed<'a> {
         Feed::Inline { draws: Box::new(draws), current: NONE_YET }
     }
 
-    /// Draw `draws` on a thread of `scope`, a few batches ahead of the run.
-    /// The thread gives them back when they run out.
+    /// Draw `draws` on a thread of `scope`, a few batches ahead of the run,
+    /// and keep the run's tally there. The thread gives back the draws and
+    /// the tally once told it is done.
     pub fn ahead<'scope>(
         scope: &'scope Scope<'scope, '_>,
         mut draws: Draws<'scope>,
-    ) -> (Feed<'a>, ScopedJoinHandle<'scope, Draws<'scope>>) {
-        let (filled, batches) = sync_channel::<Vec<Upcoming>>(4);
-        let (spent, returned) = sync_channel::<Vec<Upcoming>>(8);
+        workload: &'scope Workload,
+    ) -> (Feed<'a>, Helper, ScopedJoinHandle<'scope, (Draws<'scope>, Tally)>) {
+        // The helper never has more than `AHEAD` batches out, so it never
+        // waits to hand one over; it only ever waits for what comes back.
+        let (filled, batches) = sync_channel::<Batch>(AHEAD);
+        let (back, returned) = sync_channel::<Back>(2 * AHEAD);
+        let (spare, spares) = sync_channel::<Vec<Ended>>(4);
+        let law = draws.law.is_some();
         let thread = scope.spawn(move || {
+            let mut tally = Tally::new(workload);
+            let mut filled = Some(filled);
+            let (mut out, mut empties) = (0, Vec::<Batch>::new());
             loop {
-                let mut batch = returned.try_recv().unwrap_or_else(|_| Vec::with_capacity(BATCH));
-                batch.clear();
-                batch.extend(draws.by_ref().take(BATCH));
-                // An empty batch is the end, and so is a run that stopped reading.
-                if batch.is_empty() || filled.send(batch).is_err() {
-                    break;
+                let message = match returned.try_recv() {
+                    Ok(message) => message,
+                    Err(TryRecvError::Disconnected) => break,
+                    Err(TryRecvError::Empty) => {
+                        if let Some(sender) = filled.as_ref().filter(|_| out < AHEAD) {
+                            let mut batch = empties.pop().unwrap_or_default();
+                            batch.fill(&mut draws);
+                            // An empty batch is the end, and so is a run that stopped reading.
+                            if batch.is_empty() || sender.send(batch).is_err() {
+                                filled = None;
+                            } else {
+                                out += 1;
+                            }
+                            continue;
+                        }
+                        match returned.recv() {
+                            Ok(message) => message,
+                            Err(_) => break,
+                        }
+                    }
+                };
+                match message {
+                    Back::Spent(batch) => {
+                        out -= 1;
+                        empties.push(batch);
+                    }
+                    Back::Ended(mut ended) => {
+                        for e in &ended {
+                            tally.record(e);
+                        }
+                        ended.clear();
+                        let _ = spare.try_send(ended);
+                    }
+                    Back::Done => break,
                 }
             }
-            draws
+            (draws, tally)
         });
-        let feed = Feed::Ahead { batches, spent, batch: Vec::new(), at: 0 };
-        (feed, thread)
+        let helper = Helper { back: back.clone(), spare: spares };
+        let feed = Feed::Ahead { batches, back, batch: Batch::default(), at: 0, law };
+        (feed, helper, thread)
     }
 
     /// Move to the next arrival and give its instant, or `None` at the end.
@@ -277,25 +421,29 @@ impl<'a> Feed<'a> {
                 *current = draws.next()?;
                 Some(current.at)
             }
-            Feed::Ahead { batches, spent, batch, at } => {
-                if let Some(next) = batch.get(*at + 1) {
+            Feed::Ahead { batches, back, batch, at, .. } => {
+                if let Some(next) = batch.at(*at + 1) {
                     *at += 1;
-                    return Some(next.at);
+                    return Some(next);
                 }
-                let done = std::mem::replace(batch, batches.recv().ok()?);
-                let _ = spent.try_send(done);
+                // The spent batch goes back first, for the helper to refill.
+                let done = std::mem::take(batch);
+                if !done.is_empty() {
+                    let _ = back.send(Back::Spent(done));
+                }
+                *batch = batches.recv().ok()?;
                 *at = 0;
-                batch.first().map(|u| u.at)
+                batch.at(0)
             }
         }
     }
 
     /// The arrival [`Feed::advance`] moved to.
     #[inline]
-    pub fn current(&self) -> &Upcoming {
+    pub fn current(&self) -> Upcoming {
         match self {
-            Feed::Inline { current, .. } => current,
-            Feed::Ahead { batch, at, .. } => batch.get(*at).unwrap_or(&NONE_YET),
+            Feed::Inline { current, .. } => *current,
+            Feed::Ahead { batch, at, law, .. } => batch.get(*at, *law),
         }
     }
 }

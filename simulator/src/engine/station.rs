@@ -158,9 +158,10 @@ impl TrySlots {
         }
     }
 
+    /// The try in `slot` and its generation, if the slot holds one.
     #[inline]
-    pub fn generation(&self, slot: u32) -> u32 {
-        self.slots.get(slot as usize).map_or(0, |s| s.generation)
+    pub fn live(&self, slot: u32) -> Option<(u32, &Try)> {
+        self.slots.get(slot as usize).filter(|s| s.live).map(|s| (s.generation, &s.t))
     }
 
     #[inline]
