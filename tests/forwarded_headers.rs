@@ -96,4 +96,11 @@ async fn forwarded_headers_are_believed_only_from_trusted_proxies() {
     assert_eq!(seen[1].header("x-forwarded-for"), Some("127.0.0.1"));
     assert_eq!(seen[1].header("x-forwarded-proto"), Some("http"));
     assert_eq!(seen[1].header("x-forwarded-host"), Some("internal.example.test"));
+    // Each field once: nothing the client sent survives beside the gateway's.
+    for request in &seen {
+        for name in ["x-forwarded-for:", "x-forwarded-proto:", "x-forwarded-host:"] {
+            let count = request.head.to_ascii_lowercase().matches(name).count();
+            assert_eq!(count, 1, "{name} {}", request.head);
+        }
+    }
 }

@@ -192,6 +192,60 @@ pub(crate) fn add_forwarded(headers: &mut HeaderMap, client: &HeaderValue, trust
     }
 }
 
+/// Write `headers` into `out` as HTTP/1.1 field lines, with the
+/// `X-Forwarded-*` fields that [`add_forwarded`] would set, for a request
+/// from `client` (trusted or not), without changing the map. Fields for
+/// which `keep` says no are left out.
+pub(crate) fn write_with_forwarded(
+    headers: &HeaderMap,
+    client: &HeaderValue,
+    trusted: bool,
+    out: &mut Vec<u8>,
+    mut keep: impl FnMut(&HeaderName, &HeaderValue) -> bool,
+) {
+    let line = |out: &mut Vec<u8>, name: &[u8], value: &[u8]| {
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    };
+    let mut host = None;
+    let mut chain = Vec::new();
+    let (mut has_proto, mut has_host) = (false, false);
+    for (name, value) in headers {
+        if *name == HOST {
+            host = Some(value);
+        } else if *name == X_FORWARDED_FOR {
+            if trusted {
+                chain.push(value);
+            }
+            continue;
+        } else if *name == X_FORWARDED_PROTO || *name == X_FORWARDED_HOST {
+            if !trusted {
+                continue;
+            }
+            has_proto |= *name == X_FORWARDED_PROTO;
+            has_host |= *name == X_FORWARDED_HOST;
+        }
+        if keep(name, value) {
+            line(out, name.as_str().as_bytes(), value.as_bytes());
+        }
+    }
+    out.extend_from_slice(b"x-forwarded-for: ");
+    for earlier in chain {
+        out.extend_from_slice(earlier.as_bytes());
+        out.extend_from_slice(b", ");
+    }
+    out.extend_from_slice(client.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    if !has_proto {
+        line(out, b"x-forwarded-proto", b"http");
+    }
+    if let Some(host) = host.filter(|_| !has_host) {
+        line(out, b"x-forwarded-host", host.as_bytes());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,6 +259,49 @@ mod tests {
             );
         }
         headers
+    }
+
+    /// The fields written straight to an HTTP/1.1 upstream are those that
+    /// `add_forwarded` puts in the map for the other paths.
+    #[test]
+    fn written_forwarded_fields_match_the_map() {
+        let client = HeaderValue::from_static("192.0.2.7");
+        let cases = [
+            map(&[("host", "a.test"), ("accept", "*/*")]),
+            map(&[("accept", "*/*")]),
+            map(&[
+                ("host", "a.test"),
+                ("x-forwarded-for", "1.2.3.4"),
+                ("x-forwarded-for", "5.6.7.8, 9.9.9.9"),
+                ("x-forwarded-proto", "https"),
+                ("x-forwarded-host", "b.test"),
+            ]),
+            map(&[("host", "a.test"), ("x-forwarded-proto", "https")]),
+            map(&[("x-forwarded-host", "b.test"), ("x-forwarded-for", "1.2.3.4")]),
+        ];
+        for headers in cases {
+            for trusted in [false, true] {
+                let mut expected = headers.clone();
+                add_forwarded(&mut expected, &client, trusted);
+                let mut expected: Vec<(String, String)> = expected
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+                    .collect();
+                let mut out = Vec::new();
+                write_with_forwarded(&headers, &client, trusted, &mut out, |_, _| true);
+                let text = String::from_utf8(out).unwrap();
+                let mut written: Vec<(String, String)> = text
+                    .split_terminator("\r\n")
+                    .map(|line| {
+                        let (name, value) = line.split_once(": ").unwrap();
+                        (name.to_owned(), value.to_owned())
+                    })
+                    .collect();
+                expected.sort();
+                written.sort();
+                assert_eq!(written, expected, "trusted {trusted}: {headers:?}");
+            }
+        }
     }
 
     #[test]

@@ -286,18 +286,19 @@ impl Conn {
             out.extend_from_slice(b"\r\n");
         }
         let mut declared = None;
-        for (name, value) in &request.headers {
-            if *name == TRANSFER_ENCODING {
-                continue;
-            }
-            if *name == CONTENT_LENGTH {
-                declared = parse_length(value.as_bytes());
-            }
-            out.extend_from_slice(name.as_str().as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value.as_bytes());
-            out.extend_from_slice(b"\r\n");
-        }
+        let forwarded = &request.forwarded;
+        crate::headers::write_with_forwarded(
+            &request.headers,
+            &forwarded.client,
+            forwarded.trusted,
+            out,
+            |name, value| {
+                if *name == CONTENT_LENGTH {
+                    declared = parse_length(value.as_bytes());
+                }
+                *name != TRANSFER_ENCODING
+            },
+        );
         let empty = body.is_end_stream();
         let chunked = declared.is_none() && !empty;
         if chunked {

@@ -305,7 +305,7 @@ async fn forward(
         head.headers.insert(hyper::header::TE, HeaderValue::from_static("trailers"));
     }
     let trusted = headers::is_trusted(&plan.listeners[listener].trusted_proxies, client.ip());
-    headers::add_forwarded(&mut head.headers, &peer.forwarded_for, trusted);
+    let forwarded = Forwarded { client: peer.forwarded_for.clone(), trusted };
     // An HTTP/1.1 upstream may refuse early what expects `100 Continue`.
     let (continued, gate) = match protocol {
         Protocol::Http1 => request_body::continue_gate(&head.headers).unzip(),
@@ -315,8 +315,14 @@ async fn forward(
         Protocol::Http1 => Version::HTTP_11,
         Protocol::Http2 => Version::HTTP_2,
     };
-    let head =
-        UpstreamHead { method: head.method, target, headers: head.headers, version, continued };
+    let head = UpstreamHead {
+        method: head.method,
+        target,
+        headers: head.headers,
+        forwarded,
+        version,
+        continued,
+    };
     let slot = BodySlot::with(body, limit, protocol == Protocol::Http2, gate);
 
     let mut response = send(shared, exchange, pool, endpoint, hash, &head, &slot).await?;
@@ -332,12 +338,24 @@ async fn forward(
     Ok(response)
 }
 
+/// Who the request came from, for its `X-Forwarded-*` fields (see
+/// [`headers::add_forwarded`]).
+pub(crate) struct Forwarded {
+    /// The client's address, as `X-Forwarded-For` names it.
+    pub(crate) client: HeaderValue,
+    /// Whether the client is a trusted proxy, whose fields are kept.
+    pub(crate) trusted: bool,
+}
+
 /// What every attempt sends upstream, apart from the body.
 pub(crate) struct UpstreamHead {
     pub(crate) method: Method,
     /// The normalised path and the query as sent, in origin form.
     pub(crate) target: PathAndQuery,
+    /// The headers as the client sent them, less the hop-by-hop ones; the
+    /// `X-Forwarded-*` fields are set as each request is written.
     pub(crate) headers: HeaderMap,
+    pub(crate) forwarded: Forwarded,
     /// The pool's protocol version.
     version: Version,
     /// Told when the upstream answers `100 Continue`, for a request that expects it.
@@ -353,6 +371,8 @@ impl UpstreamHead {
         *request.uri_mut() = Uri::from(self.target.clone());
         *request.version_mut() = self.version;
         *request.headers_mut() = self.headers.clone();
+        let forwarded = &self.forwarded;
+        headers::add_forwarded(request.headers_mut(), &forwarded.client, forwarded.trusted);
         if let Some(continued) = &self.continued {
             let continued = Arc::clone(continued);
             hyper::ext::on_informational(&mut request, move |response| {
