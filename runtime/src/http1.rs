@@ -441,7 +441,7 @@ impl Conn {
                 .map_err(|_| ExchangeError::Invalid("bad header name"))?;
             let value = HeaderValue::from_maybe_shared(head.slice(from as usize..to as usize))
                 .map_err(|_| ExchangeError::Invalid("bad header value"))?;
-            seen.note(&name);
+            seen.note(&name, &value);
             headers.append(name, value);
         }
         Ok(Some(Parsed { status, version, headers, seen, reason }))
@@ -460,15 +460,40 @@ impl Conn {
 #[derive(Debug, Clone, Copy, Default)]
 struct Seen {
     content_length: bool,
+    /// Whether the head has one `Content-Length`, in plain digits, so
+    /// that it goes on as it came.
+    plain_length: bool,
     transfer_encoding: bool,
     connection: bool,
 }
 
 impl Seen {
-    fn note(&mut self, name: &HeaderName) {
-        self.content_length |= name == CONTENT_LENGTH;
+    fn note(&mut self, name: &HeaderName, value: &HeaderValue) {
+        if name == CONTENT_LENGTH {
+            let digits = value.as_bytes();
+            let plain = !digits.is_empty()
+                && digits.iter().all(u8::is_ascii_digit)
+                && (digits[0] != b'0' || digits.len() == 1);
+            self.plain_length = plain && !self.content_length;
+            self.content_length = true;
+        }
         self.transfer_encoding |= name == TRANSFER_ENCODING;
         self.connection |= name == CONNECTION;
+    }
+}
+
+/// Pass `Content-Length` on as the one number it states (RFC 9110, section
+/// 8.6, says a list or padded value is not to be forwarded as it came), or
+/// not at all when it states none, which only a response without a body
+/// gets this far with.
+fn normalise_length(headers: &mut HeaderMap) {
+    match content_length(headers) {
+        Ok(Some(length)) => {
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
+        }
+        _ => {
+            headers.remove(CONTENT_LENGTH);
+        }
     }
 }
 
@@ -505,16 +530,24 @@ impl Head {
         sent_whole: bool,
         upload: Option<Box<Upload>>,
     ) -> Result<Head, ExchangeError> {
-        let Parsed { status, version, headers, seen, reason } = parsed;
+        let Parsed { status, version, mut headers, seen, reason } = parsed;
         let framing = framing(status, &headers, seen, head_request)?;
         let keep_alive = keep_alive(version, &headers, seen);
+        // An HTTP/1.0 message with Transfer-Encoding is faulty framing,
+        // after which the connection must close (RFC 9112, section 6.1).
         let reusable = keep_alive
             && sent_whole
             && status != StatusCode::SWITCHING_PROTOCOLS
-            && !matches!(framing, Framing::Close);
+            && !matches!(framing, Framing::Close)
+            && !(version == Version::HTTP_10 && seen.transfer_encoding);
+        if seen.content_length && !seen.plain_length {
+            normalise_length(&mut headers);
+        }
         let mut response = Response::new(());
         *response.status_mut() = status;
-        *response.version_mut() = version;
+        // The gateway answers in its own version, whatever the upstream's
+        // (RFC 9112, section 2.3).
+        *response.version_mut() = Version::HTTP_11;
         *response.headers_mut() = headers;
         if let Some(reason) = reason {
             response.extensions_mut().insert(reason);
@@ -770,6 +803,9 @@ fn decode_chunk(read: &mut BytesMut, chunk: Chunk) -> Result<Decoded, ExchangeEr
                 }
                 return Ok(Decoded::Need);
             };
+            if end >= MAX_CHUNK_LINE {
+                return Err(ExchangeError::Invalid("chunk-size line too long"));
+            }
             let line = read.split_to(end + 1);
             let size = chunk_size(&line)?;
             Ok(Decoded::Next(if size == 0 { Chunk::Trailers } else { Chunk::Data(size) }))
@@ -805,6 +841,9 @@ fn decode_chunk(read: &mut BytesMut, chunk: Chunk) -> Result<Decoded, ExchangeEr
 fn trailers<const N: usize>(read: &mut BytesMut) -> Result<Decoded, ExchangeError> {
     let mut fields = [httparse::EMPTY_HEADER; N];
     let (length, count) = match httparse::parse_headers(read, &mut fields) {
+        Ok(httparse::Status::Complete((length, _))) if length > MAX_HEAD => {
+            return Err(ExchangeError::Invalid("trailer section too large"))
+        }
         Ok(httparse::Status::Complete((length, parsed))) => (length, parsed.len()),
         Ok(httparse::Status::Partial) if read.len() > MAX_HEAD => {
             return Err(ExchangeError::Invalid("trailer section too large"))
@@ -897,7 +936,7 @@ mod tests {
 
     fn seen(headers: &HeaderMap) -> Seen {
         let mut seen = Seen::default();
-        headers.keys().for_each(|name| seen.note(name));
+        headers.iter().for_each(|(name, value)| seen.note(name, value));
         seen
     }
 
