@@ -10,9 +10,6 @@
 //! shorter complete one; a response's bytes never answer another request;
 //! a connection whose state is unknown is closed, and one in a known state
 //! is reused.
-//!
-//! Tests marked `#[ignore = "bug: ..."]` fail on the current code and
-//! describe what should happen instead.
 
 mod support;
 
@@ -649,7 +646,6 @@ async fn an_early_refusal_from_an_upstream_that_never_reads_the_body() {
 /// upload must make progress independently of the response body's reader
 /// (as it did with hyper's client, whose connection task drives both).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: the rest of an upload is driven only by the response body's reader, so an early streaming response deadlocks a client that uploads before it reads"]
 async fn an_early_streaming_response_does_not_stall_the_upload() {
     const ANSWER: usize = 16 * 1024 * 1024;
     const UPLOAD: usize = 48 * 1024 * 1024;

@@ -43,14 +43,16 @@
 //! gate of a request that expects it (see [`crate::request_body`]), and a
 //! final response that arrives before the body ends (an early 413, say) is
 //! passed on at once. The upload then goes on, as RFC 9112 (section 9.3)
-//! lets an upstream expect: while the response streams, and after it in a
-//! task of its own, for at most the pool's `idle_timeout`. Both connections
+//! lets an upstream expect: while the response streams (read then by a task
+//! that drives both directions, so that neither waits on the client), and
+//! after it in a task of its own, for at most the pool's `idle_timeout`.
+//! Both connections
 //! then stay in step, and the upstream one is used again if the upload
 //! finished. An upload that had not begun (a body held back for
 //! `100 Continue`), or that the upstream stopped taking, ends there, and
 //! the connection closes after the response.
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
@@ -653,10 +655,23 @@ pub(crate) struct Http1Body {
     home: Option<Home>,
 }
 
+/// A response body: read from its connection as the client asks for it,
+/// or, while its request is still being uploaded, by a task of its own.
+pub(crate) enum Http1Response {
+    Direct(Http1Body),
+    Pumped(PumpedBody),
+}
+
 impl Http1Body {
     /// The body of `head`, read from `conn`, which `home` takes back at the
     /// body's end when it can serve another request.
-    pub(crate) fn new(conn: Conn, head: &mut Head, home: Home) -> Http1Body {
+    ///
+    /// A body that streams while its request is still being uploaded is
+    /// read by a task of its own, which keeps the upload going whether or
+    /// not the client reads: an upstream that answers as it reads (an echo,
+    /// a transcoder) would otherwise wait for the rest of the upload while
+    /// the client, still uploading, waits for room to send it.
+    pub(crate) fn start(conn: Conn, head: &mut Head, home: Home) -> Http1Response {
         let mut body = Http1Body {
             conn: Some(conn),
             framing: head.framing,
@@ -667,7 +682,43 @@ impl Http1Body {
         if head.framing == Framing::Empty {
             body.release();
         }
-        body
+        if body.upload.is_some() && body.conn.is_some() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                return Http1Response::Pumped(body.pump(&runtime));
+            }
+        }
+        Http1Response::Direct(body)
+    }
+
+    /// Read this body in a task of `runtime` that also drives the upload,
+    /// handing frames over as the client takes them, a few at a time.
+    fn pump(mut self, runtime: &tokio::runtime::Handle) -> PumpedBody {
+        let (frames, taken) = tokio::sync::mpsc::channel(PUMPED_FRAMES);
+        let hint = self.size_hint();
+        runtime.spawn(async move {
+            loop {
+                let next = poll_fn(|cx| {
+                    self.poll_upload(cx);
+                    self.poll_next(cx)
+                });
+                // At the end, `release` has given the connection back or
+                // left the upload to finish.
+                let Some(frame) = next.await else { return };
+                let failed = frame.is_err();
+                let mut room = std::pin::pin!(frames.reserve());
+                let room = poll_fn(|cx| {
+                    self.poll_upload(cx);
+                    room.as_mut().poll(cx)
+                });
+                // Without a reader, the response and its connection go.
+                let Ok(room) = room.await else { return };
+                room.send(frame);
+                if failed {
+                    return;
+                }
+            }
+        });
+        PumpedBody { taken, hint, ended: false }
     }
 
     /// The body has ended: give the connection back, or close it. An
@@ -777,6 +828,46 @@ impl Http1Body {
                 },
             }
         }
+    }
+}
+
+/// Frames a pumped body may read ahead of the client.
+const PUMPED_FRAMES: usize = 4;
+
+/// A response body read by a task of its own (see [`Http1Body::start`]).
+pub(crate) struct PumpedBody {
+    taken: tokio::sync::mpsc::Receiver<Result<Frame<Bytes>, ExchangeError>>,
+    hint: SizeHint,
+    ended: bool,
+}
+
+impl Body for PumpedBody {
+    type Data = Bytes;
+    type Error = ExchangeError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ExchangeError>>> {
+        let frame = ready!(self.taken.poll_recv(cx));
+        match &frame {
+            None => self.ended = true,
+            Some(Ok(frame)) => {
+                if let (Some(data), Some(exact)) = (frame.data_ref(), self.hint.exact()) {
+                    self.hint = SizeHint::with_exact(exact.saturating_sub(data.len() as u64));
+                }
+            }
+            Some(Err(_)) => {}
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.hint
     }
 }
 

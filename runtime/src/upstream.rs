@@ -76,7 +76,7 @@ use sluice_traffic::{CircuitBreaker, Limit, Rejection};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::http1::{Conn, ExchangeError, Http1Body};
+use crate::http1::{Conn, ExchangeError, Http1Body, Http1Response, PumpedBody};
 use crate::proxy::UpstreamHead;
 use crate::request_body::RequestBody;
 
@@ -456,8 +456,11 @@ impl Http1Pool {
         match conn.exchange(head, authority, body).await {
             Ok(mut head) => {
                 let home = Home { pool: Arc::clone(self), endpoint };
-                let body = Http1Body::new(conn, &mut head, home);
-                Ok(Response::from_parts(head.parts, UpstreamBody(Inner::Http1(body))))
+                let body = match Http1Body::start(conn, &mut head, home) {
+                    Http1Response::Direct(body) => Inner::Http1(body),
+                    Http1Response::Pumped(body) => Inner::Pumped(body),
+                };
+                Ok(Response::from_parts(head.parts, UpstreamBody(body)))
             }
             Err(error) => Err(SendError::Exchange { error, reused }),
         }
@@ -593,6 +596,8 @@ pub struct UpstreamBody(Inner);
 enum Inner {
     Http1(Http1Body),
     Detached(Incoming),
+    /// An HTTP/1.1 body read while its upload goes on.
+    Pumped(PumpedBody),
 }
 
 /// Why an upstream response body failed.
@@ -615,6 +620,7 @@ impl Body for UpstreamBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BodyFailure>>> {
         match &mut self.0 {
             Inner::Http1(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            Inner::Pumped(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
             Inner::Detached(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
         }
     }
@@ -622,6 +628,7 @@ impl Body for UpstreamBody {
     fn is_end_stream(&self) -> bool {
         match &self.0 {
             Inner::Http1(body) => body.is_end_stream(),
+            Inner::Pumped(body) => body.is_end_stream(),
             Inner::Detached(body) => body.is_end_stream(),
         }
     }
@@ -629,6 +636,7 @@ impl Body for UpstreamBody {
     fn size_hint(&self) -> SizeHint {
         match &self.0 {
             Inner::Http1(body) => body.size_hint(),
+            Inner::Pumped(body) => body.size_hint(),
             Inner::Detached(body) => body.size_hint(),
         }
     }
