@@ -138,6 +138,8 @@ pub(crate) struct Conn {
     stream: TcpStream,
     /// Bytes read from the socket and not yet used.
     read: BytesMut,
+    /// How much of `read` was looked at for the end of a head.
+    scanned: usize,
     /// Bytes to write, from `written` on.
     write: Vec<u8>,
     written: usize,
@@ -170,8 +172,9 @@ enum Chunk {
     Data(u64),
     /// After a chunk's data, before its CRLF.
     DataEnd,
-    /// After the last chunk, before the trailer section and its empty line.
-    Trailers,
+    /// After the last chunk, before the trailer section and its empty
+    /// line, having looked this far into it for that line.
+    Trailers(usize),
 }
 
 /// What the request's head said about its body.
@@ -187,7 +190,8 @@ enum Sending {
 impl Conn {
     /// A connection on `stream`, holding `slot`, opened by worker `lane`.
     pub(crate) fn new(stream: TcpStream, slot: Option<OwnedPermit>, lane: usize) -> Conn {
-        Conn { stream, read: BytesMut::new(), write: Vec::new(), written: 0, _slot: slot, lane }
+        let read = BytesMut::new();
+        Conn { stream, read, scanned: 0, write: Vec::new(), written: 0, _slot: slot, lane }
     }
 
     /// Whether the connection, between exchanges, can take a request: the
@@ -378,8 +382,16 @@ impl Conn {
     fn poll_head(&mut self, cx: &mut Context<'_>) -> Poll<Result<Parsed, ExchangeError>> {
         loop {
             if !self.read.is_empty() {
-                if let Some(parsed) = self.parse_head()? {
-                    return Poll::Ready(Ok(parsed));
+                // A head is parsed as its first bytes come (which may show
+                // it is not HTTP/1.x at all) and then again only when a line
+                // has ended: one arriving a byte at a time is parsed once a
+                // line, at most `MAX_FIELDS` and a few times, not once a byte.
+                let from = std::mem::replace(&mut self.scanned, self.read.len());
+                if from == 0 || line_end_from(&self.read, from) {
+                    if let Some(parsed) = self.parse_head()? {
+                        self.scanned = 0;
+                        return Poll::Ready(Ok(parsed));
+                    }
                 }
                 if self.read.len() >= MAX_HEAD {
                     return Poll::Ready(Err(ExchangeError::Invalid("response head too large")));
@@ -809,7 +821,8 @@ impl Http1Body {
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
                 Framing::Chunked(chunk) => match decode_chunk(&mut conn.read, chunk)? {
-                    Decoded::Need => {
+                    Decoded::Need(chunk) => {
+                        self.framing = Framing::Chunked(chunk);
                         if ready!(conn.poll_fill(cx, READ_ROOM))? == 0 {
                             return Poll::Ready(Some(Err(ExchangeError::Closed)));
                         }
@@ -873,8 +886,8 @@ impl Body for PumpedBody {
 
 /// One step of decoding a chunked body.
 enum Decoded {
-    /// More bytes are needed.
-    Need,
+    /// More bytes are needed; go on from this point once they are there.
+    Need(Chunk),
     /// Framing was read; go on from this point.
     Next(Chunk),
     /// Data, then go on from this point.
@@ -892,18 +905,18 @@ fn decode_chunk(read: &mut BytesMut, chunk: Chunk) -> Result<Decoded, ExchangeEr
                 if read.len() > MAX_CHUNK_LINE {
                     return Err(ExchangeError::Invalid("chunk-size line too long"));
                 }
-                return Ok(Decoded::Need);
+                return Ok(Decoded::Need(chunk));
             };
             if end >= MAX_CHUNK_LINE {
                 return Err(ExchangeError::Invalid("chunk-size line too long"));
             }
             let line = read.split_to(end + 1);
             let size = chunk_size(&line)?;
-            Ok(Decoded::Next(if size == 0 { Chunk::Trailers } else { Chunk::Data(size) }))
+            Ok(Decoded::Next(if size == 0 { Chunk::Trailers(0) } else { Chunk::Data(size) }))
         }
         Chunk::Data(left) => {
             if read.is_empty() {
-                return Ok(Decoded::Need);
+                return Ok(Decoded::Need(chunk));
             }
             let take = usize::try_from(left).unwrap_or(usize::MAX).min(read.len());
             let data = read.split_to(take).freeze();
@@ -912,7 +925,7 @@ fn decode_chunk(read: &mut BytesMut, chunk: Chunk) -> Result<Decoded, ExchangeEr
         }
         Chunk::DataEnd => {
             if read.len() < 2 {
-                return Ok(Decoded::Need);
+                return Ok(Decoded::Need(chunk));
             }
             if &read[..2] != b"\r\n" {
                 return Err(ExchangeError::Invalid("chunk data not followed by CRLF"));
@@ -920,7 +933,14 @@ fn decode_chunk(read: &mut BytesMut, chunk: Chunk) -> Result<Decoded, ExchangeEr
             let _ = read.split_to(2);
             Ok(Decoded::Next(Chunk::Size))
         }
-        Chunk::Trailers => match trailers::<USUAL_FIELDS>(read) {
+        // As for heads, the section is parsed again only when a line ended.
+        Chunk::Trailers(from) if !line_end_from(read, from) => {
+            if read.len() > MAX_HEAD {
+                return Err(ExchangeError::Invalid("trailer section too large"));
+            }
+            Ok(Decoded::Need(Chunk::Trailers(read.len())))
+        }
+        Chunk::Trailers(_) => match trailers::<USUAL_FIELDS>(read) {
             Err(ExchangeError::TooManyFields) => trailers::<MAX_FIELDS>(read),
             decoded => decoded,
         },
@@ -939,7 +959,7 @@ fn trailers<const N: usize>(read: &mut BytesMut) -> Result<Decoded, ExchangeErro
         Ok(httparse::Status::Partial) if read.len() > MAX_HEAD => {
             return Err(ExchangeError::Invalid("trailer section too large"))
         }
-        Ok(httparse::Status::Partial) => return Ok(Decoded::Need),
+        Ok(httparse::Status::Partial) => return Ok(Decoded::Need(Chunk::Trailers(read.len()))),
         Err(httparse::Error::TooManyHeaders) => return Err(ExchangeError::TooManyFields),
         Err(_) => return Err(ExchangeError::Invalid("malformed trailer section")),
     };
@@ -957,6 +977,12 @@ fn trailers<const N: usize>(read: &mut BytesMut) -> Result<Decoded, ExchangeErro
     }
     let _ = read.split_to(length);
     Ok(Decoded::End(Some(trailers)))
+}
+
+/// Whether `bytes` has a line feed at or after `from`: a line ended since
+/// the last look, which may end a head or show it malformed.
+fn line_end_from(bytes: &[u8], from: usize) -> bool {
+    bytes.get(from..).is_some_and(|new| new.contains(&b'\n'))
 }
 
 /// The size on a chunk-size line (ending in CRLF), ignoring extensions.
@@ -1089,7 +1115,8 @@ mod tests {
         let mut data = Vec::new();
         loop {
             match decode_chunk(&mut read, chunk)? {
-                Decoded::Need => {
+                Decoded::Need(next) => {
+                    chunk = next;
                     if fed == wire.len() {
                         return Err(ExchangeError::Closed);
                     }
@@ -1130,7 +1157,8 @@ mod tests {
         };
         for n in [1, USUAL_FIELDS + 1, MAX_FIELDS] {
             let mut read = section(n);
-            let Ok(Decoded::End(Some(trailers))) = decode_chunk(&mut read, Chunk::Trailers) else {
+            let Ok(Decoded::End(Some(trailers))) = decode_chunk(&mut read, Chunk::Trailers(0))
+            else {
                 panic!("{n} trailer fields must decode");
             };
             assert_eq!(trailers.len(), n);
@@ -1138,9 +1166,18 @@ mod tests {
         }
         let mut read = section(MAX_FIELDS + 1);
         assert!(matches!(
-            decode_chunk(&mut read, Chunk::Trailers),
+            decode_chunk(&mut read, Chunk::Trailers(0)),
             Err(ExchangeError::TooManyFields)
         ));
+    }
+
+    #[test]
+    fn only_new_line_ends_are_looked_for() {
+        assert!(line_end_from(b"HTTP/1.1 200 OK\r\n", 0));
+        assert!(line_end_from(b"HTTP/1.1 200 OK\r\n", 16));
+        assert!(!line_end_from(b"HTTP/1.1 200 OK\r\n", 17));
+        assert!(!line_end_from(b"HTTP/1.1 200 OK\r\nA: b", 17));
+        assert!(!line_end_from(b"", 5));
     }
 
     #[test]
