@@ -143,29 +143,30 @@ impl<E: Copy> EventQueue<E> {
     /// until it fits.
     #[inline]
     fn sift_down(&mut self, moving: Entry<E>, n: usize) {
+        let heap = &mut self.heap[..n];
         let mut i = 0;
         loop {
             let first = i * ARITY + 1;
-            if first >= n {
+            // The children, as one slice: one bounds check for all four.
+            let end = (first + ARITY).min(n);
+            let Some((head, rest)) = heap.get(first..end).and_then(<[_]>::split_first) else {
                 break;
-            }
+            };
             // The least child, without branches: which child wins is a coin
             // toss to the branch predictor.
-            let mut child = first;
-            let mut least = self.heap[first].key;
-            for c in first + 1..(first + ARITY).min(n) {
-                let key = self.heap[c].key;
-                let mask = usize::from(key < least).wrapping_neg();
+            let (mut child, mut least) = (0, head.key);
+            for (c, entry) in (1..).zip(rest) {
+                let mask = usize::from(entry.key < least).wrapping_neg();
                 child ^= (child ^ c) & mask;
-                least = least.min(key);
+                least = least.min(entry.key);
             }
             if moving.key <= least {
                 break;
             }
-            self.heap[i] = self.heap[child];
-            i = child;
+            heap[i] = heap[first + child];
+            i = first + child;
         }
-        self.heap[i] = moving;
+        heap[i] = moving;
     }
 
     /// Time of the earliest event.
