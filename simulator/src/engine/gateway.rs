@@ -238,11 +238,12 @@ impl Run<'_> {
             let changes = detector.observe(index, outcome, clock);
             self.outlier_changes(now, inst, pool, changes);
         }
-        if measured && outcome.is_failure() {
+        let failure = outcome.is_failure();
+        if measured && failure {
             self.measure.failed_try();
         }
 
-        if outcome.is_failure() {
+        if failure {
             let request = &self.requests[r as usize];
             let deadline = self.deadline(request);
             let facts =

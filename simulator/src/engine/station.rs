@@ -202,9 +202,9 @@ impl TrySlots {
     #[inline]
     pub fn release_if_done(&mut self, slot: u32) {
         let Some(s) = self.slots.get_mut(slot as usize) else { return };
+        // (The permit went back when the gateway stopped waiting.)
         if s.live && !s.t.awaited && !s.t.held {
             s.live = false;
-            s.t.permit = None;
             s.generation = s.generation.wrapping_add(1);
             self.free.push(slot);
         }
