@@ -88,6 +88,7 @@ impl<E: Copy> EventQueue<E> {
         Entry { key, event }
     }
 
+    #[inline]
     fn push_entry(&mut self, entry: Entry<E>) {
         if self.taken {
             // The popped root's place is free: sift down from there.
@@ -116,10 +117,12 @@ impl<E: Copy> EventQueue<E> {
         if self.taken {
             self.remove_root();
         }
-        if let Some(lane) = self.lane {
+        // Compared in place: the lane's entry is copied out only when it leaves.
+        if let Some(lane) = &self.lane {
             if self.heap.first().is_none_or(|top| lane.key < top.key) {
+                let (key, event) = (lane.key, lane.event);
                 self.lane = None;
-                return Some(((lane.key >> 64) as Nanos, lane.event));
+                return Some(((key >> 64) as Nanos, event));
             }
         }
         // The root leaves the heap when the next push or pop replaces it.
