@@ -20,6 +20,12 @@
 //! pending at a time, such as an open-loop source's next arrival, then
 //! costs one comparison per pop instead of a trip through the heap. The
 //! lane changes nothing about the order events leave in.
+//!
+//! The entry a pop returns stays at the root until the next push or pop
+//! ([`EventQueue::pop`]): handling an event often schedules the next one of
+//! its kind (an endpoint that finishes a try starts the next in line), and
+//! that push then takes the root's place and sifts down, one pass through
+//! the heap instead of two.
 
 use crate::time::Nanos;
 
@@ -33,6 +39,9 @@ pub struct EventQueue<E> {
     /// One entry kept outside the heap.
     lane: Option<Entry<E>>,
     scheduled: u64,
+    /// Whether the root was popped already and is only waiting to be
+    /// replaced (the rest of the heap is in order without it).
+    taken: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -44,7 +53,7 @@ struct Entry<E> {
 
 impl<E> Default for EventQueue<E> {
     fn default() -> Self {
-        EventQueue { heap: Vec::new(), lane: None, scheduled: 0 }
+        EventQueue { heap: Vec::new(), lane: None, scheduled: 0, taken: false }
     }
 }
 
@@ -79,7 +88,15 @@ impl<E: Copy> EventQueue<E> {
         Entry { key, event }
     }
 
+    #[inline]
     fn push_entry(&mut self, entry: Entry<E>) {
+        if self.taken {
+            // The popped root's place is free: sift down from there.
+            self.taken = false;
+            let n = self.heap.len();
+            self.sift_down(entry, n);
+            return;
+        }
         // Sift up: parents with a larger key move down into the hole.
         let mut i = self.heap.len();
         self.heap.push(entry);
@@ -97,49 +114,73 @@ impl<E: Copy> EventQueue<E> {
     /// Remove and return the earliest event and its time.
     #[inline]
     pub fn pop(&mut self) -> Option<(Nanos, E)> {
-        if let Some(lane) = self.lane {
+        if self.taken {
+            self.remove_root();
+        }
+        // Compared in place: the lane's entry is copied out only when it leaves.
+        if let Some(lane) = &self.lane {
             if self.heap.first().is_none_or(|top| lane.key < top.key) {
+                let (key, event) = (lane.key, lane.event);
                 self.lane = None;
-                return Some(((lane.key >> 64) as Nanos, lane.event));
+                return Some(((key >> 64) as Nanos, event));
             }
         }
+        // The root leaves the heap when the next push or pop replaces it.
         let top = *self.heap.first()?;
-        let moving = self.heap.pop()?;
+        self.taken = true;
+        Some(((top.key >> 64) as Nanos, top.event))
+    }
+
+    /// Take out the root that a pop returned, the last entry filling in.
+    fn remove_root(&mut self) {
+        self.taken = false;
+        let Some(moving) = self.heap.pop() else { return };
         let n = self.heap.len();
-        if n == 0 {
-            return Some(((top.key >> 64) as Nanos, top.event));
+        if n > 0 {
+            self.sift_down(moving, n);
         }
-        // Sift down from the root: smaller children move up into the hole,
-        // until the former last entry fits.
+    }
+
+    /// Put `moving` in the root's place, which is free, and sift it down
+    /// among the first `n` entries: smaller children move up into the hole,
+    /// until it fits.
+    #[inline]
+    fn sift_down(&mut self, moving: Entry<E>, n: usize) {
+        let heap = &mut self.heap[..n];
         let mut i = 0;
         loop {
             let first = i * ARITY + 1;
-            if first >= n {
+            // The children, as one slice: one bounds check for all four.
+            let end = (first + ARITY).min(n);
+            let Some((head, rest)) = heap.get(first..end).and_then(<[_]>::split_first) else {
                 break;
-            }
+            };
             // The least child, without branches: which child wins is a coin
             // toss to the branch predictor.
-            let mut child = first;
-            let mut least = self.heap[first].key;
-            for c in first + 1..(first + ARITY).min(n) {
-                let key = self.heap[c].key;
-                let mask = usize::from(key < least).wrapping_neg();
+            let (mut child, mut least) = (0, head.key);
+            for (c, entry) in (1..).zip(rest) {
+                let mask = usize::from(entry.key < least).wrapping_neg();
                 child ^= (child ^ c) & mask;
-                least = least.min(key);
+                least = least.min(entry.key);
             }
             if moving.key <= least {
                 break;
             }
-            self.heap[i] = self.heap[child];
-            i = child;
+            heap[i] = heap[first + child];
+            i = first + child;
         }
-        self.heap[i] = moving;
-        Some(((top.key >> 64) as Nanos, top.event))
+        heap[i] = moving;
     }
 
     /// Time of the earliest event.
     pub fn next_time(&self) -> Option<Nanos> {
-        let key = match (&self.lane, self.heap.first()) {
+        // With the root taken, the earliest in the heap is one of its children.
+        let top = if self.taken {
+            self.heap.iter().take(ARITY + 1).skip(1).min_by_key(|e| e.key)
+        } else {
+            self.heap.first()
+        };
+        let key = match (&self.lane, top) {
             (Some(a), Some(b)) => a.key.min(b.key),
             (a, b) => a.as_ref().or(b)?.key,
         };
@@ -147,7 +188,7 @@ impl<E: Copy> EventQueue<E> {
     }
 
     pub fn len(&self) -> usize {
-        self.heap.len() + usize::from(self.lane.is_some())
+        self.heap.len() - usize::from(self.taken) + usize::from(self.lane.is_some())
     }
 
     pub fn is_empty(&self) -> bool {

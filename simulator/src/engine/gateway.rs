@@ -128,6 +128,7 @@ impl Run<'_> {
                 held: enters,
                 permit,
                 demand,
+                service: 0,
             },
         );
         if let TryBudget::Bounded { timeout, .. } = budget {
@@ -160,10 +161,10 @@ impl Run<'_> {
     }
 
     fn begin_service(&mut self, now: Nanos, endpoint: usize, slot: u32) {
-        let Some((generation, t)) = self.tries.live(slot) else { return };
-        let (id, number, drawn) = (t.id, t.number, t.demand);
         let station = &mut self.stations[endpoint];
         let Some(model) = &station.model else { return };
+        let Some((generation, t)) = self.tries.begin(slot) else { return };
+        let (id, number, drawn) = (t.id, t.number, t.demand);
         let demand = drawn.unwrap_or_else(|| {
             model.service.quantile(keyed_uniform(self.seed, id, u64::from(number)))
         });
@@ -176,7 +177,6 @@ impl Run<'_> {
 
         station.advance(now);
         station.busy += 1;
-        station.serving.push(slot);
         self.events.push(now.saturating_add(service), Event::Served { slot, generation });
     }
 
@@ -190,11 +190,6 @@ impl Run<'_> {
         let station = &mut self.stations[endpoint];
         station.advance(now);
         station.busy -= 1;
-        // A slot is served at most once at a time; removing it keeps the
-        // order of the others, which a crash resets in.
-        if let Some(at) = station.serving.iter().position(|&s| s == slot) {
-            station.serving.remove(at);
-        }
         station.served += u64::from(measured);
         let failing = station.failing;
         let next = station.waiting.pop_front();
@@ -243,11 +238,12 @@ impl Run<'_> {
             let changes = detector.observe(index, outcome, clock);
             self.outlier_changes(now, inst, pool, changes);
         }
-        if measured && outcome.is_failure() {
+        let failure = outcome.is_failure();
+        if measured && failure {
             self.measure.failed_try();
         }
 
-        if outcome.is_failure() {
+        if failure {
             let request = &self.requests[r as usize];
             let deadline = self.deadline(request);
             let facts =
@@ -326,8 +322,9 @@ impl Run<'_> {
                 station.advance(now);
                 station.state = State::Crashed;
                 station.busy = 0;
-                let held: Vec<u32> =
-                    station.serving.drain(..).chain(station.waiting.drain(..)).collect();
+                // Those in service first, in the order they began, then the queue.
+                let mut held = self.tries.serving(endpoint as u32);
+                held.extend(station.waiting.drain(..));
                 for slot in held {
                     let Some(t) = self.tries.at(slot) else { continue };
                     t.held = false;

@@ -421,21 +421,29 @@ impl<'a> Feed<'a> {
                 *current = draws.next()?;
                 Some(current.at)
             }
-            Feed::Ahead { batches, back, batch, at, .. } => {
+            Feed::Ahead { batch, at, .. } => {
                 if let Some(next) = batch.at(*at + 1) {
                     *at += 1;
                     return Some(next);
                 }
-                // The spent batch goes back first, for the helper to refill.
-                let done = std::mem::take(batch);
-                if !done.is_empty() {
-                    let _ = back.send(Back::Spent(done));
-                }
-                *batch = batches.recv().ok()?;
-                *at = 0;
-                batch.at(0)
+                self.next_batch()
             }
         }
+    }
+
+    /// [`Feed::advance`] past the end of the batch at hand: the first
+    /// arrival of the next batch (kept out of line, as it runs once a batch).
+    #[inline(never)]
+    fn next_batch(&mut self) -> Option<Nanos> {
+        let Feed::Ahead { batches, back, batch, at, .. } = self else { return None };
+        // The spent batch goes back first, for the helper to refill.
+        let done = std::mem::take(batch);
+        if !done.is_empty() {
+            let _ = back.send(Back::Spent(done));
+        }
+        *batch = batches.recv().ok()?;
+        *at = 0;
+        batch.at(0)
     }
 
     /// The arrival [`Feed::advance`] moved to.

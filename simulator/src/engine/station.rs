@@ -34,10 +34,9 @@ pub(super) struct Station {
     /// Share of served requests answered 500.
     pub failing: f64,
     pub busy: u32,
-    /// Tries waiting for a worker, by slot.
+    /// Tries waiting for a worker, by slot. (Those being served are not
+    /// listed: only a crash needs them, and [`TrySlots::serving`] finds them.)
     pub waiting: VecDeque<u32>,
-    /// Tries being served, by slot.
-    pub serving: Vec<u32>,
     /// Integral of busy workers over time, in worker-nanoseconds, up to `since`.
     pub area: u128,
     pub since: Nanos,
@@ -58,7 +57,6 @@ impl Station {
             failing: 0.0,
             busy: 0,
             waiting: VecDeque::new(),
-            serving: Vec::new(),
             area: 0,
             since: 0,
             area_at_open: 0,
@@ -106,6 +104,9 @@ pub(super) struct Try {
     pub permit: Option<OwnedPermit>,
     /// Its service demand, when drawn ahead.
     pub demand: Option<Nanos>,
+    /// When it went into service, as a count of services begun before it
+    /// plus one; 0 while it has not.
+    pub service: u64,
 }
 
 /// Tries in flight, in reusable slots. A slot's generation changes when it
@@ -114,6 +115,8 @@ pub(super) struct Try {
 pub(super) struct TrySlots {
     slots: Vec<Slot>,
     free: Vec<u32>,
+    /// Services begun so far.
+    begun: u64,
 }
 
 #[derive(Debug, Default)]
@@ -140,11 +143,22 @@ impl TrySlots {
         let s = &mut self.slots[slot as usize];
         // Field by field: copying the try whole goes through the stack, in
         // pieces of other sizes than were written, which stalls the store.
-        let Try { request, id, number, endpoint, started, measured, awaited, held, permit, demand } =
-            t;
+        let Try {
+            request,
+            id,
+            number,
+            endpoint,
+            started,
+            measured,
+            awaited,
+            held,
+            permit,
+            demand,
+            service,
+        } = t;
         (s.t.request, s.t.id, s.t.number, s.t.endpoint) = (request, id, number, endpoint);
         (s.t.started, s.t.measured, s.t.awaited, s.t.held) = (started, measured, awaited, held);
-        (s.t.permit, s.t.demand) = (permit, demand);
+        (s.t.permit, s.t.demand, s.t.service) = (permit, demand, service);
         s.live = true;
         s.generation
     }
@@ -158,10 +172,25 @@ impl TrySlots {
         }
     }
 
-    /// The try in `slot` and its generation, if the slot holds one.
+    /// The try in `slot` goes into service, if the slot holds one: its
+    /// generation and the try.
     #[inline]
-    pub fn live(&self, slot: u32) -> Option<(u32, &Try)> {
-        self.slots.get(slot as usize).filter(|s| s.live).map(|s| (s.generation, &s.t))
+    pub fn begin(&mut self, slot: u32) -> Option<(u32, &Try)> {
+        let s = self.slots.get_mut(slot as usize).filter(|s| s.live)?;
+        self.begun += 1;
+        s.t.service = self.begun;
+        Some((s.generation, &s.t))
+    }
+
+    /// The slots of the tries `endpoint` is serving, in the order they went
+    /// into service.
+    pub fn serving(&self, endpoint: u32) -> Vec<u32> {
+        let mut serving: Vec<(u64, u32)> = (self.slots.iter().zip(0..))
+            .filter(|(s, _)| s.live && s.t.held && s.t.service > 0 && s.t.endpoint == endpoint)
+            .map(|(s, slot)| (s.t.service, slot))
+            .collect();
+        serving.sort_unstable();
+        serving.into_iter().map(|(_, slot)| slot).collect()
     }
 
     #[inline]
@@ -173,9 +202,9 @@ impl TrySlots {
     #[inline]
     pub fn release_if_done(&mut self, slot: u32) {
         let Some(s) = self.slots.get_mut(slot as usize) else { return };
+        // (The permit went back when the gateway stopped waiting.)
         if s.live && !s.t.awaited && !s.t.held {
             s.live = false;
-            s.t.permit = None;
             s.generation = s.generation.wrapping_add(1);
             self.free.push(slot);
         }
