@@ -116,13 +116,7 @@ impl ExchangeError {
     pub(crate) fn is_closed(&self) -> bool {
         match self {
             ExchangeError::Closed => true,
-            ExchangeError::Io(error) => matches!(
-                error.kind(),
-                io::ErrorKind::ConnectionReset
-                    | io::ErrorKind::ConnectionAborted
-                    | io::ErrorKind::BrokenPipe
-                    | io::ErrorKind::UnexpectedEof
-            ),
+            ExchangeError::Io(error) => crate::upstream::is_cut_off(error),
             _ => false,
         }
     }

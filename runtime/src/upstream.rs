@@ -240,17 +240,22 @@ pub(crate) fn closed_before_response(error: &SendError) -> bool {
             }
         }
         if let Some(io_error) = cause.downcast_ref::<io::Error>() {
-            return matches!(
-                io_error.kind(),
-                io::ErrorKind::ConnectionReset
-                    | io::ErrorKind::ConnectionAborted
-                    | io::ErrorKind::BrokenPipe
-                    | io::ErrorKind::UnexpectedEof
-            );
+            return is_cut_off(io_error);
         }
         source = cause.source();
     }
     false
+}
+
+/// Whether a socket error means the peer closed or reset the connection.
+pub(crate) fn is_cut_off(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::UnexpectedEof
+    )
 }
 
 /// When a connection was opened.
