@@ -70,6 +70,9 @@ pub(crate) struct ConnectionState {
     idle_since: AtomicU64,
     /// Whether any request has started, for the drain.
     used: AtomicBool,
+    /// Whether the gateway's own server should close the connection once
+    /// no request is in flight (a stop while it serves).
+    closing: AtomicBool,
 }
 
 impl ConnectionState {
@@ -86,7 +89,18 @@ impl ConnectionState {
             head_started: AtomicU64::new(NONE),
             idle_since: AtomicU64::new(0),
             used: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
         })
+    }
+
+    /// Ask the gateway's own server to close the connection once the
+    /// request in flight, if any, is answered.
+    pub(crate) fn close_soon(&self) {
+        self.closing.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
     }
 
     fn now(&self) -> u64 {
@@ -118,7 +132,7 @@ impl ConnectionState {
         (InFlight(Arc::clone(self)), refused)
     }
 
-    fn on_scan(&self, event: Event) {
+    pub(crate) fn on_scan(&self, event: Event) {
         match event {
             Event::HeadStarted => {
                 self.head_started.store(self.now(), Ordering::Release);
@@ -355,57 +369,51 @@ enum Clock {
 }
 
 /// Serve a connection until it ends, a clock runs out, or a stop is
-/// signalled; then close it as gently as its state allows. Returns the
-/// error the connection ended with, if any.
+/// signalled; then close it as gently as its state allows. Returns how the
+/// serving future ended, or `None` when the connection was closed before it
+/// did (a clock ran out on a head, or a stop came before any request).
 pub(crate) async fn drive<F: GracefulFuture>(
     serving: F,
     state: Arc<ConnectionState>,
     limits: Limits,
     mut stopping: watch::Receiver<()>,
     peer: SocketAddr,
-) -> Option<hyper::Error> {
+) -> Option<F::Output> {
     let mut serving = std::pin::pin!(serving);
     let mut timer =
         std::pin::pin!(tokio::time::sleep_until(state.next_check(limits, Instant::now())));
-    let result = loop {
+    loop {
         tokio::select! {
             biased;
-            result = serving.as_mut() => break result,
+            result = serving.as_mut() => return Some(result),
             _ = stopping.changed() => {
                 if !state.used.load(Ordering::Relaxed) {
-                    break Ok(());
+                    return None;
                 }
                 serving.as_mut().shut_down();
-                break serving.await;
+                return Some(serving.await);
             }
             () = timer.as_mut() => {
                 let now = Instant::now();
                 match state.deadline(limits) {
                     Some((at, Clock::Head)) if at <= now => {
                         tracing::debug!(side = "client", %peer, "request head not finished in time; closing");
-                        break Ok(());
+                        return None;
                     }
                     Some((at, Clock::Idle)) if at <= now => {
                         tracing::debug!(%peer, "idle connection timed out; closing");
                         serving.as_mut().shut_down();
-                        break serving.await;
+                        return Some(serving.await);
                     }
                     _ => timer.as_mut().reset(state.next_check(limits, now)),
                 }
             }
         }
-    };
-    match result {
-        Ok(()) => None,
-        Err(error) => {
-            tracing::debug!(side = "client", %peer, %error, "connection ended with an error");
-            Some(error)
-        }
     }
 }
 
 /// A connection future that can be asked to finish its current exchange and close.
-pub(crate) trait GracefulFuture: Future<Output = hyper::Result<()>> {
+pub(crate) trait GracefulFuture: Future {
     fn shut_down(self: Pin<&mut Self>);
 }
 
@@ -432,5 +440,33 @@ where
 {
     fn shut_down(self: Pin<&mut Self>) {
         self.graceful_shutdown();
+    }
+}
+
+/// The gateway's own HTTP/1.1 server (see [`crate::server1`]) as a
+/// [`GracefulFuture`]: asked to shut down, it closes the connection once no
+/// request is in flight.
+pub(crate) struct OwnServer<F> {
+    serving: Pin<Box<F>>,
+    state: Arc<ConnectionState>,
+}
+
+impl<F: Future> OwnServer<F> {
+    pub(crate) fn new(serving: F, state: Arc<ConnectionState>) -> OwnServer<F> {
+        OwnServer { serving: Box::pin(serving), state }
+    }
+}
+
+impl<F: Future> Future for OwnServer<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.serving.as_mut().poll(cx)
+    }
+}
+
+impl<F: Future> GracefulFuture for OwnServer<F> {
+    fn shut_down(self: Pin<&mut Self>) {
+        self.state.close_soon();
     }
 }

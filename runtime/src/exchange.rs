@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::{Body, Frame, SizeHint};
 
 use crate::access_log::Record;
 use crate::connection::InFlight;
@@ -50,7 +50,7 @@ impl Exchange {
         shared: Arc<Shared>,
         listener: usize,
         client: SocketAddr,
-        request: &hyper::Request<Incoming>,
+        request: &hyper::Request<crate::request_body::ClientBody>,
         in_flight: InFlight,
     ) -> Exchange {
         let path =

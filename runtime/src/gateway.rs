@@ -37,6 +37,7 @@
 //! drain gives up.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -54,9 +55,12 @@ use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::access_log::{AccessLogSender, Record};
-use crate::connection::{self, ClientStream, ConnectionState, Limits, Protocol, Rewind};
+use crate::connection::{self, ClientStream, ConnectionState, Limits, OwnServer, Protocol, Rewind};
+use crate::exchange::ResponseBody;
 use crate::proxy::{self, Shared};
+use crate::request_body::ClientBody;
 use crate::resolve::Resolver;
+use crate::server1::{self, Ended};
 use crate::workers::{OpenConnection, Workers};
 use crate::ServeError;
 
@@ -407,23 +411,37 @@ impl Connection {
                 return;
             }
         };
+        let (stream, prefix) = match protocol {
+            Protocol::Http1 => {
+                // The gateway's own server first, hyper from the first
+                // request it does not serve (see `server1`).
+                let state = ConnectionState::new(false);
+                let answer = self.answer(&state);
+                let settings = server1::Settings { max_head, max_headers };
+                let serving = server1::serve(stream, prefix, Arc::clone(&state), settings, {
+                    move |request| answer.call(request)
+                });
+                let serving = OwnServer::new(serving, Arc::clone(&state));
+                let ended =
+                    connection::drive(serving, state, limits, self.stopping.clone(), peer).await;
+                match ended {
+                    Some(Ended::Handover { stream, read }) => (stream, read),
+                    Some(Ended::Closed) | None => return,
+                }
+            }
+            Protocol::Http2 => (stream, prefix),
+        };
         let io = Rewind::new(prefix, stream);
         let state = ConnectionState::new(protocol == Protocol::Http1);
-
         let service = {
-            let (state, current, accepted) =
-                (Arc::clone(&state), Arc::clone(&self.current), Arc::clone(&self.accepted));
-            let (key, index) = (self.key.clone(), self.index);
+            let answer = self.answer(&state);
             let hold =
                 ConnectionHold { _stopping: self.stopping.clone(), _slot: Arc::clone(&self.slot) };
-            let client = proxy::Peer::new(peer);
             service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-                let (in_flight, refused) = state.begin_request();
-                let (shared, listener) = generation(&current, &key, &accepted, index);
                 if request.headers().contains_key(UPGRADE) {
                     request.extensions_mut().insert(hold.clone());
                 }
-                proxy::handle(shared, listener, client.clone(), request, in_flight, refused)
+                answer.call(request.map(ClientBody::Hyper))
             })
         };
 
@@ -453,8 +471,21 @@ impl Connection {
                     .await
             }
         };
-        if let Some(error) = ended {
+        if let Some(Err(error)) = ended {
+            tracing::debug!(side = "client", %peer, %error, "connection ended with an error");
             self.log_refusal(&state, &error);
+        }
+    }
+
+    /// What answers the requests of this connection, counted in `state`.
+    fn answer(&self, state: &Arc<ConnectionState>) -> Answer {
+        Answer {
+            state: Arc::clone(state),
+            current: Arc::clone(&self.current),
+            accepted: Arc::clone(&self.accepted),
+            key: self.key.clone(),
+            index: self.index,
+            client: proxy::Peer::new(self.peer),
         }
     }
 
@@ -480,6 +511,28 @@ impl Connection {
             duration: Duration::ZERO,
             reason: Some(reason),
         });
+    }
+}
+
+/// Answers the requests of one connection, on the plan in force.
+struct Answer {
+    state: Arc<ConnectionState>,
+    current: Current,
+    accepted: Arc<Shared>,
+    key: ListenerKey,
+    index: usize,
+    client: proxy::Peer,
+}
+
+impl Answer {
+    fn call(
+        &self,
+        request: hyper::Request<ClientBody>,
+    ) -> impl Future<Output = Result<hyper::Response<ResponseBody>, Infallible>> + Send + 'static
+    {
+        let (in_flight, refused) = self.state.begin_request();
+        let (shared, listener) = generation(&self.current, &self.key, &self.accepted, self.index);
+        proxy::handle(shared, listener, self.client.clone(), request, in_flight, refused)
     }
 }
 

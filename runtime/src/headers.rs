@@ -62,6 +62,17 @@ pub(crate) static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forw
 /// Most messages carry none, so one pass over the names present decides
 /// whether anything needs removing before any removal hashes a name.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    strip(headers, false);
+}
+
+/// [`strip_hop_by_hop`] for a response, which keeps `Trailer`: it is not
+/// hop-by-hop (RFC 9110, section 6.6.2), and it names the trailer fields
+/// that an HTTP/1.1 client which sent `TE: trailers` receives.
+pub(crate) fn strip_hop_by_hop_response(headers: &mut HeaderMap) {
+    strip(headers, true);
+}
+
+fn strip(headers: &mut HeaderMap, keep_trailer: bool) {
     if !headers.keys().any(is_hop_by_hop) {
         return;
     }
@@ -79,7 +90,9 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
         }
     }
     for name in &HOP_BY_HOP {
-        headers.remove(name);
+        if !(keep_trailer && name == hyper::header::TRAILER) {
+            headers.remove(name);
+        }
     }
 }
 
@@ -328,6 +341,24 @@ mod tests {
         let mut names: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
         names.sort_unstable();
         assert_eq!(names, ["accept", "host"]);
+    }
+
+    #[test]
+    fn a_response_keeps_trailer_unless_connection_names_it() {
+        let fields = [("trailer", "x-checksum"), ("te", "trailers"), ("accept", "*/*")];
+        let mut request = map(&fields);
+        strip_hop_by_hop(&mut request);
+        assert_eq!(request.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["accept"]);
+
+        let mut response = map(&fields);
+        strip_hop_by_hop_response(&mut response);
+        let mut names: Vec<&str> = response.keys().map(|k| k.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["accept", "trailer"]);
+
+        let mut named = map(&[("connection", "trailer"), ("trailer", "x-checksum")]);
+        strip_hop_by_hop_response(&mut named);
+        assert!(named.is_empty(), "{named:?}");
     }
 
     #[test]

@@ -31,6 +31,7 @@ mod reload;
 mod request_body;
 mod resolve;
 pub mod sample;
+mod server1;
 pub mod stub;
 mod upgrade;
 mod upstream;

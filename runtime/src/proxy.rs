@@ -18,7 +18,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, HOST};
 use hyper::http::uri::{Authority, PathAndQuery};
 use hyper::{Method, Request, Response, Uri, Version};
@@ -38,7 +37,7 @@ use crate::error::ProxyError;
 use crate::exchange::{Exchange, ResponseBody};
 use crate::headers;
 use crate::pool_state::{self, PoolState};
-use crate::request_body::{self, BodySlot, RequestBody};
+use crate::request_body::{self, BodySlot, ClientBody, RequestBody};
 use crate::upgrade;
 use crate::upstream::{self, PoolClient, SendError, UpstreamBody};
 
@@ -197,7 +196,7 @@ pub(crate) async fn handle(
     shared: Arc<Shared>,
     listener: usize,
     peer: Peer,
-    request: Request<Incoming>,
+    request: Request<ClientBody>,
     in_flight: InFlight,
     refused: Option<&'static str>,
 ) -> Result<Response<ResponseBody>, Infallible> {
@@ -232,7 +231,7 @@ async fn forward(
     exchange: &mut Exchange,
     listener: usize,
     peer: &Peer,
-    mut request: Request<Incoming>,
+    mut request: Request<ClientBody>,
 ) -> Result<Response<UpstreamBody>, ProxyError> {
     let plan = &shared.plan;
     let client = peer.address;
@@ -331,7 +330,7 @@ async fn forward(
         return Err(ProxyError::UnaskedUpgrade { endpoint: shared.addresses[pool][endpoint] });
     }
     let switched = upgrade.and_then(|upgrade| upgrade.on_response(&mut response));
-    headers::strip_hop_by_hop(response.headers_mut());
+    headers::strip_hop_by_hop_response(response.headers_mut());
     if let Some(upgraded_to) = switched {
         upgrade::restore_response(response.headers_mut(), upgraded_to);
     }

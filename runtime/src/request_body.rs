@@ -42,9 +42,45 @@ pub enum BodyError {
     Client(#[source] hyper::Error),
 }
 
+/// A request's body as the client sends it: read by hyper, or none at all
+/// (a request the gateway's own HTTP/1.1 server took, which has no body).
+pub enum ClientBody {
+    Hyper(Incoming),
+    Empty,
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            ClientBody::Hyper(body) => Pin::new(body).poll_frame(cx),
+            ClientBody::Empty => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ClientBody::Hyper(body) => body.is_end_stream(),
+            ClientBody::Empty => true,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ClientBody::Hyper(body) => body.size_hint(),
+            ClientBody::Empty => SizeHint::with_exact(0),
+        }
+    }
+}
+
 /// The client's body, until an attempt to send it upstream starts reading it.
 pub(crate) struct BodySlot {
-    body: Mutex<Option<Incoming>>,
+    body: Mutex<Option<ClientBody>>,
     end_stream: bool,
     size_hint: SizeHint,
     too_large: AtomicBool,
@@ -86,7 +122,7 @@ impl BodySlot {
     /// A slot whose body keeps its (filtered) trailers when `keep_trailers`,
     /// and is read only once `gate` resolves.
     pub(crate) fn with(
-        body: Incoming,
+        body: ClientBody,
         limit: Option<u64>,
         keep_trailers: bool,
         gate: Option<Gate>,
@@ -128,7 +164,7 @@ impl BodySlot {
 /// One attempt's view of the client's body. See the module doc.
 pub struct RequestBody {
     slot: Arc<BodySlot>,
-    body: Option<Incoming>,
+    body: Option<ClientBody>,
     gate: Option<Gate>,
     seen: u64,
 }

@@ -1,0 +1,183 @@
+//! The gateway's own HTTP/1.1 server, which serves plain requests (no body,
+//! no `Expect`, no upgrade) and hands a connection to hyper at its first
+//! other request: versions and keep-alive, pipelining across the hand-over,
+//! response framing and trailers, and a client that leaves mid-request.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{raw, spec_with, statuses, until_closed, Answer, Gateway, ScriptedUpstream};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Read one response framed by Content-Length from `stream`.
+async fn one_response(stream: &mut TcpStream) -> String {
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = String::from_utf8_lossy(&received).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length: usize = text[..end]
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ")?.parse().ok())
+                .unwrap_or(0);
+            if received.len() >= end + 4 + length {
+                return text;
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, stream.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => received.extend_from_slice(&chunk[..n]),
+            other => panic!("no whole response ({other:?}); got {text:?}"),
+        }
+    }
+}
+
+/// An HTTP/1.0 client is answered in HTTP/1.0 and its connection closes,
+/// unless it asked to keep it; then the answer says so and it stays open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http10_clients_get_http10_answers_and_keep_alive_only_when_asked() {
+    let upstream = ScriptedUpstream::start(None, |r| Answer::ok(r.target())).await;
+    let gateway = Gateway::start(&spec_with("", &[upstream.address], "", ""));
+    let public = gateway.addr("public");
+
+    let mut closing = TcpStream::connect(public).await.unwrap();
+    closing.write_all(b"GET /once HTTP/1.0\r\nHost: x.test\r\n\r\n").await.unwrap();
+    let (response, _) = until_closed(&mut closing, Duration::from_secs(5)).await;
+    assert!(response.starts_with("HTTP/1.0 200 OK\r\n"), "{response}");
+    assert!(response.ends_with("\r\n\r\n/once"), "{response}");
+    assert!(!response.to_ascii_lowercase().contains("connection:"), "{response}");
+
+    let mut kept = TcpStream::connect(public).await.unwrap();
+    for path in ["/first", "/second"] {
+        let request =
+            format!("GET {path} HTTP/1.0\r\nHost: x.test\r\nConnection: keep-alive\r\n\r\n");
+        kept.write_all(request.as_bytes()).await.unwrap();
+        let response = one_response(&mut kept).await;
+        assert!(response.starts_with("HTTP/1.0 200 OK\r\n"), "{response}");
+        assert!(
+            response.to_ascii_lowercase().contains("\r\nconnection: keep-alive\r\n"),
+            "{response}"
+        );
+        assert!(response.ends_with(&format!("\r\n\r\n{path}")), "{response}");
+    }
+    assert_eq!(upstream.requests().len(), 3);
+}
+
+/// Pipelined requests are answered in order, also when a request with a
+/// body in the middle moves the connection to hyper with the rest of the
+/// bytes already read; and every response carries one `Date`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_keep_their_order_across_the_hand_over() {
+    let upstream = ScriptedUpstream::start(None, |r| Answer::ok(r.target())).await;
+    let gateway = Gateway::start(&spec_with("", &[upstream.address], "", ""));
+
+    let pipelined = "GET /1 HTTP/1.1\r\nHost: x.test\r\n\r\n\
+                     HEAD /2 HTTP/1.1\r\nHost: x.test\r\n\r\n\
+                     POST /3 HTTP/1.1\r\nHost: x.test\r\nContent-Length: 3\r\n\r\nabc\
+                     GET /4 HTTP/1.1\r\nHost: x.test\r\n\r\n\
+                     GET /5 HTTP/1.1\r\nHost: x.test\r\nConnection: close\r\n\r\n";
+    let response = raw(gateway.addr("public"), pipelined.as_bytes()).await;
+    assert_eq!(statuses(&response), [200, 200, 200, 200, 200], "{response}");
+    let order: Vec<usize> = ["/1", "/3", "/4", "/5"]
+        .iter()
+        .map(|p| {
+            response.find(&format!("\r\n\r\n{p}")).unwrap_or_else(|| panic!("{p}: {response}"))
+        })
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "answered out of order: {response}");
+    assert_eq!(response.to_ascii_lowercase().matches("\r\ndate: ").count(), 5, "{response}");
+    assert!(response.to_ascii_lowercase().contains("\r\nconnection: close\r\n"), "{response}");
+    let targets: Vec<String> = upstream.requests().iter().map(|r| r.target().to_owned()).collect();
+    assert_eq!(targets, ["/1", "/2", "/3", "/4", "/5"]);
+    assert_eq!(upstream.requests()[2].body, b"abc");
+}
+
+/// A request head that arrives a byte at a time is served, and the next
+/// one on the connection too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_sent_a_byte_at_a_time_is_served() {
+    let upstream = ScriptedUpstream::start(None, |r| Answer::ok(r.target())).await;
+    let gateway = Gateway::start(&spec_with("", &[upstream.address], "", ""));
+    let mut client = TcpStream::connect(gateway.addr("public")).await.unwrap();
+    client.set_nodelay(true).unwrap();
+    for path in ["/slowly", "/again"] {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x.test\r\nX-A: b\r\n\r\n");
+        for byte in request.as_bytes() {
+            client.write_all(&[*byte]).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let response = one_response(&mut client).await;
+        assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+        assert!(response.ends_with(&format!("\r\n\r\n{path}")), "{response}");
+    }
+}
+
+/// A chunked response reaches an HTTP/1.1 client chunked; its trailer
+/// fields only when the client sent `TE: trailers`, and only those the
+/// response's `Trailer` field names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_responses_keep_their_named_trailers_for_clients_that_take_them() {
+    let upstream = ScriptedUpstream::start(None, |_| {
+        Answer::Send(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-checksum\r\n\r\n\
+              5\r\nhello\r\n6\r\n world\r\n0\r\nX-Checksum: 42\r\nX-Unnamed: 1\r\n\r\n"
+                .to_vec(),
+        )
+    })
+    .await;
+    let gateway = Gateway::start(&spec_with("", &[upstream.address], "", ""));
+    let public = gateway.addr("public");
+
+    // A GET is the gateway's own server's; a POST with a body, hyper's.
+    for request in [
+        "GET /t HTTP/1.1\r\nHost: x.test\r\nTE: trailers\r\nConnection: close\r\n\r\n",
+        "POST /t HTTP/1.1\r\nHost: x.test\r\nTE: trailers\r\nConnection: close\r\nContent-Length: 1\r\n\r\nx",
+    ] {
+        let taking = raw(public, request.as_bytes()).await;
+        let lower = taking.to_ascii_lowercase();
+        assert!(lower.contains("\r\ntransfer-encoding: chunked\r\n"), "{taking}");
+        assert!(lower.contains("\r\ntrailer: x-checksum\r\n"), "{taking}");
+        assert!(taking.contains("\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n"), "{taking}");
+        assert!(lower.ends_with("\r\n0\r\nx-checksum: 42\r\n\r\n"), "{request}: {taking}");
+    }
+
+    let plain = raw(public, b"GET /t HTTP/1.1\r\nHost: x.test\r\nConnection: close\r\n\r\n").await;
+    assert!(plain.ends_with("\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"), "{plain}");
+}
+
+/// A client that closes its connection while its request waits for the
+/// upstream cancels the request: the gateway closes the upstream
+/// connection instead of waiting for an answer nobody will read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_cancels_its_request() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    // The upstream reads the request, never answers, and reports how long
+    // its connection stayed open.
+    let upstream = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "the gateway closed before sending a head");
+            head.extend_from_slice(&chunk[..n]);
+        }
+        let read = Instant::now();
+        let closed = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut chunk)).await;
+        (closed.map(|n| n.map_or(0, |n| n)), read.elapsed())
+    });
+    let gateway = Gateway::start(&spec_with("", &[address], "", "    timeout: 30s\n"));
+
+    let mut client = TcpStream::connect(gateway.addr("public")).await.unwrap();
+    client.write_all(b"GET /wait HTTP/1.1\r\nHost: x.test\r\n\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(client);
+
+    let (closed, after) = upstream.await.unwrap();
+    assert_eq!(closed.ok(), Some(0), "the upstream connection stayed open for {after:?}");
+    assert!(after < Duration::from_secs(2), "closed only after {after:?}");
+}
