@@ -181,3 +181,20 @@ async fn a_client_that_leaves_cancels_its_request() {
     assert_eq!(closed.ok(), Some(0), "the upstream connection stayed open for {after:?}");
     assert!(after < Duration::from_secs(2), "closed only after {after:?}");
 }
+
+/// Bytes that cannot start a request (here the start of a TLS handshake,
+/// which has no line end) are refused with 400 as soon as they arrive, the
+/// whole handshake or its first byte alone, not when a clock runs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_that_cannot_start_a_request_are_refused_at_once() {
+    let upstream = ScriptedUpstream::start(None, |r| Answer::ok(r.target())).await;
+    let gateway = Gateway::start(&spec_with("", &[upstream.address], "", ""));
+    let hello = [0x16, 0x03, 0x01, 0x00, 0xa5, 0x01, 0x00, 0x00, 0xa1, 0x03, 0x03];
+    for sent in [&hello[..], &hello[..1]] {
+        let mut client = TcpStream::connect(gateway.addr("public")).await.unwrap();
+        client.write_all(sent).await.unwrap();
+        let (response, _) = until_closed(&mut client, Duration::from_secs(2)).await;
+        assert_eq!(statuses(&response), [400], "{} bytes: {response:?}", sent.len());
+    }
+    assert!(upstream.requests().is_empty());
+}

@@ -60,6 +60,8 @@ const READ_ROOM: usize = 4 * 1024;
 /// Response bytes gathered before they are written, for a body that keeps
 /// giving data without waiting.
 const WRITE_BATCH: usize = 64 * 1024;
+/// A partial head up to this size is parsed again at every read.
+const EAGER_PARSE: usize = 1024;
 /// A longer target is hyper's to refuse (414).
 const MAX_TARGET: usize = 65534;
 
@@ -119,9 +121,11 @@ where
     loop {
         // A head.
         let mut begun = false;
-        // How much of `read` is known to hold no line end: a partial head
-        // is parsed again only once a line has ended, so that one sent a
-        // byte at a time costs time in proportion to its size.
+        // How much of `read` is known to hold no line end. Past its first
+        // kilobyte, a partial head is parsed again only once a line has
+        // ended, so that one sent a byte at a time costs time in proportion
+        // to its size; before, every read is parsed, so that bytes which
+        // cannot start a request are refused as soon as they arrive.
         let mut scanned = 0;
         let (request, asked) = loop {
             if state.is_closing() {
@@ -132,7 +136,7 @@ where
                     state.on_scan(Event::HeadStarted);
                     begun = true;
                 }
-                let parsed = if read[scanned..].contains(&b'\n') {
+                let parsed = if read.len() <= EAGER_PARSE || read[scanned..].contains(&b'\n') {
                     parse(&mut read, settings)
                 } else {
                     Parsed::Partial
@@ -239,6 +243,7 @@ fn parse_with<const N: usize>(
     let mut asked =
         Asked { head: method == Method::HEAD, http10, keep_alive: !http10, trailers: false };
     let mut closing = false;
+    let mut empty_said = false;
 
     // Where the target, and each name and value, lie in the head, so that
     // they can share its memory once it leaves the buffer.
@@ -248,23 +253,32 @@ fn parse_with<const N: usize>(
     let mut spans = [(0usize, 0usize, 0usize, 0usize); N];
     for (field, span) in parsed.headers.iter().zip(&mut spans) {
         let name = field.name.as_bytes();
-        if name.eq_ignore_ascii_case(b"content-length")
-            || name.eq_ignore_ascii_case(b"transfer-encoding")
-            || name.eq_ignore_ascii_case(b"expect")
-            || name.eq_ignore_ascii_case(b"upgrade")
-        {
-            return Ok(Parsed::Other);
-        }
-        if name.eq_ignore_ascii_case(b"connection") {
-            // One `close` anywhere wins over any `keep-alive`.
-            if closing || has_token(field.value, b"close") {
-                closing = true;
-                asked.keep_alive = false;
-            } else if !asked.keep_alive {
-                asked.keep_alive = has_token(field.value, b"keep-alive");
+        // The fields that decide framing and keep-alive, found by length
+        // first, since most fields are none of them.
+        let is = |known: &[u8]| name.eq_ignore_ascii_case(known);
+        match name.len() {
+            14 if is(b"content-length") => {
+                // An empty body said out loud is still no body; any other
+                // length, or a second one, is hyper's to frame or refuse.
+                if field.value != b"0" || empty_said {
+                    return Ok(Parsed::Other);
+                }
+                empty_said = true;
             }
-        } else if name.eq_ignore_ascii_case(b"te") && has_token(field.value, b"trailers") {
-            asked.trailers = true;
+            17 if is(b"transfer-encoding") => return Ok(Parsed::Other),
+            6 if is(b"expect") => return Ok(Parsed::Other),
+            7 if is(b"upgrade") => return Ok(Parsed::Other),
+            10 if is(b"connection") => {
+                // One `close` anywhere wins over any `keep-alive`.
+                if closing || has_token(field.value, b"close") {
+                    closing = true;
+                    asked.keep_alive = false;
+                } else if !asked.keep_alive {
+                    asked.keep_alive = has_token(field.value, b"keep-alive");
+                }
+            }
+            2 if is(b"te") => asked.trailers |= has_token(field.value, b"trailers"),
+            _ => {}
         }
         *span = (offset(name), name.len(), offset(field.value), field.value.len());
     }
