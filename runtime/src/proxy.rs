@@ -288,7 +288,11 @@ async fn forward(
 
     // Rewrite the request for the upstream, in the pool's protocol.
     let forwarded = if route_plan.forward_original_path { request.uri().path() } else { &path };
-    let target = upstream_target(forwarded, request.uri().query())?;
+    // The target as sent, unless the path changed, costs no copy.
+    let target = match request.uri().path_and_query() {
+        Some(sent) if sent.path() == forwarded => sent.clone(),
+        _ => upstream_target(forwarded, request.uri().query())?,
+    };
     let protocol = plan.pools[pool].protocol;
     let upgrade = upgrade::Requested::take(&mut request, protocol);
     let te_trailers = protocol == Protocol::Http2 && headers::accepts_trailers(request.headers());

@@ -55,8 +55,10 @@ use crate::request_body::ClientBody;
 const USUAL_FIELDS: usize = 24;
 /// The most fields a head served here may have; more go to hyper.
 const MAX_FIELDS: usize = 100;
-/// The space kept free in the read buffer before each read.
+/// The space made in the read buffer when it runs short...
 const READ_ROOM: usize = 4 * 1024;
+/// ...of this much.
+const MIN_ROOM: usize = 512;
 /// Response bytes gathered before they are written, for a body that keeps
 /// giving data without waiting.
 const WRITE_BATCH: usize = 64 * 1024;
@@ -149,7 +151,7 @@ where
                     }
                 }
             }
-            read.reserve(READ_ROOM);
+            make_room(&mut read);
             let filled = poll_fn(|cx| {
                 if state.is_closing() {
                     return Poll::Ready(Ok(0));
@@ -173,7 +175,7 @@ where
                     return Poll::Ready(Some(response));
                 }
                 if watching {
-                    read.reserve(READ_ROOM);
+                    make_room(&mut read);
                     let pinned = std::pin::Pin::new(&mut stream);
                     match tokio_util::io::poll_read_buf(pinned, cx, &mut read) {
                         Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(None),
@@ -200,6 +202,15 @@ where
             }
             Err(_) => return Ended::Closed,
         }
+    }
+}
+
+/// Make room in `read` for what the socket has, unless it still has some:
+/// the heads taken out of it share its memory while their requests last, so
+/// growing it means a new allocation, which one per request would be.
+fn make_room(read: &mut BytesMut) {
+    if read.capacity() - read.len() < MIN_ROOM {
+        read.reserve(READ_ROOM);
     }
 }
 
