@@ -158,7 +158,9 @@ impl PoolClient {
             SendError::Connect(error)
         })?;
         let client = if fresh { &self.fresh } else { &self.pooled };
-        match client.request(request).await {
+        // Boxed, as is the connect below: kept inline, these rarer paths
+        // would make every request's future as large as theirs.
+        match Box::pin(client.request(request)).await {
             Ok(response) => Ok(response.map(UpstreamBody::detached)),
             Err(error) => Err(SendError::Pooled(error)),
         }
@@ -455,7 +457,7 @@ impl Http1Pool {
         let reused = taken.is_some();
         let mut conn = match taken {
             Some(conn) => conn,
-            None => self.connect(address).await?,
+            None => Box::pin(self.connect(address)).await?,
         };
 
         match conn.exchange(head, authority, body).await {
