@@ -134,10 +134,6 @@ where
                 return Ended::Closed;
             }
             if !read.is_empty() {
-                if !begun {
-                    state.on_scan(Event::HeadStarted);
-                    begun = true;
-                }
                 let parsed = if read.len() <= EAGER_PARSE || read[scanned..].contains(&b'\n') {
                     parse(&mut read, settings)
                 } else {
@@ -145,7 +141,16 @@ where
                 };
                 match parsed {
                     Parsed::Plain(request, asked) => break (request, asked),
-                    Parsed::Partial if read.len() <= settings.max_head => scanned = read.len(),
+                    Parsed::Partial if read.len() <= settings.max_head => {
+                        // The head clock starts with the first read that
+                        // leaves a head unfinished; a head that comes whole
+                        // costs no clock reading.
+                        if !begun {
+                            state.on_scan(Event::HeadStarted);
+                            begun = true;
+                        }
+                        scanned = read.len();
+                    }
                     Parsed::Partial | Parsed::Other => {
                         return Ended::Handover { stream, read: read.freeze() }
                     }
@@ -164,7 +169,9 @@ where
                 Ok(_) => {}
             }
         };
-        state.on_scan(Event::Head(Ok(())));
+        if begun {
+            state.on_scan(Event::Head(Ok(())));
+        }
 
         // Its response, while watching for the client leaving.
         let response = {
