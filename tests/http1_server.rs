@@ -198,3 +198,42 @@ async fn bytes_that_cannot_start_a_request_are_refused_at_once() {
     }
     assert!(upstream.requests().is_empty());
 }
+
+/// A response of unknown length (the upstream ends it by closing) is
+/// chunked to an HTTP/1.1 client, whose connection stays usable, and sent
+/// as it comes to an HTTP/1.0 client, whose connection then closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_of_unknown_length_is_chunked_or_ended_by_closing() {
+    let upstream = ScriptedUpstream::start(None, |r| match r.target() {
+        "/open-ended" => Answer::SendAndClose(b"HTTP/1.1 200 OK\r\n\r\nuntil the end".to_vec()),
+        other => Answer::ok(other),
+    })
+    .await;
+    let gateway = Gateway::start(&spec_with("", &[upstream.address], "", ""));
+    let public = gateway.addr("public");
+
+    let mut client = TcpStream::connect(public).await.unwrap();
+    client.write_all(b"GET /open-ended HTTP/1.1\r\nHost: x.test\r\n\r\n").await.unwrap();
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !received.ends_with(b"\r\n0\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(5), client.read(&mut chunk))
+            .await
+            .expect("the chunked body ends")
+            .unwrap();
+        assert!(n > 0, "closed early: {:?}", String::from_utf8_lossy(&received));
+        received.extend_from_slice(&chunk[..n]);
+    }
+    let text = String::from_utf8_lossy(&received).to_ascii_lowercase();
+    assert!(text.contains("\r\ntransfer-encoding: chunked\r\n"), "{text}");
+    assert!(text.contains("until the end"), "{text}");
+    client.write_all(b"GET /after HTTP/1.1\r\nHost: x.test\r\n\r\n").await.unwrap();
+    assert!(one_response(&mut client).await.ends_with("\r\n\r\n/after"));
+
+    let mut old = TcpStream::connect(public).await.unwrap();
+    old.write_all(b"GET /open-ended HTTP/1.0\r\nHost: x.test\r\n\r\n").await.unwrap();
+    let (response, _) = until_closed(&mut old, Duration::from_secs(5)).await;
+    assert!(response.starts_with("HTTP/1.0 200 OK\r\n"), "{response}");
+    assert!(response.ends_with("\r\n\r\nuntil the end"), "{response}");
+    assert!(!response.to_ascii_lowercase().contains("transfer-encoding"), "{response}");
+}
