@@ -59,7 +59,7 @@ use std::task::{ready, Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use hyper::body::{Body, Frame, SizeHint};
-use hyper::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use hyper::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use hyper::http::response::Parts;
 use hyper::http::uri::Authority;
 use hyper::{HeaderMap, Method, Response, StatusCode, Version};
@@ -280,7 +280,7 @@ impl Conn {
         out.push(b' ');
         out.extend_from_slice(request.target.as_str().as_bytes());
         out.extend_from_slice(b" HTTP/1.1\r\n");
-        if !request.headers.contains_key(HOST) {
+        if !request.has_host {
             out.extend_from_slice(b"host: ");
             out.extend_from_slice(authority.as_str().as_bytes());
             out.extend_from_slice(b"\r\n");

@@ -294,11 +294,15 @@ async fn forward(
         _ => upstream_target(forwarded, request.uri().query())?,
     };
     let protocol = plan.pools[pool].protocol;
-    let upgrade = upgrade::Requested::take(&mut request, protocol);
+    let notable = Notable::of(request.headers());
+    let upgrade = match notable.upgrade {
+        true => upgrade::Requested::take(&mut request, protocol),
+        false => None,
+    };
     let te_trailers = protocol == Protocol::Http2 && headers::accepts_trailers(request.headers());
     let (mut head, body) = request.into_parts();
     headers::strip_hop_by_hop(&mut head.headers);
-    if protocol != Protocol::Http2 {
+    if protocol != Protocol::Http2 && notable.cookie {
         headers::join_cookies(&mut head.headers);
     }
     if let Some(upgrade) = &upgrade {
@@ -311,8 +315,8 @@ async fn forward(
     let forwarded = Forwarded { client: peer.forwarded_for.clone(), trusted };
     // An HTTP/1.1 upstream may refuse early what expects `100 Continue`.
     let (continued, gate) = match protocol {
-        Protocol::Http1 => request_body::continue_gate(&head.headers).unzip(),
-        Protocol::Http2 => (None, None),
+        Protocol::Http1 if notable.expect => request_body::continue_gate(&head.headers).unzip(),
+        _ => (None, None),
     };
     let version = match protocol {
         Protocol::Http1 => Version::HTTP_11,
@@ -322,6 +326,8 @@ async fn forward(
         method: head.method,
         target,
         headers: head.headers,
+        has_host: notable.host,
+        upgrade: upgrade.is_some(),
         forwarded,
         version,
         continued,
@@ -341,6 +347,31 @@ async fn forward(
     Ok(response)
 }
 
+/// Which of the fields that forwarding acts on a request head has, found in
+/// one pass over its names: most requests have none of them, and looking up
+/// each would hash its name every time. A field found here may still be
+/// removed as hop-by-hop; what acts on it looks again.
+#[derive(Debug, Clone, Copy, Default)]
+struct Notable {
+    host: bool,
+    upgrade: bool,
+    expect: bool,
+    cookie: bool,
+}
+
+impl Notable {
+    fn of(headers: &HeaderMap) -> Notable {
+        let mut notable = Notable::default();
+        for name in headers.keys() {
+            notable.host |= name == HOST;
+            notable.upgrade |= name == hyper::header::UPGRADE;
+            notable.expect |= name == hyper::header::EXPECT;
+            notable.cookie |= name == hyper::header::COOKIE;
+        }
+        notable
+    }
+}
+
 /// Who the request came from, for its `X-Forwarded-*` fields (see
 /// [`headers::add_forwarded`]).
 pub(crate) struct Forwarded {
@@ -358,6 +389,11 @@ pub(crate) struct UpstreamHead {
     /// The headers as the client sent them, less the hop-by-hop ones; the
     /// `X-Forwarded-*` fields are set as each request is written.
     pub(crate) headers: HeaderMap,
+    /// Whether `headers` has `Host`.
+    pub(crate) has_host: bool,
+    /// Whether the request asks the upstream to switch protocols (and its
+    /// `Upgrade` field is in `headers`).
+    pub(crate) upgrade: bool,
     pub(crate) forwarded: Forwarded,
     /// The pool's protocol version.
     version: Version,

@@ -170,7 +170,7 @@ impl PoolClient {
 /// Whether a request is an ordinary exchange, which ends with its response
 /// body, rather than one that may turn its connection into a tunnel.
 fn is_plain_exchange(head: &UpstreamHead) -> bool {
-    head.method != hyper::Method::CONNECT && !head.headers.contains_key(hyper::header::UPGRADE)
+    head.method != hyper::Method::CONNECT && !head.upgrade
 }
 
 /// Why a try got no response head from the upstream.
