@@ -471,6 +471,8 @@ struct Seen {
     /// Whether the head has one `Content-Length`, in plain digits, so
     /// that it goes on as it came.
     plain_length: bool,
+    /// The length a plain `Content-Length` states.
+    length: Option<u64>,
     transfer_encoding: bool,
     connection: bool,
 }
@@ -483,6 +485,7 @@ impl Seen {
                 && digits.iter().all(u8::is_ascii_digit)
                 && (digits[0] != b'0' || digits.len() == 1);
             self.plain_length = plain && !self.content_length;
+            self.length = if self.plain_length { parse_length(digits) } else { None };
             self.content_length = true;
         }
         self.transfer_encoding |= name == TRANSFER_ENCODING;
@@ -579,7 +582,11 @@ fn framing(
     {
         return Ok(Framing::Empty);
     }
-    let length = if seen.content_length { content_length(headers)? } else { None };
+    let length = match seen.length {
+        Some(length) if seen.plain_length => Some(length),
+        _ if seen.content_length => content_length(headers)?,
+        _ => None,
+    };
     if seen.transfer_encoding {
         if length.is_some() {
             return Err(ExchangeError::Invalid("both Transfer-Encoding and Content-Length"));
