@@ -237,3 +237,23 @@ async fn a_response_of_unknown_length_is_chunked_or_ended_by_closing() {
     assert!(response.ends_with("\r\n\r\nuntil the end"), "{response}");
     assert!(!response.to_ascii_lowercase().contains("transfer-encoding"), "{response}");
 }
+
+/// An absolute-form target whose path is empty reaches the upstream with
+/// `/` as its path and its query kept (RFC 9112, section 3.2.1), from
+/// either server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_absolute_form_target_without_a_path_gets_a_slash() {
+    let upstream = ScriptedUpstream::start(None, |r| Answer::ok(r.target())).await;
+    let gateway = Gateway::start(&spec_with("", &[upstream.address], "", ""));
+    let public = gateway.addr("public");
+    for request in [
+        "GET http://x.test?a=b HTTP/1.1\r\nHost: x.test\r\nConnection: close\r\n\r\n",
+        "GET http://x.test HTTP/1.1\r\nHost: x.test\r\nConnection: close\r\n\r\n",
+        "POST http://x.test:80?a=b HTTP/1.1\r\nHost: x.test\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx",
+    ] {
+        let response = raw(public, request.as_bytes()).await;
+        assert_eq!(statuses(&response), [200], "{request}: {response}");
+    }
+    let targets: Vec<String> = upstream.requests().iter().map(|r| r.target().to_owned()).collect();
+    assert_eq!(targets, ["/?a=b", "/", "/?a=b"]);
+}

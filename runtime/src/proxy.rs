@@ -288,9 +288,13 @@ async fn forward(
 
     // Rewrite the request for the upstream, in the pool's protocol.
     let forwarded = if route_plan.forward_original_path { request.uri().path() } else { &path };
-    // The target as sent, unless the path changed, costs no copy.
+    // The target as sent, unless the path changed, costs no copy. (An
+    // absolute-form target with an empty path reads as `/` but is sent
+    // without it, so it is rebuilt.)
     let target = match request.uri().path_and_query() {
-        Some(sent) if sent.path() == forwarded => sent.clone(),
+        Some(sent) if sent.path() == forwarded && sent.as_str().starts_with(forwarded) => {
+            sent.clone()
+        }
         _ => upstream_target(forwarded, request.uri().query())?,
     };
     let protocol = plan.pools[pool].protocol;

@@ -573,22 +573,40 @@ fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
 
 /// Write the head in `out` and then `body` as `encoder` frames it. Returns
 /// whether the body ended as framed (so the connection may go on).
+///
+/// The body is dropped before the last bytes are written, so its exchange
+/// is logged and counted as ended by the time the client has the response,
+/// as with hyper.
 async fn write_body(
     stream: &mut TcpStream,
     out: &mut Vec<u8>,
     body: ResponseBody,
     encoder: Encoder,
 ) -> io::Result<bool> {
-    let (mut left, chunked, mut allowed) = match encoder {
+    let whole = match encoder {
         Encoder::Length(0) => {
             drop(body);
-            stream.write_all(out).await?;
-            return Ok(true);
+            true
         }
-        Encoder::Length(n) => (Some(n), false, None),
-        Encoder::Chunked { trailers } => (None, true, trailers),
-        Encoder::Close => (None, false, None),
+        Encoder::Length(n) => gather(stream, out, body, Some(n), false, None).await?,
+        Encoder::Chunked { trailers } => gather(stream, out, body, None, true, trailers).await?,
+        Encoder::Close => gather(stream, out, body, None, false, None).await?,
     };
+    stream.write_all(out).await?;
+    Ok(whole)
+}
+
+/// Frame `body` into `out`, writing as it goes whenever the body has to
+/// wait, and leave the last bytes in `out`. `left` is what a length still
+/// allows; `allowed` the trailer fields a chunked body may end with.
+async fn gather(
+    stream: &mut TcpStream,
+    out: &mut Vec<u8>,
+    body: ResponseBody,
+    mut left: Option<u64>,
+    chunked: bool,
+    mut allowed: Option<Vec<HeaderName>>,
+) -> io::Result<bool> {
     let mut body = pin!(body);
     loop {
         // Gather what the body has ready, then write it.
@@ -605,13 +623,10 @@ async fn write_body(
                 continue;
             }
             Gathered::Frame(Some(Ok(frame))) => frame,
-            Gathered::Frame(Some(Err(_))) => {
-                // The upstream failed mid-body: the client learns it by the close.
-                stream.write_all(out).await?;
-                return Ok(false);
-            }
+            // The upstream failed mid-body: the client learns it by the close.
+            Gathered::Frame(Some(Err(_))) => return Ok(false),
             Gathered::Frame(None) => {
-                let whole = match left {
+                return Ok(match left {
                     Some(left) => left == 0,
                     None => {
                         if chunked {
@@ -619,9 +634,7 @@ async fn write_body(
                         }
                         true
                     }
-                };
-                stream.write_all(out).await?;
-                return Ok(whole);
+                });
             }
         };
         match frame.into_data() {
@@ -631,14 +644,12 @@ async fn write_body(
                 }
                 if let Some(left) = &mut left {
                     let Some(rest) = left.checked_sub(data.len() as u64) else {
-                        stream.write_all(out).await?;
                         return Ok(false);
                     };
                     *left = rest;
                     out.extend_from_slice(&data);
                     if rest == 0 {
                         // All the body there is: what follows is not awaited.
-                        stream.write_all(out).await?;
                         return Ok(true);
                     }
                 } else if chunked {
@@ -665,7 +676,6 @@ async fn write_body(
                         out.extend_from_slice(b"0\r\n");
                         out.extend_from_slice(&fields);
                         out.extend_from_slice(b"\r\n");
-                        stream.write_all(out).await?;
                         return Ok(true);
                     }
                 }
