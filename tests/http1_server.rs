@@ -64,6 +64,18 @@ async fn http10_clients_get_http10_answers_and_keep_alive_only_when_asked() {
         assert!(response.ends_with(&format!("\r\n\r\n{path}")), "{response}");
     }
     assert_eq!(upstream.requests().len(), 3);
+
+    // A request the gateway refuses closes the connection, and the answer
+    // says only that.
+    let mut refused = TcpStream::connect(public).await.unwrap();
+    refused
+        .write_all(b"GET /x HTTP/1.0\r\nHost: a b\r\nConnection: keep-alive\r\n\r\n")
+        .await
+        .unwrap();
+    let (response, _) = until_closed(&mut refused, Duration::from_secs(5)).await;
+    assert!(response.starts_with("HTTP/1.0 400 Bad Request\r\n"), "{response}");
+    assert!(response.to_ascii_lowercase().contains("\r\nconnection: close\r\n"), "{response}");
+    assert!(!response.to_ascii_lowercase().contains("keep-alive"), "{response}");
 }
 
 /// Pipelined requests are answered in order, also when a request with a

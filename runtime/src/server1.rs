@@ -366,19 +366,19 @@ fn encode_head(
     let headers = &mut parts.headers;
     let switching = status == StatusCode::SWITCHING_PROTOCOLS;
     let mut version = parts.version;
+    let says = |headers: &HeaderMap, token: &[u8]| {
+        headers.get_all(header::CONNECTION).iter().any(|v| has_token(v.as_bytes(), token))
+    };
     if asked.http10 {
-        let kept = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .any(|v| has_token(v.as_bytes(), b"keep-alive"));
-        if !kept && version == Version::HTTP_11 && keep_alive {
+        // A response that closes the connection (one the gateway wrote
+        // itself, say) does not also promise to keep it.
+        let (kept, closes) = (says(headers, b"keep-alive"), says(headers, b"close"));
+        if !kept && !closes && version == Version::HTTP_11 && keep_alive {
             headers.append(header::CONNECTION, HeaderValue::from_static("keep-alive"));
         }
         version = Version::HTTP_10;
     } else if !keep_alive && !switching {
-        let closes =
-            headers.get_all(header::CONNECTION).iter().any(|v| has_token(v.as_bytes(), b"close"));
-        if !closes {
+        if !says(headers, b"close") {
             headers.append(header::CONNECTION, HeaderValue::from_static("close"));
         }
     }
