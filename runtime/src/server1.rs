@@ -377,10 +377,8 @@ fn encode_head(
             headers.append(header::CONNECTION, HeaderValue::from_static("keep-alive"));
         }
         version = Version::HTTP_10;
-    } else if !keep_alive && !switching {
-        if !says(headers, b"close") {
-            headers.append(header::CONNECTION, HeaderValue::from_static("close"));
-        }
+    } else if !keep_alive && !switching && !says(headers, b"close") {
+        headers.append(header::CONNECTION, HeaderValue::from_static("close"));
     }
     let mut last = switching || !keep_alive;
 
