@@ -32,10 +32,21 @@ use crate::time::Nanos;
 /// Children per node.
 const ARITY: usize = 4;
 
+/// The key of a spare entry: larger than any event's key (which would need
+/// 2^64 events scheduled before it).
+const SPARE: u128 = u128::MAX;
+
 /// Events ordered by due time, then by scheduling order.
 #[derive(Debug)]
 pub struct EventQueue<E> {
+    /// The heap in its first `len` entries; every entry after them is a
+    /// spare (its key is [`SPARE`]), and there are at least `ARITY - 1` of
+    /// them once anything was pushed, so that a node with a child always
+    /// has all four children in the vector: a missing child reads as a
+    /// spare, which never wins, and sifting down needs no case for a
+    /// partial set of children.
     heap: Vec<Entry<E>>,
+    len: usize,
     /// One entry kept outside the heap.
     lane: Option<Entry<E>>,
     scheduled: u64,
@@ -53,7 +64,7 @@ struct Entry<E> {
 
 impl<E> Default for EventQueue<E> {
     fn default() -> Self {
-        EventQueue { heap: Vec::new(), lane: None, scheduled: 0, taken: false }
+        EventQueue { heap: Vec::new(), len: 0, lane: None, scheduled: 0, taken: false }
     }
 }
 
@@ -93,13 +104,15 @@ impl<E: Copy> EventQueue<E> {
         if self.taken {
             // The popped root's place is free: sift down from there.
             self.taken = false;
-            let n = self.heap.len();
-            self.sift_down(entry, n);
+            self.sift_down(entry);
             return;
         }
+        let mut i = self.len;
+        self.len += 1;
+        if self.heap.len() < self.len + ARITY - 1 {
+            self.grow(entry.event);
+        }
         // Sift up: parents with a larger key move down into the hole.
-        let mut i = self.heap.len();
-        self.heap.push(entry);
         while i > 0 {
             let parent = (i - 1) / ARITY;
             if self.heap[parent].key <= entry.key {
@@ -111,19 +124,32 @@ impl<E: Copy> EventQueue<E> {
         self.heap[i] = entry;
     }
 
+    /// Add spares until there are `ARITY - 1` after the heap (any event
+    /// will do as theirs: a spare's is never read).
+    #[cold]
+    fn grow(&mut self, event: E) {
+        while self.heap.len() < self.len + ARITY - 1 {
+            self.heap.push(Entry { key: SPARE, event });
+        }
+    }
+
     /// Remove and return the earliest event and its time.
     #[inline]
     pub fn pop(&mut self) -> Option<(Nanos, E)> {
         if self.taken {
             self.remove_root();
         }
-        // Compared in place: the lane's entry is copied out only when it leaves.
+        // Compared in place: the lane's entry is copied out only when it
+        // leaves. (With the heap empty, its root is a spare, or absent.)
         if let Some(lane) = &self.lane {
             if self.heap.first().is_none_or(|top| lane.key < top.key) {
                 let (key, event) = (lane.key, lane.event);
                 self.lane = None;
                 return Some(((key >> 64) as Nanos, event));
             }
+        }
+        if self.len == 0 {
+            return None;
         }
         // The root leaves the heap when the next push or pop replaces it.
         let top = *self.heap.first()?;
@@ -134,35 +160,34 @@ impl<E: Copy> EventQueue<E> {
     /// Take out the root that a pop returned, the last entry filling in.
     fn remove_root(&mut self) {
         self.taken = false;
-        let Some(moving) = self.heap.pop() else { return };
-        let n = self.heap.len();
-        if n > 0 {
-            self.sift_down(moving, n);
+        self.len -= 1;
+        let Some(last) = self.heap.get_mut(self.len) else { return };
+        let moving = *last;
+        last.key = SPARE;
+        if self.len > 0 {
+            self.sift_down(moving);
         }
     }
 
-    /// Put `moving` in the root's place, which is free, and sift it down
-    /// among the first `n` entries: smaller children move up into the hole,
-    /// until it fits.
+    /// Put `moving` in the root's place, which is free, and sift it down:
+    /// the least child moves up into the hole, until `moving` fits.
     #[inline]
-    fn sift_down(&mut self, moving: Entry<E>, n: usize) {
-        let heap = &mut self.heap[..n];
+    fn sift_down(&mut self, moving: Entry<E>) {
+        let heap = &mut self.heap[..];
         let mut i = 0;
         loop {
             let first = i * ARITY + 1;
-            // The children, as one slice: one bounds check for all four.
-            let end = (first + ARITY).min(n);
-            let Some((head, rest)) = heap.get(first..end).and_then(<[_]>::split_first) else {
-                break;
-            };
-            // The least child, without branches: which child wins is a coin
-            // toss to the branch predictor.
-            let (mut child, mut least) = (0, head.key);
-            for (c, entry) in (1..).zip(rest) {
-                let mask = usize::from(entry.key < least).wrapping_neg();
-                child ^= (child ^ c) & mask;
-                least = least.min(entry.key);
-            }
+            // All four children, spares included: one bounds check, and a
+            // fixed number of comparisons.
+            let Some([a, b, c, d]) = heap.get(first..first + ARITY) else { break };
+            // The least of them, as a tournament without branches: which
+            // child wins is a coin toss to the branch predictor. (Keys are
+            // unique, so there are no ties to break.)
+            let (ab, cd) = (b.key < a.key, d.key < c.key);
+            let (x, kx) = (usize::from(ab), if ab { b.key } else { a.key });
+            let (y, ky) = (2 + usize::from(cd), if cd { d.key } else { c.key });
+            let right = ky < kx;
+            let (child, least) = if right { (y, ky) } else { (x, kx) };
             if moving.key <= least {
                 break;
             }
@@ -174,11 +199,12 @@ impl<E: Copy> EventQueue<E> {
 
     /// Time of the earliest event.
     pub fn next_time(&self) -> Option<Nanos> {
+        let heap = &self.heap[..self.len];
         // With the root taken, the earliest in the heap is one of its children.
         let top = if self.taken {
-            self.heap.iter().take(ARITY + 1).skip(1).min_by_key(|e| e.key)
+            heap.iter().take(ARITY + 1).skip(1).min_by_key(|e| e.key)
         } else {
-            self.heap.first()
+            heap.first()
         };
         let key = match (&self.lane, top) {
             (Some(a), Some(b)) => a.key.min(b.key),
@@ -188,7 +214,7 @@ impl<E: Copy> EventQueue<E> {
     }
 
     pub fn len(&self) -> usize {
-        self.heap.len() - usize::from(self.taken) + usize::from(self.lane.is_some())
+        self.len - usize::from(self.taken) + usize::from(self.lane.is_some())
     }
 
     pub fn is_empty(&self) -> bool {
