@@ -400,7 +400,7 @@ impl Balancer {
     /// Record how one try to `endpoint` went: its latency (until the
     /// response head, or until it failed) and outcome. Only `peak_ewma`
     /// learns from it; for the others it only advances the clock.
-    #[inline]
+    #[inline(always)]
     pub fn observe(&self, endpoint: usize, latency: Duration, outcome: Outcome, now: Nanos) {
         self.see(now);
         if let (Algorithm::PeakEwma(s), Some(e)) = (self.algorithm, self.estimates.get(endpoint)) {
@@ -631,7 +631,9 @@ impl Balancer {
             // Every candidate; the random start only spreads the scan's work.
             let start = index(rng, n);
             for i in (0..n).map(|k| (start + k) % n) {
-                self.consider(rng, view, i, &mut best);
+                if self.candidate(i, view) {
+                    self.consider(rng, view, i, &mut best);
+                }
             }
         } else if choices <= MAX_SAMPLED {
             let mut seen = [usize::MAX; MAX_SAMPLED];
@@ -670,12 +672,11 @@ impl Balancer {
         best.endpoint.or_else(|| self.fall_back(rng, view))
     }
 
-    /// Compare candidate `i` with the best so far; exact ties go to either
-    /// at random in proportion to weight.
+    /// Compare candidate `i` (which the caller checked is one) with the
+    /// best so far; exact ties go to either at random in proportion to
+    /// weight.
+    #[inline(always)]
     fn consider<R: Rng + ?Sized>(&self, rng: &mut R, view: &View, i: usize, best: &mut Best) {
-        if !self.candidate(i, view) {
-            return;
-        }
         let weight = self.effective_weight(i, view.now);
         let in_flight = f64::from(self.in_flight(i));
         let score = match self.algorithm {

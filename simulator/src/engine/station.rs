@@ -138,7 +138,7 @@ impl TrySlots {
     }
 
     /// Store `t` in `slot` from [`TrySlots::vacant`]; its generation.
-    #[inline]
+    #[inline(always)]
     pub fn fill(&mut self, slot: u32, t: Try) -> u32 {
         let s = &mut self.slots[slot as usize];
         // Field by field: copying the try whole goes through the stack, in
