@@ -498,7 +498,8 @@ impl Balancer {
 
     #[inline]
     fn usable(&self, i: usize) -> bool {
-        !self.weighted || self.weights[i] > 0
+        // (When every endpoint is usable, no weight needs reading.)
+        self.usable == self.weights.len() || !self.weighted || self.weights[i] > 0
     }
 
     /// Whether `i` may be picked in this view.
@@ -577,6 +578,7 @@ impl Balancer {
 
     /// A random candidate in proportion to effective weight, by rejection
     /// sampling when that succeeds quickly, else by a scan.
+    #[inline(always)]
     fn sample<R: Rng + ?Sized>(&self, rng: &mut R, view: &View) -> Option<usize> {
         for _ in 0..PROBES {
             let i = index(rng, self.len());
@@ -620,6 +622,7 @@ impl Balancer {
 
     /// The best-scoring of `choices` distinct candidates (`least_request`
     /// and `peak_ewma`).
+    #[inline(always)]
     fn best_of<R: Rng + ?Sized>(&self, rng: &mut R, view: &View, choices: usize) -> Option<usize> {
         let mut best = Best::default();
         let count = if view.panic { self.usable } else { self.live.load(Ordering::Acquire) };
