@@ -10,9 +10,10 @@
 //! next arrival, so `n` stays small and a calendar queue would not pay off.
 //!
 //! The heap is 4-ary (each node has four children), which halves its depth
-//! against a binary heap, and the two keys are packed into one `u128`
-//! (time in the high half), so that each comparison is a single integer
-//! compare. Keys are unique, so the order events leave in is fully
+//! against a binary heap, and the two keys are packed into one integer
+//! (time in the high bits), so that each comparison is a single integer
+//! compare: a `u64` while times fit in 48 bits, a `u128` otherwise (see
+//! [`EventQueue`]). Keys are unique, so the order events leave in is fully
 //! determined by the keys, whatever the heap's shape.
 //!
 //! One event may wait outside the heap, in the lane
@@ -108,7 +109,7 @@ impl<E: Copy> EventQueue<E> {
     /// Schedule `event` at virtual time `at`, in the lane: the same as
     /// [`EventQueue::push`], but cheaper for an event that is the only one
     /// of its chain (an event already in the lane moves to the heap).
-    #[inline]
+    #[inline(always)]
     pub fn push_lane(&mut self, at: Nanos, event: E) {
         if let Some(key) = self.narrow_key(at) {
             return self.narrow.push_lane(Entry { key, event });
@@ -248,7 +249,7 @@ impl<K, E> Default for Heap<K, E> {
 }
 
 impl<K: Key, E: Copy> Heap<K, E> {
-    #[inline]
+    #[inline(always)]
     fn push_lane(&mut self, entry: Entry<K, E>) {
         if let Some(earlier) = self.lane.replace(entry) {
             self.push_entry(earlier);
