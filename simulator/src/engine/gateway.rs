@@ -133,6 +133,7 @@ impl Run<'_> {
                 id,
                 number,
                 endpoint: endpoint as u32,
+                index: index as u32,
                 started: now,
                 measured,
                 awaited: true,
@@ -239,18 +240,14 @@ impl Run<'_> {
     /// [`Run::try_ended`], inlined into its caller.
     #[inline(always)]
     fn try_ended_inline(&mut self, now: Nanos, slot: u32, outcome: TryOutcome) {
-        let Some(t) = self.tries.at(slot) else { return };
-        t.awaited = false;
-        t.permit = None;
-        let (r, endpoint, started) = (t.request, t.endpoint as usize, t.started);
-        self.tries.release_if_done(slot);
+        let Some((r, index, started)) = self.tries.stop_waiting(slot) else { return };
+        let index = index as usize;
 
         // Only the fields needed, rather than a copy of the whole request.
         let request = &self.requests[r as usize];
         let (pool, inst, route) =
             (request.pool as usize, request.instance as usize, request.route as usize);
         let measured = request.measured;
-        let index = endpoint - self.first[pool];
         let instance = &mut self.instances[inst];
         let clock = Clock(now);
         instance.balancers[pool].end_exclusive(index);
