@@ -680,17 +680,23 @@ impl Balancer {
     /// weight.
     #[inline(always)]
     fn consider<R: Rng + ?Sized>(&self, rng: &mut R, view: &View, i: usize, best: &mut Best) {
-        let weight = self.effective_weight(i, view.now);
         let in_flight = f64::from(self.in_flight(i));
-        let score = match self.algorithm {
+        let (score, weight) = match self.algorithm {
             Algorithm::PeakEwma(s) => {
+                let weight = self.effective_weight(i, view.now);
                 let cost = lock(&self.estimates[i]).cost_at(&s, view.now);
-                cost * (in_flight + 1.0) / weight as f64
+                (cost * (in_flight + 1.0) / weight as f64, weight)
             }
             // Counts below 2^32 over one weight keep their order and their
-            // ties, so the counts themselves compare the same.
-            _ if self.uniform => in_flight,
-            _ => in_flight / weight as f64,
+            // ties, so the counts themselves compare the same. And with
+            // every weight the same, any one weight splits ties the same:
+            // `chance(w, k * w)` draws one number `x` and is true when
+            // `x * k < 2^64`, whatever `w` is.
+            _ if self.uniform => (in_flight, FULL),
+            _ => {
+                let weight = self.effective_weight(i, view.now);
+                (in_flight / weight as f64, weight)
+            }
         };
 
         match best.endpoint {
