@@ -80,13 +80,16 @@ impl Key for u128 {
 pub struct EventQueue<E> {
     narrow: Heap<u64, E>,
     wide: Option<Box<Heap<u128, E>>>,
+    /// The due times narrow keys take: those below [`NARROW_TIMES`] while
+    /// the queue is narrow, none once it is wide.
+    narrow_times: Nanos,
     /// The next sequence number.
     scheduled: u64,
 }
 
 impl<E> Default for EventQueue<E> {
     fn default() -> Self {
-        EventQueue { narrow: Heap::default(), wide: None, scheduled: 0 }
+        EventQueue { narrow: Heap::default(), wide: None, narrow_times: NARROW_TIMES, scheduled: 0 }
     }
 }
 
@@ -122,10 +125,7 @@ impl<E: Copy> EventQueue<E> {
     /// stays so.
     #[inline]
     fn narrow_key(&mut self, at: Nanos) -> Option<u64> {
-        if self.wide.is_some() || at >= NARROW_TIMES {
-            return None;
-        }
-        if self.scheduled == SEQ_LIMIT && !self.renumber() {
+        if at >= self.narrow_times || (self.scheduled == SEQ_LIMIT && !self.renumber()) {
             return None;
         }
         let key = (at << SEQ_BITS) | self.scheduled;
@@ -182,6 +182,7 @@ impl<E: Copy> EventQueue<E> {
             }
             wide.lane = lane.map(widen);
             self.wide = Some(Box::new(wide));
+            self.narrow_times = 0;
         }
         self.wide.as_mut().expect("the wide heap exists")
     }
@@ -189,9 +190,10 @@ impl<E: Copy> EventQueue<E> {
     /// Remove and return the earliest event and its time.
     #[inline]
     pub fn pop(&mut self) -> Option<(Nanos, E)> {
-        match &mut self.wide {
-            None => self.narrow.pop(),
-            Some(wide) => wide.pop(),
+        // (Once the queue is wide, the narrow heap stays empty.)
+        match self.narrow.pop() {
+            None => self.wide.as_mut()?.pop(),
+            popped => popped,
         }
     }
 
