@@ -397,6 +397,7 @@ impl<'a> Run<'a> {
 
     /// A new request at `now`, from a closed-loop `client` or else the
     /// feed's current arrival: choose its route, side and instance, and try.
+    #[inline(always)]
     fn create(&mut self, now: Nanos, client: Option<u32>) {
         let (share, replayed, demand) = match (&self.feed, client) {
             (Some(feed), None) => {
@@ -465,7 +466,7 @@ impl<'a> Run<'a> {
                 self.stopped = true;
             }
         }
-        self.start_try(now, r, demand);
+        self.start_try_inline(now, r, demand);
     }
 
     /// The time limits of `request`, from its route's and its arrival
@@ -476,7 +477,16 @@ impl<'a> Run<'a> {
     }
 
     /// The request is over: record it, free it, and let its client think.
+    /// (Out of line, for requests that end without an answer; an answered
+    /// one ends through [`Run::finish_inline`].)
+    #[inline(never)]
     fn finish(&mut self, now: Nanos, r: u32, ending: Ending) {
+        self.finish_inline(now, r, ending);
+    }
+
+    /// [`Run::finish`], inlined into its caller.
+    #[inline(always)]
+    fn finish_inline(&mut self, now: Nanos, r: u32, ending: Ending) {
         let request = &self.requests[r as usize];
         let (id, client) = (request.id, request.client);
         let (arrived, share, measured) = (request.arrived, request.share, request.measured);

@@ -400,7 +400,7 @@ impl Balancer {
     /// Record how one try to `endpoint` went: its latency (until the
     /// response head, or until it failed) and outcome. Only `peak_ewma`
     /// learns from it; for the others it only advances the clock.
-    #[inline]
+    #[inline(always)]
     pub fn observe(&self, endpoint: usize, latency: Duration, outcome: Outcome, now: Nanos) {
         self.see(now);
         if let (Algorithm::PeakEwma(s), Some(e)) = (self.algorithm, self.estimates.get(endpoint)) {
@@ -498,7 +498,8 @@ impl Balancer {
 
     #[inline]
     fn usable(&self, i: usize) -> bool {
-        !self.weighted || self.weights[i] > 0
+        // (When every endpoint is usable, no weight needs reading.)
+        self.usable == self.weights.len() || !self.weighted || self.weights[i] > 0
     }
 
     /// Whether `i` may be picked in this view.
@@ -577,6 +578,7 @@ impl Balancer {
 
     /// A random candidate in proportion to effective weight, by rejection
     /// sampling when that succeeds quickly, else by a scan.
+    #[inline(always)]
     fn sample<R: Rng + ?Sized>(&self, rng: &mut R, view: &View) -> Option<usize> {
         for _ in 0..PROBES {
             let i = index(rng, self.len());
@@ -620,6 +622,7 @@ impl Balancer {
 
     /// The best-scoring of `choices` distinct candidates (`least_request`
     /// and `peak_ewma`).
+    #[inline(always)]
     fn best_of<R: Rng + ?Sized>(&self, rng: &mut R, view: &View, choices: usize) -> Option<usize> {
         let mut best = Best::default();
         let count = if view.panic { self.usable } else { self.live.load(Ordering::Acquire) };
@@ -631,7 +634,9 @@ impl Balancer {
             // Every candidate; the random start only spreads the scan's work.
             let start = index(rng, n);
             for i in (0..n).map(|k| (start + k) % n) {
-                self.consider(rng, view, i, &mut best);
+                if self.candidate(i, view) {
+                    self.consider(rng, view, i, &mut best);
+                }
             }
         } else if choices <= MAX_SAMPLED {
             let mut seen = [usize::MAX; MAX_SAMPLED];
@@ -670,23 +675,28 @@ impl Balancer {
         best.endpoint.or_else(|| self.fall_back(rng, view))
     }
 
-    /// Compare candidate `i` with the best so far; exact ties go to either
-    /// at random in proportion to weight.
+    /// Compare candidate `i` (which the caller checked is one) with the
+    /// best so far; exact ties go to either at random in proportion to
+    /// weight.
+    #[inline(always)]
     fn consider<R: Rng + ?Sized>(&self, rng: &mut R, view: &View, i: usize, best: &mut Best) {
-        if !self.candidate(i, view) {
-            return;
-        }
-        let weight = self.effective_weight(i, view.now);
         let in_flight = f64::from(self.in_flight(i));
-        let score = match self.algorithm {
+        let (score, weight) = match self.algorithm {
             Algorithm::PeakEwma(s) => {
+                let weight = self.effective_weight(i, view.now);
                 let cost = lock(&self.estimates[i]).cost_at(&s, view.now);
-                cost * (in_flight + 1.0) / weight as f64
+                (cost * (in_flight + 1.0) / weight as f64, weight)
             }
             // Counts below 2^32 over one weight keep their order and their
-            // ties, so the counts themselves compare the same.
-            _ if self.uniform => in_flight,
-            _ => in_flight / weight as f64,
+            // ties, so the counts themselves compare the same. And with
+            // every weight the same, any one weight splits ties the same:
+            // `chance(w, k * w)` draws one number `x` and is true when
+            // `x * k < 2^64`, whatever `w` is.
+            _ if self.uniform => (in_flight, FULL),
+            _ => {
+                let weight = self.effective_weight(i, view.now);
+                (in_flight / weight as f64, weight)
+            }
         };
 
         match best.endpoint {

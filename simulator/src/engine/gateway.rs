@@ -6,6 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use rand_pcg::Pcg64;
+
 use sluice_traffic::retry::{self, RetryDecision};
 use sluice_traffic::{
     BalanceSettings, Balancer, CircuitBreaker, Deadline, HealthCheck, Limit, Nanos as Clock,
@@ -77,7 +79,16 @@ impl Instance {
 impl Run<'_> {
     /// Start the next try of request `r`, or end the request when no try
     /// can start; `demand` is the try's service demand, when drawn ahead.
+    /// (Out of line, for retries; a new request's first try is started by
+    /// [`Run::start_try_inline`].)
+    #[inline(never)]
     pub(super) fn start_try(&mut self, now: Nanos, r: u32, demand: Option<Nanos>) {
+        self.start_try_inline(now, r, demand);
+    }
+
+    /// [`Run::start_try`], inlined into its caller.
+    #[inline(always)]
+    pub(super) fn start_try_inline(&mut self, now: Nanos, r: u32, demand: Option<Nanos>) {
         let request = &mut self.requests[r as usize];
         request.tries += 1;
         let (pool, inst) = (request.pool as usize, request.instance as usize);
@@ -101,7 +112,7 @@ impl Run<'_> {
         if let Some(last) = request.last {
             pick = pick.avoiding(last as usize);
         }
-        let Some(index) = instance.balancers[pool].pick_with(&mut self.picks, &pick) else {
+        let Some(index) = pick_from(&instance.balancers[pool], &mut self.picks, &pick) else {
             return self.finish(now, r, Ending::NoEndpoint);
         };
         // The run owns its balancers: no other thread counts with it.
@@ -122,6 +133,7 @@ impl Run<'_> {
                 id,
                 number,
                 endpoint: endpoint as u32,
+                index: index as u32,
                 started: now,
                 measured,
                 awaited: true,
@@ -151,6 +163,7 @@ impl Run<'_> {
 
     /// Queue try `slot` (which the endpoint now holds) at `endpoint`, or
     /// start it if a worker is free.
+    #[inline(always)]
     fn enter(&mut self, now: Nanos, endpoint: usize, slot: u32) {
         let station = &mut self.stations[endpoint];
         if station.busy < station.workers() {
@@ -160,6 +173,7 @@ impl Run<'_> {
         }
     }
 
+    #[inline(always)]
     fn begin_service(&mut self, now: Nanos, endpoint: usize, slot: u32) {
         let station = &mut self.stations[endpoint];
         let Some(model) = &station.model else { return };
@@ -200,7 +214,7 @@ impl Run<'_> {
             let fails = failing > 0.0
                 && keyed_uniform(self.seed, id, salt::FAIL + u64::from(number)) < failing;
             let status = if fails { 500 } else { 200 };
-            self.try_ended(now, slot, TryOutcome::Response(status));
+            self.try_ended_inline(now, slot, TryOutcome::Response(status));
         } else {
             self.tries.release_if_done(slot);
         }
@@ -216,20 +230,24 @@ impl Run<'_> {
     }
 
     /// The gateway learnt how try `slot` ended: tell the balancer and the
-    /// outlier detector, then retry or answer the client.
+    /// outlier detector, then retry or answer the client. (Out of line, for
+    /// every cause but a served try, which [`Run::served`] handles inline.)
+    #[inline(never)]
     fn try_ended(&mut self, now: Nanos, slot: u32, outcome: TryOutcome) {
-        let Some(t) = self.tries.at(slot) else { return };
-        t.awaited = false;
-        t.permit = None;
-        let (r, endpoint, started) = (t.request, t.endpoint as usize, t.started);
-        self.tries.release_if_done(slot);
+        self.try_ended_inline(now, slot, outcome);
+    }
+
+    /// [`Run::try_ended`], inlined into its caller.
+    #[inline(always)]
+    fn try_ended_inline(&mut self, now: Nanos, slot: u32, outcome: TryOutcome) {
+        let Some((r, index, started)) = self.tries.stop_waiting(slot) else { return };
+        let index = index as usize;
 
         // Only the fields needed, rather than a copy of the whole request.
         let request = &self.requests[r as usize];
         let (pool, inst, route) =
             (request.pool as usize, request.instance as usize, request.route as usize);
         let measured = request.measured;
-        let index = endpoint - self.first[pool];
         let instance = &mut self.instances[inst];
         let clock = Clock(now);
         instance.balancers[pool].end_exclusive(index);
@@ -269,7 +287,7 @@ impl Run<'_> {
             TryOutcome::ConnectFailure | TryOutcome::Reset => Ending::Unreachable,
             TryOutcome::Timeout => Ending::Timeout,
         };
-        self.finish(now, r, ending);
+        self.finish_inline(now, r, ending);
     }
 
     /// Pass outlier detection's decisions to the balancer.
@@ -380,6 +398,14 @@ impl Run<'_> {
             self.events.push(next, Event::Probe { instance: inst, endpoint });
         }
     }
+}
+
+/// The balancer's pick, in a function of its own: the start of a try is
+/// inlined in more than one place, and this keeps one copy of the
+/// balancing code (with everything it calls inlined into it).
+#[inline(never)]
+fn pick_from(balancer: &Balancer, picks: &mut Pcg64, pick: &Pick) -> Option<usize> {
+    balancer.pick_with(picks, pick)
 }
 
 fn nanos(d: Duration) -> Nanos {

@@ -227,8 +227,11 @@ impl Draws<'_> {
     }
 }
 
-/// Arrivals per batch handed from the helper thread to the run.
-const BATCH: usize = 2048;
+/// Arrivals per batch handed from the helper thread to the run. The helper
+/// draws faster than the run uses, so it mostly waits, and every batch (and
+/// every batch of ended requests, [`ENDED_BATCH`]) the run hands back wakes
+/// it, at the price of a system call: large batches keep those few.
+const BATCH: usize = 8192;
 
 /// Batches of arrivals the helper hands over before it waits for one back.
 const AHEAD: usize = 4;
@@ -307,7 +310,7 @@ pub(super) struct Helper {
 }
 
 /// Ended requests per batch handed to the helper.
-pub(super) const ENDED_BATCH: usize = 1024;
+pub(super) const ENDED_BATCH: usize = 8192;
 
 impl Helper {
     /// Hand `ended` over; an empty batch to fill next.

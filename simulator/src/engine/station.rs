@@ -34,6 +34,9 @@ pub(super) struct Station {
     /// Share of served requests answered 500.
     pub failing: f64,
     pub busy: u32,
+    /// Its workers and queue limit, from `model` (read on every try).
+    workers: u32,
+    queue_limit: Option<u32>,
     /// Tries waiting for a worker, by slot. (Those being served are not
     /// listed: only a crash needs them, and [`TrySlots::serving`] finds them.)
     pub waiting: VecDeque<u32>,
@@ -48,6 +51,8 @@ pub(super) struct Station {
 
 impl Station {
     pub fn new(pool: usize, index: usize, model: Option<EndpointLoad>) -> Station {
+        let workers = model.as_ref().map_or(1, |m| m.workers.max(1));
+        let queue_limit = model.as_ref().and_then(|m| m.queue_limit);
         Station {
             pool,
             index,
@@ -56,6 +61,8 @@ impl Station {
             slow: 1.0,
             failing: 0.0,
             busy: 0,
+            workers,
+            queue_limit,
             waiting: VecDeque::new(),
             area: 0,
             since: 0,
@@ -67,14 +74,14 @@ impl Station {
 
     #[inline]
     pub fn workers(&self) -> u32 {
-        self.model.as_ref().map_or(1, |m| m.workers.max(1))
+        self.workers
     }
 
     /// Whether a new try finds the queue full.
     #[inline]
     pub fn full(&self) -> bool {
-        let limit = self.model.as_ref().and_then(|m| m.queue_limit);
-        self.busy >= self.workers() && limit.is_some_and(|l| self.waiting.len() >= l as usize)
+        let limit = self.queue_limit;
+        self.busy >= self.workers && limit.is_some_and(|l| self.waiting.len() >= l as usize)
     }
 
     #[inline]
@@ -94,6 +101,8 @@ pub(super) struct Try {
     pub number: u32,
     /// Flat endpoint index.
     pub endpoint: u32,
+    /// The endpoint's index within its pool, as the balancer knows it.
+    pub index: u32,
     pub started: Nanos,
     pub measured: bool,
     /// The gateway still waits for this try's answer.
@@ -138,7 +147,7 @@ impl TrySlots {
     }
 
     /// Store `t` in `slot` from [`TrySlots::vacant`]; its generation.
-    #[inline]
+    #[inline(always)]
     pub fn fill(&mut self, slot: u32, t: Try) -> u32 {
         let s = &mut self.slots[slot as usize];
         // Field by field: copying the try whole goes through the stack, in
@@ -148,6 +157,7 @@ impl TrySlots {
             id,
             number,
             endpoint,
+            index,
             started,
             measured,
             awaited,
@@ -157,6 +167,7 @@ impl TrySlots {
             service,
         } = t;
         (s.t.request, s.t.id, s.t.number, s.t.endpoint) = (request, id, number, endpoint);
+        s.t.index = index;
         (s.t.started, s.t.measured, s.t.awaited, s.t.held) = (started, measured, awaited, held);
         (s.t.permit, s.t.demand, s.t.service) = (permit, demand, service);
         s.live = true;
@@ -196,6 +207,25 @@ impl TrySlots {
     #[inline]
     pub fn at(&mut self, slot: u32) -> Option<&mut Try> {
         self.slots.get_mut(slot as usize).filter(|s| s.live).map(|s| &mut s.t)
+    }
+
+    /// The gateway stops waiting for the try in `slot`, if the slot holds
+    /// one: its permit goes back, and the slot is freed unless the endpoint
+    /// still holds the try. The try's request, endpoint index within the
+    /// pool, and start.
+    #[inline]
+    pub fn stop_waiting(&mut self, slot: u32) -> Option<(u32, u32, Nanos)> {
+        let s = self.slots.get_mut(slot as usize).filter(|s| s.live)?;
+        s.t.awaited = false;
+        s.t.permit = None;
+        let ended = (s.t.request, s.t.index, s.t.started);
+        // As `release_if_done`, with the slot at hand.
+        if !s.t.held {
+            s.live = false;
+            s.generation = s.generation.wrapping_add(1);
+            self.free.push(slot);
+        }
+        Some(ended)
     }
 
     /// Free the slot when neither the gateway nor the endpoint needs it.
