@@ -168,23 +168,23 @@ impl<E: Copy> EventQueue<E> {
     /// The wide heap, after moving every narrow entry into it.
     #[cold]
     fn widened(&mut self) -> &mut Heap<u128, E> {
-        if self.wide.is_none() {
+        let (narrow, narrow_times) = (&mut self.narrow, &mut self.narrow_times);
+        self.wide.get_or_insert_with(|| {
             // Narrow sequence numbers keep their order, and are all below
             // the next one.
             let widen = |e: Entry<u64, E>| Entry {
                 key: (u128::from(e.key.time()) << 64) | u128::from(e.key & (SEQ_LIMIT - 1)),
                 event: e.event,
             };
-            let (heap, lane) = self.narrow.take_all();
+            let (heap, lane) = narrow.take_all();
             let mut wide = Heap::default();
             for e in heap {
                 wide.push_entry(widen(e));
             }
             wide.lane = lane.map(widen);
-            self.wide = Some(Box::new(wide));
-            self.narrow_times = 0;
-        }
-        self.wide.as_mut().expect("the wide heap exists")
+            *narrow_times = 0;
+            Box::new(wide)
+        })
     }
 
     /// Remove and return the earliest event and its time.
