@@ -13,190 +13,15 @@
 
 mod support;
 
-use std::collections::HashMap;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use hyper::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
-use support::{client, raw, request, send, spec_with, Gateway};
-
-/// One upstream connection as a [`RawUpstream`] handler sees it.
-struct Conn {
-    stream: TcpStream,
-    buffer: Vec<u8>,
-}
-
-impl Conn {
-    /// Read the next request head; `None` once the gateway closed the
-    /// connection.
-    async fn head(&mut self) -> Option<String> {
-        loop {
-            if let Some(at) = find(&self.buffer, b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&self.buffer[..at + 4]).into_owned();
-                self.buffer.drain(..at + 4);
-                return Some(head);
-            }
-            if !self.fill().await {
-                return None;
-            }
-        }
-    }
-
-    /// Read and drop a request body framed by Content-Length (none when
-    /// absent); whether it came whole.
-    async fn skip_body(&mut self, head: &str) -> bool {
-        let length: usize =
-            header(head, "content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
-        while self.buffer.len() < length {
-            if !self.fill().await {
-                return false;
-            }
-        }
-        self.buffer.drain(..length);
-        true
-    }
-
-    async fn fill(&mut self) -> bool {
-        let mut chunk = [0u8; 16384];
-        match self.stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => false,
-            Ok(n) => {
-                self.buffer.extend_from_slice(&chunk[..n]);
-                true
-            }
-        }
-    }
-
-    async fn write(&mut self, bytes: &[u8]) -> bool {
-        self.stream.write_all(bytes).await.is_ok()
-    }
-
-    /// Write `bytes` in pieces of `step`, each sent on its own.
-    async fn write_in_pieces(&mut self, bytes: &[u8], step: usize) -> bool {
-        for piece in bytes.chunks(step) {
-            if !self.write(piece).await {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_micros(200)).await;
-        }
-        true
-    }
-}
-
-fn ok(body: &str) -> Vec<u8> {
-    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len()).into_bytes()
-}
-
-fn target(head: &str) -> &str {
-    head.split(' ').nth(1).unwrap_or("")
-}
-
-fn header<'h>(head: &'h str, name: &str) -> Option<&'h str> {
-    head.lines().skip(1).find_map(|line| {
-        let (n, v) = line.split_once(':')?;
-        n.eq_ignore_ascii_case(name).then(|| v.trim())
-    })
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-/// An upstream over raw TCP on `127.0.0.1:0` that hands each accepted
-/// connection to a handler.
-struct RawUpstream {
-    address: SocketAddr,
-    accepted: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl RawUpstream {
-    async fn start<F, Fut>(handler: F) -> RawUpstream
-    where
-        F: Fn(Conn) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
-    {
-        let socket = TcpListener::bind("127.0.0.1:0").await.expect("bind on loopback");
-        let address = socket.local_addr().expect("a bound socket has an address");
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let count = Arc::clone(&accepted);
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = socket.accept().await else { continue };
-                count.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(handler(Conn { stream, buffer: Vec::new() }));
-            }
-        });
-        RawUpstream { address, accepted, task }
-    }
-
-    /// An upstream that answers a request for `/NAME...` with the canned
-    /// bytes of `NAME` and keeps the connection open (so that a gateway
-    /// that reused it out of step would read what follows), and any other
-    /// request with `200` and its target.
-    async fn canned(answers: Vec<(&'static str, Vec<u8>)>) -> RawUpstream {
-        let answers: Arc<HashMap<&'static str, Vec<u8>>> = Arc::new(answers.into_iter().collect());
-        RawUpstream::start(move |mut c: Conn| {
-            let answers = Arc::clone(&answers);
-            async move {
-                while let Some(head) = c.head().await {
-                    if !c.skip_body(&head).await {
-                        return;
-                    }
-                    let path = target(&head).to_owned();
-                    let name = path.trim_start_matches('/').split('/').next().unwrap_or("");
-                    let answer = answers.get(name).cloned().unwrap_or_else(|| ok(&path));
-                    if !c.write(&answer).await {
-                        return;
-                    }
-                }
-            }
-        })
-        .await
-    }
-
-    fn accepted(&self) -> usize {
-        self.accepted.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for RawUpstream {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-fn gateway_for(upstream: &RawUpstream, pool_extra: &str, route_extra: &str) -> Gateway {
-    Gateway::start(&spec_with("", &[upstream.address], pool_extra, route_extra))
-}
-
-/// GET `path` with a fresh client and read the whole reply.
-async fn get(gateway: &Gateway, path: &str) -> (StatusCode, String) {
-    let reply = send(&client(), request("GET", gateway.addr("public"), "x.test", path)).await;
-    (reply.status, reply.body)
-}
-
-/// GET `path` and read the response, which may fail before its head or in
-/// its body.
-async fn get_body(gateway: &Gateway, path: &str) -> Result<(StatusCode, Bytes), String> {
-    let http = client::<Full<Bytes>>();
-    let response = http
-        .request(request("GET", gateway.addr("public"), "x.test", path))
-        .await
-        .map_err(|e| format!("no response: {e:?}"))?;
-    let status = response.status();
-    let body = response.into_body().collect().await;
-    body.map(|b| (status, b.to_bytes()))
-        .map_err(|e| format!("{status}, then the body failed: {e:?}"))
-}
+use support::raw::{find, gateway_for, get, get_body, header, ok, target, Conn, RawUpstream};
+use support::{client, raw, request, send, Gateway};
 
 /// `GET path` with `Connection: close` over a raw socket: the reply's bytes.
 async fn get_raw(gateway: &Gateway, path: &str) -> String {
@@ -651,7 +476,7 @@ async fn an_early_streaming_response_does_not_stall_the_upload() {
     const ANSWER: usize = 16 * 1024 * 1024;
     const UPLOAD: usize = 48 * 1024 * 1024;
     let upstream = RawUpstream::start(|c: Conn| async move {
-        let Conn { mut stream, mut buffer } = c;
+        let Conn { mut stream, mut buffer, .. } = c;
         while find(&buffer, b"\r\n\r\n").is_none() {
             let mut chunk = [0u8; 16384];
             match stream.read(&mut chunk).await {
