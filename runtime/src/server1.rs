@@ -1,7 +1,8 @@
 //! The gateway's own HTTP/1.1 server, for plain requests.
 //!
-//! Most requests through a gateway are plain: a head without a body, without
-//! `Expect` and without an upgrade. This server reads such heads straight
+//! Most requests through a gateway are plain: a head without a body (or with
+//! `Content-Length: 0`), without `Expect` and without an upgrade. This
+//! server reads such heads straight
 //! from the client socket with httparse, hands each to the proxy, and writes
 //! the response itself: no channel, task or dispatcher stands between the
 //! connection and its requests.
@@ -10,9 +11,10 @@
 //! `CONNECT`, a `#` in its target, anything malformed or over a limit) ends
 //! this server's part. hyper's server then takes the connection, with the
 //! bytes already read handed back first, and serves or refuses that head
-//! and every later one exactly as it would have from the start, framing
-//! checks included (see [`crate::framing`]). A connection thus moves at most
-//! once, from this server to hyper.
+//! and every later one as it would have from the start, framing checks
+//! included (see [`crate::framing`]); only hyper no longer knows that earlier
+//! requests were HTTP/1.0, so it refuses a malformed one in HTTP/1.1. A
+//! connection thus moves at most once, from this server to hyper.
 //!
 //! Responses are written as hyper writes them, so that a client cannot tell
 //! which server answered:
