@@ -5,11 +5,20 @@
 
 mod support;
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use support::{raw, spec_with, statuses, until_closed, Answer, Gateway, ScriptedUpstream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+/// Send `bytes` on a new connection to `address` and read until the
+/// gateway closes it; panics when it is still open after `seconds`.
+async fn until_closing(address: SocketAddr, bytes: &[u8], seconds: u64) -> String {
+    let mut client = TcpStream::connect(address).await.unwrap();
+    client.write_all(bytes).await.unwrap();
+    until_closed(&mut client, Duration::from_secs(seconds)).await.0
+}
 
 /// Read one response framed by Content-Length from `stream`.
 async fn one_response(stream: &mut TcpStream) -> String {
@@ -43,9 +52,7 @@ async fn http10_clients_get_http10_answers_and_keep_alive_only_when_asked() {
     let gateway = Gateway::start(&spec_with("", &[upstream.address], "", ""));
     let public = gateway.addr("public");
 
-    let mut closing = TcpStream::connect(public).await.unwrap();
-    closing.write_all(b"GET /once HTTP/1.0\r\nHost: x.test\r\n\r\n").await.unwrap();
-    let (response, _) = until_closed(&mut closing, Duration::from_secs(5)).await;
+    let response = until_closing(public, b"GET /once HTTP/1.0\r\nHost: x.test\r\n\r\n", 5).await;
     assert!(response.starts_with("HTTP/1.0 200 OK\r\n"), "{response}");
     assert!(response.ends_with("\r\n\r\n/once"), "{response}");
     assert!(!response.to_ascii_lowercase().contains("connection:"), "{response}");
@@ -67,12 +74,8 @@ async fn http10_clients_get_http10_answers_and_keep_alive_only_when_asked() {
 
     // A request the gateway refuses closes the connection, and the answer
     // says only that.
-    let mut refused = TcpStream::connect(public).await.unwrap();
-    refused
-        .write_all(b"GET /x HTTP/1.0\r\nHost: a b\r\nConnection: keep-alive\r\n\r\n")
-        .await
-        .unwrap();
-    let (response, _) = until_closed(&mut refused, Duration::from_secs(5)).await;
+    let refused = b"GET /x HTTP/1.0\r\nHost: a b\r\nConnection: keep-alive\r\n\r\n";
+    let response = until_closing(public, refused, 5).await;
     assert!(response.starts_with("HTTP/1.0 400 Bad Request\r\n"), "{response}");
     assert!(response.to_ascii_lowercase().contains("\r\nconnection: close\r\n"), "{response}");
     assert!(!response.to_ascii_lowercase().contains("keep-alive"), "{response}");
@@ -203,9 +206,7 @@ async fn bytes_that_cannot_start_a_request_are_refused_at_once() {
     let gateway = Gateway::start(&spec_with("", &[upstream.address], "", ""));
     let hello = [0x16, 0x03, 0x01, 0x00, 0xa5, 0x01, 0x00, 0x00, 0xa1, 0x03, 0x03];
     for sent in [&hello[..], &hello[..1]] {
-        let mut client = TcpStream::connect(gateway.addr("public")).await.unwrap();
-        client.write_all(sent).await.unwrap();
-        let (response, _) = until_closed(&mut client, Duration::from_secs(2)).await;
+        let response = until_closing(gateway.addr("public"), sent, 2).await;
         assert_eq!(statuses(&response), [400], "{} bytes: {response:?}", sent.len());
     }
     assert!(upstream.requests().is_empty());
@@ -242,9 +243,8 @@ async fn a_response_of_unknown_length_is_chunked_or_ended_by_closing() {
     client.write_all(b"GET /after HTTP/1.1\r\nHost: x.test\r\n\r\n").await.unwrap();
     assert!(one_response(&mut client).await.ends_with("\r\n\r\n/after"));
 
-    let mut old = TcpStream::connect(public).await.unwrap();
-    old.write_all(b"GET /open-ended HTTP/1.0\r\nHost: x.test\r\n\r\n").await.unwrap();
-    let (response, _) = until_closed(&mut old, Duration::from_secs(5)).await;
+    let old = b"GET /open-ended HTTP/1.0\r\nHost: x.test\r\n\r\n";
+    let response = until_closing(public, old, 5).await;
     assert!(response.starts_with("HTTP/1.0 200 OK\r\n"), "{response}");
     assert!(response.ends_with("\r\n\r\nuntil the end"), "{response}");
     assert!(!response.to_ascii_lowercase().contains("transfer-encoding"), "{response}");

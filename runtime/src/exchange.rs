@@ -19,6 +19,7 @@ use hyper::body::{Body, Frame, SizeHint};
 use crate::access_log::Record;
 use crate::connection::InFlight;
 use crate::proxy::Shared;
+use crate::request_body::ClientBody;
 use crate::upstream::{BodyFailure, UpstreamBody};
 
 /// Status logged for a request whose client left before any response existed,
@@ -50,7 +51,7 @@ impl Exchange {
         shared: Arc<Shared>,
         listener: usize,
         client: SocketAddr,
-        request: &hyper::Request<crate::request_body::ClientBody>,
+        request: &hyper::Request<ClientBody>,
         in_flight: InFlight,
     ) -> Exchange {
         let path =

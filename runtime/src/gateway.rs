@@ -418,9 +418,10 @@ impl Connection {
                 let state = ConnectionState::new(false);
                 let answer = self.answer(&state);
                 let settings = server1::Settings { max_head, max_headers };
-                let serving = server1::serve(stream, prefix, Arc::clone(&state), settings, {
-                    move |request| answer.call(request)
-                });
+                let serving =
+                    server1::serve(stream, prefix, Arc::clone(&state), settings, move |r| {
+                        answer.call(r)
+                    });
                 let serving = OwnServer::new(serving, Arc::clone(&state));
                 let ended =
                     connection::drive(serving, state, limits, self.stopping.clone(), peer).await;

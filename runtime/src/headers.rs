@@ -96,6 +96,11 @@ fn strip(headers: &mut HeaderMap, keep_trailer: bool) {
     }
 }
 
+/// Whether a comma-separated field value holds `token`, in any case.
+pub(crate) fn list_has(list: &[u8], token: &[u8]) -> bool {
+    list.split(|&b| b == b',').any(|item| item.trim_ascii().eq_ignore_ascii_case(token))
+}
+
 /// Whether the client said it accepts trailers (`TE: trailers`), which an
 /// HTTP/2 upstream such as a gRPC service may require to hear.
 /// Join several `Cookie` fields into one, `; `-separated, as HTTP/1.1 wants

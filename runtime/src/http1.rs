@@ -67,6 +67,7 @@ use sluice_traffic::circuit::OwnedPermit;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use crate::headers::list_has;
 use crate::proxy::UpstreamHead;
 use crate::request_body::{BodyError, RequestBody};
 use crate::upstream::Home;
@@ -471,7 +472,8 @@ struct Seen {
     /// Whether the head has one `Content-Length`, in plain digits, so
     /// that it goes on as it came.
     plain_length: bool,
-    /// The length a plain `Content-Length` states.
+    /// The length a plain `Content-Length` states (so only when
+    /// `plain_length`).
     length: Option<u64>,
     transfer_encoding: bool,
     connection: bool,
@@ -583,9 +585,9 @@ fn framing(
         return Ok(Framing::Empty);
     }
     let length = match seen.length {
-        Some(length) if seen.plain_length => Some(length),
-        _ if seen.content_length => content_length(headers)?,
-        _ => None,
+        Some(length) => Some(length),
+        None if seen.content_length => content_length(headers)?,
+        None => None,
     };
     if seen.transfer_encoding {
         if length.is_some() {
@@ -632,7 +634,7 @@ fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ExchangeError> {
 }
 
 /// A decimal length, digits only.
-fn parse_length(digits: &[u8]) -> Option<u64> {
+pub(crate) fn parse_length(digits: &[u8]) -> Option<u64> {
     if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
@@ -646,12 +648,7 @@ fn keep_alive(version: Version, headers: &HeaderMap, seen: Seen) -> bool {
         return version == Version::HTTP_11;
     }
     let says = |token: &[u8]| {
-        headers.get_all(CONNECTION).iter().any(|value| {
-            value
-                .as_bytes()
-                .split(|&b| b == b',')
-                .any(|item| item.trim_ascii().eq_ignore_ascii_case(token))
-        })
+        headers.get_all(CONNECTION).iter().any(|value| list_has(value.as_bytes(), token))
     };
     if version == Version::HTTP_11 {
         !says(b"close")

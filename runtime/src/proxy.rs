@@ -299,10 +299,8 @@ async fn forward(
     };
     let protocol = plan.pools[pool].protocol;
     let notable = Notable::of(request.headers());
-    let upgrade = match notable.upgrade {
-        true => upgrade::Requested::take(&mut request, protocol),
-        false => None,
-    };
+    let upgrade =
+        if notable.upgrade { upgrade::Requested::take(&mut request, protocol) } else { None };
     let te_trailers = protocol == Protocol::Http2 && headers::accepts_trailers(request.headers());
     let (mut head, body) = request.into_parts();
     headers::strip_hop_by_hop(&mut head.headers);

@@ -35,7 +35,7 @@
 
 use std::convert::Infallible;
 use std::future::{poll_fn, Future};
-use std::io;
+use std::io::{self, Write};
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::Poll;
@@ -51,6 +51,7 @@ use tokio::net::TcpStream;
 use crate::connection::ConnectionState;
 use crate::exchange::ResponseBody;
 use crate::framing::Event;
+use crate::headers::list_has;
 use crate::request_body::ClientBody;
 
 /// Header fields parsed without a second try; most heads have fewer.
@@ -290,48 +291,27 @@ fn parse_with<const N: usize>(
             7 if is(b"upgrade") => return Ok(Parsed::Other),
             10 if is(b"connection") => {
                 // One `close` anywhere wins over any `keep-alive`.
-                if closing || has_token(field.value, b"close") {
+                if closing || list_has(field.value, b"close") {
                     closing = true;
                     asked.keep_alive = false;
                 } else if !asked.keep_alive {
-                    asked.keep_alive = has_token(field.value, b"keep-alive");
+                    asked.keep_alive = list_has(field.value, b"keep-alive");
                 }
             }
-            2 if is(b"te") => asked.trailers |= has_token(field.value, b"trailers"),
+            2 if is(b"te") => asked.trailers |= list_has(field.value, b"trailers"),
             _ => {}
         }
         *span = (offset(name), name.len(), offset(field.value), field.value.len());
     }
 
     let head = read.split_to(length).freeze();
-    let Ok(uri) = Uri::from_maybe_shared(head.slice(target.0..target.0 + target.1)) else {
+    let Some((uri, headers)) = target_and_fields(&head, target, &spans[..count]) else {
         // Put the head back for hyper to refuse.
         let mut back = BytesMut::from(head);
         back.extend_from_slice(read);
         *read = back;
         return Ok(Parsed::Other);
     };
-    let mut headers = HeaderMap::with_capacity(count);
-    for &(name, name_len, value, value_len) in &spans[..count] {
-        // httparse only lets token bytes into a name, and so does `HeaderName`.
-        let Ok(name) = HeaderName::from_bytes(&head[name..name + name_len]) else {
-            let mut back = BytesMut::from(head);
-            back.extend_from_slice(read);
-            *read = back;
-            return Ok(Parsed::Other);
-        };
-        // SAFETY-free: httparse has already refused control bytes in values.
-        let value = HeaderValue::from_maybe_shared(head.slice(value..value + value_len));
-        match value {
-            Ok(value) => headers.append(name, value),
-            Err(_) => {
-                let mut back = BytesMut::from(head);
-                back.extend_from_slice(read);
-                *read = back;
-                return Ok(Parsed::Other);
-            }
-        };
-    }
     let mut request = Request::new(ClientBody::Empty);
     *request.method_mut() = method;
     *request.uri_mut() = uri;
@@ -340,9 +320,21 @@ fn parse_with<const N: usize>(
     Ok(Parsed::Plain(request, asked))
 }
 
-/// Whether a comma-separated list holds `token`, in any case.
-fn has_token(list: &[u8], token: &[u8]) -> bool {
-    list.split(|&b| b == b',').any(|item| item.trim_ascii().eq_ignore_ascii_case(token))
+/// The target and fields of `head`, from where [`parse_with`] found them,
+/// sharing its memory; `None` when `http` refuses one that httparse let by.
+fn target_and_fields(
+    head: &Bytes,
+    (target, target_len): (usize, usize),
+    spans: &[(usize, usize, usize, usize)],
+) -> Option<(Uri, HeaderMap)> {
+    let uri = Uri::from_maybe_shared(head.slice(target..target + target_len)).ok()?;
+    let mut headers = HeaderMap::with_capacity(spans.len());
+    for &(name, name_len, value, value_len) in spans {
+        let name = HeaderName::from_bytes(&head[name..name + name_len]).ok()?;
+        let value = HeaderValue::from_maybe_shared(head.slice(value..value + value_len)).ok()?;
+        headers.append(name, value);
+    }
+    Some((uri, headers))
 }
 
 /// How a response body goes on the wire.
@@ -369,7 +361,7 @@ fn encode_head(
     let switching = status == StatusCode::SWITCHING_PROTOCOLS;
     let mut version = parts.version;
     let says = |headers: &HeaderMap, token: &[u8]| {
-        headers.get_all(header::CONNECTION).iter().any(|v| has_token(v.as_bytes(), token))
+        headers.get_all(header::CONNECTION).iter().any(|v| list_has(v.as_bytes(), token))
     };
     if asked.http10 {
         // A response that closes the connection (one the gateway wrote
@@ -447,7 +439,8 @@ fn encode_head(
                     if open.as_ref() == Some(name) {
                         continue;
                     }
-                    let Some(n) = known.or_else(|| parse_length(value.as_bytes())) else {
+                    let Some(n) = known.or_else(|| crate::http1::parse_length(value.as_bytes()))
+                    else {
                         continue;
                     };
                     encoder = Encoder::Length(n);
@@ -471,7 +464,7 @@ fn encode_head(
             chunked_last = is_chunked(value.as_bytes());
             line(out, &mut open, name, value);
         } else if *name == header::CONNECTION {
-            if has_token(value.as_bytes(), b"close") {
+            if list_has(value.as_bytes(), b"close") {
                 last = true;
             }
             line(out, &mut open, name, value);
@@ -508,9 +501,8 @@ fn encode_head(
             }
             Some(Some(n)) => {
                 if may_have_length {
-                    out.extend_from_slice(b"content-length: ");
-                    out.extend_from_slice(itoa(n, &mut [0; 20]));
-                    out.extend_from_slice(b"\r\n");
+                    // Writing to a vector cannot fail.
+                    let _ = write!(out, "content-length: {n}\r\n");
                 }
                 Encoder::Length(n)
             }
@@ -549,26 +541,6 @@ fn is_chunked(list: &[u8]) -> bool {
     list.rsplit(|&b| b == b',')
         .next()
         .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"))
-}
-
-fn parse_length(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(digits).ok()?.parse().ok()
-}
-
-/// `n` in decimal, in `buf`.
-fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut at = buf.len();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[at..];
-        }
-    }
 }
 
 /// Write the head in `out` and then `body` as `encoder` frames it. Returns
@@ -653,7 +625,7 @@ async fn gather(
                         return Ok(true);
                     }
                 } else if chunked {
-                    out.extend_from_slice(format!("{:X}\r\n", data.len()).as_bytes());
+                    let _ = write!(out, "{:X}\r\n", data.len());
                     out.extend_from_slice(&data);
                     out.extend_from_slice(b"\r\n");
                 } else {
@@ -666,10 +638,7 @@ async fn gather(
                     let mut fields = Vec::new();
                     for (name, value) in &trailers {
                         if names.contains(name) && is_valid_trailer(name) {
-                            fields.extend_from_slice(name.as_str().as_bytes());
-                            fields.extend_from_slice(b": ");
-                            fields.extend_from_slice(value.as_bytes());
-                            fields.extend_from_slice(b"\r\n");
+                            plain_line(&mut fields, name, value);
                         }
                     }
                     if !fields.is_empty() {
