@@ -221,3 +221,29 @@ fn ambiguity_examples_use_the_shape_that_tied() {
     let message = report["diagnostics"][0]["message"].as_str().unwrap().to_owned();
     assert!(message.contains("http://example.test/files on"), "{message}");
 }
+
+/// Retrying on `timeout` without a `per_try_timeout` is an ignored setting
+/// only when no try can time out before the route does: the pool's stall
+/// clock is what times a try out then, so it must be shorter than the
+/// route's `timeout` to leave time for another.
+#[test]
+fn retry_on_timeout_without_a_per_try_timeout_depends_on_the_stall_clock() {
+    let retrying =
+        BASE.replace("    to: p\n", "    to: p\n    retries: { attempts: 2, on: [timeout] }\n");
+    let timed = retrying.replace("    to: p\n", "    to: p\n    timeout: 2s\n");
+    let codes = |spec: &str| check(spec.as_bytes()).1.into_iter().map(|f| f.0).collect::<Vec<_>>();
+
+    let ignored = |spec: &str| codes(spec).contains(&"S0221".to_owned());
+
+    // The default stall clock (60 s) outlasts a 2 s route timeout.
+    assert!(ignored(&timed));
+    assert!(ignored(&timed.replace("{ name: p,", "{ name: p, stall_timeout: 2s,")));
+    // A shorter stall clock, or no route timeout at all, leaves time to retry.
+    assert!(!ignored(&timed.replace("{ name: p,", "{ name: p, stall_timeout: 500ms,")));
+    assert!(!ignored(&retrying));
+    // A stall timeout is a duration like the others.
+    let bad = BASE.replace("{ name: p,", "{ name: p, stall_timeout: 0s,");
+    assert_eq!(codes(&bad), ["S0206"]);
+    let bad = BASE.replace("name: public,", "name: public, stall_timeout: 0ms,");
+    assert_eq!(codes(&bad).first().map(String::as_str), Some("S0206"));
+}

@@ -15,7 +15,7 @@ use crate::router::{HostPattern, RouteKey, RouterBuilder};
 use crate::spec::{
     parse_cidr, parse_duration, parse_size, Spec, DEFAULT_CLIENT_IDLE_TIMEOUT,
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_HEAD_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADERS,
-    DEFAULT_MAX_HEAD_SIZE, DEFAULT_POOL_IDLE_TIMEOUT,
+    DEFAULT_MAX_HEAD_SIZE, DEFAULT_POOL_IDLE_TIMEOUT, DEFAULT_STALL_TIMEOUT,
 };
 use crate::template::Template;
 
@@ -42,6 +42,7 @@ pub(crate) fn lower(spec: &Spec) -> Plan {
                 .map_or(DEFAULT_MAX_HEAD_SIZE, |s| parse_size(s).expect(VALID)),
             head_timeout: duration_or(l.head_timeout.as_deref(), DEFAULT_HEAD_TIMEOUT),
             idle_timeout: duration_or(l.idle_timeout.as_deref(), DEFAULT_CLIENT_IDLE_TIMEOUT),
+            stall_timeout: duration_or(l.stall_timeout.as_deref(), DEFAULT_STALL_TIMEOUT),
             h2_max_concurrent_streams: l
                 .http2
                 .max_concurrent_streams
@@ -68,6 +69,7 @@ pub(crate) fn lower(spec: &Spec) -> Plan {
                 .collect(),
             connect_timeout: duration_or(p.connect_timeout.as_deref(), DEFAULT_CONNECT_TIMEOUT),
             idle_timeout: duration_or(p.idle_timeout.as_deref(), DEFAULT_POOL_IDLE_TIMEOUT),
+            stall_timeout: duration_or(p.stall_timeout.as_deref(), DEFAULT_STALL_TIMEOUT),
             protocol: p.protocol,
             choices: policy::choices(p),
             hash_on: p.hash_on.clone(),

@@ -59,12 +59,19 @@ pub struct ListenerPlan {
     pub head_timeout: Duration,
     /// Time a connection may sit idle between requests.
     pub idle_timeout: Duration,
+    /// Time a request may wait on its client without a byte moving.
+    #[serde(default = "default_stall")]
+    pub stall_timeout: Duration,
     /// Streams one HTTP/2 client connection may have open at once.
     #[serde(default = "default_h2_streams")]
     pub h2_max_concurrent_streams: u32,
     /// Streams an HTTP/2 client may reset before they are served, at once.
     #[serde(default = "default_h2_resets")]
     pub h2_max_pending_resets: u32,
+}
+
+fn default_stall() -> Duration {
+    crate::spec::DEFAULT_STALL_TIMEOUT
 }
 
 fn default_h2_streams() -> u32 {
@@ -84,6 +91,9 @@ pub struct PoolPlan {
     pub connect_timeout: Duration,
     /// How long an idle upstream connection stays pooled.
     pub idle_timeout: Duration,
+    /// Time an exchange may wait on an endpoint without a byte moving.
+    #[serde(default = "default_stall")]
+    pub stall_timeout: Duration,
     /// The protocol spoken to the endpoints.
     #[serde(default)]
     pub protocol: crate::spec::Protocol,

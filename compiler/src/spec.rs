@@ -96,6 +96,13 @@ pub struct Listener {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
     pub idle_timeout: Option<String>,
+    /// Time a request may wait on its client without a byte moving: for the next bytes
+    /// of the request body, or for room to send the next bytes of the response. A client
+    /// that stalls mid-body is answered 408; one that stops reading is closed. Default:
+    /// `60s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
+    pub stall_timeout: Option<String>,
     /// Limits for clients that speak HTTP/2 (cleartext, with prior knowledge).
     #[serde(default)]
     pub http2: Http2Limits,
@@ -132,6 +139,9 @@ pub const DEFAULT_MAX_HEAD_SIZE: u64 = 64 * 1024;
 pub const DEFAULT_HEAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Default for [`Listener::idle_timeout`].
 pub const DEFAULT_CLIENT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// Default for [`Listener::stall_timeout`] and [`Pool::stall_timeout`], as nginx's
+/// `client_body_timeout`, `send_timeout` and `proxy_read_timeout`.
+pub const DEFAULT_STALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 /// Default for [`Pool::connect_timeout`].
 pub const DEFAULT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Default for [`Pool::idle_timeout`]: below the shortest common upstream keep-alive
@@ -163,6 +173,14 @@ pub struct Pool {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
     pub idle_timeout: Option<String>,
+    /// Time an exchange may wait on an endpoint without a byte moving, once the endpoint
+    /// has the request: for the next bytes of the response head or body, or for the
+    /// endpoint to take the next bytes of the request body. A stalled head is a timeout
+    /// (504, and a `timeout` retry condition); a stalled body ends the response early.
+    /// Default: `60s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
+    pub stall_timeout: Option<String>,
     /// The protocol spoken to the endpoints. Default: `http1`.
     #[serde(default)]
     pub protocol: Protocol,

@@ -166,6 +166,7 @@ fn check_pools<'s>(
         let base = format!("/pools/{i}");
         check_duration(doc, &base, "connect_timeout", pool.connect_timeout.as_deref(), out);
         check_duration(doc, &base, "idle_timeout", pool.idle_timeout.as_deref(), out);
+        check_duration(doc, &base, "stall_timeout", pool.stall_timeout.as_deref(), out);
         check_duration(doc, &base, "resolve_interval", pool.resolve_interval.as_deref(), out);
         for (j, endpoint) in pool.endpoints.iter().enumerate() {
             let pointer = format!("/pools/{i}/endpoints/{j}/address");
@@ -567,6 +568,7 @@ fn check_listener_settings(
     }
     check_duration(doc, &base, "head_timeout", listener.head_timeout.as_deref(), out);
     check_duration(doc, &base, "idle_timeout", listener.idle_timeout.as_deref(), out);
+    check_duration(doc, &base, "stall_timeout", listener.stall_timeout.as_deref(), out);
 }
 
 /// Smallest `max_head_size` that leaves room for an ordinary request head.

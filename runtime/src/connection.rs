@@ -19,8 +19,10 @@
 //!   ends the connection after the listener's `head_timeout`, counted from
 //!   the later of the head's first byte and the end of the previous response
 //!   (a pipelined head waits its turn without its clock running).
-//! - **busy**: a request is in flight. The route's `timeout` bounds the wait
-//!   for the upstream; the connection itself has no clock.
+//! - **busy**: a request is in flight. The route's `timeout` and the pool's
+//!   stall clock bound the wait for the upstream, and the listener's stall
+//!   clock (see [`crate::stall`]) a client that stops sending its body or
+//!   taking its response; the connection itself has no clock.
 //!
 //! The clocks are kept as times in [`ConnectionState`], which requests and
 //! the scanner update without waking anyone. The driver holds one timer and
@@ -48,6 +50,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::framing::{Event, FramingScanner, UNFOLLOWABLE};
+use crate::stall::StallingWriter;
 
 /// "No time recorded" in the microsecond clocks of [`ConnectionState`].
 const NONE: u64 = u64::MAX;
@@ -289,15 +292,16 @@ pub(crate) async fn sniff(socket: &mut TcpStream) -> io::Result<Option<(Protocol
     }
 }
 
-/// A client socket that first gives back the bytes [`sniff`] read.
+/// A client socket that first gives back the bytes [`sniff`] read, and
+/// whose writes fail once the client has taken none for `stall`.
 pub(crate) struct Rewind {
     prefix: Bytes,
-    socket: TcpStream,
+    socket: StallingWriter<TcpStream>,
 }
 
 impl Rewind {
-    pub(crate) fn new(prefix: Bytes, socket: TcpStream) -> Rewind {
-        Rewind { prefix, socket }
+    pub(crate) fn new(prefix: Bytes, socket: TcpStream, stall: Duration) -> Rewind {
+        Rewind { prefix, socket: StallingWriter::new(socket, stall) }
     }
 }
 

@@ -50,6 +50,8 @@ pub enum ProxyError {
     Upstream { endpoint: SocketAddr, source: SendError },
     #[error("client request body failed while sending it to upstream {endpoint}: {source}")]
     ClientBody { endpoint: SocketAddr, source: SendError },
+    #[error("client sent no more of its request body for {limit:?}, the listener's stall_timeout")]
+    ClientStalled { limit: Duration },
     #[error("upstream {endpoint} sent no response headers within {timeout:?}")]
     Timeout { endpoint: SocketAddr, timeout: Duration },
     #[error("request body is larger than the route's limit of {limit} bytes")]
@@ -67,6 +69,9 @@ impl ProxyError {
         if source.is_connect() {
             return ProxyError::Connect { endpoint, source };
         }
+        if let Some(limit) = source.client_stalled() {
+            return ProxyError::ClientStalled { limit };
+        }
         // A failing request body is the client's doing (it stopped sending
         // or sent a malformed chunk); hyper reports it as a user error.
         if source.is_client_body_error() {
@@ -82,6 +87,7 @@ impl ProxyError {
             ProxyError::BadRequest { .. }
             | ProxyError::NoRoute { .. }
             | ProxyError::ClientBody { .. }
+            | ProxyError::ClientStalled { .. }
             | ProxyError::BodyTooLarge { .. } => Side::Client,
             ProxyError::NoEndpoint { .. } | ProxyError::Overloaded { .. } => Side::Gateway,
             ProxyError::Connect { .. }
@@ -104,6 +110,7 @@ impl ProxyError {
             ProxyError::Upstream { .. }
             | ProxyError::UnaskedUpgrade { .. }
             | ProxyError::ClientBody { .. }
+            | ProxyError::ClientStalled { .. }
             | ProxyError::Timeout { .. }
             | ProxyError::BodyTooLarge { .. } => false,
         }
@@ -116,6 +123,7 @@ impl ProxyError {
                 StatusCode::BAD_REQUEST
             }
             ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
+            ProxyError::ClientStalled { .. } => StatusCode::REQUEST_TIMEOUT,
             ProxyError::NoEndpoint { .. } | ProxyError::Overloaded { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -137,6 +145,7 @@ impl ProxyError {
             ProxyError::Connect { .. } => "upstream_unreachable",
             ProxyError::Upstream { .. } => "upstream_failed",
             ProxyError::ClientBody { .. } => "client_body_failed",
+            ProxyError::ClientStalled { .. } => "client_timeout",
             ProxyError::Timeout { .. } => "upstream_timeout",
             ProxyError::UnaskedUpgrade { .. } => "upstream_invalid_response",
             ProxyError::BodyTooLarge { .. } => "body_too_large",
@@ -162,6 +171,9 @@ impl ProxyError {
                 "the upstream service sent a response that cannot be passed on".into()
             }
             ProxyError::ClientBody { .. } => "the request body could not be read".into(),
+            ProxyError::ClientStalled { .. } => {
+                "the rest of the request body did not come in time".into()
+            }
             ProxyError::Timeout { .. } => "the upstream service did not respond in time".into(),
         }
     }
@@ -176,6 +188,7 @@ impl ProxyError {
             self,
             ProxyError::BadRequest { .. }
                 | ProxyError::ClientBody { .. }
+                | ProxyError::ClientStalled { .. }
                 | ProxyError::BodyTooLarge { .. }
         ) {
             response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));

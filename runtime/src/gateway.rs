@@ -390,6 +390,7 @@ impl Connection {
     async fn serve(mut self, mut stream: TcpStream) {
         let listener = &self.accepted.plan.listeners[self.index];
         let limits = Limits { head: listener.head_timeout, idle: listener.idle_timeout };
+        let stall = listener.stall_timeout;
         let max_head = usize::try_from(listener.max_head_size).unwrap_or(usize::MAX);
         let max_headers = usize::try_from(listener.max_headers).unwrap_or(usize::MAX);
         let (streams, resets) =
@@ -417,7 +418,7 @@ impl Connection {
                 // request it does not serve (see `server1`).
                 let state = ConnectionState::new(false);
                 let answer = self.answer(&state);
-                let settings = server1::Settings { max_head, max_headers };
+                let settings = server1::Settings { max_head, max_headers, stall };
                 let serving =
                     server1::serve(stream, prefix, Arc::clone(&state), settings, move |r| {
                         answer.call(r)
@@ -432,7 +433,7 @@ impl Connection {
             }
             Protocol::Http2 => (stream, prefix),
         };
-        let io = Rewind::new(prefix, stream);
+        let io = Rewind::new(prefix, stream, stall);
         let state = ConnectionState::new(protocol == Protocol::Http1);
         let service = {
             let answer = self.answer(&state);
@@ -442,7 +443,7 @@ impl Connection {
                 if request.headers().contains_key(UPGRADE) {
                     request.extensions_mut().insert(hold.clone());
                 }
-                answer.call(request.map(ClientBody::Hyper))
+                answer.call(request.map(|body| ClientBody::hyper(body, stall)))
             })
         };
 

@@ -56,6 +56,7 @@ use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use hyper::body::{Body, Frame, SizeHint};
@@ -70,6 +71,7 @@ use tokio::net::TcpStream;
 use crate::headers::list_has;
 use crate::proxy::UpstreamHead;
 use crate::request_body::{BodyError, RequestBody};
+use crate::stall::Stall;
 use crate::upstream::Home;
 
 /// Most header fields a response head (or a trailer section) may have.
@@ -109,6 +111,9 @@ pub enum ExchangeError {
     /// The request body did not match its declared `Content-Length`.
     #[error("request body of {sent} bytes does not match its Content-Length of {declared}")]
     BodyLength { sent: u64, declared: u64 },
+    /// No byte moved to or from the upstream for the pool's `stall_timeout`.
+    #[error("the upstream sent and took nothing for {0:?}")]
+    Stalled(Duration),
 }
 
 impl ExchangeError {
@@ -142,6 +147,11 @@ pub(crate) struct Conn {
     _slot: Option<OwnedPermit>,
     /// The worker that opened it.
     pub(crate) lane: usize,
+    /// Whether bytes were read or written since the stall clock last looked.
+    moved: bool,
+    /// Whether the request's upload waits on the client's body (whose
+    /// stall clock is the listener's), not on the upstream.
+    awaiting_client: bool,
 }
 
 /// How a response body is delimited.
@@ -186,7 +196,37 @@ impl Conn {
     /// A connection on `stream`, holding `slot`, opened by worker `lane`.
     pub(crate) fn new(stream: TcpStream, slot: Option<OwnedPermit>, lane: usize) -> Conn {
         let read = BytesMut::new();
-        Conn { stream, read, scanned: 0, write: Vec::new(), written: 0, _slot: slot, lane }
+        Conn {
+            stream,
+            read,
+            scanned: 0,
+            write: Vec::new(),
+            written: 0,
+            _slot: slot,
+            lane,
+            moved: false,
+            awaiting_client: false,
+        }
+    }
+
+    /// Whether an exchange that must wait has waited on the upstream for
+    /// the whole of `stall`: its clock starts again whenever bytes moved.
+    /// Before the response head, it does not run while the upload waits on
+    /// the client (`heading`); the upstream may well wait for the body too.
+    fn poll_stalled(
+        &mut self,
+        cx: &mut Context<'_>,
+        stall: &mut Stall,
+        heading: bool,
+    ) -> Poll<ExchangeError> {
+        let client_turn = heading && self.awaiting_client;
+        if std::mem::take(&mut self.moved) || client_turn {
+            stall.progress();
+        }
+        if client_turn {
+            return Poll::Pending;
+        }
+        stall.poll_expired(cx).map(|()| ExchangeError::Stalled(stall.limit()))
     }
 
     /// Whether the connection, between exchanges, can take a request: the
@@ -204,7 +244,8 @@ impl Conn {
     }
 
     /// Send `request` and read the head of its response. The body follows
-    /// through [`Http1Body::new`].
+    /// through [`Http1Body::start`]. `stall` bounds every wait on the
+    /// upstream.
     ///
     /// A request without `Host` (an HTTP/1.0 client's) names `authority`.
     pub(crate) async fn exchange(
@@ -212,6 +253,7 @@ impl Conn {
         request: &UpstreamHead,
         authority: &Authority,
         mut body: RequestBody,
+        stall: &mut Stall,
     ) -> Result<Head, ExchangeError> {
         let continued = request.continued.as_ref();
         let head_request = request.method == Method::HEAD;
@@ -237,7 +279,7 @@ impl Conn {
                 Poll::Ready(Err(error)) => {
                     return Poll::Ready(Err(send_error.take().unwrap_or(error)))
                 }
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => return self.poll_stalled(cx, stall, true).map(Err),
             };
             if parsed.status == StatusCode::CONTINUE {
                 if let Some(continued) = continued {
@@ -320,6 +362,7 @@ impl Conn {
         sending: &mut Sending,
         body: &mut RequestBody,
     ) -> Poll<Result<(), ExchangeError>> {
+        self.awaiting_client = false;
         loop {
             while self.written < self.write.len() {
                 let n =
@@ -328,13 +371,17 @@ impl Conn {
                     return Poll::Ready(Err(io::Error::from(io::ErrorKind::WriteZero).into()));
                 }
                 self.written += n;
+                self.moved = true;
             }
             self.write.clear();
             self.written = 0;
             let Sending::Body { chunked, declared, sent } = sending else {
                 return Poll::Ready(Ok(()));
             };
-            let ended = match ready!(Pin::new(&mut *body).poll_frame(cx)) {
+            self.awaiting_client = true;
+            let frame = ready!(Pin::new(&mut *body).poll_frame(cx));
+            self.awaiting_client = false;
+            let ended = match frame {
                 Some(Ok(frame)) => {
                     // Trailers of a request body are not sent to an
                     // HTTP/1.1 upstream (see `crate::request_body`).
@@ -460,7 +507,9 @@ impl Conn {
     /// bytes of space; how many bytes came (none: the upstream closed).
     fn poll_fill(&mut self, cx: &mut Context<'_>, room: usize) -> Poll<io::Result<usize>> {
         self.read.reserve(room);
-        tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.read)
+        let filled = tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.read);
+        self.moved |= filled.is_ready();
+        filled
     }
 }
 
@@ -666,6 +715,8 @@ pub(crate) struct Http1Body {
     upload: Option<Box<Upload>>,
     /// Where the connection goes when the body ends, if it can be reused.
     home: Option<Home>,
+    /// How long a read may wait on the upstream.
+    stall: Stall,
 }
 
 /// A response body: read from its connection as the client asks for it,
@@ -677,20 +728,22 @@ pub(crate) enum Http1Response {
 
 impl Http1Body {
     /// The body of `head`, read from `conn`, which `home` takes back at the
-    /// body's end when it can serve another request.
+    /// body's end when it can serve another request; `stall` bounds each
+    /// wait for the upstream's next bytes.
     ///
     /// A body that streams while its request is still being uploaded is
     /// read by a task of its own, which keeps the upload going whether or
     /// not the client reads: an upstream that answers as it reads (an echo,
     /// a transcoder) would otherwise wait for the rest of the upload while
     /// the client, still uploading, waits for room to send it.
-    pub(crate) fn start(conn: Conn, head: &mut Head, home: Home) -> Http1Response {
+    pub(crate) fn start(conn: Conn, head: &mut Head, home: Home, stall: Stall) -> Http1Response {
         let mut body = Http1Body {
             conn: Some(conn),
             framing: head.framing,
             reusable: head.reusable,
             upload: head.upload.take(),
             home: Some(home),
+            stall,
         };
         if head.framing == Framing::Empty {
             body.release();
@@ -784,7 +837,22 @@ impl Http1Body {
         }
     }
 
+    /// The next frame of the body, or a failure once the upstream has sent
+    /// nothing for the pool's `stall_timeout`.
     fn poll_next(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ExchangeError>>> {
+        let next = self.poll_read(cx);
+        if next.is_ready() {
+            self.stall.progress();
+            return next;
+        }
+        let Some(conn) = self.conn.as_mut() else { return next };
+        conn.poll_stalled(cx, &mut self.stall, false).map(|stalled| Some(Err(stalled)))
+    }
+
+    fn poll_read(
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, ExchangeError>>> {

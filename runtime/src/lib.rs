@@ -32,6 +32,7 @@ mod request_body;
 mod resolve;
 pub mod sample;
 mod server1;
+mod stall;
 pub mod stub;
 mod upgrade;
 mod upstream;

@@ -100,7 +100,8 @@ impl Shared {
                     && PoolState::carries_over(before, pool)
                     && before.protocol == pool.protocol
                     && before.connect_timeout == pool.connect_timeout
-                    && before.idle_timeout == pool.idle_timeout;
+                    && before.idle_timeout == pool.idle_timeout
+                    && before.stall_timeout == pool.stall_timeout;
                 Some((old, index, whole))
             })
             .collect();
@@ -585,7 +586,10 @@ async fn try_once(
                 && upstream::on_reused_connection(&error, began)
                 && upstream::closed_before_response(&error);
             if !resend {
-                return Err(TryError::Failed(error));
+                return Err(match error.stalled() {
+                    Some(limit) => TryError::TimedOut(limit),
+                    None => TryError::Failed(error),
+                });
             }
             tracing::debug!(side = "upstream", %authority, %error, "reused connection closed; resending");
             resent = true;

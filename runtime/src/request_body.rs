@@ -29,8 +29,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
+
+use crate::stall::Stall;
 
 /// Why the body sent upstream ended early.
 #[derive(Debug, thiserror::Error)]
@@ -40,39 +44,57 @@ pub enum BodyError {
     TooLarge { limit: u64 },
     #[error("request body could not be read from the client: {0}")]
     Client(#[source] hyper::Error),
+    #[error("the client sent no more of its request body for {0:?}")]
+    Stalled(Duration),
 }
 
-/// A request's body as the client sends it: read by hyper, or none at all
+/// A request's body as the client sends it: read by hyper, within the
+/// listener's `stall_timeout` for each wait on the client, or none at all
 /// (a request the gateway's own HTTP/1.1 server took, which has no body).
 pub enum ClientBody {
-    Hyper(Incoming),
+    Hyper(Incoming, Stall),
     Empty,
+}
+
+impl ClientBody {
+    /// `body`, whose client may leave it waiting for at most `stall` at a time.
+    pub(crate) fn hyper(body: Incoming, stall: Duration) -> ClientBody {
+        ClientBody::Hyper(body, Stall::new(stall))
+    }
 }
 
 impl Body for ClientBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
-            ClientBody::Hyper(body) => Pin::new(body).poll_frame(cx),
+            ClientBody::Hyper(body, stall) => match Pin::new(body).poll_frame(cx) {
+                Poll::Ready(frame) => {
+                    stall.progress();
+                    Poll::Ready(frame.map(|frame| frame.map_err(BodyError::Client)))
+                }
+                Poll::Pending => {
+                    stall.poll_expired(cx).map(|()| Some(Err(BodyError::Stalled(stall.limit()))))
+                }
+            },
             ClientBody::Empty => Poll::Ready(None),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            ClientBody::Hyper(body) => body.is_end_stream(),
+            ClientBody::Hyper(body, _) => body.is_end_stream(),
             ClientBody::Empty => true,
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            ClientBody::Hyper(body) => body.size_hint(),
+            ClientBody::Hyper(body, _) => body.size_hint(),
             ClientBody::Empty => SizeHint::with_exact(0),
         }
     }
@@ -202,9 +224,7 @@ impl Body for RequestBody {
             let frame = match Pin::new(&mut *body).poll_frame(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(None) => return Poll::Ready(None),
-                Poll::Ready(Some(Err(error))) => {
-                    return Poll::Ready(Some(Err(BodyError::Client(error))))
-                }
+                Poll::Ready(Some(Err(error))) => return Poll::Ready(Some(Err(error))),
                 Poll::Ready(Some(Ok(frame))) => frame,
             };
             let Some(data) = frame.data_ref() else {

@@ -39,7 +39,7 @@ use std::io::{self, Write};
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use hyper::body::{Body, Frame};
@@ -53,6 +53,7 @@ use crate::exchange::ResponseBody;
 use crate::framing::Event;
 use crate::headers::list_has;
 use crate::request_body::ClientBody;
+use crate::stall::StallingWriter;
 
 /// Header fields parsed without a second try; most heads have fewer.
 const USUAL_FIELDS: usize = 24;
@@ -75,7 +76,12 @@ const MAX_TARGET: usize = 65534;
 pub(crate) struct Settings {
     pub(crate) max_head: usize,
     pub(crate) max_headers: usize,
+    /// The longest the client may take none of a response.
+    pub(crate) stall: Duration,
 }
+
+/// The client socket as responses are written to it.
+type Writer<'a> = StallingWriter<&'a mut TcpStream>;
 
 /// How this server's part of a connection ended.
 pub(crate) enum Ended {
@@ -204,7 +210,8 @@ where
         let (parts, body) = response.into_parts();
         out.clear();
         let (encoder, last) = encode_head(parts, &body, asked, keep_alive, &mut out);
-        match write_body(&mut stream, &mut out, body, encoder).await {
+        let mut writer = StallingWriter::new(&mut stream, settings.stall);
+        match write_body(&mut writer, &mut out, body, encoder).await {
             Ok(true) if !last => {}
             Ok(_) => {
                 let _ = stream.shutdown().await;
@@ -550,7 +557,7 @@ fn is_chunked(list: &[u8]) -> bool {
 /// is logged and counted as ended by the time the client has the response,
 /// as with hyper.
 async fn write_body(
-    stream: &mut TcpStream,
+    stream: &mut Writer<'_>,
     out: &mut Vec<u8>,
     body: ResponseBody,
     encoder: Encoder,
@@ -572,7 +579,7 @@ async fn write_body(
 /// wait, and leave the last bytes in `out`. `left` is what a length still
 /// allows; `allowed` the trailer fields a chunked body may end with.
 async fn gather(
-    stream: &mut TcpStream,
+    stream: &mut Writer<'_>,
     out: &mut Vec<u8>,
     body: ResponseBody,
     mut left: Option<u64>,

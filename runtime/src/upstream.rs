@@ -78,7 +78,8 @@ use tokio::time::Instant;
 
 use crate::http1::{Conn, ExchangeError, Http1Body, Http1Response, PumpedBody};
 use crate::proxy::UpstreamHead;
-use crate::request_body::RequestBody;
+use crate::request_body::{BodyError, RequestBody};
+use crate::stall::Stall;
 
 /// The upstream clients of one pool.
 pub(crate) struct PoolClient {
@@ -89,6 +90,8 @@ pub(crate) struct PoolClient {
     fresh: Client<StampingConnector, RequestBody>,
     /// Ordinary exchanges of an HTTP/1.1 pool.
     http1: Option<Arc<Http1Pool>>,
+    /// The pool's `stall_timeout`.
+    stall: Duration,
 }
 
 impl PoolClient {
@@ -110,21 +113,14 @@ impl PoolClient {
             .timer(TokioTimer::new())
             .http2_only(http2)
             .build(connector.clone());
-        let http1 = (!http2).then(|| {
-            Http1Pool::start(
-                pool.endpoints.len(),
-                pool.connect_timeout,
-                pool.idle_timeout,
-                connector.breaker.clone(),
-            )
-        });
+        let http1 = (!http2).then(|| Http1Pool::start(pool, connector.breaker.clone()));
         let fresh = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(0)
             .retry_canceled_requests(false)
             .timer(TokioTimer::new())
             .http2_only(http2)
             .build(connector);
-        PoolClient { pooled, fresh, http1 }
+        PoolClient { pooled, fresh, http1, stall: pool.stall_timeout }
     }
 
     /// Send `request` to `endpoint` (the pool's endpoint of that index, at
@@ -158,11 +154,24 @@ impl PoolClient {
             SendError::Connect(error)
         })?;
         let client = if fresh { &self.fresh } else { &self.pooled };
+        // The wait for the head is the stall clock's only when the request
+        // has no body, which is then all sent: a body goes out in the
+        // connection's own task, out of sight.
+        let bodyless = request.body().is_end_stream();
+        let stall = self.stall;
+        let exchange = async move {
+            match client.request(request).await {
+                Ok(response) => Ok(response.map(|body| UpstreamBody::detached(body, stall))),
+                Err(error) => Err(SendError::Pooled(error)),
+            }
+        };
         // Boxed, as is the connect below: kept inline, these rarer paths
         // would make every request's future as large as theirs.
-        match Box::pin(client.request(request)).await {
-            Ok(response) => Ok(response.map(UpstreamBody::detached)),
-            Err(error) => Err(SendError::Pooled(error)),
+        if bodyless {
+            let timed = tokio::time::timeout(stall, exchange);
+            Box::pin(timed).await.unwrap_or(Err(SendError::Stalled(stall)))
+        } else {
+            Box::pin(exchange).await
         }
     }
 }
@@ -189,6 +198,10 @@ pub enum SendError {
     /// connection had served an earlier request.
     #[error("{error}")]
     Exchange { error: ExchangeError, reused: bool },
+    /// An HTTP/2 or upgrade exchange sent no response head for the pool's
+    /// `stall_timeout`.
+    #[error("the upstream sent nothing for {0:?}")]
+    Stalled(Duration),
 }
 
 impl SendError {
@@ -197,8 +210,41 @@ impl SendError {
         match self {
             SendError::Pooled(error) => error.is_connect(),
             SendError::Connect(_) | SendError::Refused(_) => true,
-            SendError::Exchange { .. } => false,
+            SendError::Exchange { .. } | SendError::Stalled(_) => false,
         }
+    }
+
+    /// The pool's `stall_timeout`, when the upstream stalled before its
+    /// response head: a timeout rather than a failure.
+    pub(crate) fn stalled(&self) -> Option<Duration> {
+        match self {
+            SendError::Exchange { error: ExchangeError::Stalled(limit), .. }
+            | SendError::Stalled(limit) => Some(*limit),
+            _ => None,
+        }
+    }
+
+    /// The listener's `stall_timeout`, when the client stalled mid-body.
+    pub(crate) fn client_stalled(&self) -> Option<Duration> {
+        let stalled = |error: &BodyError| match error {
+            BodyError::Stalled(limit) => Some(*limit),
+            _ => None,
+        };
+        let mut source = match self {
+            SendError::Exchange { error: ExchangeError::Body(error), .. } => return stalled(error),
+            SendError::Pooled(error) => std::error::Error::source(error),
+            SendError::Exchange { .. }
+            | SendError::Connect(_)
+            | SendError::Refused(_)
+            | SendError::Stalled(_) => None,
+        };
+        while let Some(cause) = source {
+            if let Some(error) = cause.downcast_ref::<BodyError>() {
+                return stalled(error);
+            }
+            source = cause.source();
+        }
+        None
     }
 
     /// Whether the request's own body is what failed (the client stopped
@@ -209,7 +255,7 @@ impl SendError {
                 .and_then(|e| e.downcast_ref::<hyper::Error>())
                 .is_some_and(hyper::Error::is_user),
             SendError::Exchange { error, .. } => error.is_client_body(),
-            SendError::Connect(_) | SendError::Refused(_) => false,
+            SendError::Connect(_) | SendError::Refused(_) | SendError::Stalled(_) => false,
         }
     }
 }
@@ -219,7 +265,7 @@ pub(crate) fn on_reused_connection(error: &SendError, attempt_began: Instant) ->
     let error = match error {
         SendError::Pooled(error) => error,
         SendError::Exchange { reused, .. } => return *reused,
-        SendError::Connect(_) | SendError::Refused(_) => return false,
+        SendError::Connect(_) | SendError::Refused(_) | SendError::Stalled(_) => return false,
     };
     let Some(connected) = error.connect_info() else { return false };
     let mut extensions = hyper::http::Extensions::new();
@@ -233,7 +279,7 @@ pub(crate) fn closed_before_response(error: &SendError) -> bool {
     let mut source = match error {
         SendError::Pooled(error) => std::error::Error::source(error),
         SendError::Exchange { error, .. } => return error.is_closed(),
-        SendError::Connect(_) | SendError::Refused(_) => return false,
+        SendError::Connect(_) | SendError::Refused(_) | SendError::Stalled(_) => return false,
     };
     while let Some(cause) = source {
         if let Some(hyper_error) = cause.downcast_ref::<hyper::Error>() {
@@ -275,7 +321,7 @@ pub(crate) fn breaker_refusal(error: &SendError) -> Option<Rejection> {
     let error = match error {
         SendError::Pooled(error) => error,
         SendError::Refused(refusal) => return Some(refusal.0),
-        SendError::Connect(_) | SendError::Exchange { .. } => return None,
+        SendError::Connect(_) | SendError::Exchange { .. } | SendError::Stalled(_) => return None,
     };
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
@@ -401,6 +447,7 @@ pub(crate) struct Http1Pool {
     endpoints: usize,
     connect_timeout: Duration,
     idle_timeout: Duration,
+    stall_timeout: Duration,
     breaker: Option<Arc<CircuitBreaker>>,
 }
 
@@ -427,19 +474,21 @@ impl Home {
 }
 
 impl Http1Pool {
-    /// A pool for `endpoints` endpoints, with a task that closes connections
-    /// left idle for `idle_timeout` (when there is a runtime to run it).
-    fn start(
-        endpoints: usize,
-        connect_timeout: Duration,
-        idle_timeout: Duration,
-        breaker: Option<Arc<CircuitBreaker>>,
-    ) -> Arc<Http1Pool> {
+    /// The HTTP/1.1 connections of `plan`, with a task that closes those
+    /// left idle for its `idle_timeout` (when there is a runtime to run it).
+    fn start(plan: &PoolPlan, breaker: Option<Arc<CircuitBreaker>>) -> Arc<Http1Pool> {
+        let endpoints = plan.endpoints.len();
         let stacks = endpoints * crate::workers::lanes();
-        let idle = (0..stacks).map(|_| Mutex::new(VecDeque::new())).collect();
-        let pool = Arc::new(Http1Pool { idle, endpoints, connect_timeout, idle_timeout, breaker });
+        let pool = Arc::new(Http1Pool {
+            idle: (0..stacks).map(|_| Mutex::new(VecDeque::new())).collect(),
+            endpoints,
+            connect_timeout: plan.connect_timeout,
+            idle_timeout: plan.idle_timeout,
+            stall_timeout: plan.stall_timeout,
+            breaker,
+        });
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(reap(Arc::downgrade(&pool), idle_timeout));
+            runtime.spawn(reap(Arc::downgrade(&pool), plan.idle_timeout));
         }
         pool
     }
@@ -460,10 +509,11 @@ impl Http1Pool {
             None => Box::pin(self.connect(address)).await?,
         };
 
-        match conn.exchange(head, authority, body).await {
+        let mut stall = Stall::new(self.stall_timeout);
+        match conn.exchange(head, authority, body, &mut stall).await {
             Ok(mut head) => {
                 let home = Home { pool: Arc::clone(self), endpoint };
-                let body = match Http1Body::start(conn, &mut head, home) {
+                let body = match Http1Body::start(conn, &mut head, home, stall) {
                     Http1Response::Direct(body) => Inner::Http1(body),
                     Http1Response::Pumped(body) => Inner::Pumped(body),
                 };
@@ -602,7 +652,9 @@ pub struct UpstreamBody(Inner);
 
 enum Inner {
     Http1(Http1Body),
-    Detached(Incoming),
+    /// A body whose connection runs in a task of its own, and the pool's
+    /// stall clock for it.
+    Detached(Incoming, Stall),
     /// An HTTP/1.1 body read while its upload goes on.
     Pumped(PumpedBody),
 }
@@ -611,9 +663,10 @@ enum Inner {
 pub type BodyFailure = Box<dyn std::error::Error + Send + Sync>;
 
 impl UpstreamBody {
-    /// A body whose connection runs in a task of its own.
-    fn detached(body: Incoming) -> UpstreamBody {
-        UpstreamBody(Inner::Detached(body))
+    /// A body whose connection runs in a task of its own, which may make
+    /// its reader wait at most `stall` at a time.
+    fn detached(body: Incoming, stall: Duration) -> UpstreamBody {
+        UpstreamBody(Inner::Detached(body, Stall::new(stall)))
     }
 }
 
@@ -628,7 +681,16 @@ impl Body for UpstreamBody {
         match &mut self.0 {
             Inner::Http1(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
             Inner::Pumped(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
-            Inner::Detached(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            Inner::Detached(body, stall) => match Pin::new(body).poll_frame(cx) {
+                Poll::Ready(frame) => {
+                    stall.progress();
+                    Poll::Ready(frame.map(|frame| frame.map_err(Into::into)))
+                }
+                Poll::Pending => stall.poll_expired(cx).map(|()| {
+                    let error = ExchangeError::Stalled(stall.limit());
+                    Some(Err(error.into()))
+                }),
+            },
         }
     }
 
@@ -636,7 +698,7 @@ impl Body for UpstreamBody {
         match &self.0 {
             Inner::Http1(body) => body.is_end_stream(),
             Inner::Pumped(body) => body.is_end_stream(),
-            Inner::Detached(body) => body.is_end_stream(),
+            Inner::Detached(body, _) => body.is_end_stream(),
         }
     }
 
@@ -644,7 +706,7 @@ impl Body for UpstreamBody {
         match &self.0 {
             Inner::Http1(body) => body.size_hint(),
             Inner::Pumped(body) => body.size_hint(),
-            Inner::Detached(body) => body.size_hint(),
+            Inner::Detached(body, _) => body.size_hint(),
         }
     }
 }

@@ -203,16 +203,25 @@ fn check_route(doc: &Document, spec: &Spec, i: usize, route: &Route, out: &mut V
             out,
         );
     }
-    if let Some(retries) = &route.retries {
-        check_retries(doc, &base, route, retries, timeout, out);
-    }
-
-    // Health checks too slow for the route's timeout.
-    let Some(timeout) = timeout else { return };
     let pools: Vec<&str> = match &route.to {
         Target::Pool(name) => vec![name.as_str()],
         Target::Split(sides) => sides.iter().map(|s| s.pool.as_str()).collect(),
     };
+    if let Some(retries) = &route.retries {
+        // The soonest a stalled upstream makes a try time out.
+        let stall = spec
+            .pools
+            .iter()
+            .filter(|pool| pools.contains(&pool.name.as_str()))
+            .map(|pool| {
+                parsed(pool.stall_timeout.as_deref()).unwrap_or(crate::spec::DEFAULT_STALL_TIMEOUT)
+            })
+            .min();
+        check_retries(doc, &base, route, retries, timeout, stall, out);
+    }
+
+    // Health checks too slow for the route's timeout.
+    let Some(timeout) = timeout else { return };
     for (p, pool) in spec.pools.iter().enumerate() {
         if !pools.contains(&pool.name.as_str()) || pool.outlier_detection.is_some() {
             continue;
@@ -266,6 +275,7 @@ fn check_retries(
     route: &Route,
     retries: &Retries,
     timeout: Option<Duration>,
+    stall: Option<Duration>,
     out: &mut Vec<Diagnostic>,
 ) {
     let rb = format!("{base}/retries");
@@ -289,13 +299,21 @@ fn check_retries(
             }
         }
     }
+    // Without a per-try timeout, a try times out only when its pool's
+    // stall clock runs out, and then only a route timeout longer than that
+    // leaves time to retry.
+    let stall_outlasts_route = match (timeout, stall) {
+        (Some(timeout), Some(stall)) => stall >= timeout,
+        _ => false,
+    };
     if retries.on.as_deref().is_some_and(|on| on.contains(&RetryOn::Failure(RetryFailure::Timeout)))
         && retries.per_try_timeout.is_none()
+        && stall_outlasts_route
     {
         out.push(
             Diagnostic::warning(
                 codes::IGNORED_SETTING,
-                format!("route `{}` retries on `timeout` but sets no `per_try_timeout`, so a timed-out request has no time left to retry", route.name),
+                format!("route `{}` retries on `timeout` but sets no `per_try_timeout`, and its pool's `stall_timeout` is no shorter than the route's `timeout`, so a timed-out request has no time left to retry", route.name),
             )
             .with_help("set `per_try_timeout` below the route's `timeout`")
             .at(doc, &format!("{rb}/on")),

@@ -1,0 +1,338 @@
+//! The stall clocks, end to end with real sockets and scaled-down times: a
+//! pool's `stall_timeout` gives up on an upstream that stops sending its
+//! response or stops taking the request body, and a listener's gives up on
+//! a client that stops sending its body or stops reading its response. A
+//! transfer that keeps moving, however slowly, is never cut.
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use support::raw::{get_body, header, ok, Conn, RawUpstream};
+use support::{spec_with, statuses, until_closed, Gateway};
+
+const POOL_STALL: &str = "    stall_timeout: 300ms\n";
+const LISTENER_STALL: &str = "    stall_timeout: 300ms\n";
+
+/// Whether `elapsed` is the 300 ms clock's doing: not before it, and well
+/// short of anything a hang would take.
+fn at_the_clock(elapsed: Duration) -> bool {
+    elapsed >= Duration::from_millis(280) && elapsed < Duration::from_millis(2500)
+}
+
+/// A response body that stops halfway fails at the stall timeout, and the
+/// stalled connection is closed, not pooled: the next request gets a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_body_that_stops_fails_at_the_pool_stall_timeout() {
+    let upstream = RawUpstream::start(|mut c: Conn| async move {
+        while let Some(head) = c.head().await {
+            if head.starts_with("GET /stop ") {
+                let _ = c.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nten bytes.").await;
+                // Hold the connection open, silent, until the gateway closes it.
+                c.closed_within(Duration::from_secs(10)).await;
+                return;
+            }
+            if !c.ok("fine").await {
+                return;
+            }
+        }
+    })
+    .await;
+    let gateway = Gateway::start(&spec_with("", &[upstream.address], POOL_STALL, ""));
+
+    let started = Instant::now();
+    let failed = get_body(&gateway, "/stop").await;
+    let elapsed = started.elapsed();
+    let error = failed.expect_err("a body cut short must not read as whole");
+    assert!(error.starts_with("200 OK"), "the head should have come through: {error}");
+    assert!(at_the_clock(elapsed), "gave up after {elapsed:?}");
+
+    let (status, body) = get_body(&gateway, "/next").await.unwrap();
+    assert_eq!((status, &body[..]), (StatusCode::OK, &b"fine"[..]));
+    assert_eq!(upstream.accepted(), 2, "the stalled connection must not be reused");
+    assert!(upstream.finished() >= 1, "the gateway should have closed the stalled connection");
+}
+
+/// A body that trickles, a byte every 100 ms for a whole second, keeps its
+/// 300 ms clock from running out, and so does a head that trickles.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_but_moving_response_is_never_cut() {
+    let upstream = RawUpstream::start(|mut c: Conn| async move {
+        while c.head().await.is_some() {
+            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n0123456789";
+            for byte in answer {
+                if !c.write(&[*byte]).await {
+                    return;
+                }
+                if byte.is_ascii_digit() || *byte == b'\n' {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    })
+    .await;
+    let gateway = Gateway::start(&spec_with("", &[upstream.address], POOL_STALL, ""));
+
+    let started = Instant::now();
+    let (status, body) = get_body(&gateway, "/slow").await.unwrap();
+    assert_eq!((status, &body[..]), (StatusCode::OK, &b"0123456789"[..]));
+    assert!(started.elapsed() >= Duration::from_millis(1000), "the trickle was not slow");
+}
+
+/// An upstream that takes the request and never answers is a 504 at the
+/// stall timeout, though the route sets no `timeout`; with `on: [timeout]`
+/// the request is retried on the other endpoint, which answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_never_answers_is_a_timeout_at_the_stall_timeout() {
+    let silent = RawUpstream::start(|mut c: Conn| async move {
+        c.head().await;
+        c.closed_within(Duration::from_secs(10)).await;
+    })
+    .await;
+    let gateway = Gateway::start(&spec_with("", &[silent.address], POOL_STALL, ""));
+    let started = Instant::now();
+    let reply = support::send(
+        &support::client(),
+        support::request("GET", gateway.addr("public"), "x.test", "/"),
+    )
+    .await;
+    let elapsed = started.elapsed();
+    assert_eq!(reply.status, StatusCode::GATEWAY_TIMEOUT, "{}", reply.body);
+    assert!(reply.body.contains("upstream_timeout"), "{}", reply.body);
+    assert!(at_the_clock(elapsed), "answered after {elapsed:?}");
+    drop(gateway);
+
+    let answering = RawUpstream::start(|mut c: Conn| async move {
+        while c.head().await.is_some() {
+            if !c.ok("from the other one").await {
+                return;
+            }
+        }
+    })
+    .await;
+    let retries = "    retries: { attempts: 2, on: [timeout] }\n";
+    let spec = spec_with("", &[silent.address, answering.address], POOL_STALL, retries)
+        .replace("    endpoints:", "    balance: round_robin\n    endpoints:");
+    let gateway = Gateway::start(&spec);
+    for _ in 0..2 {
+        let (status, body) = get_body(&gateway, "/").await.unwrap();
+        assert_eq!((status, &body[..]), (StatusCode::OK, &b"from the other one"[..]));
+    }
+}
+
+/// An upstream that reads the head but never the body stops taking bytes
+/// once the socket buffers are full; the stall clock then gives up with a
+/// 504 rather than wait on it for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_takes_no_upload_is_given_up() {
+    let upstream = RawUpstream::start(|mut c: Conn| async move {
+        c.head().await;
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    })
+    .await;
+    let gateway = Gateway::start(&spec_with("", &[upstream.address], POOL_STALL, ""));
+
+    // More than every socket buffer on the way can hold.
+    const SIZE: usize = 64 << 20;
+    let stream = TcpStream::connect(gateway.addr("public")).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let upload = tokio::spawn(async move {
+        let head = format!("POST /up HTTP/1.1\r\nHost: x.test\r\nContent-Length: {SIZE}\r\n\r\n");
+        writer.write_all(head.as_bytes()).await.ok()?;
+        let block = vec![b'u'; 1 << 20];
+        for _ in 0..SIZE / block.len() {
+            writer.write_all(&block).await.ok()?;
+        }
+        Some(writer)
+    });
+    let started = Instant::now();
+    let mut response = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !String::from_utf8_lossy(&response).contains("\r\n\r\n") {
+        let read = tokio::time::timeout(Duration::from_secs(5), reader.read(&mut chunk)).await;
+        match read.expect("the gateway should answer within 5 s") {
+            Ok(0) | Err(_) => break,
+            Ok(n) => response.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let elapsed = started.elapsed();
+    let text = String::from_utf8_lossy(&response);
+    assert_eq!(statuses(&text), [504], "{text}");
+    assert!(elapsed < Duration::from_millis(4000), "answered after {elapsed:?}");
+    upload.abort();
+}
+
+/// A client that sends part of its body and then nothing gets 408 at the
+/// listener's stall timeout and its connection is closed; the upstream's
+/// connection, which had the partial request, is closed too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_mid_upload_gets_408() {
+    let closed = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&closed);
+    let upstream = RawUpstream::start(move |mut c: Conn| {
+        let seen = Arc::clone(&seen);
+        async move {
+            let Some(head) = c.head().await else { return };
+            let length = header(&head, "content-length").and_then(|v| v.parse().ok());
+            if c.body(length.unwrap_or(0)).await.is_some() {
+                let _ = c.write(&ok("whole")).await;
+                return;
+            }
+            seen.fetch_add(1, Ordering::SeqCst);
+        }
+    })
+    .await;
+    let gateway = Gateway::start(&spec_with(LISTENER_STALL, &[upstream.address], "", ""));
+
+    for version in ["HTTP/1.1", "HTTP/1.0"] {
+        let mut stream = TcpStream::connect(gateway.addr("public")).await.unwrap();
+        let head = format!("POST /up {version}\r\nHost: x.test\r\nContent-Length: 100\r\n\r\n");
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(b"only ten..").await.unwrap();
+        let (response, elapsed) = until_closed(&mut stream, Duration::from_secs(5)).await;
+        assert!(response.starts_with(&format!("{version} 408")), "{response}");
+        assert!(response.contains("client_timeout"), "{response}");
+        assert!(at_the_clock(elapsed), "answered after {elapsed:?}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while closed.load(Ordering::SeqCst) < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(closed.load(Ordering::SeqCst), 2, "the upstream's connections should close");
+
+    // A slow upload that keeps moving is passed on whole.
+    let mut stream = TcpStream::connect(gateway.addr("public")).await.unwrap();
+    stream
+        .write_all(b"POST /up HTTP/1.1\r\nHost: x.test\r\nContent-Length: 10\r\n\r\n")
+        .await
+        .unwrap();
+    for byte in b"0123456789" {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stream.write_all(&[*byte]).await.unwrap();
+    }
+    let mut response = vec![0u8; 256];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut response))
+        .await
+        .unwrap()
+        .unwrap();
+    let response = String::from_utf8_lossy(&response[..n]);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+}
+
+/// A client that asks for a large response and reads none of it is closed
+/// at the listener's stall timeout, whichever server answers it: the
+/// gateway's own (a GET) or hyper (a request with a body).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_closed() {
+    const SIZE: usize = 64 << 20;
+    let upstream = RawUpstream::start(|mut c: Conn| async move {
+        while let Some(head) = c.head().await {
+            if !c.skip_body(&head).await {
+                return;
+            }
+            let answer = format!("HTTP/1.1 200 OK\r\ncontent-length: {SIZE}\r\n\r\n");
+            if !c.write(answer.as_bytes()).await {
+                return;
+            }
+            let block = vec![b'd'; 1 << 20];
+            for _ in 0..SIZE / block.len() {
+                if !c.write(&block).await {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    let gateway = Gateway::start(&spec_with(LISTENER_STALL, &[upstream.address], "", ""));
+
+    let requests: [&[u8]; 2] = [
+        b"GET /big HTTP/1.1\r\nHost: x.test\r\n\r\n",
+        b"POST /big HTTP/1.1\r\nHost: x.test\r\nContent-Length: 1\r\n\r\nx",
+    ];
+    for request in requests {
+        let mut stream = TcpStream::connect(gateway.addr("public")).await.unwrap();
+        stream.write_all(request).await.unwrap();
+        // Read nothing for well past the clock, then everything there is.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let mut received = 0usize;
+        let mut chunk = vec![0u8; 1 << 16];
+        loop {
+            let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut chunk)).await;
+            match read.expect("the connection should end, not hang") {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received += n,
+            }
+        }
+        assert!(received > 0, "the response should have begun");
+        assert!(received < SIZE, "the whole response came: the stalled client was not closed");
+    }
+}
+
+/// A body that sends one frame and then nothing, never ending.
+struct OneFrameThenSilence(bool);
+
+impl hyper::body::Body for OneFrameThenSilence {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>> {
+        if std::mem::replace(&mut self.0, true) {
+            return std::task::Poll::Pending;
+        }
+        let frame = hyper::body::Frame::data(bytes::Bytes::from_static(b"the first half"));
+        std::task::Poll::Ready(Some(Ok(frame)))
+    }
+}
+
+/// An HTTP/2 pool has the same clock: an upstream that sends no head is a
+/// 504, and one whose body stops fails the body, both at the stall timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_pools_have_the_stall_clock_too() {
+    use hyper::server::conn::http2;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = socket.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = socket.accept().await else { continue };
+            let service = hyper::service::service_fn(|request: Request<Incoming>| async move {
+                if request.uri().path() == "/no-head" {
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                }
+                Ok::<_, std::convert::Infallible>(hyper::Response::new(OneFrameThenSilence(false)))
+            });
+            tokio::spawn(async move {
+                let _ = http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    let pool = format!("{POOL_STALL}    protocol: http2\n");
+    let gateway = Gateway::start(&spec_with("", &[address], &pool, ""));
+
+    let started = Instant::now();
+    let failed = get_body(&gateway, "/no-head").await;
+    let elapsed = started.elapsed();
+    let (status, body) = failed.expect("a 504 is a whole response");
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body:?}");
+    assert!(at_the_clock(elapsed), "answered after {elapsed:?}");
+
+    let started = Instant::now();
+    let error = get_body(&gateway, "/half").await.expect_err("a stalled body must fail");
+    let elapsed = started.elapsed();
+    assert!(error.starts_with("200 OK"), "the head should have come through: {error}");
+    assert!(at_the_clock(elapsed), "gave up after {elapsed:?}");
+    server.abort();
+}
