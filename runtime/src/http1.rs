@@ -145,8 +145,9 @@ pub(crate) struct Conn {
     written: usize,
     /// The connection's place under `max_connections`, given back on close.
     _slot: Option<OwnedPermit>,
-    /// The worker that opened it.
-    pub(crate) lane: usize,
+    /// The worker that opened it (narrow, with the flags below, so that
+    /// the connection, moved at every take and give-back, stays small).
+    pub(crate) lane: u32,
     /// Whether bytes were read or written since the stall clock last looked.
     moved: bool,
     /// Whether the request's upload waits on the client's body (whose
@@ -194,7 +195,7 @@ enum Sending {
 
 impl Conn {
     /// A connection on `stream`, holding `slot`, opened by worker `lane`.
-    pub(crate) fn new(stream: TcpStream, slot: Option<OwnedPermit>, lane: usize) -> Conn {
+    pub(crate) fn new(stream: TcpStream, slot: Option<OwnedPermit>, lane: u32) -> Conn {
         let read = BytesMut::new();
         Conn {
             stream,
@@ -1270,5 +1271,21 @@ mod tests {
         }
         let long = format!("5;{}\r\n", "x".repeat(MAX_CHUNK_LINE));
         assert!(decode_all(long.as_bytes(), 512).is_err());
+    }
+}
+#[cfg(test)]
+mod size_probe {
+    #[test]
+    fn sizes() {
+        eprintln!(
+            "Conn {} Http1Body {} Stall {} Head {} UpstreamBody {} ClientBody {} RequestBody {}",
+            std::mem::size_of::<super::Conn>(),
+            std::mem::size_of::<super::Http1Body>(),
+            std::mem::size_of::<crate::stall::Stall>(),
+            std::mem::size_of::<super::Head>(),
+            std::mem::size_of::<crate::upstream::UpstreamBody>(),
+            std::mem::size_of::<crate::request_body::ClientBody>(),
+            std::mem::size_of::<crate::request_body::RequestBody>()
+        );
     }
 }

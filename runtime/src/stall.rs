@@ -1,62 +1,77 @@
 //! The stall clock: how long a transfer may wait on its peer without a
 //! byte moving, for the listener's and the pool's `stall_timeout`.
 //!
-//! A [`Stall`] costs nothing while bytes move. Its timer starts only when
+//! A [`Stall`] costs nothing while bytes move. Its clock starts only when
 //! an operation would wait (a read with nothing to read, a write with no
 //! room), and each wait after progress starts it afresh, so a transfer that
 //! keeps moving, however slowly, never runs out; one that stops for the
-//! whole limit does. The timer is made on the first wait and reset for later
-//! ones, so a response that arrives in one read costs one timer at most.
+//! whole limit does.
+//!
+//! Almost every wait ends long before its limit (a response head comes in
+//! a millisecond; the limit is a minute), so a wait must be cheap to start
+//! and to end, and only the rare one that runs out needs a timer. A tokio
+//! timer per wait would cost an aligned allocation and two trips through
+//! the timer wheel for every proxied request. Instead each thread keeps a
+//! [`Watchdog`]: a table of running clocks, each a deadline and the waker
+//! of the task that waits, behind a lock that only that thread takes in
+//! practice. Starting a clock is a clock reading and a slot in the table;
+//! ending it gives the slot back. One task per thread sleeps until the
+//! earliest deadline in the table, wakes the waits that ran out, and sleeps
+//! again; a clock whose deadline is earlier than that task's wakes it.
 
-use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::{Instant, Sleep};
+use tokio::sync::Notify;
+use tokio::time::Instant;
 
-/// The stall clock of one transfer (see the module doc).
-#[derive(Debug)]
+/// The stall clock of one transfer (see the module doc). Small, since it
+/// rides in every request's future.
 pub(crate) struct Stall {
-    limit: Duration,
-    timer: Option<Pin<Box<Sleep>>>,
-    /// Whether the timer counts the current wait.
-    running: bool,
+    /// The watchdog whose table holds the running clock, if one runs.
+    watchdog: Option<Arc<Watchdog>>,
+    /// Its slot there, which is this clock's alone until it stops.
+    slot: u32,
+    /// The limit in milliseconds, the precision of every duration in a spec.
+    limit_ms: u32,
 }
 
 impl Stall {
     pub(crate) fn new(limit: Duration) -> Stall {
-        Stall { limit, timer: None, running: false }
+        let limit_ms = u32::try_from(limit.as_millis()).unwrap_or(u32::MAX).max(1);
+        Stall { watchdog: None, slot: 0, limit_ms }
     }
 
     pub(crate) fn limit(&self) -> Duration {
-        self.limit
+        Duration::from_millis(u64::from(self.limit_ms))
     }
 
     /// Bytes moved (or the wait is someone else's): the next wait starts
     /// the clock again.
     pub(crate) fn progress(&mut self) {
-        self.running = false;
+        if let Some(watchdog) = self.watchdog.take() {
+            watchdog.stop(self.slot);
+        }
     }
 
     /// The operation would wait: start the clock if this wait has not yet,
     /// and say whether it has run out. Pending registers `cx` to be woken
     /// when it does.
     pub(crate) fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if !self.running {
-            self.running = true;
-            let deadline = Instant::now() + self.limit;
-            match &mut self.timer {
-                Some(timer) => timer.as_mut().reset(deadline),
-                None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
-            }
+        if let Some(watchdog) = &self.watchdog {
+            return watchdog.poll(self.slot, cx);
         }
-        match &mut self.timer {
-            Some(timer) => timer.as_mut().poll(cx),
-            None => Poll::Pending,
-        }
+        // Outside a runtime there is nothing to wait with, and no transfer
+        // to bound.
+        let Some(watchdog) = Watchdog::of_this_thread() else { return Poll::Pending };
+        self.slot = watchdog.start(Instant::now() + self.limit(), cx.waker());
+        self.watchdog = Some(watchdog);
+        Poll::Pending
     }
 
     /// [`Stall::poll_expired`] after `operation` returned `Pending`, and
@@ -70,13 +85,192 @@ impl Stall {
     ) -> Poll<Result<T, E>> {
         match operation {
             Poll::Pending => match self.poll_expired(cx) {
-                Poll::Ready(()) => Poll::Ready(Err(stalled(self.limit))),
+                Poll::Ready(()) => Poll::Ready(Err(stalled(self.limit()))),
                 Poll::Pending => Poll::Pending,
             },
             ready => {
                 self.progress();
                 ready
             }
+        }
+    }
+}
+
+impl Drop for Stall {
+    fn drop(&mut self) {
+        self.progress();
+    }
+}
+
+impl std::fmt::Debug for Stall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stall")
+            .field("limit", &self.limit())
+            .field("running", &self.watchdog.is_some())
+            .finish()
+    }
+}
+
+/// The running stall clocks of one thread (see the module doc).
+struct Watchdog {
+    table: Mutex<Table>,
+    /// Wakes the task that fires the clocks, for an earlier deadline.
+    earlier: Notify,
+    /// Cleared when that task is gone (its runtime shut down).
+    alive: AtomicBool,
+}
+
+#[derive(Default)]
+struct Table {
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    /// When the firing task will next look, if it sleeps until a deadline.
+    next_look: Option<Instant>,
+}
+
+struct Slot {
+    deadline: Instant,
+    state: SlotState,
+}
+
+enum SlotState {
+    Free,
+    Waiting(Waker),
+    RanOut,
+}
+
+thread_local! {
+    static WATCHDOG: std::cell::RefCell<Option<Arc<Watchdog>>> = const { std::cell::RefCell::new(None) };
+}
+
+impl Watchdog {
+    /// This thread's watchdog, started on the current runtime when the
+    /// thread has none (or its runtime has gone).
+    fn of_this_thread() -> Option<Arc<Watchdog>> {
+        WATCHDOG.with(|cell| {
+            let mut cell = cell.borrow_mut();
+            if let Some(watchdog) = cell.as_ref().filter(|w| w.alive.load(Ordering::Acquire)) {
+                return Some(Arc::clone(watchdog));
+            }
+            let runtime = tokio::runtime::Handle::try_current().ok()?;
+            let watchdog = Arc::new(Watchdog {
+                table: Mutex::new(Table::default()),
+                earlier: Notify::new(),
+                alive: AtomicBool::new(true),
+            });
+            runtime.spawn(fire(Arc::clone(&watchdog)));
+            *cell = Some(Arc::clone(&watchdog));
+            Some(watchdog)
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Start a clock that runs out at `deadline` and then wakes `waker`;
+    /// its slot.
+    fn start(&self, deadline: Instant, waker: &Waker) -> u32 {
+        let mut table = self.lock();
+        let state = SlotState::Waiting(waker.clone());
+        let slot = match table.free.pop() {
+            Some(index) => {
+                table.slots[index as usize] = Slot { deadline, state };
+                index
+            }
+            None => {
+                let index = u32::try_from(table.slots.len()).unwrap_or(u32::MAX);
+                table.slots.push(Slot { deadline, state });
+                index
+            }
+        };
+        if table.next_look.is_none_or(|look| deadline < look) {
+            table.next_look = Some(deadline);
+            drop(table);
+            self.earlier.notify_one();
+        }
+        slot
+    }
+
+    /// Whether the clock in `slot` ran out; if not, wake `cx` when it does.
+    fn poll(&self, slot: u32, cx: &mut Context<'_>) -> Poll<()> {
+        let mut table = self.lock();
+        let Some(slot) = table.slots.get_mut(slot as usize) else { return Poll::Pending };
+        match &mut slot.state {
+            SlotState::RanOut => Poll::Ready(()),
+            SlotState::Waiting(waker) => {
+                if !waker.will_wake(cx.waker()) {
+                    waker.clone_from(cx.waker());
+                }
+                Poll::Pending
+            }
+            SlotState::Free => Poll::Pending,
+        }
+    }
+
+    /// Stop the clock in `slot` and give the slot back.
+    fn stop(&self, slot: u32) {
+        let mut table = self.lock();
+        let freed = match table.slots.get_mut(slot as usize) {
+            Some(entry) => std::mem::replace(&mut entry.state, SlotState::Free),
+            None => return,
+        };
+        table.free.push(slot);
+        drop(table);
+        drop(freed);
+    }
+
+    /// Wake the waits whose clocks ran out by `now`; the earliest deadline
+    /// still to come.
+    fn fire_due(&self, now: Instant) -> Option<Instant> {
+        let mut due = Vec::new();
+        let mut table = self.lock();
+        let mut earliest: Option<Instant> = None;
+        for slot in &mut table.slots {
+            if !matches!(slot.state, SlotState::Waiting(_)) {
+                continue;
+            }
+            if slot.deadline <= now {
+                if let SlotState::Waiting(waker) =
+                    std::mem::replace(&mut slot.state, SlotState::RanOut)
+                {
+                    due.push(waker);
+                }
+            } else if earliest.is_none_or(|at| slot.deadline < at) {
+                earliest = Some(slot.deadline);
+            }
+        }
+        table.next_look = earliest;
+        drop(table);
+        due.into_iter().for_each(Waker::wake);
+        earliest
+    }
+}
+
+/// Marks a watchdog dead when its firing task is dropped.
+struct Alive(Arc<Watchdog>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.alive.store(false, Ordering::Release);
+    }
+}
+
+/// The task that fires a thread's stall clocks: it sleeps until the
+/// earliest deadline, or until a clock with an earlier one starts.
+async fn fire(watchdog: Arc<Watchdog>) {
+    let alive = Alive(watchdog);
+    let watchdog = &alive.0;
+    loop {
+        let earlier = watchdog.earlier.notified();
+        match watchdog.fire_due(Instant::now()) {
+            Some(at) => {
+                tokio::select! {
+                    () = tokio::time::sleep_until(at) => {}
+                    () = earlier => {}
+                }
+            }
+            None => earlier.await,
         }
     }
 }
@@ -134,10 +328,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for StallingWriter<S> {
         self.inner.is_write_vectored()
     }
 
+    /// A flush moves no bytes of its own (a socket's does nothing), so it
+    /// neither starts nor resets the clock.
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        let flushed = Pin::new(&mut this.inner).poll_flush(cx);
-        this.stall.watch(cx, flushed, write_stalled)
+        Pin::new(&mut self.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -174,5 +368,33 @@ mod tests {
         let ran_out = poll_fn(|cx| stall.watch(cx, waiting(), |limit| limit)).await;
         assert_eq!(ran_out, Err(Duration::from_millis(100)));
         assert_eq!(start.elapsed(), Duration::from_millis(100));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_clock_runs_out_at_its_own_deadline() {
+        let mut long = Stall::new(Duration::from_secs(1));
+        let mut short = Stall::new(Duration::from_millis(100));
+        let start = Instant::now();
+
+        // A shorter clock started while a longer one runs fires first.
+        tokio::select! {
+            () = poll_fn(|cx| long.poll_expired(cx)) => panic!("the long clock ran out first"),
+            () = async {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                poll_fn(|cx| short.poll_expired(cx)).await;
+            } => {}
+        }
+        assert_eq!(start.elapsed(), Duration::from_millis(110));
+
+        // A stopped clock never fires; the long one still does, on time.
+        short.progress();
+        let mut again = Stall::new(Duration::from_millis(50));
+        let waited =
+            tokio::time::timeout(Duration::from_millis(20), poll_fn(|cx| again.poll_expired(cx)))
+                .await;
+        assert!(waited.is_err());
+        again.progress();
+        poll_fn(|cx| long.poll_expired(cx)).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(1));
     }
 }

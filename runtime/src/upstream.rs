@@ -566,7 +566,8 @@ impl Http1Pool {
         if endpoint >= self.endpoints {
             return;
         }
-        let Some(stack) = self.idle.get(conn.lane * self.endpoints + endpoint) else { return };
+        let lane = conn.lane as usize;
+        let Some(stack) = self.idle.get(lane * self.endpoints + endpoint) else { return };
         let now = Instant::now();
         let mut stack = lock(stack);
         self.drop_expired(&mut stack, now);
@@ -621,7 +622,8 @@ impl Http1Pool {
         }
         // Open now: no longer waiting, still counted as a connection.
         let slot = slots.map(|(open, _pending)| open);
-        Ok(Conn::new(stream, slot, crate::workers::lane()))
+        let lane = u32::try_from(crate::workers::lane()).unwrap_or(u32::MAX);
+        Ok(Conn::new(stream, slot, lane))
     }
 }
 
