@@ -92,16 +92,22 @@ impl Run<'_> {
         let request = &mut self.requests[r as usize];
         request.tries += 1;
         let (pool, inst) = (request.pool as usize, request.instance as usize);
-        // Not `self.deadline`, which would borrow all of `self`.
-        let settings = self.deadlines[request.route as usize];
-        let budget = Deadline::new(settings, Clock(request.arrived)).next_try(Clock(now));
+        // Not `self.deadline`, which would borrow all of `self`. (Without
+        // time limits, a try is unbounded.)
+        let budget = if self.has.deadlines {
+            let settings = self.deadlines[request.route as usize];
+            Deadline::new(settings, Clock(request.arrived)).next_try(Clock(now))
+        } else {
+            TryBudget::Unbounded
+        };
         if budget == TryBudget::Expired {
             return self.finish(now, r, Ending::Timeout);
         }
 
         // Breaker, then balancer, as `serve` does.
         let instance = &mut self.instances[inst];
-        let permit = match &instance.breakers[pool] {
+        let breaker = if self.has.breakers { instance.breakers[pool].as_ref() } else { None };
+        let permit = match breaker {
             Some(breaker) => match breaker.try_acquire_owned(Limit::Requests) {
                 Ok(permit) => Some(permit),
                 Err(_) => return self.finish(now, r, Ending::Breaker),
@@ -252,9 +258,11 @@ impl Run<'_> {
         let clock = Clock(now);
         instance.balancers[pool].end_exclusive(index);
         instance.balancers[pool].observe(index, duration(now - started), outcome, clock);
-        if let Some(detector) = &mut instance.outliers[pool] {
-            let changes = detector.observe(index, outcome, clock);
-            self.outlier_changes(now, inst, pool, changes);
+        if self.has.outliers {
+            if let Some(detector) = &mut instance.outliers[pool] {
+                let changes = detector.observe(index, outcome, clock);
+                self.outlier_changes(now, inst, pool, changes);
+            }
         }
         let failure = outcome.is_failure();
         if measured && failure {
