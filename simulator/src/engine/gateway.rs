@@ -118,11 +118,12 @@ impl Run<'_> {
         if let Some(last) = request.last {
             pick = pick.avoiding(last as usize);
         }
-        let Some(index) = pick_from(&instance.balancers[pool], &mut self.picks, &pick) else {
+        let balancer = &mut instance.balancers[pool];
+        let Some(index) = pick_from(balancer, &mut self.picks, &pick) else {
             return self.finish(now, r, Ending::NoEndpoint);
         };
         // The run owns its balancers: no other thread counts with it.
-        instance.balancers[pool].begin_exclusive(index);
+        balancer.begin_exclusive(index);
 
         let endpoint = self.first[pool] + index;
         let (id, number, measured) = (request.id, request.tries, request.measured);
@@ -256,8 +257,9 @@ impl Run<'_> {
         let measured = request.measured;
         let instance = &mut self.instances[inst];
         let clock = Clock(now);
-        instance.balancers[pool].end_exclusive(index);
-        instance.balancers[pool].observe(index, duration(now - started), outcome, clock);
+        let balancer = &mut instance.balancers[pool];
+        balancer.end_exclusive(index);
+        balancer.observe(index, duration(now - started), outcome, clock);
         if self.has.outliers {
             if let Some(detector) = &mut instance.outliers[pool] {
                 let changes = detector.observe(index, outcome, clock);
