@@ -663,16 +663,30 @@ impl Balancer {
         // candidate: the sampling of [`Balancer::best_of_any`], without its
         // checks. The first probe is taken, and the second is the first one
         // to differ from it.
-        let mut best = Best::default();
         let first = index(rng, n);
-        self.consider(rng, view, first, &mut best);
+        let mut second = first;
         for _ in 1..PROBES * 2 {
             let i = index(rng, n);
             if i != first {
-                self.consider(rng, view, i, &mut best);
+                second = i;
                 break;
             }
         }
+        if second == first {
+            return Some(first);
+        }
+        if self.uniform && matches!(self.algorithm, Algorithm::LeastRequest { .. }) {
+            // What `consider` decides, on the counts themselves: the lower
+            // one, without a branch; a tie, at random as `consider` draws.
+            let (a, b) = (self.in_flight(first), self.in_flight(second));
+            if a == b {
+                return Some(if chance(rng, FULL, 2 * FULL) { second } else { first });
+            }
+            return Some(if b < a { second } else { first });
+        }
+        let mut best = Best::default();
+        self.consider(rng, view, first, &mut best);
+        self.consider(rng, view, second, &mut best);
         best.endpoint
     }
 
