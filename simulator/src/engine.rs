@@ -118,6 +118,20 @@ enum Event {
     Close,
 }
 
+/// Which of the gateway's optional machines a run has anywhere, so that a
+/// run without one skips looking for it on every try.
+#[derive(Debug, Clone, Copy)]
+struct Machines {
+    /// A time limit on some route.
+    deadlines: bool,
+    /// A circuit breaker on some pool.
+    breakers: bool,
+    /// A retry budget on some route.
+    budgets: bool,
+    /// Outlier detection on some pool.
+    outliers: bool,
+}
+
 /// What one variant's run produced, before formatting.
 pub(crate) struct Outcome {
     pub report: VariantReport,
@@ -138,6 +152,8 @@ struct Run<'a> {
     retries: Vec<RetrySettings>,
     /// Per route: its time limits.
     deadlines: Vec<DeadlineSettings>,
+    /// Which of the gateway's machines the run has at all.
+    has: Machines,
     seed: u64,
     variant: Variant,
     events: EventQueue<Event>,
@@ -311,10 +327,17 @@ impl<'a> Run<'a> {
         let mut picks = stream(seed, Stream::Balancer);
         let rules: Vec<PoolRules> = topology.pools.iter().map(|p| gateway.pool(p)).collect();
         let retries = topology.routes.iter().map(|r| gateway.retries(r)).collect();
-        let deadlines = topology.routes.iter().map(|r| gateway.deadline(r)).collect();
-        let instances = (0..gateway.instances.max(1))
+        let deadlines: Vec<DeadlineSettings> =
+            topology.routes.iter().map(|r| gateway.deadline(r)).collect();
+        let instances: Vec<Instance> = (0..gateway.instances.max(1))
             .map(|_| Instance::new(topology, &variant, &gateway, &rules, &stations))
             .collect();
+        let has = Machines {
+            deadlines: deadlines.iter().any(|d| d.per_try.is_some() || d.overall.is_some()),
+            breakers: instances.iter().any(|i| i.breakers.iter().any(Option::is_some)),
+            budgets: instances.iter().any(|i| i.budgets.iter().any(Option::is_some)),
+            outliers: instances.iter().any(|i| i.outliers.iter().any(Option::is_some)),
+        };
 
         // The window events go first, so they precede arrivals at the same instant.
         let mut events = EventQueue::new();
@@ -358,6 +381,7 @@ impl<'a> Run<'a> {
             rules,
             retries,
             deadlines,
+            has,
             seed,
             variant,
             events,
@@ -455,8 +479,10 @@ impl<'a> Run<'a> {
             }
         };
         self.measure.arrived(measured);
-        if let Some(budget) = &self.instances[instance].budgets[route_index] {
-            budget.record_request(Clock(now));
+        if self.has.budgets {
+            if let Some(budget) = &self.instances[instance].budgets[route_index] {
+                budget.record_request(Clock(now));
+            }
         }
 
         // A request run closes its window at the last measured arrival.

@@ -228,6 +228,12 @@ struct View {
     now: Nanos,
     panic: bool,
     avoid: Option<usize>,
+    /// Every endpoint is a candidate (all usable and eligible, or panic
+    /// mode over a pool that is all usable, and none to avoid), so that
+    /// sampling needs no per-endpoint check. (It is read from the count of
+    /// eligible endpoints: while another thread changes one, a pick may
+    /// still go to it, as it could had it come a moment earlier.)
+    all: bool,
 }
 
 impl Balancer {
@@ -319,28 +325,40 @@ impl Balancer {
     pub fn pick_with<R: Rng + ?Sized>(&self, rng: &mut R, pick: &Pick) -> Option<usize> {
         self.see(pick.now);
         let view = self.view(pick)?;
+        // The usual picks inline; the rest out of line, which keeps the
+        // usual ones lean when this is inlined into a caller's hot path.
+        match self.algorithm {
+            Algorithm::Random => self.sample(rng, &view),
+            Algorithm::LeastRequest { choices } => self.best_of(rng, &view, choices),
+            _ => self.pick_other(rng, &view, pick),
+        }
+    }
+
+    /// [`Balancer::pick_with`] under the other algorithms.
+    #[inline(never)]
+    fn pick_other<R: Rng + ?Sized>(&self, rng: &mut R, view: &View, pick: &Pick) -> Option<usize> {
         let n = self.len();
         match self.algorithm {
             Algorithm::RoundRobin => {
                 let i = self.next.fetch_add(1, Ordering::Relaxed) % n;
-                self.take_or_fall_back(rng, &view, i)
+                self.take_or_fall_back(rng, view, i)
             }
             Algorithm::WeightedRoundRobin => {
                 if self.schedule.is_empty() {
                     return None;
                 }
                 let step = self.next.fetch_add(1, Ordering::Relaxed) % self.schedule.len();
-                self.take_or_fall_back(rng, &view, self.schedule[step] as usize)
+                self.take_or_fall_back(rng, view, self.schedule[step] as usize)
             }
-            Algorithm::Random => self.sample(rng, &view),
-            Algorithm::LeastRequest { choices } => self.best_of(rng, &view, choices),
-            Algorithm::PeakEwma(s) => self.best_of(rng, &view, s.choices),
+            Algorithm::Random => self.sample(rng, view),
+            Algorithm::LeastRequest { choices } => self.best_of(rng, view, choices),
+            Algorithm::PeakEwma(s) => self.best_of(rng, view, s.choices),
             Algorithm::ConsistentHash => match pick.hash {
                 Some(hash) => self
                     .ring
-                    .lookup(hash, |i| self.candidate(i, &view))
-                    .or_else(|| self.fall_back(rng, &view)),
-                None => self.sample(rng, &view),
+                    .lookup(hash, |i| self.candidate(i, view))
+                    .or_else(|| self.fall_back(rng, view)),
+                None => self.sample(rng, view),
             },
         }
     }
@@ -518,11 +536,13 @@ impl Balancer {
         if count == 0 || self.is_empty() {
             return None;
         }
-        let mut view = View { now: pick.now, panic, avoid: None };
+        let all = count == self.len() && self.usable == count;
+        let mut view = View { now: pick.now, panic, avoid: None, all };
         // The endpoint to avoid is honoured only when another candidate exists.
         if let Some(a) = pick.avoid.filter(|&a| a < self.len()) {
             if !(count == 1 && self.candidate(a, &view)) {
                 view.avoid = Some(a);
+                view.all = false;
             }
         }
         Some(view)
@@ -580,6 +600,17 @@ impl Balancer {
     /// sampling when that succeeds quickly, else by a scan.
     #[inline(always)]
     fn sample<R: Rng + ?Sized>(&self, rng: &mut R, view: &View) -> Option<usize> {
+        if view.all && self.uniform {
+            // The first probe is a candidate, and passes its weight check
+            // without a draw (every weight is the largest).
+            return Some(index(rng, self.len()));
+        }
+        self.sample_by_probes(rng, view)
+    }
+
+    /// [`Balancer::sample`] in general.
+    #[inline(never)]
+    fn sample_by_probes<R: Rng + ?Sized>(&self, rng: &mut R, view: &View) -> Option<usize> {
         for _ in 0..PROBES {
             let i = index(rng, self.len());
             if self.candidate(i, view)
@@ -605,7 +636,7 @@ impl Balancer {
         let total: u64 = (0..self.len()).map(weight).sum();
         if total == 0 {
             let a = view.avoid?;
-            let relaxed = View { avoid: None, ..*view };
+            let relaxed = View { avoid: None, all: false, ..*view };
             return self.candidate(a, &relaxed).then_some(a);
         }
 
@@ -624,6 +655,49 @@ impl Balancer {
     /// and `peak_ewma`).
     #[inline(always)]
     fn best_of<R: Rng + ?Sized>(&self, rng: &mut R, view: &View, choices: usize) -> Option<usize> {
+        let n = self.len();
+        if !(view.all && choices == 2 && n > 2) {
+            return self.best_of_any(rng, view, choices);
+        }
+        // The power of two choices over a pool whose every endpoint is a
+        // candidate: the sampling of [`Balancer::best_of_any`], without its
+        // checks. The first probe is taken, and the second is the first one
+        // to differ from it.
+        let first = index(rng, n);
+        let mut second = first;
+        for _ in 1..PROBES * 2 {
+            let i = index(rng, n);
+            if i != first {
+                second = i;
+                break;
+            }
+        }
+        if second == first {
+            return Some(first);
+        }
+        if self.uniform && matches!(self.algorithm, Algorithm::LeastRequest { .. }) {
+            // What `consider` decides, on the counts themselves: the lower
+            // one, without a branch; a tie, at random as `consider` draws.
+            let (a, b) = (self.in_flight(first), self.in_flight(second));
+            if a == b {
+                return Some(if chance(rng, FULL, 2 * FULL) { second } else { first });
+            }
+            return Some(if b < a { second } else { first });
+        }
+        let mut best = Best::default();
+        self.consider(rng, view, first, &mut best);
+        self.consider(rng, view, second, &mut best);
+        best.endpoint
+    }
+
+    /// [`Balancer::best_of`] in general.
+    #[inline(never)]
+    fn best_of_any<R: Rng + ?Sized>(
+        &self,
+        rng: &mut R,
+        view: &View,
+        choices: usize,
+    ) -> Option<usize> {
         let mut best = Best::default();
         let count = if view.panic { self.usable } else { self.live.load(Ordering::Acquire) };
         let count = count.saturating_sub(usize::from(view.avoid.is_some()));

@@ -92,16 +92,22 @@ impl Run<'_> {
         let request = &mut self.requests[r as usize];
         request.tries += 1;
         let (pool, inst) = (request.pool as usize, request.instance as usize);
-        // Not `self.deadline`, which would borrow all of `self`.
-        let settings = self.deadlines[request.route as usize];
-        let budget = Deadline::new(settings, Clock(request.arrived)).next_try(Clock(now));
+        // Not `self.deadline`, which would borrow all of `self`. (Without
+        // time limits, a try is unbounded.)
+        let budget = if self.has.deadlines {
+            let settings = self.deadlines[request.route as usize];
+            Deadline::new(settings, Clock(request.arrived)).next_try(Clock(now))
+        } else {
+            TryBudget::Unbounded
+        };
         if budget == TryBudget::Expired {
             return self.finish(now, r, Ending::Timeout);
         }
 
         // Breaker, then balancer, as `serve` does.
         let instance = &mut self.instances[inst];
-        let permit = match &instance.breakers[pool] {
+        let breaker = if self.has.breakers { instance.breakers[pool].as_ref() } else { None };
+        let permit = match breaker {
             Some(breaker) => match breaker.try_acquire_owned(Limit::Requests) {
                 Ok(permit) => Some(permit),
                 Err(_) => return self.finish(now, r, Ending::Breaker),
@@ -112,11 +118,12 @@ impl Run<'_> {
         if let Some(last) = request.last {
             pick = pick.avoiding(last as usize);
         }
-        let Some(index) = pick_from(&instance.balancers[pool], &mut self.picks, &pick) else {
+        let balancer = &mut instance.balancers[pool];
+        let Some(index) = pick_from(balancer, &mut self.picks, &pick) else {
             return self.finish(now, r, Ending::NoEndpoint);
         };
         // The run owns its balancers: no other thread counts with it.
-        instance.balancers[pool].begin_exclusive(index);
+        balancer.begin_exclusive(index);
 
         let endpoint = self.first[pool] + index;
         let (id, number, measured) = (request.id, request.tries, request.measured);
@@ -250,11 +257,14 @@ impl Run<'_> {
         let measured = request.measured;
         let instance = &mut self.instances[inst];
         let clock = Clock(now);
-        instance.balancers[pool].end_exclusive(index);
-        instance.balancers[pool].observe(index, duration(now - started), outcome, clock);
-        if let Some(detector) = &mut instance.outliers[pool] {
-            let changes = detector.observe(index, outcome, clock);
-            self.outlier_changes(now, inst, pool, changes);
+        let balancer = &mut instance.balancers[pool];
+        balancer.end_exclusive(index);
+        balancer.observe(index, duration(now - started), outcome, clock);
+        if self.has.outliers {
+            if let Some(detector) = &mut instance.outliers[pool] {
+                let changes = detector.observe(index, outcome, clock);
+                self.outlier_changes(now, inst, pool, changes);
+            }
         }
         let failure = outcome.is_failure();
         if measured && failure {

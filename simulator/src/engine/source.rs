@@ -260,6 +260,8 @@ impl Batch {
         self.shares.clear();
         self.clients.clear();
         let (shares, clients) = (draws.shares(), draws.clients());
+        // At once, rather than by doubling: a batch is usually full.
+        self.slim.reserve(BATCH);
         for u in draws.by_ref().take(BATCH) {
             self.slim.push(Slim { at: u.at, demand: u.demand.unwrap_or(0) });
             if shares {

@@ -589,3 +589,38 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// When every endpoint is a candidate, the shortcuts of `random` and of
+    /// two choices pick what the general sampling picks, with the same
+    /// draws.
+    #[test]
+    fn shortcuts_pick_as_the_general_sampling_does(
+        weights in proptest::collection::vec(1u32..3, 1..12),
+        loads in proptest::collection::vec(0u32..3, 12),
+        equal in any::<bool>(),
+        seed: u64,
+    ) {
+        let weights: Vec<u32> = if equal { vec![2; weights.len()] } else { weights };
+        for algorithm in [Algorithm::Random, Algorithm::LeastRequest { choices: 2 }] {
+            let b = Balancer::new(algorithm, &weights);
+            for (i, &l) in loads.iter().enumerate().take(weights.len()) {
+                (0..l).for_each(|_| b.begin(i));
+            }
+            let (mut fast, mut general) = (rng(seed), rng(seed));
+            for k in 0..40u64 {
+                let view = b.view(&Pick::at(Nanos(k))).expect("a pool of candidates");
+                prop_assert!(view.all);
+                let got = b.pick_with(&mut fast, &Pick::at(Nanos(k)));
+                let want = match algorithm {
+                    Algorithm::Random => b.sample_by_probes(&mut general, &view),
+                    _ => b.best_of_any(&mut general, &view, 2),
+                };
+                prop_assert_eq!(got, want, "{:?} over {:?}", algorithm, weights);
+                prop_assert_eq!(fast.next_u64(), general.next_u64(), "the same draws");
+            }
+        }
+    }
+}
