@@ -37,14 +37,19 @@ for balancer in random least_request; do
 done
 sed -e "s/^requests: .*/requests: $requests/" "$bench/ten.scenario.yaml" >"$work/both.scenario.yaml"
 
-# `sluice simulate`: wall time of the whole command, plan loading included.
+# `sluice simulate`: wall time of the whole command, plan loading included,
+# the median of five runs (one run lasts about a tenth of a second, short
+# enough for a stray wake-up on the machine to move it by half; a Python
+# run lasts seconds, and runs once).
 sluice_run() {
-    local start end
-    start=$(now)
-    "$sluice" simulate "$bench/ten.yaml" --scenario "$work/$1.scenario.yaml" --format json \
-        >"$work/$1.json"
-    end=$(now)
-    echo "$start $end" | awk '{ printf "%.3f", $2 - $1 }'
+    local start end i
+    for i in 1 2 3 4 5; do
+        start=$(now)
+        "$sluice" simulate "$bench/ten.yaml" --scenario "$work/$1.scenario.yaml" --format json \
+            >"$work/$1.json"
+        end=$(now)
+        echo "$start $end"
+    done | awk '{ print $2 - $1 }' | sort -g | awk '{ w[NR] = $1 } END { printf "%.3f", w[3] }'
 }
 
 # Mean sojourn (ms) of each variant in a JSON report.
