@@ -342,3 +342,88 @@ async fn http2_pools_have_the_stall_clock_too() {
     assert!(at_the_clock(elapsed), "gave up after {elapsed:?}");
     server.abort();
 }
+
+/// An HTTP/2 pool keeps the clock while a request body goes out: an
+/// upstream that reads the whole body and never answers, or that takes
+/// none of a large one, is a 504 at the stall timeout; an upload that
+/// trickles from the client for a whole second is not the upstream's
+/// stall, and is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_pools_keep_the_clock_while_a_body_goes_out() {
+    use http_body_util::BodyExt;
+    use hyper::server::conn::http2;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = socket.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = socket.accept().await else { continue };
+            let service = hyper::service::service_fn(|request: Request<Incoming>| async move {
+                let path = request.uri().path().to_owned();
+                if path == "/take-nothing" {
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                }
+                let body = request.into_body().collect().await.map(|b| b.to_bytes());
+                if path == "/read-then-nothing" {
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                }
+                let answer = format!("got {}", body.map_or(0, |b| b.len()));
+                Ok::<_, std::convert::Infallible>(hyper::Response::new(answer))
+            });
+            tokio::spawn(async move {
+                let _ = http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    let pool = format!("{POOL_STALL}    protocol: http2\n");
+    let gateway = Gateway::start(&spec_with("", &[address], &pool, ""));
+
+    for (path, length) in [("/read-then-nothing", 10), ("/take-nothing", 4 << 20)] {
+        let mut stream = TcpStream::connect(gateway.addr("public")).await.unwrap();
+        let head =
+            format!("POST {path} HTTP/1.1\r\nHost: x.test\r\nContent-Length: {length}\r\n\r\n");
+        let started = Instant::now();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        // The gateway stops reading once the upstream takes no more, so the
+        // body goes out from a task of its own while the answer is awaited.
+        let (mut reader, mut writer) = stream.into_split();
+        let upload = tokio::spawn(async move {
+            let _ = writer.write_all(&vec![b'x'; length]).await;
+            writer
+        });
+        let mut response = vec![0u8; 512];
+        let n = tokio::time::timeout(Duration::from_secs(5), reader.read(&mut response))
+            .await
+            .expect("the gateway must answer")
+            .unwrap();
+        let elapsed = started.elapsed();
+        let response = String::from_utf8_lossy(&response[..n]);
+        assert!(response.starts_with("HTTP/1.1 504"), "{path}: {response}");
+        assert!(at_the_clock(elapsed), "{path}: answered after {elapsed:?}");
+        upload.abort();
+    }
+
+    let mut stream = TcpStream::connect(gateway.addr("public")).await.unwrap();
+    stream
+        .write_all(b"POST /slow HTTP/1.1\r\nHost: x.test\r\nContent-Length: 10\r\n\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    for byte in b"0123456789" {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stream.write_all(&[*byte]).await.unwrap();
+    }
+    assert!(started.elapsed() >= Duration::from_millis(1000), "the trickle was not slow");
+    let mut response = vec![0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut response))
+        .await
+        .unwrap()
+        .unwrap();
+    let response = String::from_utf8_lossy(&response[..n]);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.ends_with("got 10"), "{response}");
+    server.abort();
+}

@@ -25,7 +25,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -110,6 +110,10 @@ pub(crate) struct BodySlot {
     keep_trailers: bool,
     /// Resolves when the body may be read; see the module doc.
     gate: Mutex<Option<Gate>>,
+    /// Frames handed on so far, by any attempt.
+    moved: AtomicU64,
+    /// Whether the reader last found the client had nothing to give.
+    on_client: AtomicBool,
 }
 
 /// What reading a body waits for first.
@@ -157,6 +161,8 @@ impl BodySlot {
             body: Mutex::new(Some(body)),
             too_large: AtomicBool::new(false),
             limit,
+            moved: AtomicU64::new(0),
+            on_client: AtomicBool::new(false),
         })
     }
 
@@ -181,6 +187,13 @@ impl BodySlot {
     pub(crate) fn was_too_large(&self) -> bool {
         self.too_large.load(Ordering::Acquire)
     }
+
+    /// How far sending the body has got: the frames handed on so far, and
+    /// whether the reader last waited on the client (whose wait is the
+    /// listener's stall clock's, not the pool's).
+    pub(crate) fn progress(&self) -> (u64, bool) {
+        (self.moved.load(Ordering::Relaxed), self.on_client.load(Ordering::Relaxed))
+    }
 }
 
 /// One attempt's view of the client's body. See the module doc.
@@ -192,6 +205,11 @@ pub struct RequestBody {
 }
 
 impl RequestBody {
+    /// The slot this attempt reads from.
+    pub(crate) fn slot(&self) -> &Arc<BodySlot> {
+        &self.slot
+    }
+
     /// Whether this attempt has started reading the client's body.
     pub(crate) fn has_started(&self) -> bool {
         self.body.is_some()
@@ -221,7 +239,9 @@ impl Body for RequestBody {
         }
         let Some(body) = this.body.as_mut() else { return Poll::Ready(None) };
         loop {
-            let frame = match Pin::new(&mut *body).poll_frame(cx) {
+            let polled = Pin::new(&mut *body).poll_frame(cx);
+            this.slot.on_client.store(polled.is_pending(), Ordering::Relaxed);
+            let frame = match polled {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(None) => return Poll::Ready(None),
                 Poll::Ready(Some(Err(error))) => return Poll::Ready(Some(Err(error))),
@@ -237,6 +257,7 @@ impl Body for RequestBody {
                 return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
             };
             this.seen += data.len() as u64;
+            this.slot.moved.fetch_add(1, Ordering::Relaxed);
             if let Some(limit) = this.slot.limit.filter(|&limit| this.seen > limit) {
                 this.slot.too_large.store(true, Ordering::Release);
                 return Poll::Ready(Some(Err(BodyError::TooLarge { limit })));

@@ -78,7 +78,7 @@ use tokio::time::Instant;
 
 use crate::http1::{Conn, ExchangeError, Http1Body, Http1Response, PumpedBody};
 use crate::proxy::UpstreamHead;
-use crate::request_body::{BodyError, RequestBody};
+use crate::request_body::{BodyError, BodySlot, RequestBody};
 use crate::stall::Stall;
 
 /// The upstream clients of one pool.
@@ -154,24 +154,55 @@ impl PoolClient {
             SendError::Connect(error)
         })?;
         let client = if fresh { &self.fresh } else { &self.pooled };
-        // The wait for the head is the stall clock's only when the request
-        // has no body, which is then all sent: a body goes out in the
-        // connection's own task, out of sight.
-        let bodyless = request.body().is_end_stream();
         let stall = self.stall;
+        let slot = (!request.body().is_end_stream()).then(|| Arc::clone(request.body().slot()));
         let exchange = async move {
             match client.request(request).await {
                 Ok(response) => Ok(response.map(|body| UpstreamBody::detached(body, stall))),
                 Err(error) => Err(SendError::Pooled(error)),
             }
         };
-        // Boxed, as is the connect below: kept inline, these rarer paths
-        // would make every request's future as large as theirs.
-        if bodyless {
-            let timed = tokio::time::timeout(stall, exchange);
-            Box::pin(timed).await.unwrap_or(Err(SendError::Stalled(stall)))
+        // Boxed: kept inline, this rarer path would make every request's
+        // future as large as its own.
+        Box::pin(head_within_stall(exchange, stall, slot)).await
+    }
+}
+
+/// `exchange`, given up as stalled when the upstream keeps the gateway
+/// waiting for `stall` with nothing moving. Without a body, that is any
+/// wait for the head. A body goes out in the connection's own task, out of
+/// sight, so its progress is read off `slot`: every frame handed on starts
+/// the clock again, and while the body waits on the client the clock is
+/// the listener's, not the pool's. Looked at four times per `stall`, so
+/// the clock runs out within a quarter of it after its time.
+async fn head_within_stall<F, T>(
+    exchange: F,
+    stall: Duration,
+    slot: Option<Arc<BodySlot>>,
+) -> Result<T, SendError>
+where
+    F: Future<Output = Result<T, SendError>>,
+{
+    let Some(slot) = slot else {
+        return tokio::time::timeout(stall, exchange)
+            .await
+            .unwrap_or(Err(SendError::Stalled(stall)));
+    };
+    let look = stall / 4;
+    let mut exchange = std::pin::pin!(exchange);
+    let (mut last, mut quiet) = (slot.progress().0, Duration::ZERO);
+    loop {
+        if let Ok(result) = tokio::time::timeout(look, exchange.as_mut()).await {
+            return result;
+        }
+        let (moved, on_client) = slot.progress();
+        if moved != last || on_client {
+            (last, quiet) = (moved, Duration::ZERO);
         } else {
-            Box::pin(exchange).await
+            quiet += look;
+            if quiet >= stall {
+                return Err(SendError::Stalled(stall));
+            }
         }
     }
 }
