@@ -1,6 +1,7 @@
-//! HTTP/2 from clients and to pools, gRPC-shaped trailers, upgrades
-//! (fault B30), `Expect: 100-continue` (B31), and access log lines for
-//! requests the parser refused.
+//! HTTP/2 from clients and to pools, its stream limits and the rapid-reset
+//! attack, gRPC-shaped trailers, upgrades (fault B30), `Expect:
+//! 100-continue` (B31), and access log lines for requests the parser
+//! refused.
 
 mod support;
 
@@ -368,4 +369,80 @@ async fn parser_refusals_are_logged() {
     assert!(record["client"].as_str().unwrap().starts_with("127.0.0.1:"));
     assert!(!record["reason"].as_str().unwrap_or("").is_empty(), "{line}");
     assert!(upstream.seen().is_empty());
+}
+
+/// One raw HTTP/2 frame.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let length = u32::try_from(payload.len()).unwrap().to_be_bytes();
+    let mut frame = length[1..].to_vec();
+    frame.extend([kind, flags]);
+    frame.extend(stream.to_be_bytes());
+    frame.extend(payload);
+    frame
+}
+
+/// Reads frames until the connection closes or `wait` passes, and gives
+/// each one's type, stream and first four payload bytes.
+async fn h2_frames(stream: &mut TcpStream, wait: Duration) -> Vec<(u8, u32, Vec<u8>)> {
+    let mut bytes = Vec::new();
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut buffer = [0u8; 4096];
+    while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, stream.read(&mut buffer)).await {
+        if n == 0 {
+            break;
+        }
+        bytes.extend_from_slice(&buffer[..n]);
+    }
+    let mut frames = Vec::new();
+    let mut rest = &bytes[..];
+    while rest.len() >= 9 {
+        let length = usize::from(rest[0]) << 16 | usize::from(rest[1]) << 8 | usize::from(rest[2]);
+        let stream = u32::from_be_bytes([rest[5], rest[6], rest[7], rest[8]]) & 0x7fff_ffff;
+        let payload = &rest[9..(9 + length).min(rest.len())];
+        frames.push((rest[3], stream, payload.iter().take(8).copied().collect()));
+        rest = &rest[(9 + length).min(rest.len())..];
+    }
+    frames
+}
+
+/// The rapid-reset attack: a client that opens streams and resets each at
+/// once, faster than they are served, has its connection closed with
+/// GOAWAY ENHANCE_YOUR_CALM beyond `max_pending_resets`; one that resets a
+/// few stays connected and is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rapid_resets_beyond_the_limit_close_the_connection() {
+    const GOAWAY: u8 = 0x7;
+    const HEADERS: u8 = 0x1;
+    const ENHANCE_YOUR_CALM: [u8; 4] = [0, 0, 0, 0xb];
+    let upstream = Upstream::with_delay("ok", Duration::from_millis(50)).await;
+    let listener = "    http2: { max_pending_resets: 5 }\n";
+    let gateway = Gateway::start(&spec_with(listener, &[upstream.address], "", ""));
+
+    // GET / for x.test, in HPACK: three indexed fields and one literal.
+    let mut fields = vec![0x82, 0x86, 0x84, 0x01, 6];
+    fields.extend(b"x.test");
+    let opened_and_reset = |streams: std::ops::Range<u32>| {
+        let mut bytes = Vec::new();
+        for id in streams.map(|n| 2 * n + 1) {
+            bytes.extend(h2_frame(HEADERS, 0x5, id, &fields));
+            bytes.extend(h2_frame(0x3, 0, id, &[0, 0, 0, 0x8]));
+        }
+        bytes
+    };
+    let preface = [&b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"[..], &h2_frame(0x4, 0, 0, &[])].concat();
+
+    let mut attacker = TcpStream::connect(gateway.addr("public")).await.unwrap();
+    attacker.write_all(&[preface.clone(), opened_and_reset(0..100)].concat()).await.unwrap();
+    let frames = h2_frames(&mut attacker, Duration::from_secs(3)).await;
+    let goaway = frames.iter().find(|(kind, _, _)| *kind == GOAWAY);
+    let Some((_, _, payload)) = goaway else { panic!("no GOAWAY: {frames:?}") };
+    assert_eq!(payload.get(4..8), Some(&ENHANCE_YOUR_CALM[..]), "{frames:?}");
+
+    let mut polite = TcpStream::connect(gateway.addr("public")).await.unwrap();
+    let mut bytes = [preface, opened_and_reset(0..3)].concat();
+    bytes.extend(h2_frame(HEADERS, 0x5, 7, &fields));
+    polite.write_all(&bytes).await.unwrap();
+    let frames = h2_frames(&mut polite, Duration::from_millis(800)).await;
+    assert!(frames.iter().all(|(kind, _, _)| *kind != GOAWAY), "{frames:?}");
+    assert!(frames.iter().any(|&(kind, id, _)| kind == HEADERS && id == 7), "{frames:?}");
 }
