@@ -218,25 +218,7 @@ async fn watch_picks_up_an_edited_included_file() {
 /// the tunnel.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_with_an_idle_websocket_ends_at_the_drain_timeout() {
-    let socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let websocket = socket.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = socket.accept().await {
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).await.unwrap_or(0) == 1
-                {
-                    head.push(byte[0]);
-                }
-                let switch = "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\n\
-                              Upgrade: websocket\r\n\r\n";
-                let _ = stream.write_all(switch.as_bytes()).await;
-                let (mut read, mut write) = stream.split();
-                let _ = tokio::io::copy(&mut read, &mut write).await;
-            });
-        }
-    });
+    let websocket = echo_websocket().await;
     let slow = Upstream::with_delay("slow", Duration::from_millis(600)).await;
     let mut gateway = Gateway::start_with(
         &spec(websocket, slow.address, "", &route("ws", "/ws")),
@@ -245,9 +227,7 @@ async fn drain_with_an_idle_websocket_ends_at_the_drain_timeout() {
     let address = gateway.addr("public");
 
     let mut tunnel = TcpStream::connect(address).await.unwrap();
-    let upgrade =
-        "GET /ws HTTP/1.1\r\nHost: x.test\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n";
-    tunnel.write_all(upgrade.as_bytes()).await.unwrap();
+    tunnel.write_all(WEBSOCKET.as_bytes()).await.unwrap();
     let mut reply = [0u8; 12];
     tunnel.read_exact(&mut reply).await.unwrap();
     assert_eq!(&reply, b"HTTP/1.1 101");
@@ -265,6 +245,83 @@ async fn drain_with_an_idle_websocket_ends_at_the_drain_timeout() {
     assert!(took < Duration::from_secs(5), "exit took {took:?} after SIGTERM");
     // The tunnel had the drain's grace, and no more.
     assert!(gateway.count_stderr("drain cut short") == 1, "{}", gateway.stderr().join("\n"));
+}
+
+/// An upstream that switches any request to a tunnel and echoes what it
+/// is sent.
+async fn echo_websocket() -> SocketAddr {
+    let socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = socket.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).await.unwrap_or(0) == 1
+                {
+                    head.push(byte[0]);
+                }
+                let switch = "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\n\
+                              Upgrade: websocket\r\n\r\n";
+                let _ = stream.write_all(switch.as_bytes()).await;
+                let (mut read, mut write) = stream.split();
+                let _ = tokio::io::copy(&mut read, &mut write).await;
+            });
+        }
+    });
+    address
+}
+
+const WEBSOCKET: &str =
+    "GET /ws HTTP/1.1\r\nHost: x.test\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n";
+
+/// B52: a WebSocket tunnel outlives reloads, even ones that move its pool
+/// to another endpoint and then remove its route, while new upgrades follow
+/// the new plan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_tunnel_outlives_reloads() {
+    let websocket = echo_websocket().await;
+    let slow = Upstream::start("slow").await;
+    let gateway = Gateway::start_with(
+        &spec(websocket, slow.address, "", &route("ws", "/ws")),
+        &["--access-log", "off"],
+    );
+    let address = gateway.addr("public");
+    let mut tunnel = TcpStream::connect(address).await.unwrap();
+    tunnel.write_all(WEBSOCKET.as_bytes()).await.unwrap();
+    let mut status = [0u8; 12];
+    tunnel.read_exact(&mut status).await.unwrap();
+    assert_eq!(&status, b"HTTP/1.1 101");
+    // The rest of the 101's head.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        tunnel.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+
+    async fn echoes(tunnel: &mut TcpStream, text: &[u8]) {
+        tunnel.write_all(text).await.unwrap();
+        let mut echoed = vec![0u8; text.len()];
+        let read = tokio::time::timeout(Duration::from_secs(2), tunnel.read_exact(&mut echoed));
+        read.await.expect("the tunnel must still echo").unwrap();
+        assert_eq!(echoed, text);
+    }
+    echoes(&mut tunnel, b"before").await;
+    // The tunnel's pool moves to another endpoint, then its route goes.
+    let moved = spec(slow.address, slow.address, "", &route("ws", "/ws"));
+    let without_ws = spec(slow.address, slow.address, "", "");
+    for (n, next) in [moved, without_ws].iter().enumerate() {
+        std::fs::write(gateway.spec_path(), next).unwrap();
+        gateway.hangup();
+        wait_stderr(&gateway, "plan reloaded", n + 1);
+        echoes(&mut tunnel, format!("after reload {n}").as_bytes()).await;
+    }
+    // The last plan has no `/ws` route: a new upgrade is not tunnelled.
+    let mut late = TcpStream::connect(address).await.unwrap();
+    late.write_all(WEBSOCKET.as_bytes()).await.unwrap();
+    late.read_exact(&mut status).await.unwrap();
+    assert_eq!(&status, b"HTTP/1.1 404");
 }
 
 /// The drain reports how many client connections it waits for: each
