@@ -1,5 +1,5 @@
-//! The traffic machines end to end, part two: consistent hashing across a
-//! reload, slow start, panic mode, per-try timeouts, outlier ejection and
+//! The traffic machines end to end, part two: consistent hashing on every kind of key and
+//! across a reload, slow start, panic mode, per-try timeouts, outlier ejection and
 //! return, and the circuit breaker's connection limits. Real upstreams on
 //! 127.0.0.1; every clock scaled down to tens or hundreds of milliseconds.
 
@@ -219,4 +219,93 @@ async fn the_circuit_breaker_answers_503_beyond_max_pending() {
         .iter()
         .filter(|(s, _)| *s == 503)
         .all(|(_, b)| b.contains("pool_overloaded") && b.contains("max_pending")));
+}
+
+/// The port of the node that answered a GET of `path` with `header`.
+async fn owner(address: SocketAddr, path: &str, header: Option<(&'static str, String)>) -> u16 {
+    let mut ask = request("GET", address, "x.test", path);
+    if let Some((name, value)) = header {
+        ask.headers_mut().insert(name, value.parse().unwrap());
+    }
+    let reply = send(&client(), ask).await;
+    assert_eq!(reply.status, 200, "{path}");
+    reply.headers["x-node"].to_str().unwrap().parse().unwrap()
+}
+
+/// Whether every node owns at least a few of `owners`, as a hash spreads keys.
+fn spread(nodes: &[Node], owners: &[u16]) -> bool {
+    nodes.iter().all(|n| owners.iter().filter(|&&p| p == n.address.port()).count() >= 3)
+}
+
+/// Consistent hashing on a cookie, a query parameter and a path parameter:
+/// the same key reaches the same endpoint whatever else the request
+/// carries (other cookies, other parameters, the rest of the path), and
+/// different keys spread over every endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consistent_hash_follows_a_cookie_a_query_parameter_and_a_path_parameter() {
+    let nodes = [Node::start().await, Node::start().await, Node::start().await];
+    let refs: Vec<&Node> = nodes.iter().collect();
+    type Ask = fn(usize, usize) -> (String, Option<(&'static str, String)>);
+    let cases: [(&str, Ask); 3] = [
+        ("{ cookie: session }", |k, v| {
+            ("/".into(), Some(("cookie", format!("theme=t{v}; session=s{k}; lang=l{v}"))))
+        }),
+        ("{ query: user }", |k, v| (format!("/search?page={v}&user=u{k}&sort=s{v}"), None)),
+        ("{ path_param: id }", |k, v| (format!("/users/{k}/items/{v}"), None)),
+    ];
+    for (key, ask) in cases {
+        let pool = format!("    balance: consistent_hash\n    hash_on: {key}\n");
+        let spec = spec(&refs, &[], &pool, "").replace("\"/{*rest}\"", "\"/users/{id}/{*rest}\"");
+        let spec = if key.contains("path_param") { spec } else { spec.replace("/users/{id}", "") };
+        let gateway = Gateway::start(&spec);
+        let address = gateway.addr("public");
+        let mut owners = Vec::new();
+        for k in 0..60 {
+            let (path, header) = ask(k, 0);
+            let first = owner(address, &path, header).await;
+            let (path, header) = ask(k, 1);
+            assert_eq!(owner(address, &path, header).await, first, "{key}: key {k} moved");
+            owners.push(first);
+        }
+        assert!(spread(&nodes, &owners), "{key}: {owners:?}");
+    }
+}
+
+/// Consistent hashing on the client's address: every request from one
+/// address reaches one endpoint, whatever it asks for, and addresses
+/// spread. (Clients bind 127.0.0.2 to 127.0.0.61, all of them loopback.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consistent_hash_follows_the_client_address() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let nodes = [Node::start().await, Node::start().await, Node::start().await];
+    let pool = "    balance: consistent_hash\n    hash_on: client_address\n";
+    let gateway = Gateway::start(&spec(&nodes.iter().collect::<Vec<_>>(), &[], pool, ""));
+    let address = gateway.addr("public");
+    let mut owners = Vec::new();
+    for host in 2..62u8 {
+        let mut seen = Vec::new();
+        // Two connections (so two client ports), two different requests.
+        for path in ["/a", "/b/c?d=e"] {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(SocketAddr::from(([127, 0, 0, host], 0))).unwrap();
+            let mut stream = socket.connect(address).await.unwrap();
+            let ask = format!("GET {path} HTTP/1.1\r\nHost: x.test\r\n\r\n");
+            stream.write_all(ask.as_bytes()).await.unwrap();
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                let mut byte = [0u8; 1];
+                stream.read_exact(&mut byte).await.unwrap();
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8_lossy(&head).to_lowercase();
+            let length = support::raw::header(&head, "content-length").unwrap().parse().unwrap();
+            stream.read_exact(&mut vec![0u8; length]).await.unwrap();
+            let node: u16 = support::raw::header(&head, "x-node").unwrap().parse().unwrap();
+            seen.push(node);
+        }
+        assert_eq!(seen[0], seen[1], "127.0.0.{host} moved");
+        owners.push(seen[0]);
+    }
+    assert!(spread(&nodes, &owners), "{owners:?}");
 }
