@@ -368,3 +368,41 @@ fn explain_says_why_the_closest_other_routes_lost() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("others    get-user: method not allowed (only GET)"), "{stderr}");
 }
+
+/// `explain` tells, for the matched route's pool, how long a dead endpoint
+/// keeps its traffic and how long a recovered one stays out: each is the
+/// thresholds times the longest probe cycle (interval, jitter and timeout).
+#[test]
+fn explain_shows_how_long_failover_and_return_take() {
+    let checked = CLEAN.replace(
+        "      - address: 127.0.0.1:9001\n",
+        "      - address: 127.0.0.1:9001
+    health_check: { path: /healthz, interval: 5s, jitter: 1s, timeout: 2s,
+                    unhealthy_threshold: 3, healthy_threshold: 2 }
+    outlier_detection: { consecutive_failures: 4, base_ejection: 10s }
+",
+    );
+    let s = spec(&checked);
+    let out = sluice()
+        .arg("explain")
+        .arg(&s.path)
+        .args(["GET", "http://api.example.test/users/1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let health = stdout.lines().find(|l| l.starts_with("health")).unwrap_or_default();
+    assert!(health.contains("GET /healthz every 5s"), "{stdout}");
+    // (5 s + 1 s + 2 s) times 3, and times 2.
+    assert!(health.contains("out within 24s, a recovered one back within 16s"), "{stdout}");
+    let outliers = stdout.lines().find(|l| l.starts_with("outliers")).unwrap_or_default();
+    assert!(outliers.contains("ejected after 4 failures"), "{stdout}");
+    assert!(outliers.contains("for 10s"), "{stdout}");
+
+    let plain = spec(CLEAN);
+    let url = "http://api.example.test/users/1";
+    let out = sluice().arg("explain").arg(&plain.path).args(["GET", url]).output();
+    let stdout = String::from_utf8_lossy(&out.unwrap().stdout).into_owned();
+    assert!(stdout.contains("health    no active checks"), "{stdout}");
+    assert!(!stdout.contains("outliers"), "{stdout}");
+}
