@@ -427,3 +427,58 @@ async fn http2_pools_keep_the_clock_while_a_body_goes_out() {
     assert!(response.ends_with("got 10"), "{response}");
     server.abort();
 }
+
+/// An upgraded tunnel whose upstream stops taking bytes ends at the pool's
+/// stall timeout, releasing the client's connection, while the listener's
+/// clock is left at its minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tunnel_whose_upstream_stops_reading_ends_at_the_pool_stall_timeout() {
+    let upstream = RawUpstream::start(|mut c: Conn| async move {
+        if c.head().await.is_some() {
+            let switch = "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\n\
+                          Upgrade: websocket\r\n\r\n";
+            let _ = c.write(switch.as_bytes()).await;
+            // Reads nothing more, and holds the connection open.
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        }
+    })
+    .await;
+    let gateway = Gateway::start(&spec_with("", &[upstream.address], POOL_STALL, ""));
+    let stream = TcpStream::connect(gateway.addr("public")).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let upgrade =
+        "GET /ws HTTP/1.1\r\nHost: x.test\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n";
+    writer.write_all(upgrade.as_bytes()).await.unwrap();
+    let mut status = [0u8; 12];
+    reader.read_exact(&mut status).await.unwrap();
+    assert_eq!(&status, b"HTTP/1.1 101");
+
+    // The client sends until the buffers on the way fill up and past that.
+    let started = Instant::now();
+    let flood = tokio::spawn(async move {
+        let chunk = vec![b'x'; 64 << 10];
+        while writer.write_all(&chunk).await.is_ok() {}
+    });
+    let (_, elapsed) = until_closed_read(&mut reader, Duration::from_secs(10)).await;
+    assert!(elapsed < Duration::from_secs(5), "the tunnel stayed open {elapsed:?}");
+    assert!(started.elapsed() >= Duration::from_millis(280));
+    flood.abort();
+}
+
+/// Read until the peer closes (or resets) the connection; how long that
+/// took. Panics when it is still open after `limit`.
+async fn until_closed_read(
+    reader: &mut tokio::net::tcp::OwnedReadHalf,
+    limit: Duration,
+) -> (Vec<u8>, Duration) {
+    let started = Instant::now();
+    let mut bytes = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        let read = tokio::time::timeout_at((started + limit).into(), reader.read(&mut buffer));
+        match read.await.expect("the connection is still open") {
+            Ok(0) | Err(_) => return (bytes, started.elapsed()),
+            Ok(n) => bytes.extend_from_slice(&buffer[..n]),
+        }
+    }
+}

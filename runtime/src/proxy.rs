@@ -342,7 +342,9 @@ async fn forward(
         let (pool, endpoint) = exchange.endpoint().unwrap_or((pool, endpoint));
         return Err(ProxyError::UnaskedUpgrade { endpoint: shared.addresses[pool][endpoint] });
     }
-    let switched = upgrade.and_then(|upgrade| upgrade.on_response(&mut response));
+    let answered = exchange.endpoint().map_or(pool, |(pool, _)| pool);
+    let stall = shared.plan.pools[answered].stall_timeout;
+    let switched = upgrade.and_then(|upgrade| upgrade.on_response(&mut response, stall));
     headers::strip_hop_by_hop_response(response.headers_mut());
     if let Some(upgraded_to) = switched {
         upgrade::restore_response(response.headers_mut(), upgraded_to);

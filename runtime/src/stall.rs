@@ -286,8 +286,9 @@ async fn fire(watchdog: Arc<Watchdog>) {
     }
 }
 
-/// A client socket whose writes fail with `TimedOut` once the client has
-/// taken no bytes for the listener's `stall_timeout`. Reads pass through.
+/// A socket whose writes fail with `TimedOut` once its peer has taken no
+/// bytes for a stall timeout: a client's, with the listener's, or an
+/// upgraded upstream's, with the pool's. Reads pass through.
 pub(crate) struct StallingWriter<S> {
     inner: S,
     stall: Stall,
@@ -300,7 +301,7 @@ impl<S> StallingWriter<S> {
 }
 
 fn write_stalled(limit: Duration) -> io::Error {
-    let message = format!("the client took none of its response for {limit:?}");
+    let message = format!("the peer took none of what it was sent for {limit:?}");
     io::Error::new(io::ErrorKind::TimedOut, message)
 }
 

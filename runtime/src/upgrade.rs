@@ -15,6 +15,8 @@
 //! A tunnel keeps its place in the listener's connection limit and in the
 //! drain, so shutdown waits for it up to the drain timeout and no longer.
 
+use std::time::Duration;
+
 use hyper::header::{HeaderMap, HeaderValue, CONNECTION, UPGRADE};
 use hyper::upgrade::OnUpgrade;
 use hyper::{Request, Response, StatusCode, Version};
@@ -22,6 +24,7 @@ use hyper_util::rt::TokioIo;
 use sluice_compiler::spec::Protocol;
 
 use crate::gateway::ConnectionHold;
+use crate::stall::StallingWriter;
 
 /// The client's side of a requested upgrade.
 pub(crate) struct Requested {
@@ -54,8 +57,15 @@ impl Requested {
 
     /// Given the upstream's response (its hop-by-hop headers not yet
     /// removed), start the tunnel if it switched protocols. Returns the
-    /// `Upgrade` value to send the client, when it did.
-    pub(crate) fn on_response<B>(self, response: &mut Response<B>) -> Option<HeaderValue> {
+    /// `Upgrade` value to send the client, when it did. The tunnel ends
+    /// when the upstream takes none of what it is sent for `stall` (the
+    /// pool's stall timeout); the client's side has the listener's clock
+    /// already.
+    pub(crate) fn on_response<B>(
+        self,
+        response: &mut Response<B>,
+        stall: Duration,
+    ) -> Option<HeaderValue> {
         if response.status() != StatusCode::SWITCHING_PROTOCOLS {
             return None;
         }
@@ -71,7 +81,8 @@ impl Requested {
                     return;
                 }
             };
-            let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+            let mut client = TokioIo::new(client);
+            let mut upstream = StallingWriter::new(TokioIo::new(upstream), stall);
             match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
                 Ok((sent, received)) => tracing::debug!(sent, received, "tunnel closed"),
                 Err(error) => tracing::debug!(%error, "tunnel ended with an error"),
