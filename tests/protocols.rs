@@ -446,3 +446,34 @@ async fn rapid_resets_beyond_the_limit_close_the_connection() {
     assert!(frames.iter().all(|(kind, _, _)| *kind != GOAWAY), "{frames:?}");
     assert!(frames.iter().any(|&(kind, id, _)| kind == HEADERS && id == 7), "{frames:?}");
 }
+
+/// An HTTP/2 client that goes silent, and does not acknowledge the PING
+/// that a graceful close waits on, is still closed soon after the idle
+/// timeout, freeing its place under the listener's connection limit; so
+/// is one that left a header block unfinished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_http2_client_is_closed_after_the_idle_timeout() {
+    let upstream = Upstream::start("ok").await;
+    let listener = "    idle_timeout: 200ms\n    head_timeout: 300ms\n    max_connections: 1\n";
+    let gateway = Gateway::start(&spec_with(listener, &[upstream.address], "", ""));
+    let preface = [&b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"[..], &h2_frame(0x4, 0, 0, &[])].concat();
+    // HEADERS without END_HEADERS, and no CONTINUATION after it.
+    let unfinished = h2_frame(0x1, 0x1, 1, &[0x82, 0x86, 0x84]);
+
+    for (case, opening) in
+        [("silent", preface.clone()), ("unfinished", [preface, unfinished].concat())]
+    {
+        let mut silent = TcpStream::connect(gateway.addr("public")).await.unwrap();
+        silent.write_all(&opening).await.unwrap();
+        let started = Instant::now();
+        // Reads (so the gateway's writes never stall) but never answers.
+        let frames = h2_frames(&mut silent, Duration::from_secs(5)).await;
+        let elapsed = started.elapsed();
+        assert!(elapsed < Duration::from_secs(3), "{case}: open for {elapsed:?}: {frames:?}");
+        assert!(frames.iter().any(|(kind, _, _)| *kind == 0x7), "{case}: no GOAWAY: {frames:?}");
+    }
+    // The one connection the listener allows is free again.
+    let answer = support::raw(gateway.addr("public"), b"GET / HTTP/1.1\r\nHost: x.test\r\n\r\n");
+    let answer = tokio::time::timeout(Duration::from_secs(3), answer).await;
+    assert!(answer.expect("the slot was not freed").starts_with("HTTP/1.1 200"));
+}

@@ -407,11 +407,31 @@ pub(crate) async fn drive<F: GracefulFuture>(
                     Some((at, Clock::Idle)) if at <= now => {
                         tracing::debug!(%peer, "idle connection timed out; closing");
                         serving.as_mut().shut_down();
-                        return Some(serving.await);
+                        return closed_within(serving, &state, limits.head).await;
                     }
                     _ => timer.as_mut().reset(state.next_check(limits, now)),
                 }
             }
+        }
+    }
+}
+
+/// Wait for a connection asked to shut down while idle to close, for
+/// `grace` at a time while no request is in flight. An HTTP/2 shutdown
+/// waits for the client to acknowledge a PING; a client that never does
+/// would otherwise keep the connection, and its place under the
+/// listener's connection limit, for ever. A request that arrived before
+/// the client learnt of the shutdown is still finished.
+async fn closed_within<F: Future>(
+    mut serving: Pin<&mut F>,
+    state: &ConnectionState,
+    grace: Duration,
+) -> Option<F::Output> {
+    loop {
+        match tokio::time::timeout(grace, serving.as_mut()).await {
+            Ok(ended) => return Some(ended),
+            Err(_) if state.in_flight.load(Ordering::Acquire) == 0 => return None,
+            Err(_) => {}
         }
     }
 }
