@@ -43,6 +43,7 @@ pub mod codes {
     pub const BAD_SETTING: Code = Code { id: "S0420", name: "bad-setting" };
     pub const LATE_EVENT: Code = Code { id: "S0421", name: "late-event" };
     pub const REPLAY_LOG: Code = Code { id: "S0422", name: "replay-log" };
+    pub const AMBIGUOUS_POOL: Code = Code { id: "S0423", name: "ambiguous-pool" };
 }
 
 /// Most requests one run may simulate, warm-up included, so that a typo in
@@ -139,7 +140,7 @@ impl Checker<'_> {
         let pools = self.pools(s, &traffic);
         let gateway = self.gateway(s.gateway.as_ref());
         let variants = self.variants(s);
-        let events = self.events(s, length);
+        let events = self.events(s, length, &traffic);
         if let Some(length) = length {
             self.limits(length, warmup, &arrivals);
         }

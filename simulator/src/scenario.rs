@@ -321,6 +321,10 @@ impl VariantName {
     }
 }
 
+/// The `pool` of an event that stands for the pool receiving the largest
+/// share of the traffic.
+pub const BUSIEST: &str = "busiest";
+
 mod gateway;
 pub use self::gateway::{
     ActionName, BreakerModel, BudgetModel, EventModel, GatewayModel, Grid, HealthModel,

@@ -247,6 +247,12 @@ fn later_codes_point_at_the_value_they_are_about() {
         ),
         ("S0415", GOOD.replacen("{ rate: 300 }", "{ replay: x.log, rate: 5 }", 1), "rate: 5"),
         ("S0421", event("{ at: 90s, action: crash, pool: contacts, endpoint: \"0\" }"), "90s"),
+        (
+            "S0423",
+            event("{ at: 10s, action: crash, pool: busiest }")
+                .replace("{ route: get-contact, weight: 5 }", "{ route: get-contact }"),
+            "busiest }",
+        ),
     ];
     for (code, text, at) in &cases {
         // Where `at` is, counting from 1, on the last line that has it.
@@ -287,4 +293,47 @@ fn absurd_sizes_are_findings_not_silent_runs() {
             check(&GOOD.replace(from, to)).diagnostics.iter().map(|d| d.code.id).collect();
         assert!(codes.contains(&code), "{to}: {codes:?}");
     }
+}
+
+#[test]
+fn an_event_in_the_busiest_pool_follows_the_traffic() {
+    let events =
+        "events:\n  - { at: 10s, action: slow, pool: busiest, endpoint: \"0\", factor: 4 }\n";
+    let faults = |text: &str| {
+        let checked = check(text);
+        assert!(!checked.has_errors(), "{:?}", checked.diagnostics);
+        let w = checked.workload.unwrap();
+        w.events.iter().map(|f| (f.pool, f.endpoint)).collect::<Vec<_>>()
+    };
+    // get-contact (weight 5) outweighs get-deal (weight 1), then the other way round.
+    assert_eq!(faults(&format!("{GOOD}{events}")), [(0, 0)]);
+    let deals =
+        GOOD.replace("{ route: get-contact, weight: 5 }", "{ route: get-contact, weight: 0.5 }");
+    assert_eq!(faults(&format!("{deals}{events}")), [(1, 0)]);
+
+    // Without a `traffic` mix both routes weigh 1: a tie, which names both pools.
+    let default_mix = GOOD
+        .replace("traffic:\n  - { route: get-contact, weight: 5 }\n  - { route: get-deal }\n", "");
+    let checked = check(&format!("{default_mix}{events}"));
+    let found: Vec<_> = checked.diagnostics.iter().filter(|d| d.code.id == "S0423").collect();
+    assert_eq!(found.len(), 1, "{:?}", checked.diagnostics);
+    assert!(found[0].message.contains("`contacts`, `deals`"), "{}", found[0].message);
+    assert!(found[0].help.as_deref().unwrap_or("").contains("pool: contacts"), "{found:?}");
+    assert!(checked.workload.is_none());
+}
+
+#[test]
+fn a_spec_pool_named_busiest_is_that_pool() {
+    let spec = SPEC.replace("name: deals", "name: busiest").replace("to: deals", "to: busiest");
+    let checked = sluice_compiler::check(SourceFile::new("spec.yaml", spec));
+    let plan = checked.plan.expect("the renamed spec is valid");
+    // get-contact receives more traffic, but the name wins.
+    let text = format!(
+        "{}events:\n  - {{ at: 10s, action: crash, pool: busiest }}\n",
+        GOOD.replace("  deals: {", "  busiest: {")
+    );
+    let checked = check_scenario(SourceFile::new("scenario.yaml", text), Some(&plan));
+    assert!(!checked.has_errors(), "{:?}", checked.diagnostics);
+    let faults: Vec<usize> = checked.workload.unwrap().events.iter().map(|f| f.pool).collect();
+    assert_eq!(faults, [1]);
 }
