@@ -17,8 +17,8 @@ use super::{codes, known, Checker};
 use crate::scenario::{self, ActionName, EventModel, GatewayModel, Grid, PatternName, Scenario};
 use crate::time::Nanos;
 use crate::workload::{
-    Arrivals, Burst, Fault, FaultKind, Gateway, Length, Pattern, RateChange, RateProfile,
-    RouteShare, Variant,
+    Arrivals, Burst, DailyCurve, Fault, FaultKind, Gateway, Length, Pattern, RateChange,
+    RateProfile, RouteShare, Variant,
 };
 
 /// Most variants a grid may produce.
@@ -72,6 +72,7 @@ impl Checker<'_> {
                 ("pattern", a.pattern.is_some()),
                 ("changes", !a.changes.is_empty()),
                 ("bursts", !a.bursts.is_empty()),
+                ("daily", a.daily.is_some()),
             ];
             for (field, _) in others.iter().filter(|(_, set)| *set) {
                 let message =
@@ -105,6 +106,7 @@ impl Checker<'_> {
                     ("pattern", a.pattern.is_some()),
                     ("changes", !a.changes.is_empty()),
                     ("bursts", !a.bursts.is_empty()),
+                    ("daily", a.daily.is_some()),
                 ];
                 for (field, set) in open_only {
                     if set {
@@ -197,9 +199,44 @@ impl Checker<'_> {
                     Some(PatternName::Constant) => Pattern::Constant,
                     _ => Pattern::Poisson,
                 };
-                Arrivals::Open { pattern, profile: RateProfile { base, changes, bursts } }
+                let daily = a.daily.as_ref().and_then(|d| self.daily(d));
+                Arrivals::Open { pattern, profile: RateProfile { base, changes, bursts, daily } }
             }
         }
+    }
+
+    /// A daily curve, checked: a positive period and 24 multipliers, each a
+    /// valid factor.
+    fn daily(&mut self, d: &scenario::DailyCurve) -> Option<DailyCurve> {
+        const HOURS: usize = 24;
+        let here = "/arrivals/daily";
+        let period = match self.optional_duration(&format!("{here}/period"), &d.period) {
+            Some(0) => {
+                let message = "a day's `period` must be positive, such as `period: 24m`";
+                self.push(
+                    Diagnostic::error(codes::OUT_OF_RANGE, message),
+                    &format!("{here}/period"),
+                );
+                None
+            }
+            None if d.period.is_some() => None,
+            None => Some(24 * 3_600 * 1_000_000_000),
+            Some(p) => Some(p),
+        };
+        let mut ok = period.is_some();
+        if d.hours.len() != HOURS {
+            let message = format!(
+                "a daily curve needs {HOURS} hourly multipliers, one per hour from midnight; \
+                 this one has {}",
+                d.hours.len()
+            );
+            self.push(Diagnostic::error(codes::BAD_ARRIVALS, message), &format!("{here}/hours"));
+            ok = false;
+        }
+        for (i, &x) in d.hours.iter().enumerate() {
+            ok &= self.factor(&format!("{here}/hours/{i}"), "hourly multiplier", x);
+        }
+        Some(DailyCurve { period: period?, hours: d.hours.clone() }).filter(|_| ok)
     }
 
     /// A count setting that must be at least 1.

@@ -203,6 +203,8 @@ fn a_misspelt_route_or_pool_gets_the_nearest_name() {
 fn later_codes_point_at_the_value_they_are_about() {
     // (code, text added to or replaced in GOOD, the text the finding points at)
     let event = |e: &str| format!("{GOOD}events:\n  - {e}\n");
+    let daily =
+        |d: &str| GOOD.replacen("{ rate: 300 }", &format!("{{ rate: 300, daily: {{ {d} }} }}"), 1);
     let cases: Vec<(&str, String, &str)> = vec![
         ("S0415", GOOD.replacen("{ rate: 300 }", "{ rate: 300, clients: 17 }", 1), "17 }"),
         ("S0415", GOOD.replacen("{ rate: 300 }", "{ rate: 300, think: 1s }", 1), "think"),
@@ -247,6 +249,21 @@ fn later_codes_point_at_the_value_they_are_about() {
         ),
         ("S0415", GOOD.replacen("{ rate: 300 }", "{ replay: x.log, rate: 5 }", 1), "rate: 5"),
         ("S0421", event("{ at: 90s, action: crash, pool: contacts, endpoint: \"0\" }"), "90s"),
+        ("S0415", daily("period: 24m, hours: [1, 2, 3]"), "[1, 2, 3]"),
+        ("S0417", daily(&format!("hours: [{}-1]", "1, ".repeat(23))), "-1]"),
+        ("S0417", daily(&format!("hours: [{}1e9]", "1, ".repeat(23))), "1e9]"),
+        ("S0417", daily(&format!("period: 0s, hours: [{}1]", "1, ".repeat(23))), "0s"),
+        ("S0406", daily(&format!("period: 1 day, hours: [{}1]", "1, ".repeat(23))), "1 day"),
+        (
+            "S0415",
+            GOOD.replacen("{ rate: 300 }", "{ clients: 5, daily: { hours: [1] } }", 1),
+            "daily",
+        ),
+        (
+            "S0415",
+            GOOD.replacen("{ rate: 300 }", "{ replay: x.log, daily: { hours: [1] } }", 1),
+            "daily",
+        ),
         (
             "S0423",
             event("{ at: 10s, action: crash, pool: busiest }")
@@ -336,4 +353,30 @@ fn a_spec_pool_named_busiest_is_that_pool() {
     assert!(!checked.has_errors(), "{:?}", checked.diagnostics);
     let faults: Vec<usize> = checked.workload.unwrap().events.iter().map(|f| f.pool).collect();
     assert_eq!(faults, [1]);
+}
+
+#[test]
+fn a_daily_curve_resolves_with_its_period_and_hours() {
+    use crate::workload::DailyCurve;
+    let hours = (0..24).map(|h| format!("{}", 1 + h % 3)).collect::<Vec<_>>().join(", ");
+    let text = GOOD.replacen(
+        "{ rate: 300 }",
+        &format!("{{ rate: 300, daily: {{ period: 24m, hours: [{hours}] }} }}"),
+        1,
+    );
+    let checked = check(&text);
+    assert!(!checked.has_errors(), "{:?}", checked.diagnostics);
+    let Some(Arrivals::Open { profile, .. }) = checked.workload.map(|w| w.arrivals) else {
+        panic!("open-loop arrivals")
+    };
+    let want: Vec<f64> = (0..24).map(|h| f64::from(1 + h % 3)).collect();
+    assert_eq!(profile.daily, Some(DailyCurve { period: 24 * 60 * SECOND, hours: want }));
+    assert_eq!(profile.peak(), 900.0);
+    // Without a period, a day lasts a day.
+    let text = text.replace("period: 24m, ", "");
+    let checked = check(&text);
+    let Some(Arrivals::Open { profile, .. }) = checked.workload.map(|w| w.arrivals) else {
+        panic!("open-loop arrivals")
+    };
+    assert_eq!(profile.daily.map(|d| d.period), Some(24 * 3_600 * SECOND));
 }

@@ -350,3 +350,80 @@ fn every_variant_splits_the_same_requests_the_same_way() {
     let all = runs[0].arrivals.len() as f64;
     assert_close(a / all, 0.75, 0.02, "share of the split's first side");
 }
+
+/// A day with a night trough, a morning rise and an evening peak.
+const DAY: [f64; 24] = [
+    0.3, 0.2, 0.15, 0.15, 0.2, 0.3, 0.6, 1.0, 1.4, 1.5, 1.5, 1.6, //
+    1.7, 1.6, 1.5, 1.5, 1.6, 1.8, 2.0, 2.0, 1.6, 1.1, 0.7, 0.4,
+];
+
+/// Arrivals per hour-long window over two compressed days, against the
+/// integral of the curve over each window.
+fn arrivals_per_hour(pattern: crate::workload::Pattern) -> Vec<(f64, f64)> {
+    use crate::workload::{Arrivals, DailyCurve, RateProfile};
+    let hour = SECOND; // A day lasts 24 s.
+    let mut w =
+        workload(1_000.0, Length::Duration(48 * hour), 1, ServiceTime::Constant { value: MS });
+    let mut profile = RateProfile::flat(1_000.0);
+    profile.daily = Some(DailyCurve { period: 24 * hour, hours: DAY.to_vec() });
+    w.arrivals = Arrivals::Open { pattern, profile: profile.clone() };
+
+    let mut counts = vec![0u64; 48];
+    let mut source = Source::new(&w, 17);
+    let mut at = source.next;
+    while let Some(t) = at.filter(|&t| t < 48 * hour) {
+        counts[(t / hour) as usize] += 1;
+        at = source.after(&w, t, false);
+    }
+    counts
+        .iter()
+        .enumerate()
+        .map(|(h, &count)| {
+            let h = h as u64;
+            let expected = profile.expected((h + 1) * hour) - profile.expected(h * hour);
+            (count as f64, expected)
+        })
+        .collect()
+}
+
+#[test]
+fn poisson_arrivals_follow_the_daily_curve_hour_by_hour() {
+    // Each window's count is Poisson with mean the curve's integral over it
+    // (150 to 2,000 here): within four standard deviations, in every window.
+    for (h, (count, expected)) in
+        arrivals_per_hour(crate::workload::Pattern::Poisson).into_iter().enumerate()
+    {
+        let sigmas = (count - expected).abs() / expected.sqrt();
+        assert!(
+            sigmas < 4.0,
+            "hour {h}: {count} arrivals, {expected:.1} expected ({sigmas:.1} sigma)"
+        );
+    }
+}
+
+#[test]
+fn constant_arrivals_follow_the_daily_curve_hour_by_hour() {
+    // Evenly spaced at the rate of the moment: within 1% and two arrivals.
+    for (h, (count, expected)) in
+        arrivals_per_hour(crate::workload::Pattern::Constant).into_iter().enumerate()
+    {
+        let error = (count - expected).abs();
+        assert!(
+            error < 0.01 * expected + 2.0,
+            "hour {h}: {count} arrivals, {expected:.1} expected"
+        );
+    }
+}
+
+#[test]
+fn the_daily_curve_interpolates_between_hours_and_wraps_at_midnight() {
+    use crate::workload::DailyCurve;
+    let curve = DailyCurve { period: 24 * SECOND, hours: DAY.to_vec() };
+    assert_eq!(curve.at(0), 0.3);
+    assert_eq!(curve.at(18 * SECOND), 2.0);
+    assert_close(curve.at(SECOND / 2), 0.25, 1e-9, "half way from hour 0 to hour 1");
+    assert_close(curve.at(23 * SECOND + SECOND / 2), 0.35, 1e-9, "half way from 23:00 to midnight");
+    assert_eq!(curve.at(24 * SECOND), curve.at(0));
+    assert_eq!(curve.at(30 * SECOND), curve.at(6 * SECOND));
+    assert_eq!(curve.peak(), 2.0);
+}
