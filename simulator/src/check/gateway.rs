@@ -13,7 +13,7 @@ const MAX_ATTEMPTS: u32 = 100;
 use sluice_compiler::Diagnostic;
 use sluice_traffic::{BudgetSettings, CircuitLimits, HealthSettings, OutlierSettings};
 
-use super::{codes, known, Checker};
+use super::{codes, known, pool_shares, Checker};
 use crate::scenario::{self, ActionName, EventModel, GatewayModel, Grid, PatternName, Scenario};
 use crate::time::Nanos;
 use crate::workload::{
@@ -620,18 +620,7 @@ impl Checker<'_> {
     /// finding at `pointer` when no pool or more than one pool has it.
     fn busiest(&mut self, pointer: &str, traffic: &[RouteShare]) -> Option<usize> {
         let topology = self.topology?;
-        let mut load = vec![0.0f64; topology.pools.len()];
-        for share in traffic {
-            let Some(route) = topology.routes.get(share.route) else { continue };
-            let total: u64 = route.split.iter().map(|s| u64::from(s.1)).sum();
-            if total == 0 {
-                load[route.pool] += share.weight;
-            } else {
-                for &(pool, weight) in &route.split {
-                    load[pool] += share.weight * f64::from(weight) / total as f64;
-                }
-            }
-        }
+        let load = pool_shares(topology, traffic);
         let all: f64 = load.iter().sum();
         let top = load.iter().copied().fold(0.0, f64::max);
         if !(top > 0.0 && all.is_finite()) {

@@ -380,3 +380,29 @@ fn a_daily_curve_resolves_with_its_period_and_hours() {
     };
     assert_eq!(profile.daily.map(|d| d.period), Some(24 * 3_600 * SECOND));
 }
+
+#[test]
+fn a_split_route_offers_each_side_its_share_of_the_load() {
+    // get-contact goes half to contacts, half to deals. At 300/s, 5/6 of
+    // the traffic and 20 ms of work per request, contacts would be offered
+    // 5 busy workers unsplit; split, 2.5.
+    let spec = SPEC.replace(
+        "    to: contacts\n",
+        "    to: [{ pool: contacts, weight: 1 }, { pool: deals, weight: 1 }]\n",
+    );
+    let plan = sluice_compiler::check(SourceFile::new("spec.yaml", spec)).plan.unwrap();
+    let overloaded = |workers: u32| {
+        let text = GOOD
+            .replace("contacts: { workers: 4,", &format!("contacts: {{ workers: {workers},"))
+            .replace(
+                "deals: { service: { distribution: lognormal, median: 2ms, p99: 30ms } }",
+                "deals: { workers: 8, service: { distribution: exponential, mean: 20ms } }",
+            );
+        let checked = check_scenario(SourceFile::new("scenario.yaml", text), Some(&plan));
+        assert!(!checked.has_errors(), "{:?}", checked.diagnostics);
+        checked.diagnostics.iter().any(|d| d.code.id == "S0414")
+    };
+    // Its two endpoints hold 2 busy workers with 1 worker each; 4 with 2.
+    assert!(overloaded(1));
+    assert!(!overloaded(2));
+}
