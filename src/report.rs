@@ -311,6 +311,10 @@ fn rule_text(id: &str) -> (Option<&'static str>, Option<&'static str>) {
             "an access log cannot be replayed",
             "replay a `sluice serve` access log, format version 1",
         ),
+        "S0423" => (
+            "`pool: busiest` cannot tell which pool receives the most traffic",
+            "name the pool, or weight the traffic so that one pool receives more",
+        ),
         _ => return (None, None),
     };
     (Some(summary), Some(help))

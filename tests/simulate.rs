@@ -103,6 +103,9 @@ fn check_accepts_the_example_scenario() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// A second spec whose pools share no name with the platform's.
+const SHOP: &str = "tests/fixtures/shop.yaml";
+
 #[test]
 fn every_library_scenario_checks_clean_and_runs() {
     let mut names: Vec<PathBuf> = std::fs::read_dir("specs/scenarios")
@@ -112,19 +115,67 @@ fn every_library_scenario_checks_clean_and_runs() {
         .collect();
     names.sort();
     assert_eq!(names.len(), 6, "{names:?}");
-    for path in names {
-        let out = sluice().args(["check", SPEC, "--scenario"]).arg(&path).output().unwrap();
+    // (spec, the pool that receives most of the default traffic)
+    for (spec, busiest) in [(SPEC, "contacts"), (SHOP, "catalog")] {
+        for path in &names {
+            let out = sluice().args(["check", spec, "--scenario"]).arg(path).output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let clean = out.status.success() && !stderr.contains("warning");
+            assert!(clean, "{spec} {}: {stderr}", path.display());
+            let out = sluice()
+                .args(["simulate", spec, "--format", "json", "--scenario"])
+                .arg(path)
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{spec} {}: {stderr}", path.display());
+            let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+            let variants = report["variants"].as_array().unwrap();
+            assert_eq!(variants.len(), 3, "{spec} {}", path.display());
+            assert!(variants.iter().all(|v| v["requests"].as_u64() > Some(0)));
+            // An event in the busiest pool happens in the pool the traffic reaches most.
+            let text = std::fs::read_to_string(path).unwrap();
+            if text.contains("pool: busiest") {
+                let events = report["events"].as_array().unwrap();
+                assert!(!events.is_empty(), "{spec} {}", path.display());
+                for e in events {
+                    let label = e["label"].as_str().unwrap();
+                    let pool = label.split(' ').nth(1);
+                    assert_eq!(pool, Some(busiest), "{spec} {}: {label}", path.display());
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn an_undecidable_busiest_pool_is_a_located_error() {
+    // Weighted so that `catalog` and `orders` (with its canary) tie.
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("tie.scenario.yaml");
+    std::fs::write(
+        &scenario,
+        "version: 1
+duration: 10s
+arrivals: { rate: 100 }
+traffic:
+  - { route: product, weight: 2 }
+  - { route: create-order, weight: 2 }
+  - { route: order, weight: 0.2 }
+pools:
+  \"*\": { workers: 4, service: { distribution: exponential, mean: 5ms } }
+events:
+  - { at: 5s, action: crash, pool: busiest, endpoint: \"0\" }
+",
+    )
+    .unwrap();
+    for command in ["check", "simulate"] {
+        let out = sluice().args([command, SHOP, "--scenario"]).arg(&scenario).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let clean = out.status.success() && !stderr.contains("warning");
-        assert!(clean, "{}: {stderr}", path.display());
-        let out = sluice()
-            .args(["simulate", SPEC, "--format", "json", "--scenario"])
-            .arg(&path)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", path.display());
-        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(report["variants"].as_array().unwrap().len(), 3, "{}", path.display());
+        assert_eq!(out.status.code(), Some(if command == "check" { 1 } else { 3 }), "{stderr}");
+        assert!(stderr.contains("S0423"), "{stderr}");
+        assert!(stderr.contains("pools `catalog`, `orders` each receive"), "{stderr}");
+        assert!(stderr.contains("tie.scenario.yaml:11:36]"), "{stderr}");
     }
 }
 

@@ -43,6 +43,7 @@ pub mod codes {
     pub const BAD_SETTING: Code = Code { id: "S0420", name: "bad-setting" };
     pub const LATE_EVENT: Code = Code { id: "S0421", name: "late-event" };
     pub const REPLAY_LOG: Code = Code { id: "S0422", name: "replay-log" };
+    pub const AMBIGUOUS_POOL: Code = Code { id: "S0423", name: "ambiguous-pool" };
 }
 
 /// Most requests one run may simulate, warm-up included, so that a typo in
@@ -139,7 +140,7 @@ impl Checker<'_> {
         let pools = self.pools(s, &traffic);
         let gateway = self.gateway(s.gateway.as_ref());
         let variants = self.variants(s);
-        let events = self.events(s, length);
+        let events = self.events(s, length, &traffic);
         if let Some(length) = length {
             self.limits(length, warmup, &arrivals);
         }
@@ -327,13 +328,14 @@ impl Checker<'_> {
         if total <= 0.0 {
             return;
         }
-        let mut offered = vec![0.0; topology.pools.len()];
-        for share in traffic {
-            let p = topology.routes[share.route].pool;
-            if let Some(load) = &pools[p] {
-                offered[p] += rate * share.weight / total * load.service.mean() / SECOND as f64;
-            }
-        }
+        let offered: Vec<f64> = pool_shares(topology, traffic)
+            .iter()
+            .zip(pools)
+            .map(|(weight, load)| {
+                load.as_ref()
+                    .map_or(0.0, |l| rate * weight / total * l.service.mean() / SECOND as f64)
+            })
+            .collect();
         for (p, pool) in topology.pools.iter().enumerate() {
             let Some(load) = &pools[p] else { continue };
             let capacity: f64 = (0..pool.endpoints.len())
@@ -356,6 +358,25 @@ impl Checker<'_> {
             }
         }
     }
+}
+
+/// Per pool of `topology`, the traffic weight it receives: a route's share
+/// goes to its pool, or to the sides of its split in proportion to their
+/// weights.
+fn pool_shares(topology: &Topology, traffic: &[RouteShare]) -> Vec<f64> {
+    let mut shares = vec![0.0f64; topology.pools.len()];
+    for share in traffic {
+        let Some(route) = topology.routes.get(share.route) else { continue };
+        let total: u64 = route.split.iter().map(|s| u64::from(s.1)).sum();
+        if total == 0 {
+            shares[route.pool] += share.weight;
+        } else {
+            for &(pool, weight) in &route.split {
+                shares[pool] += share.weight * f64::from(weight) / total as f64;
+            }
+        }
+    }
+    shares
 }
 
 /// `pointer` extended by one key, escaped as RFC 6901 asks.

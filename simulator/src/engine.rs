@@ -55,7 +55,7 @@ use self::measure::{Ended, Ending, Measure, Tally};
 use self::source::{Draws, Feed, Helper, Source};
 use self::station::{Station, TrySlots};
 use crate::queue::EventQueue;
-use crate::random::{keyed_uniform, stream, ServiceTime, Stream};
+use crate::random::{keyed_bits, keyed_uniform, stream, ServiceTime, Stream};
 use crate::report::VariantReport;
 use crate::time::Nanos;
 use crate::workload::{Arrivals, Length, PoolRules, Topology, Variant, Workload};
@@ -72,6 +72,7 @@ mod salt {
     pub const FAIL: u64 = 2 << 40;
     pub const PROBE: u64 = 3 << 40;
     pub const THINK: u64 = 4 << 40;
+    pub const SPLIT: u64 = 5 << 40;
 }
 
 /// A request, from arrival to its final answer.
@@ -140,6 +141,20 @@ pub(crate) struct Outcome {
     /// A hash of every arrival's instant and route.
     #[cfg(test)]
     pub digest: u64,
+    /// What the run recorded, when asked to ([`run_variant_traced`]).
+    #[cfg(test)]
+    pub trace: Option<Trace>,
+}
+
+/// Who went where in a run, for tests of common random numbers.
+#[cfg(test)]
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct Trace {
+    /// Per request, as created: its pool (a split route's side), id and arrival.
+    pub arrivals: Vec<(usize, u64, Nanos)>,
+    /// Per try that began service: its pool, request id, try number and
+    /// service demand (before any slowdown).
+    pub demands: Vec<(usize, u64, u32, Nanos)>,
 }
 
 /// The state of one variant's run.
@@ -176,6 +191,8 @@ struct Run<'a> {
     /// Whether arrivals have stopped.
     stopped: bool,
     measure: Measure,
+    #[cfg(test)]
+    trace: Option<Trace>,
 }
 
 /// Simulate `workload` on `topology` under one variant.
@@ -188,6 +205,23 @@ pub(crate) fn run_variant(
 ) -> Outcome {
     let events = std::sync::atomic::AtomicU64::new(0);
     run_variant_counting(topology, workload, seed, variant, &events, false)
+}
+
+/// [`run_variant`], recording every request's pool and every try's demand
+/// in [`Outcome::trace`].
+#[cfg(test)]
+pub(crate) fn run_variant_traced(
+    topology: &Topology,
+    workload: &Workload,
+    seed: u64,
+    variant: Variant,
+) -> Outcome {
+    let open = !matches!(workload.arrivals, Arrivals::Closed { .. });
+    let draws = open.then(|| Draws::new(workload, seed, common_law(topology, workload)));
+    let mut run = Run::new(topology, workload, seed, variant, draws.map(Feed::inline), None);
+    run.trace = Some(Trace::default());
+    let events = std::sync::atomic::AtomicU64::new(0);
+    run.complete(&events, || None::<((), Tally)>).0
 }
 
 /// [`run_variant`], adding the events it processes to `events` in batches,
@@ -298,6 +332,8 @@ impl Run<'_> {
                 (_, Some(source)) => source.digest,
                 _ => 0,
             },
+            #[cfg(test)]
+            trace: self.trace.take(),
         };
         (outcome, drawn)
     }
@@ -398,6 +434,8 @@ impl<'a> Run<'a> {
             admitted: 0,
             stopped: false,
             measure: Measure::new(workload, helper),
+            #[cfg(test)]
+            trace: None,
         }
     }
 
@@ -439,13 +477,20 @@ impl<'a> Run<'a> {
         let route = &self.topology.routes[route_index];
         // A split route sends each request to a side in proportion to the weights
         // (a simulated request has no sticky key, so every one is split at random).
+        // The draw is keyed by the request, not taken from the balancer's stream,
+        // which each algorithm consumes differently: so every variant sends the
+        // same requests to the same side (common random numbers).
         let pool = if route.split.is_empty() {
             route.pool
         } else {
             let weights: Vec<u32> = route.split.iter().map(|s| s.1).collect();
-            let point = rand_core::Rng::next_u64(&mut self.picks);
+            let point = keyed_bits(self.seed, id, salt::SPLIT);
             sluice_traffic::split::choose(&weights, point).map_or(route.pool, |i| route.split[i].0)
         };
+        #[cfg(test)]
+        if let Some(trace) = &mut self.trace {
+            trace.arrivals.push((pool, id, now));
+        }
         // Instances share requests evenly; a replayed client sticks to one,
         // as behind a load balancer that hashes the source address.
         // (A keyed draw changes no stream, so one instance needs none.)

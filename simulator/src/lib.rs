@@ -190,10 +190,10 @@ fn describe_arrivals(workload: &Workload) -> String {
                 Pattern::Poisson => "Poisson",
                 Pattern::Constant => "constant",
             };
-            let varying = if profile.changes.is_empty() && profile.bursts.is_empty() {
-                ""
-            } else {
-                " (varying)"
+            let varying = match &profile.daily {
+                Some(daily) => format!(" (daily curve, a day every {})", time::Human(daily.period)),
+                None if profile.is_flat() => String::new(),
+                None => " (varying)".to_owned(),
             };
             format!("{} req/s {kind} arrivals{varying}", report::trim_float(profile.base))
         }

@@ -54,9 +54,16 @@ fn splitmix(mut z: u64) -> u64 {
 /// variant (which endpoint a try reaches, whether it is retried).
 #[inline]
 pub fn keyed_uniform(seed: u64, id: u64, salt: u64) -> f64 {
-    let z = splitmix(splitmix(seed ^ splitmix(id)) ^ salt.wrapping_mul(0xd6e8_feb8_6659_fd93));
+    let z = keyed_bits(seed, id, salt);
     // Below 2^53, so exact through i64, which converts in one instruction.
     ((z >> 11) as i64 as f64 + 0.5) / (1u64 << 53) as f64
+}
+
+/// The 64 bits behind [`keyed_uniform`]: a draw keyed by `(seed, id, salt)`,
+/// for decisions that take an integer, such as the side of a weighted split.
+#[inline]
+pub fn keyed_bits(seed: u64, id: u64, salt: u64) -> u64 {
+    splitmix(splitmix(seed ^ splitmix(id)) ^ salt.wrapping_mul(0xd6e8_feb8_6659_fd93))
 }
 
 /// How long an endpoint's worker takes to serve one request.

@@ -95,6 +95,11 @@ pub struct Arrivals {
     /// Bursts: from `at`, for `length`, the rate is multiplied by `factor`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bursts: Vec<Burst>,
+    /// A daily traffic curve over the open-loop rate: `rate` (with its
+    /// `changes` and `bursts`) is multiplied by the curve's multiplier at
+    /// the time, a day of virtual time lasting `period`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily: Option<DailyCurve>,
     /// Closed loop: this many clients, each sending its next request when
     /// the last one is answered, after a think time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -151,6 +156,24 @@ pub struct Burst {
     pub length: String,
     /// What the rate is multiplied by meanwhile. Positive.
     pub factor: f64,
+}
+
+/// A day of traffic, as multipliers of the rate hour by hour, compressed
+/// into `period` of virtual time and repeated for as long as the run lasts.
+/// The run starts at midnight.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DailyCurve {
+    /// How long one day lasts in virtual time, such as `24m` (an hour of the
+    /// day a minute of the run) or `24h`. Positive. Default: `24h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<String>,
+    /// 24 multipliers of the rate, one per hour from midnight: the
+    /// multiplier is the hour's value at the start of the hour and moves
+    /// linearly to the next hour's value (after hour 23, hour 0's). Each
+    /// positive and at most 10000, such as `0.3` at night and `2` at the
+    /// evening peak.
+    pub hours: Vec<f64>,
 }
 
 /// A share of the arriving requests that a route receives.
@@ -320,6 +343,10 @@ impl VariantName {
         }
     }
 }
+
+/// The `pool` of an event that stands for the pool receiving the largest
+/// share of the traffic.
+pub const BUSIEST: &str = "busiest";
 
 mod gateway;
 pub use self::gateway::{

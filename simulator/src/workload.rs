@@ -243,7 +243,7 @@ pub enum Pattern {
 }
 
 /// An arrival rate over time: a base rate, changes (steps or linear ramps)
-/// and bursts that multiply it.
+/// and bursts that multiply it, and a daily curve that multiplies it too.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RateProfile {
     /// Requests per second before the first change (> 0).
@@ -251,6 +251,39 @@ pub struct RateProfile {
     /// In time order.
     pub changes: Vec<RateChange>,
     pub bursts: Vec<Burst>,
+    pub daily: Option<DailyCurve>,
+}
+
+/// A day of hourly rate multipliers, compressed into `period` of virtual
+/// time and repeated: the multiplier is `hours[h]` at the start of hour `h`
+/// and moves linearly to the next hour's (after hour 23, hour 0's).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DailyCurve {
+    /// One day of virtual time (> 0).
+    pub period: Nanos,
+    /// The multiplier at the start of each hour from midnight (24, each > 0).
+    pub hours: Vec<f64>,
+}
+
+impl DailyCurve {
+    /// The multiplier at `t`.
+    pub fn at(&self, t: Nanos) -> f64 {
+        let n = self.hours.len();
+        if n == 0 || self.period == 0 {
+            return 1.0;
+        }
+        // The position within the day, in hours (exact integer arithmetic
+        // for the day, so that long runs do not drift).
+        let into = (t % self.period) as f64 / self.period as f64 * n as f64;
+        let h = (into as usize).min(n - 1);
+        let (from, to) = (self.hours[h], self.hours[(h + 1) % n]);
+        from + (to - from) * (into - h as f64)
+    }
+
+    /// The largest multiplier.
+    pub fn peak(&self) -> f64 {
+        self.hours.iter().copied().fold(0.0, f64::max)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -269,7 +302,7 @@ pub struct Burst {
 
 impl RateProfile {
     pub fn flat(rate: f64) -> RateProfile {
-        RateProfile { base: rate, changes: Vec::new(), bursts: Vec::new() }
+        RateProfile { base: rate, changes: Vec::new(), bursts: Vec::new(), daily: None }
     }
 
     /// The rate at `t`, requests per second.
@@ -285,14 +318,25 @@ impl RateProfile {
         }
         let factor: f64 =
             self.bursts.iter().filter(|b| b.from <= t && t < b.until).map(|b| b.factor).product();
-        rate * factor
+        match &self.daily {
+            Some(daily) => rate * factor * daily.at(t),
+            None => rate * factor,
+        }
     }
 
     /// An upper bound of the rate at any time.
     pub fn peak(&self) -> f64 {
         let rates = self.changes.iter().map(|c| c.rate).fold(self.base, f64::max);
         let bursts: f64 = self.bursts.iter().map(|b| b.factor.max(1.0)).product();
-        rates * bursts
+        match &self.daily {
+            Some(daily) => rates * bursts * daily.peak(),
+            None => rates * bursts,
+        }
+    }
+
+    /// Whether the rate is the same at all times.
+    pub fn is_flat(&self) -> bool {
+        self.changes.is_empty() && self.bursts.is_empty() && self.daily.is_none()
     }
 
     /// The expected number of arrivals in `[0, end)`, by a fine Riemann sum.

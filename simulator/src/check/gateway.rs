@@ -13,11 +13,12 @@ const MAX_ATTEMPTS: u32 = 100;
 use sluice_compiler::Diagnostic;
 use sluice_traffic::{BudgetSettings, CircuitLimits, HealthSettings, OutlierSettings};
 
-use super::{codes, known, Checker};
+use super::{codes, known, pool_shares, Checker};
 use crate::scenario::{self, ActionName, EventModel, GatewayModel, Grid, PatternName, Scenario};
 use crate::time::Nanos;
 use crate::workload::{
-    Arrivals, Burst, Fault, FaultKind, Gateway, Length, Pattern, RateChange, RateProfile, Variant,
+    Arrivals, Burst, DailyCurve, Fault, FaultKind, Gateway, Length, Pattern, RateChange,
+    RateProfile, RouteShare, Variant,
 };
 
 /// Most variants a grid may produce.
@@ -71,6 +72,7 @@ impl Checker<'_> {
                 ("pattern", a.pattern.is_some()),
                 ("changes", !a.changes.is_empty()),
                 ("bursts", !a.bursts.is_empty()),
+                ("daily", a.daily.is_some()),
             ];
             for (field, _) in others.iter().filter(|(_, set)| *set) {
                 let message =
@@ -104,6 +106,7 @@ impl Checker<'_> {
                     ("pattern", a.pattern.is_some()),
                     ("changes", !a.changes.is_empty()),
                     ("bursts", !a.bursts.is_empty()),
+                    ("daily", a.daily.is_some()),
                 ];
                 for (field, set) in open_only {
                     if set {
@@ -196,9 +199,44 @@ impl Checker<'_> {
                     Some(PatternName::Constant) => Pattern::Constant,
                     _ => Pattern::Poisson,
                 };
-                Arrivals::Open { pattern, profile: RateProfile { base, changes, bursts } }
+                let daily = a.daily.as_ref().and_then(|d| self.daily(d));
+                Arrivals::Open { pattern, profile: RateProfile { base, changes, bursts, daily } }
             }
         }
+    }
+
+    /// A daily curve, checked: a positive period and 24 multipliers, each a
+    /// valid factor.
+    fn daily(&mut self, d: &scenario::DailyCurve) -> Option<DailyCurve> {
+        const HOURS: usize = 24;
+        let here = "/arrivals/daily";
+        let period = match self.optional_duration(&format!("{here}/period"), &d.period) {
+            Some(0) => {
+                let message = "a day's `period` must be positive, such as `period: 24m`";
+                self.push(
+                    Diagnostic::error(codes::OUT_OF_RANGE, message),
+                    &format!("{here}/period"),
+                );
+                None
+            }
+            None if d.period.is_some() => None,
+            None => Some(24 * 3_600 * 1_000_000_000),
+            Some(p) => Some(p),
+        };
+        let mut ok = period.is_some();
+        if d.hours.len() != HOURS {
+            let message = format!(
+                "a daily curve needs {HOURS} hourly multipliers, one per hour from midnight; \
+                 this one has {}",
+                d.hours.len()
+            );
+            self.push(Diagnostic::error(codes::BAD_ARRIVALS, message), &format!("{here}/hours"));
+            ok = false;
+        }
+        for (i, &x) in d.hours.iter().enumerate() {
+            ok &= self.factor(&format!("{here}/hours/{i}"), "hourly multiplier", x);
+        }
+        Some(DailyCurve { period: period?, hours: d.hours.clone() }).filter(|_| ok)
     }
 
     /// A count setting that must be at least 1.
@@ -419,7 +457,12 @@ impl Checker<'_> {
 
     /// Timed events, expanded (a rolling deploy becomes crashes and
     /// recoveries) and sorted by time.
-    pub(super) fn events(&mut self, s: &Scenario, length: Option<Length>) -> Vec<Fault> {
+    pub(super) fn events(
+        &mut self,
+        s: &Scenario,
+        length: Option<Length>,
+        traffic: &[RouteShare],
+    ) -> Vec<Fault> {
         let mut faults = Vec::new();
         for (i, e) in s.events.iter().enumerate() {
             let here = format!("/events/{i}");
@@ -434,7 +477,7 @@ impl Checker<'_> {
                 }
             }
             let Some(kind) = self.event_kind(&here, e) else { continue };
-            let targets = self.targets(&here, e);
+            let targets = self.targets(&here, e, traffic);
             match kind {
                 Some(kind) => faults.extend(targets.into_iter().map(|(pool, endpoint)| Fault {
                     at,
@@ -525,12 +568,24 @@ impl Checker<'_> {
     }
 
     /// The (pool, endpoint) pairs an event names.
-    fn targets(&mut self, here: &str, e: &EventModel) -> Vec<(usize, usize)> {
+    fn targets(
+        &mut self,
+        here: &str,
+        e: &EventModel,
+        traffic: &[RouteShare],
+    ) -> Vec<(usize, usize)> {
         let Some(topology) = self.topology else { return Vec::new() };
         let pools: Vec<usize> = match &e.pool {
             None => (0..topology.pools.len()).collect(),
             Some(name) => match topology.pool_index(name) {
                 Some(p) => vec![p],
+                // A pool of the spec named `busiest` is that pool.
+                None if name == scenario::BUSIEST => {
+                    match self.busiest(&format!("{here}/pool"), traffic) {
+                        Some(p) => vec![p],
+                        None => return Vec::new(),
+                    }
+                }
                 None => {
                     let help = known("pools", name, topology.pools.iter().map(|p| p.name.as_str()));
                     let message = format!("unknown pool `{name}`");
@@ -558,6 +613,40 @@ impl Checker<'_> {
             }
         }
         out
+    }
+
+    /// The pool that receives the largest share of `traffic` (a split
+    /// route's share divided by its weights), for `pool: busiest`; a
+    /// finding at `pointer` when no pool or more than one pool has it.
+    fn busiest(&mut self, pointer: &str, traffic: &[RouteShare]) -> Option<usize> {
+        let topology = self.topology?;
+        let load = pool_shares(topology, traffic);
+        let all: f64 = load.iter().sum();
+        let top = load.iter().copied().fold(0.0, f64::max);
+        if !(top > 0.0 && all.is_finite()) {
+            let message = "`pool: busiest` names no pool: the traffic reaches none";
+            let help = "name the pool the event happens in";
+            self.push(Diagnostic::error(codes::AMBIGUOUS_POOL, message).with_help(help), pointer);
+            return None;
+        }
+        // Shares within a part in a billion of the top are a tie.
+        let tied: Vec<usize> = (0..load.len()).filter(|&p| load[p] >= top * (1.0 - 1e-9)).collect();
+        if let [only] = tied[..] {
+            return Some(only);
+        }
+        let names: Vec<String> =
+            tied.iter().map(|&p| format!("`{}`", topology.pools[p].name)).collect();
+        let message = format!(
+            "`pool: busiest` cannot decide: pools {} each receive {:.1}% of the traffic",
+            names.join(", "),
+            100.0 * top / all
+        );
+        let help = format!(
+            "name the pool, such as `pool: {}`, or weight `traffic` so that one pool receives more",
+            topology.pools[tied[0]].name
+        );
+        self.push(Diagnostic::error(codes::AMBIGUOUS_POOL, message).with_help(help), pointer);
+        None
     }
 
     /// Endpoint `name` (an address or a position) of pool `p`. With

@@ -203,6 +203,8 @@ fn a_misspelt_route_or_pool_gets_the_nearest_name() {
 fn later_codes_point_at_the_value_they_are_about() {
     // (code, text added to or replaced in GOOD, the text the finding points at)
     let event = |e: &str| format!("{GOOD}events:\n  - {e}\n");
+    let daily =
+        |d: &str| GOOD.replacen("{ rate: 300 }", &format!("{{ rate: 300, daily: {{ {d} }} }}"), 1);
     let cases: Vec<(&str, String, &str)> = vec![
         ("S0415", GOOD.replacen("{ rate: 300 }", "{ rate: 300, clients: 17 }", 1), "17 }"),
         ("S0415", GOOD.replacen("{ rate: 300 }", "{ rate: 300, think: 1s }", 1), "think"),
@@ -247,6 +249,27 @@ fn later_codes_point_at_the_value_they_are_about() {
         ),
         ("S0415", GOOD.replacen("{ rate: 300 }", "{ replay: x.log, rate: 5 }", 1), "rate: 5"),
         ("S0421", event("{ at: 90s, action: crash, pool: contacts, endpoint: \"0\" }"), "90s"),
+        ("S0415", daily("period: 24m, hours: [1, 2, 3]"), "[1, 2, 3]"),
+        ("S0417", daily(&format!("hours: [{}-1]", "1, ".repeat(23))), "-1]"),
+        ("S0417", daily(&format!("hours: [{}1e9]", "1, ".repeat(23))), "1e9]"),
+        ("S0417", daily(&format!("period: 0s, hours: [{}1]", "1, ".repeat(23))), "0s"),
+        ("S0406", daily(&format!("period: 1 day, hours: [{}1]", "1, ".repeat(23))), "1 day"),
+        (
+            "S0415",
+            GOOD.replacen("{ rate: 300 }", "{ clients: 5, daily: { hours: [1] } }", 1),
+            "daily",
+        ),
+        (
+            "S0415",
+            GOOD.replacen("{ rate: 300 }", "{ replay: x.log, daily: { hours: [1] } }", 1),
+            "daily",
+        ),
+        (
+            "S0423",
+            event("{ at: 10s, action: crash, pool: busiest }")
+                .replace("{ route: get-contact, weight: 5 }", "{ route: get-contact }"),
+            "busiest }",
+        ),
     ];
     for (code, text, at) in &cases {
         // Where `at` is, counting from 1, on the last line that has it.
@@ -287,4 +310,99 @@ fn absurd_sizes_are_findings_not_silent_runs() {
             check(&GOOD.replace(from, to)).diagnostics.iter().map(|d| d.code.id).collect();
         assert!(codes.contains(&code), "{to}: {codes:?}");
     }
+}
+
+#[test]
+fn an_event_in_the_busiest_pool_follows_the_traffic() {
+    let events =
+        "events:\n  - { at: 10s, action: slow, pool: busiest, endpoint: \"0\", factor: 4 }\n";
+    let faults = |text: &str| {
+        let checked = check(text);
+        assert!(!checked.has_errors(), "{:?}", checked.diagnostics);
+        let w = checked.workload.unwrap();
+        w.events.iter().map(|f| (f.pool, f.endpoint)).collect::<Vec<_>>()
+    };
+    // get-contact (weight 5) outweighs get-deal (weight 1), then the other way round.
+    assert_eq!(faults(&format!("{GOOD}{events}")), [(0, 0)]);
+    let deals =
+        GOOD.replace("{ route: get-contact, weight: 5 }", "{ route: get-contact, weight: 0.5 }");
+    assert_eq!(faults(&format!("{deals}{events}")), [(1, 0)]);
+
+    // Without a `traffic` mix both routes weigh 1: a tie, which names both pools.
+    let default_mix = GOOD
+        .replace("traffic:\n  - { route: get-contact, weight: 5 }\n  - { route: get-deal }\n", "");
+    let checked = check(&format!("{default_mix}{events}"));
+    let found: Vec<_> = checked.diagnostics.iter().filter(|d| d.code.id == "S0423").collect();
+    assert_eq!(found.len(), 1, "{:?}", checked.diagnostics);
+    assert!(found[0].message.contains("`contacts`, `deals`"), "{}", found[0].message);
+    assert!(found[0].help.as_deref().unwrap_or("").contains("pool: contacts"), "{found:?}");
+    assert!(checked.workload.is_none());
+}
+
+#[test]
+fn a_spec_pool_named_busiest_is_that_pool() {
+    let spec = SPEC.replace("name: deals", "name: busiest").replace("to: deals", "to: busiest");
+    let checked = sluice_compiler::check(SourceFile::new("spec.yaml", spec));
+    let plan = checked.plan.expect("the renamed spec is valid");
+    // get-contact receives more traffic, but the name wins.
+    let text = format!(
+        "{}events:\n  - {{ at: 10s, action: crash, pool: busiest }}\n",
+        GOOD.replace("  deals: {", "  busiest: {")
+    );
+    let checked = check_scenario(SourceFile::new("scenario.yaml", text), Some(&plan));
+    assert!(!checked.has_errors(), "{:?}", checked.diagnostics);
+    let faults: Vec<usize> = checked.workload.unwrap().events.iter().map(|f| f.pool).collect();
+    assert_eq!(faults, [1]);
+}
+
+#[test]
+fn a_daily_curve_resolves_with_its_period_and_hours() {
+    use crate::workload::DailyCurve;
+    let hours = (0..24).map(|h| format!("{}", 1 + h % 3)).collect::<Vec<_>>().join(", ");
+    let text = GOOD.replacen(
+        "{ rate: 300 }",
+        &format!("{{ rate: 300, daily: {{ period: 24m, hours: [{hours}] }} }}"),
+        1,
+    );
+    let checked = check(&text);
+    assert!(!checked.has_errors(), "{:?}", checked.diagnostics);
+    let Some(Arrivals::Open { profile, .. }) = checked.workload.map(|w| w.arrivals) else {
+        panic!("open-loop arrivals")
+    };
+    let want: Vec<f64> = (0..24).map(|h| f64::from(1 + h % 3)).collect();
+    assert_eq!(profile.daily, Some(DailyCurve { period: 24 * 60 * SECOND, hours: want }));
+    assert_eq!(profile.peak(), 900.0);
+    // Without a period, a day lasts a day.
+    let text = text.replace("period: 24m, ", "");
+    let checked = check(&text);
+    let Some(Arrivals::Open { profile, .. }) = checked.workload.map(|w| w.arrivals) else {
+        panic!("open-loop arrivals")
+    };
+    assert_eq!(profile.daily.map(|d| d.period), Some(24 * 3_600 * SECOND));
+}
+
+#[test]
+fn a_split_route_offers_each_side_its_share_of_the_load() {
+    // get-contact goes half to contacts, half to deals. At 300/s, 5/6 of
+    // the traffic and 20 ms of work per request, contacts would be offered
+    // 5 busy workers unsplit; split, 2.5.
+    let spec = SPEC.replace(
+        "    to: contacts\n",
+        "    to: [{ pool: contacts, weight: 1 }, { pool: deals, weight: 1 }]\n",
+    );
+    let plan = sluice_compiler::check(SourceFile::new("spec.yaml", spec)).plan.unwrap();
+    let overloaded = |workers: u32| {
+        let text = GOOD
+            .replace("contacts: { workers: 4,", &format!("contacts: {{ workers: {workers},"))
+            .replace(
+                "deals: { service: { distribution: lognormal, median: 2ms, p99: 30ms } }",
+                "deals: { workers: 8, service: { distribution: exponential, mean: 20ms } }",
+            );
+        let checked = check_scenario(SourceFile::new("scenario.yaml", text), Some(&plan));
+        assert!(!checked.has_errors(), "{:?}", checked.diagnostics);
+        checked.diagnostics.iter().any(|d| d.code.id == "S0414")
+    };
+    // Its two endpoints hold 2 busy workers with 1 worker each; 4 with 2.
+    assert!(overloaded(1));
+    assert!(!overloaded(2));
 }

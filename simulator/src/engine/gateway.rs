@@ -189,6 +189,10 @@ impl Run<'_> {
         let demand = drawn.unwrap_or_else(|| {
             model.service.quantile(keyed_uniform(self.seed, id, u64::from(number)))
         });
+        #[cfg(test)]
+        if let Some(trace) = &mut self.trace {
+            trace.demands.push((station.pool, id, number, demand));
+        }
         // Unslowed demand below 2^53 survives the round trip through f64 as is.
         let service = if station.slow == 1.0 && demand < 1 << 53 {
             demand

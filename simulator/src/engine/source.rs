@@ -53,8 +53,7 @@ impl Source {
             .collect();
         let (peak, flat) = match &workload.arrivals {
             Arrivals::Open { profile, .. } => {
-                let flat = profile.changes.is_empty() && profile.bursts.is_empty();
-                (profile.peak(), flat.then(|| profile.at(0)))
+                (profile.peak(), profile.is_flat().then(|| profile.at(0)))
             }
             _ => (0.0, None),
         };

@@ -94,14 +94,22 @@ fn variants_see_the_same_arrivals_and_service_times() {
     let runs: Vec<Outcome> =
         [Variant::spec(), Variant::all(Balance::Random), Variant::all(Balance::LeastRequest)]
             .into_iter()
-            .map(|v| run_variant(&t, &w, 3, v))
+            .map(|v| run_variant_traced(&t, &w, 3, v))
             .collect();
 
     // The same arrivals, routes and service demands, hence the same window...
+    let demands = |o: &Outcome| {
+        let mut d = o.trace.as_ref().unwrap().demands.clone();
+        d.sort_unstable_by_key(|&(_, id, number, _)| (id, number));
+        d
+    };
+    // (Every request created, warm-up included, is served once: no retries here.)
+    assert_eq!(demands(&runs[0]).len(), runs[0].trace.as_ref().unwrap().arrivals.len());
     for run in &runs[1..] {
         assert_eq!(run.digest, runs[0].digest);
         assert_eq!(run.measured, runs[0].measured);
         assert_eq!(run.report.requests, runs[0].report.requests);
+        assert_eq!(demands(run), demands(&runs[0]), "{}", run.report.variant);
     }
     // ...yet different balancing, hence different latencies.
     assert_ne!(runs[0].report.latency, runs[1].report.latency);
@@ -275,4 +283,147 @@ fn the_same_seed_gives_the_same_bytes() {
     assert_eq!(a.to_table(), b.to_table());
     assert_eq!(a.to_json(), b.to_json());
     assert_ne!(a.to_table(), crate::simulate(&t, &w, 100).to_table());
+}
+
+/// Asserts two long lists are equal, naming the first difference only.
+fn same<T: PartialEq + std::fmt::Debug>(got: &[T], want: &[T], what: &str) {
+    if let Some(i) = (0..got.len().min(want.len())).find(|&i| got[i] != want[i]) {
+        panic!("{what}: first difference at {i}: {:?} vs {:?}", got[i], want[i]);
+    }
+    assert_eq!(got.len(), want.len(), "{what}: lengths differ");
+}
+
+/// Two pools behind one route split 3:1, each with its own service law.
+fn split_topology() -> (Topology, Workload) {
+    let endpoints = |n: usize, net: u32| {
+        (0..n).map(|i| EndpointShape { label: format!("10.0.{net}.{i}:80"), weight: 1 }).collect()
+    };
+    let mut route = RouteShape::new("r", 0);
+    route.split = vec![(0, 3), (1, 1)];
+    let t = Topology {
+        pools: vec![
+            PoolShape::new("a", Balance::RoundRobin, endpoints(3, 0)),
+            PoolShape::new("b", Balance::RoundRobin, endpoints(2, 1)),
+        ],
+        routes: vec![route],
+    };
+    let traffic = vec![RouteShare { route: 0, weight: 1.0 }];
+    let pools = vec![
+        Some(PoolLoad::new(2, ServiceTime::Exponential { mean: MS })),
+        Some(PoolLoad::new(2, ServiceTime::log_normal(2 * MS, 9 * MS))),
+    ];
+    let w = Workload::poisson(Length::Requests(20_000), SECOND / 10, 3_000.0, traffic, pools);
+    (t, w)
+}
+
+#[test]
+fn every_variant_splits_the_same_requests_the_same_way() {
+    let (t, w) = split_topology();
+    let variants =
+        [Variant::spec(), Variant::all(Balance::Random), Variant::all(Balance::LeastRequest)];
+    let runs: Vec<Trace> =
+        variants.into_iter().map(|v| run_variant_traced(&t, &w, 5, v).trace.unwrap()).collect();
+
+    // Per pool: the requests it received (id and arrival), and the demand of
+    // every try it served, by request and try.
+    let per_pool = |trace: &Trace, pool: usize| {
+        let arrivals: Vec<(u64, Nanos)> =
+            trace.arrivals.iter().filter(|a| a.0 == pool).map(|a| (a.1, a.2)).collect();
+        let mut demands: Vec<(u64, u32, Nanos)> =
+            trace.demands.iter().filter(|d| d.0 == pool).map(|d| (d.1, d.2, d.3)).collect();
+        demands.sort_unstable();
+        (arrivals, demands)
+    };
+    for pool in 0..2 {
+        let (arrivals, demands) = per_pool(&runs[0], pool);
+        // Every request reached its pool and was served once (no retries here).
+        assert_eq!(arrivals.len(), demands.len(), "pool {pool}");
+        for (trace, variant) in runs.iter().zip(variants).skip(1) {
+            let (a, d) = per_pool(trace, pool);
+            let name = variant.name();
+            same(&a, &arrivals, &format!("pool {pool}: requests (id, arrival) under {name}"));
+            same(&d, &demands, &format!("pool {pool}: demands (id, try, ns) under {name}"));
+        }
+    }
+    // And the sides are in proportion to the split's weights, 3:1.
+    let a = runs[0].arrivals.iter().filter(|a| a.0 == 0).count() as f64;
+    let all = runs[0].arrivals.len() as f64;
+    assert_close(a / all, 0.75, 0.02, "share of the split's first side");
+}
+
+/// A day with a night trough, a morning rise and an evening peak.
+const DAY: [f64; 24] = [
+    0.3, 0.2, 0.15, 0.15, 0.2, 0.3, 0.6, 1.0, 1.4, 1.5, 1.5, 1.6, //
+    1.7, 1.6, 1.5, 1.5, 1.6, 1.8, 2.0, 2.0, 1.6, 1.1, 0.7, 0.4,
+];
+
+/// Arrivals per hour-long window over two compressed days, against the
+/// integral of the curve over each window.
+fn arrivals_per_hour(pattern: crate::workload::Pattern) -> Vec<(f64, f64)> {
+    use crate::workload::{Arrivals, DailyCurve, RateProfile};
+    let hour = SECOND; // A day lasts 24 s.
+    let mut w =
+        workload(1_000.0, Length::Duration(48 * hour), 1, ServiceTime::Constant { value: MS });
+    let mut profile = RateProfile::flat(1_000.0);
+    profile.daily = Some(DailyCurve { period: 24 * hour, hours: DAY.to_vec() });
+    w.arrivals = Arrivals::Open { pattern, profile: profile.clone() };
+
+    let mut counts = vec![0u64; 48];
+    let mut source = Source::new(&w, 17);
+    let mut at = source.next;
+    while let Some(t) = at.filter(|&t| t < 48 * hour) {
+        counts[(t / hour) as usize] += 1;
+        at = source.after(&w, t, false);
+    }
+    counts
+        .iter()
+        .enumerate()
+        .map(|(h, &count)| {
+            let h = h as u64;
+            let expected = profile.expected((h + 1) * hour) - profile.expected(h * hour);
+            (count as f64, expected)
+        })
+        .collect()
+}
+
+#[test]
+fn poisson_arrivals_follow_the_daily_curve_hour_by_hour() {
+    // Each window's count is Poisson with mean the curve's integral over it
+    // (150 to 2,000 here): within four standard deviations, in every window.
+    for (h, (count, expected)) in
+        arrivals_per_hour(crate::workload::Pattern::Poisson).into_iter().enumerate()
+    {
+        let sigmas = (count - expected).abs() / expected.sqrt();
+        assert!(
+            sigmas < 4.0,
+            "hour {h}: {count} arrivals, {expected:.1} expected ({sigmas:.1} sigma)"
+        );
+    }
+}
+
+#[test]
+fn constant_arrivals_follow_the_daily_curve_hour_by_hour() {
+    // Evenly spaced at the rate of the moment: within 1% and two arrivals.
+    for (h, (count, expected)) in
+        arrivals_per_hour(crate::workload::Pattern::Constant).into_iter().enumerate()
+    {
+        let error = (count - expected).abs();
+        assert!(
+            error < 0.01 * expected + 2.0,
+            "hour {h}: {count} arrivals, {expected:.1} expected"
+        );
+    }
+}
+
+#[test]
+fn the_daily_curve_interpolates_between_hours_and_wraps_at_midnight() {
+    use crate::workload::DailyCurve;
+    let curve = DailyCurve { period: 24 * SECOND, hours: DAY.to_vec() };
+    assert_eq!(curve.at(0), 0.3);
+    assert_eq!(curve.at(18 * SECOND), 2.0);
+    assert_close(curve.at(SECOND / 2), 0.25, 1e-9, "half way from hour 0 to hour 1");
+    assert_close(curve.at(23 * SECOND + SECOND / 2), 0.35, 1e-9, "half way from 23:00 to midnight");
+    assert_eq!(curve.at(24 * SECOND), curve.at(0));
+    assert_eq!(curve.at(30 * SECOND), curve.at(6 * SECOND));
+    assert_eq!(curve.peak(), 2.0);
 }

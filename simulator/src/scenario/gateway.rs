@@ -156,7 +156,11 @@ pub struct EventModel {
     pub at: String,
     /// What happens.
     pub action: ActionName,
-    /// The pool it happens in. Default: every pool.
+    /// The pool it happens in, by name, or `busiest`: the pool that
+    /// receives the largest share of the scenario's traffic (a split route's
+    /// share divided by its weights), so that one scenario runs against any
+    /// spec. A tie for the largest share is an error that asks for a name;
+    /// a spec pool named `busiest` is that pool. Default: every pool.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool: Option<String>,
     /// The endpoint, by address or position in the pool (`"0"`). Default:
