@@ -247,3 +247,60 @@ fn retry_on_timeout_without_a_per_try_timeout_depends_on_the_stall_clock() {
     let bad = BASE.replace("name: public,", "name: public, stall_timeout: 0ms,");
     assert_eq!(codes(&bad).first().map(String::as_str), Some("S0206"));
 }
+
+/// A malformed duration is one finding, S0206 at the value, wherever it is
+/// written: the schema's pattern and the settings check used to report it
+/// twice, as S0104 and S0206, for every duration but a route's `timeout`.
+/// The spec below sets each of the schema's eighteen durations wrongly.
+#[test]
+fn a_malformed_duration_is_one_finding_in_every_setting() {
+    let spec = "\
+version: 1
+listeners:
+  - name: public
+    bind: 127.0.0.1:8080
+    head_timeout: 1 s
+    idle_timeout: 2 s
+    stall_timeout: 3 s
+pools:
+  - name: p
+    connect_timeout: 4 s
+    idle_timeout: 5 s
+    stall_timeout: 6 s
+    resolve_interval: 7 s
+    endpoints: [{ address: 127.0.0.1:9001 }]
+    health_check:
+      path: /healthz
+      interval: 8 s
+      jitter: 9 s
+      timeout: 10 s
+    outlier_detection:
+      max_ejection_percent: 100
+      base_ejection: 11 s
+      max_ejection: 12 s
+    slow_start:
+      window: 13 s
+routes:
+  - name: r
+    match: { path: /x, methods: [GET] }
+    to: p
+    timeout: 14 s
+    retries:
+      attempts: 2
+      per_try_timeout: 15 s
+      backoff:
+        base: 16 s
+        max: 17 s
+    retry_budget:
+      percent: 20
+      window: 18 s
+";
+    let (status, found, report) = check(spec.as_bytes());
+    assert_eq!(status, 1, "{report}");
+    let lines: Vec<u64> = found.iter().map(|(_, line, _)| *line).collect();
+    assert_eq!(found.len(), 18, "one finding per bad value: {found:?}");
+    assert!(found.iter().all(|(code, _, _)| code == "S0206"), "{found:?}");
+    let mut distinct = lines.clone();
+    distinct.dedup();
+    assert_eq!(distinct, lines, "one per line, in order: {found:?}");
+}

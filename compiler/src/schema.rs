@@ -132,7 +132,9 @@ fn convert(
                 }
                 d.at(doc, &pointer)
             }
-            Kind::Pattern { .. } => pattern_error(&pointer, &at, instance).at(doc, &pointer),
+            Kind::Pattern { pattern } => {
+                pattern_error(&pointer, &at, instance, pattern).at(doc, &pointer)
+            }
             Kind::UniqueItems => Diagnostic::error(
                 codes::INVALID_VALUE,
                 format!("{at} lists the same value more than once"),
@@ -147,9 +149,15 @@ fn convert(
     }
 }
 
-fn pattern_error(pointer: &str, at: &str, instance: &Value) -> Diagnostic {
+/// The pattern every duration setting has in the schema.
+const DURATION_PATTERN: &str = r"^[0-9]+(ms|s|m|h)$";
+
+fn pattern_error(pointer: &str, at: &str, instance: &Value, pattern: &str) -> Diagnostic {
     let shown = show(instance);
     let field = pointer.rsplit('/').next().unwrap_or_default();
+    // Any duration setting, so that the mistake is one finding, the same
+    // one the settings check gives, and not a second, vaguer one besides.
+    let field = if pattern == DURATION_PATTERN { "timeout" } else { field };
     match field {
         "timeout" => {
             Diagnostic::error(codes::BAD_DURATION, format!("bad duration {shown} in {at}"))
