@@ -428,3 +428,45 @@ async fn least_request_spreads_sequential_requests_over_idle_endpoints() {
         assert!((60..=140).contains(&n), "nothing is in flight between requests: {counts:?}");
     }
 }
+
+/// The access log's status for a client that went away: 499 when it left
+/// while waiting for its answer, or in the middle of its request body
+/// (closed or reset); a body that is malformed, not cut short, is a 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_log_says_499_for_a_client_that_left() {
+    let upstream = Upstream::with_delay("slow", Duration::from_millis(300)).await;
+    let spec = one_pool("round_robin", &[(&upstream, 1)], "");
+    let mut gateway = Gateway::start(&spec);
+    let address = gateway.addr("public");
+    let cases: [(&str, &[u8], u64); 4] = [
+        ("/waiting", b"GET /waiting HTTP/1.1\r\nHost: x.test\r\n\r\n", 499),
+        ("/cut", b"POST /cut HTTP/1.1\r\nHost: x.test\r\nContent-Length: 10\r\n\r\nabc", 499),
+        (
+            "/cut-chunk",
+            b"POST /cut-chunk HTTP/1.1\r\nHost: x.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
+            499,
+        ),
+        (
+            "/malformed",
+            b"POST /malformed HTTP/1.1\r\nHost: x.test\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            400,
+        ),
+    ];
+    for (_, bytes, _) in &cases {
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        stream.write_all(bytes).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(stream);
+    }
+    // Long enough for the slow upstream to have answered the one left waiting.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    gateway.interrupt();
+    assert_eq!(gateway.wait(Duration::from_secs(5)).code(), Some(0));
+
+    let lines = gateway.stdout();
+    for (path, _, status) in cases {
+        let line = lines.iter().find(|l| l.contains(&format!("\"path\":\"{path}\"")));
+        let line: serde_json::Value = serde_json::from_str(line.expect(path)).unwrap();
+        assert_eq!(line["status"].as_u64(), Some(status), "{path}: {line}");
+    }
+}

@@ -116,6 +116,12 @@ impl ProxyError {
         }
     }
 
+    /// Whether the client went away mid-body, so that the answer the
+    /// gateway writes most likely reaches no one (logged as 499).
+    pub fn client_left(&self) -> bool {
+        matches!(self, ProxyError::ClientBody { source, .. } if source.client_left())
+    }
+
     /// The status the client receives.
     pub fn status(&self) -> StatusCode {
         match self {

@@ -221,7 +221,8 @@ pub(crate) async fn handle(
                 "request answered by the gateway"
             );
             let response = error.response();
-            exchange.status = Some(response.status().as_u16());
+            // Logged as 499, as a request the client left before any answer.
+            exchange.status = (!error.client_left()).then(|| response.status().as_u16());
             Ok(response.map(|body| ResponseBody::local(body, exchange)))
         }
     }

@@ -257,12 +257,29 @@ impl SendError {
 
     /// The listener's `stall_timeout`, when the client stalled mid-body.
     pub(crate) fn client_stalled(&self) -> Option<Duration> {
-        let stalled = |error: &BodyError| match error {
+        match self.body_error()? {
             BodyError::Stalled(limit) => Some(*limit),
             _ => None,
-        };
+        }
+    }
+
+    /// Whether the client went away in the middle of its request body: its
+    /// connection ended or was reset before the body was whole.
+    pub(crate) fn client_left(&self) -> bool {
+        let Some(BodyError::Client(error)) = self.body_error() else { return false };
+        if error.is_incomplete_message() {
+            return true;
+        }
+        let io = std::error::Error::source(error).and_then(|e| e.downcast_ref::<io::Error>());
+        io.is_some_and(|e| {
+            matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::UnexpectedEof)
+        })
+    }
+
+    /// The failure of the client's request body behind this one, if any.
+    fn body_error(&self) -> Option<&BodyError> {
         let mut source = match self {
-            SendError::Exchange { error: ExchangeError::Body(error), .. } => return stalled(error),
+            SendError::Exchange { error: ExchangeError::Body(error), .. } => return Some(error),
             SendError::Pooled(error) => std::error::Error::source(error),
             SendError::Exchange { .. }
             | SendError::Connect(_)
@@ -271,7 +288,7 @@ impl SendError {
         };
         while let Some(cause) = source {
             if let Some(error) = cause.downcast_ref::<BodyError>() {
-                return stalled(error);
+                return Some(error);
             }
             source = cause.source();
         }
