@@ -106,6 +106,33 @@ pub struct Listener {
     /// Limits for clients that speak HTTP/2 (cleartext, with prior knowledge).
     #[serde(default)]
     pub http2: Http2Limits,
+    /// What the gateway does with `X-Request-Id`. `preserve` keeps the id a client sent
+    /// when it is well formed (1 to 128 visible ASCII characters) and otherwise makes a
+    /// new one; `generate` always makes a new one; `off` leaves the field alone. With
+    /// `preserve` or `generate`, the upstream receives the id and the client gets it
+    /// back in the response. Default: `preserve`.
+    #[serde(default, skip_serializing_if = "RequestId::is_default")]
+    pub request_id: RequestId,
+}
+
+/// What a listener does with the `X-Request-Id` of each request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestId {
+    /// Keep a well-formed id the client sent; give a request without one (or with a
+    /// malformed one) a new id. The id is forwarded and echoed in the response.
+    #[default]
+    Preserve,
+    /// Give every request a new id, whatever the client sent; forwarded and echoed.
+    Generate,
+    /// Pass `X-Request-Id` through untouched, and add none.
+    Off,
+}
+
+impl RequestId {
+    fn is_default(&self) -> bool {
+        *self == RequestId::Preserve
+    }
 }
 
 /// Self-protection for HTTP/2 client connections.

@@ -38,6 +38,7 @@ use crate::exchange::{Exchange, ResponseBody};
 use crate::headers;
 use crate::pool_state::{self, PoolState};
 use crate::request_body::{self, BodySlot, ClientBody, RequestBody};
+use crate::request_id;
 use crate::upgrade;
 use crate::upstream::{self, PoolClient, SendError, UpstreamBody};
 
@@ -203,12 +204,24 @@ pub(crate) async fn handle(
 ) -> Result<Response<ResponseBody>, Infallible> {
     let client = peer.address;
     let mut exchange = Exchange::new(Arc::clone(&shared), listener, client, &request, in_flight);
+    // Decided on the fields as the client sent them, before any is dropped
+    // as hop-by-hop; echoed in every response, the gateway's own included.
+    let request_id =
+        request_id::for_request(shared.plan.listeners[listener].request_id, request.headers());
     let forwarded = match refused {
         Some(reason) => Err(ProxyError::BadRequest { reason }),
-        None => forward(&shared, &mut exchange, listener, &peer, request).await,
+        None => {
+            forward(&shared, &mut exchange, listener, &peer, request, request_id.as_ref()).await
+        }
+    };
+    let echo = |headers: &mut HeaderMap| {
+        if let Some(id) = &request_id {
+            headers.insert(request_id::X_REQUEST_ID.clone(), id.clone());
+        }
     };
     match forwarded {
-        Ok(response) => {
+        Ok(mut response) => {
+            echo(response.headers_mut());
             exchange.status = Some(response.status().as_u16());
             Ok(response.map(|body| ResponseBody::upstream(body, exchange)))
         }
@@ -220,7 +233,8 @@ pub(crate) async fn handle(
                 %error,
                 "request answered by the gateway"
             );
-            let response = error.response();
+            let mut response = error.response();
+            echo(response.headers_mut());
             exchange.status = Some(response.status().as_u16());
             Ok(response.map(|body| ResponseBody::local(body, exchange)))
         }
@@ -233,6 +247,7 @@ async fn forward(
     listener: usize,
     peer: &Peer,
     mut request: Request<ClientBody>,
+    request_id: Option<&HeaderValue>,
 ) -> Result<Response<UpstreamBody>, ProxyError> {
     let plan = &shared.plan;
     let client = peer.address;
@@ -305,6 +320,9 @@ async fn forward(
     let te_trailers = protocol == Protocol::Http2 && headers::accepts_trailers(request.headers());
     let (mut head, body) = request.into_parts();
     headers::strip_hop_by_hop(&mut head.headers);
+    if let Some(id) = request_id {
+        head.headers.insert(request_id::X_REQUEST_ID.clone(), id.clone());
+    }
     if protocol != Protocol::Http2 && notable.cookie {
         headers::join_cookies(&mut head.headers);
     }
