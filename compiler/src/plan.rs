@@ -71,6 +71,9 @@ pub struct ListenerPlan {
     /// What the listener does with `X-Request-Id`.
     #[serde(default)]
     pub request_id: crate::spec::RequestId,
+    /// The `Host` given to an HTTP/1.0 request that sent none.
+    #[serde(default)]
+    pub http10_default_host: Option<String>,
 }
 
 fn default_stall() -> Duration {

@@ -113,6 +113,14 @@ pub struct Listener {
     /// back in the response. Default: `preserve`.
     #[serde(default, skip_serializing_if = "RequestId::is_default")]
     pub request_id: RequestId,
+    /// The host an HTTP/1.0 request without a `Host` header is for, such as
+    /// `api.example.test`: it is routed as if it had sent that `Host`, and the upstream
+    /// receives it as its `Host`. Without this setting such a request is for the empty
+    /// host, which only routes without a `host` match. An HTTP/1.1 request without
+    /// `Host` is refused with 400 either way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub http10_default_host: Option<String>,
 }
 
 /// What a listener does with the `X-Request-Id` of each request.

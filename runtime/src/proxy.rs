@@ -23,7 +23,7 @@ use hyper::http::uri::{Authority, PathAndQuery};
 use hyper::{Method, Request, Response, Uri, Version};
 use sluice_compiler::condition::RequestFields;
 use sluice_compiler::normalize::normalize;
-use sluice_compiler::plan::RoutePlan;
+use sluice_compiler::plan::{ListenerPlan, RoutePlan};
 use sluice_compiler::spec::HashOn;
 use sluice_compiler::spec::{Protocol, Sticky};
 use sluice_compiler::{Captures, Plan};
@@ -254,6 +254,9 @@ async fn forward(
 
     // Route.
     absolute_form_host(&mut request)?;
+    if request.version() == Version::HTTP_10 {
+        http10_default_host(&mut request, &plan.listeners[listener]);
+    }
     let host = request_host(&request)?;
     let method = request.method().as_str().as_bytes();
     // Match and forward the same, normalised, path.
@@ -673,6 +676,20 @@ fn absolute_form_host<B>(request: &mut Request<B>) -> Result<(), ProxyError> {
         .map_err(|_| ProxyError::BadRequest { reason: "request target host is not valid" })?;
     request.headers_mut().insert(HOST, host);
     Ok(())
+}
+
+/// Give an HTTP/1.0 request that sent no `Host` the listener's
+/// `http10_default_host`, if it has one, so that routing and the upstream
+/// both see that host.
+fn http10_default_host<B>(request: &mut Request<B>, listener: &ListenerPlan) {
+    let Some(host) = &listener.http10_default_host else { return };
+    if request.headers().contains_key(HOST) {
+        return;
+    }
+    // `validate` accepted it as a host name, so it is a valid value.
+    if let Ok(value) = HeaderValue::from_str(host) {
+        request.headers_mut().insert(HOST, value);
+    }
 }
 
 /// The host a request is for: its `Host` header without surrounding
