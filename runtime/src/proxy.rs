@@ -35,6 +35,7 @@ use crate::access_log::AccessLogSender;
 use crate::connection::InFlight;
 use crate::error::ProxyError;
 use crate::exchange::{Exchange, ResponseBody};
+use crate::framing;
 use crate::headers;
 use crate::pool_state::{self, PoolState};
 use crate::request_body::{self, BodySlot, ClientBody, RequestBody};
@@ -209,6 +210,7 @@ pub(crate) async fn handle(
     let request_id =
         request_id::for_request(shared.plan.listeners[listener].request_id, request.headers());
     let forwarded = match refused {
+        Some(reason) if framing::is_unknown_coding(reason) => Err(ProxyError::UnsupportedCoding),
         Some(reason) => Err(ProxyError::BadRequest { reason }),
         None => {
             forward(&shared, &mut exchange, listener, &peer, request, request_id.as_ref()).await

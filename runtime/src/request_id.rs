@@ -78,7 +78,7 @@ mod tests {
         assert_eq!(kept, "abc-123_X.y:z");
         let longest = vec![b'a'; MAX_LEN];
         assert_eq!(for_request(RequestId::Preserve, &with(&[&longest])).unwrap(), &longest[..]);
-        let too_long = vec![b'a'; MAX_LEN + 1];
+        let too_long = [b'a'; MAX_LEN + 1];
         for ids in [
             &[][..],
             &[&b""[..]],
