@@ -55,10 +55,18 @@ async fn malformed_framing_gets_400_and_a_closed_connection() {
         "X\0Name: a",
         "Bad Name: a",
         "Transfer-Encoding: gzip",
-        "Transfer-Encoding: gzip, chunked",
         "Transfer-Encoding: chunked, gzip",
         "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked",
+        "Transfer-Encoding: chunked, chunked",
         "Transfer-Encoding: identity",
+        "Transfer-Encoding: chunked,",
+        "Transfer-Encoding: , chunked",
+        "Transfer-Encoding: gzip,, chunked",
+        "Transfer-Encoding: chunked\t",
+        "Transfer-Encoding: chunked ",
+        "Transfer-Encoding: chunked;x=1",
+        "Transfer-Encoding: gz ip, chunked",
+        "Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip",
     ];
     for case in cases {
         let request = format!("POST /x HTTP/1.1\r\nHost: x.test\r\n{case}\r\n\r\nhello");
@@ -70,6 +78,53 @@ async fn malformed_framing_gets_400_and_a_closed_connection() {
     let http10 = "POST /x HTTP/1.0\r\nHost: x.test\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
     assert_eq!(statuses(&raw(public, http10.as_bytes()).await), [400]);
     assert!(upstream.seen().is_empty(), "the upstream saw {:?}", upstream.seen());
+}
+
+/// RFC 9112, section 6.1: a well-formed Transfer-Encoding whose codings end
+/// in chunked but include one the gateway does not implement is answered 501
+/// with a JSON body and `Connection: close`, nothing reaches the upstream,
+/// and nothing after it on the connection is read; plain chunked still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_transfer_codings_get_501_and_are_never_forwarded() {
+    let upstream = ScriptedUpstream::start(None, |r| Answer::ok(r.target())).await;
+    let gateway = Gateway::start(&spec_with("", &[upstream.address], "", ""));
+    let public = gateway.addr("public");
+
+    for codings in [
+        "gzip, chunked",
+        "br, chunked",
+        "x-custom, chunked",
+        "deflate;level=9 ,\tchunked",
+        "gzip\r\nTransfer-Encoding: chunked",
+    ] {
+        let request = format!(
+            "POST /coded HTTP/1.1\r\nHost: x.test\r\nTransfer-Encoding: {codings}\r\n\r\n\
+             5\r\nhello\r\n0\r\n\r\nGET /after HTTP/1.1\r\nHost: x.test\r\n\r\n"
+        );
+        let started = Instant::now();
+        let response = raw(public, request.as_bytes()).await;
+        assert_eq!(statuses(&response), [501], "{codings:?} got {response:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{codings:?}: the connection stayed open"
+        );
+        let lower = response.to_ascii_lowercase();
+        assert!(lower.contains("\r\nconnection: close\r\n"), "{response}");
+        assert!(response.contains("\"error\":\"unsupported_transfer_coding\""), "{response}");
+        assert!(response.contains("other than chunked"), "{response}");
+    }
+    assert!(upstream.requests().is_empty(), "the upstream saw {:?}", upstream.requests());
+
+    for codings in ["chunked", "Chunked"] {
+        let request = format!(
+            "POST /plain HTTP/1.1\r\nHost: x.test\r\nTransfer-Encoding: {codings}\r\n\
+             Connection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+        );
+        assert_eq!(statuses(&raw(public, request.as_bytes()).await), [200], "{codings}");
+    }
+    let seen = upstream.requests();
+    assert_eq!(seen.len(), 2);
+    assert!(seen.iter().all(|r| r.body == b"5\r\nhello\r\n0\r\n\r\n"), "{seen:?}");
 }
 
 /// Identical duplicate Content-Length values are one length (RFC 9110,
@@ -147,6 +202,71 @@ async fn a_missing_host_is_refused_on_http11_and_the_empty_host_on_http10() {
     );
     assert_eq!(upstream.seen().len(), 1);
     assert_eq!(upstream.seen()[0].target, "/b");
+}
+
+/// A listener's `http10_default_host`: an HTTP/1.0 request without Host is
+/// routed as if it had sent that host, and the upstream receives it as its
+/// Host, from the gateway's own server (GET) and from hyper's (a body); one
+/// that sends a Host keeps it; HTTP/1.1 without Host is still refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http10_without_host_takes_the_listeners_default_host() {
+    let legacy = ScriptedUpstream::start(None, |r| Answer::ok(r.target())).await;
+    let other = ScriptedUpstream::start(None, |r| Answer::ok(r.target())).await;
+    let spec = format!(
+        "version: 1
+listeners:
+  - name: public
+    bind: \"127.0.0.1:0\"
+    http10_default_host: legacy.example.test
+  - name: plain
+    bind: \"127.0.0.1:0\"
+pools:
+  - name: legacy
+    endpoints: [{{ address: \"{}\" }}]
+  - name: other
+    endpoints: [{{ address: \"{}\" }}]
+routes:
+  - name: legacy
+    match: {{ host: legacy.example.test, path: \"/{{*rest}}\" }}
+    to: legacy
+  - name: rest
+    match: {{ path: \"/{{*rest}}\" }}
+    to: other
+",
+        legacy.address, other.address
+    );
+    let gateway = Gateway::start(&spec);
+    let public = gateway.addr("public");
+
+    for request in
+        [&b"GET /get HTTP/1.0\r\n\r\n"[..], b"POST /post HTTP/1.0\r\nContent-Length: 2\r\n\r\nhi"]
+    {
+        let response = raw(public, request).await;
+        assert!(response.starts_with("HTTP/1.0 200 "), "{response}");
+    }
+    let seen = legacy.requests();
+    assert_eq!(seen.iter().map(|r| r.target()).collect::<Vec<_>>(), ["/get", "/post"]);
+    for request in &seen {
+        assert_eq!(request.header("host"), Some("legacy.example.test"), "{}", request.head);
+        assert_eq!(request.header("x-forwarded-host"), Some("legacy.example.test"));
+    }
+
+    // A Host sent is kept; HTTP/1.1 without one is refused and never forwarded.
+    let response = raw(public, b"GET /sent HTTP/1.0\r\nHost: else.test\r\n\r\n").await;
+    assert!(response.starts_with("HTTP/1.0 200 "), "{response}");
+    let response = raw(public, b"GET /v11 HTTP/1.1\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(statuses(&response), [400], "{response}");
+    assert!(response.contains("without a Host header"), "{response}");
+    // A listener without the setting routes it with the empty host.
+    let response = raw(gateway.addr("plain"), b"GET /plain HTTP/1.0\r\n\r\n").await;
+    assert!(response.starts_with("HTTP/1.0 200 "), "{response}");
+
+    assert_eq!(legacy.requests().len(), 2);
+    let seen = other.requests();
+    assert_eq!(seen.iter().map(|r| r.target()).collect::<Vec<_>>(), ["/sent", "/plain"]);
+    assert_eq!(seen[0].header("host"), Some("else.test"));
+    // (The upstream client names the endpoint when the request named no host.)
+    assert_eq!(seen[1].header("host"), Some(other.address.to_string().as_str()));
 }
 
 /// B18: whitespace around the Host value is trimmed before matching; other

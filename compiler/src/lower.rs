@@ -51,6 +51,8 @@ pub(crate) fn lower(spec: &Spec) -> Plan {
                 .http2
                 .max_pending_resets
                 .unwrap_or(crate::spec::DEFAULT_H2_MAX_PENDING_RESETS),
+            request_id: l.request_id,
+            http10_default_host: l.http10_default_host.clone(),
         })
         .collect();
     let pools: Vec<PoolPlan> = spec

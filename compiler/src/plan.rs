@@ -30,7 +30,7 @@ pub use self::address::{AddressError, EndpointAddress};
 pub use self::policy::{algorithm, HealthCheckPlan, RetryPlan, EVERY_ENDPOINT};
 
 /// The plan file format this build reads and writes.
-pub const PLAN_FORMAT: u32 = 4;
+pub const PLAN_FORMAT: u32 = 5;
 const MAGIC: &str = "sluice-plan";
 
 /// A compiled, validated gateway configuration.
@@ -68,6 +68,12 @@ pub struct ListenerPlan {
     /// Streams an HTTP/2 client may reset before they are served, at once.
     #[serde(default = "default_h2_resets")]
     pub h2_max_pending_resets: u32,
+    /// What the listener does with `X-Request-Id`.
+    #[serde(default)]
+    pub request_id: crate::spec::RequestId,
+    /// The `Host` given to an HTTP/1.0 request that sent none.
+    #[serde(default)]
+    pub http10_default_host: Option<String>,
 }
 
 fn default_stall() -> Duration {

@@ -106,6 +106,41 @@ pub struct Listener {
     /// Limits for clients that speak HTTP/2 (cleartext, with prior knowledge).
     #[serde(default)]
     pub http2: Http2Limits,
+    /// What the gateway does with `X-Request-Id`. `preserve` keeps the id a client sent
+    /// when it is well formed (1 to 128 visible ASCII characters) and otherwise makes a
+    /// new one; `generate` always makes a new one; `off` leaves the field alone. With
+    /// `preserve` or `generate`, the upstream receives the id and the client gets it
+    /// back in the response. Default: `preserve`.
+    #[serde(default, skip_serializing_if = "RequestId::is_default")]
+    pub request_id: RequestId,
+    /// The host an HTTP/1.0 request without a `Host` header is for, such as
+    /// `api.example.test`: it is routed as if it had sent that `Host`, and the upstream
+    /// receives it as its `Host`. Without this setting such a request is for the empty
+    /// host, which only routes without a `host` match. An HTTP/1.1 request without
+    /// `Host` is refused with 400 either way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub http10_default_host: Option<String>,
+}
+
+/// What a listener does with the `X-Request-Id` of each request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestId {
+    /// Keep a well-formed id the client sent; give a request without one (or with a
+    /// malformed one) a new id. The id is forwarded and echoed in the response.
+    #[default]
+    Preserve,
+    /// Give every request a new id, whatever the client sent; forwarded and echoed.
+    Generate,
+    /// Pass `X-Request-Id` through untouched, and add none.
+    Off,
+}
+
+impl RequestId {
+    fn is_default(&self) -> bool {
+        *self == RequestId::Preserve
+    }
 }
 
 /// Self-protection for HTTP/2 client connections.

@@ -569,6 +569,20 @@ fn check_listener_settings(
     check_duration(doc, &base, "head_timeout", listener.head_timeout.as_deref(), out);
     check_duration(doc, &base, "idle_timeout", listener.idle_timeout.as_deref(), out);
     check_duration(doc, &base, "stall_timeout", listener.stall_timeout.as_deref(), out);
+    if let Some(host) = &listener.http10_default_host {
+        let problem = match check_host(Some(host)) {
+            Err(problem) => Some(problem),
+            Ok(_) if host.starts_with("*.") => Some("is a wildcard, which no request can carry"),
+            Ok(_) => None,
+        };
+        if let Some(problem) = problem {
+            out.push(
+                Diagnostic::error(codes::BAD_HOST, format!("`{host}` {problem}"))
+                    .with_help("write one host name, optionally with a port, such as api.example.test or api.example.test:8080")
+                    .at(doc, &format!("{base}/http10_default_host")),
+            );
+        }
+    }
 }
 
 /// Smallest `max_head_size` that leaves room for an ordinary request head.

@@ -42,6 +42,8 @@ fn settings_left_out_get_their_documented_defaults() {
         (listener.head_timeout, listener.idle_timeout),
         (Duration::from_secs(10), Duration::from_secs(60))
     );
+    assert_eq!(listener.request_id, sluice_compiler::spec::RequestId::Preserve);
+    assert_eq!(listener.http10_default_host, None);
     let pool = &plan.pools[0];
     assert_eq!(
         (pool.connect_timeout, pool.idle_timeout),
@@ -54,7 +56,8 @@ fn settings_left_out_get_their_documented_defaults() {
 fn settings_given_reach_the_plan() {
     let text = spec(
         "    trusted_proxies: [10.0.0.0/8, \"::1\"]\n    max_connections: 50\n    max_headers: 20\n    \
-         max_head_size: 16KiB\n    head_timeout: 200ms\n    idle_timeout: 2s\n",
+         max_head_size: 16KiB\n    head_timeout: 200ms\n    idle_timeout: 2s\n    \
+         request_id: generate\n    http10_default_host: api.example.test:8080\n",
         "    connect_timeout: 250ms\n    idle_timeout: 1s\n",
         "    max_body_size: 2MiB\n",
     );
@@ -70,6 +73,8 @@ fn settings_given_reach_the_plan() {
     );
     assert_eq!(listener.head_timeout, Duration::from_millis(200));
     assert_eq!(listener.idle_timeout, Duration::from_secs(2));
+    assert_eq!(listener.request_id, sluice_compiler::spec::RequestId::Generate);
+    assert_eq!(listener.http10_default_host.as_deref(), Some("api.example.test:8080"));
     assert_eq!(plan.pools[0].connect_timeout, Duration::from_millis(250));
     assert_eq!(plan.pools[0].idle_timeout, Duration::from_secs(1));
     assert_eq!(plan.routes[0].max_body_size, Some(2 << 20));
@@ -96,6 +101,22 @@ fn nonsensical_values_are_located_findings() {
             spec("    trusted_proxies: [10.0.0.0/33]\n", "", ""),
             "S0205",
             "/listeners/0/trusted_proxies/0",
+        ),
+        (spec("    request_id: keep\n", "", ""), "S0104", "/listeners/0/request_id"),
+        (
+            spec("    http10_default_host: \"*.example.test\"\n", "", ""),
+            "S0208",
+            "/listeners/0/http10_default_host",
+        ),
+        (
+            spec("    http10_default_host: a_b.test\n", "", ""),
+            "S0208",
+            "/listeners/0/http10_default_host",
+        ),
+        (
+            spec("    http10_default_host: a.test:0\n", "", ""),
+            "S0208",
+            "/listeners/0/http10_default_host",
         ),
         (
             spec("    trusted_proxies: [proxy.internal]\n", "", ""),

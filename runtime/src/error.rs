@@ -38,6 +38,10 @@ impl Side {
 pub enum ProxyError {
     #[error("bad request: {reason}")]
     BadRequest { reason: &'static str },
+    /// A request body in a transfer coding the gateway does not implement
+    /// (RFC 9112, section 6.1, asks for 501); never forwarded.
+    #[error("the request's Transfer-Encoding names a coding other than chunked, which this gateway does not implement; send the body chunked only, or with Content-Length")]
+    UnsupportedCoding,
     #[error("no route matches {method} {path} on listener {listener}")]
     NoRoute { method: String, path: String, listener: String },
     #[error("pool {pool} has no endpoint to send to")]
@@ -85,6 +89,7 @@ impl ProxyError {
     pub fn side(&self) -> Side {
         match self {
             ProxyError::BadRequest { .. }
+            | ProxyError::UnsupportedCoding
             | ProxyError::NoRoute { .. }
             | ProxyError::ClientBody { .. }
             | ProxyError::ClientStalled { .. }
@@ -102,6 +107,7 @@ impl ProxyError {
     pub fn retry_safe(&self) -> bool {
         match self {
             ProxyError::BadRequest { .. }
+            | ProxyError::UnsupportedCoding
             | ProxyError::NoRoute { .. }
             | ProxyError::NoEndpoint { .. }
             | ProxyError::Overloaded { .. }
@@ -128,6 +134,7 @@ impl ProxyError {
             ProxyError::BadRequest { .. } | ProxyError::ClientBody { .. } => {
                 StatusCode::BAD_REQUEST
             }
+            ProxyError::UnsupportedCoding => StatusCode::NOT_IMPLEMENTED,
             ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ProxyError::ClientStalled { .. } => StatusCode::REQUEST_TIMEOUT,
             ProxyError::NoEndpoint { .. } | ProxyError::Overloaded { .. } => {
@@ -145,6 +152,7 @@ impl ProxyError {
     pub fn code(&self) -> &'static str {
         match self {
             ProxyError::BadRequest { .. } => "bad_request",
+            ProxyError::UnsupportedCoding => "unsupported_transfer_coding",
             ProxyError::NoRoute { .. } => "no_route",
             ProxyError::NoEndpoint { .. } => "no_endpoint",
             ProxyError::Overloaded { .. } => "pool_overloaded",
@@ -163,6 +171,7 @@ impl ProxyError {
     fn public_message(&self) -> String {
         match self {
             ProxyError::BadRequest { .. }
+            | ProxyError::UnsupportedCoding
             | ProxyError::NoRoute { .. }
             | ProxyError::BodyTooLarge { .. } => self.to_string(),
             ProxyError::NoEndpoint { .. } => {
@@ -193,6 +202,7 @@ impl ProxyError {
         if matches!(
             self,
             ProxyError::BadRequest { .. }
+                | ProxyError::UnsupportedCoding
                 | ProxyError::ClientBody { .. }
                 | ProxyError::ClientStalled { .. }
                 | ProxyError::BodyTooLarge { .. }

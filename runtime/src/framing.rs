@@ -9,8 +9,12 @@
 //! chunked win, drops `Content-Length` and closes after the response, so the
 //! handler cannot even see that both were sent), and a coding list such as
 //! `gzip, chunked`, which the gateway would forward as a plain chunked body.
-//! Both are request-smuggling shapes (RFC 9112, section 6.3), so the gateway
-//! refuses them with 400 instead.
+//! The first is a request-smuggling shape (RFC 9112, section 6.3), refused
+//! with 400. The second is refused too: with 501 when the list is well
+//! formed, since the gateway implements no coding but `chunked` (RFC 9112,
+//! section 6.1), and with 400 when it is not (an empty element, `chunked`
+//! twice or with parameters, or whitespace after the value, which the HTTP
+//! parser would silently drop).
 //!
 //! Since hyper hides the raw head, the [`FramingScanner`] reads the same bytes
 //! as hyper, just before it: it finds each request head, checks it, and then
@@ -180,7 +184,7 @@ impl FramingScanner {
 
         // A fragment is the client's own business and never part of a request;
         // the HTTP parser would drop it silently, so it is refused here.
-        let framing = body_framing(&request).and_then(|framing| {
+        let framing = body_framing(&request, bytes).and_then(|framing| {
             match request.path.is_some_and(|target| target.contains('#')) {
                 true => Err("request target holds a `#` fragment"),
                 false => Ok(framing),
@@ -278,12 +282,95 @@ enum Framing {
     Tunnel,
 }
 
-/// How the body of a parsed head is framed, or why its framing is refused.
-fn body_framing(request: &httparse::Request<'_, '_>) -> Result<Framing, &'static str> {
+/// The reason given to a request whose transfer codings are well formed,
+/// with `chunked` last, but include one the gateway does not implement
+/// (any but `chunked`): answered 501, not 400 (RFC 9112, section 6.1).
+pub(crate) const UNKNOWN_CODING: &str = "a transfer coding other than chunked";
+
+/// Whether a refusal's reason is [`UNKNOWN_CODING`].
+pub(crate) fn is_unknown_coding(reason: &str) -> bool {
+    reason == UNKNOWN_CODING
+}
+
+/// The transfer codings of a request so far, over all its
+/// `Transfer-Encoding` lines in order.
+#[derive(Debug, Clone, Copy, Default)]
+struct Codings {
+    /// Whether the last coding so far is `chunked`.
+    last_chunked: bool,
+    /// Whether a coding other than `chunked` came.
+    others: bool,
+}
+
+/// Add the codings of one `Transfer-Encoding` value to `seen`: a
+/// comma-separated list of codings, each a token with optional `;name=value`
+/// parameters, with optional spaces or tabs around each. An empty element,
+/// a coding that is not a token, `chunked` with parameters, or `chunked`
+/// anywhere but last (it may be applied only once, as the final coding) is
+/// malformed: 400. Whether a coding other than `chunked` is refused with 501
+/// or 400 depends on what comes last, so that is left to the caller.
+fn te_codings(value: &[u8], mut seen: Codings) -> Result<Codings, &'static str> {
+    const MALFORMED: &str = "malformed Transfer-Encoding";
+    for element in value.split(|&b| b == b',') {
+        if seen.last_chunked {
+            return Err(MALFORMED);
+        }
+        let element = trim_ows(element);
+        let mut parts = element.split(|&b| b == b';');
+        let name = trim_ows(parts.next().unwrap_or_default());
+        if !is_token(name) {
+            return Err(MALFORMED);
+        }
+        let chunked = name.eq_ignore_ascii_case(b"chunked");
+        for parameter in parts {
+            let parameter = trim_ows(parameter);
+            let (key, value) = match parameter.iter().position(|&b| b == b'=') {
+                Some(at) => (&parameter[..at], &parameter[at + 1..]),
+                None => return Err(MALFORMED),
+            };
+            let quoted = value.len() >= 2
+                && value.starts_with(b"\"")
+                && value.ends_with(b"\"")
+                && value[1..value.len() - 1].iter().all(|&b| b != b'"' && b != b'\\');
+            if chunked || !is_token(key) || !(is_token(value) || quoted) {
+                return Err(MALFORMED);
+            }
+        }
+        seen = Codings { last_chunked: chunked, others: seen.others || !chunked };
+    }
+    Ok(seen)
+}
+
+/// `bytes` without spaces and tabs at either end.
+fn trim_ows(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().position(|&b| b != b' ' && b != b'\t').unwrap_or(bytes.len());
+    let end = bytes.iter().rposition(|&b| b != b' ' && b != b'\t').map_or(start, |at| at + 1);
+    &bytes[start..end.max(start)]
+}
+
+/// Whether `bytes` is an HTTP token (RFC 9110, section 5.6.2).
+fn is_token(bytes: &[u8]) -> bool {
+    !bytes.is_empty()
+        && bytes.iter().all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// The offset in `raw` just past `part`, a slice the parser took from it
+/// (or `raw.len()` if it is not one).
+fn end_of(raw: &[u8], part: &[u8]) -> usize {
+    let start = (part.as_ptr() as usize).wrapping_sub(raw.as_ptr() as usize);
+    match start.checked_add(part.len()) {
+        Some(end) if start <= raw.len() && end <= raw.len() => end,
+        _ => raw.len(),
+    }
+}
+
+/// How the body of a parsed head is framed, or why its framing is refused;
+/// `raw` is the bytes the head was parsed from.
+fn body_framing(request: &httparse::Request<'_, '_>, raw: &[u8]) -> Result<Framing, &'static str> {
     let mut length: Option<u64> = None;
     let mut lengths = 0;
     let mut codings = 0;
-    let mut chunked = false;
+    let mut verdict: Result<Codings, &'static str> = Ok(Codings::default());
     for header in request.headers.iter() {
         if header.name.eq_ignore_ascii_case("content-length") {
             lengths += 1;
@@ -299,7 +386,16 @@ fn body_framing(request: &httparse::Request<'_, '_>) -> Result<Framing, &'static
             }
         } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
             codings += 1;
-            chunked = header.value.trim_ascii().eq_ignore_ascii_case(b"chunked");
+            // The parser drops whitespace at the end of a value, which would
+            // make `chunked<TAB>` read as `chunked`; it is refused instead.
+            let ends_clean =
+                raw.get(end_of(raw, header.value)).is_none_or(|b| *b == b'\r' || *b == b'\n');
+            verdict = verdict.and_then(|seen| {
+                if !ends_clean {
+                    return Err("malformed Transfer-Encoding");
+                }
+                te_codings(header.value, seen)
+            });
         }
     }
 
@@ -310,10 +406,13 @@ fn body_framing(request: &httparse::Request<'_, '_>) -> Result<Framing, &'static
         if request.version != Some(1) {
             return Err("Transfer-Encoding on an HTTP/1.0 request");
         }
-        if codings > 1 || !chunked {
-            return Err("Transfer-Encoding other than chunked");
-        }
-        return Ok(Framing::Chunked);
+        return match verdict? {
+            Codings { last_chunked: true, others: false } => Ok(Framing::Chunked),
+            // Chunked last but after other codings: well framed, but the
+            // gateway cannot undo them and must not pass them on unmarked.
+            Codings { last_chunked: true, others: true } => Err(UNKNOWN_CODING),
+            Codings { last_chunked: false, .. } => Err("Transfer-Encoding other than chunked"),
+        };
     }
     if request.method.is_some_and(|m| m.eq_ignore_ascii_case("CONNECT")) {
         return Ok(Framing::Tunnel);
@@ -369,10 +468,10 @@ mod tests {
             ("Content-Length: +5", "malformed Content-Length"),
             ("Content-Length: 0x10", "malformed Content-Length"),
             ("Content-Length: 5, 5", "malformed Content-Length"),
-            ("Transfer-Encoding: gzip, chunked", "Transfer-Encoding other than chunked"),
+            ("Transfer-Encoding: gzip, chunked", UNKNOWN_CODING),
             (
                 "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked",
-                "Transfer-Encoding other than chunked",
+                "malformed Transfer-Encoding",
             ),
             ("Content-Length: 5\r\n folded", "malformed request head"),
             (": empty-name", "malformed request head"),
@@ -381,6 +480,51 @@ mod tests {
             let request =
                 format!("POST / HTTP/1.1\r\nHost: x\r\n{head}\r\n\r\nGET / HTTP/1.1\r\n\r\n");
             assert_eq!(all_pieces(&request), [Err(reason)], "{head:?}");
+        }
+    }
+
+    /// Codings other than chunked, well formed and followed by a final
+    /// chunked, are the gateway's to implement (501); anything else that
+    /// is not a single chunked is malformed (400). Neither is followed.
+    #[test]
+    fn transfer_codings_are_unknown_or_malformed() {
+        const MALFORMED: &str = "malformed Transfer-Encoding";
+        const NOT_LAST: &str = "Transfer-Encoding other than chunked";
+        for (value, verdict) in [
+            ("chunked", Ok(())),
+            ("Chunked", Ok(())),
+            ("gzip, chunked", Err(UNKNOWN_CODING)),
+            ("br,chunked", Err(UNKNOWN_CODING)),
+            ("x-custom ,\tchunked", Err(UNKNOWN_CODING)),
+            ("gzip;level=9, deflate; a=\"b c\" , chunked", Err(UNKNOWN_CODING)),
+            ("gzip\r\nTransfer-Encoding: chunked", Err(UNKNOWN_CODING)),
+            ("identity, chunked", Err(UNKNOWN_CODING)),
+            ("gzip", Err(NOT_LAST)),
+            ("identity", Err(NOT_LAST)),
+            ("chunked\r\nTransfer-Encoding: gzip", Err(MALFORMED)),
+            ("chunked, gzip", Err(MALFORMED)),
+            ("chunked, chunked", Err(MALFORMED)),
+            ("chunked,", Err(MALFORMED)),
+            (", chunked", Err(MALFORMED)),
+            ("gzip,, chunked", Err(MALFORMED)),
+            ("chunked\t", Err(MALFORMED)),
+            ("chunked ", Err(MALFORMED)),
+            ("chunked;x=1", Err(MALFORMED)),
+            ("gzip;, chunked", Err(MALFORMED)),
+            ("gzip;q, chunked", Err(MALFORMED)),
+            ("gz ip, chunked", Err(MALFORMED)),
+            ("gzip/1, chunked", Err(MALFORMED)),
+            ("\"gzip\", chunked", Err(MALFORMED)),
+        ] {
+            let request = format!(
+                "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: {value}\r\n\r\n\
+                 0\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n"
+            );
+            let expected = match verdict {
+                Ok(()) => vec![Ok(()), Ok(())],
+                Err(reason) => vec![Err(reason)],
+            };
+            assert_eq!(all_pieces(&request), expected, "{value:?}");
         }
     }
 

@@ -29,6 +29,7 @@ mod pool_state;
 mod proxy;
 mod reload;
 mod request_body;
+mod request_id;
 mod resolve;
 pub mod sample;
 mod server1;

@@ -23,7 +23,7 @@ use hyper::http::uri::{Authority, PathAndQuery};
 use hyper::{Method, Request, Response, Uri, Version};
 use sluice_compiler::condition::RequestFields;
 use sluice_compiler::normalize::normalize;
-use sluice_compiler::plan::RoutePlan;
+use sluice_compiler::plan::{ListenerPlan, RoutePlan};
 use sluice_compiler::spec::HashOn;
 use sluice_compiler::spec::{Protocol, Sticky};
 use sluice_compiler::{Captures, Plan};
@@ -35,9 +35,11 @@ use crate::access_log::AccessLogSender;
 use crate::connection::InFlight;
 use crate::error::ProxyError;
 use crate::exchange::{Exchange, ResponseBody};
+use crate::framing;
 use crate::headers;
 use crate::pool_state::{self, PoolState};
 use crate::request_body::{self, BodySlot, ClientBody, RequestBody};
+use crate::request_id;
 use crate::upgrade;
 use crate::upstream::{self, PoolClient, SendError, UpstreamBody};
 
@@ -203,12 +205,25 @@ pub(crate) async fn handle(
 ) -> Result<Response<ResponseBody>, Infallible> {
     let client = peer.address;
     let mut exchange = Exchange::new(Arc::clone(&shared), listener, client, &request, in_flight);
+    // Decided on the fields as the client sent them, before any is dropped
+    // as hop-by-hop; echoed in every response, the gateway's own included.
+    let request_id =
+        request_id::for_request(shared.plan.listeners[listener].request_id, request.headers());
     let forwarded = match refused {
+        Some(reason) if framing::is_unknown_coding(reason) => Err(ProxyError::UnsupportedCoding),
         Some(reason) => Err(ProxyError::BadRequest { reason }),
-        None => forward(&shared, &mut exchange, listener, &peer, request).await,
+        None => {
+            forward(&shared, &mut exchange, listener, &peer, request, request_id.as_ref()).await
+        }
+    };
+    let echo = |headers: &mut HeaderMap| {
+        if let Some(id) = &request_id {
+            headers.insert(request_id::X_REQUEST_ID.clone(), id.clone());
+        }
     };
     match forwarded {
-        Ok(response) => {
+        Ok(mut response) => {
+            echo(response.headers_mut());
             exchange.status = Some(response.status().as_u16());
             Ok(response.map(|body| ResponseBody::upstream(body, exchange)))
         }
@@ -220,7 +235,8 @@ pub(crate) async fn handle(
                 %error,
                 "request answered by the gateway"
             );
-            let response = error.response();
+            let mut response = error.response();
+            echo(response.headers_mut());
             // Logged as 499, as a request the client left before any answer.
             exchange.status = (!error.client_left()).then(|| response.status().as_u16());
             Ok(response.map(|body| ResponseBody::local(body, exchange)))
@@ -234,12 +250,16 @@ async fn forward(
     listener: usize,
     peer: &Peer,
     mut request: Request<ClientBody>,
+    request_id: Option<&HeaderValue>,
 ) -> Result<Response<UpstreamBody>, ProxyError> {
     let plan = &shared.plan;
     let client = peer.address;
 
     // Route.
     absolute_form_host(&mut request)?;
+    if request.version() == Version::HTTP_10 {
+        http10_default_host(&mut request, &plan.listeners[listener]);
+    }
     let host = request_host(&request)?;
     let method = request.method().as_str().as_bytes();
     // Match and forward the same, normalised, path.
@@ -306,6 +326,9 @@ async fn forward(
     let te_trailers = protocol == Protocol::Http2 && headers::accepts_trailers(request.headers());
     let (mut head, body) = request.into_parts();
     headers::strip_hop_by_hop(&mut head.headers);
+    if let Some(id) = request_id {
+        head.headers.insert(request_id::X_REQUEST_ID.clone(), id.clone());
+    }
     if protocol != Protocol::Http2 && notable.cookie {
         headers::join_cookies(&mut head.headers);
     }
@@ -658,6 +681,20 @@ fn absolute_form_host<B>(request: &mut Request<B>) -> Result<(), ProxyError> {
         .map_err(|_| ProxyError::BadRequest { reason: "request target host is not valid" })?;
     request.headers_mut().insert(HOST, host);
     Ok(())
+}
+
+/// Give an HTTP/1.0 request that sent no `Host` the listener's
+/// `http10_default_host`, if it has one, so that routing and the upstream
+/// both see that host.
+fn http10_default_host<B>(request: &mut Request<B>, listener: &ListenerPlan) {
+    let Some(host) = &listener.http10_default_host else { return };
+    if request.headers().contains_key(HOST) {
+        return;
+    }
+    // `validate` accepted it as a host name, so it is a valid value.
+    if let Ok(value) = HeaderValue::from_str(host) {
+        request.headers_mut().insert(HOST, value);
+    }
 }
 
 /// The host a request is for: its `Host` header without surrounding
