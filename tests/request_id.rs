@@ -12,6 +12,8 @@ use hyper_util::rt::TokioExecutor;
 
 use support::{closed_port, raw, send, spec_with, statuses, Answer, Gateway, ScriptedUpstream};
 
+const PRESERVE: &str = "    request_id: preserve\n";
+
 /// The value of `name` in a raw response head, case-insensitively.
 fn response_header<'r>(response: &'r str, name: &str) -> Option<&'r str> {
     let head = response.split("\r\n\r\n").next().unwrap_or("");
@@ -51,14 +53,14 @@ async fn both_servers(
     responses.into_iter().zip(seen[before..].iter().cloned()).collect()
 }
 
-/// The default, `preserve`: a well-formed client id reaches the upstream
+/// `preserve`: a well-formed client id reaches the upstream
 /// and comes back; a malformed, over-long or repeated one is replaced by a
 /// new id, the same at the upstream and in the response; a request without
 /// one gets a new one, different for each request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn preserve_keeps_a_clients_id_and_replaces_a_malformed_one() {
     let upstream = ScriptedUpstream::start(None, |r| Answer::ok(r.target())).await;
-    let gateway = Gateway::start(&spec_with("", &[upstream.address], "", ""));
+    let gateway = Gateway::start(&spec_with(PRESERVE, &[upstream.address], "", ""));
 
     // Kept, also when the client names the field in `Connection`.
     for extra in [
@@ -93,7 +95,7 @@ async fn preserve_keeps_a_clients_id_and_replaces_a_malformed_one() {
     assert_eq!(distinct.len(), generated.len(), "{generated:?}");
 
     // The gateway's own answers carry the id too.
-    let dead = Gateway::start(&spec_with("", &[closed_port()], "", ""));
+    let dead = Gateway::start(&spec_with(PRESERVE, &[closed_port()], "", ""));
     let response = raw(
         dead.addr("public"),
         b"GET / HTTP/1.1\r\nHost: a.test\r\nX-Request-Id: mine\r\nConnection: close\r\n\r\n",
@@ -116,19 +118,23 @@ async fn generate_always_replaces_the_clients_id() {
     }
 }
 
-/// `off` passes the client's field through untouched and adds none; the
-/// upstream's own id, if it sends one, reaches the client as sent.
+/// `off`, the default, passes the client's field through untouched and
+/// adds none; the upstream's own id, if it sends one, reaches the client as
+/// sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn off_passes_through_and_adds_nothing() {
     let upstream = ScriptedUpstream::start(None, |r| Answer::ok(r.target())).await;
-    let gateway = Gateway::start(&spec_with("    request_id: off\n", &[upstream.address], "", ""));
-    for (response, seen) in both_servers(&gateway, &upstream, "X-Request-Id: has space\r\n").await {
-        assert_eq!(seen.header("x-request-id"), Some("has space"), "{}", seen.head);
-        assert_eq!(response_header(&response, "x-request-id"), None, "{response}");
-    }
-    for (response, seen) in both_servers(&gateway, &upstream, "").await {
-        assert_eq!(seen.header("x-request-id"), None, "{}", seen.head);
-        assert_eq!(response_header(&response, "x-request-id"), None, "{response}");
+    for listener in ["    request_id: off\n", ""] {
+        let gateway = Gateway::start(&spec_with(listener, &[upstream.address], "", ""));
+        let sent = "X-Request-Id: has space\r\n";
+        for (response, seen) in both_servers(&gateway, &upstream, sent).await {
+            assert_eq!(seen.header("x-request-id"), Some("has space"), "{}", seen.head);
+            assert_eq!(response_header(&response, "x-request-id"), None, "{response}");
+        }
+        for (response, seen) in both_servers(&gateway, &upstream, "").await {
+            assert_eq!(seen.header("x-request-id"), None, "{}", seen.head);
+            assert_eq!(response_header(&response, "x-request-id"), None, "{response}");
+        }
     }
 }
 
@@ -137,7 +143,7 @@ async fn off_passes_through_and_adds_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_clients_get_their_id_back() {
     let upstream = ScriptedUpstream::start(None, |r| Answer::ok(r.target())).await;
-    let gateway = Gateway::start(&spec_with("", &[upstream.address], "", ""));
+    let gateway = Gateway::start(&spec_with(PRESERVE, &[upstream.address], "", ""));
     let client: Client<_, Full<Bytes>> =
         Client::builder(TokioExecutor::new()).http2_only(true).build_http();
     let address = gateway.addr("public");

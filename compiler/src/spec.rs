@@ -110,7 +110,7 @@ pub struct Listener {
     /// when it is well formed (1 to 128 visible ASCII characters) and otherwise makes a
     /// new one; `generate` always makes a new one; `off` leaves the field alone. With
     /// `preserve` or `generate`, the upstream receives the id and the client gets it
-    /// back in the response. Default: `preserve`.
+    /// back in the response. Default: `off`.
     #[serde(default, skip_serializing_if = "RequestId::is_default")]
     pub request_id: RequestId,
     /// The host an HTTP/1.0 request without a `Host` header is for, such as
@@ -129,17 +129,17 @@ pub struct Listener {
 pub enum RequestId {
     /// Keep a well-formed id the client sent; give a request without one (or with a
     /// malformed one) a new id. The id is forwarded and echoed in the response.
-    #[default]
     Preserve,
     /// Give every request a new id, whatever the client sent; forwarded and echoed.
     Generate,
-    /// Pass `X-Request-Id` through untouched, and add none.
+    /// Pass `X-Request-Id` through untouched, and add none. The default.
+    #[default]
     Off,
 }
 
 impl RequestId {
     fn is_default(&self) -> bool {
-        *self == RequestId::Preserve
+        *self == RequestId::Off
     }
 }
 

@@ -42,7 +42,7 @@ fn settings_left_out_get_their_documented_defaults() {
         (listener.head_timeout, listener.idle_timeout),
         (Duration::from_secs(10), Duration::from_secs(60))
     );
-    assert_eq!(listener.request_id, sluice_compiler::spec::RequestId::Preserve);
+    assert_eq!(listener.request_id, sluice_compiler::spec::RequestId::Off);
     assert_eq!(listener.http10_default_host, None);
     let pool = &plan.pools[0];
     assert_eq!(
