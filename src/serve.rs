@@ -19,11 +19,12 @@ request (time, client, listener, method, path, route, endpoint, status, duration
 Operational logs go to stderr; set RUST_LOG (for example RUST_LOG=debug) to see more.
 
 Connection limits and timeouts are spec settings: on each listener `trusted_proxies`, \
-`max_connections`, `max_headers`, `max_head_size`, `head_timeout` and `idle_timeout`; on each \
-pool `connect_timeout` and `idle_timeout`; on each route `timeout` and `max_body_size`. A \
-listener's `request_id` (preserve, the default; generate; off) says which X-Request-Id the \
-upstream receives and the client gets back, and its `http10_default_host` gives HTTP/1.0 \
-requests without a Host that host.
+`max_connections`, `max_headers`, `max_head_size`, `head_timeout`, `idle_timeout` and \
+`stall_timeout` (a client that sends or takes nothing); on each pool `connect_timeout`, \
+`idle_timeout` and `stall_timeout` (an endpoint that sends or takes nothing); on each route \
+`timeout` and `max_body_size`. A listener's `request_id` (off, the default; preserve; \
+generate) says which X-Request-Id the upstream receives and the client gets back, and its \
+`http10_default_host` gives HTTP/1.0 requests without a Host that host.
 
 Clients may speak HTTP/1.1 or HTTP/2 in cleartext with prior knowledge (h2c); each pool's \
 `protocol` says which the gateway speaks to it. Upgrades such as WebSocket pass through to \
