@@ -22,7 +22,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use support::{raw, spec_with, statuses, Answer, Gateway, ScriptedUpstream, Upstream};
+use support::{h2raw, raw, spec_with, statuses, Answer, Gateway, ScriptedUpstream, Upstream};
 
 /// What the h2c upstream saw of one request.
 #[derive(Debug, Default, Clone)]
@@ -371,78 +371,41 @@ async fn parser_refusals_are_logged() {
     assert!(upstream.seen().is_empty());
 }
 
-/// One raw HTTP/2 frame.
-fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let length = u32::try_from(payload.len()).unwrap().to_be_bytes();
-    let mut frame = length[1..].to_vec();
-    frame.extend([kind, flags]);
-    frame.extend(stream.to_be_bytes());
-    frame.extend(payload);
-    frame
-}
-
-/// Reads frames until the connection closes or `wait` passes, and gives
-/// each one's type, stream and first four payload bytes.
-async fn h2_frames(stream: &mut TcpStream, wait: Duration) -> Vec<(u8, u32, Vec<u8>)> {
-    let mut bytes = Vec::new();
-    let deadline = tokio::time::Instant::now() + wait;
-    let mut buffer = [0u8; 4096];
-    while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, stream.read(&mut buffer)).await {
-        if n == 0 {
-            break;
-        }
-        bytes.extend_from_slice(&buffer[..n]);
-    }
-    let mut frames = Vec::new();
-    let mut rest = &bytes[..];
-    while rest.len() >= 9 {
-        let length = usize::from(rest[0]) << 16 | usize::from(rest[1]) << 8 | usize::from(rest[2]);
-        let stream = u32::from_be_bytes([rest[5], rest[6], rest[7], rest[8]]) & 0x7fff_ffff;
-        let payload = &rest[9..(9 + length).min(rest.len())];
-        frames.push((rest[3], stream, payload.iter().take(8).copied().collect()));
-        rest = &rest[(9 + length).min(rest.len())..];
-    }
-    frames
-}
-
 /// The rapid-reset attack: a client that opens streams and resets each at
 /// once, faster than they are served, has its connection closed with
 /// GOAWAY ENHANCE_YOUR_CALM beyond `max_pending_resets`; one that resets a
 /// few stays connected and is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rapid_resets_beyond_the_limit_close_the_connection() {
-    const GOAWAY: u8 = 0x7;
-    const HEADERS: u8 = 0x1;
+    use h2raw::{GOAWAY, HEADERS, RST_STREAM};
     const ENHANCE_YOUR_CALM: [u8; 4] = [0, 0, 0, 0xb];
     let upstream = Upstream::with_delay("ok", Duration::from_millis(50)).await;
     let listener = "    http2: { max_pending_resets: 5 }\n";
     let gateway = Gateway::start(&spec_with(listener, &[upstream.address], "", ""));
 
-    // GET / for x.test, in HPACK: three indexed fields and one literal.
-    let mut fields = vec![0x82, 0x86, 0x84, 0x01, 6];
-    fields.extend(b"x.test");
+    let fields = h2raw::get("/");
     let opened_and_reset = |streams: std::ops::Range<u32>| {
         let mut bytes = Vec::new();
         for id in streams.map(|n| 2 * n + 1) {
-            bytes.extend(h2_frame(HEADERS, 0x5, id, &fields));
-            bytes.extend(h2_frame(0x3, 0, id, &[0, 0, 0, 0x8]));
+            bytes.extend(h2raw::frame(HEADERS, 0x5, id, &fields));
+            bytes.extend(h2raw::frame(RST_STREAM, 0, id, &[0, 0, 0, 0x8]));
         }
         bytes
     };
-    let preface = [&b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"[..], &h2_frame(0x4, 0, 0, &[])].concat();
+    let preface = h2raw::preface(&[]);
 
     let mut attacker = TcpStream::connect(gateway.addr("public")).await.unwrap();
     attacker.write_all(&[preface.clone(), opened_and_reset(0..100)].concat()).await.unwrap();
-    let frames = h2_frames(&mut attacker, Duration::from_secs(3)).await;
+    let frames = h2raw::frames(&mut attacker, Duration::from_secs(3)).await;
     let goaway = frames.iter().find(|(kind, _, _)| *kind == GOAWAY);
     let Some((_, _, payload)) = goaway else { panic!("no GOAWAY: {frames:?}") };
     assert_eq!(payload.get(4..8), Some(&ENHANCE_YOUR_CALM[..]), "{frames:?}");
 
     let mut polite = TcpStream::connect(gateway.addr("public")).await.unwrap();
     let mut bytes = [preface, opened_and_reset(0..3)].concat();
-    bytes.extend(h2_frame(HEADERS, 0x5, 7, &fields));
+    bytes.extend(h2raw::frame(HEADERS, 0x5, 7, &fields));
     polite.write_all(&bytes).await.unwrap();
-    let frames = h2_frames(&mut polite, Duration::from_millis(800)).await;
+    let frames = h2raw::frames(&mut polite, Duration::from_millis(800)).await;
     assert!(frames.iter().all(|(kind, _, _)| *kind != GOAWAY), "{frames:?}");
     assert!(frames.iter().any(|&(kind, id, _)| kind == HEADERS && id == 7), "{frames:?}");
 }
@@ -456,9 +419,9 @@ async fn a_silent_http2_client_is_closed_after_the_idle_timeout() {
     let upstream = Upstream::start("ok").await;
     let listener = "    idle_timeout: 200ms\n    head_timeout: 300ms\n    max_connections: 1\n";
     let gateway = Gateway::start(&spec_with(listener, &[upstream.address], "", ""));
-    let preface = [&b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"[..], &h2_frame(0x4, 0, 0, &[])].concat();
+    let preface = h2raw::preface(&[]);
     // HEADERS without END_HEADERS, and no CONTINUATION after it.
-    let unfinished = h2_frame(0x1, 0x1, 1, &[0x82, 0x86, 0x84]);
+    let unfinished = h2raw::frame(h2raw::HEADERS, 0x1, 1, &[0x82, 0x86, 0x84]);
 
     for (case, opening) in
         [("silent", preface.clone()), ("unfinished", [preface, unfinished].concat())]
@@ -467,10 +430,11 @@ async fn a_silent_http2_client_is_closed_after_the_idle_timeout() {
         silent.write_all(&opening).await.unwrap();
         let started = Instant::now();
         // Reads (so the gateway's writes never stall) but never answers.
-        let frames = h2_frames(&mut silent, Duration::from_secs(5)).await;
+        let frames = h2raw::frames(&mut silent, Duration::from_secs(5)).await;
         let elapsed = started.elapsed();
         assert!(elapsed < Duration::from_secs(3), "{case}: open for {elapsed:?}: {frames:?}");
-        assert!(frames.iter().any(|(kind, _, _)| *kind == 0x7), "{case}: no GOAWAY: {frames:?}");
+        let goaway = frames.iter().any(|(kind, _, _)| *kind == h2raw::GOAWAY);
+        assert!(goaway, "{case}: no GOAWAY: {frames:?}");
     }
     // The one connection the listener allows is free again.
     let answer = support::raw(gateway.addr("public"), b"GET / HTTP/1.1\r\nHost: x.test\r\n\r\n");

@@ -482,3 +482,40 @@ async fn until_closed_read(
         }
     }
 }
+
+/// An HTTP/2 client that grants no flow-control window takes nothing, though
+/// its socket takes every byte the gateway writes: at the listener's stall
+/// timeout the response is given up, and the upstream connection that was
+/// sending it is closed rather than held for as long as the client stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_client_that_grants_no_window_releases_the_upstream() {
+    use support::h2raw;
+
+    let upstream = RawUpstream::start(|mut c: Conn| async move {
+        if c.head().await.is_some() {
+            let size = 8 << 20;
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n\r\n");
+            if c.write(head.as_bytes()).await {
+                // Until the gateway stops reading and drops the connection.
+                let _ = c.write(&vec![b'x'; size]).await;
+            }
+        }
+    })
+    .await;
+    let gateway = Gateway::start(&spec_with(LISTENER_STALL, &[upstream.address], "", ""));
+    let mut client = TcpStream::connect(gateway.addr("public")).await.unwrap();
+    // SETTINGS_INITIAL_WINDOW_SIZE (4) of 0, then a GET that ends its stream.
+    let mut bytes = h2raw::preface(&[(4, 0)]);
+    bytes.extend(h2raw::frame(h2raw::HEADERS, 0x5, 1, &h2raw::get("/big")));
+    client.write_all(&bytes).await.unwrap();
+
+    let started = Instant::now();
+    while upstream.finished() < 1 {
+        assert!(started.elapsed() < Duration::from_secs(5), "the upstream connection is held");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(started.elapsed() >= Duration::from_millis(280), "gave up too early");
+    // The client still got its response head.
+    let frames = h2raw::frames(&mut client, Duration::from_millis(300)).await;
+    assert!(frames.iter().any(|&(kind, id, _)| kind == h2raw::HEADERS && id == 1), "{frames:?}");
+}

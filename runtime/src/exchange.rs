@@ -11,10 +11,12 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
+use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, SizeHint};
+use tokio::sync::mpsc;
 
 use crate::access_log::Record;
 use crate::connection::InFlight;
@@ -142,6 +144,9 @@ pub struct ResponseBody {
 enum Inner {
     Upstream(UpstreamBody),
     Local(Option<Bytes>),
+    /// Frames a pump task reads from the upstream ahead (see
+    /// [`ResponseBody::pumped`]), with the body's size hint.
+    Pumped(mpsc::Receiver<Result<Frame<Bytes>, BodyFailure>>, SizeHint),
 }
 
 impl ResponseBody {
@@ -152,6 +157,42 @@ impl ResponseBody {
     pub(crate) fn local(body: Bytes, exchange: Exchange) -> ResponseBody {
         let data = if body.is_empty() { None } else { Some(body) };
         ResponseBody { inner: Inner::Local(data), exchange: Some(exchange) }
+    }
+
+    /// For an HTTP/2 client, whose flow control can hold a stream back
+    /// without the socket ever refusing a byte: an upstream body moved to
+    /// a task of its own that reads it one frame ahead of the client, and
+    /// gives up (dropping the body, which closes its upstream connection)
+    /// once the client has taken nothing for `stall`, the listener's stall
+    /// timeout. Otherwise a client that grants no window would hold the
+    /// upstream connection for as long as it keeps its own open.
+    pub(crate) fn pumped(self, stall: Duration) -> ResponseBody {
+        if !matches!(self.inner, Inner::Upstream(_)) || self.is_end_stream() {
+            return self;
+        }
+        let hint = self.size_hint();
+        let (frames, taken) = mpsc::channel(1);
+        tokio::spawn(async move {
+            let mut body = self;
+            while let Some(frame) = body.frame().await {
+                let room = match frames.try_reserve() {
+                    Ok(room) => room,
+                    Err(mpsc::error::TrySendError::Full(())) => {
+                        match tokio::time::timeout(stall, frames.reserve()).await {
+                            Ok(Ok(room)) => room,
+                            Ok(Err(_)) => return,
+                            Err(_) => {
+                                tracing::debug!(?stall, "the client took none of its response");
+                                return;
+                            }
+                        }
+                    }
+                    Err(mpsc::error::TrySendError::Closed(())) => return,
+                };
+                room.send(frame);
+            }
+        });
+        ResponseBody { inner: Inner::Pumped(taken, hint), exchange: None }
     }
 
     /// End the exchange as soon as the body is complete rather than when
@@ -176,6 +217,8 @@ impl Body for ResponseBody {
                 Poll::Ready(frame) => frame,
             },
             Inner::Local(data) => data.take().map(|d| Ok(Frame::data(d))),
+            // The pump's own body keeps the exchange.
+            Inner::Pumped(taken, _) => return taken.poll_recv(cx),
         };
         match &frame {
             None => this.finish(),
@@ -194,6 +237,7 @@ impl Body for ResponseBody {
         match &self.inner {
             Inner::Upstream(body) => body.is_end_stream(),
             Inner::Local(data) => data.is_none(),
+            Inner::Pumped(..) => false,
         }
     }
 
@@ -201,6 +245,7 @@ impl Body for ResponseBody {
         match &self.inner {
             Inner::Upstream(body) => body.size_hint(),
             Inner::Local(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Inner::Pumped(_, hint) => *hint,
         }
     }
 }

@@ -439,11 +439,20 @@ impl Connection {
             let answer = self.answer(&state);
             let hold =
                 ConnectionHold { _stopping: self.stopping.clone(), _slot: Arc::clone(&self.slot) };
+            // See `ResponseBody::pumped`.
+            let pump = (protocol == Protocol::Http2).then_some(stall);
             service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
                 if request.headers().contains_key(UPGRADE) {
                     request.extensions_mut().insert(hold.clone());
                 }
-                answer.call(request.map(|body| ClientBody::hyper(body, stall)))
+                let answered = answer.call(request.map(|body| ClientBody::hyper(body, stall)));
+                async move {
+                    let response = answered.await?;
+                    Ok::<_, Infallible>(match pump {
+                        Some(stall) => response.map(|body| body.pumped(stall)),
+                        None => response,
+                    })
+                }
             })
         };
 

@@ -1,0 +1,68 @@
+//! Raw HTTP/2 frames, for tests that must send what no well-behaved
+//! client would (resets at once, no window, unfinished header blocks) and
+//! see exactly what the gateway answers.
+
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+pub const HEADERS: u8 = 0x1;
+pub const RST_STREAM: u8 = 0x3;
+pub const SETTINGS: u8 = 0x4;
+pub const GOAWAY: u8 = 0x7;
+
+/// The client preface, then a SETTINGS frame with `settings` (pairs of
+/// identifier and value).
+pub fn preface(settings: &[(u16, u32)]) -> Vec<u8> {
+    let mut payload = Vec::new();
+    for (id, value) in settings {
+        payload.extend(id.to_be_bytes());
+        payload.extend(value.to_be_bytes());
+    }
+    [&b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"[..], &frame(SETTINGS, 0, 0, &payload)].concat()
+}
+
+/// A GET of `path` for host x.test, in HPACK: three indexed fields and two
+/// literals, none of them added to the table.
+pub fn get(path: &str) -> Vec<u8> {
+    let mut fields = vec![0x82, 0x86, 0x04, u8::try_from(path.len()).unwrap()];
+    fields.extend(path.as_bytes());
+    fields.extend([0x01, 6]);
+    fields.extend(b"x.test");
+    fields
+}
+
+/// One raw HTTP/2 frame.
+pub fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let length = u32::try_from(payload.len()).unwrap().to_be_bytes();
+    let mut frame = length[1..].to_vec();
+    frame.extend([kind, flags]);
+    frame.extend(stream.to_be_bytes());
+    frame.extend(payload);
+    frame
+}
+
+/// Reads frames until the connection closes or `wait` passes, and gives
+/// each one's type, stream and first eight payload bytes.
+pub async fn frames(stream: &mut TcpStream, wait: Duration) -> Vec<(u8, u32, Vec<u8>)> {
+    let mut bytes = Vec::new();
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut buffer = [0u8; 4096];
+    while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, stream.read(&mut buffer)).await {
+        if n == 0 {
+            break;
+        }
+        bytes.extend_from_slice(&buffer[..n]);
+    }
+    let mut frames = Vec::new();
+    let mut rest = &bytes[..];
+    while rest.len() >= 9 {
+        let length = usize::from(rest[0]) << 16 | usize::from(rest[1]) << 8 | usize::from(rest[2]);
+        let stream = u32::from_be_bytes([rest[5], rest[6], rest[7], rest[8]]) & 0x7fff_ffff;
+        let payload = &rest[9..(9 + length).min(rest.len())];
+        frames.push((rest[3], stream, payload.iter().take(8).copied().collect()));
+        rest = &rest[(9 + length).min(rest.len())..];
+    }
+    frames
+}
