@@ -300,10 +300,16 @@ impl hyper::body::Body for OneFrameThenSilence {
     }
 }
 
-/// An HTTP/2 pool has the same clock: an upstream that sends no head is a
-/// 504, and one whose body stops fails the body, both at the stall timeout.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http2_pools_have_the_stall_clock_too() {
+/// An HTTP/2 (prior knowledge) upstream on 127.0.0.1 that answers every
+/// request with `answer`; its address, and the task to abort at the end.
+async fn h2_upstream<F, Fut, B>(answer: F) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>)
+where
+    F: Fn(Request<Incoming>) -> Fut + Copy + Send + 'static,
+    Fut: std::future::Future<Output = hyper::Response<B>> + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     use hyper::server::conn::http2;
     use hyper_util::rt::{TokioExecutor, TokioIo};
 
@@ -312,11 +318,8 @@ async fn http2_pools_have_the_stall_clock_too() {
     let server = tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = socket.accept().await else { continue };
-            let service = hyper::service::service_fn(|request: Request<Incoming>| async move {
-                if request.uri().path() == "/no-head" {
-                    tokio::time::sleep(Duration::from_secs(10)).await;
-                }
-                Ok::<_, std::convert::Infallible>(hyper::Response::new(OneFrameThenSilence(false)))
+            let service = hyper::service::service_fn(move |request| async move {
+                Ok::<_, std::convert::Infallible>(answer(request).await)
             });
             tokio::spawn(async move {
                 let _ = http2::Builder::new(TokioExecutor::new())
@@ -325,6 +328,20 @@ async fn http2_pools_have_the_stall_clock_too() {
             });
         }
     });
+    (address, server)
+}
+
+/// An HTTP/2 pool has the same clock: an upstream that sends no head is a
+/// 504, and one whose body stops fails the body, both at the stall timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_pools_have_the_stall_clock_too() {
+    let (address, server) = h2_upstream(|request: Request<Incoming>| async move {
+        if request.uri().path() == "/no-head" {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        }
+        hyper::Response::new(OneFrameThenSilence(false))
+    })
+    .await;
     let pool = format!("{POOL_STALL}    protocol: http2\n");
     let gateway = Gateway::start(&spec_with("", &[address], &pool, ""));
 
@@ -351,33 +368,19 @@ async fn http2_pools_have_the_stall_clock_too() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_pools_keep_the_clock_while_a_body_goes_out() {
     use http_body_util::BodyExt;
-    use hyper::server::conn::http2;
-    use hyper_util::rt::{TokioExecutor, TokioIo};
 
-    let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = socket.local_addr().unwrap();
-    let server = tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = socket.accept().await else { continue };
-            let service = hyper::service::service_fn(|request: Request<Incoming>| async move {
-                let path = request.uri().path().to_owned();
-                if path == "/take-nothing" {
-                    tokio::time::sleep(Duration::from_secs(10)).await;
-                }
-                let body = request.into_body().collect().await.map(|b| b.to_bytes());
-                if path == "/read-then-nothing" {
-                    tokio::time::sleep(Duration::from_secs(10)).await;
-                }
-                let answer = format!("got {}", body.map_or(0, |b| b.len()));
-                Ok::<_, std::convert::Infallible>(hyper::Response::new(answer))
-            });
-            tokio::spawn(async move {
-                let _ = http2::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
+    let (address, server) = h2_upstream(|request: Request<Incoming>| async move {
+        let path = request.uri().path().to_owned();
+        if path == "/take-nothing" {
+            tokio::time::sleep(Duration::from_secs(10)).await;
         }
-    });
+        let body = request.into_body().collect().await.map(|b| b.to_bytes());
+        if path == "/read-then-nothing" {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        }
+        hyper::Response::new(format!("got {}", body.map_or(0, |b| b.len())))
+    })
+    .await;
     let pool = format!("{POOL_STALL}    protocol: http2\n");
     let gateway = Gateway::start(&spec_with("", &[address], &pool, ""));
 
