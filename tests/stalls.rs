@@ -522,3 +522,104 @@ async fn an_http2_client_that_grants_no_window_releases_the_upstream() {
     let frames = h2raw::frames(&mut client, Duration::from_millis(300)).await;
     assert!(frames.iter().any(|&(kind, id, _)| kind == h2raw::HEADERS && id == 1), "{frames:?}");
 }
+
+/// An HTTP/2 client that reads slowly but steadily, granting 8 KiB every
+/// 100 ms, gets the whole of a 400 KiB response however long each of the
+/// upstream's frames takes it; one that grants nothing until after the
+/// stall timeout gets a reset stream, never a short body that ends as if
+/// it were whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_downloads_that_move_slowly_finish_and_given_up_ones_are_reset() {
+    use support::h2raw::{self, DATA, END_STREAM, RST_STREAM};
+
+    const SIZE: usize = 400 << 10;
+    let upstream = RawUpstream::start(|mut c: Conn| async move {
+        while c.head().await.is_some() {
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {SIZE}\r\n\r\n");
+            if !(c.write(head.as_bytes()).await && c.write(&vec![b'x'; SIZE]).await) {
+                return;
+            }
+        }
+    })
+    .await;
+    let gateway = Gateway::start(&spec_with(LISTENER_STALL, &[upstream.address], "", ""));
+    let open = |path: &str| {
+        let mut bytes = h2raw::preface(&[(4, 0)]);
+        bytes.extend(h2raw::window_update(0, 16 << 20));
+        bytes.extend(h2raw::frame(h2raw::HEADERS, 0x5, 1, &h2raw::get(path)));
+        bytes
+    };
+
+    let mut slow = TcpStream::connect(gateway.addr("public")).await.unwrap();
+    slow.write_all(&open("/slow")).await.unwrap();
+    let (mut received, mut ended) = (0, false);
+    let started = Instant::now();
+    while !ended && started.elapsed() < Duration::from_secs(15) {
+        slow.write_all(&h2raw::window_update(1, 8 << 10)).await.unwrap();
+        let deadline = Instant::now() + Duration::from_millis(100);
+        while let Some(frame) = h2raw::next(&mut slow, deadline - Instant::now()).await {
+            assert_ne!(frame.kind, RST_STREAM, "a moving download was reset at {received}");
+            if frame.kind == DATA && frame.stream == 1 {
+                received += frame.payload.len();
+                ended = frame.flags & END_STREAM != 0;
+            }
+            if ended || Instant::now() >= deadline {
+                break;
+            }
+        }
+    }
+    assert_eq!((received, ended), (SIZE, true), "after {:?}", started.elapsed());
+
+    let mut late = TcpStream::connect(gateway.addr("public")).await.unwrap();
+    late.write_all(&open("/late")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    late.write_all(&h2raw::window_update(1, 16 << 20)).await.unwrap();
+    let (mut received, mut reset) = (0, false);
+    while let Some(frame) = h2raw::next(&mut late, Duration::from_secs(3)).await {
+        if frame.stream != 1 {
+            continue;
+        }
+        assert!(frame.kind != DATA || frame.flags & END_STREAM == 0, "ended as whole");
+        received += if frame.kind == DATA { frame.payload.len() } else { 0 };
+        if frame.kind == RST_STREAM {
+            reset = true;
+            break;
+        }
+    }
+    assert!(reset && received < SIZE, "received {received} bytes, reset: {reset}");
+}
+
+/// An HTTP/2 client that resets its stream in the middle of a response
+/// whose upstream has gone quiet releases that upstream connection at
+/// once, not at the pool's stall timeout (a minute here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_stream_reset_mid_response_releases_the_upstream() {
+    use support::h2raw::{self, RST_STREAM};
+
+    let upstream = RawUpstream::start(|mut c: Conn| async move {
+        if c.head().await.is_some() {
+            let head = "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n";
+            if c.write(head.as_bytes()).await && c.write(&[b'x'; 1000]).await {
+                // Quiet, until the gateway closes the connection.
+                c.closed_within(Duration::from_secs(30)).await;
+            }
+        }
+    })
+    .await;
+    let gateway = Gateway::start(&spec_with("", &[upstream.address], "", ""));
+    let mut client = TcpStream::connect(gateway.addr("public")).await.unwrap();
+    let mut bytes = h2raw::preface(&[]);
+    bytes.extend(h2raw::frame(h2raw::HEADERS, 0x5, 1, &h2raw::get("/quiet")));
+    client.write_all(&bytes).await.unwrap();
+    while let Some(frame) = h2raw::next(&mut client, Duration::from_secs(3)).await {
+        if frame.kind == h2raw::DATA && frame.stream == 1 {
+            break;
+        }
+    }
+    client.write_all(&h2raw::frame(RST_STREAM, 0, 1, &[0, 0, 0, 0x8])).await.unwrap();
+    let reset = Instant::now();
+    while upstream.finished() < 1 {
+        assert!(reset.elapsed() < Duration::from_secs(3), "the upstream connection is held");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -9,6 +9,7 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
@@ -145,8 +146,103 @@ enum Inner {
     Upstream(UpstreamBody),
     Local(Option<Bytes>),
     /// Frames a pump task reads from the upstream ahead (see
-    /// [`ResponseBody::pumped`]), with the body's size hint.
-    Pumped(mpsc::Receiver<Result<Frame<Bytes>, BodyFailure>>, SizeHint),
+    /// [`ResponseBody::pumped`]).
+    Pumped(Box<Pumped>),
+}
+
+/// The client's side of a pumped body.
+struct Pumped {
+    frames: mpsc::Receiver<Result<Frame<Bytes>, BodyFailure>>,
+    pump: Arc<Pump>,
+    hint: SizeHint,
+    /// What is left of the data frame being handed on.
+    rest: Bytes,
+}
+
+/// What the two sides of a pumped body share.
+struct Pump {
+    /// Pieces the client's protocol has taken so far.
+    taken: AtomicU64,
+    /// Whether the pump read the upstream body to its end.
+    ended: AtomicBool,
+}
+
+/// The most a pumped body hands on at once: HTTP/2's default frame size,
+/// so that every frame's worth the client takes counts as progress.
+const PIECE: usize = 16 * 1024;
+
+/// Read `body` into `frames` until it ends, the client's side is gone, or
+/// the client has taken nothing for `stall` while the pump waited for room.
+async fn run_pump(
+    mut body: UpstreamBody,
+    frames: mpsc::Sender<Result<Frame<Bytes>, BodyFailure>>,
+    pump: Arc<Pump>,
+    stall: Duration,
+) {
+    let look = stall / 4;
+    loop {
+        let frame = tokio::select! {
+            frame = body.frame() => frame,
+            () = frames.closed() => return,
+        };
+        let Some(frame) = frame else {
+            pump.ended.store(true, Ordering::Release);
+            return;
+        };
+        let (mut seen, mut quiet) = (pump.taken.load(Ordering::Relaxed), Duration::ZERO);
+        let room = loop {
+            match tokio::time::timeout(look, frames.reserve()).await {
+                Ok(Ok(room)) => break room,
+                Ok(Err(_)) => return,
+                Err(_) => {
+                    let taken = pump.taken.load(Ordering::Relaxed);
+                    if taken != seen {
+                        (seen, quiet) = (taken, Duration::ZERO);
+                        continue;
+                    }
+                    quiet += look;
+                    if quiet >= stall {
+                        tracing::debug!(?stall, "the client took none of its response; giving up");
+                        return;
+                    }
+                }
+            }
+        };
+        let failed = frame.is_err();
+        room.send(frame);
+        if failed {
+            pump.ended.store(true, Ordering::Release);
+            return;
+        }
+    }
+}
+
+impl Pumped {
+    fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyFailure>>> {
+        if self.rest.is_empty() {
+            match self.frames.poll_recv(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) if self.pump.ended.load(Ordering::Acquire) => {
+                    return Poll::Ready(None)
+                }
+                Poll::Ready(None) => {
+                    let gave_up = "the client took none of its response for the stall timeout";
+                    return Poll::Ready(Some(Err(gave_up.into())));
+                }
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => self.rest = data,
+                    Err(frame) => return Poll::Ready(Some(Ok(frame))),
+                },
+                Poll::Ready(Some(Err(error))) => return Poll::Ready(Some(Err(error))),
+            }
+        }
+        let piece = self.rest.split_to(self.rest.len().min(PIECE));
+        self.pump.taken.fetch_add(1, Ordering::Relaxed);
+        Poll::Ready(Some(Ok(Frame::data(piece))))
+    }
 }
 
 impl ResponseBody {
@@ -160,39 +256,26 @@ impl ResponseBody {
     }
 
     /// For an HTTP/2 client, whose flow control can hold a stream back
-    /// without the socket ever refusing a byte: an upstream body moved to
-    /// a task of its own that reads it one frame ahead of the client, and
+    /// without its socket ever refusing a byte: the upstream body moves to a
+    /// task of its own that reads it one frame ahead of the client, and
     /// gives up (dropping the body, which closes its upstream connection)
-    /// once the client has taken nothing for `stall`, the listener's stall
-    /// timeout. Otherwise a client that grants no window would hold the
-    /// upstream connection for as long as it keeps its own open.
+    /// once the client has taken none of it for `stall`, the listener's
+    /// stall timeout. The client is handed data in pieces of at most
+    /// [`PIECE`] bytes, each of which counts as progress, so a slow reader
+    /// that keeps reading is never cut; a response given up ends with an
+    /// error (a reset stream), never as if it were whole. The exchange stays
+    /// with the client's side, and ends when the client has the last piece.
     pub(crate) fn pumped(self, stall: Duration) -> ResponseBody {
-        if !matches!(self.inner, Inner::Upstream(_)) || self.is_end_stream() {
+        if self.is_end_stream() {
             return self;
         }
         let hint = self.size_hint();
+        let ResponseBody { inner: Inner::Upstream(body), exchange } = self else { return self };
         let (frames, taken) = mpsc::channel(1);
-        tokio::spawn(async move {
-            let mut body = self;
-            while let Some(frame) = body.frame().await {
-                let room = match frames.try_reserve() {
-                    Ok(room) => room,
-                    Err(mpsc::error::TrySendError::Full(())) => {
-                        match tokio::time::timeout(stall, frames.reserve()).await {
-                            Ok(Ok(room)) => room,
-                            Ok(Err(_)) => return,
-                            Err(_) => {
-                                tracing::debug!(?stall, "the client took none of its response");
-                                return;
-                            }
-                        }
-                    }
-                    Err(mpsc::error::TrySendError::Closed(())) => return,
-                };
-                room.send(frame);
-            }
-        });
-        ResponseBody { inner: Inner::Pumped(taken, hint), exchange: None }
+        let pump = Arc::new(Pump { taken: AtomicU64::new(0), ended: AtomicBool::new(false) });
+        tokio::spawn(run_pump(body, frames, Arc::clone(&pump), stall));
+        let pumped = Pumped { frames: taken, pump, hint, rest: Bytes::new() };
+        ResponseBody { inner: Inner::Pumped(Box::new(pumped)), exchange }
     }
 
     /// End the exchange as soon as the body is complete rather than when
@@ -217,8 +300,10 @@ impl Body for ResponseBody {
                 Poll::Ready(frame) => frame,
             },
             Inner::Local(data) => data.take().map(|d| Ok(Frame::data(d))),
-            // The pump's own body keeps the exchange.
-            Inner::Pumped(taken, _) => return taken.poll_recv(cx),
+            Inner::Pumped(pumped) => match pumped.poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(frame) => frame,
+            },
         };
         match &frame {
             None => this.finish(),
@@ -237,7 +322,7 @@ impl Body for ResponseBody {
         match &self.inner {
             Inner::Upstream(body) => body.is_end_stream(),
             Inner::Local(data) => data.is_none(),
-            Inner::Pumped(..) => false,
+            Inner::Pumped(_) => false,
         }
     }
 
@@ -245,7 +330,7 @@ impl Body for ResponseBody {
         match &self.inner {
             Inner::Upstream(body) => body.size_hint(),
             Inner::Local(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
-            Inner::Pumped(_, hint) => *hint,
+            Inner::Pumped(pumped) => pumped.hint,
         }
     }
 }

@@ -66,3 +66,36 @@ pub async fn frames(stream: &mut TcpStream, wait: Duration) -> Vec<(u8, u32, Vec
     }
     frames
 }
+
+pub const DATA: u8 = 0x0;
+pub const WINDOW_UPDATE: u8 = 0x8;
+pub const END_STREAM: u8 = 0x1;
+
+/// One frame as read: type, flags, stream and payload.
+#[derive(Debug)]
+pub struct Frame {
+    pub kind: u8,
+    pub flags: u8,
+    pub stream: u32,
+    pub payload: Vec<u8>,
+}
+
+/// The next whole frame, or `None` when the connection closes or `wait`
+/// passes first.
+pub async fn next(stream: &mut TcpStream, wait: Duration) -> Option<Frame> {
+    let read = async {
+        let mut head = [0u8; 9];
+        stream.read_exact(&mut head).await.ok()?;
+        let length = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+        let mut payload = vec![0u8; length];
+        stream.read_exact(&mut payload).await.ok()?;
+        let id = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+        Some(Frame { kind: head[3], flags: head[4], stream: id, payload })
+    };
+    tokio::time::timeout(wait, read).await.ok().flatten()
+}
+
+/// A WINDOW_UPDATE granting `bytes` more on `stream` (0: the connection).
+pub fn window_update(stream: u32, bytes: u32) -> Vec<u8> {
+    frame(WINDOW_UPDATE, 0, stream, &bytes.to_be_bytes())
+}
