@@ -470,3 +470,54 @@ async fn the_access_log_says_499_for_a_client_that_left() {
         assert_eq!(line["status"].as_u64(), Some(status), "{path}: {line}");
     }
 }
+
+/// The same over HTTP/2: a client that resets its stream, or closes its
+/// connection, in the middle of its request body is a 499; a body shorter
+/// than its `content-length` that the client ended is malformed, a 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_log_says_499_for_an_http2_client_that_left() {
+    use support::h2raw::{self, DATA, END_STREAM, HEADERS, RST_STREAM};
+
+    let upstream = Upstream::start("api").await;
+    let spec = one_pool("round_robin", &[(&upstream, 1)], "");
+    let mut gateway = Gateway::start(&spec);
+    let address = gateway.addr("public");
+    // POST `path` declaring 100 bytes: :method POST, :scheme http, :path,
+    // :authority, content-length, none of them indexed.
+    let post = |path: &str| {
+        let mut fields = h2raw::get(path);
+        fields[0] = 0x83;
+        fields.extend([0x0f, 0x0d, 3]);
+        fields.extend(b"100");
+        h2raw::frame(HEADERS, 0x4, 1, &fields)
+    };
+    let cases: [(&str, Vec<u8>, bool, u64); 3] = [
+        ("/reset", h2raw::frame(RST_STREAM, 0, 1, &[0, 0, 0, 0x8]), false, 499),
+        ("/closed", Vec::new(), true, 499),
+        ("/short", h2raw::frame(DATA, END_STREAM, 1, b"def"), false, 400),
+    ];
+    for (path, then, close, _) in &cases {
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        let mut bytes = h2raw::preface(&[]);
+        bytes.extend(post(path));
+        bytes.extend(h2raw::frame(DATA, 0, 1, b"abc"));
+        stream.write_all(&bytes).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stream.write_all(then).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if *close {
+            drop(stream);
+        } else {
+            h2raw::frames(&mut stream, Duration::from_millis(200)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    gateway.interrupt();
+    assert_eq!(gateway.wait(Duration::from_secs(5)).code(), Some(0));
+    let lines = gateway.stdout();
+    for (path, _, _, status) in cases {
+        let line = lines.iter().find(|l| l.contains(&format!("\"path\":\"{path}\"")));
+        let line: serde_json::Value = serde_json::from_str(line.expect(path)).unwrap();
+        assert_eq!(line["status"].as_u64(), Some(status), "{path}: {line}");
+    }
+}

@@ -270,10 +270,22 @@ impl SendError {
         if error.is_incomplete_message() {
             return true;
         }
-        let io = std::error::Error::source(error).and_then(|e| e.downcast_ref::<io::Error>());
-        io.is_some_and(|e| {
-            matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::UnexpectedEof)
-        })
+        let mut source = std::error::Error::source(error);
+        while let Some(cause) = source {
+            if let Some(e) = cause.downcast_ref::<io::Error>() {
+                return matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionReset | io::ErrorKind::UnexpectedEof
+                );
+            }
+            // HTTP/2: the client reset the stream or closed the connection,
+            // rather than the gateway refusing what it sent.
+            if let Some(e) = cause.downcast_ref::<h2::Error>() {
+                return e.is_remote() || e.is_io();
+            }
+            source = cause.source();
+        }
+        false
     }
 
     /// The failure of the client's request body behind this one, if any.
