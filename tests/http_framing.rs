@@ -270,7 +270,9 @@ routes:
 }
 
 /// B18: whitespace around the Host value is trimmed before matching; other
-/// bytes that cannot be in a host are refused.
+/// bytes that cannot be in a host are refused, and so is a port that is
+/// not a number or comes twice; a numeric or empty port is ignored for
+/// matching, as is an IPv6 literal's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_whitespace_is_trimmed_and_junk_in_host_refused() {
     let upstream = Upstream::start("api").await;
@@ -285,11 +287,18 @@ async fn host_whitespace_is_trimmed_and_junk_in_host_refused() {
     )
     .await;
     assert_eq!(statuses(&response), [200], "{response}");
-    for host in ["api.example.test x", "api.example.test/x", "user@api.example.test"] {
+    let junk = ["api.example.test x", "api.example.test/x", "user@api.example.test"];
+    let ports = ["api.example.test:abc", "api.example.test:80:80", "api.example.test:123456"];
+    let literals = ["[::1", "::1", "[::1]x", "[::1]:http"];
+    for host in junk.into_iter().chain(ports).chain(literals) {
         let request = format!("GET /a HTTP/1.1\r\nHost: {host}\r\n\r\n");
         assert_eq!(statuses(&raw(public, request.as_bytes()).await), [400], "{host}");
     }
-    assert_eq!(upstream.seen().len(), 1);
+    for host in ["api.example.test:8080", "api.example.test:"] {
+        let request = format!("GET /a HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        assert_eq!(statuses(&raw(public, request.as_bytes()).await), [200], "{host}");
+    }
+    assert_eq!(upstream.seen().len(), 3);
 }
 
 /// Header count and head size limits give 431 (defaults and listener settings).

@@ -717,7 +717,27 @@ fn request_host<B>(request: &Request<B>) -> Result<&str, ProxyError> {
     if !host.bytes().all(is_authority_byte) {
         return bad("Host header is not a host name or address");
     }
+    if !has_valid_port(host) {
+        return bad("Host header has a port that is not a number");
+    }
     Ok(host)
+}
+
+/// Whether `host` (of authority bytes) is a name or address followed by at
+/// most one `:port` of digits, an IPv6 literal in brackets.
+fn has_valid_port(host: &str) -> bool {
+    let after = match host.strip_prefix('[') {
+        Some(literal) => match literal.find(']') {
+            Some(end) => &literal[end + 1..],
+            None => return false,
+        },
+        None => host.find(':').map_or("", |colon| &host[colon..]),
+    };
+    match after.strip_prefix(':') {
+        // An empty port is allowed (RFC 3986, section 3.2.3).
+        Some(port) => port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit()),
+        None => after.is_empty(),
+    }
 }
 
 /// Bytes allowed in a URI authority (RFC 3986, section 3.2) without user
