@@ -623,3 +623,43 @@ async fn an_http2_stream_reset_mid_response_releases_the_upstream() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A client that closes its connection in the middle of a response whose
+/// upstream has gone quiet frees that upstream connection at once, on the
+/// gateway's own HTTP/1.1 server (a GET) as on hyper's (a POST), not at the
+/// pool's stall timeout (a minute here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_mid_response_releases_the_upstream() {
+    let upstream = RawUpstream::start(|mut c: Conn| async move {
+        if let Some(head) = c.head().await {
+            let length = header(&head, "content-length").and_then(|v| v.parse().ok());
+            if c.body(length.unwrap_or(0)).await.is_none() {
+                return;
+            }
+            let head = "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n";
+            if c.write(head.as_bytes()).await && c.write(&[b'x'; 1000]).await {
+                // Quiet, until the gateway closes the connection.
+                c.closed_within(Duration::from_secs(30)).await;
+            }
+        }
+    })
+    .await;
+    let gateway = Gateway::start(&spec_with("", &[upstream.address], "", ""));
+    let requests: [&[u8]; 2] = [
+        b"GET /quiet HTTP/1.1\r\nHost: x.test\r\n\r\n",
+        b"POST /quiet HTTP/1.1\r\nHost: x.test\r\nContent-Length: 1\r\n\r\nx",
+    ];
+    for (n, request) in requests.into_iter().enumerate() {
+        let mut client = TcpStream::connect(gateway.addr("public")).await.unwrap();
+        client.write_all(request).await.unwrap();
+        let mut first = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_secs(3), client.read(&mut first)).await;
+        assert!(matches!(read, Ok(Ok(n)) if n > 0), "no response began");
+        drop(client);
+        let left = Instant::now();
+        while upstream.finished() < n + 1 {
+            assert!(left.elapsed() < Duration::from_secs(3), "request {n}: the upstream is held");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

@@ -38,14 +38,14 @@ use std::future::{poll_fn, Future};
 use std::io::{self, Write};
 use std::pin::pin;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use hyper::body::{Body, Frame};
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::connection::ConnectionState;
@@ -587,10 +587,21 @@ async fn gather(
     mut allowed: Option<Vec<HeaderName>>,
 ) -> io::Result<bool> {
     let mut body = pin!(body);
+    // Whether to notice a client that closes its connection while the body
+    // keeps it waiting (not once the client has sent its next request).
+    let mut watch_client = true;
     loop {
         // Gather what the body has ready, then write it.
         let frame = poll_fn(|cx| match body.as_mut().poll_frame(cx) {
             Poll::Pending if !out.is_empty() => Poll::Ready(Gathered::Write),
+            Poll::Pending if watch_client => match client_left(stream.get_ref(), cx) {
+                Some(true) => Poll::Ready(Gathered::ClientLeft),
+                Some(false) => {
+                    watch_client = false;
+                    Poll::Pending
+                }
+                None => Poll::Pending,
+            },
             Poll::Pending => Poll::Pending,
             Poll::Ready(frame) => Poll::Ready(Gathered::Frame(frame)),
         })
@@ -600,6 +611,11 @@ async fn gather(
                 stream.write_all(out).await?;
                 out.clear();
                 continue;
+            }
+            // Dropping the body lets its upstream connection go now, not
+            // when the upstream next sends something or its stall clock ends.
+            Gathered::ClientLeft => {
+                return Err(io::Error::new(io::ErrorKind::ConnectionAborted, "the client left"))
             }
             Gathered::Frame(Some(Ok(frame))) => frame,
             // The upstream failed mid-body: the client learns it by the close.
@@ -666,7 +682,22 @@ async fn gather(
 
 enum Gathered {
     Write,
+    ClientLeft,
     Frame(Option<Result<Frame<Bytes>, crate::upstream::BodyFailure>>),
+}
+
+/// Whether the client closed its connection (`Some(true)`), sent more
+/// (`Some(false)`: a pipelined request, left for later), or neither yet
+/// (`None`, and `cx` is woken when it does). As hyper's server does, a
+/// client that shuts its sending side is taken to have left.
+fn client_left(socket: &TcpStream, cx: &mut Context<'_>) -> Option<bool> {
+    let mut byte = [0u8; 1];
+    let mut peeked = ReadBuf::new(&mut byte);
+    match socket.poll_peek(cx, &mut peeked) {
+        Poll::Ready(Ok(0) | Err(_)) => Some(true),
+        Poll::Ready(Ok(_)) => Some(false),
+        Poll::Pending => None,
+    }
 }
 
 /// Fields that may not travel in a trailer section (RFC 9110, section 6.5.1).

@@ -298,6 +298,11 @@ impl<S> StallingWriter<S> {
     pub(crate) fn new(inner: S, limit: Duration) -> StallingWriter<S> {
         StallingWriter { inner, stall: Stall::new(limit) }
     }
+
+    /// The socket underneath.
+    pub(crate) fn get_ref(&self) -> &S {
+        &self.inner
+    }
 }
 
 fn write_stalled(limit: Duration) -> io::Error {
