@@ -219,17 +219,23 @@ async fn a_client_that_stops_mid_upload_gets_408() {
         .write_all(b"POST /up HTTP/1.1\r\nHost: x.test\r\nContent-Length: 10\r\n\r\n")
         .await
         .unwrap();
+    let response = trickle_body_then_read(&mut stream).await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+}
+
+/// Send the ten bytes of a request body one every 100 ms, then read what
+/// comes back (within a bound that only tells a hang).
+async fn trickle_body_then_read(stream: &mut TcpStream) -> String {
     for byte in b"0123456789" {
         tokio::time::sleep(Duration::from_millis(100)).await;
         stream.write_all(&[*byte]).await.unwrap();
     }
-    let mut response = vec![0u8; 256];
+    let mut response = vec![0u8; 512];
     let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut response))
         .await
         .unwrap()
         .unwrap();
-    let response = String::from_utf8_lossy(&response[..n]);
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    String::from_utf8_lossy(&response[..n]).into_owned()
 }
 
 /// A client that asks for a large response and reads none of it is closed
@@ -415,17 +421,8 @@ async fn http2_pools_keep_the_clock_while_a_body_goes_out() {
         .await
         .unwrap();
     let started = Instant::now();
-    for byte in b"0123456789" {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        stream.write_all(&[*byte]).await.unwrap();
-    }
+    let response = trickle_body_then_read(&mut stream).await;
     assert!(started.elapsed() >= Duration::from_millis(1000), "the trickle was not slow");
-    let mut response = vec![0u8; 512];
-    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut response))
-        .await
-        .unwrap()
-        .unwrap();
-    let response = String::from_utf8_lossy(&response[..n]);
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.ends_with("got 10"), "{response}");
     server.abort();
@@ -462,28 +459,10 @@ async fn a_tunnel_whose_upstream_stops_reading_ends_at_the_pool_stall_timeout() 
         let chunk = vec![b'x'; 64 << 10];
         while writer.write_all(&chunk).await.is_ok() {}
     });
-    let (_, elapsed) = until_closed_read(&mut reader, Duration::from_secs(10)).await;
+    let (_, elapsed) = until_closed(&mut reader, Duration::from_secs(10)).await;
     assert!(elapsed < Duration::from_secs(5), "the tunnel stayed open {elapsed:?}");
     assert!(started.elapsed() >= Duration::from_millis(280));
     flood.abort();
-}
-
-/// Read until the peer closes (or resets) the connection; how long that
-/// took. Panics when it is still open after `limit`.
-async fn until_closed_read(
-    reader: &mut tokio::net::tcp::OwnedReadHalf,
-    limit: Duration,
-) -> (Vec<u8>, Duration) {
-    let started = Instant::now();
-    let mut bytes = Vec::new();
-    let mut buffer = [0u8; 4096];
-    loop {
-        let read = tokio::time::timeout_at((started + limit).into(), reader.read(&mut buffer));
-        match read.await.expect("the connection is still open") {
-            Ok(0) | Err(_) => return (bytes, started.elapsed()),
-            Ok(n) => bytes.extend_from_slice(&buffer[..n]),
-        }
-    }
 }
 
 /// An HTTP/2 client that grants no flow-control window takes nothing, though

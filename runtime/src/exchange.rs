@@ -23,6 +23,7 @@ use crate::access_log::Record;
 use crate::connection::InFlight;
 use crate::proxy::Shared;
 use crate::request_body::ClientBody;
+use crate::stall::unless_stuck;
 use crate::upstream::{BodyFailure, UpstreamBody};
 
 /// Status logged for a request whose client left before any response existed,
@@ -179,7 +180,6 @@ async fn run_pump(
     pump: Arc<Pump>,
     stall: Duration,
 ) {
-    let look = stall / 4;
     loop {
         let frame = tokio::select! {
             frame = body.frame() => frame,
@@ -189,23 +189,18 @@ async fn run_pump(
             pump.ended.store(true, Ordering::Release);
             return;
         };
-        let (mut seen, mut quiet) = (pump.taken.load(Ordering::Relaxed), Duration::ZERO);
-        let room = loop {
-            match tokio::time::timeout(look, frames.reserve()).await {
-                Ok(Ok(room)) => break room,
-                Ok(Err(_)) => return,
-                Err(_) => {
-                    let taken = pump.taken.load(Ordering::Relaxed);
-                    if taken != seen {
-                        (seen, quiet) = (taken, Duration::ZERO);
-                        continue;
-                    }
-                    quiet += look;
-                    if quiet >= stall {
-                        tracing::debug!(?stall, "the client took none of its response; giving up");
-                        return;
-                    }
-                }
+        let mut seen = pump.taken.load(Ordering::Relaxed);
+        let moved = || {
+            let taken = pump.taken.load(Ordering::Relaxed);
+            std::mem::replace(&mut seen, taken) != taken
+        };
+        let room = match unless_stuck(frames.reserve(), stall, moved).await {
+            Some(Ok(room)) => room,
+            // The client's side is gone.
+            Some(Err(_)) => return,
+            None => {
+                tracing::debug!(?stall, "the client took none of its response; giving up");
+                return;
             }
         };
         let failed = frame.is_err();

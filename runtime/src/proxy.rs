@@ -366,9 +366,10 @@ async fn forward(
         let (pool, endpoint) = exchange.endpoint().unwrap_or((pool, endpoint));
         return Err(ProxyError::UnaskedUpgrade { endpoint: shared.addresses[pool][endpoint] });
     }
-    let answered = exchange.endpoint().map_or(pool, |(pool, _)| pool);
-    let stall = shared.plan.pools[answered].stall_timeout;
-    let switched = upgrade.and_then(|upgrade| upgrade.on_response(&mut response, stall));
+    let switched = upgrade.and_then(|upgrade| {
+        let answered = exchange.endpoint().map_or(pool, |(pool, _)| pool);
+        upgrade.on_response(&mut response, shared.plan.pools[answered].stall_timeout)
+    });
     headers::strip_hop_by_hop_response(response.headers_mut());
     if let Some(upgraded_to) = switched {
         upgrade::restore_response(response.headers_mut(), upgraded_to);

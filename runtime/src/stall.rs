@@ -19,6 +19,7 @@
 //! earliest deadline in the table, wakes the waits that ran out, and sleeps
 //! again; a clock whose deadline is earlier than that task's wakes it.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -282,6 +283,35 @@ async fn fire(watchdog: Arc<Watchdog>) {
                 }
             }
             None => earlier.await,
+        }
+    }
+}
+
+/// `operation`, or `None` once it has waited `stall` with nothing moving,
+/// for an operation whose progress happens out of sight (in another task)
+/// and is only read: `moved` says whether anything moved since it was last
+/// asked. It is asked four times per `stall`, so the clock runs out up to a
+/// quarter of `stall` late; that costs one timer per look, not a watch on
+/// every byte.
+pub(crate) async fn unless_stuck<F: Future>(
+    operation: F,
+    stall: Duration,
+    mut moved: impl FnMut() -> bool,
+) -> Option<F::Output> {
+    let look = stall / 4;
+    let mut operation = std::pin::pin!(operation);
+    let mut quiet = Duration::ZERO;
+    loop {
+        if let Ok(output) = tokio::time::timeout(look, operation.as_mut()).await {
+            return Some(output);
+        }
+        if moved() {
+            quiet = Duration::ZERO;
+        } else {
+            quiet += look;
+            if quiet >= stall {
+                return None;
+            }
         }
     }
 }

@@ -79,7 +79,7 @@ use tokio::time::Instant;
 use crate::http1::{Conn, ExchangeError, Http1Body, Http1Response, PumpedBody};
 use crate::proxy::UpstreamHead;
 use crate::request_body::{BodyError, BodySlot, RequestBody};
-use crate::stall::Stall;
+use crate::stall::{unless_stuck, Stall};
 
 /// The upstream clients of one pool.
 pub(crate) struct PoolClient {
@@ -171,10 +171,9 @@ impl PoolClient {
 /// `exchange`, given up as stalled when the upstream keeps the gateway
 /// waiting for `stall` with nothing moving. Without a body, that is any
 /// wait for the head. A body goes out in the connection's own task, out of
-/// sight, so its progress is read off `slot`: every frame handed on starts
-/// the clock again, and while the body waits on the client the clock is
-/// the listener's, not the pool's. Looked at four times per `stall`, so
-/// the clock runs out within a quarter of it after its time.
+/// sight, so its progress is read off `slot` (see [`unless_stuck`]): every
+/// frame handed on starts the clock again, and while the body waits on the
+/// client the clock is the listener's, not the pool's.
 async fn head_within_stall<F, T>(
     exchange: F,
     stall: Duration,
@@ -183,28 +182,16 @@ async fn head_within_stall<F, T>(
 where
     F: Future<Output = Result<T, SendError>>,
 {
+    let stuck = Err(SendError::Stalled(stall));
     let Some(slot) = slot else {
-        return tokio::time::timeout(stall, exchange)
-            .await
-            .unwrap_or(Err(SendError::Stalled(stall)));
+        return tokio::time::timeout(stall, exchange).await.unwrap_or(stuck);
     };
-    let look = stall / 4;
-    let mut exchange = std::pin::pin!(exchange);
-    let (mut last, mut quiet) = (slot.progress().0, Duration::ZERO);
-    loop {
-        if let Ok(result) = tokio::time::timeout(look, exchange.as_mut()).await {
-            return result;
-        }
+    let mut last = slot.progress().0;
+    let moved = move || {
         let (moved, on_client) = slot.progress();
-        if moved != last || on_client {
-            (last, quiet) = (moved, Duration::ZERO);
-        } else {
-            quiet += look;
-            if quiet >= stall {
-                return Err(SendError::Stalled(stall));
-            }
-        }
-    }
+        on_client || std::mem::replace(&mut last, moved) != moved
+    };
+    unless_stuck(exchange, stall, moved).await.unwrap_or(stuck)
 }
 
 /// Whether a request is an ordinary exchange, which ends with its response

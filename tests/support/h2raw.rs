@@ -46,23 +46,11 @@ pub fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
 /// Reads frames until the connection closes or `wait` passes, and gives
 /// each one's type, stream and first eight payload bytes.
 pub async fn frames(stream: &mut TcpStream, wait: Duration) -> Vec<(u8, u32, Vec<u8>)> {
-    let mut bytes = Vec::new();
     let deadline = tokio::time::Instant::now() + wait;
-    let mut buffer = [0u8; 4096];
-    while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, stream.read(&mut buffer)).await {
-        if n == 0 {
-            break;
-        }
-        bytes.extend_from_slice(&buffer[..n]);
-    }
     let mut frames = Vec::new();
-    let mut rest = &bytes[..];
-    while rest.len() >= 9 {
-        let length = usize::from(rest[0]) << 16 | usize::from(rest[1]) << 8 | usize::from(rest[2]);
-        let stream = u32::from_be_bytes([rest[5], rest[6], rest[7], rest[8]]) & 0x7fff_ffff;
-        let payload = &rest[9..(9 + length).min(rest.len())];
-        frames.push((rest[3], stream, payload.iter().take(8).copied().collect()));
-        rest = &rest[(9 + length).min(rest.len())..];
+    let left = || deadline.saturating_duration_since(tokio::time::Instant::now());
+    while let Some(frame) = next(stream, left()).await {
+        frames.push((frame.kind, frame.stream, frame.payload.into_iter().take(8).collect()));
     }
     frames
 }

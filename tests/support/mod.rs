@@ -464,8 +464,8 @@ pub async fn raw(address: SocketAddr, bytes: &[u8]) -> String {
 
 /// Read `stream` until the gateway closes it; what arrived, lossily as
 /// text, and how long that took. Panics when it is still open after `limit`.
-pub async fn until_closed(
-    stream: &mut tokio::net::TcpStream,
+pub async fn until_closed<R: tokio::io::AsyncRead + Unpin>(
+    stream: &mut R,
     limit: Duration,
 ) -> (String, Duration) {
     use tokio::io::AsyncReadExt;
