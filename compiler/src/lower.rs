@@ -74,6 +74,7 @@ pub(crate) fn lower(spec: &Spec) -> Plan {
             stall_timeout: duration_or(p.stall_timeout.as_deref(), DEFAULT_STALL_TIMEOUT),
             protocol: p.protocol,
             choices: policy::choices(p),
+            ewma_window: p.ewma_window.as_deref().map(|w| duration_or(Some(w), Default::default())),
             hash_on: p.hash_on.clone(),
             balance_settings: policy::balance_settings(p),
             health_check: p.health_check.as_ref().map(policy::health_check),

@@ -106,6 +106,10 @@ pub struct PoolPlan {
     /// Endpoints compared per pick by sampling algorithms; `None` is two.
     #[serde(default)]
     pub choices: Option<usize>,
+    /// Time over which `peak_ewma`'s latency estimates decay; `None` is
+    /// the algorithm's default.
+    #[serde(default)]
+    pub ewma_window: Option<Duration>,
     /// The request key of `consistent_hash`.
     #[serde(default)]
     pub hash_on: Option<crate::spec::HashOn>,

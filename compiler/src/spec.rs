@@ -223,6 +223,13 @@ pub struct Pool {
     /// pick compares, or `all`. Default: 2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub choices: Option<Choices>,
+    /// For `peak_ewma`: the time over which an endpoint's latency estimate forgets
+    /// what it saw, so that an endpoint that was slow is tried again once that
+    /// time has passed. Shorter follows changes faster; longer smooths over
+    /// noise. Default: `10s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
+    pub ewma_window: Option<String>,
     /// For `consistent_hash` (required there): the request key, `{ header: NAME }`,
     /// `{ cookie: NAME }`, `{ query: NAME }`, `{ path_param: NAME }` or `client_address`.
     /// A request without the key goes to a random endpoint.

@@ -167,6 +167,7 @@ fn check_pools<'s>(
         check_duration(doc, &base, "connect_timeout", pool.connect_timeout.as_deref(), out);
         check_duration(doc, &base, "idle_timeout", pool.idle_timeout.as_deref(), out);
         check_duration(doc, &base, "stall_timeout", pool.stall_timeout.as_deref(), out);
+        check_duration(doc, &base, "ewma_window", pool.ewma_window.as_deref(), out);
         check_duration(doc, &base, "resolve_interval", pool.resolve_interval.as_deref(), out);
         for (j, endpoint) in pool.endpoints.iter().enumerate() {
             let pointer = format!("/pools/{i}/endpoints/{j}/address");

@@ -137,3 +137,30 @@ fn nonsensical_values_are_located_findings() {
 fn a_zero_body_limit_is_allowed() {
     assert!(findings(&spec("", "", "    max_body_size: 0B\n")).is_empty());
 }
+
+#[test]
+fn peak_ewma_window_reaches_the_algorithm_and_is_checked_where_it_is_ignored() {
+    use sluice_traffic::Algorithm;
+    let window = |pool: &str| {
+        let plan = check(SourceFile::new("t.yaml", spec("", pool, ""))).plan.expect("valid");
+        match plan.pools[0].algorithm() {
+            Algorithm::PeakEwma(settings) => settings.window,
+            other => panic!("peak_ewma lowered to {other:?}"),
+        }
+    };
+    assert_eq!(window("    balance: peak_ewma\n"), Duration::from_secs(10));
+    assert_eq!(
+        window("    balance: peak_ewma\n    ewma_window: 250ms\n"),
+        Duration::from_millis(250)
+    );
+
+    // Another algorithm ignores it, and says so where it is set.
+    assert_eq!(
+        findings(&spec("", "    balance: least_request\n    ewma_window: 2s\n", "")),
+        [("S0221".to_owned(), "/pools/0/ewma_window".to_owned())]
+    );
+    assert_eq!(
+        findings(&spec("", "    balance: peak_ewma\n    ewma_window: 2 sec\n", "")),
+        [("S0206".to_owned(), "/pools/0/ewma_window".to_owned())]
+    );
+}

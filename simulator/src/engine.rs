@@ -63,7 +63,7 @@ use crate::workload::{Arrivals, Length, PoolRules, Topology, Variant, Workload};
 /// The traffic algorithm a spec's balance name stands for.
 pub fn algorithm(balance: Balance) -> Algorithm {
     // The one mapping, shared with `serve`.
-    sluice_compiler::plan::algorithm(balance, None)
+    sluice_compiler::plan::algorithm(balance, None, None)
 }
 
 /// Salts of the keyed draws, one per use.

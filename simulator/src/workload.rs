@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use sluice_compiler::{Balance, Plan};
 use sluice_traffic::{
-    BudgetSettings, CircuitLimits, DeadlineSettings, HealthSettings, OutlierSettings, RetrySettings,
+    BalanceSettings, BudgetSettings, CircuitLimits, DeadlineSettings, HealthSettings,
+    OutlierSettings, RetrySettings,
 };
 
 use crate::random::ServiceTime;
@@ -38,6 +39,10 @@ pub struct PoolShape {
 pub struct PoolRules {
     /// Endpoints a `least_request` or `peak_ewma` pick compares.
     pub choices: Option<usize>,
+    /// Decay window of `peak_ewma`'s latency estimates.
+    pub ewma_window: Option<Duration>,
+    /// Panic threshold, slow start and the endpoints' places on the hash ring.
+    pub balance: BalanceSettings,
     pub health: Option<HealthSettings>,
     pub outlier: Option<OutlierSettings>,
     pub circuit: Option<CircuitLimits>,
@@ -103,6 +108,8 @@ impl Topology {
                     .collect(),
                 rules: PoolRules {
                     choices: p.choices,
+                    ewma_window: p.ewma_window,
+                    balance: p.balance_settings.clone(),
                     health: p.health_check.as_ref().map(|h| h.settings.clone()),
                     outlier: p.outlier_detection,
                     circuit: (p.circuit_breaker != CircuitLimits::default())
@@ -412,6 +419,8 @@ impl Gateway {
         let own = &pool.rules;
         PoolRules {
             choices: own.choices,
+            ewma_window: own.ewma_window,
+            balance: own.balance.clone(),
             health: self.health.clone().or_else(|| own.health.clone()),
             outlier: self.outlier.or(own.outlier),
             circuit: self.circuit.or(own.circuit),

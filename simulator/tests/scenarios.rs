@@ -30,7 +30,12 @@ const SECOND: u64 = 1_000 * MS;
 
 /// Run `scenario` against the four-endpoint spec with the scenario's seed.
 fn run(scenario: &str) -> Report {
-    let spec = sluice_compiler::check(SourceFile::new("four.yaml", FOUR));
+    run_on(FOUR, scenario)
+}
+
+/// Run `scenario` against `spec` with the scenario's seed.
+fn run_on(spec: &str, scenario: &str) -> Report {
+    let spec = sluice_compiler::check(SourceFile::new("four.yaml", spec));
     let plan = spec.plan.expect("the test spec is valid");
     let checked = check_scenario(SourceFile::new("scenario.yaml", scenario), Some(&plan));
     let errors: Vec<String> = checked.diagnostics.iter().map(|d| d.one_line()).collect();
@@ -99,6 +104,40 @@ events:
     assert_eq!(errors_between(v, crash + window + step, 4 * SECOND), 0);
     // The three endpoints left carry the load after the ejection.
     assert!(v.endpoints[3].utilisation < 0.5 * v.endpoints[0].utilisation, "{:?}", v.endpoints);
+}
+
+#[test]
+fn the_spec_s_panic_threshold_keeps_a_crashed_endpoint_in_rotation() {
+    // The crash of the test above, on a pool whose panic threshold is 80 %:
+    // with three of four endpoints healthy (75 %), the balancer spreads over
+    // all four, as `serve` would, so the crashed one goes on failing its
+    // share after the health checks have marked it down.
+    let spec = FOUR.replace(
+        "    balance: round_robin\n",
+        "    balance: round_robin\n    panic_threshold_percent: 80\n",
+    );
+    let report = run_on(
+        &spec,
+        "\
+version: 1
+seed: 5
+duration: 4s
+warmup: 1s
+arrivals: { rate: 1000 }
+pools:
+  app: { workers: 4, service: { distribution: exponential, mean: 2ms } }
+gateway:
+  retries: { attempts: 1 }
+  health_check: { interval: 250ms, jitter: 0s, timeout: 100ms, unhealthy_threshold: 2 }
+events:
+  - { at: 2s, action: crash, pool: app, endpoint: \"3\" }
+",
+    );
+    let v = &report.variants[0];
+    let (crash, window) = (2 * SECOND, 500 * MS);
+    let late = errors_between(v, crash + window + v.series[1].at_ns, 4 * SECOND) as f64;
+    // About a quarter of 1,000 requests a second for the last 1.4 s.
+    assert!(late > 0.25 * 1_000.0 * 1.4 * 0.7, "{late} errors after the ejection");
 }
 
 #[test]

@@ -15,15 +15,24 @@ use sluice_traffic::{
 use crate::spec::{Balance, HashOn};
 
 /// The algorithm that implements `balance`, comparing `choices` endpoints
-/// per pick where the algorithm samples (`None`: two).
-pub fn algorithm(balance: Balance, choices: Option<usize>) -> Algorithm {
+/// per pick where the algorithm samples (`None`: two), with `peak_ewma`'s
+/// latency estimates decaying over `ewma_window` (`None`: ten seconds).
+pub fn algorithm(
+    balance: Balance,
+    choices: Option<usize>,
+    ewma_window: Option<Duration>,
+) -> Algorithm {
     let choices = choices.unwrap_or(2);
     match balance {
         Balance::RoundRobin => Algorithm::RoundRobin,
         Balance::WeightedRoundRobin => Algorithm::WeightedRoundRobin,
         Balance::Random => Algorithm::Random,
         Balance::LeastRequest => Algorithm::LeastRequest { choices },
-        Balance::PeakEwma => Algorithm::PeakEwma(PeakEwma { choices, ..PeakEwma::default() }),
+        Balance::PeakEwma => {
+            let defaults = PeakEwma::default();
+            let window = ewma_window.unwrap_or(defaults.window);
+            Algorithm::PeakEwma(PeakEwma { choices, window, ..defaults })
+        }
         Balance::ConsistentHash => Algorithm::ConsistentHash,
     }
 }
@@ -91,13 +100,13 @@ impl super::RoutePlan {
 impl super::PoolPlan {
     /// The balancing algorithm of the pool.
     pub fn algorithm(&self) -> Algorithm {
-        algorithm(self.balance, self.choices)
+        algorithm(self.balance, self.choices, self.ewma_window)
     }
 
     /// The algorithm of `balance` with this pool's settings (the simulator
     /// compares several on one pool).
     pub fn algorithm_for(&self, balance: Balance) -> Algorithm {
-        algorithm(balance, self.choices)
+        algorithm(balance, self.choices, self.ewma_window)
     }
 
     /// The key a consistent hash reads, when the pool hashes.

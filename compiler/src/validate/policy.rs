@@ -70,6 +70,9 @@ fn check_pool(doc: &Document, spec: &Spec, i: usize, pool: &Pool, out: &mut Vec<
     if pool.choices.is_some() && !pool.balance.samples() {
         out.push(ignored(doc, &base, "choices", name, pool.balance, "least_request or peak_ewma"));
     }
+    if pool.ewma_window.is_some() && pool.balance != Balance::PeakEwma {
+        out.push(ignored(doc, &base, "ewma_window", name, pool.balance, "peak_ewma"));
+    }
     if let (Balance::ConsistentHash, Some(HashOn::PathParam(param))) = (pool.balance, &pool.hash_on)
     {
         check_path_param(doc, spec, i, param, out);

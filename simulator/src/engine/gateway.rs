@@ -10,8 +10,8 @@ use rand_pcg::Pcg64;
 
 use sluice_traffic::retry::{self, RetryDecision};
 use sluice_traffic::{
-    BalanceSettings, Balancer, CircuitBreaker, Deadline, HealthCheck, Limit, Nanos as Clock,
-    Outcome as TryOutcome, OutlierDetector, OutlierEvent, Pick, RetryBudget, TryBudget, TryFacts,
+    Balancer, CircuitBreaker, Deadline, HealthCheck, Limit, Nanos as Clock, Outcome as TryOutcome,
+    OutlierDetector, OutlierEvent, Pick, RetryBudget, TryBudget, TryFacts,
 };
 
 use super::measure::Ending;
@@ -47,8 +47,9 @@ impl Instance {
             .map(|(pool, rules)| {
                 let weights: Vec<u32> = pool.endpoints.iter().map(|e| e.weight).collect();
                 let balance = variant.balance_for(pool.balance);
-                let algorithm = sluice_compiler::plan::algorithm(balance, rules.choices);
-                Balancer::with_settings(algorithm, &weights, &BalanceSettings::default())
+                let algorithm =
+                    sluice_compiler::plan::algorithm(balance, rules.choices, rules.ewma_window);
+                Balancer::with_settings(algorithm, &weights, &rules.balance)
             })
             .collect();
         let budgets = topology
