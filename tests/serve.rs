@@ -194,6 +194,43 @@ routes:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_failover_tries_each_endpoint_at_most_once_and_finds_the_live_one() {
+    // Three endpoints, two of them refusing connections, no health checks,
+    // no retries configured: a failed connection sent nothing, so the
+    // request goes on to an endpoint it has not tried. Avoiding only the
+    // previous one, a random pick would go dead, dead, dead again for about
+    // one request in six.
+    let live = Upstream::start("live").await;
+    let (a, b) = (support::closed_port(), support::closed_port());
+    let spec = format!(
+        "version: 1
+listeners:
+  - {{ name: public, bind: \"127.0.0.1:0\" }}
+pools:
+  - name: three
+    balance: random
+    endpoints: [{{ address: \"{a}\" }}, {{ address: \"{b}\" }}, {{ address: \"{}\" }}]
+routes:
+  - {{ name: all, match: {{ path: \"/{{*rest}}\" }}, to: three }}
+",
+        live.address
+    );
+    let gateway = Gateway::start(&spec);
+    let client = client();
+    let mut failed = Vec::new();
+    for k in 0..150 {
+        // A POST fails over too: its connection never opened.
+        let method = if k % 2 == 0 { "GET" } else { "POST" };
+        let reply = send(&client, request(method, gateway.addr("public"), "x.test", "/a")).await;
+        if reply.status != StatusCode::OK {
+            failed.push((k, reply.status));
+        }
+    }
+    assert!(failed.is_empty(), "failed: {failed:?}");
+    assert_eq!(live.seen().len(), 150);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_route_timeout_gives_504_without_waiting_for_the_upstream() {
     let slow = Upstream::with_delay("slow", Duration::from_secs(2)).await;
     let gateway = Gateway::start(&one_pool("round_robin", &[(&slow, 1)], "    timeout: 200ms\n"));

@@ -299,7 +299,7 @@ async fn forward(
     exchange.permit = Some(permit);
     let hash =
         pool_plan.hash_key().and_then(|key| hash_point(plan, key, &request, client, route, &path));
-    let pick = Pick { now: pool_state::now(), hash, avoid: None };
+    let pick = Pick { now: pool_state::now(), hash, avoid: &[] };
     let endpoint = shared.pools[pool]
         .balancer
         .pick_with(&mut rand::rng(), &pick)
@@ -455,7 +455,8 @@ impl UpstreamHead {
 }
 
 /// Send a request to `endpoint` of `pool`, and try again as the route's
-/// retry policy allows: on another endpoint whenever the pool has one, after
+/// retry policy allows: on an endpoint not tried yet whenever the pool has
+/// one (else on one other than the last), after
 /// a jittered backoff, within the route's deadline and retry budget, and
 /// never once the request's body has started to stream. Each try teaches the
 /// pool's balancer (latency) and outlier detector (outcome).
@@ -487,6 +488,8 @@ async fn send(
     }
     let idempotent = retry::is_idempotent(head.method.as_str());
     let mut tries = 0;
+    // The endpoints tried so far, the latest last (kept once a retry needs them).
+    let mut tried = Vec::new();
 
     loop {
         let address = shared.addresses[pool][endpoint];
@@ -539,7 +542,8 @@ async fn send(
         };
         let next = match decision {
             RetryDecision::Retry { backoff, .. } => {
-                let pick = Pick { now: pool_state::now(), hash, avoid: Some(endpoint) };
+                tried.push(endpoint);
+                let pick = Pick { now: pool_state::now(), hash, avoid: &tried };
                 state.balancer.pick_with(&mut rand::rng(), &pick).map(|next| (next, backoff))
             }
             RetryDecision::Stop(why) => {

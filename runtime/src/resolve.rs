@@ -275,7 +275,7 @@ mod tests {
         let empty =
             sluice_traffic::Balancer::with_settings(served.pools[0].algorithm(), &[], &settings);
         let pick =
-            sluice_traffic::Pick { now: sluice_traffic::Nanos::ZERO, hash: Some(7), avoid: None };
+            sluice_traffic::Pick { now: sluice_traffic::Nanos::ZERO, hash: Some(7), avoid: &[] };
         assert_eq!(empty.pick_with(&mut rand::rng(), &pick), None);
     }
 }

@@ -91,6 +91,9 @@ struct Request {
     client: Option<u32>,
     /// The endpoint (within the pool) of the last try.
     last: Option<u32>,
+    /// The endpoints (within the pool) of every try so far, as bits; an
+    /// endpoint past the 64th is remembered only as `last`.
+    tried: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -512,6 +515,7 @@ impl<'a> Run<'a> {
             tries: 0,
             client,
             last: None,
+            tried: 0,
         };
         let r = match self.free_requests.pop() {
             Some(r) => {

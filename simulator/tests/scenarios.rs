@@ -167,7 +167,7 @@ events:
 }
 
 /// Overload for 5 s (a burst to 1.5 times a 62.5% load), then the normal rate.
-/// Per-try timeouts of 80 ms retried twice, at once, with or without a budget
+/// Per-try timeouts of 120 ms retried twice, at once, with or without a budget
 /// of 10% of requests (plus 5 a second).
 const RETRY_STORM: &str = "\
 version: 1
@@ -179,7 +179,7 @@ pools:
   app: { workers: 1, service: { distribution: exponential, mean: 10ms } }
 gateway:
   timeout: 2s
-  retries: { attempts: 3, on: [timeout], per_try_timeout: 80ms, backoff: 0s }
+  retries: { attempts: 3, on: [timeout], per_try_timeout: 120ms, backoff: 0s }
   retry_budget: { ratio_percent: 10, min_per_second: 5 }
 grid:
   attempts: [1, 3]
@@ -214,7 +214,7 @@ fn retries_without_a_budget_turn_a_burst_into_an_outage_and_with_one_do_not() {
     // Without a budget, timed-out tries stay on the endpoints while their
     // retries add more: every request costs nearly three tries, the
     // endpoints saturate, and the overload outlives the burst.
-    assert!(tries(unbounded) > 2.5, "{} tries per request", tries(unbounded));
+    assert!(tries(unbounded) > 2.3, "{} tries per request", tries(unbounded));
     assert!(utilisation(unbounded) > 0.9, "{}", utilisation(unbounded));
     assert!(after(unbounded) > 0.5, "{} of requests fail after the burst", after(unbounded));
 

@@ -45,8 +45,10 @@
 //! pool with no eligible endpoint picks `None`, which the caller answers with
 //! a 503.
 //!
-//! [`Pick::avoid`] names an endpoint not to pick (the one a retry just
-//! failed on); it is honoured whenever any other candidate exists.
+//! [`Pick::avoid`] names the endpoints a request has already tried, the
+//! latest last. A retry goes to an endpoint not among them while one is a
+//! candidate; once every candidate was tried, to one other than the latest;
+//! and to the latest only when it is the one candidate left.
 //!
 //! When round robin's next endpoint is not a candidate, the pick falls back
 //! to a random candidate in proportion to weight, so the endpoint after an
@@ -163,27 +165,29 @@ impl Default for SlowStart {
 
 /// The facts of one pick.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Pick {
+pub struct Pick<'a> {
     /// The caller's clock reading.
     pub now: Nanos,
     /// The request's key hash (see [`key_hash`]), for `consistent_hash`.
     pub hash: Option<u64>,
-    /// An endpoint not to pick when any other candidate exists: the one the
-    /// previous try of this request went to.
-    pub avoid: Option<usize>,
+    /// The endpoints this request's earlier tries went to, the latest last
+    /// (see the module's documentation for how they are avoided).
+    pub avoid: &'a [usize],
 }
 
-impl Pick {
-    pub fn at(now: Nanos) -> Pick {
+impl<'a> Pick<'a> {
+    pub fn at(now: Nanos) -> Pick<'static> {
         Pick { now, ..Pick::default() }
     }
 
-    pub fn with_hash(self, hash: u64) -> Pick {
+    pub fn with_hash(self, hash: u64) -> Pick<'a> {
         Pick { hash: Some(hash), ..self }
     }
 
-    pub fn avoiding(self, endpoint: usize) -> Pick {
-        Pick { avoid: Some(endpoint), ..self }
+    /// This pick, for a request whose earlier tries went to `tried`, the
+    /// latest last.
+    pub fn avoiding(self, tried: &[usize]) -> Pick<'_> {
+        Pick { avoid: tried, now: self.now, hash: self.hash }
     }
 }
 
@@ -224,10 +228,13 @@ pub struct Balancer {
 }
 
 /// One pick's view of the pool.
-struct View {
+struct View<'a> {
     now: Nanos,
     panic: bool,
-    avoid: Option<usize>,
+    /// Endpoints not to pick: some or all of [`Pick::avoid`].
+    avoid: &'a [usize],
+    /// How many of `avoid` are candidates otherwise.
+    avoided: usize,
     /// Every endpoint is a candidate (all usable and eligible, or panic
     /// mode over a pool that is all usable, and none to avoid), so that
     /// sampling needs no per-endpoint check. (It is read from the count of
@@ -371,7 +378,7 @@ impl Balancer {
         now: Nanos,
         last: usize,
     ) -> Option<usize> {
-        self.pick_with(rng, &Pick::at(now).avoiding(last))
+        self.pick_with(rng, &Pick::at(now).avoiding(&[last]))
     }
 
     /// Record that a request to `endpoint` started.
@@ -523,29 +530,49 @@ impl Balancer {
     /// Whether `i` may be picked in this view.
     #[inline]
     fn candidate(&self, i: usize, view: &View) -> bool {
-        Some(i) != view.avoid
+        !view.avoid.contains(&i)
             && self.usable(i)
             && (view.panic || self.eligible[i].load(Ordering::Acquire))
     }
 
     /// How this pick sees the pool, or `None` when nothing can be picked.
     #[inline]
-    fn view(&self, pick: &Pick) -> Option<View> {
+    fn view<'a>(&self, pick: &Pick<'a>) -> Option<View<'a>> {
         let panic = self.in_panic();
         let count = if panic { self.usable } else { self.live.load(Ordering::Acquire) };
         if count == 0 || self.is_empty() {
             return None;
         }
         let all = count == self.len() && self.usable == count;
-        let mut view = View { now: pick.now, panic, avoid: None, all };
-        // The endpoint to avoid is honoured only when another candidate exists.
-        if let Some(a) = pick.avoid.filter(|&a| a < self.len()) {
-            if !(count == 1 && self.candidate(a, &view)) {
-                view.avoid = Some(a);
-                view.all = false;
-            }
+        let mut view = View { now: pick.now, panic, avoid: &[], avoided: 0, all };
+        if !pick.avoid.is_empty() {
+            self.avoid(&mut view, pick.avoid, count);
         }
         Some(view)
+    }
+
+    /// Set what `view` avoids of `tried`, given `count` candidates: all of
+    /// them while another candidate is left, else the latest try's endpoint
+    /// while another is left, else nothing.
+    #[inline(never)]
+    fn avoid<'a>(&self, view: &mut View<'a>, tried: &'a [usize], count: usize) {
+        let candidates = |tried: &[usize]| {
+            let distinct = tried.iter().enumerate().filter(|&(k, a)| !tried[..k].contains(a));
+            distinct.filter(|&(_, &a)| a < self.len() && self.candidate(a, view)).count()
+        };
+        let every = candidates(tried);
+        let (avoid, avoided) = if every < count {
+            (tried, every)
+        } else {
+            let latest = &tried[tried.len() - 1..];
+            match candidates(latest) {
+                1 if count > 1 => (latest, 1),
+                _ => return,
+            }
+        };
+        view.avoid = avoid;
+        view.avoided = avoided;
+        view.all = false;
     }
 
     /// Weight of `i` now, in thousandths: its weight times its slow start
@@ -635,8 +662,8 @@ impl Balancer {
         };
         let total: u64 = (0..self.len()).map(weight).sum();
         if total == 0 {
-            let a = view.avoid?;
-            let relaxed = View { avoid: None, all: false, ..*view };
+            let a = *view.avoid.last()?;
+            let relaxed = View { avoid: &[], avoided: 0, all: false, ..*view };
             return self.candidate(a, &relaxed).then_some(a);
         }
 
@@ -700,7 +727,7 @@ impl Balancer {
     ) -> Option<usize> {
         let mut best = Best::default();
         let count = if view.panic { self.usable } else { self.live.load(Ordering::Acquire) };
-        let count = count.saturating_sub(usize::from(view.avoid.is_some()));
+        let count = count.saturating_sub(view.avoided);
         let choices = choices.max(1);
         let n = self.len();
 

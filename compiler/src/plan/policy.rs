@@ -63,10 +63,9 @@ impl RetryPlan {
     /// The policy of a route without `retries`: a request whose connection
     /// could not be opened goes to another endpoint at once, for as many
     /// tries in all as the largest pool it can reach has endpoints. Each
-    /// try avoids the endpoint of the try before it, not every endpoint
-    /// tried so far: in a pool of three with two down, a request can meet
-    /// the same dead one twice, until health checks or outlier detection
-    /// take it out.
+    /// try goes to an endpoint not tried yet while one is left, so in a
+    /// pool of three with two down a request reaches the live one by its
+    /// third try at the latest.
     pub fn failover(endpoints: usize) -> RetryPlan {
         let attempts = u32::try_from(endpoints.max(1)).unwrap_or(u32::MAX);
         let settings = RetrySettings {

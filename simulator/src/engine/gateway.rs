@@ -115,12 +115,26 @@ impl Run<'_> {
             },
             None => None,
         };
-        let mut pick = Pick::at(Clock(now));
-        if let Some(last) = request.last {
-            pick = pick.avoiding(last as usize);
-        }
         let balancer = &mut instance.balancers[pool];
-        let Some(index) = pick_from(balancer, &mut self.picks, &pick) else {
+        let picked = match request.last {
+            None => pick_from(balancer, &mut self.picks, &Pick::at(Clock(now))),
+            Some(last) => {
+                // A retry, which avoids the endpoints tried so far as
+                // `serve` does: those of the bits, the latest last.
+                let mut tried = [0usize; 65];
+                let mut count = 0;
+                let mut bits = request.tried & !(1u64.checked_shl(last).unwrap_or(0));
+                while bits != 0 {
+                    tried[count] = bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    count += 1;
+                }
+                tried[count] = last as usize;
+                let pick = Pick::at(Clock(now)).avoiding(&tried[..=count]);
+                pick_from(balancer, &mut self.picks, &pick)
+            }
+        };
+        let Some(index) = picked else {
             return self.finish(now, r, Ending::NoEndpoint);
         };
         // The run owns its balancers: no other thread counts with it.
@@ -129,6 +143,7 @@ impl Run<'_> {
         let endpoint = self.first[pool] + index;
         let (id, number, measured) = (request.id, request.tries, request.measured);
         request.last = Some(index as u32);
+        request.tried |= 1u64.checked_shl(index as u32).unwrap_or(0);
         // Whether the endpoint takes the try in (it holds it from then on).
         let station = &self.stations[endpoint];
         let enters = station.state == State::Up && !station.full();

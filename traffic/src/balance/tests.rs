@@ -20,7 +20,7 @@ fn counts(b: &Balancer, n: usize) -> Vec<usize> {
 }
 
 /// Picks with the facts `pick` gives for each draw, counting per endpoint.
-fn counts_with(b: &Balancer, n: usize, mut pick: impl FnMut(usize) -> Pick) -> Vec<usize> {
+fn counts_with(b: &Balancer, n: usize, mut pick: impl FnMut(usize) -> Pick<'static>) -> Vec<usize> {
     let mut rng = rng(11);
     let mut c = vec![0; b.len()];
     for k in 0..n {
@@ -165,7 +165,7 @@ fn end_never_underflows_and_bad_indices_are_ignored() {
     b.observe(9, Duration::from_secs(1), Outcome::Reset, Nanos::ZERO);
     assert_eq!(b.in_flight(9), 0);
     assert!(!b.is_eligible(9));
-    assert_eq!(b.pick_with(&mut rng(1), &Pick::default().avoiding(9)), Some(0));
+    assert_eq!(b.pick_with(&mut rng(1), &Pick::default().avoiding(&[9])), Some(0));
 }
 
 #[test]
@@ -257,7 +257,7 @@ fn a_threshold_above_100_reads_as_100() {
 fn avoid_is_honoured_while_another_candidate_exists() {
     for algorithm in algorithms() {
         let b = Balancer::new(algorithm, &[1, 1, 1]);
-        let c = counts_with(&b, 300, |k| Pick::default().with_hash(spread(k)).avoiding(1));
+        let c = counts_with(&b, 300, |k| Pick::default().with_hash(spread(k)).avoiding(&[1]));
         assert_eq!(c[1], 0, "{algorithm:?}: {c:?}");
 
         // The only other candidate is ineligible: the avoided one is still better than none.
@@ -268,6 +268,29 @@ fn avoid_is_honoured_while_another_candidate_exists() {
     }
     let single = Balancer::new(Algorithm::RoundRobin, &[1]);
     assert_eq!(single.pick_excluding(&mut rng(1), Nanos::ZERO, 0), Some(0));
+}
+
+#[test]
+fn a_retry_goes_to_an_endpoint_not_yet_tried_while_one_is_left() {
+    for algorithm in algorithms() {
+        let b = Balancer::new(algorithm, &[1, 1, 1, 1]);
+        // Two tries so far, on 0 then 2: only 1 and 3 are left.
+        let c = counts_with(&b, 400, |k| Pick::default().with_hash(spread(k)).avoiding(&[0, 2]));
+        assert_eq!((c[0], c[2]), (0, 0), "{algorithm:?}: {c:?}");
+        assert!(c[1] > 0 && c[3] > 0, "{algorithm:?}: {c:?}");
+
+        // Every candidate tried: anything but the latest.
+        let c = counts_with(&b, 400, |k| {
+            Pick::default().with_hash(spread(k)).avoiding(&[1, 3, 0, 2, 0])
+        });
+        assert_eq!(c[0], 0, "{algorithm:?}: {c:?}");
+        assert!(c[1] + c[2] + c[3] == 400, "{algorithm:?}: {c:?}");
+
+        // Of the untried ones, one is down: the other one.
+        b.set_eligible(3, false, Nanos::ZERO);
+        let c = counts_with(&b, 400, |k| Pick::default().with_hash(spread(k)).avoiding(&[0, 2]));
+        assert_eq!(c[1], 400, "{algorithm:?}: {c:?}");
+    }
 }
 
 #[test]
@@ -499,7 +522,7 @@ proptest! {
         algorithm in 0usize..8,
         weights in proptest::collection::vec(0u32..4, 0..12),
         down in proptest::collection::vec(any::<bool>(), 12),
-        avoid in proptest::option::of(0usize..14),
+        avoid in proptest::collection::vec(0usize..14, 0..5),
         loads in proptest::collection::vec(0u32..4, 12),
         hash: u64,
         seed: u64,
@@ -512,15 +535,19 @@ proptest! {
         }
         let usable = |i: usize| !algorithm.is_weighted() || weights[i] > 0;
         let ok = |i: usize| usable(i) && !down[i];
-        let others = (0..weights.len()).any(|i| ok(i) && Some(i) != avoid);
+        // Whether a candidate is left that was not tried, or one that is
+        // not the latest try's.
+        let untried = (0..weights.len()).any(|i| ok(i) && !avoid.contains(&i));
+        let other = (0..weights.len()).any(|i| ok(i) && avoid.last() != Some(&i));
 
         let mut rng = rng(seed);
         for k in 0..20u64 {
-            let pick = Pick { now: Nanos(k), hash: Some(hash ^ k), avoid };
+            let pick = Pick { now: Nanos(k), hash: Some(hash ^ k), avoid: &avoid };
             match b.pick_with(&mut rng, &pick) {
                 Some(i) => {
                     prop_assert!(ok(i), "{:?} picked {} of {:?}", algorithm, i, weights);
-                    prop_assert!(!others || Some(i) != avoid);
+                    prop_assert!(!untried || !avoid.contains(&i), "{} was tried: {:?}", i, avoid);
+                    prop_assert!(!other || avoid.last() != Some(&i));
                 }
                 None => prop_assert!(!(0..weights.len()).any(ok)),
             }
@@ -582,7 +609,7 @@ proptest! {
                 3 => b.observe(i, Duration::from_nanos(dt), Outcome::Response(503), now),
                 4 => prop_assert!(b.pick(&mut rng).is_none_or(|p| p < weights.len())),
                 _ => {
-                    let pick = Pick { now, hash: Some(dt), avoid: Some(i) };
+                    let pick = Pick { now, hash: Some(dt), avoid: &[i] };
                     prop_assert!(b.pick_with(&mut rng, &pick).is_none_or(|p| p < weights.len()));
                 }
             }
