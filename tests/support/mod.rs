@@ -182,13 +182,28 @@ impl Gateway {
     /// Like [`Gateway::start`], with extra `sluice serve` options; two
     /// workers unless they say `--workers`.
     pub fn start_with(spec: &str, options: &[&str]) -> Gateway {
+        Gateway::start_under(&[], spec, options)
+    }
+
+    /// Like [`Gateway::start_with`], run by the program and arguments of
+    /// `wrapper`, which end by running the command line that follows them.
+    pub fn start_under(wrapper: &[&str], spec: &str, options: &[&str]) -> Gateway {
         let dir = temp_dir();
         let path = dir.join("spec.yaml");
         std::fs::write(&path, spec).expect("write the spec");
 
         let workers: &[&str] =
             if options.contains(&"--workers") { &[] } else { &["--workers", "2"] };
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        let sluice = env!("CARGO_BIN_EXE_sluice");
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(sluice);
+                command
+            }
+            None => Command::new(sluice),
+        };
+        let mut child = command
             .arg("serve")
             .args(workers)
             .args(options)
