@@ -162,6 +162,59 @@ routes:
     assert_eq!(sides.len(), 2, "40 users all landed on one side");
 }
 
+/// A split where one side weighs 0 sends it nothing; reloaded onto a
+/// three-way split of 1:2:7, a thousand requests land about 10/20/70 %.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_weights_hold_exactly_at_zero_and_proportionally_three_ways() {
+    let sides =
+        [Upstream::start("a").await, Upstream::start("b").await, Upstream::start("c").await];
+    let spec = |to: &str| {
+        format!(
+            "version: 1
+listeners: [{{ name: public, bind: \"127.0.0.1:0\" }}]
+pools:
+  - {{ name: a, endpoints: [{{ address: \"{}\" }}] }}
+  - {{ name: b, endpoints: [{{ address: \"{}\" }}] }}
+  - {{ name: c, endpoints: [{{ address: \"{}\" }}] }}
+routes:
+  - name: all
+    match: {{ path: \"/{{*rest}}\" }}
+    to: {to}
+",
+            sides[0].address, sides[1].address, sides[2].address
+        )
+    };
+    let gateway = Gateway::start(&spec("[{ pool: a, weight: 0 }, { pool: b, weight: 100 }]"));
+    let addr = gateway.addr("public");
+    let http = client();
+    let mut count = async |n: usize| {
+        let mut counts = std::collections::HashMap::new();
+        for i in 0..n {
+            let reply = send(&http, request("GET", addr, "x", &format!("/{i}"))).await;
+            assert_eq!(reply.status, StatusCode::OK);
+            *counts.entry(reply.body).or_insert(0usize) += 1;
+        }
+        let mut of = |side: &str| counts.remove(side).unwrap_or(0);
+        [of("a"), of("b"), of("c")]
+    };
+    assert_eq!(count(1000).await, [0, 1000, 0], "weight 0 takes nothing");
+
+    std::fs::write(
+        gateway.spec_path(),
+        spec("[{ pool: a, weight: 1 }, { pool: b, weight: 2 }, { pool: c, weight: 7 }]"),
+    )
+    .unwrap();
+    gateway.hangup();
+    tokio::task::block_in_place(|| {
+        gateway.wait_stderr("plan reloaded", 1, std::time::Duration::from_secs(10))
+    });
+    let got = count(1000).await;
+    // Within 5 points of 10/20/70 % (about five standard deviations at 10 %).
+    for (side, (&got, want)) in got.iter().zip([100, 200, 700]).enumerate() {
+        assert!(got.abs_diff(want) <= 50, "side {side}: {got} of 1000, want about {want}: {got:?}");
+    }
+}
+
 /// `(code, pointer)` of every finding `check` reports for `spec`.
 fn findings(spec: &str) -> Vec<(String, String)> {
     let dir = tempfile::tempdir().unwrap();

@@ -304,6 +304,73 @@ async fn health_thresholds_count_consecutive_results() {
     assert!(!gateway.stderr().join("\n").contains("ejected"));
 }
 
+/// Health checks count consecutive probe results: one failed probe, and two
+/// in a row, change nothing; three in a row take the endpoint out; two
+/// passes bring it back. (Probes every 150 ms stand for a check every
+/// second; the gap between probes leaves room to count them on a busy
+/// machine.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_checks_take_an_endpoint_out_after_three_failed_probes_and_back_after_two() {
+    let nodes = [Node::start().await, Node::start().await];
+    let refs: Vec<&Node> = nodes.iter().collect();
+    let text = spec(
+        &refs,
+        &[],
+        "    health_check: { path: /health, interval: 150ms, jitter: 0s, timeout: 100ms, unhealthy_threshold: 3, healthy_threshold: 2 }\n",
+        "",
+    );
+    let gateway = Gateway::start(&text);
+    let address = gateway.addr("public");
+    let state = &nodes[0].state;
+    let probes = || state.probes.load(Ordering::Relaxed);
+    let probes_reach = async |n: usize| {
+        let started = Instant::now();
+        while probes() < n {
+            assert!(started.elapsed() < Duration::from_secs(5), "probes stopped at {}", probes());
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    let changes = || gateway.count_stderr("endpoint health changed");
+    let node_0_share = async || {
+        let before = nodes[0].requests();
+        for i in 0..20 {
+            assert_eq!(get(address, &format!("/{i}")).await, 200);
+        }
+        nodes[0].requests() - before
+    };
+
+    // One failure, passes, two failures in a row, passes: still in.
+    probes_reach(2).await;
+    for failures in [1, 2] {
+        state.failing_probes.store(failures, Ordering::Relaxed);
+        let now = probes();
+        probes_reach(now + failures + 3).await;
+        assert_eq!(state.failing_probes.load(Ordering::Relaxed), 0);
+    }
+    assert_eq!(changes(), 0, "{:?}", gateway.stderr());
+    assert!(node_0_share().await >= 5, "node 0 is in rotation");
+
+    // Three failures in a row: out, on the third.
+    let before = probes();
+    state.probe_status.store(404, Ordering::Relaxed);
+    tokio::task::block_in_place(|| {
+        gateway.wait_stderr("endpoint health changed", 1, Duration::from_secs(5))
+    });
+    let failed = probes() - before;
+    assert!((3..=4).contains(&failed), "out after {failed} failed probes");
+    assert_eq!(node_0_share().await, 0, "node 0 is out of rotation");
+
+    // Two passes: back.
+    let before = probes();
+    state.probe_status.store(0, Ordering::Relaxed);
+    tokio::task::block_in_place(|| {
+        gateway.wait_stderr("endpoint health changed", 2, Duration::from_secs(5))
+    });
+    let passed = probes() - before;
+    assert!((2..=3).contains(&passed), "back after {passed} passing probes");
+    assert!(node_0_share().await >= 5, "node 0 is back in rotation");
+}
+
 /// Reload `gateway` onto `text` and wait until the new plan serves.
 fn reload(gateway: &Gateway, text: &str, reloads: usize) {
     std::fs::write(gateway.spec_path(), text).unwrap();

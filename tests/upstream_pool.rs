@@ -379,6 +379,9 @@ async fn bodiless_responses_keep_the_next_response_in_step() {
     assert_eq!(get(&gateway, "/after-head").await, (StatusCode::OK, "/after-head".to_owned()));
     assert_eq!(upstream.accepted(), 1, "a HEAD response with a length keeps the connection");
 
+    // A bodiless response followed by stray bytes: the bytes never answer
+    // the next request, and the connection they came on is dropped, so the
+    // next request opens a new one (and the one after reuses that).
     let reply =
         send(&http, request("HEAD", gateway.addr("public"), "x.test", "/head-with-body")).await;
     assert_eq!((reply.status, reply.body.as_str()), (StatusCode::OK, ""));
@@ -386,7 +389,9 @@ async fn bodiless_responses_keep_the_next_response_in_step() {
         let next = format!("/head-with-body/next-{i}");
         assert_eq!(get(&gateway, &next).await, (StatusCode::OK, next), "{:?}", upstream.log());
     }
+    assert_eq!(upstream.accepted(), 2, "the connection with stray bytes is not reused");
 
+    let mut connections = 2;
     for (path, status) in [("/204", StatusCode::NO_CONTENT), ("/304", StatusCode::NOT_MODIFIED)] {
         let reply = send(&http, request("GET", gateway.addr("public"), "x.test", path)).await;
         assert_eq!((reply.status, reply.body.as_str()), (status, ""));
@@ -394,6 +399,8 @@ async fn bodiless_responses_keep_the_next_response_in_step() {
             let next = format!("{path}/next-{i}");
             assert_eq!(get(&gateway, &next).await, (StatusCode::OK, next), "{:?}", upstream.log());
         }
+        connections += 1;
+        assert_eq!(upstream.accepted(), connections, "after {path}, one new connection");
     }
 }
 

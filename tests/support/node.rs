@@ -37,6 +37,8 @@ pub struct NodeState {
     pub delay_ms: AtomicU64,
     /// The status health probes get; 0 is 200.
     pub probe_status: AtomicU16,
+    /// How many of the next probes get a 404 whatever `probe_status` says.
+    pub failing_probes: AtomicUsize,
 }
 
 impl Node {
@@ -103,8 +105,16 @@ async fn serve(listener: TcpListener, state: Arc<NodeState>) {
                     if delay > 0 && !probe {
                         tokio::time::sleep(Duration::from_millis(delay)).await;
                     }
+                    let failing = probe
+                        && state
+                            .failing_probes
+                            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                                n.checked_sub(1)
+                            })
+                            .is_ok();
                     let status = match state.probe_status.load(Ordering::Relaxed) {
                         _ if !probe => state.status.load(Ordering::Relaxed),
+                        _ if failing => 404,
                         0 => 200,
                         status => status,
                     };
