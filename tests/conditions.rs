@@ -187,7 +187,7 @@ routes:
     let gateway = Gateway::start(&spec("[{ pool: a, weight: 0 }, { pool: b, weight: 100 }]"));
     let addr = gateway.addr("public");
     let http = client();
-    let mut count = async |n: usize| {
+    let count = async |n: usize| {
         let mut counts = std::collections::HashMap::new();
         for i in 0..n {
             let reply = send(&http, request("GET", addr, "x", &format!("/{i}"))).await;
