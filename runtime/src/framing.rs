@@ -304,19 +304,20 @@ struct Codings {
 
 /// Add the codings of one `Transfer-Encoding` value to `seen`: a
 /// comma-separated list of codings, each a token with optional `;name=value`
-/// parameters, with optional spaces or tabs around each. An empty element,
+/// parameters (the value a token or a quoted string, which may hold commas
+/// and semicolons), with optional spaces or tabs around each element, name,
+/// `=` and value. An empty element,
 /// a coding that is not a token, `chunked` with parameters, or `chunked`
 /// anywhere but last (it may be applied only once, as the final coding) is
 /// malformed: 400. Whether a coding other than `chunked` is refused with 501
 /// or 400 depends on what comes last, so that is left to the caller.
 fn te_codings(value: &[u8], mut seen: Codings) -> Result<Codings, &'static str> {
     const MALFORMED: &str = "malformed Transfer-Encoding";
-    for element in value.split(|&b| b == b',') {
+    for element in split_unquoted(value, b',') {
         if seen.last_chunked {
             return Err(MALFORMED);
         }
-        let element = trim_ows(element);
-        let mut parts = element.split(|&b| b == b';');
+        let mut parts = split_unquoted(trim_ows(element), b';');
         let name = trim_ows(parts.next().unwrap_or_default());
         if !is_token(name) {
             return Err(MALFORMED);
@@ -325,20 +326,57 @@ fn te_codings(value: &[u8], mut seen: Codings) -> Result<Codings, &'static str> 
         for parameter in parts {
             let parameter = trim_ows(parameter);
             let (key, value) = match parameter.iter().position(|&b| b == b'=') {
-                Some(at) => (&parameter[..at], &parameter[at + 1..]),
+                Some(at) => (trim_ows(&parameter[..at]), trim_ows(&parameter[at + 1..])),
                 None => return Err(MALFORMED),
             };
-            let quoted = value.len() >= 2
-                && value.starts_with(b"\"")
-                && value.ends_with(b"\"")
-                && value[1..value.len() - 1].iter().all(|&b| b != b'"' && b != b'\\');
-            if chunked || !is_token(key) || !(is_token(value) || quoted) {
+            if chunked || !is_token(key) || !(is_token(value) || is_quoted_string(value)) {
                 return Err(MALFORMED);
             }
         }
         seen = Codings { last_chunked: chunked, others: seen.others || !chunked };
     }
     Ok(seen)
+}
+
+/// The pieces of `bytes` between the `separator`s that are not inside a
+/// quoted string (where a backslash escapes the byte after it). An
+/// unclosed quote runs to the end, and the piece then fails as malformed.
+fn split_unquoted(bytes: &[u8], separator: u8) -> impl Iterator<Item = &[u8]> {
+    let (mut quoted, mut escaped) = (false, false);
+    bytes.split(move |&b| {
+        if escaped {
+            escaped = false;
+        } else if quoted && b == b'\\' {
+            escaped = true;
+        } else if b == b'"' {
+            quoted = !quoted;
+        } else {
+            return !quoted && b == separator;
+        }
+        false
+    })
+}
+
+/// Whether `bytes` is one quoted string (RFC 9110, section 5.6.4): quotes
+/// at both ends, and inside only text, with a backslash escaping the next
+/// byte.
+fn is_quoted_string(bytes: &[u8]) -> bool {
+    let [b'"', inner @ .., b'"'] = bytes else { return false };
+    let mut escaped = false;
+    for &b in inner {
+        let text = b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80;
+        if !text {
+            return false;
+        }
+        if escaped {
+            escaped = false;
+        } else if b == b'\\' {
+            escaped = true;
+        } else if b == b'"' {
+            return false;
+        }
+    }
+    !escaped
 }
 
 /// `bytes` without spaces and tabs at either end.
@@ -497,6 +535,13 @@ mod tests {
             ("br,chunked", Err(UNKNOWN_CODING)),
             ("x-custom ,\tchunked", Err(UNKNOWN_CODING)),
             ("gzip;level=9, deflate; a=\"b c\" , chunked", Err(UNKNOWN_CODING)),
+            ("gzip ; level = 9 , chunked", Err(UNKNOWN_CODING)),
+            ("gzip; a=\"x, y; z\", chunked", Err(UNKNOWN_CODING)),
+            ("gzip; a=\"say \\\"hi\\\"\", chunked", Err(UNKNOWN_CODING)),
+            ("gzip; a=\"open, chunked", Err(MALFORMED)),
+            ("gzip; a=\"bad\"x, chunked", Err(MALFORMED)),
+            ("gzip; a=\"ends in \\\", chunked", Err(MALFORMED)),
+            ("gzip; a=, chunked", Err(MALFORMED)),
             ("gzip\r\nTransfer-Encoding: chunked", Err(UNKNOWN_CODING)),
             ("identity, chunked", Err(UNKNOWN_CODING)),
             ("gzip", Err(NOT_LAST)),
