@@ -14,7 +14,7 @@ use crate::time::{Human, SECOND};
 const WIDTH: f64 = 760.0;
 const HEIGHT: f64 = 260.0;
 const LEFT: f64 = 70.0;
-const RIGHT: f64 = 20.0;
+const RIGHT: f64 = 36.0;
 const TOP: f64 = 16.0;
 const BOTTOM: f64 = 34.0;
 const COLOURS: [&str; 8] =
@@ -33,10 +33,10 @@ impl Report {
         out.push_str(
             "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
              <title>Sluice simulation</title><style>\
-             body{font-family:system-ui,sans-serif;margin:2em;max-width:980px;color:#222}\
-             table{border-collapse:collapse;font-size:13px}td,th{padding:3px 8px;text-align:right}\
+             body{font-family:system-ui,sans-serif;margin:2em;max-width:1160px;color:#222}\
+             table{border-collapse:collapse;font-size:13px}td,th{padding:3px 7px;text-align:right;white-space:nowrap}.ci{color:#666;font-size:11px}\
              td:first-child,th:first-child{text-align:left}tr:nth-child(even){background:#f4f4f4}\
-             svg text{font-size:11px;fill:#333}.legend span{margin-right:1em}\
+             svg text{font-size:11px;fill:#333}svg text.mark{stroke:#fff;stroke-width:3px;paint-order:stroke}.legend span{margin-right:1em}\
              </style></head><body>\n<h1>Sluice simulation</h1>\n",
         );
         let _ = writeln!(
@@ -329,22 +329,6 @@ fn chart(lines: &[Line], marks: &[(f64, &str)], x: Axis, y: Axis) -> String {
             escape(&y.label(t))
         );
     }
-    for &(at, label) in marks {
-        if at < x0 || at > x1 {
-            continue;
-        }
-        let _ = write!(
-            svg,
-            "<line x1=\"{0:.1}\" y1=\"{TOP}\" x2=\"{0:.1}\" y2=\"{1:.1}\" stroke=\"#555\" \
-             stroke-dasharray=\"4 3\"><title>{2}</title></line>\
-             <text x=\"{3:.1}\" y=\"{4:.1}\">{2}</text>",
-            px(at),
-            TOP + h,
-            escape(label),
-            px(at) + 3.0,
-            TOP + 11.0
-        );
-    }
     for (i, line) in lines.iter().enumerate() {
         let points: Vec<String> =
             line.points.iter().map(|&(a, b)| format!("{:.1},{:.1}", px(a), py(b))).collect();
@@ -357,15 +341,37 @@ fn chart(lines: &[Line], marks: &[(f64, &str)], x: Axis, y: Axis) -> String {
             escape(line.name)
         );
     }
+    for (k, &(at, label)) in marks.iter().enumerate() {
+        if at < x0 || at > x1 {
+            continue;
+        }
+        // Over the lines, haloed; inside the plot (left of a mark in its
+        // right half), stepping down so that nearby marks stay apart.
+        let (dx, anchor) = if px(at) > LEFT + w / 2.0 { (-3.0, "end") } else { (3.0, "start") };
+        let _ = write!(
+            svg,
+            "<line x1=\"{0:.1}\" y1=\"{TOP}\" x2=\"{0:.1}\" y2=\"{1:.1}\" stroke=\"#555\" \
+             stroke-dasharray=\"4 3\"><title>{2}</title></line>\
+             <text class=\"mark\" x=\"{3:.1}\" y=\"{4:.1}\" text-anchor=\"{anchor}\">{2}</text>",
+            px(at),
+            TOP + h,
+            escape(label),
+            px(at) + dx,
+            TOP + 11.0 + 13.0 * (k % 4) as f64
+        );
+    }
     svg.push_str("</svg>\n");
     svg
 }
 
-/// `x`, or `x ±h` with a confidence half-width written by `f`.
+/// `x`, or `x ±h` with a confidence half-width written by `f`, in grey.
+/// (A count of none in every replication reads as just `0`.)
 fn pm(x: String, h: Option<f64>, f: &dyn Fn(f64) -> String) -> String {
     match h {
-        Some(h) => format!("{x} ±{}", f(h)),
-        None => x,
+        Some(h) if !(h == 0.0 && x == "0") => {
+            format!("{x} <span class=\"ci\">±{}</span>", f(h))
+        }
+        _ => x,
     }
 }
 

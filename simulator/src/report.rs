@@ -562,10 +562,11 @@ fn student_t975(df: usize) -> f64 {
 }
 
 /// `x`, or `x ±h` with a confidence half-width written by `f`.
+/// (A count of none in every replication reads as just `0`.)
 fn pm(x: String, h: Option<f64>, f: &dyn Fn(f64) -> String) -> String {
     match h {
-        Some(h) => format!("{x} ±{}", f(h)),
-        None => x,
+        Some(h) if !(h == 0.0 && x == "0") => format!("{x} ±{}", f(h)),
+        _ => x,
     }
 }
 
