@@ -434,3 +434,67 @@ fn no_progress_bar_when_stderr_is_not_a_terminal() {
     // Worth asserting only if the run was long enough for a bar to appear.
     eprintln!("the run took {:?}", started.elapsed());
 }
+
+/// Run `sluice simulate SPEC --scenario FILE` with a pseudo-terminal for
+/// its stdin, stdout and stderr (through util-linux's `script`), and return
+/// all it wrote there; `None` when `script` is not installed.
+fn simulate_on_a_terminal(scenario: &std::path::Path) -> Option<String> {
+    let spec = format!("{}/specs/platform.yaml", env!("CARGO_MANIFEST_DIR"));
+    let command = format!(
+        "'{}' simulate '{spec}' --scenario '{}' --format csv",
+        env!("CARGO_BIN_EXE_sluice"),
+        scenario.display()
+    );
+    let out = match std::process::Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => panic!("cannot run script: {e}"),
+    };
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    Some(text)
+}
+
+/// On a terminal, a run longer than a second shows a progress bar on
+/// stderr (and clears it at the end), and a short run shows none.
+#[test]
+fn a_progress_bar_on_a_terminal_for_long_runs_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = |name: &str, requests: u64| {
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "version: 1\nseed: 1\nrequests: {requests}\narrivals: {{ rate: 1000 }}\n\
+                 pools:\n  \"*\": {{ workers: 8, service: {{ distribution: exponential, mean: 2ms }} }}\n\
+                 balancers: [round_robin, least_request]\n"
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let started = std::time::Instant::now();
+    let Some(long) = simulate_on_a_terminal(&scenario("long.yaml", 3_000_000)) else {
+        let message = "skipped: util-linux `script` is not installed to give the run a terminal\n";
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), message.as_bytes());
+        return;
+    };
+    let took = started.elapsed();
+    assert!(
+        took > std::time::Duration::from_millis(1500),
+        "too short a run to show a bar: {took:?}"
+    );
+    assert!(long.contains("\rsimulating ["), "no progress bar in {took:?}: {long:?}");
+    assert!(long.contains(" runs, ") && long.contains("M events"), "{long:?}");
+    // It is cleared before the results are printed.
+    let cleared = long.rfind(&format!("\r{:70}\r", "")).expect("the bar is cleared");
+    assert!(cleared < long.find("variant,requests").unwrap(), "{long:?}");
+
+    let short = simulate_on_a_terminal(&scenario("short.yaml", 20_000)).unwrap();
+    assert!(short.contains("variant,requests"), "{short:?}");
+    assert!(!short.contains("simulating"), "a short run shows no bar: {short:?}");
+}
