@@ -24,7 +24,8 @@ pub struct SimulateArgs {
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
     /// Run each variant N times with independent seeds; figures are means
-    /// with 95% confidence intervals.
+    /// (counts are sums) and, from N = 2, each has a 95% confidence
+    /// half-width (CSV: a `_ci95` column per figure, empty when N = 1).
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
     replications: u32,
     /// Also write a self-contained HTML report with charts to this file.

@@ -210,6 +210,116 @@ fn csv_and_replications_carry_every_variant() {
     assert!(table.contains("2 replications") && table.contains('±'), "{table}");
 }
 
+/// A CSV as (header, rows of cells); no cell of these reports is quoted.
+fn csv_table(text: &str) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut lines = text.lines().map(|l| l.split(',').map(str::to_owned).collect::<Vec<_>>());
+    (lines.next().unwrap(), lines.collect())
+}
+
+/// Every figure has a `_ci95` column; with three replications each holds a
+/// positive half-width (the arrivals, latencies and loads vary from seed to
+/// seed) whose interval contains the figure and the first replication's own
+/// value: with three replications, Student's t (4.303) makes every sample
+/// fall within the interval of their mean. With one, the cells are empty.
+#[test]
+fn replications_give_every_figure_a_confidence_interval() {
+    let scenario = "specs/scenarios/black-hole.yaml";
+    let run = |extra: &[&str]| {
+        let out = sluice()
+            .args(["simulate", SPEC, "--scenario", scenario, "--seed", "5"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let (header, rows) = csv_table(&run(&["--format", "csv", "--replications", "3"]));
+    let (header_one, rows_one) = csv_table(&run(&["--format", "csv"]));
+    assert_eq!(header, header_one, "the header does not depend on --replications");
+    let column = |name: &str| {
+        header
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("no column {name}: {header:?}"))
+    };
+
+    // (figure, whether it is a count summed over replications, whether it
+    // varies from seed to seed here: p99.9 is the 1s timeout in every run.)
+    let figures = [
+        ("requests", true, true),
+        ("succeeded", true, true),
+        ("error_rate", false, true),
+        ("timeout", true, true),
+        ("breaker", true, false),
+        ("no_endpoint", true, false),
+        ("unreachable", true, false),
+        ("upstream_5xx", true, false),
+        ("unanswered", true, false),
+        ("retries", true, false),
+        ("throughput", false, true),
+        ("mean_ns", false, true),
+        ("p50_ns", false, true),
+        ("p99_ns", false, true),
+        ("p99_9_ns", false, false),
+        ("success_rate", false, true),
+    ];
+    for (name, count, varies) in figures {
+        let (at, ci) = (column(name), column(&format!("{name}_ci95")));
+        for (row, one) in rows.iter().zip(&rows_one) {
+            let value: f64 = row[at].parse().unwrap();
+            let half: f64 = row[ci].parse().unwrap_or_else(|_| panic!("{name}_ci95: {row:?}"));
+            assert!(if varies { half > 0.0 } else { half >= 0.0 }, "{name}: {row:?}");
+            // Slack for rounding (to whole nanoseconds, to 0.001/s); a
+            // count's interval is of the sum.
+            let slack = if name.ends_with("rate") { 1e-12 } else { 1.0 };
+            let (mut lo, mut hi) = (value - half - slack, value + half + slack);
+            if count {
+                (lo, hi) = (lo / 3.0, hi / 3.0);
+            }
+            let first: f64 = one[at].parse().unwrap();
+            assert!((lo..=hi).contains(&first), "{name} of one run, {first}, outside {lo}..{hi}");
+            assert!(one[ci].is_empty(), "one replication has no interval: {one:?}");
+        }
+    }
+    assert!(
+        header.iter().all(|h| h != "max_ns_ci95"),
+        "max is the largest of all, with no interval"
+    );
+
+    // JSON: intervals beside the figures, per route and endpoint too.
+    let report: Value =
+        serde_json::from_str(&run(&["--format", "json", "--replications", "3"])).unwrap();
+    for v in report["variants"].as_array().unwrap() {
+        let ci = &v["interval"];
+        assert!(
+            ci["p99_ns"].as_f64() > Some(0.0) && ci["errors"]["timeout"].as_f64() > Some(0.0),
+            "{ci}"
+        );
+        for r in v["routes"].as_array().unwrap() {
+            assert!(r["interval"]["p99_ns"].as_f64().is_some(), "{r}");
+        }
+        for e in v["endpoints"].as_array().unwrap() {
+            assert!(e["utilisation_ci95"].as_f64().is_some(), "{e}");
+        }
+    }
+    let one: Value = serde_json::from_str(&run(&["--format", "json"])).unwrap();
+    assert!(one["variants"][0].get("interval").is_none(), "one replication has no interval");
+
+    // The table and the HTML report show them with ±.
+    let table = run(&["--replications", "3"]);
+    let utilisation = table.lines().skip_while(|l| !l.starts_with("utilisation")).nth(1).unwrap();
+    assert!(utilisation.contains('±'), "{table}");
+    let errors = table.lines().skip_while(|l| !l.starts_with("errors ")).nth(1).unwrap();
+    // Only the timeouts have an interval: a kind with none in every run is `0`.
+    assert!(errors.matches('±').count() == 1 && errors.contains(" 0  "), "{table}");
+    let dir = tempfile::tempdir().unwrap();
+    let html = dir.path().join("r.html");
+    run(&["--replications", "3", "--report", html.to_str().unwrap()]);
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("95% confidence half-width") && page.contains("Errors by kind"));
+    assert!(page.matches(" ±").count() > 20, "too few intervals in the page");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replays_the_access_log_of_a_real_serve_run() {
     // A gateway with two routes writes its access log to a file.
@@ -323,4 +433,68 @@ fn no_progress_bar_when_stderr_is_not_a_terminal() {
     assert!(out.stderr.is_empty(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
     // Worth asserting only if the run was long enough for a bar to appear.
     eprintln!("the run took {:?}", started.elapsed());
+}
+
+/// Run `sluice simulate SPEC --scenario FILE` with a pseudo-terminal for
+/// its stdin, stdout and stderr (through util-linux's `script`), and return
+/// all it wrote there; `None` when `script` is not installed.
+fn simulate_on_a_terminal(scenario: &std::path::Path) -> Option<String> {
+    let spec = format!("{}/specs/platform.yaml", env!("CARGO_MANIFEST_DIR"));
+    let command = format!(
+        "'{}' simulate '{spec}' --scenario '{}' --format csv",
+        env!("CARGO_BIN_EXE_sluice"),
+        scenario.display()
+    );
+    let out = match std::process::Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => panic!("cannot run script: {e}"),
+    };
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    Some(text)
+}
+
+/// On a terminal, a run longer than a second shows a progress bar on
+/// stderr (and clears it at the end), and a short run shows none.
+#[test]
+fn a_progress_bar_on_a_terminal_for_long_runs_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = |name: &str, requests: u64| {
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "version: 1\nseed: 1\nrequests: {requests}\narrivals: {{ rate: 1000 }}\n\
+                 pools:\n  \"*\": {{ workers: 8, service: {{ distribution: exponential, mean: 2ms }} }}\n\
+                 balancers: [round_robin, least_request]\n"
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let started = std::time::Instant::now();
+    let Some(long) = simulate_on_a_terminal(&scenario("long.yaml", 3_000_000)) else {
+        let message = "skipped: util-linux `script` is not installed to give the run a terminal\n";
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), message.as_bytes());
+        return;
+    };
+    let took = started.elapsed();
+    assert!(
+        took > std::time::Duration::from_millis(1500),
+        "too short a run to show a bar: {took:?}"
+    );
+    assert!(long.contains("\rsimulating ["), "no progress bar in {took:?}: {long:?}");
+    assert!(long.contains(" runs, ") && long.contains("M events"), "{long:?}");
+    // It is cleared before the results are printed.
+    let cleared = long.rfind(&format!("\r{:70}\r", "")).expect("the bar is cleared");
+    assert!(cleared < long.find("variant,requests").unwrap(), "{long:?}");
+
+    let short = simulate_on_a_terminal(&scenario("short.yaml", 20_000)).unwrap();
+    assert!(short.contains("variant,requests"), "{short:?}");
+    assert!(!short.contains("simulating"), "a short run shows no bar: {short:?}");
 }

@@ -14,7 +14,7 @@ use crate::time::{Human, SECOND};
 const WIDTH: f64 = 760.0;
 const HEIGHT: f64 = 260.0;
 const LEFT: f64 = 70.0;
-const RIGHT: f64 = 20.0;
+const RIGHT: f64 = 36.0;
 const TOP: f64 = 16.0;
 const BOTTOM: f64 = 34.0;
 const COLOURS: [&str; 8] =
@@ -33,10 +33,10 @@ impl Report {
         out.push_str(
             "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
              <title>Sluice simulation</title><style>\
-             body{font-family:system-ui,sans-serif;margin:2em;max-width:980px;color:#222}\
-             table{border-collapse:collapse;font-size:13px}td,th{padding:3px 8px;text-align:right}\
+             body{font-family:system-ui,sans-serif;margin:2em;max-width:1160px;color:#222}\
+             table{border-collapse:collapse;font-size:13px}td,th{padding:3px 7px;text-align:right;white-space:nowrap}.ci{color:#666;font-size:11px}\
              td:first-child,th:first-child{text-align:left}tr:nth-child(even){background:#f4f4f4}\
-             svg text{font-size:11px;fill:#333}.legend span{margin-right:1em}\
+             svg text{font-size:11px;fill:#333}svg text.mark{stroke:#fff;stroke-width:3px;paint-order:stroke}.legend span{margin-right:1em}\
              </style></head><body>\n<h1>Sluice simulation</h1>\n",
         );
         let _ = writeln!(
@@ -49,30 +49,59 @@ impl Report {
             self.replications
         );
 
-        // The summary table.
+        // The summary table, then errors by kind; ± is a 95% confidence
+        // half-width, shown with two replications or more.
+        if self.replications > 1 {
+            out.push_str("<p>± is a 95% confidence half-width over the replications.</p>\n");
+        }
         out.push_str(
             "<table><tr><th>variant</th><th>requests</th><th>throughput</th><th>success</th>\
              <th>errors</th><th>retries</th><th>mean</th><th>p50</th><th>p99</th><th>p99.9</th></tr>\n",
         );
+        let time = |ns: f64| Human(ns.round() as u64).to_string();
+        let count = |h: f64| format!("{h:.0}");
         for v in &self.variants {
-            let l = &v.latency;
-            let _ = writeln!(
-                out,
-                "<tr><td>{}</td><td>{}</td><td>{:.1}/s</td><td>{}</td><td>{}</td><td>{}</td>\
-                 <td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            let (l, ci) = (&v.latency, v.interval);
+            let cells = [
                 escape(&v.variant),
-                v.requests,
-                v.throughput,
-                percent(v.success_rate()),
-                percent(v.error_rate()),
-                v.retries,
-                Human(l.mean_ns),
-                Human(l.p50_ns),
-                Human(l.p99_ns),
-                Human(l.p99_9_ns)
-            );
+                pm(v.requests.to_string(), ci.map(|c| c.requests), &count),
+                pm(format!("{:.1}/s", v.throughput), ci.map(|c| c.throughput), &|h| {
+                    format!("{h:.1}")
+                }),
+                pm(percent(v.success_rate()), ci.map(|c| c.success_rate), &percent),
+                pm(percent(v.error_rate()), ci.map(|c| c.error_rate), &percent),
+                pm(v.retries.to_string(), ci.map(|c| c.retries), &count),
+                pm(Human(l.mean_ns).to_string(), ci.map(|c| c.mean_ns), &time),
+                pm(Human(l.p50_ns).to_string(), ci.map(|c| c.p50_ns), &time),
+                pm(Human(l.p99_ns).to_string(), ci.map(|c| c.p99_ns), &time),
+                pm(Human(l.p99_9_ns).to_string(), ci.map(|c| c.p99_9_ns), &time),
+            ];
+            row(&mut out, &cells);
         }
         out.push_str("</table>\n");
+        let failing: Vec<_> = self.variants.iter().filter(|v| v.errors.total() > 0).collect();
+        if !failing.is_empty() {
+            out.push_str(
+                "<h2>Errors by kind</h2>\n<table><tr><th>variant</th><th>504 timeout</th>\
+                 <th>503 breaker</th><th>503 no endpoint</th><th>502 unreachable</th>\
+                 <th>5xx upstream</th><th>unanswered</th></tr>\n",
+            );
+            for v in failing {
+                let (e, h) = (&v.errors, v.interval.map(|c| c.errors));
+                let cells = [
+                    (e.timeout, h.map(|h| h.timeout)),
+                    (e.breaker, h.map(|h| h.breaker)),
+                    (e.no_endpoint, h.map(|h| h.no_endpoint)),
+                    (e.unreachable, h.map(|h| h.unreachable)),
+                    (e.upstream_5xx, h.map(|h| h.upstream_5xx)),
+                    (e.unanswered, h.map(|h| h.unanswered)),
+                ];
+                let cells = cells.map(|(n, h)| pm(n.to_string(), h, &count));
+                let all: Vec<String> = std::iter::once(escape(&v.variant)).chain(cells).collect();
+                row(&mut out, &all);
+            }
+            out.push_str("</table>\n");
+        }
         out.push_str(&self.legend());
 
         // Latency distribution, on a logarithmic time axis.
@@ -153,17 +182,35 @@ impl Report {
                 escape(&first.endpoint)
             );
             for (i, v) in self.variants.iter().enumerate() {
-                let u = v.endpoints.get(e).map_or(0.0, |x| x.utilisation).clamp(0.0, 1.0);
+                let endpoint = v.endpoints.get(e);
+                let u = endpoint.map_or(0.0, |x| x.utilisation).clamp(0.0, 1.0);
+                let h = endpoint.and_then(|x| x.utilisation_ci95);
+                let ci = h.map_or(String::new(), |h| format!(" ±{:.1}%", 100.0 * h));
                 let _ = write!(
                     svg,
                     "<rect x=\"{left}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{}\">\
-                     <title>{}: {:.1}%</title></rect>",
+                     <title>{}: {:.1}%{ci}</title></rect>",
                     u * plot,
                     bar - 2.0,
                     COLOURS[i % COLOURS.len()],
                     escape(&v.variant),
                     100.0 * u
                 );
+                // The confidence interval as a whisker across the bar's end.
+                if let Some(h) = h.filter(|h| *h > 0.0) {
+                    let (lo, hi) = ((u - h).max(0.0), (u + h).min(1.0));
+                    let mid = y + (bar - 2.0) / 2.0;
+                    let _ = write!(
+                        svg,
+                        "<path d=\"M{0:.1} {1:.1}H{2:.1}M{0:.1} {3:.1}V{4:.1}M{2:.1} {3:.1}V{4:.1}\" \
+                         stroke=\"#222\" fill=\"none\"/>",
+                        left + lo * plot,
+                        mid,
+                        left + hi * plot,
+                        y + 2.0,
+                        y + bar - 4.0
+                    );
+                }
                 y += bar;
             }
             y += 2.0;
@@ -282,22 +329,6 @@ fn chart(lines: &[Line], marks: &[(f64, &str)], x: Axis, y: Axis) -> String {
             escape(&y.label(t))
         );
     }
-    for &(at, label) in marks {
-        if at < x0 || at > x1 {
-            continue;
-        }
-        let _ = write!(
-            svg,
-            "<line x1=\"{0:.1}\" y1=\"{TOP}\" x2=\"{0:.1}\" y2=\"{1:.1}\" stroke=\"#555\" \
-             stroke-dasharray=\"4 3\"><title>{2}</title></line>\
-             <text x=\"{3:.1}\" y=\"{4:.1}\">{2}</text>",
-            px(at),
-            TOP + h,
-            escape(label),
-            px(at) + 3.0,
-            TOP + 11.0
-        );
-    }
     for (i, line) in lines.iter().enumerate() {
         let points: Vec<String> =
             line.points.iter().map(|&(a, b)| format!("{:.1},{:.1}", px(a), py(b))).collect();
@@ -310,8 +341,47 @@ fn chart(lines: &[Line], marks: &[(f64, &str)], x: Axis, y: Axis) -> String {
             escape(line.name)
         );
     }
+    for (k, &(at, label)) in marks.iter().enumerate() {
+        if at < x0 || at > x1 {
+            continue;
+        }
+        // Over the lines, haloed; inside the plot (left of a mark in its
+        // right half), stepping down so that nearby marks stay apart.
+        let (dx, anchor) = if px(at) > LEFT + w / 2.0 { (-3.0, "end") } else { (3.0, "start") };
+        let _ = write!(
+            svg,
+            "<line x1=\"{0:.1}\" y1=\"{TOP}\" x2=\"{0:.1}\" y2=\"{1:.1}\" stroke=\"#555\" \
+             stroke-dasharray=\"4 3\"><title>{2}</title></line>\
+             <text class=\"mark\" x=\"{3:.1}\" y=\"{4:.1}\" text-anchor=\"{anchor}\">{2}</text>",
+            px(at),
+            TOP + h,
+            escape(label),
+            px(at) + dx,
+            TOP + 11.0 + 13.0 * (k % 4) as f64
+        );
+    }
     svg.push_str("</svg>\n");
     svg
+}
+
+/// `x`, or `x ±h` with a confidence half-width written by `f`, in grey.
+/// (A count of none in every replication reads as just `0`.)
+fn pm(x: String, h: Option<f64>, f: &dyn Fn(f64) -> String) -> String {
+    match h {
+        Some(h) if !(h == 0.0 && x == "0") => {
+            format!("{x} <span class=\"ci\">±{}</span>", f(h))
+        }
+        _ => x,
+    }
+}
+
+/// A table row of cells already escaped.
+fn row(out: &mut String, cells: &[String]) {
+    out.push_str("<tr>");
+    for cell in cells {
+        let _ = write!(out, "<td>{cell}</td>");
+    }
+    out.push_str("</tr>\n");
 }
 
 fn escape(text: &str) -> String {

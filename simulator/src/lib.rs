@@ -124,8 +124,9 @@ pub fn simulate_with_progress(
     }
 }
 
-/// The seed of replication `k`: the run's seed first, then well-spread others.
-fn replication_seed(seed: u64, k: u32) -> u64 {
+/// The seed of replication `k` (from 0): the run's seed first, then
+/// well-spread others, so that one replication can be run again alone.
+pub fn replication_seed(seed: u64, k: u32) -> u64 {
     if k == 0 {
         return seed;
     }

@@ -130,16 +130,47 @@ pub struct Point {
     pub p99_ns: Nanos,
 }
 
-/// Half-widths of 95% confidence intervals over replications (Student's t).
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+/// Half-widths of 95% confidence intervals over replications (Student's t
+/// with N - 1 degrees of freedom), each in the unit of the figure it stands
+/// beside: a count summed over the replications (requests, retries, errors
+/// by kind) has the half-width of that sum, a mean or rate has the
+/// half-width of the mean. Present only with two replications or more.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Interval {
+    pub requests: f64,
+    pub succeeded: f64,
     pub throughput: f64,
+    /// Of the success rate, 0 to 1.
+    pub success_rate: f64,
+    /// Of the error rate, 0 to 1.
+    pub error_rate: f64,
+    /// Of the error counts by kind.
+    pub errors: ErrorsInterval,
+    pub retries: f64,
     pub mean_ns: f64,
     pub p50_ns: f64,
     pub p99_ns: f64,
     pub p99_9_ns: f64,
-    /// Of the error rate, 0 to 1.
-    pub error_rate: f64,
+}
+
+/// Half-widths of the error counts by kind, as [`Errors`] counts them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct ErrorsInterval {
+    pub timeout: f64,
+    pub breaker: f64,
+    pub no_endpoint: f64,
+    pub unreachable: f64,
+    pub upstream_5xx: f64,
+    pub unanswered: f64,
+}
+
+/// Half-widths of a latency summary's figures over replications.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct LatencyInterval {
+    pub mean_ns: f64,
+    pub p50_ns: f64,
+    pub p99_ns: f64,
+    pub p99_9_ns: f64,
 }
 
 /// Latency of the measured requests of one route.
@@ -148,6 +179,9 @@ pub struct RouteReport {
     pub route: String,
     pub requests: u64,
     pub latency: Latency,
+    /// 95% confidence half-widths, with two replications or more.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval: Option<LatencyInterval>,
 }
 
 /// How busy one endpoint was.
@@ -161,6 +195,9 @@ pub struct EndpointReport {
     pub requests: u64,
     /// Busy worker-time over workers times the measured window, 0 to 1.
     pub utilisation: f64,
+    /// Its 95% confidence half-width, with two replications or more.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub utilisation_ci95: Option<f64>,
 }
 
 impl Report {
@@ -204,26 +241,24 @@ impl Report {
             "max",
         ];
         let rows = self.variants.iter().map(|v| {
-            let l = &v.latency;
-            let ci = v.interval;
-            let pm = |x: String, h: Option<f64>, f: &dyn Fn(f64) -> String| match h {
-                Some(h) => format!("{x} ±{}", f(h)),
-                None => x,
-            };
+            let (l, ci) = (&v.latency, v.interval);
             let time = |ns: f64| Human(ns.round() as Nanos).to_string();
-            let mut row = vec![v.variant.clone(), v.requests.to_string()];
-            row.push(pm(format!("{:.1}/s", v.throughput), ci.map(|c| c.throughput), &|h| {
-                format!("{h:.1}")
-            }));
-            row.push(percent(v.success_rate()));
-            row.push(pm(percent(v.error_rate()), ci.map(|c| c.error_rate), &|h| percent(h)));
-            row.push(v.retries.to_string());
-            row.push(pm(Human(l.mean_ns).to_string(), ci.map(|c| c.mean_ns), &time));
-            row.push(pm(Human(l.p50_ns).to_string(), ci.map(|c| c.p50_ns), &time));
-            row.push(pm(Human(l.p99_ns).to_string(), ci.map(|c| c.p99_ns), &time));
-            row.push(pm(Human(l.p99_9_ns).to_string(), ci.map(|c| c.p99_9_ns), &time));
-            row.push(Human(l.max_ns).to_string());
-            row
+            let count = |h: f64| format!("{h:.0}");
+            vec![
+                v.variant.clone(),
+                pm(v.requests.to_string(), ci.map(|c| c.requests), &count),
+                pm(format!("{:.1}/s", v.throughput), ci.map(|c| c.throughput), &|h| {
+                    format!("{h:.1}")
+                }),
+                pm(percent(v.success_rate()), ci.map(|c| c.success_rate), &percent),
+                pm(percent(v.error_rate()), ci.map(|c| c.error_rate), &percent),
+                pm(v.retries.to_string(), ci.map(|c| c.retries), &count),
+                pm(Human(l.mean_ns).to_string(), ci.map(|c| c.mean_ns), &time),
+                pm(Human(l.p50_ns).to_string(), ci.map(|c| c.p50_ns), &time),
+                pm(Human(l.p99_ns).to_string(), ci.map(|c| c.p99_ns), &time),
+                pm(Human(l.p99_9_ns).to_string(), ci.map(|c| c.p99_9_ns), &time),
+                Human(l.max_ns).to_string(),
+            ]
         });
         render(&mut out, &header.map(String::from), rows.collect(), 1);
 
@@ -240,12 +275,17 @@ impl Report {
                 "unanswered",
             ];
             let rows = failing.iter().map(|v| {
-                let e = &v.errors;
-                let cells = [e.timeout, e.breaker, e.no_endpoint, e.unreachable, e.upstream_5xx];
-                std::iter::once(v.variant.clone())
-                    .chain(cells.iter().map(u64::to_string))
-                    .chain(std::iter::once(e.unanswered.to_string()))
-                    .collect()
+                let (e, h) = (&v.errors, v.interval.map(|c| c.errors));
+                let cells = [
+                    (e.timeout, h.map(|h| h.timeout)),
+                    (e.breaker, h.map(|h| h.breaker)),
+                    (e.no_endpoint, h.map(|h| h.no_endpoint)),
+                    (e.unreachable, h.map(|h| h.unreachable)),
+                    (e.upstream_5xx, h.map(|h| h.upstream_5xx)),
+                    (e.unanswered, h.map(|h| h.unanswered)),
+                ];
+                let cells = cells.map(|(n, h)| pm(n.to_string(), h, &|h| format!("{h:.0}")));
+                std::iter::once(v.variant.clone()).chain(cells).collect()
             });
             out.push('\n');
             render(&mut out, &header.map(String::from), rows.collect(), 1);
@@ -258,7 +298,14 @@ impl Report {
         let routes = self.variants.first().map_or(0, |v| v.routes.len());
         let rows = (0..routes).map(|r| {
             let name = self.variants[0].routes[r].route.clone();
-            let cells = self.variants.iter().map(|v| Human(v.routes[r].latency.p99_ns).to_string());
+            let cells = self.variants.iter().map(|v| {
+                let route = &v.routes[r];
+                pm(
+                    Human(route.latency.p99_ns).to_string(),
+                    route.interval.map(|c| c.p99_ns),
+                    &|h| Human(h.round() as Nanos).to_string(),
+                )
+            });
             std::iter::once(name).chain(cells).collect()
         });
         out.push('\n');
@@ -270,8 +317,14 @@ impl Report {
         let endpoints = self.variants.first().map_or(0, |v| v.endpoints.len());
         let rows = (0..endpoints).map(|e| {
             let first = &self.variants[0].endpoints[e];
-            let cells =
-                self.variants.iter().map(|v| format!("{:.1}%", 100.0 * v.endpoints[e].utilisation));
+            let cells = self.variants.iter().map(|v| {
+                let endpoint = &v.endpoints[e];
+                pm(
+                    format!("{:.1}%", 100.0 * endpoint.utilisation),
+                    endpoint.utilisation_ci95,
+                    &|h| format!("{:.1}%", 100.0 * h),
+                )
+            });
             [first.pool.clone(), first.endpoint.clone()].into_iter().chain(cells).collect()
         });
         out.push('\n');
@@ -280,12 +333,37 @@ impl Report {
     }
 
     /// One CSV row per variant with the overall figures, durations in
-    /// nanoseconds, rates from 0 to 1.
+    /// nanoseconds, rates from 0 to 1. After them, a `_ci95` column per
+    /// figure (all but `max_ns`) holds its 95% confidence half-width over
+    /// replications, in the figure's unit; with one replication those cells
+    /// are empty, so that the header is the same whatever `--replications`.
     pub fn to_csv(&self) -> String {
-        let mut out = String::from(
-            "variant,requests,succeeded,error_rate,timeout,breaker,no_endpoint,unreachable,\
-             upstream_5xx,unanswered,retries,throughput,mean_ns,p50_ns,p99_ns,p99_9_ns,max_ns\n",
-        );
+        const FIGURES: [&str; 17] = [
+            "requests",
+            "succeeded",
+            "error_rate",
+            "timeout",
+            "breaker",
+            "no_endpoint",
+            "unreachable",
+            "upstream_5xx",
+            "unanswered",
+            "retries",
+            "throughput",
+            "mean_ns",
+            "p50_ns",
+            "p99_ns",
+            "p99_9_ns",
+            "max_ns",
+            "success_rate",
+        ];
+        let with_ci = FIGURES.iter().filter(|&&f| f != "max_ns");
+        let mut out = String::from("variant");
+        for f in FIGURES.iter().map(|f| f.to_string()).chain(with_ci.map(|f| format!("{f}_ci95"))) {
+            out.push(',');
+            out.push_str(&f);
+        }
+        out.push('\n');
         for v in &self.variants {
             let (e, l) = (&v.errors, &v.latency);
             let name = if v.variant.contains([',', '"']) {
@@ -293,9 +371,9 @@ impl Report {
             } else {
                 v.variant.clone()
             };
-            let _ = writeln!(
+            let _ = write!(
                 out,
-                "{name},{},{},{},{},{},{},{},{},{},{},{:.3},{},{},{},{},{}",
+                "{name},{},{},{},{},{},{},{},{},{},{},{:.3},{},{},{},{},{},{}",
                 v.requests,
                 v.succeeded,
                 v.error_rate(),
@@ -311,61 +389,147 @@ impl Report {
                 l.p50_ns,
                 l.p99_ns,
                 l.p99_9_ns,
-                l.max_ns
+                l.max_ns,
+                v.success_rate(),
             );
+            let halves = v.interval.map(|c| {
+                let e = c.errors;
+                [
+                    c.requests,
+                    c.succeeded,
+                    c.error_rate,
+                    e.timeout,
+                    e.breaker,
+                    e.no_endpoint,
+                    e.unreachable,
+                    e.upstream_5xx,
+                    e.unanswered,
+                    c.retries,
+                    c.throughput,
+                    c.mean_ns,
+                    c.p50_ns,
+                    c.p99_ns,
+                    c.p99_9_ns,
+                    c.success_rate,
+                ]
+            });
+            for k in 0..FIGURES.len() - 1 {
+                out.push(',');
+                if let Some(h) = halves {
+                    let _ = write!(out, "{}", h[k]);
+                }
+            }
+            out.push('\n');
         }
         out
     }
 }
 
-/// Combine the replications of one variant: counts add up, rates and
-/// latencies are means, and with two or more replications each key figure
-/// gets a 95% confidence half-width. Per-route, per-endpoint and time
-/// figures are the first replication's.
+/// Combine the replications of one variant: counts add up, rates,
+/// latencies and utilisations are means, and with two or more replications
+/// every figure but `max` (the largest of all) gets a 95% confidence
+/// half-width. The distribution and the time series are the first
+/// replication's, for the charts.
 pub(crate) fn combine<'a>(runs: impl Iterator<Item = &'a VariantReport>) -> VariantReport {
     let runs: Vec<&VariantReport> = runs.collect();
     let mut out = runs[0].clone();
     if runs.len() < 2 {
         return out;
     }
-    let figure = |f: &dyn Fn(&VariantReport) -> f64| -> (f64, f64) {
-        let xs: Vec<f64> = runs.iter().map(|r| f(r)).collect();
-        mean_and_half_width(&xs)
+    let mean = |f: &dyn Fn(&VariantReport) -> f64| -> (f64, f64) {
+        mean_and_half_width(&runs.iter().map(|r| f(r)).collect::<Vec<_>>())
     };
-    let (throughput, t) = figure(&|r| r.throughput);
-    let (mean, m) = figure(&|r| r.latency.mean_ns as f64);
-    let (p50, a) = figure(&|r| r.latency.p50_ns as f64);
-    let (p99, b) = figure(&|r| r.latency.p99_ns as f64);
-    let (p999, c) = figure(&|r| r.latency.p99_9_ns as f64);
-    let (_, e) = figure(&|r| r.error_rate());
+    let sum = |f: &dyn Fn(&VariantReport) -> u64| -> (u64, f64) {
+        let xs: Vec<u64> = runs.iter().map(|r| f(r)).collect();
+        sum_and_half_width(&xs)
+    };
+
+    // Overall figures.
+    let (throughput, throughput_h) = mean(&|r| r.throughput);
+    let (_, success_h) = mean(&|r| r.success_rate());
+    let (_, error_h) = mean(&|r| r.error_rate());
+    let (latency, latency_h) = combine_latency(runs.iter().map(|r| &r.latency));
+    let (requests, requests_h) = sum(&|r| r.requests);
+    let (succeeded, succeeded_h) = sum(&|r| r.succeeded);
+    let (retries, retries_h) = sum(&|r| r.retries);
+    let (failed_tries, _) = sum(&|r| r.failed_tries);
+    let kinds: [fn(&Errors) -> u64; 6] = [
+        |e| e.timeout,
+        |e| e.breaker,
+        |e| e.no_endpoint,
+        |e| e.unreachable,
+        |e| e.upstream_5xx,
+        |e| e.unanswered,
+    ];
+    let [timeout, breaker, no_endpoint, unreachable, upstream_5xx, unanswered] =
+        kinds.map(|kind| sum(&|r| kind(&r.errors)));
     out.throughput = throughput;
-    out.latency.mean_ns = mean.round() as Nanos;
-    out.latency.p50_ns = p50.round() as Nanos;
-    out.latency.p99_ns = p99.round() as Nanos;
-    out.latency.p99_9_ns = p999.round() as Nanos;
-    out.latency.max_ns = runs.iter().map(|r| r.latency.max_ns).max().unwrap_or(0);
-    for r in &runs[1..] {
-        out.requests += r.requests;
-        out.succeeded += r.succeeded;
-        out.retries += r.retries;
-        out.failed_tries += r.failed_tries;
-        let (x, y) = (&mut out.errors, &r.errors);
-        x.timeout += y.timeout;
-        x.breaker += y.breaker;
-        x.no_endpoint += y.no_endpoint;
-        x.unreachable += y.unreachable;
-        x.upstream_5xx += y.upstream_5xx;
-        x.unanswered += y.unanswered;
-    }
+    out.latency = latency;
+    (out.requests, out.succeeded, out.retries, out.failed_tries) =
+        (requests, succeeded, retries, failed_tries);
+    out.errors = Errors {
+        timeout: timeout.0,
+        breaker: breaker.0,
+        no_endpoint: no_endpoint.0,
+        unreachable: unreachable.0,
+        upstream_5xx: upstream_5xx.0,
+        unanswered: unanswered.0,
+    };
     out.interval = Some(Interval {
-        throughput: t,
-        mean_ns: m,
-        p50_ns: a,
-        p99_ns: b,
-        p99_9_ns: c,
-        error_rate: e,
+        requests: requests_h,
+        succeeded: succeeded_h,
+        throughput: throughput_h,
+        success_rate: success_h,
+        error_rate: error_h,
+        errors: ErrorsInterval {
+            timeout: timeout.1,
+            breaker: breaker.1,
+            no_endpoint: no_endpoint.1,
+            unreachable: unreachable.1,
+            upstream_5xx: upstream_5xx.1,
+            unanswered: unanswered.1,
+        },
+        retries: retries_h,
+        mean_ns: latency_h.mean_ns,
+        p50_ns: latency_h.p50_ns,
+        p99_ns: latency_h.p99_ns,
+        p99_9_ns: latency_h.p99_9_ns,
     });
+
+    // Per route and per endpoint, position by position (every run has the
+    // same routes and endpoints, in the same order).
+    for (i, route) in out.routes.iter_mut().enumerate() {
+        let (latency, h) = combine_latency(runs.iter().map(|r| &r.routes[i].latency));
+        route.requests = runs.iter().map(|r| r.routes[i].requests).sum();
+        (route.latency, route.interval) = (latency, Some(h));
+    }
+    for (i, endpoint) in out.endpoints.iter_mut().enumerate() {
+        let (u, h) = mean(&|r| r.endpoints[i].utilisation);
+        endpoint.requests = runs.iter().map(|r| r.endpoints[i].requests).sum();
+        (endpoint.utilisation, endpoint.utilisation_ci95) = (u, Some(h));
+    }
     out
+}
+
+/// The mean of each latency figure over replications with its half-width;
+/// the max is the largest.
+fn combine_latency<'a>(runs: impl Iterator<Item = &'a Latency>) -> (Latency, LatencyInterval) {
+    let runs: Vec<&Latency> = runs.collect();
+    let figure = |f: fn(&Latency) -> Nanos| {
+        mean_and_half_width(&runs.iter().map(|l| f(l) as f64).collect::<Vec<_>>())
+    };
+    let (mean, m) = figure(|l| l.mean_ns);
+    let (p50, a) = figure(|l| l.p50_ns);
+    let (p99, b) = figure(|l| l.p99_ns);
+    let (p999, c) = figure(|l| l.p99_9_ns);
+    let latency = Latency {
+        mean_ns: mean.round() as Nanos,
+        p50_ns: p50.round() as Nanos,
+        p99_ns: p99.round() as Nanos,
+        p99_9_ns: p999.round() as Nanos,
+        max_ns: runs.iter().map(|l| l.max_ns).max().unwrap_or(0),
+    };
+    (latency, LatencyInterval { mean_ns: m, p50_ns: a, p99_ns: b, p99_9_ns: c })
 }
 
 /// Sample mean and the half-width of its 95% confidence interval.
@@ -379,6 +543,14 @@ fn mean_and_half_width(xs: &[f64]) -> (f64, f64) {
     (mean, student_t975(xs.len() - 1) * (var / n).sqrt())
 }
 
+/// The sum of per-replication counts and the half-width of its 95%
+/// confidence interval (N times the mean's).
+fn sum_and_half_width(xs: &[u64]) -> (u64, f64) {
+    let as_f64: Vec<f64> = xs.iter().map(|&x| x as f64).collect();
+    let (_, h) = mean_and_half_width(&as_f64);
+    (xs.iter().sum(), h * xs.len() as f64)
+}
+
 /// The 97.5% quantile of Student's t with `df` degrees of freedom.
 fn student_t975(df: usize) -> f64 {
     const TABLE: [f64; 30] = [
@@ -387,6 +559,15 @@ fn student_t975(df: usize) -> f64 {
         2.052, 2.048, 2.045, 2.042,
     ];
     TABLE.get(df.saturating_sub(1)).copied().unwrap_or(1.96)
+}
+
+/// `x`, or `x ±h` with a confidence half-width written by `f`.
+/// (A count of none in every replication reads as just `0`.)
+fn pm(x: String, h: Option<f64>, f: &dyn Fn(f64) -> String) -> String {
+    match h {
+        Some(h) if !(h == 0.0 && x == "0") => format!("{x} ±{}", f(h)),
+        _ => x,
+    }
 }
 
 /// `0.12%`, with more digits for small shares.

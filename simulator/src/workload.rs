@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use sluice_compiler::{Balance, Plan};
+use sluice_traffic::retry::RetryOn;
 use sluice_traffic::{
     BalanceSettings, BudgetSettings, CircuitLimits, DeadlineSettings, HealthSettings,
     OutlierSettings, RetrySettings,
@@ -378,6 +379,27 @@ pub struct Gateway {
     pub circuit: Option<CircuitLimits>,
     pub health: Option<HealthSettings>,
     pub outlier: Option<OutlierSettings>,
+    /// A variant's single settings, applied over each pool's and route's
+    /// own (whether they come from the spec or from the scenario).
+    pub overrides: Overrides,
+}
+
+/// Single settings a variant changes, each over whatever a pool or route
+/// has otherwise: only the named limit or threshold changes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// The circuit breaker's `max_requests`.
+    pub max_requests: Option<u32>,
+    /// The retry budget's `ratio_percent` (a route without a budget gets
+    /// the default one with this ratio).
+    pub budget_ratio: Option<u32>,
+    /// Health-check settings (a pool without health checks gets the
+    /// default ones with these).
+    pub health_interval: Option<Duration>,
+    pub healthy_threshold: Option<u32>,
+    pub unhealthy_threshold: Option<u32>,
+    /// The retry policy's `on` conditions.
+    pub retry_on: Option<RetryConditions>,
 }
 
 impl Default for Gateway {
@@ -392,6 +414,7 @@ impl Default for Gateway {
             circuit: None,
             health: None,
             outlier: None,
+            overrides: Overrides::default(),
         }
     }
 }
@@ -411,19 +434,48 @@ impl Gateway {
         if let Some(a) = self.attempts {
             r.attempts = a;
         }
+        if let Some(on) = self.overrides.retry_on {
+            r.on = on.to_retry_on();
+        }
         r
+    }
+
+    /// The retry budget of `route` under these settings, if it has one.
+    pub fn budget(&self, route: &RouteShape) -> Option<BudgetSettings> {
+        if self.budget == Some(NO_BUDGET) {
+            return None;
+        }
+        let own = self.budget.or(route.budget);
+        match self.overrides.budget_ratio {
+            Some(ratio) => Some(BudgetSettings { ratio_percent: ratio, ..own.unwrap_or_default() }),
+            None => own,
+        }
     }
 
     /// The decision settings of `pool` under these settings.
     pub fn pool(&self, pool: &PoolShape) -> PoolRules {
-        let own = &pool.rules;
+        let (own, o) = (&pool.rules, &self.overrides);
+        let mut circuit = self.circuit.or(own.circuit);
+        if let Some(max_requests) = o.max_requests {
+            circuit = Some(CircuitLimits { max_requests, ..circuit.unwrap_or_default() });
+        }
+        let mut health = self.health.clone().or_else(|| own.health.clone());
+        let health_changes =
+            [o.healthy_threshold, o.unhealthy_threshold].iter().any(Option::is_some);
+        if o.health_interval.is_some() || health_changes {
+            let mut h = health.unwrap_or_default();
+            h.interval = o.health_interval.unwrap_or(h.interval);
+            h.healthy_threshold = o.healthy_threshold.unwrap_or(h.healthy_threshold);
+            h.unhealthy_threshold = o.unhealthy_threshold.unwrap_or(h.unhealthy_threshold);
+            health = Some(h);
+        }
         PoolRules {
             choices: own.choices,
             ewma_window: own.ewma_window,
             balance: own.balance.clone(),
-            health: self.health.clone().or_else(|| own.health.clone()),
+            health,
             outlier: self.outlier.or(own.outlier),
-            circuit: self.circuit.or(own.circuit),
+            circuit,
         }
     }
 
@@ -436,11 +488,18 @@ impl Gateway {
         if let Some(timeout) = variant.timeout {
             g.timeout = Some(Duration::from_nanos(timeout));
         }
-        if let Some(max) = variant.max_requests {
-            let limits = g.circuit.unwrap_or_default();
-            // TODO: a pool's own other limits are replaced here too; merge per pool once
-            // the scenario can override single limits of single pools.
-            g.circuit = Some(CircuitLimits { max_requests: max, ..limits });
+        if let Some(per_try) = variant.per_try_timeout {
+            g.per_try_timeout = Some(Duration::from_nanos(per_try));
+        }
+        let o = &mut g.overrides;
+        o.max_requests = variant.max_requests.or(o.max_requests);
+        o.retry_on = variant.retry_on.or(o.retry_on);
+        o.health_interval = variant.health_interval.map(Duration::from_nanos).or(o.health_interval);
+        o.healthy_threshold = variant.healthy_threshold.or(o.healthy_threshold);
+        o.unhealthy_threshold = variant.unhealthy_threshold.or(o.unhealthy_threshold);
+        // A budget switched off has no ratio to change.
+        if variant.retry_budget != Some(false) {
+            o.budget_ratio = variant.budget_ratio.or(o.budget_ratio);
         }
         match variant.retry_budget {
             Some(false) => g.budget = Some(NO_BUDGET),
@@ -557,6 +616,71 @@ pub struct Variant {
     pub timeout: Option<Nanos>,
     pub max_requests: Option<u32>,
     pub retry_budget: Option<bool>,
+    pub per_try_timeout: Option<Nanos>,
+    pub retry_on: Option<RetryConditions>,
+    /// The retry budget's `ratio_percent`.
+    pub budget_ratio: Option<u32>,
+    pub health_interval: Option<Nanos>,
+    pub healthy_threshold: Option<u32>,
+    pub unhealthy_threshold: Option<u32>,
+}
+
+/// A retry policy's `on` conditions, in a form that copies: statuses 500 to
+/// 599 as bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RetryConditions {
+    pub connect_failure: bool,
+    pub reset: bool,
+    pub timeout: bool,
+    /// Bit `k` is status `500 + k`.
+    statuses: u128,
+}
+
+impl RetryConditions {
+    /// The conditions of `on`; statuses outside 500 to 599 are left out
+    /// (`check` refuses them).
+    pub fn new(on: &RetryOn) -> RetryConditions {
+        let statuses = on
+            .statuses
+            .iter()
+            .filter(|s| (500..600).contains(*s))
+            .fold(0u128, |bits, s| bits | 1 << (s - 500));
+        RetryConditions {
+            connect_failure: on.connect_failure,
+            reset: on.reset,
+            timeout: on.timeout,
+            statuses,
+        }
+    }
+
+    pub fn to_retry_on(self) -> RetryOn {
+        RetryOn {
+            connect_failure: self.connect_failure,
+            reset: self.reset,
+            timeout: self.timeout,
+            statuses: (0..100u16)
+                .filter(|k| self.statuses >> k & 1 == 1)
+                .map(|k| 500 + k)
+                .collect(),
+        }
+    }
+
+    /// Such as `connect_failure+timeout+503`, or `none`.
+    pub fn name(self) -> String {
+        let flags = [
+            (self.connect_failure, "connect_failure"),
+            (self.reset, "reset"),
+            (self.timeout, "timeout"),
+        ];
+        let words = flags.iter().filter(|(on, _)| *on).map(|(_, w)| w.to_string());
+        let statuses = self.to_retry_on().statuses.into_iter().map(|s| s.to_string());
+        let all: Vec<String> = words.chain(statuses).collect();
+        if all.is_empty() {
+            "none".to_owned()
+        } else {
+            all.join("+")
+        }
+    }
 }
 
 impl Variant {
@@ -568,6 +692,12 @@ impl Variant {
             timeout: None,
             max_requests: None,
             retry_budget: None,
+            per_try_timeout: None,
+            retry_on: None,
+            budget_ratio: None,
+            health_interval: None,
+            healthy_threshold: None,
+            unhealthy_threshold: None,
         }
     }
 
@@ -591,6 +721,24 @@ impl Variant {
         }
         if let Some(b) = self.retry_budget {
             name.push_str(if b { " budget=on" } else { " budget=off" });
+        }
+        if let Some(t) = self.per_try_timeout {
+            name.push_str(&format!(" per_try_timeout={}", crate::time::Human(t)));
+        }
+        if let Some(on) = self.retry_on {
+            name.push_str(&format!(" retry_on={}", on.name()));
+        }
+        if let Some(r) = self.budget_ratio {
+            name.push_str(&format!(" budget_ratio={r}%"));
+        }
+        if let Some(t) = self.health_interval {
+            name.push_str(&format!(" health_interval={}", crate::time::Human(t)));
+        }
+        if let Some(n) = self.healthy_threshold {
+            name.push_str(&format!(" healthy_threshold={n}"));
+        }
+        if let Some(n) = self.unhealthy_threshold {
+            name.push_str(&format!(" unhealthy_threshold={n}"));
         }
         name
     }

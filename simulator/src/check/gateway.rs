@@ -18,7 +18,7 @@ use crate::scenario::{self, ActionName, EventModel, GatewayModel, Grid, PatternN
 use crate::time::Nanos;
 use crate::workload::{
     Arrivals, Burst, DailyCurve, Fault, FaultKind, Gateway, Length, Pattern, RateChange,
-    RateProfile, RouteShare, Variant,
+    RateProfile, RetryConditions, RouteShare, Variant,
 };
 
 /// Most variants a grid may produce.
@@ -436,10 +436,52 @@ impl Checker<'_> {
                 self.at_least_one(&format!("/grid/max_requests/{i}"), "max_requests", Some(m))
             })
             .collect();
+        let per_try: Vec<Nanos> = g
+            .per_try_timeout
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| {
+                self.nonzero_span(&format!("/grid/per_try_timeout/{i}"), &Some(t.clone()))
+            })
+            .map(|d| d.as_nanos() as Nanos)
+            .collect();
+        let retry_on: Vec<RetryConditions> = g
+            .retry_on
+            .iter()
+            .enumerate()
+            .map(|(i, on)| RetryConditions::new(&self.retry_on(&format!("/grid/retry_on/{i}"), on)))
+            .collect();
+        let intervals: Vec<Nanos> = g
+            .health_interval
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| {
+                self.nonzero_span(&format!("/grid/health_interval/{i}"), &Some(t.clone()))
+            })
+            .map(|d| d.as_nanos() as Nanos)
+            .collect();
+        let mut thresholds = |name: &str, values: &[u32]| -> Vec<u32> {
+            let at = |i: usize| format!("/grid/{name}/{i}");
+            let checked = values.iter().enumerate();
+            checked.filter_map(|(i, &n)| self.at_least_one(&at(i), name, Some(n))).collect()
+        };
+        let healthy = thresholds("healthy_threshold", &g.healthy_threshold);
+        let unhealthy = thresholds("unhealthy_threshold", &g.unhealthy_threshold);
         variants = cross(variants, &attempts, |v, &a| Variant { attempts: Some(a), ..v });
         variants = cross(variants, &timeouts, |v, &t| Variant { timeout: Some(t), ..v });
         variants = cross(variants, &max_requests, |v, &m| Variant { max_requests: Some(m), ..v });
         variants = cross(variants, &g.retry_budget, |v, &b| Variant { retry_budget: Some(b), ..v });
+        variants = cross(variants, &g.ratio_percent, |v, &r| Variant {
+            // A budget switched off has no ratio: one variant, not one per ratio.
+            budget_ratio: (v.retry_budget != Some(false)).then_some(r),
+            ..v
+        });
+        variants = cross(variants, &per_try, |v, &t| Variant { per_try_timeout: Some(t), ..v });
+        variants = cross(variants, &retry_on, |v, &on| Variant { retry_on: Some(on), ..v });
+        variants = cross(variants, &intervals, |v, &t| Variant { health_interval: Some(t), ..v });
+        variants = cross(variants, &healthy, |v, &n| Variant { healthy_threshold: Some(n), ..v });
+        variants =
+            cross(variants, &unhealthy, |v, &n| Variant { unhealthy_threshold: Some(n), ..v });
         let mut unique = Vec::new();
         for v in variants {
             if !unique.contains(&v) {

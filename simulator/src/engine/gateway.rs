@@ -19,7 +19,7 @@ use super::station::{State, Station, Try};
 use super::{salt, Event, Run};
 use crate::random::{keyed_uniform, round};
 use crate::time::Nanos;
-use crate::workload::{FaultKind, Gateway, PoolRules, Topology, Variant, NO_BUDGET};
+use crate::workload::{FaultKind, Gateway, PoolRules, Topology, Variant};
 
 /// The decision state of one gateway instance.
 pub(super) struct Instance {
@@ -52,10 +52,7 @@ impl Instance {
                 Balancer::with_settings(algorithm, &weights, &rules.balance)
             })
             .collect();
-        let budgets = topology
-            .routes
-            .iter()
-            .map(|r| g.budget.or(r.budget).filter(|b| *b != NO_BUDGET).map(RetryBudget::new));
+        let budgets = topology.routes.iter().map(|r| g.budget(r).map(RetryBudget::new));
         Instance {
             balancers,
             breakers: rules

@@ -272,6 +272,7 @@ impl Measure {
                 route: topology.routes[share.route].name.clone(),
                 requests: rec.count(),
                 latency: rec.summary(),
+                interval: None,
             })
             .collect();
 
@@ -289,6 +290,7 @@ impl Measure {
                     workers: s.workers(),
                     requests: s.served,
                     utilisation: if capacity == 0 { 0.0 } else { busy as f64 / capacity as f64 },
+                    utilisation_ci95: None,
                 }
             })
             .collect();

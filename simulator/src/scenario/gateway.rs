@@ -130,7 +130,8 @@ pub struct OutlierModel {
 }
 
 /// Settings to compare: each list's values, crossed with each other and
-/// with the balancers.
+/// with the balancers. Each value changes that one setting over every
+/// route's or pool's own, from the spec or the scenario's `gateway`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Grid {
@@ -146,6 +147,29 @@ pub struct Grid {
     /// With and without the retry budget, such as `[false, true]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retry_budget: Vec<bool>,
+    /// Retry budget `ratio_percent` values to compare, such as `[10, 50]`;
+    /// a route without a budget gets the default one with each ratio (a
+    /// variant with `retry_budget: false` has none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ratio_percent: Vec<u32>,
+    /// Per-try timeouts to compare, such as `[100ms, 500ms]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub per_try_timeout: Vec<String>,
+    /// Retry `on` lists to compare, such as
+    /// `[[connect_failure], [connect_failure, timeout, 503]]`; `[]` retries
+    /// nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retry_on: Vec<Vec<serde_json::Value>>,
+    /// Health-check intervals to compare, such as `[1s, 5s]`; a pool
+    /// without health checks gets the default ones at each interval.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub health_interval: Vec<String>,
+    /// Health-check `healthy_threshold` values to compare (each at least 1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub healthy_threshold: Vec<u32>,
+    /// Health-check `unhealthy_threshold` values to compare (each at least 1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unhealthy_threshold: Vec<u32>,
 }
 
 /// Something that happens to endpoints at a time.
