@@ -48,7 +48,12 @@ impl Instance {
                 let weights: Vec<u32> = pool.endpoints.iter().map(|e| e.weight).collect();
                 let balance = variant.balance_for(pool.balance);
                 let algorithm = sluice_compiler::plan::algorithm(balance, rules.choices);
-                Balancer::with_settings(algorithm, &weights, &BalanceSettings::default())
+                // Endpoints sit on the hash ring where `serve` puts them.
+                let settings = BalanceSettings {
+                    endpoint_keys: pool.endpoint_keys.clone(),
+                    ..BalanceSettings::default()
+                };
+                Balancer::with_settings(algorithm, &weights, &settings)
             })
             .collect();
         let budgets = topology
@@ -115,6 +120,9 @@ impl Run<'_> {
             None => None,
         };
         let mut pick = Pick::at(Clock(now));
+        if let Some(hash) = request.hash {
+            pick = pick.with_hash(hash);
+        }
         if let Some(last) = request.last {
             pick = pick.avoiding(last as usize);
         }
@@ -127,6 +135,10 @@ impl Run<'_> {
 
         let endpoint = self.first[pool] + index;
         let (id, number, measured) = (request.id, request.tries, request.measured);
+        #[cfg(test)]
+        if let Some(trace) = &mut self.trace {
+            trace.tries.push((id, number, pool, index, now));
+        }
         request.last = Some(index as u32);
         // Whether the endpoint takes the try in (it holds it from then on).
         let station = &self.stations[endpoint];
@@ -163,6 +175,11 @@ impl Run<'_> {
             State::Crashed => self.try_ended(now, slot, TryOutcome::ConnectFailure),
             State::FailingFast => self.try_ended(now, slot, TryOutcome::Response(503)),
             State::BlackHole => {}
+            // The connect hangs until the pool's connect timeout.
+            State::NotAccepting => {
+                let at = now.saturating_add(self.connect_timeouts[pool]);
+                self.events.push(at, Event::Unaccepted { slot, generation });
+            }
             // Up, with its queue full.
             State::Up => self.try_ended(now, slot, TryOutcome::Response(503)),
         }
@@ -231,6 +248,14 @@ impl Run<'_> {
         }
         if let Some(next) = next {
             self.begin_service(now, endpoint, next);
+        }
+    }
+
+    /// The connect of try `slot` to an endpoint that accepts nothing ran out
+    /// of time: a connect failure, which the gateway fails over from.
+    pub(super) fn unaccepted(&mut self, now: Nanos, slot: u32, generation: u32) {
+        if self.tries.get(slot, generation).is_some_and(|t| t.awaited) {
+            self.try_ended(now, slot, TryOutcome::ConnectFailure);
         }
     }
 
@@ -374,6 +399,8 @@ impl Run<'_> {
             FaultKind::Fail(share) => station.failing = share,
             FaultKind::FailFast => station.state = State::FailingFast,
             FaultKind::BlackHole => station.state = State::BlackHole,
+            // What it holds stays, and is served as before.
+            FaultKind::StopAccepting => station.state = State::NotAccepting,
         }
     }
 
@@ -390,6 +417,14 @@ impl Run<'_> {
             State::Crashed => (TryOutcome::ConnectFailure, now),
             State::FailingFast => (TryOutcome::Response(503), now),
             State::BlackHole => (TryOutcome::Timeout, now.saturating_add(nanos(health.timeout))),
+            // The probe's connect hangs too, until one of its limits runs out.
+            State::NotAccepting => {
+                let connect = self.connect_timeouts[station.pool];
+                match connect < nanos(health.timeout) {
+                    true => (TryOutcome::ConnectFailure, now.saturating_add(connect)),
+                    false => (TryOutcome::Timeout, now.saturating_add(nanos(health.timeout))),
+                }
+            }
             State::Up if keyed_uniform(self.seed, key, salt::PROBE) < station.failing => {
                 (TryOutcome::Response(500), now)
             }
