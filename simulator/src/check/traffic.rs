@@ -184,7 +184,8 @@ impl Checker<'_> {
             }
         };
         match value {
-            KeyValue::Number(n) => Some(Value::Fixed(n.to_string())),
+            KeyValue::Number(n) if place != Place::Client => Some(Value::Fixed(n.to_string())),
+            KeyValue::Number(n) => self.value(pointer, place, &KeyValue::Text(n.to_string())),
             KeyValue::Text(text) if place == Place::Client => match text.parse::<IpAddr>() {
                 Ok(_) => Some(Value::Fixed(text.clone())),
                 Err(_) => {

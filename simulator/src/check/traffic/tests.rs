@@ -59,6 +59,7 @@ fn a_bad_template_is_a_located_finding() {
         ("S0424", "  - { path: /v1//deals/1 }\n".into(), "/v1//deals/1 }"),
         ("S0424", "  - { path: /v1/deals/1, method: 'G T' }\n".into(), "'G T'"),
         ("S0424", "  - { route: get-deal, client: nobody }\n".into(), "nobody }"),
+        ("S0424", "  - { route: get-deal, client: 5 }\n".into(), "5 }"),
         ("S0424", "  - { route: get-deal, cookies: { 'a b': x } }\n".into(), "'a b'"),
         ("S0424", "  - { route: get-deal, cookies: { s: 'a;b' } }\n".into(), "'a;b'"),
         ("S0424", "  - { route: get-deal, params: { id: 'a/b' } }\n".into(), "'a/b'"),
