@@ -315,6 +315,13 @@ fn rule_text(id: &str) -> (Option<&'static str>, Option<&'static str>) {
             "`pool: busiest` cannot tell which pool receives the most traffic",
             "name the pool, or weight the traffic so that one pool receives more",
         ),
+        "S0424" => ("a traffic share's request is not valid", "fix the field the message names"),
+        "S0425" => ("no route matches a traffic share's path", "check it with `sluice explain`"),
+        "S0426" => {
+            ("a key distribution is not valid", "give `zipf` or `uniform` with sound parameters")
+        }
+        "S0427" => ("drawn keys that no policy reads", "hash or pin on them, or remove them"),
+        "S0428" => ("a share lacks the key its pool hashes on", "set the key the pool reads"),
         _ => return (None, None),
     };
     (Some(summary), Some(help))

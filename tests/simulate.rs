@@ -498,3 +498,116 @@ fn a_progress_bar_on_a_terminal_for_long_runs_only() {
     assert!(short.contains("variant,requests"), "{short:?}");
     assert!(!short.contains("simulating"), "a short run shows no bar: {short:?}");
 }
+
+/// A spec with pools that hash on an API key and on a path parameter, and
+/// a round-robin pool with a 250 ms connect timeout.
+const KEYED: &str = "tests/fixtures/keyed.yaml";
+
+/// Write `text` as a scenario in `dir`; its path.
+fn scenario_in(dir: &tempfile::TempDir, text: &str) -> PathBuf {
+    let path = dir.path().join("mix.scenario.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `simulate KEYED` on `scenario` as JSON, with `check` finding nothing first.
+fn keyed_json(scenario: &std::path::Path) -> (String, Value) {
+    let out = sluice().args(["check", KEYED, "--scenario"]).arg(scenario).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !stderr.contains("warning"), "{stderr}");
+    let out = sluice()
+        .args(["simulate", KEYED, "--format", "json", "--seed", "9", "--scenario"])
+        .arg(scenario)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let report = serde_json::from_str(&text).unwrap();
+    (text, report)
+}
+
+/// Each endpoint's share of the requests `pool` served.
+fn shares(variant: &Value, pool: &str) -> Vec<f64> {
+    let endpoints = variant["endpoints"].as_array().unwrap();
+    let counts: Vec<f64> = (endpoints.iter())
+        .filter(|e| e["pool"] == pool)
+        .map(|e| e["requests"].as_f64().unwrap())
+        .collect();
+    let total: f64 = counts.iter().sum();
+    counts.iter().map(|c| c / total).collect()
+}
+
+#[test]
+fn a_zipf_keyed_mix_skews_a_hashing_pool_and_repeats_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let mix = |law: &str| {
+        format!(
+            "version: 1
+duration: 20s
+arrivals: {{ rate: 500 }}
+traffic:
+  - route: session
+    headers: {{ x-api-key: {{ {law}, prefix: key- }} }}
+  - path: /v1/items/{{n}}
+    params: {{ n: {{ {law} }} }}
+pools:
+  \"*\": {{ workers: 16, service: {{ distribution: exponential, mean: 5ms }} }}
+"
+        )
+    };
+    let zipf = scenario_in(&dir, &mix("zipf: { keys: 100, exponent: 1.3 }"));
+    let (text, report) = keyed_json(&zipf);
+    assert_eq!(text, keyed_json(&zipf).0, "the same seed gave other bytes");
+    // Key 1 alone is about a quarter of the requests: the endpoint that
+    // owns it takes far more than an even share of four (or of three).
+    let variant = &report["variants"][0];
+    for (pool, even) in [("sessions", 0.25), ("items", 1.0 / 3.0)] {
+        let share = shares(variant, pool);
+        let hottest = share.iter().copied().fold(0.0, f64::max);
+        assert!(hottest > even + 0.1, "{pool}: {share:?}");
+    }
+
+    // Keys equally likely spread over the ring about evenly.
+    let uniform = scenario_in(&dir, &mix("uniform: { keys: 10000 }"));
+    let variant = &keyed_json(&uniform).1["variants"][0];
+    for (pool, even) in [("sessions", 0.25), ("items", 1.0 / 3.0)] {
+        let share = shares(variant, pool);
+        assert!(share.iter().all(|s| (s - even).abs() < 0.07), "{pool}: {share:?}");
+    }
+}
+
+#[test]
+fn an_endpoint_that_stops_accepting_costs_the_connect_timeout_until_it_recovers() {
+    // `backend` balances round robin over three endpoints with a connect
+    // timeout of 250 ms; each request takes 10 ms. From 10 s to 20 s,
+    // endpoint 0 accepts no connection: a third of the requests then wait
+    // 250 ms before another endpoint serves them (a route without `retries`
+    // fails over at once, as `serve` does). Nothing fails.
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = scenario_in(
+        &dir,
+        "version: 1
+duration: 30s
+arrivals: { rate: 300 }
+traffic:
+  - { route: other }
+pools:
+  backend: { workers: 16, service: { distribution: constant, value: 10ms } }
+events:
+  - { at: 10s, action: stop_accepting, pool: backend, endpoint: \"0\" }
+  - { at: 20s, action: recover, pool: backend, endpoint: \"0\" }
+",
+    );
+    let (_, report) = keyed_json(&scenario);
+    let v = &report["variants"][0];
+    assert_eq!(v["succeeded"], v["requests"], "{v}");
+    let ms = |field: &str| v["latency"][field].as_f64().unwrap() / 1e6;
+    assert!((ms("p50_ns") - 10.0).abs() < 0.1, "{v}");
+    assert!((ms("p99_ns") - 260.0).abs() < 0.5, "{v}");
+    assert!((ms("max_ns") - 260.0).abs() < 0.5, "{v}");
+    // A ninth of the requests pay 250 ms more: the mean rises by about 28 ms.
+    assert!((ms("mean_ns") - 37.8).abs() < 2.0, "{v}");
+    // Endpoint 0 served its third outside the window, and nothing in it.
+    let share = shares(v, "backend");
+    assert!((share[0] - 2.0 / 9.0).abs() < 0.02, "{share:?}");
+}

@@ -12,6 +12,7 @@
 
 mod address;
 mod file;
+pub mod key;
 mod policy;
 
 use std::net::SocketAddr;

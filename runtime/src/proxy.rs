@@ -23,9 +23,10 @@ use hyper::http::uri::{Authority, PathAndQuery};
 use hyper::{Method, Request, Response, Uri, Version};
 use sluice_compiler::condition::RequestFields;
 use sluice_compiler::normalize::normalize;
+use sluice_compiler::plan::key::KeySource;
 use sluice_compiler::plan::{ListenerPlan, RoutePlan};
 use sluice_compiler::spec::HashOn;
-use sluice_compiler::spec::{Protocol, Sticky};
+use sluice_compiler::spec::Protocol;
 use sluice_compiler::{Captures, Plan};
 use sluice_traffic::deadline::TryBudget;
 use sluice_traffic::retry::{self, RetryDecision};
@@ -645,26 +646,46 @@ fn hash_point<B>(
     route: usize,
     path: &str,
 ) -> Option<u64> {
-    let hash = |bytes: &[u8]| Some(sluice_traffic::key_hash(bytes));
-    match key {
-        HashOn::Header(name) => hash(request.headers().get(name.as_str())?.as_bytes()),
-        HashOn::Cookie(name) => hash(&cookie(request, name)?),
-        HashOn::Query(name) => {
-            let query = request.uri().query()?;
-            let value = query.split('&').find_map(|pair| {
-                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                (k == name).then_some(v)
-            })?;
-            hash(value.as_bytes())
-        }
+    let source = KeyView { request, client, route: Some((plan, route, path)) };
+    sluice_compiler::plan::key::hash_point(key, &source)
+}
+
+/// A request as the shared key reader sees it.
+struct KeyView<'r, B> {
+    request: &'r Request<B>,
+    client: SocketAddr,
+    /// The plan, the matched route and its normalised path, for path parameters.
+    route: Option<(&'r Plan, usize, &'r str)>,
+}
+
+impl<B> KeySource for KeyView<'_, B> {
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        self.request.headers().get(name).map(HeaderValue::as_bytes)
+    }
+
+    fn cookie_headers(&self, each: &mut dyn FnMut(&str) -> bool) -> bool {
+        Fields { request: self.request }.any_header("cookie", each)
+    }
+
+    fn query(&self) -> Option<&str> {
+        self.request.uri().query()
+    }
+
+    fn path_param(&self, name: &str, found: &mut dyn FnMut(&str)) {
+        let Some((plan, route, path)) = self.route else { return };
+        let Ok(route) = u32::try_from(route) else { return };
         // The captures of this request's lookup, which no await has come between.
-        HashOn::PathParam(name) => CAPTURES.with(|captures| {
+        CAPTURES.with(|captures| {
             let captures = captures.borrow();
-            let route = u32::try_from(route).ok()?;
-            let (_, value) = plan.params(route, path, &captures).find(|(n, _)| n == name)?;
-            hash(value.as_bytes())
-        }),
-        HashOn::ClientAddress => hash(client.ip().to_string().as_bytes()),
+            let value = plan.params(route, path, &captures).find(|(n, _)| *n == name);
+            if let Some((_, value)) = value {
+                found(value);
+            }
+        });
+    }
+
+    fn client(&self) -> Option<std::net::IpAddr> {
+        Some(self.client.ip())
     }
 }
 
@@ -811,31 +832,9 @@ fn pick_pool<B>(route: &RoutePlan, request: &Request<B>, client: SocketAddr) -> 
     if route.split.is_empty() {
         return route.pool;
     }
-    let key: Option<Vec<u8>> = match route.sticky.as_deref() {
-        None => None,
-        Some(Sticky::Header(name)) => {
-            request.headers().get(name.as_str()).map(|v| v.as_bytes().to_vec())
-        }
-        Some(Sticky::Cookie(name)) => cookie(request, name),
-        Some(Sticky::ClientAddress) => Some(client.ip().to_string().into_bytes()),
-    };
-    let point = match key {
-        Some(key) => sluice_traffic::key_hash(&key),
-        None => rand::RngExt::random::<u64>(&mut rand::rng()),
-    };
+    let source = KeyView { request, client, route: None };
+    let key = route.sticky.as_deref();
+    let point = key.and_then(|key| sluice_compiler::plan::key::sticky_point(key, &source));
+    let point = point.unwrap_or_else(|| rand::RngExt::random::<u64>(&mut rand::rng()));
     split::choose(&route.split_weights(), point).map_or(route.pool, |side| route.split[side].pool)
-}
-
-/// The value of the request's cookie `name`, if it sends one.
-fn cookie<B>(request: &Request<B>, name: &str) -> Option<Vec<u8>> {
-    let fields = Fields { request };
-    let mut found = None;
-    fields.any_header("cookie", &mut |header| {
-        found = header.split(';').find_map(|pair| {
-            let (k, v) = pair.trim().split_once('=')?;
-            (k.trim() == name).then(|| v.trim().as_bytes().to_vec())
-        });
-        found.is_some()
-    });
-    found
 }

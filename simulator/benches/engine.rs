@@ -27,7 +27,7 @@ fn setup(balance: Balance) -> (Topology, Workload) {
         routes: vec![RouteShape::new("route", 0)],
     };
     // Ten 1 ms exponential servers offered 9,000 requests per second.
-    let traffic = vec![RouteShare { route: 0, weight: 1.0 }];
+    let traffic = vec![RouteShare::new(0, 1.0)];
     let service = ServiceTime::Exponential { mean: 1_000_000 };
     let pools = vec![Some(PoolLoad::new(1, service))];
     let workload = Workload::poisson(Length::Requests(REQUESTS), 0, 9_000.0, traffic, pools);

@@ -7,8 +7,6 @@
 //! keep a run finite. Every finding of a file is collected in one pass and
 //! located by JSON pointer, so it reports line and column.
 
-use std::collections::BTreeSet;
-
 use sluice_compiler::diagnostic::Code;
 use sluice_compiler::document::{self, Document, SourceFile};
 use sluice_compiler::{Diagnostic, Plan, Severity};
@@ -44,6 +42,11 @@ pub mod codes {
     pub const LATE_EVENT: Code = Code { id: "S0421", name: "late-event" };
     pub const REPLAY_LOG: Code = Code { id: "S0422", name: "replay-log" };
     pub const AMBIGUOUS_POOL: Code = Code { id: "S0423", name: "ambiguous-pool" };
+    pub const BAD_TEMPLATE: Code = Code { id: "S0424", name: "bad-request-template" };
+    pub const NO_MATCHING_ROUTE: Code = Code { id: "S0425", name: "no-matching-route" };
+    pub const BAD_KEYS: Code = Code { id: "S0426", name: "bad-key-distribution" };
+    pub const UNUSED_KEY: Code = Code { id: "S0427", name: "unused-key" };
+    pub const MISSING_KEY: Code = Code { id: "S0428", name: "missing-key" };
 }
 
 /// Most requests one run may simulate, warm-up included, so that a typo in
@@ -76,17 +79,22 @@ impl CheckedScenario {
 /// need no spec run, and no workload is produced.
 pub fn check_scenario(source: SourceFile, plan: Option<&Plan>) -> CheckedScenario {
     let topology = plan.map(Topology::from_plan);
-    check_against(source, topology.as_ref())
+    check_against(source, topology.as_ref(), plan)
 }
 
-/// [`check_scenario`] against a topology rather than a whole plan.
-pub fn check_against(source: SourceFile, topology: Option<&Topology>) -> CheckedScenario {
+/// [`check_scenario`] against a topology; with the plan it came from, request
+/// paths of the traffic are routed too.
+fn check_against(
+    source: SourceFile,
+    topology: Option<&Topology>,
+    plan: Option<&Plan>,
+) -> CheckedScenario {
     let base = std::path::Path::new(&source.name).parent().map(std::path::Path::to_path_buf);
     let parsed = document::parse::<Scenario>(source);
     let mut diagnostics = parsed.diagnostics;
     let mut workload = None;
     if let (Some(doc), Some(scenario)) = (&parsed.document, &parsed.value) {
-        let mut checker = Checker { doc, topology, found: Vec::new(), base };
+        let mut checker = Checker { doc, topology, plan, found: Vec::new(), base };
         let resolved = checker.resolve(scenario);
         let clean = !checker.found.iter().any(|d| d.severity == Severity::Error);
         diagnostics.extend(checker.found);
@@ -100,6 +108,8 @@ pub fn check_against(source: SourceFile, topology: Option<&Topology>) -> Checked
 struct Checker<'a> {
     doc: &'a Document,
     topology: Option<&'a Topology>,
+    /// The plan, which routes request paths.
+    plan: Option<&'a Plan>,
     found: Vec<Diagnostic>,
     /// The scenario file's folder, which sample files are relative to.
     base: Option<std::path::PathBuf>,
@@ -140,13 +150,14 @@ impl Checker<'_> {
         let pools = self.pools(s, &traffic);
         let gateway = self.gateway(s.gateway.as_ref());
         let variants = self.variants(s);
+        self.unused_keys(s, &traffic, &variants);
         let events = self.events(s, length, &traffic);
         if let Some(length) = length {
             self.limits(length, warmup, &arrivals);
         }
         // Load figures built on wrong numbers would only add noise.
         if !self.found.iter().any(|d| d.severity == Severity::Error) {
-            self.overload(s, &arrivals, &traffic, &pools);
+            self.overload(s, &arrivals, length, &traffic, &pools);
         }
         Some(Workload {
             seed: s.seed,
@@ -224,48 +235,6 @@ impl Checker<'_> {
         (length, warmup)
     }
 
-    fn traffic(&mut self, s: &Scenario) -> Vec<RouteShare> {
-        // Without a mix, every route of the spec gets the same share.
-        if s.traffic.is_empty() {
-            let routes = self.topology.map_or(0, |t| t.routes.len());
-            return (0..routes).map(|route| RouteShare { route, weight: 1.0 }).collect();
-        }
-        let mut shares = Vec::with_capacity(s.traffic.len());
-        let mut seen = BTreeSet::new();
-        for (i, entry) in s.traffic.iter().enumerate() {
-            let here = format!("/traffic/{i}");
-            if !(entry.weight.is_finite() && entry.weight > 0.0) {
-                let message = format!(
-                    "traffic weight {} of route `{}` is not positive",
-                    entry.weight, entry.route
-                );
-                let help = "remove the entry to send the route no traffic";
-                let finding = Diagnostic::error(codes::BAD_WEIGHT, message).with_help(help);
-                self.push(finding, &format!("{here}/weight"));
-            }
-            if !seen.insert(entry.route.as_str()) {
-                let message =
-                    format!("route `{}` is listed more than once; its weights add up", entry.route);
-                self.push(
-                    Diagnostic::warning(codes::DUPLICATE_ROUTE, message),
-                    &format!("{here}/route"),
-                );
-            }
-            let Some(topology) = self.topology else { continue };
-            match topology.route_index(&entry.route) {
-                Some(route) => shares.push(RouteShare { route, weight: entry.weight.max(0.0) }),
-                None => {
-                    let names = topology.routes.iter().map(|r| r.name.as_str());
-                    let help = known("routes", &entry.route, names);
-                    let message = format!("unknown route `{}`", entry.route);
-                    let finding = Diagnostic::error(codes::UNKNOWN_ROUTE, message).with_help(help);
-                    self.push(finding, &format!("{here}/route"));
-                }
-            }
-        }
-        shares
-    }
-
     fn variants(&mut self, s: &Scenario) -> Vec<Variant> {
         let mut balancers = Vec::new();
         for (i, name) in s.balancers.iter().flatten().enumerate() {
@@ -313,17 +282,24 @@ impl Checker<'_> {
         }
     }
 
-    /// Warn about pools offered more work than their workers can do.
+    /// Warn about pools offered more work than their workers can do, at the
+    /// highest rate of the run (the peak of its changes, bursts and daily
+    /// curve).
     fn overload(
         &mut self,
         s: &Scenario,
         arrivals: &Arrivals,
+        length: Option<Length>,
         traffic: &[RouteShare],
         pools: &[Option<PoolLoad>],
     ) {
         let Some(topology) = self.topology else { return };
         let Arrivals::Open { profile, .. } = arrivals else { return };
-        let rate = profile.base;
+        let end = match length {
+            Some(Length::Duration(end)) => Some(end),
+            _ => None,
+        };
+        let (rate, when) = profile.highest(end);
         let total: f64 = traffic.iter().map(|t| t.weight).sum();
         if total <= 0.0 {
             return;
@@ -346,12 +322,23 @@ impl Checker<'_> {
                 .sum();
             let utilisation = offered[p] / capacity;
             if utilisation >= 1.0 && s.pools.contains_key(&pool.name) {
-                let message = format!(
-                    "pool `{}` is offered {:.0}% of its capacity; \
-                     its queues grow for as long as the run lasts",
-                    pool.name,
-                    100.0 * utilisation
-                );
+                let message = if profile.is_flat() {
+                    format!(
+                        "pool `{}` is offered {:.0}% of its capacity; \
+                         its queues grow for as long as the run lasts",
+                        pool.name,
+                        100.0 * utilisation
+                    )
+                } else {
+                    format!(
+                        "pool `{}` is offered {:.0}% of its capacity at the peak arrival rate \
+                         of {rate:.0}/s (reached at {}); its queues grow while the rate stays \
+                         that high",
+                        pool.name,
+                        100.0 * utilisation,
+                        Human(when)
+                    )
+                };
                 let help = "add workers or endpoints, or lower the rate, to see a steady state";
                 let finding = Diagnostic::warning(codes::OVERLOADED_POOL, message).with_help(help);
                 self.push(finding, &child("/pools", &pool.name));
@@ -413,3 +400,4 @@ mod pools;
 mod replay;
 #[cfg(test)]
 mod tests;
+mod traffic;

@@ -45,6 +45,8 @@ mod source;
 mod station;
 
 use rand_pcg::Pcg64;
+use sluice_compiler::plan::key;
+use sluice_compiler::spec::HashOn;
 use sluice_compiler::Balance;
 use sluice_traffic::{
     Algorithm, Deadline, DeadlineSettings, Nanos as Clock, Outcome as TryOutcome, RetrySettings,
@@ -57,6 +59,7 @@ use self::station::{Station, TrySlots};
 use crate::queue::EventQueue;
 use crate::random::{keyed_bits, keyed_uniform, stream, ServiceTime, Stream};
 use crate::report::VariantReport;
+use crate::request::Template;
 use crate::time::Nanos;
 use crate::workload::{Arrivals, Length, PoolRules, Topology, Variant, Workload};
 
@@ -94,6 +97,8 @@ struct Request {
     /// The endpoints (within the pool) of every try so far, as bits; an
     /// endpoint past the 64th is remembered only as `last`.
     tried: u64,
+    /// The hash of the request's key, for a pool that hashes on one.
+    hash: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -106,6 +111,9 @@ enum Event {
     Served { slot: u32, generation: u32 },
     /// The time limit of try `slot` passed.
     Timeout { slot: u32, generation: u32 },
+    /// The connect of try `slot` to an endpoint that accepts no connection
+    /// ran out of time.
+    Unaccepted { slot: u32, generation: u32 },
     /// Request `request` tries again after its backoff.
     Retry(u32),
     /// The workload's fault number `n` happens.
@@ -158,6 +166,11 @@ pub(crate) struct Trace {
     /// Per try that began service: its pool, request id, try number and
     /// service demand (before any slowdown).
     pub demands: Vec<(usize, u64, u32, Nanos)>,
+    /// Per try, as it started: its request id, try number, pool, endpoint
+    /// within the pool, and start.
+    pub tries: Vec<(u64, u32, usize, usize, Nanos)>,
+    /// Per request, as it ended: its id, arrival, end and how it ended.
+    pub ended: Vec<(u64, Nanos, Nanos, Ending)>,
 }
 
 /// The state of one variant's run.
@@ -170,6 +183,10 @@ struct Run<'a> {
     retries: Vec<RetrySettings>,
     /// Per route: its time limits.
     deadlines: Vec<DeadlineSettings>,
+    /// Per pool: the key its balancer hashes on under this variant.
+    hash_keys: Vec<Option<HashOn>>,
+    /// Per pool: its connect timeout.
+    connect_timeouts: Vec<Nanos>,
     /// Which of the gateway's machines the run has at all.
     has: Machines,
     seed: u64,
@@ -303,6 +320,7 @@ impl Run<'_> {
                 Event::Client(c) => self.client_arrival(now, c),
                 Event::Served { slot, generation } => self.served(now, slot, generation),
                 Event::Timeout { slot, generation } => self.timed_out(now, slot, generation),
+                Event::Unaccepted { slot, generation } => self.unaccepted(now, slot, generation),
                 Event::Retry(r) => self.start_try(now, r, None),
                 Event::Fault(n) => self.fault(now, n as usize),
                 Event::Probe { instance, endpoint } => self.probe(now, instance, endpoint),
@@ -368,6 +386,15 @@ impl<'a> Run<'a> {
         let retries = topology.routes.iter().map(|r| gateway.retries(r)).collect();
         let deadlines: Vec<DeadlineSettings> =
             topology.routes.iter().map(|r| gateway.deadline(r)).collect();
+        let hash_keys = (topology.pools.iter())
+            .map(|p| {
+                let hashes = variant.balance_for(p.balance) == Balance::ConsistentHash;
+                p.hash_on.clone().filter(|_| hashes)
+            })
+            .collect();
+        let connect_timeouts = (topology.pools.iter())
+            .map(|p| u64::try_from(p.connect_timeout.as_nanos()).unwrap_or(u64::MAX))
+            .collect();
         let instances: Vec<Instance> = (0..gateway.instances.max(1))
             .map(|_| Instance::new(topology, &variant, &gateway, &rules, &stations))
             .collect();
@@ -420,6 +447,8 @@ impl<'a> Run<'a> {
             rules,
             retries,
             deadlines,
+            hash_keys,
+            connect_timeouts,
             has,
             seed,
             variant,
@@ -477,18 +506,9 @@ impl<'a> Run<'a> {
         self.admitted += u64::from(measured);
 
         let route_index = self.workload.traffic[share].route;
-        let route = &self.topology.routes[route_index];
-        // A split route sends each request to a side in proportion to the weights
-        // (a simulated request has no sticky key, so every one is split at random).
-        // The draw is keyed by the request, not taken from the balancer's stream,
-        // which each algorithm consumes differently: so every variant sends the
-        // same requests to the same side (common random numbers).
-        let pool = if route.split.is_empty() {
-            route.pool
-        } else {
-            let weights: Vec<u32> = route.split.iter().map(|s| s.1).collect();
-            let point = keyed_bits(self.seed, id, salt::SPLIT);
-            sluice_traffic::split::choose(&weights, point).map_or(route.pool, |i| route.split[i].0)
+        let (pool, hash) = match &self.workload.traffic[share].template {
+            None => (self.side(route_index, id, None), None),
+            Some(template) => self.keyed(route_index, id, template),
         };
         #[cfg(test)]
         if let Some(trace) = &mut self.trace {
@@ -516,6 +536,7 @@ impl<'a> Run<'a> {
             client,
             last: None,
             tried: 0,
+            hash,
         };
         let r = match self.free_requests.pop() {
             Some(r) => {
@@ -544,6 +565,40 @@ impl<'a> Run<'a> {
         self.start_try_inline(now, r, demand);
     }
 
+    /// The pool of request `id` of route `route`: the route's pool, or the
+    /// side of its split that `point` (the hash of a sticky key) falls on.
+    /// A request without a point is split by a draw keyed by the request,
+    /// not taken from the balancer's stream, which each algorithm consumes
+    /// differently: so every variant sends the same requests to the same
+    /// side (common random numbers).
+    #[inline]
+    fn side(&self, route: usize, id: u64, point: Option<u64>) -> usize {
+        let route = &self.topology.routes[route];
+        if route.split.is_empty() {
+            return route.pool;
+        }
+        let weights: Vec<u32> = route.split.iter().map(|s| s.1).collect();
+        let point = point.unwrap_or_else(|| keyed_bits(self.seed, id, salt::SPLIT));
+        sluice_traffic::split::choose(&weights, point).map_or(route.pool, |i| route.split[i].0)
+    }
+
+    /// The pool and key hash of templated request `id`, read from its drawn
+    /// values by the code `serve` reads a request's keys with.
+    #[inline(never)]
+    fn keyed(&self, route: usize, id: u64, template: &Template) -> (usize, Option<u64>) {
+        let shape = &self.topology.routes[route];
+        let sticky = shape.sticky.as_ref().filter(|_| !shape.split.is_empty());
+        let hashes = |pool: usize| self.hash_keys[pool].as_ref();
+        let sides = std::iter::once(shape.pool).chain(shape.split.iter().map(|s| s.0));
+        if sticky.is_none() && !sides.into_iter().any(|p| hashes(p).is_some()) {
+            return (self.side(route, id, None), None);
+        }
+        let drawn = template.draw(self.seed, id);
+        let point = sticky.and_then(|key| key::sticky_point(key, &drawn));
+        let pool = self.side(route, id, point);
+        (pool, hashes(pool).and_then(|key| key::hash_point(key, &drawn)))
+    }
+
     /// The time limits of `request`, from its route's and its arrival
     /// (worked out when needed rather than kept with every request).
     #[inline]
@@ -565,6 +620,10 @@ impl<'a> Run<'a> {
         let request = &self.requests[r as usize];
         let (id, client) = (request.id, request.client);
         let (arrived, share, measured) = (request.arrived, request.share, request.measured);
+        #[cfg(test)]
+        if let Some(trace) = &mut self.trace {
+            trace.ended.push((id, arrived, now, ending));
+        }
         self.measure.ended(Ended { now, arrived, share, measured, ending });
         self.free_requests.push(r);
         if let (Some(client), Arrivals::Closed { think, .. }) = (client, &self.workload.arrivals) {
@@ -583,6 +642,8 @@ fn admits(workload: &Workload, at: Nanos, admitted: u64) -> bool {
     }
 }
 
+#[cfg(test)]
+mod mix;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -21,6 +21,7 @@ pub mod html;
 pub mod queue;
 pub mod random;
 pub mod report;
+pub mod request;
 pub mod scenario;
 pub mod stats;
 pub mod time;

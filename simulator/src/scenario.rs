@@ -46,8 +46,10 @@ pub struct Scenario {
     pub warmup: Option<String>,
     /// How requests arrive at the gateway.
     pub arrivals: Arrivals,
-    /// How arriving requests split over the spec's routes. Default: every
-    /// route of the spec with weight 1, so a scenario can run against any spec.
+    /// How arriving requests split over the spec's routes, and the values
+    /// (headers, cookies, query and path parameters, client address) each
+    /// share carries. Default: every route of the spec with weight 1, so a
+    /// scenario can run against any spec.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub traffic: Vec<TrafficShare>,
     /// Service model of each pool, by the pool's name in the spec; the key
@@ -176,16 +178,109 @@ pub struct DailyCurve {
     pub hours: Vec<f64>,
 }
 
-/// A share of the arriving requests that a route receives.
+/// A share of the arriving requests: the route they go to (by name, or by
+/// a request path routed as `serve` routes it) and the values they carry.
+///
+/// Values are what policies read: a `consistent_hash` pool hashes on its
+/// `hash_on` key, and a sticky split pins on its `sticky` key, exactly as
+/// `serve` reads them. Each value is a fixed text (or number) or a key drawn
+/// per request, such as `{ zipf: { keys: 10000, exponent: 1.1 } }`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TrafficShare {
-    /// Name of a route in the spec.
-    pub route: String,
-    /// Relative share: a route with weight 2 receives twice the requests of a
-    /// route with weight 1. Positive. Default: 1.
+    /// Name of a route in the spec. Give `route` or `path`, not both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    /// The request path, such as `/v1/contacts/{id}`, routed by the spec's
+    /// route table as `serve` routes a request, with `method`, `host` and
+    /// the share's headers, cookies and query. `{name}` stands for the
+    /// value of `params.name`; the route is looked up once, with each drawn
+    /// value at its first key, and every request of the share takes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// With `path`: the request method. Default: `GET`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// With `path`: the request's host, such as `api.example.test`.
+    /// Default: none, which only routes without a host condition match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// With `path`: the listener the requests arrive on. Default: the first
+    /// listener, in spec order, on which the path matches a route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listener: Option<String>,
+    /// Relative share: a share with weight 2 receives twice the requests of a
+    /// share with weight 1. Positive. Default: 1.
     #[serde(default = "one")]
     pub weight: f64,
+    /// Request headers by name, such as `x-api-key: { zipf: { keys: 1000,
+    /// exponent: 1.1 } }`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, KeyValue>,
+    /// Cookies by name, sent in one `cookie` header.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cookies: BTreeMap<String, KeyValue>,
+    /// Query parameters by name, sent as written (not percent-encoded).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub query: BTreeMap<String, KeyValue>,
+    /// Path parameters by name: with `route`, parameters of the route's
+    /// path template; with `path`, the `{name}` placeholders of `path`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, KeyValue>,
+    /// The client's IP address: a fixed address, or drawn keys, key `k`
+    /// being the address `10.0.0.0` plus `k`. Default: none, so that a
+    /// pool hashing on the client address picks at random.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<KeyValue>,
+}
+
+/// A value a request carries: fixed, or a key drawn per request.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum KeyValue {
+    /// The same text on every request.
+    Text(String),
+    /// The same number on every request, written in decimal.
+    Number(i64),
+    /// A key drawn per request.
+    Drawn(DrawnKeys),
+}
+
+/// Keys drawn per request from a distribution: give `zipf` or `uniform`.
+/// Keys are numbered from 1 and written after `prefix`; with Zipf's law key
+/// 1 is the most frequent.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DrawnKeys {
+    /// Zipf's law: key `k` of `keys` with probability proportional to
+    /// `k^-exponent`, as API keys, users and tenants usually are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zipf: Option<ZipfKeys>,
+    /// Each of `keys` keys equally likely.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uniform: Option<UniformKeys>,
+    /// Text written before the key's number, such as `user-`. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+}
+
+/// Zipf-distributed keys.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ZipfKeys {
+    /// How many distinct keys there are: 1 to 1,000,000.
+    pub keys: u64,
+    /// The law's exponent `s`: positive, at most 10; around 1 for real
+    /// traffic, larger for a few very hot keys.
+    pub exponent: f64,
+}
+
+/// Uniformly distributed keys.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UniformKeys {
+    /// How many distinct keys there are: 1 to 1,000,000.
+    pub keys: u64,
 }
 
 fn one() -> f64 {
@@ -326,7 +421,9 @@ pub enum VariantName {
     LeastRequest,
     /// Every pool sends by peak EWMA latency times load.
     PeakEwma,
-    /// Every pool hashes (simulated requests carry no key, so picks are random).
+    /// Every pool hashes on its spec's `hash_on` key, which requests carry
+    /// when their traffic share sets it; a request without the key (or a
+    /// pool without `hash_on`) gets a random pick, as in `serve`.
     ConsistentHash,
 }
 

@@ -5,8 +5,10 @@
 //! for the report. [`Workload`] is a scenario after checking, with every name
 //! resolved to an index and every duration parsed; the engine trusts it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use sluice_compiler::spec::{HashOn, Sticky, DEFAULT_CONNECT_TIMEOUT};
 use sluice_compiler::{Balance, Plan};
 use sluice_traffic::retry::RetryOn;
 use sluice_traffic::{
@@ -15,6 +17,7 @@ use sluice_traffic::{
 };
 
 use crate::random::ServiceTime;
+use crate::request::Template;
 use crate::time::Nanos;
 
 /// Routes and pools of a plan.
@@ -33,6 +36,10 @@ pub struct PoolShape {
     pub endpoints: Vec<EndpointShape>,
     /// The spec's pool settings, used unless the scenario overrides them.
     pub rules: PoolRules,
+    /// The request key a `consistent_hash` pick hashes on.
+    pub hash_on: Option<HashOn>,
+    /// How long the gateway waits for a connection to an endpoint to open.
+    pub connect_timeout: Duration,
 }
 
 /// A pool's decision settings from the plan.
@@ -69,12 +76,21 @@ pub struct RouteShape {
     pub retries: RetrySettings,
     pub per_try_timeout: Option<Duration>,
     pub budget: Option<BudgetSettings>,
+    /// The key that pins a request to a side of the split.
+    pub sticky: Option<Sticky>,
 }
 
 impl PoolShape {
     /// A pool with the spec's default settings.
     pub fn new(name: &str, balance: Balance, endpoints: Vec<EndpointShape>) -> PoolShape {
-        PoolShape { name: name.to_owned(), balance, endpoints, rules: PoolRules::default() }
+        PoolShape {
+            name: name.to_owned(),
+            balance,
+            endpoints,
+            rules: PoolRules::default(),
+            hash_on: None,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+        }
     }
 }
 
@@ -89,6 +105,7 @@ impl RouteShape {
             retries: RetrySettings::default(),
             per_try_timeout: None,
             budget: None,
+            sticky: None,
         }
     }
 }
@@ -116,6 +133,8 @@ impl Topology {
                     circuit: (p.circuit_breaker != CircuitLimits::default())
                         .then_some(p.circuit_breaker),
                 },
+                hash_on: p.hash_on.clone(),
+                connect_timeout: p.connect_timeout,
             })
             .collect();
         let routes = plan
@@ -129,6 +148,7 @@ impl Topology {
                 retries: r.retries.settings.clone(),
                 per_try_timeout: r.retries.per_try_timeout,
                 budget: r.retry_budget,
+                sticky: r.sticky.as_deref().cloned(),
             })
             .collect();
         Topology { pools, routes }
@@ -342,6 +362,75 @@ impl RateProfile {
         }
     }
 
+    /// The highest rate before `end` (at any time, without one), and the
+    /// first instant it is reached.
+    ///
+    /// Between two breakpoints (the start and end of a change's ramp or of a
+    /// burst, the start of an hour of the daily curve) the base rate and the
+    /// daily multiplier are each linear and the bursts constant, so the rate
+    /// is a quadratic in time: its largest value over the piece is at an end
+    /// or at the vertex, and those are all looked at. Past the last change
+    /// or burst the rate repeats with the day, so one day more is enough.
+    /// With more hours than can be looked at one by one (a very short day
+    /// over a long run), [`RateProfile::peak`] stands in, an upper bound.
+    pub fn highest(&self, end: Option<Nanos>) -> (f64, Nanos) {
+        const MOST_HOURS: u64 = 200_000;
+        let mut points = vec![0];
+        for c in &self.changes {
+            points.extend([c.at, c.at.saturating_add(c.ramp)]);
+        }
+        for b in &self.bursts {
+            points.extend([b.from, b.until]);
+        }
+        let last = points.iter().copied().max().unwrap_or(0);
+        let horizon = match &self.daily {
+            Some(d) => last.saturating_add(d.period),
+            None => last.saturating_add(1),
+        };
+        let horizon = end.map_or(horizon, |end| horizon.min(end)).max(1);
+        if let Some(d) = &self.daily {
+            let hours = d.hours.len().max(1) as u64;
+            let hour = (d.period / hours).max(1);
+            if horizon / hour > MOST_HOURS {
+                return (self.peak(), 0);
+            }
+            points.extend((0..=horizon / hour).map(|h| (h * d.period) / hours));
+        }
+        points.push(horizon);
+        points.retain(|&t| t <= horizon);
+        points.sort_unstable();
+        points.dedup();
+
+        let mut best = (self.at(0), 0);
+        let mut look = |t: Nanos| {
+            let rate = self.at(t);
+            if rate > best.0 {
+                best = (rate, t);
+            }
+        };
+        for piece in points.windows(2) {
+            let (from, to) = (piece[0], piece[1] - 1);
+            look(from);
+            look(to);
+            if to <= from + 1 {
+                continue;
+            }
+            // The vertex of the parabola through the ends and the middle.
+            let mid = from + (to - from) / 2;
+            let (x0, x1, x2) = (0.0, (mid - from) as f64, (to - from) as f64);
+            let (y0, y1, y2) = (self.at(from), self.at(mid), self.at(to));
+            let a = ((y2 - y0) / x2 - (y1 - y0) / x1) / (x2 - x1);
+            if a < 0.0 {
+                let b = (y1 - y0) / x1 - a * (x1 + x0);
+                let vertex = -b / (2.0 * a);
+                if (0.0..=x2).contains(&vertex) {
+                    look(from + vertex as Nanos);
+                }
+            }
+        }
+        best
+    }
+
     /// Whether the rate is the same at all times.
     pub fn is_flat(&self) -> bool {
         self.changes.is_empty() && self.bursts.is_empty() && self.daily.is_none()
@@ -536,6 +625,7 @@ pub enum FaultKind {
     Fail(f64),
     FailFast,
     BlackHole,
+    StopAccepting,
 }
 
 impl FaultKind {
@@ -547,6 +637,7 @@ impl FaultKind {
             FaultKind::Fail(_) => "fail",
             FaultKind::FailFast => "fail_fast",
             FaultKind::BlackHole => "black_hole",
+            FaultKind::StopAccepting => "stop_accepting",
         }
     }
 }
@@ -560,11 +651,20 @@ pub enum Length {
     Requests(u64),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RouteShare {
     /// Index into [`Topology::routes`].
     pub route: usize,
     pub weight: f64,
+    /// The values the share's requests carry, when it sets any.
+    pub template: Option<Arc<Template>>,
+}
+
+impl RouteShare {
+    /// A share of `route` whose requests carry no values.
+    pub fn new(route: usize, weight: f64) -> RouteShare {
+        RouteShare { route, weight, template: None }
+    }
 }
 
 /// How one endpoint serves requests.
@@ -746,5 +846,46 @@ impl Variant {
     /// The algorithm a pool whose spec says `own` uses under this variant.
     pub fn balance_for(&self, own: Balance) -> Balance {
         self.balance.unwrap_or(own)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::SECOND;
+
+    /// The largest rate seen at every millisecond before `end`.
+    fn scanned(profile: &RateProfile, end: Nanos) -> f64 {
+        (0..end / 1_000_000).map(|ms| profile.at(ms * 1_000_000)).fold(0.0, f64::max)
+    }
+
+    #[test]
+    fn the_highest_rate_is_found_between_breakpoints_too() {
+        // A ramp up against a daily curve going down: their product peaks
+        // inside an hour, not at a breakpoint.
+        let falling: Vec<f64> = (0..24).map(|h| 3.0 - f64::from(h) / 12.0).collect();
+        let daily = DailyCurve { period: 24 * SECOND, hours: falling };
+        let ramp = RateChange { at: 0, ramp: 24 * SECOND, rate: 400.0 };
+        let early = Burst { from: 15 * SECOND, until: 16 * SECOND, factor: 1.5 };
+        let burst = Burst { from: 30 * SECOND, until: 31 * SECOND, factor: 1.5 };
+        let profiles = [
+            RateProfile { base: 130.0, changes: vec![ramp], bursts: vec![], daily: Some(daily) },
+            RateProfile { base: 100.0, changes: vec![], bursts: vec![early], daily: None },
+            RateProfile::flat(7.0),
+        ];
+        for profile in profiles {
+            // (Before the day wraps back to its highest hour.)
+            let end = 20 * SECOND;
+            let (rate, at) = profile.highest(Some(end));
+            let want = scanned(&profile, end);
+            assert!(rate >= want * (1.0 - 1e-9), "{rate} below the scanned {want}: {profile:?}");
+            assert!(rate <= want * (1.0 + 1e-4), "{rate} above the scanned {want}: {profile:?}");
+            assert_eq!(profile.at(at), rate);
+            assert!(rate <= profile.peak() * (1.0 + 1e-12));
+        }
+        // Arrivals that stop before the burst never see it.
+        let burst = RateProfile { bursts: vec![burst], ..RateProfile::flat(100.0) };
+        assert_eq!(burst.highest(Some(30 * SECOND)), (100.0, 0));
+        assert_eq!(burst.highest(None), (150.0, 30 * SECOND));
     }
 }

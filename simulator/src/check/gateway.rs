@@ -577,6 +577,7 @@ impl Checker<'_> {
             ActionName::Recover => FaultKind::Recover,
             ActionName::FailFast => FaultKind::FailFast,
             ActionName::BlackHole => FaultKind::BlackHole,
+            ActionName::StopAccepting => FaultKind::StopAccepting,
             ActionName::RollingDeploy => return ok.then_some(None),
             ActionName::Slow => {
                 let Some(f) = e.factor else {

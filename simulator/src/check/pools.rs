@@ -41,7 +41,9 @@ impl Checker<'_> {
 
         // Every pool the traffic reaches needs a model; a model nothing reaches is suspicious.
         let mut reached = vec![false; topology.pools.len()];
-        for share in traffic {
+        // Shares and entries pair up unless a share was left out for an error.
+        let paired = traffic.len() == s.traffic.len();
+        for (i, share) in traffic.iter().enumerate() {
             let route = &topology.routes[share.route];
             let sides = std::iter::once(route.pool).chain(route.split.iter().map(|s| s.0));
             for p in sides {
@@ -59,8 +61,11 @@ impl Checker<'_> {
                     let help = format!("add `{pool}: {model}` under `pools`");
                     let finding =
                         Diagnostic::error(codes::NO_SERVICE_MODEL, message).with_help(help);
-                    let at = s.traffic.iter().position(|t| t.route == route.name);
-                    let pointer = at.map_or("/pools".to_owned(), |i| format!("/traffic/{i}/route"));
+                    let pointer = match s.traffic.get(i).filter(|_| paired) {
+                        Some(entry) if entry.route.is_some() => format!("/traffic/{i}/route"),
+                        Some(_) => format!("/traffic/{i}/path"),
+                        None => "/pools".to_owned(),
+                    };
                     self.push(finding, &pointer);
                 }
                 reached[p] = true;

@@ -77,7 +77,7 @@ impl Checker<'_> {
                         }
                         continue;
                     };
-                    traffic.push(RouteShare { route, weight: 0.0 });
+                    traffic.push(RouteShare::new(route, 0.0));
                     let share = (traffic.len() - 1) as u32;
                     shares.insert(&r.route, share);
                     share

@@ -3,7 +3,7 @@
 use super::*;
 use crate::random::ServiceTime;
 
-const SPEC: &str = "\
+pub(super) const SPEC: &str = "\
 version: 1
 listeners:
   - name: public
@@ -26,18 +26,18 @@ routes:
     to: deals
 ";
 
-fn plan() -> Plan {
+pub(super) fn plan() -> Plan {
     let checked = sluice_compiler::check(SourceFile::new("spec.yaml", SPEC));
     let errors: Vec<String> = checked.diagnostics.iter().map(Diagnostic::one_line).collect();
     checked.plan.unwrap_or_else(|| panic!("the test spec is valid: {errors:?}"))
 }
 
-fn check(text: &str) -> CheckedScenario {
+pub(super) fn check(text: &str) -> CheckedScenario {
     check_scenario(SourceFile::new("scenario.yaml", text), Some(&plan()))
 }
 
 /// `(code, line, column)` of every finding.
-fn findings(text: &str) -> Vec<(&'static str, usize, usize)> {
+pub(super) fn findings(text: &str) -> Vec<(&'static str, usize, usize)> {
     check(text)
         .diagnostics
         .iter()
@@ -48,7 +48,7 @@ fn findings(text: &str) -> Vec<(&'static str, usize, usize)> {
         .collect()
 }
 
-const GOOD: &str = "\
+pub(super) const GOOD: &str = "\
 version: 1
 seed: 7
 duration: 60s
@@ -71,10 +71,7 @@ fn a_good_scenario_resolves_to_a_workload() {
     assert_eq!(w.seed, Some(7));
     assert_eq!((w.length, w.warmup), (Length::Duration(60 * SECOND), 5 * SECOND));
     assert_eq!(w.base_rate(), 300.0);
-    assert_eq!(
-        w.traffic,
-        [RouteShare { route: 0, weight: 5.0 }, RouteShare { route: 1, weight: 1.0 }]
-    );
+    assert_eq!(w.traffic, [RouteShare::new(0, 5.0), RouteShare::new(1, 1.0)]);
     let contacts = w.pools[0].clone().expect("contacts has a model");
     assert_eq!(contacts, PoolLoad::new(4, ServiceTime::Exponential { mean: 20_000_000 }));
     assert_eq!(w.pools[1].as_ref().map(|p| p.workers), Some(1));

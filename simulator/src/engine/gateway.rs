@@ -113,8 +113,12 @@ impl Run<'_> {
             None => None,
         };
         let balancer = &mut instance.balancers[pool];
+        let mut pick = Pick::at(Clock(now));
+        if let Some(hash) = request.hash {
+            pick = pick.with_hash(hash);
+        }
         let picked = match request.last {
-            None => pick_from(balancer, &mut self.picks, &Pick::at(Clock(now))),
+            None => pick_from(balancer, &mut self.picks, &pick),
             Some(last) => {
                 // A retry, which avoids the endpoints tried so far as
                 // `serve` does: those of the bits, the latest last.
@@ -127,8 +131,7 @@ impl Run<'_> {
                     count += 1;
                 }
                 tried[count] = last as usize;
-                let pick = Pick::at(Clock(now)).avoiding(&tried[..=count]);
-                pick_from(balancer, &mut self.picks, &pick)
+                pick_from(balancer, &mut self.picks, &pick.avoiding(&tried[..=count]))
             }
         };
         let Some(index) = picked else {
@@ -139,6 +142,10 @@ impl Run<'_> {
 
         let endpoint = self.first[pool] + index;
         let (id, number, measured) = (request.id, request.tries, request.measured);
+        #[cfg(test)]
+        if let Some(trace) = &mut self.trace {
+            trace.tries.push((id, number, pool, index, now));
+        }
         request.last = Some(index as u32);
         request.tried |= 1u64.checked_shl(index as u32).unwrap_or(0);
         // Whether the endpoint takes the try in (it holds it from then on).
@@ -176,6 +183,11 @@ impl Run<'_> {
             State::Crashed => self.try_ended(now, slot, TryOutcome::ConnectFailure),
             State::FailingFast => self.try_ended(now, slot, TryOutcome::Response(503)),
             State::BlackHole => {}
+            // The connect hangs until the pool's connect timeout.
+            State::NotAccepting => {
+                let at = now.saturating_add(self.connect_timeouts[pool]);
+                self.events.push(at, Event::Unaccepted { slot, generation });
+            }
             // Up, with its queue full.
             State::Up => self.try_ended(now, slot, TryOutcome::Response(503)),
         }
@@ -244,6 +256,14 @@ impl Run<'_> {
         }
         if let Some(next) = next {
             self.begin_service(now, endpoint, next);
+        }
+    }
+
+    /// The connect of try `slot` to an endpoint that accepts nothing ran out
+    /// of time: a connect failure, which the gateway fails over from.
+    pub(super) fn unaccepted(&mut self, now: Nanos, slot: u32, generation: u32) {
+        if self.tries.get(slot, generation).is_some_and(|t| t.awaited) {
+            self.try_ended(now, slot, TryOutcome::ConnectFailure);
         }
     }
 
@@ -387,6 +407,8 @@ impl Run<'_> {
             FaultKind::Fail(share) => station.failing = share,
             FaultKind::FailFast => station.state = State::FailingFast,
             FaultKind::BlackHole => station.state = State::BlackHole,
+            // What it holds stays, and is served as before.
+            FaultKind::StopAccepting => station.state = State::NotAccepting,
         }
     }
 
@@ -403,6 +425,14 @@ impl Run<'_> {
             State::Crashed => (TryOutcome::ConnectFailure, now),
             State::FailingFast => (TryOutcome::Response(503), now),
             State::BlackHole => (TryOutcome::Timeout, now.saturating_add(nanos(health.timeout))),
+            // The probe's connect hangs too, until one of its limits runs out.
+            State::NotAccepting => {
+                let connect = self.connect_timeouts[station.pool];
+                match connect < nanos(health.timeout) {
+                    true => (TryOutcome::ConnectFailure, now.saturating_add(connect)),
+                    false => (TryOutcome::Timeout, now.saturating_add(nanos(health.timeout))),
+                }
+            }
             State::Up if keyed_uniform(self.seed, key, salt::PROBE) < station.failing => {
                 (TryOutcome::Response(500), now)
             }

@@ -10,7 +10,7 @@ use crate::workload::{Length, Topology, Workload};
 
 /// How a request ended, as its client saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Ending {
+pub(crate) enum Ending {
     Success,
     /// The endpoint answered 5xx (failing, failing fast, or its queue full).
     Upstream5xx,

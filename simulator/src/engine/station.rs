@@ -18,6 +18,9 @@ pub(super) enum State {
     FailingFast,
     /// Accepts requests and never answers.
     BlackHole,
+    /// Accepts no new connection (a connect hangs until the gateway's
+    /// connect timeout), while serving what it already holds.
+    NotAccepting,
 }
 
 /// One endpoint's queue and its bookkeeping.

@@ -19,7 +19,7 @@ pub(super) fn topology(endpoints: usize, balance: Balance) -> Topology {
 }
 
 pub(super) fn workload(rate: f64, length: Length, workers: u32, service: ServiceTime) -> Workload {
-    let traffic = vec![RouteShare { route: 0, weight: 1.0 }];
+    let traffic = vec![RouteShare::new(0, 1.0)];
     Workload::poisson(length, SECOND, rate, traffic, vec![Some(PoolLoad::new(workers, service))])
 }
 
@@ -124,7 +124,7 @@ fn arrivals_drawn_ahead_give_the_same_run() {
     // Two shares of traffic, retries after per-try timeouts, and a warm-up.
     let t = topology(4, Balance::LeastRequest);
     let mut w = workload(3_000.0, Length::Requests(30_000), 1, ServiceTime::log_normal(MS, 8 * MS));
-    w.traffic = vec![RouteShare { route: 0, weight: 1.0 }, RouteShare { route: 0, weight: 3.0 }];
+    w.traffic = vec![RouteShare::new(0, 1.0), RouteShare::new(0, 3.0)];
     w.gateway.per_try_timeout = Some(std::time::Duration::from_millis(4));
     let on = sluice_traffic::retry::RetryOn { timeout: true, ..Default::default() };
     let retries = RetrySettings { attempts: 3, on, ..Default::default() };
@@ -307,7 +307,7 @@ fn split_topology() -> (Topology, Workload) {
         ],
         routes: vec![route],
     };
-    let traffic = vec![RouteShare { route: 0, weight: 1.0 }];
+    let traffic = vec![RouteShare::new(0, 1.0)];
     let pools = vec![
         Some(PoolLoad::new(2, ServiceTime::Exponential { mean: MS })),
         Some(PoolLoad::new(2, ServiceTime::log_normal(2 * MS, 9 * MS))),

@@ -213,7 +213,8 @@ pub enum ActionName {
     /// It refuses connections: tries fail at once, and requests it held
     /// are reset.
     Crash,
-    /// It is back to its model: no crash, slowdown, errors or black hole.
+    /// It is back to its model: no crash, slowdown, errors, black hole or
+    /// refused accepts.
     Recover,
     /// Its service times are multiplied by `factor`.
     Slow,
@@ -223,6 +224,15 @@ pub enum ActionName {
     FailFast,
     /// It accepts requests and never answers.
     BlackHole,
+    /// It stops accepting connections, as a server whose accept queue is
+    /// full or whose listener is gone while its workers still run: a new
+    /// try's connect hangs until the pool's `connect_timeout` (5s unless
+    /// the spec says), after which the gateway fails over to another
+    /// endpoint as `serve` does, while the requests it already holds
+    /// (queued or in service) finish normally. The simulator does not model
+    /// kept-alive connections, so every try after the event connects anew.
+    /// `recover` makes it accept again.
+    StopAccepting,
     /// Endpoints crash one after another, each down for `down`.
     RollingDeploy,
 }
@@ -236,6 +246,7 @@ impl ActionName {
             ActionName::Fail => "fail",
             ActionName::FailFast => "fail_fast",
             ActionName::BlackHole => "black_hole",
+            ActionName::StopAccepting => "stop_accepting",
             ActionName::RollingDeploy => "rolling_deploy",
         }
     }
