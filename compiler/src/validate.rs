@@ -590,7 +590,13 @@ fn check_listener_settings(
 const MIN_HEAD_SIZE: u64 = 1024;
 
 /// A size setting: it must parse and be at least `min` bytes.
-fn check_size(doc: &Document, pointer: &str, text: &str, min: u64, out: &mut Vec<Diagnostic>) {
+pub(crate) fn check_size(
+    doc: &Document,
+    pointer: &str,
+    text: &str,
+    min: u64,
+    out: &mut Vec<Diagnostic>,
+) {
     match parse_size(text) {
         Some(n) if n >= min => {}
         Some(_) => out.push(

@@ -360,7 +360,13 @@ async fn forward(
         version,
         continued,
     };
-    let slot = BodySlot::with(body, limit, protocol == Protocol::Http2, gate);
+    // A route that may retry after sending keeps a copy of a small body.
+    let retries = &route_plan.retries;
+    let replay_limit = match retries.configured && retries.settings.attempts > 1 {
+        true => retries.replay_body_limit,
+        false => 0,
+    };
+    let slot = BodySlot::with(body, limit, protocol == Protocol::Http2, gate, replay_limit);
 
     let mut response = send(shared, exchange, pool, endpoint, hash, &head, &slot).await?;
     if upgrade.is_none() && response.status() == hyper::StatusCode::SWITCHING_PROTOCOLS {
@@ -457,10 +463,11 @@ impl UpstreamHead {
 
 /// Send a request to `endpoint` of `pool`, and try again as the route's
 /// retry policy allows: on an endpoint not tried yet whenever the pool has
-/// one (else on one other than the last), after
-/// a jittered backoff, within the route's deadline and retry budget, and
-/// never once the request's body has started to stream. Each try teaches the
-/// pool's balancer (latency) and outlier detector (outcome).
+/// one (else on one other than the last), after a jittered backoff, within
+/// the route's deadline and retry budget; once the request's body has
+/// started to stream, only if the slot kept a copy of all of it (see
+/// [`crate::request_body`]). Each try teaches the pool's balancer (latency)
+/// and outlier detector (outcome).
 ///
 /// A route without `retries` still sends a request whose connection failed
 /// (so nothing was sent) to another endpoint, up to once per endpoint; see

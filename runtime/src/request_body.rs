@@ -21,7 +21,12 @@
 //! - it takes the client's body from a shared [`BodySlot`] only when the
 //!   upstream client first asks for data. If an attempt fails before that
 //!   (a refused connection, or a reused connection that turned out closed),
-//!   the body is still whole in the slot and the request can be sent again.
+//!   the body is still whole in the slot and the request can be sent again;
+//! - on a route with retries, it keeps a copy of a body of up to the route's
+//!   `replay_body_limit` as it streams (the data frames share the client's
+//!   buffers), so that once the client has sent all of it a retry can send
+//!   it again. A body that outgrows the limit drops its copy at once, and
+//!   one the client has not finished sending is never replayed.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -114,6 +119,38 @@ pub(crate) struct BodySlot {
     moved: AtomicU64,
     /// Whether the reader last found the client had nothing to give.
     on_client: AtomicBool,
+    /// The copy of the body kept for retries.
+    replay: Mutex<Replay>,
+    /// Whether a copy was wanted at all (most bodies skip the lock).
+    keeping: bool,
+}
+
+/// The copy of a body that [`BodySlot`] keeps so that a retry can send it
+/// again.
+enum Replay {
+    /// No copy is kept: the route does not retry, or the body outgrew the
+    /// limit.
+    Off,
+    /// The body so far, while it is still within `limit` bytes.
+    Recording { pieces: Vec<Piece>, bytes: u64, limit: u64 },
+    /// The whole body, as the client sent it.
+    Complete(Arc<[Piece]>),
+}
+
+/// One frame of a kept body.
+#[derive(Clone)]
+enum Piece {
+    Data(Bytes),
+    Trailers(hyper::HeaderMap),
+}
+
+impl Piece {
+    fn frame(self) -> Frame<Bytes> {
+        match self {
+            Piece::Data(data) => Frame::data(data),
+            Piece::Trailers(trailers) => Frame::trailers(trailers),
+        }
+    }
 }
 
 /// What reading a body waits for first.
@@ -146,14 +183,27 @@ pub(crate) fn continue_gate(
 
 impl BodySlot {
     /// A slot whose body keeps its (filtered) trailers when `keep_trailers`,
-    /// and is read only once `gate` resolves.
+    /// is read only once `gate` resolves, and is kept for retries while it
+    /// is no larger than `replay_limit` bytes (0: not kept).
     pub(crate) fn with(
         body: ClientBody,
         limit: Option<u64>,
         keep_trailers: bool,
         gate: Option<Gate>,
+        replay_limit: u64,
     ) -> Arc<BodySlot> {
+        let declared = body.size_hint().exact();
+        let replay = if body.is_end_stream()
+            || replay_limit == 0
+            || declared.is_some_and(|n| n > replay_limit)
+        {
+            Replay::Off
+        } else {
+            Replay::Recording { pieces: Vec::new(), bytes: 0, limit: replay_limit }
+        };
         Arc::new(BodySlot {
+            keeping: matches!(replay, Replay::Recording { .. }),
+            replay: Mutex::new(replay),
             keep_trailers,
             gate: Mutex::new(gate),
             end_stream: body.is_end_stream(),
@@ -169,13 +219,49 @@ impl BodySlot {
     /// A body for one attempt. It is the client's whole body when
     /// [`BodySlot::is_whole`] holds, and empty otherwise.
     pub(crate) fn attempt(self: &Arc<Self>) -> RequestBody {
-        RequestBody { slot: Arc::clone(self), body: None, gate: None, seen: 0 }
+        let replay = match self.keeping.then(|| self.replay.lock()) {
+            Some(Ok(kept)) => match &*kept {
+                Replay::Complete(pieces) => Some((Arc::clone(pieces), 0)),
+                _ => None,
+            },
+            _ => None,
+        };
+        RequestBody { slot: Arc::clone(self), body: None, gate: None, seen: 0, replay }
     }
 
-    /// Whether no attempt has started reading the client's body (or it is
-    /// empty), so it can still be sent in full.
+    /// Whether the client's body can still be sent in full: no attempt has
+    /// started reading it (or it is empty), or a copy of all of it was kept.
     pub(crate) fn is_whole(&self) -> bool {
-        self.end_stream || self.body.lock().is_ok_and(|b| b.is_some())
+        self.end_stream
+            || self.body.lock().is_ok_and(|b| b.is_some())
+            || (self.keeping && matches!(self.replay.lock().as_deref(), Ok(Replay::Complete(_))))
+    }
+
+    /// Keep `piece` in the copy for retries, if one is being kept.
+    fn keep(&self, piece: impl FnOnce() -> Piece, len: u64) {
+        if !self.keeping {
+            return;
+        }
+        let Ok(mut replay) = self.replay.lock() else { return };
+        if let Replay::Recording { pieces, bytes, limit } = &mut *replay {
+            *bytes += len;
+            if *bytes > *limit {
+                *replay = Replay::Off;
+            } else {
+                pieces.push(piece());
+            }
+        }
+    }
+
+    /// The client's body has ended: a copy kept so far is whole.
+    fn kept_all(&self) {
+        if !self.keeping {
+            return;
+        }
+        let Ok(mut replay) = self.replay.lock() else { return };
+        if let Replay::Recording { pieces, .. } = &mut *replay {
+            *replay = Replay::Complete(std::mem::take(pieces).into());
+        }
     }
 
     /// The route's body size limit.
@@ -202,6 +288,9 @@ pub struct RequestBody {
     body: Option<ClientBody>,
     gate: Option<Gate>,
     seen: u64,
+    /// For an attempt that sends the kept copy: the copy, and the next
+    /// piece of it to send.
+    replay: Option<(Arc<[Piece]>, usize)>,
 }
 
 impl RequestBody {
@@ -210,9 +299,10 @@ impl RequestBody {
         &self.slot
     }
 
-    /// Whether this attempt has started reading the client's body.
+    /// Whether this attempt has started reading the client's body (or
+    /// sending its kept copy).
     pub(crate) fn has_started(&self) -> bool {
-        self.body.is_some()
+        self.body.is_some() || self.replay.as_ref().is_some_and(|(_, next)| *next > 0)
     }
 }
 
@@ -225,6 +315,12 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
+        if let Some((pieces, next)) = &mut this.replay {
+            let Some(piece) = pieces.get(*next) else { return Poll::Ready(None) };
+            *next += 1;
+            this.slot.moved.fetch_add(1, Ordering::Relaxed);
+            return Poll::Ready(Some(Ok(piece.clone().frame())));
+        }
         if this.body.is_none() {
             if this.gate.is_none() {
                 this.gate = this.slot.gate.lock().ok().and_then(|mut g| g.take());
@@ -243,7 +339,10 @@ impl Body for RequestBody {
             this.slot.on_client.store(polled.is_pending(), Ordering::Relaxed);
             let frame = match polled {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Ready(None) => {
+                    this.slot.kept_all();
+                    return Poll::Ready(None);
+                }
                 Poll::Ready(Some(Err(error))) => return Poll::Ready(Some(Err(error))),
                 Poll::Ready(Some(Ok(frame))) => frame,
             };
@@ -254,6 +353,7 @@ impl Body for RequestBody {
                 }
                 let Ok(mut trailers) = frame.into_trailers() else { continue };
                 crate::headers::strip_trailer_fields(&mut trailers);
+                this.slot.keep(|| Piece::Trailers(trailers.clone()), 0);
                 return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
             };
             this.seen += data.len() as u64;
@@ -262,21 +362,27 @@ impl Body for RequestBody {
                 this.slot.too_large.store(true, Ordering::Release);
                 return Poll::Ready(Some(Err(BodyError::TooLarge { limit })));
             }
+            this.slot.keep(|| Piece::Data(data.clone()), data.len() as u64);
+            // A sender that knows the length stops polling at its end.
+            if body.is_end_stream() {
+                this.slot.kept_all();
+            }
             return Poll::Ready(Some(Ok(frame)));
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        match &self.body {
-            Some(body) => body.is_end_stream(),
-            None => self.slot.end_stream,
+        match (&self.replay, &self.body) {
+            (Some((pieces, next)), _) => *next >= pieces.len(),
+            (None, Some(body)) => body.is_end_stream(),
+            (None, None) => self.slot.end_stream,
         }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match &self.body {
-            Some(body) => body.size_hint(),
-            None => self.slot.size_hint,
+        match (&self.replay, &self.body) {
+            (Some(_), _) | (None, None) => self.slot.size_hint,
+            (None, Some(body)) => body.size_hint(),
         }
     }
 }

@@ -16,9 +16,9 @@
 //!   upstream keep-alive timeout closes them, which makes this race rare.
 //!
 //! A request that was sent on a fresh connection, or whose body has started
-//! to flow, is never sent again, and an upstream's response, whatever its
-//! status, is passed through. Configurable retries come with the retry
-//! policies of `sluice_traffic`.
+//! to flow (and was not kept whole for retries), is never sent again here,
+//! and an upstream's response, whatever its status, is passed through.
+//! Configurable retries come with the retry policies of `sluice_traffic`.
 //!
 //! # HTTP/1.1 exchanges in the request's own task
 //!

@@ -10,8 +10,8 @@ use sluice_traffic::{
 
 use crate::plan::{HealthCheckPlan, RetryPlan, EVERY_ENDPOINT};
 use crate::spec::{
-    parse_duration, Choices, CircuitBreaker, HealthCheck, OutlierDetection, Pool, Retries,
-    RetryBudget, RetryFailure, RetryOn, StatusSpec,
+    parse_duration, parse_size, Choices, CircuitBreaker, HealthCheck, OutlierDetection, Pool,
+    Retries, RetryBudget, RetryFailure, RetryOn, StatusSpec,
 };
 
 const VALID: &str = "validate accepted the duration";
@@ -101,6 +101,9 @@ pub(crate) fn circuit(spec: Option<&CircuitBreaker>) -> CircuitLimits {
 }
 
 /// The default retry conditions of a `retries` block without `on`.
+/// Largest request body a route with retries keeps to send again.
+pub(crate) const DEFAULT_REPLAY_BODY_LIMIT: u64 = 64 * 1024;
+
 const DEFAULT_ON: [RetryOn; 2] =
     [RetryOn::Failure(RetryFailure::ConnectFailure), RetryOn::Failure(RetryFailure::Reset)];
 
@@ -138,6 +141,10 @@ pub(crate) fn retries(spec: Option<&Retries>, endpoints: usize) -> RetryPlan {
         settings,
         per_try_timeout: spec.per_try_timeout.as_deref().map(|t| parse_duration(t).expect(VALID)),
         configured: true,
+        replay_body_limit: spec
+            .replay_body_limit
+            .as_deref()
+            .map_or(DEFAULT_REPLAY_BODY_LIMIT, |s| parse_size(s).expect(VALID)),
     }
 }
 

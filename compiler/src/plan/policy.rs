@@ -57,6 +57,9 @@ pub struct RetryPlan {
     /// Whether the spec asked for retries (rather than the default failover
     /// after a failed connection).
     pub configured: bool,
+    /// Largest request body kept so that a retry can send it again (0: none).
+    #[serde(default)]
+    pub replay_body_limit: u64,
 }
 
 impl RetryPlan {
@@ -74,7 +77,7 @@ impl RetryPlan {
             backoff_max: Duration::ZERO,
             ..RetrySettings::default()
         };
-        RetryPlan { settings, per_try_timeout: None, configured: false }
+        RetryPlan { settings, per_try_timeout: None, configured: false, replay_body_limit: 0 }
     }
 }
 

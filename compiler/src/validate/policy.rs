@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use super::check_duration;
+use super::{check_duration, check_size};
 use crate::diagnostic::{codes, Diagnostic};
 use crate::document::Document;
 use crate::lower::{status_range, DEFAULT_HEALTH_INTERVAL, DEFAULT_HEALTH_TIMEOUT};
@@ -283,6 +283,9 @@ fn check_retries(
 ) {
     let rb = format!("{base}/retries");
     check_duration(doc, &rb, "per_try_timeout", retries.per_try_timeout.as_deref(), out);
+    if let Some(size) = &retries.replay_body_limit {
+        check_size(doc, &format!("{rb}/replay_body_limit"), size, 0, out);
+    }
     if let Some(backoff) = &retries.backoff {
         let bb = format!("{rb}/backoff");
         check_duration_or_zero(doc, &bb, "base", backoff.base.as_deref(), out);
