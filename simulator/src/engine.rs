@@ -35,9 +35,9 @@
 //! divided by workers times window length.
 //!
 //! Validation: with one endpoint this is a textbook queue, and the tests
-//! check it against M/M/1, M/M/c (Erlang C), M/D/1 (Pollaczek-Khinchine),
-//! the sigma-root formula of round robin, and the supermarket model of
-//! power-of-d choices.
+//! check it against M/M/1, M/M/c (Erlang C), M/M/c/K (a queue limit),
+//! M/D/1 (Pollaczek-Khinchine), the sigma-root formula of round robin, and
+//! the supermarket model of power-of-d choices.
 
 mod gateway;
 mod measure;
