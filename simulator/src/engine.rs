@@ -624,7 +624,7 @@ impl<'a> Run<'a> {
         if let Some(trace) = &mut self.trace {
             trace.ended.push((id, arrived, now, ending));
         }
-        self.measure.ended(Ended { now, arrived, share, measured, ending });
+        self.measure.ended(Ended { now, arrived, share, measured, ending, late: false });
         self.free_requests.push(r);
         if let (Some(client), Arrivals::Closed { think, .. }) = (client, &self.workload.arrivals) {
             let u = keyed_uniform(self.seed, id, salt::THINK);
