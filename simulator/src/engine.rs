@@ -35,9 +35,9 @@
 //! divided by workers times window length.
 //!
 //! Validation: with one endpoint this is a textbook queue, and the tests
-//! check it against M/M/1, M/M/c (Erlang C), M/D/1 (Pollaczek-Khinchine),
-//! the sigma-root formula of round robin, and the supermarket model of
-//! power-of-d choices.
+//! check it against M/M/1, M/M/c (Erlang C), M/M/c/K (a queue limit),
+//! M/D/1 (Pollaczek-Khinchine), the sigma-root formula of round robin, and
+//! the supermarket model of power-of-d choices.
 
 mod gateway;
 mod measure;
@@ -45,7 +45,7 @@ mod source;
 mod station;
 
 use rand_pcg::Pcg64;
-use sluice_compiler::plan::key;
+use sluice_compiler::plan::key::{self, KeySource};
 use sluice_compiler::spec::HashOn;
 use sluice_compiler::Balance;
 use sluice_traffic::{
@@ -59,7 +59,6 @@ use self::station::{Station, TrySlots};
 use crate::queue::EventQueue;
 use crate::random::{keyed_bits, keyed_uniform, stream, ServiceTime, Stream};
 use crate::report::VariantReport;
-use crate::request::Template;
 use crate::time::Nanos;
 use crate::workload::{Arrivals, Length, PoolRules, Topology, Variant, Workload};
 
@@ -506,9 +505,14 @@ impl<'a> Run<'a> {
         self.admitted += u64::from(measured);
 
         let route_index = self.workload.traffic[share].route;
-        let (pool, hash) = match &self.workload.traffic[share].template {
-            None => (self.side(route_index, id, None), None),
-            Some(template) => self.keyed(route_index, id, template),
+        let (pool, hash) = match (&self.workload.traffic[share].template, replayed) {
+            (Some(template), _) => self.keyed(route_index, id, || template.draw(self.seed, id)),
+            // A replayed request carries its logged client's address.
+            (None, Some(client)) => match self.replayed_address(client) {
+                Some(address) => self.keyed(route_index, id, || ClientOnly(address)),
+                None => (self.side(route_index, id, None), None),
+            },
+            (None, None) => (self.side(route_index, id, None), None),
         };
         #[cfg(test)]
         if let Some(trace) = &mut self.trace {
@@ -582,10 +586,25 @@ impl<'a> Run<'a> {
         sluice_traffic::split::choose(&weights, point).map_or(route.pool, |i| route.split[i].0)
     }
 
-    /// The pool and key hash of templated request `id`, read from its drawn
-    /// values by the code `serve` reads a request's keys with.
+    /// The IP address of replayed client `client`.
+    fn replayed_address(&self, client: u32) -> Option<std::net::IpAddr> {
+        match &self.workload.arrivals {
+            Arrivals::Replay(replay) => replay.addresses.get(client as usize).copied(),
+            _ => None,
+        }
+    }
+
+    /// The pool and key hash of request `id`, read from the values `keys`
+    /// gives (drawn ones, or a replayed client's address) by the code
+    /// `serve` reads a request's keys with; `keys` is called only when a
+    /// pool or split of the route reads a key.
     #[inline(never)]
-    fn keyed(&self, route: usize, id: u64, template: &Template) -> (usize, Option<u64>) {
+    fn keyed<K: KeySource>(
+        &self,
+        route: usize,
+        id: u64,
+        keys: impl FnOnce() -> K,
+    ) -> (usize, Option<u64>) {
         let shape = &self.topology.routes[route];
         let sticky = shape.sticky.as_ref().filter(|_| !shape.split.is_empty());
         let hashes = |pool: usize| self.hash_keys[pool].as_ref();
@@ -593,7 +612,7 @@ impl<'a> Run<'a> {
         if sticky.is_none() && !sides.into_iter().any(|p| hashes(p).is_some()) {
             return (self.side(route, id, None), None);
         }
-        let drawn = template.draw(self.seed, id);
+        let drawn = keys();
         let point = sticky.and_then(|key| key::sticky_point(key, &drawn));
         let pool = self.side(route, id, point);
         (pool, hashes(pool).and_then(|key| key::hash_point(key, &drawn)))
@@ -624,13 +643,33 @@ impl<'a> Run<'a> {
         if let Some(trace) = &mut self.trace {
             trace.ended.push((id, arrived, now, ending));
         }
-        self.measure.ended(Ended { now, arrived, share, measured, ending });
+        self.measure.ended(Ended { now, arrived, share, measured, ending, late: false });
         self.free_requests.push(r);
         if let (Some(client), Arrivals::Closed { think, .. }) = (client, &self.workload.arrivals) {
             let u = keyed_uniform(self.seed, id, salt::THINK);
             let wait = (-(1.0 - u).ln() * *think as f64).round() as Nanos;
             self.events.push(now.saturating_add(wait), Event::Client(client));
         }
+    }
+}
+
+/// A replayed request's keys: only its client's address (the log records
+/// no header, cookie or query).
+struct ClientOnly(std::net::IpAddr);
+
+impl KeySource for ClientOnly {
+    fn header(&self, _: &str) -> Option<&[u8]> {
+        None
+    }
+    fn cookie_headers(&self, _: &mut dyn FnMut(&str) -> bool) -> bool {
+        false
+    }
+    fn query(&self) -> Option<&str> {
+        None
+    }
+    fn path_param(&self, _: &str, _: &mut dyn FnMut(&str)) {}
+    fn client(&self) -> Option<std::net::IpAddr> {
+        Some(self.0)
     }
 }
 

@@ -4,9 +4,10 @@
 //! documented in the runtime's `access_log` module and the README). A replay
 //! reads three of its fields: `time` (when the request arrived, RFC 3339 in
 //! UTC with milliseconds), `route` (the matched route's name, or null) and
-//! `client` (`IP:PORT`). Version 1 only ever gains fields, so other fields
-//! are ignored; a line without these three, or with another type for them,
-//! is refused with its line number. Lines are written when requests finish,
+//! `client` (`IP:PORT`, `[IPv6]:PORT` for IPv6). Version 1 only ever
+//! gains fields, so other fields are ignored; a line without these three,
+//! with another type for them, or with a client that is no address, is
+//! refused with its line number. Lines are written when requests finish,
 //! so the reader sorts them by arrival time.
 
 /// One logged request that matched a route.
@@ -15,7 +16,10 @@ pub(crate) struct Logged {
     /// Milliseconds since the Unix epoch.
     pub at_ms: i64,
     pub route: String,
+    /// As logged: `IP:PORT`.
     pub client: String,
+    /// The client's IP address, the port left out.
+    pub address: std::net::IpAddr,
 }
 
 /// The usable requests of a log, in arrival order.
@@ -42,9 +46,13 @@ pub(crate) fn read(text: &str, max: usize) -> Result<Log, String> {
         })?;
         let client =
             value.get("client").and_then(|c| c.as_str()).ok_or_else(|| bad("no `client`"))?;
+        let address = client.parse::<std::net::SocketAddr>().map(|a| a.ip()).map_err(|_| {
+            bad(&format!("`client` {client:?} is not an address and port, as version 1 writes"))
+        })?;
         match value.get("route") {
             Some(serde_json::Value::String(route)) => {
-                log.requests.push(Logged { at_ms, route: route.clone(), client: client.to_owned() })
+                let (route, client) = (route.clone(), client.to_owned());
+                log.requests.push(Logged { at_ms, route, client, address })
             }
             Some(serde_json::Value::Null) => log.unrouted += 1,
             _ => return Err(bad("`route` is neither a name nor null")),
@@ -128,7 +136,15 @@ mod tests {
 
         assert_eq!(read("{}", 10).unwrap_err(), "line 1: no `time`");
         assert!(read("nope", 10).unwrap_err().starts_with("line 1: not JSON"));
-        let wrong = r#"{"time":"2026-01-01T00:00:00Z","client":"c","route":3}"#;
+        let wrong = r#"{"time":"2026-01-01T00:00:00Z","client":"10.1.2.3:80","route":3}"#;
         assert_eq!(read(wrong, 10).unwrap_err(), "line 1: `route` is neither a name nor null");
+        let wrong = r#"{"time":"2026-01-01T00:00:00Z","client":"c","route":"a"}"#;
+        let why = "line 1: `client` \"c\" is not an address and port, as version 1 writes";
+        assert_eq!(read(wrong, 10).unwrap_err(), why);
+        // The address, IPv6 too, without the port.
+        let v6 = r#"{"time":"2026-01-01T00:00:00Z","client":"[2001:db8::7]:4321","route":"a"}"#;
+        let log = read(&format!("{v6}\n{text}"), 10).unwrap();
+        let addresses: Vec<String> = log.requests.iter().map(|r| r.address.to_string()).collect();
+        assert_eq!(addresses, ["2001:db8::7", "127.0.0.1", "127.0.0.1"]);
     }
 }

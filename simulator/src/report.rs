@@ -119,11 +119,15 @@ impl Errors {
     }
 }
 
-/// One step of a time series.
+/// One step of a time series. The series covers the run up to the moment
+/// arrivals stop; answers after it (the drain) count in every total but in
+/// no step.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Point {
     pub at_ns: Nanos,
-    /// Answers per second in this step.
+    /// Answers per second in this step, over the time the step covers: the
+    /// last step may end early, where the run does, or take in a remainder
+    /// shorter than half a step.
     pub throughput: f64,
     /// Errors answered in this step.
     pub errors: u64,

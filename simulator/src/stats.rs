@@ -86,6 +86,17 @@ impl Bins {
         self.counts[i] = 1;
     }
 
+    /// Count every value of `other`, which has the same precision, here too.
+    pub fn add(&mut self, other: &Bins) {
+        debug_assert_eq!((self.half, self.base), (other.half, other.base));
+        if self.counts.len() < other.counts.len() {
+            self.counts.resize(other.counts.len(), 0);
+        }
+        for (mine, &theirs) in self.counts.iter_mut().zip(&other.counts) {
+            *mine += theirs;
+        }
+    }
+
     /// The value at `quantile` (clamped to 1), exactly as
     /// `Histogram::value_at_quantile` gives it: the highest value
     /// equivalent to the bin where the count reaches the quantile's share

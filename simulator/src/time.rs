@@ -37,6 +37,11 @@ pub fn parse_duration(text: &str) -> Result<Nanos, DurationError> {
     let syntax = || DurationError::Syntax(text.to_owned());
     let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').ok_or_else(syntax)?;
     let (number, unit) = text.split_at(split);
+    // Without a number first (`-5ms`, `n/a`) it is no duration at all,
+    // rather than one with a strange unit.
+    if number.is_empty() {
+        return Err(syntax());
+    }
     let unit_ns: u128 = match unit {
         "ns" => 1,
         "us" | "µs" => 1_000,
@@ -120,6 +125,9 @@ mod tests {
             assert!(parse_duration(text).is_err(), "{text} was accepted");
         }
         assert!(matches!(parse_duration("5d"), Err(DurationError::Unit(_))));
+        for text in ["-1s", "n/a", "ms", "µs"] {
+            assert!(matches!(parse_duration(text), Err(DurationError::Syntax(_))), "{text}");
+        }
         assert!(matches!(parse_duration("9999999999999h"), Err(DurationError::Overflow(_))));
     }
 

@@ -244,8 +244,12 @@ pub struct Replay {
     pub times: std::sync::Arc<[Nanos]>,
     /// Per arrival: its index into [`Workload::traffic`].
     pub shares: std::sync::Arc<[u32]>,
-    /// Per arrival: its client, numbered in order of first appearance.
+    /// Per arrival: its client (as logged, `IP:PORT`), numbered in order
+    /// of first appearance.
     pub clients: std::sync::Arc<[u32]>,
+    /// Per client number: its IP address, which a pool hashing or a split
+    /// sticking on the client address reads.
+    pub addresses: std::sync::Arc<[std::net::IpAddr]>,
     /// Distinct clients in the log.
     pub distinct_clients: u32,
     /// The rate factor the log was replayed at.

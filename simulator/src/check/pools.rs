@@ -268,6 +268,8 @@ impl Checker<'_> {
             }
         };
         let mut samples = Vec::new();
+        // (A byte-order mark, as some editors and exports write, is no sample.)
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
         for (n, line) in text.lines().enumerate() {
             let line = line.split('#').next().unwrap_or("").trim();
             if line.is_empty() {
@@ -286,7 +288,8 @@ impl Checker<'_> {
             }
         }
         if samples.is_empty() {
-            self.push(fail(format!("`{file}` holds no service times")), pointer);
+            let help = "write one observed service time per line, such as `12.5ms`";
+            self.push(fail(format!("`{file}` holds no service times")).with_help(help), pointer);
             return None;
         }
         samples.sort_unstable();

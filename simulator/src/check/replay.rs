@@ -65,6 +65,7 @@ impl Checker<'_> {
         let mut shares: BTreeMap<&str, u32> = BTreeMap::new();
         let mut traffic: Vec<RouteShare> = Vec::new();
         let mut clients: BTreeMap<&str, u32> = BTreeMap::new();
+        let mut addresses = Vec::new();
         let mut unknown: Vec<&str> = Vec::new();
         let (mut times, mut share_of, mut client_of) = (Vec::new(), Vec::new(), Vec::new());
         for r in &log.requests {
@@ -85,7 +86,10 @@ impl Checker<'_> {
             };
             traffic[share as usize].weight += 1.0;
             let next = clients.len() as u32;
-            client_of.push(*clients.entry(r.client.as_str()).or_insert(next));
+            client_of.push(*clients.entry(r.client.as_str()).or_insert_with(|| {
+                addresses.push(r.address);
+                next
+            }));
             share_of.push(share);
             let since = (r.at_ms - first) as f64 * 1e6 / scale;
             times.push(since.round() as u64);
@@ -101,6 +105,7 @@ impl Checker<'_> {
             times: Arc::from(times),
             shares: Arc::from(share_of),
             clients: Arc::from(client_of),
+            addresses: Arc::from(addresses),
             distinct_clients: clients.len() as u32,
             scale,
         };

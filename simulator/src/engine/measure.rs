@@ -42,6 +42,9 @@ pub(super) struct Ended {
     pub share: u32,
     pub measured: bool,
     pub ending: Ending,
+    /// Answered once arrivals had stopped (at or after the window closed):
+    /// counted, but outside the time series, which covers the window.
+    pub late: bool,
 }
 
 /// What a run counts about requests as they end: latency overall, per
@@ -109,15 +112,17 @@ impl Tally {
 
     #[inline]
     pub fn record(&mut self, ended: &Ended) {
-        let Ended { now, arrived, share, measured, ending } = *ended;
+        let Ended { now, arrived, share, measured, ending, late } = *ended;
         let latency = now - arrived;
-        if now < self.current_from || now >= self.current_until {
+        if late {
+            // (Arrivals have stopped: the series is over.)
+        } else if now < self.current_from || now >= self.current_until {
             self.current = now / self.step;
             self.current_from = self.current * self.step;
             self.current_until = self.current_from.saturating_add(self.step);
         }
         let step = self.current as usize;
-        if self.current < MAX_POINTS as u64 {
+        if !late && self.current < MAX_POINTS as u64 {
             while self.series.len() <= step {
                 self.series.push(Step { answered: 0, errors: 0, latency: Bins::new(2) });
             }
@@ -199,8 +204,9 @@ impl Measure {
     }
 
     #[inline]
-    pub fn ended(&mut self, ended: Ended) {
+    pub fn ended(&mut self, mut ended: Ended) {
         self.departures += 1;
+        ended.late = self.closed.is_some_and(|closed| ended.now >= closed);
         match &mut self.sink {
             Sink::Local(tally) => tally.record(&ended),
             Sink::Remote(helper) => {
@@ -298,18 +304,7 @@ impl Measure {
         // Measured requests never answered (a black hole without a time limit).
         let mut errors = tally.errors;
         errors.unanswered = self.admitted.saturating_sub(tally.succeeded + errors.answered());
-        let step = tally.step;
-        let series = tally
-            .series
-            .iter()
-            .enumerate()
-            .map(|(i, s)| Point {
-                at_ns: i as u64 * step,
-                throughput: s.answered as f64 * SECOND as f64 / step as f64,
-                errors: s.errors,
-                p99_ns: if s.answered == 0 { 0 } else { s.latency.value_at_quantile(0.99) },
-            })
-            .collect();
+        let series = series(tally.series, tally.step, self.closed);
         let report = VariantReport {
             variant: name,
             requests: self.admitted,
@@ -326,5 +321,91 @@ impl Measure {
             interval: None,
         };
         (report, self.opened, measured)
+    }
+}
+
+/// The time series of `steps` of `step` each, over the window up to
+/// `closed`: each step's answers per second over the time it covers.
+///
+/// The window rarely ends on a step boundary (a request-count run ends at
+/// its last arrival), so the last step may cover only part of a step; it
+/// counts answers over that part alone. A last part shorter than half a
+/// step joins the step before, rather than be charted from a handful of
+/// answers.
+fn series(mut steps: Vec<Step>, step: Nanos, closed: Option<Nanos>) -> Vec<Point> {
+    let end = |i: usize| {
+        let until = (i as Nanos + 1).saturating_mul(step);
+        closed.map_or(until, |closed| until.min(closed))
+    };
+    let mut lengths: Vec<Nanos> =
+        (0..steps.len()).map(|i| end(i).saturating_sub(i as Nanos * step)).collect();
+    if steps.len() >= 2 && lengths[steps.len() - 1] < step / 2 {
+        let (last, length) = (steps.pop().unwrap_or_else(|| unreachable!()), lengths.pop());
+        let before = steps.len() - 1;
+        steps[before].answered += last.answered;
+        steps[before].errors += last.errors;
+        steps[before].latency.add(&last.latency);
+        lengths[before] += length.unwrap_or(0);
+    }
+    (steps.iter().zip(lengths).enumerate())
+        .map(|(i, (s, length))| Point {
+            at_ns: i as Nanos * step,
+            throughput: if length == 0 {
+                0.0
+            } else {
+                s.answered as f64 * SECOND as f64 / length as f64
+            },
+            errors: s.errors,
+            p99_ns: if s.answered == 0 { 0 } else { s.latency.value_at_quantile(0.99) },
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn steps(answered: &[u64]) -> Vec<Step> {
+        (answered.iter())
+            .map(|&n| {
+                let mut latency = Bins::new(2);
+                (0..n).for_each(|i| latency.record(1_000 + i));
+                Step { answered: n, errors: n / 10, latency }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_last_step_counts_over_the_time_it_covers() {
+        // Steps of 1 s; the window closes 0.6 s into the third.
+        let points = series(steps(&[100, 100, 60]), SECOND, Some(2_600_000_000));
+        let rates: Vec<f64> = points.iter().map(|p| p.throughput).collect();
+        assert_eq!(rates, [100.0, 100.0, 100.0]);
+        // Closing on a boundary, or not at all, leaves whole steps.
+        let whole = |closed| series(steps(&[100, 100]), SECOND, closed);
+        assert_eq!(whole(Some(2 * SECOND))[1].throughput, 100.0);
+        assert_eq!(whole(None)[1].throughput, 100.0);
+    }
+
+    #[test]
+    fn a_last_step_under_half_a_step_joins_the_one_before() {
+        // The window closes 0.2 s into the third step: 1.2 s in the second.
+        // Its answers are slow: 20 of 120, so the p99 is theirs.
+        let mut given = steps(&[100, 100, 20]);
+        given[2].latency = Bins::new(2);
+        (0..20).for_each(|i| given[2].latency.record(50_000 + i));
+        let points = series(given, SECOND, Some(2_200_000_000));
+        assert_eq!(points.len(), 2);
+        assert_eq!(points[1].at_ns, SECOND);
+        assert_eq!(points[1].throughput, 100.0);
+        assert_eq!(points[1].errors, 12);
+        // Its p99 is over the answers of both.
+        let mut both = steps(&[100])[0].latency.clone();
+        (0..20).for_each(|i| both.record(50_000 + i));
+        assert_eq!(points[1].p99_ns, both.value_at_quantile(0.99));
+        assert!(points[1].p99_ns >= 50_000, "{}", points[1].p99_ns);
+        // A lone short step stays as it is.
+        let lone = series(steps(&[10]), SECOND, Some(SECOND / 10));
+        assert_eq!((lone.len(), lone[0].throughput), (1, 100.0));
     }
 }

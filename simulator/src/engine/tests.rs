@@ -427,3 +427,31 @@ fn the_daily_curve_interpolates_between_hours_and_wraps_at_midnight() {
     assert_eq!(curve.at(30 * SECOND), curve.at(6 * SECOND));
     assert_eq!(curve.peak(), 2.0);
 }
+
+#[test]
+fn a_steady_runs_throughput_series_holds_the_rate_to_its_last_point() {
+    // 20,000 requests per second on 40 M/M/1 queues at 0.5: every step
+    // answers the arrival rate, the last one too, whether the run ends at a
+    // step boundary (a duration) or inside a step (a request count). A step
+    // lasts 160 ms here, some 3,200 answers (a last one at least half as
+    // many), so its rate is within 10% at over four standard deviations.
+    let t = topology(40, Balance::RoundRobin);
+    let exp = ServiceTime::Exponential { mean: MS };
+    for length in [Length::Duration(16 * SECOND), Length::Requests(301_234)] {
+        let w = workload(20_000.0, length, 1, exp.clone());
+        for seed in 1..4 {
+            let out = run_variant(&t, &w, seed, Variant::spec());
+            let series = &out.report.series;
+            assert!(series.len() > 50, "{length:?}: {} steps", series.len());
+            for (i, p) in series.iter().enumerate().skip(1) {
+                let what = format!("{length:?}, seed {seed}: step {i} of {}", series.len());
+                assert_close(p.throughput, 20_000.0, 0.1, &what);
+            }
+            // The series ends where the window does.
+            let step = series[1].at_ns;
+            let last = series.last().unwrap().at_ns;
+            let end = out.warmup + out.measured;
+            assert!(last < end && end <= last + 2 * step, "{length:?}: {last} {end} {step}");
+        }
+    }
+}
