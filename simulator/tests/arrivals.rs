@@ -3,23 +3,7 @@
 //! a handful of requests, for Poisson arrivals within a few standard
 //! deviations.
 
-use sluice_compiler::document::SourceFile;
-use sluice_simulator::{check_scenario, simulate, Topology};
-
-const ONE: &str = "\
-version: 1
-listeners:
-  - name: public
-    bind: 127.0.0.1:8080
-pools:
-  - name: app
-    endpoints:
-      - address: 127.0.0.1:9001
-routes:
-  - name: all
-    match: { path: '/{*rest}' }
-    to: app
-";
+mod common;
 
 /// 100/s for 10 s, a 10 s ramp to 300/s, held to 40 s with a burst doubling
 /// it from 30 s to 35 s, then a step back to 100/s to the end at 60 s:
@@ -42,11 +26,8 @@ pools:
   app: {{ workers: 64, service: {{ distribution: constant, value: 1ms }} }}
 "
     );
-    let plan = sluice_compiler::check(SourceFile::new("one.yaml", ONE)).plan.unwrap();
-    let checked = check_scenario(SourceFile::new("arrivals.yaml", &scenario), Some(&plan));
-    let errors: Vec<String> = checked.diagnostics.iter().map(|d| d.one_line()).collect();
-    let workload = checked.workload.unwrap_or_else(|| panic!("{errors:?}"));
-    simulate(&Topology::from_plan(&plan), &workload, seed).variants[0].requests as f64
+    // The scenario's seed is `seed`.
+    common::run(&common::spec(1, ""), &scenario).variants[0].requests as f64
 }
 
 #[test]

@@ -8,22 +8,12 @@ use sluice_compiler::diagnostic::Diagnostic;
 use sluice_compiler::document::SourceFile;
 use sluice_simulator::{check_scenario, simulate, Report, Topology};
 
+mod common;
+
 /// One route to one endpoint.
-const ONE: &str = "\
-version: 1
-listeners:
-  - name: public
-    bind: 127.0.0.1:8080
-pools:
-  - name: app
-    balance: round_robin
-    endpoints:
-      - address: 127.0.0.1:9001
-routes:
-  - name: all
-    match: { path: '/{*rest}' }
-    to: app
-";
+fn one() -> sluice_compiler::Plan {
+    common::plan(&common::spec(1, ""))
+}
 
 const MS: f64 = 1e6;
 
@@ -35,19 +25,22 @@ fn dir(name: &str) -> PathBuf {
     dir
 }
 
-/// Check `scenario`, written as `scenario.yaml` in `dir`, against [`ONE`].
-fn check(dir: &std::path::Path, scenario: &str) -> sluice_simulator::CheckedScenario {
-    let plan = sluice_compiler::check(SourceFile::new("one.yaml", ONE)).plan.unwrap();
+/// `scenario`, written as `scenario.yaml` in `dir` (where its latency file
+/// is), and its path.
+fn write(dir: &std::path::Path, scenario: &str) -> String {
     let path = dir.join("scenario.yaml");
     std::fs::write(&path, scenario).unwrap();
-    check_scenario(SourceFile::new(path.to_str().unwrap(), scenario), Some(&plan))
+    path.to_str().unwrap().to_owned()
+}
+
+/// Check `scenario`, written in `dir`, against [`one`].
+fn check(dir: &std::path::Path, scenario: &str) -> sluice_simulator::CheckedScenario {
+    check_scenario(SourceFile::new(write(dir, scenario), scenario), Some(&one()))
 }
 
 fn run(dir: &std::path::Path, scenario: &str) -> Report {
-    let checked = check(dir, scenario);
-    let errors: Vec<String> = checked.diagnostics.iter().map(Diagnostic::one_line).collect();
-    let workload = checked.workload.unwrap_or_else(|| panic!("the scenario is valid: {errors:?}"));
-    let plan = sluice_compiler::check(SourceFile::new("one.yaml", ONE)).plan.unwrap();
+    let plan = one();
+    let workload = common::workload(&plan, &write(dir, scenario), scenario);
     simulate(&Topology::from_plan(&plan), &workload, workload.seed.unwrap_or(0))
 }
 

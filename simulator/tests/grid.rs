@@ -7,40 +7,23 @@ use sluice_compiler::document::SourceFile;
 use sluice_compiler::Balance;
 use sluice_simulator::report::VariantReport;
 use sluice_simulator::workload::{EndpointShape, Gateway, PoolRules, PoolShape};
-use sluice_simulator::{check_scenario, simulate, Report, Topology, Variant};
+use sluice_simulator::{check_scenario, Report, Variant};
 use sluice_traffic::{CircuitLimits, HealthSettings};
 
+mod common;
+
 /// One route to a pool of four equal endpoints, balanced round robin.
-const FOUR: &str = "\
-version: 1
-listeners:
-  - name: public
-    bind: 127.0.0.1:8080
-pools:
-  - name: app
-    balance: round_robin
-    endpoints:
-      - address: 127.0.0.1:9001
-      - address: 127.0.0.1:9002
-      - address: 127.0.0.1:9003
-      - address: 127.0.0.1:9004
-routes:
-  - name: all
-    match: { path: '/{*rest}' }
-    to: app
-";
+fn four() -> String {
+    common::spec(4, "    balance: round_robin\n")
+}
 
 fn plan() -> sluice_compiler::Plan {
-    sluice_compiler::check(SourceFile::new("four.yaml", FOUR)).plan.expect("the spec is valid")
+    common::plan(&four())
 }
 
 /// Run `scenario` against the four-endpoint spec; the variants in grid order.
 fn run(scenario: &str) -> Report {
-    let plan = plan();
-    let checked = check_scenario(SourceFile::new("scenario.yaml", scenario), Some(&plan));
-    let errors: Vec<String> = checked.diagnostics.iter().map(|d| d.one_line()).collect();
-    let workload = checked.workload.unwrap_or_else(|| panic!("the scenario is valid: {errors:?}"));
-    simulate(&Topology::from_plan(&plan), &workload, workload.seed.unwrap_or(0))
+    common::run(&four(), scenario)
 }
 
 /// The two variants of a two-value grid, after checking their names.

@@ -4,34 +4,14 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use sluice_compiler::diagnostic::Diagnostic;
-use sluice_compiler::document::SourceFile;
-use sluice_simulator::{check_scenario, simulate, Topology};
+use sluice_simulator::{simulate, Topology};
+
+mod common;
 
 /// One route to eight endpoints hashed on the client's address.
-const HASHED: &str = "\
-version: 1
-listeners:
-  - name: public
-    bind: 127.0.0.1:8080
-pools:
-  - name: app
-    balance: consistent_hash
-    hash_on: client_address
-    endpoints:
-      - address: 127.0.0.1:9001
-      - address: 127.0.0.1:9002
-      - address: 127.0.0.1:9003
-      - address: 127.0.0.1:9004
-      - address: 127.0.0.1:9005
-      - address: 127.0.0.1:9006
-      - address: 127.0.0.1:9007
-      - address: 127.0.0.1:9008
-routes:
-  - name: all
-    match: { path: '/{*rest}' }
-    to: app
-";
+fn hashed() -> sluice_compiler::Plan {
+    common::plan(&common::spec(8, "    balance: consistent_hash\n    hash_on: client_address\n"))
+}
 
 const SCENARIO: &str = "\
 version: 1
@@ -64,17 +44,15 @@ fn log(addresses: [&str; 3], ports: u32) -> String {
     text
 }
 
-/// Requests served per endpoint when replaying `log` on [`HASHED`].
+/// Requests served per endpoint when replaying `log` on [`hashed`].
 fn served(name: &str, log: &str) -> Vec<u64> {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("replay").join(name);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("access.log"), log).unwrap();
     let path = dir.join("scenario.yaml");
     std::fs::write(&path, SCENARIO).unwrap();
-    let plan = sluice_compiler::check(SourceFile::new("hashed.yaml", HASHED)).plan.unwrap();
-    let checked = check_scenario(SourceFile::new(path.to_str().unwrap(), SCENARIO), Some(&plan));
-    let errors: Vec<String> = checked.diagnostics.iter().map(Diagnostic::one_line).collect();
-    let workload = checked.workload.unwrap_or_else(|| panic!("the scenario is valid: {errors:?}"));
+    let plan = hashed();
+    let workload = common::workload(&plan, path.to_str().unwrap(), SCENARIO);
     let report = simulate(&Topology::from_plan(&plan), &workload, 1);
     let v = &report.variants[0];
     assert_eq!(v.requests, 1_300);

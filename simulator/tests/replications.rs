@@ -2,31 +2,10 @@
 //! count, the sum) of independent runs, with a Student-t 95% confidence
 //! half-width beside it.
 
-use sluice_compiler::document::SourceFile;
 use sluice_simulator::report::VariantReport;
-use sluice_simulator::{check_scenario, replication_seed, simulate, simulate_replicated, Topology};
+use sluice_simulator::{replication_seed, simulate, simulate_replicated, Topology};
 
-/// One route to four equal endpoints picked at random, so that each sees
-/// Poisson arrivals (a random split of a Poisson stream) and is an M/M/1
-/// queue.
-const FOUR: &str = "\
-version: 1
-listeners:
-  - name: public
-    bind: 127.0.0.1:8080
-pools:
-  - name: app
-    balance: random
-    endpoints:
-      - address: 127.0.0.1:9001
-      - address: 127.0.0.1:9002
-      - address: 127.0.0.1:9003
-      - address: 127.0.0.1:9004
-routes:
-  - name: all
-    match: { path: '/{*rest}' }
-    to: app
-";
+mod common;
 
 /// lambda = 800/s and mu = 1000/s per endpoint: W = 1 / (mu - lambda) = 5 ms.
 const MM1: &str = "\
@@ -46,10 +25,12 @@ type Figure = fn(&VariantReport) -> f64;
 /// Student's t, 97.5% quantile, 4 degrees of freedom.
 const T4: f64 = 2.776;
 
+/// One route to four equal endpoints picked at random, so that each sees
+/// Poisson arrivals (a random split of a Poisson stream) and is an M/M/1
+/// queue; and the scenario [`MM1`].
 fn setup() -> (Topology, sluice_simulator::Workload) {
-    let plan = sluice_compiler::check(SourceFile::new("four.yaml", FOUR)).plan.unwrap();
-    let checked = check_scenario(SourceFile::new("mm1.yaml", MM1), Some(&plan));
-    (Topology::from_plan(&plan), checked.workload.expect("the scenario is valid"))
+    let plan = common::plan(&common::spec(4, "    balance: random\n"));
+    (Topology::from_plan(&plan), common::workload(&plan, "mm1.yaml", MM1))
 }
 
 /// Mean and Student-t half-width of `xs`, computed here independently.

@@ -1,47 +1,22 @@
 //! Scenarios end to end through the library: a spec and a scenario file in,
 //! a report out, with assertions drawn from the scenario's own settings.
 
-use sluice_compiler::document::SourceFile;
 use sluice_simulator::report::{Point, VariantReport};
-use sluice_simulator::{check_scenario, simulate, Report, Topology};
+use sluice_simulator::Report;
+
+mod common;
 
 /// One route to a pool of four equal endpoints, balanced round robin.
-const FOUR: &str = "\
-version: 1
-listeners:
-  - name: public
-    bind: 127.0.0.1:8080
-pools:
-  - name: app
-    balance: round_robin
-    endpoints:
-      - address: 127.0.0.1:9001
-      - address: 127.0.0.1:9002
-      - address: 127.0.0.1:9003
-      - address: 127.0.0.1:9004
-routes:
-  - name: all
-    match: { path: '/{*rest}' }
-    to: app
-";
+fn four() -> String {
+    common::spec(4, "    balance: round_robin\n")
+}
 
 const MS: u64 = 1_000_000;
 const SECOND: u64 = 1_000 * MS;
 
 /// Run `scenario` against the four-endpoint spec with the scenario's seed.
 fn run(scenario: &str) -> Report {
-    run_on(FOUR, scenario)
-}
-
-/// Run `scenario` against `spec` with the scenario's seed.
-fn run_on(spec: &str, scenario: &str) -> Report {
-    let spec = sluice_compiler::check(SourceFile::new("four.yaml", spec));
-    let plan = spec.plan.expect("the test spec is valid");
-    let checked = check_scenario(SourceFile::new("scenario.yaml", scenario), Some(&plan));
-    let errors: Vec<String> = checked.diagnostics.iter().map(|d| d.one_line()).collect();
-    let workload = checked.workload.unwrap_or_else(|| panic!("the scenario is valid: {errors:?}"));
-    let seed = workload.seed.unwrap_or(0);
-    simulate(&Topology::from_plan(&plan), &workload, seed)
+    common::run(&four(), scenario)
 }
 
 /// The start of the first and the end of the last series step with errors,
@@ -65,14 +40,9 @@ fn answered_between(v: &VariantReport, from: u64, until: u64) -> f64 {
         .sum()
 }
 
-#[test]
-fn a_crash_fails_requests_only_until_health_checks_eject_the_endpoint() {
-    // One of four endpoints crashes at 2 s. Probes every 250 ms without
-    // jitter, and two failures make an endpoint unhealthy: the first failing
-    // probe comes within 250 ms of the crash, the second 250 ms later, so
-    // the crashed endpoint gets a quarter of the requests for at most
-    // threshold x interval = 500 ms, and none after.
-    let report = run("\
+/// One of four endpoints crashes at 2 s, under health checks every 250 ms
+/// that take an endpoint out after two failures, and no retries.
+const CRASH: &str = "\
 version: 1
 seed: 5
 duration: 4s
@@ -85,7 +55,16 @@ gateway:
   health_check: { interval: 250ms, jitter: 0s, timeout: 100ms, unhealthy_threshold: 2 }
 events:
   - { at: 2s, action: crash, pool: app, endpoint: \"3\" }
-");
+";
+
+#[test]
+fn a_crash_fails_requests_only_until_health_checks_eject_the_endpoint() {
+    // One of four endpoints crashes at 2 s. Probes every 250 ms without
+    // jitter, and two failures make an endpoint unhealthy: the first failing
+    // probe comes within 250 ms of the crash, the second 250 ms later, so
+    // the crashed endpoint gets a quarter of the requests for at most
+    // threshold x interval = 500 ms, and none after.
+    let report = run(CRASH);
     let v = &report.variants[0];
     let step = v.series[1].at_ns;
     assert_eq!(step, 40 * MS, "a 4 s run has 40 ms steps");
@@ -112,27 +91,8 @@ fn the_spec_s_panic_threshold_keeps_a_crashed_endpoint_in_rotation() {
     // with three of four endpoints healthy (75 %), the balancer spreads over
     // all four, as `serve` would, so the crashed one goes on failing its
     // share after the health checks have marked it down.
-    let spec = FOUR.replace(
-        "    balance: round_robin\n",
-        "    balance: round_robin\n    panic_threshold_percent: 80\n",
-    );
-    let report = run_on(
-        &spec,
-        "\
-version: 1
-seed: 5
-duration: 4s
-warmup: 1s
-arrivals: { rate: 1000 }
-pools:
-  app: { workers: 4, service: { distribution: exponential, mean: 2ms } }
-gateway:
-  retries: { attempts: 1 }
-  health_check: { interval: 250ms, jitter: 0s, timeout: 100ms, unhealthy_threshold: 2 }
-events:
-  - { at: 2s, action: crash, pool: app, endpoint: \"3\" }
-",
-    );
+    let spec = common::spec(4, "    balance: round_robin\n    panic_threshold_percent: 80\n");
+    let report = common::run(&spec, CRASH);
     let v = &report.variants[0];
     let (crash, window) = (2 * SECOND, 500 * MS);
     let late = errors_between(v, crash + window + v.series[1].at_ns, 4 * SECOND) as f64;
