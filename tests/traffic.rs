@@ -246,15 +246,20 @@ async fn the_circuit_breaker_answers_503_beyond_max_requests() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weight_zero_gets_nothing_and_an_empty_pool_answers_503_at_once() {
-    let nodes = [Node::start().await, Node::start().await];
-    let refs: Vec<&Node> = nodes.iter().collect();
-    let text = spec(&refs, &[0, 1], "    balance: weighted_round_robin\n", "");
-    let gateway = Gateway::start(&text);
-    let address = gateway.addr("public");
-    for i in 0..200 {
-        assert_eq!(get(address, &format!("/{i}")).await, 200);
+    // Under every algorithm, those that ignore other weights included (an
+    // operator drains an endpoint by setting its weight to 0).
+    for balance in ["weighted_round_robin", "round_robin", "random", "least_request"] {
+        let nodes = [Node::start().await, Node::start().await, Node::start().await];
+        let refs: Vec<&Node> = nodes.iter().collect();
+        let text = spec(&refs, &[0, 1, 1], &format!("    balance: {balance}\n"), "");
+        let gateway = Gateway::start(&text);
+        let address = gateway.addr("public");
+        for i in 0..100 {
+            assert_eq!(get(address, &format!("/{i}")).await, 200);
+        }
+        assert_eq!(nodes[0].requests(), 0, "{balance}: weight 0 receives no request");
+        assert!(nodes[1].requests() > 20 && nodes[2].requests() > 20, "{balance}");
     }
-    assert_eq!(nodes[0].requests(), 0, "weight 0 receives no request");
 
     // Every endpoint failing its checks: 503 at once, with a clear body.
     let mut dead = [Node::start().await];

@@ -320,7 +320,8 @@ impl Balance {
         }
     }
 
-    /// Whether endpoint weights matter to the algorithm.
+    /// Whether endpoint weights set shares under the algorithm (weight 0
+    /// drains an endpoint under every one).
     pub fn is_weighted(self) -> bool {
         !matches!(self, Balance::RoundRobin | Balance::Random)
     }
@@ -339,7 +340,8 @@ pub struct Endpoint {
     /// or `orders.internal:8080`. A name is looked up when the plan loads and every
     /// `resolve_interval`; each address it resolves to is an endpoint with this weight.
     pub address: String,
-    /// Relative share of traffic for weighted algorithms. Default: 1.
+    /// Relative share of traffic for weighted algorithms. `0` drains the endpoint
+    /// under every algorithm: it receives no requests. Default: 1.
     #[serde(default = "default_weight")]
     #[schemars(range(max = 10000))]
     pub weight: u32,

@@ -178,7 +178,7 @@ fn check_pools<'s>(
 
         let weighted = pool.balance.is_weighted();
         let all_zero = pool.endpoints.iter().all(|e| e.weight == 0);
-        if weighted && all_zero && !pool.endpoints.is_empty() {
+        if all_zero && !pool.endpoints.is_empty() {
             out.push(
                 Diagnostic::error(
                     codes::NO_WEIGHT,
@@ -191,7 +191,9 @@ fn check_pools<'s>(
                 .at(doc, &format!("/pools/{i}/endpoints")),
             );
         }
-        let uneven = pool.endpoints.iter().any(|e| e.weight != 1);
+        // Weight 0 drains an endpoint under every algorithm; the others
+        // ignore only the differences between positive weights.
+        let uneven = pool.endpoints.iter().any(|e| e.weight > 1);
         if !weighted && uneven {
             out.push(
                 Diagnostic::warning(
@@ -203,7 +205,8 @@ fn check_pools<'s>(
                     ),
                 )
                 .with_help(
-                    "use `balance: weighted_round_robin` or `least_request` to honour weights",
+                    "use `balance: weighted_round_robin` or `least_request` to honour weights \
+                     (weight 0 drains an endpoint under every algorithm)",
                 )
                 .at(doc, &format!("/pools/{i}/endpoints")),
             );

@@ -124,8 +124,9 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
-    /// Whether endpoint weights matter (if not, every endpoint counts as
-    /// weight 1, and weight 0 does not drain it).
+    /// Whether endpoint weights set shares (if not, every endpoint with a
+    /// weight counts as weight 1). Under every algorithm, weight 0 drains an
+    /// endpoint: it receives nothing.
     pub fn is_weighted(self) -> bool {
         !matches!(self, Algorithm::RoundRobin | Algorithm::Random)
     }
@@ -279,10 +280,12 @@ impl Balancer {
         };
 
         let weighted = algorithm.is_weighted();
-        let usable = weights.iter().filter(|&&w| !weighted || w > 0).count();
+        let usable = weights.iter().filter(|&&w| w > 0).count();
         let max_weight =
             if weighted { weights.iter().copied().max().map_or(1, u64::from) } else { 1 };
         let slow_start = settings.slow_start.filter(|s| !s.window.is_zero());
+        // (An unweighted pool with a drained endpoint is uniform over the
+        // others: every candidate counts as weight 1.)
         let uniform =
             slow_start.is_none() && (!weighted || weights.windows(2).all(|w| w[0] == w[1]));
         Balancer {
@@ -524,7 +527,7 @@ impl Balancer {
     #[inline]
     fn usable(&self, i: usize) -> bool {
         // (When every endpoint is usable, no weight needs reading.)
-        self.usable == self.weights.len() || !self.weighted || self.weights[i] > 0
+        self.usable == self.weights.len() || self.weights[i] > 0
     }
 
     /// Whether `i` may be picked in this view.

@@ -339,13 +339,15 @@ fn series(mut steps: Vec<Step>, step: Nanos, closed: Option<Nanos>) -> Vec<Point
     };
     let mut lengths: Vec<Nanos> =
         (0..steps.len()).map(|i| end(i).saturating_sub(i as Nanos * step)).collect();
-    if steps.len() >= 2 && lengths[steps.len() - 1] < step / 2 {
-        let (last, length) = (steps.pop().unwrap_or_else(|| unreachable!()), lengths.pop());
-        let before = steps.len() - 1;
-        steps[before].answered += last.answered;
-        steps[before].errors += last.errors;
-        steps[before].latency.add(&last.latency);
-        lengths[before] += length.unwrap_or(0);
+    let short = lengths.last().is_some_and(|&length| length < step / 2);
+    if steps.len() >= 2 && short {
+        if let (Some(last), Some(length)) = (steps.pop(), lengths.pop()) {
+            let before = steps.len() - 1;
+            steps[before].answered += last.answered;
+            steps[before].errors += last.errors;
+            steps[before].latency.add(&last.latency);
+            lengths[before] += length;
+        }
     }
     (steps.iter().zip(lengths).enumerate())
         .map(|(i, (s, length))| Point {

@@ -189,17 +189,21 @@ fn empty_pools_and_zero_weights_pick_nothing_under_every_algorithm() {
         assert_eq!(empty.pick(&mut rng(1)), None, "{algorithm:?}");
         assert_eq!(empty.pick_with(&mut rng(1), &Pick::default().with_hash(5)), None);
         let zero = Balancer::new(algorithm, &[0, 0, 0]);
-        let picked = zero.pick(&mut rng(1));
-        assert_eq!(picked.is_some(), !algorithm.is_weighted(), "{algorithm:?}");
+        assert_eq!(zero.pick(&mut rng(1)), None, "{algorithm:?}");
     }
 }
 
+/// Weight 0 drains an endpoint under every algorithm, the ones that ignore
+/// other weights included; those share evenly over the rest.
 #[test]
-fn weight_zero_gets_nothing_under_weighted_algorithms() {
-    for algorithm in algorithms().into_iter().filter(|a| a.is_weighted()) {
+fn weight_zero_gets_nothing_under_every_algorithm() {
+    for algorithm in algorithms() {
         let b = Balancer::new(algorithm, &[0, 1, 3]);
         let c = counts_with(&b, 2000, |k| Pick::default().with_hash(spread(k)));
         assert_eq!(c[0], 0, "{algorithm:?}: {c:?}");
+        if !algorithm.is_weighted() {
+            assert!(c[1].abs_diff(c[2]) < 200, "{algorithm:?} ignores weights: {c:?}");
+        }
     }
 }
 
@@ -533,7 +537,7 @@ proptest! {
             b.set_eligible(i, !d, Nanos::ZERO);
             (0..l).for_each(|_| b.begin(i));
         }
-        let usable = |i: usize| !algorithm.is_weighted() || weights[i] > 0;
+        let usable = |i: usize| weights[i] > 0;
         let ok = |i: usize| usable(i) && !down[i];
         // Whether a candidate is left that was not tried, or one that is
         // not the latest try's.
