@@ -80,6 +80,47 @@ async fn malformed_framing_gets_400_and_a_closed_connection() {
     assert!(upstream.seen().is_empty(), "the upstream saw {:?}", upstream.seen());
 }
 
+/// A chunked body whose framing breaks (a size that is not plain hex, one
+/// that overflows, a chunk longer or shorter than its size, a bare LF) gets
+/// 400 and a closed connection, as does a `Content-Length` too large for 64
+/// bits. The head of a chunked request has already gone upstream by then
+/// (bodies stream), but the upstream never receives a whole request: its
+/// exchange is cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_chunked_bodies_get_400_and_never_complete_upstream() {
+    let upstream = ScriptedUpstream::start(None, |r| Answer::ok(r.target())).await;
+    let gateway = Gateway::start(&spec_with("", &[upstream.address], "", ""));
+    let public = gateway.addr("public");
+
+    for body in [
+        "5\nhello\r\n0\r\n\r\n",
+        "-5\r\nhello\r\n0\r\n\r\n",
+        "0x5\r\nhello\r\n0\r\n\r\n",
+        "+5\r\nhello\r\n0\r\n\r\n",
+        "ffffffffffffffffff\r\nhello\r\n0\r\n\r\n",
+        "5\r\nhello0\r\n\r\n",
+        "5\r\nhelloXX0\r\n\r\n",
+        "5\r\nhel\r\n0\r\n\r\n",
+        "zz\r\nhello\r\n0\r\n\r\n",
+    ] {
+        let request =
+            format!("POST /x HTTP/1.1\r\nHost: x.test\r\nTransfer-Encoding: chunked\r\n\r\n{body}");
+        let started = Instant::now();
+        let response = raw(public, request.as_bytes()).await;
+        assert_eq!(statuses(&response), [400], "{body:?} got {response:?}");
+        assert!(started.elapsed() < Duration::from_secs(3), "{body:?}: the connection stayed open");
+    }
+    let huge = "POST /x HTTP/1.1\r\nHost: x.test\r\nContent-Length: 99999999999999999999\r\n\r\nhi";
+    assert_eq!(statuses(&raw(public, huge.as_bytes()).await), [400]);
+    assert!(upstream.requests().is_empty(), "the upstream read {:?}", upstream.requests());
+
+    // A well-formed chunked body still goes through, whole.
+    let good = "POST /ok HTTP/1.1\r\nHost: x.test\r\nTransfer-Encoding: chunked\r\n\
+                Connection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    assert_eq!(statuses(&raw(public, good.as_bytes()).await), [200]);
+    assert_eq!(upstream.requests().len(), 1);
+}
+
 /// RFC 9112, section 6.1: a well-formed Transfer-Encoding whose codings end
 /// in chunked but include one the gateway does not implement is answered 501
 /// with a JSON body and `Connection: close`, nothing reaches the upstream,

@@ -9,7 +9,10 @@
 //!
 //! Counting is *consecutive*, not windowed: any success (any response below
 //! 500) resets the run, so `500, 200, 500, 500` never trips a threshold of
-//! 3. Consecutive counting reacts to an endpoint that is down outright and
+//! 3. A run of refused connections is ended by any other result, a 5xx, a
+//! reset or a timeout included, while a refused connection also counts in
+//! the run of failures; whichever run reaches its threshold first ejects,
+//! and the ejection names it. Consecutive counting reacts to an endpoint that is down outright and
 //! ignores a steady low error rate; a windowed error ratio would catch the
 //! latter but needs a volume of traffic before it can judge, and tends to
 //! eject everything together in a pool-wide brown-out. The cap below covers
@@ -285,6 +288,62 @@ mod tests {
         for (results, ejected) in table {
             assert_eq!(ejects(settings(3, 2), results), *ejected, "{results:?}");
         }
+    }
+
+    /// The two runs exactly as documented, each trigger alone: any
+    /// response, or a reset or timeout, ends a run of refused connections;
+    /// a refused connection counts in the run of failures too; and which
+    /// trigger ejected is the one reported.
+    #[test]
+    fn each_run_counts_what_the_module_says_and_names_its_trigger() {
+        const RESET: Outcome = Outcome::Reset;
+        const TIMEOUT: Outcome = Outcome::Timeout;
+        let first_ejection = |settings: OutlierSettings, results: &[Outcome]| {
+            let mut d = OutlierDetector::new(settings, 4);
+            let events: Vec<OutlierEvent> =
+                results.iter().flat_map(|&r| d.observe(0, r, Nanos::ZERO)).collect();
+            events.iter().find_map(|e| match e {
+                OutlierEvent::Ejected { trigger, .. } => Some(*trigger),
+                _ => None,
+            })
+        };
+        let connect = Some(Trigger::ConsecutiveConnectFailures);
+        let failures = Some(Trigger::ConsecutiveFailures);
+        let table: &[(OutlierSettings, &[Outcome], Option<Trigger>)] = &[
+            // Connection run only.
+            (settings(0, 2), &[REFUSED, REFUSED], connect),
+            (settings(0, 2), &[REFUSED, ERR, REFUSED], None),
+            (settings(0, 2), &[REFUSED, RESET, REFUSED], None),
+            (settings(0, 2), &[REFUSED, TIMEOUT, REFUSED], None),
+            (settings(0, 2), &[REFUSED, OK, REFUSED], None),
+            (settings(0, 2), &[REFUSED, Outcome::Response(404), REFUSED], None),
+            // Failure run only: refused connections are failures too.
+            (settings(3, 0), &[REFUSED, REFUSED, ERR], failures),
+            (settings(3, 0), &[REFUSED, RESET, TIMEOUT], failures),
+            (settings(3, 0), &[REFUSED, REFUSED, OK, ERR], None),
+            // Both: whichever run reaches its threshold first.
+            (settings(3, 2), &[ERR, REFUSED, REFUSED], connect),
+            (settings(3, 2), &[REFUSED, ERR, REFUSED], failures),
+        ];
+        for (s, results, trigger) in table {
+            assert_eq!(first_ejection(*s, results), *trigger, "{s:?} {results:?}");
+        }
+    }
+
+    /// An endpoint spared by the cap starts both runs again from zero.
+    #[test]
+    fn a_spared_endpoint_starts_its_runs_again() {
+        let s = OutlierSettings { max_ejection_percent: 0, ..settings(2, 0) };
+        let mut d = OutlierDetector::new(s, 4);
+        let mut spared = 0;
+        for (k, r) in [ERR, ERR, ERR, ERR, ERR].into_iter().enumerate() {
+            let events = d.observe(0, r, Nanos::ZERO);
+            let now = matches!(events[..], [OutlierEvent::Spared { .. }]);
+            spared += usize::from(now);
+            // The 2nd and 4th failures complete a run; the 3rd starts one.
+            assert_eq!(now, k == 1 || k == 3, "failure {}: {events:?}", k + 1);
+        }
+        assert_eq!((spared, d.ejected_count()), (2, 0));
     }
 
     #[test]
