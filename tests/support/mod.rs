@@ -467,14 +467,24 @@ impl Body for PatternBody {
 }
 
 /// Send `bytes` on a new connection to `address` and read until the peer
-/// closes it or 5 s pass. Returns what came back, lossily as text.
+/// closes it. Returns what came back, lossily as text. Panics when the
+/// connection is still open after 5 s, so that every caller also shows the
+/// connection was closed (a request that would keep it open says
+/// `Connection: close`).
 pub async fn raw(address: SocketAddr, bytes: &[u8]) -> String {
+    let (response, closed) = raw_for(address, bytes, Duration::from_secs(5)).await;
+    assert!(closed, "the connection was still open after 5 s; it sent {response:?}");
+    response
+}
+
+/// What came back within `limit`, and whether the peer closed by then.
+async fn raw_for(address: SocketAddr, bytes: &[u8], limit: Duration) -> (String, bool) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(address).await.expect("connect on loopback");
     stream.write_all(bytes).await.expect("write the raw request");
     let mut response = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response)).await;
-    String::from_utf8_lossy(&response).into_owned()
+    let closed = tokio::time::timeout(limit, stream.read_to_end(&mut response)).await.is_ok();
+    (String::from_utf8_lossy(&response).into_owned(), closed)
 }
 
 /// Read `stream` until the gateway closes it; what arrived, lossily as
