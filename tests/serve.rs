@@ -173,6 +173,62 @@ async fn an_unmatched_request_gets_a_json_404_naming_it() {
     );
 }
 
+/// Fault kind K4: a host matches whatever its letter case, a port (80 or
+/// any other, for a route that names none) and one trailing dot, among many
+/// exact hosts as among few; the upstream receives the `Host` the client
+/// sent, unchanged. Two trailing dots, or another name, match nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_match_across_case_port_and_trailing_dot_among_many_routes() {
+    let upstream = Upstream::start("hosts").await;
+    let mut spec = format!(
+        "version: 1
+listeners:
+  - {{ name: public, bind: \"127.0.0.1:0\" }}
+pools:
+  - {{ name: p, endpoints: [{{ address: \"{}\" }}] }}
+routes:
+",
+        upstream.address
+    );
+    // 150 exact hosts, more than a linear scan would be used for.
+    for i in 0..150 {
+        spec.push_str(&format!(
+            "  - {{ name: r{i}, match: {{ host: svc{i}.example.test, path: \"/who/{{n}}\" }}, to: p }}\n"
+        ));
+    }
+    let mut gateway = Gateway::start(&spec);
+    let (http, public) = (client(), gateway.addr("public"));
+
+    let matching = [
+        ("svc0.example.test", 0),
+        ("SVC7.Example.TEST", 7),
+        ("svc42.example.test:80", 42),
+        ("svc99.example.test.", 99),
+        ("Svc149.Example.Test.:8443", 149),
+        ("svc100.EXAMPLE.test", 100),
+    ];
+    for (n, (host, _)) in matching.iter().enumerate() {
+        let reply = send(&http, request("GET", public, host, &format!("/who/{n}"))).await;
+        assert_eq!(reply.status, StatusCode::OK, "{host}");
+        let seen = upstream.seen();
+        assert_eq!(seen[n].headers["host"], *host, "the Host sent upstream is the client's");
+    }
+    for host in ["svc1.example.test..", "svc1.example.test.x", "svc150.example.test", "."] {
+        let reply = send(&http, request("GET", public, host, "/who/x")).await;
+        assert!(reply.status.is_client_error(), "{host:?} got {}", reply.status);
+    }
+
+    // The access log names the route each request took.
+    gateway.interrupt();
+    assert_eq!(gateway.wait(Duration::from_secs(5)).code(), Some(0));
+    let lines: Vec<serde_json::Value> =
+        gateway.stdout().iter().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    for (n, (host, route)) in matching.iter().enumerate() {
+        let line = lines.iter().find(|l| l["path"] == format!("/who/{n}")).expect("logged");
+        assert_eq!(line["route"], format!("r{route}"), "{host}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_endpoint_port_gives_502() {
     let closed = support::closed_port();

@@ -117,6 +117,31 @@ async fn pooled_connections_expire_before_the_upstream_closes_them() {
     assert_eq!(upstream.requests().len(), 6);
 }
 
+/// T8.1 as the case has it, scaled down: the pool keeps idle connections
+/// far longer (60 s) than the upstream does (200 ms), and GETs come every
+/// 1.0 to 1.1 times the upstream's timeout, so each one meets a connection
+/// the upstream is closing or has just closed. None fails: a closed one is
+/// noticed before it is used, and one that closes as it is used is resent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_at_the_upstream_idle_timeout_never_fail() {
+    let upstream =
+        ScriptedUpstream::start(Some(Duration::from_millis(200)), |r| Answer::ok(r.target())).await;
+    let gateway =
+        Gateway::start(&spec_with("", &[upstream.address], "    idle_timeout: 60s\n", ""));
+    let http = client();
+    let mut failed = Vec::new();
+    for i in 0..30u64 {
+        let reply =
+            send(&http, request("GET", gateway.addr("public"), "x.test", &format!("/{i}"))).await;
+        if reply.status != StatusCode::OK {
+            failed.push((i, reply.status));
+        }
+        tokio::time::sleep(Duration::from_millis(200 + (i * 7) % 21)).await;
+    }
+    assert!(failed.is_empty(), "failed: {failed:?}");
+    assert_eq!(upstream.requests().len(), 30);
+}
+
 /// A kept-alive upstream connection goes back to the pool whatever framed
 /// the response: a length, chunks with trailers, or no body at all; one the
 /// upstream marked `Connection: close` does not.
