@@ -104,3 +104,39 @@ async fn forwarded_headers_are_believed_only_from_trusted_proxies() {
         }
     }
 }
+
+/// `Connection` over several field lines names hop-by-hop fields from all
+/// of them; naming `Host` removes nothing; naming a framing field cannot
+/// break the body, which the gateway frames again (chunked) for the
+/// upstream, whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_across_lines_and_naming_framing_fields_keeps_requests_whole() {
+    let upstream = ScriptedUpstream::start(None, |r| Answer::ok(r.target())).await;
+    let gateway = Gateway::start(&spec_with("", &[upstream.address], "", ""));
+    let public = gateway.addr("public");
+
+    let requests = [
+        "GET /lines HTTP/1.1\r\nHost: x.test\r\nConnection: x-a\r\nConnection: x-b, close\r\n\
+         X-A: 1\r\nX-B: 2\r\nX-C: 3\r\n\r\n",
+        "GET /host HTTP/1.1\r\nHost: x.test\r\nConnection: host, close\r\n\r\n",
+        "POST /length HTTP/1.1\r\nHost: x.test\r\nConnection: content-length, close\r\n\
+         Content-Length: 5\r\n\r\nhello",
+        "POST /chunks HTTP/1.1\r\nHost: x.test\r\nConnection: transfer-encoding, close\r\n\
+         Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    ];
+    for request in requests {
+        let response = raw(public, request.as_bytes()).await;
+        assert_eq!(statuses(&response), [200], "{request:?}: {response}");
+    }
+    let seen = upstream.requests();
+    assert_eq!(seen.len(), 4);
+    let lines = &seen[0];
+    assert_eq!((lines.header("x-a"), lines.header("x-b")), (None, None), "{}", lines.head);
+    assert_eq!(lines.header("x-c"), Some("3"));
+    assert_eq!(seen[1].header("host"), Some("x.test"));
+    for framed in &seen[2..] {
+        assert_eq!(framed.header("transfer-encoding"), Some("chunked"), "{}", framed.head);
+        assert_eq!(framed.header("content-length"), None);
+        assert_eq!(framed.body, b"5\r\nhello\r\n0\r\n\r\n", "{}", framed.target());
+    }
+}
