@@ -441,3 +441,91 @@ async fn a_silent_http2_client_is_closed_after_the_idle_timeout() {
     let answer = tokio::time::timeout(Duration::from_secs(3), answer).await;
     assert!(answer.expect("the slot was not freed").starts_with("HTTP/1.1 200"));
 }
+
+/// Read one response with a Content-Length body from `stream`: its head
+/// and body, lossily as text.
+async fn read_response(stream: &mut TcpStream) -> (String, String) {
+    let head = read_head(stream).await;
+    let length: usize = head
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length").then(|| value.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).await.expect("the whole response body");
+    (head, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// B31: `Expect: 100-continue` to an upstream that never sends `100
+/// Continue` but reads the whole body before it answers. The gateway stops
+/// holding the body back after a short wait, so the exchange completes
+/// rather than each side waiting on the other: for a client that waits for
+/// the gateway's 100 before sending, and for one that sends its body at
+/// once. The upstream receives every byte, and the client connection stays
+/// in step for the next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expected_body_flows_when_the_upstream_never_sends_100() {
+    let upstream = ScriptedUpstream::start(None, |r| {
+        Answer::ok(&format!("{} got {} bytes", r.target(), r.body.len()))
+    })
+    .await;
+    let gateway = Gateway::start(&spec_with("", &[upstream.address], "", ""));
+    let body: Vec<u8> = (0..60_000).map(support::PatternBody::byte).collect();
+    let head = |path: &str| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: x.test\r\nContent-Length: {}\r\n\
+             Expect: 100-continue\r\n\r\n",
+            body.len()
+        )
+    };
+
+    let mut stream = TcpStream::connect(gateway.addr("public")).await.unwrap();
+    let limit = Duration::from_secs(5);
+
+    // A client that waits for the 100 the gateway sends on its own.
+    let waits = async {
+        stream.write_all(head("/waits").as_bytes()).await.unwrap();
+        let interim = read_head(&mut stream).await;
+        assert!(interim.starts_with("HTTP/1.1 100"), "{interim}");
+        stream.write_all(&body).await.unwrap();
+        let (status, text) = read_response(&mut stream).await;
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}{text}");
+        assert_eq!(text, "/waits got 60000 bytes");
+    };
+    tokio::time::timeout(limit, waits)
+        .await
+        .expect("a client waiting for 100: no answer within 5 s");
+
+    // A client that sends its body without waiting, on the same connection.
+    let eager = async {
+        let mut request = head("/eager").into_bytes();
+        request.extend_from_slice(&body);
+        stream.write_all(&request).await.unwrap();
+        let mut response = read_response(&mut stream).await;
+        if response.0.starts_with("HTTP/1.1 100") {
+            response = read_response(&mut stream).await;
+        }
+        assert!(response.0.starts_with("HTTP/1.1 200"), "{response:?}");
+        assert_eq!(response.1, "/eager got 60000 bytes");
+    };
+    tokio::time::timeout(limit, eager)
+        .await
+        .expect("a client sending at once: no answer within 5 s");
+
+    let after = async {
+        stream.write_all(b"GET /after HTTP/1.1\r\nHost: x.test\r\n\r\n").await.unwrap();
+        let (status, text) = read_response(&mut stream).await;
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}{text}");
+        assert_eq!(text, "/after got 0 bytes");
+    };
+    tokio::time::timeout(limit, after).await.expect("the next request: no answer within 5 s");
+
+    let requests = upstream.requests();
+    let posts: Vec<_> = requests.iter().filter(|r| r.method() == "POST").collect();
+    assert_eq!(posts.len(), 2, "{requests:?}");
+    for post in posts {
+        assert!(post.body == body, "{}: {} bytes arrived", post.target(), post.body.len());
+    }
+}

@@ -355,3 +355,72 @@ async fn the_drain_counts_each_open_connection_once() {
     assert!(log.contains("draining connections connections=4"), "{log}");
     drop(idle);
 }
+
+/// B54 at the bound: a request still running when the drain timeout passes
+/// is cut there. Its client sees the connection end, not a hang and not a
+/// made-up success, and the process exits soon after the bound; with the
+/// smallest timeouts the CLI takes, 0 (no grace at all) and 1 second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_outlasting_the_drain_timeout_is_cut_at_the_bound() {
+    let fast = Upstream::start("fast").await;
+    let slow = Upstream::with_delay("slow", Duration::from_secs(30)).await;
+    for (seconds, requests) in [(0u64, 1), (1, 2)] {
+        let mut gateway = Gateway::start_with(
+            &spec(fast.address, slow.address, "", ""),
+            &["--access-log", "off", "--drain-timeout", &seconds.to_string()],
+        );
+        let mut stream = TcpStream::connect(gateway.addr("public")).await.unwrap();
+        stream.write_all(b"GET /slow/forever HTTP/1.1\r\nHost: x.test\r\n\r\n").await.unwrap();
+        slow.wait_for(requests).await;
+
+        let signalled = Instant::now();
+        gateway.terminate();
+        let bound = Duration::from_secs(seconds + 3);
+        let (text, _) = support::until_closed(&mut stream, bound).await;
+        assert!(!statuses(&text).contains(&200), "drain {seconds}s: {text}");
+        let status = tokio::task::block_in_place(|| gateway.wait(bound));
+        assert!(status.success(), "drain {seconds}s: {status:?}");
+        let took = signalled.elapsed();
+        assert!(took < bound, "drain {seconds}s: exit took {took:?} after SIGTERM");
+        let log = gateway.stderr().join("\n");
+        assert_eq!(gateway.count_stderr("drain cut short"), 1, "drain {seconds}s:\n{log}");
+        assert_eq!(gateway.count_stderr("panicked"), 0, "drain {seconds}s:\n{log}");
+    }
+}
+
+/// B53: SIGHUP during a drain, with a new spec that adds a listener, neither
+/// brings back accepting (on the old listener or the new one) nor crashes:
+/// the request in flight completes and the drain ends as drains do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_during_the_drain_does_not_accept_again() {
+    let fast = Upstream::start("fast").await;
+    let slow = Upstream::with_delay("slow", Duration::from_millis(1500)).await;
+    let mut gateway = Gateway::start_with(
+        &spec(fast.address, slow.address, "", ""),
+        &["--access-log", "off", "--drain-timeout", "10"],
+    );
+    let address = gateway.addr("public");
+    let in_flight = tokio::spawn(get(address, "/slow/report"));
+    slow.wait_for(1).await;
+
+    let signalled = Instant::now();
+    gateway.terminate();
+    wait_stderr(&gateway, "draining connections", 1);
+    let late = support::closed_port();
+    let listener = format!("  - name: late\n    bind: \"{late}\"\n");
+    std::fs::write(gateway.spec_path(), spec(fast.address, slow.address, &listener, "")).unwrap();
+    gateway.hangup();
+    // The new spec was compiled and handed on.
+    wait_stderr(&gateway, "reloading", 1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(TcpStream::connect(address).await.is_err(), "the old listener accepts again");
+    assert!(TcpStream::connect(late).await.is_err(), "the new listener accepts");
+
+    assert_eq!(in_flight.await.unwrap(), StatusCode::OK, "the request in flight completes");
+    let status = tokio::task::block_in_place(|| gateway.wait(Duration::from_secs(5)));
+    assert!(status.success(), "{status:?}");
+    assert!(signalled.elapsed() < Duration::from_secs(5), "exit took {:?}", signalled.elapsed());
+    let log = gateway.stderr().join("\n");
+    assert_eq!(gateway.count_stderr("drained; exiting"), 1, "{log}");
+    assert_eq!(gateway.count_stderr("panicked"), 0, "{log}");
+}

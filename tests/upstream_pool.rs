@@ -1101,3 +1101,53 @@ async fn unasked_upgrades_and_double_framing_do_not_desync_the_pool() {
         }
     }
 }
+
+/// A 204 or a 304 on a keep-alive connection, followed 50 ms later by stray
+/// bytes (a whole second response): the connection sits idle in the pool
+/// when they arrive, and they never answer the next request, which gets
+/// its own response on a new connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_arriving_after_a_bodiless_response_never_answer_the_next_request() {
+    let upstream = RawUpstream::start(|mut c: Conn| async move {
+        while let Some(head) = c.head().await {
+            let answer: &[u8] = match target(&head) {
+                "/204" => b"HTTP/1.1 204 No Content\r\n\r\n",
+                "/304" => b"HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\n\r\n",
+                path => {
+                    if !c.ok(path).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            if !c.write(answer).await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if !c.write(&ok("WRONG: stray")).await {
+                return;
+            }
+        }
+    })
+    .await;
+    let gateway = gateway_for(&upstream, "", "");
+    let http = client::<Full<Bytes>>();
+
+    for (path, status) in [("/204", StatusCode::NO_CONTENT), ("/304", StatusCode::NOT_MODIFIED)] {
+        let reply = send(&http, request("GET", gateway.addr("public"), "x.test", path)).await;
+        assert_eq!((reply.status, reply.body.as_str()), (status, ""), "{path}");
+        let connections = upstream.accepted();
+        // The stray bytes have arrived on the idle connection.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        for i in 0..2 {
+            let next = format!("{path}/next-{i}");
+            assert_eq!(get(&gateway, &next).await, (StatusCode::OK, next), "{:?}", upstream.log());
+        }
+        assert_eq!(
+            upstream.accepted(),
+            connections + 1,
+            "after {path}, one new connection: {:?}",
+            upstream.log()
+        );
+    }
+}

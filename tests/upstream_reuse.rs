@@ -7,17 +7,25 @@ use std::time::Duration;
 
 use hyper::StatusCode;
 
+use bytes::Bytes;
+use http_body_util::Full;
+
 use support::{client, request, send, spec_with, Answer, Gateway, ScriptedUpstream, Upstream};
 
 /// An upstream that answers the first request on each connection and closes
 /// the connection, without answering, on any later one: the race of a
-/// keep-alive connection that the upstream closes just as it is reused.
+/// keep-alive connection that the upstream closes just as it is reused. Its
+/// answer has the target as the body, or, to a HEAD, as `X-Target`.
 async fn closes_reused_connections() -> ScriptedUpstream {
     ScriptedUpstream::start(None, |r| {
-        if r.index_on_connection == 0 {
-            Answer::ok(r.target())
-        } else {
+        if r.index_on_connection > 0 {
             Answer::Close
+        } else if r.method() == "HEAD" {
+            let head =
+                format!("HTTP/1.1 200 OK\r\nX-Target: {}\r\nContent-Length: 7\r\n\r\n", r.target());
+            Answer::Send(head.into_bytes())
+        } else {
+            Answer::ok(r.target())
         }
     })
     .await
@@ -45,6 +53,97 @@ async fn an_idempotent_request_on_a_stale_connection_is_resent_on_a_new_one() {
     let requests = upstream.requests();
     let answered = requests.iter().filter(|r| r.index_on_connection == 0).count();
     assert_eq!(answered, 5, "{requests:?}");
+}
+
+/// B34 for the other idempotent methods: a PUT, a DELETE and a HEAD that die
+/// on a reused connection before any response are each sent once more on a
+/// new connection, and succeed; so does a PUT with a body on a route that
+/// keeps a copy of it for retries, whose resend carries the whole body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_delete_and_head_on_a_stale_connection_are_resent_on_a_new_one() {
+    let upstream = closes_reused_connections().await;
+    let retries = "    retries: { attempts: 2, on: [502] }\n";
+    let gateway = Gateway::start(&spec_with("", &[upstream.address], "", retries));
+    let address = gateway.addr("public");
+    let http = client();
+
+    let first = send(&http, request("GET", address, "x.test", "/warm")).await;
+    assert_eq!((first.status, first.body.as_str()), (StatusCode::OK, "/warm"));
+    for method in ["PUT", "DELETE", "HEAD"] {
+        for i in 0..2 {
+            let path = format!("/{method}/{i}");
+            let reply = send(&http, request(method, address, "x.test", &path)).await;
+            assert_eq!(reply.status, StatusCode::OK, "{method} {path}: {}", reply.body);
+            if method == "HEAD" {
+                assert_eq!(reply.body, "");
+                let target = reply.headers.get("x-target").map(|v| v.to_str().unwrap());
+                assert_eq!(target, Some(path.as_str()));
+            } else {
+                assert_eq!(reply.body, path);
+            }
+        }
+    }
+    let body = Bytes::from_static(b"the whole document");
+    let put = hyper::Request::put(format!("http://{address}/document"))
+        .header("host", "x.test")
+        .body(Full::new(body.clone()))
+        .unwrap();
+    let reply = send(&http, put).await;
+    assert_eq!((reply.status, reply.body.as_str()), (StatusCode::OK, "/document"));
+
+    // Each request after the first met a connection that died and went
+    // again, whole, on a new one, which answered it.
+    let requests = upstream.requests();
+    assert_eq!(upstream.connections(), 8, "{requests:?}");
+    for (stale, resent) in requests
+        .iter()
+        .filter(|r| r.index_on_connection > 0)
+        .zip(requests.iter().filter(|r| r.index_on_connection == 0).skip(1))
+    {
+        assert_eq!((stale.method(), stale.target()), (resent.method(), resent.target()));
+        assert_eq!(stale.body, resent.body);
+    }
+    let document: Vec<_> = requests.iter().filter(|r| r.target() == "/document").collect();
+    assert_eq!(document.len(), 2, "{requests:?}");
+    assert!(document.iter().all(|r| r.body == body), "{document:?}");
+}
+
+/// B35 and T8.2 for PATCH: a route that retries on 502 without
+/// `non_idempotent` retries a GET to the other endpoint, but never sends a
+/// PATCH twice: the client gets the upstream's own 502, and the other
+/// endpoint receives only the PATCHes sent to it first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patch_answered_502_is_not_retried_without_non_idempotent() {
+    let failing = ScriptedUpstream::start(None, |_| {
+        Answer::Send(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 9\r\n\r\nu1 failed".to_vec())
+    })
+    .await;
+    let other = Upstream::start("u2").await;
+    let retries = "    retries: { attempts: 2, on: [502] }\n";
+    let gateway = Gateway::start(&spec_with("", &[failing.address, other.address], "", retries));
+    let address = gateway.addr("public");
+    let http = client();
+
+    for _ in 0..4 {
+        let reply = send(&http, request("GET", address, "x.test", "/orders")).await;
+        assert_eq!((reply.status, reply.body.as_str()), (StatusCode::OK, "u2"), "GET is retried");
+    }
+    let before = other.seen().len();
+    let mut from_u1 = 0;
+    for _ in 0..4 {
+        let reply = send(&http, request("PATCH", address, "x.test", "/orders/7")).await;
+        if reply.status == StatusCode::BAD_GATEWAY {
+            assert_eq!(reply.body, "u1 failed", "the upstream's own 502 body");
+            from_u1 += 1;
+        } else {
+            assert_eq!((reply.status, reply.body.as_str()), (StatusCode::OK, "u2"));
+        }
+    }
+    assert_eq!(from_u1, 2, "round robin sends half the PATCHes to u1");
+    let patches = failing.requests().iter().filter(|r| r.method() == "PATCH").count();
+    assert_eq!(patches, 2, "u1 saw each of its PATCHes once");
+    let to_u2 = other.seen()[before..].iter().filter(|s| s.method == "PATCH").count();
+    assert_eq!(to_u2, 2, "u2 never receives u1's PATCHes");
 }
 
 /// B35: a non-idempotent request is never sent twice once it was sent: the
