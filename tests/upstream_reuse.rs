@@ -146,6 +146,30 @@ async fn a_patch_answered_502_is_not_retried_without_non_idempotent() {
     assert_eq!(to_u2, 2, "u2 never receives u1's PATCHes");
 }
 
+/// B34 with a body, on a route without retries: a PUT whose reused
+/// connection turns out closed after it was sent goes again, body and all,
+/// on a new connection, from the copy kept while it streamed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_with_a_body_on_a_stale_connection_is_resent_whole() {
+    let upstream = closes_reused_connections().await;
+    let gateway = Gateway::start(&spec_with("", &[upstream.address], "", ""));
+    let address = gateway.addr("public");
+    let http = client();
+
+    let first = send(&http, request("GET", address, "x.test", "/warm")).await;
+    assert_eq!(first.status, StatusCode::OK);
+    let body = Bytes::from_static(b"the whole document, twice if need be");
+    let put = hyper::Request::put(format!("http://{address}/document"))
+        .header("host", "x.test")
+        .body(Full::new(body.clone()))
+        .unwrap();
+    let reply = send(&http, put).await;
+    assert_eq!((reply.status, reply.body.as_str()), (StatusCode::OK, "/document"));
+    let puts: Vec<_> = upstream.requests().into_iter().filter(|r| r.method() == "PUT").collect();
+    assert_eq!(puts.len(), 2, "sent on the stale connection, then again");
+    assert!(puts.iter().all(|r| r.body == body), "{puts:?}");
+}
+
 /// B35: a non-idempotent request is never sent twice once it was sent: the
 /// stale connection gives 502 and the upstream saw the POST exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

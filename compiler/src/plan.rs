@@ -28,7 +28,9 @@ use crate::router::{Captures, HostPattern, RequestFacts, RouteId, Router};
 use crate::spec::Balance;
 
 pub use self::address::{AddressError, EndpointAddress};
-pub use self::policy::{algorithm, HealthCheckPlan, RetryPlan, EVERY_ENDPOINT};
+pub use self::policy::{
+    algorithm, HealthCheckPlan, RetryPlan, DEFAULT_REPLAY_BODY_LIMIT, EVERY_ENDPOINT,
+};
 
 /// The plan file format this build reads and writes.
 pub const PLAN_FORMAT: u32 = 5;

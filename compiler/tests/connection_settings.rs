@@ -169,8 +169,8 @@ fn peak_ewma_window_reaches_the_algorithm_and_is_checked_where_it_is_ignored() {
 fn the_replay_body_limit_reaches_the_plan_and_a_bad_one_is_located() {
     let plan = |route: &str| check(SourceFile::new("t.yaml", spec("", "", route))).plan;
     let limit = |route: &str| plan(route).expect("valid").routes[0].retries.replay_body_limit;
-    // Without retries there is nothing to replay; with them, 64 KiB unless set.
-    assert_eq!(limit(""), 0);
+    // 64 KiB unless the route's retries say otherwise.
+    assert_eq!(limit(""), 64 * 1024);
     assert_eq!(limit("    retries: { attempts: 2 }\n"), 64 * 1024);
     assert_eq!(limit("    retries: { attempts: 2, replay_body_limit: 1MiB }\n"), 1 << 20);
     assert_eq!(limit("    retries: { attempts: 2, replay_body_limit: 0B }\n"), 0);

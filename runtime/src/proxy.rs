@@ -360,12 +360,12 @@ async fn forward(
         version,
         continued,
     };
-    // A route that may retry after sending keeps a copy of a small body.
+    // A copy of a small body lets a retry, or the resend after a reused
+    // connection turned out closed, send it again; neither sends a request
+    // that is not idempotent twice unless the route allows it.
     let retries = &route_plan.retries;
-    let replay_limit = match retries.configured && retries.settings.attempts > 1 {
-        true => retries.replay_body_limit,
-        false => 0,
-    };
+    let resendable = retry::is_idempotent(head.method.as_str()) || retries.settings.non_idempotent;
+    let replay_limit = if resendable { retries.replay_body_limit } else { 0 };
     let slot = BodySlot::with(body, limit, protocol == Protocol::Http2, gate, replay_limit);
 
     let mut response = send(shared, exchange, pool, endpoint, hash, &head, &slot).await?;

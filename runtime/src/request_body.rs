@@ -22,11 +22,14 @@
 //!   upstream client first asks for data. If an attempt fails before that
 //!   (a refused connection, or a reused connection that turned out closed),
 //!   the body is still whole in the slot and the request can be sent again;
-//! - on a route with retries, it keeps a copy of a body of up to the route's
-//!   `replay_body_limit` as it streams (the data frames share the client's
-//!   buffers), so that once the client has sent all of it a retry can send
-//!   it again. A body that outgrows the limit drops its copy at once, and
-//!   one the client has not finished sending is never replayed.
+//! - for a request that may be sent twice (an idempotent one, or any where
+//!   the route retries the others), it keeps a copy of a body of up to the
+//!   route's `replay_body_limit` (64 KiB by default) as it streams (the data
+//!   frames share the client's buffers), so that once the client has sent
+//!   all of it a retry, or the resend after a reused connection turned out
+//!   closed, can send it again. A body that outgrows the limit drops its
+//!   copy at once, and one the client has not finished sending is never
+//!   replayed.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -8,7 +8,7 @@ use sluice_traffic::{
     OutlierSettings, RetrySettings,
 };
 
-use crate::plan::{HealthCheckPlan, RetryPlan, EVERY_ENDPOINT};
+use crate::plan::{HealthCheckPlan, RetryPlan, DEFAULT_REPLAY_BODY_LIMIT, EVERY_ENDPOINT};
 use crate::spec::{
     parse_duration, parse_size, Choices, CircuitBreaker, HealthCheck, OutlierDetection, Pool,
     Retries, RetryBudget, RetryFailure, RetryOn, StatusSpec,
@@ -101,9 +101,6 @@ pub(crate) fn circuit(spec: Option<&CircuitBreaker>) -> CircuitLimits {
 }
 
 /// The default retry conditions of a `retries` block without `on`.
-/// Largest request body a route with retries keeps to send again.
-pub(crate) const DEFAULT_REPLAY_BODY_LIMIT: u64 = 64 * 1024;
-
 const DEFAULT_ON: [RetryOn; 2] =
     [RetryOn::Failure(RetryFailure::ConnectFailure), RetryOn::Failure(RetryFailure::Reset)];
 

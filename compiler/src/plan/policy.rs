@@ -37,6 +37,10 @@ pub fn algorithm(
     }
 }
 
+/// Largest request body kept so that it can be sent again, unless a route's
+/// `retries` says otherwise.
+pub const DEFAULT_REPLAY_BODY_LIMIT: u64 = 64 * 1024;
+
 /// `choices: all` in a plan.
 pub const EVERY_ENDPOINT: usize = ALL_CHOICES;
 
@@ -77,7 +81,12 @@ impl RetryPlan {
             backoff_max: Duration::ZERO,
             ..RetrySettings::default()
         };
-        RetryPlan { settings, per_try_timeout: None, configured: false, replay_body_limit: 0 }
+        RetryPlan {
+            settings,
+            per_try_timeout: None,
+            configured: false,
+            replay_body_limit: DEFAULT_REPLAY_BODY_LIMIT,
+        }
     }
 }
 
