@@ -364,8 +364,13 @@ async fn forward(
     // connection turned out closed, send it again; neither sends a request
     // that is not idempotent twice unless the route allows it.
     let retries = &route_plan.retries;
-    let resendable = retry::is_idempotent(head.method.as_str()) || retries.settings.non_idempotent;
-    let replay_limit = if resendable { retries.replay_body_limit } else { 0 };
+    let replay_limit = match hyper::body::Body::is_end_stream(&body) {
+        true => 0,
+        false if retry::is_idempotent(head.method.as_str()) || retries.settings.non_idempotent => {
+            retries.replay_body_limit
+        }
+        false => 0,
+    };
     let slot = BodySlot::with(body, limit, protocol == Protocol::Http2, gate, replay_limit);
 
     let mut response = send(shared, exchange, pool, endpoint, hash, &head, &slot).await?;

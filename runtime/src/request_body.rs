@@ -195,10 +195,9 @@ impl BodySlot {
         gate: Option<Gate>,
         replay_limit: u64,
     ) -> Arc<BodySlot> {
-        let declared = body.size_hint().exact();
-        let replay = if body.is_end_stream()
-            || replay_limit == 0
-            || declared.is_some_and(|n| n > replay_limit)
+        let replay = if replay_limit == 0
+            || body.is_end_stream()
+            || body.size_hint().exact().is_some_and(|n| n > replay_limit)
         {
             Replay::Off
         } else {
@@ -222,13 +221,9 @@ impl BodySlot {
     /// A body for one attempt. It is the client's whole body when
     /// [`BodySlot::is_whole`] holds, and empty otherwise.
     pub(crate) fn attempt(self: &Arc<Self>) -> RequestBody {
-        let replay = match self.keeping.then(|| self.replay.lock()) {
-            Some(Ok(kept)) => match &*kept {
-                Replay::Complete(pieces) => Some((Arc::clone(pieces), 0)),
-                _ => None,
-            },
-            _ => None,
-        };
+        let complete = |kept: &Replay| matches!(kept, Replay::Complete(_));
+        let replay =
+            (self.keeping && self.replay.lock().is_ok_and(|kept| complete(&kept))).then_some(0);
         RequestBody { slot: Arc::clone(self), body: None, gate: None, seen: 0, replay }
     }
 
@@ -253,6 +248,22 @@ impl BodySlot {
             } else {
                 pieces.push(piece());
             }
+        }
+    }
+
+    /// Piece `n` of the whole kept copy, if there is one that long.
+    fn kept(&self, n: usize) -> Option<Piece> {
+        match &*self.replay.lock().ok()? {
+            Replay::Complete(pieces) => pieces.get(n).cloned(),
+            _ => None,
+        }
+    }
+
+    /// Pieces in the whole kept copy (0 without one).
+    fn kept_len(&self) -> usize {
+        match self.replay.lock().as_deref() {
+            Ok(Replay::Complete(pieces)) => pieces.len(),
+            _ => 0,
         }
     }
 
@@ -291,9 +302,9 @@ pub struct RequestBody {
     body: Option<ClientBody>,
     gate: Option<Gate>,
     seen: u64,
-    /// For an attempt that sends the kept copy: the copy, and the next
-    /// piece of it to send.
-    replay: Option<(Arc<[Piece]>, usize)>,
+    /// For an attempt that sends the slot's kept copy: the next piece of
+    /// it to send.
+    replay: Option<usize>,
 }
 
 impl RequestBody {
@@ -305,7 +316,7 @@ impl RequestBody {
     /// Whether this attempt has started reading the client's body (or
     /// sending its kept copy).
     pub(crate) fn has_started(&self) -> bool {
-        self.body.is_some() || self.replay.as_ref().is_some_and(|(_, next)| *next > 0)
+        self.body.is_some() || self.replay.is_some_and(|next| next > 0)
     }
 }
 
@@ -318,11 +329,11 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
-        if let Some((pieces, next)) = &mut this.replay {
-            let Some(piece) = pieces.get(*next) else { return Poll::Ready(None) };
+        if let Some(next) = &mut this.replay {
+            let Some(piece) = this.slot.kept(*next) else { return Poll::Ready(None) };
             *next += 1;
             this.slot.moved.fetch_add(1, Ordering::Relaxed);
-            return Poll::Ready(Some(Ok(piece.clone().frame())));
+            return Poll::Ready(Some(Ok(piece.frame())));
         }
         if this.body.is_none() {
             if this.gate.is_none() {
@@ -376,7 +387,7 @@ impl Body for RequestBody {
 
     fn is_end_stream(&self) -> bool {
         match (&self.replay, &self.body) {
-            (Some((pieces, next)), _) => *next >= pieces.len(),
+            (Some(next), _) => *next >= self.slot.kept_len(),
             (None, Some(body)) => body.is_end_stream(),
             (None, None) => self.slot.end_stream,
         }
