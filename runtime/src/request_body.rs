@@ -224,7 +224,7 @@ impl BodySlot {
         let complete = |kept: &Replay| matches!(kept, Replay::Complete(_));
         let replay =
             (self.keeping && self.replay.lock().is_ok_and(|kept| complete(&kept))).then_some(0);
-        RequestBody { slot: Arc::clone(self), body: None, gate: None, seen: 0, replay }
+        RequestBody { slot: Arc::clone(self), body: None, seen: 0, replay }
     }
 
     /// Whether the client's body can still be sent in full: no attempt has
@@ -300,11 +300,10 @@ impl BodySlot {
 pub struct RequestBody {
     slot: Arc<BodySlot>,
     body: Option<ClientBody>,
-    gate: Option<Gate>,
     seen: u64,
     /// For an attempt that sends the slot's kept copy: the next piece of
     /// it to send.
-    replay: Option<usize>,
+    replay: Option<u32>,
 }
 
 impl RequestBody {
@@ -330,20 +329,21 @@ impl Body for RequestBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
         if let Some(next) = &mut this.replay {
-            let Some(piece) = this.slot.kept(*next) else { return Poll::Ready(None) };
+            let Some(piece) = this.slot.kept(*next as usize) else { return Poll::Ready(None) };
             *next += 1;
             this.slot.moved.fetch_add(1, Ordering::Relaxed);
             return Poll::Ready(Some(Ok(piece.frame())));
         }
         if this.body.is_none() {
-            if this.gate.is_none() {
-                this.gate = this.slot.gate.lock().ok().and_then(|mut g| g.take());
-            }
-            if let Some(gate) = this.gate.as_mut() {
-                if gate.as_mut().poll(cx).is_pending() {
-                    return Poll::Pending;
+            // The gate is polled where it lies, in the slot (it is rare, and
+            // every field here is moved with each request).
+            if let Ok(mut gate) = this.slot.gate.lock() {
+                if let Some(open) = gate.as_mut() {
+                    if open.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    *gate = None;
                 }
-                this.gate = None;
             }
             this.body = this.slot.body.lock().ok().and_then(|mut b| b.take());
         }
@@ -387,7 +387,7 @@ impl Body for RequestBody {
 
     fn is_end_stream(&self) -> bool {
         match (&self.replay, &self.body) {
-            (Some(next), _) => *next >= self.slot.kept_len(),
+            (Some(next), _) => *next as usize >= self.slot.kept_len(),
             (None, Some(body)) => body.is_end_stream(),
             (None, None) => self.slot.end_stream,
         }
