@@ -499,7 +499,7 @@ pub(crate) struct Http1Pool {
 }
 
 struct Idle {
-    conn: Conn,
+    conn: Box<Conn>,
     since: Instant,
 }
 
@@ -510,7 +510,7 @@ pub(crate) struct Home {
 }
 
 impl Home {
-    pub(crate) fn give_back(self, conn: Conn) {
+    pub(crate) fn give_back(self, conn: Box<Conn>) {
         self.pool.put(self.endpoint, conn);
     }
 
@@ -579,7 +579,7 @@ impl Http1Pool {
     /// `max_connections` may not allow). A borrowed connection still
     /// answers to its own worker's reactor, and goes back to that worker's
     /// stack.
-    fn take(&self, endpoint: usize) -> Option<Conn> {
+    fn take(&self, endpoint: usize) -> Option<Box<Conn>> {
         if endpoint >= self.endpoints {
             return None;
         }
@@ -588,7 +588,7 @@ impl Http1Pool {
         (0..lanes).find_map(|k| self.take_from(((own + k) % lanes) * self.endpoints + endpoint))
     }
 
-    fn take_from(&self, at: usize) -> Option<Conn> {
+    fn take_from(&self, at: usize) -> Option<Box<Conn>> {
         let stack = self.idle.get(at)?;
         loop {
             let idle = lock(stack).pop_back()?;
@@ -606,7 +606,7 @@ impl Http1Pool {
 
     /// Give back a connection whose exchange has ended, if it can take
     /// another request.
-    fn put(&self, endpoint: usize, mut conn: Conn) {
+    fn put(&self, endpoint: usize, mut conn: Box<Conn>) {
         if !conn.can_take_another() {
             return;
         }
@@ -646,7 +646,9 @@ impl Http1Pool {
         closed
     }
 
-    async fn connect(&self, address: SocketAddr) -> Result<Conn, SendError> {
+    /// A new connection, boxed once for its life: it moves between the
+    /// idle stacks and response bodies as a pointer.
+    async fn connect(&self, address: SocketAddr) -> Result<Box<Conn>, SendError> {
         let slots = match take_slots(self.breaker.as_ref()) {
             // Idle connections the upstream has closed keep their places
             // until they are next looked at: look at them now.
@@ -670,7 +672,7 @@ impl Http1Pool {
         // Open now: no longer waiting, still counted as a connection.
         let slot = slots.map(|(open, _pending)| open);
         let lane = u32::try_from(crate::workers::lane()).unwrap_or(u32::MAX);
-        Ok(Conn::new(stream, slot, lane))
+        Ok(Box::new(Conn::new(stream, slot, lane)))
     }
 }
 
