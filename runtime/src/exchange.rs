@@ -33,12 +33,9 @@ const CLIENT_CLOSED: u16 = 499;
 /// Bookkeeping for one request.
 pub(crate) struct Exchange {
     shared: Arc<Shared>,
-    started: Instant,
-    client: SocketAddr,
-    listener: usize,
-    method: hyper::Method,
-    /// Kept only when the access log is on.
-    path: String,
+    /// What only the access log needs, kept only when it is on (the
+    /// exchange moves with every response, so it stays small without it).
+    logged: Option<Box<Logged>>,
     pub(crate) route: Option<usize>,
     /// `(pool, endpoint)` once [`Exchange::begin`] has counted the request.
     endpoint: Option<(usize, usize)>,
@@ -50,6 +47,15 @@ pub(crate) struct Exchange {
     _in_flight: InFlight,
 }
 
+/// The parts of an exchange that only its access log record needs.
+struct Logged {
+    started: Instant,
+    client: SocketAddr,
+    listener: usize,
+    method: hyper::Method,
+    path: String,
+}
+
 impl Exchange {
     pub(crate) fn new(
         shared: Arc<Shared>,
@@ -58,15 +64,18 @@ impl Exchange {
         request: &hyper::Request<ClientBody>,
         in_flight: InFlight,
     ) -> Exchange {
-        let path =
-            if shared.log.enabled() { request.uri().path().to_owned() } else { String::new() };
+        let logged = shared.log.enabled().then(|| {
+            Box::new(Logged {
+                started: Instant::now(),
+                client,
+                listener,
+                method: request.method().clone(),
+                path: request.uri().path().to_owned(),
+            })
+        });
         Exchange {
             shared,
-            started: Instant::now(),
-            client,
-            listener,
-            method: request.method().clone(),
-            path,
+            logged,
             route: None,
             endpoint: None,
             status: None,
@@ -114,18 +123,18 @@ impl Drop for Exchange {
         if let Some((pool, endpoint)) = self.endpoint {
             self.shared.balancers[pool].end(endpoint);
         }
-        if self.shared.log.enabled() {
+        if let Some(logged) = self.logged.take() {
             // When the request arrived, on the wall clock; read here, so a
             // request costs no wall-clock reading when nothing is logged.
-            let duration = self.started.elapsed();
+            let duration = logged.started.elapsed();
             let time = SystemTime::now().checked_sub(duration).unwrap_or(SystemTime::UNIX_EPOCH);
             self.shared.log.send(Record {
                 plan: Arc::clone(&self.shared.plan),
                 time,
-                client: self.client,
-                listener: self.listener,
-                method: Some(self.method.clone()),
-                path: std::mem::take(&mut self.path),
+                client: logged.client,
+                listener: logged.listener,
+                method: Some(logged.method),
+                path: logged.path,
                 route: self.route,
                 endpoint: self.endpoint,
                 status: self.status.unwrap_or(CLIENT_CLOSED),
