@@ -8,7 +8,7 @@
 
 use std::fmt::Write;
 
-use crate::report::{percent, Report};
+use crate::report::Report;
 use crate::time::{Human, SECOND};
 
 const WIDTH: f64 = 760.0;
@@ -58,24 +58,9 @@ impl Report {
             "<table><tr><th>variant</th><th>requests</th><th>throughput</th><th>success</th>\
              <th>errors</th><th>retries</th><th>mean</th><th>p50</th><th>p99</th><th>p99.9</th></tr>\n",
         );
-        let time = |ns: f64| Human(ns.round() as u64).to_string();
-        let count = |h: f64| format!("{h:.0}");
         for v in &self.variants {
-            let (l, ci) = (&v.latency, v.interval);
-            let cells = [
-                escape(&v.variant),
-                pm(v.requests.to_string(), ci.map(|c| c.requests), &count),
-                pm(format!("{:.1}/s", v.throughput), ci.map(|c| c.throughput), &|h| {
-                    format!("{h:.1}")
-                }),
-                pm(percent(v.success_rate()), ci.map(|c| c.success_rate), &percent),
-                pm(percent(v.error_rate()), ci.map(|c| c.error_rate), &percent),
-                pm(v.retries.to_string(), ci.map(|c| c.retries), &count),
-                pm(Human(l.mean_ns).to_string(), ci.map(|c| c.mean_ns), &time),
-                pm(Human(l.p50_ns).to_string(), ci.map(|c| c.p50_ns), &time),
-                pm(Human(l.p99_ns).to_string(), ci.map(|c| c.p99_ns), &time),
-                pm(Human(l.p99_9_ns).to_string(), ci.map(|c| c.p99_9_ns), &time),
-            ];
+            let mut cells = vec![escape(&v.variant)];
+            cells.extend(crate::report::summary_cells(v, &pm));
             row(&mut out, &cells);
         }
         out.push_str("</table>\n");
@@ -96,6 +81,7 @@ impl Report {
                     (e.upstream_5xx, h.map(|h| h.upstream_5xx)),
                     (e.unanswered, h.map(|h| h.unanswered)),
                 ];
+                let count = |h: f64| format!("{h:.0}");
                 let cells = cells.map(|(n, h)| pm(n.to_string(), h, &count));
                 let all: Vec<String> = std::iter::once(escape(&v.variant)).chain(cells).collect();
                 row(&mut out, &all);

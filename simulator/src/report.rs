@@ -245,24 +245,10 @@ impl Report {
             "max",
         ];
         let rows = self.variants.iter().map(|v| {
-            let (l, ci) = (&v.latency, v.interval);
-            let time = |ns: f64| Human(ns.round() as Nanos).to_string();
-            let count = |h: f64| format!("{h:.0}");
-            vec![
-                v.variant.clone(),
-                pm(v.requests.to_string(), ci.map(|c| c.requests), &count),
-                pm(format!("{:.1}/s", v.throughput), ci.map(|c| c.throughput), &|h| {
-                    format!("{h:.1}")
-                }),
-                pm(percent(v.success_rate()), ci.map(|c| c.success_rate), &percent),
-                pm(percent(v.error_rate()), ci.map(|c| c.error_rate), &percent),
-                pm(v.retries.to_string(), ci.map(|c| c.retries), &count),
-                pm(Human(l.mean_ns).to_string(), ci.map(|c| c.mean_ns), &time),
-                pm(Human(l.p50_ns).to_string(), ci.map(|c| c.p50_ns), &time),
-                pm(Human(l.p99_ns).to_string(), ci.map(|c| c.p99_ns), &time),
-                pm(Human(l.p99_9_ns).to_string(), ci.map(|c| c.p99_9_ns), &time),
-                Human(l.max_ns).to_string(),
-            ]
+            let mut cells = vec![v.variant.clone()];
+            cells.extend(summary_cells(v, &pm));
+            cells.push(Human(v.latency.max_ns).to_string());
+            cells
         });
         render(&mut out, &header.map(String::from), rows.collect(), 1);
 
@@ -567,6 +553,31 @@ fn student_t975(df: usize) -> f64 {
 
 /// `x`, or `x ±h` with a confidence half-width written by `f`.
 /// (A count of none in every replication reads as just `0`.)
+/// How a table writes a figure `x` with its confidence half-width `h`,
+/// which `f` formats.
+pub(crate) type WithHalfWidth = dyn Fn(String, Option<f64>, &dyn Fn(f64) -> String) -> String;
+
+/// The summary figures of `v`, from requests to p99.9, each beside its
+/// confidence half-width as `pm` writes it (the terminal and HTML tables
+/// differ only there).
+pub(crate) fn summary_cells(v: &VariantReport, pm: &WithHalfWidth) -> Vec<String> {
+    let (l, ci) = (&v.latency, v.interval);
+    let time = |ns: f64| Human(ns.round() as Nanos).to_string();
+    let count = |h: f64| format!("{h:.0}");
+    let rate = |h: f64| format!("{h:.1}");
+    vec![
+        pm(v.requests.to_string(), ci.map(|c| c.requests), &count),
+        pm(format!("{:.1}/s", v.throughput), ci.map(|c| c.throughput), &rate),
+        pm(percent(v.success_rate()), ci.map(|c| c.success_rate), &percent),
+        pm(percent(v.error_rate()), ci.map(|c| c.error_rate), &percent),
+        pm(v.retries.to_string(), ci.map(|c| c.retries), &count),
+        pm(Human(l.mean_ns).to_string(), ci.map(|c| c.mean_ns), &time),
+        pm(Human(l.p50_ns).to_string(), ci.map(|c| c.p50_ns), &time),
+        pm(Human(l.p99_ns).to_string(), ci.map(|c| c.p99_ns), &time),
+        pm(Human(l.p99_9_ns).to_string(), ci.map(|c| c.p99_9_ns), &time),
+    ]
+}
+
 fn pm(x: String, h: Option<f64>, f: &dyn Fn(f64) -> String) -> String {
     match h {
         Some(h) if !(h == 0.0 && x == "0") => format!("{x} ±{}", f(h)),
