@@ -72,17 +72,7 @@ impl Report {
                  <th>5xx upstream</th><th>unanswered</th></tr>\n",
             );
             for v in failing {
-                let (e, h) = (&v.errors, v.interval.map(|c| c.errors));
-                let cells = [
-                    (e.timeout, h.map(|h| h.timeout)),
-                    (e.breaker, h.map(|h| h.breaker)),
-                    (e.no_endpoint, h.map(|h| h.no_endpoint)),
-                    (e.unreachable, h.map(|h| h.unreachable)),
-                    (e.upstream_5xx, h.map(|h| h.upstream_5xx)),
-                    (e.unanswered, h.map(|h| h.unanswered)),
-                ];
-                let count = |h: f64| format!("{h:.0}");
-                let cells = cells.map(|(n, h)| pm(n.to_string(), h, &count));
+                let cells = crate::report::error_cells(v, &pm);
                 let all: Vec<String> = std::iter::once(escape(&v.variant)).chain(cells).collect();
                 row(&mut out, &all);
             }

@@ -264,19 +264,9 @@ impl Report {
                 "5xx upstream",
                 "unanswered",
             ];
-            let rows = failing.iter().map(|v| {
-                let (e, h) = (&v.errors, v.interval.map(|c| c.errors));
-                let cells = [
-                    (e.timeout, h.map(|h| h.timeout)),
-                    (e.breaker, h.map(|h| h.breaker)),
-                    (e.no_endpoint, h.map(|h| h.no_endpoint)),
-                    (e.unreachable, h.map(|h| h.unreachable)),
-                    (e.upstream_5xx, h.map(|h| h.upstream_5xx)),
-                    (e.unanswered, h.map(|h| h.unanswered)),
-                ];
-                let cells = cells.map(|(n, h)| pm(n.to_string(), h, &|h| format!("{h:.0}")));
-                std::iter::once(v.variant.clone()).chain(cells).collect()
-            });
+            let rows = failing
+                .iter()
+                .map(|v| std::iter::once(v.variant.clone()).chain(error_cells(v, &pm)).collect());
             out.push('\n');
             render(&mut out, &header.map(String::from), rows.collect(), 1);
         }
@@ -576,6 +566,21 @@ pub(crate) fn summary_cells(v: &VariantReport, pm: &WithHalfWidth) -> Vec<String
         pm(Human(l.p99_ns).to_string(), ci.map(|c| c.p99_ns), &time),
         pm(Human(l.p99_9_ns).to_string(), ci.map(|c| c.p99_9_ns), &time),
     ]
+}
+
+/// The errors of `v` by kind, in the order of the tables' columns, each
+/// beside its half-width as `pm` writes it.
+pub(crate) fn error_cells(v: &VariantReport, pm: &WithHalfWidth) -> [String; 6] {
+    let (e, h) = (&v.errors, v.interval.map(|c| c.errors));
+    let cells = [
+        (e.timeout, h.map(|h| h.timeout)),
+        (e.breaker, h.map(|h| h.breaker)),
+        (e.no_endpoint, h.map(|h| h.no_endpoint)),
+        (e.unreachable, h.map(|h| h.unreachable)),
+        (e.upstream_5xx, h.map(|h| h.upstream_5xx)),
+        (e.unanswered, h.map(|h| h.unanswered)),
+    ];
+    cells.map(|(n, h)| pm(n.to_string(), h, &|h| format!("{h:.0}")))
 }
 
 fn pm(x: String, h: Option<f64>, f: &dyn Fn(f64) -> String) -> String {
