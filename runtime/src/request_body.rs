@@ -122,17 +122,17 @@ pub(crate) struct BodySlot {
     moved: AtomicU64,
     /// Whether the reader last found the client had nothing to give.
     on_client: AtomicBool,
-    /// The copy of the body kept for retries.
+    /// The copy of the body kept to send it again.
     replay: Mutex<Replay>,
     /// Whether a copy was wanted at all (most bodies skip the lock).
     keeping: bool,
 }
 
-/// The copy of a body that [`BodySlot`] keeps so that a retry can send it
-/// again.
+/// The copy of a body that [`BodySlot`] keeps so that a retry or a resend
+/// can send it again.
 enum Replay {
-    /// No copy is kept: the route does not retry, or the body outgrew the
-    /// limit.
+    /// No copy is kept: the request is never sent twice, its body is empty
+    /// or larger than the limit, or it outgrew the limit.
     Off,
     /// The body so far, while it is still within `limit` bytes.
     Recording { pieces: Vec<Piece>, bytes: u64, limit: u64 },
