@@ -31,6 +31,14 @@ async fn closes_reused_connections() -> ScriptedUpstream {
     .await
 }
 
+/// `PUT /document` with `body`, to the gateway at `address`.
+fn put_document(address: std::net::SocketAddr, body: &Bytes) -> hyper::Request<Full<Bytes>> {
+    hyper::Request::put(format!("http://{address}/document"))
+        .header("host", "x.test")
+        .body(Full::new(body.clone()))
+        .unwrap()
+}
+
 /// B34: an idempotent request that dies on a reused connection before any
 /// response is sent once more on a new connection, and succeeds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,11 +92,7 @@ async fn put_delete_and_head_on_a_stale_connection_are_resent_on_a_new_one() {
         }
     }
     let body = Bytes::from_static(b"the whole document");
-    let put = hyper::Request::put(format!("http://{address}/document"))
-        .header("host", "x.test")
-        .body(Full::new(body.clone()))
-        .unwrap();
-    let reply = send(&http, put).await;
+    let reply = send(&http, put_document(address, &body)).await;
     assert_eq!((reply.status, reply.body.as_str()), (StatusCode::OK, "/document"));
 
     // Each request after the first met a connection that died and went
@@ -159,11 +163,7 @@ async fn a_put_with_a_body_on_a_stale_connection_is_resent_whole() {
     let first = send(&http, request("GET", address, "x.test", "/warm")).await;
     assert_eq!(first.status, StatusCode::OK);
     let body = Bytes::from_static(b"the whole document, twice if need be");
-    let put = hyper::Request::put(format!("http://{address}/document"))
-        .header("host", "x.test")
-        .body(Full::new(body.clone()))
-        .unwrap();
-    let reply = send(&http, put).await;
+    let reply = send(&http, put_document(address, &body)).await;
     assert_eq!((reply.status, reply.body.as_str()), (StatusCode::OK, "/document"));
     let puts: Vec<_> = upstream.requests().into_iter().filter(|r| r.method() == "PUT").collect();
     assert_eq!(puts.len(), 2, "sent on the stale connection, then again");
