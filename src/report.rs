@@ -322,10 +322,6 @@ fn rule_text(id: &str) -> (Option<&'static str>, Option<&'static str>) {
         }
         "S0427" => ("drawn keys that no policy reads", "hash or pin on them, or remove them"),
         "S0428" => ("a share lacks the key its pool hashes on", "set the key the pool reads"),
-        "S0429" => (
-            "a pool's connection limits are not simulated",
-            "compare `max_requests` in a grid instead",
-        ),
         _ => return (None, None),
     };
     (Some(summary), Some(help))

@@ -577,12 +577,13 @@ pools:
 }
 
 #[test]
-fn an_endpoint_that_stops_accepting_costs_the_connect_timeout_until_it_recovers() {
+fn an_endpoint_that_stops_accepting_costs_new_connections_the_connect_timeout() {
     // `backend` balances round robin over three endpoints with a connect
     // timeout of 250 ms; each request takes 10 ms. From 10 s to 20 s,
-    // endpoint 0 accepts no connection: a third of the requests then wait
-    // 250 ms before another endpoint serves them (a route without `retries`
-    // fails over at once, as `serve` does). Nothing fails.
+    // endpoint 0 accepts no new connection. A try to it that needs one
+    // waits 250 ms before another endpoint serves it (a route without
+    // `retries` fails over at once, as `serve` does); one that finds an
+    // idle kept-alive connection is served on it. Nothing fails.
     let dir = tempfile::tempdir().unwrap();
     let scenario = scenario_in(
         &dir,
@@ -598,16 +599,44 @@ events:
   - { at: 20s, action: recover, pool: backend, endpoint: \"0\" }
 ",
     );
-    let (_, report) = keyed_json(&scenario);
-    let v = &report["variants"][0];
-    assert_eq!(v["succeeded"], v["requests"], "{v}");
-    let ms = |field: &str| v["latency"][field].as_f64().unwrap() / 1e6;
-    assert!((ms("p50_ns") - 10.0).abs() < 0.1, "{v}");
-    assert!((ms("p99_ns") - 260.0).abs() < 0.5, "{v}");
-    assert!((ms("max_ns") - 260.0).abs() < 0.5, "{v}");
-    // A ninth of the requests pay 250 ms more: the mean rises by about 28 ms.
-    assert!((ms("mean_ns") - 37.8).abs() < 2.0, "{v}");
-    // Endpoint 0 served its third outside the window, and nothing in it.
-    let share = shares(v, "backend");
+    let run = |idle_timeout: &str| {
+        let spec = std::fs::read_to_string(KEYED).unwrap().replace(
+            "    connect_timeout: 250ms\n",
+            &format!("    connect_timeout: 250ms\n    idle_timeout: {idle_timeout}\n"),
+        );
+        let path = dir.path().join("keyed.yaml");
+        std::fs::write(&path, spec).unwrap();
+        let out = sluice()
+            .args(["simulate", "--format", "json", "--seed", "9", "--scenario"])
+            .arg(&scenario)
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        report["variants"][0].clone()
+    };
+    let ms = |v: &Value, field: &str| v["latency"][field].as_f64().unwrap() / 1e6;
+
+    // Connections idle for a millisecond close: at 100 requests a second
+    // per endpoint, nearly every try to it needs a new one, so about a
+    // ninth of all requests pay 250 ms more, and endpoint 0 serves its
+    // third only outside the window.
+    let short = run("1ms");
+    assert_eq!(short["succeeded"], short["requests"], "{short}");
+    assert!((ms(&short, "p50_ns") - 10.0).abs() < 0.1, "{short}");
+    assert!((ms(&short, "p99_ns") - 260.0).abs() < 0.5, "{short}");
+    assert!((ms(&short, "max_ns") - 260.0).abs() < 0.5, "{short}");
+    assert!((ms(&short, "mean_ns") - 37.8).abs() < 3.0, "{short}");
+    let share = shares(&short, "backend");
     assert!((share[0] - 2.0 / 9.0).abs() < 0.02, "{share:?}");
+
+    // Kept alive for the default 4 s, the connections it had go on
+    // carrying most of its share; only the tries that need one more pay.
+    let kept = run("4s");
+    assert_eq!(kept["succeeded"], kept["requests"], "{kept}");
+    assert!((ms(&kept, "max_ns") - 260.0).abs() < 0.5, "{kept}");
+    assert!(ms(&kept, "mean_ns") < 15.0, "{kept}");
+    let share = shares(&kept, "backend");
+    assert!(share[0] > 0.3, "{share:?}");
 }

@@ -71,8 +71,8 @@ use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use sluice_compiler::plan::PoolPlan;
-use sluice_traffic::circuit::OwnedPermit;
-use sluice_traffic::{CircuitBreaker, Limit, Rejection};
+use sluice_traffic::circuit::{Connecting, OwnedPermit};
+use sluice_traffic::{CircuitBreaker, Rejection};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -410,7 +410,7 @@ impl tower_service::Service<Uri> for StampingConnector {
         Box::pin(async move {
             let io = connecting.await?;
             // Open now: no longer waiting, still counted as a connection.
-            let slot = slots.map(|(open, _pending)| open);
+            let slot = slots.map(Connecting::opened);
             Ok(Stamped { io, opened: OpenedAt(Instant::now()), _slot: slot })
         })
     }
@@ -419,15 +419,9 @@ impl tower_service::Service<Uri> for StampingConnector {
 /// A connection's place under the breaker's `max_connections` and, while it
 /// is being opened, under `max_pending`; none when the pool has no limits.
 /// Both are taken before dialling, so a refusal costs no connect.
-fn take_slots(
-    breaker: Option<&Arc<CircuitBreaker>>,
-) -> Result<Option<(OwnedPermit, OwnedPermit)>, BreakerRefusal> {
+fn take_slots(breaker: Option<&Arc<CircuitBreaker>>) -> Result<Option<Connecting>, BreakerRefusal> {
     let Some(breaker) = breaker else { return Ok(None) };
-    breaker
-        .try_acquire_owned(Limit::Connections)
-        .and_then(|open| Ok((open, breaker.try_acquire_owned(Limit::Pending)?)))
-        .map(Some)
-        .map_err(BreakerRefusal)
+    breaker.try_connect().map(Some).map_err(BreakerRefusal)
 }
 
 /// An upstream connection that knows when it was opened.
@@ -670,7 +664,7 @@ impl Http1Pool {
             tracing::debug!(side = "upstream", %address, %error, "cannot set TCP_NODELAY");
         }
         // Open now: no longer waiting, still counted as a connection.
-        let slot = slots.map(|(open, _pending)| open);
+        let slot = slots.map(Connecting::opened);
         let lane = u32::try_from(crate::workers::lane()).unwrap_or(u32::MAX);
         Ok(Box::new(Conn::new(stream, slot, lane)))
     }

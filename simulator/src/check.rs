@@ -47,7 +47,6 @@ pub mod codes {
     pub const BAD_KEYS: Code = Code { id: "S0426", name: "bad-key-distribution" };
     pub const UNUSED_KEY: Code = Code { id: "S0427", name: "unused-key" };
     pub const MISSING_KEY: Code = Code { id: "S0428", name: "missing-key" };
-    pub const UNMODELLED_LIMIT: Code = Code { id: "S0429", name: "unmodelled-limit" };
 }
 
 /// Most requests one run may simulate, warm-up included, so that a typo in
@@ -159,7 +158,6 @@ impl Checker<'_> {
         // Load figures built on wrong numbers would only add noise.
         if !self.found.iter().any(|d| d.severity == Severity::Error) {
             self.overload(s, &arrivals, length, &traffic, &pools);
-            self.connection_limits(s, &traffic);
         }
         Some(Workload {
             seed: s.seed,
@@ -344,43 +342,6 @@ impl Checker<'_> {
                 let help = "add workers or endpoints, or lower the rate, to see a steady state";
                 let finding = Diagnostic::warning(codes::OVERLOADED_POOL, message).with_help(help);
                 self.push(finding, &child("/pools", &pool.name));
-            }
-        }
-    }
-}
-
-impl Checker<'_> {
-    /// Say so when a pool the traffic reaches has connection limits, which
-    /// the simulation does not apply: it models no upstream connections
-    /// (opening one takes no time, and every try has its own), so only
-    /// `max_requests` limits what reaches the pool.
-    fn connection_limits(&mut self, s: &Scenario, traffic: &[RouteShare]) {
-        let Some(topology) = self.topology else { return };
-        let shares = pool_shares(topology, traffic);
-        for (pool, share) in topology.pools.iter().zip(shares) {
-            let Some(limits) = pool.rules.circuit else { continue };
-            let mut set = Vec::new();
-            if limits.max_connections != u32::MAX {
-                set.push("max_connections");
-            }
-            if limits.max_pending != u32::MAX {
-                set.push("max_pending");
-            }
-            if share <= 0.0 || set.is_empty() {
-                continue;
-            }
-            let message = format!(
-                "pool `{}` sets `{}`, which the simulation does not apply: it models no \
-                 upstream connections",
-                pool.name,
-                set.join("` and `")
-            );
-            let help = "its `max_requests` is applied; compare that limit with a `grid` instead";
-            let finding = Diagnostic::warning(codes::UNMODELLED_LIMIT, message).with_help(help);
-            let key = if s.pools.contains_key(&pool.name) { pool.name.as_str() } else { "*" };
-            match s.pools.contains_key(key) {
-                true => self.push_at_key(finding, &child("/pools", key)),
-                false => self.push(finding, ""),
             }
         }
     }

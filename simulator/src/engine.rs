@@ -39,6 +39,7 @@
 //! M/D/1 (Pollaczek-Khinchine), the sigma-root formula of round robin, and
 //! the supermarket model of power-of-d choices.
 
+mod connections;
 mod gateway;
 mod measure;
 mod source;
@@ -52,6 +53,7 @@ use sluice_traffic::{
     Algorithm, Deadline, DeadlineSettings, Nanos as Clock, Outcome as TryOutcome, RetrySettings,
 };
 
+use self::connections::Connections;
 use self::gateway::Instance;
 use self::measure::{Ended, Ending, Measure, Tally};
 use self::source::{Draws, Feed, Helper, Source};
@@ -188,6 +190,8 @@ struct Run<'a> {
     connect_timeouts: Vec<Nanos>,
     /// Which of the gateway's machines the run has at all.
     has: Machines,
+    /// Upstream connections, where they matter.
+    connections: Option<Connections>,
     seed: u64,
     variant: Variant,
     events: EventQueue<Event>,
@@ -397,6 +401,7 @@ impl<'a> Run<'a> {
         let instances: Vec<Instance> = (0..gateway.instances.max(1))
             .map(|_| Instance::new(topology, &variant, &gateway, &rules, &stations))
             .collect();
+        let connections = Connections::new(topology, workload, &rules, instances.len());
         let has = Machines {
             deadlines: deadlines.iter().any(|d| d.per_try.is_some() || d.overall.is_some()),
             breakers: instances.iter().any(|i| i.breakers.iter().any(Option::is_some)),
@@ -449,6 +454,7 @@ impl<'a> Run<'a> {
             hash_keys,
             connect_timeouts,
             has,
+            connections,
             seed,
             variant,
             events,
@@ -683,6 +689,8 @@ fn admits(workload: &Workload, at: Nanos, admitted: u64) -> bool {
 
 #[cfg(test)]
 mod mix;
+#[cfg(test)]
+mod pooling;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

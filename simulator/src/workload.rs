@@ -8,7 +8,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_compiler::spec::{HashOn, Sticky, DEFAULT_CONNECT_TIMEOUT};
+use sluice_compiler::spec::{
+    HashOn, Protocol, Sticky, DEFAULT_CONNECT_TIMEOUT, DEFAULT_POOL_IDLE_TIMEOUT,
+};
 use sluice_compiler::{Balance, Plan};
 use sluice_traffic::retry::RetryOn;
 use sluice_traffic::{
@@ -40,6 +42,12 @@ pub struct PoolShape {
     pub hash_on: Option<HashOn>,
     /// How long the gateway waits for a connection to an endpoint to open.
     pub connect_timeout: Duration,
+    /// How the gateway speaks to the endpoints: one connection per try in
+    /// flight (HTTP/1.1), or one per endpoint for all of them (HTTP/2).
+    pub protocol: Protocol,
+    /// How long an upstream connection may stay idle before the gateway
+    /// closes it.
+    pub idle_timeout: Duration,
 }
 
 /// A pool's decision settings from the plan.
@@ -90,6 +98,8 @@ impl PoolShape {
             rules: PoolRules::default(),
             hash_on: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            protocol: Protocol::Http1,
+            idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
         }
     }
 }
@@ -135,6 +145,8 @@ impl Topology {
                 },
                 hash_on: p.hash_on.clone(),
                 connect_timeout: p.connect_timeout,
+                protocol: p.protocol,
+                idle_timeout: p.idle_timeout,
             })
             .collect();
         let routes = plan
@@ -481,8 +493,10 @@ pub struct Gateway {
 /// has otherwise: only the named limit or threshold changes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Overrides {
-    /// The circuit breaker's `max_requests`.
+    /// The circuit breaker's limits.
     pub max_requests: Option<u32>,
+    pub max_connections: Option<u32>,
+    pub max_pending: Option<u32>,
     /// The retry budget's `ratio_percent` (a route without a budget gets
     /// the default one with this ratio).
     pub budget_ratio: Option<u32>,
@@ -549,8 +563,13 @@ impl Gateway {
     pub fn pool(&self, pool: &PoolShape) -> PoolRules {
         let (own, o) = (&pool.rules, &self.overrides);
         let mut circuit = self.circuit.or(own.circuit);
-        if let Some(max_requests) = o.max_requests {
-            circuit = Some(CircuitLimits { max_requests, ..circuit.unwrap_or_default() });
+        if o.max_requests.is_some() || o.max_connections.is_some() || o.max_pending.is_some() {
+            let c = circuit.unwrap_or_default();
+            circuit = Some(CircuitLimits {
+                max_requests: o.max_requests.unwrap_or(c.max_requests),
+                max_connections: o.max_connections.unwrap_or(c.max_connections),
+                max_pending: o.max_pending.unwrap_or(c.max_pending),
+            });
         }
         let mut health = self.health.clone().or_else(|| own.health.clone());
         let health_changes =
@@ -586,6 +605,8 @@ impl Gateway {
         }
         let o = &mut g.overrides;
         o.max_requests = variant.max_requests.or(o.max_requests);
+        o.max_connections = variant.max_connections.or(o.max_connections);
+        o.max_pending = variant.max_pending.or(o.max_pending);
         o.retry_on = variant.retry_on.or(o.retry_on);
         o.health_interval = variant.health_interval.map(Duration::from_nanos).or(o.health_interval);
         o.healthy_threshold = variant.healthy_threshold.or(o.healthy_threshold);
@@ -719,6 +740,8 @@ pub struct Variant {
     pub attempts: Option<u32>,
     pub timeout: Option<Nanos>,
     pub max_requests: Option<u32>,
+    pub max_connections: Option<u32>,
+    pub max_pending: Option<u32>,
     pub retry_budget: Option<bool>,
     pub per_try_timeout: Option<Nanos>,
     pub retry_on: Option<RetryConditions>,
@@ -795,6 +818,8 @@ impl Variant {
             attempts: None,
             timeout: None,
             max_requests: None,
+            max_connections: None,
+            max_pending: None,
             retry_budget: None,
             per_try_timeout: None,
             retry_on: None,
@@ -822,6 +847,12 @@ impl Variant {
         }
         if let Some(m) = self.max_requests {
             name.push_str(&format!(" max_requests={m}"));
+        }
+        if let Some(m) = self.max_connections {
+            name.push_str(&format!(" max_connections={m}"));
+        }
+        if let Some(m) = self.max_pending {
+            name.push_str(&format!(" max_pending={m}"));
         }
         if let Some(b) = self.retry_budget {
             name.push_str(if b { " budget=on" } else { " budget=off" });

@@ -52,6 +52,51 @@ grid:
 }
 
 #[test]
+fn a_tighter_connection_limit_sheds_more_with_503() {
+    // About 3.6 tries in flight per endpoint, each on a connection of its
+    // own, and idle connections keep their places: 4 connections for the
+    // pool of four refuse many tries, 1,000 none.
+    let report = run("\
+version: 1
+seed: 3
+duration: 10s
+warmup: 1s
+arrivals: { rate: 360 }
+pools:
+  app: { workers: 8, service: { distribution: exponential, mean: 40ms } }
+grid:
+  max_connections: [4, 1000]
+");
+    let (tight, loose) = pair(&report, ["spec max_connections=4", "spec max_connections=1000"]);
+    assert!(tight.errors.breaker > 1000, "{:?}", tight.errors);
+    assert_eq!(loose.errors.breaker, 0, "{:?}", loose.errors);
+    assert_eq!(loose.succeeded, loose.requests);
+}
+
+#[test]
+fn a_tighter_pending_limit_refuses_connects_to_an_endpoint_that_stopped_accepting() {
+    // Endpoint 0 stops accepting connections: tries that need a new one
+    // to it wait out the 5 s connect timeout. One such connect at a time
+    // refuses the others at once; 1,000 refuse none.
+    let report = run("\
+version: 1
+seed: 5
+duration: 10s
+warmup: 1s
+arrivals: { rate: 360 }
+pools:
+  app: { workers: 8, service: { distribution: exponential, mean: 40ms } }
+grid:
+  max_pending: [1, 1000]
+events:
+  - { at: 2s, action: stop_accepting, pool: app, endpoint: \"0\" }
+");
+    let (tight, loose) = pair(&report, ["spec max_pending=1", "spec max_pending=1000"]);
+    assert!(tight.errors.breaker > 0, "{:?}", tight.errors);
+    assert_eq!(loose.errors.breaker, 0, "{:?}", loose.errors);
+}
+
+#[test]
 fn a_shorter_per_try_timeout_retries_a_slow_endpoint_sooner() {
     // Endpoint 0 is 50 times slower (100 ms on average); tries that run out
     // are retried on another endpoint. With 20 ms per try, most tries to it
@@ -208,6 +253,13 @@ fn a_variant_changes_one_limit_and_keeps_each_pool_s_others() {
     let rules = Gateway::default().with(&variant).pool(&pool);
     let circuit = rules.circuit.unwrap();
     assert_eq!((circuit.max_connections, circuit.max_pending, circuit.max_requests), (7, 5, 3));
+    for (variant, want) in [
+        (Variant { max_connections: Some(2), ..Variant::spec() }, (2, 5, 9)),
+        (Variant { max_pending: Some(1), ..Variant::spec() }, (7, 1, 9)),
+    ] {
+        let c = Gateway::default().with(&variant).pool(&pool).circuit.unwrap();
+        assert_eq!((c.max_connections, c.max_pending, c.max_requests), want);
+    }
     let health = rules.health.unwrap();
     assert_eq!((health.interval, health.unhealthy_threshold), (Duration::from_secs(2), 1));
 
@@ -232,6 +284,10 @@ grid:
   healthy_threshold: [0]
   unhealthy_threshold: [2, 0]
   ratio_percent: [20]
+  max_connections: [0]
+  max_pending: [3, 0]
+gateway:
+  circuit_breaker: { max_connections: 0, max_pending: 2 }
 ";
     let plan = plan();
     let checked = check_scenario(SourceFile::new("grid.yaml", scenario), Some(&plan));
@@ -243,11 +299,14 @@ grid:
         ("grid.yaml:9:21", "soon"),
         ("grid.yaml:10:23", "`healthy_threshold` must be at least 1"),
         ("grid.yaml:11:28", "`unhealthy_threshold` must be at least 1"),
+        ("grid.yaml:13:21", "`max_connections` must be at least 1"),
+        ("grid.yaml:14:20", "`max_pending` must be at least 1"),
+        ("grid.yaml:16:39", "`max_connections` must be at least 1"),
     ] {
         assert!(
             found.iter().any(|f| f.starts_with(place) && f.contains(words)),
             "no finding at {place} saying {words}: {found:#?}"
         );
     }
-    assert_eq!(found.len(), 5, "{found:#?}");
+    assert_eq!(found.len(), 8, "{found:#?}");
 }

@@ -114,6 +114,16 @@ impl CircuitBreaker {
         Ok(OwnedPermit { breaker: Arc::clone(self), limit })
     }
 
+    /// The places a new upstream connection takes before it is dialled: one
+    /// under `max_connections` for its life, and one under `max_pending`
+    /// until it is open. Either full refuses both, so a refusal costs no
+    /// connect.
+    pub fn try_connect(self: &Arc<Self>) -> Result<Connecting, Rejection> {
+        let open = self.try_acquire_owned(Limit::Connections)?;
+        let pending = self.try_acquire_owned(Limit::Pending)?;
+        Ok(Connecting { open, _pending: pending })
+    }
+
     fn max(&self, limit: Limit) -> u32 {
         match limit {
             Limit::Connections => self.limits.max_connections,
@@ -171,6 +181,23 @@ impl OwnedPermit {
 impl Drop for OwnedPermit {
     fn drop(&mut self) {
         self.breaker.give_back(self.limit);
+    }
+}
+
+/// A connection's places while it is being opened (see
+/// [`CircuitBreaker::try_connect`]).
+#[derive(Debug)]
+pub struct Connecting {
+    open: OwnedPermit,
+    _pending: OwnedPermit,
+}
+
+impl Connecting {
+    /// The connection is open: no longer pending, still counted as open.
+    /// The place under `max_connections` goes back when the returned permit
+    /// is dropped, with the connection.
+    pub fn opened(self) -> OwnedPermit {
+        self.open
     }
 }
 

@@ -301,14 +301,14 @@ impl Checker<'_> {
             });
         }
         if let Some(c) = &g.circuit_breaker {
-            let max = self.at_least_one(
-                "/gateway/circuit_breaker/max_requests",
-                "max_requests",
-                c.max_requests,
-            );
+            let mut limit = |name: &str, value: Option<u32>| {
+                let at = format!("/gateway/circuit_breaker/{name}");
+                self.at_least_one(&at, name, value).unwrap_or(u32::MAX)
+            };
             out.circuit = Some(CircuitLimits {
-                max_requests: max.unwrap_or(u32::MAX),
-                ..CircuitLimits::default()
+                max_requests: limit("max_requests", c.max_requests),
+                max_connections: limit("max_connections", c.max_connections),
+                max_pending: limit("max_pending", c.max_pending),
             });
         }
         if let Some(h) = &g.health_check {
@@ -413,14 +413,6 @@ impl Checker<'_> {
     pub(super) fn grid(&mut self, grid: Option<&Grid>, balancers: Vec<Variant>) -> Vec<Variant> {
         let Some(g) = grid else { return balancers };
         let mut variants = balancers;
-        let attempts: Vec<u32> = g
-            .attempts
-            .iter()
-            .enumerate()
-            .filter_map(|(i, &a)| {
-                self.at_least_one(&format!("/grid/attempts/{i}"), "attempts", Some(a))
-            })
-            .collect();
         let timeouts: Vec<Nanos> = g
             .timeout
             .iter()
@@ -428,14 +420,18 @@ impl Checker<'_> {
             .filter_map(|(i, t)| self.nonzero_span(&format!("/grid/timeout/{i}"), &Some(t.clone())))
             .map(|d| d.as_nanos() as Nanos)
             .collect();
-        let max_requests: Vec<u32> = g
-            .max_requests
-            .iter()
-            .enumerate()
-            .filter_map(|(i, &m)| {
-                self.at_least_one(&format!("/grid/max_requests/{i}"), "max_requests", Some(m))
-            })
-            .collect();
+        // Counts of something, each at least 1.
+        let mut counts = |name: &str, values: &[u32]| -> Vec<u32> {
+            let at = |i: usize| format!("/grid/{name}/{i}");
+            let checked = values.iter().enumerate();
+            checked.filter_map(|(i, &n)| self.at_least_one(&at(i), name, Some(n))).collect()
+        };
+        let attempts = counts("attempts", &g.attempts);
+        let max_requests = counts("max_requests", &g.max_requests);
+        let max_connections = counts("max_connections", &g.max_connections);
+        let max_pending = counts("max_pending", &g.max_pending);
+        let healthy = counts("healthy_threshold", &g.healthy_threshold);
+        let unhealthy = counts("unhealthy_threshold", &g.unhealthy_threshold);
         let per_try: Vec<Nanos> = g
             .per_try_timeout
             .iter()
@@ -460,16 +456,12 @@ impl Checker<'_> {
             })
             .map(|d| d.as_nanos() as Nanos)
             .collect();
-        let mut thresholds = |name: &str, values: &[u32]| -> Vec<u32> {
-            let at = |i: usize| format!("/grid/{name}/{i}");
-            let checked = values.iter().enumerate();
-            checked.filter_map(|(i, &n)| self.at_least_one(&at(i), name, Some(n))).collect()
-        };
-        let healthy = thresholds("healthy_threshold", &g.healthy_threshold);
-        let unhealthy = thresholds("unhealthy_threshold", &g.unhealthy_threshold);
         variants = cross(variants, &attempts, |v, &a| Variant { attempts: Some(a), ..v });
         variants = cross(variants, &timeouts, |v, &t| Variant { timeout: Some(t), ..v });
         variants = cross(variants, &max_requests, |v, &m| Variant { max_requests: Some(m), ..v });
+        variants =
+            cross(variants, &max_connections, |v, &m| Variant { max_connections: Some(m), ..v });
+        variants = cross(variants, &max_pending, |v, &m| Variant { max_pending: Some(m), ..v });
         variants = cross(variants, &g.retry_budget, |v, &b| Variant { retry_budget: Some(b), ..v });
         variants = cross(variants, &g.ratio_percent, |v, &r| Variant {
             // A budget switched off has no ratio: one variant, not one per ratio.

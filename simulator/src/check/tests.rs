@@ -403,33 +403,3 @@ fn a_split_route_offers_each_side_its_share_of_the_load() {
     assert!(overloaded(1));
     assert!(!overloaded(2));
 }
-
-/// Connection limits of a pool the traffic reaches are named as not
-/// simulated, at the pool's model; `max_requests` alone is applied and
-/// passes without a word.
-#[test]
-fn connection_limits_the_simulation_does_not_apply_are_named() {
-    let check_with = |breaker: &str| {
-        let spec = SPEC.replace(
-            "  - name: deals\n",
-            &format!("  - name: deals\n    circuit_breaker: {{ {breaker} }}\n"),
-        );
-        let checked = sluice_compiler::check(SourceFile::new("spec.yaml", &spec));
-        let plan = checked.plan.expect("the test spec is valid");
-        let scenario = check_scenario(SourceFile::new("scenario.yaml", GOOD), Some(&plan));
-        scenario
-            .diagnostics
-            .iter()
-            .map(|d| {
-                let l = d.location.expect("located");
-                (d.code.id, l.line, l.column, d.message.clone())
-            })
-            .collect::<Vec<_>>()
-    };
-    let found = check_with("max_connections: 10, max_pending: 5, max_requests: 50");
-    assert_eq!(found.len(), 1, "{found:?}");
-    let (code, line, column, message) = &found[0];
-    assert_eq!((*code, *line, *column), ("S0429", 11, 3), "{message}");
-    assert!(message.contains("`max_connections` and `max_pending`"), "{message}");
-    assert!(check_with("max_requests: 50").is_empty());
-}

@@ -14,6 +14,7 @@ use sluice_traffic::{
     OutlierDetector, OutlierEvent, Pick, RetryBudget, TryBudget, TryFacts,
 };
 
+use super::connections::Lease;
 use super::measure::Ending;
 use super::station::{State, Station, Try};
 use super::{salt, Event, Run};
@@ -137,10 +138,22 @@ impl Run<'_> {
         let Some(index) = picked else {
             return self.finish(now, r, Ending::NoEndpoint);
         };
+        let endpoint = self.first[pool] + index;
+        let lease = match &mut self.connections {
+            Some(connections) => {
+                let state = self.stations[endpoint].state;
+                let refusing = matches!(state, State::Crashed | State::NotAccepting);
+                match connections.open(now, inst, pool, endpoint, breaker, refusing) {
+                    Ok(lease) => lease,
+                    // The pool is at its connection limits: 503 at once.
+                    Err(_) => return self.finish(now, r, Ending::Breaker),
+                }
+            }
+            None => Lease::None,
+        };
         // The run owns its balancers: no other thread counts with it.
         balancer.begin_exclusive(index);
 
-        let endpoint = self.first[pool] + index;
         let (id, number, measured) = (request.id, request.tries, request.measured);
         #[cfg(test)]
         if let Some(trace) = &mut self.trace {
@@ -149,8 +162,13 @@ impl Run<'_> {
         request.last = Some(index as u32);
         request.tried |= 1u64.checked_shl(index as u32).unwrap_or(0);
         // Whether the endpoint takes the try in (it holds it from then on).
+        // One that accepts no new connection still serves on an open one.
         let station = &self.stations[endpoint];
-        let enters = station.state == State::Up && !station.full();
+        let state = match station.state {
+            State::NotAccepting if lease.is_open() => State::Up,
+            state => state,
+        };
+        let enters = state == State::Up && !station.full();
         // The slot first, so that the try is written straight into it.
         let slot = self.tries.vacant();
         let generation = self.tries.fill(
@@ -170,6 +188,9 @@ impl Run<'_> {
                 service: 0,
             },
         );
+        if let Some(connections) = &mut self.connections {
+            connections.hold(slot, lease);
+        }
         if let TryBudget::Bounded { timeout, .. } = budget {
             let at = now.saturating_add(nanos(timeout));
             self.events.push(at, Event::Timeout { slot, generation });
@@ -179,7 +200,7 @@ impl Run<'_> {
         if enters {
             return self.enter(now, endpoint, slot);
         }
-        match self.stations[endpoint].state {
+        match state {
             State::Crashed => self.try_ended(now, slot, TryOutcome::ConnectFailure),
             State::FailingFast => self.try_ended(now, slot, TryOutcome::Response(503)),
             State::BlackHole => {}
@@ -292,6 +313,10 @@ impl Run<'_> {
         let (pool, inst, route) =
             (request.pool as usize, request.instance as usize, request.route as usize);
         let measured = request.measured;
+        if let Some(connections) = &mut self.connections {
+            let answered = matches!(outcome, TryOutcome::Response(_));
+            connections.release(now, inst, self.first[pool] + index, slot, answered);
+        }
         let instance = &mut self.instances[inst];
         let clock = Clock(now);
         let balancer = &mut instance.balancers[pool];
@@ -387,6 +412,9 @@ impl Run<'_> {
                 station.advance(now);
                 station.state = State::Crashed;
                 station.busy = 0;
+                if let Some(connections) = &mut self.connections {
+                    connections.crashed(endpoint);
+                }
                 // Those in service first, in the order they began, then the queue.
                 let mut held = self.tries.serving(endpoint as u32);
                 held.extend(station.waiting.drain(..));

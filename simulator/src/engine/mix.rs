@@ -161,10 +161,12 @@ fn every_variant_draws_the_same_keys_for_the_same_requests() {
 
 /// Three endpoints under round robin, each request served in exactly 100
 /// ms by one of many workers; endpoint 0 stops accepting connections at 10
-/// s and recovers at 20 s; the pool's connect timeout is 250 ms.
-fn stop_accepting_run() -> (Trace, Outcome) {
+/// s and recovers at 20 s; the pool's connect timeout is 250 ms, and its
+/// idle connections close after `idle_timeout`.
+fn stop_accepting_run(idle_timeout: Duration) -> (Trace, Outcome) {
     let mut t = topology(3, Balance::RoundRobin);
     t.pools[0].connect_timeout = Duration::from_millis(250);
+    t.pools[0].idle_timeout = idle_timeout;
     let service = ServiceTime::Constant { value: 100 * MS };
     let traffic = vec![RouteShare::new(0, 1.0)];
     let load = PoolLoad::new(64, service);
@@ -178,8 +180,9 @@ fn stop_accepting_run() -> (Trace, Outcome) {
 }
 
 #[test]
-fn an_endpoint_that_stops_accepting_costs_new_requests_the_connect_timeout() {
-    let (trace, out) = stop_accepting_run();
+fn an_endpoint_that_stops_accepting_costs_new_connections_the_connect_timeout() {
+    // Without keep-alive, every try needs a new connection.
+    let (trace, out) = stop_accepting_run(Duration::ZERO);
     let ended: BTreeMap<u64, (Nanos, Nanos, Ending)> =
         trace.ended.iter().map(|&(id, arrived, end, how)| (id, (arrived, end, how))).collect();
     let first: Vec<_> = trace.tries.iter().filter(|t| t.1 == 1).collect();
@@ -218,4 +221,28 @@ fn an_endpoint_that_stops_accepting_costs_new_requests_the_connect_timeout() {
     for t in back {
         assert_eq!(ended[&t.0].1 - ended[&t.0].0, 100 * MS, "request {}", t.0);
     }
+}
+
+#[test]
+fn an_endpoint_that_stops_accepting_still_serves_on_its_open_connections() {
+    // With keep-alive, a try to it takes an idle connection when one is
+    // left, and is served as before; one that needs a new connection waits
+    // out the connect timeout and fails over.
+    let (trace, out) = stop_accepting_run(Duration::from_secs(4));
+    let ended: BTreeMap<u64, (Nanos, Nanos)> =
+        trace.ended.iter().map(|&(id, arrived, end, _)| (id, (arrived, end))).collect();
+    let (stop, recover) = (10 * SECOND, 20 * SECOND);
+    let to_it =
+        (trace.tries.iter()).filter(|t| t.1 == 1 && t.3 == 0 && (stop..recover).contains(&t.4));
+    let (mut served, mut failed_over) = (0, 0);
+    for t in to_it {
+        let (arrived, end) = ended[&t.0];
+        match end - arrived {
+            took if took == 100 * MS => served += 1,
+            took if (350 * MS..=375 * MS).contains(&took) => failed_over += 1,
+            took => panic!("request {} took {took} ns", t.0),
+        }
+    }
+    assert!(served > 100 && failed_over > 0, "{served} served, {failed_over} failed over");
+    assert_eq!(out.report.succeeded, out.report.requests);
 }

@@ -85,6 +85,16 @@ pub struct BreakerModel {
     /// it the gateway answers 503 at once. At least 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_requests: Option<u32>,
+    /// Most upstream connections, busy or idle, the pool may hold open
+    /// from one gateway instance; a try that needs a new one beyond it is
+    /// answered 503 at once. At least 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u32>,
+    /// Most connections being opened at once to the pool from one gateway
+    /// instance; beyond it, 503 at once. At least 1. (Connecting takes time
+    /// only to an endpoint that stopped accepting connections.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_pending: Option<u32>,
 }
 
 /// Active health-check settings.
@@ -144,6 +154,12 @@ pub struct Grid {
     /// Circuit-breaker `max_requests` values to compare.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub max_requests: Vec<u32>,
+    /// Circuit-breaker `max_connections` values to compare.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub max_connections: Vec<u32>,
+    /// Circuit-breaker `max_pending` values to compare.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub max_pending: Vec<u32>,
     /// With and without the retry budget, such as `[false, true]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retry_budget: Vec<bool>,
