@@ -48,6 +48,9 @@ pub(super) struct Connections {
     endpoints: usize,
     /// Per try slot: the connection the try holds.
     leases: Vec<Lease>,
+    /// The lease [`Connections::open`] gave last, until [`Connections::hold`]
+    /// hands it to its try.
+    next: Lease,
 }
 
 struct PoolConnections {
@@ -86,7 +89,7 @@ type Slot = Option<OwnedPermit>;
 
 /// What a try holds.
 #[derive(Default)]
-pub(super) enum Lease {
+enum Lease {
     /// Nothing: its pool keeps no connections.
     #[default]
     None,
@@ -97,14 +100,6 @@ pub(super) enum Lease {
     /// A connection being opened, which the endpoint never accepts, and
     /// its places under the limits.
     Connecting { _places: Option<Connecting> },
-}
-
-impl Lease {
-    /// Whether the try has an open connection, on which an endpoint that
-    /// accepts no new ones still serves it.
-    pub fn is_open(&self) -> bool {
-        matches!(self, Lease::Own(_) | Lease::Stream { .. })
-    }
 }
 
 impl Connections {
@@ -142,13 +137,30 @@ impl Connections {
             return None;
         }
         let lines = (0..instances * first).map(|_| Line::default()).collect();
-        Some(Connections { pools, lines, endpoints: first, leases: Vec::new() })
+        Some(Connections { pools, lines, endpoints: first, leases: Vec::new(), next: Lease::None })
     }
 
-    /// A connection for a try from `instance` to flat `endpoint` of `pool`,
-    /// where a new one is accepted unless `refusing`: an open one, one
-    /// being opened, or the limit that refused it (see the module doc).
+    /// A connection for the next try, from `instance` to flat `endpoint`
+    /// of `pool`, where a new one is accepted unless `refusing`: whether it
+    /// is open (on which an endpoint that accepts no new connection still
+    /// serves the try), or the limit that refused it (see the module doc).
+    /// The try takes it with [`Connections::hold`].
     pub fn open(
+        &mut self,
+        now: Nanos,
+        instance: usize,
+        pool: usize,
+        endpoint: usize,
+        breaker: Option<&Arc<CircuitBreaker>>,
+        refusing: bool,
+    ) -> Result<bool, Rejection> {
+        let lease = self.lease(now, instance, pool, endpoint, breaker, refusing)?;
+        let open = matches!(lease, Lease::Own(_) | Lease::Stream { .. });
+        self.next = lease;
+        Ok(open)
+    }
+
+    fn lease(
         &mut self,
         now: Nanos,
         instance: usize,
@@ -196,13 +208,13 @@ impl Connections {
         Ok(Lease::Stream { number })
     }
 
-    /// Try `slot` holds `lease` from now on.
-    pub fn hold(&mut self, slot: u32, lease: Lease) {
+    /// Try `slot` holds the connection [`Connections::open`] gave last.
+    pub fn hold(&mut self, slot: u32) {
         let at = slot as usize;
         if at >= self.leases.len() {
             self.leases.resize_with(at + 1, Lease::default);
         }
-        self.leases[at] = lease;
+        self.leases[at] = std::mem::take(&mut self.next);
     }
 
     /// The try in `slot`, from `instance` to flat `endpoint`, is over for

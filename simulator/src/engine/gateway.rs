@@ -14,7 +14,6 @@ use sluice_traffic::{
     OutlierDetector, OutlierEvent, Pick, RetryBudget, TryBudget, TryFacts,
 };
 
-use super::connections::Lease;
 use super::measure::Ending;
 use super::station::{State, Station, Try};
 use super::{salt, Event, Run};
@@ -139,17 +138,18 @@ impl Run<'_> {
             return self.finish(now, r, Ending::NoEndpoint);
         };
         let endpoint = self.first[pool] + index;
-        let lease = match &mut self.connections {
+        // Whether the try has an open connection (when the pool keeps them).
+        let open = match &mut self.connections {
             Some(connections) => {
                 let state = self.stations[endpoint].state;
                 let refusing = matches!(state, State::Crashed | State::NotAccepting);
                 match connections.open(now, inst, pool, endpoint, breaker, refusing) {
-                    Ok(lease) => lease,
+                    Ok(open) => open,
                     // The pool is at its connection limits: 503 at once.
                     Err(_) => return self.finish(now, r, Ending::Breaker),
                 }
             }
-            None => Lease::None,
+            None => false,
         };
         // The run owns its balancers: no other thread counts with it.
         balancer.begin_exclusive(index);
@@ -164,11 +164,8 @@ impl Run<'_> {
         // Whether the endpoint takes the try in (it holds it from then on).
         // One that accepts no new connection still serves on an open one.
         let station = &self.stations[endpoint];
-        let state = match station.state {
-            State::NotAccepting if lease.is_open() => State::Up,
-            state => state,
-        };
-        let enters = state == State::Up && !station.full();
+        let up = station.state == State::Up || open && station.state == State::NotAccepting;
+        let enters = up && !station.full();
         // The slot first, so that the try is written straight into it.
         let slot = self.tries.vacant();
         let generation = self.tries.fill(
@@ -189,7 +186,7 @@ impl Run<'_> {
             },
         );
         if let Some(connections) = &mut self.connections {
-            connections.hold(slot, lease);
+            connections.hold(slot);
         }
         if let TryBudget::Bounded { timeout, .. } = budget {
             let at = now.saturating_add(nanos(timeout));
@@ -200,17 +197,17 @@ impl Run<'_> {
         if enters {
             return self.enter(now, endpoint, slot);
         }
-        match state {
+        match self.stations[endpoint].state {
             State::Crashed => self.try_ended(now, slot, TryOutcome::ConnectFailure),
             State::FailingFast => self.try_ended(now, slot, TryOutcome::Response(503)),
             State::BlackHole => {}
             // The connect hangs until the pool's connect timeout.
-            State::NotAccepting => {
+            State::NotAccepting if !open => {
                 let at = now.saturating_add(self.connect_timeouts[pool]);
                 self.events.push(at, Event::Unaccepted { slot, generation });
             }
-            // Up, with its queue full.
-            State::Up => self.try_ended(now, slot, TryOutcome::Response(503)),
+            // Up (or on an open connection), with its queue full.
+            State::Up | State::NotAccepting => self.try_ended(now, slot, TryOutcome::Response(503)),
         }
     }
 
