@@ -214,6 +214,111 @@ async fn watch_picks_up_an_edited_included_file() {
     assert_eq!(get(address, "/old").await, StatusCode::NOT_FOUND);
 }
 
+/// Requests on `/v1/...` in a loop until `done`, on a kept-alive connection
+/// and on new ones; how many were sent and how many failed.
+fn steady_traffic(
+    address: SocketAddr,
+    done: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<(usize, usize)> {
+    tokio::spawn(async move {
+        let pooled = client::<Full<Bytes>>();
+        let (mut sent, mut failed) = (0, 0);
+        while !done.load(Ordering::Relaxed) {
+            let kept = send(&pooled, request("GET", address, "x.test", "/v1/kept")).await;
+            let once = b"GET /v1/new HTTP/1.1\r\nHost: x.test\r\nConnection: close\r\n\r\n";
+            let fresh = statuses(&raw(address, once).await);
+            sent += 2;
+            failed += usize::from(kept.status != StatusCode::OK) + usize::from(fresh != [200]);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        (sent, failed)
+    })
+}
+
+/// `--watch` on a spec written in place (truncated and written again, the
+/// same inode), as `echo > spec.yaml` or an editor without atomic saves
+/// writes it. A complete but invalid save is logged with its diagnostics
+/// and changes nothing. A save written in two parts, with a pause between
+/// them while the writer holds the file open, is never served half-written
+/// (the first part alone is a valid spec with one route fewer), only whole
+/// once the writer closes it. A later replacement by rename, and an
+/// in-place write to the new file after it, are followed too. Requests on
+/// a stable route never fail throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_follows_a_spec_written_in_place_and_never_serves_half_of_it() {
+    use std::io::Write;
+    use std::os::unix::fs::MetadataExt;
+
+    let fast = Upstream::start("fast").await;
+    let slow = Upstream::start("slow").await;
+    let with_routes = |routes: &[(&str, &str)]| {
+        let routes: String = routes.iter().map(|(name, path)| route(name, path)).collect();
+        spec(fast.address, slow.address, "", &(route("stable", "/v1/{*rest}") + &routes))
+    };
+    let gateway =
+        Gateway::start_with(&with_routes(&[("old", "/old")]), &["--access-log", "off", "--watch"]);
+    let address = gateway.addr("public");
+    let path = gateway.spec_path();
+    let inode = std::fs::metadata(&path).unwrap().ino();
+    let done = Arc::new(AtomicBool::new(false));
+    let traffic = steady_traffic(address, Arc::clone(&done));
+
+    // A complete save of a spec that does not compile.
+    let invalid = with_routes(&[("old", "/old"), ("broken", "/broken")]).replacen(
+        "    to: backend\n",
+        "    to: nowhere\n",
+        2,
+    );
+    let line = 1 + invalid.lines().position(|l| l.contains("to: nowhere")).unwrap();
+    std::fs::write(&path, &invalid).unwrap();
+    wait_stderr(&gateway, "reload failed", 1);
+    let log = gateway.stderr().join("\n");
+    assert!(log.contains(&format!("spec.yaml:{line}:")), "the diagnostics name the line:\n{log}");
+    assert!(log.contains("nowhere"), "the diagnostics name the pool:\n{log}");
+    assert_eq!(get(address, "/old").await, StatusCode::OK, "the old plan keeps serving");
+
+    // The next save in two parts: the first is a whole spec on its own.
+    let whole = with_routes(&[("fresh", "/fresh"), ("later", "/later")]);
+    let cut = whole.find("  - name: later\n").unwrap();
+    let mut file = std::fs::OpenOptions::new().write(true).truncate(true).open(&path).unwrap();
+    file.write_all(&whole.as_bytes()[..cut]).unwrap();
+    file.flush().unwrap();
+    let paused = Instant::now();
+    while paused.elapsed() < Duration::from_millis(800) {
+        assert_eq!(get(address, "/old").await, StatusCode::OK, "half a spec was served");
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    file.write_all(&whole.as_bytes()[cut..]).unwrap();
+    drop(file);
+    wait_stderr(&gateway, "plan reloaded", 1);
+    assert_eq!(std::fs::metadata(&path).unwrap().ino(), inode, "written in place");
+    assert_eq!(get(address, "/later").await, StatusCode::OK);
+    assert_eq!(get(address, "/fresh").await, StatusCode::OK);
+    assert_eq!(get(address, "/old").await, StatusCode::NOT_FOUND);
+
+    // Replaced by rename (a new inode), then written in place again.
+    let temporary = path.with_extension("yaml.tmp");
+    std::fs::write(&temporary, with_routes(&[("renamed", "/renamed")])).unwrap();
+    std::fs::rename(&temporary, &path).unwrap();
+    wait_stderr(&gateway, "plan reloaded", 2);
+    assert_eq!(get(address, "/renamed").await, StatusCode::OK);
+    assert_ne!(std::fs::metadata(&path).unwrap().ino(), inode, "replaced by rename");
+    std::fs::write(&path, with_routes(&[("again", "/again")])).unwrap();
+    wait_stderr(&gateway, "plan reloaded", 3);
+    assert_eq!(get(address, "/again").await, StatusCode::OK);
+    assert_eq!(get(address, "/renamed").await, StatusCode::NOT_FOUND);
+
+    // One failure, three reloads: no half-written state was ever loaded.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let log = gateway.stderr().join("\n");
+    assert_eq!(gateway.count_stderr("reload failed"), 1, "{log}");
+    assert_eq!(gateway.count_stderr("plan reloaded"), 3, "{log}");
+    done.store(true, Ordering::Relaxed);
+    let (sent, failed) = traffic.await.unwrap();
+    assert!(sent > 20, "the traffic loop sent only {sent} requests");
+    assert_eq!(failed, 0, "{failed} of {sent} requests failed while the spec was rewritten");
+}
+
 /// B54 (T13.3 scaled down): SIGTERM with a request in flight and an idle
 /// WebSocket open: the request completes, new connections are refused, and
 /// the process exits soon after the drain timeout rather than waiting on
