@@ -3,7 +3,20 @@
 
 mod support;
 
-use hyper::StatusCode;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper::header::HeaderMap;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
 use support::{raw, spec_with, statuses, Answer, Gateway, ScriptedUpstream};
 
@@ -139,4 +152,265 @@ async fn connection_across_lines_and_naming_framing_fields_keeps_requests_whole(
         assert_eq!(framed.header("content-length"), None);
         assert_eq!(framed.body, b"5\r\nhello\r\n0\r\n\r\n", "{}", framed.target());
     }
+}
+
+/// An HTTP/2 (h2c) upstream that answers `200` and keeps the path and the
+/// header fields of every request.
+async fn h2_recorder() -> (SocketAddr, Arc<Mutex<Vec<(String, HeaderMap)>>>) {
+    let socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = socket.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = socket.accept().await {
+            let log = Arc::clone(&log);
+            let service = service_fn(move |request: Request<Incoming>| {
+                let path = request.uri().path().to_owned();
+                log.lock().unwrap().push((path, request.headers().clone()));
+                async { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok")))) }
+            });
+            tokio::spawn(
+                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+        }
+    });
+    (address, seen)
+}
+
+/// Listener `public` with `trusted_proxies: [trusted]`; pool `h2` (HTTP/2)
+/// on `h2` for `/h2/...`, pool `backend` (HTTP/1.1) on `http1` for the rest.
+fn two_protocol_spec(trusted: &str, http1: SocketAddr, h2: SocketAddr) -> String {
+    format!(
+        "version: 1
+listeners:
+  - name: public
+    bind: \"127.0.0.1:0\"
+    trusted_proxies: [{trusted}]
+pools:
+  - name: backend
+    endpoints: [{{ address: \"{http1}\" }}]
+  - name: h2
+    protocol: http2
+    endpoints: [{{ address: \"{h2}\" }}]
+routes:
+  - name: h2
+    match: {{ path: \"/h2/{{*rest}}\" }}
+    to: h2
+  - name: all
+    match: {{ path: \"/{{*rest}}\" }}
+    to: backend
+"
+    )
+}
+
+/// The values of `X-Forwarded-For`, `-Proto` and `-Host` an upstream
+/// received, each field line on its own, in order.
+type ForwardedSeen = [Vec<String>; 3];
+
+fn forwarded_in_head(head: &str) -> ForwardedSeen {
+    ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"].map(|name| {
+        head.lines()
+            .skip(1)
+            .filter_map(|line| line.split_once(':'))
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim().to_owned())
+            .collect()
+    })
+}
+
+fn forwarded_in_map(headers: &HeaderMap) -> ForwardedSeen {
+    ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"]
+        .map(|name| headers.get_all(name).iter().map(|v| v.to_str().unwrap().to_owned()).collect())
+}
+
+/// Send `GET path` over HTTP/2 with prior knowledge, with `:authority`
+/// `host` and the given fields in order; the status.
+async fn h2c_get(gateway: SocketAddr, host: &str, path: &str, fields: &[(&str, &str)]) -> u16 {
+    let stream = TcpStream::connect(gateway).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let mut request = Request::get(format!("http://{host}{path}"));
+    for (name, value) in fields {
+        request = request.header(*name, *value);
+    }
+    let response = sender.send_request(request.body(Empty::<Bytes>::new()).unwrap()).await;
+    let response = response.expect("the gateway answers over HTTP/2");
+    let status = response.status().as_u16();
+    response.into_body().collect().await.unwrap();
+    status
+}
+
+/// A way through the gateway, by the code that reads the client's request
+/// and the code that writes it to the upstream.
+#[derive(Debug, Clone, Copy)]
+enum Way {
+    /// HTTP/1.1 without a body: the gateway's own server and client.
+    Own,
+    /// HTTP/1.1 with a body: hyper's server, the gateway's own client.
+    Body,
+    /// HTTP/1.1 asking to upgrade: hyper's server and client.
+    Upgrade,
+    /// HTTP/2 from the client: hyper's server, the gateway's own client.
+    H2c,
+    /// To the HTTP/2 pool: the gateway's own server, hyper's client.
+    H2Pool,
+}
+
+impl Way {
+    fn path(self, rest: &str) -> String {
+        match self {
+            Way::H2Pool => format!("/h2/{rest}"),
+            other => format!("/{other:?}/{rest}").to_lowercase(),
+        }
+    }
+
+    /// Send `GET` (`POST` for [`Way::Body`]) `path` with Host `host` and
+    /// `fields` in order; the response's status.
+    async fn send(
+        self,
+        gateway: SocketAddr,
+        host: &str,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> u16 {
+        if let Way::H2c = self {
+            return h2c_get(gateway, host, path, fields).await;
+        }
+        let (method, framing, body) = match self {
+            Way::Body => ("POST", "Connection: close\r\nContent-Length: 2\r\n", "hi"),
+            Way::Upgrade => ("GET", "Connection: upgrade, close\r\nUpgrade: websocket\r\n", ""),
+            _ => ("GET", "Connection: close\r\n", ""),
+        };
+        let fields: String = fields.iter().map(|(n, v)| format!("{n}: {v}\r\n")).collect();
+        let request =
+            format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n{framing}{fields}\r\n{body}");
+        let response = raw(gateway, request.as_bytes()).await;
+        statuses(&response).first().copied().unwrap_or(0)
+    }
+}
+
+/// T5.3 and B23 on every [`Way`] a request goes through the gateway. Trust
+/// is set per address: `127.0.0.1/32` (beside another trusted block)
+/// trusts the test's peer, `127.0.0.2/32` does not.
+///
+/// `X-Forwarded-For` sent as two field lines, in different case and with
+/// another field between them, whose last hops (10.0.0.5, 10.0.0.6) are
+/// themselves in the trusted set: from the trusted peer the upstream gets
+/// one field, the lines joined in order with the peer appended; the
+/// client's `-Proto` and `-Host` are kept when sent and set (`http`, the
+/// request's host) when not. From the untrusted peer all three are the
+/// gateway's own, each once, whatever the client sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_chains_from_several_lines_on_every_path() {
+    let http1 = ScriptedUpstream::start(None, |r| Answer::ok(r.target())).await;
+    let (h2, h2_seen) = h2_recorder().await;
+    let trusting =
+        Gateway::start(&two_protocol_spec("10.0.0.0/8, 127.0.0.1/32", http1.address, h2));
+    let wary = Gateway::start(&two_protocol_spec("127.0.0.2/32, 10.0.0.0/8", http1.address, h2));
+
+    let host = "internal.example.test";
+    let full: &[(&str, &str)] = &[
+        ("X-Forwarded-For", "203.0.113.7"),
+        ("Accept", "*/*"),
+        ("x-forwarded-for", "10.0.0.5, 10.0.0.6"),
+        ("X-Forwarded-Proto", "https"),
+        ("X-Forwarded-Host", "public.example.test"),
+    ];
+    let bare: &[(&str, &str)] = &[("X-Forwarded-For", "203.0.113.7")];
+    let owned = |values: &[&str]| values.iter().map(|v| (*v).to_owned()).collect::<Vec<_>>();
+
+    for (gateway, label, trusted) in [(&trusting, "trusting", true), (&wary, "wary", false)] {
+        for (case, fields) in [("full", full), ("bare", bare)] {
+            for way in [Way::Own, Way::Body, Way::Upgrade, Way::H2c, Way::H2Pool] {
+                let path = way.path(&format!("{label}/{case}"));
+                let status = way.send(gateway.addr("public"), host, &path, fields).await;
+                assert_eq!(status, 200, "{path} over {way:?}");
+
+                let seen = match way {
+                    Way::H2Pool => {
+                        let seen = h2_seen.lock().unwrap();
+                        let (_, headers) = seen.iter().find(|(p, _)| *p == path).expect("seen");
+                        forwarded_in_map(headers)
+                    }
+                    _ => {
+                        let requests = http1.requests();
+                        let request = requests.iter().find(|r| r.target() == path).expect("seen");
+                        forwarded_in_head(&request.head)
+                    }
+                };
+                let expected = match (trusted, case) {
+                    (true, "full") => [
+                        owned(&["203.0.113.7, 10.0.0.5, 10.0.0.6, 127.0.0.1"]),
+                        owned(&["https"]),
+                        owned(&["public.example.test"]),
+                    ],
+                    (true, _) => {
+                        [owned(&["203.0.113.7, 127.0.0.1"]), owned(&["http"]), owned(&[host])]
+                    }
+                    (false, _) => [owned(&["127.0.0.1"]), owned(&["http"]), owned(&[host])],
+                };
+                assert_eq!(seen, expected, "{path} over {way:?}");
+            }
+        }
+    }
+}
+
+/// Read one response with a `Content-Length` body from `stream`; its head.
+async fn read_response(stream: &mut TcpStream) -> String {
+    let mut received = Vec::new();
+    let mut byte = [0u8; 1];
+    while !received.ends_with(b"\r\n\r\n") {
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut byte)).await;
+        assert_eq!(read.expect("a response within 5 s").unwrap(), 1, "the connection closed");
+        received.push(byte[0]);
+    }
+    let head = String::from_utf8(received).unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(str::to_owned))
+        .map_or(0, |v| v.trim().parse().unwrap());
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).await.unwrap();
+    head
+}
+
+/// Trust follows the plan in force: a reload that takes the peer out of
+/// `trusted_proxies` applies to the next request on a connection that was
+/// kept alive across it, which then has its chain replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_drops_trust_applies_to_a_kept_alive_connection() {
+    let upstream = ScriptedUpstream::start(None, |r| Answer::ok(r.target())).await;
+    let spec = |trusted: &str| {
+        spec_with(&format!("    trusted_proxies: [{trusted}]\n"), &[upstream.address], "", "")
+    };
+    let gateway = Gateway::start(&spec("127.0.0.1/32"));
+    let mut stream = TcpStream::connect(gateway.addr("public")).await.unwrap();
+    let ask = |path: &str| {
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: x.test\r\nX-Forwarded-For: 203.0.113.7\r\n\
+             X-Forwarded-Proto: https\r\n\r\n"
+        )
+    };
+
+    stream.write_all(ask("/before").as_bytes()).await.unwrap();
+    assert_eq!(statuses(&read_response(&mut stream).await), [200]);
+    std::fs::write(gateway.spec_path(), spec("127.0.0.2/32")).unwrap();
+    gateway.hangup();
+    tokio::task::block_in_place(|| {
+        gateway.wait_stderr("plan reloaded", 1, Duration::from_secs(10));
+    });
+    stream.write_all(ask("/after").as_bytes()).await.unwrap();
+    assert_eq!(statuses(&read_response(&mut stream).await), [200]);
+
+    let seen = upstream.requests();
+    let [before, after] = ["/before", "/after"]
+        .map(|path| forwarded_in_head(&seen.iter().find(|r| r.target() == path).unwrap().head));
+    assert_eq!(before[0], ["203.0.113.7, 127.0.0.1"]);
+    assert_eq!(before[1], ["https"]);
+    assert_eq!(after[0], ["127.0.0.1"]);
+    assert_eq!(after[1], ["http"]);
 }

@@ -14,6 +14,14 @@
 //! a file rather than write into it, and a watch on the old file would see
 //! nothing more.
 //!
+//! A file written in place (truncated and written again, not replaced) may
+//! be caught between two writes, empty or cut short, and a spec cut at the
+//! end of a route is still a valid spec. So where the watch reports a
+//! writer closing the file (inotify does), a file that was written to is
+//! not loaded until its writer closes it, however long it pauses between
+//! writes, unless it stays open and quiet for [`OPEN_WRITE_GRACE`], which
+//! is then taken for a writer that keeps the file open when done.
+//!
 //! The files a spec pulls in with `include:` are watched the same way. The
 //! loader reports the files each load read, and after every load those
 //! files join the watch, so an include added by an edit is watched from the
@@ -31,6 +39,14 @@ use tokio::sync::mpsc;
 
 /// How long the file must be quiet before a change is loaded.
 const SETTLE: Duration = Duration::from_millis(150);
+
+/// How long a file written to and not closed yet must be quiet before it is
+/// loaded anyway.
+const OPEN_WRITE_GRACE: Duration = Duration::from_secs(5);
+
+/// Whether the watch reports a writer closing a file, so that a file being
+/// written can be told from one written whole.
+const REPORTS_CLOSE_WRITE: bool = cfg!(any(target_os = "linux", target_os = "android"));
 
 /// Why a reload was asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,8 +93,7 @@ pub(crate) fn start(
         }
         while let Some(first) = triggers.recv().await {
             if first == Trigger::FileChanged {
-                // Let a burst of events settle.
-                while let Ok(Some(_)) = tokio::time::timeout(SETTLE, triggers.recv()).await {}
+                settle(&mut triggers, watching.as_deref()).await;
             }
             let source = path.clone();
             let loaded =
@@ -106,6 +121,29 @@ pub(crate) fn start(
         }
     });
     Ok(Reloads { _watch: watch })
+}
+
+/// Wait until a burst of file events is over: the files have been quiet
+/// for [`SETTLE`], and none is still open with a write in progress (see the
+/// module doc). Triggers that arrive meanwhile merge into this one.
+async fn settle(triggers: &mut mpsc::Receiver<Trigger>, watch: Option<&Watch>) {
+    loop {
+        while let Ok(Some(_)) = tokio::time::timeout(SETTLE, triggers.recv()).await {}
+        let Some(watch) = watch.filter(|w| w.being_written()) else { return };
+        tracing::debug!("a watched file is open for writing; waiting for its writer to close it");
+        match tokio::time::timeout(OPEN_WRITE_GRACE - SETTLE, triggers.recv()).await {
+            Ok(Some(_)) => {}
+            Ok(None) => return,
+            Err(_) => {
+                tracing::warn!(
+                    grace = ?OPEN_WRITE_GRACE,
+                    "a watched file was written to and is still open, but quiet; loading it"
+                );
+                watch.assume_written();
+                return;
+            }
+        }
+    }
 }
 
 /// Send a trigger on every SIGHUP.
@@ -139,36 +177,68 @@ struct Watch {
     watcher: Mutex<notify::RecommendedWatcher>,
     /// Every file a reload depends on, as (its directory, its name).
     files: Arc<Mutex<HashSet<(PathBuf, OsString)>>>,
+    /// Those of `files` written to since their writer last closed them.
+    writing: Arc<Mutex<HashSet<(PathBuf, OsString)>>>,
     directories: Mutex<HashSet<PathBuf>>,
 }
 
 impl Watch {
     fn start(path: &Path, trigger: mpsc::Sender<Trigger>) -> std::io::Result<Watch> {
+        use notify::event::{AccessKind, AccessMode, ModifyKind};
+
         let files: Arc<Mutex<HashSet<(PathBuf, OsString)>>> = Arc::default();
-        let seen = Arc::clone(&files);
+        let writing: Arc<Mutex<HashSet<(PathBuf, OsString)>>> = Arc::default();
+        let (seen, written) = (Arc::clone(&files), Arc::clone(&writing));
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             let Ok(event) = event else { return };
-            let relevant = match event.kind {
-                EventKind::Access(notify::event::AccessKind::Close(
-                    notify::event::AccessMode::Write,
-                ))
+            // What the event says of the file's writer: whether it is now
+            // midway (it wrote), done (it closed the file, or the file was
+            // replaced or removed), or neither.
+            let midway = match event.kind {
+                EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any) => Some(true),
+                EventKind::Access(AccessKind::Close(AccessMode::Write))
                 | EventKind::Create(_)
-                | EventKind::Modify(_)
-                | EventKind::Remove(_) => true,
-                EventKind::Access(_) | EventKind::Any | EventKind::Other => false,
+                | EventKind::Modify(ModifyKind::Name(_))
+                | EventKind::Remove(_) => Some(false),
+                EventKind::Modify(_) => None,
+                EventKind::Access(_) | EventKind::Any | EventKind::Other => return,
             };
-            if !relevant {
-                return;
-            }
             let files = lock(&seen);
-            if event.paths.iter().filter_map(|p| file_key(p)).any(|key| files.contains(&key)) {
+            let mut touched = false;
+            for key in event.paths.iter().filter_map(|p| file_key(p)) {
+                if !files.contains(&key) {
+                    continue;
+                }
+                touched = true;
+                match midway {
+                    Some(true) if REPORTS_CLOSE_WRITE => {
+                        lock(&written).insert(key);
+                    }
+                    Some(_) => {
+                        lock(&written).remove(&key);
+                    }
+                    None => {}
+                }
+            }
+            if touched {
                 let _ = trigger.try_send(Trigger::FileChanged);
             }
         })
         .map_err(std::io::Error::other)?;
-        let watch = Watch { watcher: Mutex::new(watcher), files, directories: Mutex::default() };
+        let watch =
+            Watch { watcher: Mutex::new(watcher), files, writing, directories: Mutex::default() };
         watch.add(path)?;
         Ok(watch)
+    }
+
+    /// Whether a watched file was written to and its writer has not closed it yet.
+    fn being_written(&self) -> bool {
+        !lock(&self.writing).is_empty()
+    }
+
+    /// Take every file being written as written whole.
+    fn assume_written(&self) {
+        lock(&self.writing).clear();
     }
 
     /// Watch `path` too, and its directory if that is not watched yet.
