@@ -186,8 +186,8 @@ pub(crate) fn add_forwarded(headers: &mut HeaderMap, client: &HeaderValue, trust
     }
 
     let mut chain: Vec<u8> = Vec::new();
-    for value in headers.get_all(&X_FORWARDED_FOR) {
-        chain.extend_from_slice(value.as_bytes());
+    for hops in headers.get_all(&X_FORWARDED_FOR).iter().filter_map(hops) {
+        chain.extend_from_slice(hops);
         chain.extend_from_slice(b", ");
     }
     let forwarded_for = if chain.is_empty() {
@@ -208,6 +208,17 @@ pub(crate) fn add_forwarded(headers: &mut HeaderMap, client: &HeaderValue, trust
             headers.insert(X_FORWARDED_HOST.clone(), host);
         }
     }
+}
+
+/// The hops an `X-Forwarded-For` field line lists, without the blanks and
+/// commas at its ends (so `1.2.3.4,` adds no empty hop to the chain), or
+/// `None` when it lists none.
+fn hops(value: &HeaderValue) -> Option<&[u8]> {
+    let blank = |b: &u8| b.is_ascii_whitespace() || *b == b',';
+    let bytes = value.as_bytes();
+    let start = bytes.iter().position(|b| !blank(b))?;
+    let end = bytes.iter().rposition(|b| !blank(b))?;
+    Some(&bytes[start..=end])
 }
 
 /// Write `headers` into `out` as HTTP/1.1 field lines, with the
@@ -234,8 +245,8 @@ pub(crate) fn write_with_forwarded(
         if *name == HOST {
             host = Some(value);
         } else if *name == X_FORWARDED_FOR {
-            if trusted {
-                chain.push(value);
+            if let Some(hops) = hops(value).filter(|_| trusted) {
+                chain.push(hops);
             }
             continue;
         } else if *name == X_FORWARDED_PROTO || *name == X_FORWARDED_HOST {
@@ -251,7 +262,7 @@ pub(crate) fn write_with_forwarded(
     }
     out.extend_from_slice(b"x-forwarded-for: ");
     for earlier in chain {
-        out.extend_from_slice(earlier.as_bytes());
+        out.extend_from_slice(earlier);
         out.extend_from_slice(b", ");
     }
     out.extend_from_slice(client.as_bytes());
@@ -296,6 +307,12 @@ mod tests {
             ]),
             map(&[("host", "a.test"), ("x-forwarded-proto", "https")]),
             map(&[("x-forwarded-host", "b.test"), ("x-forwarded-for", "1.2.3.4")]),
+            map(&[("x-forwarded-for", ""), ("x-forwarded-for", " , ")]),
+            map(&[
+                ("x-forwarded-for", ",1.2.3.4 ,"),
+                ("x-forwarded-for", ""),
+                ("x-forwarded-for", "5.6.7.8"),
+            ]),
         ];
         for headers in cases {
             for trusted in [false, true] {
@@ -319,6 +336,23 @@ mod tests {
                 written.sort();
                 assert_eq!(written, expected, "trusted {trusted}: {headers:?}");
             }
+        }
+    }
+
+    /// Blank lines and stray commas at the ends of a line add no empty hop.
+    #[test]
+    fn a_trusted_chain_has_no_empty_hops() {
+        let client = HeaderValue::from_static("192.0.2.7");
+        for (lines, want) in [
+            (&[""][..], "192.0.2.7"),
+            (&[" , ", "\t"][..], "192.0.2.7"),
+            (&["1.2.3.4,", "", " 5.6.7.8, 9.9.9.9 "][..], "1.2.3.4, 5.6.7.8, 9.9.9.9, 192.0.2.7"),
+        ] {
+            let pairs: Vec<(&str, &str)> = lines.iter().map(|l| ("x-forwarded-for", *l)).collect();
+            let mut headers = map(&pairs);
+            add_forwarded(&mut headers, &client, true);
+            let got: Vec<&HeaderValue> = headers.get_all(&X_FORWARDED_FOR).iter().collect();
+            assert_eq!(got, [want], "{lines:?}");
         }
     }
 
