@@ -180,6 +180,33 @@ events:
 }
 
 #[test]
+fn a_spec_without_routes_is_a_finding_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("empty.yaml");
+    std::fs::write(
+        &spec,
+        "version: 1\npools:\n  - { name: p, endpoints: [{ address: 127.0.0.1:9001 }] }\n",
+    )
+    .unwrap();
+    let scenario = scenario_in(
+        &dir,
+        "version: 1
+duration: 2s
+arrivals: { rate: 10 }
+pools:
+  \"*\": { workers: 2, service: { distribution: exponential, mean: 10ms } }
+",
+    );
+    for command in ["check", "simulate"] {
+        let out = sluice().arg(command).arg(&spec).arg("--scenario").arg(&scenario).output();
+        let out = out.unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(if command == "check" { 1 } else { 3 }), "{stderr}");
+        assert!(stderr.contains("S0401") && stderr.contains("the spec has no routes"), "{stderr}");
+    }
+}
+
+#[test]
 fn a_failed_budget_exits_1_and_names_the_variant() {
     let dir = tempfile::tempdir().unwrap();
     let html = dir.path().join("report.html");

@@ -115,6 +115,9 @@ enum Event {
     /// The connect of try `slot` to an endpoint that accepts no connection
     /// ran out of time.
     Unaccepted { slot: u32, generation: u32 },
+    /// Tries waiting in the queue of endpoint `endpoint` (a flat index) may
+    /// have waited out their pool's stall timeout.
+    Stall { endpoint: u32 },
     /// Request `request` tries again after its backoff.
     Retry(u32),
     /// The workload's fault number `n` happens.
@@ -188,6 +191,8 @@ struct Run<'a> {
     hash_keys: Vec<Option<HashOn>>,
     /// Per pool: its connect timeout.
     connect_timeouts: Vec<Nanos>,
+    /// Per pool: its stall timeout.
+    stalls: Vec<Nanos>,
     /// Which of the gateway's machines the run has at all.
     has: Machines,
     /// Upstream connections, where they matter.
@@ -324,6 +329,7 @@ impl Run<'_> {
                 Event::Served { slot, generation } => self.served(now, slot, generation),
                 Event::Timeout { slot, generation } => self.timed_out(now, slot, generation),
                 Event::Unaccepted { slot, generation } => self.unaccepted(now, slot, generation),
+                Event::Stall { endpoint } => self.stalled(now, endpoint as usize),
                 Event::Retry(r) => self.start_try(now, r, None),
                 Event::Fault(n) => self.fault(now, n as usize),
                 Event::Probe { instance, endpoint } => self.probe(now, instance, endpoint),
@@ -395,9 +401,9 @@ impl<'a> Run<'a> {
                 p.hash_on.clone().filter(|_| hashes)
             })
             .collect();
-        let connect_timeouts = (topology.pools.iter())
-            .map(|p| u64::try_from(p.connect_timeout.as_nanos()).unwrap_or(u64::MAX))
-            .collect();
+        let nanos = |d: std::time::Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let connect_timeouts = topology.pools.iter().map(|p| nanos(p.connect_timeout)).collect();
+        let stalls = topology.pools.iter().map(|p| nanos(p.stall_timeout)).collect();
         let instances: Vec<Instance> = (0..gateway.instances.max(1))
             .map(|_| Instance::new(topology, &variant, &gateway, &rules, &stations))
             .collect();
@@ -453,6 +459,7 @@ impl<'a> Run<'a> {
             deadlines,
             hash_keys,
             connect_timeouts,
+            stalls,
             has,
             connections,
             seed,
@@ -691,6 +698,8 @@ fn admits(workload: &Workload, at: Nanos, admitted: u64) -> bool {
 mod mix;
 #[cfg(test)]
 mod pooling;
+#[cfg(test)]
+mod stalls;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

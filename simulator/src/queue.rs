@@ -85,11 +85,22 @@ pub struct EventQueue<E> {
     narrow_times: Nanos,
     /// The next sequence number.
     scheduled: u64,
+    /// The time of the last event popped: nothing may be scheduled before
+    /// it (checked in debug builds, where tests run).
+    #[cfg(debug_assertions)]
+    popped: Nanos,
 }
 
 impl<E> Default for EventQueue<E> {
     fn default() -> Self {
-        EventQueue { narrow: Heap::default(), wide: None, narrow_times: NARROW_TIMES, scheduled: 0 }
+        EventQueue {
+            narrow: Heap::default(),
+            wide: None,
+            narrow_times: NARROW_TIMES,
+            scheduled: 0,
+            #[cfg(debug_assertions)]
+            popped: 0,
+        }
     }
 }
 
@@ -102,6 +113,12 @@ impl<E: Copy> EventQueue<E> {
     /// Schedule `event` at virtual time `at`.
     #[inline]
     pub fn push(&mut self, at: Nanos, event: E) {
+        #[cfg(debug_assertions)]
+        assert!(
+            at >= self.popped,
+            "an event scheduled at {at} ns, in the past of {} ns",
+            self.popped
+        );
         if let Some(key) = self.narrow_key(at) {
             return self.narrow.push_entry(Entry { key, event });
         }
@@ -114,6 +131,12 @@ impl<E: Copy> EventQueue<E> {
     /// of its chain (an event already in the lane moves to the heap).
     #[inline(always)]
     pub fn push_lane(&mut self, at: Nanos, event: E) {
+        #[cfg(debug_assertions)]
+        assert!(
+            at >= self.popped,
+            "an event scheduled at {at} ns, in the past of {} ns",
+            self.popped
+        );
         if let Some(key) = self.narrow_key(at) {
             return self.narrow.push_lane(Entry { key, event });
         }
@@ -191,10 +214,15 @@ impl<E: Copy> EventQueue<E> {
     #[inline]
     pub fn pop(&mut self) -> Option<(Nanos, E)> {
         // (Once the queue is wide, the narrow heap stays empty.)
-        match self.narrow.pop() {
+        let popped = match self.narrow.pop() {
             None => self.wide.as_mut()?.pop(),
             popped => popped,
+        };
+        #[cfg(debug_assertions)]
+        if let Some((at, _)) = popped {
+            self.popped = at;
         }
+        popped
     }
 
     /// Time of the earliest event.
@@ -436,10 +464,10 @@ mod tests {
         q.push(5, "first");
         q.push(5, "second");
         let (now, _) = q.pop().unwrap();
+        q.push(6, "later");
         q.push(now, "third");
-        q.push(4, "earlier");
         let rest: Vec<_> = std::iter::from_fn(|| q.pop()).map(|(_, e)| e).collect();
-        assert_eq!(rest, ["earlier", "second", "third"]);
+        assert_eq!(rest, ["second", "third", "later"]);
         assert_eq!(q.len(), 0);
     }
 

@@ -207,12 +207,16 @@ impl LatencyRecorder {
         let tail = [0.995, 0.999, 0.9995, 0.9999, 1.0];
         let quantiles: Vec<f64> = even.chain(tail).collect();
         let values = self.bins.values_at_quantiles(&quantiles);
-        quantiles.into_iter().zip(values).collect()
+        quantiles.into_iter().zip(values.into_iter().map(|v| v.min(self.max))).collect()
     }
 
     pub fn summary(&self) -> Latency {
         // In one pass over the bins (which give 0 when empty).
-        let q = self.bins.values_at_quantiles(&[0.5, 0.99, 0.999]);
+        // A bin reports its highest value, which may lie above the largest
+        // recorded: never report a percentile above the maximum.
+        let q: Vec<Nanos> = (self.bins.values_at_quantiles(&[0.5, 0.99, 0.999]).into_iter())
+            .map(|v| v.min(self.max))
+            .collect();
         Latency {
             mean_ns: self.mean().round() as Nanos,
             p50_ns: q[0],
@@ -250,6 +254,22 @@ mod tests {
         assert!(close(s.p50_ns, 5_000_000), "{s:?}");
         assert!(close(s.p99_ns, 9_900_000), "{s:?}");
         assert!(close(s.p99_9_ns, 9_990_000), "{s:?}");
+    }
+
+    /// Equal values all land in one bin, whose highest value lies above
+    /// them: no percentile or CDF point may exceed the maximum.
+    #[test]
+    fn no_percentile_exceeds_the_maximum() {
+        let mut r = LatencyRecorder::new();
+        for _ in 0..10 {
+            r.record(5_000_000_000);
+        }
+        let s = r.summary();
+        assert_eq!(
+            (s.p50_ns, s.p99_ns, s.p99_9_ns, s.max_ns),
+            (5_000_000_000, 5_000_000_000, 5_000_000_000, 5_000_000_000)
+        );
+        assert!(r.cdf().iter().all(|&(_, v)| v == 5_000_000_000));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use sluice_compiler::spec::{
     HashOn, Protocol, Sticky, DEFAULT_CONNECT_TIMEOUT, DEFAULT_POOL_IDLE_TIMEOUT,
+    DEFAULT_STALL_TIMEOUT,
 };
 use sluice_compiler::{Balance, Plan};
 use sluice_traffic::retry::RetryOn;
@@ -48,6 +49,9 @@ pub struct PoolShape {
     /// How long an upstream connection may stay idle before the gateway
     /// closes it.
     pub idle_timeout: Duration,
+    /// How long the gateway waits for a response once the endpoint has the
+    /// request, before it gives the try up as timed out.
+    pub stall_timeout: Duration,
 }
 
 /// A pool's decision settings from the plan.
@@ -100,6 +104,7 @@ impl PoolShape {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             protocol: Protocol::Http1,
             idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
+            stall_timeout: DEFAULT_STALL_TIMEOUT,
         }
     }
 }
@@ -147,6 +152,7 @@ impl Topology {
                 connect_timeout: p.connect_timeout,
                 protocol: p.protocol,
                 idle_timeout: p.idle_timeout,
+                stall_timeout: p.stall_timeout,
             })
             .collect();
         let routes = plan

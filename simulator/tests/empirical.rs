@@ -154,7 +154,7 @@ fn finding(name: &str, text: &[u8]) -> Diagnostic {
 fn a_latency_file_that_cannot_be_used_is_a_located_error() {
     // The scenario's `file:` is on line 9; the finding points there, names
     // the file and, for a bad line, its number and text.
-    let cases: [(&str, &[u8], &[&str]); 9] = [
+    let cases: [(&str, &[u8], &[&str]); 10] = [
         ("empty", b"", &["observed.txt", "no service times"]),
         ("mark only", b"\xef\xbb\xbf", &["observed.txt", "no service times"]),
         ("comments", b"# nothing measured yet\n\n   \n", &["observed.txt", "no service times"]),
@@ -164,6 +164,7 @@ fn a_latency_file_that_cannot_be_used_is_a_located_error() {
         ("no number", b"ms\n", &["observed.txt", "line 1", "`ms` is not a duration"]),
         ("huge", b"1ms\n99999999999999999999999h\n", &["observed.txt", "line 2"]),
         ("binary", b"\xff\xfe1ms\n", &["observed.txt"]),
+        ("all zero", b"0ms\n0s\n", &["every service time in `observed.txt` is 0"]),
     ];
     for (name, text, wants) in cases {
         let d = finding(name, text);

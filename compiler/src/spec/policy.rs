@@ -138,11 +138,14 @@ pub struct SlowStart {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CircuitBreaker {
-    /// Upstream connections open at once. Default: no limit.
+    /// Upstream connections open at once, busy or idle. Default: no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub max_connections: Option<u32>,
-    /// Requests waiting for an upstream connection. Default: no limit.
+    /// Upstream connections being opened at once, which are the requests
+    /// waiting for one (a request that finds an idle connection takes it at
+    /// once; over HTTP/2, requests share the connect under way). Default:
+    /// no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub max_pending: Option<u32>,

@@ -292,6 +292,16 @@ impl Checker<'_> {
             self.push(fail(format!("`{file}` holds no service times")).with_help(help), pointer);
             return None;
         }
+        // As a constant service time must be: with no time to serve, clients
+        // without think time would send without end at one instant.
+        if samples.iter().all(|&ns| ns == 0) {
+            let help = "a service takes some time; record the times in finer units";
+            self.push(
+                fail(format!("every service time in `{file}` is 0")).with_help(help),
+                pointer,
+            );
+            return None;
+        }
         samples.sort_unstable();
         Some(ServiceTime::Empirical { sorted: samples.into() })
     }

@@ -58,6 +58,11 @@ impl Checker<'_> {
         // Without a mix, every route of the spec gets the same share.
         if s.traffic.is_empty() {
             let routes = self.topology.map_or(0, |t| t.routes.len());
+            if routes == 0 && self.topology.is_some() {
+                let message = "the spec has no routes, so no request can be simulated";
+                let help = "add a route to the spec";
+                self.push(Diagnostic::error(codes::UNKNOWN_ROUTE, message).with_help(help), "");
+            }
             return (0..routes).map(|route| RouteShare::new(route, 1.0)).collect();
         }
         let mut shares = Vec::with_capacity(s.traffic.len());

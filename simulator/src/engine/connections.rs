@@ -25,7 +25,9 @@
 //!   outlier detection hears of it, and it is not retried.
 //! - Connecting takes no time in the model, except to an endpoint that
 //!   accepts no connection, where it hangs until the pool's connect timeout
-//!   and holds its `max_pending` place all along.
+//!   and holds its `max_pending` place all along. Over HTTP/2, tries that
+//!   come meanwhile wait on that connect rather than dial again, so it is
+//!   one place whatever the number of tries.
 //! - A crash closes every connection to the endpoint.
 
 use std::collections::VecDeque;
@@ -72,6 +74,9 @@ struct Line {
     shared: Option<Shared>,
     /// Shared connections opened so far, to tell a stream of an old one.
     opened: u32,
+    /// HTTP/2: the number of the connect under way to an endpoint that does
+    /// not accept it, which later tries wait on rather than dial again.
+    connecting: Option<u32>,
 }
 
 struct Shared {
@@ -98,8 +103,10 @@ enum Lease {
     /// A stream on shared connection number `number` of its line.
     Stream { number: u32 },
     /// A connection being opened, which the endpoint never accepts, and
-    /// its places under the limits.
-    Connecting { _places: Option<Connecting> },
+    /// its places under the limits; for HTTP/2, number `number` of its line.
+    Connecting { _places: Option<Connecting>, number: u32 },
+    /// HTTP/2: waiting on another try's connect.
+    Waiting,
 }
 
 impl Connections {
@@ -180,6 +187,9 @@ impl Connections {
                 }
                 line.shared = None;
             }
+            if refusing && line.connecting.is_some() {
+                return Ok(Lease::Waiting);
+            }
         } else if let Some((since, slot)) = line.idle.pop_back() {
             if now - since < timeout {
                 return Ok(Lease::Own(slot));
@@ -193,17 +203,20 @@ impl Connections {
             Err(_) if self.close_expired(now, instance, pool) > 0 => take_slots(breaker),
             taken => taken,
         }?;
-        if refusing {
-            return Ok(Lease::Connecting { _places: connecting });
-        }
-        let slot = connecting.map(Connecting::opened);
-        let kept = self.pools[pool].as_ref().filter(|k| k.http2);
+        let http2 = self.pools[pool].as_ref().is_some_and(|k| k.http2);
         let line = &mut self.lines[instance * self.endpoints + endpoint];
-        if kept.is_none() {
-            return Ok(Lease::Own(slot));
+        if !http2 && !refusing {
+            return Ok(Lease::Own(connecting.map(Connecting::opened)));
         }
         line.opened = line.opened.wrapping_add(1);
         let number = line.opened;
+        if refusing {
+            if http2 {
+                line.connecting = Some(number);
+            }
+            return Ok(Lease::Connecting { _places: connecting, number });
+        }
+        let slot = connecting.map(Connecting::opened);
         line.shared = Some(Shared { _slot: slot, streams: 1, idle_since: now, number });
         Ok(Lease::Stream { number })
     }
@@ -242,7 +255,12 @@ impl Connections {
                     }
                 }
             }
-            Lease::None | Lease::Own(_) | Lease::Connecting { .. } => {}
+            Lease::Connecting { number, .. } => {
+                if line.connecting == Some(number) {
+                    line.connecting = None;
+                }
+            }
+            Lease::None | Lease::Own(_) | Lease::Waiting => {}
         }
     }
 
@@ -252,6 +270,7 @@ impl Connections {
         for line in self.lines.iter_mut().skip(endpoint).step_by(self.endpoints.max(1)) {
             line.idle.clear();
             line.shared = None;
+            line.connecting = None;
         }
     }
 

@@ -200,7 +200,11 @@ impl Run<'_> {
         match self.stations[endpoint].state {
             State::Crashed => self.try_ended(now, slot, TryOutcome::ConnectFailure),
             State::FailingFast => self.try_ended(now, slot, TryOutcome::Response(503)),
-            State::BlackHole => {}
+            // It has the request, and the stall clock runs.
+            State::BlackHole => {
+                let at = now.saturating_add(self.stalls[pool]);
+                self.events.push(at, Event::Timeout { slot, generation });
+            }
             // The connect hangs until the pool's connect timeout.
             State::NotAccepting if !open => {
                 let at = now.saturating_add(self.connect_timeouts[pool]);
@@ -220,6 +224,37 @@ impl Run<'_> {
             self.begin_service(now, endpoint, slot);
         } else {
             station.waiting.push_back(slot);
+            if !station.stall_check {
+                station.stall_check = true;
+                let at = now.saturating_add(self.stalls[station.pool]);
+                self.events.push(at, Event::Stall { endpoint: endpoint as u32 });
+            }
+        }
+    }
+
+    /// Give up on the tries queued at `endpoint` that have waited for the
+    /// pool's stall timeout without a byte of answer, as `serve` gives up
+    /// on a response head that does not come (a timeout). The queue holds
+    /// them in the order they started, so those are at its front; the
+    /// endpoint keeps them, and serves them in their turn.
+    pub(super) fn stalled(&mut self, now: Nanos, endpoint: usize) {
+        let station = &mut self.stations[endpoint];
+        let stall = self.stalls[station.pool];
+        let tries = &self.tries;
+        let due = |slot: &u32, by: Nanos| tries.started(*slot).saturating_add(stall) <= by;
+        let from = station.waiting.partition_point(|s| due(s, station.stall_mark));
+        let to = station.waiting.partition_point(|s| due(s, now));
+        let stalled: Vec<u32> = station.waiting.range(from..to).copied().collect();
+        station.stall_mark = now;
+        station.stall_check = to < station.waiting.len();
+        if let Some(&next) = station.waiting.get(to) {
+            let at = self.tries.started(next).saturating_add(stall);
+            self.events.push(at, Event::Stall { endpoint: endpoint as u32 });
+        }
+        for slot in stalled {
+            if self.tries.at(slot).is_some_and(|t| t.awaited) {
+                self.try_ended(now, slot, TryOutcome::Timeout);
+            }
         }
     }
 
@@ -229,6 +264,7 @@ impl Run<'_> {
         let Some(model) = &station.model else { return };
         let Some((generation, t)) = self.tries.begin(slot) else { return };
         let (id, number, drawn) = (t.id, t.number, t.demand);
+        let (started, awaited) = (t.started, t.awaited);
         let demand = drawn.unwrap_or_else(|| {
             model.service.quantile(keyed_uniform(self.seed, id, u64::from(number)))
         });
@@ -245,7 +281,14 @@ impl Run<'_> {
 
         station.advance(now);
         station.busy += 1;
-        self.events.push(now.saturating_add(service), Event::Served { slot, generation });
+        let done = now.saturating_add(service);
+        self.events.push(done, Event::Served { slot, generation });
+        // An answer that comes after the stall timeout is not waited for.
+        // (Not before now: a try queued that long was given up in the queue.)
+        let stall = started.saturating_add(self.stalls[station.pool]).max(now);
+        if awaited && done > stall {
+            self.events.push(stall, Event::Timeout { slot, generation });
+        }
     }
 
     /// The endpoint finished a try: free the worker, answer if the gateway

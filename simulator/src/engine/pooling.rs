@@ -132,8 +132,9 @@ fn max_pending_bounds_connects_that_hang() {
     // hangs for the 250 ms connect timeout, then fails over. At 100
     // requests per second, about 12 hang at once: `max_pending: 3` lets 3
     // hang and refuses the rest of those at once.
-    let run = |max_pending: u32| {
+    let run = |max_pending: u32, protocol: Protocol| {
         let mut t = topology(2, Balance::RoundRobin);
+        t.pools[0].protocol = protocol;
         t.pools[0].connect_timeout = Duration::from_millis(250);
         t.pools[0].idle_timeout = Duration::ZERO;
         t.pools[0].rules.circuit = connections(u32::MAX, max_pending);
@@ -147,7 +148,7 @@ fn max_pending_bounds_connects_that_hang() {
         out.trace.unwrap()
     };
 
-    let limited = run(3);
+    let limited = run(3, Protocol::Http1);
     let refused: Vec<_> = limited.ended.iter().filter(|e| e.3 == Ending::Breaker).collect();
     assert!(refused.len() > 50, "{} refused", refused.len());
     // (Until the last connect begun before it recovered runs out.)
@@ -171,8 +172,19 @@ fn max_pending_bounds_connects_that_hang() {
     assert_eq!(most.max(), Some(3), "connects hanging at once");
 
     // A limit above what hangs refuses nothing.
-    let unlimited = run(100);
+    let unlimited = run(100, Protocol::Http1);
     assert!(unlimited.ended.iter().all(|e| e.3 == Ending::Success));
+
+    // Over HTTP/2, tries to it wait on the one connect under way rather
+    // than dial again: it holds one place, the other endpoint's connects
+    // one more for an instant, and two places refuse nothing, where over
+    // HTTP/1.1 they refuse many.
+    let refused = |trace: &Trace| trace.ended.iter().filter(|e| e.3 == Ending::Breaker).count();
+    assert!(refused(&run(2, Protocol::Http1)) > 50);
+    let shared = run(2, Protocol::Http2);
+    assert_eq!(refused(&shared), 0);
+    let waited = (shared.tries.iter()).filter(|t| t.3 == 0 && (SECOND..3 * SECOND).contains(&t.4));
+    assert!(waited.count() > 50);
 }
 
 #[test]

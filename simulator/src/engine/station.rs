@@ -50,6 +50,11 @@ pub(super) struct Station {
     pub area_at_close: u128,
     /// Measured tries this endpoint finished serving.
     pub served: u64,
+    /// Whether an [`super::Event::Stall`] is due for its queue.
+    pub stall_check: bool,
+    /// Tries in the queue since `stall_mark` less the stall timeout, or
+    /// earlier, have been given up on already.
+    pub stall_mark: Nanos,
 }
 
 impl Station {
@@ -72,6 +77,8 @@ impl Station {
             area_at_open: 0,
             area_at_close: 0,
             served: 0,
+            stall_check: false,
+            stall_mark: 0,
         }
     }
 
@@ -205,6 +212,11 @@ impl TrySlots {
             .collect();
         serving.sort_unstable();
         serving.into_iter().map(|(_, slot)| slot).collect()
+    }
+
+    /// When the try in `slot` started (0 for a free slot).
+    pub fn started(&self, slot: u32) -> Nanos {
+        self.slots.get(slot as usize).filter(|s| s.live).map_or(0, |s| s.t.started)
     }
 
     #[inline]

@@ -245,9 +245,9 @@ pub enum ActionName {
     /// try's connect hangs until the pool's `connect_timeout` (5s unless
     /// the spec says), after which the gateway fails over to another
     /// endpoint as `serve` does, while the requests it already holds
-    /// (queued or in service) finish normally. The simulator does not model
-    /// kept-alive connections, so every try after the event connects anew.
-    /// `recover` makes it accept again.
+    /// (queued or in service) finish normally, and a try that finds an idle
+    /// kept-alive connection to it is served on that. `recover` makes it
+    /// accept again.
     StopAccepting,
     /// Endpoints crash one after another, each down for `down`.
     RollingDeploy,
