@@ -1,8 +1,9 @@
 //! HTTP/2 variants of fault kinds covered for HTTP/1.1: request trailers
-//! (K5, B24), 204 and 304 responses (K7, B32), route and per-try timeouts
-//! (K8, B37), and reload and drain with a stream in flight (K13, B51 and
-//! B54). Each runs with an HTTP/2 client (prior knowledge, cleartext), an
-//! HTTP/2 pool, or both.
+//! (K5, B24), a `content-length` that disagrees with the DATA sent (K6),
+//! 204 and 304 responses (K7, B32), route and per-try timeouts (K8, B37),
+//! and reload and drain with a stream in flight (K13, B51 and B54). Each
+//! runs with an HTTP/2 client (prior knowledge, cleartext), an HTTP/2 pool,
+//! or both.
 
 mod support;
 
@@ -45,6 +46,7 @@ impl Proto {
 /// A request as a [`Backend`] received it.
 #[derive(Debug, Clone, Default)]
 struct Got {
+    path: String,
     body: Vec<u8>,
     /// `Some(true)` once the body ended as its framing says it should,
     /// `Some(false)` when it broke off, `None` while it is still coming.
@@ -131,7 +133,7 @@ async fn backend_answer(
     request: Request<Incoming>,
 ) -> Result<Response<Either<Full<Bytes>, Frames>>, Infallible> {
     let (parts, mut body) = request.into_parts();
-    let got = Got::default();
+    let got = Got { path: parts.uri.path().to_owned(), ..Got::default() };
     let index = {
         let mut log = log.lock().unwrap();
         log.push(got);
@@ -368,6 +370,69 @@ impl hyper::body::Body for Frames {
         _: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         std::task::Poll::Ready(self.0.pop_front().map(Ok))
+    }
+}
+
+// K6 -------------------------------------------------------------------
+
+/// K6 over HTTP/2 (RFC 9113, section 8.1.1): a request whose
+/// `content-length` disagrees with the DATA it carries is malformed and is
+/// never forwarded as if whole. More DATA than declared, in one frame or
+/// after the declared length was reached (even with a pause between, while
+/// the upstream waits), and less, ending early in a frame of its own or
+/// with the last data: the upstream never sees a complete body (what
+/// reached it is broken off, not left waiting), and the client gets a
+/// stream error or 400, never the upstream's answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_content_length_that_disagrees_with_the_data_is_not_forwarded_whole() {
+    use h2raw::{DATA, END_HEADERS, END_STREAM, HEADERS};
+    type Step = (u8, &'static [u8], u64);
+    // Each case: the declared length, then DATA frames (flags, payload,
+    // pause in ms after it).
+    let cases: [(&str, u64, &[Step]); 5] = [
+        ("more in one frame", 5, &[(END_STREAM, b"helloworld", 0)]),
+        ("more after the length", 5, &[(0, b"hello", 0), (END_STREAM, b"world", 0)]),
+        ("more after a pause", 5, &[(0, b"hello", 300), (END_STREAM, b"world", 0)]),
+        ("fewer, then an empty end", 10, &[(0, b"hello", 300), (END_STREAM, b"", 0)]),
+        ("fewer, ending with the data", 10, &[(END_STREAM, b"hello", 0)]),
+    ];
+    for proto in [Proto::Http1, Proto::Http2] {
+        let backend = Backend::start(proto, "upstream").await;
+        let gateway = Gateway::start(&spec(
+            &pool("backend", &[backend.address], proto.pool_line()),
+            "  - { name: all, match: { path: \"/{*rest}\" }, to: backend }\n",
+        ));
+        for (case, declared, steps) in cases {
+            let mut stream = TcpStream::connect(gateway.addr("public")).await.unwrap();
+            let path = format!("/{}", case.replace([' ', ','], "-"));
+            let head = h2raw::frame(HEADERS, END_HEADERS, 1, &h2raw::post(&path, declared));
+            stream.write_all(&[h2raw::preface(&[]), head].concat()).await.unwrap();
+            for &(flags, payload, pause) in steps {
+                stream.write_all(&h2raw::frame(DATA, flags, 1, payload)).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+            }
+            let outcome = stream_outcome(&mut stream).await;
+            let refused = outcome.reset.is_some() || outcome.status == Some(400);
+            assert!(
+                refused,
+                "{proto:?}, {case}: the client saw {outcome:?}; upstream: {:?}",
+                backend.got()
+            );
+            assert_ne!(outcome.status, Some(200), "{proto:?}, {case}: {outcome:?}");
+
+            // What reached the upstream, if anything, was broken off.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let seen = loop {
+                let seen: Vec<Got> = backend.got().into_iter().filter(|g| g.path == path).collect();
+                if seen.iter().all(|g| g.ended.is_some()) || Instant::now() > deadline {
+                    break seen;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            };
+            for got in seen {
+                assert_eq!(got.ended, Some(false), "{proto:?}, {case}: {got:?}");
+            }
+        }
     }
 }
 
