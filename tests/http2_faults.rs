@@ -1,14 +1,16 @@
-//! HTTP/2 variants of fault kinds covered for HTTP/1.1: request trailers
-//! (K5, B24), a `content-length` that disagrees with the DATA sent (K6),
-//! 204 and 304 responses (K7, B32), route and per-try timeouts (K8, B37),
-//! and reload and drain with a stream in flight (K13, B51 and B54). Each
-//! runs with an HTTP/2 client (prior knowledge, cleartext), an HTTP/2 pool,
-//! or both.
+//! HTTP/2 variants of fault kinds covered for HTTP/1.1: host and
+//! `:authority` matching (K4, B15 to B17), request trailers (K5, B24), a
+//! `content-length` that disagrees with the DATA sent (K6), 204 and 304
+//! responses (K7, B32), route and per-try timeouts and connections the
+//! upstream closes (K8, B34 and B37), and reload and drain with a stream in
+//! flight (K13, B51 and B54). Each runs with an HTTP/2 client (prior
+//! knowledge, cleartext), an HTTP/2 pool, or both.
 
 mod support;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -46,12 +48,25 @@ impl Proto {
 /// A request as a [`Backend`] received it.
 #[derive(Debug, Clone, Default)]
 struct Got {
+    /// The target's authority: HTTP/2's `:authority`, or none for an
+    /// origin-form HTTP/1.1 target.
+    authority: Option<String>,
+    /// Every `Host` field.
+    hosts: Vec<String>,
     path: String,
     body: Vec<u8>,
     /// `Some(true)` once the body ended as its framing says it should,
     /// `Some(false)` when it broke off, `None` while it is still coming.
     ended: Option<bool>,
     trailers: Option<HeaderMap>,
+}
+
+impl Got {
+    /// The host the upstream would serve the request for: `:authority`
+    /// when there is one, as HTTP/2 servers read it, else `Host`.
+    fn effective_host(&self) -> Option<&str> {
+        self.authority.as_deref().or(self.hosts.first().map(String::as_str))
+    }
 }
 
 /// An upstream on `127.0.0.1:0`, HTTP/1.1 or HTTP/2 (prior knowledge), that
@@ -64,41 +79,87 @@ struct Backend {
     address: SocketAddr,
     got: Arc<Mutex<Vec<Got>>>,
     release: Arc<Semaphore>,
+    connections: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// Requests in flight on one upstream connection, and when the last ended.
+struct Activity {
+    active: AtomicUsize,
+    since: Mutex<Instant>,
 }
 
 impl Backend {
     async fn start(proto: Proto, name: &'static str) -> Backend {
+        Backend::start_with(proto, name, None).await
+    }
+
+    /// With `idle_close`, an HTTP/2 connection without a request in flight
+    /// for that long is shut down gracefully (GOAWAY, then closed).
+    async fn start_with(proto: Proto, name: &'static str, idle_close: Option<Duration>) -> Backend {
         let socket = TcpListener::bind("127.0.0.1:0").await.expect("bind an upstream on loopback");
         let address = socket.local_addr().unwrap();
         let got = Arc::new(Mutex::new(Vec::new()));
         let release = Arc::new(Semaphore::new(0));
-        let (log, gate) = (Arc::clone(&got), Arc::clone(&release));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (log, gate, count) = (Arc::clone(&got), Arc::clone(&release), Arc::clone(&connections));
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = socket.accept().await else { continue };
+                count.fetch_add(1, Ordering::SeqCst);
                 let (log, gate) = (Arc::clone(&log), Arc::clone(&gate));
+                let activity = Arc::new(Activity {
+                    active: AtomicUsize::new(0),
+                    since: Mutex::new(Instant::now()),
+                });
+                let counted = Arc::clone(&activity);
                 let service = service_fn(move |request| {
-                    backend_answer(name, Arc::clone(&log), Arc::clone(&gate), request)
+                    let (log, gate, counted) =
+                        (Arc::clone(&log), Arc::clone(&gate), Arc::clone(&counted));
+                    counted.active.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        let answer = backend_answer(name, log, gate, request).await;
+                        *counted.since.lock().unwrap() = Instant::now();
+                        counted.active.fetch_sub(1, Ordering::SeqCst);
+                        answer
+                    }
                 });
                 let io = TokioIo::new(stream);
                 tokio::spawn(async move {
-                    let _ = match proto {
-                        Proto::Http1 => {
-                            hyper::server::conn::http1::Builder::new()
-                                .serve_connection(io, service)
-                                .await
-                        }
-                        Proto::Http2 => {
-                            hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                                .serve_connection(io, service)
-                                .await
-                        }
+                    if proto == Proto::Http1 {
+                        let serving = hyper::server::conn::http1::Builder::new();
+                        let _ = serving.serve_connection(io, service).await;
+                        return;
+                    }
+                    let serving = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(io, service);
+                    let mut serving = std::pin::pin!(serving);
+                    let Some(idle) = idle_close else {
+                        let _ = serving.await;
+                        return;
                     };
+                    loop {
+                        tokio::select! {
+                            _ = serving.as_mut() => return,
+                            () = tokio::time::sleep(idle / 4) => {}
+                        }
+                        let quiet = activity.active.load(Ordering::SeqCst) == 0
+                            && activity.since.lock().unwrap().elapsed() >= idle;
+                        if quiet {
+                            serving.as_mut().graceful_shutdown();
+                            let _ = serving.await;
+                            return;
+                        }
+                    }
                 });
             }
         });
-        Backend { address, got, release, task }
+        Backend { address, got, release, connections, task }
+    }
+
+    /// Connections accepted so far.
+    fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 
     fn got(&self) -> Vec<Got> {
@@ -133,7 +194,12 @@ async fn backend_answer(
     request: Request<Incoming>,
 ) -> Result<Response<Either<Full<Bytes>, Frames>>, Infallible> {
     let (parts, mut body) = request.into_parts();
-    let got = Got { path: parts.uri.path().to_owned(), ..Got::default() };
+    let got = Got {
+        authority: parts.uri.authority().map(ToString::to_string),
+        hosts: parts.headers.get_all("host").iter().map(|v| v.to_str().unwrap().into()).collect(),
+        path: parts.uri.path().to_owned(),
+        ..Got::default()
+    };
     let index = {
         let mut log = log.lock().unwrap();
         log.push(got);
@@ -286,6 +352,55 @@ async fn stream_outcome(stream: &mut TcpStream) -> StreamOutcome {
         if outcome.ended || outcome.reset.is_some() {
             return outcome;
         }
+    }
+}
+
+// K4 -------------------------------------------------------------------
+
+/// K4 (B15 to B17) over HTTP/2: `:authority` matches a route's host as
+/// `Host` does for HTTP/1.1, whatever its letter case, with the default or
+/// another port, and with one trailing dot; two dots or another name match
+/// nothing. The upstream is asked for the host the client named, as it was
+/// written, in `Host` from an HTTP/1.1 pool and in both `:authority` and
+/// any `Host` from an HTTP/2 pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authority_matches_hosts_across_case_port_and_trailing_dot() {
+    for proto in [Proto::Http1, Proto::Http2] {
+        let api = Backend::start(proto, "api").await;
+        let other = Backend::start(proto, "other").await;
+        let pools = pool("api", &[api.address], proto.pool_line())
+            + &pool("other", &[other.address], proto.pool_line());
+        let routes =
+            "  - { name: api, match: { host: api.example.test, path: \"/who/{n}\" }, to: api }
+  - { name: wild, match: { host: \"*.wild.example.test\", path: \"/who/{n}\" }, to: other }
+";
+        let gateway = Gateway::start(&spec(&pools, routes));
+        let mut h2 = h2_connect(gateway.addr("public")).await;
+
+        let matching = [
+            ("api.example.test", "api"),
+            ("API.Example.TEST", "api"),
+            ("api.example.test:80", "api"),
+            ("api.example.test.", "api"),
+            ("Api.Example.Test.:8443", "api"),
+            ("a.b.WILD.example.test.", "other"),
+        ];
+        for (n, (authority, backend)) in matching.iter().enumerate() {
+            let reply = h2_get(&mut h2, authority, &format!("/who/{n}"), &[]).await;
+            assert_eq!(reply.status, StatusCode::OK, "{proto:?} {authority}");
+            assert_eq!(reply.text(), *backend, "{proto:?} {authority}");
+            let got = if *backend == "api" { api.got() } else { other.got() };
+            let got = got.iter().find(|g| g.path == format!("/who/{n}")).expect("forwarded");
+            assert_eq!(got.effective_host(), Some(*authority), "{proto:?}: {got:?}");
+            assert!(got.hosts.iter().all(|h| h == authority), "{proto:?}: {got:?}");
+        }
+        for authority in
+            ["api.example.test..", "api.example.test.x", "example.test", "wild.example.test"]
+        {
+            let reply = h2_get(&mut h2, authority, "/who/x", &[]).await;
+            assert_eq!(reply.status, StatusCode::NOT_FOUND, "{proto:?} {authority}");
+        }
+        assert_eq!(api.got().len() + other.got().len(), matching.len());
     }
 }
 
@@ -582,6 +697,62 @@ async fn route_and_per_try_timeouts_hold_over_http2() {
         assert!(retried >= 1, "{case}: the stuck endpoint was never tried");
         assert_eq!(live.got().len(), 4, "{case}");
     }
+}
+
+/// K8 (B34) with an HTTP/2 pool, and how it holds its connections:
+/// requests in flight to an endpoint at once share one connection; an
+/// endpoint that refuses connections is failed over, at once for the
+/// requests that waited on the refused attempt; a connection idle for the
+/// pool's `idle_timeout` is closed and the next request opens another; and
+/// when the upstream closes its idle connections (GOAWAY) long before the
+/// pool would, each next request, POST as well as GET, goes on a new one
+/// and none fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_pools_share_connections_and_replace_idle_and_closed_ones() {
+    let backend = Backend::start(Proto::Http2, "shared").await;
+    let refused = support::closed_port();
+    let gateway = Gateway::start(&spec(
+        &pool("p", &[refused, backend.address], "    protocol: http2\n    idle_timeout: 300ms\n"),
+        "  - { name: all, match: { path: \"/{*rest}\" }, to: p }\n",
+    ));
+    let address = gateway.addr("public");
+    let sends: Vec<_> = (0..4)
+        .map(|n| {
+            let request = support::request("GET", address, "x.test", &format!("/held/{n}"));
+            tokio::spawn(async move { support::send(&support::client(), request).await })
+        })
+        .collect();
+    backend.wait_for(4).await;
+    assert_eq!(backend.connections(), 1, "requests at once share one connection");
+    backend.release(4);
+    for send in sends {
+        let reply = tokio::time::timeout(Duration::from_secs(5), send).await.unwrap().unwrap();
+        assert_eq!((reply.status, reply.body.as_str()), (StatusCode::OK, "shared"));
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let reply =
+        support::send(&support::client(), support::request("GET", address, "x.test", "/idle"))
+            .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(backend.connections(), 2, "a connection idle for idle_timeout is not used again");
+
+    let closing =
+        Backend::start_with(Proto::Http2, "closing", Some(Duration::from_millis(100))).await;
+    let gateway =
+        Gateway::start(&support::spec_with("", &[closing.address], Proto::Http2.pool_line(), ""));
+    let address = gateway.addr("public");
+    for n in 0..4 {
+        let method = if n % 2 == 0 { "GET" } else { "POST" };
+        let request = support::request(method, address, "x.test", &format!("/{n}"));
+        let reply = support::send(&support::client(), request).await;
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (StatusCode::OK, "closing"),
+            "{method} {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    assert_eq!(closing.connections(), 4, "each request after a GOAWAY opens a connection");
 }
 
 // K13 ------------------------------------------------------------------
