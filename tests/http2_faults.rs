@@ -404,6 +404,58 @@ async fn authority_matches_hosts_across_case_port_and_trailing_dot() {
     }
 }
 
+/// RFC 9113, section 8.3.1: an HTTP/2 request whose `Host` field names
+/// another host than its `:authority` is malformed. The gateway refuses it
+/// with 400 rather than route on one and forward the other; a `Host` that
+/// names the same host in another spelling (case, the default port, a
+/// trailing dot) is the same request. A request without `:authority` (as a
+/// translated HTTP/1.1 request may come) is routed by its `Host`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_field_that_contradicts_the_authority_is_refused() {
+    for proto in [Proto::Http1, Proto::Http2] {
+        let api = Backend::start(proto, "api").await;
+        let admin = Backend::start(proto, "admin").await;
+        let pools = pool("api", &[api.address], proto.pool_line())
+            + &pool("admin", &[admin.address], proto.pool_line());
+        let routes =
+            "  - { name: api, match: { host: api.example.test, path: \"/{*rest}\" }, to: api }
+  - { name: admin, match: { host: admin.example.test, path: \"/{*rest}\" }, to: admin }
+";
+        let gateway = Gateway::start(&spec(&pools, routes));
+        let mut h2 = h2_connect(gateway.addr("public")).await;
+
+        for (authority, host) in
+            [("api.example.test", "admin.example.test"), ("admin.example.test", "api.example.test")]
+        {
+            let reply = h2_get(&mut h2, authority, "/x", &[("host", host)]).await;
+            assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{proto:?} {authority} {host}");
+        }
+        assert!(api.got().is_empty() && admin.got().is_empty(), "{proto:?}: forwarded");
+
+        for (authority, host) in [
+            ("api.example.test", "api.example.test"),
+            ("api.example.test", "API.example.test:80"),
+            ("api.example.test:80", "api.example.test."),
+        ] {
+            let reply = h2_get(&mut h2, authority, "/same", &[("host", host)]).await;
+            assert_eq!((reply.status, reply.text()), (StatusCode::OK, "api"), "{host}");
+            let got = api.got().pop().unwrap();
+            assert_eq!(got.effective_host(), Some(authority), "{proto:?}: {got:?}");
+            assert!(got.hosts.iter().all(|h| h == authority), "{proto:?}: {got:?}");
+        }
+        assert!(admin.got().is_empty());
+
+        let mut stream = TcpStream::connect(gateway.addr("public")).await.unwrap();
+        let fields = h2raw::get_with_host_field("/no-authority", "admin.example.test");
+        let open = h2raw::frame(h2raw::HEADERS, h2raw::END_HEADERS | h2raw::END_STREAM, 1, &fields);
+        stream.write_all(&[h2raw::preface(&[]), open].concat()).await.unwrap();
+        let outcome = stream_outcome(&mut stream).await;
+        assert_eq!((outcome.status, outcome.ended), (Some(200), true), "{proto:?}: {outcome:?}");
+        let got = admin.got().pop().expect("routed by its Host");
+        assert_eq!(got.effective_host(), Some("admin.example.test"), "{proto:?}: {got:?}");
+    }
+}
+
 // K5 -------------------------------------------------------------------
 
 /// B24 across protocols: an HTTP/1.1 client's chunked trailer section
