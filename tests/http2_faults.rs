@@ -549,7 +549,8 @@ impl hyper::body::Body for Frames {
 /// the upstream waits), and less, ending early in a frame of its own or
 /// with the last data: the upstream never sees a complete body (what
 /// reached it is broken off, not left waiting), and the client gets a
-/// stream error or 400, never the upstream's answer.
+/// stream error (its connection goes on) or 400, never the upstream's
+/// answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_content_length_that_disagrees_with_the_data_is_not_forwarded_whole() {
     use h2raw::{DATA, END_HEADERS, END_STREAM, HEADERS};
@@ -586,6 +587,7 @@ async fn a_content_length_that_disagrees_with_the_data_is_not_forwarded_whole() 
                 backend.got()
             );
             assert_ne!(outcome.status, Some(200), "{proto:?}, {case}: {outcome:?}");
+            assert!(!outcome.goaway, "{proto:?}, {case}: a connection error: {outcome:?}");
 
             // What reached the upstream, if anything, was broken off.
             let deadline = Instant::now() + Duration::from_secs(5);
@@ -727,7 +729,7 @@ async fn route_and_per_try_timeouts_hold_over_http2() {
     match: { path: \"/held/{n}\" }
     to: pair
     timeout: 4s
-    retries: { attempts: 2, on: [timeout], per_try_timeout: 200ms, backoff: { base: 0ms, max: 0ms } }
+    retries: { attempts: 2, on: [timeout], per_try_timeout: 500ms, backoff: { base: 0ms, max: 0ms } }
     retry_budget: { percent: 100 }
 ";
         let gateway = Gateway::start(&spec(&pools, routes));
@@ -762,7 +764,11 @@ async fn route_and_per_try_timeouts_hold_over_http2() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_pools_share_connections_and_replace_idle_and_closed_ones() {
     let backend = Backend::start(Proto::Http2, "shared").await;
-    let refused = support::closed_port();
+    // A port bound but not listening refuses connections, and no other
+    // server can take it while the socket is held.
+    let held_port = tokio::net::TcpSocket::new_v4().unwrap();
+    held_port.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let refused = held_port.local_addr().unwrap();
     let gateway = Gateway::start(&spec(
         &pool("p", &[refused, backend.address], "    protocol: http2\n    idle_timeout: 300ms\n"),
         "  - { name: all, match: { path: \"/{*rest}\" }, to: p }\n",
@@ -785,7 +791,7 @@ async fn http2_pools_share_connections_and_replace_idle_and_closed_ones() {
     let reply =
         support::send(&support::client(), support::request("GET", address, "x.test", "/idle"))
             .await;
-    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!((reply.status, reply.body.as_str()), (StatusCode::OK, "shared"));
     assert_eq!(backend.connections(), 2, "a connection idle for idle_timeout is not used again");
 
     let closing =
