@@ -25,6 +25,7 @@ mod framing;
 mod gateway;
 mod headers;
 mod http1;
+mod http2;
 mod pool_state;
 mod proxy;
 mod reload;

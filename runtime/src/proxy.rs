@@ -707,18 +707,55 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
     headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
-/// For an absolute-form target (`GET http://host/path`), the target's
-/// authority replaces any `Host` header, as RFC 9112 (section 3.2.2) asks, so
-/// routing and the upstream both see that host.
+/// When the target names its authority, that authority replaces any `Host`
+/// header, so routing and the upstream both see that host: for an
+/// absolute-form target (`GET http://host/path`), as RFC 9112 (section
+/// 3.2.2) asks, and for an HTTP/2 request's `:authority`. An HTTP/2 request
+/// that also has a `Host` field naming another host is malformed (RFC 9113,
+/// section 8.3.1) and refused, rather than routed by one host while a
+/// service that reads the other would believe it was asked for that.
 fn absolute_form_host<B>(request: &mut Request<B>) -> Result<(), ProxyError> {
     let Some(authority) = request.uri().authority() else { return Ok(()) };
     if authority.as_str().contains('@') {
         return Err(ProxyError::BadRequest { reason: "request target carries user information" });
     }
+    if request.version() == Version::HTTP_2
+        && request.headers().get_all(HOST).iter().any(|host| !same_host(host, authority.as_str()))
+    {
+        return Err(ProxyError::BadRequest {
+            reason: "Host header names another host than :authority",
+        });
+    }
     let host = HeaderValue::from_str(authority.as_str())
         .map_err(|_| ProxyError::BadRequest { reason: "request target host is not valid" })?;
     request.headers_mut().insert(HOST, host);
     Ok(())
+}
+
+/// Whether a `Host` field names the same host as `authority`, compared as
+/// RFC 9113 (section 8.3.1) asks, after the normalisation of RFC 3986
+/// (section 6.2.3) for `http`: letter case, an empty port and the default
+/// port 80 make no difference. Neither does one trailing dot, which no route
+/// tells apart either.
+fn same_host(host: &HeaderValue, authority: &str) -> bool {
+    /// The name without one trailing dot, and the port (80 when none is
+    /// given, `None` when it is not a number).
+    fn parts(text: &str) -> (&str, Option<u32>) {
+        let text = text.trim_matches([' ', '\t']);
+        let end = match text.rfind(']') {
+            Some(bracket) => bracket + 1,
+            None => text.find(':').unwrap_or(text.len()),
+        };
+        let (name, port) = text.split_at(end);
+        let port = match port.strip_prefix(':').unwrap_or(port) {
+            "" => Some(80),
+            digits => digits.parse().ok(),
+        };
+        (name.strip_suffix('.').unwrap_or(name), port)
+    }
+    let Ok(host) = host.to_str() else { return false };
+    let ((name, port), (other, other_port)) = (parts(host), parts(authority));
+    name.eq_ignore_ascii_case(other) && port.is_some() && port == other_port
 }
 
 /// Give an HTTP/1.0 request that sent no `Host` the listener's
@@ -849,4 +886,37 @@ fn pick_pool<B>(route: &RoutePlan, request: &Request<B>, client: SocketAddr) -> 
     let point = key.and_then(|key| sluice_compiler::plan::key::sticky_point(key, &source));
     let point = point.unwrap_or_else(|| rand::RngExt::random::<u64>(&mut rand::rng()));
     split::choose(&route.split_weights(), point).map_or(route.pool, |side| route.split[side].pool)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_and_authority_compare_after_normalisation() {
+        let same = [
+            ("api.example.test", "api.example.test"),
+            ("API.Example.TEST", "api.example.test"),
+            ("api.example.test:80", "api.example.test"),
+            ("api.example.test:", "api.example.test:80"),
+            ("api.example.test.", "api.example.test"),
+            ("api.example.test:8443", "API.example.test.:8443"),
+            ("[::1]:80", "[::1]"),
+            (" api.example.test ", "api.example.test"),
+        ];
+        for (host, authority) in same {
+            assert!(same_host(&HeaderValue::from_static(host), authority), "{host} {authority}");
+        }
+        let different = [
+            ("admin.example.test", "api.example.test"),
+            ("api.example.test:8080", "api.example.test"),
+            ("api.example.test:0", "api.example.test"),
+            ("api.example.test..", "api.example.test"),
+            ("api.example.test:x", "api.example.test:x"),
+            ("[::1]:80", "[::2]"),
+        ];
+        for (host, authority) in different {
+            assert!(!same_host(&HeaderValue::from_static(host), authority), "{host} {authority}");
+        }
+    }
 }

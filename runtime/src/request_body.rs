@@ -59,15 +59,26 @@ pub enum BodyError {
 /// A request's body as the client sends it: read by hyper, within the
 /// listener's `stall_timeout` for each wait on the client, or none at all
 /// (a request the gateway's own HTTP/1.1 server took, which has no body).
+///
+/// An HTTP/2 body that declares its length can reach it and still go on:
+/// its stream has not ended, and more DATA would make the request
+/// malformed (RFC 9113, section 8.1.1), which h2 finds only when that DATA
+/// comes. The frame that completes the declared length is therefore held
+/// back until the stream ends: an HTTP/1.1 upstream framed by that length
+/// never holds a whole body, and answers, for a request that then turns
+/// out to be malformed (the stream is reset, and the upstream connection
+/// with it). A body that ends with its last DATA frame, as clients send
+/// it, is never held; nor is an HTTP/1.1 client's, which ends at its length.
 pub enum ClientBody {
-    Hyper(Incoming, Stall),
+    /// The body, its stall clock, and a frame held back (see above).
+    Hyper(Incoming, Stall, Option<Box<Frame<Bytes>>>),
     Empty,
 }
 
 impl ClientBody {
     /// `body`, whose client may leave it waiting for at most `stall` at a time.
     pub(crate) fn hyper(body: Incoming, stall: Duration) -> ClientBody {
-        ClientBody::Hyper(body, Stall::new(stall))
+        ClientBody::Hyper(body, Stall::new(stall), None)
     }
 }
 
@@ -79,30 +90,63 @@ impl Body for ClientBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        match self.get_mut() {
-            ClientBody::Hyper(body, stall) => match Pin::new(body).poll_frame(cx) {
-                Poll::Ready(frame) => {
-                    stall.progress();
-                    Poll::Ready(frame.map(|frame| frame.map_err(BodyError::Client)))
-                }
+        let ClientBody::Hyper(body, stall, held) = self.get_mut() else {
+            return Poll::Ready(None);
+        };
+        loop {
+            // A held frame goes on once the stream has ended as declared.
+            if held.is_some() && body.is_end_stream() {
+                return Poll::Ready(held.take().map(|frame| Ok(*frame)));
+            }
+            let frame = match Pin::new(&mut *body).poll_frame(cx) {
                 Poll::Pending => {
-                    stall.poll_expired(cx).map(|()| Some(Err(BodyError::Stalled(stall.limit()))))
+                    let limit = stall.limit();
+                    return stall.poll_expired(cx).map(|()| Some(Err(BodyError::Stalled(limit))));
                 }
-            },
-            ClientBody::Empty => Poll::Ready(None),
+                Poll::Ready(None) => {
+                    stall.progress();
+                    return Poll::Ready(held.take().map(|frame| Ok(*frame)));
+                }
+                Poll::Ready(Some(Err(error))) => {
+                    // The stream failed: what was held never goes on.
+                    *held = None;
+                    return Poll::Ready(Some(Err(BodyError::Client(error))));
+                }
+                Poll::Ready(Some(Ok(frame))) => frame,
+            };
+            stall.progress();
+            if let Some(earlier) = held.take() {
+                // An empty frame adds nothing; trailers go after the held data.
+                if frame.data_ref().is_some_and(Bytes::is_empty) {
+                    *held = Some(earlier);
+                    continue;
+                }
+                *held = Some(Box::new(frame));
+                return Poll::Ready(Some(Ok(*earlier)));
+            }
+            let completes =
+                frame.is_data() && body.size_hint().exact() == Some(0) && !body.is_end_stream();
+            if completes {
+                *held = Some(Box::new(frame));
+                continue;
+            }
+            return Poll::Ready(Some(Ok(frame)));
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            ClientBody::Hyper(body, _) => body.is_end_stream(),
+            ClientBody::Hyper(body, _, held) => held.is_none() && body.is_end_stream(),
             ClientBody::Empty => true,
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            ClientBody::Hyper(body, _) => body.size_hint(),
+            ClientBody::Hyper(_, _, Some(held)) => {
+                SizeHint::with_exact(held.data_ref().map_or(0, |data| data.len() as u64))
+            }
+            ClientBody::Hyper(body, _, None) => body.size_hint(),
             ClientBody::Empty => SizeHint::with_exact(0),
         }
     }

@@ -30,9 +30,17 @@
 //! future is polled, and the rest of the body is read as the client-side
 //! connection polls the [`UpstreamBody`]. When the body has ended and the
 //! connection can serve another request, it goes back on the stack;
-//! otherwise it is closed. Upgrades, `CONNECT` and HTTP/2 pools use
-//! hyper-util's pooled client, whose connections each run in a task of
-//! their own, as an upgraded tunnel or a multiplexed HTTP/2 connection must.
+//! otherwise it is closed. Upgrades and `CONNECT` use hyper-util's pooled
+//! client, whose connections each run in a task of their own, as an
+//! upgraded tunnel must.
+//!
+//! # HTTP/2 pools
+//!
+//! An ordinary exchange with an HTTP/2 pool goes through [`Http2Pool`] (see
+//! [`crate::http2`]): one connection per endpoint, in a task of its own,
+//! shared by every request to it, each of which names in `:authority` the
+//! host its client asked for. hyper-util's client would name the endpoint
+//! there instead, as it picks a connection by the URI's authority.
 //!
 //! An idle connection is not read while it waits, so an upstream that
 //! closes it is noticed when the connection is next taken: the socket's
@@ -41,11 +49,11 @@
 //! above.
 //!
 //! To tell a reused connection from a new one, the connector stamps every
-//! connection with the time it was opened; a connection opened before the
-//! attempt began was reused.
+//! connection with the time it was opened (and the HTTP/2 pool notes it); a
+//! connection opened before the attempt began was reused.
 //!
-//! The connector also enforces the pool's circuit breaker limits on
-//! connections. `max_connections` bounds the upstream connections the pool
+//! The connector (and the HTTP/2 pool) also enforces the pool's circuit
+//! breaker limits on connections. `max_connections` bounds the upstream connections the pool
 //! holds open, busy or idle, over all its endpoints; `max_pending` bounds
 //! the requests waiting for a connection, which, since an idle pooled
 //! connection is taken at once, are those whose new connection is still
@@ -77,6 +85,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::http1::{Conn, ExchangeError, Http1Body, Http1Response, PumpedBody};
+use crate::http2::Http2Pool;
 use crate::proxy::UpstreamHead;
 use crate::request_body::{BodyError, BodySlot, RequestBody};
 use crate::stall::{unless_stuck, Stall};
@@ -90,6 +99,8 @@ pub(crate) struct PoolClient {
     fresh: Client<StampingConnector, RequestBody>,
     /// Ordinary exchanges of an HTTP/1.1 pool.
     http1: Option<Arc<Http1Pool>>,
+    /// Ordinary exchanges of an HTTP/2 pool.
+    http2: Option<Arc<Http2Pool>>,
     /// The pool's `stall_timeout`.
     stall: Duration,
 }
@@ -114,13 +125,14 @@ impl PoolClient {
             .http2_only(http2)
             .build(connector.clone());
         let http1 = (!http2).then(|| Http1Pool::start(pool, connector.breaker.clone()));
+        let http2_pool = http2.then(|| Http2Pool::start(pool, connector.breaker.clone()));
         let fresh = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(0)
             .retry_canceled_requests(false)
             .timer(TokioTimer::new())
             .http2_only(http2)
             .build(connector);
-        PoolClient { pooled, fresh, http1, stall: pool.stall_timeout }
+        PoolClient { pooled, fresh, http1, http2: http2_pool, stall: pool.stall_timeout }
     }
 
     /// Send `request` to `endpoint` (the pool's endpoint of that index, at
@@ -144,6 +156,16 @@ impl PoolClient {
                 return http1.send(endpoint, address, authority, head, body, fresh).await;
             }
         }
+        let stall = self.stall;
+        let slot = (!body.is_end_stream()).then(|| Arc::clone(body.slot()));
+        if let Some(http2) = self.http2.as_ref().filter(|_| is_plain_exchange(head)) {
+            let request = head.request(body);
+            let exchange = async move {
+                let response = http2.send(endpoint, address, authority, request, fresh).await?;
+                Ok(response.map(|body| UpstreamBody::detached(body, stall)))
+            };
+            return Box::pin(head_within_stall(exchange, stall, slot)).await;
+        }
         let mut request = head.request(body);
         let mut target = std::mem::take(request.uri_mut()).into_parts();
         target.scheme = Some(Scheme::HTTP);
@@ -154,8 +176,6 @@ impl PoolClient {
             SendError::Connect(error)
         })?;
         let client = if fresh { &self.fresh } else { &self.pooled };
-        let stall = self.stall;
-        let slot = (!request.body().is_end_stream()).then(|| Arc::clone(request.body().slot()));
         let exchange = async move {
             match client.request(request).await {
                 Ok(response) => Ok(response.map(|body| UpstreamBody::detached(body, stall))),
@@ -203,9 +223,16 @@ fn is_plain_exchange(head: &UpstreamHead) -> bool {
 /// Why a try got no response head from the upstream.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
-    /// hyper-util's pooled client (HTTP/2 pools, upgrades) failed.
+    /// hyper-util's pooled client (upgrades, `CONNECT`) failed.
     #[error(transparent)]
     Pooled(hyper_util::client::legacy::Error),
+    /// The exchange failed on an HTTP/2 pool's connection, opened at `opened`.
+    #[error("{error}")]
+    Http2 {
+        #[source]
+        error: hyper::Error,
+        opened: Instant,
+    },
     /// No connection could be opened.
     #[error("connect: {0}")]
     Connect(io::Error),
@@ -228,7 +255,7 @@ impl SendError {
         match self {
             SendError::Pooled(error) => error.is_connect(),
             SendError::Connect(_) | SendError::Refused(_) => true,
-            SendError::Exchange { .. } | SendError::Stalled(_) => false,
+            SendError::Exchange { .. } | SendError::Http2 { .. } | SendError::Stalled(_) => false,
         }
     }
 
@@ -280,6 +307,7 @@ impl SendError {
         let mut source = match self {
             SendError::Exchange { error: ExchangeError::Body(error), .. } => return Some(error),
             SendError::Pooled(error) => std::error::Error::source(error),
+            SendError::Http2 { error, .. } => Some(error as &(dyn std::error::Error + 'static)),
             SendError::Exchange { .. }
             | SendError::Connect(_)
             | SendError::Refused(_)
@@ -301,6 +329,7 @@ impl SendError {
             SendError::Pooled(error) => std::error::Error::source(error)
                 .and_then(|e| e.downcast_ref::<hyper::Error>())
                 .is_some_and(hyper::Error::is_user),
+            SendError::Http2 { error, .. } => error.is_user(),
             SendError::Exchange { error, .. } => error.is_client_body(),
             SendError::Connect(_) | SendError::Refused(_) | SendError::Stalled(_) => false,
         }
@@ -312,6 +341,7 @@ pub(crate) fn on_reused_connection(error: &SendError, attempt_began: Instant) ->
     let error = match error {
         SendError::Pooled(error) => error,
         SendError::Exchange { reused, .. } => return *reused,
+        SendError::Http2 { opened, .. } => return *opened < attempt_began,
         SendError::Connect(_) | SendError::Refused(_) | SendError::Stalled(_) => return false,
     };
     let Some(connected) = error.connect_info() else { return false };
@@ -325,6 +355,7 @@ pub(crate) fn on_reused_connection(error: &SendError, attempt_began: Instant) ->
 pub(crate) fn closed_before_response(error: &SendError) -> bool {
     let mut source = match error {
         SendError::Pooled(error) => std::error::Error::source(error),
+        SendError::Http2 { error, .. } => Some(error as &(dyn std::error::Error + 'static)),
         SendError::Exchange { error, .. } => return error.is_closed(),
         SendError::Connect(_) | SendError::Refused(_) | SendError::Stalled(_) => return false,
     };
@@ -368,7 +399,10 @@ pub(crate) fn breaker_refusal(error: &SendError) -> Option<Rejection> {
     let error = match error {
         SendError::Pooled(error) => error,
         SendError::Refused(refusal) => return Some(refusal.0),
-        SendError::Connect(_) | SendError::Exchange { .. } | SendError::Stalled(_) => return None,
+        SendError::Connect(_)
+        | SendError::Exchange { .. }
+        | SendError::Http2 { .. }
+        | SendError::Stalled(_) => return None,
     };
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
@@ -419,7 +453,9 @@ impl tower_service::Service<Uri> for StampingConnector {
 /// A connection's place under the breaker's `max_connections` and, while it
 /// is being opened, under `max_pending`; none when the pool has no limits.
 /// Both are taken before dialling, so a refusal costs no connect.
-fn take_slots(breaker: Option<&Arc<CircuitBreaker>>) -> Result<Option<Connecting>, BreakerRefusal> {
+pub(crate) fn take_slots(
+    breaker: Option<&Arc<CircuitBreaker>>,
+) -> Result<Option<Connecting>, BreakerRefusal> {
     let Some(breaker) = breaker else { return Ok(None) };
     breaker.try_connect().map(Some).map_err(BreakerRefusal)
 }

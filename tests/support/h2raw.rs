@@ -87,3 +87,86 @@ pub async fn next(stream: &mut TcpStream, wait: Duration) -> Option<Frame> {
 pub fn window_update(stream: u32, bytes: u32) -> Vec<u8> {
     frame(WINDOW_UPDATE, 0, stream, &bytes.to_be_bytes())
 }
+
+pub const PING: u8 = 0x6;
+pub const END_HEADERS: u8 = 0x4;
+pub const ACK: u8 = 0x1;
+
+/// A POST of `path` for host x.test that declares `content_length`, in
+/// HPACK: two indexed fields and three literals, none of them added to the
+/// table.
+pub fn post(path: &str, content_length: u64) -> Vec<u8> {
+    let mut fields = vec![0x83, 0x86, 0x04, u8::try_from(path.len()).unwrap()];
+    fields.extend(path.as_bytes());
+    fields.extend([0x01, 6]);
+    fields.extend(b"x.test");
+    // `content-length` is entry 28 of the static table: 15 + 13.
+    let length = content_length.to_string();
+    fields.extend([0x0f, 13, u8::try_from(length.len()).unwrap()]);
+    fields.extend(length.as_bytes());
+    fields
+}
+
+/// A GET of `path` without `:authority`, naming its host in a `host` field
+/// instead (entry 38 of the static table: 15 + 23), as a request
+/// translated from HTTP/1.1 may.
+pub fn get_with_host_field(path: &str, host: &str) -> Vec<u8> {
+    let mut fields = vec![0x82, 0x86, 0x04, u8::try_from(path.len()).unwrap()];
+    fields.extend(path.as_bytes());
+    fields.extend([0x0f, 23, u8::try_from(host.len()).unwrap()]);
+    fields.extend(host.as_bytes());
+    fields
+}
+
+/// The `:status` of a response header block that opens with it, as servers
+/// write it: an entry of the static table, or a literal whose value is
+/// plain or Huffman-coded digits. `None` for anything else (such as an
+/// entry of the dynamic table, which only a later response can use).
+pub fn status(block: &[u8]) -> Option<u16> {
+    const INDEXED: [u16; 7] = [200, 204, 206, 304, 400, 404, 500];
+    let (&first, rest) = block.split_first()?;
+    if first & 0x80 != 0 {
+        let index = usize::from(first & 0x7f);
+        return index.checked_sub(8).and_then(|i| INDEXED.get(i)).copied();
+    }
+    // A literal whose name is entry 8, `:status`: with incremental
+    // indexing, without indexing, or never indexed.
+    if first != 0x48 && first != 0x08 && first != 0x18 {
+        return None;
+    }
+    let (&length, rest) = rest.split_first()?;
+    let value = rest.get(..usize::from(length & 0x7f))?;
+    let digits = if length & 0x80 == 0 { value.to_vec() } else { huffman_digits(value)? };
+    std::str::from_utf8(&digits).ok()?.parse().ok()
+}
+
+/// Three decimal digits, Huffman-coded as RFC 7541 (appendix B) codes
+/// them: `0` to `2` in five bits, `3` to `9` in six.
+fn huffman_digits(coded: &[u8]) -> Option<Vec<u8>> {
+    let bits: Vec<u8> =
+        coded.iter().flat_map(|b| (0..8).rev().map(move |i| (b >> i) & 1)).collect();
+    let read = |at: usize, n: usize| -> Option<u8> {
+        bits.get(at..at + n).map(|b| b.iter().fold(0, |acc, bit| acc << 1 | bit))
+    };
+    let (mut at, mut digits) = (0, Vec::new());
+    while digits.len() < 3 {
+        let five = read(at, 5)?;
+        if five <= 2 {
+            digits.push(b'0' + five);
+            at += 5;
+        } else {
+            let six = read(at, 6)?;
+            if !(0b011001..=0b011111).contains(&six) {
+                return None;
+            }
+            digits.push(b'3' + (six - 0b011001));
+            at += 6;
+        }
+    }
+    Some(digits)
+}
+
+/// A PING acknowledging `ping` (its eight bytes).
+pub fn ping_ack(payload: &[u8]) -> Vec<u8> {
+    frame(PING, ACK, 0, payload)
+}

@@ -1,0 +1,261 @@
+//! The upstream connections of an HTTP/2 pool, for ordinary exchanges.
+//!
+//! HTTP/2 carries every request to an endpoint on one connection, so
+//! [`Http2Pool`] keeps at most one open per endpoint and shares it. Requests
+//! that find none while one is being opened wait for it rather than each
+//! open their own, and fail over at once, as a connect failure, when that
+//! attempt fails. A connection is closed (once its streams have ended) when
+//! the upstream closes it, or after the pool's `idle_timeout` without a new
+//! request.
+//!
+//! Each request names, in `:authority`, the host its client asked for (its
+//! `Host`), as an HTTP/1.1 pool receives it in `Host`, and not the address
+//! of the endpoint: a connection is chosen by the endpoint, never by the
+//! authority, which is why this pool is not hyper-util's, whose pool takes
+//! both from the request's URI. A request without a host names the
+//! endpoint.
+//!
+//! A request that never left because the shared connection had closed
+//! under it (the upstream sent GOAWAY, or closed it while idle) goes once
+//! more on a new connection, whatever its method, since the upstream saw
+//! nothing of it. Every other failure is the caller's to handle, as for
+//! HTTP/1.1 pools (see [`crate::upstream`]).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::client::conn::http2::{Builder, SendRequest};
+use hyper::header::HOST;
+use hyper::http::uri::{Authority, Scheme};
+use hyper::{Request, Response, Uri};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use sluice_compiler::plan::PoolPlan;
+use sluice_traffic::circuit::Connecting;
+use sluice_traffic::CircuitBreaker;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::request_body::RequestBody;
+use crate::upstream::{take_slots, SendError};
+
+/// The HTTP/2 connections of one pool: at most one open per endpoint.
+pub(crate) struct Http2Pool {
+    endpoints: Vec<Endpoint>,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+    breaker: Option<Arc<CircuitBreaker>>,
+    builder: Builder<TokioExecutor>,
+}
+
+#[derive(Default)]
+struct Endpoint {
+    /// The connection requests share, once one is open.
+    open: Mutex<Option<Shared>>,
+    /// Held while a connection is being opened.
+    opening: tokio::sync::Mutex<()>,
+    /// When the latest attempt to open one failed, and how.
+    failed: Mutex<Option<(Instant, std::io::ErrorKind, String)>>,
+}
+
+/// A connection that requests share.
+struct Shared {
+    sender: SendRequest<RequestBody>,
+    opened: Instant,
+    /// When a request last took it.
+    used: Instant,
+}
+
+impl Http2Pool {
+    /// The connections of `plan`, with a task that closes those left idle
+    /// for its `idle_timeout` (when there is a runtime to run it).
+    pub(crate) fn start(plan: &PoolPlan, breaker: Option<Arc<CircuitBreaker>>) -> Arc<Http2Pool> {
+        let mut builder = Builder::new(TokioExecutor::new());
+        builder.timer(TokioTimer::new());
+        let pool = Arc::new(Http2Pool {
+            endpoints: plan.endpoints.iter().map(|_| Endpoint::default()).collect(),
+            connect_timeout: plan.connect_timeout,
+            idle_timeout: plan.idle_timeout,
+            breaker,
+            builder,
+        });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(reap(Arc::downgrade(&pool), plan.idle_timeout));
+        }
+        pool
+    }
+
+    /// Send `request` (in origin form) to `endpoint` (at `address`, named
+    /// by `authority`): on a new connection of its own when `fresh`, else
+    /// on the shared one.
+    pub(crate) async fn send(
+        &self,
+        endpoint: usize,
+        address: SocketAddr,
+        authority: &Authority,
+        mut request: Request<RequestBody>,
+        fresh: bool,
+    ) -> Result<Response<Incoming>, SendError> {
+        let target = std::mem::take(request.uri_mut()).into_parts();
+        let mut parts = hyper::http::uri::Parts::default();
+        parts.scheme = Some(Scheme::HTTP);
+        parts.authority = Some(asked_for(&request).unwrap_or_else(|| authority.clone()));
+        parts.path_and_query = target.path_and_query;
+        *request.uri_mut() = Uri::from_parts(parts).map_err(|error| {
+            let message = format!("upstream URI: {error}");
+            SendError::Connect(std::io::Error::new(std::io::ErrorKind::InvalidInput, message))
+        })?;
+
+        let began = Instant::now();
+        let (mut sender, opened) = match fresh {
+            true => self.open(address).await?,
+            false => self.shared(endpoint, address, began).await?,
+        };
+        let request = match sender.try_send_request(request).await {
+            Ok(response) => return Ok(response),
+            Err(mut error) => match error.take_message() {
+                Some(request) if !fresh && opened < began => request,
+                _ => return Err(SendError::Http2 { error: error.into_error(), opened }),
+            },
+        };
+        // The shared connection closed before the request left.
+        tracing::debug!(side = "upstream", %address, "HTTP/2 connection closed; sending on a new one");
+        self.forget(endpoint, opened);
+        let (mut sender, opened) = self.shared(endpoint, address, Instant::now()).await?;
+        sender.send_request(request).await.map_err(|error| SendError::Http2 { error, opened })
+    }
+
+    /// The shared connection to `endpoint`, opened if there is none, and
+    /// when it was opened. A request that `began` waiting before an attempt
+    /// to open one failed fails with it.
+    async fn shared(
+        &self,
+        endpoint: usize,
+        address: SocketAddr,
+        began: Instant,
+    ) -> Result<(SendRequest<RequestBody>, Instant), SendError> {
+        let Some(slot) = self.endpoints.get(endpoint) else { return self.open(address).await };
+        if let Some(found) = self.take(slot) {
+            return Ok(found);
+        }
+        let _opening = slot.opening.lock().await;
+        if let Some(found) = self.take(slot) {
+            return Ok(found);
+        }
+        if let Some((at, kind, message)) = &*lock(&slot.failed) {
+            if *at >= began {
+                return Err(SendError::Connect(std::io::Error::new(*kind, message.clone())));
+            }
+        }
+        match self.open(address).await {
+            Ok((sender, opened)) => {
+                let shared = Shared { sender: sender.clone(), opened, used: Instant::now() };
+                *lock(&slot.open) = Some(shared);
+                Ok((sender, opened))
+            }
+            Err(SendError::Connect(error)) => {
+                *lock(&slot.failed) = Some((Instant::now(), error.kind(), error.to_string()));
+                Err(SendError::Connect(error))
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The shared connection of `slot`, if it is open and has not been idle
+    /// for `idle_timeout`; closes it otherwise.
+    fn take(&self, slot: &Endpoint) -> Option<(SendRequest<RequestBody>, Instant)> {
+        let mut open = lock(&slot.open);
+        let shared = open.as_mut()?;
+        let now = Instant::now();
+        if shared.sender.is_closed() || now - shared.used >= self.idle_timeout {
+            *open = None;
+            return None;
+        }
+        shared.used = now;
+        Some((shared.sender.clone(), shared.opened))
+    }
+
+    /// Stop sharing the connection of `endpoint` opened at `opened`.
+    fn forget(&self, endpoint: usize, opened: Instant) {
+        let Some(slot) = self.endpoints.get(endpoint) else { return };
+        let mut open = lock(&slot.open);
+        if open.as_ref().is_some_and(|shared| shared.opened == opened) {
+            *open = None;
+        }
+    }
+
+    /// A new connection to `address`, driven by a task of its own that
+    /// holds its place under the breaker's `max_connections` until it ends.
+    async fn open(
+        &self,
+        address: SocketAddr,
+    ) -> Result<(SendRequest<RequestBody>, Instant), SendError> {
+        let slots = take_slots(self.breaker.as_ref()).map_err(SendError::Refused)?;
+        let stream =
+            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(address)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(error)) => return Err(SendError::Connect(error)),
+                Err(_) => {
+                    let message = format!("not connected within {:?}", self.connect_timeout);
+                    let error = std::io::Error::new(std::io::ErrorKind::TimedOut, message);
+                    return Err(SendError::Connect(error));
+                }
+            };
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(side = "upstream", %address, %error, "cannot set TCP_NODELAY");
+        }
+        let opened = Instant::now();
+        let (sender, connection) =
+            self.builder.handshake(TokioIo::new(stream)).await.map_err(|error| {
+                SendError::Connect(std::io::Error::other(format!("HTTP/2 handshake: {error}")))
+            })?;
+        let slot = slots.map(Connecting::opened);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(side = "upstream", %address, %error, "HTTP/2 connection failed");
+            }
+            drop(slot);
+        });
+        Ok((sender, opened))
+    }
+
+    /// Close the shared connections idle for `idle_timeout`, or closed by
+    /// the upstream, giving back their places under the breaker's limits.
+    fn close_idle(&self) {
+        let now = Instant::now();
+        for slot in &self.endpoints {
+            let mut open = lock(&slot.open);
+            let idle = open
+                .as_ref()
+                .is_some_and(|s| s.sender.is_closed() || now - s.used >= self.idle_timeout);
+            if idle {
+                *open = None;
+            }
+        }
+    }
+}
+
+/// The host a request asks for, as its `:authority`: its `Host`, when that
+/// is one.
+fn asked_for(request: &Request<RequestBody>) -> Option<Authority> {
+    let host = request.headers().get(HOST)?;
+    Authority::try_from(host.as_bytes()).ok()
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding the lock leaves usable state: at worst a
+    // connection is not shared, or a failure not remembered.
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Close, every `period`, the connections of `pool` left idle that long,
+/// until the pool is gone.
+async fn reap(pool: Weak<Http2Pool>, period: Duration) {
+    let period = period.max(Duration::from_millis(10));
+    loop {
+        tokio::time::sleep(period).await;
+        let Some(pool) = pool.upgrade() else { return };
+        pool.close_idle();
+    }
+}
