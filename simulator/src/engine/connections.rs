@@ -58,6 +58,7 @@ pub(super) struct Connections {
 struct PoolConnections {
     http2: bool,
     idle_timeout: Nanos,
+    connect_timeout: Nanos,
     /// Flat index of the pool's first endpoint, and how many it has.
     first: usize,
     count: usize,
@@ -75,8 +76,9 @@ struct Line {
     /// Shared connections opened so far, to tell a stream of an old one.
     opened: u32,
     /// HTTP/2: the number of the connect under way to an endpoint that does
-    /// not accept it, which later tries wait on rather than dial again.
-    connecting: Option<u32>,
+    /// not accept it, which later tries wait on rather than dial again, and
+    /// when it fails.
+    connecting: Option<(u32, Nanos)>,
 }
 
 struct Shared {
@@ -105,8 +107,8 @@ enum Lease {
     /// A connection being opened, which the endpoint never accepts, and
     /// its places under the limits; for HTTP/2, number `number` of its line.
     Connecting { _places: Option<Connecting>, number: u32 },
-    /// HTTP/2: waiting on another try's connect.
-    Waiting,
+    /// HTTP/2: waiting on another try's connect, which fails `until`.
+    Waiting { until: Nanos },
 }
 
 impl Connections {
@@ -131,7 +133,8 @@ impl Connections {
                     .is_some_and(|c| c.max_connections != u32::MAX || c.max_pending != u32::MAX);
                 let kept = (limited || stops(p)).then(|| PoolConnections {
                     http2: pool.protocol == Protocol::Http2,
-                    idle_timeout: u64::try_from(pool.idle_timeout.as_nanos()).unwrap_or(u64::MAX),
+                    idle_timeout: nanos(pool.idle_timeout),
+                    connect_timeout: nanos(pool.connect_timeout),
                     first,
                     count,
                     limited,
@@ -187,8 +190,8 @@ impl Connections {
                 }
                 line.shared = None;
             }
-            if refusing && line.connecting.is_some() {
-                return Ok(Lease::Waiting);
+            if let Some((_, until)) = line.connecting.filter(|_| refusing) {
+                return Ok(Lease::Waiting { until });
             }
         } else if let Some((since, slot)) = line.idle.pop_back() {
             if now - since < timeout {
@@ -211,14 +214,24 @@ impl Connections {
         line.opened = line.opened.wrapping_add(1);
         let number = line.opened;
         if refusing {
-            if http2 {
-                line.connecting = Some(number);
+            if let Some(kept) = self.pools[pool].as_ref().filter(|k| k.http2) {
+                line.connecting = Some((number, now.saturating_add(kept.connect_timeout)));
             }
             return Ok(Lease::Connecting { _places: connecting, number });
         }
         let slot = connecting.map(Connecting::opened);
         line.shared = Some(Shared { _slot: slot, streams: 1, idle_since: now, number });
         Ok(Lease::Stream { number })
+    }
+
+    /// When the connect that the try in `slot` waits on fails, if it waits
+    /// on another try's (over HTTP/2, where `serve` fails the waiting
+    /// requests with the connect they wait on).
+    pub fn waits_until(&self, slot: u32) -> Option<Nanos> {
+        match self.leases.get(slot as usize)? {
+            Lease::Waiting { until } => Some(*until),
+            _ => None,
+        }
     }
 
     /// Try `slot` holds the connection [`Connections::open`] gave last.
@@ -256,11 +269,11 @@ impl Connections {
                 }
             }
             Lease::Connecting { number, .. } => {
-                if line.connecting == Some(number) {
+                if line.connecting.is_some_and(|(n, _)| n == number) {
                     line.connecting = None;
                 }
             }
-            Lease::None | Lease::Own(_) | Lease::Waiting => {}
+            Lease::None | Lease::Own(_) | Lease::Waiting { .. } => {}
         }
     }
 
@@ -298,4 +311,8 @@ impl Connections {
 /// A new connection's places under the breaker's limits, if it has one.
 fn take_slots(breaker: Option<&Arc<CircuitBreaker>>) -> Result<Option<Connecting>, Rejection> {
     breaker.map(|b| b.try_connect()).transpose()
+}
+
+fn nanos(d: std::time::Duration) -> Nanos {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }

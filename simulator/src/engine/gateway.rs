@@ -205,9 +205,11 @@ impl Run<'_> {
                 let at = now.saturating_add(self.stalls[pool]);
                 self.events.push(at, Event::Timeout { slot, generation });
             }
-            // The connect hangs until the pool's connect timeout.
+            // The connect hangs until the pool's connect timeout (or, over
+            // HTTP/2, until the connect the try waits on fails).
             State::NotAccepting if !open => {
-                let at = now.saturating_add(self.connect_timeouts[pool]);
+                let waits = self.connections.as_ref().and_then(|c| c.waits_until(slot));
+                let at = waits.unwrap_or_else(|| now.saturating_add(self.connect_timeouts[pool]));
                 self.events.push(at, Event::Unaccepted { slot, generation });
             }
             // Up (or on an open connection), with its queue full.

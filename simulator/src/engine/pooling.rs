@@ -183,6 +183,20 @@ fn max_pending_bounds_connects_that_hang() {
     assert!(refused(&run(2, Protocol::Http1)) > 50);
     let shared = run(2, Protocol::Http2);
     assert_eq!(refused(&shared), 0);
+    // And they fail with that connect, not a connect timeout after they came.
+    let failed_over = |trace: &Trace| -> Vec<Nanos> {
+        let ended: BTreeMap<u64, (Nanos, Nanos)> =
+            trace.ended.iter().map(|&(id, arrived, end, _)| (id, (arrived, end))).collect();
+        let retried = |id: u64| trace.tries.iter().any(|t| t.0 == id && t.1 == 2);
+        (trace.tries.iter())
+            .filter(|t| t.1 == 1 && t.3 == 0 && retried(t.0))
+            .map(|t| ended[&t.0].1 - ended[&t.0].0)
+            .collect()
+    };
+    let took = failed_over(&shared);
+    assert!(took.iter().all(|&ns| ns <= 276 * MS), "{took:?}");
+    assert!(took.iter().filter(|&&ns| ns < 200 * MS).count() > 10, "{took:?}");
+    assert!(failed_over(&run(100, Protocol::Http1)).iter().all(|&ns| ns >= 251 * MS));
     let waited = (shared.tries.iter()).filter(|t| t.3 == 0 && (SECOND..3 * SECOND).contains(&t.4));
     assert!(waited.count() > 50);
 }
