@@ -64,7 +64,9 @@ pub struct Scenario {
     pub balancers: Option<Vec<VariantName>>,
     /// Gateway settings applied to every route and pool, over what the spec
     /// says: timeouts, retries, retry budget, circuit breaking, health checks,
-    /// outlier detection, and the number of gateway instances.
+    /// outlier detection, and the number of gateway instances. Each section
+    /// changes only the settings it names; the others stay as each route or
+    /// pool has them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<GatewayModel>,
     /// Settings to compare, as a grid: every balancer runs with every

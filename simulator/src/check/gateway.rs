@@ -11,7 +11,6 @@ const MAX_CLIENTS: u32 = 1_000_000;
 const MAX_ATTEMPTS: u32 = 100;
 
 use sluice_compiler::Diagnostic;
-use sluice_traffic::{BudgetSettings, CircuitLimits, HealthSettings, OutlierSettings};
 
 use super::{codes, known, pool_shares, Checker};
 use crate::scenario::{self, ActionName, EventModel, GatewayModel, Grid, PatternName, Scenario};
@@ -271,96 +270,66 @@ impl Checker<'_> {
         }
         out.timeout = self.nonzero_span("/gateway/timeout", &g.timeout);
 
+        // Each section changes only the settings it names, over each
+        // route's or pool's own, as a grid value does.
+        let o = &mut out.overrides;
         if let Some(r) = &g.retries {
             let here = "/gateway/retries";
-            let mut retries = sluice_traffic::RetrySettings::default();
-            if let Some(a) = self.at_least_one(&format!("{here}/attempts"), "attempts", r.attempts)
-            {
-                retries.attempts = a;
-            }
+            out.attempts = self.at_least_one(&format!("{here}/attempts"), "attempts", r.attempts);
             if let Some(on) = &r.on {
-                retries.on = self.retry_on(&format!("{here}/on"), on);
+                o.retry_on = Some(RetryConditions::new(&self.retry_on(&format!("{here}/on"), on)));
             }
             out.per_try_timeout =
                 self.nonzero_span(&format!("{here}/per_try_timeout"), &r.per_try_timeout);
-            if let Some(b) = self.span(&format!("{here}/backoff"), &r.backoff) {
-                retries.backoff_base = b;
-            }
-            if let Some(b) = self.span(&format!("{here}/max_backoff"), &r.max_backoff) {
-                retries.backoff_max = b;
-            }
-            out.retries = Some(retries);
+            o.backoff_base = self.span(&format!("{here}/backoff"), &r.backoff);
+            o.backoff_max = self.span(&format!("{here}/max_backoff"), &r.max_backoff);
         }
         if let Some(b) = &g.retry_budget {
-            let d = BudgetSettings::default();
-            let window = self.nonzero_span("/gateway/retry_budget/window", &b.window);
-            out.budget = Some(BudgetSettings {
-                ratio_percent: b.ratio_percent.unwrap_or(d.ratio_percent),
-                min_per_second: b.min_per_second.unwrap_or(d.min_per_second),
-                window: window.unwrap_or(d.window),
-            });
+            out.budget = Some(true);
+            o.budget_ratio = b.ratio_percent;
+            o.budget_min_per_second = b.min_per_second;
+            o.budget_window = self.nonzero_span("/gateway/retry_budget/window", &b.window);
         }
         if let Some(c) = &g.circuit_breaker {
             let mut limit = |name: &str, value: Option<u32>| {
-                let at = format!("/gateway/circuit_breaker/{name}");
-                self.at_least_one(&at, name, value).unwrap_or(u32::MAX)
+                self.at_least_one(&format!("/gateway/circuit_breaker/{name}"), name, value)
             };
-            out.circuit = Some(CircuitLimits {
-                max_requests: limit("max_requests", c.max_requests),
-                max_connections: limit("max_connections", c.max_connections),
-                max_pending: limit("max_pending", c.max_pending),
-            });
+            o.max_requests = limit("max_requests", c.max_requests);
+            o.max_connections = limit("max_connections", c.max_connections);
+            o.max_pending = limit("max_pending", c.max_pending);
         }
         if let Some(h) = &g.health_check {
             let here = "/gateway/health_check";
-            let d = HealthSettings::default();
-            let interval = self.nonzero_span(&format!("{here}/interval"), &h.interval);
-            let timeout = self.nonzero_span(&format!("{here}/timeout"), &h.timeout);
-            let healthy = self.at_least_one(
+            out.health = true;
+            o.health_interval = self.nonzero_span(&format!("{here}/interval"), &h.interval);
+            o.health_timeout = self.nonzero_span(&format!("{here}/timeout"), &h.timeout);
+            o.health_jitter = self.span(&format!("{here}/jitter"), &h.jitter);
+            o.healthy_threshold = self.at_least_one(
                 &format!("{here}/healthy_threshold"),
                 "healthy_threshold",
                 h.healthy_threshold,
             );
-            let unhealthy = self.at_least_one(
+            o.unhealthy_threshold = self.at_least_one(
                 &format!("{here}/unhealthy_threshold"),
                 "unhealthy_threshold",
                 h.unhealthy_threshold,
             );
-            out.health = Some(HealthSettings {
-                interval: interval.unwrap_or(d.interval),
-                jitter: self.span(&format!("{here}/jitter"), &h.jitter).unwrap_or(d.jitter),
-                timeout: timeout.unwrap_or(d.timeout),
-                healthy_threshold: healthy.unwrap_or(d.healthy_threshold),
-                unhealthy_threshold: unhealthy.unwrap_or(d.unhealthy_threshold),
-                ..d
-            });
         }
-        if let Some(o) = &g.outlier_detection {
+        if let Some(d) = &g.outlier_detection {
             let here = "/gateway/outlier_detection";
-            let d = OutlierSettings::default();
-            if o.max_ejection_percent.is_some_and(|p| p > 100) {
+            out.outlier = true;
+            if d.max_ejection_percent.is_some_and(|p| p > 100) {
                 let message = "`max_ejection_percent` is a percentage, 0 to 100";
                 self.push(
                     Diagnostic::error(codes::OUT_OF_RANGE, message),
                     &format!("{here}/max_ejection_percent"),
                 );
             }
-            out.outlier = Some(OutlierSettings {
-                consecutive_failures: o.consecutive_failures.unwrap_or(d.consecutive_failures),
-                consecutive_connect_failures: o
-                    .consecutive_connect_failures
-                    .unwrap_or(d.consecutive_connect_failures),
-                base_ejection: self
-                    .nonzero_span(&format!("{here}/base_ejection"), &o.base_ejection)
-                    .unwrap_or(d.base_ejection),
-                max_ejection: self
-                    .nonzero_span(&format!("{here}/max_ejection"), &o.max_ejection)
-                    .unwrap_or(d.max_ejection),
-                max_ejection_percent: o
-                    .max_ejection_percent
-                    .unwrap_or(d.max_ejection_percent)
-                    .min(100),
-            });
+            o.consecutive_failures = d.consecutive_failures;
+            o.consecutive_connect_failures = d.consecutive_connect_failures;
+            o.base_ejection = self.nonzero_span(&format!("{here}/base_ejection"), &d.base_ejection);
+            o.max_ejection = self.nonzero_span(&format!("{here}/max_ejection"), &d.max_ejection);
+            o.max_ejection_percent = d.max_ejection_percent.map(|p| p.min(100));
         }
         out
     }

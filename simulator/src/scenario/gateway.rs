@@ -1,14 +1,16 @@
 //! The gateway settings, the variant grid and the timed events of a
 //! scenario, as written.
 //!
-//! Gateway settings here stand in for the spec's own where the spec does not
-//! set them; each is lowered into the matching `sluice_traffic` settings
-//! struct, so the simulated gateway decides with the code `serve` runs.
+//! Each gateway section changes only the settings it names, over every
+//! route's and pool's own from the spec, as a grid value does; the result is
+//! the matching `sluice_traffic` settings struct, so the simulated gateway
+//! decides with the code `serve` runs.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// Gateway settings for every route and pool.
+/// Gateway settings for every route and pool. Each section changes only
+/// the settings it names; the others stay as each route or pool has them.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayModel {
@@ -21,48 +23,58 @@ pub struct GatewayModel {
     /// working on the request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
-    /// Retry policy of every route. Default: one more try after a refused
-    /// connection, as `serve` does.
+    /// Changes to every route's retry policy: each field given replaces the
+    /// route's own, the others stay. (A route without `retries` in the spec
+    /// tries once more after a refused connection, as `serve` does.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<RetryModel>,
-    /// A retry budget per pool and gateway instance. Default: none.
+    /// A retry budget for every route, per gateway instance: a route with
+    /// its own budget keeps it with the fields given here changed; a route
+    /// without one gets the default budget with them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_budget: Option<BudgetModel>,
-    /// Circuit-breaker limits per pool and gateway instance. Default: none.
+    /// Circuit-breaker limits per pool and gateway instance: each limit
+    /// given replaces the pool's own, the others stay as the spec sets them
+    /// (no limit unless it sets one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub circuit_breaker: Option<BreakerModel>,
-    /// Active health checks of every endpoint. Default: none.
+    /// Active health checks in every pool: a pool with its own keeps them
+    /// with the fields given here changed; a pool without gets the default
+    /// ones with them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthModel>,
-    /// Passive outlier detection in every pool. Default: none.
+    /// Passive outlier detection in every pool: a pool with its own keeps it
+    /// with the fields given here changed; a pool without gets the default
+    /// one with them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outlier_detection: Option<OutlierModel>,
 }
 
-/// A retry policy.
+/// Changes to a retry policy; each field left out keeps the route's own.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryModel {
-    /// Tries in all, the first included. At least 1. Default: 2.
+    /// Tries in all, the first included: 1 to 100. Default: the route's,
+    /// or 2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempts: Option<u32>,
     /// What is retried: `connect_failure`, `reset`, `timeout`, or a 5xx
-    /// status such as `503`. Default: `[connect_failure]`.
+    /// status such as `503`. Default: the route's, or `[connect_failure]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on: Option<Vec<serde_json::Value>>,
     /// Time limit of each try, such as `200ms`; a try that runs out may be
     /// retried within the route timeout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub per_try_timeout: Option<String>,
-    /// Cap of the first backoff (full jitter). Default: `25ms`.
+    /// Cap of the first backoff (full jitter). Default: the route's, or `25ms`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff: Option<String>,
-    /// Largest backoff cap. Default: `250ms`.
+    /// Largest backoff cap. Default: the route's, or `250ms`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_backoff: Option<String>,
 }
 
-/// A retry budget.
+/// A retry budget; each field left out keeps the route's own, or the default.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BudgetModel {
@@ -77,7 +89,7 @@ pub struct BudgetModel {
     pub window: Option<String>,
 }
 
-/// Circuit-breaker limits.
+/// Circuit-breaker limits; each limit left out keeps the pool's own.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BreakerModel {
@@ -97,7 +109,8 @@ pub struct BreakerModel {
     pub max_pending: Option<u32>,
 }
 
-/// Active health-check settings.
+/// Active health-check settings; each field left out keeps the pool's own,
+/// or the default.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HealthModel {
@@ -118,7 +131,8 @@ pub struct HealthModel {
     pub unhealthy_threshold: Option<u32>,
 }
 
-/// Outlier-detection settings.
+/// Outlier-detection settings; each field left out keeps the pool's own, or
+/// the default.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OutlierModel {
@@ -245,9 +259,9 @@ pub enum ActionName {
     /// try's connect hangs until the pool's `connect_timeout` (5s unless
     /// the spec says), after which the gateway fails over to another
     /// endpoint as `serve` does, while the requests it already holds
-    /// (queued or in service) finish normally. The simulator does not model
-    /// kept-alive connections, so every try after the event connects anew.
-    /// `recover` makes it accept again.
+    /// (queued or in service) finish normally, and a try that finds an idle
+    /// kept-alive connection to it is served on that. `recover` makes it
+    /// accept again.
     StopAccepting,
     /// Endpoints crash one after another, each down for `down`.
     RollingDeploy,
