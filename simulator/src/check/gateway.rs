@@ -601,22 +601,51 @@ impl Checker<'_> {
                 }
             },
         };
+        let pointer = format!("{here}/endpoint");
+        // An event in every pool skips the pools that lack its endpoint,
+        // but an endpoint that no pool has is a mistake.
+        let every = e.pool.is_none();
         let mut out = Vec::new();
-        for p in pools {
+        for &p in &pools {
             match &e.endpoint {
                 None => out.extend((0..topology.pools[p].endpoints.len()).map(|i| (p, i))),
-                Some(name) => match self.endpoint_index(
-                    p,
-                    name,
-                    &format!("{here}/endpoint"),
-                    e.pool.is_none(),
-                ) {
-                    Some(i) => out.push((p, i)),
-                    None => continue,
-                },
+                Some(name) => {
+                    if let Some(i) = self.endpoint_index(p, name, &pointer, every) {
+                        out.push((p, i));
+                    }
+                }
             }
         }
+        if let (true, Some(name), true) = (every, &e.endpoint, out.is_empty()) {
+            self.no_pool_has(name, &pointer);
+        }
         out
+    }
+
+    /// The finding for an event in every pool whose endpoint none has.
+    fn no_pool_has(&mut self, name: &str, pointer: &str) {
+        let Some(topology) = self.topology else { return };
+        let finding = match name.parse::<usize>() {
+            Ok(i) => {
+                let most = topology.pools.iter().map(|p| p.endpoints.len()).max().unwrap_or(0);
+                let message = format!(
+                    "no pool has an endpoint at position {i}; the largest has {most} endpoint(s)"
+                );
+                let help = match most {
+                    0 => "the spec's pools have no endpoints".to_owned(),
+                    1 => "position 0 is the only one".to_owned(),
+                    n => format!("positions run from 0 to {}", n - 1),
+                };
+                Diagnostic::error(codes::UNKNOWN_ENDPOINT, message).with_help(help)
+            }
+            Err(_) => {
+                let labels = topology.pools.iter().flat_map(|p| &p.endpoints);
+                let help = known("endpoints", name, labels.map(|e| e.label.as_str()));
+                let message = format!("no pool has an endpoint `{name}`");
+                Diagnostic::error(codes::UNKNOWN_ENDPOINT, message).with_help(help)
+            }
+        };
+        self.push(finding, pointer);
     }
 
     /// The pool that receives the largest share of `traffic` (a split
@@ -654,8 +683,8 @@ impl Checker<'_> {
     }
 
     /// Endpoint `name` (an address or a position) of pool `p`. With
-    /// `lenient`, a position past the end of a small pool is skipped quietly
-    /// (an event for every pool names positions that some pools lack).
+    /// `lenient`, an endpoint the pool lacks is skipped quietly (an event
+    /// for every pool names positions or addresses that some pools lack).
     pub(super) fn endpoint_index(
         &mut self,
         p: usize,
@@ -681,6 +710,9 @@ impl Checker<'_> {
         }
         if let Some(i) = pool.endpoints.iter().position(|e| e.label == name) {
             return Some(i);
+        }
+        if lenient {
+            return None;
         }
         let help = known("endpoints", name, pool.endpoints.iter().map(|e| e.label.as_str()));
         let message = format!("pool `{}` has no endpoint `{name}`", pool.name);

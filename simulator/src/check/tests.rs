@@ -403,3 +403,36 @@ fn a_split_route_offers_each_side_its_share_of_the_load() {
     assert!(overloaded(1));
     assert!(!overloaded(2));
 }
+
+/// Regression: an event in every pool whose endpoint no pool has was
+/// dropped silently. It is an error at the endpoint; a position or address
+/// that only some pools have still applies in those and is skipped in the
+/// others.
+#[test]
+fn an_event_in_every_pool_needs_its_endpoint_in_one() {
+    let event = |endpoint: &str| {
+        format!("{GOOD}events:\n  - {{ at: 10s, action: crash, endpoint: {endpoint} }}\n")
+    };
+    // contacts has two endpoints, deals one.
+    for (endpoint, words) in [
+        ("\"5\"", "no pool has an endpoint at position 5; the largest has 2"),
+        ("10.0.0.1:80", "no pool has an endpoint `10.0.0.1:80`"),
+    ] {
+        let text = event(endpoint);
+        let checked = check(&text);
+        let found: Vec<_> = checked.diagnostics.iter().filter(|d| d.code.id == "S0416").collect();
+        assert_eq!(found.len(), 1, "{endpoint}: {:?}", checked.diagnostics);
+        assert!(found[0].message.contains(words), "{}", found[0].message);
+        let column = text.lines().last().unwrap().find(endpoint).unwrap() + 1;
+        let line = text.lines().count();
+        assert_eq!(found[0].location.map(|l| (l.line, l.column)), Some((line, column)));
+        assert!(checked.workload.is_none());
+    }
+    for (endpoint, want) in [("\"1\"", [(0, 1)]), ("127.0.0.1:9201", [(1, 0)])] {
+        let checked = check(&event(endpoint));
+        assert!(!checked.has_errors(), "{endpoint}: {:?}", checked.diagnostics);
+        let faults: Vec<_> =
+            checked.workload.unwrap().events.iter().map(|f| (f.pool, f.endpoint)).collect();
+        assert_eq!(faults, want, "{endpoint}");
+    }
+}

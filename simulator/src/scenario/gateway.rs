@@ -219,6 +219,8 @@ pub struct EventModel {
     pub pool: Option<String>,
     /// The endpoint, by address or position in the pool (`"0"`). Default:
     /// every endpoint of the pool (for `rolling_deploy`, each in turn).
+    /// Without `pool`, a pool that lacks the endpoint is skipped, and one
+    /// pool at least must have it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
     /// `slow`: what service times are multiplied by (above 0).
