@@ -304,3 +304,44 @@ routes:
     distinct.dedup();
     assert_eq!(distinct, lines, "one per line, in order: {found:?}");
 }
+
+/// A number that its setting's type cannot hold stopped the reading of the
+/// spec with serde's words ("invalid value: invalid value: integer
+/// `4294967296`, expected u32"), and one behind another schema error was
+/// not reported at all. Each is a finding that names the key and the
+/// range, all in one run, and the rules after the schema still run
+/// (saying nothing about the stand-in that takes the value's place: the
+/// weight here is no reason for the warning that weights are ignored).
+#[test]
+fn numbers_out_of_range_are_each_reported_in_words() {
+    let spec = BASE
+        .replace(
+            "  - { name: p, endpoints: [{ address: 127.0.0.1:9001 }] }\n",
+            "  - name: p
+    circuit_breaker: { max_connections: 4294967296, max_requests: -1, max_pending: 3.0 }
+    endpoints: [{ address: 127.0.0.1:9001, weight: 99999999999999999999 }]
+    tiemout: 1s
+",
+        )
+        .replace("    to: p\n", "    to: q\n");
+    let (status, found, report) = check(spec.as_bytes());
+    assert_eq!(status, 1);
+    let messages: Vec<&str> = report["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["message"].as_str().unwrap())
+        .collect();
+    let want = [
+        ("S0301", 5, 11, "pool `p` is not used by any route"),
+        ("S0104", 6, 41, "`pools[0].circuit_breaker.max_connections` must be from 1 to 4294967295, found `4294967296`"),
+        ("S0104", 6, 67, "`pools[0].circuit_breaker.max_requests` must be from 1 to 4294967295, found `-1`"),
+        ("S0103", 6, 84, "`pools[0].circuit_breaker.max_pending` must be written as a whole number, found `3.0`"),
+        ("S0104", 7, 52, "`pools[0].endpoints[0].weight` must be from 0 to 10000, found `99999999999999999999`"),
+        ("S0101", 8, 5, "unknown key `tiemout` in `pools[0]`"),
+        ("S0201", 12, 9, "route `r` sends to pool `q`, which is not defined"),
+    ];
+    let got: Vec<(&str, u64, u64, &str)> =
+        found.iter().zip(&messages).map(|((c, l, k), m)| (c.as_str(), *l, *k, *m)).collect();
+    assert_eq!(got, want);
+}

@@ -436,3 +436,66 @@ fn an_event_in_every_pool_needs_its_endpoint_in_one() {
         assert_eq!(faults, want, "{endpoint}");
     }
 }
+
+/// Regression: a number too large for its type stopped the reading of the
+/// whole file with serde's words ("invalid value: invalid value: integer
+/// `4294967296`, expected u32"), naming no key, and hid every other
+/// finding. Each is now a located finding that names the key and the range,
+/// and the rest of the file is still checked.
+#[test]
+fn numbers_out_of_range_are_each_a_finding_in_words() {
+    let text = format!(
+        "{}gateway: {{ instances: 0, retries: {{ attempts: 4294967296 }}, \
+         circuit_breaker: {{ max_pending: 2.0 }} }}\n",
+        GOOD.replace("seed: 7", "seed: 18446744073709551616\nbogus: 1")
+            .replace("workers: 4", "workers: 4294967296")
+            .replace("route: get-deal }", "route: get-dael }")
+    );
+    let checked = check(&text);
+    let found: Vec<(&str, &str, &str)> = checked
+        .diagnostics
+        .iter()
+        .map(|d| (d.code.id, d.pointer.as_str(), d.message.as_str()))
+        .collect();
+    let want = [
+        (
+            "S0104",
+            "/seed",
+            "`seed` must be from 0 to 18446744073709551615, found `18446744073709551616`",
+        ),
+        ("S0101", "/bogus", "unknown key `bogus` in the document"),
+        ("S0401", "/traffic/1/route", "unknown route `get-dael`"),
+        (
+            "S0104",
+            "/pools/contacts/workers",
+            "`pools.contacts.workers` must be from 1 to 4294967295, found `4294967296`",
+        ),
+        ("S0420", "/gateway/instances", "`instances` must be at least 1"),
+        (
+            "S0104",
+            "/gateway/retries/attempts",
+            "`gateway.retries.attempts` must be from 1 to 100, found `4294967296`",
+        ),
+        (
+            "S0103",
+            "/gateway/circuit_breaker/max_pending",
+            "`gateway.circuit_breaker.max_pending` must be written as a whole number, found `2.0`",
+        ),
+    ];
+    for w in &want {
+        assert!(found.contains(w), "missing {w:?} in {found:#?}");
+    }
+    // Only the warning that nothing reaches `deals` any more besides.
+    assert_eq!(found.len(), want.len() + 1, "{found:#?}");
+    assert!(checked.workload.is_none());
+
+    // A value of the wrong type still stops the reading, but every number
+    // out of range is reported with it.
+    let text = GOOD.replace("workers: 4", "workers: 4294967296").replace("seed: 7", "seed: x")
+        + "gateway: { instances: 0 }\n";
+    let found: Vec<String> = check(&text).diagnostics.iter().map(|d| d.one_line()).collect();
+    assert_eq!(found.len(), 3, "{found:#?}");
+    assert!(found[0].contains("`seed` must be a whole number, found `x`"), "{found:#?}");
+    assert!(found[1].contains("`pools.contacts.workers` must be from 1 to"), "{found:#?}");
+    assert!(found[2].contains("`gateway.instances` must be from 1 to 64, found `0`"), "{found:#?}");
+}

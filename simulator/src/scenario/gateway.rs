@@ -15,8 +15,10 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 pub struct GatewayModel {
     /// Gateway replicas, each with its own balancer, breaker, budget, health
-    /// and outlier state; arrivals spread evenly over them. Default: 1.
+    /// and outlier state; arrivals spread evenly over them: 1 to 64.
+    /// Default: 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 64))]
     pub instances: Option<u32>,
     /// Route timeout for every route, replacing the spec's: the client gets
     /// 504 when no response head arrived in time, while the endpoint keeps
@@ -57,6 +59,7 @@ pub struct RetryModel {
     /// Tries in all, the first included: 1 to 100. Default: the route's,
     /// or 2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
     pub attempts: Option<u32>,
     /// What is retried: `connect_failure`, `reset`, `timeout`, or a 5xx
     /// status such as `503`. Default: the route's, or `[connect_failure]`.
@@ -96,16 +99,19 @@ pub struct BreakerModel {
     /// Most tries in flight to the pool from one gateway instance; beyond
     /// it the gateway answers 503 at once. At least 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub max_requests: Option<u32>,
     /// Most upstream connections, busy or idle, the pool may hold open
     /// from one gateway instance; a try that needs a new one beyond it is
     /// answered 503 at once. At least 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub max_connections: Option<u32>,
     /// Most connections being opened at once to the pool from one gateway
     /// instance; beyond it, 503 at once. At least 1. (Connecting takes time
     /// only to an endpoint that stopped accepting connections.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub max_pending: Option<u32>,
 }
 
@@ -125,9 +131,11 @@ pub struct HealthModel {
     pub timeout: Option<String>,
     /// Passes in a row that make an endpoint healthy. Default: 2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub healthy_threshold: Option<u32>,
     /// Failures in a row that make an endpoint unhealthy. Default: 3.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub unhealthy_threshold: Option<u32>,
 }
 
@@ -150,6 +158,7 @@ pub struct OutlierModel {
     pub max_ejection: Option<String>,
     /// Most of a pool ejected at once, in percent. Default: 50.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 100))]
     pub max_ejection_percent: Option<u8>,
 }
 
@@ -161,18 +170,22 @@ pub struct OutlierModel {
 pub struct Grid {
     /// Retry attempts (tries in all) to compare, such as `[1, 3]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(range(min = 1, max = 100)))]
     pub attempts: Vec<u32>,
     /// Route timeouts to compare, such as `[250ms, 1s]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub timeout: Vec<String>,
     /// Circuit-breaker `max_requests` values to compare.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(range(min = 1)))]
     pub max_requests: Vec<u32>,
     /// Circuit-breaker `max_connections` values to compare.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(range(min = 1)))]
     pub max_connections: Vec<u32>,
     /// Circuit-breaker `max_pending` values to compare.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(range(min = 1)))]
     pub max_pending: Vec<u32>,
     /// With and without the retry budget, such as `[false, true]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -196,9 +209,11 @@ pub struct Grid {
     pub health_interval: Vec<String>,
     /// Health-check `healthy_threshold` values to compare (each at least 1).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(range(min = 1)))]
     pub healthy_threshold: Vec<u32>,
     /// Health-check `unhealthy_threshold` values to compare (each at least 1).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(range(min = 1)))]
     pub unhealthy_threshold: Vec<u32>,
 }
 
