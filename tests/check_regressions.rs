@@ -254,7 +254,43 @@ fn retry_on_timeout_without_a_per_try_timeout_depends_on_the_stall_clock() {
 /// The spec below sets each of the schema's eighteen durations wrongly.
 #[test]
 fn a_malformed_duration_is_one_finding_in_every_setting() {
-    let spec = "\
+    let (status, found, report) = check(EVERY_DURATION.as_bytes());
+    assert_eq!(status, 1, "{report}");
+    let lines: Vec<u64> = found.iter().map(|(_, line, _)| *line).collect();
+    assert_eq!(found.len(), 18, "one finding per bad value: {found:?}");
+    assert!(found.iter().all(|(code, _, _)| code == "S0206"), "{found:?}");
+    let mut distinct = lines.clone();
+    distinct.dedup();
+    assert_eq!(distinct, lines, "one per line, in order: {found:?}");
+}
+
+/// A duration too long for 64-bit nanoseconds passed `check` and was
+/// silently cut to about 584 years where it was used (scenarios already
+/// refused it). Every spec duration refuses it, saying why.
+#[test]
+fn a_duration_too_long_for_the_clock_is_refused_in_every_setting() {
+    let spec = EVERY_DURATION.replace(" s\n", "9999999999999h\n");
+    assert_eq!(spec.matches("9999999999999h").count(), 18);
+    let (status, found, report) = check(spec.as_bytes());
+    assert_eq!(status, 1, "{report}");
+    assert_eq!(found.len(), 18, "one finding per long value: {found:?}");
+    assert!(found.iter().all(|(code, _, _)| code == "S0206"), "{found:?}");
+    for d in report["diagnostics"].as_array().unwrap() {
+        let message = d["message"].as_str().unwrap();
+        assert!(
+            message.ends_with("is too long; the longest duration is about 584 years"),
+            "{message}"
+        );
+    }
+    // The longest that fits is accepted.
+    let longest = BASE.replace("    to: p\n", "    to: p\n    timeout: 5124095h\n");
+    assert_eq!(check(longest.as_bytes()).1, []);
+    let longer = BASE.replace("    to: p\n", "    to: p\n    timeout: 5124096h\n");
+    assert_eq!(check(longer.as_bytes()).1, [("S0206".to_owned(), 10, 14)]);
+}
+
+/// Every duration setting of a spec, each written `N s`.
+const EVERY_DURATION: &str = "\
 version: 1
 listeners:
   - name: public
@@ -295,15 +331,6 @@ routes:
       percent: 20
       window: 18 s
 ";
-    let (status, found, report) = check(spec.as_bytes());
-    assert_eq!(status, 1, "{report}");
-    let lines: Vec<u64> = found.iter().map(|(_, line, _)| *line).collect();
-    assert_eq!(found.len(), 18, "one finding per bad value: {found:?}");
-    assert!(found.iter().all(|(code, _, _)| code == "S0206"), "{found:?}");
-    let mut distinct = lines.clone();
-    distinct.dedup();
-    assert_eq!(distinct, lines, "one per line, in order: {found:?}");
-}
 
 /// A number that its setting's type cannot hold stopped the reading of the
 /// spec with serde's words ("invalid value: invalid value: integer
