@@ -406,3 +406,48 @@ fn explain_shows_how_long_failover_and_return_take() {
     assert!(stdout.contains("health    no active checks"), "{stdout}");
     assert!(!stdout.contains("outliers"), "{stdout}");
 }
+
+/// A connection limit below the endpoints that take traffic may leave some
+/// without a connection: a warning at the limit, worded for the protocol,
+/// and none when every serving endpoint can have one.
+#[test]
+fn a_connection_limit_below_the_endpoints_is_a_warning() {
+    let pool = |settings: &str, weights: [u32; 3]| {
+        let endpoints: String = weights
+            .iter()
+            .enumerate()
+            .map(|(i, w)| format!("      - {{ address: 127.0.0.1:900{i}, weight: {w} }}\n"))
+            .collect();
+        CLEAN.replace(
+            "    endpoints:\n      - address: 127.0.0.1:9001\n",
+            &format!("    balance: weighted_round_robin\n{settings}    endpoints:\n{endpoints}"),
+        )
+    };
+    let warnings = |text: &str| {
+        let (status, report) = check_json(text);
+        assert_eq!(status, 0, "{report}");
+        let found = report["diagnostics"].as_array().unwrap().clone();
+        found.into_iter().filter(|d| d["code"] == "S0222").collect::<Vec<Value>>()
+    };
+    let found = warnings(&pool("    circuit_breaker: { max_connections: 2 }\n", [1, 1, 1]));
+    assert_eq!(found.len(), 1, "{found:?}");
+    let message = found[0]["message"].as_str().unwrap();
+    assert!(message.starts_with("pool `users` allows 2 upstream connection(s) for its 3 endpoints"));
+    assert!(message.contains("idle kept-alive connection"), "{message}");
+    assert_eq!((found[0]["line"].as_u64(), found[0]["column"].as_u64()), (Some(8), Some(41)));
+    assert!(found[0]["help"].as_str().unwrap().contains("at least 3"), "{found:?}");
+
+    let h2 = "    protocol: http2\n    circuit_breaker: { max_connections: 2 }\n";
+    let found = warnings(&pool(h2, [1, 1, 1]));
+    let message = found[0]["message"].as_str().unwrap();
+    assert!(message.contains("3 HTTP/2 endpoints, each of which needs one"), "{message}");
+
+    // A drained endpoint needs no connection; enough places, no warning.
+    for (settings, weights) in [
+        ("    circuit_breaker: { max_connections: 2 }\n", [1, 0, 1]),
+        ("    circuit_breaker: { max_connections: 3 }\n", [1, 1, 1]),
+        ("    circuit_breaker: { max_requests: 1 }\n", [1, 1, 1]),
+    ] {
+        assert!(warnings(&pool(settings, weights)).is_empty(), "{settings} {weights:?}");
+    }
+}

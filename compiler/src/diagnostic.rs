@@ -58,6 +58,7 @@ pub mod codes {
     pub const MISSING_HASH_KEY: Code = Code { id: "S0219", name: "missing-hash-key" };
     pub const BAD_POLICY: Code = Code { id: "S0220", name: "bad-policy" };
     pub const IGNORED_SETTING: Code = Code { id: "S0221", name: "ignored-setting" };
+    pub const TOO_FEW_CONNECTIONS: Code = Code { id: "S0222", name: "too-few-connections" };
     pub const UNUSED_POOL: Code = Code { id: "S0301", name: "unused-pool" };
     pub const IGNORED_WEIGHTS: Code = Code { id: "S0302", name: "ignored-weights" };
     pub const NO_LISTENERS: Code = Code { id: "S0303", name: "no-listeners" };
