@@ -215,7 +215,9 @@ pub struct TrafficShare {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listener: Option<String>,
     /// Relative share: a share with weight 2 receives twice the requests of a
-    /// share with weight 1. Positive. Default: 1.
+    /// share with weight 1. Positive, and neither so large that the weights'
+    /// sum overflows nor so small beside the others that adding it changes
+    /// nothing. Default: 1.
     #[serde(default = "one")]
     pub weight: f64,
     /// Request headers by name, such as `x-api-key: { zipf: { keys: 1000,

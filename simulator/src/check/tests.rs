@@ -499,3 +499,32 @@ fn numbers_out_of_range_are_each_a_finding_in_words() {
     assert!(found[1].contains("`pools.contacts.workers` must be from 1 to"), "{found:#?}");
     assert!(found[2].contains("`gateway.instances` must be from 1 to 64, found `0`"), "{found:#?}");
 }
+
+/// Regression: weights whose sum is too large for a number, or one too
+/// small to change the sum before it, left a share with no requests,
+/// silently. Each is an error at the weight.
+#[test]
+fn traffic_weights_must_all_count_in_their_sum() {
+    let mix = |a: &str, b: &str| {
+        GOOD.replace(
+            "{ route: get-contact, weight: 5 }",
+            &format!("{{ route: get-contact, weight: {a} }}"),
+        )
+        .replace("{ route: get-deal }", &format!("{{ route: get-deal, weight: {b} }}"))
+    };
+    for (a, b, words) in [
+        ("1e308", "1e308", "add up to more than the largest number"),
+        ("1e20", "1", "traffic weight 1 is lost beside the 100000000000000000000"),
+    ] {
+        let text = mix(a, b);
+        let checked = check(&text);
+        let found: Vec<_> = checked.diagnostics.iter().filter(|d| d.code.id == "S0405").collect();
+        assert_eq!(found.len(), 1, "{a}, {b}: {:?}", checked.diagnostics);
+        assert!(found[0].message.contains(words), "{}", found[0].message);
+        assert_eq!(found[0].pointer, "/traffic/1/weight");
+        assert!(checked.workload.is_none());
+    }
+    // Far apart, but each still counts.
+    let checked = check(&mix("1e15", "1"));
+    assert!(!checked.has_errors(), "{:?}", checked.diagnostics);
+}
