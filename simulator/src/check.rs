@@ -151,7 +151,8 @@ impl Checker<'_> {
         let gateway = self.gateway(s.gateway.as_ref());
         let variants = self.variants(s);
         self.unused_keys(s, &traffic, &variants);
-        let events = self.events(s, length, &traffic);
+        let late = length.and_then(|length| late_from(length, warmup, &arrivals));
+        let events = self.events(s, late.as_ref(), &traffic);
         if let Some(length) = length {
             self.limits(length, warmup, &arrivals);
         }
@@ -343,6 +344,74 @@ impl Checker<'_> {
                 let finding = Diagnostic::warning(codes::OVERLOADED_POOL, message).with_help(help);
                 self.push(finding, &child("/pools", &pool.name));
             }
+        }
+    }
+}
+
+/// From when an event comes after arrivals have stopped, and what to say
+/// about it.
+pub(crate) struct LateFrom {
+    pub at: Nanos,
+    pub message: String,
+}
+
+/// When arrivals stop, where that is known before the run: the `duration`;
+/// with `requests`, the time of the last measured arrival of a replayed log,
+/// or for an open loop the time by which the requests have all arrived
+/// beyond any likely spread of the arrival process. A closed loop's pace
+/// depends on its latencies, so its end is not foretold.
+fn late_from(length: Length, warmup: Nanos, arrivals: &Arrivals) -> Option<LateFrom> {
+    let n = match length {
+        Length::Duration(end) => {
+            let message = "this event happens after arrivals stop".to_owned();
+            return Some(LateFrom { at: end, message });
+        }
+        Length::Requests(n) => n,
+    };
+    match arrivals {
+        Arrivals::Closed { .. } => None,
+        Arrivals::Replay(r) => {
+            let first = r.times.partition_point(|&t| t < warmup);
+            let last = first.saturating_add(usize::try_from(n).ok()?).min(r.times.len());
+            let end = r.times.get(last.checked_sub(1)?).copied()?.saturating_add(1);
+            let message = format!(
+                "this event happens after arrivals stop: the last of the log's requests \
+                 the run takes arrives at {}",
+                Human(end - 1)
+            );
+            Some(LateFrom { at: end, message })
+        }
+        Arrivals::Open { profile, .. } => {
+            // Measured arrivals by `t` number `expected(t) - expected(warmup)`
+            // on average, with a spread of about its square root (a Poisson
+            // count); the margin also covers the estimate's own error.
+            let before = profile.expected(warmup);
+            let by = |count: f64| -> Option<Nanos> {
+                let reached = |t: Nanos| profile.expected(t) - before >= count;
+                let mut high = warmup.max(SECOND);
+                while !reached(high) {
+                    high = high.checked_mul(2)?;
+                }
+                let mut low = warmup;
+                while high - low > (high / 1_000_000).max(1_000) {
+                    let mid = low + (high - low) / 2;
+                    if reached(mid) {
+                        high = mid;
+                    } else {
+                        low = mid;
+                    }
+                }
+                Some(high)
+            };
+            let n = n as f64;
+            let end = by(n)?;
+            let at = by(n + 6.0 * n.sqrt() + 0.01 * n + 6.0)?;
+            let message = format!(
+                "this event happens after arrivals stop: at the scenario's arrival rate, the \
+                 {n} measured requests have all arrived by about {}",
+                Human(end)
+            );
+            Some(LateFrom { at, message })
         }
     }
 }

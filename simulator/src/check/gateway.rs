@@ -12,12 +12,12 @@ const MAX_ATTEMPTS: u32 = 100;
 
 use sluice_compiler::Diagnostic;
 
-use super::{codes, known, pool_shares, Checker};
+use super::{codes, known, pool_shares, Checker, LateFrom};
 use crate::scenario::{self, ActionName, EventModel, GatewayModel, Grid, PatternName, Scenario};
 use crate::time::Nanos;
 use crate::workload::{
-    Arrivals, Burst, DailyCurve, Fault, FaultKind, Gateway, Length, Pattern, RateChange,
-    RateProfile, RetryConditions, RouteShare, Variant,
+    Arrivals, Burst, DailyCurve, Fault, FaultKind, Gateway, Pattern, RateChange, RateProfile,
+    RetryConditions, RouteShare, Variant,
 };
 
 /// Most variants a grid may produce.
@@ -463,21 +463,16 @@ impl Checker<'_> {
     pub(super) fn events(
         &mut self,
         s: &Scenario,
-        length: Option<Length>,
+        late: Option<&LateFrom>,
         traffic: &[RouteShare],
     ) -> Vec<Fault> {
         let mut faults = Vec::new();
         for (i, e) in s.events.iter().enumerate() {
             let here = format!("/events/{i}");
             let Some(at) = self.duration(&format!("{here}/at"), &e.at) else { continue };
-            if let Some(Length::Duration(end)) = length {
-                if at >= end {
-                    let message = "this event happens after arrivals stop";
-                    self.push(
-                        Diagnostic::warning(codes::LATE_EVENT, message),
-                        &format!("{here}/at"),
-                    );
-                }
+            if let Some(late) = late.filter(|late| at >= late.at) {
+                let finding = Diagnostic::warning(codes::LATE_EVENT, late.message.clone());
+                self.push(finding, &format!("{here}/at"));
             }
             let Some(kind) = self.event_kind(&here, e) else { continue };
             let targets = self.targets(&here, e, traffic);

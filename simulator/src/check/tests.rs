@@ -528,3 +528,41 @@ fn traffic_weights_must_all_count_in_their_sum() {
     let checked = check(&mix("1e15", "1"));
     assert!(!checked.has_errors(), "{:?}", checked.diagnostics);
 }
+
+/// Regression: with `requests`, an event after the last arrival went
+/// unreported (S0421 looked at `duration` only). An open loop's end is
+/// estimated from its rate, and only an event beyond any likely spread of
+/// the arrivals is reported; a closed loop's end is not foretold.
+#[test]
+fn a_late_event_is_found_in_a_run_of_so_many_requests() {
+    // 1,000 measured requests at 300/s after a 5 s warm-up: about 8.33 s.
+    let run = |arrivals: &str, at: &str| {
+        let text = format!(
+            "{}events:\n  - {{ at: {at}, action: crash, pool: contacts, endpoint: \"0\" }}\n",
+            GOOD.replace("duration: 60s", "requests: 1000").replace("{ rate: 300 }", arrivals)
+        );
+        let checked = check(&text);
+        assert!(!checked.has_errors(), "{:?}", checked.diagnostics);
+        let late: Vec<String> = checked
+            .diagnostics
+            .iter()
+            .filter(|d| d.code.id == "S0421")
+            .map(|d| d.message.clone())
+            .collect();
+        late
+    };
+    let late = run("{ rate: 300 }", "20s");
+    assert_eq!(late.len(), 1, "{late:?}");
+    assert!(late[0].contains("1000 measured requests have all arrived by about 8.33"), "{late:?}");
+    assert_eq!(run("{ rate: 300, pattern: constant }", "10s").len(), 1);
+    // Before the end, or within the spread of Poisson arrivals: no finding.
+    assert_eq!(run("{ rate: 300 }", "8s"), Vec::<String>::new());
+    assert_eq!(run("{ rate: 300 }", "8500ms"), Vec::<String>::new());
+    // A rate that changes: 300/s, then 30/s from 6 s on, so the last of
+    // the requests arrives near 6 s + 700 / 30 = 29.3 s.
+    let slower = "{ rate: 300, changes: [{ at: 6s, rate: 30 }] }";
+    assert_eq!(run(slower, "20s"), Vec::<String>::new());
+    assert!(run(slower, "40s")[0].contains("by about 29.3"), "{:?}", run(slower, "40s"));
+    // A closed loop's pace depends on its latencies.
+    assert_eq!(run("{ clients: 10 }", "1000s"), Vec::<String>::new());
+}
