@@ -49,8 +49,9 @@ pub mod codes {
     pub const MISSING_KEY: Code = Code { id: "S0428", name: "missing-key" };
 }
 
-/// Most requests one run may simulate, warm-up included, so that a typo in
-/// a rate or a duration cannot start a run that never ends.
+/// Most requests one run may simulate, warm-up included, all its variants
+/// and replications together, so that a typo in a rate or a duration
+/// cannot start a run that never ends.
 pub const MAX_REQUESTS: f64 = 100_000_000.0;
 
 /// The outcome of checking one scenario file.
@@ -154,7 +155,8 @@ impl Checker<'_> {
         let late = length.and_then(|length| late_from(length, warmup, &arrivals));
         let events = self.events(s, late.as_ref(), &traffic);
         if let Some(length) = length {
-            self.limits(length, warmup, &arrivals);
+            let run = Run { length, warmup, arrivals: &arrivals, traffic: &traffic, pools: &pools };
+            self.limits(s, &run, variants.len());
         }
         // Load figures built on wrong numbers would only add noise.
         if !self.found.iter().any(|d| d.severity == Severity::Error) {
@@ -254,33 +256,49 @@ impl Checker<'_> {
         self.grid(s.grid.as_ref(), balancers)
     }
 
-    fn limits(&mut self, length: Length, warmup: Nanos, arrivals: &Arrivals) {
-        let expected_by = |end: Nanos| match arrivals {
-            Arrivals::Open { profile, .. } => profile.expected(end),
-            // A client sends at most one request per microsecond of virtual time.
-            Arrivals::Closed { clients, .. } => f64::from(*clients) * end as f64 / 1e3,
-            Arrivals::Replay(r) => r.times.partition_point(|&t| t < end) as f64,
-        };
-        let (expected, pointer) = match length {
-            Length::Duration(end) => (expected_by(end), "/duration"),
-            Length::Requests(n) => (n as f64 + expected_by(warmup), "/requests"),
-        };
-        if let (Arrivals::Closed { .. }, Length::Duration(_)) = (arrivals, length) {
-            // A closed loop's volume depends on its latencies; requests bound it.
+    /// Refuse a run larger than [`MAX_REQUESTS`], all its variants together
+    /// (`--replications` multiplies it further; `simulate` checks that).
+    fn limits(&mut self, s: &Scenario, run: &Run, variants: usize) {
+        let Some(per_run) = requests_per_run(self.topology, run) else { return };
+        let total = per_run * variants as f64;
+        if total <= MAX_REQUESTS {
             return;
         }
-        if expected > MAX_REQUESTS {
-            let message = format!(
-                "the run would simulate about {expected:.0} requests, \
-                 more than the limit of {MAX_REQUESTS:.0}"
-            );
-            let help =
-                "shorten the run or lower the rate; a few million requests give tight percentiles";
-            self.push(
-                Diagnostic::error(codes::TOO_MANY_REQUESTS, message).with_help(help),
-                pointer,
-            );
+        let pointer = match run.length {
+            Length::Duration(_) => "/duration",
+            Length::Requests(_) => "/requests",
+        };
+        let closed = match run.arrivals {
+            Arrivals::Closed { clients, .. } if pointer == "/duration" => Some(clients),
+            _ => None,
+        };
+        let mut message = match closed {
+            Some(_) => format!("the run could simulate up to about {per_run:.0} requests"),
+            None => format!("the run would simulate about {per_run:.0} requests"),
+        };
+        if variants > 1 {
+            message.push_str(&format!(" for each of its {variants} variants, {total:.0} in all"));
         }
+        message.push_str(&format!(", more than the limit of {MAX_REQUESTS:.0}"));
+        if let Some(clients) = closed {
+            message.push_str(&format!(
+                " ({clients} clients at their best-case throughput: every request answered in \
+                 its mean service time, none waiting)"
+            ));
+        }
+        let help = if variants > 1 {
+            "shorten the run, lower the rate or the clients, or compare fewer variants; \
+             a few million requests give tight percentiles"
+        } else {
+            "shorten the run, or lower the rate or the clients; \
+             a few million requests give tight percentiles"
+        };
+        let mut finding = Diagnostic::error(codes::TOO_MANY_REQUESTS, message).with_help(help);
+        if variants > 1 {
+            let at = if s.grid.is_some() { "/grid" } else { "/balancers" };
+            finding = finding.with_key_label(self.doc, at, "the variants");
+        }
+        self.push(finding, pointer);
     }
 
     /// Warn about pools offered more work than their workers can do, at the
@@ -346,6 +364,85 @@ impl Checker<'_> {
             }
         }
     }
+}
+
+/// What decides the size of a run.
+struct Run<'a> {
+    length: Length,
+    warmup: Nanos,
+    arrivals: &'a Arrivals,
+    traffic: &'a [RouteShare],
+    pools: &'a [Option<PoolLoad>],
+}
+
+/// The requests one run of one variant simulates, warm-up included: the
+/// expected number for open-loop arrivals and a replay, and for a closed
+/// loop, its most (see [`closed_throughput`]). `None` when it cannot be
+/// told (a closed loop without a spec to find its pools in).
+pub fn run_requests(topology: &Topology, workload: &Workload) -> Option<f64> {
+    let run = Run {
+        length: workload.length,
+        warmup: workload.warmup,
+        arrivals: &workload.arrivals,
+        traffic: &workload.traffic,
+        pools: &workload.pools,
+    };
+    requests_per_run(Some(topology), &run)
+}
+
+fn requests_per_run(topology: Option<&Topology>, run: &Run) -> Option<f64> {
+    let by = |end: Nanos| -> Option<f64> {
+        Some(match run.arrivals {
+            Arrivals::Open { profile, .. } => profile.expected(end),
+            Arrivals::Closed { clients, think } => {
+                let rate = closed_throughput(topology?, *clients, *think, run.traffic, run.pools)?;
+                rate * end as f64 / SECOND as f64
+            }
+            Arrivals::Replay(r) => r.times.partition_point(|&t| t < end) as f64,
+        })
+    };
+    match run.length {
+        Length::Duration(end) => by(end),
+        Length::Requests(n) => Some(n as f64 + by(run.warmup).unwrap_or(0.0)),
+    }
+}
+
+/// The most requests per second a closed loop can send: each client's next
+/// request follows its think time and the answer to its last, which takes
+/// at least the mean service time when nothing waits (the response time
+/// law), and no pool serves more than its workers can.
+fn closed_throughput(
+    topology: &Topology,
+    clients: u32,
+    think: Nanos,
+    traffic: &[RouteShare],
+    pools: &[Option<PoolLoad>],
+) -> Option<f64> {
+    let shares = pool_shares(topology, traffic);
+    let total: f64 = shares.iter().sum();
+    if !(total > 0.0 && total.is_finite()) {
+        return None;
+    }
+    let mut service = 0.0; // The mean service time of a request, seconds.
+    let mut most = f64::INFINITY; // Requests per second the pools allow.
+    for (p, pool) in topology.pools.iter().enumerate() {
+        let share = shares[p] / total;
+        let Some(load) = pools.get(p).and_then(Option::as_ref).filter(|_| share > 0.0) else {
+            continue;
+        };
+        service += share * load.service.mean() / SECOND as f64;
+        let capacity: f64 = (0..pool.endpoints.len())
+            .map(|e| {
+                let m = load.endpoint(e);
+                f64::from(m.workers) * SECOND as f64 / m.service.mean().max(1.0)
+            })
+            .sum();
+        most = most.min(capacity / share);
+    }
+    let cycle = think as f64 / SECOND as f64 + service;
+    let clients = f64::from(clients);
+    Some(if cycle > 0.0 { (clients / cycle).min(most) } else { most })
+        .filter(|rate| rate.is_finite())
 }
 
 /// From when an event comes after arrivals have stopped, and what to say

@@ -566,3 +566,45 @@ fn a_late_event_is_found_in_a_run_of_so_many_requests() {
     // A closed loop's pace depends on its latencies.
     assert_eq!(run("{ clients: 10 }", "1000s"), Vec::<String>::new());
 }
+
+/// Regression: the run-size limit (S0410) looked at one variant only, and
+/// not at all at a closed loop with a duration, so 64 variants of 60
+/// million requests, or a million clients that never think, started runs
+/// that would not end.
+#[test]
+fn the_run_size_limit_counts_every_variant_and_closed_loops() {
+    let size = |text: &str| -> Vec<String> {
+        let checked = check(text);
+        let found = checked.diagnostics.iter().filter(|d| d.code.id == "S0410");
+        found.map(|d| format!("{} @{}", d.message, d.pointer)).collect()
+    };
+    // 30 million requests in 100 s, for each of three balancers and two
+    // attempts: 180 million in all.
+    let big = GOOD.replace("duration: 60s", "duration: 100s").replace("rate: 300", "rate: 300000");
+    let found = size(&format!("{big}grid: {{ attempts: [1, 2] }}\n"));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains("for each of its 6 variants, 180000000 in all"), "{found:?}");
+    assert!(found[0].ends_with("@/duration"), "{found:?}");
+    assert_eq!(
+        size(&big.replace("balancers: [spec, random, least_request]", "")),
+        Vec::<String>::new()
+    );
+
+    // A closed loop of clients without think time: the pools' workers bound
+    // it (some 480 requests per second here, far below the limit over
+    // 100 s), or with endless workers, the clients: a million of them, at
+    // one request per mean service time each (20 ms, or for a sixth of the
+    // traffic about 3.9 ms; 17.3 ms on average), some 58 million per second.
+    let closed = |clients: &str, workers: &str| {
+        GOOD.replace("{ rate: 300 }", &format!("{{ clients: {clients} }}"))
+            .replace("duration: 60s", "duration: 100s")
+            .replace("workers: 4", &format!("workers: {workers}"))
+            .replace("deals: {", &format!("deals: {{ workers: {workers},"))
+            .replace("balancers: [spec, random, least_request]\n", "")
+    };
+    assert_eq!(size(&closed("1000000", "4")), Vec::<String>::new());
+    let found = size(&closed("1000000", "4294967295"));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].starts_with("the run could simulate up to about 577"), "{found:?}");
+    assert!(found[0].contains("1000000 clients at their best-case throughput"), "{found:?}");
+}
