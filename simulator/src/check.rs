@@ -47,6 +47,7 @@ pub mod codes {
     pub const BAD_KEYS: Code = Code { id: "S0426", name: "bad-key-distribution" };
     pub const UNUSED_KEY: Code = Code { id: "S0427", name: "unused-key" };
     pub const MISSING_KEY: Code = Code { id: "S0428", name: "missing-key" };
+    pub const EMPTY_LIST: Code = Code { id: "S0430", name: "empty-list" };
 }
 
 /// Most requests one run may simulate, warm-up included, all its variants
@@ -238,7 +239,56 @@ impl Checker<'_> {
         (length, warmup)
     }
 
+    /// Lists written empty, which change nothing, are warnings: an empty
+    /// `traffic` sends to every route as if it were left out, an empty
+    /// `balancers` runs `spec`, and an empty grid list compares nothing.
+    fn empty_lists(&mut self, replaying: bool) {
+        let doc = self.doc;
+        let empty = |pointer: &str| match doc.value.pointer(pointer) {
+            Some(serde_json::Value::Array(items)) => items.is_empty(),
+            Some(serde_json::Value::Object(map)) => map.is_empty(),
+            _ => false,
+        };
+        // (Where, what it means, what to do.)
+        let mut found: Vec<(String, String, String)> = Vec::new();
+        let mut note = |pointer: &str, message: &str, help: &str| {
+            found.push((pointer.to_owned(), message.to_owned(), help.to_owned()));
+        };
+        if empty("/traffic") && replaying {
+            let message = "`traffic: []` lists no share; a replay takes its mix from the log";
+            note("/traffic", message, "leave `traffic` out");
+        } else if empty("/traffic") {
+            let message = "`traffic: []` lists no share, so every route of the spec gets \
+                           weight 1, as when `traffic` is left out";
+            note("/traffic", message, "list the routes to send to, or leave `traffic` out");
+        }
+        if empty("/balancers") {
+            let message = "`balancers: []` lists no balancer, so only `spec` runs, as when \
+                           `balancers` is left out";
+            note("/balancers", message, "list the balancers to compare, or leave it out");
+        }
+        if empty("/grid") {
+            let message = "`grid: {}` lists no setting, so it compares nothing";
+            note("/grid", message, "list the settings to compare, or leave it out");
+        }
+        if let Some(serde_json::Value::Object(axes)) = doc.value.pointer("/grid") {
+            for name in axes.keys() {
+                let pointer = child("/grid", name);
+                if empty(&pointer) {
+                    let message =
+                        format!("`grid.{name}: []` lists no value, so it compares nothing");
+                    note(&pointer, &message, "list the values to compare, or leave it out");
+                }
+            }
+        }
+        for (pointer, message, help) in found {
+            let finding = Diagnostic::warning(codes::EMPTY_LIST, message).with_help(help);
+            self.push(finding, &pointer);
+        }
+    }
+
     fn variants(&mut self, s: &Scenario) -> Vec<Variant> {
+        self.empty_lists(s.arrivals.replay.is_some());
         let mut balancers = Vec::new();
         for (i, name) in s.balancers.iter().flatten().enumerate() {
             let variant = name.variant();

@@ -382,57 +382,63 @@ impl Checker<'_> {
     pub(super) fn grid(&mut self, grid: Option<&Grid>, balancers: Vec<Variant>) -> Vec<Variant> {
         let Some(g) = grid else { return balancers };
         let mut variants = balancers;
-        let timeouts: Vec<Nanos> = g
-            .timeout
-            .iter()
-            .enumerate()
-            .filter_map(|(i, t)| self.nonzero_span(&format!("/grid/timeout/{i}"), &Some(t.clone())))
-            .map(|d| d.as_nanos() as Nanos)
-            .collect();
+        let spans = |this: &mut Self, name: &str, texts: &[String]| -> Vec<(usize, Nanos)> {
+            let at = |i: usize| format!("/grid/{name}/{i}");
+            let checked = texts.iter().enumerate();
+            let parsed = checked.filter_map(|(i, t)| {
+                this.nonzero_span(&at(i), &Some(t.clone())).map(|d| (i, d.as_nanos() as Nanos))
+            });
+            parsed.collect()
+        };
         // Counts of something, each at least 1.
-        let mut counts = |name: &str, values: &[u32]| -> Vec<u32> {
+        let counts = |this: &mut Self, name: &str, values: &[u32]| -> Vec<(usize, u32)> {
             let at = |i: usize| format!("/grid/{name}/{i}");
             let checked = values.iter().enumerate();
-            checked.filter_map(|(i, &n)| self.at_least_one(&at(i), name, Some(n))).collect()
+            let counted = checked
+                .filter_map(|(i, &n)| this.at_least_one(&at(i), name, Some(n)).map(|n| (i, n)));
+            counted.collect()
         };
-        let attempts = counts("attempts", &g.attempts);
-        let max_requests = counts("max_requests", &g.max_requests);
-        let max_connections = counts("max_connections", &g.max_connections);
-        let max_pending = counts("max_pending", &g.max_pending);
-        let healthy = counts("healthy_threshold", &g.healthy_threshold);
-        let unhealthy = counts("unhealthy_threshold", &g.unhealthy_threshold);
-        let per_try: Vec<Nanos> = g
-            .per_try_timeout
-            .iter()
-            .enumerate()
-            .filter_map(|(i, t)| {
-                self.nonzero_span(&format!("/grid/per_try_timeout/{i}"), &Some(t.clone()))
-            })
-            .map(|d| d.as_nanos() as Nanos)
-            .collect();
-        let retry_on: Vec<RetryConditions> = g
+        let timeouts = spans(self, "timeout", &g.timeout);
+        let timeouts = self.distinct("timeout", timeouts);
+        let attempts = counts(self, "attempts", &g.attempts);
+        let attempts = self.distinct("attempts", attempts);
+        let max_requests = counts(self, "max_requests", &g.max_requests);
+        let max_requests = self.distinct("max_requests", max_requests);
+        let max_connections = counts(self, "max_connections", &g.max_connections);
+        let max_connections = self.distinct("max_connections", max_connections);
+        let max_pending = counts(self, "max_pending", &g.max_pending);
+        let max_pending = self.distinct("max_pending", max_pending);
+        let healthy = counts(self, "healthy_threshold", &g.healthy_threshold);
+        let healthy = self.distinct("healthy_threshold", healthy);
+        let unhealthy = counts(self, "unhealthy_threshold", &g.unhealthy_threshold);
+        let unhealthy = self.distinct("unhealthy_threshold", unhealthy);
+        let per_try = spans(self, "per_try_timeout", &g.per_try_timeout);
+        let per_try = self.distinct("per_try_timeout", per_try);
+        // (A list with a bad condition is left out, so that what is left of
+        // it does not read as a repeat.)
+        let retry_on: Vec<(usize, RetryConditions)> = g
             .retry_on
             .iter()
             .enumerate()
-            .map(|(i, on)| RetryConditions::new(&self.retry_on(&format!("/grid/retry_on/{i}"), on)))
-            .collect();
-        let intervals: Vec<Nanos> = g
-            .health_interval
-            .iter()
-            .enumerate()
-            .filter_map(|(i, t)| {
-                self.nonzero_span(&format!("/grid/health_interval/{i}"), &Some(t.clone()))
+            .filter_map(|(i, on)| {
+                let before = self.found.len();
+                let on = RetryConditions::new(&self.retry_on(&format!("/grid/retry_on/{i}"), on));
+                (self.found.len() == before).then_some((i, on))
             })
-            .map(|d| d.as_nanos() as Nanos)
             .collect();
+        let retry_on = self.distinct("retry_on", retry_on);
+        let intervals = spans(self, "health_interval", &g.health_interval);
+        let intervals = self.distinct("health_interval", intervals);
+        let budgets = self.distinct("retry_budget", listed(&g.retry_budget));
+        let ratios = self.distinct("ratio_percent", listed(&g.ratio_percent));
         variants = cross(variants, &attempts, |v, &a| Variant { attempts: Some(a), ..v });
         variants = cross(variants, &timeouts, |v, &t| Variant { timeout: Some(t), ..v });
         variants = cross(variants, &max_requests, |v, &m| Variant { max_requests: Some(m), ..v });
         variants =
             cross(variants, &max_connections, |v, &m| Variant { max_connections: Some(m), ..v });
         variants = cross(variants, &max_pending, |v, &m| Variant { max_pending: Some(m), ..v });
-        variants = cross(variants, &g.retry_budget, |v, &b| Variant { retry_budget: Some(b), ..v });
-        variants = cross(variants, &g.ratio_percent, |v, &r| Variant {
+        variants = cross(variants, &budgets, |v, &b| Variant { retry_budget: Some(b), ..v });
+        variants = cross(variants, &ratios, |v, &r| Variant {
             // A budget switched off has no ratio: one variant, not one per ratio.
             budget_ratio: (v.retry_budget != Some(false)).then_some(r),
             ..v
@@ -456,6 +462,32 @@ impl Checker<'_> {
             unique.truncate(MAX_VARIANTS);
         }
         unique
+    }
+
+    /// The values of grid axis `name`, each once: a value listed again
+    /// (the same number, duration or conditions, however written) would
+    /// only repeat variants, and is a warning at the repeat.
+    fn distinct<T: PartialEq + Copy>(&mut self, name: &str, values: Vec<(usize, T)>) -> Vec<T> {
+        let mut out: Vec<(usize, T)> = Vec::new();
+        for (i, value) in values {
+            let Some(&(first, _)) = out.iter().find(|(_, v)| *v == value) else {
+                out.push((i, value));
+                continue;
+            };
+            let (here, there) = (format!("/grid/{name}/{i}"), format!("/grid/{name}/{first}"));
+            let written = |at: &str| self.doc.written(at).unwrap_or("?").trim().to_owned();
+            let (this, that) = (written(&here), written(&there));
+            let message = if this == that {
+                format!("`{this}` is listed more than once in `grid.{name}`")
+            } else {
+                format!("`{this}` in `grid.{name}` is the same as `{that}` listed before it")
+            };
+            let finding = Diagnostic::warning(codes::DUPLICATE_VARIANT, message)
+                .with_help("each variant runs once; remove the repeat")
+                .with_label(self.doc, &there, "listed first here");
+            self.push(finding, &here);
+        }
+        out.into_iter().map(|(_, v)| v).collect()
     }
 
     /// Timed events, expanded (a rolling deploy becomes crashes and
@@ -714,6 +746,11 @@ impl Checker<'_> {
         self.push(Diagnostic::error(codes::UNKNOWN_ENDPOINT, message).with_help(help), pointer);
         None
     }
+}
+
+/// Each value with its place in its list.
+fn listed<T: Copy>(values: &[T]) -> Vec<(usize, T)> {
+    values.iter().copied().enumerate().collect()
 }
 
 /// Every variant with every value, or the variants as they are when there is none.

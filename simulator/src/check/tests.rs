@@ -119,6 +119,7 @@ fn codes_name_the_kind_of_mistake() {
         ("random, least", "random, random, least", "S0411"),
         ("get-deal }", "get-contact }", "S0413"),
         ("workers: 4", "workers: 1", "S0414"),
+        ("balancers: [spec, random, least_request]", "balancers: []", "S0430"),
     ];
     for (from, to, code) in cases {
         let found = findings(&GOOD.replacen(from, to, 1));
@@ -607,4 +608,41 @@ fn the_run_size_limit_counts_every_variant_and_closed_loops() {
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(found[0].starts_with("the run could simulate up to about 577"), "{found:?}");
     assert!(found[0].contains("1000000 clients at their best-case throughput"), "{found:?}");
+}
+
+/// Regression: empty lists were ignored silently, and a value listed twice
+/// in a grid list was dropped silently. Each is a warning where it is.
+#[test]
+fn empty_lists_and_repeated_grid_values_are_warnings() {
+    let text = GOOD
+        .replace("balancers: [spec, random, least_request]", "balancers: []")
+        .replace(
+            "traffic:\n  - { route: get-contact, weight: 5 }\n  - { route: get-deal }\n",
+            "traffic: []\n",
+        )
+        + "grid: { attempts: [1, 3, 1], max_pending: [], timeout: [1s, 1000ms], retry_on: [[timeout, 503], [503, timeout]] }\n";
+    let checked = check(&text);
+    assert!(!checked.has_errors(), "{:?}", checked.diagnostics);
+    let found: Vec<(&str, &str, &str)> = checked
+        .diagnostics
+        .iter()
+        .map(|d| (d.code.id, d.pointer.as_str(), d.message.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("S0430", "/traffic", "`traffic: []` lists no share, so every route of the spec gets weight 1, as when `traffic` is left out"),
+            ("S0430", "/balancers", "`balancers: []` lists no balancer, so only `spec` runs, as when `balancers` is left out"),
+            ("S0411", "/grid/attempts/2", "`1` is listed more than once in `grid.attempts`"),
+            ("S0430", "/grid/max_pending", "`grid.max_pending: []` lists no value, so it compares nothing"),
+            ("S0411", "/grid/timeout/1", "`1000ms` in `grid.timeout` is the same as `1s` listed before it"),
+            ("S0411", "/grid/retry_on/1", "`[503, timeout]` in `grid.retry_on` is the same as `[timeout, 503]` listed before it"),
+        ]
+    );
+    // Each distinct combination runs once: 2 attempts x 1 timeout x 1 list.
+    assert_eq!(checked.workload.unwrap().variants.len(), 2);
+    let checked = check(&format!("{GOOD}grid: {{}}\n"));
+    let found: Vec<_> =
+        checked.diagnostics.iter().map(|d| (d.code.id, d.pointer.as_str())).collect();
+    assert_eq!(found, [("S0430", "/grid")]);
 }
