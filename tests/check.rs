@@ -279,6 +279,26 @@ fn compile_writes_a_plan_that_explain_and_reload_accept() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("format 99"));
 }
 
+/// Regression: `check` on a compiled plan said the file was "not valid
+/// UTF-8 text" and showed its binary bytes. It says what the file is,
+/// at its header line, as a spec or as a scenario.
+#[test]
+fn check_says_a_compiled_plan_is_not_a_spec_or_a_scenario() {
+    let s = spec(CLEAN);
+    let plan = s.path.with_extension("plan");
+    sluice().arg("compile").arg(&s.path).arg("-o").arg(&plan).assert().code(0);
+    for args in [vec![&plan], vec![&s.path, &std::path::PathBuf::from("--scenario"), &plan]] {
+        let out = sluice().arg("check").args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let stderr = String::from_utf8(out.stderr).expect("no binary bytes in the report");
+        let noun = if args.len() == 1 { "a spec" } else { "a scenario" };
+        let words = format!("this is a compiled plan (written by `sluice compile`), not {noun}");
+        assert!(stderr.contains(&words), "{stderr}");
+        assert!(stderr.contains(".plan:1:1]"), "{stderr}");
+        assert!(!stderr.contains("UTF-8") && !stderr.contains('\u{fffd}'), "{stderr}");
+    }
+}
+
 #[test]
 fn compile_refuses_an_invalid_spec() {
     let s = spec(&CLEAN.replace("    to: users", "    to: nope"));

@@ -161,6 +161,28 @@ impl Document {
     }
 }
 
+/// What a document is, for findings about the file as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A spec, as `check`, `compile`, `serve` and the others read it.
+    Spec,
+    /// A file a spec's `include:` names.
+    Included,
+    /// A simulation scenario.
+    Scenario,
+}
+
+impl Kind {
+    /// What the file should be, in words: `a spec`.
+    pub fn noun(self) -> &'static str {
+        match self {
+            Kind::Spec => "a spec",
+            Kind::Included => "a spec file to include",
+            Kind::Scenario => "a scenario",
+        }
+    }
+}
+
 /// The outcome of [`parse`].
 #[derive(Debug)]
 pub struct Parsed<T> {
@@ -169,14 +191,15 @@ pub struct Parsed<T> {
     pub diagnostics: Vec<Diagnostic>,
 }
 
-/// Read `source` as YAML, validate it against `T`'s JSON Schema, and
+/// Read `source`, which should be `kind`, as YAML, validate it against
+/// `T`'s JSON Schema, and
 /// deserialise it. Unknown keys are reported and then set aside, so the
 /// value can still be deserialised and checked further in the same run.
 /// Callers must treat any error in `diagnostics` as fatal even when `value`
 /// is present.
-pub fn parse<T: DeserializeOwned + JsonSchema>(source: SourceFile) -> Parsed<T> {
+pub fn parse<T: DeserializeOwned + JsonSchema>(source: SourceFile, kind: Kind) -> Parsed<T> {
     let source = Arc::new(source);
-    let (loaded, mut diagnostics) = yaml::load(&source);
+    let (loaded, mut diagnostics) = yaml::load(&source, kind);
     let Some(loaded) = loaded else {
         return Parsed { document: None, value: None, diagnostics };
     };

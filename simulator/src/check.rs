@@ -92,7 +92,7 @@ fn check_against(
     plan: Option<&Plan>,
 ) -> CheckedScenario {
     let base = std::path::Path::new(&source.name).parent().map(std::path::Path::to_path_buf);
-    let parsed = document::parse::<Scenario>(source);
+    let parsed = document::parse::<Scenario>(source, document::Kind::Scenario);
     let mut diagnostics = parsed.diagnostics;
     let mut workload = None;
     if let (Some(doc), Some(scenario)) = (&parsed.document, &parsed.value) {
