@@ -514,8 +514,8 @@ fn traffic_weights_must_all_count_in_their_sum() {
         .replace("{ route: get-deal }", &format!("{{ route: get-deal, weight: {b} }}"))
     };
     for (a, b, words) in [
-        ("1e308", "1e308", "add up to more than the largest number"),
-        ("1e20", "1", "traffic weight 1 is lost beside the 100000000000000000000"),
+        ("1e308", "1e308", "add up to more than the largest number there is (about 1.8e308) at this weight of 1e308"),
+        ("1e20", "1", "traffic weight 1 is lost beside the 1e20 of the weights before it"),
     ] {
         let text = mix(a, b);
         let checked = check(&text);

@@ -20,6 +20,15 @@ const MAX_KEYS: u64 = 1_000_000;
 /// Largest Zipf exponent; beyond it, every request draws key 1.
 const MAX_EXPONENT: f64 = 10.0;
 
+/// A number for a message: in exponent form when very large or small.
+fn short(x: f64) -> String {
+    if x != 0.0 && !(1e-6..1e15).contains(&x.abs()) {
+        format!("{x:e}")
+    } else {
+        format!("{x}")
+    }
+}
+
 /// Where a value goes, for messages and for matching the keys policies read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Place {
@@ -127,18 +136,20 @@ impl Checker<'_> {
             if weight <= 0.0 {
                 continue; // Reported already.
             }
+            let written = self.doc.written(&pointer).map_or_else(|| short(weight), str::to_owned);
             if !next.is_finite() {
                 let message = format!(
                     "the traffic weights add up to more than the largest number there is \
-                     (about 1.8e308) at this weight of {weight}"
+                     (about 1.8e308) at this weight of {written}"
                 );
                 self.push(Diagnostic::error(codes::BAD_WEIGHT, message).with_help(help), &pointer);
                 return;
             }
             if next == sum {
                 let message = format!(
-                    "traffic weight {weight} is lost beside the {sum} of the weights before it, \
-                     so the share would get no requests"
+                    "traffic weight {written} is lost beside the {} of the weights before it, \
+                     so the share would get no requests",
+                    short(sum)
                 );
                 self.push(Diagnostic::error(codes::BAD_WEIGHT, message).with_help(help), &pointer);
             }
