@@ -191,7 +191,7 @@ mod tests {
     }
 
     #[test]
-    fn budgets_no_figure_can_meet_or_break_are_refused() {
+    fn budgets_decided_before_the_run_are_refused() {
         // Regression: `errors < -1%` was accepted, a budget every run fails.
         for (bad, why) in [
             ("errors < -1%", "`errors` is never negative"),
