@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
+use sluice_simulator::check::MAX_REQUESTS;
 use sluice_simulator::{Assertion, Topology, DEFAULT_SEED};
 
 use crate::EXIT_CANNOT_RUN;
@@ -71,6 +72,23 @@ pub fn simulate(args: SimulateArgs) -> ExitCode {
         return ExitCode::from(EXIT_CANNOT_RUN);
     };
 
+    // The scenario's run size was checked for one replication.
+    let topology = Topology::from_plan(&plan);
+    let runs = workload.variants.len() as f64 * f64::from(args.replications);
+    let per_run = sluice_simulator::check::run_requests(&topology, &workload);
+    if let Some(per_run) = per_run.filter(|n| n * runs > MAX_REQUESTS) {
+        eprintln!(
+            "error: --replications {} runs each of the {} variant(s) {} times, about {:.0} \
+             requests in all ({per_run:.0} per run), more than the limit of {MAX_REQUESTS:.0}; \
+             lower --replications, or shorten the scenario's run",
+            args.replications,
+            workload.variants.len(),
+            args.replications,
+            per_run * runs,
+        );
+        return ExitCode::from(2);
+    }
+
     // Budgets are read before the run, so a typo costs no waiting.
     let mut budgets = Vec::new();
     for text in &args.asserts {
@@ -84,7 +102,6 @@ pub fn simulate(args: SimulateArgs) -> ExitCode {
     }
 
     let seed = args.seed.or(workload.seed).unwrap_or(DEFAULT_SEED);
-    let topology = Topology::from_plan(&plan);
     let progress = sluice_simulator::Progress::default();
     let done = std::sync::atomic::AtomicBool::new(false);
     let report = std::thread::scope(|scope| {

@@ -279,6 +279,26 @@ fn compile_writes_a_plan_that_explain_and_reload_accept() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("format 99"));
 }
 
+/// Regression: `check` on a compiled plan said the file was "not valid
+/// UTF-8 text" and showed its binary bytes. It says what the file is,
+/// at its header line, as a spec or as a scenario.
+#[test]
+fn check_says_a_compiled_plan_is_not_a_spec_or_a_scenario() {
+    let s = spec(CLEAN);
+    let plan = s.path.with_extension("plan");
+    sluice().arg("compile").arg(&s.path).arg("-o").arg(&plan).assert().code(0);
+    for args in [vec![&plan], vec![&s.path, &std::path::PathBuf::from("--scenario"), &plan]] {
+        let out = sluice().arg("check").args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let stderr = String::from_utf8(out.stderr).expect("no binary bytes in the report");
+        let noun = if args.len() == 1 { "a spec" } else { "a scenario" };
+        let words = format!("this is a compiled plan (written by `sluice compile`), not {noun}");
+        assert!(stderr.contains(&words), "{stderr}");
+        assert!(stderr.contains(".plan:1:1]"), "{stderr}");
+        assert!(!stderr.contains("UTF-8") && !stderr.contains('\u{fffd}'), "{stderr}");
+    }
+}
+
 #[test]
 fn compile_refuses_an_invalid_spec() {
     let s = spec(&CLEAN.replace("    to: users", "    to: nope"));
@@ -405,4 +425,49 @@ fn explain_shows_how_long_failover_and_return_take() {
     let stdout = String::from_utf8_lossy(&out.unwrap().stdout).into_owned();
     assert!(stdout.contains("health    no active checks"), "{stdout}");
     assert!(!stdout.contains("outliers"), "{stdout}");
+}
+
+/// A connection limit below the endpoints that take traffic may leave some
+/// without a connection: a warning at the limit, worded for the protocol,
+/// and none when every serving endpoint can have one.
+#[test]
+fn a_connection_limit_below_the_endpoints_is_a_warning() {
+    let pool = |settings: &str, weights: [u32; 3]| {
+        let endpoints: String = weights
+            .iter()
+            .enumerate()
+            .map(|(i, w)| format!("      - {{ address: 127.0.0.1:900{i}, weight: {w} }}\n"))
+            .collect();
+        CLEAN.replace(
+            "    endpoints:\n      - address: 127.0.0.1:9001\n",
+            &format!("    balance: weighted_round_robin\n{settings}    endpoints:\n{endpoints}"),
+        )
+    };
+    let warnings = |text: &str| {
+        let (status, report) = check_json(text);
+        assert_eq!(status, 0, "{report}");
+        let found = report["diagnostics"].as_array().unwrap().clone();
+        found.into_iter().filter(|d| d["code"] == "S0222").collect::<Vec<Value>>()
+    };
+    let found = warnings(&pool("    circuit_breaker: { max_connections: 2 }\n", [1, 1, 1]));
+    assert_eq!(found.len(), 1, "{found:?}");
+    let message = found[0]["message"].as_str().unwrap();
+    assert!(message.starts_with("pool `users` allows 2 upstream connection(s) for its 3 endpoints"));
+    assert!(message.contains("idle kept-alive connection"), "{message}");
+    assert_eq!((found[0]["line"].as_u64(), found[0]["column"].as_u64()), (Some(8), Some(41)));
+    assert!(found[0]["help"].as_str().unwrap().contains("at least 3"), "{found:?}");
+
+    let h2 = "    protocol: http2\n    circuit_breaker: { max_connections: 2 }\n";
+    let found = warnings(&pool(h2, [1, 1, 1]));
+    let message = found[0]["message"].as_str().unwrap();
+    assert!(message.contains("3 HTTP/2 endpoints, each of which needs one"), "{message}");
+
+    // A drained endpoint needs no connection; enough places, no warning.
+    for (settings, weights) in [
+        ("    circuit_breaker: { max_connections: 2 }\n", [1, 0, 1]),
+        ("    circuit_breaker: { max_connections: 3 }\n", [1, 1, 1]),
+        ("    circuit_breaker: { max_requests: 1 }\n", [1, 1, 1]),
+    ] {
+        assert!(warnings(&pool(settings, weights)).is_empty(), "{settings} {weights:?}");
+    }
 }

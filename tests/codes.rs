@@ -155,6 +155,16 @@ fn cases() -> Vec<Case> {
         ),
         case("S0221", edit("  - name: users\n", "  - name: users\n    choices: 3\n"), 7, 5, 0),
         case(
+            "S0222",
+            edit(
+                "    endpoints:\n      - address: 127.0.0.1:9001\n",
+                "    circuit_breaker: { max_connections: 1 }\n    endpoints:\n      - address: 127.0.0.1:9001\n      - address: 127.0.0.1:9002\n",
+            ),
+            7,
+            41,
+            0,
+        ),
+        case(
             "S0301",
             edit("routes:\n", "  - name: spare\n    endpoints:\n      - address: 127.0.0.1:9002\nroutes:\n"),
             9,

@@ -667,3 +667,42 @@ events:
     let share = shares(&kept, "backend");
     assert!(share[0] > 0.3, "{share:?}");
 }
+
+/// The run-size limit covers the whole run: `check` counts every variant
+/// of a scenario, and `simulate` every replication, which only the command
+/// line knows. A scenario of two variants of 30 million requests is within
+/// the limit once and beyond it with `--replications 2`, refused before
+/// anything runs.
+#[test]
+fn replications_beyond_the_run_size_limit_are_refused_before_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = scenario_in(
+        &dir,
+        "version: 1
+requests: 30000000
+arrivals: { rate: 100000 }
+pools:
+  \"*\": { workers: 10, service: { distribution: constant, value: 50us } }
+balancers: [spec, random]
+",
+    );
+    let out = sluice().args(["check", KEYED, "--scenario"]).arg(&scenario).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let out = sluice()
+        .args(["simulate", KEYED, "--replications", "2", "--scenario"])
+        .arg(&scenario)
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(out.stdout.is_empty());
+    assert!(
+        stderr.contains(
+            "--replications 2 runs each of the 2 variant(s) 2 times, about 120000000 requests in \
+             all (30000000 per run), more than the limit of 100000000"
+        ),
+        "{stderr}"
+    );
+}

@@ -58,6 +58,7 @@ pub mod codes {
     pub const MISSING_HASH_KEY: Code = Code { id: "S0219", name: "missing-hash-key" };
     pub const BAD_POLICY: Code = Code { id: "S0220", name: "bad-policy" };
     pub const IGNORED_SETTING: Code = Code { id: "S0221", name: "ignored-setting" };
+    pub const TOO_FEW_CONNECTIONS: Code = Code { id: "S0222", name: "too-few-connections" };
     pub const UNUSED_POOL: Code = Code { id: "S0301", name: "unused-pool" };
     pub const IGNORED_WEIGHTS: Code = Code { id: "S0302", name: "ignored-weights" };
     pub const NO_LISTENERS: Code = Code { id: "S0303", name: "no-listeners" };
@@ -119,6 +120,26 @@ pub struct Diagnostic {
     /// Other places involved.
     pub labels: Vec<Label>,
     source: Option<Arc<SourceFile>>,
+    /// How this finding stands to later ones about the same value.
+    overlap: Overlap,
+}
+
+/// How a finding stands to the others about the same value, so that one
+/// value is reported once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Overlap {
+    /// A finding of the rules that run on the value read.
+    #[default]
+    Rule,
+    /// A finding of reading the file (YAML, schema, types).
+    Reading,
+    /// A bound of the schema that a rule's own error about the same value
+    /// (such as "0 workers") replaces.
+    Bound,
+    /// The value could not be read as its type and a stand-in took its
+    /// place: the rules' findings about it, or about the mapping or list
+    /// that holds it, are about the stand-in and are left out.
+    SetAside,
 }
 
 impl Diagnostic {
@@ -141,7 +162,23 @@ impl Diagnostic {
             location: None,
             labels: Vec::new(),
             source: None,
+            overlap: Overlap::Rule,
         }
+    }
+
+    /// Mark a schema finding about a bound that a rule's own error about
+    /// the same value replaces.
+    pub(crate) fn bound(mut self) -> Diagnostic {
+        self.overlap = Overlap::Bound;
+        self
+    }
+
+    pub(crate) fn overlap(&self) -> Overlap {
+        self.overlap
+    }
+
+    pub(crate) fn set_overlap(&mut self, overlap: Overlap) {
+        self.overlap = overlap;
     }
 
     /// Locate the finding at the value of `pointer` in `doc`.
@@ -331,9 +368,35 @@ fn escape_controls(text: String) -> String {
         .collect()
 }
 
-/// Order findings by file, position, then code, and drop exact repeats
-/// (the schema and a semantic rule may both notice the same bad value).
+/// Order findings by file, position, then code, and drop repeats (the
+/// schema and a semantic rule may both notice the same bad value): exact
+/// ones, a schema bound that a rule's own error about the value replaces,
+/// and findings about a stand-in for a value that could not be read.
 pub fn sort(diagnostics: &mut Vec<Diagnostic>) {
+    // One value, one finding: a rule's error replaces the schema's bound
+    // about the same value, and the rules say nothing about a stand-in.
+    let place = |d: &Diagnostic| (d.file.clone(), d.pointer.clone());
+    let of = |overlap: Overlap| diagnostics.iter().filter(move |d| d.overlap == overlap);
+    let set_aside: Vec<(String, String)> = of(Overlap::SetAside).map(place).collect();
+    let specific: std::collections::HashSet<(String, String)> =
+        of(Overlap::Rule).filter(|d| d.severity == Severity::Error).map(place).collect();
+    // A finding at the stand-in, or at a mapping or list that holds it
+    // (below the top level, whose findings are about the whole file).
+    let about_stand_in = |d: &Diagnostic| {
+        set_aside.iter().any(|(file, pointer)| {
+            *file == d.file
+                && (*pointer == d.pointer
+                    || (d.pointer.matches('/').count() >= 2
+                        && pointer
+                            .strip_prefix(d.pointer.as_str())
+                            .is_some_and(|rest| rest.starts_with('/'))))
+        })
+    };
+    diagnostics.retain(|d| match d.overlap {
+        Overlap::Rule => !about_stand_in(d),
+        Overlap::Bound => !specific.contains(&place(d)),
+        Overlap::Reading | Overlap::SetAside => true,
+    });
     diagnostics.sort_by(|a, b| {
         (&a.file, a.location.map(|l| (l.line, l.column)), a.code.id, &a.message).cmp(&(
             &b.file,

@@ -5,7 +5,9 @@
 //! three steps is located: a YAML error at its position, a schema error at
 //! the offending value (an unknown key at the key, a missing key at the
 //! mapping that lacks it), a deserialisation error at the pointer serde
-//! reports.
+//! reports. A whole number that its type cannot hold is a finding at the
+//! value, and a stand-in takes its place so that the rest of the file is
+//! still checked in the same run.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,7 +16,7 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::diagnostic::{codes, Diagnostic, Location};
+use crate::diagnostic::{codes, Diagnostic, Location, Overlap};
 use crate::schema::SchemaFindings;
 use crate::yaml::{self, NodeSpan};
 
@@ -99,6 +101,14 @@ impl Document {
         doc.nearest(&local).map(|s| s.key.unwrap_or(s.value))
     }
 
+    /// The value at `pointer` as written in its file, when `pointer` names
+    /// a node.
+    pub fn written(&self, pointer: &str) -> Option<&str> {
+        let (doc, local) = self.resolve(pointer);
+        let at = doc.spans.get(&local)?.value;
+        doc.source.text.get(at.offset..at.offset + at.len)
+    }
+
     /// The document that holds `pointer` (this one, or an included file) and
     /// the pointer within it.
     pub fn resolve(&self, pointer: &str) -> (&Document, String) {
@@ -151,6 +161,28 @@ impl Document {
     }
 }
 
+/// What a document is, for findings about the file as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A spec, as `check`, `compile`, `serve` and the others read it.
+    Spec,
+    /// A file a spec's `include:` names.
+    Included,
+    /// A simulation scenario.
+    Scenario,
+}
+
+impl Kind {
+    /// What the file should be, in words: `a spec`.
+    pub fn noun(self) -> &'static str {
+        match self {
+            Kind::Spec => "a spec",
+            Kind::Included => "a spec file to include",
+            Kind::Scenario => "a scenario",
+        }
+    }
+}
+
 /// The outcome of [`parse`].
 #[derive(Debug)]
 pub struct Parsed<T> {
@@ -159,14 +191,15 @@ pub struct Parsed<T> {
     pub diagnostics: Vec<Diagnostic>,
 }
 
-/// Read `source` as YAML, validate it against `T`'s JSON Schema, and
+/// Read `source`, which should be `kind`, as YAML, validate it against
+/// `T`'s JSON Schema, and
 /// deserialise it. Unknown keys are reported and then set aside, so the
 /// value can still be deserialised and checked further in the same run.
 /// Callers must treat any error in `diagnostics` as fatal even when `value`
 /// is present.
-pub fn parse<T: DeserializeOwned + JsonSchema>(source: SourceFile) -> Parsed<T> {
+pub fn parse<T: DeserializeOwned + JsonSchema>(source: SourceFile, kind: Kind) -> Parsed<T> {
     let source = Arc::new(source);
-    let (loaded, mut diagnostics) = yaml::load(&source);
+    let (loaded, mut diagnostics) = yaml::load(&source, kind);
     let Some(loaded) = loaded else {
         return Parsed { document: None, value: None, diagnostics };
     };
@@ -186,27 +219,150 @@ pub fn parse<T: DeserializeOwned + JsonSchema>(source: SourceFile) -> Parsed<T> 
     for pointer in unknown_keys.iter().rev() {
         remove(&mut cleaned, pointer);
     }
+    let whole = whole_numbers(&schema, &document, &mut cleaned, &mut diagnostics);
     let value = match serde_path_to_error::deserialize::<_, T>(cleaned) {
         Ok(v) => Some(v),
-        Err(_) if schema_errors => None,
+        Err(_) if schema_errors || whole => None,
         Err(e) => {
             let pointer = to_pointer(e.path());
-            let inner = e.inner().to_string();
+            let at = crate::schema::describe(&pointer);
+            let inner = plain_words(&e.inner().to_string());
             // serde's "invalid type: floating point `1.5`, expected u32".
-            if let Some(rest) = inner.strip_prefix("invalid type: ") {
-                let at = crate::schema::describe(&pointer);
-                let message = format!("{at} has the wrong type: {rest}");
-                diagnostics
-                    .push(Diagnostic::error(codes::WRONG_TYPE, message).at(&document, &pointer));
-                return Parsed { document: Some(document), value: None, diagnostics };
-            }
-            let message = format!("invalid value: {inner}");
-            diagnostics
-                .push(Diagnostic::error(codes::INVALID_VALUE, message).at(&document, &pointer));
+            let (code, message) = match inner.strip_prefix("invalid type: ") {
+                Some(rest) => (codes::WRONG_TYPE, format!("{at} has the wrong type: {rest}")),
+                None => {
+                    let rest = inner.strip_prefix("invalid value: ").unwrap_or(&inner);
+                    (codes::INVALID_VALUE, format!("{at} has an invalid value: {rest}"))
+                }
+            };
+            diagnostics.push(Diagnostic::error(code, message).at(&document, &pointer));
             None
         }
     };
+    for d in &mut diagnostics {
+        if d.overlap() == Overlap::Rule {
+            d.set_overlap(Overlap::Reading);
+        }
+    }
     Parsed { document: Some(document), value, diagnostics }
+}
+
+/// serde's words for Rust types, in the words of the file: `expected u32`
+/// becomes `expected a whole number from 0 to 4294967295`.
+fn plain_words(message: &str) -> String {
+    let mut out = message.replace("floating point `", "the number `");
+    out = out.replace("integer `", "the whole number `");
+    for (rust, format) in [
+        ("u8", "uint8"),
+        ("u16", "uint16"),
+        ("u32", "uint32"),
+        ("u64", "uint64"),
+        ("usize", "uint"),
+        ("i8", "int8"),
+        ("i16", "int16"),
+        ("i32", "int32"),
+        ("i64", "int64"),
+        ("isize", "int"),
+    ] {
+        if let Some((low, high)) = crate::schema::format_bounds(format) {
+            let words = format!("expected a whole number from {low} to {high}");
+            if out.ends_with(&format!("expected {rust}")) {
+                out = format!("{}{words}", &out[..out.len() - rust.len() - "expected ".len()]);
+            }
+        }
+    }
+    out.replace("expected f64", "expected a number").replace("expected f32", "expected a number")
+}
+
+/// Find every number that the schema types as a whole number but that its
+/// Rust type cannot hold: too large or small (the schema's bound says so),
+/// with a fraction (the schema's type says so), or whole but written with a
+/// decimal point or an exponent (`2.0`, `1e6`, a finding here). Each is
+/// replaced in `cleaned` by the nearest value its bounds allow, so that the
+/// rest of the file is still read and checked in the same run, and its
+/// finding is marked so that later findings about the stand-in are left
+/// out. Returns whether any was found.
+fn whole_numbers(
+    schema: &Value,
+    doc: &Document,
+    cleaned: &mut Value,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> bool {
+    let mut numbers = Vec::new();
+    collect_numbers(cleaned, String::new(), &mut numbers);
+    let mut found = false;
+    for pointer in numbers {
+        let Some(sub) = crate::schema::schema_at(schema, &pointer) else { continue };
+        let types = match sub.get("type") {
+            Some(Value::String(t)) => vec![t.as_str()],
+            Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
+            _ => continue,
+        };
+        if !types.contains(&"integer") || types.contains(&"number") {
+            continue;
+        }
+        let format = sub.get("format").and_then(Value::as_str);
+        let Some((mut low, mut high)) = format.and_then(crate::schema::format_bounds) else {
+            continue;
+        };
+        let Some(Value::Number(n)) = cleaned.pointer(&pointer) else { continue };
+        let exact = n.as_i64().map(i128::from).or_else(|| n.as_u64().map(i128::from));
+        if exact.is_some_and(|v| (low..=high).contains(&v)) {
+            continue;
+        }
+        let x = n.as_f64().unwrap_or(0.0);
+        let bound = |key: &str| {
+            let v = sub.get(key)?;
+            v.as_i64().map(i128::from).or_else(|| v.as_u64().map(i128::from))
+        };
+        low = bound("minimum").unwrap_or(low).max(low);
+        high = bound("maximum").unwrap_or(high).min(high);
+        // (A float converts to i128 saturating, exactly when whole.)
+        let stand_in = (x as i128).clamp(low, high.max(low));
+        if let Some(slot) = cleaned.pointer_mut(&pointer) {
+            *slot = match u64::try_from(stand_in) {
+                Ok(v) => Value::from(v),
+                Err(_) => Value::from(i64::try_from(stand_in).unwrap_or(i64::MIN)),
+            };
+        }
+        found = true;
+        let mut told = false;
+        for d in diagnostics.iter_mut().filter(|d| d.pointer == pointer) {
+            d.set_overlap(Overlap::SetAside);
+            told = true;
+        }
+        if !told {
+            let at = crate::schema::describe(&pointer);
+            let written = crate::schema::literal(doc, &pointer).unwrap_or_else(|| format!("`{x}`"));
+            let mut d = Diagnostic::error(
+                codes::WRONG_TYPE,
+                format!("{at} must be written as a whole number, found {written}"),
+            )
+            .with_help(format!("write `{stand_in}`, without a decimal point or exponent"))
+            .at(doc, &pointer);
+            d.set_overlap(Overlap::SetAside);
+            diagnostics.push(d);
+        }
+    }
+    found
+}
+
+/// The pointer of every number in `value`.
+fn collect_numbers(value: &Value, pointer: String, out: &mut Vec<String>) {
+    match value {
+        Value::Number(_) => out.push(pointer),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                collect_numbers(item, yaml::child(&pointer, &i.to_string()), out);
+            }
+        }
+        Value::Object(map) => {
+            for (key, item) in map {
+                collect_numbers(item, yaml::child(&pointer, key), out);
+            }
+        }
+        _ => {}
+    }
 }
 
 fn remove(value: &mut Value, pointer: &str) {

@@ -97,8 +97,10 @@ pub(crate) fn expand(
                 continue;
             }
         };
-        let parsed =
-            document::parse::<Fragment>(SourceFile::from_bytes(path.display().to_string(), bytes));
+        let parsed = document::parse::<Fragment>(
+            SourceFile::from_bytes(path.display().to_string(), bytes),
+            document::Kind::Included,
+        );
         out.extend(parsed.diagnostics);
         let (Some(fragment_doc), Some(fragment)) = (parsed.document, parsed.value) else {
             continue;

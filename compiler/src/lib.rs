@@ -60,7 +60,7 @@ impl Checked {
 
 /// Check a spec and, when it has no error, compile it.
 pub fn check(source: SourceFile) -> Checked {
-    let parsed = document::parse::<Spec>(source);
+    let parsed = document::parse::<Spec>(source, document::Kind::Spec);
     let mut diagnostics = parsed.diagnostics;
     let (mut document, mut spec) = (parsed.document, parsed.value);
     let mut included = Vec::new();

@@ -14,9 +14,48 @@ use crate::document::Document;
 use crate::spec::Spec;
 use crate::yaml::child;
 
-/// The JSON Schema of `T`, as a value.
+/// The JSON Schema of `T`, as a value. Every whole number states the range
+/// its type can hold, so that a value too large for it is a schema finding
+/// like any other bound.
 pub fn schema_value<T: JsonSchema>() -> Value {
-    serde_json::to_value(schemars::schema_for!(T)).expect("a derived schema serialises to JSON")
+    let generator = schemars::generate::SchemaSettings::default()
+        .with_transform(schemars::transform::RecursiveTransform(integer_bounds))
+        .into_generator();
+    serde_json::to_value(generator.into_root_schema_for::<T>())
+        .expect("a derived schema serialises to JSON")
+}
+
+/// The smallest and largest value of an integer `format` as schemars names
+/// them.
+pub(crate) fn format_bounds(format: &str) -> Option<(i128, i128)> {
+    Some(match format {
+        "uint8" => (0, u8::MAX.into()),
+        "uint16" => (0, u16::MAX.into()),
+        "uint32" => (0, u32::MAX.into()),
+        "uint64" | "uint" => (0, u64::MAX.into()),
+        "int8" => (i8::MIN.into(), i8::MAX.into()),
+        "int16" => (i16::MIN.into(), i16::MAX.into()),
+        "int32" => (i32::MIN.into(), i32::MAX.into()),
+        "int64" | "int" => (i64::MIN.into(), i64::MAX.into()),
+        _ => return None,
+    })
+}
+
+/// A bound as a JSON number.
+fn bound_value(n: i128) -> Value {
+    match u64::try_from(n) {
+        Ok(n) => Value::from(n),
+        Err(_) => Value::from(i64::try_from(n).unwrap_or(i64::MIN)),
+    }
+}
+
+/// Give an integer schema its type's bounds where the type states none.
+fn integer_bounds(schema: &mut schemars::Schema) {
+    let Some(object) = schema.as_object_mut() else { return };
+    let format = object.get("format").and_then(Value::as_str);
+    let Some((low, high)) = format.and_then(format_bounds) else { return };
+    object.entry("minimum").or_insert_with(|| bound_value(low));
+    object.entry("maximum").or_insert_with(|| bound_value(high));
 }
 
 /// The spec schema as committed in `schemas/spec.schema.json`.
@@ -135,6 +174,19 @@ fn convert(
             Kind::Pattern { pattern } => {
                 pattern_error(&pointer, &at, instance, pattern).at(doc, &pointer)
             }
+            Kind::Minimum { .. }
+            | Kind::Maximum { .. }
+            | Kind::ExclusiveMinimum { .. }
+            | Kind::ExclusiveMaximum { .. } => {
+                let range = sub.and_then(range_words).unwrap_or_else(|| error.to_string());
+                let found = literal(doc, &pointer).unwrap_or_else(|| show(instance));
+                Diagnostic::error(
+                    codes::INVALID_VALUE,
+                    format!("{at} must be {range}, found {found}"),
+                )
+                .at(doc, &pointer)
+                .bound()
+            }
             Kind::UniqueItems => Diagnostic::error(
                 codes::INVALID_VALUE,
                 format!("{at} lists the same value more than once"),
@@ -192,6 +244,29 @@ pub(crate) fn describe(pointer: &str) -> String {
     format!("`{out}`")
 }
 
+/// The value at `pointer` as written in the file, quoted: `2.0` rather
+/// than the number it parsed to.
+pub(crate) fn literal(doc: &Document, pointer: &str) -> Option<String> {
+    doc.written(pointer).map(|text| format!("`{}`", text.trim()))
+}
+
+/// The range a number must be in, in words: `from 1 to 64`, `at least 1`;
+/// `None` when the schema states no bound.
+pub(crate) fn range_words(schema: &Value) -> Option<String> {
+    let bound = |key: &str| schema.get(key).filter(|v| v.is_number()).map(Value::to_string);
+    let (low, high) = (bound("minimum"), bound("maximum"));
+    let (above, below) = (bound("exclusiveMinimum"), bound("exclusiveMaximum"));
+    Some(match (low, high, above, below) {
+        (Some(low), Some(high), ..) if low == high => high,
+        (Some(low), Some(high), ..) => format!("from {low} to {high}"),
+        (Some(low), None, ..) => format!("at least {low}"),
+        (None, Some(high), ..) => format!("at most {high}"),
+        (None, None, Some(above), _) => format!("above {above}"),
+        (None, None, None, Some(below)) => format!("below {below}"),
+        (None, None, None, None) => return None,
+    })
+}
+
 fn show(value: &Value) -> String {
     match value {
         Value::Null => "nothing (null)".into(),
@@ -204,7 +279,7 @@ fn show(value: &Value) -> String {
 
 /// The schema that applies at an instance pointer, following `$ref`,
 /// `properties`, `items` and `additionalProperties`.
-fn schema_at<'s>(root: &'s Value, pointer: &str) -> Option<&'s Value> {
+pub(crate) fn schema_at<'s>(root: &'s Value, pointer: &str) -> Option<&'s Value> {
     let mut node = resolve(root, root)?;
     for token in pointer.split('/').skip(1) {
         let token = token.replace("~1", "/").replace("~0", "~");
@@ -348,6 +423,40 @@ mod tests {
         assert_eq!(nearest("ratelimit", &keys), Some("rate_limit"));
         assert_eq!(nearest("timout", &keys), Some("timeout"));
         assert_eq!(nearest("completely-else", &keys), None);
+    }
+
+    #[test]
+    fn every_whole_number_of_the_spec_states_its_range() {
+        fn walk(v: &Value, at: String, out: &mut Vec<String>) {
+            match v {
+                Value::Object(map) => {
+                    let integer = match map.get("type") {
+                        Some(Value::String(t)) => t == "integer",
+                        Some(Value::Array(ts)) => ts.iter().any(|t| t == "integer"),
+                        _ => false,
+                    };
+                    let bounded = map.get("minimum").is_some() && map.get("maximum").is_some();
+                    if integer && !bounded {
+                        out.push(at.clone());
+                    }
+                    for (key, item) in map {
+                        walk(item, format!("{at}/{key}"), out);
+                    }
+                }
+                Value::Array(items) => {
+                    for (i, item) in items.iter().enumerate() {
+                        walk(item, format!("{at}/{i}"), out);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut unbounded = Vec::new();
+        walk(&schema_value::<Spec>(), String::new(), &mut unbounded);
+        assert!(unbounded.is_empty(), "whole numbers without a stated range: {unbounded:?}");
+        let breaker = &schema_value::<Spec>()["$defs"]["CircuitBreaker"]["properties"];
+        assert_eq!(breaker["max_connections"]["minimum"], 1);
+        assert_eq!(breaker["max_connections"]["maximum"], u32::MAX);
     }
 
     #[test]

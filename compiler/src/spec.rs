@@ -581,24 +581,47 @@ pub enum MethodName {
     TRACE,
 }
 
-/// Parse a duration as written in specs and scenarios: a whole number followed
-/// by `ms`, `s`, `m` or `h`, such as `250ms`. `None` when it does not parse or
-/// overflows.
+/// Parse a duration as written in specs: a whole number followed by `ms`,
+/// `s`, `m` or `h`, such as `250ms`. `None` when it does not parse or is too
+/// long; [`duration`] says which.
 pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
+    duration(text).ok()
+}
+
+/// Why a spec duration was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DurationError {
+    /// Not a whole number followed by a unit.
+    Syntax,
+    /// More nanoseconds than 64 bits hold (about 584 years), the limit of
+    /// the clocks that time it.
+    TooLong,
+}
+
+/// The longest duration a spec may give: 2^64 - 1 nanoseconds, about 584
+/// years.
+pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_nanos(u64::MAX);
+
+/// Parse a duration as written in specs, saying why one is refused.
+pub fn duration(text: &str) -> Result<std::time::Duration, DurationError> {
     use std::time::Duration;
-    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or(DurationError::Syntax)?;
     let (number, unit) = text.split_at(split);
     if number.is_empty() {
-        return None;
+        return Err(DurationError::Syntax);
     }
-    let n: u64 = number.parse().ok()?;
-    match unit {
-        "ms" => Some(Duration::from_millis(n)),
-        "s" => Some(Duration::from_secs(n)),
-        "m" => n.checked_mul(60).map(Duration::from_secs),
-        "h" => n.checked_mul(3600).map(Duration::from_secs),
-        _ => None,
-    }
+    let unit_ms: u128 = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return Err(DurationError::Syntax),
+    };
+    // Only digits are left, so a number that does not parse is too large.
+    let n: u128 = number.parse().map_err(|_| DurationError::TooLong)?;
+    let ms = n.checked_mul(unit_ms).ok_or(DurationError::TooLong)?;
+    let ns = ms.checked_mul(1_000_000).ok_or(DurationError::TooLong)?;
+    u64::try_from(ns).map(Duration::from_nanos).map_err(|_| DurationError::TooLong)
 }
 
 /// Parse a size as written in specs: a whole number of bytes followed by `B`,
@@ -661,6 +684,14 @@ mod tests {
         for bad in ["", "5", "s", "5 s", "5sec", "-1s", "1.5s", "99999999999999999999s"] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
+        // Up to 2^64 - 1 nanoseconds, the limit of the clocks that time it.
+        assert_eq!(duration("5124095h"), Ok(Duration::from_secs(5_124_095 * 3600)));
+        assert_eq!(duration("18446744073709ms"), Ok(Duration::from_millis(18_446_744_073_709)));
+        for long in ["5124096h", "18446744073710ms", "99999999999999h", "99999999999999999999999s"]
+        {
+            assert_eq!(duration(long), Err(DurationError::TooLong), "{long}");
+        }
+        assert_eq!(duration("5 s"), Err(DurationError::Syntax));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::document::Document;
 use crate::method::{Method, MethodSet};
 use crate::router::{HostPattern, RouteKey, RouterBuilder};
 use crate::schema::nearest;
-use crate::spec::{parse_cidr, parse_duration, parse_size, Listener, Spec};
+use crate::spec::{duration, parse_cidr, parse_size, DurationError, Listener, Spec};
 use crate::template::Template;
 
 pub(crate) fn validate(doc: &Document, spec: &Spec) -> Vec<Diagnostic> {
@@ -321,8 +321,8 @@ fn check_routes(
             check_size(doc, &format!("{base}/max_body_size"), size, 0, out);
         }
         if let Some(timeout) = &route.timeout {
-            match parse_duration(timeout) {
-                Some(d) if d.is_zero() => out.push(
+            match duration(timeout) {
+                Ok(d) if d.is_zero() => out.push(
                     Diagnostic::error(
                         codes::BAD_DURATION,
                         format!("timeout `{timeout}` is zero, so every request would time out"),
@@ -330,8 +330,11 @@ fn check_routes(
                     .with_help("use a positive duration, or remove `timeout` for no limit")
                     .at(doc, &format!("{base}/timeout")),
                 ),
-                Some(_) => {}
-                None => out.push(
+                Ok(_) => {}
+                Err(DurationError::TooLong) => {
+                    out.push(too_long(doc, &format!("{base}/timeout"), "timeout", timeout))
+                }
+                Err(DurationError::Syntax) => out.push(
                     Diagnostic::error(
                         codes::BAD_DURATION,
                         format!("bad duration `{timeout}` in `routes[{i}].timeout`"),
@@ -629,8 +632,8 @@ fn check_duration(
 ) {
     let Some(text) = text else { return };
     let pointer = format!("{base}/{key}");
-    match parse_duration(text) {
-        Some(d) if d.is_zero() => out.push(
+    match duration(text) {
+        Ok(d) if d.is_zero() => out.push(
             Diagnostic::error(
                 codes::BAD_DURATION,
                 format!("`{key}` of `{text}` is zero, so it would fire at once"),
@@ -638,13 +641,24 @@ fn check_duration(
             .with_help("use a positive duration, or leave the setting out for its default")
             .at(doc, &pointer),
         ),
-        Some(_) => {}
-        None => out.push(
+        Ok(_) => {}
+        Err(DurationError::TooLong) => out.push(too_long(doc, &pointer, key, text)),
+        Err(DurationError::Syntax) => out.push(
             Diagnostic::error(codes::BAD_DURATION, format!("bad duration `{text}` in `{key}`"))
                 .with_help("write a whole number followed by ms, s, m or h, such as 250ms or 5s")
                 .at(doc, &pointer),
         ),
     }
+}
+
+/// A duration longer than the clocks that time it can count.
+fn too_long(doc: &Document, pointer: &str, key: &str, text: &str) -> Diagnostic {
+    Diagnostic::error(
+        codes::BAD_DURATION,
+        format!("`{key}` of `{text}` is too long; the longest duration is about 584 years"),
+    )
+    .with_help("use a shorter duration, or leave the setting out for its default")
+    .at(doc, pointer)
 }
 
 /// The templates a route is inserted under: one, or two when it ignores a trailing slash.

@@ -14,7 +14,7 @@ use granit_parser::{Event, Marker, Parser, ScalarStyle, Span as YamlSpan};
 use serde_json::{Map, Number, Value};
 
 use crate::diagnostic::{codes, Diagnostic, Location};
-use crate::document::SourceFile;
+use crate::document::{Kind, SourceFile};
 
 /// Most nodes that alias expansion may produce, counting every copy.
 const MAX_EXPANDED_NODES: usize = 100_000;
@@ -58,6 +58,7 @@ type Step = Result<(), Box<Diagnostic>>;
 
 struct Builder<'s> {
     source: &'s Arc<SourceFile>,
+    kind: Kind,
     stack: Vec<Frame>,
     spans: HashMap<String, NodeSpan>,
     anchors: HashMap<usize, Value>,
@@ -68,10 +69,14 @@ struct Builder<'s> {
 
 /// Parse `source`. Findings that still leave a usable value (duplicate keys,
 /// unsupported tags) come back beside it; a syntax error yields no value.
-pub(crate) fn load(source: &Arc<SourceFile>) -> (Option<Loaded>, Vec<Diagnostic>) {
+pub(crate) fn load(source: &Arc<SourceFile>, kind: Kind) -> (Option<Loaded>, Vec<Diagnostic>) {
     let text = source.text.as_str();
+    if crate::plan::Plan::is_plan_file(text.as_bytes()) {
+        return (None, vec![compiled_plan(source, kind)]);
+    }
     let mut b = Builder {
         source,
+        kind,
         stack: Vec::new(),
         spans: HashMap::new(),
         anchors: HashMap::new(),
@@ -101,35 +106,40 @@ pub(crate) fn load(source: &Arc<SourceFile>) -> (Option<Loaded>, Vec<Diagnostic>
             }
         };
         let at = location(text, &span.start, &span.end);
-        let result =
-            match event {
-                Event::DocumentStart(..) => {
-                    documents += 1;
-                    if documents > 1 {
-                        Err(Box::new(Diagnostic::error(
-                        codes::UNSUPPORTED_YAML,
-                        "the file holds more than one YAML document; a spec is one document",
-                    )
-                    .with_help("remove the `---` separator, or split the documents into files")))
-                    } else {
-                        Ok(())
-                    }
+        let result = match event {
+            Event::DocumentStart(..) => {
+                documents += 1;
+                if documents > 1 {
+                    Err(Box::new(
+                        Diagnostic::error(
+                            codes::UNSUPPORTED_YAML,
+                            format!(
+                                "the file holds more than one YAML document; {} is one \
+                                     document",
+                                kind.noun()
+                            ),
+                        )
+                        .with_help("remove the `---` separator, or split the documents into files"),
+                    ))
+                } else {
+                    Ok(())
                 }
-                Event::Scalar(text, style, anchor, tag) => {
-                    b.scalar(&text, style, anchor, tag.as_deref().map(tag_name), at)
-                }
-                Event::SequenceStart(_, anchor, tag) => {
-                    b.check_collection_tag(tag.as_deref().map(tag_name), "seq", at);
-                    b.open(at, anchor, false)
-                }
-                Event::MappingStart(_, anchor, tag) => {
-                    b.check_collection_tag(tag.as_deref().map(tag_name), "map", at);
-                    b.open(at, anchor, true)
-                }
-                Event::SequenceEnd | Event::MappingEnd => b.close(&span),
-                Event::Alias(id) => b.alias(id, at),
-                _ => Ok(()),
-            };
+            }
+            Event::Scalar(text, style, anchor, tag) => {
+                b.scalar(&text, style, anchor, tag.as_deref().map(tag_name), at)
+            }
+            Event::SequenceStart(_, anchor, tag) => {
+                b.check_collection_tag(tag.as_deref().map(tag_name), "seq", at);
+                b.open(at, anchor, false)
+            }
+            Event::MappingStart(_, anchor, tag) => {
+                b.check_collection_tag(tag.as_deref().map(tag_name), "map", at);
+                b.open(at, anchor, true)
+            }
+            Event::SequenceEnd | Event::MappingEnd => b.close(&span),
+            Event::Alias(id) => b.alias(id, at),
+            _ => Ok(()),
+        };
         if let Err(d) = result {
             b.diagnostics.push((*d).in_source(source, "", Some(at)));
             return (None, b.diagnostics);
@@ -144,6 +154,28 @@ pub(crate) fn load(source: &Arc<SourceFile>) -> (Option<Loaded>, Vec<Diagnostic>
     }
     let value = b.root.unwrap_or(Value::Null);
     (Some(Loaded { value, spans: b.spans }), b.diagnostics)
+}
+
+/// The finding for a compiled plan given where a YAML file belongs. It
+/// points at the plan's header line only: the rest is binary.
+fn compiled_plan(source: &Arc<SourceFile>, kind: Kind) -> Diagnostic {
+    let header = source.text.lines().next().unwrap_or_default();
+    let header = Arc::new(SourceFile::new(source.name.clone(), header));
+    let at = Location { line: 1, column: 1, offset: 0, len: header.text.len() };
+    let help = match kind {
+        Kind::Spec => {
+            "check the spec it was compiled from; `serve`, `explain` and `simulate` take a plan \
+             in place of a spec"
+        }
+        Kind::Included => "include the spec files the plan was compiled from",
+        Kind::Scenario => "give the scenario's YAML file; a plan stands in for a spec only",
+    };
+    Diagnostic::error(
+        codes::YAML_SYNTAX,
+        format!("this is a compiled plan (written by `sluice compile`), not {}", kind.noun()),
+    )
+    .with_help(help)
+    .in_source(&header, "", Some(at))
 }
 
 fn tag_name(tag: &granit_parser::Tag) -> String {
@@ -165,12 +197,23 @@ impl Builder<'_> {
     ) -> Step {
         if let Some(Frame::Map { key: key @ None, seen, pointer, .. }) = self.stack.last_mut() {
             if style == ScalarStyle::Plain && text == "<<" {
+                let help = match self.kind {
+                    Kind::Scenario => {
+                        "write the keys out, or repeat a whole value with an anchor and an alias \
+                         (`&name` on it, `*name` where it repeats)"
+                    }
+                    Kind::Spec | Kind::Included => {
+                        "write the keys out, or repeat a whole value with an anchor and an alias \
+                         (`&name` on it, `*name` where it repeats); to share listeners, pools \
+                         and routes between specs, `include:` a file of them"
+                    }
+                };
                 return Err(Box::new(
                     Diagnostic::error(
                         codes::UNSUPPORTED_YAML,
                         "merge keys (`<<`) are not supported",
                     )
-                    .with_help("write the keys out, or use `include:` once it is available"),
+                    .with_help(help),
                 ));
             }
             let repeat = match seen.get(text) {
@@ -424,7 +467,7 @@ mod tests {
     use super::*;
 
     fn load_str(text: &str) -> (Option<Loaded>, Vec<Diagnostic>) {
-        load(&Arc::new(SourceFile::new("t.yaml", text)))
+        load(&Arc::new(SourceFile::new("t.yaml", text)), Kind::Spec)
     }
 
     #[test]
@@ -499,10 +542,42 @@ mod tests {
         assert_eq!(d[0].code, codes::UNSUPPORTED_YAML);
 
         let bytes = b"version: 1\n# caf\xe9\n".to_vec();
-        let (loaded, d) = load(&Arc::new(SourceFile::from_bytes("t.yaml", bytes)));
+        let (loaded, d) = load(&Arc::new(SourceFile::from_bytes("t.yaml", bytes)), Kind::Spec);
         assert!(loaded.is_none());
         assert_eq!(d[0].code, codes::YAML_SYNTAX);
         assert_eq!(d[0].location.map(|l| (l.line, l.column)), Some((2, 6)));
+    }
+
+    /// Regression: a scenario's findings about the file spoke of specs
+    /// ("a spec is one document", "use `include:`"), and a compiled plan
+    /// was "not valid UTF-8 text".
+    #[test]
+    fn findings_about_the_whole_file_name_what_it_should_be() {
+        let load_as = |text: &str, kind| load(&Arc::new(SourceFile::new("t.yaml", text)), kind).1;
+        let two = "version: 1\n---\nversion: 1\n";
+        let merge = "a: &x {k: 1}\nb:\n  <<: *x\n";
+        for (kind, noun) in [(Kind::Spec, "a spec"), (Kind::Scenario, "a scenario")] {
+            let d = load_as(two, kind);
+            assert!(d[0].message.ends_with(&format!("; {noun} is one document")), "{d:?}");
+            let help = load_as(merge, kind)[0].help.clone().unwrap();
+            assert!(!help.contains("once it is available"), "{help}");
+            assert_eq!(help.contains("include:"), kind == Kind::Spec, "{help}");
+        }
+
+        let mut plan = b"sluice-plan 5 sha256:00\n\x01\xff\xfe".to_vec();
+        plan.extend([0u8; 8]);
+        for (kind, noun) in [(Kind::Spec, "a spec"), (Kind::Scenario, "a scenario")] {
+            let source = Arc::new(SourceFile::from_bytes("p.plan", plan.clone()));
+            let d = load(&source, kind).1;
+            assert_eq!(d.len(), 1, "{d:?}");
+            assert_eq!(d[0].code, codes::YAML_SYNTAX);
+            let words =
+                format!("this is a compiled plan (written by `sluice compile`), not {noun}");
+            assert_eq!(d[0].message, words);
+            assert_eq!(d[0].location.map(|l| (l.line, l.column)), Some((1, 1)));
+            // Only the header line, which is text, is shown.
+            assert_eq!(d[0].source().unwrap().text, "sluice-plan 5 sha256:00");
+        }
     }
 
     #[test]

@@ -100,6 +100,17 @@ impl FromStr for Assertion {
         if !value.is_finite() {
             return Err(fail("the value is not a finite number"));
         }
+        // No figure is ever negative, and no share of the requests above all
+        // of them (retries may be more than the requests).
+        if value < 0.0 {
+            return Err(fail(&format!("`{}` is never negative", name.trim())));
+        }
+        if matches!(figure, Figure::Errors | Figure::Success | Figure::Timeouts) && value > 1.0 {
+            return Err(fail(&format!(
+                "`{}` is a share of the requests, at most 100%",
+                name.trim()
+            )));
+        }
         Ok(Assertion { text: text.trim().to_owned(), figure, op, value })
     }
 }
@@ -176,6 +187,25 @@ mod tests {
         for bad in ["p99 250ms", "p98 < 1s", "p99 < fast", "errors < 1", "errors < x%"] {
             let e = bad.parse::<Assertion>().unwrap_err().to_string();
             assert!(e.starts_with(&format!("budget `{bad}`")), "{e}");
+        }
+    }
+
+    #[test]
+    fn budgets_decided_before_the_run_are_refused() {
+        // Regression: `errors < -1%` was accepted, a budget every run fails.
+        for (bad, why) in [
+            ("errors < -1%", "`errors` is never negative"),
+            ("retries <= -0.5%", "`retries` is never negative"),
+            ("throughput > -5/s", "`throughput` is never negative"),
+            ("success >= 101%", "`success` is a share of the requests, at most 100%"),
+            ("timeouts < 150%", "`timeouts` is a share of the requests, at most 100%"),
+        ] {
+            let e = bad.parse::<Assertion>().unwrap_err().to_string();
+            assert_eq!(e, format!("budget `{bad}`: {why}"));
+        }
+        // Retries can outnumber the requests; the bounds themselves are fine.
+        for good in ["retries < 150%", "errors <= 0%", "success >= 100%", "throughput > 0"] {
+            good.parse::<Assertion>().unwrap_or_else(|e| panic!("{good}: {e}"));
         }
     }
 }

@@ -47,10 +47,12 @@ pub mod codes {
     pub const BAD_KEYS: Code = Code { id: "S0426", name: "bad-key-distribution" };
     pub const UNUSED_KEY: Code = Code { id: "S0427", name: "unused-key" };
     pub const MISSING_KEY: Code = Code { id: "S0428", name: "missing-key" };
+    pub const EMPTY_LIST: Code = Code { id: "S0430", name: "empty-list" };
 }
 
-/// Most requests one run may simulate, warm-up included, so that a typo in
-/// a rate or a duration cannot start a run that never ends.
+/// Most requests one run may simulate, warm-up included, all its variants
+/// and replications together, so that a typo in a rate or a duration
+/// cannot start a run that never ends.
 pub const MAX_REQUESTS: f64 = 100_000_000.0;
 
 /// The outcome of checking one scenario file.
@@ -90,7 +92,7 @@ fn check_against(
     plan: Option<&Plan>,
 ) -> CheckedScenario {
     let base = std::path::Path::new(&source.name).parent().map(std::path::Path::to_path_buf);
-    let parsed = document::parse::<Scenario>(source);
+    let parsed = document::parse::<Scenario>(source, document::Kind::Scenario);
     let mut diagnostics = parsed.diagnostics;
     let mut workload = None;
     if let (Some(doc), Some(scenario)) = (&parsed.document, &parsed.value) {
@@ -151,9 +153,11 @@ impl Checker<'_> {
         let gateway = self.gateway(s.gateway.as_ref());
         let variants = self.variants(s);
         self.unused_keys(s, &traffic, &variants);
-        let events = self.events(s, length, &traffic);
+        let late = length.and_then(|length| late_from(length, warmup, &arrivals));
+        let events = self.events(s, late.as_ref(), &traffic);
         if let Some(length) = length {
-            self.limits(length, warmup, &arrivals);
+            let run = Run { length, warmup, arrivals: &arrivals, traffic: &traffic, pools: &pools };
+            self.limits(s, &run, variants.len());
         }
         // Load figures built on wrong numbers would only add noise.
         if !self.found.iter().any(|d| d.severity == Severity::Error) {
@@ -235,7 +239,56 @@ impl Checker<'_> {
         (length, warmup)
     }
 
+    /// Lists written empty, which change nothing, are warnings: an empty
+    /// `traffic` sends to every route as if it were left out, an empty
+    /// `balancers` runs `spec`, and an empty grid list compares nothing.
+    fn empty_lists(&mut self, replaying: bool) {
+        let doc = self.doc;
+        let empty = |pointer: &str| match doc.value.pointer(pointer) {
+            Some(serde_json::Value::Array(items)) => items.is_empty(),
+            Some(serde_json::Value::Object(map)) => map.is_empty(),
+            _ => false,
+        };
+        // (Where, what it means, what to do.)
+        let mut found: Vec<(String, String, String)> = Vec::new();
+        let mut note = |pointer: &str, message: &str, help: &str| {
+            found.push((pointer.to_owned(), message.to_owned(), help.to_owned()));
+        };
+        if empty("/traffic") && replaying {
+            let message = "`traffic: []` lists no share; a replay takes its mix from the log";
+            note("/traffic", message, "leave `traffic` out");
+        } else if empty("/traffic") {
+            let message = "`traffic: []` lists no share, so every route of the spec gets \
+                           weight 1, as when `traffic` is left out";
+            note("/traffic", message, "list the routes to send to, or leave `traffic` out");
+        }
+        if empty("/balancers") {
+            let message = "`balancers: []` lists no balancer, so only `spec` runs, as when \
+                           `balancers` is left out";
+            note("/balancers", message, "list the balancers to compare, or leave it out");
+        }
+        if empty("/grid") {
+            let message = "`grid: {}` lists no setting, so it compares nothing";
+            note("/grid", message, "list the settings to compare, or leave it out");
+        }
+        if let Some(serde_json::Value::Object(axes)) = doc.value.pointer("/grid") {
+            for name in axes.keys() {
+                let pointer = child("/grid", name);
+                if empty(&pointer) {
+                    let message =
+                        format!("`grid.{name}: []` lists no value, so it compares nothing");
+                    note(&pointer, &message, "list the values to compare, or leave it out");
+                }
+            }
+        }
+        for (pointer, message, help) in found {
+            let finding = Diagnostic::warning(codes::EMPTY_LIST, message).with_help(help);
+            self.push(finding, &pointer);
+        }
+    }
+
     fn variants(&mut self, s: &Scenario) -> Vec<Variant> {
+        self.empty_lists(s.arrivals.replay.is_some());
         let mut balancers = Vec::new();
         for (i, name) in s.balancers.iter().flatten().enumerate() {
             let variant = name.variant();
@@ -253,33 +306,49 @@ impl Checker<'_> {
         self.grid(s.grid.as_ref(), balancers)
     }
 
-    fn limits(&mut self, length: Length, warmup: Nanos, arrivals: &Arrivals) {
-        let expected_by = |end: Nanos| match arrivals {
-            Arrivals::Open { profile, .. } => profile.expected(end),
-            // A client sends at most one request per microsecond of virtual time.
-            Arrivals::Closed { clients, .. } => f64::from(*clients) * end as f64 / 1e3,
-            Arrivals::Replay(r) => r.times.partition_point(|&t| t < end) as f64,
-        };
-        let (expected, pointer) = match length {
-            Length::Duration(end) => (expected_by(end), "/duration"),
-            Length::Requests(n) => (n as f64 + expected_by(warmup), "/requests"),
-        };
-        if let (Arrivals::Closed { .. }, Length::Duration(_)) = (arrivals, length) {
-            // A closed loop's volume depends on its latencies; requests bound it.
+    /// Refuse a run larger than [`MAX_REQUESTS`], all its variants together
+    /// (`--replications` multiplies it further; `simulate` checks that).
+    fn limits(&mut self, s: &Scenario, run: &Run, variants: usize) {
+        let Some(per_run) = requests_per_run(self.topology, run) else { return };
+        let total = per_run * variants as f64;
+        if total <= MAX_REQUESTS {
             return;
         }
-        if expected > MAX_REQUESTS {
-            let message = format!(
-                "the run would simulate about {expected:.0} requests, \
-                 more than the limit of {MAX_REQUESTS:.0}"
-            );
-            let help =
-                "shorten the run or lower the rate; a few million requests give tight percentiles";
-            self.push(
-                Diagnostic::error(codes::TOO_MANY_REQUESTS, message).with_help(help),
-                pointer,
-            );
+        let pointer = match run.length {
+            Length::Duration(_) => "/duration",
+            Length::Requests(_) => "/requests",
+        };
+        let closed = match run.arrivals {
+            Arrivals::Closed { clients, .. } if pointer == "/duration" => Some(clients),
+            _ => None,
+        };
+        let mut message = match closed {
+            Some(_) => format!("the run could simulate up to about {per_run:.0} requests"),
+            None => format!("the run would simulate about {per_run:.0} requests"),
+        };
+        if variants > 1 {
+            message.push_str(&format!(" for each of its {variants} variants, {total:.0} in all"));
         }
+        message.push_str(&format!(", more than the limit of {MAX_REQUESTS:.0}"));
+        if let Some(clients) = closed {
+            message.push_str(&format!(
+                " ({clients} clients at their best-case throughput: every request answered in \
+                 its mean service time, none waiting)"
+            ));
+        }
+        let help = if variants > 1 {
+            "shorten the run, lower the rate or the clients, or compare fewer variants; \
+             a few million requests give tight percentiles"
+        } else {
+            "shorten the run, or lower the rate or the clients; \
+             a few million requests give tight percentiles"
+        };
+        let mut finding = Diagnostic::error(codes::TOO_MANY_REQUESTS, message).with_help(help);
+        if variants > 1 {
+            let at = if s.grid.is_some() { "/grid" } else { "/balancers" };
+            finding = finding.with_key_label(self.doc, at, "the variants");
+        }
+        self.push(finding, pointer);
     }
 
     /// Warn about pools offered more work than their workers can do, at the
@@ -343,6 +412,153 @@ impl Checker<'_> {
                 let finding = Diagnostic::warning(codes::OVERLOADED_POOL, message).with_help(help);
                 self.push(finding, &child("/pools", &pool.name));
             }
+        }
+    }
+}
+
+/// What decides the size of a run.
+struct Run<'a> {
+    length: Length,
+    warmup: Nanos,
+    arrivals: &'a Arrivals,
+    traffic: &'a [RouteShare],
+    pools: &'a [Option<PoolLoad>],
+}
+
+/// The requests one run of one variant simulates, warm-up included: the
+/// expected number for open-loop arrivals and a replay, and for a closed
+/// loop, its most (see [`closed_throughput`]). `None` when it cannot be
+/// told (a closed loop without a spec to find its pools in).
+pub fn run_requests(topology: &Topology, workload: &Workload) -> Option<f64> {
+    let run = Run {
+        length: workload.length,
+        warmup: workload.warmup,
+        arrivals: &workload.arrivals,
+        traffic: &workload.traffic,
+        pools: &workload.pools,
+    };
+    requests_per_run(Some(topology), &run)
+}
+
+fn requests_per_run(topology: Option<&Topology>, run: &Run) -> Option<f64> {
+    let by = |end: Nanos| -> Option<f64> {
+        Some(match run.arrivals {
+            Arrivals::Open { profile, .. } => profile.expected(end),
+            Arrivals::Closed { clients, think } => {
+                let rate = closed_throughput(topology?, *clients, *think, run.traffic, run.pools)?;
+                rate * end as f64 / SECOND as f64
+            }
+            Arrivals::Replay(r) => r.times.partition_point(|&t| t < end) as f64,
+        })
+    };
+    match run.length {
+        Length::Duration(end) => by(end),
+        Length::Requests(n) => Some(n as f64 + by(run.warmup).unwrap_or(0.0)),
+    }
+}
+
+/// The most requests per second a closed loop can send: each client's next
+/// request follows its think time and the answer to its last, which takes
+/// at least the mean service time when nothing waits (the response time
+/// law), and no pool serves more than its workers can.
+fn closed_throughput(
+    topology: &Topology,
+    clients: u32,
+    think: Nanos,
+    traffic: &[RouteShare],
+    pools: &[Option<PoolLoad>],
+) -> Option<f64> {
+    let shares = pool_shares(topology, traffic);
+    let total: f64 = shares.iter().sum();
+    if !(total > 0.0 && total.is_finite()) {
+        return None;
+    }
+    let mut service = 0.0; // The mean service time of a request, seconds.
+    let mut most = f64::INFINITY; // Requests per second the pools allow.
+    for (p, pool) in topology.pools.iter().enumerate() {
+        let share = shares[p] / total;
+        let Some(load) = pools.get(p).and_then(Option::as_ref).filter(|_| share > 0.0) else {
+            continue;
+        };
+        service += share * load.service.mean() / SECOND as f64;
+        let capacity: f64 = (0..pool.endpoints.len())
+            .map(|e| {
+                let m = load.endpoint(e);
+                f64::from(m.workers) * SECOND as f64 / m.service.mean().max(1.0)
+            })
+            .sum();
+        most = most.min(capacity / share);
+    }
+    let cycle = think as f64 / SECOND as f64 + service;
+    let clients = f64::from(clients);
+    Some(if cycle > 0.0 { (clients / cycle).min(most) } else { most })
+        .filter(|rate| rate.is_finite())
+}
+
+/// From when an event comes after arrivals have stopped, and what to say
+/// about it.
+pub(crate) struct LateFrom {
+    pub at: Nanos,
+    pub message: String,
+}
+
+/// When arrivals stop, where that is known before the run: the `duration`;
+/// with `requests`, the time of the last measured arrival of a replayed log,
+/// or for an open loop the time by which the requests have all arrived
+/// beyond any likely spread of the arrival process. A closed loop's pace
+/// depends on its latencies, so its end is not foretold.
+fn late_from(length: Length, warmup: Nanos, arrivals: &Arrivals) -> Option<LateFrom> {
+    let n = match length {
+        Length::Duration(end) => {
+            let message = "this event happens after arrivals stop".to_owned();
+            return Some(LateFrom { at: end, message });
+        }
+        Length::Requests(n) => n,
+    };
+    match arrivals {
+        Arrivals::Closed { .. } => None,
+        Arrivals::Replay(r) => {
+            let first = r.times.partition_point(|&t| t < warmup);
+            let last = first.saturating_add(usize::try_from(n).ok()?).min(r.times.len());
+            let end = r.times.get(last.checked_sub(1)?).copied()?.saturating_add(1);
+            let message = format!(
+                "this event happens after arrivals stop: the last of the log's requests \
+                 the run takes arrives at {}",
+                Human(end - 1)
+            );
+            Some(LateFrom { at: end, message })
+        }
+        Arrivals::Open { profile, .. } => {
+            // Measured arrivals by `t` number `expected(t) - expected(warmup)`
+            // on average, with a spread of about its square root (a Poisson
+            // count); the margin also covers the estimate's own error.
+            let before = profile.expected(warmup);
+            let by = |count: f64| -> Option<Nanos> {
+                let reached = |t: Nanos| profile.expected(t) - before >= count;
+                let mut high = warmup.max(SECOND);
+                while !reached(high) {
+                    high = high.checked_mul(2)?;
+                }
+                let mut low = warmup;
+                while high - low > (high / 1_000_000).max(1_000) {
+                    let mid = low + (high - low) / 2;
+                    if reached(mid) {
+                        high = mid;
+                    } else {
+                        low = mid;
+                    }
+                }
+                Some(high)
+            };
+            let n = n as f64;
+            let end = by(n)?;
+            let at = by(n + 6.0 * n.sqrt() + 0.01 * n + 6.0)?;
+            let message = format!(
+                "this event happens after arrivals stop: at the scenario's arrival rate, the \
+                 {n} measured requests have all arrived by about {}",
+                Human(end)
+            );
+            Some(LateFrom { at, message })
         }
     }
 }

@@ -2,10 +2,11 @@
 //!
 //! Like the spec types, these deny unknown keys, so the derived JSON Schema
 //! says `additionalProperties: false` and a misspelt key is a finding.
-//! Durations stay strings and numbers stay unconstrained here; [`crate::check`]
-//! checks them and resolves names against the plan, so that every bad value
-//! is reported with its own location and code rather than as a generic
-//! schema mismatch.
+//! Durations stay strings here, and whole numbers state only the range an
+//! editor can show; [`crate::check`] checks every value and resolves names
+//! against the plan, so that every bad value is reported with its own
+//! location and code (its finding replaces the schema's about the same
+//! value) rather than as a generic schema mismatch.
 
 use std::collections::BTreeMap;
 
@@ -38,6 +39,7 @@ pub struct Scenario {
     /// Number of measured requests (arriving after the warm-up) after which
     /// arrivals stop. Give exactly one of `duration` and `requests`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub requests: Option<u64>,
     /// Virtual time at the start whose arrivals are served but left out of
     /// every statistic, so results describe the steady state rather than an
@@ -64,7 +66,9 @@ pub struct Scenario {
     pub balancers: Option<Vec<VariantName>>,
     /// Gateway settings applied to every route and pool, over what the spec
     /// says: timeouts, retries, retry budget, circuit breaking, health checks,
-    /// outlier detection, and the number of gateway instances.
+    /// outlier detection, and the number of gateway instances. Each section
+    /// changes only the settings it names; the others stay as each route or
+    /// pool has them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<GatewayModel>,
     /// Settings to compare, as a grid: every balancer runs with every
@@ -105,6 +109,7 @@ pub struct Arrivals {
     /// Closed loop: this many clients, each sending its next request when
     /// the last one is answered, after a think time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1_000_000))]
     pub clients: Option<u32>,
     /// Mean think time of a closed-loop client (exponential), such as
     /// `100ms`. Default: `0s`.
@@ -210,7 +215,9 @@ pub struct TrafficShare {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listener: Option<String>,
     /// Relative share: a share with weight 2 receives twice the requests of a
-    /// share with weight 1. Positive. Default: 1.
+    /// share with weight 1. Positive, and neither so large that the weights'
+    /// sum overflows nor so small beside the others that adding it changes
+    /// nothing. Default: 1.
     #[serde(default = "one")]
     pub weight: f64,
     /// Request headers by name, such as `x-api-key: { zipf: { keys: 1000,
@@ -269,6 +276,7 @@ pub struct DrawnKeys {
 #[serde(deny_unknown_fields)]
 pub struct ZipfKeys {
     /// How many distinct keys there are: 1 to 1,000,000.
+    #[schemars(range(min = 1, max = 1_000_000))]
     pub keys: u64,
     /// The law's exponent `s`: positive, at most 10; around 1 for real
     /// traffic, larger for a few very hot keys.
@@ -280,6 +288,7 @@ pub struct ZipfKeys {
 #[serde(deny_unknown_fields)]
 pub struct UniformKeys {
     /// How many distinct keys there are: 1 to 1,000,000.
+    #[schemars(range(min = 1, max = 1_000_000))]
     pub keys: u64,
 }
 
@@ -295,12 +304,14 @@ pub struct PoolModel {
     /// connection limit. Requests beyond that wait in a first-in, first-out
     /// queue at the endpoint. At least 1. Default: 1.
     #[serde(default = "one_worker")]
+    #[schemars(range(min = 1))]
     pub workers: u32,
     /// How long a worker takes per request.
     pub service: ServiceModel,
     /// Most requests that may wait at one endpoint; an endpoint with this
     /// many waiting answers further requests with 503 at once. Default: no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub queue_limit: Option<u32>,
     /// Endpoints that differ from the pool's model, by address (as in the
     /// spec) or by position in the pool (`"0"`, `"1"`...).
@@ -314,12 +325,14 @@ pub struct PoolModel {
 pub struct EndpointModel {
     /// Requests this endpoint serves at once. At least 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub workers: Option<u32>,
     /// This endpoint's service time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<ServiceModel>,
     /// Most requests that may wait at this endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub queue_limit: Option<u32>,
 }
 
@@ -454,11 +467,8 @@ pub use self::gateway::{
 /// The scenario JSON Schema, pretty-printed with a final newline, as
 /// committed in `schemas/scenario.schema.json`.
 pub fn schema_text() -> String {
-    let schema = schemars::schema_for!(Scenario);
-    let mut text =
-        serde_json::to_string_pretty(&schema).expect("a derived schema serialises to JSON");
-    text.push('\n');
-    text
+    use sluice_compiler::schema::{pretty, schema_value};
+    pretty(&schema_value::<Scenario>())
 }
 
 #[cfg(test)]
@@ -472,6 +482,81 @@ mod tests {
             let name: VariantName = serde_json::from_value(balance.as_str().into())
                 .unwrap_or_else(|e| panic!("no variant named {}: {e}", balance.as_str()));
             assert_eq!(name.variant(), Variant::all(balance));
+        }
+    }
+
+    /// Every whole number of the schema, by pointer into the schema, with
+    /// its `minimum` and `maximum`.
+    fn bounds(schema: &serde_json::Value) -> Vec<(String, Option<i128>, Option<i128>)> {
+        fn walk(
+            v: &serde_json::Value,
+            at: String,
+            out: &mut Vec<(String, Option<i128>, Option<i128>)>,
+        ) {
+            let Some(map) = v.as_object() else {
+                for (i, item) in v.as_array().into_iter().flatten().enumerate() {
+                    walk(item, format!("{at}/{i}"), out);
+                }
+                return;
+            };
+            let integer = match &map.get("type") {
+                Some(serde_json::Value::String(t)) => t == "integer",
+                Some(serde_json::Value::Array(ts)) => ts.iter().any(|t| t == "integer"),
+                _ => false,
+            };
+            if integer {
+                let n = |k: &str| {
+                    map.get(k)
+                        .and_then(|v| v.as_i64().map(i128::from).or(v.as_u64().map(i128::from)))
+                };
+                out.push((at.clone(), n("minimum"), n("maximum")));
+            }
+            for (key, item) in map {
+                walk(item, format!("{at}/{key}"), out);
+            }
+        }
+        let mut out = Vec::new();
+        walk(schema, String::new(), &mut out);
+        out
+    }
+
+    #[test]
+    fn schema_states_the_range_of_every_whole_number() {
+        let schema: serde_json::Value = serde_json::from_str(&schema_text()).unwrap();
+        let found = bounds(&schema);
+        for (at, low, high) in &found {
+            assert!(low.is_some() && high.is_some(), "{at} lacks a bound: {low:?} {high:?}");
+        }
+        // Counts whose real minimum is 1 say so, and limits the check
+        // enforces are the schema's maximum.
+        let wanted = [
+            ("/$defs/Arrivals/properties/clients", 1, 1_000_000),
+            ("/$defs/BreakerModel/properties/max_connections", 1, u32::MAX.into()),
+            ("/$defs/BreakerModel/properties/max_pending", 1, u32::MAX.into()),
+            ("/$defs/BreakerModel/properties/max_requests", 1, u32::MAX.into()),
+            ("/$defs/EndpointModel/properties/workers", 1, u32::MAX.into()),
+            ("/$defs/EndpointModel/properties/queue_limit", 1, u32::MAX.into()),
+            ("/$defs/GatewayModel/properties/instances", 1, 64),
+            ("/$defs/Grid/properties/attempts/items", 1, 100),
+            ("/$defs/Grid/properties/healthy_threshold/items", 1, u32::MAX.into()),
+            ("/$defs/Grid/properties/unhealthy_threshold/items", 1, u32::MAX.into()),
+            ("/$defs/Grid/properties/max_connections/items", 1, u32::MAX.into()),
+            ("/$defs/Grid/properties/max_pending/items", 1, u32::MAX.into()),
+            ("/$defs/Grid/properties/max_requests/items", 1, u32::MAX.into()),
+            ("/$defs/HealthModel/properties/healthy_threshold", 1, u32::MAX.into()),
+            ("/$defs/HealthModel/properties/unhealthy_threshold", 1, u32::MAX.into()),
+            ("/$defs/OutlierModel/properties/max_ejection_percent", 0, 100),
+            ("/$defs/PoolModel/properties/workers", 1, u32::MAX.into()),
+            ("/$defs/PoolModel/properties/queue_limit", 1, u32::MAX.into()),
+            ("/$defs/RetryModel/properties/attempts", 1, 100),
+            ("/$defs/UniformKeys/properties/keys", 1, 1_000_000),
+            ("/$defs/ZipfKeys/properties/keys", 1, 1_000_000),
+            ("/properties/requests", 1, u64::MAX.into()),
+            ("/properties/seed", 0, u64::MAX.into()),
+        ];
+        for (at, low, high) in wanted {
+            let got = found.iter().find(|f| f.0 == at).unwrap_or_else(|| panic!("no {at}"));
+            assert_eq!((got.1, got.2), (Some(low), Some(high)), "{at}");
         }
     }
 

@@ -458,22 +458,57 @@ impl RateProfile {
         self.changes.is_empty() && self.bursts.is_empty() && self.daily.is_none()
     }
 
-    /// The expected number of arrivals in `[0, end)`, by a fine Riemann sum.
+    /// The expected number of arrivals in `[0, end)`: a midpoint sum over
+    /// the pieces between breakpoints (the ends of changes' ramps and of
+    /// bursts, and with a daily curve, the start of every hour), on each of
+    /// which the rate is linear or a product of two linear terms, so the sum
+    /// is exact or very nearly. Over more than a thousand days, a daily
+    /// curve counts at its mean multiplier.
     pub fn expected(&self, end: Nanos) -> f64 {
         const STEPS: u64 = 1_000;
-        let step = (end / STEPS).max(1);
+        const MOST_DAYS: u64 = 1_000;
+        let mut points = vec![0, end];
+        for c in &self.changes {
+            points.extend([c.at, c.at.saturating_add(c.ramp)]);
+        }
+        for b in &self.bursts {
+            points.extend([b.from, b.until]);
+        }
+        if let Some(d) = &self.daily {
+            let hours = d.hours.len().max(1) as u64;
+            if end / d.period.max(1) > MOST_DAYS {
+                let mean = d.hours.iter().sum::<f64>() / hours as f64;
+                let without = RateProfile { daily: None, ..self.clone() };
+                return without.expected(end) * mean;
+            }
+            let hour = (d.period / hours).max(1);
+            points.extend((0..=end / hour).map(|h| h * d.period / hours));
+        }
+        points.retain(|&t| t <= end);
+        points.sort_unstable();
+        points.dedup();
         let mut total = 0.0;
-        let mut t = 0;
-        while t < end {
-            let width = step.min(end - t);
-            total += self.at(t + width / 2) * width as f64 / 1e9;
-            t += width;
+        for piece in points.windows(2) {
+            let (from, to) = (piece[0], piece[1]);
+            let steps = (STEPS as u128 * u128::from(to - from) / u128::from(end.max(1))).max(1);
+            let step = ((u128::from(to - from) / steps) as Nanos).max(1);
+            let mut t = from;
+            while t < to {
+                let width = step.min(to - t);
+                total += self.at(t + width / 2) * width as f64 / 1e9;
+                t += width;
+            }
         }
         total
     }
 }
 
 /// Gateway settings, lowered into the traffic crate's types.
+///
+/// A scenario's `gateway:` sections change single settings over each
+/// route's and pool's own (from the spec), as the variant grid does: only
+/// what a section names changes, in [`Overrides`]. A grid value wins over
+/// the scenario's for the same setting.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Gateway {
     /// Gateway replicas (>= 1), each with its own decision state.
@@ -482,37 +517,81 @@ pub struct Gateway {
     pub timeout: Option<Duration>,
     /// Per-try timeout, over the spec's.
     pub per_try_timeout: Option<Duration>,
-    /// Retry policy, over the spec's.
+    /// A whole retry policy in place of every route's own, for callers
+    /// that build a workload by hand; `attempts` and `overrides` still
+    /// change single fields over it. Scenarios never set it.
     pub retries: Option<RetrySettings>,
-    /// Retry attempts, over both.
+    /// Retry attempts, over the route's policy.
     pub attempts: Option<u32>,
-    pub budget: Option<BudgetSettings>,
-    pub circuit: Option<CircuitLimits>,
-    pub health: Option<HealthSettings>,
-    pub outlier: Option<OutlierSettings>,
-    /// A variant's single settings, applied over each pool's and route's
-    /// own (whether they come from the spec or from the scenario).
+    /// `Some(true)`: every route has a retry budget, its own or the default
+    /// one; `Some(false)`: none has; `None`: each route keeps its own.
+    pub budget: Option<bool>,
+    /// Every pool has active health checks, its own or the default ones.
+    pub health: bool,
+    /// Every pool has outlier detection, its own or the default one.
+    pub outlier: bool,
+    /// Single settings, applied over each pool's and route's own (a pool
+    /// or route without the feature gets its defaults with the change).
     pub overrides: Overrides,
 }
 
-/// Single settings a variant changes, each over whatever a pool or route
-/// has otherwise: only the named limit or threshold changes.
+/// Single settings, each over whatever a pool or route has otherwise: only
+/// the named limit, threshold or duration changes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Overrides {
     /// The circuit breaker's limits.
     pub max_requests: Option<u32>,
     pub max_connections: Option<u32>,
     pub max_pending: Option<u32>,
-    /// The retry budget's `ratio_percent` (a route without a budget gets
-    /// the default one with this ratio).
+    /// The retry policy's `on` conditions and backoff.
+    pub retry_on: Option<RetryConditions>,
+    pub backoff_base: Option<Duration>,
+    pub backoff_max: Option<Duration>,
+    /// The retry budget's settings (a route without a budget gets the
+    /// default one with these).
     pub budget_ratio: Option<u32>,
+    pub budget_min_per_second: Option<u32>,
+    pub budget_window: Option<Duration>,
     /// Health-check settings (a pool without health checks gets the
     /// default ones with these).
     pub health_interval: Option<Duration>,
+    pub health_jitter: Option<Duration>,
+    pub health_timeout: Option<Duration>,
     pub healthy_threshold: Option<u32>,
     pub unhealthy_threshold: Option<u32>,
-    /// The retry policy's `on` conditions.
-    pub retry_on: Option<RetryConditions>,
+    /// Outlier-detection settings (a pool without outlier detection gets
+    /// the default one with these).
+    pub consecutive_failures: Option<u32>,
+    pub consecutive_connect_failures: Option<u32>,
+    pub base_ejection: Option<Duration>,
+    pub max_ejection: Option<Duration>,
+    pub max_ejection_percent: Option<u8>,
+}
+
+impl Overrides {
+    fn circuit(&self) -> bool {
+        [self.max_requests, self.max_connections, self.max_pending].iter().any(Option::is_some)
+    }
+
+    fn budget(&self) -> bool {
+        self.budget_ratio.is_some()
+            || self.budget_min_per_second.is_some()
+            || self.budget_window.is_some()
+    }
+
+    fn health(&self) -> bool {
+        let counts = [self.healthy_threshold, self.unhealthy_threshold];
+        let times = [self.health_interval, self.health_jitter, self.health_timeout];
+        counts.iter().any(Option::is_some) || times.iter().any(Option::is_some)
+    }
+
+    fn outlier(&self) -> bool {
+        let counts = [self.consecutive_failures, self.consecutive_connect_failures];
+        let times = [self.base_ejection, self.max_ejection];
+        counts.iter().any(Option::is_some)
+            || times.iter().any(Option::is_some)
+            || self.max_ejection_percent.is_some()
+    }
 }
 
 impl Default for Gateway {
@@ -524,9 +603,8 @@ impl Default for Gateway {
             retries: None,
             attempts: None,
             budget: None,
-            circuit: None,
-            health: None,
-            outlier: None,
+            health: false,
+            outlier: false,
             overrides: Overrides::default(),
         }
     }
@@ -543,61 +621,89 @@ impl Gateway {
 
     /// The retry policy of `route` under these settings.
     pub fn retries(&self, route: &RouteShape) -> RetrySettings {
+        let o = &self.overrides;
         let mut r = self.retries.clone().unwrap_or_else(|| route.retries.clone());
-        if let Some(a) = self.attempts {
-            r.attempts = a;
-        }
-        if let Some(on) = self.overrides.retry_on {
+        r.attempts = self.attempts.unwrap_or(r.attempts);
+        if let Some(on) = o.retry_on {
             r.on = on.to_retry_on();
         }
+        r.backoff_base = o.backoff_base.unwrap_or(r.backoff_base);
+        r.backoff_max = o.backoff_max.unwrap_or(r.backoff_max);
         r
     }
 
     /// The retry budget of `route` under these settings, if it has one.
     pub fn budget(&self, route: &RouteShape) -> Option<BudgetSettings> {
-        if self.budget == Some(NO_BUDGET) {
-            return None;
-        }
-        let own = self.budget.or(route.budget);
-        match self.overrides.budget_ratio {
-            Some(ratio) => Some(BudgetSettings { ratio_percent: ratio, ..own.unwrap_or_default() }),
-            None => own,
-        }
+        let o = &self.overrides;
+        let own = match (self.budget, route.budget) {
+            (Some(false), _) => return None,
+            (_, Some(own)) => own,
+            (Some(true), None) => BudgetSettings::default(),
+            (None, None) if o.budget() => BudgetSettings::default(),
+            (None, None) => return None,
+        };
+        Some(BudgetSettings {
+            ratio_percent: o.budget_ratio.unwrap_or(own.ratio_percent),
+            min_per_second: o.budget_min_per_second.unwrap_or(own.min_per_second),
+            window: o.budget_window.unwrap_or(own.window),
+        })
     }
 
     /// The decision settings of `pool` under these settings.
     pub fn pool(&self, pool: &PoolShape) -> PoolRules {
         let (own, o) = (&pool.rules, &self.overrides);
-        let mut circuit = self.circuit.or(own.circuit);
-        if o.max_requests.is_some() || o.max_connections.is_some() || o.max_pending.is_some() {
-            let c = circuit.unwrap_or_default();
-            circuit = Some(CircuitLimits {
-                max_requests: o.max_requests.unwrap_or(c.max_requests),
-                max_connections: o.max_connections.unwrap_or(c.max_connections),
-                max_pending: o.max_pending.unwrap_or(c.max_pending),
-            });
-        }
-        let mut health = self.health.clone().or_else(|| own.health.clone());
-        let health_changes =
-            [o.healthy_threshold, o.unhealthy_threshold].iter().any(Option::is_some);
-        if o.health_interval.is_some() || health_changes {
-            let mut h = health.unwrap_or_default();
-            h.interval = o.health_interval.unwrap_or(h.interval);
-            h.healthy_threshold = o.healthy_threshold.unwrap_or(h.healthy_threshold);
-            h.unhealthy_threshold = o.unhealthy_threshold.unwrap_or(h.unhealthy_threshold);
-            health = Some(h);
-        }
+        let circuit = match own.circuit {
+            None if !o.circuit() => None,
+            c => {
+                let c = c.unwrap_or_default();
+                Some(CircuitLimits {
+                    max_requests: o.max_requests.unwrap_or(c.max_requests),
+                    max_connections: o.max_connections.unwrap_or(c.max_connections),
+                    max_pending: o.max_pending.unwrap_or(c.max_pending),
+                })
+            }
+        };
+        let health = match &own.health {
+            None if !(self.health || o.health()) => None,
+            h => {
+                let h = h.clone().unwrap_or_default();
+                Some(HealthSettings {
+                    interval: o.health_interval.unwrap_or(h.interval),
+                    jitter: o.health_jitter.unwrap_or(h.jitter),
+                    timeout: o.health_timeout.unwrap_or(h.timeout),
+                    healthy_threshold: o.healthy_threshold.unwrap_or(h.healthy_threshold),
+                    unhealthy_threshold: o.unhealthy_threshold.unwrap_or(h.unhealthy_threshold),
+                    ..h
+                })
+            }
+        };
+        let outlier = match own.outlier {
+            None if !(self.outlier || o.outlier()) => None,
+            d => {
+                let d = d.unwrap_or_default();
+                Some(OutlierSettings {
+                    consecutive_failures: o.consecutive_failures.unwrap_or(d.consecutive_failures),
+                    consecutive_connect_failures: o
+                        .consecutive_connect_failures
+                        .unwrap_or(d.consecutive_connect_failures),
+                    base_ejection: o.base_ejection.unwrap_or(d.base_ejection),
+                    max_ejection: o.max_ejection.unwrap_or(d.max_ejection),
+                    max_ejection_percent: o.max_ejection_percent.unwrap_or(d.max_ejection_percent),
+                })
+            }
+        };
         PoolRules {
             choices: own.choices,
             ewma_window: own.ewma_window,
             balance: own.balance.clone(),
             health,
-            outlier: self.outlier.or(own.outlier),
+            outlier,
             circuit,
         }
     }
 
-    /// These settings with a variant's overrides applied.
+    /// These settings with a variant's overrides applied: each of its
+    /// values wins over the scenario's for the same setting.
     pub fn with(&self, variant: &Variant) -> Gateway {
         let mut g = self.clone();
         if let Some(attempts) = variant.attempts {
@@ -621,21 +727,12 @@ impl Gateway {
         if variant.retry_budget != Some(false) {
             o.budget_ratio = variant.budget_ratio.or(o.budget_ratio);
         }
-        match variant.retry_budget {
-            Some(false) => g.budget = Some(NO_BUDGET),
-            Some(true) => g.budget = Some(g.budget.filter(|b| *b != NO_BUDGET).unwrap_or_default()),
-            None => {}
+        if let Some(on) = variant.retry_budget {
+            g.budget = Some(on);
         }
         g
     }
 }
-
-/// The budget that stands for "no budget" in a variant: it never refuses.
-pub const NO_BUDGET: BudgetSettings = BudgetSettings {
-    ratio_percent: u32::MAX,
-    min_per_second: u32::MAX,
-    window: Duration::from_secs(1),
-};
 
 /// What happens to one endpoint (a flat index over every pool's endpoints)
 /// at a time.
@@ -898,6 +995,24 @@ mod tests {
     /// The largest rate seen at every millisecond before `end`.
     fn scanned(profile: &RateProfile, end: Nanos) -> f64 {
         (0..end / 1_000_000).map(|ms| profile.at(ms * 1_000_000)).fold(0.0, f64::max)
+    }
+
+    #[test]
+    fn expected_arrivals_are_exact_across_steps_ramps_and_bursts() {
+        let profile = RateProfile {
+            base: 300.0,
+            changes: vec![
+                RateChange { at: 6 * SECOND + 1, ramp: 0, rate: 30.0 },
+                RateChange { at: 10 * SECOND, ramp: 2 * SECOND + 7, rate: 130.0 },
+            ],
+            bursts: vec![Burst { from: 20 * SECOND + 3, until: 21 * SECOND, factor: 2.0 }],
+            daily: None,
+        };
+        // 300/s for 6 s, 30/s for 4 s, a ramp from 30 to 130/s over 2 s,
+        // then 130/s, doubled for a second.
+        let exact = 1800.0 + 120.0 + 160.0 + 130.0 * 18.0 + 130.0;
+        let got = profile.expected(30 * SECOND);
+        assert!((got - exact).abs() < 1e-3, "{got} against {exact}");
     }
 
     #[test]

@@ -310,3 +310,94 @@ gateway:
     }
     assert_eq!(found.len(), 8, "{found:#?}");
 }
+
+/// A scenario's `gateway:` sections change only the settings they name,
+/// over each pool's and route's own; a grid value wins over both.
+#[test]
+fn gateway_sections_change_only_what_they_name() {
+    let spec = common::spec(
+        2,
+        "    circuit_breaker: { max_connections: 1, max_pending: 4 }
+    health_check: { path: /health, interval: 2s, unhealthy_threshold: 4 }
+    outlier_detection: { consecutive_failures: 7, base_ejection: 40s }
+",
+    )
+    .replace(
+        "    to: app\n",
+        "    to: app
+    retries: { attempts: 3, on: [timeout, 503], backoff: { base: 5ms } }
+    retry_budget: { percent: 30, min_per_second: 2 }
+",
+    );
+    let plan = common::plan(&spec);
+    let topology = sluice_simulator::Topology::from_plan(&plan);
+    let (pool, route) = (&topology.pools[0], &topology.routes[0]);
+    let resolve = |gateway: &str, grid: &str| {
+        let scenario = format!(
+            "version: 1\nduration: 5s\narrivals: {{ rate: 10 }}\npools:\n  \
+             app: {{ workers: 1, service: {{ distribution: constant, value: 1ms }} }}\n\
+             gateway: {gateway}\n{grid}"
+        );
+        let w = common::workload(&plan, "scenario.yaml", &scenario);
+        let g = w.gateway.with(&w.variants[0]);
+        (g.pool(pool), g.retries(route), g.budget(route))
+    };
+
+    let (rules, retries, budget) = resolve(
+        "{ circuit_breaker: { max_requests: 1000 }, health_check: { timeout: 1s }, \
+         outlier_detection: { max_ejection_percent: 20 }, retries: { per_try_timeout: 1s }, \
+         retry_budget: { window: 20s } }",
+        "",
+    );
+    let c = rules.circuit.expect("the spec's breaker stays");
+    assert_eq!((c.max_connections, c.max_pending, c.max_requests), (1, 4, 1000));
+    let h = rules.health.expect("the spec's health checks stay");
+    assert_eq!(
+        (h.interval, h.timeout, h.unhealthy_threshold),
+        (Duration::from_secs(2), Duration::from_secs(1), 4)
+    );
+    let o = rules.outlier.expect("the spec's outlier detection stays");
+    assert_eq!(
+        (o.consecutive_failures, o.base_ejection, o.max_ejection_percent),
+        (7, Duration::from_secs(40), 20)
+    );
+    assert_eq!(retries.attempts, 3);
+    assert_eq!((retries.on.timeout, retries.on.statuses.clone()), (true, vec![503]));
+    assert_eq!(retries.backoff_base, Duration::from_millis(5));
+    let b = budget.expect("the spec's budget stays");
+    assert_eq!((b.ratio_percent, b.min_per_second, b.window), (30, 2, Duration::from_secs(20)));
+
+    // Empty sections change nothing.
+    let empty = "{ circuit_breaker: {}, health_check: {}, outlier_detection: {}, retries: {}, \
+                 retry_budget: {} }";
+    let (rules, retries, budget) = resolve(empty, "");
+    let spec_only = resolve("{}", "");
+    assert_eq!(rules, spec_only.0);
+    assert_eq!(retries, spec_only.1);
+    assert_eq!(budget, spec_only.2);
+
+    // A grid value wins over the scenario's for the same setting, and
+    // leaves the others to it.
+    let (rules, ..) = resolve(
+        "{ circuit_breaker: { max_connections: 50, max_requests: 1000 } }",
+        "grid: { max_connections: [9] }\n",
+    );
+    let c = rules.circuit.unwrap();
+    assert_eq!((c.max_connections, c.max_pending, c.max_requests), (9, 4, 1000));
+
+    // A pool or route without the feature gets its defaults with the change.
+    let bare = common::plan(&common::spec(2, ""));
+    let bare = sluice_simulator::Topology::from_plan(&bare);
+    let scenario = "version: 1\nduration: 5s\narrivals: { rate: 10 }\npools:\n  \
+                    app: { workers: 1, service: { distribution: constant, value: 1ms } }\n\
+                    gateway: { circuit_breaker: { max_pending: 3 }, health_check: {}, \
+                    retry_budget: { ratio_percent: 5 } }\n";
+    let w = common::workload(&common::plan(&common::spec(2, "")), "s.yaml", scenario);
+    let rules = w.gateway.pool(&bare.pools[0]);
+    let c = rules.circuit.unwrap();
+    assert_eq!((c.max_connections, c.max_pending, c.max_requests), (u32::MAX, 3, u32::MAX));
+    assert_eq!(rules.health, Some(HealthSettings::default()));
+    assert_eq!(rules.outlier, None);
+    let b = w.gateway.budget(&bare.routes[0]).unwrap();
+    assert_eq!((b.ratio_percent, b.min_per_second), (5, 10));
+}

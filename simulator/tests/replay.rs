@@ -80,3 +80,38 @@ fn a_pool_hashing_on_the_client_address_keeps_each_logged_client_on_one_endpoint
     assert!(whole.contains(&spread), "{others:?}");
     assert_ne!(others, counts, "three other addresses took the same endpoints");
 }
+
+/// With `requests`, a replay ends at its last measured arrival, known from
+/// the log: an event after it is reported (S0421), one before it is not.
+#[test]
+fn an_event_after_the_last_replayed_request_is_late() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("replay").join("late");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("access.log"), log(["10.0.0.1", "10.0.0.2", "10.0.0.3"], 1000))
+        .unwrap();
+    let path = dir.join("scenario.yaml");
+    let plan = hashed();
+    let late = |at: &str| {
+        // Requests arrive a millisecond apart: the 100 after a 200 ms
+        // warm-up end with the one at 299 ms.
+        let text = format!(
+            "{SCENARIO}warmup: 200ms\nrequests: 100\nevents:\n  - {{ at: {at}, action: crash }}\n"
+        );
+        let checked = sluice_simulator::check_scenario(
+            sluice_compiler::document::SourceFile::new(path.to_str().unwrap(), text),
+            Some(&plan),
+        );
+        assert!(!checked.has_errors(), "{:?}", checked.diagnostics);
+        let found: Vec<String> = checked
+            .diagnostics
+            .iter()
+            .filter(|d| d.code.id == "S0421")
+            .map(|d| d.message.clone())
+            .collect();
+        found
+    };
+    assert_eq!(late("290ms"), Vec::<String>::new());
+    let found = late("300ms");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains("arrives at 299.00ms"), "{found:?}");
+}

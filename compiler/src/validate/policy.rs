@@ -7,8 +7,9 @@
 //! - limits agree with each other (`max_ejection` not below `base_ejection`,
 //!   backoff `max` not below `base`, status ranges low to high);
 //! - retries whose tries cannot all fit in the route's timeout, retries
-//!   without a budget, health checks slower than the route's timeout, and an
-//!   ejection cap that ejects nobody in a small pool are warnings.
+//!   without a budget, health checks slower than the route's timeout, an
+//!   ejection cap that ejects nobody in a small pool, and a connection limit
+//!   below the pool's endpoints are warnings.
 
 use std::time::Duration;
 
@@ -17,8 +18,8 @@ use crate::diagnostic::{codes, Diagnostic};
 use crate::document::Document;
 use crate::lower::{status_range, DEFAULT_HEALTH_INTERVAL, DEFAULT_HEALTH_TIMEOUT};
 use crate::spec::{
-    parse_duration, Balance, HashOn, Pool, Retries, RetryFailure, RetryOn, Route, Spec, StatusSpec,
-    Target,
+    parse_duration, Balance, HashOn, Pool, Protocol, Retries, RetryFailure, RetryOn, Route, Spec,
+    StatusSpec, Target,
 };
 use crate::template::Template;
 
@@ -149,6 +150,51 @@ fn check_pool(doc: &Document, spec: &Spec, i: usize, pool: &Pool, out: &mut Vec<
     if let Some(slow) = &pool.slow_start {
         check_duration(doc, &format!("{base}/slow_start"), "window", Some(&slow.window), out);
     }
+    check_connections(doc, i, pool, out);
+}
+
+/// A connection limit below the endpoints that take traffic: a try needs a
+/// connection to the endpoint it is sent to, so some endpoints may never
+/// get one while the others hold every place.
+fn check_connections(doc: &Document, i: usize, pool: &Pool, out: &mut Vec<Diagnostic>) {
+    let Some(limit) = pool.circuit_breaker.as_ref().and_then(|c| c.max_connections) else {
+        return;
+    };
+    // An endpoint of weight 0 is drained and needs no connection.
+    let serving = pool.endpoints.iter().filter(|e| e.weight > 0).count();
+    if u64::from(limit) >= serving as u64 {
+        return;
+    }
+    let name = &pool.name;
+    let (message, help) = match pool.protocol {
+        Protocol::Http1 => (
+            format!(
+                "pool `{name}` allows {limit} upstream connection(s) for its {serving} endpoints, \
+                 so some endpoints may get none: an idle kept-alive connection to one endpoint \
+                 keeps its place until `idle_timeout` closes it, and while every place is held, \
+                 tries sent to an endpoint without a connection are answered 503"
+            ),
+            format!(
+                "raise `max_connections` to at least {serving}, one per endpoint, plus the \
+                 requests you expect in flight"
+            ),
+        ),
+        Protocol::Http2 => (
+            format!(
+                "pool `{name}` allows {limit} upstream connection(s) for its {serving} HTTP/2 \
+                 endpoints, each of which needs one: at most {limit} of them have a connection \
+                 at a time (each kept until `idle_timeout` closes it idle), and requests sent \
+                 to the others meanwhile are answered 503"
+            ),
+            format!("raise `max_connections` to at least {serving}, one per endpoint"),
+        ),
+    };
+    out.push(
+        Diagnostic::warning(codes::TOO_FEW_CONNECTIONS, message)
+            .with_help(help)
+            .at(doc, &format!("/pools/{i}/circuit_breaker/max_connections"))
+            .with_key_label(doc, &format!("/pools/{i}/endpoints"), "the endpoints"),
+    );
 }
 
 /// A setting that the pool's algorithm does not read.

@@ -11,14 +11,13 @@ const MAX_CLIENTS: u32 = 1_000_000;
 const MAX_ATTEMPTS: u32 = 100;
 
 use sluice_compiler::Diagnostic;
-use sluice_traffic::{BudgetSettings, CircuitLimits, HealthSettings, OutlierSettings};
 
-use super::{codes, known, pool_shares, Checker};
+use super::{codes, known, pool_shares, Checker, LateFrom};
 use crate::scenario::{self, ActionName, EventModel, GatewayModel, Grid, PatternName, Scenario};
 use crate::time::Nanos;
 use crate::workload::{
-    Arrivals, Burst, DailyCurve, Fault, FaultKind, Gateway, Length, Pattern, RateChange,
-    RateProfile, RetryConditions, RouteShare, Variant,
+    Arrivals, Burst, DailyCurve, Fault, FaultKind, Gateway, Pattern, RateChange, RateProfile,
+    RetryConditions, RouteShare, Variant,
 };
 
 /// Most variants a grid may produce.
@@ -271,96 +270,66 @@ impl Checker<'_> {
         }
         out.timeout = self.nonzero_span("/gateway/timeout", &g.timeout);
 
+        // Each section changes only the settings it names, over each
+        // route's or pool's own, as a grid value does.
+        let o = &mut out.overrides;
         if let Some(r) = &g.retries {
             let here = "/gateway/retries";
-            let mut retries = sluice_traffic::RetrySettings::default();
-            if let Some(a) = self.at_least_one(&format!("{here}/attempts"), "attempts", r.attempts)
-            {
-                retries.attempts = a;
-            }
+            out.attempts = self.at_least_one(&format!("{here}/attempts"), "attempts", r.attempts);
             if let Some(on) = &r.on {
-                retries.on = self.retry_on(&format!("{here}/on"), on);
+                o.retry_on = Some(RetryConditions::new(&self.retry_on(&format!("{here}/on"), on)));
             }
             out.per_try_timeout =
                 self.nonzero_span(&format!("{here}/per_try_timeout"), &r.per_try_timeout);
-            if let Some(b) = self.span(&format!("{here}/backoff"), &r.backoff) {
-                retries.backoff_base = b;
-            }
-            if let Some(b) = self.span(&format!("{here}/max_backoff"), &r.max_backoff) {
-                retries.backoff_max = b;
-            }
-            out.retries = Some(retries);
+            o.backoff_base = self.span(&format!("{here}/backoff"), &r.backoff);
+            o.backoff_max = self.span(&format!("{here}/max_backoff"), &r.max_backoff);
         }
         if let Some(b) = &g.retry_budget {
-            let d = BudgetSettings::default();
-            let window = self.nonzero_span("/gateway/retry_budget/window", &b.window);
-            out.budget = Some(BudgetSettings {
-                ratio_percent: b.ratio_percent.unwrap_or(d.ratio_percent),
-                min_per_second: b.min_per_second.unwrap_or(d.min_per_second),
-                window: window.unwrap_or(d.window),
-            });
+            out.budget = Some(true);
+            o.budget_ratio = b.ratio_percent;
+            o.budget_min_per_second = b.min_per_second;
+            o.budget_window = self.nonzero_span("/gateway/retry_budget/window", &b.window);
         }
         if let Some(c) = &g.circuit_breaker {
             let mut limit = |name: &str, value: Option<u32>| {
-                let at = format!("/gateway/circuit_breaker/{name}");
-                self.at_least_one(&at, name, value).unwrap_or(u32::MAX)
+                self.at_least_one(&format!("/gateway/circuit_breaker/{name}"), name, value)
             };
-            out.circuit = Some(CircuitLimits {
-                max_requests: limit("max_requests", c.max_requests),
-                max_connections: limit("max_connections", c.max_connections),
-                max_pending: limit("max_pending", c.max_pending),
-            });
+            o.max_requests = limit("max_requests", c.max_requests);
+            o.max_connections = limit("max_connections", c.max_connections);
+            o.max_pending = limit("max_pending", c.max_pending);
         }
         if let Some(h) = &g.health_check {
             let here = "/gateway/health_check";
-            let d = HealthSettings::default();
-            let interval = self.nonzero_span(&format!("{here}/interval"), &h.interval);
-            let timeout = self.nonzero_span(&format!("{here}/timeout"), &h.timeout);
-            let healthy = self.at_least_one(
+            out.health = true;
+            o.health_interval = self.nonzero_span(&format!("{here}/interval"), &h.interval);
+            o.health_timeout = self.nonzero_span(&format!("{here}/timeout"), &h.timeout);
+            o.health_jitter = self.span(&format!("{here}/jitter"), &h.jitter);
+            o.healthy_threshold = self.at_least_one(
                 &format!("{here}/healthy_threshold"),
                 "healthy_threshold",
                 h.healthy_threshold,
             );
-            let unhealthy = self.at_least_one(
+            o.unhealthy_threshold = self.at_least_one(
                 &format!("{here}/unhealthy_threshold"),
                 "unhealthy_threshold",
                 h.unhealthy_threshold,
             );
-            out.health = Some(HealthSettings {
-                interval: interval.unwrap_or(d.interval),
-                jitter: self.span(&format!("{here}/jitter"), &h.jitter).unwrap_or(d.jitter),
-                timeout: timeout.unwrap_or(d.timeout),
-                healthy_threshold: healthy.unwrap_or(d.healthy_threshold),
-                unhealthy_threshold: unhealthy.unwrap_or(d.unhealthy_threshold),
-                ..d
-            });
         }
-        if let Some(o) = &g.outlier_detection {
+        if let Some(d) = &g.outlier_detection {
             let here = "/gateway/outlier_detection";
-            let d = OutlierSettings::default();
-            if o.max_ejection_percent.is_some_and(|p| p > 100) {
+            out.outlier = true;
+            if d.max_ejection_percent.is_some_and(|p| p > 100) {
                 let message = "`max_ejection_percent` is a percentage, 0 to 100";
                 self.push(
                     Diagnostic::error(codes::OUT_OF_RANGE, message),
                     &format!("{here}/max_ejection_percent"),
                 );
             }
-            out.outlier = Some(OutlierSettings {
-                consecutive_failures: o.consecutive_failures.unwrap_or(d.consecutive_failures),
-                consecutive_connect_failures: o
-                    .consecutive_connect_failures
-                    .unwrap_or(d.consecutive_connect_failures),
-                base_ejection: self
-                    .nonzero_span(&format!("{here}/base_ejection"), &o.base_ejection)
-                    .unwrap_or(d.base_ejection),
-                max_ejection: self
-                    .nonzero_span(&format!("{here}/max_ejection"), &o.max_ejection)
-                    .unwrap_or(d.max_ejection),
-                max_ejection_percent: o
-                    .max_ejection_percent
-                    .unwrap_or(d.max_ejection_percent)
-                    .min(100),
-            });
+            o.consecutive_failures = d.consecutive_failures;
+            o.consecutive_connect_failures = d.consecutive_connect_failures;
+            o.base_ejection = self.nonzero_span(&format!("{here}/base_ejection"), &d.base_ejection);
+            o.max_ejection = self.nonzero_span(&format!("{here}/max_ejection"), &d.max_ejection);
+            o.max_ejection_percent = d.max_ejection_percent.map(|p| p.min(100));
         }
         out
     }
@@ -413,57 +382,63 @@ impl Checker<'_> {
     pub(super) fn grid(&mut self, grid: Option<&Grid>, balancers: Vec<Variant>) -> Vec<Variant> {
         let Some(g) = grid else { return balancers };
         let mut variants = balancers;
-        let timeouts: Vec<Nanos> = g
-            .timeout
-            .iter()
-            .enumerate()
-            .filter_map(|(i, t)| self.nonzero_span(&format!("/grid/timeout/{i}"), &Some(t.clone())))
-            .map(|d| d.as_nanos() as Nanos)
-            .collect();
+        let spans = |this: &mut Self, name: &str, texts: &[String]| -> Vec<(usize, Nanos)> {
+            let at = |i: usize| format!("/grid/{name}/{i}");
+            let checked = texts.iter().enumerate();
+            let parsed = checked.filter_map(|(i, t)| {
+                this.nonzero_span(&at(i), &Some(t.clone())).map(|d| (i, d.as_nanos() as Nanos))
+            });
+            parsed.collect()
+        };
         // Counts of something, each at least 1.
-        let mut counts = |name: &str, values: &[u32]| -> Vec<u32> {
+        let counts = |this: &mut Self, name: &str, values: &[u32]| -> Vec<(usize, u32)> {
             let at = |i: usize| format!("/grid/{name}/{i}");
             let checked = values.iter().enumerate();
-            checked.filter_map(|(i, &n)| self.at_least_one(&at(i), name, Some(n))).collect()
+            let counted = checked
+                .filter_map(|(i, &n)| this.at_least_one(&at(i), name, Some(n)).map(|n| (i, n)));
+            counted.collect()
         };
-        let attempts = counts("attempts", &g.attempts);
-        let max_requests = counts("max_requests", &g.max_requests);
-        let max_connections = counts("max_connections", &g.max_connections);
-        let max_pending = counts("max_pending", &g.max_pending);
-        let healthy = counts("healthy_threshold", &g.healthy_threshold);
-        let unhealthy = counts("unhealthy_threshold", &g.unhealthy_threshold);
-        let per_try: Vec<Nanos> = g
-            .per_try_timeout
-            .iter()
-            .enumerate()
-            .filter_map(|(i, t)| {
-                self.nonzero_span(&format!("/grid/per_try_timeout/{i}"), &Some(t.clone()))
-            })
-            .map(|d| d.as_nanos() as Nanos)
-            .collect();
-        let retry_on: Vec<RetryConditions> = g
+        let timeouts = spans(self, "timeout", &g.timeout);
+        let timeouts = self.distinct("timeout", timeouts);
+        let attempts = counts(self, "attempts", &g.attempts);
+        let attempts = self.distinct("attempts", attempts);
+        let max_requests = counts(self, "max_requests", &g.max_requests);
+        let max_requests = self.distinct("max_requests", max_requests);
+        let max_connections = counts(self, "max_connections", &g.max_connections);
+        let max_connections = self.distinct("max_connections", max_connections);
+        let max_pending = counts(self, "max_pending", &g.max_pending);
+        let max_pending = self.distinct("max_pending", max_pending);
+        let healthy = counts(self, "healthy_threshold", &g.healthy_threshold);
+        let healthy = self.distinct("healthy_threshold", healthy);
+        let unhealthy = counts(self, "unhealthy_threshold", &g.unhealthy_threshold);
+        let unhealthy = self.distinct("unhealthy_threshold", unhealthy);
+        let per_try = spans(self, "per_try_timeout", &g.per_try_timeout);
+        let per_try = self.distinct("per_try_timeout", per_try);
+        // (A list with a bad condition is left out, so that what is left of
+        // it does not read as a repeat.)
+        let retry_on: Vec<(usize, RetryConditions)> = g
             .retry_on
             .iter()
             .enumerate()
-            .map(|(i, on)| RetryConditions::new(&self.retry_on(&format!("/grid/retry_on/{i}"), on)))
-            .collect();
-        let intervals: Vec<Nanos> = g
-            .health_interval
-            .iter()
-            .enumerate()
-            .filter_map(|(i, t)| {
-                self.nonzero_span(&format!("/grid/health_interval/{i}"), &Some(t.clone()))
+            .filter_map(|(i, on)| {
+                let before = self.found.len();
+                let on = RetryConditions::new(&self.retry_on(&format!("/grid/retry_on/{i}"), on));
+                (self.found.len() == before).then_some((i, on))
             })
-            .map(|d| d.as_nanos() as Nanos)
             .collect();
+        let retry_on = self.distinct("retry_on", retry_on);
+        let intervals = spans(self, "health_interval", &g.health_interval);
+        let intervals = self.distinct("health_interval", intervals);
+        let budgets = self.distinct("retry_budget", listed(&g.retry_budget));
+        let ratios = self.distinct("ratio_percent", listed(&g.ratio_percent));
         variants = cross(variants, &attempts, |v, &a| Variant { attempts: Some(a), ..v });
         variants = cross(variants, &timeouts, |v, &t| Variant { timeout: Some(t), ..v });
         variants = cross(variants, &max_requests, |v, &m| Variant { max_requests: Some(m), ..v });
         variants =
             cross(variants, &max_connections, |v, &m| Variant { max_connections: Some(m), ..v });
         variants = cross(variants, &max_pending, |v, &m| Variant { max_pending: Some(m), ..v });
-        variants = cross(variants, &g.retry_budget, |v, &b| Variant { retry_budget: Some(b), ..v });
-        variants = cross(variants, &g.ratio_percent, |v, &r| Variant {
+        variants = cross(variants, &budgets, |v, &b| Variant { retry_budget: Some(b), ..v });
+        variants = cross(variants, &ratios, |v, &r| Variant {
             // A budget switched off has no ratio: one variant, not one per ratio.
             budget_ratio: (v.retry_budget != Some(false)).then_some(r),
             ..v
@@ -489,26 +464,47 @@ impl Checker<'_> {
         unique
     }
 
+    /// The values of grid axis `name`, each once: a value listed again
+    /// (the same number, duration or conditions, however written) would
+    /// only repeat variants, and is a warning at the repeat.
+    fn distinct<T: PartialEq + Copy>(&mut self, name: &str, values: Vec<(usize, T)>) -> Vec<T> {
+        let mut out: Vec<(usize, T)> = Vec::new();
+        for (i, value) in values {
+            let Some(&(first, _)) = out.iter().find(|(_, v)| *v == value) else {
+                out.push((i, value));
+                continue;
+            };
+            let (here, there) = (format!("/grid/{name}/{i}"), format!("/grid/{name}/{first}"));
+            let written = |at: &str| self.doc.written(at).unwrap_or("?").trim().to_owned();
+            let (this, that) = (written(&here), written(&there));
+            let message = if this == that {
+                format!("`{this}` is listed more than once in `grid.{name}`")
+            } else {
+                format!("`{this}` in `grid.{name}` is the same as `{that}` listed before it")
+            };
+            let finding = Diagnostic::warning(codes::DUPLICATE_VARIANT, message)
+                .with_help("each variant runs once; remove the repeat")
+                .with_label(self.doc, &there, "listed first here");
+            self.push(finding, &here);
+        }
+        out.into_iter().map(|(_, v)| v).collect()
+    }
+
     /// Timed events, expanded (a rolling deploy becomes crashes and
     /// recoveries) and sorted by time.
     pub(super) fn events(
         &mut self,
         s: &Scenario,
-        length: Option<Length>,
+        late: Option<&LateFrom>,
         traffic: &[RouteShare],
     ) -> Vec<Fault> {
         let mut faults = Vec::new();
         for (i, e) in s.events.iter().enumerate() {
             let here = format!("/events/{i}");
             let Some(at) = self.duration(&format!("{here}/at"), &e.at) else { continue };
-            if let Some(Length::Duration(end)) = length {
-                if at >= end {
-                    let message = "this event happens after arrivals stop";
-                    self.push(
-                        Diagnostic::warning(codes::LATE_EVENT, message),
-                        &format!("{here}/at"),
-                    );
-                }
+            if let Some(late) = late.filter(|late| at >= late.at) {
+                let finding = Diagnostic::warning(codes::LATE_EVENT, late.message.clone());
+                self.push(finding, &format!("{here}/at"));
             }
             let Some(kind) = self.event_kind(&here, e) else { continue };
             let targets = self.targets(&here, e, traffic);
@@ -632,22 +628,51 @@ impl Checker<'_> {
                 }
             },
         };
+        let pointer = format!("{here}/endpoint");
+        // An event in every pool skips the pools that lack its endpoint,
+        // but an endpoint that no pool has is a mistake.
+        let every = e.pool.is_none();
         let mut out = Vec::new();
-        for p in pools {
+        for &p in &pools {
             match &e.endpoint {
                 None => out.extend((0..topology.pools[p].endpoints.len()).map(|i| (p, i))),
-                Some(name) => match self.endpoint_index(
-                    p,
-                    name,
-                    &format!("{here}/endpoint"),
-                    e.pool.is_none(),
-                ) {
-                    Some(i) => out.push((p, i)),
-                    None => continue,
-                },
+                Some(name) => {
+                    if let Some(i) = self.endpoint_index(p, name, &pointer, every) {
+                        out.push((p, i));
+                    }
+                }
             }
         }
+        if let (true, Some(name), true) = (every, &e.endpoint, out.is_empty()) {
+            self.no_pool_has(name, &pointer);
+        }
         out
+    }
+
+    /// The finding for an event in every pool whose endpoint none has.
+    fn no_pool_has(&mut self, name: &str, pointer: &str) {
+        let Some(topology) = self.topology else { return };
+        let finding = match name.parse::<usize>() {
+            Ok(i) => {
+                let most = topology.pools.iter().map(|p| p.endpoints.len()).max().unwrap_or(0);
+                let message = format!(
+                    "no pool has an endpoint at position {i}; the largest has {most} endpoint(s)"
+                );
+                let help = match most {
+                    0 => "the spec's pools have no endpoints".to_owned(),
+                    1 => "position 0 is the only one".to_owned(),
+                    n => format!("positions run from 0 to {}", n - 1),
+                };
+                Diagnostic::error(codes::UNKNOWN_ENDPOINT, message).with_help(help)
+            }
+            Err(_) => {
+                let labels = topology.pools.iter().flat_map(|p| &p.endpoints);
+                let help = known("endpoints", name, labels.map(|e| e.label.as_str()));
+                let message = format!("no pool has an endpoint `{name}`");
+                Diagnostic::error(codes::UNKNOWN_ENDPOINT, message).with_help(help)
+            }
+        };
+        self.push(finding, pointer);
     }
 
     /// The pool that receives the largest share of `traffic` (a split
@@ -685,8 +710,8 @@ impl Checker<'_> {
     }
 
     /// Endpoint `name` (an address or a position) of pool `p`. With
-    /// `lenient`, a position past the end of a small pool is skipped quietly
-    /// (an event for every pool names positions that some pools lack).
+    /// `lenient`, an endpoint the pool lacks is skipped quietly (an event
+    /// for every pool names positions or addresses that some pools lack).
     pub(super) fn endpoint_index(
         &mut self,
         p: usize,
@@ -713,11 +738,19 @@ impl Checker<'_> {
         if let Some(i) = pool.endpoints.iter().position(|e| e.label == name) {
             return Some(i);
         }
+        if lenient {
+            return None;
+        }
         let help = known("endpoints", name, pool.endpoints.iter().map(|e| e.label.as_str()));
         let message = format!("pool `{}` has no endpoint `{name}`", pool.name);
         self.push(Diagnostic::error(codes::UNKNOWN_ENDPOINT, message).with_help(help), pointer);
         None
     }
+}
+
+/// Each value with its place in its list.
+fn listed<T: Copy>(values: &[T]) -> Vec<(usize, T)> {
+    values.iter().copied().enumerate().collect()
 }
 
 /// Every variant with every value, or the variants as they are when there is none.

@@ -119,6 +119,7 @@ fn codes_name_the_kind_of_mistake() {
         ("random, least", "random, random, least", "S0411"),
         ("get-deal }", "get-contact }", "S0413"),
         ("workers: 4", "workers: 1", "S0414"),
+        ("balancers: [spec, random, least_request]", "balancers: []", "S0430"),
     ];
     for (from, to, code) in cases {
         let found = findings(&GOOD.replacen(from, to, 1));
@@ -402,4 +403,246 @@ fn a_split_route_offers_each_side_its_share_of_the_load() {
     // Its two endpoints hold 2 busy workers with 1 worker each; 4 with 2.
     assert!(overloaded(1));
     assert!(!overloaded(2));
+}
+
+/// Regression: an event in every pool whose endpoint no pool has was
+/// dropped silently. It is an error at the endpoint; a position or address
+/// that only some pools have still applies in those and is skipped in the
+/// others.
+#[test]
+fn an_event_in_every_pool_needs_its_endpoint_in_one() {
+    let event = |endpoint: &str| {
+        format!("{GOOD}events:\n  - {{ at: 10s, action: crash, endpoint: {endpoint} }}\n")
+    };
+    // contacts has two endpoints, deals one.
+    for (endpoint, words) in [
+        ("\"5\"", "no pool has an endpoint at position 5; the largest has 2"),
+        ("10.0.0.1:80", "no pool has an endpoint `10.0.0.1:80`"),
+    ] {
+        let text = event(endpoint);
+        let checked = check(&text);
+        let found: Vec<_> = checked.diagnostics.iter().filter(|d| d.code.id == "S0416").collect();
+        assert_eq!(found.len(), 1, "{endpoint}: {:?}", checked.diagnostics);
+        assert!(found[0].message.contains(words), "{}", found[0].message);
+        let column = text.lines().last().unwrap().find(endpoint).unwrap() + 1;
+        let line = text.lines().count();
+        assert_eq!(found[0].location.map(|l| (l.line, l.column)), Some((line, column)));
+        assert!(checked.workload.is_none());
+    }
+    for (endpoint, want) in [("\"1\"", [(0, 1)]), ("127.0.0.1:9201", [(1, 0)])] {
+        let checked = check(&event(endpoint));
+        assert!(!checked.has_errors(), "{endpoint}: {:?}", checked.diagnostics);
+        let faults: Vec<_> =
+            checked.workload.unwrap().events.iter().map(|f| (f.pool, f.endpoint)).collect();
+        assert_eq!(faults, want, "{endpoint}");
+    }
+}
+
+/// Regression: a number too large for its type stopped the reading of the
+/// whole file with serde's words ("invalid value: invalid value: integer
+/// `4294967296`, expected u32"), naming no key, and hid every other
+/// finding. Each is now a located finding that names the key and the range,
+/// and the rest of the file is still checked.
+#[test]
+fn numbers_out_of_range_are_each_a_finding_in_words() {
+    let text = format!(
+        "{}gateway: {{ instances: 0, retries: {{ attempts: 4294967296 }}, \
+         circuit_breaker: {{ max_pending: 2.0 }} }}\n",
+        GOOD.replace("seed: 7", "seed: 18446744073709551616\nbogus: 1")
+            .replace("workers: 4", "workers: 4294967296")
+            .replace("route: get-deal }", "route: get-dael }")
+    );
+    let checked = check(&text);
+    let found: Vec<(&str, &str, &str)> = checked
+        .diagnostics
+        .iter()
+        .map(|d| (d.code.id, d.pointer.as_str(), d.message.as_str()))
+        .collect();
+    let want = [
+        (
+            "S0104",
+            "/seed",
+            "`seed` must be from 0 to 18446744073709551615, found `18446744073709551616`",
+        ),
+        ("S0101", "/bogus", "unknown key `bogus` in the document"),
+        ("S0401", "/traffic/1/route", "unknown route `get-dael`"),
+        (
+            "S0104",
+            "/pools/contacts/workers",
+            "`pools.contacts.workers` must be from 1 to 4294967295, found `4294967296`",
+        ),
+        ("S0420", "/gateway/instances", "`instances` must be at least 1"),
+        (
+            "S0104",
+            "/gateway/retries/attempts",
+            "`gateway.retries.attempts` must be from 1 to 100, found `4294967296`",
+        ),
+        (
+            "S0103",
+            "/gateway/circuit_breaker/max_pending",
+            "`gateway.circuit_breaker.max_pending` must be written as a whole number, found `2.0`",
+        ),
+    ];
+    for w in &want {
+        assert!(found.contains(w), "missing {w:?} in {found:#?}");
+    }
+    // Only the warning that nothing reaches `deals` any more besides.
+    assert_eq!(found.len(), want.len() + 1, "{found:#?}");
+    assert!(checked.workload.is_none());
+
+    // A value of the wrong type still stops the reading, but every number
+    // out of range is reported with it.
+    let text = GOOD.replace("workers: 4", "workers: 4294967296").replace("seed: 7", "seed: x")
+        + "gateway: { instances: 0 }\n";
+    let found: Vec<String> = check(&text).diagnostics.iter().map(|d| d.one_line()).collect();
+    assert_eq!(found.len(), 3, "{found:#?}");
+    assert!(found[0].contains("`seed` must be a whole number, found `x`"), "{found:#?}");
+    assert!(found[1].contains("`pools.contacts.workers` must be from 1 to"), "{found:#?}");
+    assert!(found[2].contains("`gateway.instances` must be from 1 to 64, found `0`"), "{found:#?}");
+}
+
+/// Regression: weights whose sum is too large for a number, or one too
+/// small to change the sum before it, left a share with no requests,
+/// silently. Each is an error at the weight.
+#[test]
+fn traffic_weights_must_all_count_in_their_sum() {
+    let mix = |a: &str, b: &str| {
+        GOOD.replace(
+            "{ route: get-contact, weight: 5 }",
+            &format!("{{ route: get-contact, weight: {a} }}"),
+        )
+        .replace("{ route: get-deal }", &format!("{{ route: get-deal, weight: {b} }}"))
+    };
+    for (a, b, words) in [
+        ("1e308", "1e308", "add up to more than the largest number there is (about 1.8e308) at this weight of 1e308"),
+        ("1e20", "1", "traffic weight 1 is lost beside the 1e20 of the weights before it"),
+    ] {
+        let text = mix(a, b);
+        let checked = check(&text);
+        let found: Vec<_> = checked.diagnostics.iter().filter(|d| d.code.id == "S0405").collect();
+        assert_eq!(found.len(), 1, "{a}, {b}: {:?}", checked.diagnostics);
+        assert!(found[0].message.contains(words), "{}", found[0].message);
+        assert_eq!(found[0].pointer, "/traffic/1/weight");
+        assert!(checked.workload.is_none());
+    }
+    // Far apart, but each still counts.
+    let checked = check(&mix("1e15", "1"));
+    assert!(!checked.has_errors(), "{:?}", checked.diagnostics);
+}
+
+/// Regression: with `requests`, an event after the last arrival went
+/// unreported (S0421 looked at `duration` only). An open loop's end is
+/// estimated from its rate, and only an event beyond any likely spread of
+/// the arrivals is reported; a closed loop's end is not foretold.
+#[test]
+fn a_late_event_is_found_in_a_run_of_so_many_requests() {
+    // 1,000 measured requests at 300/s after a 5 s warm-up: about 8.33 s.
+    let run = |arrivals: &str, at: &str| {
+        let text = format!(
+            "{}events:\n  - {{ at: {at}, action: crash, pool: contacts, endpoint: \"0\" }}\n",
+            GOOD.replace("duration: 60s", "requests: 1000").replace("{ rate: 300 }", arrivals)
+        );
+        let checked = check(&text);
+        assert!(!checked.has_errors(), "{:?}", checked.diagnostics);
+        let late: Vec<String> = checked
+            .diagnostics
+            .iter()
+            .filter(|d| d.code.id == "S0421")
+            .map(|d| d.message.clone())
+            .collect();
+        late
+    };
+    let late = run("{ rate: 300 }", "20s");
+    assert_eq!(late.len(), 1, "{late:?}");
+    assert!(late[0].contains("1000 measured requests have all arrived by about 8.33"), "{late:?}");
+    assert_eq!(run("{ rate: 300, pattern: constant }", "10s").len(), 1);
+    // Before the end, or within the spread of Poisson arrivals: no finding.
+    assert_eq!(run("{ rate: 300 }", "8s"), Vec::<String>::new());
+    assert_eq!(run("{ rate: 300 }", "8500ms"), Vec::<String>::new());
+    // A rate that changes: 300/s, then 30/s from 6 s on, so the last of
+    // the requests arrives near 6 s + 700 / 30 = 29.3 s.
+    let slower = "{ rate: 300, changes: [{ at: 6s, rate: 30 }] }";
+    assert_eq!(run(slower, "20s"), Vec::<String>::new());
+    assert!(run(slower, "40s")[0].contains("by about 29.3"), "{:?}", run(slower, "40s"));
+    // A closed loop's pace depends on its latencies.
+    assert_eq!(run("{ clients: 10 }", "1000s"), Vec::<String>::new());
+}
+
+/// Regression: the run-size limit (S0410) looked at one variant only, and
+/// not at all at a closed loop with a duration, so 64 variants of 60
+/// million requests, or a million clients that never think, started runs
+/// that would not end.
+#[test]
+fn the_run_size_limit_counts_every_variant_and_closed_loops() {
+    let size = |text: &str| -> Vec<String> {
+        let checked = check(text);
+        let found = checked.diagnostics.iter().filter(|d| d.code.id == "S0410");
+        found.map(|d| format!("{} @{}", d.message, d.pointer)).collect()
+    };
+    // 30 million requests in 100 s, for each of three balancers and two
+    // attempts: 180 million in all.
+    let big = GOOD.replace("duration: 60s", "duration: 100s").replace("rate: 300", "rate: 300000");
+    let found = size(&format!("{big}grid: {{ attempts: [1, 2] }}\n"));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains("for each of its 6 variants, 180000000 in all"), "{found:?}");
+    assert!(found[0].ends_with("@/duration"), "{found:?}");
+    assert_eq!(
+        size(&big.replace("balancers: [spec, random, least_request]", "")),
+        Vec::<String>::new()
+    );
+
+    // A closed loop of clients without think time: the pools' workers bound
+    // it (some 480 requests per second here, far below the limit over
+    // 100 s), or with endless workers, the clients: a million of them, at
+    // one request per mean service time each (20 ms, or for a sixth of the
+    // traffic about 3.9 ms; 17.3 ms on average), some 58 million per second.
+    let closed = |clients: &str, workers: &str| {
+        GOOD.replace("{ rate: 300 }", &format!("{{ clients: {clients} }}"))
+            .replace("duration: 60s", "duration: 100s")
+            .replace("workers: 4", &format!("workers: {workers}"))
+            .replace("deals: {", &format!("deals: {{ workers: {workers},"))
+            .replace("balancers: [spec, random, least_request]\n", "")
+    };
+    assert_eq!(size(&closed("1000000", "4")), Vec::<String>::new());
+    let found = size(&closed("1000000", "4294967295"));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].starts_with("the run could simulate up to about 577"), "{found:?}");
+    assert!(found[0].contains("1000000 clients at their best-case throughput"), "{found:?}");
+}
+
+/// Regression: empty lists were ignored silently, and a value listed twice
+/// in a grid list was dropped silently. Each is a warning where it is.
+#[test]
+fn empty_lists_and_repeated_grid_values_are_warnings() {
+    let text = GOOD
+        .replace("balancers: [spec, random, least_request]", "balancers: []")
+        .replace(
+            "traffic:\n  - { route: get-contact, weight: 5 }\n  - { route: get-deal }\n",
+            "traffic: []\n",
+        )
+        + "grid: { attempts: [1, 3, 1], max_pending: [], timeout: [1s, 1000ms], retry_on: [[timeout, 503], [503, timeout]] }\n";
+    let checked = check(&text);
+    assert!(!checked.has_errors(), "{:?}", checked.diagnostics);
+    let found: Vec<(&str, &str, &str)> = checked
+        .diagnostics
+        .iter()
+        .map(|d| (d.code.id, d.pointer.as_str(), d.message.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("S0430", "/traffic", "`traffic: []` lists no share, so every route of the spec gets weight 1, as when `traffic` is left out"),
+            ("S0430", "/balancers", "`balancers: []` lists no balancer, so only `spec` runs, as when `balancers` is left out"),
+            ("S0411", "/grid/attempts/2", "`1` is listed more than once in `grid.attempts`"),
+            ("S0430", "/grid/max_pending", "`grid.max_pending: []` lists no value, so it compares nothing"),
+            ("S0411", "/grid/timeout/1", "`1000ms` in `grid.timeout` is the same as `1s` listed before it"),
+            ("S0411", "/grid/retry_on/1", "`[503, timeout]` in `grid.retry_on` is the same as `[timeout, 503]` listed before it"),
+        ]
+    );
+    // Each distinct combination runs once: 2 attempts x 1 timeout x 1 list.
+    assert_eq!(checked.workload.unwrap().variants.len(), 2);
+    let checked = check(&format!("{GOOD}grid: {{}}\n"));
+    let found: Vec<_> =
+        checked.diagnostics.iter().map(|d| (d.code.id, d.pointer.as_str())).collect();
+    assert_eq!(found, [("S0430", "/grid")]);
 }

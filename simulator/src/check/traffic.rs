@@ -20,6 +20,15 @@ const MAX_KEYS: u64 = 1_000_000;
 /// Largest Zipf exponent; beyond it, every request draws key 1.
 const MAX_EXPONENT: f64 = 10.0;
 
+/// A number for a message: in exponent form when very large or small.
+fn short(x: f64) -> String {
+    if x != 0.0 && !(1e-6..1e15).contains(&x.abs()) {
+        format!("{x:e}")
+    } else {
+        format!("{x}")
+    }
+}
+
 /// Where a value goes, for messages and for matching the keys policies read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Place {
@@ -66,6 +75,8 @@ impl Checker<'_> {
             return (0..routes).map(|route| RouteShare::new(route, 1.0)).collect();
         }
         let mut shares = Vec::with_capacity(s.traffic.len());
+        // Each share's entry in `traffic`, for findings about the mix.
+        let mut entries = Vec::with_capacity(s.traffic.len());
         let mut seen = BTreeSet::new();
         for (i, entry) in s.traffic.iter().enumerate() {
             let here = format!("/traffic/{i}");
@@ -111,8 +122,44 @@ impl Checker<'_> {
             let carries = !(template.values.is_empty() && template.params.is_empty());
             let template = carries.then(|| Arc::new(template));
             shares.push(RouteShare { route, weight: entry.weight.max(0.0), template });
+            entries.push(i);
         }
+        self.weights_add_up(&shares, &entries);
         shares
+    }
+
+    /// Requests pick a share by the running sum of the weights, so every
+    /// weight must count in it: a sum too large for a number, or a weight
+    /// too small to change the sum before it, would leave a share with no
+    /// requests, silently.
+    fn weights_add_up(&mut self, shares: &[RouteShare], entries: &[usize]) {
+        let help = "weights are relative: scale them to ordinary numbers, such as 1, 5 and 20";
+        let mut sum = 0.0f64;
+        for (share, &i) in shares.iter().zip(entries) {
+            let (weight, next) = (share.weight, sum + share.weight);
+            let pointer = format!("/traffic/{i}/weight");
+            if weight <= 0.0 {
+                continue; // Reported already.
+            }
+            let written = self.doc.written(&pointer).map_or_else(|| short(weight), str::to_owned);
+            if !next.is_finite() {
+                let message = format!(
+                    "the traffic weights add up to more than the largest number there is \
+                     (about 1.8e308) at this weight of {written}"
+                );
+                self.push(Diagnostic::error(codes::BAD_WEIGHT, message).with_help(help), &pointer);
+                return;
+            }
+            if next == sum {
+                let message = format!(
+                    "traffic weight {written} is lost beside the {} of the weights before it, \
+                     so the share would get no requests",
+                    short(sum)
+                );
+                self.push(Diagnostic::error(codes::BAD_WEIGHT, message).with_help(help), &pointer);
+            }
+            sum = next;
+        }
     }
 
     /// The values of a share, with each place's names; path parameters are

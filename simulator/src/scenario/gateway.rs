@@ -1,68 +1,83 @@
 //! The gateway settings, the variant grid and the timed events of a
 //! scenario, as written.
 //!
-//! Gateway settings here stand in for the spec's own where the spec does not
-//! set them; each is lowered into the matching `sluice_traffic` settings
-//! struct, so the simulated gateway decides with the code `serve` runs.
+//! Each gateway section changes only the settings it names, over every
+//! route's and pool's own from the spec, as a grid value does; the result is
+//! the matching `sluice_traffic` settings struct, so the simulated gateway
+//! decides with the code `serve` runs.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// Gateway settings for every route and pool.
+/// Gateway settings for every route and pool. Each section changes only
+/// the settings it names; the others stay as each route or pool has them.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayModel {
     /// Gateway replicas, each with its own balancer, breaker, budget, health
-    /// and outlier state; arrivals spread evenly over them. Default: 1.
+    /// and outlier state; arrivals spread evenly over them: 1 to 64.
+    /// Default: 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 64))]
     pub instances: Option<u32>,
     /// Route timeout for every route, replacing the spec's: the client gets
     /// 504 when no response head arrived in time, while the endpoint keeps
     /// working on the request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
-    /// Retry policy of every route. Default: one more try after a refused
-    /// connection, as `serve` does.
+    /// Changes to every route's retry policy: each field given replaces the
+    /// route's own, the others stay. (A route without `retries` in the spec
+    /// tries once more after a refused connection, as `serve` does.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<RetryModel>,
-    /// A retry budget per pool and gateway instance. Default: none.
+    /// A retry budget for every route, per gateway instance: a route with
+    /// its own budget keeps it with the fields given here changed; a route
+    /// without one gets the default budget with them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_budget: Option<BudgetModel>,
-    /// Circuit-breaker limits per pool and gateway instance. Default: none.
+    /// Circuit-breaker limits per pool and gateway instance: each limit
+    /// given replaces the pool's own, the others stay as the spec sets them
+    /// (no limit unless it sets one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub circuit_breaker: Option<BreakerModel>,
-    /// Active health checks of every endpoint. Default: none.
+    /// Active health checks in every pool: a pool with its own keeps them
+    /// with the fields given here changed; a pool without gets the default
+    /// ones with them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthModel>,
-    /// Passive outlier detection in every pool. Default: none.
+    /// Passive outlier detection in every pool: a pool with its own keeps it
+    /// with the fields given here changed; a pool without gets the default
+    /// one with them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outlier_detection: Option<OutlierModel>,
 }
 
-/// A retry policy.
+/// Changes to a retry policy; each field left out keeps the route's own.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryModel {
-    /// Tries in all, the first included. At least 1. Default: 2.
+    /// Tries in all, the first included: 1 to 100. Default: the route's,
+    /// or 2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
     pub attempts: Option<u32>,
     /// What is retried: `connect_failure`, `reset`, `timeout`, or a 5xx
-    /// status such as `503`. Default: `[connect_failure]`.
+    /// status such as `503`. Default: the route's, or `[connect_failure]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on: Option<Vec<serde_json::Value>>,
     /// Time limit of each try, such as `200ms`; a try that runs out may be
     /// retried within the route timeout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub per_try_timeout: Option<String>,
-    /// Cap of the first backoff (full jitter). Default: `25ms`.
+    /// Cap of the first backoff (full jitter). Default: the route's, or `25ms`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff: Option<String>,
-    /// Largest backoff cap. Default: `250ms`.
+    /// Largest backoff cap. Default: the route's, or `250ms`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_backoff: Option<String>,
 }
 
-/// A retry budget.
+/// A retry budget; each field left out keeps the route's own, or the default.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BudgetModel {
@@ -77,27 +92,31 @@ pub struct BudgetModel {
     pub window: Option<String>,
 }
 
-/// Circuit-breaker limits.
+/// Circuit-breaker limits; each limit left out keeps the pool's own.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BreakerModel {
     /// Most tries in flight to the pool from one gateway instance; beyond
     /// it the gateway answers 503 at once. At least 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub max_requests: Option<u32>,
     /// Most upstream connections, busy or idle, the pool may hold open
     /// from one gateway instance; a try that needs a new one beyond it is
     /// answered 503 at once. At least 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub max_connections: Option<u32>,
     /// Most connections being opened at once to the pool from one gateway
     /// instance; beyond it, 503 at once. At least 1. (Connecting takes time
     /// only to an endpoint that stopped accepting connections.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub max_pending: Option<u32>,
 }
 
-/// Active health-check settings.
+/// Active health-check settings; each field left out keeps the pool's own,
+/// or the default.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HealthModel {
@@ -112,13 +131,16 @@ pub struct HealthModel {
     pub timeout: Option<String>,
     /// Passes in a row that make an endpoint healthy. Default: 2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub healthy_threshold: Option<u32>,
     /// Failures in a row that make an endpoint unhealthy. Default: 3.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub unhealthy_threshold: Option<u32>,
 }
 
-/// Outlier-detection settings.
+/// Outlier-detection settings; each field left out keeps the pool's own, or
+/// the default.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OutlierModel {
@@ -136,6 +158,7 @@ pub struct OutlierModel {
     pub max_ejection: Option<String>,
     /// Most of a pool ejected at once, in percent. Default: 50.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 100))]
     pub max_ejection_percent: Option<u8>,
 }
 
@@ -147,18 +170,22 @@ pub struct OutlierModel {
 pub struct Grid {
     /// Retry attempts (tries in all) to compare, such as `[1, 3]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(range(min = 1, max = 100)))]
     pub attempts: Vec<u32>,
     /// Route timeouts to compare, such as `[250ms, 1s]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub timeout: Vec<String>,
     /// Circuit-breaker `max_requests` values to compare.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(range(min = 1)))]
     pub max_requests: Vec<u32>,
     /// Circuit-breaker `max_connections` values to compare.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(range(min = 1)))]
     pub max_connections: Vec<u32>,
     /// Circuit-breaker `max_pending` values to compare.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(range(min = 1)))]
     pub max_pending: Vec<u32>,
     /// With and without the retry budget, such as `[false, true]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -182,9 +209,11 @@ pub struct Grid {
     pub health_interval: Vec<String>,
     /// Health-check `healthy_threshold` values to compare (each at least 1).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(range(min = 1)))]
     pub healthy_threshold: Vec<u32>,
     /// Health-check `unhealthy_threshold` values to compare (each at least 1).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(range(min = 1)))]
     pub unhealthy_threshold: Vec<u32>,
 }
 
@@ -205,6 +234,8 @@ pub struct EventModel {
     pub pool: Option<String>,
     /// The endpoint, by address or position in the pool (`"0"`). Default:
     /// every endpoint of the pool (for `rolling_deploy`, each in turn).
+    /// Without `pool`, a pool that lacks the endpoint is skipped, and one
+    /// pool at least must have it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
     /// `slow`: what service times are multiplied by (above 0).
