@@ -26,7 +26,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use support::{h2raw, raw, statuses, Answer, Gateway, ScriptedUpstream};
+use support::{h2raw, raw, statuses, Answer, Frames, Gateway, ScriptedUpstream};
 
 /// Which protocol a pool, or a test's client, speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -517,27 +517,6 @@ async fn request_trailers_cross_protocols_as_the_pool_allows() {
     let got = &h1_pool.got()[0];
     assert_eq!((&got.body[..], got.ended), (&b"hello world"[..], Some(true)), "{got:?}");
     assert!(got.trailers.is_none(), "trailers reached the HTTP/1.1 pool: {got:?}");
-}
-
-/// A body that yields the given frames (data and trailers) in order.
-struct Frames(std::collections::VecDeque<Frame<Bytes>>);
-
-impl Frames {
-    fn new(frames: Vec<Frame<Bytes>>) -> Frames {
-        Frames(frames.into())
-    }
-}
-
-impl hyper::body::Body for Frames {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        std::task::Poll::Ready(self.0.pop_front().map(Ok))
-    }
 }
 
 // K6 -------------------------------------------------------------------

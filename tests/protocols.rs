@@ -22,7 +22,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use support::{h2raw, raw, spec_with, statuses, Answer, Gateway, ScriptedUpstream, Upstream};
+use support::{
+    h2raw, raw, spec_with, statuses, Answer, Frames, Gateway, ScriptedUpstream, Upstream,
+};
 
 /// What the h2c upstream saw of one request.
 #[derive(Debug, Default, Clone)]
@@ -76,27 +78,6 @@ async fn grpc_upstream() -> (SocketAddr, Arc<Mutex<Vec<GrpcSeen>>>) {
         }
     });
     (address, seen)
-}
-
-/// A body that yields the given frames (data and trailers) in order.
-struct Frames(std::collections::VecDeque<Frame<Bytes>>);
-
-impl Frames {
-    fn new(frames: Vec<Frame<Bytes>>) -> Frames {
-        Frames(frames.into())
-    }
-}
-
-impl hyper::body::Body for Frames {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        std::task::Poll::Ready(self.0.pop_front().map(Ok))
-    }
 }
 
 /// A prior-knowledge HTTP/2 client.

@@ -732,3 +732,24 @@ listeners:
 {route_extra}"
     )
 }
+
+/// A body that yields the given frames (data and trailers) in order.
+pub struct Frames(std::collections::VecDeque<Frame<Bytes>>);
+
+impl Frames {
+    pub fn new(frames: Vec<Frame<Bytes>>) -> Frames {
+        Frames(frames.into())
+    }
+}
+
+impl Body for Frames {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(self.0.pop_front().map(Ok))
+    }
+}
