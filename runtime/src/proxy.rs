@@ -196,51 +196,63 @@ impl Peer {
 }
 
 /// Serve one request that arrived on `listener` from `peer`.
-pub(crate) async fn handle(
+///
+/// (A function returning an `async` block rather than an `async fn`: the
+/// block uses its captured arguments in place, where an `async fn` would
+/// move each into a local of its own, and the request's future, which
+/// lives as long as its exchange, would hold both copies: 4,000 bytes
+/// against 3,632.)
+#[allow(clippy::manual_async_fn)] // on purpose, as said above
+pub(crate) fn handle(
     shared: Arc<Shared>,
     listener: usize,
     peer: Peer,
     request: Request<ClientBody>,
     in_flight: InFlight,
     refused: Option<&'static str>,
-) -> Result<Response<ResponseBody>, Infallible> {
-    let client = peer.address;
-    let mut exchange = Exchange::new(Arc::clone(&shared), listener, client, &request, in_flight);
-    // Decided on the fields as the client sent them, before any is dropped
-    // as hop-by-hop; echoed in every response, the gateway's own included.
-    let request_id =
-        request_id::for_request(shared.plan.listeners[listener].request_id, request.headers());
-    let forwarded = match refused {
-        Some(reason) if framing::is_unknown_coding(reason) => Err(ProxyError::UnsupportedCoding),
-        Some(reason) => Err(ProxyError::BadRequest { reason }),
-        None => {
-            forward(&shared, &mut exchange, listener, &peer, request, request_id.as_ref()).await
-        }
-    };
-    let echo = |headers: &mut HeaderMap| {
-        if let Some(id) = &request_id {
-            headers.insert(request_id::X_REQUEST_ID.clone(), id.clone());
-        }
-    };
-    match forwarded {
-        Ok(mut response) => {
-            echo(response.headers_mut());
-            exchange.status = Some(response.status().as_u16());
-            Ok(response.map(|body| ResponseBody::upstream(body, exchange)))
-        }
-        Err(error) => {
-            tracing::debug!(
-                side = error.side().as_str(),
-                retry_safe = error.retry_safe(),
-                %client,
-                %error,
-                "request answered by the gateway"
-            );
-            let mut response = error.response();
-            echo(response.headers_mut());
-            // Logged as 499, as a request the client left before any answer.
-            exchange.status = (!error.client_left()).then(|| response.status().as_u16());
-            Ok(response.map(|body| ResponseBody::local(body, exchange)))
+) -> impl std::future::Future<Output = Result<Response<ResponseBody>, Infallible>> {
+    async move {
+        let client = peer.address;
+        let mut exchange =
+            Exchange::new(Arc::clone(&shared), listener, client, &request, in_flight);
+        // Decided on the fields as the client sent them, before any is dropped
+        // as hop-by-hop; echoed in every response, the gateway's own included.
+        let request_id =
+            request_id::for_request(shared.plan.listeners[listener].request_id, request.headers());
+        let forwarded = match refused {
+            Some(reason) if framing::is_unknown_coding(reason) => {
+                Err(ProxyError::UnsupportedCoding)
+            }
+            Some(reason) => Err(ProxyError::BadRequest { reason }),
+            None => {
+                forward(&shared, &mut exchange, listener, &peer, request, request_id.as_ref()).await
+            }
+        };
+        let echo = |headers: &mut HeaderMap| {
+            if let Some(id) = &request_id {
+                headers.insert(request_id::X_REQUEST_ID.clone(), id.clone());
+            }
+        };
+        match forwarded {
+            Ok(mut response) => {
+                echo(response.headers_mut());
+                exchange.status = Some(response.status().as_u16());
+                Ok(response.map(|body| ResponseBody::upstream(body, exchange)))
+            }
+            Err(error) => {
+                tracing::debug!(
+                    side = error.side().as_str(),
+                    retry_safe = error.retry_safe(),
+                    %client,
+                    %error,
+                    "request answered by the gateway"
+                );
+                let mut response = error.response();
+                echo(response.headers_mut());
+                // Logged as 499, as a request the client left before any answer.
+                exchange.status = (!error.client_left()).then(|| response.status().as_u16());
+                Ok(response.map(|body| ResponseBody::local(body, exchange)))
+            }
         }
     }
 }
