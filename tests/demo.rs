@@ -6,7 +6,7 @@ use std::process::Command;
 
 /// A loopback address on a port that was free a moment ago.
 fn free_address() -> String {
-    support::closed_port().to_string()
+    support::free_port().to_string()
 }
 
 #[test]

@@ -743,11 +743,7 @@ async fn route_and_per_try_timeouts_hold_over_http2() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_pools_share_connections_and_replace_idle_and_closed_ones() {
     let backend = Backend::start(Proto::Http2, "shared").await;
-    // A port bound but not listening refuses connections, and no other
-    // server can take it while the socket is held.
-    let held_port = tokio::net::TcpSocket::new_v4().unwrap();
-    held_port.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let refused = held_port.local_addr().unwrap();
+    let refused = support::closed_port();
     let gateway = Gateway::start(&spec(
         &pool("p", &[refused, backend.address], "    protocol: http2\n    idle_timeout: 300ms\n"),
         "  - { name: all, match: { path: \"/{*rest}\" }, to: p }\n",

@@ -513,7 +513,7 @@ async fn a_reload_during_the_drain_does_not_accept_again() {
     let signalled = Instant::now();
     gateway.terminate();
     wait_stderr(&gateway, "draining connections", 1);
-    let late = support::closed_port();
+    let late = support::free_port();
     let listener = format!("  - name: late\n    bind: \"{late}\"\n");
     std::fs::write(gateway.spec_path(), spec(fast.address, slow.address, &listener, "")).unwrap();
     gateway.hangup();

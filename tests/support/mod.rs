@@ -158,10 +158,24 @@ pub fn fnv1a(mut hash: u64, data: &[u8]) -> u64 {
     hash
 }
 
-/// A loopback port with nothing listening on it (bound, then released).
-pub fn closed_port() -> SocketAddr {
+/// A loopback port that was free a moment ago (bound, then released), for
+/// a server to bind later. Another test may take it meanwhile; for a port
+/// that must refuse connections, use [`closed_port`].
+pub fn free_port() -> SocketAddr {
     let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("bind on loopback");
     socket.local_addr().expect("a bound socket has an address")
+}
+
+/// A loopback port that refuses connections: bound and never listened on.
+/// The socket stays open for the rest of the test process, so that no
+/// other test's server, binding an ephemeral port meanwhile, can take the
+/// port and answer (or hang) in its place.
+pub fn closed_port() -> SocketAddr {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+    socket.bind(SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind on loopback");
+    let address = socket.local_addr().expect("a bound socket has an address");
+    std::mem::forget(socket);
+    address
 }
 
 /// `sluice serve` running as a child process on a spec written to a temporary directory.
