@@ -401,7 +401,6 @@ impl<'a> Run<'a> {
                 p.hash_on.clone().filter(|_| hashes)
             })
             .collect();
-        let nanos = |d: std::time::Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         let connect_timeouts = topology.pools.iter().map(|p| nanos(p.connect_timeout)).collect();
         let stalls = topology.pools.iter().map(|p| nanos(p.stall_timeout)).collect();
         let instances: Vec<Instance> = (0..gateway.instances.max(1))
@@ -664,6 +663,11 @@ impl<'a> Run<'a> {
             self.events.push(now.saturating_add(wait), Event::Client(client));
         }
     }
+}
+
+/// `d` in nanoseconds of virtual time, at most `u64::MAX`.
+fn nanos(d: std::time::Duration) -> Nanos {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// A replayed request's keys: only its client's address (the log records

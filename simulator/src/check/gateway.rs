@@ -382,38 +382,33 @@ impl Checker<'_> {
     pub(super) fn grid(&mut self, grid: Option<&Grid>, balancers: Vec<Variant>) -> Vec<Variant> {
         let Some(g) = grid else { return balancers };
         let mut variants = balancers;
-        let spans = |this: &mut Self, name: &str, texts: &[String]| -> Vec<(usize, Nanos)> {
+        // Durations above zero, each once.
+        let spans = |this: &mut Self, name: &str, texts: &[String]| -> Vec<Nanos> {
             let at = |i: usize| format!("/grid/{name}/{i}");
             let checked = texts.iter().enumerate();
             let parsed = checked.filter_map(|(i, t)| {
                 this.nonzero_span(&at(i), &Some(t.clone())).map(|d| (i, d.as_nanos() as Nanos))
             });
-            parsed.collect()
+            let parsed = parsed.collect();
+            this.distinct(name, parsed)
         };
-        // Counts of something, each at least 1.
-        let counts = |this: &mut Self, name: &str, values: &[u32]| -> Vec<(usize, u32)> {
+        // Counts of something, each at least 1, each once.
+        let counts = |this: &mut Self, name: &str, values: &[u32]| -> Vec<u32> {
             let at = |i: usize| format!("/grid/{name}/{i}");
             let checked = values.iter().enumerate();
             let counted = checked
                 .filter_map(|(i, &n)| this.at_least_one(&at(i), name, Some(n)).map(|n| (i, n)));
-            counted.collect()
+            let counted = counted.collect();
+            this.distinct(name, counted)
         };
         let timeouts = spans(self, "timeout", &g.timeout);
-        let timeouts = self.distinct("timeout", timeouts);
         let attempts = counts(self, "attempts", &g.attempts);
-        let attempts = self.distinct("attempts", attempts);
         let max_requests = counts(self, "max_requests", &g.max_requests);
-        let max_requests = self.distinct("max_requests", max_requests);
         let max_connections = counts(self, "max_connections", &g.max_connections);
-        let max_connections = self.distinct("max_connections", max_connections);
         let max_pending = counts(self, "max_pending", &g.max_pending);
-        let max_pending = self.distinct("max_pending", max_pending);
         let healthy = counts(self, "healthy_threshold", &g.healthy_threshold);
-        let healthy = self.distinct("healthy_threshold", healthy);
         let unhealthy = counts(self, "unhealthy_threshold", &g.unhealthy_threshold);
-        let unhealthy = self.distinct("unhealthy_threshold", unhealthy);
         let per_try = spans(self, "per_try_timeout", &g.per_try_timeout);
-        let per_try = self.distinct("per_try_timeout", per_try);
         // (A list with a bad condition is left out, so that what is left of
         // it does not read as a repeat.)
         let retry_on: Vec<(usize, RetryConditions)> = g
@@ -428,7 +423,6 @@ impl Checker<'_> {
             .collect();
         let retry_on = self.distinct("retry_on", retry_on);
         let intervals = spans(self, "health_interval", &g.health_interval);
-        let intervals = self.distinct("health_interval", intervals);
         let budgets = self.distinct("retry_budget", listed(&g.retry_budget));
         let ratios = self.distinct("ratio_percent", listed(&g.ratio_percent));
         variants = cross(variants, &attempts, |v, &a| Variant { attempts: Some(a), ..v });

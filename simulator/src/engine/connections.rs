@@ -37,6 +37,7 @@ use sluice_compiler::spec::Protocol;
 use sluice_traffic::circuit::{Connecting, OwnedPermit};
 use sluice_traffic::{CircuitBreaker, Rejection};
 
+use super::nanos;
 use crate::time::Nanos;
 use crate::workload::{FaultKind, PoolRules, Topology, Workload};
 
@@ -311,8 +312,4 @@ impl Connections {
 /// A new connection's places under the breaker's limits, if it has one.
 fn take_slots(breaker: Option<&Arc<CircuitBreaker>>) -> Result<Option<Connecting>, Rejection> {
     breaker.map(|b| b.try_connect()).transpose()
-}
-
-fn nanos(d: std::time::Duration) -> Nanos {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }

@@ -16,7 +16,7 @@ use sluice_traffic::{
 
 use super::measure::Ending;
 use super::station::{State, Station, Try};
-use super::{salt, Event, Run};
+use super::{nanos, salt, Event, Run};
 use crate::random::{keyed_uniform, round};
 use crate::time::Nanos;
 use crate::workload::{FaultKind, Gateway, PoolRules, Topology, Variant};
@@ -533,10 +533,6 @@ impl Run<'_> {
 #[inline(never)]
 fn pick_from(balancer: &Balancer, picks: &mut Pcg64, pick: &Pick) -> Option<usize> {
     balancer.pick_with(picks, pick)
-}
-
-fn nanos(d: Duration) -> Nanos {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 fn duration(ns: Nanos) -> Duration {
