@@ -202,6 +202,10 @@ pub struct Balancer {
     /// or none that count, and no slow start), so that requests in flight
     /// compare as they are, without dividing each by the same weight.
     uniform: bool,
+    /// Random over a non-empty pool that is `uniform` with every endpoint
+    /// usable: while every endpoint is eligible and none is avoided, a pick
+    /// is one draw, the same one [`Balancer::sample`] makes.
+    plain_random: bool,
     weights: Vec<u32>,
     /// Endpoint indices in smooth weighted order (weighted round robin only).
     schedule: Vec<u32>,
@@ -288,10 +292,13 @@ impl Balancer {
         // others: every candidate counts as weight 1.)
         let uniform =
             slow_start.is_none() && (!weighted || weights.windows(2).all(|w| w[0] == w[1]));
+        let plain_random =
+            matches!(algorithm, Algorithm::Random) && uniform && n > 0 && usable == n;
         Balancer {
             algorithm,
             weighted,
             uniform,
+            plain_random,
             weights: weights.to_vec(),
             schedule,
             ring,
@@ -333,6 +340,14 @@ impl Balancer {
 
     /// Choose an endpoint for a request with these facts.
     pub fn pick_with<R: Rng + ?Sized>(&self, rng: &mut R, pick: &Pick) -> Option<usize> {
+        // (Random reads no clock without slow start, and with every
+        // endpoint eligible it is not in panic mode.)
+        if self.plain_random
+            && pick.avoid.is_empty()
+            && self.live.load(Ordering::Acquire) == self.len()
+        {
+            return Some(index(rng, self.len()));
+        }
         self.see(pick.now);
         let view = self.view(pick)?;
         // The usual picks inline; the rest out of line, which keeps the

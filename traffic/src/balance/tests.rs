@@ -90,6 +90,27 @@ fn random_is_roughly_uniform() {
 }
 
 #[test]
+fn random_picks_the_same_on_its_fast_path_and_its_general_one() {
+    // With every endpoint eligible a random pick takes one draw; avoiding
+    // an endpoint the pool does not have takes the general path, which
+    // must draw and choose exactly the same, or variants would part ways.
+    let b = Balancer::new(Algorithm::Random, &[1; 7]);
+    b.set_eligible(3, false, Nanos::ZERO);
+    b.set_eligible(3, true, Nanos::ZERO);
+    let (mut fast, mut general) = (rng(11), rng(11));
+    let none = [99usize];
+    for _ in 0..1_000 {
+        let usual = b.pick_with(&mut fast, &Pick::at(Nanos::ZERO));
+        let avoiding = b.pick_with(&mut general, &Pick::at(Nanos::ZERO).avoiding(&none));
+        assert_eq!(usual, avoiding);
+        assert!(usual.is_some_and(|i| i < 7));
+    }
+    // One endpoint out: the fast path is off, and 3 is never picked.
+    b.set_eligible(3, false, Nanos::ZERO);
+    assert!((0..1_000).all(|_| b.pick_with(&mut fast, &Pick::at(Nanos::ZERO)) != Some(3)));
+}
+
+#[test]
 fn least_request_avoids_the_busy_endpoint() {
     let b = Balancer::new(Algorithm::LeastRequest { choices: 2 }, &[1, 1]);
     for _ in 0..5 {
