@@ -54,6 +54,8 @@ pub enum BodyError {
     Client(#[source] hyper::Error),
     #[error("the client sent no more of its request body for {0:?}")]
     Stalled(Duration),
+    #[error("the request body went to an earlier attempt, and no whole copy was kept")]
+    Spent,
 }
 
 /// A request's body as the client sends it: read by hyper, within the
@@ -263,20 +265,26 @@ impl BodySlot {
     }
 
     /// A body for one attempt. It is the client's whole body when
-    /// [`BodySlot::is_whole`] holds, and empty otherwise.
+    /// [`BodySlot::is_whole`] holds. An earlier attempt whose exchange
+    /// failed may still read the body after that was checked (an HTTP/2
+    /// body goes out from a task of its own, which learns of the failure
+    /// only when next polled): this attempt then sends the whole copy, if
+    /// one was kept meanwhile, and otherwise fails at its first read rather
+    /// than send part of the body, or none of it, as if that were all.
     pub(crate) fn attempt(self: &Arc<Self>) -> RequestBody {
-        let complete = |kept: &Replay| matches!(kept, Replay::Complete(_));
-        let replay =
-            (self.keeping && self.replay.lock().is_ok_and(|kept| complete(&kept))).then_some(0);
+        let replay = self.has_copy().then_some(0);
         RequestBody { slot: Arc::clone(self), body: None, seen: 0, replay }
     }
 
     /// Whether the client's body can still be sent in full: no attempt has
     /// started reading it (or it is empty), or a copy of all of it was kept.
     pub(crate) fn is_whole(&self) -> bool {
-        self.end_stream
-            || self.body.lock().is_ok_and(|b| b.is_some())
-            || (self.keeping && matches!(self.replay.lock().as_deref(), Ok(Replay::Complete(_))))
+        self.end_stream || self.body.lock().is_ok_and(|b| b.is_some()) || self.has_copy()
+    }
+
+    /// Whether a copy of the whole body was kept.
+    fn has_copy(&self) -> bool {
+        self.keeping && matches!(self.replay.lock().as_deref(), Ok(Replay::Complete(_)))
     }
 
     /// Keep `piece` in the copy for retries, if one is being kept.
@@ -372,13 +380,7 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
-        if let Some(next) = &mut this.replay {
-            let Some(piece) = this.slot.kept(*next as usize) else { return Poll::Ready(None) };
-            *next += 1;
-            this.slot.moved.fetch_add(1, Ordering::Relaxed);
-            return Poll::Ready(Some(Ok(piece.frame())));
-        }
-        if this.body.is_none() {
+        if this.replay.is_none() && this.body.is_none() {
             // The gate is polled where it lies, in the slot (it is rare, and
             // every field here is moved with each request).
             if let Ok(mut gate) = this.slot.gate.lock() {
@@ -390,6 +392,20 @@ impl Body for RequestBody {
                 }
             }
             this.body = this.slot.body.lock().ok().and_then(|mut b| b.take());
+            // An earlier attempt took it (see `BodySlot::attempt`).
+            if this.body.is_none() {
+                if this.slot.has_copy() {
+                    this.replay = Some(0);
+                } else if !this.slot.end_stream {
+                    return Poll::Ready(Some(Err(BodyError::Spent)));
+                }
+            }
+        }
+        if let Some(next) = &mut this.replay {
+            let Some(piece) = this.slot.kept(*next as usize) else { return Poll::Ready(None) };
+            *next += 1;
+            this.slot.moved.fetch_add(1, Ordering::Relaxed);
+            return Poll::Ready(Some(Ok(piece.frame())));
         }
         let Some(body) = this.body.as_mut() else { return Poll::Ready(None) };
         loop {

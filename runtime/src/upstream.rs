@@ -323,8 +323,12 @@ impl SendError {
     }
 
     /// Whether the request's own body is what failed (the client stopped
-    /// sending it, or sent a malformed chunk).
+    /// sending it, or sent a malformed chunk). A body that an earlier
+    /// attempt had taken is the gateway's failure, not the client's.
     pub(crate) fn is_client_body_error(&self) -> bool {
+        if matches!(self.body_error(), Some(BodyError::Spent)) {
+            return false;
+        }
         match self {
             SendError::Pooled(error) => std::error::Error::source(error)
                 .and_then(|e| e.downcast_ref::<hyper::Error>())
