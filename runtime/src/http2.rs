@@ -15,10 +15,23 @@
 //! both from the request's URI. A request without a host names the
 //! endpoint.
 //!
-//! A request that never left because the shared connection had closed
-//! under it (the upstream sent GOAWAY, or closed it while idle) goes once
-//! more on a new connection, whatever its method, since the upstream saw
-//! nothing of it. Every other failure is the caller's to handle, as for
+//! A request the upstream did not process goes once more, whatever its
+//! method, since sending it again cannot apply it twice (RFC 9113, section
+//! 8.7):
+//! - one that never left because the shared connection had closed under
+//!   it (the upstream sent GOAWAY, or closed it while idle) goes on a new
+//!   connection;
+//! - one whose stream the upstream reset with `REFUSED_STREAM` goes on the
+//!   shared connection, which the upstream has kept open (a new one, if it
+//!   has closed meanwhile);
+//! - one whose stream is above the last stream id of a GOAWAY the upstream
+//!   sent goes on a new connection, as the old one takes no new streams.
+//!
+//! The last two have sent their body, or begun to: they go again only when
+//! it can be sent whole again (it was never read, or a copy of all of it
+//! was kept, see [`crate::request_body`]), and otherwise fail as they did.
+//! A request goes again at most once: when that fails too, its failure is
+//! the answer. Every other failure is the caller's to handle, as for
 //! HTTP/1.1 pools (see [`crate::upstream`]).
 
 use std::net::SocketAddr;
@@ -37,6 +50,7 @@ use sluice_traffic::CircuitBreaker;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use crate::proxy::UpstreamHead;
 use crate::request_body::RequestBody;
 use crate::upstream::{take_slots, SendError};
 
@@ -86,42 +100,56 @@ impl Http2Pool {
         pool
     }
 
-    /// Send `request` (in origin form) to `endpoint` (at `address`, named
-    /// by `authority`): on a new connection of its own when `fresh`, else
-    /// on the shared one.
+    /// Send the request of `head` and `body` to `endpoint` (at `address`,
+    /// named by `authority`): on a new connection of its own when `fresh`,
+    /// else on the shared one.
     pub(crate) async fn send(
         &self,
         endpoint: usize,
         address: SocketAddr,
         authority: &Authority,
-        mut request: Request<RequestBody>,
+        head: &UpstreamHead,
+        body: RequestBody,
         fresh: bool,
     ) -> Result<Response<Incoming>, SendError> {
-        let target = std::mem::take(request.uri_mut()).into_parts();
-        let mut parts = hyper::http::uri::Parts::default();
-        parts.scheme = Some(Scheme::HTTP);
-        parts.authority = Some(asked_for(&request).unwrap_or_else(|| authority.clone()));
-        parts.path_and_query = target.path_and_query;
-        *request.uri_mut() = Uri::from_parts(parts).map_err(|error| {
-            let message = format!("upstream URI: {error}");
-            SendError::Connect(std::io::Error::new(std::io::ErrorKind::InvalidInput, message))
-        })?;
-
+        let slot = Arc::clone(body.slot());
+        let request = upstream_request(head, body, authority)?;
         let began = Instant::now();
         let (mut sender, opened) = match fresh {
             true => self.open(address).await?,
             false => self.shared(endpoint, address, began).await?,
         };
-        let request = match sender.try_send_request(request).await {
+        let mut error = match sender.try_send_request(request).await {
             Ok(response) => return Ok(response),
-            Err(mut error) => match error.take_message() {
-                Some(request) if !fresh && opened < began => request,
-                _ => return Err(SendError::Http2 { error: error.into_error(), opened }),
-            },
+            Err(error) => error,
         };
-        // The shared connection closed before the request left.
-        tracing::debug!(side = "upstream", %address, "HTTP/2 connection closed; sending on a new one");
-        self.forget(endpoint, opened);
+        let request = match error.take_message() {
+            Some(request) if !fresh && opened < began => {
+                let message = "HTTP/2 connection closed; sending on a new one";
+                tracing::debug!(side = "upstream", %address, "{message}");
+                self.forget(endpoint, opened);
+                request
+            }
+            _ => {
+                let error = error.into_error();
+                let Some(unprocessed) = Unprocessed::of(&error) else {
+                    return Err(SendError::Http2 { error, opened });
+                };
+                // Taken before looking whether the body is whole, so that
+                // what this attempt finds is what it sends (see
+                // `BodySlot::attempt`).
+                let body = slot.attempt();
+                if !slot.is_whole() {
+                    return Err(SendError::Http2 { error, opened });
+                }
+                let why = unprocessed.describe();
+                tracing::debug!(side = "upstream", %address, %error, "{why}; sending again");
+                if unprocessed == Unprocessed::GoneAway {
+                    self.forget(endpoint, opened);
+                }
+                upstream_request(head, body, authority)?
+            }
+        };
         let (mut sender, opened) = self.shared(endpoint, address, Instant::now()).await?;
         sender.send_request(request).await.map_err(|error| SendError::Http2 { error, opened })
     }
@@ -232,6 +260,77 @@ impl Http2Pool {
             if idle {
                 *open = None;
             }
+        }
+    }
+}
+
+/// The request of `head` and `body` as an HTTP/2 pool sends it: with a
+/// URI whose authority is the host the client asked for, or else
+/// `authority`, the endpoint's.
+fn upstream_request(
+    head: &UpstreamHead,
+    body: RequestBody,
+    authority: &Authority,
+) -> Result<Request<RequestBody>, SendError> {
+    let mut request = head.request(body);
+    let target = std::mem::take(request.uri_mut()).into_parts();
+    let mut parts = hyper::http::uri::Parts::default();
+    parts.scheme = Some(Scheme::HTTP);
+    parts.authority = Some(asked_for(&request).unwrap_or_else(|| authority.clone()));
+    parts.path_and_query = target.path_and_query;
+    *request.uri_mut() = Uri::from_parts(parts).map_err(|error| {
+        let message = format!("upstream URI: {error}");
+        SendError::Connect(std::io::Error::new(std::io::ErrorKind::InvalidInput, message))
+    })?;
+    Ok(request)
+}
+
+/// Why the upstream did not process a request it was sent, as RFC 9113
+/// (section 8.7) lets it say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unprocessed {
+    /// It reset the request's stream with `REFUSED_STREAM`.
+    Refused,
+    /// It sent GOAWAY with a last stream id below the request's stream, or
+    /// before the request opened one.
+    GoneAway,
+}
+
+impl Unprocessed {
+    /// Whether `error` says the upstream did not process the request.
+    ///
+    /// h2 fails a stream the upstream reset with a remote reset error that
+    /// carries the reset's code. When the upstream sends GOAWAY, h2 fails
+    /// each stream above its last stream id, and each stream opened after
+    /// it, with a remote GOAWAY error that carries the GOAWAY's code,
+    /// whatever that code is; the streams at or below the id go on, and
+    /// fail with an I/O error if the connection then closes under them. A
+    /// remote GOAWAY error is therefore never a stream the upstream may
+    /// have processed.
+    fn of(error: &hyper::Error) -> Option<Unprocessed> {
+        let mut source = std::error::Error::source(error);
+        while let Some(cause) = source {
+            if let Some(error) = cause.downcast_ref::<h2::Error>() {
+                if !error.is_remote() {
+                    return None;
+                }
+                if error.is_go_away() {
+                    return Some(Unprocessed::GoneAway);
+                }
+                let refused =
+                    error.is_reset() && error.reason() == Some(h2::Reason::REFUSED_STREAM);
+                return refused.then_some(Unprocessed::Refused);
+            }
+            source = cause.source();
+        }
+        None
+    }
+
+    /// What the upstream did, for the log.
+    fn describe(self) -> &'static str {
+        match self {
+            Unprocessed::Refused => "the upstream refused the stream",
+            Unprocessed::GoneAway => "the upstream went away before the stream",
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Upstream connections: one pooled client per pool, speaking the pool's
 //! `protocol` (HTTP/1.1, or HTTP/2 with prior knowledge), with the pool's
-//! `connect_timeout` and `idle_timeout`, and the two resends that are
-//! safe without any retry policy.
+//! `connect_timeout` and `idle_timeout`, and the resends that are safe
+//! without any retry policy.
 //!
 //! - **Connect failover**: when a connection attempt fails (refused, or not
 //!   open within `connect_timeout`), nothing was sent, so the request goes to
@@ -14,10 +14,15 @@
 //!   same endpoint, on a new connection. Idle connections also leave the pool
 //!   after the pool's `idle_timeout` (4 s by default), before a typical
 //!   upstream keep-alive timeout closes them, which makes this race rare.
+//! - **Unprocessed HTTP/2 stream**: a stream the upstream refused
+//!   (`REFUSED_STREAM`), or left above the last stream id of its GOAWAY,
+//!   was not processed, and goes once more, whatever the method, when its
+//!   body can be sent whole again (see [`crate::http2`]).
 //!
-//! A request that was sent on a fresh connection, or whose body has started
-//! to flow (and was not kept whole for retries), is never sent again here,
-//! and an upstream's response, whatever its status, is passed through.
+//! Apart from an unprocessed HTTP/2 stream, a request that was sent on a
+//! fresh connection, or whose body has started to flow (and was not kept
+//! whole for retries), is never sent again here; an upstream's response,
+//! whatever its status, is passed through.
 //! Configurable retries come with the retry policies of `sluice_traffic`.
 //!
 //! # HTTP/1.1 exchanges in the request's own task
@@ -159,9 +164,8 @@ impl PoolClient {
         let stall = self.stall;
         let slot = (!body.is_end_stream()).then(|| Arc::clone(body.slot()));
         if let Some(http2) = self.http2.as_ref().filter(|_| is_plain_exchange(head)) {
-            let request = head.request(body);
             let exchange = async move {
-                let response = http2.send(endpoint, address, authority, request, fresh).await?;
+                let response = http2.send(endpoint, address, authority, head, body, fresh).await?;
                 Ok(response.map(|body| UpstreamBody::detached(body, stall)))
             };
             return Box::pin(head_within_stall(exchange, stall, slot)).await;
