@@ -1,10 +1,10 @@
 //! HTTP/2 variants of fault kinds covered for HTTP/1.1: host and
 //! `:authority` matching (K4, B15 to B17), request trailers (K5, B24), a
 //! `content-length` that disagrees with the DATA sent (K6), 204 and 304
-//! responses (K7, B32), route and per-try timeouts and connections the
-//! upstream closes (K8, B34 and B37), and reload and drain with a stream in
-//! flight (K13, B51 and B54). Each runs with an HTTP/2 client (prior
-//! knowledge, cleartext), an HTTP/2 pool, or both.
+//! responses (K7, B32), route and per-try timeouts, connections the
+//! upstream closes and connections left idle (K8, B34 and B37), and reload
+//! and drain with a stream in flight (K13, B51 and B54). Each runs with an
+//! HTTP/2 client (prior knowledge, cleartext), an HTTP/2 pool, or both.
 
 mod support;
 
@@ -786,6 +786,63 @@ async fn http2_pools_share_connections_and_replace_idle_and_closed_ones() {
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
     assert_eq!(closing.connections(), 4, "each request after a GOAWAY opens a connection");
+}
+
+/// K8 with an HTTP/2 pool whose streams outlast its `idle_timeout`: the
+/// clock counts from when the connection's last stream ended, not from
+/// when a request last took it. A stream answered after 500 ms, against an
+/// `idle_timeout` of 200 ms, keeps its connection, which the next request
+/// uses; once no stream has been in flight for 400 ms, the next request
+/// opens a new connection. Streams that end otherwise, given up at the
+/// route's timeout or reset by their client, end as well, and leave their
+/// connection to idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_connection_idles_only_once_its_last_stream_has_ended() {
+    let backend = Backend::start(Proto::Http2, "long").await;
+    let routes = "  - { name: timed, match: { path: \"/held/timed\" }, to: p, timeout: 100ms }
+  - { name: all, match: { path: \"/{*rest}\" }, to: p }
+";
+    let gateway = Gateway::start(&spec(
+        &pool("p", &[backend.address], "    protocol: http2\n    idle_timeout: 200ms\n"),
+        routes,
+    ));
+    let address = gateway.addr("public");
+    let get = move |path: &str| {
+        let request = support::request("GET", address, "x.test", path);
+        async move {
+            let client = support::client();
+            tokio::time::timeout(Duration::from_secs(5), support::send(&client, request))
+                .await
+                .expect("an answer within 5 s")
+        }
+    };
+
+    let long = tokio::spawn(get("/held/long"));
+    backend.wait_for(1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    backend.release(1);
+    let reply = long.await.unwrap();
+    assert_eq!((reply.status, reply.body.as_str()), (StatusCode::OK, "long"));
+    let reply = get("/right-after").await;
+    assert_eq!((reply.status, reply.body.as_str()), (StatusCode::OK, "long"));
+    assert_eq!(backend.connections(), 1, "the connection of a long stream was not used again");
+
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let reply = get("/after-idle").await;
+    assert_eq!((reply.status, reply.body.as_str()), (StatusCode::OK, "long"));
+    assert_eq!(backend.connections(), 2, "a connection idle for idle_timeout was used again");
+
+    let reply = get("/held/timed").await;
+    assert_eq!(reply.status, StatusCode::GATEWAY_TIMEOUT, "{}", reply.body);
+    let mut h2 = h2_connect(address).await;
+    let left = tokio::spawn(async move { h2_get(&mut h2, "x.test", "/held/left", &[]).await });
+    backend.wait_for(5).await;
+    left.abort();
+    assert_eq!(backend.connections(), 2, "{:?}", backend.got());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let reply = get("/after-errors").await;
+    assert_eq!((reply.status, reply.body.as_str()), (StatusCode::OK, "long"));
+    assert_eq!(backend.connections(), 3, "a stream that failed was still counted in flight");
 }
 
 // K13 ------------------------------------------------------------------

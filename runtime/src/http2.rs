@@ -5,8 +5,11 @@
 //! that find none while one is being opened wait for it rather than each
 //! open their own, and fail over at once, as a connect failure, when that
 //! attempt fails. A connection is closed (once its streams have ended) when
-//! the upstream closes it, or after the pool's `idle_timeout` without a new
-//! request.
+//! the upstream closes it, or once it has had no stream in flight for the
+//! pool's `idle_timeout`: the clock starts when its last stream ends (its
+//! response body ended or was dropped, or the exchange failed), so a stream
+//! that outlasts `idle_timeout` neither has its connection closed under it
+//! nor leaves the next request to open another.
 //!
 //! Each request names, in `:authority`, the host its client asked for (its
 //! `Host`), as an HTTP/1.1 pool receives it in `Host`, and not the address
@@ -77,8 +80,60 @@ struct Endpoint {
 struct Shared {
     sender: SendRequest<RequestBody>,
     opened: Instant,
-    /// When a request last took it.
-    used: Instant,
+    /// Its streams in flight.
+    streams: Arc<Mutex<Streams>>,
+}
+
+/// The streams in flight on a shared connection.
+struct Streams {
+    /// Streams begun and not yet ended.
+    in_flight: usize,
+    /// When the last of them ended (when the connection opened, until one
+    /// has).
+    idle_since: Instant,
+}
+
+impl Shared {
+    /// A connection that `sender` sends on, opened at `opened`, with one
+    /// stream in flight: the request that opened it.
+    fn opened(sender: SendRequest<RequestBody>, opened: Instant) -> (Shared, OpenStream) {
+        let streams = Streams { in_flight: 1, idle_since: opened };
+        let streams = Arc::new(Mutex::new(streams));
+        (Shared { sender, opened, streams: Arc::clone(&streams) }, OpenStream(streams))
+    }
+
+    /// Whether the connection can take no more streams: the upstream
+    /// closed it, or it has had none in flight for `idle_timeout` by `now`.
+    fn is_done(&self, now: Instant, idle_timeout: Duration) -> bool {
+        if self.sender.is_closed() {
+            return true;
+        }
+        let streams = lock(&self.streams);
+        streams.in_flight == 0 && now - streams.idle_since >= idle_timeout
+    }
+
+    /// Count one more stream in flight until the returned value is dropped.
+    fn begin(&self) -> OpenStream {
+        lock(&self.streams).in_flight += 1;
+        OpenStream(Arc::clone(&self.streams))
+    }
+}
+
+/// One stream in flight on a shared connection: from when its request took
+/// the connection until its response body has ended or been dropped, or
+/// the exchange has failed, whichever way (the client may leave, or the
+/// request time out, at any point). Dropping it ends the stream's count,
+/// once.
+pub(crate) struct OpenStream(Arc<Mutex<Streams>>);
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        let mut streams = lock(&self.0);
+        streams.in_flight = streams.in_flight.saturating_sub(1);
+        if streams.in_flight == 0 {
+            streams.idle_since = Instant::now();
+        }
+    }
 }
 
 impl Http2Pool {
@@ -102,7 +157,8 @@ impl Http2Pool {
 
     /// Send the request of `head` and `body` to `endpoint` (at `address`,
     /// named by `authority`): on a new connection of its own when `fresh`,
-    /// else on the shared one.
+    /// else on the shared one, for which the response comes with the
+    /// stream's place among those in flight there.
     pub(crate) async fn send(
         &self,
         endpoint: usize,
@@ -111,18 +167,19 @@ impl Http2Pool {
         head: &UpstreamHead,
         body: RequestBody,
         fresh: bool,
-    ) -> Result<Response<Incoming>, SendError> {
+    ) -> Result<(Response<Incoming>, Option<OpenStream>), SendError> {
         let slot = Arc::clone(body.slot());
         let request = upstream_request(head, body, authority)?;
         let began = Instant::now();
-        let (mut sender, opened) = match fresh {
-            true => self.open(address).await?,
+        let (mut sender, opened, stream) = match fresh {
+            true => self.open(address).await.map(|(sender, opened)| (sender, opened, None))?,
             false => self.shared(endpoint, address, began).await?,
         };
         let mut error = match sender.try_send_request(request).await {
-            Ok(response) => return Ok(response),
+            Ok(response) => return Ok((response, stream)),
             Err(error) => error,
         };
+        drop(stream);
         let request = match error.take_message() {
             Some(request) if !fresh && opened < began => {
                 let message = "HTTP/2 connection closed; sending on a new one";
@@ -150,20 +207,26 @@ impl Http2Pool {
                 upstream_request(head, body, authority)?
             }
         };
-        let (mut sender, opened) = self.shared(endpoint, address, Instant::now()).await?;
-        sender.send_request(request).await.map_err(|error| SendError::Http2 { error, opened })
+        let (mut sender, opened, stream) = self.shared(endpoint, address, Instant::now()).await?;
+        match sender.send_request(request).await {
+            Ok(response) => Ok((response, stream)),
+            Err(error) => Err(SendError::Http2 { error, opened }),
+        }
     }
 
-    /// The shared connection to `endpoint`, opened if there is none, and
-    /// when it was opened. A request that `began` waiting before an attempt
-    /// to open one failed fails with it.
+    /// The shared connection to `endpoint`, opened if there is none, when
+    /// it was opened, and the place of the stream the caller begins there.
+    /// A request that `began` waiting before an attempt to open one failed
+    /// fails with it.
     async fn shared(
         &self,
         endpoint: usize,
         address: SocketAddr,
         began: Instant,
-    ) -> Result<(SendRequest<RequestBody>, Instant), SendError> {
-        let Some(slot) = self.endpoints.get(endpoint) else { return self.open(address).await };
+    ) -> Result<(SendRequest<RequestBody>, Instant, Option<OpenStream>), SendError> {
+        let Some(slot) = self.endpoints.get(endpoint) else {
+            return self.open(address).await.map(|(sender, opened)| (sender, opened, None));
+        };
         if let Some(found) = self.take(slot) {
             return Ok(found);
         }
@@ -178,9 +241,9 @@ impl Http2Pool {
         }
         match self.open(address).await {
             Ok((sender, opened)) => {
-                let shared = Shared { sender: sender.clone(), opened, used: Instant::now() };
+                let (shared, stream) = Shared::opened(sender.clone(), opened);
                 *lock(&slot.open) = Some(shared);
-                Ok((sender, opened))
+                Ok((sender, opened, Some(stream)))
             }
             Err(SendError::Connect(error)) => {
                 *lock(&slot.failed) = Some((Instant::now(), error.kind(), error.to_string()));
@@ -191,17 +254,19 @@ impl Http2Pool {
     }
 
     /// The shared connection of `slot`, if it is open and has not been idle
-    /// for `idle_timeout`; closes it otherwise.
-    fn take(&self, slot: &Endpoint) -> Option<(SendRequest<RequestBody>, Instant)> {
+    /// for `idle_timeout`, with a new stream counted in flight there; closes
+    /// it otherwise.
+    fn take(
+        &self,
+        slot: &Endpoint,
+    ) -> Option<(SendRequest<RequestBody>, Instant, Option<OpenStream>)> {
         let mut open = lock(&slot.open);
-        let shared = open.as_mut()?;
-        let now = Instant::now();
-        if shared.sender.is_closed() || now - shared.used >= self.idle_timeout {
+        let shared = open.as_ref()?;
+        if shared.is_done(Instant::now(), self.idle_timeout) {
             *open = None;
             return None;
         }
-        shared.used = now;
-        Some((shared.sender.clone(), shared.opened))
+        Some((shared.sender.clone(), shared.opened, Some(shared.begin())))
     }
 
     /// Stop sharing the connection of `endpoint` opened at `opened`.
@@ -254,10 +319,7 @@ impl Http2Pool {
         let now = Instant::now();
         for slot in &self.endpoints {
             let mut open = lock(&slot.open);
-            let idle = open
-                .as_ref()
-                .is_some_and(|s| s.sender.is_closed() || now - s.used >= self.idle_timeout);
-            if idle {
+            if open.as_ref().is_some_and(|shared| shared.is_done(now, self.idle_timeout)) {
                 *open = None;
             }
         }

@@ -90,7 +90,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::http1::{Conn, ExchangeError, Http1Body, Http1Response, PumpedBody};
-use crate::http2::Http2Pool;
+use crate::http2::{Http2Pool, OpenStream};
 use crate::proxy::UpstreamHead;
 use crate::request_body::{BodyError, BodySlot, RequestBody};
 use crate::stall::{unless_stuck, Stall};
@@ -165,8 +165,9 @@ impl PoolClient {
         let slot = (!body.is_end_stream()).then(|| Arc::clone(body.slot()));
         if let Some(http2) = self.http2.as_ref().filter(|_| is_plain_exchange(head)) {
             let exchange = async move {
-                let response = http2.send(endpoint, address, authority, head, body, fresh).await?;
-                Ok(response.map(|body| UpstreamBody::detached(body, stall)))
+                let sent = http2.send(endpoint, address, authority, head, body, fresh).await?;
+                let (response, stream) = sent;
+                Ok(response.map(|body| UpstreamBody::detached(body, stall, stream)))
             };
             return Box::pin(head_within_stall(exchange, stall, slot)).await;
         }
@@ -182,7 +183,7 @@ impl PoolClient {
         let client = if fresh { &self.fresh } else { &self.pooled };
         let exchange = async move {
             match client.request(request).await {
-                Ok(response) => Ok(response.map(|body| UpstreamBody::detached(body, stall))),
+                Ok(response) => Ok(response.map(|body| UpstreamBody::detached(body, stall, None))),
                 Err(error) => Err(SendError::Pooled(error)),
             }
         };
@@ -741,9 +742,10 @@ pub struct UpstreamBody(Inner);
 
 enum Inner {
     Http1(Http1Body),
-    /// A body whose connection runs in a task of its own, and the pool's
-    /// stall clock for it.
-    Detached(Incoming, Stall),
+    /// A body whose connection runs in a task of its own, the pool's stall
+    /// clock for it, and its stream's place among those in flight on a
+    /// shared HTTP/2 connection, given up when the body ends.
+    Detached(Incoming, Stall, Option<OpenStream>),
     /// An HTTP/1.1 body read while its upload goes on.
     Pumped(PumpedBody),
 }
@@ -753,9 +755,10 @@ pub type BodyFailure = Box<dyn std::error::Error + Send + Sync>;
 
 impl UpstreamBody {
     /// A body whose connection runs in a task of its own, which may make
-    /// its reader wait at most `stall` at a time.
-    fn detached(body: Incoming, stall: Duration) -> UpstreamBody {
-        UpstreamBody(Inner::Detached(body, Stall::new(stall)))
+    /// its reader wait at most `stall` at a time, and that holds `stream`
+    /// until it ends or is dropped.
+    fn detached(body: Incoming, stall: Duration, stream: Option<OpenStream>) -> UpstreamBody {
+        UpstreamBody(Inner::Detached(body, Stall::new(stall), stream))
     }
 }
 
@@ -770,12 +773,17 @@ impl Body for UpstreamBody {
         match &mut self.0 {
             Inner::Http1(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
             Inner::Pumped(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
-            Inner::Detached(body, stall) => match Pin::new(body).poll_frame(cx) {
+            Inner::Detached(body, stall, stream) => match Pin::new(body).poll_frame(cx) {
                 Poll::Ready(frame) => {
                     stall.progress();
+                    // The stream is over once its body has ended or failed.
+                    if !matches!(frame, Some(Ok(_))) {
+                        stream.take();
+                    }
                     Poll::Ready(frame.map(|frame| frame.map_err(Into::into)))
                 }
                 Poll::Pending => stall.poll_expired(cx).map(|()| {
+                    stream.take();
                     let error = ExchangeError::Stalled(stall.limit());
                     Some(Err(error.into()))
                 }),
@@ -787,7 +795,7 @@ impl Body for UpstreamBody {
         match &self.0 {
             Inner::Http1(body) => body.is_end_stream(),
             Inner::Pumped(body) => body.is_end_stream(),
-            Inner::Detached(body, _) => body.is_end_stream(),
+            Inner::Detached(body, ..) => body.is_end_stream(),
         }
     }
 
@@ -795,7 +803,7 @@ impl Body for UpstreamBody {
         match &self.0 {
             Inner::Http1(body) => body.size_hint(),
             Inner::Pumped(body) => body.size_hint(),
-            Inner::Detached(body, _) => body.size_hint(),
+            Inner::Detached(body, ..) => body.size_hint(),
         }
     }
 }
