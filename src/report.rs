@@ -237,7 +237,7 @@ fn file_uri(name: &str) -> String {
 }
 
 /// A one-line summary and a help text for each documented finding code, as
-/// the README's table gives them. Codes added later fall back to their name.
+/// the README's table gives them (a test holds the two together).
 fn rule_text(id: &str) -> (Option<&'static str>, Option<&'static str>) {
     let (summary, help) = match id {
         "S0001" => ("the file is not valid YAML", "fix the YAML syntax at the marked position"),
@@ -245,6 +245,10 @@ fn rule_text(id: &str) -> (Option<&'static str>, Option<&'static str>) {
         "S0003" => (
             "the YAML uses a feature specs do not allow",
             "write the value out instead of a merge key, tag, alias or second document",
+        ),
+        "S0004" => (
+            "an include matches no file, or an included file cannot be read",
+            "fix the pattern or the file it names",
         ),
         "S0101" => ("a key that the format does not define", "check the spelling of the key"),
         "S0102" => ("a required key is missing", "add the key"),
@@ -273,6 +277,39 @@ fn rule_text(id: &str) -> (Option<&'static str>, Option<&'static str>) {
         "S0213" => (
             "a path template is written in a form that path normalisation changes",
             "write the template in normal form",
+        ),
+        "S0214" => (
+            "a header or query condition is malformed",
+            "give each name one test, and a valid regex or value",
+        ),
+        "S0215" => (
+            "retries take longer than the route's timeout allows",
+            "lower the attempts or per-try timeout, or raise the route's timeout",
+        ),
+        "S0216" => ("retries without a retry budget", "add a `retry_budget` to the route"),
+        "S0217" => (
+            "a health check takes longer to eject a dead endpoint than the route waits",
+            "shorten the interval or thresholds, or add outlier detection",
+        ),
+        "S0218" => (
+            "outlier detection can eject no endpoint of the pool",
+            "raise `max_ejection_percent` to at least one endpoint's share",
+        ),
+        "S0219" => (
+            "a consistent-hash pool has no key to hash on",
+            "set `hash_on` to a key every route to the pool has",
+        ),
+        "S0220" => (
+            "a retry, outlier or status policy contradicts itself",
+            "fix the setting the message names",
+        ),
+        "S0221" => (
+            "a setting that the pool or route ignores",
+            "remove it, or use the setting that does what was meant",
+        ),
+        "S0222" => (
+            "fewer connections allowed than the pool has endpoints",
+            "allow at least one connection per endpoint",
         ),
         "S0301" => ("a pool no route sends to", "route traffic to it or delete it"),
         "S0302" => ("weights that the pool's algorithm ignores", "use a weighted algorithm"),
@@ -322,6 +359,7 @@ fn rule_text(id: &str) -> (Option<&'static str>, Option<&'static str>) {
         }
         "S0427" => ("drawn keys that no policy reads", "hash or pin on them, or remove them"),
         "S0428" => ("a share lacks the key its pool hashes on", "set the key the pool reads"),
+        "S0430" => ("an empty list, which changes nothing", "fill the list or remove the key"),
         _ => return (None, None),
     };
     (Some(summary), Some(help))
@@ -347,6 +385,20 @@ mod tests {
         let d = Diagnostic::error(codes::UNKNOWN_POOL, "50% bad").with_help("try: a, b");
         let line = github(&[d]);
         assert_eq!(line, "::error file=,title=S0201 unknown-pool::50%25 bad%0Ahelp: try: a, b\n");
+    }
+
+    #[test]
+    fn every_code_in_the_readme_has_a_rule_text() {
+        // Code scanning shows a rule's summary and help beside each
+        // finding; a code without them shows its bare name.
+        let readme = include_str!("../README.md");
+        let codes: Vec<&str> = readme
+            .lines()
+            .filter_map(|line| line.strip_prefix("| S0")?.get(..3).map(|_| &line[2..7]))
+            .collect();
+        assert!(codes.len() > 50, "the README's table of codes was not found: {codes:?}");
+        let missing: Vec<_> = codes.iter().filter(|c| rule_text(c).0.is_none()).collect();
+        assert!(missing.is_empty(), "codes without a summary: {missing:?}");
     }
 
     #[test]
