@@ -202,10 +202,11 @@ pub struct Balancer {
     /// or none that count, and no slow start), so that requests in flight
     /// compare as they are, without dividing each by the same weight.
     uniform: bool,
-    /// Random over a non-empty pool that is `uniform` with every endpoint
-    /// usable: while every endpoint is eligible and none is avoided, a pick
-    /// is one draw, the same one [`Balancer::sample`] makes.
-    plain_random: bool,
+    /// Random or least request over a non-empty pool with every endpoint
+    /// usable and no slow start: while every endpoint is eligible and none
+    /// is avoided, every endpoint is a candidate and no clock is read, so a
+    /// pick needs no view of the pool (see [`Balancer::pick_with`]).
+    plain: bool,
     weights: Vec<u32>,
     /// Endpoint indices in smooth weighted order (weighted round robin only).
     schedule: Vec<u32>,
@@ -292,13 +293,15 @@ impl Balancer {
         // others: every candidate counts as weight 1.)
         let uniform =
             slow_start.is_none() && (!weighted || weights.windows(2).all(|w| w[0] == w[1]));
-        let plain_random =
-            matches!(algorithm, Algorithm::Random) && uniform && n > 0 && usable == n;
+        let plain = matches!(algorithm, Algorithm::Random | Algorithm::LeastRequest { .. })
+            && slow_start.is_none()
+            && n > 0
+            && usable == n;
         Balancer {
             algorithm,
             weighted,
             uniform,
-            plain_random,
+            plain,
             weights: weights.to_vec(),
             schedule,
             ring,
@@ -340,13 +343,17 @@ impl Balancer {
 
     /// Choose an endpoint for a request with these facts.
     pub fn pick_with<R: Rng + ?Sized>(&self, rng: &mut R, pick: &Pick) -> Option<usize> {
-        // (Random reads no clock without slow start, and with every
-        // endpoint eligible it is not in panic mode.)
-        if self.plain_random
-            && pick.avoid.is_empty()
-            && self.live.load(Ordering::Acquire) == self.len()
-        {
-            return Some(index(rng, self.len()));
+        // The usual pick, from a pool with every endpoint eligible: not in
+        // panic mode, and every endpoint a candidate. (It picks what the
+        // general way below would, with the same draws.)
+        if self.plain && pick.avoid.is_empty() && self.live.load(Ordering::Acquire) == self.len() {
+            let view = View { now: pick.now, panic: false, avoid: &[], avoided: 0, all: true };
+            match self.algorithm {
+                // (Unweighted without slow start, so uniform.)
+                Algorithm::Random => return Some(index(rng, self.len())),
+                Algorithm::LeastRequest { choices } => return self.best_of(rng, &view, choices),
+                _ => {}
+            }
         }
         self.see(pick.now);
         let view = self.view(pick)?;

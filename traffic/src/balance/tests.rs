@@ -90,24 +90,40 @@ fn random_is_roughly_uniform() {
 }
 
 #[test]
-fn random_picks_the_same_on_its_fast_path_and_its_general_one() {
-    // With every endpoint eligible a random pick takes one draw; avoiding
-    // an endpoint the pool does not have takes the general path, which
-    // must draw and choose exactly the same, or variants would part ways.
-    let b = Balancer::new(Algorithm::Random, &[1; 7]);
-    b.set_eligible(3, false, Nanos::ZERO);
-    b.set_eligible(3, true, Nanos::ZERO);
-    let (mut fast, mut general) = (rng(11), rng(11));
-    let none = [99usize];
-    for _ in 0..1_000 {
-        let usual = b.pick_with(&mut fast, &Pick::at(Nanos::ZERO));
-        let avoiding = b.pick_with(&mut general, &Pick::at(Nanos::ZERO).avoiding(&none));
-        assert_eq!(usual, avoiding);
-        assert!(usual.is_some_and(|i| i < 7));
+fn usual_picks_are_the_same_on_the_fast_path_and_the_general_one() {
+    // With every endpoint eligible a random or least-request pick skips
+    // the view of the pool; avoiding an endpoint the pool does not have
+    // takes the general way, which must draw and choose exactly the same,
+    // or variants would part ways.
+    let algorithms = [
+        (Algorithm::Random, vec![1; 7]),
+        (Algorithm::LeastRequest { choices: 2 }, vec![1; 7]),
+        (Algorithm::LeastRequest { choices: 2 }, vec![3, 1, 2, 1, 5, 1, 1]),
+        (Algorithm::LeastRequest { choices: 3 }, vec![1; 7]),
+        (Algorithm::LeastRequest { choices: 7 }, vec![2; 7]),
+    ];
+    for (algorithm, weights) in algorithms {
+        let b = Balancer::new(algorithm, &weights);
+        b.set_eligible(3, false, Nanos::ZERO);
+        b.set_eligible(3, true, Nanos::ZERO);
+        let (mut fast, mut general, mut load) = (rng(11), rng(11), rng(5));
+        let none = [99usize];
+        for _ in 0..2_000 {
+            let usual = b.pick_with(&mut fast, &Pick::at(Nanos::ZERO));
+            let avoiding = b.pick_with(&mut general, &Pick::at(Nanos::ZERO).avoiding(&none));
+            assert_eq!(usual, avoiding, "{algorithm:?} {weights:?}");
+            let i = usual.expect("a pool with eligible endpoints picks one");
+            // Requests come and go, so that counts differ and tie.
+            b.begin(i);
+            if crate::random::index(&mut load, 3) == 0 {
+                b.end(crate::random::index(&mut load, 7));
+            }
+        }
+        // One endpoint out: the fast path is off, and 3 is never picked.
+        b.set_eligible(3, false, Nanos::ZERO);
+        let picks = (0..1_000).map(|_| b.pick_with(&mut fast, &Pick::at(Nanos::ZERO)));
+        assert!(picks.into_iter().all(|p| p.is_some_and(|i| i != 3)), "{algorithm:?}");
     }
-    // One endpoint out: the fast path is off, and 3 is never picked.
-    b.set_eligible(3, false, Nanos::ZERO);
-    assert!((0..1_000).all(|_| b.pick_with(&mut fast, &Pick::at(Nanos::ZERO)) != Some(3)));
 }
 
 #[test]
