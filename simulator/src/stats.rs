@@ -53,6 +53,14 @@ impl Bins {
         }
     }
 
+    /// Empty bins like `self`, with room for the values `self` has
+    /// counted, so that bins filled with much the same values (one step of
+    /// a time series after another) need one allocation rather than a
+    /// growth at each new largest value.
+    pub fn like(&self) -> Bins {
+        Bins { counts: vec![0; self.counts.len()], ..*self }
+    }
+
     /// The histogram's index of `value`.
     #[inline]
     fn index(&self, value: u64) -> usize {

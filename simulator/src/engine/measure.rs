@@ -124,7 +124,8 @@ impl Tally {
         let step = self.current as usize;
         if !late && self.current < MAX_POINTS as u64 {
             while self.series.len() <= step {
-                self.series.push(Step { answered: 0, errors: 0, latency: Bins::new(2) });
+                let latency = self.series.last().map_or_else(|| Bins::new(2), |s| s.latency.like());
+                self.series.push(Step { answered: 0, errors: 0, latency });
             }
             let s = &mut self.series[step];
             s.answered += 1;
