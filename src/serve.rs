@@ -1,6 +1,5 @@
 //! `sluice serve`: load a spec or plan and run the gateway on it.
 
-use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -9,6 +8,11 @@ use clap::Args;
 use sluice_runtime::{AccessLogTarget, ServeOptions};
 
 use crate::EXIT_CANNOT_RUN;
+
+/// The most worker threads `--workers` takes: far more than any machine
+/// has cores, and few enough that a mistyped count is refused rather than
+/// spawning threads until the process runs out of descriptors.
+const MAX_WORKERS: i64 = 1024;
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -42,9 +46,9 @@ pub struct ServeArgs {
     /// The spec or compiled plan to serve.
     #[arg(value_name = "SPEC|PLAN")]
     plan: PathBuf,
-    /// Worker threads. Default: one per core.
-    #[arg(long, value_name = "N")]
-    workers: Option<NonZeroUsize>,
+    /// Worker threads, 1 to 1024. Default: one per core.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=MAX_WORKERS))]
+    workers: Option<u16>,
     /// Where the JSON access log goes: `off`, `stdout`, or a file path to append to.
     #[arg(long, value_name = "off|stdout|PATH", default_value = "stdout", value_parser = access_log_target)]
     access_log: AccessLogTarget,
@@ -67,7 +71,7 @@ pub fn serve(args: ServeArgs) -> ExitCode {
     };
 
     let options = ServeOptions {
-        workers: args.workers.map(NonZeroUsize::get),
+        workers: args.workers.map(usize::from),
         access_log: args.access_log,
         drain_timeout: Duration::from_secs(args.drain_timeout),
         source: Some(args.plan),

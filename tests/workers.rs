@@ -79,3 +79,18 @@ async fn workers_share_the_upstream_pools() {
         "idle connections are lent between workers"
     );
 }
+
+#[test]
+fn a_worker_count_out_of_range_is_refused_before_anything_starts() {
+    // A mistyped count would otherwise spawn threads until the process
+    // runs out of descriptors.
+    for count in ["0", "1025", "99999999999", "-1", "two"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["serve", "--workers", count, "specs/platform.yaml"])
+            .output()
+            .expect("sluice runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "--workers {count}: {stderr}");
+        assert!(stderr.contains(count), "--workers {count}: {stderr}");
+    }
+}
