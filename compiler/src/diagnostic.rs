@@ -5,7 +5,7 @@
 //! (human, JSON, GitHub annotations) belongs to the command line; this module
 //! only carries the data and a [`miette::Diagnostic`] view of it.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::sync::Arc;
 
 use crate::document::{Document, SourceFile};
@@ -233,7 +233,7 @@ impl Diagnostic {
     fn push_label(&mut self, doc: &Document, pointer: &str, location: Location, text: String) {
         let (holder, local) = doc.resolve(pointer);
         let file = holder.source.name.clone();
-        self.labels.push(Label { pointer: local, location, text, file });
+        self.labels.push(Label { pointer: local, location, text: escape_controls(text), file });
     }
 
     /// Add a secondary label at the key of `pointer` (its value when it has no key).
@@ -358,14 +358,41 @@ impl miette::Diagnostic for Diagnostic {
 }
 
 /// Messages quote values from the file; a control character among them
-/// (an escape sequence, a bell) must not reach a terminal or CI log raw.
+/// (an escape sequence, a bell), or a character that reorders the text
+/// around it (a bidirectional override), must not reach a terminal or CI
+/// log raw: each is written as its escape. A message that a huge value
+/// made long is cut to its first [`MESSAGE_LIMIT`] characters, saying how
+/// many were left out.
 fn escape_controls(text: String) -> String {
-    if !text.chars().any(char::is_control) {
+    let hidden = |c: char| c.is_control() || is_bidi_control(c);
+    let long = text.len() > MESSAGE_LIMIT && text.chars().count() > MESSAGE_LIMIT;
+    if !long && !text.chars().any(hidden) {
         return text;
     }
-    text.chars()
-        .map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() })
-        .collect()
+    let mut out = String::with_capacity(text.len().min(MESSAGE_LIMIT * 2));
+    for c in text.chars().take(MESSAGE_LIMIT) {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else if is_bidi_control(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    if long {
+        let left = text.chars().count() - MESSAGE_LIMIT;
+        let _ = write!(out, "… ({left} more characters)");
+    }
+    out
+}
+
+/// Characters of a message kept before the rest is cut.
+const MESSAGE_LIMIT: usize = 400;
+
+/// The Unicode characters that change the display order of the text
+/// around them (embeddings, overrides, isolates and marks).
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Order findings by file, position, then code, and drop repeats (the
@@ -418,5 +445,16 @@ mod tests {
             .with_help("x\ny");
         assert_eq!(d.message, "name `a\\u{7}b\\u{1b}[31m` twice");
         assert_eq!(d.help.as_deref(), Some("x\\ny"));
+    }
+
+    #[test]
+    fn reordering_characters_are_escaped_and_huge_values_cut() {
+        let d = Diagnostic::error(codes::DUPLICATE_NAME, "name `a\u{202e}b\u{2066}` twice");
+        assert_eq!(d.message, "name `a\\u{202e}b\\u{2066}` twice");
+        let huge = "x".repeat(100_000);
+        let d = Diagnostic::error(codes::DUPLICATE_NAME, format!("name `{huge}` twice"));
+        assert!(d.message.starts_with("name `xxx"), "{}", &d.message[..20]);
+        assert!(d.message.ends_with("… (99613 more characters)"), "{}", d.message);
+        assert!(d.message.chars().count() < 450);
     }
 }
