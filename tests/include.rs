@@ -139,3 +139,19 @@ fn bad_includes_are_located_findings() {
     assert!(found.contains(&("a.yaml".into(), "S0101".into(), 1, 1)), "{found:?}");
     assert!(found.iter().any(|f| f.0 == "b.yaml" && f.1 == "S0001"), "{found:?}");
 }
+
+#[test]
+fn a_pattern_matching_too_many_files_stops_at_the_limit() {
+    // 1,200 matches: the walk stops past the thousandth, and says so once.
+    let dir = tempfile::tempdir().unwrap();
+    layout(dir.path(), &[("main.yaml", MAIN)]);
+    for n in 0..1_200 {
+        std::fs::write(dir.path().join(format!("teams/t{n:04}.yaml")), "routes: []\n").unwrap();
+    }
+    let (status, report) = check_json(&dir.path().join("main.yaml"));
+    assert_eq!(status, 1);
+    let found = findings(&report);
+    assert_eq!(found, [("main.yaml".to_owned(), "S0004".to_owned(), 2, 10)], "{report}");
+    let message = report["diagnostics"][0]["message"].as_str().unwrap();
+    assert!(message.contains("more than 1000 files"), "{message}");
+}

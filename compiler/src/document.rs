@@ -197,7 +197,10 @@ pub struct Parsed<T> {
 /// value can still be deserialised and checked further in the same run.
 /// Callers must treat any error in `diagnostics` as fatal even when `value`
 /// is present.
-pub fn parse<T: DeserializeOwned + JsonSchema>(source: SourceFile, kind: Kind) -> Parsed<T> {
+pub fn parse<T: DeserializeOwned + JsonSchema + 'static>(
+    source: SourceFile,
+    kind: Kind,
+) -> Parsed<T> {
     let source = Arc::new(source);
     let (loaded, mut diagnostics) = yaml::load(&source, kind);
     let Some(loaded) = loaded else {
@@ -206,9 +209,10 @@ pub fn parse<T: DeserializeOwned + JsonSchema>(source: SourceFile, kind: Kind) -
     let document =
         Document { source, value: loaded.value, spans: loaded.spans, included: Vec::new() };
 
-    let schema = crate::schema::schema_value::<T>();
+    let compiled = crate::schema::compiled::<T>();
+    let schema = &compiled.schema;
     let SchemaFindings { diagnostics: found, unknown_keys } =
-        crate::schema::validate(&schema, &document);
+        crate::schema::validate(&compiled, &document);
     let schema_errors = !found.is_empty();
     diagnostics.extend(found);
 
@@ -219,7 +223,7 @@ pub fn parse<T: DeserializeOwned + JsonSchema>(source: SourceFile, kind: Kind) -
     for pointer in unknown_keys.iter().rev() {
         remove(&mut cleaned, pointer);
     }
-    let whole = whole_numbers(&schema, &document, &mut cleaned, &mut diagnostics);
+    let whole = whole_numbers(schema, &document, &mut cleaned, &mut diagnostics);
     let value = match serde_path_to_error::deserialize::<_, T>(cleaned) {
         Ok(v) => Some(v),
         Err(_) if schema_errors || whole => None,

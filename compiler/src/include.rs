@@ -36,8 +36,12 @@ pub(crate) fn expand(
     let base = Path::new(&doc.source.name).parent().unwrap_or(Path::new("")).to_path_buf();
     let main = std::fs::canonicalize(&doc.source.name).ok();
     let mut files: Vec<(PathBuf, usize)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
 
     for (i, pattern) in spec.include.iter().enumerate() {
+        if files.len() > MAX_FILES {
+            break;
+        }
         let pointer = format!("/include/{i}");
         let joined = base.join(pattern);
         let Some(text) = joined.to_str() else {
@@ -55,8 +59,12 @@ pub(crate) fn expand(
                 continue;
             }
         };
+        // Only as many as could still be read, and one more to tell that
+        // there were too many: a pattern such as `/**/*.yaml` stops there
+        // rather than walk the whole file system.
+        let room = (MAX_FILES + 1).saturating_sub(files.len());
         let mut matched: Vec<PathBuf> =
-            paths.filter_map(Result::ok).filter(|p| p.is_file()).collect();
+            paths.filter_map(Result::ok).filter(|p| p.is_file()).take(room).collect();
         matched.sort();
         if matched.is_empty() {
             out.push(
@@ -69,17 +77,16 @@ pub(crate) fn expand(
             );
         }
         for path in matched {
-            let same =
-                |p: &PathBuf| std::fs::canonicalize(p).ok() == std::fs::canonicalize(&path).ok();
-            let is_main = main.is_some() && std::fs::canonicalize(&path).ok() == main;
-            if !is_main && !files.iter().any(|(p, _)| same(p)) {
+            // Each file once, however many patterns or spellings reach it.
+            let real = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+            let is_main = main.as_ref() == Some(&real);
+            if !is_main && seen.insert(real) {
                 files.push((path, i));
             }
         }
     }
     if files.len() > MAX_FILES {
-        let message =
-            format!("include matches {} files; at most {MAX_FILES} are read", files.len());
+        let message = format!("include matches more than {MAX_FILES} files, the most it reads");
         out.push(Diagnostic::error(codes::BAD_INCLUDE, message).at(doc, "/include"));
         files.truncate(MAX_FILES);
     }

@@ -6,6 +6,10 @@
 //! same schema and then rewrites the validator's errors into messages about
 //! the spec: which key, what was expected, and the nearest valid spelling.
 
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
 use schemars::JsonSchema;
 use serde_json::Value;
 
@@ -76,12 +80,35 @@ pub(crate) struct SchemaFindings {
     pub unknown_keys: Vec<String>,
 }
 
-pub(crate) fn validate(schema: &Value, doc: &Document) -> SchemaFindings {
-    let validator = jsonschema::validator_for(schema).expect("derived schemas are valid schemas");
-    let mut out = SchemaFindings { diagnostics: Vec::new(), unknown_keys: Vec::new() };
+/// A format's schema and its compiled validator.
+pub(crate) struct Compiled {
+    pub schema: Value,
+    validator: jsonschema::Validator,
+}
 
-    for error in validator.iter_errors(&doc.value) {
-        convert(&error, schema, doc, &mut out);
+/// The schema of `T`, compiled once per process: a spec that includes a
+/// thousand files checks each against the same schema, and compiling it
+/// costs far more than checking a file.
+pub(crate) fn compiled<T: JsonSchema + 'static>() -> Arc<Compiled> {
+    static COMPILED: OnceLock<Mutex<HashMap<TypeId, Arc<Compiled>>>> = OnceLock::new();
+    let cache = COMPILED.get_or_init(Mutex::default);
+    let known = cache.lock().ok().and_then(|c| c.get(&TypeId::of::<T>()).cloned());
+    if let Some(known) = known {
+        return known;
+    }
+    let schema = schema_value::<T>();
+    let validator = jsonschema::validator_for(&schema).expect("derived schemas are valid schemas");
+    let made = Arc::new(Compiled { schema, validator });
+    if let Ok(mut cache) = cache.lock() {
+        cache.insert(TypeId::of::<T>(), Arc::clone(&made));
+    }
+    made
+}
+
+pub(crate) fn validate(compiled: &Compiled, doc: &Document) -> SchemaFindings {
+    let mut out = SchemaFindings { diagnostics: Vec::new(), unknown_keys: Vec::new() };
+    for error in compiled.validator.iter_errors(&doc.value) {
+        convert(&error, &compiled.schema, doc, &mut out);
     }
     out
 }
