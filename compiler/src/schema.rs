@@ -237,6 +237,19 @@ fn pattern_error(pointer: &str, at: &str, instance: &Value, pattern: &str) -> Di
     // Any duration setting, so that the mistake is one finding, the same
     // one the settings check gives, and not a second, vaguer one besides.
     let field = if pattern == DURATION_PATTERN { "timeout" } else { field };
+    // A size setting: say which units this one takes.
+    let units = pattern.strip_prefix("^[0-9]+(").and_then(|p| p.strip_suffix(")$"));
+    if let Some(units) = units.filter(|u| u.contains("KiB")) {
+        let units: Vec<&str> = units.split('|').collect();
+        let (last, rest) = units.split_last().unwrap_or((&"B", &[]));
+        let listed = if rest.is_empty() {
+            last.to_string()
+        } else {
+            format!("{} or {last}", rest.join(", "))
+        };
+        return Diagnostic::error(codes::INVALID_VALUE, format!("bad size {shown} in {at}"))
+            .with_help(format!("write a whole number followed by {listed}, such as 64KiB"));
+    }
     match field {
         "timeout" => {
             Diagnostic::error(codes::BAD_DURATION, format!("bad duration {shown} in {at}"))
@@ -484,6 +497,18 @@ mod tests {
         let breaker = &schema_value::<Spec>()["$defs"]["CircuitBreaker"]["properties"];
         assert_eq!(breaker["max_connections"]["minimum"], 1);
         assert_eq!(breaker["max_connections"]["maximum"], u32::MAX);
+    }
+
+    #[test]
+    fn a_bad_size_names_the_units_its_setting_takes() {
+        let value = Value::String("100GiB".into());
+        let head =
+            pattern_error("/listeners/0/max_head_size", "`x`", &value, r"^[0-9]+(B|KiB|MiB)$");
+        assert_eq!(head.message, "bad size `100GiB` in `x`");
+        let help = head.help.unwrap_or_default();
+        assert!(help.contains("B, KiB or MiB,"), "{help}");
+        let body = pattern_error("/max_body_size", "`y`", &value, r"^[0-9]+(B|KiB|MiB|GiB)$");
+        assert!(body.help.unwrap_or_default().contains("B, KiB, MiB or GiB,"));
     }
 
     #[test]
