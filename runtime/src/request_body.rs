@@ -34,7 +34,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 
 use std::time::Duration;
@@ -56,6 +56,80 @@ pub enum BodyError {
     Stalled(Duration),
     #[error("the request body went to an earlier attempt, and no whole copy was kept")]
     Spent,
+}
+
+impl BodyError {
+    /// What the client did wrong, when this failure is on the client's
+    /// side of the body: every failure but [`BodyError::Spent`], which is
+    /// the gateway's.
+    pub(crate) fn client_fault(&self) -> Option<ClientFault> {
+        match self {
+            BodyError::TooLarge { limit } => Some(ClientFault::TooLarge { limit: *limit }),
+            BodyError::Stalled(limit) => Some(ClientFault::Stalled(*limit)),
+            BodyError::Client(error) if client_left(error) => Some(ClientFault::Left),
+            BodyError::Client(_) => Some(ClientFault::Malformed),
+            BodyError::Spent => None,
+        }
+    }
+}
+
+/// Whether a failure to read the client's body means the client went away:
+/// its connection ended or was reset before the body was whole, or (over
+/// HTTP/2) it reset its stream, rather than sent something malformed.
+fn client_left(error: &hyper::Error) -> bool {
+    if error.is_incomplete_message() {
+        return true;
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(e) = cause.downcast_ref::<std::io::Error>() {
+            return matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::UnexpectedEof
+            );
+        }
+        // HTTP/2: the client reset the stream or closed the connection,
+        // rather than the gateway refusing what it sent.
+        if let Some(e) = cause.downcast_ref::<h2::Error>() {
+            return e.is_remote() || e.is_io();
+        }
+        source = cause.source();
+    }
+    false
+}
+
+/// How the client's side of a request body failed, whoever reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientFault {
+    /// The client went away before the body was whole.
+    Left,
+    /// The body was malformed: a bad chunk or trailer, say.
+    Malformed,
+    /// The client sent nothing more for the listener's `stall_timeout`.
+    Stalled(Duration),
+    /// The body passed the route's `max_body_size`.
+    TooLarge { limit: u64 },
+}
+
+/// The first failure on the client's side of a request body, as its
+/// [`BodySlot`] keeps it.
+///
+/// A connection that sends the body from a task of its own (HTTP/2, and
+/// hyper-util's client for upgrades) does not always hand the body's error
+/// back: hyper's HTTP/2 client resets the stream and fails the exchange
+/// with an error of its own, which says only that the stream was reset.
+/// The slot keeps what happened, so the exchange's failure can be told
+/// apart from the endpoint's.
+#[derive(Debug, Clone)]
+pub struct ClientFailure {
+    pub(crate) fault: ClientFault,
+    message: String,
+}
+
+impl std::fmt::Display for ClientFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
 }
 
 /// A request's body as the client sends it: read by hyper, within the
@@ -172,6 +246,8 @@ pub(crate) struct BodySlot {
     replay: Mutex<Replay>,
     /// Whether a copy was wanted at all (most bodies skip the lock).
     keeping: bool,
+    /// The first failure on the client's side of the body, once one came.
+    failure: OnceLock<ClientFailure>,
 }
 
 /// The copy of a body that [`BodySlot`] keeps so that a retry or a resend
@@ -261,6 +337,7 @@ impl BodySlot {
             limit,
             moved: AtomicU64::new(0),
             on_client: AtomicBool::new(false),
+            failure: OnceLock::new(),
         })
     }
 
@@ -340,6 +417,19 @@ impl BodySlot {
         self.too_large.load(Ordering::Acquire)
     }
 
+    /// The first failure on the client's side of the body, if there was
+    /// one (see [`ClientFailure`]).
+    pub(crate) fn client_failure(&self) -> Option<&ClientFailure> {
+        self.failure.get()
+    }
+
+    /// Remember `error`, when it is the client's and the first.
+    fn failed(&self, error: &BodyError) {
+        if let Some(fault) = error.client_fault() {
+            let _ = self.failure.set(ClientFailure { fault, message: error.to_string() });
+        }
+    }
+
     /// How far sending the body has got: the frames handed on so far, and
     /// whether the reader last waited on the client (whose wait is the
     /// listener's stall clock's, not the pool's).
@@ -417,7 +507,10 @@ impl Body for RequestBody {
                     this.slot.kept_all();
                     return Poll::Ready(None);
                 }
-                Poll::Ready(Some(Err(error))) => return Poll::Ready(Some(Err(error))),
+                Poll::Ready(Some(Err(error))) => {
+                    this.slot.failed(&error);
+                    return Poll::Ready(Some(Err(error)));
+                }
                 Poll::Ready(Some(Ok(frame))) => frame,
             };
             let Some(data) = frame.data_ref() else {
@@ -434,7 +527,9 @@ impl Body for RequestBody {
             this.slot.moved.fetch_add(1, Ordering::Relaxed);
             if let Some(limit) = this.slot.limit.filter(|&limit| this.seen > limit) {
                 this.slot.too_large.store(true, Ordering::Release);
-                return Poll::Ready(Some(Err(BodyError::TooLarge { limit })));
+                let error = BodyError::TooLarge { limit };
+                this.slot.failed(&error);
+                return Poll::Ready(Some(Err(error)));
             }
             this.slot.keep(|| Piece::Data(data.clone()), data.len() as u64);
             // A sender that knows the length stops polling at its end.

@@ -92,7 +92,7 @@ use tokio::time::Instant;
 use crate::http1::{Conn, ExchangeError, Http1Body, Http1Response, PumpedBody};
 use crate::http2::{Http2Pool, OpenStream};
 use crate::proxy::UpstreamHead;
-use crate::request_body::{BodyError, BodySlot, RequestBody};
+use crate::request_body::{BodyError, BodySlot, ClientFailure, ClientFault, RequestBody};
 use crate::stall::{unless_stuck, Stall};
 
 /// The upstream clients of one pool.
@@ -163,13 +163,15 @@ impl PoolClient {
         }
         let stall = self.stall;
         let slot = (!body.is_end_stream()).then(|| Arc::clone(body.slot()));
+        let blame = slot.clone();
         if let Some(http2) = self.http2.as_ref().filter(|_| is_plain_exchange(head)) {
             let exchange = async move {
                 let sent = http2.send(endpoint, address, authority, head, body, fresh).await?;
                 let (response, stream) = sent;
                 Ok(response.map(|body| UpstreamBody::detached(body, stall, stream)))
             };
-            return Box::pin(head_within_stall(exchange, stall, slot)).await;
+            let sent = Box::pin(head_within_stall(exchange, stall, slot)).await;
+            return sent.map_err(|error| blame_client_body(error, blame.as_deref()));
         }
         let mut request = head.request(body);
         let mut target = std::mem::take(request.uri_mut()).into_parts();
@@ -189,7 +191,24 @@ impl PoolClient {
         };
         // Boxed: kept inline, this rarer path would make every request's
         // future as large as its own.
-        Box::pin(head_within_stall(exchange, stall, slot)).await
+        let sent = Box::pin(head_within_stall(exchange, stall, slot)).await;
+        sent.map_err(|error| blame_client_body(error, blame.as_deref()))
+    }
+}
+
+/// `error`, the failure of an exchange whose connection sends the request
+/// body from a task of its own, as the client's when the client's side of
+/// the body failed (see [`ClientFailure`]): that failure is what ended the
+/// exchange, which then says only that its stream was reset. An error that
+/// already carries the body's own, or a connection that was never opened,
+/// stays as it is.
+fn blame_client_body(error: SendError, slot: Option<&BodySlot>) -> SendError {
+    if error.is_connect() || error.body_error().is_some() {
+        return error;
+    }
+    match slot.and_then(BodySlot::client_failure) {
+        Some(failure) => SendError::ClientBody(failure.clone()),
+        None => error,
     }
 }
 
@@ -252,6 +271,10 @@ pub enum SendError {
     /// `stall_timeout`.
     #[error("the upstream sent nothing for {0:?}")]
     Stalled(Duration),
+    /// An HTTP/2 or upgrade exchange failed because the client's side of
+    /// the request body failed (see [`ClientFailure`]).
+    #[error("{0}")]
+    ClientBody(ClientFailure),
 }
 
 impl SendError {
@@ -260,7 +283,10 @@ impl SendError {
         match self {
             SendError::Pooled(error) => error.is_connect(),
             SendError::Connect(_) | SendError::Refused(_) => true,
-            SendError::Exchange { .. } | SendError::Http2 { .. } | SendError::Stalled(_) => false,
+            SendError::Exchange { .. }
+            | SendError::Http2 { .. }
+            | SendError::Stalled(_)
+            | SendError::ClientBody(_) => false,
         }
     }
 
@@ -276,8 +302,8 @@ impl SendError {
 
     /// The listener's `stall_timeout`, when the client stalled mid-body.
     pub(crate) fn client_stalled(&self) -> Option<Duration> {
-        match self.body_error()? {
-            BodyError::Stalled(limit) => Some(*limit),
+        match self.client_fault()? {
+            ClientFault::Stalled(limit) => Some(limit),
             _ => None,
         }
     }
@@ -285,26 +311,16 @@ impl SendError {
     /// Whether the client went away in the middle of its request body: its
     /// connection ended or was reset before the body was whole.
     pub(crate) fn client_left(&self) -> bool {
-        let Some(BodyError::Client(error)) = self.body_error() else { return false };
-        if error.is_incomplete_message() {
-            return true;
+        self.client_fault() == Some(ClientFault::Left)
+    }
+
+    /// How the client's side of the request body failed, if that is what
+    /// ended the exchange.
+    fn client_fault(&self) -> Option<ClientFault> {
+        match self {
+            SendError::ClientBody(failure) => Some(failure.fault),
+            _ => self.body_error()?.client_fault(),
         }
-        let mut source = std::error::Error::source(error);
-        while let Some(cause) = source {
-            if let Some(e) = cause.downcast_ref::<io::Error>() {
-                return matches!(
-                    e.kind(),
-                    io::ErrorKind::ConnectionReset | io::ErrorKind::UnexpectedEof
-                );
-            }
-            // HTTP/2: the client reset the stream or closed the connection,
-            // rather than the gateway refusing what it sent.
-            if let Some(e) = cause.downcast_ref::<h2::Error>() {
-                return e.is_remote() || e.is_io();
-            }
-            source = cause.source();
-        }
-        false
     }
 
     /// The failure of the client's request body behind this one, if any.
@@ -316,7 +332,8 @@ impl SendError {
             SendError::Exchange { .. }
             | SendError::Connect(_)
             | SendError::Refused(_)
-            | SendError::Stalled(_) => None,
+            | SendError::Stalled(_)
+            | SendError::ClientBody(_) => None,
         };
         while let Some(cause) = source {
             if let Some(error) = cause.downcast_ref::<BodyError>() {
@@ -340,6 +357,7 @@ impl SendError {
                 .is_some_and(hyper::Error::is_user),
             SendError::Http2 { error, .. } => error.is_user(),
             SendError::Exchange { error, .. } => error.is_client_body(),
+            SendError::ClientBody(_) => true,
             SendError::Connect(_) | SendError::Refused(_) | SendError::Stalled(_) => false,
         }
     }
@@ -351,7 +369,10 @@ pub(crate) fn on_reused_connection(error: &SendError, attempt_began: Instant) ->
         SendError::Pooled(error) => error,
         SendError::Exchange { reused, .. } => return *reused,
         SendError::Http2 { opened, .. } => return *opened < attempt_began,
-        SendError::Connect(_) | SendError::Refused(_) | SendError::Stalled(_) => return false,
+        SendError::Connect(_)
+        | SendError::Refused(_)
+        | SendError::Stalled(_)
+        | SendError::ClientBody(_) => return false,
     };
     let Some(connected) = error.connect_info() else { return false };
     let mut extensions = hyper::http::Extensions::new();
@@ -366,7 +387,10 @@ pub(crate) fn closed_before_response(error: &SendError) -> bool {
         SendError::Pooled(error) => std::error::Error::source(error),
         SendError::Http2 { error, .. } => Some(error as &(dyn std::error::Error + 'static)),
         SendError::Exchange { error, .. } => return error.is_closed(),
-        SendError::Connect(_) | SendError::Refused(_) | SendError::Stalled(_) => return false,
+        SendError::Connect(_)
+        | SendError::Refused(_)
+        | SendError::Stalled(_)
+        | SendError::ClientBody(_) => return false,
     };
     while let Some(cause) = source {
         if let Some(hyper_error) = cause.downcast_ref::<hyper::Error>() {
@@ -411,7 +435,8 @@ pub(crate) fn breaker_refusal(error: &SendError) -> Option<Rejection> {
         SendError::Connect(_)
         | SendError::Exchange { .. }
         | SendError::Http2 { .. }
-        | SendError::Stalled(_) => return None,
+        | SendError::Stalled(_)
+        | SendError::ClientBody(_) => return None,
     };
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {

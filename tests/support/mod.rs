@@ -4,6 +4,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod h2c;
 pub mod h2raw;
 pub mod node;
 pub mod raw;

@@ -1,0 +1,128 @@
+//! An upstream that speaks only HTTP/2 with prior knowledge (h2c), as gRPC
+//! services do: a connection that opens with anything but the HTTP/2
+//! preface (an HTTP/1.1 request, say) is closed unanswered.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+/// The status an [`H2cUpstream`] answers a path with.
+pub type StatusFor = fn(&str) -> u16;
+
+/// A request as an [`H2cUpstream`] received it.
+#[derive(Debug, Clone)]
+pub struct H2cSeen {
+    pub path: String,
+    pub user_agent: Option<String>,
+    /// `Some(n)` once a body of `n` bytes ended cleanly, `None` when it
+    /// broke off (or is still coming).
+    pub body_len: Option<usize>,
+}
+
+/// An h2c-only upstream on `127.0.0.1:0`. Each request has its body read
+/// whole, then is answered with the status `status` gives for its path
+/// (read when the request comes, so a test can change it) and the
+/// upstream's name as the body.
+pub struct H2cUpstream {
+    pub name: String,
+    pub address: SocketAddr,
+    seen: Arc<Mutex<Vec<H2cSeen>>>,
+    status: Arc<Mutex<StatusFor>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl H2cUpstream {
+    /// An upstream that answers every request 200.
+    pub async fn start(name: &str) -> H2cUpstream {
+        H2cUpstream::answering(name, |_| 200).await
+    }
+
+    pub async fn answering(name: &str, status: StatusFor) -> H2cUpstream {
+        let socket = TcpListener::bind("127.0.0.1:0").await.expect("bind an upstream on loopback");
+        let address = socket.local_addr().expect("a bound socket has an address");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let status = Arc::new(Mutex::new(status));
+        let (log, answer, label) = (Arc::clone(&seen), Arc::clone(&status), name.to_owned());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = socket.accept().await else { continue };
+                let (log, answer, label) = (Arc::clone(&log), Arc::clone(&answer), label.clone());
+                let service = service_fn(move |request| {
+                    respond(Arc::clone(&log), *answer.lock().unwrap(), label.clone(), request)
+                });
+                tokio::spawn(async move {
+                    let serving = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service);
+                    let _ = serving.await;
+                });
+            }
+        });
+        H2cUpstream { name: name.to_owned(), address, seen, status, task }
+    }
+
+    /// Answer from now on with the status `status` gives for each path.
+    pub fn answer_with(&self, status: StatusFor) {
+        *self.status.lock().unwrap() = status;
+    }
+
+    /// Requests received so far, in arrival order.
+    pub fn seen(&self) -> Vec<H2cSeen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Requests received so far for `path`.
+    pub fn count(&self, path: &str) -> usize {
+        self.seen.lock().unwrap().iter().filter(|seen| seen.path == path).count()
+    }
+
+    /// Wait, at most `limit`, until `n` requests for `path` have come.
+    pub async fn wait_for(&self, path: &str, n: usize, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.count(path) < n {
+            assert!(
+                Instant::now() < deadline,
+                "upstream {} saw {} requests for {path} in {limit:?}, not {n}",
+                self.name,
+                self.count(path)
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+impl Drop for H2cUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn respond(
+    log: Arc<Mutex<Vec<H2cSeen>>>,
+    status: StatusFor,
+    name: String,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path().to_owned();
+    let user_agent =
+        parts.headers.get("user-agent").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let index = {
+        let mut log = log.lock().unwrap();
+        log.push(H2cSeen { path: path.clone(), user_agent, body_len: None });
+        log.len() - 1
+    };
+    let body = body.collect().await.ok().map(|body| body.to_bytes().len());
+    log.lock().unwrap()[index].body_len = body;
+    let mut response = Response::new(Full::new(Bytes::from(name)));
+    *response.status_mut() = StatusCode::from_u16(status(&path)).unwrap_or(StatusCode::OK);
+    Ok(response)
+}
