@@ -29,6 +29,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use sluice_compiler::plan::PoolPlan;
+use sluice_compiler::spec::Protocol;
 use sluice_traffic::circuit::OwnedPermit;
 use sluice_traffic::{
     Balancer, CircuitBreaker, Health, HealthCheck, HealthSettings, Limit, Nanos, Outcome,
@@ -128,7 +129,7 @@ impl PoolState {
 
         let mut tasks = Vec::new();
         if let Some(check) = &plan.health_check {
-            let client = probe_client(check.settings.timeout);
+            let client = probe_client(check.settings.timeout, plan.protocol);
             for endpoint in 0..n {
                 let uri = Uri::builder()
                     .scheme("http")
@@ -241,11 +242,14 @@ impl Drop for PoolState {
 }
 
 /// Whether two pools check their endpoints' health the same way (or
-/// neither checks).
+/// neither checks): the same request, with the same settings, in the same
+/// protocol.
 fn same_health_check(old: &PoolPlan, new: &PoolPlan) -> bool {
     match (&old.health_check, &new.health_check) {
         (None, None) => true,
-        (Some(a), Some(b)) => a.path == b.path && a.settings == b.settings,
+        (Some(a), Some(b)) => {
+            a.path == b.path && a.settings == b.settings && old.protocol == new.protocol
+        }
         _ => false,
     }
 }
@@ -272,13 +276,25 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 type ProbeClient = Client<HttpConnector, Empty<Bytes>>;
 
-/// A client that opens a new connection for every probe, so a probe sees
-/// whether the endpoint accepts connections now.
-fn probe_client(timeout: Duration) -> ProbeClient {
+/// A client that speaks the pool's `protocol` (HTTP/2 with prior
+/// knowledge for an `http2` pool, whose endpoints may speak nothing else)
+/// and opens a new connection for every probe, closed once the probe is
+/// answered.
+///
+/// A probe does not use an HTTP/2 pool's shared connection: it must see
+/// whether the endpoint accepts connections now, which a connection opened
+/// long ago does not tell (a process that stopped listening can still
+/// serve the streams of one it accepted), and a probe on its own connection
+/// neither holds the shared one open past its `idle_timeout` nor counts
+/// against the circuit breaker's limits meant for requests.
+fn probe_client(timeout: Duration, protocol: Protocol) -> ProbeClient {
     let mut http = HttpConnector::new();
     http.set_nodelay(true);
     http.set_connect_timeout(Some(timeout));
-    Client::builder(TokioExecutor::new()).pool_max_idle_per_host(0).build(http)
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(0)
+        .http2_only(protocol == Protocol::Http2)
+        .build(http)
 }
 
 /// Probe one endpoint until the pool state is gone.

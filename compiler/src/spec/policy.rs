@@ -42,8 +42,10 @@ pub enum HashOn {
 }
 
 /// Active health checks: the gateway probes every endpoint of the pool with
-/// `GET PATH` and takes an endpoint out of rotation after `unhealthy_threshold`
-/// consecutive failed probes, back after `healthy_threshold` consecutive passes.
+/// `GET PATH`, on a new connection each time, in the pool's protocol (HTTP/2
+/// with prior knowledge for an `http2` pool), and takes an endpoint out of
+/// rotation after `unhealthy_threshold` consecutive failed probes, back after
+/// `healthy_threshold` consecutive passes.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HealthCheck {
