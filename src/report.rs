@@ -265,7 +265,10 @@ fn rule_text(id: &str) -> (Option<&'static str>, Option<&'static str>) {
         "S0204" => ("a route names a listener that is not defined", "fix the listener name"),
         "S0205" => ("an address is not IP:PORT", "write an IP address and a port"),
         "S0206" => ("a duration does not parse or is zero", "write a number and ms, s, m or h"),
-        "S0207" => ("a path template is malformed", "use literals, `{name}` and a final `{*name}`"),
+        "S0207" => (
+            "a path template, or a health check's path, is malformed",
+            "in a template use literals, `{name}` and a final `{*name}`; a health check's path starts with `/` and has no space, fragment or non-ASCII character",
+        ),
         "S0208" => ("a host pattern is malformed", "write a host name or `*.` and a suffix"),
         "S0209" => ("two listeners bind the same address", "give each listener its own address"),
         "S0210" => ("every weight of a pool is zero", "give one endpoint a positive weight"),

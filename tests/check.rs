@@ -246,6 +246,45 @@ fn github_format_annotates_the_line() {
     );
 }
 
+/// A health check path that no probe can be sent with (a space, no
+/// leading `/`, a fragment) is an error at the path, and `explain` refuses
+/// the spec too, where it used to show the check as if it would run.
+#[test]
+fn health_check_paths_that_are_not_request_targets_are_refused() {
+    let mut text = CLEAN.to_owned();
+    for (i, path) in ["\"/healthz now\"", "healthz", "\"/healthz#ready\""].iter().enumerate() {
+        let pool = format!(
+            "  - name: checked-{i}\n    endpoints: [{{ address: 127.0.0.1:9001 }}]\n    \
+             health_check: {{ path: {path}, interval: 1s }}\n"
+        );
+        text = text.replacen("routes:\n", &format!("{pool}routes:\n"), 1);
+    }
+    let (code, report) = check_json(&text);
+    assert_eq!(code, 1, "{report}");
+    let at = |line| ("S0207".to_owned(), line, 27);
+    let found: Vec<_> = findings(&report).into_iter().filter(|f| f.0 != "S0301").collect();
+    assert_eq!(found, [at(11), at(14), at(17)], "{report}");
+    let messages: Vec<&str> = report["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["message"].as_str())
+        .filter(|m| m.starts_with("health check path"))
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            "health check path `/healthz now` is not a valid request target (` ` must be percent-encoded)",
+            "health check path `healthz` does not start with `/`",
+            "health check path `/healthz#ready` has a fragment (`#...`), which a request never carries",
+        ]
+    );
+
+    let s = spec(&text);
+    let out = sluice().arg("explain").arg(&s.path).args(["GET", "/users/1"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
 #[test]
 fn compile_writes_a_plan_that_explain_and_reload_accept() {
     let s = spec(CLEAN);

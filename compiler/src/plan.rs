@@ -29,7 +29,8 @@ use crate::spec::Balance;
 
 pub use self::address::{AddressError, EndpointAddress};
 pub use self::policy::{
-    algorithm, HealthCheckPlan, RetryPlan, DEFAULT_REPLAY_BODY_LIMIT, EVERY_ENDPOINT,
+    algorithm, probe_target, HealthCheckPlan, ProbePathError, RetryPlan, DEFAULT_REPLAY_BODY_LIMIT,
+    EVERY_ENDPOINT,
 };
 
 /// The plan file format this build reads and writes.

@@ -128,15 +128,31 @@ impl PoolState {
         state.apply(&returned, at);
 
         let mut tasks = Vec::new();
-        if let Some(check) = &plan.health_check {
+        // `check` refuses a path no probe can be sent with; a plan compiled
+        // by an older version may still have one.
+        let checked = plan.health_check.as_ref().and_then(|check| match check.target() {
+            Ok(target) => Some((check, target)),
+            Err(error) => {
+                tracing::error!(pool = %plan.name, path = %check.path, %error, "health check path is not a valid request target; the pool's endpoints are not probed");
+                None
+            }
+        });
+        if let Some((check, target)) = checked {
             let client = probe_client(check.settings.timeout, plan.protocol);
             for endpoint in 0..n {
+                let address = &plan.endpoints[endpoint].address;
                 let uri = Uri::builder()
                     .scheme("http")
-                    .authority(plan.endpoints[endpoint].address.to_string())
-                    .path_and_query(check.path.as_str())
+                    .authority(address.to_string())
+                    .path_and_query(target.clone())
                     .build();
-                let Ok(uri) = uri else { continue };
+                let uri = match uri {
+                    Ok(uri) => uri,
+                    Err(error) => {
+                        tracing::error!(pool = %plan.name, endpoint = %address, %error, "no health check URI for the endpoint; it is not probed");
+                        continue;
+                    }
+                };
                 let probe = probe_loop(
                     Arc::downgrade(&state),
                     endpoint,
@@ -376,5 +392,63 @@ async fn outlier_timer(state: Weak<PoolState>) {
             next.map_or(OUTLIER_TICK, |n| n.since(at).min(OUTLIER_TICK))
         };
         tokio::time::sleep(wait.max(Duration::from_millis(1))).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Log output, kept for the test to read.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            lock(&self.0).extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+        type Writer = Captured;
+
+        fn make_writer(&'a self) -> Captured {
+            self.clone()
+        }
+    }
+
+    /// A plan compiled by a version that let such a path through: no
+    /// probe can be sent with it, and the pool's endpoints are not probed,
+    /// which the log says, naming the pool.
+    #[tokio::test]
+    async fn a_health_check_path_no_probe_can_use_is_logged() {
+        let spec = "version: 1
+listeners: [{ name: l, bind: \"127.0.0.1:0\" }]
+pools:
+  - name: checked
+    endpoints: [{ address: \"127.0.0.1:9\" }]
+    health_check: { path: /healthz, interval: 1s }
+routes: [{ name: r, match: { path: /x }, to: checked }]
+";
+        let source = sluice_compiler::SourceFile::new("t.yaml", spec);
+        let mut plan = sluice_compiler::check(source).plan.expect("a valid spec");
+        let pool = &mut plan.pools[0];
+        if let Some(check) = pool.health_check.as_mut() {
+            check.path = "/healthz now".into();
+        }
+        let captured = Captured::default();
+        let subscriber =
+            tracing_subscriber::fmt().with_writer(captured.clone()).with_ansi(false).finish();
+        let state = tracing::subscriber::with_default(subscriber, || PoolState::start(pool, None));
+        assert!(lock(&state.tasks).is_empty(), "a probe was started");
+        let log = String::from_utf8_lossy(&lock(&captured.0)).into_owned();
+        assert!(log.contains("ERROR"), "{log}");
+        assert!(log.contains("pool=checked"), "{log}");
+        assert!(log.contains("not probed"), "{log}");
     }
 }

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use http::uri::PathAndQuery;
 use serde::{Deserialize, Serialize};
 use sluice_traffic::balance::ALL_CHOICES;
 use sluice_traffic::{
@@ -50,6 +51,54 @@ pub struct HealthCheckPlan {
     /// Path probed with `GET`.
     pub path: String,
     pub settings: HealthSettings,
+}
+
+impl HealthCheckPlan {
+    /// The request target of each probe (see [`probe_target`]).
+    pub fn target(&self) -> Result<PathAndQuery, ProbePathError> {
+        probe_target(&self.path)
+    }
+}
+
+/// Why a health check's `path` cannot be the request target of a probe.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProbePathError {
+    #[error("does not start with `/`")]
+    NotAbsolute,
+    /// A fragment is never sent: the target would end before it.
+    #[error("has a fragment (`#...`), which a request never carries")]
+    Fragment,
+    #[error("is not a valid request target ({0})")]
+    Invalid(String),
+}
+
+/// `path` as the origin-form request target (RFC 9112, section 3.2.1) that
+/// health probes send, read by the same URI parser that builds the probes,
+/// so that `check` refuses exactly the paths a probe could not be sent
+/// with: one that does not start with `/`, one with a fragment (which the
+/// parser would cut off, probing another path than the one written), one
+/// with a space, a control or a non-ASCII character, and any other the
+/// parser refuses.
+pub fn probe_target(path: &str) -> Result<PathAndQuery, ProbePathError> {
+    if !path.starts_with('/') {
+        return Err(ProbePathError::NotAbsolute);
+    }
+    if path.contains('#') {
+        return Err(ProbePathError::Fragment);
+    }
+    // The parser lets bytes above ASCII through, which no request target
+    // may carry (RFC 3986, section 2): they would go out raw.
+    if let Some(c) = path.chars().find(|c| !c.is_ascii_graphic()) {
+        let shown = c.escape_default();
+        return Err(ProbePathError::Invalid(format!("`{shown}` must be percent-encoded")));
+    }
+    let target =
+        PathAndQuery::try_from(path).map_err(|error| ProbePathError::Invalid(error.to_string()))?;
+    // Whatever the parser would make of the text, the probe sends it as written.
+    match target.as_str() == path {
+        true => Ok(target),
+        false => Err(ProbePathError::Invalid(format!("read as `{}`", target.as_str()))),
+    }
 }
 
 /// Whether and how a route's failed tries are tried again.

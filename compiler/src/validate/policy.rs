@@ -17,6 +17,7 @@ use super::{check_duration, check_size};
 use crate::diagnostic::{codes, Diagnostic};
 use crate::document::Document;
 use crate::lower::{status_range, DEFAULT_HEALTH_INTERVAL, DEFAULT_HEALTH_TIMEOUT};
+use crate::plan::probe_target;
 use crate::spec::{
     parse_duration, Balance, HashOn, Pool, Protocol, Retries, RetryFailure, RetryOn, Route, Spec,
     StatusSpec, Target,
@@ -81,6 +82,17 @@ fn check_pool(doc: &Document, spec: &Spec, i: usize, pool: &Pool, out: &mut Vec<
 
     if let Some(check) = &pool.health_check {
         let hc = format!("{base}/health_check");
+        // The probe's own reading of the path, so `check` and `serve` agree.
+        if let Err(error) = probe_target(&check.path) {
+            out.push(
+                Diagnostic::error(
+                    codes::BAD_PATH,
+                    format!("health check path `{}` {error}", check.path),
+                )
+                .with_help("write an absolute path with an optional query, such as `/healthz` or `/healthz?full=1`, percent-encoding a space as %20")
+                .at(doc, &format!("{hc}/path")),
+            );
+        }
         check_duration(doc, &hc, "interval", check.interval.as_deref(), out);
         check_duration(doc, &hc, "timeout", check.timeout.as_deref(), out);
         check_duration_or_zero(doc, &hc, "jitter", check.jitter.as_deref(), out);
