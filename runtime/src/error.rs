@@ -65,6 +65,10 @@ pub enum ProxyError {
     /// connection is not HTTP and is not passed on.
     #[error("upstream {endpoint} switched protocols on a request that asked for no upgrade")]
     UnaskedUpgrade { endpoint: SocketAddr },
+    /// The upstream switched protocols (101) to a protocol the request did
+    /// not offer, or named none (RFC 9110, section 7.8); no tunnel opens.
+    #[error("upstream {endpoint} switched to a protocol the request did not offer")]
+    UnofferedUpgrade { endpoint: SocketAddr },
 }
 
 impl ProxyError {
@@ -98,6 +102,7 @@ impl ProxyError {
             ProxyError::Connect { .. }
             | ProxyError::Upstream { .. }
             | ProxyError::UnaskedUpgrade { .. }
+            | ProxyError::UnofferedUpgrade { .. }
             | ProxyError::Timeout { .. } => Side::Upstream,
         }
     }
@@ -115,6 +120,7 @@ impl ProxyError {
             // Part of an over-long body may have reached the upstream.
             ProxyError::Upstream { .. }
             | ProxyError::UnaskedUpgrade { .. }
+            | ProxyError::UnofferedUpgrade { .. }
             | ProxyError::ClientBody { .. }
             | ProxyError::ClientStalled { .. }
             | ProxyError::Timeout { .. }
@@ -142,7 +148,8 @@ impl ProxyError {
             }
             ProxyError::Connect { .. }
             | ProxyError::Upstream { .. }
-            | ProxyError::UnaskedUpgrade { .. } => StatusCode::BAD_GATEWAY,
+            | ProxyError::UnaskedUpgrade { .. }
+            | ProxyError::UnofferedUpgrade { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         }
@@ -161,7 +168,9 @@ impl ProxyError {
             ProxyError::ClientBody { .. } => "client_body_failed",
             ProxyError::ClientStalled { .. } => "client_timeout",
             ProxyError::Timeout { .. } => "upstream_timeout",
-            ProxyError::UnaskedUpgrade { .. } => "upstream_invalid_response",
+            ProxyError::UnaskedUpgrade { .. } | ProxyError::UnofferedUpgrade { .. } => {
+                "upstream_invalid_response"
+            }
             ProxyError::BodyTooLarge { .. } => "body_too_large",
         }
     }
@@ -182,7 +191,7 @@ impl ProxyError {
             }
             ProxyError::Connect { .. } => "the upstream service could not be reached".into(),
             ProxyError::Upstream { .. } => "the upstream service failed to respond".into(),
-            ProxyError::UnaskedUpgrade { .. } => {
+            ProxyError::UnaskedUpgrade { .. } | ProxyError::UnofferedUpgrade { .. } => {
                 "the upstream service sent a response that cannot be passed on".into()
             }
             ProxyError::ClientBody { .. } => "the request body could not be read".into(),

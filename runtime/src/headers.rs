@@ -23,7 +23,7 @@ use std::net::IpAddr;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, HOST};
 
 /// Headers that are hop-by-hop whatever `Connection` says.
-static HOP_BY_HOP: [HeaderName; 9] = [
+static HOP_BY_HOP: [HeaderName; 10] = [
     CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -33,6 +33,10 @@ static HOP_BY_HOP: [HeaderName; 9] = [
     hyper::header::UPGRADE,
     hyper::header::PROXY_AUTHENTICATE,
     hyper::header::PROXY_AUTHORIZATION,
+    // The settings of an h2c upgrade, which the gateway never offers
+    // upstream (see `crate::upgrade`); specific to a connection (RFC 7540,
+    // section 3.2.1).
+    HeaderName::from_static("http2-settings"),
 ];
 
 /// Whether `name` is one of [`HOP_BY_HOP`], by its text, which is quicker
@@ -49,6 +53,7 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
             | "upgrade"
             | "proxy-authenticate"
             | "proxy-authorization"
+            | "http2-settings"
     )
 }
 

@@ -386,14 +386,20 @@ async fn forward(
     let slot = BodySlot::with(body, limit, protocol == Protocol::Http2, gate, replay_limit);
 
     let mut response = send(shared, exchange, pool, endpoint, hash, &head, &slot).await?;
-    if upgrade.is_none() && response.status() == hyper::StatusCode::SWITCHING_PROTOCOLS {
-        let (pool, endpoint) = exchange.endpoint().unwrap_or((pool, endpoint));
-        return Err(ProxyError::UnaskedUpgrade { endpoint: shared.addresses[pool][endpoint] });
-    }
-    let switched = upgrade.and_then(|upgrade| {
-        let answered = exchange.endpoint().map_or(pool, |(pool, _)| pool);
-        upgrade.on_response(&mut response, shared.plan.pools[answered].stall_timeout)
-    });
+    let switched = match upgrade {
+        None if response.status() == hyper::StatusCode::SWITCHING_PROTOCOLS => {
+            let (pool, endpoint) = exchange.endpoint().unwrap_or((pool, endpoint));
+            return Err(ProxyError::UnaskedUpgrade { endpoint: shared.addresses[pool][endpoint] });
+        }
+        None => None,
+        Some(upgrade) => {
+            let (pool, endpoint) = exchange.endpoint().unwrap_or((pool, endpoint));
+            let stall = shared.plan.pools[pool].stall_timeout;
+            upgrade.on_response(&mut response, stall).map_err(|_| ProxyError::UnofferedUpgrade {
+                endpoint: shared.addresses[pool][endpoint],
+            })?
+        }
+    };
     headers::strip_hop_by_hop_response(response.headers_mut());
     if let Some(upgraded_to) = switched {
         upgrade::restore_response(response.headers_mut(), upgraded_to);
