@@ -414,3 +414,49 @@ async fn a_reload_that_drops_trust_applies_to_a_kept_alive_connection() {
     assert_eq!(after[0], ["127.0.0.1"]);
     assert_eq!(after[1], ["http"]);
 }
+
+/// The standard `Forwarded` field (RFC 7239) follows the trust of the
+/// `X-Forwarded-*` trio on every [`Way`]: from a trusted peer it reaches
+/// the upstream as sent, every line of it; from any other peer, whatever
+/// its spelling, none of it does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_forwarded_field_is_believed_only_from_trusted_proxies() {
+    let http1 = ScriptedUpstream::start(None, |r| Answer::ok(r.target())).await;
+    let (h2, h2_seen) = h2_recorder().await;
+    let trusting = Gateway::start(&two_protocol_spec("127.0.0.1/32", http1.address, h2));
+    let wary = Gateway::start(&two_protocol_spec("127.0.0.2/32", http1.address, h2));
+
+    let fields: &[(&str, &str)] = &[
+        ("Forwarded", "for=198.51.100.9;proto=https;host=admin.example.test"),
+        ("Accept", "*/*"),
+        ("FORWARDED", "for=\"[2001:db8::1]\""),
+    ];
+    let sent = ["for=198.51.100.9;proto=https;host=admin.example.test", "for=\"[2001:db8::1]\""];
+    for (gateway, label, trusted) in [(&trusting, "trusting", true), (&wary, "wary", false)] {
+        for way in [Way::Own, Way::Body, Way::Upgrade, Way::H2c, Way::H2Pool] {
+            let path = way.path(&format!("{label}/forwarded"));
+            let status = way.send(gateway.addr("public"), "x.test", &path, fields).await;
+            assert_eq!(status, 200, "{path} over {way:?}");
+            let seen: Vec<String> = match way {
+                Way::H2Pool => {
+                    let seen = h2_seen.lock().unwrap();
+                    let (_, headers) = seen.iter().find(|(p, _)| *p == path).expect("seen");
+                    let values = headers.get_all("forwarded").iter();
+                    values.map(|v| v.to_str().unwrap().to_owned()).collect()
+                }
+                _ => {
+                    let requests = http1.requests();
+                    let request = requests.iter().find(|r| r.target() == path).expect("seen");
+                    let lines = request.head.lines().skip(1).filter_map(|l| l.split_once(':'));
+                    lines
+                        .filter(|(n, _)| n.eq_ignore_ascii_case("forwarded"))
+                        .map(|(_, v)| v.trim().to_owned())
+                        .collect()
+                }
+            };
+            let expected: Vec<String> =
+                if trusted { sent.iter().map(|v| (*v).to_owned()).collect() } else { Vec::new() };
+            assert_eq!(seen, expected, "{path} over {way:?}");
+        }
+    }
+}

@@ -16,6 +16,11 @@
 //!   `X-Forwarded-Proto` by `http`, and `X-Forwarded-Host` by the `Host` the
 //!   client asked for (removed when there is none).
 //!
+//! The standard `Forwarded` field (RFC 7239) carries the same facts, so it
+//! follows the same trust: from a trusted peer it is passed on as sent, and
+//! from any other peer it is removed (the gateway adds none of its own; the
+//! `X-Forwarded-*` fields say what it knows).
+//!
 //! The `Host` header itself is passed through unchanged.
 
 use std::net::IpAddr;

@@ -352,6 +352,11 @@ async fn forward(
         head.headers.insert(hyper::header::TE, HeaderValue::from_static("trailers"));
     }
     let trusted = headers::is_trusted(&plan.listeners[listener].trusted_proxies, client.ip());
+    if notable.forwarded && !trusted {
+        // The standard field says what the `X-Forwarded-*` trio says, and is
+        // believed only from the same peers (see `headers`).
+        head.headers.remove(hyper::header::FORWARDED);
+    }
     let forwarded = Forwarded { client: peer.forwarded_for.clone(), trusted };
     // An HTTP/1.1 upstream may refuse early what expects `100 Continue`.
     let (continued, gate) = match protocol {
@@ -417,6 +422,7 @@ struct Notable {
     upgrade: bool,
     expect: bool,
     cookie: bool,
+    forwarded: bool,
 }
 
 impl Notable {
@@ -427,6 +433,7 @@ impl Notable {
             notable.upgrade |= name == hyper::header::UPGRADE;
             notable.expect |= name == hyper::header::EXPECT;
             notable.cookie |= name == hyper::header::COOKIE;
+            notable.forwarded |= name == hyper::header::FORWARDED;
         }
         notable
     }
