@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::access_log::Record;
 use crate::connection::InFlight;
+use crate::headers::strip_trailer_fields;
 use crate::proxy::Shared;
 use crate::request_body::ClientBody;
 use crate::stall::unless_stuck;
@@ -289,6 +290,17 @@ impl ResponseBody {
     }
 }
 
+/// A trailers frame without the fields [`strip_trailer_fields`] removes.
+fn clean_trailers(frame: Frame<Bytes>) -> Frame<Bytes> {
+    match frame.into_trailers() {
+        Ok(mut trailers) => {
+            strip_trailer_fields(&mut trailers);
+            Frame::trailers(trailers)
+        }
+        Err(frame) => frame,
+    }
+}
+
 impl Body for ResponseBody {
     type Data = Bytes;
     type Error = BodyFailure;
@@ -308,6 +320,12 @@ impl Body for ResponseBody {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(frame) => frame,
             },
+        };
+        // Trailers pass only without the fields that may not travel in
+        // them, whichever protocols the upstream and the client speak.
+        let frame = match frame {
+            Some(Ok(frame)) if frame.is_trailers() => Some(Ok(clean_trailers(frame))),
+            other => other,
         };
         match &frame {
             None => this.finish(),

@@ -47,8 +47,13 @@ static HOP_BY_HOP: [HeaderName; 10] = [
 /// Whether `name` is one of [`HOP_BY_HOP`], by its text, which is quicker
 /// than comparing header names one by one.
 fn is_hop_by_hop(name: &HeaderName) -> bool {
+    is_hop_by_hop_name(name.as_str())
+}
+
+/// [`is_hop_by_hop`] of a lowercase name.
+fn is_hop_by_hop_name(name: &str) -> bool {
     matches!(
-        name.as_str(),
+        name,
         "connection"
             | "keep-alive"
             | "proxy-connection"
@@ -139,17 +144,62 @@ pub(crate) fn accepts_trailers(headers: &HeaderMap) -> bool {
         .any(|coding| coding.trim().eq_ignore_ascii_case("trailers"))
 }
 
-/// Remove from a trailer section the fields that the gateway's header rules
-/// govern, which a trailer must not be able to set behind their back:
-/// hop-by-hop and framing fields, `Host`, and the `X-Forwarded-*` trio.
+/// Remove from a trailer section (of a request or a response) the fields
+/// that may not travel in one (RFC 9110, section 6.5.1), and those that the
+/// gateway's own header rules govern, which a trailer must not be able to
+/// set behind their back: hop-by-hop fields and those `Connection` names,
+/// framing (`Content-Length`, `Transfer-Encoding`, `Trailer`), routing
+/// (`Host`), request modifiers (`TE`, `Expect`, `Max-Forwards`, `Range`,
+/// conditionals), authentication (`Authorization`, `Cookie`, `Set-Cookie`,
+/// `WWW-Authenticate`), response control and `Content-*` metadata, the
+/// gateway's request id, and `Forwarded` with the `X-Forwarded-*` trio.
+/// (Pseudo-header fields cannot reach a map of fields at all.) Most
+/// trailers, such as gRPC's `grpc-status`, are none of these and are kept.
 pub(crate) fn strip_trailer_fields(trailers: &mut HeaderMap) {
     strip_hop_by_hop(trailers);
-    for name in [HOST, hyper::header::CONTENT_LENGTH] {
+    if !trailers.keys().any(barred_from_trailers) {
+        return;
+    }
+    let barred: Vec<HeaderName> =
+        trailers.keys().filter(|n| barred_from_trailers(n)).cloned().collect();
+    for name in barred {
         trailers.remove(name);
     }
-    for name in [&X_FORWARDED_FOR, &X_FORWARDED_PROTO, &X_FORWARDED_HOST] {
-        trailers.remove(name);
-    }
+}
+
+/// Whether a field is one that [`strip_trailer_fields`] removes, apart
+/// from those `Connection` names.
+fn barred_from_trailers(name: &HeaderName) -> bool {
+    let name = name.as_str();
+    is_hop_by_hop_name(name)
+        || name.starts_with("if-")
+        || name.starts_with("content-")
+        || matches!(
+            name,
+            "host"
+                | "authorization"
+                | "www-authenticate"
+                | "authentication-info"
+                | "proxy-authentication-info"
+                | "cookie"
+                | "set-cookie"
+                | "expect"
+                | "max-forwards"
+                | "range"
+                | "cache-control"
+                | "pragma"
+                | "age"
+                | "expires"
+                | "date"
+                | "location"
+                | "retry-after"
+                | "vary"
+                | "x-request-id"
+                | "forwarded"
+                | "x-forwarded-for"
+                | "x-forwarded-proto"
+                | "x-forwarded-host"
+        )
 }
 
 /// Whether `peer` lies in one of the `(network, prefix length)` blocks.
@@ -474,6 +524,49 @@ mod tests {
         }
         assert!(is_trusted(&[("0.0.0.0".parse().unwrap(), 0)], "203.0.113.7".parse().unwrap()));
         assert!(!is_trusted(&[], "127.0.0.1".parse().unwrap()));
+    }
+}
+
+#[cfg(test)]
+mod trailer_tests {
+    use super::*;
+
+    #[test]
+    fn trailers_keep_only_fields_that_may_travel_in_them() {
+        let mut trailers = HeaderMap::new();
+        for (name, value) in [
+            ("grpc-status", "0"),
+            ("x-checksum", "abc"),
+            ("connection", "x-named"),
+            ("x-named", "1"),
+            ("authorization", "Bearer x"),
+            ("cookie", "a=b"),
+            ("set-cookie", "a=b"),
+            ("x-request-id", "forged"),
+            ("host", "admin.test"),
+            ("content-length", "5"),
+            ("transfer-encoding", "chunked"),
+            ("te", "trailers"),
+            ("trailer", "x"),
+            ("keep-alive", "1"),
+            ("upgrade", "h2c"),
+            ("forwarded", "for=1.2.3.4"),
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-host", "a.test"),
+            ("x-forwarded-proto", "https"),
+            ("if-none-match", "*"),
+            ("content-type", "text/plain"),
+        ] {
+            trailers.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_static(value),
+            );
+        }
+        strip_trailer_fields(&mut trailers);
+        let mut kept: Vec<&str> = trailers.keys().map(HeaderName::as_str).collect();
+        kept.sort_unstable();
+        assert_eq!(kept, ["grpc-status", "x-checksum"]);
+        assert!(HeaderName::from_bytes(b":path").is_err(), "no pseudo-header in a map");
     }
 }
 

@@ -1,0 +1,233 @@
+//! Trailer sections pass through the gateway only without the fields that
+//! may not travel in one (RFC 9110, section 6.5.1) or that the gateway's
+//! header rules govern: request trailers on their way to an HTTP/2 pool,
+//! and response trailers on their way to any client.
+
+mod support;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::{Frame, Incoming};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue};
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::{TcpListener, TcpStream};
+
+use support::{raw, statuses, Frames, Gateway};
+
+/// Fields no trailer may carry through the gateway, as a client or an
+/// upstream might try: framing, routing, authentication, the request id
+/// and the forwarding fields, and hop-by-hop ones.
+const BARRED: &[(&str, &str)] = &[
+    ("authorization", "Bearer forged"),
+    ("cookie", "session=forged"),
+    ("set-cookie", "session=forged"),
+    ("x-request-id", "forged"),
+    ("host", "admin.example.test"),
+    ("content-length", "1"),
+    ("te", "trailers"),
+    ("trailer", "x-checksum"),
+    ("keep-alive", "timeout=5"),
+    ("forwarded", "for=198.51.100.9"),
+    ("x-forwarded-for", "198.51.100.9"),
+    ("x-forwarded-host", "admin.example.test"),
+    ("www-authenticate", "Basic"),
+    ("if-match", "*"),
+];
+
+/// Fields a trailer may carry, which pass.
+const KEPT: &[(&str, &str)] = &[("grpc-status", "0"), ("x-checksum", "abc")];
+
+fn trailer_map(fields: &[(&str, &str)]) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (name, value) in fields {
+        map.append(
+            HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    map
+}
+
+/// The names of `map`, sorted.
+fn names(map: &HeaderMap) -> Vec<String> {
+    let mut names: Vec<String> = map.keys().map(|n| n.as_str().to_owned()).collect();
+    names.sort();
+    names
+}
+
+fn kept_names() -> Vec<String> {
+    let mut names: Vec<String> = KEPT.iter().map(|(n, _)| (*n).to_owned()).collect();
+    names.sort();
+    names
+}
+
+/// An HTTP/2 (h2c) upstream that keeps the trailers of every request
+/// body, by path, and answers `ok` with [`KEPT`] and every field of
+/// [`BARRED`] that HTTP/2 can carry as trailers.
+async fn h2_upstream() -> (SocketAddr, Arc<Mutex<Vec<(String, Option<HeaderMap>)>>>) {
+    let socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = socket.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = socket.accept().await {
+            let log = Arc::clone(&log);
+            let service = service_fn(move |request: Request<Incoming>| {
+                let log = Arc::clone(&log);
+                async move {
+                    let path = request.uri().path().to_owned();
+                    let mut body = request.into_body();
+                    let mut trailers = None;
+                    while let Some(Ok(frame)) = body.frame().await {
+                        if let Ok(fields) = frame.into_trailers() {
+                            trailers = Some(fields);
+                        }
+                    }
+                    log.lock().unwrap().push((path, trailers));
+                    let h2_can_carry = BARRED
+                        .iter()
+                        .filter(|(n, _)| !matches!(*n, "te" | "keep-alive"))
+                        .copied()
+                        .chain(KEPT.iter().copied())
+                        .collect::<Vec<_>>();
+                    let frames = Frames::new(vec![
+                        Frame::data(Bytes::from_static(b"ok")),
+                        Frame::trailers(trailer_map(&h2_can_carry)),
+                    ]);
+                    // A `Trailer` field naming every one, so that an
+                    // HTTP/1.1 client that accepts trailers is sent them.
+                    let named: Vec<&str> = h2_can_carry.iter().map(|(n, _)| *n).collect();
+                    let mut response = Response::new(frames);
+                    let named = HeaderValue::from_str(&named.join(", ")).unwrap();
+                    response.headers_mut().insert("trailer", named);
+                    Ok::<_, Infallible>(response)
+                }
+            });
+            tokio::spawn(
+                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+        }
+    });
+    (address, seen)
+}
+
+/// Listener `public` that generates request ids, and pool `h2` (HTTP/2)
+/// for every path.
+fn spec(h2: SocketAddr) -> String {
+    format!(
+        "version: 1
+listeners:
+  - name: public
+    bind: \"127.0.0.1:0\"
+    request_id: generate
+pools:
+  - name: h2
+    protocol: http2
+    endpoints: [{{ address: \"{h2}\" }}]
+routes:
+  - name: all
+    match: {{ path: \"/{{*rest}}\" }}
+    to: h2
+"
+    )
+}
+
+/// The request trailers an HTTP/2 pool receives: from a chunked HTTP/1.1
+/// body and from an HTTP/2 client's trailers alike, only the fields that
+/// may travel there; the forged request id in particular never arrives
+/// beside the gateway's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_trailers_reach_an_http2_pool_without_barred_fields() {
+    let (h2, seen) = h2_upstream().await;
+    let gateway = Gateway::start(&spec(h2));
+    let public = gateway.addr("public");
+
+    let fields: String = BARRED
+        .iter()
+        .chain(KEPT)
+        .map(|(n, v)| format!("{n}: {v}\r\n"))
+        .chain(["connection: x-named\r\nx-named: 1\r\n".to_owned()])
+        .collect();
+    let request = format!(
+        "POST /chunked HTTP/1.1\r\nHost: api.example.test\r\nConnection: close\r\n\
+         Transfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n{fields}\r\n"
+    );
+    let response = raw(public, request.as_bytes()).await;
+    assert_eq!(statuses(&response), [200], "{response}");
+
+    // The same from an HTTP/2 client.
+    let stream = TcpStream::connect(public).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let h2_can_carry: Vec<(&str, &str)> = BARRED
+        .iter()
+        .filter(|(n, _)| !matches!(*n, "te" | "keep-alive"))
+        .chain(KEPT)
+        .copied()
+        .collect();
+    let body = Frames::new(vec![
+        Frame::data(Bytes::from_static(b"hi")),
+        Frame::trailers(trailer_map(&h2_can_carry)),
+    ]);
+    let request = Request::post("http://api.example.test/h2").body(body).unwrap();
+    let response = sender.send_request(request).await.expect("an answer over HTTP/2");
+    assert_eq!(response.status(), 200);
+    response.into_body().collect().await.unwrap();
+
+    let seen = seen.lock().unwrap();
+    for path in ["/chunked", "/h2"] {
+        let (_, trailers) = seen.iter().find(|(p, _)| p == path).expect("forwarded");
+        let trailers = trailers.as_ref().expect("the kept trailers arrive");
+        assert_eq!(names(trailers), kept_names(), "{path}: {trailers:?}");
+    }
+}
+
+/// The response trailers of an HTTP/2 upstream reach an HTTP/2 client,
+/// and an HTTP/1.1 client that sent `TE: trailers`, only without the
+/// barred fields.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_trailers_reach_clients_without_barred_fields() {
+    let (h2, _) = h2_upstream().await;
+    let gateway = Gateway::start(&spec(h2));
+    let public = gateway.addr("public");
+
+    let stream = TcpStream::connect(public).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let request = Request::get("http://api.example.test/get").body(Frames::new(vec![])).unwrap();
+    let response = sender.send_request(request).await.expect("an answer over HTTP/2");
+    assert_eq!(response.status(), 200);
+    let collected = response.into_body().collect().await.expect("a whole body");
+    let trailers = collected.trailers().cloned().expect("the kept trailers arrive");
+    assert_eq!(names(&trailers), kept_names(), "{trailers:?}");
+
+    // An HTTP/1.1 client that asked for trailers; the upstream's `Trailer`
+    // field would name them all, were it sent.
+    let response = raw(
+        public,
+        b"GET /get HTTP/1.1\r\nHost: api.example.test\r\nTE: trailers\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(statuses(&response), [200], "{response}");
+    let (_, section) = response.rsplit_once("\r\n0\r\n").expect("a chunked body");
+    let mut sent: Vec<String> = section
+        .lines()
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, _)| name.to_ascii_lowercase())
+        .collect();
+    sent.sort();
+    assert_eq!(sent, kept_names(), "{response}");
+}
