@@ -58,6 +58,18 @@ pub fn explain(args: ExplainArgs) -> ExitCode {
         }
     }
 
+    // A Host that `serve` would refuse is refused here the same way.
+    let given = !host.is_empty()
+        || args.headers.iter().any(|h| {
+            h.split_once(':').is_some_and(|(name, _)| name.trim().eq_ignore_ascii_case("host"))
+        });
+    if given {
+        if let Err(why) = sluice_compiler::router::check_host_header(&host) {
+            eprintln!("the gateway answers 400 to Host `{host}`: {why}");
+            return ExitCode::from(1);
+        }
+    }
+
     let listener = match &args.listener {
         None if plan.listeners.is_empty() => {
             eprintln!(

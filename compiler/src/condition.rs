@@ -190,7 +190,11 @@ impl Condition {
             Source::Cookie(name) => {
                 request.any_header("cookie", &mut |h| cookie_values(h, name).any(&mut satisfied))
             }
-            Source::Port => request.any_header("host", &mut |h| satisfied(host_port(h))),
+            Source::Port => request.any_header("host", &mut |h| {
+                // Compared as a number: `08443` is 8443, and no port is 80.
+                let mut digits = [0u8; 5];
+                satisfied(crate::router::host_port(h).map_or("", |p| port_text(p, &mut digits)))
+            }),
         };
         match self.rule {
             Rule::Absent => !present,
@@ -237,14 +241,19 @@ impl Condition {
     }
 }
 
-/// The port a Host header names, or `80`, the port of plain HTTP, when it names none.
-fn host_port(host: &str) -> &str {
-    let host = host.trim();
-    let after_name = match host.rfind(']') {
-        Some(end) => &host[end + 1..],
-        None => host,
-    };
-    after_name.rsplit_once(':').map_or("80", |(_, port)| port)
+/// `port` in decimal, written into `digits`.
+fn port_text(port: u16, digits: &mut [u8; 5]) -> &str {
+    let mut at = digits.len();
+    let mut rest = port;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&digits[at..]).unwrap_or("")
 }
 
 /// The percent-decoded values of parameter `name` in a query string.

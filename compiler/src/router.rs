@@ -87,13 +87,88 @@ impl HostPattern {
 /// host check reports it.
 pub fn split_host_port(text: &str) -> (&str, Option<u16>) {
     match text.rsplit_once(':') {
-        Some((name, port)) if !name.contains(':') => match port.parse::<u16>() {
-            Ok(p) => (name, Some(p)),
-            Err(_) => (text, None),
+        Some((name, port)) if !name.contains(':') => match parse_port(port) {
+            Some(p) => (name, Some(p)),
+            None => (text, None),
         },
         _ => (text, None),
     }
 }
+
+/// A port as a spec or a request writes it: decimal digits whose value is
+/// at most 65535. Leading zeros are allowed and change nothing (`08443` is
+/// 8443, as RFC 3986, section 6.2.3, normalises it); anything else (a sign,
+/// a blank, a larger number) is no port.
+pub fn parse_port(digits: &str) -> Option<u16> {
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let significant = digits.trim_start_matches('0');
+    if significant.is_empty() {
+        return Some(0);
+    }
+    if significant.len() > 5 {
+        return None;
+    }
+    significant.parse().ok()
+}
+
+/// The port a `Host` field value (or an authority) names: 80, the port of
+/// plain HTTP, when it names none or an empty one; `None` when what follows
+/// the name is not a valid port (see [`parse_port`]).
+pub fn host_port(host: &str) -> Option<u16> {
+    let host = host.trim_matches([' ', '\t']);
+    let after_name = match host.strip_prefix('[') {
+        Some(literal) => &literal[literal.find(']')? + 1..],
+        None => host.find(':').map_or("", |colon| &host[colon..]),
+    };
+    match after_name.strip_prefix(':') {
+        Some("") => Some(80),
+        Some(port) => parse_port(port),
+        None if after_name.is_empty() => Some(80),
+        None => None,
+    }
+}
+
+/// Check a `Host` field value as a request carries it, and return it
+/// without surrounding blanks: a host name or IP address (an IPv6 one in
+/// brackets), of the bytes a URI authority allows without user information
+/// (RFC 3986, section 3.2), then at most one `:port` (see [`host_port`]).
+/// The gateway answers 400 to any other.
+pub fn check_host_header(value: &str) -> Result<&str, &'static str> {
+    let host = value.trim_matches([' ', '\t']);
+    if !host.bytes().all(is_authority_byte) {
+        return Err("Host header is not a host name or address");
+    }
+    if host_port(host).is_none() {
+        return Err("Host header has a port that is not a number from 0 to 65535");
+    }
+    Ok(host)
+}
+
+/// Whether `byte` may appear in a URI authority without user information:
+/// unreserved, sub-delims, `%`, `:` and the brackets of an IPv6 literal.
+fn is_authority_byte(byte: u8) -> bool {
+    AUTHORITY_BYTES[usize::from(byte)]
+}
+
+/// [`is_authority_byte`] for every byte, worked out once.
+static AUTHORITY_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        table[byte] = b.is_ascii_alphanumeric();
+        byte += 1;
+    }
+    let others = b"-._~!$&'()*+,;=%:[]";
+    let mut i = 0;
+    while i < others.len() {
+        table[others[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
 
 /// Reduce a Host header value to the name that routes match on: the port is
 /// dropped, as is one trailing dot and surrounding whitespace. Case is left

@@ -764,19 +764,16 @@ fn absolute_form_host<B>(request: &mut Request<B>) -> Result<(), ProxyError> {
 /// tells apart either.
 fn same_host(host: &HeaderValue, authority: &str) -> bool {
     /// The name without one trailing dot, and the port (80 when none is
-    /// given, `None` when it is not a number).
-    fn parts(text: &str) -> (&str, Option<u32>) {
+    /// given, `None` when it is not a valid port; leading zeros change
+    /// nothing, as in routing).
+    fn parts(text: &str) -> (&str, Option<u16>) {
         let text = text.trim_matches([' ', '\t']);
         let end = match text.rfind(']') {
             Some(bracket) => bracket + 1,
             None => text.find(':').unwrap_or(text.len()),
         };
-        let (name, port) = text.split_at(end);
-        let port = match port.strip_prefix(':').unwrap_or(port) {
-            "" => Some(80),
-            digits => digits.parse().ok(),
-        };
-        (name.strip_suffix('.').unwrap_or(name), port)
+        let name = &text[..end];
+        (name.strip_suffix('.').unwrap_or(name), sluice_compiler::router::host_port(text))
     }
     let Ok(host) = host.to_str() else { return false };
     let ((name, port), (other, other_port)) = (parts(host), parts(authority));
@@ -813,57 +810,9 @@ fn request_host<B>(request: &Request<B>) -> Result<&str, ProxyError> {
         (None, _) => return bad("HTTP/1.1 request without a Host header"),
     };
     let Ok(host) = value.to_str() else { return bad("Host header is not visible ASCII") };
-    let host = host.trim_matches([' ', '\t']);
-    if !host.bytes().all(is_authority_byte) {
-        return bad("Host header is not a host name or address");
-    }
-    if !has_valid_port(host) {
-        return bad("Host header has a port that is not a number");
-    }
-    Ok(host)
+    sluice_compiler::router::check_host_header(host)
+        .map_err(|reason| ProxyError::BadRequest { reason })
 }
-
-/// Whether `host` (of authority bytes) is a name or address followed by at
-/// most one `:port` of digits, an IPv6 literal in brackets.
-fn has_valid_port(host: &str) -> bool {
-    let after = match host.strip_prefix('[') {
-        Some(literal) => match literal.find(']') {
-            Some(end) => &literal[end + 1..],
-            None => return false,
-        },
-        None => host.find(':').map_or("", |colon| &host[colon..]),
-    };
-    match after.strip_prefix(':') {
-        // An empty port is allowed (RFC 3986, section 3.2.3).
-        Some(port) => port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit()),
-        None => after.is_empty(),
-    }
-}
-
-/// Bytes allowed in a URI authority (RFC 3986, section 3.2) without user
-/// information: unreserved, sub-delims, `%`, `:` and the brackets of an IPv6
-/// literal.
-fn is_authority_byte(byte: u8) -> bool {
-    AUTHORITY_BYTES[usize::from(byte)]
-}
-
-/// [`is_authority_byte`] for every byte, worked out once.
-static AUTHORITY_BYTES: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut byte = 0;
-    while byte < 256 {
-        let b = byte as u8;
-        table[byte] = b.is_ascii_alphanumeric();
-        byte += 1;
-    }
-    let others = b"-._~!$&'()*+,;=%:[]";
-    let mut i = 0;
-    while i < others.len() {
-        table[others[i] as usize] = true;
-        i += 1;
-    }
-    table
-};
 
 /// The normalised path followed by the query as sent.
 fn upstream_target(path: &str, query: Option<&str>) -> Result<PathAndQuery, ProxyError> {
@@ -928,6 +877,8 @@ mod tests {
             ("api.example.test:8443", "API.example.test.:8443"),
             ("[::1]:80", "[::1]"),
             (" api.example.test ", "api.example.test"),
+            ("api.example.test:080", "api.example.test"),
+            ("api.example.test:00008443", "api.example.test:8443"),
         ];
         for (host, authority) in same {
             assert!(same_host(&HeaderValue::from_static(host), authority), "{host} {authority}");
@@ -939,6 +890,8 @@ mod tests {
             ("api.example.test..", "api.example.test"),
             ("api.example.test:x", "api.example.test:x"),
             ("[::1]:80", "[::2]"),
+            ("api.example.test:65616", "api.example.test"),
+            ("api.example.test:+80", "api.example.test"),
         ];
         for (host, authority) in different {
             assert!(!same_host(&HeaderValue::from_static(host), authority), "{host} {authority}");

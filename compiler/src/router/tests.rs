@@ -684,3 +684,31 @@ fn segment_words_near_the_end_of_longer_paths() {
         }
     }
 }
+
+#[test]
+fn ports_are_decimal_numbers_up_to_65535() {
+    use crate::router::{host_port, parse_port, split_host_port};
+    for (text, port) in [("80", Some(80)), ("080", Some(80)), ("0", Some(0)), ("000", Some(0))] {
+        assert_eq!(parse_port(text), port, "{text}");
+    }
+    assert_eq!(parse_port("0000000000065535"), Some(65535));
+    for text in ["", "65536", "99999999999999999999", "+80", "8 0", "-1", "0x50"] {
+        assert_eq!(parse_port(text), None, "{text}");
+    }
+    for (host, port) in [
+        ("a.test", Some(80)),
+        ("a.test:", Some(80)),
+        ("a.test:08443", Some(8443)),
+        (" a.test:8443 ", Some(8443)),
+        ("[::1]", Some(80)),
+        ("[::1]:0443", Some(443)),
+        ("a.test:65536", None),
+        ("a.test:1:2", None),
+        ("[::1", None),
+        ("[::1]x", None),
+    ] {
+        assert_eq!(host_port(host), port, "{host}");
+    }
+    assert_eq!(split_host_port("a.test:08443"), ("a.test", Some(8443)));
+    assert_eq!(split_host_port("a.test:+80"), ("a.test:+80", None));
+}
