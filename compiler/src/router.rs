@@ -132,13 +132,22 @@ pub fn host_port(host: &str) -> Option<u16> {
 
 /// Check a `Host` field value as a request carries it, and return it
 /// without surrounding blanks: a host name or IP address (an IPv6 one in
-/// brackets), of the bytes a URI authority allows without user information
-/// (RFC 3986, section 3.2), then at most one `:port` (see [`host_port`]).
+/// brackets), not empty, of the bytes a URI authority allows without user
+/// information (RFC 3986, section 3.2), then at most one `:port` (see
+/// [`host_port`]).
 /// The gateway answers 400 to any other.
 pub fn check_host_header(value: &str) -> Result<&str, &'static str> {
     let host = value.trim_matches([' ', '\t']);
     if !host.bytes().all(is_authority_byte) {
         return Err("Host header is not a host name or address");
+    }
+    // An `http` URI with an empty host is invalid (RFC 9110, section 4.2.1).
+    let name = match host.strip_prefix('[') {
+        Some(literal) => literal.split(']').next().unwrap_or(""),
+        None => host.split(':').next().unwrap_or(""),
+    };
+    if name.is_empty() {
+        return Err("Host header names no host");
     }
     if host_port(host).is_none() {
         return Err("Host header has a port that is not a number from 0 to 65535");

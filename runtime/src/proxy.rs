@@ -740,6 +740,13 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
 /// section 8.3.1) and refused, rather than routed by one host while a
 /// service that reads the other would believe it was asked for that.
 fn absolute_form_host<B>(request: &mut Request<B>) -> Result<(), ProxyError> {
+    // The gateway serves `http` and `https` resources only; another scheme
+    // (`ftp://...`) is not one it can route as if it were.
+    if let Some(scheme) = request.uri().scheme_str() {
+        if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+            return Err(ProxyError::BadRequest { reason: "request target scheme is not http" });
+        }
+    }
     let Some(authority) = request.uri().authority() else { return Ok(()) };
     if authority.as_str().contains('@') {
         return Err(ProxyError::BadRequest { reason: "request target carries user information" });

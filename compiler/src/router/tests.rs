@@ -712,3 +712,15 @@ fn ports_are_decimal_numbers_up_to_65535() {
     assert_eq!(split_host_port("a.test:08443"), ("a.test", Some(8443)));
     assert_eq!(split_host_port("a.test:+80"), ("a.test:+80", None));
 }
+
+#[test]
+fn a_host_header_must_name_a_host() {
+    use crate::router::check_host_header;
+    for host in ["", " ", ":80", ":", "[]", "[]:80", "a.test:65536", "a b", "a@b"] {
+        assert!(check_host_header(host).is_err(), "{host:?}");
+    }
+    for (host, kept) in [(" a.test ", "a.test"), ("a.test:", "a.test:"), ("[::1]:080", "[::1]:080")]
+    {
+        assert_eq!(check_host_header(host), Ok(kept), "{host:?}");
+    }
+}
