@@ -219,6 +219,8 @@ pub(crate) fn handle(
         // as hop-by-hop; echoed in every response, the gateway's own included.
         let request_id =
             request_id::for_request(shared.plan.listeners[listener].request_id, request.headers());
+        let http10 = request.version() == Version::HTTP_10;
+        let bodiless = request.method() == Method::HEAD;
         let forwarded = match refused {
             Some(reason) if framing::is_unknown_coding(reason) => {
                 Err(ProxyError::UnsupportedCoding)
@@ -236,6 +238,9 @@ pub(crate) fn handle(
         match forwarded {
             Ok(mut response) => {
                 echo(response.headers_mut());
+                if http10 && !bodiless {
+                    close_when_unframed(&mut response);
+                }
                 exchange.status = Some(response.status().as_u16());
                 Ok(response.map(|body| ResponseBody::upstream(body, exchange)))
             }
@@ -254,6 +259,25 @@ pub(crate) fn handle(
                 Ok(response.map(|body| ResponseBody::local(body, exchange)))
             }
         }
+    }
+}
+
+/// Mark a response to an HTTP/1.0 client as the connection's last when
+/// its body has no known length: HTTP/1.0 has no chunked coding, so only
+/// the close can end such a body, and a `Connection: keep-alive` beside it
+/// would promise what cannot be kept. (Both servers then close after it and
+/// claim no keep-alive; a response that says HTTP/1.0 makes hyper's add none.)
+fn close_when_unframed(response: &mut Response<UpstreamBody>) {
+    let status = response.status();
+    let body = response.body();
+    let unframed = !hyper::body::Body::is_end_stream(body)
+        && hyper::body::Body::size_hint(body).exact().is_none()
+        && !status.is_informational()
+        && status != hyper::StatusCode::NO_CONTENT
+        && status != hyper::StatusCode::NOT_MODIFIED;
+    if unframed {
+        *response.version_mut() = Version::HTTP_10;
+        response.headers_mut().insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
     }
 }
 
@@ -333,7 +357,13 @@ async fn forward(
         _ => upstream_target(forwarded, request.uri().query())?,
     };
     let protocol = plan.pools[pool].protocol;
-    let notable = Notable::of(request.headers());
+    let mut notable = Notable::of(request.headers());
+    if notable.expect && request.version() == Version::HTTP_10 {
+        // An HTTP/1.0 client cannot take a `100 Continue`, so its
+        // expectation is ignored (RFC 9110, section 10.1.1), not passed on.
+        request.headers_mut().remove(hyper::header::EXPECT);
+        notable.expect = false;
+    }
     let upgrade =
         if notable.upgrade { upgrade::Requested::take(&mut request, protocol) } else { None };
     let te_trailers = protocol == Protocol::Http2 && headers::accepts_trailers(request.headers());
