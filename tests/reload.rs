@@ -214,6 +214,91 @@ async fn watch_picks_up_an_edited_included_file() {
     assert_eq!(get(address, "/old").await, StatusCode::NOT_FOUND);
 }
 
+/// A spec laid out as a Kubernetes ConfigMap volume lays out its files:
+/// `spec.yaml` -> `..data/spec.yaml`, `..data` -> `v1`, the real file in
+/// `v1/`. Served with `--watch` through the top link.
+fn configmap_gateway(first: &str) -> (Gateway, std::path::PathBuf) {
+    use std::os::unix::fs::symlink;
+
+    let dir = support::temp_dir();
+    std::fs::create_dir(dir.join("v1")).unwrap();
+    std::fs::write(dir.join("v1/spec.yaml"), first).unwrap();
+    symlink("v1", dir.join("..data")).unwrap();
+    symlink("..data/spec.yaml", dir.join("spec.yaml")).unwrap();
+    let path = dir.join("spec.yaml");
+    let gateway = Gateway::serve_file(dir.clone(), &path, 1, &["--access-log", "off", "--watch"]);
+    (gateway, dir)
+}
+
+/// `--watch` follows a ConfigMap update: a new version's directory is
+/// written, and the `..data` link swapped to it by a rename. Removing the
+/// old version afterwards reloads nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_follows_a_configmap_style_link_swap() {
+    use std::os::unix::fs::symlink;
+
+    let fast = Upstream::start("fast").await;
+    let slow = Upstream::start("slow").await;
+    let (gateway, dir) =
+        configmap_gateway(&spec(fast.address, slow.address, "", &route("old", "/old")));
+    let address = gateway.addr("public");
+    assert_eq!(get(address, "/old").await, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    std::fs::create_dir(dir.join("v2")).unwrap();
+    let fresh = spec(fast.address, slow.address, "", &route("fresh", "/fresh"));
+    std::fs::write(dir.join("v2/spec.yaml"), fresh).unwrap();
+    symlink("v2", dir.join("..data.tmp")).unwrap();
+    std::fs::rename(dir.join("..data.tmp"), dir.join("..data")).unwrap();
+    wait_stderr(&gateway, "plan reloaded", 1);
+    assert_eq!(get(address, "/fresh").await, StatusCode::OK);
+    assert_eq!(get(address, "/old").await, StatusCode::NOT_FOUND);
+
+    std::fs::remove_dir_all(dir.join("v1")).unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(gateway.count_stderr("plan reloaded"), 1, "{}", gateway.stderr().join("\n"));
+    assert_eq!(get(address, "/fresh").await, StatusCode::OK);
+}
+
+/// `--watch` follows the file a chain of links ends at when it is written
+/// in place, before and after the links move to another version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_follows_the_file_behind_links_written_in_place() {
+    use std::os::unix::fs::symlink;
+
+    let fast = Upstream::start("fast").await;
+    let slow = Upstream::start("slow").await;
+    let (gateway, dir) =
+        configmap_gateway(&spec(fast.address, slow.address, "", &route("old", "/old")));
+    let address = gateway.addr("public");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let edited = spec(fast.address, slow.address, "", &route("edited", "/edited"));
+    std::fs::write(dir.join("v1/spec.yaml"), edited).unwrap();
+    wait_stderr(&gateway, "plan reloaded", 1);
+    assert_eq!(get(address, "/edited").await, StatusCode::OK);
+    assert_eq!(get(address, "/old").await, StatusCode::NOT_FOUND);
+
+    // The links move to v2; then v2's file is written in place.
+    std::fs::create_dir(dir.join("v2")).unwrap();
+    let moved = spec(fast.address, slow.address, "", &route("moved", "/moved"));
+    std::fs::write(dir.join("v2/spec.yaml"), moved).unwrap();
+    symlink("v2", dir.join("..data.tmp")).unwrap();
+    std::fs::rename(dir.join("..data.tmp"), dir.join("..data")).unwrap();
+    wait_stderr(&gateway, "plan reloaded", 2);
+    assert_eq!(get(address, "/moved").await, StatusCode::OK);
+    let again = spec(fast.address, slow.address, "", &route("again", "/again"));
+    std::fs::write(dir.join("v2/spec.yaml"), again).unwrap();
+    wait_stderr(&gateway, "plan reloaded", 3);
+    assert_eq!(get(address, "/again").await, StatusCode::OK);
+    assert_eq!(get(address, "/moved").await, StatusCode::NOT_FOUND);
+    // v1 is no longer what the path leads to: writing it changes nothing.
+    std::fs::write(dir.join("v1/spec.yaml"), "version: 1\n").unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(gateway.count_stderr("plan reloaded"), 3);
+    assert_eq!(gateway.count_stderr("reload failed"), 0);
+}
+
 /// Requests on `/v1/...` in a loop until `done`, on a kept-alive connection
 /// and on new ones; how many were sent and how many failed.
 fn steady_traffic(

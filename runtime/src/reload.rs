@@ -14,6 +14,17 @@
 //! a file rather than write into it, and a watch on the old file would see
 //! nothing more.
 //!
+//! The path may lead through symbolic links, as a Kubernetes ConfigMap
+//! mount's does (`spec.yaml` -> `..data/spec.yaml`, `..data` -> a directory
+//! of the current version, swapped by a rename for each update). The watch
+//! follows the path as the system resolves it: the directory of each link
+//! on the way and of the file it ends at is watched, and a change to any of
+//! those names (a link swapped, the file written or replaced) is a change
+//! of the spec. Before each load the path is resolved again, so the watch
+//! moves along with the links. A change seen on a file that leaves the plan
+//! as it was (the old version's directory being removed, say) reloads
+//! nothing.
+//!
 //! A file written in place (truncated and written again, not replaced) may
 //! be caught between two writes, empty or cut short, and a spec cut at the
 //! end of a route is still a valid spec. So where the watch reports a
@@ -88,21 +99,38 @@ pub(crate) fn start(
             let loaded =
                 tokio::task::spawn_blocking(move || sluice_compiler::load_plan_and_files(&source));
             if let Ok(Ok((_, files))) = loaded.await {
-                watch.follow(&files);
+                let watch = Arc::clone(watch);
+                let _ = tokio::task::spawn_blocking(move || watch.follow(&files)).await;
             }
         }
+        // The plan the last reload put in force, as bytes, to tell a file
+        // event that changed nothing from one that did.
+        let mut last: Option<Vec<u8>> = None;
         while let Some(first) = triggers.recv().await {
             if first == Trigger::FileChanged {
                 settle(&mut triggers, watching.as_deref()).await;
             }
             let source = path.clone();
-            let loaded =
-                tokio::task::spawn_blocking(move || sluice_compiler::load_plan_and_files(&source));
+            let following = watching.clone();
+            let loaded = tokio::task::spawn_blocking(move || {
+                // Resolve the links again first, so a change made while
+                // the file is read is seen and loaded next.
+                if let Some(watch) = &following {
+                    watch.refresh();
+                }
+                sluice_compiler::load_plan_and_files(&source)
+            });
             match loaded.await {
                 Ok(Ok((plan, files))) => {
-                    if let Some(watch) = &watching {
-                        watch.follow(&files);
+                    if let Some(watch) = watching.clone() {
+                        let _ = tokio::task::spawn_blocking(move || watch.follow(&files)).await;
                     }
+                    let bytes = plan.to_bytes();
+                    if first == Trigger::FileChanged && last.as_ref() == Some(&bytes) {
+                        tracing::debug!(path = %path.display(), "the plan did not change; not reloading");
+                        continue;
+                    }
+                    last = Some(bytes);
                     tracing::info!(trigger = first.as_str(), path = %path.display(), "reloading");
                     if plans.send(plan).await.is_err() {
                         return;
@@ -169,25 +197,34 @@ fn on_hangup(_: mpsc::Sender<Trigger>) -> std::io::Result<()> {
 }
 
 /// A file watch over the spec and the files it includes: the directories
-/// that hold them are watched, and an event about one of the files sends a
-/// trigger.
+/// that hold them, and the links on the way to them, are watched, and an
+/// event about one of those names sends a trigger.
 // TODO: a file that starts to match an include glob later is seen only at
 // the next reload; watching the glob's directory for new names would fix it.
 struct Watch {
     watcher: Mutex<notify::RecommendedWatcher>,
-    /// Every file a reload depends on, as (its directory, its name).
-    files: Arc<Mutex<HashSet<(PathBuf, OsString)>>>,
+    /// The files a reload depends on, as named (the spec first).
+    roots: Mutex<Vec<PathBuf>>,
+    /// Every name whose change changes what `roots` read: each root, each
+    /// link on the way, and the file each ends at, as (directory, name).
+    files: Arc<Mutex<HashSet<Key>>>,
     /// Those of `files` written to since their writer last closed them.
-    writing: Arc<Mutex<HashSet<(PathBuf, OsString)>>>,
+    writing: Arc<Mutex<HashSet<Key>>>,
     directories: Mutex<HashSet<PathBuf>>,
 }
+
+/// A name in a directory.
+type Key = (PathBuf, OsString);
+
+/// The most links followed on one path, as the system's own limit (`ELOOP`).
+const MAX_LINKS: usize = 40;
 
 impl Watch {
     fn start(path: &Path, trigger: mpsc::Sender<Trigger>) -> std::io::Result<Watch> {
         use notify::event::{AccessKind, AccessMode, ModifyKind};
 
-        let files: Arc<Mutex<HashSet<(PathBuf, OsString)>>> = Arc::default();
-        let writing: Arc<Mutex<HashSet<(PathBuf, OsString)>>> = Arc::default();
+        let files: Arc<Mutex<HashSet<Key>>> = Arc::default();
+        let writing: Arc<Mutex<HashSet<Key>>> = Arc::default();
         let (seen, written) = (Arc::clone(&files), Arc::clone(&writing));
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             let Ok(event) = event else { return };
@@ -205,7 +242,7 @@ impl Watch {
             };
             let files = lock(&seen);
             let mut touched = false;
-            for key in event.paths.iter().filter_map(|p| file_key(p)) {
+            for key in event.paths.iter().filter_map(|p| split(p)) {
                 if !files.contains(&key) {
                     continue;
                 }
@@ -225,9 +262,19 @@ impl Watch {
             }
         })
         .map_err(std::io::Error::other)?;
-        let watch =
-            Watch { watcher: Mutex::new(watcher), files, writing, directories: Mutex::default() };
-        watch.add(path)?;
+        let watch = Watch {
+            watcher: Mutex::new(watcher),
+            roots: Mutex::new(vec![path.to_owned()]),
+            files,
+            writing,
+            directories: Mutex::default(),
+        };
+        // The spec's own directory must be watchable from the start.
+        let (directory, _) = resolve(path).pop().ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "the spec path names no file")
+        })?;
+        watch.watch_directory(&directory)?;
+        watch.refresh();
         Ok(watch)
     }
 
@@ -241,38 +288,118 @@ impl Watch {
         lock(&self.writing).clear();
     }
 
-    /// Watch `path` too, and its directory if that is not watched yet.
-    fn add(&self, path: &Path) -> std::io::Result<()> {
-        let Some(key) = file_key(path) else { return Ok(()) };
-        if lock(&self.directories).insert(key.0.clone()) {
-            let mut watcher = lock(&self.watcher);
-            watcher.watch(&key.0, RecursiveMode::NonRecursive).map_err(std::io::Error::other)?;
+    fn watch_directory(&self, directory: &Path) -> std::io::Result<()> {
+        if lock(&self.directories).contains(directory) {
+            return Ok(());
         }
-        lock(&self.files).insert(key);
+        let mut watcher = lock(&self.watcher);
+        watcher.watch(directory, RecursiveMode::NonRecursive).map_err(std::io::Error::other)?;
+        lock(&self.directories).insert(directory.to_owned());
         Ok(())
+    }
+
+    /// Resolve every root again and watch what they lead to now: the
+    /// directories no path leads through any more are no longer watched.
+    fn refresh(&self) {
+        let roots = lock(&self.roots).clone();
+        let keys: HashSet<Key> = roots.iter().flat_map(|root| resolve(root)).collect();
+        let wanted: HashSet<PathBuf> =
+            keys.iter().map(|(directory, _)| directory.clone()).collect();
+        for directory in &wanted {
+            if let Err(error) = self.watch_directory(directory) {
+                tracing::warn!(path = %directory.display(), %error, "cannot watch a directory");
+            }
+        }
+        let gone: Vec<PathBuf> = lock(&self.directories).difference(&wanted).cloned().collect();
+        for directory in gone {
+            // A directory that was removed is no longer watched already.
+            let _ = lock(&self.watcher).unwatch(&directory);
+            lock(&self.directories).remove(&directory);
+        }
+        lock(&self.writing).retain(|key| keys.contains(key));
+        *lock(&self.files) = keys;
     }
 
     /// Watch the files the last load read (the spec first), in addition to
     /// the ones already watched, so an include dropped by a bad edit is still
     /// seen when the edit is undone.
     fn follow(&self, files: &[PathBuf]) {
-        for file in files {
-            if let Err(error) = self.add(file) {
-                tracing::warn!(path = %file.display(), %error, "cannot watch an included file");
+        {
+            let mut roots = lock(&self.roots);
+            for file in files {
+                if !roots.contains(file) {
+                    roots.push(file.clone());
+                }
             }
         }
+        self.refresh();
     }
 }
 
-/// A file as (its directory, made absolute where possible, and its name).
-fn file_key(path: &Path) -> Option<(PathBuf, OsString)> {
-    let name = path.file_name()?.to_owned();
-    let directory = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
-        _ => PathBuf::from("."),
+/// The names a change to which changes what `path` reads: the path itself,
+/// each symbolic link met while resolving it, and the file it ends at (last),
+/// each as (its directory, with no link in it, and its name). A part of the
+/// path that does not exist ends the walk, so a missing file is still
+/// watched for in its directory.
+fn resolve(path: &Path) -> Vec<Key> {
+    use std::path::Component;
+
+    let absolute = std::env::current_dir().map(|here| here.join(path)).unwrap_or(path.into());
+    // What is left to walk, last part first.
+    let mut left: Vec<OsString> = Vec::new();
+    let push = |left: &mut Vec<OsString>, path: &Path| {
+        for part in path.components().rev() {
+            match part {
+                Component::Normal(name) => left.push(name.to_owned()),
+                Component::ParentDir => left.push(OsString::from("..")),
+                Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
+            }
+        }
     };
-    let directory = std::fs::canonicalize(&directory).unwrap_or(directory);
-    Some((directory, name))
+    push(&mut left, &absolute);
+    let root = absolute.ancestors().last().map_or_else(|| PathBuf::from("/"), Path::to_owned);
+    let mut resolved = root.clone();
+    let mut keys = Vec::new();
+    let mut links = 0;
+    while let Some(name) = left.pop() {
+        if name == ".." {
+            resolved.pop();
+            continue;
+        }
+        let candidate = resolved.join(&name);
+        let target = match std::fs::symlink_metadata(&candidate) {
+            Ok(meta) if meta.file_type().is_symlink() && links < MAX_LINKS => {
+                std::fs::read_link(&candidate).ok()
+            }
+            _ => None,
+        };
+        match target {
+            Some(target) => {
+                links += 1;
+                keys.push((resolved.clone(), name));
+                if target.is_absolute() {
+                    resolved = root.clone();
+                }
+                push(&mut left, &target);
+            }
+            None if left.is_empty() => {
+                keys.push((resolved, name));
+                break;
+            }
+            None if candidate.is_dir() => resolved = candidate,
+            None => {
+                // Missing, or not a directory: watch for it where it would be.
+                keys.push((resolved, name));
+                break;
+            }
+        }
+    }
+    keys
+}
+
+/// An event's path as (its directory, its name).
+fn split(path: &Path) -> Option<Key> {
+    Some((path.parent()?.to_owned(), path.file_name()?.to_owned()))
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -206,7 +206,23 @@ impl Gateway {
         let dir = temp_dir();
         let path = dir.join("spec.yaml");
         std::fs::write(&path, spec).expect("write the spec");
+        Gateway::launch(wrapper, dir, &path, spec.matches("bind:").count(), options)
+    }
 
+    /// Serve the spec at `path`, laid out by the caller in `dir` (a
+    /// [`temp_dir`], removed with the gateway), which binds `listeners`
+    /// listeners, with extra `sluice serve` options.
+    pub fn serve_file(dir: PathBuf, path: &Path, listeners: usize, options: &[&str]) -> Gateway {
+        Gateway::launch(&[], dir, path, listeners, options)
+    }
+
+    fn launch(
+        wrapper: &[&str],
+        dir: PathBuf,
+        path: &Path,
+        listeners: usize,
+        options: &[&str],
+    ) -> Gateway {
         let workers: &[&str] =
             if options.contains(&"--workers") { &[] } else { &["--workers", "2"] };
         let sluice = env!("CARGO_BIN_EXE_sluice");
@@ -222,7 +238,7 @@ impl Gateway {
             .arg("serve")
             .args(workers)
             .args(options)
-            .arg(&path)
+            .arg(path)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -238,7 +254,7 @@ impl Gateway {
         collect(child.stderr.take().expect("stderr is piped"), Arc::clone(&stderr), Some(lines_tx));
 
         let mut gateway = Gateway { child, listeners: HashMap::new(), stdout, stderr, dir };
-        gateway.await_listeners(spec.matches("bind:").count(), lines_rx);
+        gateway.await_listeners(listeners, lines_rx);
         gateway
     }
 
