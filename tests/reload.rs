@@ -299,6 +299,132 @@ async fn watch_follows_the_file_behind_links_written_in_place() {
     assert_eq!(gateway.count_stderr("reload failed"), 0);
 }
 
+/// A spec with listener `public` -> route `r1` -> pool `p1` and, when
+/// `second` is set, listener `l2` on `l2` -> route `r2` -> pool `p2`.
+fn two_listener_spec(p1: SocketAddr, p2: SocketAddr, l2: SocketAddr, second: bool) -> String {
+    let mut spec = String::from("version: 1\nlisteners:\n");
+    spec += "  - name: public\n    bind: \"127.0.0.1:0\"\n";
+    if second {
+        spec += &format!("  - name: l2\n    bind: \"{l2}\"\n");
+    }
+    spec += &format!("pools:\n  - name: p1\n    endpoints: [{{ address: \"{p1}\" }}]\n");
+    if second {
+        spec += &format!("  - name: p2\n    endpoints: [{{ address: \"{p2}\" }}]\n");
+    }
+    spec += "routes:\n  - name: r1\n    listeners: [public]\n    match: { path: \"/{*rest}\" }\n    to: p1\n";
+    if second {
+        spec +=
+            "  - name: r2\n    listeners: [l2]\n    match: { path: \"/{*rest}\" }\n    to: p2\n";
+    }
+    spec
+}
+
+/// Read one response from `stream`: its head and body (by
+/// `Content-Length`), or `None` when the connection ends first.
+async fn read_response(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<(String, String)> {
+    let read = async {
+        loop {
+            if let Some(at) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buffer[..at + 4]).into_owned();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        let (name, value) = l.split_once(':')?;
+                        name.eq_ignore_ascii_case("content-length")
+                            .then(|| value.trim().parse().ok())?
+                    })
+                    .unwrap_or(0);
+                if buffer.len() >= at + 4 + length {
+                    let body =
+                        String::from_utf8_lossy(&buffer[at + 4..at + 4 + length]).into_owned();
+                    buffer.drain(..at + 4 + length);
+                    return Some((head, body));
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), read).await.expect("no answer within 5 s")
+}
+
+/// Whether the gateway closes `stream` within `limit` (with nothing more sent).
+async fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
+    let mut chunk = [0u8; 1024];
+    matches!(tokio::time::timeout(limit, stream.read(&mut chunk)).await, Ok(Ok(0) | Err(_)))
+}
+
+/// A reload that removes a listener closes the connections it accepted once
+/// their requests in flight are answered, instead of serving the old plan
+/// on them for ever: a request in flight at the reload is answered (with
+/// `Connection: close`) and the connection then closes; an idle one closes
+/// at once. A kept-alive connection on a listener the reload keeps goes on
+/// serving, on the new plan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_on_a_removed_listener_close_after_their_request() {
+    let p1 = Upstream::start("one").await;
+    let p2 = Upstream::with_delay("two", Duration::from_millis(400)).await;
+    let l2 = support::free_port();
+    let spec = two_listener_spec(p1.address, p2.address, l2, true);
+    let gateway = Gateway::start_with(&spec, &["--access-log", "off", "--watch"]);
+    let public = gateway.addr("public");
+    assert_eq!(gateway.addr("l2"), l2);
+    let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: x.test\r\n\r\n").into_bytes();
+
+    let (mut busy, mut idle, mut kept) = (
+        TcpStream::connect(l2).await.unwrap(),
+        TcpStream::connect(l2).await.unwrap(),
+        TcpStream::connect(public).await.unwrap(),
+    );
+    let (mut busy_read, mut idle_read, mut kept_read) = (Vec::new(), Vec::new(), Vec::new());
+    for (stream, read, body) in [
+        (&mut busy, &mut busy_read, "two"),
+        (&mut idle, &mut idle_read, "two"),
+        (&mut kept, &mut kept_read, "one"),
+    ] {
+        stream.write_all(&get("/first")).await.unwrap();
+        let (head, got) = read_response(stream, read).await.expect("an answer before the reload");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert_eq!(got, body);
+    }
+
+    // A request in flight on `busy` while the reload removes `l2`.
+    busy.write_all(&get("/in-flight")).await.unwrap();
+    p2.wait_for(3).await;
+    std::fs::write(gateway.spec_path(), two_listener_spec(p1.address, p2.address, l2, false))
+        .unwrap();
+    wait_stderr(&gateway, "plan reloaded", 1);
+    assert!(TcpStream::connect(l2).await.is_err(), "the removed listener still accepts");
+
+    let (head, body) =
+        read_response(&mut busy, &mut busy_read).await.expect("the request in flight is answered");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(body, "two");
+    assert!(head.to_ascii_lowercase().contains("connection: close"), "{head}");
+    assert!(
+        closed_within(&mut busy, Duration::from_secs(2)).await,
+        "the busy connection stays open"
+    );
+    assert!(
+        closed_within(&mut idle, Duration::from_secs(2)).await,
+        "the idle connection stays open"
+    );
+    // Nothing more reaches p2 through the closed connections.
+    let _ = idle.write_all(&get("/late")).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(p2.seen().len(), 3);
+
+    // The kept listener's connection serves on.
+    kept.write_all(&get("/after")).await.unwrap();
+    let (head, body) =
+        read_response(&mut kept, &mut kept_read).await.expect("the kept connection answers");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(body, "one");
+}
+
 /// Requests on `/v1/...` in a loop until `done`, on a kept-alive connection
 /// and on new ones; how many were sent and how many failed.
 fn steady_traffic(

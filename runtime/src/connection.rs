@@ -372,15 +372,49 @@ enum Clock {
     Idle,
 }
 
+/// What tells a connection to close once its requests in flight are
+/// answered: the gateway shutting down, or a reload removing the listener
+/// that accepted it.
+#[derive(Clone)]
+pub(crate) struct Stop {
+    /// Changes when the gateway shuts down. Every connection holds one, so
+    /// the drain knows when the last has closed.
+    pub(crate) shutdown: watch::Receiver<()>,
+    /// Changes (or its sender goes) when the listener is removed.
+    pub(crate) listener: watch::Receiver<()>,
+}
+
+/// Which stop came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stopped {
+    Shutdown,
+    ListenerRemoved,
+}
+
+impl Stop {
+    /// Wait for a stop.
+    pub(crate) async fn signalled(&mut self) -> Stopped {
+        tokio::select! {
+            _ = self.shutdown.changed() => Stopped::Shutdown,
+            _ = self.listener.changed() => Stopped::ListenerRemoved,
+        }
+    }
+}
+
 /// Serve a connection until it ends, a clock runs out, or a stop is
 /// signalled; then close it as gently as its state allows. Returns how the
 /// serving future ended, or `None` when the connection was closed before it
 /// did (a clock ran out on a head, or a stop came before any request).
+///
+/// After a shutdown the drain's own timeout bounds the wait. After its
+/// listener was removed, a connection with no request in flight that has
+/// not closed within `head_timeout` (an HTTP/2 client that never answers
+/// the GOAWAY's PING) is closed.
 pub(crate) async fn drive<F: GracefulFuture>(
     serving: F,
     state: Arc<ConnectionState>,
     limits: Limits,
-    mut stopping: watch::Receiver<()>,
+    mut stop: Stop,
     peer: SocketAddr,
 ) -> Option<F::Output> {
     let mut serving = std::pin::pin!(serving);
@@ -390,12 +424,18 @@ pub(crate) async fn drive<F: GracefulFuture>(
         tokio::select! {
             biased;
             result = serving.as_mut() => return Some(result),
-            _ = stopping.changed() => {
+            stopped = stop.signalled() => {
                 if !state.used.load(Ordering::Relaxed) {
                     return None;
                 }
                 serving.as_mut().shut_down();
-                return Some(serving.await);
+                return match stopped {
+                    Stopped::Shutdown => Some(serving.await),
+                    Stopped::ListenerRemoved => {
+                        tracing::debug!(%peer, "listener removed by a reload; closing the connection");
+                        closed_within(serving, &state, limits.head).await
+                    }
+                };
             }
             () = timer.as_mut() => {
                 let now = Instant::now();

@@ -20,6 +20,9 @@
 //! has. Listeners are known by the address the spec binds, so one whose
 //! address did not change keeps its socket, and no connection is refused
 //! around a reload. When a new listener cannot be bound, nothing changes.
+//! The connections a closed listener had accepted are stopped as a drain
+//! stops them (see below): each finishes the request it has in flight and
+//! closes, so none goes on serving a plan that is no longer in force.
 //!
 //! The plan in force is the loaded plan with its DNS names resolved (see
 //! [`crate::resolve`]); when a periodic lookup changes a name's addresses,
@@ -55,7 +58,9 @@ use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::access_log::{AccessLogSender, Record};
-use crate::connection::{self, ClientStream, ConnectionState, Limits, OwnServer, Protocol, Rewind};
+use crate::connection::{
+    self, ClientStream, ConnectionState, Limits, OwnServer, Protocol, Rewind, Stop,
+};
 use crate::exchange::ResponseBody;
 use crate::proxy::{self, Shared};
 use crate::request_body::ClientBody;
@@ -76,6 +81,28 @@ const HYPER_MAX_HEADERS: usize = 100;
 
 /// The plan in force, swapped whole on reload.
 type Current = Arc<ArcSwap<Shared>>;
+
+/// A listener's accept loop, and what tells the connections it accepted
+/// that the listener is gone.
+struct AcceptLoop {
+    task: JoinHandle<()>,
+    removed: watch::Sender<()>,
+}
+
+impl AcceptLoop {
+    fn spawn(
+        bound: Bound,
+        current: &Current,
+        stopping: &watch::Receiver<()>,
+        workers: &Workers,
+    ) -> (ListenerKey, AcceptLoop) {
+        let (removed, listener) = watch::channel(());
+        let stop = Stop { shutdown: stopping.clone(), listener };
+        let task =
+            accept(bound.socket, bound.key.clone(), Arc::clone(current), stop, workers.clone());
+        (bound.key, AcceptLoop { task: tokio::spawn(task), removed })
+    }
+}
 
 /// What names a listener across reloads: the address the spec binds, and
 /// for port 0 (any free port, so one address can stand for several
@@ -187,16 +214,11 @@ impl Gateway {
     ) -> Drain {
         // Every connection task holds a receiver; the drain ends when all are gone.
         let (stop, stopping) = watch::channel(());
-        let mut loops: HashMap<ListenerKey, JoinHandle<()>> = HashMap::new();
+        let mut loops: HashMap<ListenerKey, AcceptLoop> = HashMap::new();
         for bound in self.listeners {
-            let task = accept(
-                bound.socket,
-                bound.key.clone(),
-                Arc::clone(&self.current),
-                stopping.clone(),
-                self.workers.clone(),
-            );
-            loops.insert(bound.key, tokio::spawn(task));
+            let (key, accept_loop) =
+                AcceptLoop::spawn(bound, &self.current, &stopping, &self.workers);
+            loops.insert(key, accept_loop);
         }
 
         let (mut source, mut resolver) = (self.source, self.resolver);
@@ -229,19 +251,25 @@ impl Gateway {
         // Stop accepting: end the loops, which drops (closes) the sockets and
         // their receivers, so that only connections count from here on.
         for accept_loop in loops.values() {
-            accept_loop.abort();
+            accept_loop.task.abort();
         }
+        // The listeners' signals stay until the drain ends, so that their
+        // connections see the shutdown, not their listener going.
+        let mut removed = Vec::with_capacity(loops.len());
         for (_, accept_loop) in loops {
-            let _ = accept_loop.await;
+            let _ = accept_loop.task.await;
+            removed.push(accept_loop.removed);
         }
 
         let open = self.workers.open_connections();
         tracing::info!(connections = open, "draining connections");
         let _ = stop.send(());
-        tokio::select! {
+        let drain = tokio::select! {
             () = stop.closed() => Drain::Complete,
             () = give_up => Drain::Abandoned { connections: self.workers.open_connections() },
-        }
+        };
+        drop(removed);
+        drain
     }
 }
 
@@ -274,7 +302,7 @@ async fn reload(
     current: &Current,
     log: &AccessLogSender,
     plan: Arc<Plan>,
-    loops: &mut HashMap<ListenerKey, JoinHandle<()>>,
+    loops: &mut HashMap<ListenerKey, AcceptLoop>,
     stopping: &watch::Receiver<()>,
     workers: &Workers,
 ) {
@@ -299,20 +327,16 @@ async fn reload(
     let opened_count = opened.len();
     for bound in opened {
         eprintln!("listening listener={} addr={}", bound.name, bound.address);
-        let task = accept(
-            bound.socket,
-            bound.key.clone(),
-            Arc::clone(current),
-            stopping.clone(),
-            workers.clone(),
-        );
-        loops.insert(bound.key, tokio::spawn(task));
+        let (key, accept_loop) = AcceptLoop::spawn(bound, current, stopping, workers);
+        loops.insert(key, accept_loop);
     }
     let mut closed = 0;
     loops.retain(|key, accept_loop| {
         let keep = kept.contains(key);
         if !keep {
-            accept_loop.abort();
+            accept_loop.task.abort();
+            // Its connections finish their requests in flight and close.
+            let _ = accept_loop.removed.send(());
             closed += 1;
         }
         keep
@@ -324,7 +348,7 @@ async fn accept(
     socket: TcpListener,
     key: ListenerKey,
     current: Current,
-    stopping: watch::Receiver<()>,
+    stop: Stop,
     workers: Workers,
 ) {
     // Connections beyond the limit wait in the kernel's accept queue. The
@@ -365,7 +389,7 @@ async fn accept(
             accepted: shared,
             index,
             current: Arc::clone(&current),
-            stopping: stopping.clone(),
+            stop: stop.clone(),
             slot: Arc::new(Slot { _permit: permit, _counted: workers.count_connection() }),
         };
         workers.serve(stream, move |stream| connection.serve(stream));
@@ -382,7 +406,7 @@ struct Connection {
     accepted: Arc<Shared>,
     index: usize,
     current: Current,
-    stopping: watch::Receiver<()>,
+    stop: Stop,
     slot: Arc<Slot>,
 }
 
@@ -402,7 +426,7 @@ impl Connection {
         let sniffed = tokio::select! {
             sniffed = connection::sniff(&mut stream) => sniffed,
             () = tokio::time::sleep(limits.idle) => return,
-            _ = self.stopping.changed() => return,
+            _ = self.stop.signalled() => return,
         };
         let (protocol, prefix) = match sniffed {
             Ok(Some(sniffed)) => sniffed,
@@ -425,7 +449,7 @@ impl Connection {
                     });
                 let serving = OwnServer::new(serving, Arc::clone(&state));
                 let ended =
-                    connection::drive(serving, state, limits, self.stopping.clone(), peer).await;
+                    connection::drive(serving, state, limits, self.stop.clone(), peer).await;
                 match ended {
                     Some(Ended::Handover { stream, read }) => (stream, read),
                     Some(Ended::Closed) | None => return,
@@ -437,8 +461,10 @@ impl Connection {
         let state = ConnectionState::new(protocol == Protocol::Http1);
         let service = {
             let answer = self.answer(&state);
-            let hold =
-                ConnectionHold { _stopping: self.stopping.clone(), _slot: Arc::clone(&self.slot) };
+            let hold = ConnectionHold {
+                _stopping: self.stop.shutdown.clone(),
+                _slot: Arc::clone(&self.slot),
+            };
             // See `ResponseBody::pumped`.
             let pump = (protocol == Protocol::Http2).then_some(stall);
             service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
@@ -468,7 +494,7 @@ impl Connection {
                 }
                 let stream = ClientStream::new(io, Arc::clone(&state), max_head, max_headers);
                 let serving = http.serve_connection(TokioIo::new(stream), service).with_upgrades();
-                connection::drive(serving, Arc::clone(&state), limits, self.stopping.clone(), peer)
+                connection::drive(serving, Arc::clone(&state), limits, self.stop.clone(), peer)
                     .await
             }
             Protocol::Http2 => {
@@ -478,7 +504,7 @@ impl Connection {
                     .max_pending_accept_reset_streams(resets as usize)
                     .max_header_list_size(u32::try_from(max_head).unwrap_or(u32::MAX));
                 let serving = http.serve_connection(TokioIo::new(io), service);
-                connection::drive(serving, Arc::clone(&state), limits, self.stopping.clone(), peer)
+                connection::drive(serving, Arc::clone(&state), limits, self.stop.clone(), peer)
                     .await
             }
         };
@@ -549,7 +575,8 @@ impl Answer {
 
 /// The plan a new request on a connection runs on: the one in force, unless
 /// it no longer has the connection's listener, then the one the connection
-/// was accepted under. Also the listener's index in that plan.
+/// was accepted under (a request that raced the reload; the connection
+/// closes once it is answered). Also the listener's index in that plan.
 fn generation(
     current: &ArcSwap<Shared>,
     key: &ListenerKey,
