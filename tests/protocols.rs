@@ -510,3 +510,66 @@ async fn an_expected_body_flows_when_the_upstream_never_sends_100() {
         assert!(post.body == body, "{}: {} bytes arrived", post.target(), post.body.len());
     }
 }
+
+/// The listener's `max_headers` holds over HTTP/2 as over HTTP/1.1: a
+/// request with more fields is answered 431 by the gateway and reaches no
+/// upstream, at the default limit and at a listener's own; one at the limit
+/// is served. A trailer section over the limit fails the request as
+/// HTTP/1.1's does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_requests_are_held_to_the_header_field_limit() {
+    // An upstream with no limit of its own on fields.
+    let upstream = raw::RawUpstream::canned(Vec::new()).await;
+    let default = Gateway::start(&spec_with("", &[upstream.address], "", ""));
+    let strict = Gateway::start(&spec_with("    max_headers: 5\n", &[upstream.address], "", ""));
+    let client = h2_client::<Full<Bytes>>();
+    let get = |gateway: &Gateway, fields: usize| {
+        let mut request = Request::get(format!("http://{}/x", gateway.addr("public")));
+        for i in 0..fields {
+            request = request.header(format!("x-h{i}"), "v");
+        }
+        client.request(request.body(Full::new(Bytes::new())).unwrap())
+    };
+
+    for (gateway, fields, status) in [
+        (&default, 100, StatusCode::OK),
+        (&default, 101, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
+        (&default, 1000, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
+        (&strict, 5, StatusCode::OK),
+        (&strict, 6, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
+    ] {
+        let response = get(gateway, fields).await.expect("the gateway answers over h2");
+        assert_eq!(response.version(), hyper::Version::HTTP_2);
+        assert_eq!(response.status(), status, "{fields} fields");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        if status != StatusCode::OK {
+            assert!(body.is_empty(), "a 431 has no body, as over HTTP/1.1");
+        }
+    }
+    assert_eq!(upstream.log().len(), 2, "only the requests within the limit are forwarded");
+
+    // Trailers: 101 fields, over HTTP/1.1 and over HTTP/2, to an upstream
+    // that reads the whole body before it answers.
+    let reader = Upstream::start("b").await;
+    let default = Gateway::start(&spec_with("", &[reader.address], "", ""));
+    let fields: String = (0..101).map(|i| format!("x-t{i}: v\r\n")).collect();
+    let chunked = format!(
+        "POST /x HTTP/1.1\r\nHost: x.test\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n{fields}\r\n"
+    );
+    let http1 = statuses(&raw(default.addr("public"), chunked.as_bytes()).await);
+    let mut trailers = HeaderMap::new();
+    for i in 0..101 {
+        trailers.insert(
+            hyper::header::HeaderName::from_bytes(format!("x-t{i}").as_bytes()).unwrap(),
+            HeaderValue::from_static("v"),
+        );
+    }
+    let frames = vec![Frame::data(Bytes::from_static(b"hi")), Frame::trailers(trailers)];
+    let request = Request::post(format!("http://{}/x", default.addr("public")))
+        .body(Frames::new(frames))
+        .unwrap();
+    let http2 = h2_client().request(request).await.expect("the gateway answers over h2");
+    assert_eq!(http1, [400]);
+    assert_eq!(http2.status(), StatusCode::BAD_REQUEST);
+    assert!(reader.seen().iter().all(|s| s.trailers.is_none()));
+}

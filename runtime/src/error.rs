@@ -38,6 +38,10 @@ impl Side {
 pub enum ProxyError {
     #[error("bad request: {reason}")]
     BadRequest { reason: &'static str },
+    /// More header fields than the listener's `max_headers`. Answered 431
+    /// with no body, as the HTTP/1.1 parser answers such a head.
+    #[error("the request has more header fields than the listener's limit of {limit}")]
+    TooManyFields { limit: usize },
     /// A request body in a transfer coding the gateway does not implement
     /// (RFC 9112, section 6.1, asks for 501); never forwarded.
     #[error("the request's Transfer-Encoding names a coding other than chunked, which this gateway does not implement; send the body chunked only, or with Content-Length")]
@@ -93,6 +97,7 @@ impl ProxyError {
     pub fn side(&self) -> Side {
         match self {
             ProxyError::BadRequest { .. }
+            | ProxyError::TooManyFields { .. }
             | ProxyError::UnsupportedCoding
             | ProxyError::NoRoute { .. }
             | ProxyError::ClientBody { .. }
@@ -112,6 +117,7 @@ impl ProxyError {
     pub fn retry_safe(&self) -> bool {
         match self {
             ProxyError::BadRequest { .. }
+            | ProxyError::TooManyFields { .. }
             | ProxyError::UnsupportedCoding
             | ProxyError::NoRoute { .. }
             | ProxyError::NoEndpoint { .. }
@@ -141,6 +147,7 @@ impl ProxyError {
                 StatusCode::BAD_REQUEST
             }
             ProxyError::UnsupportedCoding => StatusCode::NOT_IMPLEMENTED,
+            ProxyError::TooManyFields { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ProxyError::ClientStalled { .. } => StatusCode::REQUEST_TIMEOUT,
             ProxyError::NoEndpoint { .. } | ProxyError::Overloaded { .. } => {
@@ -160,6 +167,7 @@ impl ProxyError {
         match self {
             ProxyError::BadRequest { .. } => "bad_request",
             ProxyError::UnsupportedCoding => "unsupported_transfer_coding",
+            ProxyError::TooManyFields { .. } => "too_many_header_fields",
             ProxyError::NoRoute { .. } => "no_route",
             ProxyError::NoEndpoint { .. } => "no_endpoint",
             ProxyError::Overloaded { .. } => "pool_overloaded",
@@ -181,6 +189,7 @@ impl ProxyError {
         match self {
             ProxyError::BadRequest { .. }
             | ProxyError::UnsupportedCoding
+            | ProxyError::TooManyFields { .. }
             | ProxyError::NoRoute { .. }
             | ProxyError::BodyTooLarge { .. } => self.to_string(),
             ProxyError::NoEndpoint { .. } => {
@@ -205,6 +214,12 @@ impl ProxyError {
     /// The JSON response for this error:
     /// `{"error":"no_route","message":"no route matches GET /x on listener public"}`.
     pub fn response(&self) -> Response<Bytes> {
+        if let ProxyError::TooManyFields { .. } = self {
+            let mut response = Response::new(Bytes::new());
+            *response.status_mut() = self.status();
+            response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+            return response;
+        }
         let mut response = error_response(self.status(), self.code(), &self.public_message());
         // The rest of such a request cannot be trusted to frame the next one,
         // or was never read.

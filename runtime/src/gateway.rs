@@ -471,7 +471,8 @@ impl Connection {
                 if request.headers().contains_key(UPGRADE) {
                     request.extensions_mut().insert(hold.clone());
                 }
-                let answered = answer.call(request.map(|body| ClientBody::hyper(body, stall)));
+                let body = |body| ClientBody::hyper(body, stall, max_headers);
+                let answered = answer.call(request.map(body));
                 async move {
                     let response = answered.await?;
                     Ok::<_, Infallible>(match pump {

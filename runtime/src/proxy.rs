@@ -221,11 +221,18 @@ pub(crate) fn handle(
             request_id::for_request(shared.plan.listeners[listener].request_id, request.headers());
         let http10 = request.version() == Version::HTTP_10;
         let bodiless = request.method() == Method::HEAD;
+        let max_fields =
+            usize::try_from(shared.plan.listeners[listener].max_headers).unwrap_or(usize::MAX);
         let forwarded = match refused {
             Some(reason) if framing::is_unknown_coding(reason) => {
                 Err(ProxyError::UnsupportedCoding)
             }
             Some(reason) => Err(ProxyError::BadRequest { reason }),
+            // The HTTP/1.1 parsers hold a head to the limit themselves;
+            // HTTP/2 has only a limit on the fields' size.
+            None if request.headers().len() > max_fields => {
+                Err(ProxyError::TooManyFields { limit: max_fields })
+            }
             None => {
                 forward(&shared, &mut exchange, listener, &peer, request, request_id.as_ref()).await
             }

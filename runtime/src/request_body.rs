@@ -56,6 +56,8 @@ pub enum BodyError {
     Stalled(Duration),
     #[error("the request body went to an earlier attempt, and no whole copy was kept")]
     Spent,
+    #[error("the request's trailer section has more fields than the listener's limit of {limit}")]
+    TooManyTrailerFields { limit: usize },
 }
 
 impl BodyError {
@@ -145,16 +147,21 @@ impl std::fmt::Display for ClientFailure {
 /// out to be malformed (the stream is reset, and the upstream connection
 /// with it). A body that ends with its last DATA frame, as clients send
 /// it, is never held; nor is an HTTP/1.1 client's, which ends at its length.
+///
+/// A trailer section with more fields than the listener's `max_headers`
+/// fails the body, as hyper's HTTP/1.1 parser fails such a chunked body.
 pub enum ClientBody {
-    /// The body, its stall clock, and a frame held back (see above).
-    Hyper(Incoming, Stall, Option<Box<Frame<Bytes>>>),
+    /// The body, its stall clock, a frame held back (see above), and the
+    /// most fields its trailers may have.
+    Hyper(Incoming, Stall, Option<Box<Frame<Bytes>>>, usize),
     Empty,
 }
 
 impl ClientBody {
-    /// `body`, whose client may leave it waiting for at most `stall` at a time.
-    pub(crate) fn hyper(body: Incoming, stall: Duration) -> ClientBody {
-        ClientBody::Hyper(body, Stall::new(stall), None)
+    /// `body`, whose client may leave it waiting for at most `stall` at a
+    /// time, and send at most `max_fields` trailer fields.
+    pub(crate) fn hyper(body: Incoming, stall: Duration, max_fields: usize) -> ClientBody {
+        ClientBody::Hyper(body, Stall::new(stall), None, max_fields)
     }
 }
 
@@ -166,7 +173,7 @@ impl Body for ClientBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        let ClientBody::Hyper(body, stall, held) = self.get_mut() else {
+        let ClientBody::Hyper(body, stall, held, max_fields) = self.get_mut() else {
             return Poll::Ready(None);
         };
         loop {
@@ -191,6 +198,11 @@ impl Body for ClientBody {
                 Poll::Ready(Some(Ok(frame))) => frame,
             };
             stall.progress();
+            if frame.trailers_ref().is_some_and(|trailers| trailers.len() > *max_fields) {
+                *held = None;
+                let limit = *max_fields;
+                return Poll::Ready(Some(Err(BodyError::TooManyTrailerFields { limit })));
+            }
             if let Some(earlier) = held.take() {
                 // An empty frame adds nothing; trailers go after the held data.
                 if frame.data_ref().is_some_and(Bytes::is_empty) {
@@ -212,17 +224,17 @@ impl Body for ClientBody {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            ClientBody::Hyper(body, _, held) => held.is_none() && body.is_end_stream(),
+            ClientBody::Hyper(body, _, held, _) => held.is_none() && body.is_end_stream(),
             ClientBody::Empty => true,
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            ClientBody::Hyper(_, _, Some(held)) => {
+            ClientBody::Hyper(_, _, Some(held), _) => {
                 SizeHint::with_exact(held.data_ref().map_or(0, |data| data.len() as u64))
             }
-            ClientBody::Hyper(body, _, None) => body.size_hint(),
+            ClientBody::Hyper(body, _, None, _) => body.size_hint(),
             ClientBody::Empty => SizeHint::with_exact(0),
         }
     }
