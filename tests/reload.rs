@@ -361,8 +361,8 @@ async fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
 /// their requests in flight are answered, instead of serving the old plan
 /// on them for ever: a request in flight at the reload is answered (with
 /// `Connection: close`) and the connection then closes; an idle one closes
-/// at once. A kept-alive connection on a listener the reload keeps goes on
-/// serving, on the new plan.
+/// at once; an HTTP/2 one gets GOAWAY and closes. A kept-alive connection
+/// on a listener the reload keeps goes on serving, on the new plan.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_on_a_removed_listener_close_after_their_request() {
     let p1 = Upstream::start("one").await;
@@ -391,9 +391,24 @@ async fn connections_on_a_removed_listener_close_after_their_request() {
         assert_eq!(got, body);
     }
 
+    // An HTTP/2 connection on `l2` too, answered once.
+    let mut h2 = TcpStream::connect(l2).await.unwrap();
+    let flags = support::h2raw::END_HEADERS | support::h2raw::END_STREAM;
+    let opening = [
+        support::h2raw::preface(&[]),
+        support::h2raw::frame(support::h2raw::HEADERS, flags, 1, &support::h2raw::get("/h2")),
+    ];
+    h2.write_all(&opening.concat()).await.unwrap();
+    loop {
+        let frame = support::h2raw::next(&mut h2, Duration::from_secs(5)).await.expect("an answer");
+        if frame.stream == 1 && frame.flags & support::h2raw::END_STREAM != 0 {
+            break;
+        }
+    }
+
     // A request in flight on `busy` while the reload removes `l2`.
     busy.write_all(&get("/in-flight")).await.unwrap();
-    p2.wait_for(3).await;
+    p2.wait_for(4).await;
     std::fs::write(gateway.spec_path(), two_listener_spec(p1.address, p2.address, l2, false))
         .unwrap();
     wait_stderr(&gateway, "plan reloaded", 1);
@@ -415,7 +430,21 @@ async fn connections_on_a_removed_listener_close_after_their_request() {
     // Nothing more reaches p2 through the closed connections.
     let _ = idle.write_all(&get("/late")).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(p2.seen().len(), 3);
+    assert_eq!(p2.seen().len(), 4);
+
+    // The HTTP/2 connection is told to go away (its PINGs answered), then closed.
+    let (mut goaway, started) = (false, Instant::now());
+    while let Some(frame) = support::h2raw::next(&mut h2, Duration::from_secs(3)).await {
+        match frame.kind {
+            support::h2raw::GOAWAY => goaway = true,
+            support::h2raw::PING if frame.flags & support::h2raw::ACK == 0 => {
+                let _ = h2.write_all(&support::h2raw::ping_ack(&frame.payload)).await;
+            }
+            _ => {}
+        }
+    }
+    assert!(goaway, "no GOAWAY on the removed listener's HTTP/2 connection");
+    assert!(started.elapsed() < Duration::from_secs(3), "the HTTP/2 connection stays open");
 
     // The kept listener's connection serves on.
     kept.write_all(&get("/after")).await.unwrap();
