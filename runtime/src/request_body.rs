@@ -69,7 +69,9 @@ impl BodyError {
             BodyError::TooLarge { limit } => Some(ClientFault::TooLarge { limit: *limit }),
             BodyError::Stalled(limit) => Some(ClientFault::Stalled(*limit)),
             BodyError::Client(error) if client_left(error) => Some(ClientFault::Left),
-            BodyError::Client(_) => Some(ClientFault::Malformed),
+            BodyError::Client(_) | BodyError::TooManyTrailerFields { .. } => {
+                Some(ClientFault::Malformed)
+            }
             BodyError::Spent => None,
         }
     }
