@@ -394,7 +394,11 @@ pub(crate) enum Stopped {
 impl Stop {
     /// Wait for a stop.
     pub(crate) async fn signalled(&mut self) -> Stopped {
+        // In order, rather than in the random order that costs a draw at
+        // every wake of the connection's task: a shutdown that comes with a
+        // removal is taken as the shutdown, whose drain timeout bounds it.
         tokio::select! {
+            biased;
             _ = self.shutdown.changed() => Stopped::Shutdown,
             _ = self.listener.changed() => Stopped::ListenerRemoved,
         }
