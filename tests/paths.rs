@@ -143,6 +143,23 @@ async fn a_fragment_in_the_request_target_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dot_segment_with_parameters_is_refused() {
+    // A Tomcat-style backend reads `/public/..;/admin/x` as `/admin/x`, a
+    // path the gateway's routes never saw: refused before routing.
+    let (public, admin) = (Upstream::start("pub").await, Upstream::start("adm").await);
+    let gateway = Gateway::start(&spec(&public, &admin, ""));
+    let addr = gateway.addr("public");
+    for target in ["/public/..;/admin/x", "/public/%2e%2e;x=1/admin", "/public/.;/x"] {
+        let status = tokio::task::spawn_blocking(move || raw_get(addr, target)).await.unwrap();
+        assert_eq!(status, 400, "{target}");
+    }
+    let status = tokio::task::spawn_blocking(move || raw_get(addr, "/public/a;v=1")).await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(targets(&public), ["/public/a;v=1"]);
+    assert!(targets(&admin).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_route_may_forward_the_path_as_the_client_sent_it() {
     let (public, admin) = (Upstream::start("pub").await, Upstream::start("adm").await);
     let spec = spec(&public, &admin, "").replace(

@@ -83,6 +83,8 @@ pub enum PathError {
     BadEscape,
     #[error("the path holds a `#`, a space or a control character")]
     ForbiddenCharacter,
+    #[error("the path holds a `.` or `..` segment with `;` parameters")]
+    DotSegmentParameters,
 }
 
 impl PathError {
@@ -95,6 +97,7 @@ impl PathError {
             }
             PathError::BadEscape => "the path holds a malformed percent escape",
             PathError::ForbiddenCharacter => "the path holds a #, a space or a control character",
+            PathError::DotSegmentParameters => "the path holds a . or .. segment with ; parameters",
         }
     }
 }
@@ -108,11 +111,26 @@ pub fn normalize<'p>(path: &'p str, rules: &Normalization) -> Result<Cow<'p, str
         return Err(PathError::ForbiddenCharacter);
     }
     if is_canonical(path, rules) {
+        if dot_segment_with_parameters(path) {
+            return Err(PathError::DotSegmentParameters);
+        }
         return Ok(Cow::Borrowed(path));
     }
 
     let decoded = decode(path, rules.encoded_slash)?;
+    if dot_segment_with_parameters(&decoded) {
+        return Err(PathError::DotSegmentParameters);
+    }
     Ok(Cow::Owned(resolve(&decoded, rules.merge_slashes)))
+}
+
+/// Whether a `.` or `..` segment carries `;` parameters, as in
+/// `/public/..;/admin`. Sluice routes `..;` as a plain segment, but some
+/// servers drop a segment's parameters before resolving dot segments, and
+/// would serve `/admin`, a path no route of the gateway saw: refused rather
+/// than read two ways.
+fn dot_segment_with_parameters(path: &str) -> bool {
+    path.contains(".;") && path.split('/').any(|s| matches!(s.split(';').next(), Some("." | "..")))
 }
 
 /// Whether `b` may appear unencoded in a canonical path segment: the
@@ -270,6 +288,25 @@ mod tests {
     ) -> Result<String, PathError> {
         let rules = Normalization { merge_slashes, encoded_slash };
         normalize(path, &rules).map(Cow::into_owned)
+    }
+
+    #[test]
+    fn dot_segments_with_parameters_are_refused_however_spelled() {
+        for p in [
+            "/public/..;/admin",
+            "/public/.;/admin",
+            "/public/..;jsessionid=1/admin",
+            "/public/%2e%2e;/admin",
+            "/public/.%2E;x/admin",
+            "/..;",
+        ] {
+            assert_eq!(norm(p), Err(PathError::DotSegmentParameters), "{p}");
+        }
+        // Parameters on other segments, and dots that are not a whole
+        // segment before the `;`, are ordinary data.
+        for p in ["/a;b/c", "/a/b..;/c", "/a/...;/c", "/a/x.;y", "/a/..%3B/b"] {
+            assert!(norm(p).is_ok(), "{p}: {:?}", norm(p));
+        }
     }
 
     #[test]
