@@ -90,3 +90,38 @@ fn get_with_authority(path: &str, authority: &str) -> Vec<u8> {
     fields.extend(authority.as_bytes());
     fields
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_request_without_a_host_is_told_so_in_http2_terms() {
+    let upstream = ScriptedUpstream::start(None, |r| Answer::ok(r.target())).await;
+    let gateway = Gateway::start(&spec_with("", &[upstream.address], "", ""));
+    let mut stream = TcpStream::connect(gateway.addr("public")).await.unwrap();
+    stream.write_all(&h2raw::preface(&[])).await.unwrap();
+    // GET, http, `:path`, and neither `:authority` nor `host`.
+    let path = "/public/x";
+    let mut block = vec![0x82, 0x86, 0x04, u8::try_from(path.len()).unwrap()];
+    block.extend(path.as_bytes());
+    let headers = h2raw::frame(h2raw::HEADERS, h2raw::END_STREAM | h2raw::END_HEADERS, 1, &block);
+    stream.write_all(&headers).await.unwrap();
+    let (mut status, mut body) = (None, Vec::new());
+    while let Some(frame) = h2raw::next(&mut stream, Duration::from_secs(5)).await {
+        match (frame.kind, frame.stream) {
+            (h2raw::HEADERS, 1) => status = h2raw::status(&frame.payload),
+            (h2raw::DATA, 1) => {
+                body.extend(&frame.payload);
+                if frame.flags & h2raw::END_STREAM != 0 {
+                    break;
+                }
+            }
+            (h2raw::SETTINGS, 0) if frame.flags & h2raw::ACK == 0 => {
+                let ack = h2raw::frame(h2raw::SETTINGS, h2raw::ACK, 0, &[]);
+                stream.write_all(&ack).await.unwrap();
+            }
+            _ => {}
+        }
+    }
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, Some(400), "{body}");
+    assert!(body.contains("HTTP/2 request without :authority or a Host header"), "{body}");
+    assert!(upstream.requests().is_empty());
+}

@@ -139,7 +139,7 @@ pub fn host_port(host: &str) -> Option<u16> {
 pub fn check_host_header(value: &str) -> Result<&str, &'static str> {
     let host = value.trim_matches([' ', '\t']);
     if !host.bytes().all(is_authority_byte) {
-        return Err("Host header is not a host name or address");
+        return Err("the host (Host or :authority) is not a host name or address");
     }
     // An `http` URI with an empty host is invalid (RFC 9110, section 4.2.1).
     let name = match host.strip_prefix('[') {
@@ -147,10 +147,12 @@ pub fn check_host_header(value: &str) -> Result<&str, &'static str> {
         None => host.split(':').next().unwrap_or(""),
     };
     if name.is_empty() {
-        return Err("Host header names no host");
+        return Err("the host (Host or :authority) names no host");
     }
     if host_port(host).is_none() {
-        return Err("Host header has a port that is not a number from 0 to 65535");
+        return Err(
+            "the host (Host or :authority) has a port that is not a number from 0 to 65535",
+        );
     }
     Ok(host)
 }

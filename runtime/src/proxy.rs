@@ -851,6 +851,11 @@ fn request_host<B>(request: &Request<B>) -> Result<&str, ProxyError> {
         (Some(_), Some(_)) => return bad("more than one Host header"),
         (Some(value), None) => value,
         (None, _) if request.version() == Version::HTTP_10 => return Ok(""),
+        // (Over HTTP/2 the host comes in `:authority`, which stands in
+        // for `Host`.)
+        (None, _) if request.version() == Version::HTTP_2 => {
+            return bad("HTTP/2 request without :authority or a Host header")
+        }
         (None, _) => return bad("HTTP/1.1 request without a Host header"),
     };
     let Ok(host) = value.to_str() else { return bad("Host header is not visible ASCII") };
