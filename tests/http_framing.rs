@@ -424,3 +424,21 @@ async fn head_keeps_content_length_and_1xx_is_absorbed() {
     assert!(lower.contains("content-length: 1234"), "{response}");
     assert!(response.ends_with("\r\n\r\nok"), "{response}");
 }
+
+/// `CONNECT` and `OPTIONS *` are not paths gone wrong: each is refused in
+/// words for what it is, and neither reaches a pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_and_asterisk_requests_are_refused_for_what_they_are() {
+    let upstream = Upstream::start("a").await;
+    let gateway = Gateway::start(&spec_with("", &[upstream.address], "", ""));
+    let public = gateway.addr("public");
+    for (request, said) in [
+        (&b"CONNECT x.test:443 HTTP/1.1\r\nHost: x.test:443\r\n\r\n"[..], "CONNECT (a tunnel"),
+        (&b"OPTIONS * HTTP/1.1\r\nHost: x.test\r\nConnection: close\r\n\r\n"[..], "for *"),
+    ] {
+        let response = raw(public, request).await;
+        assert_eq!(statuses(&response), [400], "{response}");
+        assert!(response.contains(said), "{response}");
+    }
+    assert!(upstream.seen().is_empty(), "the upstream saw {:?}", upstream.seen());
+}

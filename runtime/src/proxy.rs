@@ -22,7 +22,7 @@ use hyper::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, HOST};
 use hyper::http::uri::{Authority, PathAndQuery};
 use hyper::{Method, Request, Response, Uri, Version};
 use sluice_compiler::condition::RequestFields;
-use sluice_compiler::normalize::normalize;
+use sluice_compiler::normalize::{normalize, PathError};
 use sluice_compiler::plan::key::KeySource;
 use sluice_compiler::plan::{ListenerPlan, RoutePlan};
 use sluice_compiler::spec::HashOn;
@@ -308,7 +308,7 @@ async fn forward(
     let method = request.method().as_str().as_bytes();
     // Match and forward the same, normalised, path.
     let path = normalize(request.uri().path(), &plan.listeners[listener].normalize)
-        .map_err(|e| ProxyError::BadRequest { reason: e.reason() })?;
+        .map_err(|e| ProxyError::BadRequest { reason: target_refused(&request, e) })?;
     let fields = Fields { request: &request };
     let route = CAPTURES.with(|captures| {
         let captures = &mut captures.borrow_mut();
@@ -861,6 +861,21 @@ fn request_host<B>(request: &Request<B>) -> Result<&str, ProxyError> {
     let Ok(host) = value.to_str() else { return bad("Host header is not visible ASCII") };
     sluice_compiler::router::check_host_header(host)
         .map_err(|reason| ProxyError::BadRequest { reason })
+}
+
+/// Why a request's target was refused, in words for the target's form:
+/// a `CONNECT` (authority form) or an `OPTIONS *` (asterisk form) is not a
+/// path gone wrong, and is not one a gateway of routes can serve.
+fn target_refused<B>(request: &Request<B>, error: PathError) -> &'static str {
+    match error {
+        PathError::NotAbsolute if request.method() == Method::CONNECT => {
+            "CONNECT (a tunnel to an authority) is not served"
+        }
+        PathError::NotAbsolute if request.uri().path() == "*" => {
+            "a request for * (the server as a whole) is not served"
+        }
+        error => error.reason(),
+    }
 }
 
 /// The normalised path followed by the query as sent.
