@@ -227,12 +227,7 @@ fn forwarded_in_map(headers: &HeaderMap) -> ForwardedSeen {
 /// Send `GET path` over HTTP/2 with prior knowledge, with `:authority`
 /// `host` and the given fields in order; the status.
 async fn h2c_get(gateway: SocketAddr, host: &str, path: &str, fields: &[(&str, &str)]) -> u16 {
-    let stream = TcpStream::connect(gateway).await.unwrap();
-    let (mut sender, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(connection);
+    let mut sender = support::h2c_sender(gateway).await;
     let mut request = Request::get(format!("http://{host}{path}"));
     for (name, value) in fields {
         request = request.header(*name, *value);

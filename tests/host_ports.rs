@@ -11,8 +11,6 @@ use assert_cmd::Command;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::Request;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpStream;
 
 use support::{raw, statuses, Gateway, Upstream};
 
@@ -54,12 +52,7 @@ async fn get(gateway: SocketAddr, host: &str) -> (u16, String) {
 /// The status and body of `GET /x` over HTTP/2 with `:authority`
 /// `authority` and, when given, a `Host` field.
 async fn h2_get(gateway: SocketAddr, authority: &str, host: Option<&str>) -> (u16, String) {
-    let stream = TcpStream::connect(gateway).await.unwrap();
-    let (mut sender, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(connection);
+    let mut sender = support::h2c_sender(gateway).await;
     let mut request = Request::get(format!("http://{authority}/x"));
     if let Some(host) = host {
         request = request.header("host", host);

@@ -16,7 +16,7 @@ use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 use support::{raw, statuses, Frames, Gateway};
 
@@ -163,12 +163,7 @@ async fn request_trailers_reach_an_http2_pool_without_barred_fields() {
     assert_eq!(statuses(&response), [200], "{response}");
 
     // The same from an HTTP/2 client.
-    let stream = TcpStream::connect(public).await.unwrap();
-    let (mut sender, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(connection);
+    let mut sender = support::h2c_sender(public).await;
     let h2_can_carry: Vec<(&str, &str)> = BARRED
         .iter()
         .filter(|(n, _)| !matches!(*n, "te" | "keep-alive"))
@@ -201,12 +196,7 @@ async fn response_trailers_reach_clients_without_barred_fields() {
     let gateway = Gateway::start(&spec(h2));
     let public = gateway.addr("public");
 
-    let stream = TcpStream::connect(public).await.unwrap();
-    let (mut sender, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(connection);
+    let mut sender = support::h2c_sender(public).await;
     let request = Request::get("http://api.example.test/get").body(Frames::new(vec![])).unwrap();
     let response = sender.send_request(request).await.expect("an answer over HTTP/2");
     assert_eq!(response.status(), 200);

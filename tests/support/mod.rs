@@ -432,6 +432,23 @@ where
     Client::builder(TokioExecutor::new()).build_http()
 }
 
+/// An HTTP/2 client connection to `address`, with prior knowledge; the
+/// connection is driven on a task of its own.
+pub async fn h2c_sender<B>(address: SocketAddr) -> hyper::client::conn::http2::SendRequest<B>
+where
+    B: Body + Send + 'static + Unpin,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let stream = tokio::net::TcpStream::connect(address).await.expect("connect on loopback");
+    let (sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("an HTTP/2 handshake");
+    tokio::spawn(connection);
+    sender
+}
+
 /// Send `request` and read the whole response.
 pub async fn send<B>(client: &Client<HttpConnector, B>, request: Request<B>) -> Reply
 where
