@@ -14,7 +14,8 @@
 //! CONNECTIONS (default 16) keep-alive connections. The difference between
 //! the two runs' totals, divided by REQUESTS, is the cost of a request with
 //! startup and shutdown left out. The kernel's share (the socket calls) is
-//! not counted.
+//! not counted. `PROXY_COUNT_OUT=FILE` keeps the loaded run's profile, to
+//! read with `callgrind_annotate`.
 
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader};
@@ -93,8 +94,13 @@ fn count(
     requests: usize,
     connections: usize,
 ) -> Result<u64, String> {
+    // PROXY_COUNT_OUT keeps the loaded run's profile for callgrind_annotate.
+    let out = match std::env::var("PROXY_COUNT_OUT") {
+        Ok(path) if requests > 0 => path,
+        _ => "/dev/null".to_owned(),
+    };
     let mut child = Command::new("valgrind")
-        .args(["--tool=callgrind", "--callgrind-out-file=/dev/null", binary, "serve"])
+        .args(["--tool=callgrind", &format!("--callgrind-out-file={out}"), binary, "serve"])
         .args(["--workers", "1", "--access-log", "off"])
         .arg(spec)
         .stderr(Stdio::piped())

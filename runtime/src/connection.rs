@@ -36,11 +36,12 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use atomic_waker::AtomicWaker;
 use bytes::{Buf, Bytes};
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -372,36 +373,124 @@ enum Clock {
     Idle,
 }
 
-/// What tells a connection to close once its requests in flight are
-/// answered: the gateway shutting down, or a reload removing the listener
-/// that accepted it.
-#[derive(Clone)]
-pub(crate) struct Stop {
-    /// Changes when the gateway shuts down. Every connection holds one, so
-    /// the drain knows when the last has closed.
-    pub(crate) shutdown: watch::Receiver<()>,
-    /// Changes (or its sender goes) when the listener is removed.
-    pub(crate) listener: watch::Receiver<()>,
+/// Which stop came. A shutdown outranks a removal: one that comes with a
+/// removal is taken as the shutdown, whose drain timeout bounds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Stopped {
+    ListenerRemoved = 1,
+    Shutdown = 2,
 }
 
-/// Which stop came.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Stopped {
-    Shutdown,
-    ListenerRemoved,
+impl Stopped {
+    fn from_code(code: u8) -> Option<Stopped> {
+        match code {
+            0 => None,
+            1 => Some(Stopped::ListenerRemoved),
+            _ => Some(Stopped::Shutdown),
+        }
+    }
+}
+
+/// A listener's side of its connections' stops: what tells each connection
+/// it accepted to close once its requests in flight are answered. Dropping
+/// the last handle stops them as a removal would.
+///
+/// A connection polls its [`Stop`] at every wake of its task, so that poll
+/// is two atomic loads and a waker check; the cost of telling every
+/// connection falls on the rare stop instead.
+#[derive(Clone, Default)]
+pub(crate) struct StopSignal {
+    hub: Arc<Hub>,
+}
+
+#[derive(Default)]
+struct Hub {
+    /// The strongest stop sent so far, as a [`Stopped`] code (0: none), for
+    /// connections that subscribe after it.
+    sent: AtomicU8,
+    /// The connections that subscribed, some of them closed since.
+    flags: Mutex<Vec<Weak<Flag>>>,
+}
+
+#[derive(Default)]
+struct Flag {
+    stopped: AtomicU8,
+    waker: AtomicWaker,
+}
+
+impl Flag {
+    fn raise(&self, stopped: Stopped) {
+        self.stopped.fetch_max(stopped as u8, Ordering::AcqRel);
+        self.waker.wake();
+    }
+}
+
+impl StopSignal {
+    /// A connection's stop, raised by the next [`send`](Self::send) (or at
+    /// once, if one was sent already). `shutdown` is held for the drain's
+    /// count of open connections.
+    pub(crate) fn subscribe(&self, shutdown: watch::Receiver<()>) -> Stop {
+        let flag = Arc::new(Flag::default());
+        let mut flags = self.hub.flags.lock().unwrap_or_else(PoisonError::into_inner);
+        // Forget closed connections once they could make up half the list,
+        // so the list stays within twice the open connections.
+        if flags.len() >= 64 && flags.len().is_power_of_two() {
+            flags.retain(|flag| flag.strong_count() > 0);
+        }
+        flags.push(Arc::downgrade(&flag));
+        drop(flags);
+        if let Some(sent) = Stopped::from_code(self.hub.sent.load(Ordering::Acquire)) {
+            flag.raise(sent);
+        }
+        Stop { flag, shutdown }
+    }
+
+    /// Tell every connection subscribed, and every one that subscribes from
+    /// now on.
+    pub(crate) fn send(&self, stopped: Stopped) {
+        self.hub.send(stopped);
+    }
+}
+
+impl Hub {
+    fn send(&self, stopped: Stopped) {
+        self.sent.fetch_max(stopped as u8, Ordering::AcqRel);
+        let flags = self.flags.lock().unwrap_or_else(PoisonError::into_inner);
+        for flag in flags.iter().filter_map(Weak::upgrade) {
+            flag.raise(stopped);
+        }
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        self.send(Stopped::ListenerRemoved);
+    }
+}
+
+/// What tells a connection to close once its requests in flight are
+/// answered: the gateway shutting down, or a reload removing the listener
+/// that accepted it. Clones share one flag and are polled by one task.
+#[derive(Clone)]
+pub(crate) struct Stop {
+    flag: Arc<Flag>,
+    /// Held while the connection is open, so the drain knows when the last
+    /// has closed.
+    pub(crate) shutdown: watch::Receiver<()>,
 }
 
 impl Stop {
     /// Wait for a stop.
     pub(crate) async fn signalled(&mut self) -> Stopped {
-        // In order, rather than in the random order that costs a draw at
-        // every wake of the connection's task: a shutdown that comes with a
-        // removal is taken as the shutdown, whose drain timeout bounds it.
-        tokio::select! {
-            biased;
-            _ = self.shutdown.changed() => Stopped::Shutdown,
-            _ = self.listener.changed() => Stopped::ListenerRemoved,
-        }
+        std::future::poll_fn(|cx| {
+            let raised = || Stopped::from_code(self.flag.stopped.load(Ordering::Acquire));
+            if let Some(stopped) = raised() {
+                return Poll::Ready(stopped);
+            }
+            self.flag.waker.register(cx.waker());
+            raised().map_or(Poll::Pending, Poll::Ready)
+        })
+        .await
     }
 }
 
@@ -536,5 +625,79 @@ impl<F: Future> Future for OwnServer<F> {
 impl<F: Future> GracefulFuture for OwnServer<F> {
     fn shut_down(self: Pin<&mut Self>) {
         self.state.close_soon();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stops(signal: &StopSignal, count: usize) -> Vec<Stop> {
+        let (_sender, receiver) = watch::channel(());
+        (0..count).map(|_| signal.subscribe(receiver.clone())).collect()
+    }
+
+    /// The stop `stop` has been told of, without waiting.
+    fn raised(stop: &mut Stop) -> Option<Stopped> {
+        let mut signalled = std::pin::pin!(stop.signalled());
+        match signalled.as_mut().poll(&mut Context::from_waker(std::task::Waker::noop())) {
+            Poll::Ready(stopped) => Some(stopped),
+            Poll::Pending => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn every_connection_hears_a_stop_and_a_waiting_one_is_woken() {
+        let signal = StopSignal::default();
+        let mut early = stops(&signal, 3);
+        assert!(early.iter_mut().all(|stop| raised(stop).is_none()));
+        let mut waiting = early.pop().expect("three stops");
+        let woken = tokio::spawn(async move { waiting.signalled().await });
+        tokio::task::yield_now().await;
+
+        signal.send(Stopped::ListenerRemoved);
+        assert_eq!(woken.await.expect("the waiting task ends"), Stopped::ListenerRemoved);
+        assert!(early.iter_mut().all(|stop| raised(stop) == Some(Stopped::ListenerRemoved)));
+        // One that subscribes after the stop hears it at once.
+        assert_eq!(raised(&mut stops(&signal, 1)[0]), Some(Stopped::ListenerRemoved));
+    }
+
+    #[test]
+    fn a_shutdown_outranks_a_removal_whichever_came_first() {
+        let signal = StopSignal::default();
+        let mut stop = stops(&signal, 1).remove(0);
+        signal.send(Stopped::Shutdown);
+        signal.send(Stopped::ListenerRemoved);
+        assert_eq!(raised(&mut stop), Some(Stopped::Shutdown));
+
+        let signal = StopSignal::default();
+        let mut stop = stops(&signal, 1).remove(0);
+        signal.send(Stopped::ListenerRemoved);
+        signal.send(Stopped::Shutdown);
+        assert_eq!(raised(&mut stop), Some(Stopped::Shutdown));
+    }
+
+    #[test]
+    fn dropping_the_signal_stops_its_connections_as_a_removal() {
+        let signal = StopSignal::default();
+        let mut stop = stops(&signal, 1).remove(0);
+        drop(signal);
+        assert_eq!(raised(&mut stop), Some(Stopped::ListenerRemoved));
+    }
+
+    #[test]
+    fn closed_connections_are_forgotten_and_open_ones_kept() {
+        let signal = StopSignal::default();
+        let mut kept = Vec::new();
+        for round in 0..1_000 {
+            let stop = stops(&signal, 1).remove(0);
+            if round % 100 == 0 {
+                kept.push(stop);
+            }
+        }
+        let listed = signal.hub.flags.lock().expect("not poisoned").len();
+        assert!(listed < 2 * 128, "{listed} flags listed for {} open connections", kept.len());
+        signal.send(Stopped::Shutdown);
+        assert!(kept.iter_mut().all(|stop| raised(stop) == Some(Stopped::Shutdown)));
     }
 }

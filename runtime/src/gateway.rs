@@ -59,7 +59,7 @@ use tokio::task::JoinHandle;
 
 use crate::access_log::{AccessLogSender, Record};
 use crate::connection::{
-    self, ClientStream, ConnectionState, Limits, OwnServer, Protocol, Rewind, Stop,
+    self, ClientStream, ConnectionState, Limits, OwnServer, Protocol, Rewind, StopSignal, Stopped,
 };
 use crate::exchange::ResponseBody;
 use crate::proxy::{self, Shared};
@@ -86,7 +86,7 @@ type Current = Arc<ArcSwap<Shared>>;
 /// that the listener is gone.
 struct AcceptLoop {
     task: JoinHandle<()>,
-    removed: watch::Sender<()>,
+    stop: StopSignal,
 }
 
 impl AcceptLoop {
@@ -96,11 +96,15 @@ impl AcceptLoop {
         stopping: &watch::Receiver<()>,
         workers: &Workers,
     ) -> (ListenerKey, AcceptLoop) {
-        let (removed, listener) = watch::channel(());
-        let stop = Stop { shutdown: stopping.clone(), listener };
-        let task =
-            accept(bound.socket, bound.key.clone(), Arc::clone(current), stop, workers.clone());
-        (bound.key, AcceptLoop { task: tokio::spawn(task), removed })
+        let stop = StopSignal::default();
+        let task = accept(
+            bound.socket,
+            bound.key.clone(),
+            Arc::clone(current),
+            (stop.clone(), stopping.clone()),
+            workers.clone(),
+        );
+        (bound.key, AcceptLoop { task: tokio::spawn(task), stop })
     }
 }
 
@@ -212,8 +216,10 @@ impl Gateway {
         give_up: impl Future<Output = ()>,
         mut reloads: mpsc::Receiver<Plan>,
     ) -> Drain {
-        // Every connection task holds a receiver; the drain ends when all are gone.
-        let (stop, stopping) = watch::channel(());
+        // Every connection task holds a receiver; the drain ends when all are
+        // gone. Nothing is sent on it: each listener's signal stops its
+        // connections.
+        let (connections, stopping) = watch::channel(());
         let mut loops: HashMap<ListenerKey, AcceptLoop> = HashMap::new();
         for bound in self.listeners {
             let (key, accept_loop) =
@@ -253,23 +259,21 @@ impl Gateway {
         for accept_loop in loops.values() {
             accept_loop.task.abort();
         }
-        // The listeners' signals stay until the drain ends, so that their
-        // connections see the shutdown, not their listener going.
-        let mut removed = Vec::with_capacity(loops.len());
+        let mut signals = Vec::with_capacity(loops.len());
         for (_, accept_loop) in loops {
             let _ = accept_loop.task.await;
-            removed.push(accept_loop.removed);
+            signals.push(accept_loop.stop);
         }
 
         let open = self.workers.open_connections();
         tracing::info!(connections = open, "draining connections");
-        let _ = stop.send(());
-        let drain = tokio::select! {
-            () = stop.closed() => Drain::Complete,
+        for signal in &signals {
+            signal.send(Stopped::Shutdown);
+        }
+        tokio::select! {
+            () = connections.closed() => Drain::Complete,
             () = give_up => Drain::Abandoned { connections: self.workers.open_connections() },
-        };
-        drop(removed);
-        drain
+        }
     }
 }
 
@@ -336,7 +340,7 @@ async fn reload(
         if !keep {
             accept_loop.task.abort();
             // Its connections finish their requests in flight and close.
-            let _ = accept_loop.removed.send(());
+            accept_loop.stop.send(Stopped::ListenerRemoved);
             closed += 1;
         }
         keep
@@ -348,7 +352,7 @@ async fn accept(
     socket: TcpListener,
     key: ListenerKey,
     current: Current,
-    stop: Stop,
+    (stop, stopping): (StopSignal, watch::Receiver<()>),
     workers: Workers,
 ) {
     // Connections beyond the limit wait in the kernel's accept queue. The
@@ -389,7 +393,7 @@ async fn accept(
             accepted: shared,
             index,
             current: Arc::clone(&current),
-            stop: stop.clone(),
+            stop: stop.subscribe(stopping.clone()),
             slot: Arc::new(Slot { _permit: permit, _counted: workers.count_connection() }),
         };
         workers.serve(stream, move |stream| connection.serve(stream));
@@ -406,7 +410,7 @@ struct Connection {
     accepted: Arc<Shared>,
     index: usize,
     current: Current,
-    stop: Stop,
+    stop: connection::Stop,
     slot: Arc<Slot>,
 }
 
