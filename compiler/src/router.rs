@@ -117,17 +117,37 @@ pub fn parse_port(digits: &str) -> Option<u16> {
 /// plain HTTP, when it names none or an empty one; `None` when what follows
 /// the name is not a valid port (see [`parse_port`]).
 pub fn host_port(host: &str) -> Option<u16> {
-    let host = host.trim_matches([' ', '\t']);
-    let after_name = match host.strip_prefix('[') {
-        Some(literal) => &literal[literal.find(']')? + 1..],
-        None => host.find(':').map_or("", |colon| &host[colon..]),
-    };
+    let (_, after_name) = name_and_rest(trim_blanks(host))?;
     match after_name.strip_prefix(':') {
         Some("") => Some(80),
         Some(port) => parse_port(port),
         None if after_name.is_empty() => Some(80),
         None => None,
     }
+}
+
+/// A host value without the spaces and tabs around it.
+fn trim_blanks(text: &str) -> &str {
+    // Byte by byte: the blanks are ASCII, so every cut is a char boundary,
+    // and this runs on every request.
+    let blank = |b: &u8| matches!(b, b' ' | b'\t');
+    let bytes = text.as_bytes();
+    let start = bytes.iter().position(|b| !blank(b)).unwrap_or(bytes.len());
+    let end = bytes.iter().rposition(|b| !blank(b)).map_or(start, |last| last + 1);
+    &text[start..end]
+}
+
+/// Split a trimmed host into its name (an IPv6 literal with its brackets)
+/// and what follows it: nothing, or `:` and a port. `None` when a literal
+/// has no closing bracket.
+fn name_and_rest(host: &str) -> Option<(&str, &str)> {
+    let bytes = host.as_bytes();
+    let end = if bytes.first() == Some(&b'[') {
+        bytes.iter().position(|&b| b == b']')? + 1
+    } else {
+        bytes.iter().position(|&b| b == b':').unwrap_or(bytes.len())
+    };
+    Some(host.split_at(end))
 }
 
 /// Check a `Host` field value as a request carries it, and return it
@@ -137,16 +157,18 @@ pub fn host_port(host: &str) -> Option<u16> {
 /// [`host_port`]).
 /// The gateway answers 400 to any other.
 pub fn check_host_header(value: &str) -> Result<&str, &'static str> {
-    let host = value.trim_matches([' ', '\t']);
+    let host = trim_blanks(value);
     if !host.bytes().all(is_authority_byte) {
         return Err("the host (Host or :authority) is not a host name or address");
     }
     // An `http` URI with an empty host is invalid (RFC 9110, section 4.2.1).
-    let name = match host.strip_prefix('[') {
-        Some(literal) => literal.split(']').next().unwrap_or(""),
-        None => host.split(':').next().unwrap_or(""),
+    let named = match name_and_rest(host) {
+        Some((name, _)) if name.starts_with('[') => name.len() > 2,
+        Some((name, _)) => !name.is_empty(),
+        // An unclosed literal names what follows its bracket.
+        None => host.len() > 1,
     };
-    if name.is_empty() {
+    if !named {
         return Err("the host (Host or :authority) names no host");
     }
     if host_port(host).is_none() {
@@ -185,13 +207,15 @@ static AUTHORITY_BYTES: [bool; 256] = {
 /// dropped, as is one trailing dot and surrounding whitespace. Case is left
 /// alone; comparisons ignore it.
 pub fn host_name(header: &str) -> &str {
-    let header = header.trim_matches([' ', '\t']);
-    let name = if header.starts_with('[') {
+    let header = trim_blanks(header);
+    let bytes = header.as_bytes();
+    let end = if bytes.first() == Some(&b'[') {
         // An IPv6 literal keeps its brackets; drop only what follows `]`.
-        header.find(']').map_or(header, |end| &header[..=end])
+        bytes.iter().position(|&b| b == b']').map_or(bytes.len(), |bracket| bracket + 1)
     } else {
-        header.rsplit_once(':').map_or(header, |(name, _)| name)
+        bytes.iter().rposition(|&b| b == b':').unwrap_or(bytes.len())
     };
+    let name = &header[..end];
     name.strip_suffix('.').unwrap_or(name)
 }
 

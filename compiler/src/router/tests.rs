@@ -724,3 +724,61 @@ fn a_host_header_must_name_a_host() {
         assert_eq!(check_host_header(host), Ok(kept), "{host:?}");
     }
 }
+
+/// The host functions as first written, with `str` searches: the byte-wise
+/// ones that replaced them (they run on every request) must agree.
+mod host_oracle {
+    use crate::router::parse_port;
+
+    pub fn host_port(host: &str) -> Option<u16> {
+        let host = host.trim_matches([' ', '\t']);
+        let after_name = match host.strip_prefix('[') {
+            Some(literal) => &literal[literal.find(']')? + 1..],
+            None => host.find(':').map_or("", |colon| &host[colon..]),
+        };
+        match after_name.strip_prefix(':') {
+            Some("") => Some(80),
+            Some(port) => parse_port(port),
+            None if after_name.is_empty() => Some(80),
+            None => None,
+        }
+    }
+
+    pub fn names_a_host(value: &str) -> bool {
+        let host = value.trim_matches([' ', '\t']);
+        let name = match host.strip_prefix('[') {
+            Some(literal) => literal.split(']').next().unwrap_or(""),
+            None => host.split(':').next().unwrap_or(""),
+        };
+        !name.is_empty()
+    }
+
+    pub fn host_name(header: &str) -> &str {
+        let header = header.trim_matches([' ', '\t']);
+        let name = if header.starts_with('[') {
+            header.find(']').map_or(header, |end| &header[..=end])
+        } else {
+            header.rsplit_once(':').map_or(header, |(name, _)| name)
+        };
+        name.strip_suffix('.').unwrap_or(name)
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2048))]
+
+    #[test]
+    fn host_parsing_agrees_with_the_str_searches(
+        host in "[ \t]{0,2}\\[?[a-z0-9.:\\]\\[é]{0,12}(:[0-9+]{0,6})?[ \t]{0,2}",
+    ) {
+        use crate::router::{check_host_header, host_name, host_port};
+        prop_assert_eq!(host_port(&host), host_oracle::host_port(&host));
+        prop_assert_eq!(host_name(&host), host_oracle::host_name(&host));
+        let authority = host.trim_matches([' ', '\t']).bytes().all(|b| {
+            b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%:[]".contains(&b)
+        });
+        let expected = authority && host_oracle::names_a_host(&host)
+            && host_oracle::host_port(&host).is_some();
+        prop_assert_eq!(check_host_header(&host).is_ok(), expected);
+    }
+}
