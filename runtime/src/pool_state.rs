@@ -40,8 +40,14 @@ use tokio::task::AbortHandle;
 /// The wall clock as the traffic state machines read it: time since the
 /// first reading in this process.
 pub(crate) fn now() -> Nanos {
+    at(Instant::now())
+}
+
+/// A reading of the clock as the traffic state machines read it (see
+/// [`now`]), for a caller that has one already.
+pub(crate) fn at(instant: Instant) -> Nanos {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
-    Nanos::from_duration(EPOCH.get_or_init(Instant::now).elapsed())
+    Nanos::from_duration(instant.saturating_duration_since(*EPOCH.get_or_init(Instant::now)))
 }
 
 /// Longest sleep of the outlier timer, so a fresh ejection is returned
@@ -194,8 +200,7 @@ impl PoolState {
 
     /// Learn from one finished try: its latency for `peak_ewma`, its
     /// outcome for outlier detection.
-    pub(crate) fn record(&self, endpoint: usize, latency: Duration, outcome: Outcome) {
-        let at = now();
+    pub(crate) fn record(&self, endpoint: usize, latency: Duration, outcome: Outcome, at: Nanos) {
         self.balancer.observe(endpoint, latency, outcome, at);
         let Some(outlier) = &self.outlier else { return };
         let events = lock(outlier).observe(endpoint, outcome, at);

@@ -343,7 +343,10 @@ async fn forward(
     exchange.permit = Some(permit);
     let hash =
         pool_plan.hash_key().and_then(|key| hash_point(plan, key, &request, client, route, &path));
-    let pick = Pick { now: pool_state::now(), hash, avoid: &[] };
+    // One reading of the clock serves the pick, the deadline and the first
+    // try's start.
+    let picked = tokio::time::Instant::now();
+    let pick = Pick { now: pool_state::at(picked.into_std()), hash, avoid: &[] };
     let endpoint = shared.pools[pool]
         .balancer
         .pick_with(&mut rand::rng(), &pick)
@@ -427,7 +430,7 @@ async fn forward(
     };
     let slot = BodySlot::with(body, limit, protocol == Protocol::Http2, gate, replay_limit);
 
-    let mut response = send(shared, exchange, pool, endpoint, hash, &head, &slot).await?;
+    let mut response = send(shared, exchange, (pool, endpoint), hash, &head, &slot, picked).await?;
     let switched = match upgrade {
         None if response.status() == hyper::StatusCode::SWITCHING_PROTOCOLS => {
             let (pool, endpoint) = exchange.endpoint().unwrap_or((pool, endpoint));
@@ -539,15 +542,17 @@ impl UpstreamHead {
 /// A route without `retries` still sends a request whose connection failed
 /// (so nothing was sent) to another endpoint, up to once per endpoint; see
 /// `RetryPlan::failover`.
+///
+/// The first try starts at `began`, when its endpoint was picked.
 #[allow(clippy::too_many_arguments)]
 async fn send(
     shared: &Shared,
     exchange: &mut Exchange,
-    pool: usize,
-    mut endpoint: usize,
+    (pool, mut endpoint): (usize, usize),
     hash: Option<u64>,
     head: &UpstreamHead,
     slot: &Arc<BodySlot>,
+    mut began: tokio::time::Instant,
 ) -> Result<Response<UpstreamBody>, ProxyError> {
     let plan = &shared.plan;
     let route = exchange.route.unwrap_or_default();
@@ -555,8 +560,7 @@ async fn send(
     let policy = &route_plan.retries.settings;
     let state = &shared.pools[pool];
     let budget = shared.budgets[route].as_ref();
-    // One reading of the clock serves everything up to the first try.
-    let mut now = pool_state::now();
+    let mut now = pool_state::at(began.into_std());
     let deadline = Deadline::new(route_plan.deadline_settings(), now);
     if let Some(budget) = budget {
         budget.record_request(now);
@@ -577,7 +581,6 @@ async fn send(
             }
         };
         tries += 1;
-        let began = tokio::time::Instant::now();
         let result = try_once(shared, pool, endpoint, head, slot, idempotent, limit, began).await;
         if slot.was_too_large() {
             return Err(ProxyError::BodyTooLarge { limit: slot.limit().unwrap_or(0) });
@@ -599,8 +602,10 @@ async fn send(
             Err(TryError::Failed(_)) => Outcome::Reset,
         };
         let client_fault = matches!(&result, Err(TryError::Failed(e)) if e.is_client_body_error());
+        let ended = tokio::time::Instant::now();
+        now = pool_state::at(ended.into_std());
         if !client_fault {
-            state.record(endpoint, began.elapsed(), outcome);
+            state.record(endpoint, ended.saturating_duration_since(began), outcome, now);
         }
         if let Ok(response) = &result {
             if !policy.on.statuses.contains(&response.status().as_u16()) {
@@ -613,12 +618,12 @@ async fn send(
         let decision = if client_fault {
             RetryDecision::Stop(retry::NoRetry::NotRetryable)
         } else {
-            retry::decide(policy, &deadline, budget, &facts, pool_state::now(), &mut rand::rng())
+            retry::decide(policy, &deadline, budget, &facts, now, &mut rand::rng())
         };
         let next = match decision {
             RetryDecision::Retry { backoff, .. } => {
                 tried.push(endpoint);
-                let pick = Pick { now: pool_state::now(), hash, avoid: &tried };
+                let pick = Pick { now, hash, avoid: &tried };
                 state.balancer.pick_with(&mut rand::rng(), &pick).map(|next| (next, backoff))
             }
             RetryDecision::Stop(why) => {
@@ -642,7 +647,8 @@ async fn send(
         }
         exchange.switch(pool, next);
         endpoint = next;
-        now = pool_state::now();
+        began = tokio::time::Instant::now();
+        now = pool_state::at(began.into_std());
     }
 }
 
@@ -703,9 +709,10 @@ async fn try_once(
         }
     };
     match limit {
-        Some(limit) => {
-            tokio::time::timeout(limit, attempt).await.unwrap_or(Err(TryError::TimedOut(limit)))
-        }
+        // (From `began`, which saves reading the clock again.)
+        Some(limit) => tokio::time::timeout_at(began + limit, attempt)
+            .await
+            .unwrap_or(Err(TryError::TimedOut(limit))),
         None => attempt.await,
     }
 }
