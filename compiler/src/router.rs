@@ -100,17 +100,20 @@ pub fn split_host_port(text: &str) -> (&str, Option<u16>) {
 /// 8443, as RFC 3986, section 6.2.3, normalises it); anything else (a sign,
 /// a blank, a larger number) is no port.
 pub fn parse_port(digits: &str) -> Option<u16> {
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    if digits.is_empty() {
         return None;
     }
-    let significant = digits.trim_start_matches('0');
-    if significant.is_empty() {
-        return Some(0);
+    let mut value = 0u32;
+    for b in digits.bytes() {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        value = value * 10 + u32::from(b - b'0');
+        if value > u32::from(u16::MAX) {
+            return None;
+        }
     }
-    if significant.len() > 5 {
-        return None;
-    }
-    significant.parse().ok()
+    u16::try_from(value).ok()
 }
 
 /// The port a `Host` field value (or an authority) names: 80, the port of
