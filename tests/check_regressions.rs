@@ -142,6 +142,66 @@ fn control_characters_in_values_reach_messages_escaped() {
     assert!(!text.contains('\u{1b}'), "raw escape in {text}");
 }
 
+/// The human report's excerpt of `bytes` that quotes `shown`: its header
+/// (`spec.yaml:LINE:COLUMN`), the quoted line that contains `shown`, and the
+/// column (in characters) where the underline or marker under it starts,
+/// with its width.
+fn excerpt(bytes: &[u8], shown: &str) -> (String, String, usize, usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_spec(&dir, bytes);
+    let out = sluice().arg("check").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stderr).unwrap();
+    assert!(!text.contains('\u{1b}') && !text.contains('\u{202e}'), "raw in {text}");
+    let lines: Vec<&str> = text.lines().collect();
+    let at = lines.iter().position(|l| l.contains(shown)).unwrap_or_else(|| panic!("{text}"));
+    let header = lines[..at].iter().rev().find_map(|l| l.split_once("spec.yaml:")).unwrap().1;
+    let header = header.trim_end_matches(']').to_owned();
+    let marks: Vec<char> = lines[at + 1].chars().collect();
+    let start = marks.iter().position(|c| "─┬▲".contains(*c)).unwrap_or_else(|| panic!("{text}"));
+    let width = marks[start..].iter().take_while(|c| "─┬▲".contains(**c)).count();
+    (header, lines[at].to_owned(), start, width)
+}
+
+#[test]
+fn control_and_reordering_characters_reach_excerpts_escaped_under_their_labels() {
+    // An escape sequence is not valid YAML: the finding is at the ESC, on a
+    // line that also reorders its text with U+202E before it.
+    let spec = format!("{BASE}  - name: \"r\u{202e}x\u{1b}[31my\"\n");
+    let (header, line, start, width) = excerpt(spec.as_bytes(), "[31my");
+    assert!(line.ends_with("- name: \"r\\u{202e}x\\u{1b}[31my\""), "{line}");
+    let column = line.chars().position(|c| c == '\\').unwrap() + "\\u{202e}x".len();
+    assert_eq!((start, width), (column, 1), "the marker is under the ESC's escape:\n{line}");
+    assert_eq!(header, "10:15", "the column counts the file's characters");
+
+    // A value with U+202E that a rule finds fault with: the underline
+    // covers the whole value as shown, escape included.
+    let spec = BASE.replace("    to: p\n", "    to: \"p\u{202e}q\"\n");
+    let (header, line, start, width) = excerpt(spec.as_bytes(), "to: \"p");
+    assert!(line.ends_with("to: \"p\\u{202e}q\""), "{line}");
+    let column = line.chars().position(|c| c == '"').unwrap();
+    let value = "\"p\\u{202e}q\"";
+    assert_eq!((start, width), (column, value.len()), "underline under the value:\n{line}");
+    assert_eq!(header, "9:9");
+}
+
+#[test]
+fn a_file_name_beside_an_excerpt_is_escaped_too() {
+    // An included file is named by a glob, so its name comes from the
+    // directory, not from the command line.
+    let dir = tempfile::tempdir().unwrap();
+    let main = BASE.replacen("version: 1\n", "version: 1\ninclude: [\"teams/*.yaml\"]\n", 1);
+    let path = write_spec(&dir, main.as_bytes());
+    std::fs::create_dir(dir.path().join("teams")).unwrap();
+    let team = "routes:\n  - { name: p, match: { path: /t }, to: nope }\n";
+    std::fs::write(dir.path().join("teams/a\u{1b}[2Jb.yaml"), team).unwrap();
+    let out = sluice().arg("check").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stderr).unwrap();
+    assert!(!text.contains('\u{1b}'), "raw escape in {text}");
+    assert!(text.contains("a\\u{1b}[2Jb.yaml:2:41]"), "{text}");
+}
+
 #[test]
 fn non_ascii_templates_match_the_encoded_request_path() {
     let dir = tempfile::tempdir().unwrap();

@@ -325,7 +325,10 @@ impl miette::Diagnostic for Diagnostic {
             .labels
             .iter()
             .filter(|l| l.file != self.file)
-            .map(|l| format!("{}: {}:{}:{}", l.text, l.file, l.location.line, l.location.column))
+            .map(|l| {
+                let (line, column) = (l.location.line, l.location.column);
+                format!("{}: {}:{line}:{column}", l.text, escape_hidden(&l.file))
+            })
             .collect();
         match (&self.help, elsewhere.is_empty()) {
             (None, true) => None,
@@ -343,15 +346,19 @@ impl miette::Diagnostic for Diagnostic {
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
-        let primary = self.location.map(|l| {
-            miette::LabeledSpan::new_primary_with_span(Some("here".to_owned()), (l.offset, l.len))
-        });
+        // The source shows each hidden character as its escape (see
+        // `excerpt`); spans move with the text.
+        let excerpt = self.source.as_ref().and_then(|s| s.excerpt());
+        let span = move |l: &Location| match excerpt {
+            Some(e) => e.span(l.offset, l.len),
+            None => (l.offset, l.len),
+        };
+        let primary = self
+            .location
+            .map(|l| miette::LabeledSpan::new_primary_with_span(Some("here".to_owned()), span(&l)));
         // A report shows one file; labels in other files appear in the help.
-        let secondary = self.labels.iter().filter(|l| l.file == self.file).map(|l| {
-            miette::LabeledSpan::new_with_span(
-                Some(l.text.clone()),
-                (l.location.offset, l.location.len),
-            )
+        let secondary = self.labels.iter().filter(|l| l.file == self.file).map(move |l| {
+            miette::LabeledSpan::new_with_span(Some(l.text.clone()), span(&l.location))
         });
         Some(Box::new(primary.into_iter().chain(secondary)))
     }
@@ -364,17 +371,14 @@ impl miette::Diagnostic for Diagnostic {
 /// made long is cut to its first [`MESSAGE_LIMIT`] characters, saying how
 /// many were left out.
 fn escape_controls(text: String) -> String {
-    let hidden = |c: char| c.is_control() || is_bidi_control(c);
     let long = text.len() > MESSAGE_LIMIT && text.chars().count() > MESSAGE_LIMIT;
-    if !long && !text.chars().any(hidden) {
+    if !long && !text.chars().any(is_hidden) {
         return text;
     }
     let mut out = String::with_capacity(text.len().min(MESSAGE_LIMIT * 2));
     for c in text.chars().take(MESSAGE_LIMIT) {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else if is_bidi_control(c) {
-            out.extend(c.escape_unicode());
+        if is_hidden(c) {
+            push_escape(&mut out, c);
         } else {
             out.push(c);
         }
@@ -384,6 +388,39 @@ fn escape_controls(text: String) -> String {
         let _ = write!(out, "… ({left} more characters)");
     }
     out
+}
+
+/// Whether `c` is written as its escape when quoted from a file: a
+/// control character, or one that reorders the text around it.
+pub(crate) fn is_hidden(c: char) -> bool {
+    c.is_control() || is_bidi_control(c)
+}
+
+/// Write the escape of a character [`is_hidden`] holds: `\n`, `\u{1b}`,
+/// `\u{202e}`.
+pub(crate) fn push_escape(out: &mut String, c: char) {
+    if c.is_control() {
+        out.extend(c.escape_default());
+    } else {
+        out.extend(c.escape_unicode());
+    }
+}
+
+/// `text` with each character [`is_hidden`] holds written as its escape,
+/// for a file name shown beside an excerpt.
+pub(crate) fn escape_hidden(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(is_hidden) {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if is_hidden(c) {
+            push_escape(&mut out, c);
+        } else {
+            out.push(c);
+        }
+    }
+    out.into()
 }
 
 /// Characters of a message kept before the rest is cut.

@@ -17,6 +17,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::diagnostic::{codes, Diagnostic, Location, Overlap};
+use crate::excerpt::Excerpt;
 use crate::schema::SchemaFindings;
 use crate::yaml::{self, NodeSpan};
 
@@ -27,11 +28,18 @@ pub struct SourceFile {
     pub text: String,
     /// Byte offset of the first invalid UTF-8 sequence, when the bytes were not text.
     pub invalid_utf8: Option<usize>,
+    /// The text as excerpts show it, made when first needed.
+    excerpt: ExcerptCache,
 }
 
 impl SourceFile {
     pub fn new(name: impl Into<String>, text: impl Into<String>) -> SourceFile {
-        SourceFile { name: name.into(), text: text.into(), invalid_utf8: None }
+        SourceFile {
+            name: name.into(),
+            text: text.into(),
+            invalid_utf8: None,
+            excerpt: ExcerptCache::default(),
+        }
     }
 
     /// Text from raw bytes. Invalid UTF-8 becomes U+FFFD and its position is
@@ -48,6 +56,38 @@ impl SourceFile {
     }
 }
 
+impl SourceFile {
+    /// The text as a finding's excerpt shows it, when that differs from
+    /// the text: see [`crate::excerpt`].
+    pub(crate) fn excerpt(&self) -> Option<&Excerpt> {
+        self.excerpt.0.get_or_init(|| Excerpt::of(&self.text)).as_ref()
+    }
+}
+
+/// A cache of what [`Excerpt::of`] makes of a file's text, which the text
+/// decides: two files with the same text are equal whatever their caches hold.
+#[derive(Clone, Default)]
+struct ExcerptCache(std::sync::OnceLock<Option<Excerpt>>);
+
+impl PartialEq for ExcerptCache {
+    fn eq(&self, _: &ExcerptCache) -> bool {
+        true
+    }
+}
+
+impl Eq for ExcerptCache {}
+
+impl std::fmt::Debug for ExcerptCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ExcerptCache")
+    }
+}
+
+/// The source of a finding's excerpt: the text as [`SourceFile::excerpt`]
+/// shows it, so spans given to it must be moved into the excerpt first (as
+/// the [`miette::Diagnostic`] view of a finding does). The column in the
+/// header of an excerpt counts characters of the file itself, as a
+/// finding's `column` does.
 impl miette::SourceCode for SourceFile {
     fn read_span<'a>(
         &'a self,
@@ -55,13 +95,19 @@ impl miette::SourceCode for SourceFile {
         context_lines_before: usize,
         context_lines_after: usize,
     ) -> Result<Box<dyn miette::SpanContents<'a> + 'a>, miette::MietteError> {
-        let inner = self.text.read_span(span, context_lines_before, context_lines_after)?;
+        let excerpt = self.excerpt();
+        let shown = excerpt.map_or(self.text.as_str(), |e| e.text.as_str());
+        let inner = shown.read_span(span, context_lines_before, context_lines_after)?;
+        let start = inner.span().offset();
+        let start = excerpt.map_or(start, |e| e.source_offset(start)).min(self.text.len());
+        let line_start = self.text.get(..start).and_then(|t| t.rfind('\n')).map_or(0, |n| n + 1);
+        let column = self.text.get(line_start..start).map_or(0, |t| t.chars().count());
         Ok(Box::new(miette::MietteSpanContents::new_named(
-            self.name.clone(),
+            crate::diagnostic::escape_hidden(&self.name).into_owned(),
             inner.data(),
             *inner.span(),
             inner.line(),
-            inner.column(),
+            column,
             inner.line_count(),
         )))
     }

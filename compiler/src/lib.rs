@@ -15,6 +15,7 @@ pub mod condition;
 pub mod diagnostic;
 pub mod diff;
 pub mod document;
+mod excerpt;
 mod include;
 mod lint;
 mod lower;
