@@ -247,8 +247,8 @@ fn rule_text(id: &str) -> (Option<&'static str>, Option<&'static str>) {
             "write the value out instead of a merge key, tag, alias or second document",
         ),
         "S0004" => (
-            "an include matches no file, or an included file cannot be read",
-            "fix the pattern or the file it names",
+            "an include matches no file, an included file cannot be read, or a pattern reads too much of the disk",
+            "fix the pattern or the file it names; begin a pattern with the directory that holds the files",
         ),
         "S0101" => ("a key that the format does not define", "check the spelling of the key"),
         "S0102" => ("a required key is missing", "add the key"),

@@ -155,3 +155,48 @@ fn a_pattern_matching_too_many_files_stops_at_the_limit() {
     let message = report["diagnostics"][0]["message"].as_str().unwrap();
     assert!(message.contains("more than 1000 files"), "{message}");
 }
+
+#[test]
+fn a_pattern_is_walked_from_its_literal_directory_within_a_bound() {
+    // Beside `teams/`, a tree of more entries than all the includes of one
+    // spec may read, none of them a spec.
+    let dir = tempfile::tempdir().unwrap();
+    layout(dir.path(), &[("main.yaml", MAIN), ("teams/orders.yaml", ORDERS)]);
+    for n in 0..10 {
+        let sub = dir.path().join(format!("big/d{n}"));
+        std::fs::create_dir_all(&sub).unwrap();
+        for m in 0..1_010 {
+            std::fs::write(sub.join(format!("f{m:04}.txt")), "").unwrap();
+        }
+    }
+    let main = dir.path().join("main.yaml");
+    let include = |patterns: &str| {
+        std::fs::write(&main, MAIN.replace("[\"teams/*.yaml\"]", patterns)).unwrap();
+        check_json(&main)
+    };
+
+    // A pattern under `teams/` never looks into `big/`.
+    let (status, report) = include("[\"teams/**/*.yaml\"]");
+    assert_eq!(status, 0, "{report}");
+
+    // One that starts above both stops at the bound, and says which
+    // pattern, from where.
+    let (status, report) = include("[\"teams/*.yaml\", \"**/*.json\"]");
+    assert_eq!(status, 1);
+    assert_eq!(findings(&report), [("main.yaml".to_owned(), "S0004".to_owned(), 2, 27)]);
+    let message = report["diagnostics"][0]["message"].as_str().unwrap();
+    assert!(message.contains("`**/*.json`"), "{message}");
+    assert!(message.contains("10000 directory entries"), "{message}");
+    assert!(message.contains(&format!("walking {}", dir.path().display())), "{message}");
+    assert!(message.contains("stopped in "), "{message}");
+
+    // A pattern whose directory does not exist ends there, and says so.
+    let (status, report) = include("[\"teams/*.yaml\", \"nowhere/**/*.yaml\"]");
+    assert_eq!(status, 1);
+    assert_eq!(findings(&report), [("main.yaml".to_owned(), "S0004".to_owned(), 2, 27)]);
+    let finding = &report["diagnostics"][0];
+    assert!(finding["message"].as_str().unwrap().contains("matches no file"), "{finding}");
+    let help = finding["help"].as_str().unwrap();
+    let missing = dir.path().join("nowhere");
+    assert_eq!(help, format!("there is no directory {}", missing.display()), "{finding}");
+}

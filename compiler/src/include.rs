@@ -12,8 +12,16 @@
 //! Included files cannot include others, a file matched twice is read once,
 //! and a pattern that matches nothing is an error, since an empty glob is
 //! almost always a typo in a directory name.
+//!
+//! A pattern is searched for from the directory its leading literal parts
+//! name, and a name without wildcards further on is looked up, not searched
+//! for, so `teams/*.yaml` lists `teams/` alone and reads nothing when there
+//! is no `teams/`. Every directory entry read counts against a budget for
+//! the whole spec, [`MAX_ENTRIES`], so that a `**` beside a large tree
+//! stops, with an error that names the pattern, rather than walk it all.
 
-use std::path::{Path, PathBuf};
+use std::ffi::OsString;
+use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use crate::diagnostic::{codes, Diagnostic};
@@ -22,6 +30,11 @@ use crate::spec::{Fragment, Spec};
 
 /// Most files one spec may include, so a stray `**` cannot read a whole disk.
 const MAX_FILES: usize = 1000;
+
+/// Most directory entries the patterns of one spec may read between them,
+/// so that a pattern that matches little or nothing (`**/*.yaml` beside a
+/// large tree) cannot walk a whole disk looking.
+const MAX_ENTRIES: usize = 10_000;
 
 /// Join the included files into `spec`; returns the files it read (or
 /// tried to), so that a watcher can reload when one of them changes.
@@ -37,42 +50,54 @@ pub(crate) fn expand(
     let main = std::fs::canonicalize(&doc.source.name).ok();
     let mut files: Vec<(PathBuf, usize)> = Vec::new();
     let mut seen = std::collections::HashSet::new();
+    let mut budget = MAX_ENTRIES;
 
     for (i, pattern) in spec.include.iter().enumerate() {
         if files.len() > MAX_FILES {
             break;
         }
         let pointer = format!("/include/{i}");
-        let joined = base.join(pattern);
-        let Some(text) = joined.to_str() else {
-            out.push(
-                Diagnostic::error(codes::BAD_INCLUDE, "include path is not valid UTF-8")
-                    .at(doc, &pointer),
-            );
-            continue;
-        };
-        let paths = match glob::glob(text) {
-            Ok(paths) => paths,
+        // Only as many as could still be read, and one more to tell that
+        // there were too many.
+        let room = (MAX_FILES + 1).saturating_sub(files.len());
+        let walk = match Walk::new(&base, pattern) {
+            Ok(walk) => walk,
             Err(e) => {
                 let message = format!("include pattern `{pattern}` is not valid: {}", e.msg);
                 out.push(Diagnostic::error(codes::BAD_INCLUDE, message).at(doc, &pointer));
                 continue;
             }
         };
-        // Only as many as could still be read, and one more to tell that
-        // there were too many: a pattern such as `/**/*.yaml` stops there
-        // rather than walk the whole file system.
-        let room = (MAX_FILES + 1).saturating_sub(files.len());
-        let mut matched: Vec<PathBuf> =
-            paths.filter_map(Result::ok).filter(|p| p.is_file()).take(room).collect();
+        let found = walk.run(room, &mut budget);
+        if let Some(stopped) = &found.stopped {
+            let message = format!(
+                "include `{pattern}` was not searched to the end: the includes of this spec \
+                 read {MAX_ENTRIES} directory entries, the most they may, walking {} (stopped in {})",
+                display_dir(&walk.start),
+                display_dir(stopped),
+            );
+            out.push(
+                Diagnostic::error(codes::BAD_INCLUDE, message)
+                    .with_help(
+                        "begin the pattern with the directory that holds the files, \
+                         such as `teams/*.yaml`, rather than a `**` over a large tree",
+                    )
+                    .at(doc, &pointer),
+            );
+        }
+        let mut matched = found.files;
         matched.sort();
-        if matched.is_empty() {
+        if matched.is_empty() && found.stopped.is_none() {
+            let help = match &found.missing {
+                Some(dir) => format!("there is no directory {}", display_dir(dir)),
+                None => format!("patterns are relative to {}", display_dir(&base)),
+            };
             out.push(
                 Diagnostic::error(
                     codes::BAD_INCLUDE,
                     format!("include `{pattern}` matches no file"),
                 )
-                .with_help(format!("patterns are relative to {}", display_dir(&base)))
+                .with_help(help)
                 .at(doc, &pointer),
             );
         }
@@ -124,10 +149,213 @@ pub(crate) fn expand(
     read
 }
 
+/// One include pattern, ready to be matched against the file system: the
+/// directory named by its leading literal parts, where the walk starts, and
+/// the parts after it.
+struct Walk {
+    start: PathBuf,
+    parts: Vec<Part>,
+}
+
+enum Part {
+    /// A name without wildcards: looked up, never listed.
+    Literal(OsString),
+    /// `**`: this directory and every directory below it.
+    AnyDepth,
+    /// A name with wildcards, matched against a directory's entries.
+    Pattern(glob::Pattern),
+}
+
+/// What a [`Walk`] found.
+struct Found {
+    /// The files matched, in no particular order.
+    files: Vec<PathBuf>,
+    /// The directory the walk would start from, when there is none.
+    missing: Option<PathBuf>,
+    /// The directory being read when the entry budget ran out.
+    stopped: Option<PathBuf>,
+}
+
+impl Walk {
+    /// `pattern`, relative to `base` unless it is absolute, with the glob
+    /// syntax of the `glob` crate (`*`, `?`, `[...]`, and `**` as a whole
+    /// part).
+    fn new(base: &Path, pattern: &str) -> Result<Walk, glob::PatternError> {
+        glob::Pattern::new(pattern)?;
+        let mut start = base.to_path_buf();
+        let mut parts = Vec::new();
+        for part in Path::new(pattern).components() {
+            let name = part.as_os_str();
+            let wild = matches!(part, Component::Normal(_))
+                && name.to_str().is_some_and(|n| n.contains(['*', '?', '[']));
+            if !wild && parts.is_empty() {
+                start.push(name);
+            } else if !wild {
+                parts.push(Part::Literal(name.to_owned()));
+            } else if name == "**" {
+                parts.push(Part::AnyDepth);
+            } else {
+                // `wild` holds only for names that are text.
+                parts.push(Part::Pattern(glob::Pattern::new(name.to_str().unwrap_or_default())?));
+            }
+        }
+        Ok(Walk { start, parts })
+    }
+
+    /// The files the pattern matches, at most `room` of them, reading at
+    /// most `budget` directory entries (and taking those it read from it).
+    /// A name without wildcards is looked up rather than searched for, so
+    /// the walk starts at [`Walk::start`] and ends at once when that is
+    /// not a directory.
+    fn run(&self, room: usize, budget: &mut usize) -> Found {
+        let mut found = Found { files: Vec::new(), missing: None, stopped: None };
+        if self.parts.is_empty() {
+            if self.start.is_file() {
+                found.files.push(self.start.clone());
+            }
+            return found;
+        }
+        if !is_dir(&self.start) {
+            found.missing = Some(self.start.clone());
+            return found;
+        }
+        // Directories still to search, each with the part its entries are
+        // matched against.
+        let mut todo: Vec<(PathBuf, usize)> = vec![(self.start.clone(), 0)];
+        while let Some((dir, i)) = todo.pop() {
+            if found.files.len() >= room {
+                break;
+            }
+            let last = i + 1 == self.parts.len();
+            let pattern = match &self.parts[i] {
+                Part::Literal(name) => {
+                    self.reached(dir.join(name), i, &mut found, &mut todo);
+                    continue;
+                }
+                // A `**` at the end names directories only.
+                Part::AnyDepth if last => continue,
+                Part::AnyDepth => {
+                    // `**` as no directory at all: the next part applies here.
+                    todo.push((dir.clone(), i + 1));
+                    None
+                }
+                Part::Pattern(pattern) => Some(pattern),
+            };
+            let listing = if dir.as_os_str().is_empty() { Path::new(".") } else { &dir };
+            let Ok(entries) = std::fs::read_dir(listing) else { continue };
+            for entry in entries {
+                if *budget == 0 {
+                    found.stopped = Some(dir);
+                    return found;
+                }
+                *budget -= 1;
+                let Ok(entry) = entry else { continue };
+                let name = entry.file_name();
+                match pattern {
+                    // `**` as one more directory: it applies again below.
+                    None if is_dir(&dir.join(&name)) => todo.push((dir.join(&name), i)),
+                    None => {}
+                    Some(pattern) if name.to_str().is_some_and(|n| pattern.matches(n)) => {
+                        self.reached(dir.join(&name), i, &mut found, &mut todo);
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        found
+    }
+
+    /// `path` matched part `i`: it is a match when that was the last part
+    /// and it is a file, and a directory to search when a part follows.
+    fn reached(
+        &self,
+        path: PathBuf,
+        i: usize,
+        found: &mut Found,
+        todo: &mut Vec<(PathBuf, usize)>,
+    ) {
+        if i + 1 == self.parts.len() {
+            if path.is_file() {
+                found.files.push(path);
+            }
+        } else if is_dir(&path) {
+            todo.push((path, i + 1));
+        }
+    }
+}
+
+/// Whether `path` is a directory (following links); the empty path is
+/// the current directory.
+fn is_dir(path: &Path) -> bool {
+    path.as_os_str().is_empty() || path.is_dir()
+}
+
 fn display_dir(dir: &Path) -> String {
     if dir.as_os_str().is_empty() {
         "the current directory".to_owned()
     } else {
         dir.display().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn walks_match_what_the_glob_crate_matches() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for file in
+            ["a.yaml", "a/b/c.yaml", "a/b/d.yaml", "a/x/c.yaml", "a/b/e/c.yaml", ".h/f.yaml"]
+        {
+            let path = root.join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, "").unwrap();
+        }
+        for pattern in [
+            "*.yaml",
+            "**/*.yaml",
+            "a/*/c.yaml",
+            "a/**/c.yaml",
+            "**/b/*.yaml",
+            "**",
+            "a/**",
+            "./a/b/*.yaml",
+            "a/x/../b/*.yaml",
+            "a/[bx]/?.yaml",
+            "a/b/c.yaml",
+            "a/b",
+            "*/*",
+            ".h/*",
+        ] {
+            let text = root.join(pattern);
+            let mut expected: Vec<PathBuf> = glob::glob(text.to_str().unwrap())
+                .unwrap()
+                .filter_map(Result::ok)
+                .filter(|p| p.is_file())
+                .collect();
+            let mut budget = MAX_ENTRIES;
+            let mut found = Walk::new(root, pattern).unwrap().run(usize::MAX, &mut budget).files;
+            expected.sort();
+            found.sort();
+            assert_eq!(found, expected, "{pattern}");
+        }
+    }
+
+    #[test]
+    fn a_missing_directory_is_not_walked_and_the_budget_bounds_a_walk() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.yaml"), "").unwrap();
+        let mut budget = 0;
+        let found = Walk::new(dir.path(), "none/**/*.yaml").unwrap().run(10, &mut budget);
+        assert_eq!(found.missing, Some(dir.path().join("none")));
+        let found = Walk::new(dir.path(), "a.yaml").unwrap().run(10, &mut budget);
+        assert_eq!(found.files, [dir.path().join("a.yaml")], "a name is looked up, not listed");
+        let found = Walk::new(dir.path(), "*.yaml").unwrap().run(10, &mut budget);
+        assert_eq!(found.stopped.as_deref(), Some(dir.path()));
+        let mut budget = 1;
+        let found = Walk::new(dir.path(), "*.yaml").unwrap().run(10, &mut budget);
+        assert_eq!((found.files.len(), budget), (1, 0));
     }
 }
