@@ -250,6 +250,10 @@ fn rule_text(id: &str) -> (Option<&'static str>, Option<&'static str>) {
             "an include matches no file, an included file cannot be read, or a pattern reads too much of the disk",
             "fix the pattern or the file it names; begin a pattern with the directory that holds the files",
         ),
+        "S0005" => (
+            "a spec includes itself, by name, by a pattern, or through a file it includes",
+            "remove the entry, or keep the included files where the pattern matches only them",
+        ),
         "S0101" => ("a key that the format does not define", "check the spelling of the key"),
         "S0102" => ("a required key is missing", "add the key"),
         "S0103" => ("a value has the wrong type", "write a value of the type the key takes"),

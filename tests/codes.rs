@@ -81,6 +81,7 @@ fn cases() -> Vec<Case> {
         case("S0002", edit("    to: users\n", "    to: users\n    to: users\n"), 16, 5, 1),
         case("S0003", edit("timeout: 2s", "timeout: !env 2s"), 16, 19, 1),
         case("S0004", edit("version: 1\n", "version: 1\ninclude: [missing/*.yaml]\n"), 2, 11, 1),
+        case("S0005", edit("version: 1\n", "version: 1\ninclude: [spec.yaml]\n"), 2, 11, 0),
         case("S0101", edit("    timeout: 2s", "    timout: 2s"), 16, 5, 1),
         case("S0102", edit("    to: users\n", ""), 10, 5, 1),
         case("S0103", edit("9001\n", "9001\n        weight: heavy\n"), 9, 17, 1),

@@ -200,3 +200,63 @@ fn a_pattern_is_walked_from_its_literal_directory_within_a_bound() {
     let missing = dir.path().join("nowhere");
     assert_eq!(help, format!("there is no directory {}", missing.display()), "{finding}");
 }
+
+#[test]
+fn a_spec_that_includes_itself_is_told_so_and_read_once() {
+    // By name, and by a pattern that matches nothing else; beside a pattern
+    // that reaches the team files, one of them twice.
+    let dir = tempfile::tempdir().unwrap();
+    let main = MAIN.replace(
+        "[\"teams/*.yaml\"]",
+        "[\"main.yaml\", \"*.yaml\", \"teams/*.yaml\", \"teams/users.yaml\"]",
+    );
+    layout(
+        dir.path(),
+        &[("main.yaml", &main), ("teams/orders.yaml", ORDERS), ("teams/users.yaml", USERS)],
+    );
+    let path = dir.path().join("main.yaml");
+    let (status, report) = check_json(&path);
+    assert_eq!(status, 0, "warnings only: {report}");
+    let expected = [("main.yaml", 2, 11), ("main.yaml", 2, 24)];
+    let expected: Vec<_> =
+        expected.iter().map(|&(f, l, c)| (f.to_owned(), "S0005".to_owned(), l, c)).collect();
+    assert_eq!(findings(&report), expected, "{report}");
+    assert_eq!(report["diagnostics"][0]["severity"], "warning");
+    let message = |n: usize| report["diagnostics"][n]["message"].as_str().unwrap().to_owned();
+    assert_eq!(message(0), "include `main.yaml` names this spec itself");
+    assert_eq!(message(1), "include `*.yaml` matches this spec itself");
+    sluice().args(["check", "--deny", "warnings"]).arg(&path).assert().code(1);
+
+    // Every route and pool once: the main spec's and each team's.
+    let plan = dir.path().join("main.plan");
+    let out = sluice().arg("compile").arg(&path).arg("-o").arg(&plan).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("(3 routes, 2 pools, 1 listener,"), "{stderr}");
+
+    // A cycle through an included file: its `include` is an error of its
+    // own, and the entry that leads back is named.
+    let dir = tempfile::tempdir().unwrap();
+    let users = format!("include: [\"../main.yaml\", \"users.yaml\"]\n{USERS}");
+    layout(
+        dir.path(),
+        &[("main.yaml", MAIN), ("teams/orders.yaml", ORDERS), ("teams/users.yaml", &users)],
+    );
+    let (status, report) = check_json(&dir.path().join("main.yaml"));
+    assert_eq!(status, 1);
+    let found = findings(&report);
+    assert_eq!(
+        found,
+        [
+            ("users.yaml".to_owned(), "S0101".to_owned(), 1, 1),
+            ("users.yaml".to_owned(), "S0005".to_owned(), 1, 11),
+            ("users.yaml".to_owned(), "S0005".to_owned(), 1, 27),
+        ],
+        "{report}"
+    );
+    assert_eq!(
+        report["diagnostics"][1]["message"],
+        "include `../main.yaml` names the spec that includes this file"
+    );
+    assert_eq!(report["diagnostics"][2]["message"], "include `users.yaml` names this file itself");
+}

@@ -33,6 +33,7 @@ pub mod codes {
     pub const DUPLICATE_KEY: Code = Code { id: "S0002", name: "duplicate-key" };
     pub const UNSUPPORTED_YAML: Code = Code { id: "S0003", name: "unsupported-yaml" };
     pub const BAD_INCLUDE: Code = Code { id: "S0004", name: "bad-include" };
+    pub const INCLUDE_CYCLE: Code = Code { id: "S0005", name: "include-cycle" };
     pub const UNKNOWN_KEY: Code = Code { id: "S0101", name: "unknown-key" };
     pub const MISSING_KEY: Code = Code { id: "S0102", name: "missing-key" };
     pub const WRONG_TYPE: Code = Code { id: "S0103", name: "wrong-type" };

@@ -11,7 +11,10 @@
 //!
 //! Included files cannot include others, a file matched twice is read once,
 //! and a pattern that matches nothing is an error, since an empty glob is
-//! almost always a typo in a directory name.
+//! almost always a typo in a directory name. The spec itself is never
+//! included: an entry that reaches it is a warning (`include-cycle`), as is
+//! an included file's `include` entry that leads back to the spec or to the
+//! file itself (the `include` key is an error there anyway).
 //!
 //! A pattern is searched for from the directory its leading literal parts
 //! name, and a name without wildcards further on is looked up, not searched
@@ -48,7 +51,9 @@ pub(crate) fn expand(
     }
     let base = Path::new(&doc.source.name).parent().unwrap_or(Path::new("")).to_path_buf();
     let main = std::fs::canonicalize(&doc.source.name).ok();
-    let mut files: Vec<(PathBuf, usize)> = Vec::new();
+    // Each file to read, as matched and as the system resolves it, with
+    // the entry that matched it.
+    let mut files: Vec<(PathBuf, PathBuf, usize)> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     let mut budget = MAX_ENTRIES;
 
@@ -101,13 +106,36 @@ pub(crate) fn expand(
                 .at(doc, &pointer),
             );
         }
+        let mut itself = false;
         for path in matched {
-            // Each file once, however many patterns or spellings reach it.
+            // Each file once, however many patterns or spellings reach it,
+            // and never the spec itself, which is read already.
             let real = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
-            let is_main = main.as_ref() == Some(&real);
-            if !is_main && seen.insert(real) {
-                files.push((path, i));
+            if main.as_ref() == Some(&real) {
+                itself = true;
+            } else if seen.insert(real.clone()) {
+                files.push((path, real, i));
             }
+        }
+        if itself {
+            let (message, help) = if walk.parts.is_empty() {
+                (
+                    format!("include `{pattern}` names this spec itself"),
+                    "a spec is never included into itself: remove the entry, or name the file \
+                     that was meant",
+                )
+            } else {
+                (
+                    format!("include `{pattern}` matches this spec itself"),
+                    "the spec is left out of what the pattern includes; keep the included files \
+                     where the pattern matches only them, such as a directory of their own",
+                )
+            };
+            out.push(
+                Diagnostic::warning(codes::INCLUDE_CYCLE, message)
+                    .with_help(help)
+                    .at(doc, &pointer),
+            );
         }
     }
     if files.len() > MAX_FILES {
@@ -116,8 +144,8 @@ pub(crate) fn expand(
         files.truncate(MAX_FILES);
     }
 
-    let read: Vec<PathBuf> = files.iter().map(|(path, _)| path.clone()).collect();
-    for (path, i) in files {
+    let read: Vec<PathBuf> = files.iter().map(|(path, ..)| path.clone()).collect();
+    for (path, real, i) in files {
         let bytes = match std::fs::read(&path) {
             Ok(bytes) => bytes,
             Err(e) => {
@@ -134,6 +162,9 @@ pub(crate) fn expand(
             document::Kind::Included,
         );
         out.extend(parsed.diagnostics);
+        if let (Some(fragment_doc), Some(main)) = (&parsed.document, &main) {
+            out.extend(cycles(fragment_doc, &real, main, &mut budget));
+        }
         let (Some(fragment_doc), Some(fragment)) = (parsed.document, parsed.value) else {
             continue;
         };
@@ -147,6 +178,44 @@ pub(crate) fn expand(
         spec.routes.extend(fragment.routes);
     }
     read
+}
+
+/// An included file may not include others, and its `include` key is
+/// reported as unknown by its schema; an entry of it that leads back to the
+/// spec that includes the file, or to the file itself, is a cycle as well,
+/// and said so at the entry. `file` and `main` are as the system resolves
+/// them.
+fn cycles(fragment: &Document, file: &Path, main: &Path, budget: &mut usize) -> Vec<Diagnostic> {
+    let Some(serde_json::Value::Array(entries)) = fragment.value.get("include") else {
+        return Vec::new();
+    };
+    let base = file.parent().unwrap_or(Path::new(""));
+    let mut out = Vec::new();
+    for (j, entry) in entries.iter().enumerate() {
+        let Some(Ok(walk)) = entry.as_str().map(|pattern| Walk::new(base, pattern)) else {
+            continue;
+        };
+        let found = walk.run(MAX_FILES, budget);
+        let reached: Vec<PathBuf> =
+            found.files.iter().filter_map(|path| std::fs::canonicalize(path).ok()).collect();
+        let what = if reached.iter().any(|r| r == main) {
+            "the spec that includes this file"
+        } else if reached.iter().any(|r| r == file) {
+            "this file itself"
+        } else {
+            continue;
+        };
+        let pattern = entry.as_str().unwrap_or_default();
+        let verb = if walk.parts.is_empty() { "names" } else { "matches" };
+        out.push(
+            Diagnostic::warning(codes::INCLUDE_CYCLE, format!("include `{pattern}` {verb} {what}"))
+                .with_help(
+                    "included files cannot include others; remove the `include` from this file",
+                )
+                .at(fragment, &format!("/include/{j}")),
+        );
+    }
+    out
 }
 
 /// One include pattern, ready to be matched against the file system: the
