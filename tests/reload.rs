@@ -188,6 +188,28 @@ async fn watch_picks_up_an_edited_spec() {
     assert_eq!(get(address, "/old").await, StatusCode::NOT_FOUND);
 }
 
+/// `--watch` compares what a file change compiles to with the plan in
+/// force from the start: a spec written again with the same bytes (as by
+/// `touch` or a save without edits) reloads nothing, even as the first
+/// change seen; a real edit after it reloads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_does_not_reload_a_spec_saved_unchanged_after_start() {
+    let fast = Upstream::start("fast").await;
+    let slow = Upstream::start("slow").await;
+    let first = spec(fast.address, slow.address, "", &route("old", "/old"));
+    let gateway = Gateway::start_with(&first, &["--access-log", "off", "--watch"]);
+    let address = gateway.addr("public");
+
+    std::fs::write(gateway.spec_path(), &first).unwrap();
+    wait_stderr(&gateway, "the plan did not change", 1);
+    assert_eq!(gateway.count_stderr("plan reloaded"), 0, "{}", gateway.stderr().join("\n"));
+
+    let edited = spec(fast.address, slow.address, "", &route("fresh", "/fresh"));
+    std::fs::write(gateway.spec_path(), edited).unwrap();
+    wait_stderr(&gateway, "plan reloaded", 1);
+    assert_eq!(get(address, "/fresh").await, StatusCode::OK);
+}
+
 /// `--watch` also reloads when a file the spec pulls in with `include:`
 /// changes, not only the spec itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

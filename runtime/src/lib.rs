@@ -149,7 +149,8 @@ pub fn serve(plan: Plan, options: ServeOptions) -> Result<(), ServeError> {
         let (plans, reloads) = tokio::sync::mpsc::channel(1);
         let _reloading = match &options.source {
             Some(source) => Some(
-                reload::start(source.clone(), options.watch, plans).map_err(ServeError::Reload)?,
+                reload::start(source.clone(), options.watch, &plan, plans)
+                    .map_err(ServeError::Reload)?,
             ),
             None => None,
         };

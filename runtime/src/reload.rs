@@ -22,8 +22,10 @@
 //! those names (a link swapped, the file written or replaced) is a change
 //! of the spec. Before each load the path is resolved again, so the watch
 //! moves along with the links. A change seen on a file that leaves the plan
-//! as it was (the old version's directory being removed, say) reloads
-//! nothing.
+//! as it was (the old version's directory being removed, say, or a save
+//! without edits) reloads nothing: what it compiles to is compared with the
+//! plan in force, which until the first reload is the one served from the
+//! start.
 //!
 //! A file written in place (truncated and written again, not replaced) may
 //! be caught between two writes, empty or cut short, and a spec cut at the
@@ -81,10 +83,12 @@ pub(crate) struct Reloads {
 }
 
 /// Start reloading `path` on SIGHUP and, when `watch` is set, whenever it
-/// changes. New plans go to `plans`. Call from within a tokio runtime.
+/// changes to compile to another plan than the one in force, `serving` at
+/// first. New plans go to `plans`. Call from within a tokio runtime.
 pub(crate) fn start(
     path: PathBuf,
     watch: bool,
+    serving: &Plan,
     plans: mpsc::Sender<Plan>,
 ) -> std::io::Result<Reloads> {
     let (trigger, mut triggers) = mpsc::channel::<Trigger>(1);
@@ -92,6 +96,10 @@ pub(crate) fn start(
     let watch = if watch { Some(Arc::new(Watch::start(&path, trigger)?)) } else { None };
 
     let watching = watch.clone();
+    // The plan in force, as bytes, to tell a file event that changed
+    // nothing from one that did: the one served from the start, then the
+    // one each reload puts in force.
+    let mut last: Option<Vec<u8>> = watch.is_some().then(|| serving.to_bytes());
     tokio::spawn(async move {
         // Learn which files the spec includes, off the request path.
         if let Some(watch) = &watching {
@@ -103,9 +111,6 @@ pub(crate) fn start(
                 let _ = tokio::task::spawn_blocking(move || watch.follow(&files)).await;
             }
         }
-        // The plan the last reload put in force, as bytes, to tell a file
-        // event that changed nothing from one that did.
-        let mut last: Option<Vec<u8>> = None;
         while let Some(first) = triggers.recv().await {
             if first == Trigger::FileChanged {
                 settle(&mut triggers, watching.as_deref()).await;
@@ -127,7 +132,7 @@ pub(crate) fn start(
                     }
                     let bytes = plan.to_bytes();
                     if first == Trigger::FileChanged && last.as_ref() == Some(&bytes) {
-                        tracing::debug!(path = %path.display(), "the plan did not change; not reloading");
+                        tracing::info!(path = %path.display(), "the plan did not change; not reloading");
                         continue;
                     }
                     last = Some(bytes);
