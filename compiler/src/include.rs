@@ -23,6 +23,7 @@
 //! the whole spec, [`MAX_ENTRIES`], so that a `**` beside a large tree
 //! stops, with an error that names the pattern, rather than walk it all.
 
+use std::collections::HashSet;
 use std::ffi::OsString;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
@@ -54,7 +55,7 @@ pub(crate) fn expand(
     // Each file to read, as matched and as the system resolves it, with
     // the entry that matched it.
     let mut files: Vec<(PathBuf, PathBuf, usize)> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = HashSet::new();
     let mut budget = MAX_ENTRIES;
 
     for (i, pattern) in spec.include.iter().enumerate() {
@@ -291,6 +292,10 @@ impl Walk {
         // Directories still to search, each with the part its entries are
         // matched against.
         let mut todo: Vec<(PathBuf, usize)> = vec![(self.start.clone(), 0)];
+        // The directories listed, as the system resolves them, with the
+        // part matched against their entries: a link back up the tree
+        // (`loop -> ..`) is not walked round again and again.
+        let mut listed: HashSet<(PathBuf, usize)> = HashSet::new();
         while let Some((dir, i)) = todo.pop() {
             if found.files.len() >= room {
                 break;
@@ -311,6 +316,10 @@ impl Walk {
                 Part::Pattern(pattern) => Some(pattern),
             };
             let listing = if dir.as_os_str().is_empty() { Path::new(".") } else { &dir };
+            let Ok(real) = std::fs::canonicalize(listing) else { continue };
+            if !listed.insert((real, i)) {
+                continue;
+            }
             let Ok(entries) = std::fs::read_dir(listing) else { continue };
             for entry in entries {
                 if *budget == 0 {
@@ -410,6 +419,19 @@ mod tests {
             found.sort();
             assert_eq!(found, expected, "{pattern}");
         }
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn a_link_back_up_the_tree_is_walked_once() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
+        std::fs::write(dir.path().join("a/b/c.yaml"), "").unwrap();
+        std::os::unix::fs::symlink("..", dir.path().join("a/b/up")).unwrap();
+        let mut budget = MAX_ENTRIES;
+        let found = Walk::new(dir.path(), "**/*.yaml").unwrap().run(usize::MAX, &mut budget);
+        assert_eq!(found.files, [dir.path().join("a/b/c.yaml")]);
+        assert!(found.stopped.is_none() && budget > MAX_ENTRIES - 20, "{budget}");
     }
 
     #[test]
