@@ -18,7 +18,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
-use support::{raw, statuses, Frames, Gateway};
+use support::{raw, spec_with, statuses, Answer, Frames, Gateway, ScriptedUpstream};
 
 /// Fields no trailer may carry through the gateway, as a client or an
 /// upstream might try: framing, routing, authentication, the request id
@@ -220,4 +220,66 @@ async fn response_trailers_reach_clients_without_barred_fields() {
         .collect();
     sent.sort();
     assert_eq!(sent, kept_names(), "{response}");
+}
+
+/// A field the request head's `Connection` names is hop-by-hop for the
+/// whole message (RFC 9110, section 7.6.1): sent again in the trailer
+/// section, it still stays on the client's hop and never reaches an
+/// HTTP/2 pool, whatever its case there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_trailers_lose_the_fields_the_request_head_names_in_connection() {
+    let (h2, seen) = h2_upstream().await;
+    let gateway = Gateway::start(&spec(h2));
+    let public = gateway.addr("public");
+
+    let request = "POST /named HTTP/1.1\r\nHost: api.example.test\r\n\
+                   Connection: close, X-Hop, x-other-hop\r\nTransfer-Encoding: chunked\r\n\r\n\
+                   2\r\nhi\r\n0\r\nx-hop: 1\r\nX-Other-Hop: 2\r\n\
+                   grpc-status: 0\r\nx-checksum: abc\r\n\r\n";
+    let response = raw(public, request.as_bytes()).await;
+    assert_eq!(statuses(&response), [200], "{response}");
+
+    let seen = seen.lock().unwrap();
+    let (_, trailers) = seen.iter().find(|(p, _)| p == "/named").expect("forwarded");
+    let trailers = trailers.as_ref().expect("the kept trailers arrive");
+    assert_eq!(names(trailers), kept_names(), "{trailers:?}");
+}
+
+/// A field the response head's `Connection` names stays on the upstream's
+/// hop when the upstream sends it again as a trailer field: neither an
+/// HTTP/1.1 client that accepts trailers (served by either HTTP/1.1
+/// server) nor an HTTP/2 client receives it, while the other trailer
+/// fields arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_trailers_lose_the_fields_the_response_head_names_in_connection() {
+    let upstream = ScriptedUpstream::start(None, |_| {
+        Answer::Send(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: X-Hop\r\n\
+              Trailer: x-checksum, x-hop\r\n\r\n2\r\nok\r\n0\r\nx-checksum: abc\r\nx-hop: 1\r\n\r\n"
+                .to_vec(),
+        )
+    })
+    .await;
+    let gateway = Gateway::start(&spec_with("", &[upstream.address], "", ""));
+    let public = gateway.addr("public");
+
+    // A GET is the gateway's own HTTP/1.1 server's; a POST with a body, hyper's.
+    for request in [
+        "GET /t HTTP/1.1\r\nHost: x.test\r\nTE: trailers\r\nConnection: close\r\n\r\n",
+        "POST /t HTTP/1.1\r\nHost: x.test\r\nTE: trailers\r\nConnection: close\r\n\
+         Content-Length: 1\r\n\r\nx",
+    ] {
+        let response = raw(public, request.as_bytes()).await;
+        assert_eq!(statuses(&response), [200], "{response}");
+        let lower = response.to_ascii_lowercase();
+        assert!(lower.ends_with("\r\n2\r\nok\r\n0\r\nx-checksum: abc\r\n\r\n"), "{response}");
+    }
+
+    let mut sender = support::h2c_sender(public).await;
+    let request = Request::get("http://x.test/t").body(Frames::new(vec![])).unwrap();
+    let response = sender.send_request(request).await.expect("an answer over HTTP/2");
+    assert_eq!(response.status(), 200);
+    let collected = response.into_body().collect().await.expect("a whole body");
+    let trailers = collected.trailers().cloned().expect("the other trailers arrive");
+    assert_eq!(names(&trailers), ["x-checksum"], "{trailers:?}");
 }

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, SizeHint};
+use hyper::header::HeaderName;
 use tokio::sync::mpsc;
 
 use crate::access_log::Record;
@@ -151,6 +152,9 @@ impl Drop for Exchange {
 pub struct ResponseBody {
     inner: Inner,
     exchange: Option<Exchange>,
+    /// The fields the upstream's response head named in `Connection`,
+    /// which its trailers may not carry on either.
+    named: Box<[HeaderName]>,
 }
 
 enum Inner {
@@ -251,13 +255,19 @@ impl Pumped {
 }
 
 impl ResponseBody {
-    pub(crate) fn upstream(body: UpstreamBody, exchange: Exchange) -> ResponseBody {
-        ResponseBody { inner: Inner::Upstream(body), exchange: Some(exchange) }
+    /// The upstream's `body`, whose head named the fields `named` in
+    /// `Connection` (see [`crate::headers::strip_hop_by_hop_response`]).
+    pub(crate) fn upstream(
+        body: UpstreamBody,
+        exchange: Exchange,
+        named: Box<[HeaderName]>,
+    ) -> ResponseBody {
+        ResponseBody { inner: Inner::Upstream(body), exchange: Some(exchange), named }
     }
 
     pub(crate) fn local(body: Bytes, exchange: Exchange) -> ResponseBody {
         let data = if body.is_empty() { None } else { Some(body) };
-        ResponseBody { inner: Inner::Local(data), exchange: Some(exchange) }
+        ResponseBody { inner: Inner::Local(data), exchange: Some(exchange), named: Box::new([]) }
     }
 
     /// For an HTTP/2 client, whose flow control can hold a stream back
@@ -275,12 +285,14 @@ impl ResponseBody {
             return self;
         }
         let hint = self.size_hint();
-        let ResponseBody { inner: Inner::Upstream(body), exchange } = self else { return self };
+        let ResponseBody { inner: Inner::Upstream(body), exchange, named } = self else {
+            return self;
+        };
         let (frames, taken) = mpsc::channel(1);
         let pump = Arc::new(Pump { taken: AtomicU64::new(0), ended: AtomicBool::new(false) });
         tokio::spawn(run_pump(body, frames, Arc::clone(&pump), stall));
         let pumped = Pumped { frames: taken, pump, hint, rest: Bytes::new() };
-        ResponseBody { inner: Inner::Pumped(Box::new(pumped)), exchange }
+        ResponseBody { inner: Inner::Pumped(Box::new(pumped)), exchange, named }
     }
 
     /// End the exchange as soon as the body is complete rather than when
@@ -290,11 +302,12 @@ impl ResponseBody {
     }
 }
 
-/// A trailers frame without the fields [`strip_trailer_fields`] removes.
-fn clean_trailers(frame: Frame<Bytes>) -> Frame<Bytes> {
+/// A trailers frame without the fields [`strip_trailer_fields`] removes,
+/// `named` (those the response head's `Connection` named) among them.
+fn clean_trailers(frame: Frame<Bytes>, named: &[HeaderName]) -> Frame<Bytes> {
     match frame.into_trailers() {
         Ok(mut trailers) => {
-            strip_trailer_fields(&mut trailers);
+            strip_trailer_fields(&mut trailers, named);
             Frame::trailers(trailers)
         }
         Err(frame) => frame,
@@ -324,7 +337,7 @@ impl Body for ResponseBody {
         // Trailers pass only without the fields that may not travel in
         // them, whichever protocols the upstream and the client speak.
         let frame = match frame {
-            Some(Ok(frame)) if frame.is_trailers() => Some(Ok(clean_trailers(frame))),
+            Some(Ok(frame)) if frame.is_trailers() => Some(Ok(clean_trailers(frame, &this.named))),
             other => other,
         };
         match &frame {

@@ -2,8 +2,9 @@
 //!
 //! Hop-by-hop headers (RFC 9110, section 7.6.1) describe one connection, not
 //! the message, so the gateway drops them in both directions: the fixed list
-//! below and every header the `Connection` header names. hyper then frames
-//! each side's body itself (`Content-Length` or chunked).
+//! below and every header the `Connection` header names, from the head and
+//! from any trailer section the message ends with. hyper then frames each
+//! side's body itself (`Content-Length` or chunked).
 //!
 //! Towards the upstream the gateway sets the de facto `X-Forwarded-*` trio,
 //! after the hop-by-hop headers are gone, so that `Connection:
@@ -74,25 +75,30 @@ pub(crate) static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forw
 /// Remove hop-by-hop headers. `Host` survives even when `Connection` names
 /// it, since routing and the upstream both depend on it.
 ///
+/// Returns the fields `Connection` named (but those of the fixed list),
+/// which stay hop-by-hop for the whole message: the same names in its
+/// trailer section are removed too (see [`strip_trailer_fields`]).
+///
 /// Most messages carry none, so one pass over the names present decides
 /// whether anything needs removing before any removal hashes a name.
-pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    strip(headers, false);
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) -> Vec<HeaderName> {
+    strip(headers, false)
 }
 
 /// [`strip_hop_by_hop`] for a response, which keeps `Trailer`: it is not
 /// hop-by-hop (RFC 9110, section 6.6.2), and it names the trailer fields
 /// that an HTTP/1.1 client which sent `TE: trailers` receives.
-pub(crate) fn strip_hop_by_hop_response(headers: &mut HeaderMap) {
-    strip(headers, true);
+pub(crate) fn strip_hop_by_hop_response(headers: &mut HeaderMap) -> Vec<HeaderName> {
+    strip(headers, true)
 }
 
-fn strip(headers: &mut HeaderMap, keep_trailer: bool) {
+fn strip(headers: &mut HeaderMap, keep_trailer: bool) -> Vec<HeaderName> {
     if !headers.keys().any(is_hop_by_hop) {
-        return;
+        return Vec::new();
     }
+    let mut named = Vec::new();
     if headers.contains_key(CONNECTION) {
-        let named: Vec<HeaderName> = headers
+        named = headers
             .get_all(CONNECTION)
             .iter()
             .filter_map(|value| value.to_str().ok())
@@ -100,15 +106,18 @@ fn strip(headers: &mut HeaderMap, keep_trailer: bool) {
             .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
             .filter(|name| *name != HOST)
             .collect();
-        for name in named {
+        for name in &named {
             headers.remove(name);
         }
+        // Those always hop-by-hop go from a trailer section anyway.
+        named.retain(|name| !is_hop_by_hop(name));
     }
     for name in &HOP_BY_HOP {
         if !(keep_trailer && name == hyper::header::TRAILER) {
             headers.remove(name);
         }
     }
+    named
 }
 
 /// Whether a comma-separated field value holds `token`, in any case.
@@ -155,8 +164,15 @@ pub(crate) fn accepts_trailers(headers: &HeaderMap) -> bool {
 /// gateway's request id, and `Forwarded` with the `X-Forwarded-*` trio.
 /// (Pseudo-header fields cannot reach a map of fields at all.) Most
 /// trailers, such as gRPC's `grpc-status`, are none of these and are kept.
-pub(crate) fn strip_trailer_fields(trailers: &mut HeaderMap) {
+///
+/// `named` are the fields the message head's `Connection` named (what
+/// [`strip_hop_by_hop`] returned for it): hop-by-hop for the whole
+/// message, so a trailer section cannot carry them on either.
+pub(crate) fn strip_trailer_fields(trailers: &mut HeaderMap, named: &[HeaderName]) {
     strip_hop_by_hop(trailers);
+    for name in named {
+        trailers.remove(name);
+    }
     if !trailers.keys().any(barred_from_trailers) {
         return;
     }
@@ -339,7 +355,7 @@ pub(crate) fn write_with_forwarded(
 mod tests {
     use super::*;
 
-    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+    pub(super) fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut headers = HeaderMap::new();
         for (name, value) in pairs {
             headers.append(
@@ -529,6 +545,7 @@ mod tests {
 
 #[cfg(test)]
 mod trailer_tests {
+    use super::tests::map;
     use super::*;
 
     #[test]
@@ -539,6 +556,7 @@ mod trailer_tests {
             ("x-checksum", "abc"),
             ("connection", "x-named"),
             ("x-named", "1"),
+            ("x-head-named", "1"),
             ("authorization", "Bearer x"),
             ("cookie", "a=b"),
             ("set-cookie", "a=b"),
@@ -562,7 +580,9 @@ mod trailer_tests {
                 HeaderValue::from_static(value),
             );
         }
-        strip_trailer_fields(&mut trailers);
+        let mut head = map(&[("connection", "close, X-Head-Named"), ("accept", "*/*")]);
+        let named = strip_hop_by_hop(&mut head);
+        strip_trailer_fields(&mut trailers, &named);
         let mut kept: Vec<&str> = trailers.keys().map(HeaderName::as_str).collect();
         kept.sort_unstable();
         assert_eq!(kept, ["grpc-status", "x-checksum"]);

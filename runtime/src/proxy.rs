@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, HOST};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, HOST};
 use hyper::http::uri::{Authority, PathAndQuery};
 use hyper::{Method, Request, Response, Uri, Version};
 use sluice_compiler::condition::RequestFields;
@@ -243,13 +243,13 @@ pub(crate) fn handle(
             }
         };
         match forwarded {
-            Ok(mut response) => {
+            Ok((mut response, named)) => {
                 echo(response.headers_mut());
                 if http10 && !bodiless {
                     close_when_unframed(&mut response);
                 }
                 exchange.status = Some(response.status().as_u16());
-                Ok(response.map(|body| ResponseBody::upstream(body, exchange)))
+                Ok(response.map(|body| ResponseBody::upstream(body, exchange, named)))
             }
             Err(error) => {
                 tracing::debug!(
@@ -295,7 +295,7 @@ async fn forward(
     peer: &Peer,
     mut request: Request<ClientBody>,
     request_id: Option<&HeaderValue>,
-) -> Result<Response<UpstreamBody>, ProxyError> {
+) -> Result<(Response<UpstreamBody>, Box<[HeaderName]>), ProxyError> {
     let plan = &shared.plan;
     let client = peer.address;
 
@@ -378,7 +378,8 @@ async fn forward(
         if notable.upgrade { upgrade::Requested::take(&mut request, protocol) } else { None };
     let te_trailers = protocol == Protocol::Http2 && headers::accepts_trailers(request.headers());
     let (mut head, body) = request.into_parts();
-    headers::strip_hop_by_hop(&mut head.headers);
+    // What `Connection` named is hop-by-hop in the trailers too.
+    let named = headers::strip_hop_by_hop(&mut head.headers);
     if let Some(id) = request_id {
         head.headers.insert(request_id::X_REQUEST_ID.clone(), id.clone());
     }
@@ -428,7 +429,9 @@ async fn forward(
         }
         false => 0,
     };
-    let slot = BodySlot::with(body, limit, protocol == Protocol::Http2, gate, replay_limit);
+    // Only an HTTP/2 pool is sent the request's trailers (see `request_body`).
+    let trailers = (protocol == Protocol::Http2).then(|| named.into_boxed_slice());
+    let slot = BodySlot::with(body, limit, trailers, gate, replay_limit);
 
     let mut response = send(shared, exchange, (pool, endpoint), hash, &head, &slot, picked).await?;
     let switched = match upgrade {
@@ -445,11 +448,11 @@ async fn forward(
             })?
         }
     };
-    headers::strip_hop_by_hop_response(response.headers_mut());
+    let named = headers::strip_hop_by_hop_response(response.headers_mut());
     if let Some(upgraded_to) = switched {
         upgrade::restore_response(response.headers_mut(), upgraded_to);
     }
-    Ok(response)
+    Ok((response, named.into_boxed_slice()))
 }
 
 /// Which of the fields that forwarding acts on a request head has, found in

@@ -11,7 +11,8 @@
 //!   gateway's header rules (a trailer `X-Forwarded-For` or `Content-Length`
 //!   would otherwise bypass them); towards an HTTP/2 pool, where trailers
 //!   carry meaning (gRPC), it passes them on without the fields those rules
-//!   govern (see [`crate::headers::strip_trailer_fields`]);
+//!   govern, nor those the request head's `Connection` named (see
+//!   [`crate::headers::strip_trailer_fields`]);
 //! - for a request that sent `Expect: 100-continue`, it waits before reading
 //!   the client's body (which is what makes hyper send the client its
 //!   `100 Continue`) until the upstream has sent its own 100, or a short
@@ -249,7 +250,8 @@ pub(crate) struct BodySlot {
     size_hint: SizeHint,
     too_large: AtomicBool,
     limit: Option<u64>,
-    keep_trailers: bool,
+    /// Whether the body keeps its trailers (see [`BodySlot::with`]).
+    trailers: Option<Box<[hyper::header::HeaderName]>>,
     /// Resolves when the body may be read; see the module doc.
     gate: Mutex<Option<Gate>>,
     /// Frames handed on so far, by any attempt.
@@ -321,13 +323,15 @@ pub(crate) fn continue_gate(
 }
 
 impl BodySlot {
-    /// A slot whose body keeps its (filtered) trailers when `keep_trailers`,
-    /// is read only once `gate` resolves, and is kept for retries while it
-    /// is no larger than `replay_limit` bytes (0: not kept).
+    /// A slot whose body keeps its trailers when `trailers` is `Some`,
+    /// less the fields that may not travel in them and those it lists
+    /// (the fields the request head's `Connection` named), is read only
+    /// once `gate` resolves, and is kept for retries while it is no larger
+    /// than `replay_limit` bytes (0: not kept).
     pub(crate) fn with(
         body: ClientBody,
         limit: Option<u64>,
-        keep_trailers: bool,
+        trailers: Option<Box<[hyper::header::HeaderName]>>,
         gate: Option<Gate>,
         replay_limit: u64,
     ) -> Arc<BodySlot> {
@@ -342,7 +346,7 @@ impl BodySlot {
         Arc::new(BodySlot {
             keeping: matches!(replay, Replay::Recording { .. }),
             replay: Mutex::new(replay),
-            keep_trailers,
+            trailers,
             gate: Mutex::new(gate),
             end_stream: body.is_end_stream(),
             size_hint: body.size_hint(),
@@ -529,11 +533,9 @@ impl Body for RequestBody {
             };
             let Some(data) = frame.data_ref() else {
                 // A trailer section (see the module doc).
-                if !this.slot.keep_trailers {
-                    continue;
-                }
+                let Some(named) = &this.slot.trailers else { continue };
                 let Ok(mut trailers) = frame.into_trailers() else { continue };
-                crate::headers::strip_trailer_fields(&mut trailers);
+                crate::headers::strip_trailer_fields(&mut trailers, named);
                 this.slot.keep(|| Piece::Trailers(trailers.clone()), 0);
                 return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
             };
