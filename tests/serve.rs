@@ -434,6 +434,9 @@ async fn access_log_lines_are_json_with_the_documented_fields() {
     assert_eq!(unrouted["route"], serde_json::Value::Null);
     assert_eq!(unrouted["endpoint"], serde_json::Value::Null);
     assert_eq!(unrouted["status"], 404);
+    // Why the gateway answered itself; nothing to say of an upstream's answer.
+    assert_eq!(unrouted["reason"], "no route matches GET /missing on listener public");
+    assert_eq!(routed["reason"], serde_json::Value::Null);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

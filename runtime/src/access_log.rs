@@ -16,7 +16,7 @@
 //! | `endpoint` | string or null | `IP:PORT` of the upstream endpoint; null when none was tried |
 //! | `status` | integer | status sent to the client; 499 when the client went away before a response existed |
 //! | `duration_ms` | number | milliseconds from arrival until the response body ended or was abandoned |
-//! | `reason` | string or null | why the gateway refused a request it could not parse (then `method` and `path` are empty and `route` is null); null otherwise |
+//! | `reason` | string or null | why the gateway answered the request itself: a request it could not parse (then `method` and `path` are empty and `route` is null), or an error it answered with (no route, an upstream that failed, ...); null for a response from an upstream |
 //!
 //! Within version 1, fields are only ever added, never renamed, removed or
 //! given another type, so a consumer should ignore fields it does not know.
@@ -72,7 +72,7 @@ pub struct Record {
     pub endpoint: Option<(usize, usize)>,
     pub status: u16,
     pub duration: Duration,
-    /// Why the request was refused before it could be parsed.
+    /// Why the gateway answered the request itself, if it did.
     pub reason: Option<String>,
 }
 

@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 
 use crate::access_log::Record;
 use crate::connection::InFlight;
+use crate::error::ProxyError;
 use crate::headers::strip_trailer_fields;
 use crate::proxy::Shared;
 use crate::request_body::ClientBody;
@@ -56,6 +57,8 @@ struct Logged {
     listener: usize,
     method: hyper::Method,
     path: String,
+    /// Why the gateway answered the request itself, when it did.
+    reason: Option<String>,
 }
 
 impl Exchange {
@@ -73,6 +76,7 @@ impl Exchange {
                 listener,
                 method: request.method().clone(),
                 path: request.uri().path().to_owned(),
+                reason: None,
             })
         });
         Exchange {
@@ -96,6 +100,13 @@ impl Exchange {
     /// The `(pool, endpoint)` the request is counted at, once it is.
     pub(crate) fn endpoint(&self) -> Option<(usize, usize)> {
         self.endpoint
+    }
+
+    /// Note, for the access log, the error the gateway answered with.
+    pub(crate) fn answered_with(&mut self, error: &ProxyError) {
+        if let Some(logged) = &mut self.logged {
+            logged.reason = Some(error.to_string());
+        }
     }
 
     /// Count the request at `endpoint` of `pool` instead of where it was.
@@ -141,7 +152,7 @@ impl Drop for Exchange {
                 endpoint: self.endpoint,
                 status: self.status.unwrap_or(CLIENT_CLOSED),
                 duration,
-                reason: None,
+                reason: logged.reason,
             });
         }
     }

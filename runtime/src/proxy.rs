@@ -259,6 +259,7 @@ pub(crate) fn handle(
                     %error,
                     "request answered by the gateway"
                 );
+                exchange.answered_with(&error);
                 let mut response = error.response();
                 echo(response.headers_mut());
                 // Logged as 499, as a request the client left before any answer.
