@@ -108,6 +108,65 @@ async fn the_response_head_limit_is_exactly_64_kib() {
     next_is_fine(&gateway, &upstream, "/over", true).await;
 }
 
+/// A response head over the gateway's limits, 64 KiB or 100 fields, is a
+/// 502 that says so, to the client (`upstream_head_too_large`) and in the
+/// access log's `reason`; so is one that an upgrade's client refuses for
+/// its fields. Like any other response the upstream got wrong, it counts
+/// against the endpoint: three in a row eject it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversize_response_head_is_a_502_that_says_so() {
+    let mut long = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Big: ".to_vec();
+    long.resize(65537 - 4, b'v');
+    long.extend_from_slice(b"\r\n\r\nok");
+    let mut many = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n".to_vec();
+    for i in 0..100 {
+        many.extend_from_slice(format!("X-F{i}: v\r\n").as_bytes());
+    }
+    many.extend_from_slice(b"\r\nok");
+    let upstream = RawUpstream::canned(vec![("long", long), ("many", many)]).await;
+    let outlier = "    outlier_detection: { consecutive_failures: 3, base_ejection: 30s, \
+                   max_ejection_percent: 100 }\n";
+    let mut gateway = gateway_for(&upstream, outlier, "");
+    let public = gateway.addr("public");
+
+    let upgrade = "GET /many/upgrade HTTP/1.1\r\nHost: x.test\r\nConnection: upgrade, close\r\n\
+                   Upgrade: websocket\r\n\r\n";
+    for (path, request) in [
+        ("/many/upgrade", upgrade),
+        ("/long", "GET /long HTTP/1.1\r\nHost: x.test\r\nConnection: close\r\n\r\n"),
+        ("/many", "GET /many HTTP/1.1\r\nHost: x.test\r\nConnection: close\r\n\r\n"),
+    ] {
+        let response = raw(public, request.as_bytes()).await;
+        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        assert!(head.starts_with("HTTP/1.1 502 "), "{path}: {response}");
+        let body: serde_json::Value = serde_json::from_str(body).expect("a JSON error body");
+        assert_eq!(body["error"], "upstream_head_too_large", "{path}: {body}");
+        let message = body["message"].as_str().unwrap_or("");
+        assert!(message.contains("response head"), "{path}: {message}");
+        assert!(!message.contains(&upstream.address.to_string()), "{path}: {message}");
+    }
+    gateway.wait_stderr("endpoint ejected after consecutive failures", 1, Duration::from_secs(5));
+    let ejection = gateway.stderr().into_iter().find(|l| l.contains("endpoint ejected"));
+    assert!(ejection.is_some_and(|l| l.contains(&upstream.address.to_string())));
+
+    gateway.interrupt();
+    assert_eq!(gateway.wait(Duration::from_secs(5)).code(), Some(0));
+    let lines = gateway.stdout();
+    for (path, limit) in [
+        ("/long", "65536 bytes"),
+        ("/many", "100 header fields"),
+        ("/many/upgrade", "the upgrade client takes"),
+    ] {
+        let line = lines.iter().find(|l| l.contains(&format!("\"path\":\"{path}\"")));
+        let line: serde_json::Value = serde_json::from_str(line.expect(path)).unwrap();
+        assert_eq!(line["status"], 502, "{path}: {line}");
+        assert_eq!(line["endpoint"], upstream.address.to_string(), "{path}: {line}");
+        let reason = line["reason"].as_str().unwrap_or("");
+        assert!(reason.contains("response head too large"), "{path}: {line}");
+        assert!(reason.contains(limit), "{path}: {line}");
+    }
+}
+
 /// Heads that are not valid HTTP/1.1 are a 502, and their connection, which
 /// the upstream keeps open, is never used again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,6 +9,7 @@ use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 use serde::Serialize;
 
+use crate::http1::HeadLimit;
 use crate::upstream::SendError;
 
 /// The party whose failure ended a request.
@@ -56,6 +57,10 @@ pub enum ProxyError {
     Connect { endpoint: SocketAddr, source: SendError },
     #[error("upstream {endpoint} failed before sending response headers: {source}")]
     Upstream { endpoint: SocketAddr, source: SendError },
+    /// The upstream's response head went over a limit of the gateway's
+    /// client (see [`HeadLimit`]); none of it is passed on.
+    #[error("upstream {endpoint} sent a response head too large to pass on ({limit})")]
+    UpstreamHeadTooLarge { endpoint: SocketAddr, limit: HeadLimit },
     #[error("client request body failed while sending it to upstream {endpoint}: {source}")]
     ClientBody { endpoint: SocketAddr, source: SendError },
     #[error("client sent no more of its request body for {limit:?}, the listener's stall_timeout")]
@@ -84,6 +89,9 @@ impl ProxyError {
         if let Some(limit) = source.client_stalled() {
             return ProxyError::ClientStalled { limit };
         }
+        if let Some(limit) = source.head_too_large() {
+            return ProxyError::UpstreamHeadTooLarge { endpoint, limit };
+        }
         // A failing request body is the client's doing (it stopped sending
         // or sent a malformed chunk); hyper reports it as a user error.
         if source.is_client_body_error() {
@@ -106,6 +114,7 @@ impl ProxyError {
             ProxyError::NoEndpoint { .. } | ProxyError::Overloaded { .. } => Side::Gateway,
             ProxyError::Connect { .. }
             | ProxyError::Upstream { .. }
+            | ProxyError::UpstreamHeadTooLarge { .. }
             | ProxyError::UnaskedUpgrade { .. }
             | ProxyError::UnofferedUpgrade { .. }
             | ProxyError::Timeout { .. } => Side::Upstream,
@@ -125,6 +134,7 @@ impl ProxyError {
             | ProxyError::Connect { .. } => true,
             // Part of an over-long body may have reached the upstream.
             ProxyError::Upstream { .. }
+            | ProxyError::UpstreamHeadTooLarge { .. }
             | ProxyError::UnaskedUpgrade { .. }
             | ProxyError::UnofferedUpgrade { .. }
             | ProxyError::ClientBody { .. }
@@ -155,6 +165,7 @@ impl ProxyError {
             }
             ProxyError::Connect { .. }
             | ProxyError::Upstream { .. }
+            | ProxyError::UpstreamHeadTooLarge { .. }
             | ProxyError::UnaskedUpgrade { .. }
             | ProxyError::UnofferedUpgrade { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -173,6 +184,7 @@ impl ProxyError {
             ProxyError::Overloaded { .. } => "pool_overloaded",
             ProxyError::Connect { .. } => "upstream_unreachable",
             ProxyError::Upstream { .. } => "upstream_failed",
+            ProxyError::UpstreamHeadTooLarge { .. } => "upstream_head_too_large",
             ProxyError::ClientBody { .. } => "client_body_failed",
             ProxyError::ClientStalled { .. } => "client_timeout",
             ProxyError::Timeout { .. } => "upstream_timeout",
@@ -200,6 +212,9 @@ impl ProxyError {
             }
             ProxyError::Connect { .. } => "the upstream service could not be reached".into(),
             ProxyError::Upstream { .. } => "the upstream service failed to respond".into(),
+            ProxyError::UpstreamHeadTooLarge { .. } => {
+                "the upstream service sent a response head too large to pass on".into()
+            }
             ProxyError::UnaskedUpgrade { .. } | ProxyError::UnofferedUpgrade { .. } => {
                 "the upstream service sent a response that cannot be passed on".into()
             }

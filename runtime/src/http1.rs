@@ -102,9 +102,13 @@ pub enum ExchangeError {
     /// The upstream's response is not valid HTTP/1.1, or is ambiguous.
     #[error("invalid response: {0}")]
     Invalid(&'static str),
-    /// The upstream's response head has more than [`MAX_FIELDS`] fields.
+    /// A section of fields (a trailer section, or a head parsed with
+    /// room for fewer than [`MAX_FIELDS`]) has more than there was room for.
     #[error("invalid response: more than {MAX_FIELDS} header fields")]
     TooManyFields,
+    /// The upstream's response head is over a limit of the gateway's.
+    #[error("response head too large: {0}")]
+    HeadTooLarge(HeadLimit),
     /// The client's request body failed while it was being sent.
     #[error("{0}")]
     Body(BodyError),
@@ -114,6 +118,28 @@ pub enum ExchangeError {
     /// No byte moved to or from the upstream for the pool's `stall_timeout`.
     #[error("the upstream sent and took nothing for {0:?}")]
     Stalled(Duration),
+}
+
+/// Which limit an upstream's response head went over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadLimit {
+    /// Longer than [`MAX_HEAD`] bytes.
+    Size,
+    /// More than [`MAX_FIELDS`] fields.
+    Fields,
+    /// One of the limits of hyper's client, which carries upgrades and does
+    /// not say which.
+    Either,
+}
+
+impl std::fmt::Display for HeadLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HeadLimit::Size => write!(f, "longer than {MAX_HEAD} bytes"),
+            HeadLimit::Fields => write!(f, "more than {MAX_FIELDS} header fields"),
+            HeadLimit::Either => f.write_str("more fields or bytes than the upgrade client takes"),
+        }
+    }
 }
 
 impl ExchangeError {
@@ -437,7 +463,7 @@ impl Conn {
                     }
                 }
                 if self.read.len() >= MAX_HEAD {
-                    return Poll::Ready(Err(ExchangeError::Invalid("response head too large")));
+                    return Poll::Ready(Err(ExchangeError::HeadTooLarge(HeadLimit::Size)));
                 }
             }
             if ready!(self.poll_fill(cx, READ_ROOM))? == 0 {
@@ -450,7 +476,12 @@ impl Conn {
     /// it is all there.
     fn parse_head(&mut self) -> Result<Option<Parsed>, ExchangeError> {
         match self.parse_head_with::<USUAL_FIELDS>() {
-            Err(ExchangeError::TooManyFields) => self.parse_head_with::<MAX_FIELDS>(),
+            Err(ExchangeError::TooManyFields) => match self.parse_head_with::<MAX_FIELDS>() {
+                Err(ExchangeError::TooManyFields) => {
+                    Err(ExchangeError::HeadTooLarge(HeadLimit::Fields))
+                }
+                parsed => parsed,
+            },
             parsed => parsed,
         }
     }
@@ -462,7 +493,7 @@ impl Conn {
         let length = match response.parse(&self.read) {
             Ok(httparse::Status::Complete(length)) if length <= MAX_HEAD => length,
             Ok(httparse::Status::Complete(_)) => {
-                return Err(ExchangeError::Invalid("response head too large"))
+                return Err(ExchangeError::HeadTooLarge(HeadLimit::Size))
             }
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(httparse::Error::TooManyHeaders) => return Err(ExchangeError::TooManyFields),

@@ -89,7 +89,7 @@ use sluice_traffic::{CircuitBreaker, Rejection};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::http1::{Conn, ExchangeError, Http1Body, Http1Response, PumpedBody};
+use crate::http1::{Conn, ExchangeError, HeadLimit, Http1Body, Http1Response, PumpedBody};
 use crate::http2::{Http2Pool, OpenStream};
 use crate::proxy::UpstreamHead;
 use crate::request_body::{BodyError, BodySlot, ClientFailure, ClientFault, RequestBody};
@@ -342,6 +342,19 @@ impl SendError {
             source = cause.source();
         }
         None
+    }
+
+    /// The limit the upstream's response head went over, when that is
+    /// what failed: the head was never passed on.
+    pub(crate) fn head_too_large(&self) -> Option<HeadLimit> {
+        match self {
+            SendError::Exchange { error: ExchangeError::HeadTooLarge(limit), .. } => Some(*limit),
+            SendError::Pooled(error) => std::error::Error::source(error)
+                .and_then(|e| e.downcast_ref::<hyper::Error>())
+                .is_some_and(hyper::Error::is_parse_too_large)
+                .then_some(HeadLimit::Either),
+            _ => None,
+        }
     }
 
     /// Whether the request's own body is what failed (the client stopped
