@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use support::node::{get, Node};
-use support::{temp_dir, Gateway};
+use support::{eventually_async, temp_dir, Gateway};
 
 fn spec(endpoint: &str, pool_extra: &str) -> String {
     format!(
@@ -101,11 +101,9 @@ async fn a_name_is_followed_as_its_address_changes_and_kept_when_a_lookup_fails(
     // Added (the file is rewritten in place, so the mount sees it): the
     // next lookup finds it, and requests reach the node.
     std::fs::write(&hosts, with).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(3);
-    while get(address, "/added").await != 200 {
-        assert!(std::time::Instant::now() < deadline, "the new address was never used");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let used = || async move { get(address, "/added").await == 200 };
+    let used = eventually_async(Duration::from_secs(3), used).await;
+    assert!(used, "the new address was never used");
     assert_eq!(gateway.count_stderr("endpoint name resolved to new addresses"), 1);
 
     // Removed: lookups fail, and the last good address keeps serving.

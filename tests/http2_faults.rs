@@ -26,7 +26,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use support::{h2raw, raw, statuses, Answer, Frames, Gateway, ScriptedUpstream};
+use support::{eventually, h2raw, raw, statuses, Answer, Frames, Gateway, ScriptedUpstream};
 
 /// Which protocol a pool, or a test's client, speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,11 +168,11 @@ impl Backend {
 
     /// Wait until `n` requests have arrived (their bodies may still be coming).
     async fn wait_for(&self, n: usize) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while self.got.lock().unwrap().len() < n {
-            assert!(Instant::now() < deadline, "the upstream never saw {n} requests");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let arrived = || self.got.lock().unwrap().len() >= n;
+        assert!(
+            eventually(Duration::from_secs(5), arrived).await,
+            "the upstream never saw {n} requests"
+        );
     }
 
     /// Let `n` held requests be answered.
@@ -569,15 +569,9 @@ async fn a_content_length_that_disagrees_with_the_data_is_not_forwarded_whole() 
             assert!(!outcome.goaway, "{proto:?}, {case}: a connection error: {outcome:?}");
 
             // What reached the upstream, if anything, was broken off.
-            let deadline = Instant::now() + Duration::from_secs(5);
-            let seen = loop {
-                let seen: Vec<Got> = backend.got().into_iter().filter(|g| g.path == path).collect();
-                if seen.iter().all(|g| g.ended.is_some()) || Instant::now() > deadline {
-                    break seen;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            };
-            for got in seen {
+            let seen = || backend.got().into_iter().filter(|g| g.path == path);
+            eventually(Duration::from_secs(5), || seen().all(|g| g.ended.is_some())).await;
+            for got in seen() {
                 assert_eq!(got.ended, Some(false), "{proto:?}, {case}: {got:?}");
             }
         }

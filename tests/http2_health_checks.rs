@@ -4,10 +4,10 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::h2c::H2cUpstream;
-use support::{statuses, Gateway};
+use support::{eventually, statuses, Gateway};
 
 /// 503 for the health check, 200 for anything else.
 fn failing_check(path: &str) -> u16 {
@@ -21,7 +21,6 @@ fn failing_check(path: &str) -> u16 {
 /// Wait, at most 5 s, until the gateway has logged `n` health changes of
 /// the endpoint at `address` to `to`.
 async fn wait_health(gateway: &Gateway, address: std::net::SocketAddr, to: &str, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(5);
     let changes = || {
         gateway
             .stderr()
@@ -32,14 +31,11 @@ async fn wait_health(gateway: &Gateway, address: std::net::SocketAddr, to: &str,
             })
             .count()
     };
-    while changes() < n {
-        assert!(
-            Instant::now() < deadline,
-            "{address} never turned {to}:\n{}",
-            gateway.stderr().join("\n")
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    assert!(
+        eventually(Duration::from_secs(5), || changes() >= n).await,
+        "{address} never turned {to}:\n{}",
+        gateway.stderr().join("\n")
+    );
 }
 
 /// Where `count` requests through the gateway went, by the name each

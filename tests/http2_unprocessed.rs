@@ -10,7 +10,7 @@ mod support;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use h2::Reason;
@@ -20,7 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-use support::{h2raw, Gateway, Reply};
+use support::{eventually, h2raw, Gateway, Reply};
 
 /// A request as the upstream received it, body and all.
 #[derive(Debug, Clone)]
@@ -101,11 +101,11 @@ impl H2Upstream {
 
     /// Wait until `n` requests have been read.
     async fn wait_for(&self, n: usize) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while self.seen.lock().unwrap().len() < n {
-            assert!(Instant::now() < deadline, "the upstream never saw {n} requests");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let arrived = || self.seen.lock().unwrap().len() >= n;
+        assert!(
+            eventually(Duration::from_secs(5), arrived).await,
+            "the upstream never saw {n} requests"
+        );
     }
 }
 
@@ -197,11 +197,8 @@ async fn respond_by(
         }
         Plan::Answer(delay) => delay,
         Plan::AnswerAfterGoAway => {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while connection.streams.load(Ordering::SeqCst) < 2 {
-                assert!(Instant::now() < deadline, "no second stream opened");
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
+            let opened = || connection.streams.load(Ordering::SeqCst) >= 2;
+            assert!(eventually(Duration::from_secs(5), opened).await, "no second stream opened");
             let payload = [seen.stream.to_be_bytes(), 0u32.to_be_bytes()].concat();
             let _ = connection.frames.send(h2raw::frame(h2raw::GOAWAY, 0, 0, &payload));
             Duration::ZERO

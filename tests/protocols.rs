@@ -23,7 +23,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use support::{
-    h2raw, raw, spec_with, statuses, Answer, Frames, Gateway, ScriptedUpstream, Upstream,
+    eventually, h2raw, raw, spec_with, statuses, Answer, Frames, Gateway, ScriptedUpstream,
+    Upstream,
 };
 
 /// What the h2c upstream saw of one request.
@@ -335,15 +336,9 @@ async fn parser_refusals_are_logged() {
     let response = raw(gateway.addr("public"), b"GET / HTTP/1.1\r\nHost x.test\r\n\r\n").await;
     assert_eq!(statuses(&response), [400], "{response}");
 
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let line = loop {
-        let found = gateway.stdout().into_iter().find(|l| l.contains("\"status\":400"));
-        if let Some(line) = found {
-            break line;
-        }
-        assert!(Instant::now() < deadline, "no access log line for the refusal");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let line = || gateway.stdout().into_iter().find(|l| l.contains("\"status\":400"));
+    eventually(Duration::from_secs(5), || line().is_some()).await;
+    let line = line().expect("an access log line for the refusal");
     let record: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(record["route"], serde_json::Value::Null);
     assert_eq!(record["listener"], "public");

@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use support::raw::{get_body, header, ok, Conn, RawUpstream};
-use support::{spec_with, statuses, until_closed, Gateway};
+use support::{eventually, spec_with, statuses, until_closed, Gateway};
 
 const POOL_STALL: &str = "    stall_timeout: 300ms\n";
 const LISTENER_STALL: &str = "    stall_timeout: 300ms\n";
@@ -59,11 +59,8 @@ async fn a_response_body_that_stops_fails_at_the_pool_stall_timeout() {
         assert_eq!((status, &body[..]), (StatusCode::OK, &b"fine"[..]));
         assert_eq!(upstream.accepted(), 2 * (run + 1), "the stalled connection must not be reused");
     }
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while upstream.finished() < 2 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(upstream.finished() >= 2, "the gateway should have closed the stalled connections");
+    let closed = eventually(Duration::from_secs(2), || upstream.finished() >= 2).await;
+    assert!(closed, "the gateway should have closed the stalled connections");
 }
 
 /// A body that trickles, a byte every 100 ms for a whole second, keeps its
@@ -207,10 +204,7 @@ async fn a_client_that_stops_mid_upload_gets_408() {
         assert!(response.contains("client_timeout"), "{response}");
         assert!(at_the_clock(elapsed), "answered after {elapsed:?}");
     }
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while closed.load(Ordering::SeqCst) < 2 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(Duration::from_secs(2), || closed.load(Ordering::SeqCst) >= 2).await;
     assert_eq!(closed.load(Ordering::SeqCst), 2, "the upstream's connections should close");
 
     // A slow upload that keeps moving is passed on whole.

@@ -18,7 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use support::raw::{find, gateway_for, get, get_body, header, ok, target, Conn, RawUpstream};
-use support::{client, raw, request, send, spec_with, statuses, Gateway};
+use support::{client, eventually, raw, request, send, spec_with, statuses, Gateway};
 
 /// A well-behaved keep-alive upstream that answers every request with its
 /// target, reading Content-Length and chunked bodies.
@@ -36,14 +36,6 @@ async fn read_body(c: &mut Conn, head: &str) -> bool {
     }
     let length = header(head, "content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
     c.body(length).await.is_some()
-}
-
-async fn eventually(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !check() {
-        assert!(Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 /// An upstream that refuses an upload with 413 as soon as it has the head,
@@ -520,10 +512,8 @@ async fn a_client_leaving_mid_response_never_passes_its_bytes_to_the_next_reques
         answered.push(());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    eventually("the /big connection is closed", Duration::from_secs(3), || {
-        closed.load(Ordering::SeqCst) == 1
-    })
-    .await;
+    let done = || closed.load(Ordering::SeqCst) == 1;
+    assert!(eventually(Duration::from_secs(3), done).await, "never: the /big connection is closed");
 }
 
 /// Pipelined client requests each get their own response, in order, even
@@ -774,10 +764,11 @@ async fn a_connection_the_upstream_closed_does_not_hold_a_breaker_slot() {
         assert_eq!(status, StatusCode::OK, "request {i}: {body}");
         bodies.push(body);
         // Both upstreams have closed their idle connections by now.
-        eventually("the upstream closed its connection", Duration::from_secs(2), || {
-            a.finished() + b.finished() == i + 1
-        })
-        .await;
+        let done = || a.finished() + b.finished() == i + 1;
+        assert!(
+            eventually(Duration::from_secs(2), done).await,
+            "never: the upstream closed its connection"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(bodies.iter().any(|b| b.starts_with('a')) && bodies.iter().any(|b| b.starts_with('b')));
@@ -804,10 +795,8 @@ async fn idle_connections_are_closed_after_the_idle_timeout() {
     .await;
     let gateway = gateway_for(&upstream, "    idle_timeout: 100ms\n", "");
     assert_eq!(get(&gateway, "/").await, (StatusCode::OK, "idle next".to_owned()));
-    eventually("the idle connection is closed", Duration::from_secs(2), || {
-        upstream.finished() == 1
-    })
-    .await;
+    let done = || upstream.finished() == 1;
+    assert!(eventually(Duration::from_secs(2), done).await, "never: the idle connection is closed");
     let closed = closed_after.lock().unwrap().clone();
     assert_eq!(closed.len(), 1);
     assert!(
@@ -958,15 +947,17 @@ async fn a_client_leaving_mid_upload_closes_the_upstream_connection() {
         .await
         .unwrap();
     leaving.write_all(&[b'x'; 10_000]).await.unwrap();
-    eventually("the upload reaches the upstream", Duration::from_secs(2), || {
-        upstream.log().len() == 1
-    })
-    .await;
+    let done = || upstream.log().len() == 1;
+    assert!(
+        eventually(Duration::from_secs(2), done).await,
+        "never: the upload reaches the upstream"
+    );
     drop(leaving);
-    eventually("the half-sent request's connection is closed", Duration::from_secs(2), || {
-        upstream.finished() == 1
-    })
-    .await;
+    let done = || upstream.finished() == 1;
+    assert!(
+        eventually(Duration::from_secs(2), done).await,
+        "never: the half-sent request's connection is closed"
+    );
     for i in 0..3 {
         let path = format!("/next-{i}");
         assert_eq!(get(&gateway, &path).await, (StatusCode::OK, path));
@@ -996,8 +987,8 @@ async fn a_client_leaving_before_the_response_head_never_passes_it_on() {
     let gateway = gateway_for(&upstream, "    circuit_breaker: { max_connections: 1 }\n", "");
     let mut leaving = TcpStream::connect(gateway.addr("public")).await.unwrap();
     leaving.write_all(b"GET /slow HTTP/1.1\r\nHost: x.test\r\n\r\n").await.unwrap();
-    eventually("/slow reaches the upstream", Duration::from_secs(2), || upstream.log().len() == 1)
-        .await;
+    let done = || upstream.log().len() == 1;
+    assert!(eventually(Duration::from_secs(2), done).await, "never: /slow reaches the upstream");
     drop(leaving);
 
     let deadline = Instant::now() + Duration::from_secs(3);

@@ -5,7 +5,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -14,6 +14,8 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
+
+use super::eventually;
 
 /// The status an [`H2cUpstream`] answers a path with.
 pub type StatusFor = fn(&str) -> u16;
@@ -86,16 +88,12 @@ impl H2cUpstream {
 
     /// Wait, at most `limit`, until `n` requests for `path` have come.
     pub async fn wait_for(&self, path: &str, n: usize, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        while self.count(path) < n {
-            assert!(
-                Instant::now() < deadline,
-                "upstream {} saw {} requests for {path} in {limit:?}, not {n}",
-                self.name,
-                self.count(path)
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        assert!(
+            eventually(limit, || self.count(path) >= n).await,
+            "upstream {} saw {} requests for {path} in {limit:?}, not {n}",
+            self.name,
+            self.count(path)
+        );
     }
 }
 

@@ -92,11 +92,9 @@ impl Upstream {
 
     /// Wait until at least `n` requests have arrived (bodies may still be streaming).
     pub async fn wait_for(&self, n: usize) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.seen.lock().unwrap().len() < n {
-            assert!(Instant::now() < deadline, "upstream {} never saw {n} requests", self.name);
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let arrived = || self.seen.lock().unwrap().len() >= n;
+        let arrived = eventually(Duration::from_secs(10), arrived).await;
+        assert!(arrived, "upstream {} never saw {n} requests", self.name);
     }
 }
 
@@ -146,6 +144,35 @@ async fn answer(
 
     tokio::time::sleep(delay).await;
     Ok(Response::new(Full::new(Bytes::from(name))))
+}
+
+/// How often [`eventually`] tries its check again.
+const POLL: Duration = Duration::from_millis(5);
+
+/// Try `check` every few milliseconds until it holds or `limit` has passed;
+/// whether it held. A caller asserts on the answer, with a message that can
+/// show the state it found when time ran out.
+pub async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    eventually_async(limit, || std::future::ready(check())).await
+}
+
+/// [`eventually`] for a check that has to wait for its answer (a request
+/// through the gateway, say).
+pub async fn eventually_async<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(POLL).await;
+    }
 }
 
 pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
