@@ -3,21 +3,17 @@
 
 mod support;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
-use hyper::body::Incoming;
 use hyper::header::HeaderMap;
-use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
+use support::h2c::H2Recorder;
 use support::{raw, spec_with, statuses, Answer, Gateway, ScriptedUpstream};
 
 /// T5.2: hop-by-hop headers, and every header the client names in
@@ -154,28 +150,9 @@ async fn connection_across_lines_and_naming_framing_fields_keeps_requests_whole(
     }
 }
 
-/// An HTTP/2 (h2c) upstream that answers `200` and keeps the path and the
-/// header fields of every request.
-async fn h2_recorder() -> (SocketAddr, Arc<Mutex<Vec<(String, HeaderMap)>>>) {
-    let socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = socket.local_addr().unwrap();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = Arc::clone(&seen);
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = socket.accept().await {
-            let log = Arc::clone(&log);
-            let service = service_fn(move |request: Request<Incoming>| {
-                let path = request.uri().path().to_owned();
-                log.lock().unwrap().push((path, request.headers().clone()));
-                async { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok")))) }
-            });
-            tokio::spawn(
-                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service),
-            );
-        }
-    });
-    (address, seen)
+/// An HTTP/2 (h2c) upstream that answers `200` and keeps every request.
+async fn h2_recorder() -> H2Recorder {
+    H2Recorder::start(|_| Response::new(Full::new(Bytes::from_static(b"ok")))).await
 }
 
 /// Listener `public` with `trusted_proxies: [trusted]`; pool `h2` (HTTP/2)
@@ -302,10 +279,11 @@ impl Way {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarded_chains_from_several_lines_on_every_path() {
     let http1 = ScriptedUpstream::start(None, |r| Answer::ok(r.target())).await;
-    let (h2, h2_seen) = h2_recorder().await;
+    let h2 = h2_recorder().await;
     let trusting =
-        Gateway::start(&two_protocol_spec("10.0.0.0/8, 127.0.0.1/32", http1.address, h2));
-    let wary = Gateway::start(&two_protocol_spec("127.0.0.2/32, 10.0.0.0/8", http1.address, h2));
+        Gateway::start(&two_protocol_spec("10.0.0.0/8, 127.0.0.1/32", http1.address, h2.address));
+    let wary =
+        Gateway::start(&two_protocol_spec("127.0.0.2/32, 10.0.0.0/8", http1.address, h2.address));
 
     let host = "internal.example.test";
     let full: &[(&str, &str)] = &[
@@ -326,11 +304,7 @@ async fn forwarded_chains_from_several_lines_on_every_path() {
                 assert_eq!(status, 200, "{path} over {way:?}");
 
                 let seen = match way {
-                    Way::H2Pool => {
-                        let seen = h2_seen.lock().unwrap();
-                        let (_, headers) = seen.iter().find(|(p, _)| *p == path).expect("seen");
-                        forwarded_in_map(headers)
-                    }
+                    Way::H2Pool => forwarded_in_map(&h2.request(&path).headers),
                     _ => {
                         let requests = http1.requests();
                         let request = requests.iter().find(|r| r.target() == path).expect("seen");
@@ -417,9 +391,9 @@ async fn a_reload_that_drops_trust_applies_to_a_kept_alive_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_forwarded_field_is_believed_only_from_trusted_proxies() {
     let http1 = ScriptedUpstream::start(None, |r| Answer::ok(r.target())).await;
-    let (h2, h2_seen) = h2_recorder().await;
-    let trusting = Gateway::start(&two_protocol_spec("127.0.0.1/32", http1.address, h2));
-    let wary = Gateway::start(&two_protocol_spec("127.0.0.2/32", http1.address, h2));
+    let h2 = h2_recorder().await;
+    let trusting = Gateway::start(&two_protocol_spec("127.0.0.1/32", http1.address, h2.address));
+    let wary = Gateway::start(&two_protocol_spec("127.0.0.2/32", http1.address, h2.address));
 
     let fields: &[(&str, &str)] = &[
         ("Forwarded", "for=198.51.100.9;proto=https;host=admin.example.test"),
@@ -434,8 +408,7 @@ async fn the_forwarded_field_is_believed_only_from_trusted_proxies() {
             assert_eq!(status, 200, "{path} over {way:?}");
             let seen: Vec<String> = match way {
                 Way::H2Pool => {
-                    let seen = h2_seen.lock().unwrap();
-                    let (_, headers) = seen.iter().find(|(p, _)| *p == path).expect("seen");
+                    let headers = h2.request(&path).headers;
                     let values = headers.get_all("forwarded").iter();
                     values.map(|v| v.to_str().unwrap().to_owned()).collect()
                 }

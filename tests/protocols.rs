@@ -5,80 +5,37 @@
 
 mod support;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::body::{Frame, Incoming};
+use hyper::body::Frame;
 use hyper::header::{HeaderMap, HeaderValue};
-use hyper::server::conn::http2;
-use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use support::h2c::H2Recorder;
 use support::{
     eventually, h2raw, raw, spec_with, statuses, Answer, Frames, Gateway, ScriptedUpstream,
     Upstream,
 };
 
-/// What the h2c upstream saw of one request.
-#[derive(Debug, Default, Clone)]
-struct GrpcSeen {
-    te: Option<String>,
-    body: Vec<u8>,
-    trailers: Option<HeaderMap>,
-}
-
 /// An HTTP/2-only (h2c) server that answers like a gRPC service: the body it
 /// got back, then trailers with `grpc-status: 0`.
-async fn grpc_upstream() -> (SocketAddr, Arc<Mutex<Vec<GrpcSeen>>>) {
-    let socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = socket.local_addr().unwrap();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = Arc::clone(&seen);
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = socket.accept().await else { continue };
-            let log = Arc::clone(&log);
-            let service = service_fn(move |request: Request<Incoming>| {
-                let log = Arc::clone(&log);
-                async move {
-                    let te = request.headers().get("te").map(|v| v.to_str().unwrap().to_owned());
-                    let mut body = request.into_body();
-                    let mut got = GrpcSeen { te, ..GrpcSeen::default() };
-                    while let Some(Ok(frame)) = body.frame().await {
-                        match frame.into_data() {
-                            Ok(data) => got.body.extend_from_slice(&data),
-                            Err(frame) => got.trailers = frame.into_trailers().ok(),
-                        }
-                    }
-                    let echo = Bytes::from(got.body.clone());
-                    log.lock().unwrap().push(got);
-                    let mut trailers = HeaderMap::new();
-                    trailers.insert("grpc-status", HeaderValue::from_static("0"));
-                    trailers.insert("grpc-message", HeaderValue::from_static("ok"));
-                    let body = Frames::new(vec![Frame::data(echo), Frame::trailers(trailers)]);
-                    let response = Response::builder()
-                        .header("content-type", "application/grpc")
-                        .body(body)
-                        .unwrap();
-                    Ok::<_, Infallible>(response)
-                }
-            });
-            tokio::spawn(async move {
-                let _ = http2::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    (address, seen)
+async fn grpc_upstream() -> H2Recorder {
+    H2Recorder::start(|got| {
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", HeaderValue::from_static("0"));
+        trailers.insert("grpc-message", HeaderValue::from_static("ok"));
+        let echo = Bytes::from(got.body.clone());
+        let body = Frames::new(vec![Frame::data(echo), Frame::trailers(trailers)]);
+        Response::builder().header("content-type", "application/grpc").body(body).unwrap()
+    })
+    .await
 }
 
 /// A prior-knowledge HTTP/2 client.
@@ -115,8 +72,8 @@ async fn http2_clients_reach_http1_pools() {
 /// governs), and the response's `grpc-status` trailer reaches the client.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_trailers_cross_the_gateway_both_ways() {
-    let (address, seen) = grpc_upstream().await;
-    let gateway = Gateway::start(&spec_with("", &[address], "    protocol: http2\n", ""));
+    let upstream = grpc_upstream().await;
+    let gateway = Gateway::start(&spec_with("", &[upstream.address], "    protocol: http2\n", ""));
 
     let mut trailers = HeaderMap::new();
     trailers.insert("x-checksum", HeaderValue::from_static("abc"));
@@ -137,8 +94,8 @@ async fn grpc_trailers_cross_the_gateway_both_ways() {
     assert_eq!(trailers["grpc-message"], "ok");
     assert_eq!(collected.to_bytes(), &b"\0\0\0\0\x02hi"[..]);
 
-    let seen = seen.lock().unwrap()[0].clone();
-    assert_eq!(seen.te.as_deref(), Some("trailers"));
+    let seen = upstream.seen()[0].clone();
+    assert_eq!(seen.headers.get("te").map(|v| v.to_str().unwrap()), Some("trailers"));
     let upstream_trailers = seen.trailers.expect("request trailers reach the upstream");
     assert_eq!(upstream_trailers["x-checksum"], "abc");
     assert!(!upstream_trailers.contains_key("x-forwarded-for"));

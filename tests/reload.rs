@@ -9,9 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::service::service_fn;
 use hyper::{Request, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -832,22 +830,8 @@ async fn settled_footprint(pid: u32) -> Footprint {
 
 /// An HTTP/2 (h2c) upstream that answers every request `200` at once.
 async fn h2_upstream() -> SocketAddr {
-    let socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = socket.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = socket.accept().await {
-            let service = service_fn(|_: Request<hyper::body::Incoming>| async {
-                Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
-                    Bytes::from_static(b"h2"),
-                )))
-            });
-            tokio::spawn(
-                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service),
-            );
-        }
-    });
-    address
+    let answer = |_| async { hyper::Response::new(Full::new(Bytes::from_static(b"h2"))) };
+    support::h2c::serve(answer).await.0
 }
 
 /// The pools a churn plan sends to.

@@ -15,6 +15,7 @@ use hyper::{Request, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use support::h2c;
 use support::raw::{get_body, header, ok, Conn, RawUpstream};
 use support::{eventually, spec_with, statuses, until_closed, Gateway};
 
@@ -300,42 +301,11 @@ impl hyper::body::Body for OneFrameThenSilence {
     }
 }
 
-/// An HTTP/2 (prior knowledge) upstream on 127.0.0.1 that answers every
-/// request with `answer`; its address, and the task to abort at the end.
-async fn h2_upstream<F, Fut, B>(answer: F) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>)
-where
-    F: Fn(Request<Incoming>) -> Fut + Copy + Send + 'static,
-    Fut: std::future::Future<Output = hyper::Response<B>> + Send + 'static,
-    B: hyper::body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    use hyper::server::conn::http2;
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-
-    let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = socket.local_addr().unwrap();
-    let server = tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = socket.accept().await else { continue };
-            let service = hyper::service::service_fn(move |request| async move {
-                Ok::<_, std::convert::Infallible>(answer(request).await)
-            });
-            tokio::spawn(async move {
-                let _ = http2::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    (address, server)
-}
-
 /// An HTTP/2 pool has the same clock: an upstream that sends no head is a
 /// 504, and one whose body stops fails the body, both at the stall timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_pools_have_the_stall_clock_too() {
-    let (address, server) = h2_upstream(|request: Request<Incoming>| async move {
+    let (address, server) = h2c::serve(|request: Request<Incoming>| async move {
         if request.uri().path() == "/no-head" {
             tokio::time::sleep(Duration::from_secs(10)).await;
         }
@@ -369,7 +339,7 @@ async fn http2_pools_have_the_stall_clock_too() {
 async fn http2_pools_keep_the_clock_while_a_body_goes_out() {
     use http_body_util::BodyExt;
 
-    let (address, server) = h2_upstream(|request: Request<Incoming>| async move {
+    let (address, server) = h2c::serve(|request: Request<Incoming>| async move {
         let path = request.uri().path().to_owned();
         if path == "/take-nothing" {
             tokio::time::sleep(Duration::from_secs(10)).await;

@@ -5,19 +5,15 @@
 
 mod support;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use hyper::body::{Frame, Incoming};
+use hyper::body::Frame;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
-use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpListener;
 
+use support::h2c::H2Recorder;
 use support::{raw, spec_with, statuses, Answer, Frames, Gateway, ScriptedUpstream};
 
 /// Fields no trailer may carry through the gateway, as a client or an
@@ -67,55 +63,30 @@ fn kept_names() -> Vec<String> {
     names
 }
 
-/// An HTTP/2 (h2c) upstream that keeps the trailers of every request
-/// body, by path, and answers `ok` with [`KEPT`] and every field of
-/// [`BARRED`] that HTTP/2 can carry as trailers.
-async fn h2_upstream() -> (SocketAddr, Arc<Mutex<Vec<(String, Option<HeaderMap>)>>>) {
-    let socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = socket.local_addr().unwrap();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = Arc::clone(&seen);
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = socket.accept().await {
-            let log = Arc::clone(&log);
-            let service = service_fn(move |request: Request<Incoming>| {
-                let log = Arc::clone(&log);
-                async move {
-                    let path = request.uri().path().to_owned();
-                    let mut body = request.into_body();
-                    let mut trailers = None;
-                    while let Some(Ok(frame)) = body.frame().await {
-                        if let Ok(fields) = frame.into_trailers() {
-                            trailers = Some(fields);
-                        }
-                    }
-                    log.lock().unwrap().push((path, trailers));
-                    let h2_can_carry = BARRED
-                        .iter()
-                        .filter(|(n, _)| !matches!(*n, "te" | "keep-alive"))
-                        .copied()
-                        .chain(KEPT.iter().copied())
-                        .collect::<Vec<_>>();
-                    let frames = Frames::new(vec![
-                        Frame::data(Bytes::from_static(b"ok")),
-                        Frame::trailers(trailer_map(&h2_can_carry)),
-                    ]);
-                    // A `Trailer` field naming every one, so that an
-                    // HTTP/1.1 client that accepts trailers is sent them.
-                    let named: Vec<&str> = h2_can_carry.iter().map(|(n, _)| *n).collect();
-                    let mut response = Response::new(frames);
-                    let named = HeaderValue::from_str(&named.join(", ")).unwrap();
-                    response.headers_mut().insert("trailer", named);
-                    Ok::<_, Infallible>(response)
-                }
-            });
-            tokio::spawn(
-                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service),
-            );
-        }
-    });
-    (address, seen)
+/// An HTTP/2 (h2c) upstream that keeps every request, trailers and all,
+/// and answers `ok` with [`KEPT`] and every field of [`BARRED`] that
+/// HTTP/2 can carry as trailers.
+async fn h2_upstream() -> H2Recorder {
+    H2Recorder::start(|_| {
+        let h2_can_carry = BARRED
+            .iter()
+            .filter(|(n, _)| !matches!(*n, "te" | "keep-alive"))
+            .copied()
+            .chain(KEPT.iter().copied())
+            .collect::<Vec<_>>();
+        let frames = Frames::new(vec![
+            Frame::data(Bytes::from_static(b"ok")),
+            Frame::trailers(trailer_map(&h2_can_carry)),
+        ]);
+        // A `Trailer` field naming every one, so that an
+        // HTTP/1.1 client that accepts trailers is sent them.
+        let named: Vec<&str> = h2_can_carry.iter().map(|(n, _)| *n).collect();
+        let mut response = Response::new(frames);
+        let named = HeaderValue::from_str(&named.join(", ")).unwrap();
+        response.headers_mut().insert("trailer", named);
+        response
+    })
+    .await
 }
 
 /// Listener `public` that generates request ids, and pool `h2` (HTTP/2)
@@ -145,8 +116,8 @@ routes:
 /// beside the gateway's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_trailers_reach_an_http2_pool_without_barred_fields() {
-    let (h2, seen) = h2_upstream().await;
-    let gateway = Gateway::start(&spec(h2));
+    let h2 = h2_upstream().await;
+    let gateway = Gateway::start(&spec(h2.address));
     let public = gateway.addr("public");
 
     let fields: String = BARRED
@@ -179,11 +150,9 @@ async fn request_trailers_reach_an_http2_pool_without_barred_fields() {
     assert_eq!(response.status(), 200);
     response.into_body().collect().await.unwrap();
 
-    let seen = seen.lock().unwrap();
     for path in ["/chunked", "/h2"] {
-        let (_, trailers) = seen.iter().find(|(p, _)| p == path).expect("forwarded");
-        let trailers = trailers.as_ref().expect("the kept trailers arrive");
-        assert_eq!(names(trailers), kept_names(), "{path}: {trailers:?}");
+        let trailers = h2.request(path).trailers.expect("the kept trailers arrive");
+        assert_eq!(names(&trailers), kept_names(), "{path}: {trailers:?}");
     }
 }
 
@@ -192,8 +161,8 @@ async fn request_trailers_reach_an_http2_pool_without_barred_fields() {
 /// barred fields.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn response_trailers_reach_clients_without_barred_fields() {
-    let (h2, _) = h2_upstream().await;
-    let gateway = Gateway::start(&spec(h2));
+    let h2 = h2_upstream().await;
+    let gateway = Gateway::start(&spec(h2.address));
     let public = gateway.addr("public");
 
     let mut sender = support::h2c_sender(public).await;
@@ -228,8 +197,8 @@ async fn response_trailers_reach_clients_without_barred_fields() {
 /// HTTP/2 pool, whatever its case there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_trailers_lose_the_fields_the_request_head_names_in_connection() {
-    let (h2, seen) = h2_upstream().await;
-    let gateway = Gateway::start(&spec(h2));
+    let h2 = h2_upstream().await;
+    let gateway = Gateway::start(&spec(h2.address));
     let public = gateway.addr("public");
 
     let request = "POST /named HTTP/1.1\r\nHost: api.example.test\r\n\
@@ -239,10 +208,8 @@ async fn request_trailers_lose_the_fields_the_request_head_names_in_connection()
     let response = raw(public, request.as_bytes()).await;
     assert_eq!(statuses(&response), [200], "{response}");
 
-    let seen = seen.lock().unwrap();
-    let (_, trailers) = seen.iter().find(|(p, _)| p == "/named").expect("forwarded");
-    let trailers = trailers.as_ref().expect("the kept trailers arrive");
-    assert_eq!(names(trailers), kept_names(), "{trailers:?}");
+    let trailers = h2.request("/named").trailers.expect("the kept trailers arrive");
+    assert_eq!(names(&trailers), kept_names(), "{trailers:?}");
 }
 
 /// A field the response head's `Connection` names stays on the upstream's
