@@ -146,11 +146,7 @@ async fn chunked_responses_keep_their_named_trailers_for_clients_that_take_them(
     let gateway = Gateway::start(&spec_with("", &[upstream.address], "", ""));
     let public = gateway.addr("public");
 
-    // A GET is the gateway's own server's; a POST with a body, hyper's.
-    for request in [
-        "GET /t HTTP/1.1\r\nHost: x.test\r\nTE: trailers\r\nConnection: close\r\n\r\n",
-        "POST /t HTTP/1.1\r\nHost: x.test\r\nTE: trailers\r\nConnection: close\r\nContent-Length: 1\r\n\r\nx",
-    ] {
+    for request in support::TAKING_TRAILERS {
         let taking = raw(public, request.as_bytes()).await;
         let lower = taking.to_ascii_lowercase();
         assert!(lower.contains("\r\ntransfer-encoding: chunked\r\n"), "{taking}");

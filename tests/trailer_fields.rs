@@ -89,6 +89,17 @@ async fn h2_upstream() -> H2Recorder {
     .await
 }
 
+/// GET `uri` from the gateway at `public` over HTTP/2: the trailers of
+/// its `200`.
+async fn h2_get_trailers(public: SocketAddr, uri: &str) -> HeaderMap {
+    let mut sender = support::h2c_sender(public).await;
+    let request = Request::get(uri).body(Frames::new(vec![])).unwrap();
+    let response = sender.send_request(request).await.expect("an answer over HTTP/2");
+    assert_eq!(response.status(), 200);
+    let collected = response.into_body().collect().await.expect("a whole body");
+    collected.trailers().cloned().expect("trailers arrive")
+}
+
 /// Listener `public` that generates request ids, and pool `h2` (HTTP/2)
 /// for every path.
 fn spec(h2: SocketAddr) -> String {
@@ -165,12 +176,7 @@ async fn response_trailers_reach_clients_without_barred_fields() {
     let gateway = Gateway::start(&spec(h2.address));
     let public = gateway.addr("public");
 
-    let mut sender = support::h2c_sender(public).await;
-    let request = Request::get("http://api.example.test/get").body(Frames::new(vec![])).unwrap();
-    let response = sender.send_request(request).await.expect("an answer over HTTP/2");
-    assert_eq!(response.status(), 200);
-    let collected = response.into_body().collect().await.expect("a whole body");
-    let trailers = collected.trailers().cloned().expect("the kept trailers arrive");
+    let trailers = h2_get_trailers(public, "http://api.example.test/get").await;
     assert_eq!(names(&trailers), kept_names(), "{trailers:?}");
 
     // An HTTP/1.1 client that asked for trailers; the upstream's `Trailer`
@@ -230,23 +236,13 @@ async fn response_trailers_lose_the_fields_the_response_head_names_in_connection
     let gateway = Gateway::start(&spec_with("", &[upstream.address], "", ""));
     let public = gateway.addr("public");
 
-    // A GET is the gateway's own HTTP/1.1 server's; a POST with a body, hyper's.
-    for request in [
-        "GET /t HTTP/1.1\r\nHost: x.test\r\nTE: trailers\r\nConnection: close\r\n\r\n",
-        "POST /t HTTP/1.1\r\nHost: x.test\r\nTE: trailers\r\nConnection: close\r\n\
-         Content-Length: 1\r\n\r\nx",
-    ] {
+    for request in support::TAKING_TRAILERS {
         let response = raw(public, request.as_bytes()).await;
         assert_eq!(statuses(&response), [200], "{response}");
         let lower = response.to_ascii_lowercase();
         assert!(lower.ends_with("\r\n2\r\nok\r\n0\r\nx-checksum: abc\r\n\r\n"), "{response}");
     }
 
-    let mut sender = support::h2c_sender(public).await;
-    let request = Request::get("http://x.test/t").body(Frames::new(vec![])).unwrap();
-    let response = sender.send_request(request).await.expect("an answer over HTTP/2");
-    assert_eq!(response.status(), 200);
-    let collected = response.into_body().collect().await.expect("a whole body");
-    let trailers = collected.trailers().cloned().expect("the other trailers arrive");
+    let trailers = h2_get_trailers(public, "http://x.test/t").await;
     assert_eq!(names(&trailers), ["x-checksum"], "{trailers:?}");
 }

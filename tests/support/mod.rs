@@ -582,6 +582,16 @@ pub async fn until_closed<R: tokio::io::AsyncRead + Unpin>(
     (String::from_utf8_lossy(&received).into_owned(), started.elapsed())
 }
 
+/// Two requests for `/t` on `x.test` from a client that takes trailers
+/// (`TE: trailers`), each on a connection of its own: a GET, which the
+/// gateway's own HTTP/1.1 server serves, and a POST with a body, which
+/// hyper's serves.
+pub const TAKING_TRAILERS: [&str; 2] = [
+    "GET /t HTTP/1.1\r\nHost: x.test\r\nTE: trailers\r\nConnection: close\r\n\r\n",
+    "POST /t HTTP/1.1\r\nHost: x.test\r\nTE: trailers\r\nConnection: close\r\n\
+     Content-Length: 1\r\n\r\nx",
+];
+
 /// The status codes of every response head in `text`, in order.
 pub fn statuses(text: &str) -> Vec<u16> {
     text.match_indices("HTTP/1.1 ")
