@@ -48,6 +48,9 @@ pub(crate) struct Exchange {
     pub(crate) permit: Option<sluice_traffic::circuit::OwnedPermit>,
     /// Keeps the connection busy (its idle clock stopped) until the exchange ends.
     _in_flight: InFlight,
+    /// The fields the upstream's response head named in `Connection`,
+    /// which its trailers may not carry on either.
+    pub(crate) named: Box<[HeaderName]>,
 }
 
 /// The parts of an exchange that only its access log record needs.
@@ -87,6 +90,7 @@ impl Exchange {
             status: None,
             permit: None,
             _in_flight: in_flight,
+            named: Box::new([]),
         }
     }
 
@@ -163,9 +167,6 @@ impl Drop for Exchange {
 pub struct ResponseBody {
     inner: Inner,
     exchange: Option<Exchange>,
-    /// The fields the upstream's response head named in `Connection`,
-    /// which its trailers may not carry on either.
-    named: Box<[HeaderName]>,
 }
 
 enum Inner {
@@ -266,19 +267,13 @@ impl Pumped {
 }
 
 impl ResponseBody {
-    /// The upstream's `body`, whose head named the fields `named` in
-    /// `Connection` (see [`crate::headers::strip_hop_by_hop_response`]).
-    pub(crate) fn upstream(
-        body: UpstreamBody,
-        exchange: Exchange,
-        named: Box<[HeaderName]>,
-    ) -> ResponseBody {
-        ResponseBody { inner: Inner::Upstream(body), exchange: Some(exchange), named }
+    pub(crate) fn upstream(body: UpstreamBody, exchange: Exchange) -> ResponseBody {
+        ResponseBody { inner: Inner::Upstream(body), exchange: Some(exchange) }
     }
 
     pub(crate) fn local(body: Bytes, exchange: Exchange) -> ResponseBody {
         let data = if body.is_empty() { None } else { Some(body) };
-        ResponseBody { inner: Inner::Local(data), exchange: Some(exchange), named: Box::new([]) }
+        ResponseBody { inner: Inner::Local(data), exchange: Some(exchange) }
     }
 
     /// For an HTTP/2 client, whose flow control can hold a stream back
@@ -296,14 +291,12 @@ impl ResponseBody {
             return self;
         }
         let hint = self.size_hint();
-        let ResponseBody { inner: Inner::Upstream(body), exchange, named } = self else {
-            return self;
-        };
+        let ResponseBody { inner: Inner::Upstream(body), exchange } = self else { return self };
         let (frames, taken) = mpsc::channel(1);
         let pump = Arc::new(Pump { taken: AtomicU64::new(0), ended: AtomicBool::new(false) });
         tokio::spawn(run_pump(body, frames, Arc::clone(&pump), stall));
         let pumped = Pumped { frames: taken, pump, hint, rest: Bytes::new() };
-        ResponseBody { inner: Inner::Pumped(Box::new(pumped)), exchange, named }
+        ResponseBody { inner: Inner::Pumped(Box::new(pumped)), exchange }
     }
 
     /// End the exchange as soon as the body is complete rather than when
@@ -348,7 +341,10 @@ impl Body for ResponseBody {
         // Trailers pass only without the fields that may not travel in
         // them, whichever protocols the upstream and the client speak.
         let frame = match frame {
-            Some(Ok(frame)) if frame.is_trailers() => Some(Ok(clean_trailers(frame, &this.named))),
+            Some(Ok(frame)) if frame.is_trailers() => {
+                let named = this.exchange.as_ref().map_or(&[][..], |exchange| &exchange.named);
+                Some(Ok(clean_trailers(frame, named)))
+            }
             other => other,
         };
         match &frame {

@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, HOST};
+use hyper::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, HOST};
 use hyper::http::uri::{Authority, PathAndQuery};
 use hyper::{Method, Request, Response, Uri, Version};
 use sluice_compiler::condition::RequestFields;
@@ -243,13 +243,13 @@ pub(crate) fn handle(
             }
         };
         match forwarded {
-            Ok((mut response, named)) => {
+            Ok(mut response) => {
                 echo(response.headers_mut());
                 if http10 && !bodiless {
                     close_when_unframed(&mut response);
                 }
                 exchange.status = Some(response.status().as_u16());
-                Ok(response.map(|body| ResponseBody::upstream(body, exchange, named)))
+                Ok(response.map(|body| ResponseBody::upstream(body, exchange)))
             }
             Err(error) => {
                 tracing::debug!(
@@ -296,7 +296,7 @@ async fn forward(
     peer: &Peer,
     mut request: Request<ClientBody>,
     request_id: Option<&HeaderValue>,
-) -> Result<(Response<UpstreamBody>, Box<[HeaderName]>), ProxyError> {
+) -> Result<Response<UpstreamBody>, ProxyError> {
     let plan = &shared.plan;
     let client = peer.address;
 
@@ -449,11 +449,12 @@ async fn forward(
             })?
         }
     };
-    let named = headers::strip_hop_by_hop_response(response.headers_mut());
+    // What `Connection` named stays off the trailers too (see `ResponseBody`).
+    exchange.named = headers::strip_hop_by_hop_response(response.headers_mut()).into_boxed_slice();
     if let Some(upgraded_to) = switched {
         upgrade::restore_response(response.headers_mut(), upgraded_to);
     }
-    Ok((response, named.into_boxed_slice()))
+    Ok(response)
 }
 
 /// Which of the fields that forwarding acts on a request head has, found in
