@@ -466,6 +466,55 @@ async fn an_http2_client_that_grants_no_window_releases_the_upstream() {
     assert!(frames.iter().any(|&(kind, id, _)| kind == h2raw::HEADERS && id == 1), "{frames:?}");
 }
 
+/// An HTTP/2 client that grants no window never gets a byte of a body, so
+/// hyper never polls the body and its clocks never run: the stream is
+/// reset at the listener's stall timeout all the same, whether the body is
+/// a short one from the upstream or one the gateway wrote (a 502 here). The
+/// connection then counts as idle and closes after the idle timeout (and
+/// the grace its GOAWAY gets), so the
+/// one place under `max_connections` is free for the next client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_stream_held_by_a_closed_window_is_reset_and_frees_its_place() {
+    use support::h2raw::{self, RST_STREAM};
+
+    let upstream = RawUpstream::start(|mut c: Conn| async move {
+        while c.head().await.is_some() {
+            if !c.write(b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\nhello world!").await {
+                return;
+            }
+        }
+    })
+    .await;
+    let listener = format!(
+        "{LISTENER_STALL}    max_connections: 1\n    idle_timeout: 500ms\n    head_timeout: 300ms\n"
+    );
+    let served = Gateway::start(&spec_with(&listener, &[upstream.address], "", ""));
+    let refused = Gateway::start(&spec_with(&listener, &[support::closed_port()], "", ""));
+    // Held open, so that only the gateway can close them.
+    let mut clients = Vec::new();
+    for gateway in [&served, &refused] {
+        clients.push(TcpStream::connect(gateway.addr("public")).await.unwrap());
+        let client = clients.last_mut().expect("just pushed");
+        let mut bytes = h2raw::preface(&[(4, 0)]);
+        bytes.extend(h2raw::frame(h2raw::HEADERS, 0x5, 1, &h2raw::get("/short")));
+        client.write_all(&bytes).await.unwrap();
+        let started = Instant::now();
+        let mut reset = None;
+        while let Some(frame) = h2raw::next(client, Duration::from_secs(5)).await {
+            if frame.kind == RST_STREAM && frame.stream == 1 {
+                reset = Some(started.elapsed());
+                break;
+            }
+        }
+        let reset = reset.expect("the stream held by its window is reset");
+        assert!(at_the_clock(reset), "reset after {reset:?}");
+    }
+    // The held connection went idle and closed, freeing the only place.
+    let next = tokio::time::timeout(Duration::from_secs(5), get_body(&served, "/next")).await;
+    let (status, body) = next.expect("the next client was served").expect("a whole response");
+    assert_eq!((status, &body[..]), (StatusCode::OK, &b"hello world!"[..]));
+}
+
 /// An HTTP/2 client that reads slowly but steadily, granting 8 KiB every
 /// 100 ms, gets the whole of a 400 KiB response however long each of the
 /// upstream's frames takes it; one that grants nothing until after the

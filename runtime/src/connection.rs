@@ -44,7 +44,7 @@ use std::time::Duration;
 use atomic_waker::AtomicWaker;
 use bytes::{Buf, Bytes};
 use hyper::server::conn::{http1, http2};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -52,6 +52,7 @@ use tokio::time::Instant;
 
 use crate::framing::{Event, FramingScanner, UNFOLLOWABLE};
 use crate::stall::StallingWriter;
+use crate::streams::StreamExecutor;
 
 /// "No time recorded" in the microsecond clocks of [`ConnectionState`].
 const NONE: u64 = u64::MAX;
@@ -586,7 +587,7 @@ where
     }
 }
 
-impl<S> GracefulFuture for http2::Connection<TokioIo<Rewind>, S, TokioExecutor>
+impl<S> GracefulFuture for http2::Connection<TokioIo<Rewind>, S, StreamExecutor>
 where
     S: hyper::service::HttpService<hyper::body::Incoming>,
     S::Future: Send + 'static,

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, SizeHint};
 use hyper::header::HeaderName;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::access_log::Record;
 use crate::connection::InFlight;
@@ -27,6 +27,7 @@ use crate::headers::strip_trailer_fields;
 use crate::proxy::Shared;
 use crate::request_body::ClientBody;
 use crate::stall::unless_stuck;
+use crate::streams::StreamTask;
 use crate::upstream::{BodyFailure, UpstreamBody};
 
 /// Status logged for a request whose client left before any response existed,
@@ -184,6 +185,9 @@ struct Pumped {
     hint: SizeHint,
     /// What is left of the data frame being handed on.
     rest: Bytes,
+    /// Dropped with the body, which tells the pump the client's side is
+    /// done with it.
+    _alive: oneshot::Sender<()>,
 }
 
 /// What the two sides of a pumped body share.
@@ -198,34 +202,58 @@ struct Pump {
 /// so that every frame's worth the client takes counts as progress.
 const PIECE: usize = 16 * 1024;
 
-/// Read `body` into `frames` until it ends, the client's side is gone, or
-/// the client has taken nothing for `stall` while the pump waited for room.
+/// What a pump reads: an upstream's body, or one the gateway wrote.
+enum Source {
+    Upstream(UpstreamBody),
+    Local(Option<Bytes>),
+}
+
+impl Source {
+    async fn frame(&mut self) -> Option<Result<Frame<Bytes>, BodyFailure>> {
+        match self {
+            Source::Upstream(body) => body.frame().await,
+            Source::Local(data) => data.take().map(|data| Ok(Frame::data(data))),
+        }
+    }
+}
+
+/// Read `source` into `frames` until it ends, the client's side is gone, or
+/// the client has taken nothing for `stall` while the pump waited for room;
+/// then, until the client's side has taken everything, keep the same watch
+/// on it. A client that stalls has its `stream` task ended (see
+/// [`crate::streams`]), since a stream held back by its flow-control window
+/// never polls its body and would not see the pump give up.
 async fn run_pump(
-    mut body: UpstreamBody,
+    mut source: Source,
     frames: mpsc::Sender<Result<Frame<Bytes>, BodyFailure>>,
     pump: Arc<Pump>,
     stall: Duration,
+    stream: Option<Arc<StreamTask>>,
+    alive: oneshot::Receiver<()>,
 ) {
+    let mut seen = pump.taken.load(Ordering::Relaxed);
+    let mut moved = || {
+        let taken = pump.taken.load(Ordering::Relaxed);
+        std::mem::replace(&mut seen, taken) != taken
+    };
     loop {
         let frame = tokio::select! {
-            frame = body.frame() => frame,
+            frame = source.frame() => frame,
             () = frames.closed() => return,
         };
         let Some(frame) = frame else {
             pump.ended.store(true, Ordering::Release);
-            return;
+            break;
         };
-        let mut seen = pump.taken.load(Ordering::Relaxed);
-        let moved = || {
-            let taken = pump.taken.load(Ordering::Relaxed);
-            std::mem::replace(&mut seen, taken) != taken
-        };
-        let room = match unless_stuck(frames.reserve(), stall, moved).await {
+        let room = match unless_stuck(frames.reserve(), stall, &mut moved).await {
             Some(Ok(room)) => room,
             // The client's side is gone.
             Some(Err(_)) => return,
             None => {
                 tracing::debug!(?stall, "the client took none of its response; giving up");
+                if let Some(stream) = &stream {
+                    stream.cancel();
+                }
                 return;
             }
         };
@@ -233,7 +261,16 @@ async fn run_pump(
         room.send(frame);
         if failed {
             pump.ended.store(true, Ordering::Release);
-            return;
+            break;
+        }
+    }
+    // All of it is queued (and the end, once the channel closes here); the
+    // client's side is dropped once it has taken the last piece and the end.
+    drop(frames);
+    if unless_stuck(alive, stall, moved).await.is_none() {
+        tracing::debug!(?stall, "the client took none of the rest of its response; giving up");
+        if let Some(stream) = &stream {
+            stream.cancel();
         }
     }
 }
@@ -277,11 +314,12 @@ impl ResponseBody {
     }
 
     /// For an HTTP/2 client, whose flow control can hold a stream back
-    /// without its socket ever refusing a byte: the upstream body moves to a
-    /// task of its own that reads it one frame ahead of the client, and
-    /// gives up (dropping the body, which closes its upstream connection)
-    /// once the client has taken none of it for `stall`, the listener's
-    /// stall timeout. The client is handed data in pieces of at most
+    /// without its socket ever refusing a byte: the body (an upstream's, or
+    /// one the gateway wrote) moves to a task of its own that reads it one
+    /// frame ahead of the client, and gives up (dropping the body, which
+    /// closes its upstream connection, and resetting the stream) once the
+    /// client has taken none of it for `stall`, the listener's stall
+    /// timeout. The client is handed data in pieces of at most
     /// [`PIECE`] bytes, each of which counts as progress, so a slow reader
     /// that keeps reading is never cut; a response given up ends with an
     /// error (a reset stream), never as if it were whole. The exchange stays
@@ -291,11 +329,18 @@ impl ResponseBody {
             return self;
         }
         let hint = self.size_hint();
-        let ResponseBody { inner: Inner::Upstream(body), exchange } = self else { return self };
+        let source = match self.inner {
+            Inner::Upstream(body) => Source::Upstream(body),
+            Inner::Local(data) => Source::Local(data),
+            Inner::Pumped(_) => return self,
+        };
+        let exchange = self.exchange;
         let (frames, taken) = mpsc::channel(1);
         let pump = Arc::new(Pump { taken: AtomicU64::new(0), ended: AtomicBool::new(false) });
-        tokio::spawn(run_pump(body, frames, Arc::clone(&pump), stall));
-        let pumped = Pumped { frames: taken, pump, hint, rest: Bytes::new() };
+        let stream = crate::streams::current();
+        let (alive, watched) = oneshot::channel();
+        tokio::spawn(run_pump(source, frames, Arc::clone(&pump), stall, stream, watched));
+        let pumped = Pumped { frames: taken, pump, hint, rest: Bytes::new(), _alive: alive };
         ResponseBody { inner: Inner::Pumped(Box::new(pumped)), exchange }
     }
 

@@ -50,7 +50,7 @@ use arc_swap::ArcSwap;
 use hyper::header::UPGRADE;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use sluice_compiler::plan::ListenerPlan;
 use sluice_compiler::Plan;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -66,6 +66,7 @@ use crate::proxy::{self, Shared};
 use crate::request_body::ClientBody;
 use crate::resolve::Resolver;
 use crate::server1::{self, Ended};
+use crate::streams::StreamExecutor;
 use crate::workers::{OpenConnection, Workers};
 use crate::ServeError;
 
@@ -503,7 +504,7 @@ impl Connection {
                     .await
             }
             Protocol::Http2 => {
-                let mut http = http2::Builder::new(TokioExecutor::new());
+                let mut http = http2::Builder::new(StreamExecutor);
                 http.timer(TokioTimer::new())
                     .max_concurrent_streams(streams)
                     .max_pending_accept_reset_streams(resets as usize)

@@ -35,6 +35,7 @@ mod resolve;
 pub mod sample;
 mod server1;
 mod stall;
+mod streams;
 pub mod stub;
 mod upgrade;
 mod upstream;
