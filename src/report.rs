@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use sluice_compiler::diagnostic::{is_hidden, push_escape};
 use sluice_compiler::{Diagnostic, Severity};
 
 /// How `check` prints its findings.
@@ -372,12 +373,35 @@ fn rule_text(id: &str) -> (Option<&'static str>, Option<&'static str>) {
     (Some(summary), Some(help))
 }
 
+/// Text for the message of a workflow command. GitHub decodes `%25`,
+/// `%0D` and `%0A` back, so those three are percent-encoded; any other
+/// control or reordering character (a message has none, a file name may)
+/// is written as its escape, as findings write them.
 fn escape_data(s: &str) -> String {
-    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+    escape_command(s, false)
 }
 
+/// Text for a property value of a workflow command (`file=`, `title=`):
+/// as [`escape_data`], and `:` and `,`, which end a property, as `%3A` and
+/// `%2C`, which GitHub decodes back too.
 fn escape_property(s: &str) -> String {
-    escape_data(s).replace(':', "%3A").replace(',', "%2C")
+    escape_command(s, true)
+}
+
+fn escape_command(s: &str, property: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '\r' => out.push_str("%0D"),
+            '\n' => out.push_str("%0A"),
+            ':' if property => out.push_str("%3A"),
+            ',' if property => out.push_str("%2C"),
+            c if is_hidden(c) => push_escape(&mut out, c),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -392,6 +416,12 @@ mod tests {
         let d = Diagnostic::error(codes::UNKNOWN_POOL, "50% bad").with_help("try: a, b");
         let line = github(&[d]);
         assert_eq!(line, "::error file=,title=S0201 unknown-pool::50%25 bad%0Ahelp: try: a, b\n");
+        // A file name is as the system gave it: its line breaks are
+        // encoded for GitHub to decode, its other hidden characters escaped.
+        assert_eq!(
+            escape_property("a,b:c%\r\n\u{1b}\u{202e}.yaml"),
+            "a%2Cb%3Ac%25%0D%0A\\u{1b}\\u{202e}.yaml"
+        );
     }
 
     #[test]

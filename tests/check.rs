@@ -246,6 +246,54 @@ fn github_format_annotates_the_line() {
     );
 }
 
+/// A file name with a comma, a colon, a percent sign, an escape character
+/// and a reordering character, and names with line breaks in them: each
+/// finding is one workflow command, its properties split where sluice
+/// meant, its file decoding back to the name given (the hidden characters
+/// written as escapes), and nothing raw that a terminal or the log viewer
+/// would act on.
+#[test]
+fn github_annotations_stay_one_command_per_finding() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a,b:c%d\u{1b}[31m\u{202e}.yaml");
+    let text = CLEAN
+        .replace("  - name: users\n", "  - name: \"us\\ners\"\n")
+        .replace("    to: users", "    to: \"us\\r\\ners\\n::error::injected\"");
+    std::fs::write(&path, text).unwrap();
+
+    let out = sluice().args(["check", "--format", "json"]).arg(&path).output().unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let count = report["diagnostics"].as_array().unwrap().len();
+    assert_eq!(count, 3, "a bad name, an unused pool, an unknown pool: {report}");
+
+    let out = sluice().args(["check", "--format", "github"]).arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), count, "{stdout}");
+    let hidden = |c: char| c.is_control() || ('\u{202a}'..='\u{202e}').contains(&c);
+    let shown = dir.path().join("a,b:c%d\\u{1b}[31m\\u{202e}.yaml").display().to_string();
+    let decode = |v: &str| {
+        v.replace("%2C", ",").replace("%3A", ":").replace("%0A", "\n").replace("%25", "%")
+    };
+    for line in stdout.lines() {
+        assert!(!line.chars().any(hidden), "a raw hidden character: {line:?}");
+        let rest = line.strip_prefix("::error ").or_else(|| line.strip_prefix("::warning "));
+        let (properties, message) = rest.and_then(|r| r.split_once("::")).unwrap_or_else(|| {
+            panic!("not a workflow command: {line:?}");
+        });
+        let properties: Vec<(&str, String)> = properties
+            .split(',')
+            .map(|p| p.split_once('=').unwrap_or_else(|| panic!("{p:?} in {line:?}")))
+            .map(|(k, v)| (k, decode(v)))
+            .collect();
+        let keys: Vec<&str> = properties.iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, ["file", "line", "col", "title"], "{line:?}");
+        assert_eq!(properties[0].1, shown, "{line:?}");
+        assert!(decode(message).contains("`us\\"), "the name is quoted, escaped: {line:?}");
+    }
+    assert!(stdout.contains("pool `us\\r\\ners\\n::error::injected`, which"), "{stdout}");
+}
+
 /// A health check path that no probe can be sent with (a space, no
 /// leading `/`, a fragment) is an error at the path, and `explain` refuses
 /// the spec too, where it used to show the check as if it would run.

@@ -392,14 +392,16 @@ fn escape_controls(text: String) -> String {
 }
 
 /// Whether `c` is written as its escape when quoted from a file: a
-/// control character, or one that reorders the text around it.
-pub(crate) fn is_hidden(c: char) -> bool {
+/// control character, or one that reorders the text around it. Renderers
+/// that escape some of these their own way (as GitHub annotations do line
+/// breaks) use it, with [`push_escape`], for the rest.
+pub fn is_hidden(c: char) -> bool {
     c.is_control() || is_bidi_control(c)
 }
 
 /// Write the escape of a character [`is_hidden`] holds: `\n`, `\u{1b}`,
 /// `\u{202e}`.
-pub(crate) fn push_escape(out: &mut String, c: char) {
+pub fn push_escape(out: &mut String, c: char) {
     if c.is_control() {
         out.extend(c.escape_default());
     } else {
