@@ -260,3 +260,23 @@ fn a_spec_that_includes_itself_is_told_so_and_read_once() {
     );
     assert_eq!(report["diagnostics"][2]["message"], "include `users.yaml` names this file itself");
 }
+
+/// `serve` refuses a spec with an error, with a line per error naming the
+/// file it is in; a control character in that file's name, or in the
+/// spec's, reaches the log as its escape, never as the raw byte a
+/// terminal would act on.
+#[test]
+fn serve_logs_hidden_characters_of_file_names_as_escapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = ORDERS.replace("    to: orders", "    to: nowhere");
+    layout(dir.path(), &[("main\u{1b}[2J.yaml", MAIN), ("teams/o\u{1b}[31m.yaml", &broken)]);
+    let out = sluice().arg("serve").arg(dir.path().join("main\u{1b}[2J.yaml")).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains('\u{1b}'), "a raw escape character: {stderr:?}");
+    assert!(stderr.contains("main\\u{1b}[2J.yaml is not a valid spec (1 error(s))"), "{stderr}");
+    let line = format!("  {}:6:9: error[S0201 unknown-pool]: route `get-order`", {
+        dir.path().join("teams/o\\u{1b}[31m.yaml").display()
+    });
+    assert!(stderr.contains(&line), "{stderr}");
+}

@@ -258,7 +258,8 @@ impl Diagnostic {
         text: impl Into<String>,
     ) -> Diagnostic {
         let file = self.file.clone();
-        self.labels.push(Label { pointer: pointer.to_owned(), location, text: text.into(), file });
+        let text = escape_controls(text.into());
+        self.labels.push(Label { pointer: pointer.to_owned(), location, text, file });
         self
     }
 
@@ -267,11 +268,14 @@ impl Diagnostic {
         self.source.as_ref()
     }
 
-    /// `file:line:column: severity[code name]: message`, for logs and summaries.
+    /// `file:line:column: severity[code name]: message`, for logs and
+    /// summaries; the file name's hidden characters written as escapes, as
+    /// the message's are.
     pub fn one_line(&self) -> String {
+        let file = escape_hidden(&self.file);
         let place = match self.location {
-            Some(l) => format!("{}:{}:{}", self.file, l.line, l.column),
-            None => self.file.clone(),
+            Some(l) => format!("{file}:{}:{}", l.line, l.column),
+            None => file.into_owned(),
         };
         format!("{place}: {}[{}]: {}", self.severity.as_str(), self.code, self.message)
     }
@@ -485,6 +489,18 @@ mod tests {
             .with_help("x\ny");
         assert_eq!(d.message, "name `a\\u{7}b\\u{1b}[31m` twice");
         assert_eq!(d.help.as_deref(), Some("x\\ny"));
+    }
+
+    #[test]
+    fn file_names_and_label_texts_are_escaped_on_one_line() {
+        let source =
+            Arc::new(SourceFile::from_bytes("a\u{1b}b.yaml".to_owned(), b"x: 1\n".to_vec()));
+        let at = Location { line: 1, column: 1, offset: 0, len: 1 };
+        let d = Diagnostic::error(codes::DUPLICATE_KEY, "key `x` twice")
+            .in_source(&source, "/x", Some(at))
+            .with_label_at("/x", at, "first \u{202e}here");
+        assert_eq!(d.one_line(), "a\\u{1b}b.yaml:1:1: error[S0002 duplicate-key]: key `x` twice");
+        assert_eq!(d.labels[0].text, "first \\u{202e}here");
     }
 
     #[test]

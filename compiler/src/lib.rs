@@ -87,12 +87,22 @@ pub fn check(source: SourceFile) -> Checked {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LoadError {
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}: {source}", shown(path))]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("{} is not a valid spec ({} error(s)); run `sluice check` on it for details:\n{summary}", path.display(), errors)]
+    #[error(
+        "{} is not a valid spec ({} error(s)); run `sluice check` on it for details:\n{summary}",
+        shown(path),
+        errors
+    )]
     Invalid { path: PathBuf, errors: usize, summary: String, checked: Box<Checked> },
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {source}", shown(path))]
     Plan { path: PathBuf, source: PlanError },
+}
+
+/// A path as a log line shows it: its hidden characters written as
+/// escapes, as in the findings the summary lists.
+fn shown(path: &Path) -> String {
+    diagnostic::escape_hidden(&path.display().to_string()).into_owned()
 }
 
 /// Read a plan file or compile a spec file, whichever `path` holds.
