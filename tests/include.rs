@@ -280,3 +280,35 @@ fn serve_logs_hidden_characters_of_file_names_as_escapes() {
     });
     assert!(stderr.contains(&line), "{stderr}");
 }
+
+/// An absolute pattern that matches no file is not said to be relative to
+/// the spec's directory: the help says it is matched as written, and where
+/// a relative one would have been looked for.
+#[test]
+fn an_absolute_pattern_matching_nothing_is_not_called_relative() {
+    let dir = tempfile::tempdir().unwrap();
+    layout(dir.path(), &[("teams/orders.yaml", ORDERS)]);
+    let main = dir.path().join("main.yaml");
+    let help = |pattern: &Path| {
+        let pattern = pattern.display();
+        std::fs::write(&main, MAIN.replace("teams/*.yaml", &pattern.to_string())).unwrap();
+        let (status, report) = check_json(&main);
+        assert_eq!(status, 1, "{report}");
+        let finding = &report["diagnostics"][0];
+        assert_eq!(finding["message"], format!("include `{pattern}` matches no file"), "{report}");
+        finding["help"].as_str().unwrap().to_owned()
+    };
+    let absolute = format!(
+        "the pattern is absolute, so it is matched as written; without the leading `/` it \
+         would be relative to {}",
+        dir.path().display()
+    );
+    assert_eq!(help(&dir.path().join("teams/none.yaml")), absolute);
+    assert_eq!(help(&dir.path().join("teams/*.json")), absolute);
+    let missing = dir.path().join("nowhere");
+    let there_is_none = format!("there is no directory {}", missing.display());
+    assert_eq!(help(&missing.join("*.yaml")), there_is_none);
+    // A relative pattern's help is as it was.
+    let relative = format!("patterns are relative to {}", dir.path().display());
+    assert_eq!(help(Path::new("teams/*.json")), relative);
+}

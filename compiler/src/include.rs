@@ -1,7 +1,7 @@
 //! `include:`: a spec made of several files.
 //!
 //! The main spec names files or glob patterns, relative to its own
-//! directory. Each match is read as a [`Fragment`] (listeners, pools and
+//! directory unless they are absolute. Each match is read as a [`Fragment`] (listeners, pools and
 //! routes, checked against its own schema) and its lists are appended to the
 //! main spec's, in the order of the `include` entries and, within a pattern,
 //! of the sorted file names, so the result never depends on the file
@@ -96,6 +96,14 @@ pub(crate) fn expand(
         if matched.is_empty() && found.stopped.is_none() {
             let help = match &found.missing {
                 Some(dir) => format!("there is no directory {}", display_dir(dir)),
+                None if pattern.starts_with('/') => format!(
+                    "the pattern is absolute, so it is matched as written; without the \
+                     leading `/` it would be relative to {}",
+                    display_dir(&base)
+                ),
+                None if Path::new(pattern).is_absolute() => {
+                    "the pattern is absolute, so it is matched as written".to_owned()
+                }
                 None => format!("patterns are relative to {}", display_dir(&base)),
             };
             out.push(
