@@ -205,9 +205,7 @@ routes:
     )
     .unwrap();
     gateway.hangup();
-    tokio::task::block_in_place(|| {
-        gateway.wait_stderr("plan reloaded", 1, std::time::Duration::from_secs(10))
-    });
+    gateway.wait_log("plan reloaded", 1);
     let got = count(1000).await;
     // Within 5 points of 10/20/70 % (about five standard deviations at 10 %).
     for (side, (&got, want)) in got.iter().zip([100, 200, 700]).enumerate() {

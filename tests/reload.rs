@@ -40,10 +40,6 @@ fn route(name: &str, path: &str) -> String {
     format!("  - name: {name}\n    match: {{ path: \"{path}\" }}\n    to: backend\n")
 }
 
-fn wait_stderr(gateway: &Gateway, text: &str, n: usize) {
-    tokio::task::block_in_place(|| gateway.wait_stderr(text, n, Duration::from_secs(10)));
-}
-
 async fn get(address: SocketAddr, path: &str) -> StatusCode {
     send(&client(), request("GET", address, "x.test", path)).await.status
 }
@@ -105,7 +101,7 @@ async fn twenty_reloads_under_load_fail_no_request() {
         let next = if n % 2 == 1 { &spec_b } else { &spec_a };
         std::fs::write(gateway.spec_path(), next).unwrap();
         gateway.hangup();
-        wait_stderr(&gateway, "plan reloaded", n);
+        gateway.wait_log("plan reloaded", n);
         tokio::time::sleep(Duration::from_millis(40)).await;
     }
     // The last reload put spec A back.
@@ -137,7 +133,7 @@ async fn an_invalid_spec_keeps_the_old_plan_and_a_later_fix_applies() {
 
     std::fs::write(gateway.spec_path(), "version: 1\nlisteners: [\n").unwrap();
     gateway.hangup();
-    wait_stderr(&gateway, "reload failed", 1);
+    gateway.wait_log("reload failed", 1);
     assert!(gateway.stderr().join("\n").contains("spec.yaml"), "the diagnostics name the file");
     assert_eq!(get(address, "/old").await, StatusCode::OK);
 
@@ -145,7 +141,7 @@ async fn an_invalid_spec_keeps_the_old_plan_and_a_later_fix_applies() {
     let routes = route("old", "/old") + &route("fresh", "/fresh");
     std::fs::write(gateway.spec_path(), spec(fast.address, slow.address, extra, &routes)).unwrap();
     gateway.hangup();
-    wait_stderr(&gateway, "plan reloaded", 1);
+    gateway.wait_log("plan reloaded", 1);
     assert_eq!(get(address, "/fresh").await, StatusCode::OK);
     let line = gateway
         .stderr()
@@ -158,7 +154,7 @@ async fn an_invalid_spec_keeps_the_old_plan_and_a_later_fix_applies() {
     // Dropping the listener closes its socket; `public` keeps its own.
     std::fs::write(gateway.spec_path(), spec(fast.address, slow.address, "", &routes)).unwrap();
     gateway.hangup();
-    wait_stderr(&gateway, "plan reloaded", 2);
+    gateway.wait_log("plan reloaded", 2);
     assert!(TcpStream::connect(extra).await.is_err(), "the removed listener still accepts");
     assert_eq!(get(address, "/fresh").await, StatusCode::OK);
 }
@@ -181,7 +177,7 @@ async fn watch_picks_up_an_edited_spec() {
     std::fs::write(&temporary, edited).unwrap();
     std::fs::rename(&temporary, gateway.spec_path()).unwrap();
 
-    wait_stderr(&gateway, "plan reloaded", 1);
+    gateway.wait_log("plan reloaded", 1);
     assert_eq!(get(address, "/fresh").await, StatusCode::OK);
     assert_eq!(get(address, "/old").await, StatusCode::NOT_FOUND);
 }
@@ -199,12 +195,12 @@ async fn watch_does_not_reload_a_spec_saved_unchanged_after_start() {
     let address = gateway.addr("public");
 
     std::fs::write(gateway.spec_path(), &first).unwrap();
-    wait_stderr(&gateway, "the plan did not change", 1);
+    gateway.wait_log("the plan did not change", 1);
     assert_eq!(gateway.count_stderr("plan reloaded"), 0, "{}", gateway.stderr().join("\n"));
 
     let edited = spec(fast.address, slow.address, "", &route("fresh", "/fresh"));
     std::fs::write(gateway.spec_path(), edited).unwrap();
-    wait_stderr(&gateway, "plan reloaded", 1);
+    gateway.wait_log("plan reloaded", 1);
     assert_eq!(get(address, "/fresh").await, StatusCode::OK);
 }
 
@@ -229,7 +225,7 @@ async fn watch_picks_up_an_edited_included_file() {
     // The watch learns the included files off the request path; give it a moment.
     tokio::time::sleep(Duration::from_millis(300)).await;
     std::fs::write(&team, format!("routes:\n{}", route("fresh", "/fresh"))).unwrap();
-    wait_stderr(&gateway, "plan reloaded", 1);
+    gateway.wait_log("plan reloaded", 1);
     assert_eq!(get(address, "/fresh").await, StatusCode::OK);
     assert_eq!(get(address, "/old").await, StatusCode::NOT_FOUND);
 }
@@ -270,7 +266,7 @@ async fn watch_follows_a_configmap_style_link_swap() {
     std::fs::write(dir.join("v2/spec.yaml"), fresh).unwrap();
     symlink("v2", dir.join("..data.tmp")).unwrap();
     std::fs::rename(dir.join("..data.tmp"), dir.join("..data")).unwrap();
-    wait_stderr(&gateway, "plan reloaded", 1);
+    gateway.wait_log("plan reloaded", 1);
     assert_eq!(get(address, "/fresh").await, StatusCode::OK);
     assert_eq!(get(address, "/old").await, StatusCode::NOT_FOUND);
 
@@ -295,7 +291,7 @@ async fn watch_follows_the_file_behind_links_written_in_place() {
 
     let edited = spec(fast.address, slow.address, "", &route("edited", "/edited"));
     std::fs::write(dir.join("v1/spec.yaml"), edited).unwrap();
-    wait_stderr(&gateway, "plan reloaded", 1);
+    gateway.wait_log("plan reloaded", 1);
     assert_eq!(get(address, "/edited").await, StatusCode::OK);
     assert_eq!(get(address, "/old").await, StatusCode::NOT_FOUND);
 
@@ -305,11 +301,11 @@ async fn watch_follows_the_file_behind_links_written_in_place() {
     std::fs::write(dir.join("v2/spec.yaml"), moved).unwrap();
     symlink("v2", dir.join("..data.tmp")).unwrap();
     std::fs::rename(dir.join("..data.tmp"), dir.join("..data")).unwrap();
-    wait_stderr(&gateway, "plan reloaded", 2);
+    gateway.wait_log("plan reloaded", 2);
     assert_eq!(get(address, "/moved").await, StatusCode::OK);
     let again = spec(fast.address, slow.address, "", &route("again", "/again"));
     std::fs::write(dir.join("v2/spec.yaml"), again).unwrap();
-    wait_stderr(&gateway, "plan reloaded", 3);
+    gateway.wait_log("plan reloaded", 3);
     assert_eq!(get(address, "/again").await, StatusCode::OK);
     assert_eq!(get(address, "/moved").await, StatusCode::NOT_FOUND);
     // v1 is no longer what the path leads to: writing it changes nothing.
@@ -431,7 +427,7 @@ async fn connections_on_a_removed_listener_close_after_their_request() {
     p2.wait_for(4).await;
     std::fs::write(gateway.spec_path(), two_listener_spec(p1.address, p2.address, l2, false))
         .unwrap();
-    wait_stderr(&gateway, "plan reloaded", 1);
+    gateway.wait_log("plan reloaded", 1);
     assert!(TcpStream::connect(l2).await.is_err(), "the removed listener still accepts");
 
     let (head, body) =
@@ -531,7 +527,7 @@ async fn watch_follows_a_spec_written_in_place_and_never_serves_half_of_it() {
     );
     let line = 1 + invalid.lines().position(|l| l.contains("to: nowhere")).unwrap();
     std::fs::write(&path, &invalid).unwrap();
-    wait_stderr(&gateway, "reload failed", 1);
+    gateway.wait_log("reload failed", 1);
     let log = gateway.stderr().join("\n");
     assert!(log.contains(&format!("spec.yaml:{line}:")), "the diagnostics name the line:\n{log}");
     assert!(log.contains("nowhere"), "the diagnostics name the pool:\n{log}");
@@ -550,7 +546,7 @@ async fn watch_follows_a_spec_written_in_place_and_never_serves_half_of_it() {
     }
     file.write_all(&whole.as_bytes()[cut..]).unwrap();
     drop(file);
-    wait_stderr(&gateway, "plan reloaded", 1);
+    gateway.wait_log("plan reloaded", 1);
     assert_eq!(std::fs::metadata(&path).unwrap().ino(), inode, "written in place");
     assert_eq!(get(address, "/later").await, StatusCode::OK);
     assert_eq!(get(address, "/fresh").await, StatusCode::OK);
@@ -560,11 +556,11 @@ async fn watch_follows_a_spec_written_in_place_and_never_serves_half_of_it() {
     let temporary = path.with_extension("yaml.tmp");
     std::fs::write(&temporary, with_routes(&[("renamed", "/renamed")])).unwrap();
     std::fs::rename(&temporary, &path).unwrap();
-    wait_stderr(&gateway, "plan reloaded", 2);
+    gateway.wait_log("plan reloaded", 2);
     assert_eq!(get(address, "/renamed").await, StatusCode::OK);
     assert_ne!(std::fs::metadata(&path).unwrap().ino(), inode, "replaced by rename");
     std::fs::write(&path, with_routes(&[("again", "/again")])).unwrap();
-    wait_stderr(&gateway, "plan reloaded", 3);
+    gateway.wait_log("plan reloaded", 3);
     assert_eq!(get(address, "/again").await, StatusCode::OK);
     assert_eq!(get(address, "/renamed").await, StatusCode::NOT_FOUND);
 
@@ -681,7 +677,7 @@ async fn a_websocket_tunnel_outlives_reloads() {
     for (n, next) in [moved, without_ws].iter().enumerate() {
         std::fs::write(gateway.spec_path(), next).unwrap();
         gateway.hangup();
-        wait_stderr(&gateway, "plan reloaded", n + 1);
+        gateway.wait_log("plan reloaded", n + 1);
         echoes(&mut tunnel, format!("after reload {n}").as_bytes()).await;
     }
     // The last plan has no `/ws` route: a new upgrade is not tunnelled.
@@ -713,7 +709,7 @@ async fn the_drain_counts_each_open_connection_once() {
         .collect();
     slow.wait_for(4).await;
     gateway.terminate();
-    wait_stderr(&gateway, "draining connections", 1);
+    gateway.wait_log("draining connections", 1);
     for reply in in_flight {
         assert_eq!(reply.await.unwrap().status, StatusCode::OK);
     }
@@ -772,13 +768,13 @@ async fn a_reload_during_the_drain_does_not_accept_again() {
 
     let signalled = Instant::now();
     gateway.terminate();
-    wait_stderr(&gateway, "draining connections", 1);
+    gateway.wait_log("draining connections", 1);
     let late = support::free_port();
     let listener = format!("  - name: late\n    bind: \"{late}\"\n");
     std::fs::write(gateway.spec_path(), spec(fast.address, slow.address, &listener, "")).unwrap();
     gateway.hangup();
     // The new spec was compiled and handed on.
-    wait_stderr(&gateway, "reloading", 1);
+    gateway.wait_log("reloading", 1);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(TcpStream::connect(address).await.is_err(), "the old listener accepts again");
     assert!(TcpStream::connect(late).await.is_err(), "the new listener accepts");
@@ -953,13 +949,13 @@ async fn many_reloads_leak_no_descriptors_threads_or_memory() {
             std::fs::write(gateway.spec_path(), "version: 1\npools: [\n").unwrap();
             gateway.hangup();
             failed += 1;
-            wait_stderr(&gateway, "reload failed", failed);
+            gateway.wait_log("reload failed", failed);
         }
         let next = if n % 2 == 1 { &spec_b } else { &spec_a };
         std::fs::write(gateway.spec_path(), next).unwrap();
         gateway.hangup();
         loaded += 1;
-        wait_stderr(&gateway, "plan reloaded", loaded);
+        gateway.wait_log("plan reloaded", loaded);
         if n == WARM_UP {
             before = Some(settled_footprint(pid).await);
         }

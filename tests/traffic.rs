@@ -358,9 +358,7 @@ async fn health_checks_take_an_endpoint_out_after_three_failed_probes_and_back_a
     // Three failures in a row: out, on the third.
     let before = probes();
     state.probe_status.store(404, Ordering::Relaxed);
-    tokio::task::block_in_place(|| {
-        gateway.wait_stderr("endpoint health changed", 1, Duration::from_secs(5))
-    });
+    gateway.wait_log_within("endpoint health changed", 1, Duration::from_secs(5));
     let failed = probes() - before;
     assert!((3..=4).contains(&failed), "out after {failed} failed probes");
     assert_eq!(node_0_share().await, 0, "node 0 is out of rotation");
@@ -368,9 +366,7 @@ async fn health_checks_take_an_endpoint_out_after_three_failed_probes_and_back_a
     // Two passes: back.
     let before = probes();
     state.probe_status.store(0, Ordering::Relaxed);
-    tokio::task::block_in_place(|| {
-        gateway.wait_stderr("endpoint health changed", 2, Duration::from_secs(5))
-    });
+    gateway.wait_log_within("endpoint health changed", 2, Duration::from_secs(5));
     let passed = probes() - before;
     assert!((2..=3).contains(&passed), "back after {passed} passing probes");
     assert!(node_0_share().await >= 5, "node 0 is back in rotation");
@@ -380,12 +376,7 @@ async fn health_checks_take_an_endpoint_out_after_three_failed_probes_and_back_a
 fn reload(gateway: &Gateway, text: &str, reloads: usize) {
     std::fs::write(gateway.spec_path(), text).unwrap();
     gateway.hangup();
-    wait_log(gateway, "plan reloaded", reloads);
-}
-
-/// Wait until the gateway's log has said `text` `n` times.
-fn wait_log(gateway: &Gateway, text: &str, n: usize) {
-    tokio::task::block_in_place(|| gateway.wait_stderr(text, n, Duration::from_secs(10)));
+    gateway.wait_log("plan reloaded", reloads);
 }
 
 /// Reload onto a pool of all three `nodes` with `settings`, then send 30
@@ -417,7 +408,7 @@ async fn gateway_with_one_ejected(nodes: &[Node], failing: usize) -> Gateway {
     for i in 0..4 {
         get(gateway.addr("public"), &format!("/before/{i}")).await;
     }
-    wait_log(&gateway, "endpoint ejected", 1);
+    gateway.wait_log("endpoint ejected", 1);
     gateway
 }
 
@@ -443,7 +434,7 @@ async fn an_unhealthy_endpoint_stays_out_when_a_reload_changes_its_pool() {
     nodes[1].state.probe_status.store(503, Ordering::Relaxed);
     let check = "    health_check: { path: /health, interval: 400ms, timeout: 100ms, unhealthy_threshold: 1, healthy_threshold: 1 }\n";
     let gateway = Gateway::start(&spec(&[&nodes[0], &nodes[1]], &[], check, ""));
-    wait_log(&gateway, "endpoint health changed", 1);
+    gateway.wait_log("endpoint health changed", 1);
 
     add_a_node_and_check_node_1_stays_out(&gateway, &nodes, check).await;
 }
@@ -460,7 +451,7 @@ async fn a_changed_health_check_starts_afresh_after_a_reload() {
     };
     let gateway = Gateway::start(&spec(&refs, &[], &check("/health", "300ms"), ""));
     let address = gateway.addr("public");
-    wait_log(&gateway, "endpoint health changed", 1);
+    gateway.wait_log("endpoint health changed", 1);
     assert_eq!(get(address, "/down").await, 200);
 
     nodes[1].state.probe_status.store(0, Ordering::Relaxed);

@@ -350,6 +350,18 @@ impl Gateway {
         }
     }
 
+    /// [`Gateway::wait_stderr`] from a test on tokio's multi-threaded
+    /// runtime, for up to 10 s: the wait blocks this worker thread only,
+    /// and the tasks on it (the test's upstreams) move to another meanwhile.
+    pub fn wait_log(&self, text: &str, n: usize) {
+        self.wait_log_within(text, n, Duration::from_secs(10));
+    }
+
+    /// [`Gateway::wait_log`] for up to `limit`.
+    pub fn wait_log_within(&self, text: &str, n: usize, limit: Duration) {
+        tokio::task::block_in_place(|| self.wait_stderr(text, n, limit));
+    }
+
     fn signal(&self, name: &str) {
         let status = Command::new("kill")
             .args([&format!("-{name}"), &self.child.id().to_string()])
