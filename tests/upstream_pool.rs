@@ -18,7 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use support::raw::{find, gateway_for, get, get_body, header, ok, target, Conn, RawUpstream};
-use support::{client, eventually, raw, request, send, spec_with, statuses, Gateway};
+use support::{client, eventually, raw, request, retry_503, send, spec_with, statuses, Gateway};
 
 /// A well-behaved keep-alive upstream that answers every request with its
 /// target, reading Content-Length and chunked bodies.
@@ -497,19 +497,13 @@ async fn a_client_leaving_mid_response_never_passes_its_bytes_to_the_next_reques
     assert!(first[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&first[..n]));
     drop(leaving);
 
-    // Immediately, and again once the upstream has sent everything.
-    let mut answered = Vec::new();
+    // Immediately, and again once the upstream has sent everything; each
+    // is sent again while the closed connection's slot is not back yet.
     let deadline = Instant::now() + Duration::from_secs(3);
-    while answered.len() < 5 {
-        let (status, body) = get(&gateway, &format!("/next-{}", answered.len())).await;
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            // The closed connection's slot is not back yet.
-            assert!(Instant::now() < deadline, "{body}");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            continue;
-        }
-        assert_eq!((status, body), (StatusCode::OK, format!("/next-{}", answered.len())));
-        answered.push(());
+    for i in 0..5 {
+        let path = format!("/next-{i}");
+        let reply = retry_503(deadline, || get(&gateway, &path)).await;
+        assert_eq!(reply, (StatusCode::OK, path));
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let done = || closed.load(Ordering::SeqCst) == 1;
@@ -992,16 +986,10 @@ async fn a_client_leaving_before_the_response_head_never_passes_it_on() {
     drop(leaving);
 
     let deadline = Instant::now() + Duration::from_secs(3);
-    let mut i = 0;
-    while i < 4 {
+    for i in 0..4 {
         let path = format!("/next-{i}");
-        let (status, body) = get(&gateway, &path).await;
-        if status == StatusCode::SERVICE_UNAVAILABLE && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            continue;
-        }
-        assert_eq!((status, body), (StatusCode::OK, path), "{:?}", upstream.log());
-        i += 1;
+        let reply = retry_503(deadline, || get(&gateway, &path)).await;
+        assert_eq!(reply, (StatusCode::OK, path), "{:?}", upstream.log());
         tokio::time::sleep(Duration::from_millis(60)).await;
     }
 }
@@ -1041,16 +1029,14 @@ async fn an_http2_stream_cancelled_mid_response_never_passes_its_bytes_on() {
     drop(body);
 
     let deadline = Instant::now() + Duration::from_secs(3);
-    let mut i = 0;
-    while i < 4 {
+    for i in 0..4 {
         let path = format!("/next-{i}");
-        let reply = send(&h2, request("GET", public, &host, &path)).await;
-        if reply.status == StatusCode::SERVICE_UNAVAILABLE && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            continue;
-        }
-        assert_eq!((reply.status, reply.body), (StatusCode::OK, path), "{:?}", upstream.log());
-        i += 1;
+        let reply = retry_503(deadline, || async {
+            let reply = send(&h2, request("GET", public, &host, &path)).await;
+            (reply.status, reply.body)
+        })
+        .await;
+        assert_eq!(reply, (StatusCode::OK, path), "{:?}", upstream.log());
         tokio::time::sleep(Duration::from_millis(60)).await;
     }
 }

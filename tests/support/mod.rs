@@ -175,6 +175,29 @@ where
     }
 }
 
+/// Send with `send` again while the answer is a 503 and `deadline` has not
+/// passed; the last answer. For a gateway whose breaker slot comes back a
+/// moment after the connection that held it has closed.
+pub async fn retry_503<F, Fut>(deadline: Instant, mut send: F) -> (StatusCode, String)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = (StatusCode, String)>,
+{
+    let last = Mutex::new(None);
+    let limit = deadline.saturating_duration_since(Instant::now());
+    eventually_async(limit, || {
+        let (reply, last) = (send(), &last);
+        async move {
+            let reply = reply.await;
+            let unavailable = reply.0 == StatusCode::SERVICE_UNAVAILABLE;
+            *last.lock().unwrap() = Some(reply);
+            !unavailable
+        }
+    })
+    .await;
+    last.into_inner().unwrap().expect("eventually checks at least once")
+}
+
 pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 
 /// FNV-1a, continued from `hash` over `data`.
