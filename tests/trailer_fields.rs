@@ -89,15 +89,43 @@ async fn h2_upstream() -> H2Recorder {
     .await
 }
 
-/// GET `uri` from the gateway at `public` over HTTP/2: the trailers of
-/// its `200`.
-async fn h2_get_trailers(public: SocketAddr, uri: &str) -> HeaderMap {
+/// GET `uri` from the gateway at `public` over HTTP/2: the head fields
+/// and the trailers of its `200`.
+async fn h2_get(public: SocketAddr, uri: &str) -> (HeaderMap, HeaderMap) {
     let mut sender = support::h2c_sender(public).await;
     let request = Request::get(uri).body(Frames::new(vec![])).unwrap();
     let response = sender.send_request(request).await.expect("an answer over HTTP/2");
     assert_eq!(response.status(), 200);
-    let collected = response.into_body().collect().await.expect("a whole body");
-    collected.trailers().cloned().expect("trailers arrive")
+    let (head, body) = response.into_parts();
+    let collected = body.collect().await.expect("a whole body");
+    (head.headers, collected.trailers().cloned().expect("trailers arrive"))
+}
+
+/// The names the `Trailer` fields of `headers` list, lowercase and sorted.
+fn listed_in_trailer(headers: &HeaderMap) -> Vec<String> {
+    let values = headers.get_all("trailer").iter().map(|v| v.to_str().unwrap().to_owned());
+    listed(values)
+}
+
+/// The names the `Trailer` fields of the first response head in an
+/// HTTP/1.1 `response` list, lowercase and sorted.
+fn listed_in_trailer_line(response: &str) -> Vec<String> {
+    let (head, _) = response.split_once("\r\n\r\n").expect("a whole head");
+    let values = head
+        .lines()
+        .filter_map(|line| line.split_once(':'))
+        .filter(|(name, _)| name.eq_ignore_ascii_case("trailer"))
+        .map(|(_, value)| value.to_owned());
+    listed(values)
+}
+
+fn listed(values: impl Iterator<Item = String>) -> Vec<String> {
+    let mut names: Vec<String> = values
+        .flat_map(|v| v.split(',').map(|n| n.trim().to_ascii_lowercase()).collect::<Vec<_>>())
+        .filter(|n| !n.is_empty())
+        .collect();
+    names.sort();
+    names
 }
 
 /// Listener `public` that generates request ids, and pool `h2` (HTTP/2)
@@ -124,7 +152,8 @@ routes:
 /// The request trailers an HTTP/2 pool receives: from a chunked HTTP/1.1
 /// body and from an HTTP/2 client's trailers alike, only the fields that
 /// may travel there; the forged request id in particular never arrives
-/// beside the gateway's.
+/// beside the gateway's. A request's `Trailer` field is not passed on at
+/// all, so it cannot announce a dropped field to the pool either.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_trailers_reach_an_http2_pool_without_barred_fields() {
     let h2 = h2_upstream().await;
@@ -139,7 +168,8 @@ async fn request_trailers_reach_an_http2_pool_without_barred_fields() {
         .collect();
     let request = format!(
         "POST /chunked HTTP/1.1\r\nHost: api.example.test\r\nConnection: close\r\n\
-         Transfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n{fields}\r\n"
+         Trailer: authorization, x-checksum\r\nTransfer-Encoding: chunked\r\n\r\n\
+         2\r\nhi\r\n0\r\n{fields}\r\n"
     );
     let response = raw(public, request.as_bytes()).await;
     assert_eq!(statuses(&response), [200], "{response}");
@@ -156,7 +186,10 @@ async fn request_trailers_reach_an_http2_pool_without_barred_fields() {
         Frame::data(Bytes::from_static(b"hi")),
         Frame::trailers(trailer_map(&h2_can_carry)),
     ]);
-    let request = Request::post("http://api.example.test/h2").body(body).unwrap();
+    let request = Request::post("http://api.example.test/h2")
+        .header("trailer", "authorization, x-checksum")
+        .body(body)
+        .unwrap();
     let response = sender.send_request(request).await.expect("an answer over HTTP/2");
     assert_eq!(response.status(), 200);
     response.into_body().collect().await.unwrap();
@@ -164,20 +197,24 @@ async fn request_trailers_reach_an_http2_pool_without_barred_fields() {
     for path in ["/chunked", "/h2"] {
         let trailers = h2.request(path).trailers.expect("the kept trailers arrive");
         assert_eq!(names(&trailers), kept_names(), "{path}: {trailers:?}");
+        let headers = h2.request(path).headers;
+        assert!(!headers.contains_key("trailer"), "{path}: {headers:?}");
     }
 }
 
 /// The response trailers of an HTTP/2 upstream reach an HTTP/2 client,
 /// and an HTTP/1.1 client that sent `TE: trailers`, only without the
-/// barred fields.
+/// barred fields, and the response's `Trailer` field names only those
+/// that arrive.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn response_trailers_reach_clients_without_barred_fields() {
     let h2 = h2_upstream().await;
     let gateway = Gateway::start(&spec(h2.address));
     let public = gateway.addr("public");
 
-    let trailers = h2_get_trailers(public, "http://api.example.test/get").await;
+    let (head, trailers) = h2_get(public, "http://api.example.test/get").await;
     assert_eq!(names(&trailers), kept_names(), "{trailers:?}");
+    assert_eq!(listed_in_trailer(&head), kept_names(), "{head:?}");
 
     // An HTTP/1.1 client that asked for trailers; the upstream's `Trailer`
     // field would name them all, were it sent.
@@ -187,6 +224,7 @@ async fn response_trailers_reach_clients_without_barred_fields() {
     )
     .await;
     assert_eq!(statuses(&response), [200], "{response}");
+    assert_eq!(listed_in_trailer_line(&response), kept_names(), "{response}");
     let (_, section) = response.rsplit_once("\r\n0\r\n").expect("a chunked body");
     let mut sent: Vec<String> = section
         .lines()
@@ -221,8 +259,8 @@ async fn request_trailers_lose_the_fields_the_request_head_names_in_connection()
 /// A field the response head's `Connection` names stays on the upstream's
 /// hop when the upstream sends it again as a trailer field: neither an
 /// HTTP/1.1 client that accepts trailers (served by either HTTP/1.1
-/// server) nor an HTTP/2 client receives it, while the other trailer
-/// fields arrive.
+/// server) nor an HTTP/2 client receives it, nor sees it in the
+/// response's `Trailer` field, while the other trailer fields arrive.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn response_trailers_lose_the_fields_the_response_head_names_in_connection() {
     let upstream = ScriptedUpstream::start(None, |_| {
@@ -241,8 +279,46 @@ async fn response_trailers_lose_the_fields_the_response_head_names_in_connection
         assert_eq!(statuses(&response), [200], "{response}");
         let lower = response.to_ascii_lowercase();
         assert!(lower.ends_with("\r\n2\r\nok\r\n0\r\nx-checksum: abc\r\n\r\n"), "{response}");
+        assert_eq!(listed_in_trailer_line(&response), ["x-checksum"], "{response}");
     }
 
-    let trailers = h2_get_trailers(public, "http://x.test/t").await;
+    let (head, trailers) = h2_get(public, "http://x.test/t").await;
     assert_eq!(names(&trailers), ["x-checksum"], "{trailers:?}");
+    assert_eq!(listed_in_trailer(&head), ["x-checksum"], "{head:?}");
+}
+
+/// A response whose `Trailer` field names only fields that the gateway
+/// drops from its trailers (barred ones, and one the head's `Connection`
+/// names) reaches the client with no `Trailer` field at all, over either
+/// HTTP/1.1 server and over HTTP/2; the trailer fields do not arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trailer_field_naming_only_dropped_fields_is_not_sent() {
+    let upstream = ScriptedUpstream::start(None, |_| {
+        Answer::Send(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: X-Hop\r\n\
+              Trailer: Set-Cookie, x-hop\r\nTrailer: content-type\r\n\r\n\
+              2\r\nok\r\n0\r\nset-cookie: a=b\r\nx-hop: 1\r\ncontent-type: text/plain\r\n\r\n"
+                .to_vec(),
+        )
+    })
+    .await;
+    let gateway = Gateway::start(&spec_with("", &[upstream.address], "", ""));
+    let public = gateway.addr("public");
+
+    for request in support::TAKING_TRAILERS {
+        let response = raw(public, request.as_bytes()).await;
+        assert_eq!(statuses(&response), [200], "{response}");
+        assert_eq!(listed_in_trailer_line(&response), Vec::<String>::new(), "{response}");
+        assert!(response.ends_with("\r\n2\r\nok\r\n0\r\n\r\n"), "{response}");
+    }
+
+    let mut sender = support::h2c_sender(public).await;
+    let request = Request::get("http://x.test/t").body(Frames::new(vec![])).unwrap();
+    let response = sender.send_request(request).await.expect("an answer over HTTP/2");
+    assert_eq!(response.status(), 200);
+    let (head, body) = response.into_parts();
+    assert!(!head.headers.contains_key("trailer"), "{head:?}");
+    let collected = body.collect().await.expect("a whole body");
+    let trailers = collected.trailers().cloned().unwrap_or_default();
+    assert!(trailers.is_empty(), "{trailers:?}");
 }

@@ -87,7 +87,9 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) -> Vec<HeaderName> {
 
 /// [`strip_hop_by_hop`] for a response, which keeps `Trailer`: it is not
 /// hop-by-hop (RFC 9110, section 6.6.2), and it names the trailer fields
-/// that an HTTP/1.1 client which sent `TE: trailers` receives.
+/// that an HTTP/1.1 client which sent `TE: trailers` receives; those the
+/// trailer section will lose are taken out of it (see
+/// [`prune_trailer_field`]).
 pub(crate) fn strip_hop_by_hop_response(headers: &mut HeaderMap) -> Vec<HeaderName> {
     strip(headers, true)
 }
@@ -117,7 +119,44 @@ fn strip(headers: &mut HeaderMap, keep_trailer: bool) -> Vec<HeaderName> {
             headers.remove(name);
         }
     }
+    if keep_trailer && headers.contains_key(hyper::header::TRAILER) {
+        prune_trailer_field(headers, &named);
+    }
     named
+}
+
+/// Remove from a head's `Trailer` field the names of the fields that
+/// [`strip_trailer_fields`] takes out of its trailer section, given the
+/// fields its `Connection` named (`named`), so that the field announces
+/// only what may still arrive; with none left, the field goes. Tokens that
+/// are no field name at all are left as sent. A field with nothing to
+/// remove is left untouched.
+fn prune_trailer_field(headers: &mut HeaderMap, named: &[HeaderName]) {
+    let dropped = |token: &[u8]| {
+        HeaderName::from_bytes(token.trim_ascii())
+            .is_ok_and(|name| barred_from_trailers(&name) || named.contains(&name))
+    };
+    let values = headers.get_all(hyper::header::TRAILER);
+    if !values.iter().flat_map(|v| v.as_bytes().split(|&b| b == b',')).any(dropped) {
+        return;
+    }
+    let kept: Vec<&[u8]> = values
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|token| !token.is_empty() && !dropped(token))
+        .collect();
+    // Pieces of a valid value joined by `, ` make a valid value; should
+    // that ever fail, announcing nothing is the safe side.
+    let value = (!kept.is_empty()).then(|| HeaderValue::from_bytes(&kept.join(&b", "[..])));
+    match value {
+        Some(Ok(value)) => {
+            headers.insert(hyper::header::TRAILER, value);
+        }
+        _ => {
+            headers.remove(hyper::header::TRAILER);
+        }
+    }
 }
 
 /// Whether a comma-separated field value holds `token`, in any case.
@@ -587,6 +626,30 @@ mod trailer_tests {
         kept.sort_unstable();
         assert_eq!(kept, ["grpc-status", "x-checksum"]);
         assert!(HeaderName::from_bytes(b":path").is_err(), "no pseudo-header in a map");
+    }
+
+    /// A response's `Trailer` field names only the fields its trailer
+    /// section may still carry, and goes when it names none of them.
+    #[test]
+    fn a_response_trailer_field_loses_the_names_its_trailers_lose() {
+        let mut head = map(&[
+            ("connection", "X-Hop"),
+            ("trailer", "grpc-status, Content-Length, X-Hop"),
+            ("trailer", ",x-checksum ,set-cookie"),
+        ]);
+        let named = strip_hop_by_hop_response(&mut head);
+        assert_eq!(named, ["x-hop"]);
+        let listed: Vec<&HeaderValue> = head.get_all("trailer").iter().collect();
+        assert_eq!(listed, ["grpc-status, x-checksum"]);
+
+        let mut none_left = map(&[("trailer", "content-type, x-hop"), ("connection", "x-hop")]);
+        strip_hop_by_hop_response(&mut none_left);
+        assert!(!none_left.contains_key("trailer"), "{none_left:?}");
+
+        // Nothing to remove: the field stays as it came, odd tokens and all.
+        let mut untouched = map(&[("trailer", "X-Checksum,,grpc-status, a b")]);
+        strip_hop_by_hop_response(&mut untouched);
+        assert_eq!(untouched["trailer"], "X-Checksum,,grpc-status, a b");
     }
 }
 
