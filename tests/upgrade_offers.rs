@@ -141,3 +141,74 @@ async fn first_head(gateway: std::net::SocketAddr, request: &str) -> String {
     }
     String::from_utf8_lossy(&head).into_owned()
 }
+
+/// A 101 the request cannot take is the endpoint's error, and counts
+/// against it like a malformed head: three in a row (one to a request that
+/// asked for no upgrade, one to a protocol the client did not offer, one
+/// naming none) each get a 502 and eject the endpoint, so that its pool,
+/// which has no other, then answers 503 at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_101s_count_against_the_endpoint() {
+    let upstream = switching_upstream().await;
+    let outlier = "    outlier_detection: { consecutive_failures: 3, base_ejection: 30s, \
+                   max_ejection_percent: 100 }\n";
+    let mut gateway = support::Gateway::start(&spec_with("", &[upstream.address], outlier, ""));
+    let public = gateway.addr("public");
+
+    let offer = "Upgrade: websocket\r\nConnection: Upgrade, close\r\n";
+    for (target, fields) in [
+        ("/unasked/switch/websocket", "Connection: close\r\n"),
+        ("/unoffered/switch/h2c", offer),
+        ("/unnamed/switch/-", offer),
+    ] {
+        let request = format!("GET {target} HTTP/1.1\r\nHost: api.example.test\r\n{fields}\r\n");
+        let response = raw(public, request.as_bytes()).await;
+        assert_eq!(statuses(&response), [502], "{target}: {response}");
+        assert!(response.contains("upstream_invalid_response"), "{target}: {response}");
+    }
+    gateway.wait_stderr("endpoint ejected after consecutive failures", 1, Duration::from_secs(5));
+    let ejection = gateway.stderr().into_iter().find(|l| l.contains("endpoint ejected"));
+    assert!(ejection.is_some_and(|l| l.contains(&upstream.address.to_string())));
+
+    let request = "GET /after HTTP/1.1\r\nHost: api.example.test\r\nConnection: close\r\n\r\n";
+    let response = raw(public, request.as_bytes()).await;
+    assert_eq!(statuses(&response), [503], "{response}");
+    assert!(response.contains("no_endpoint"), "{response}");
+    assert!(upstream.requests().iter().all(|r| r.target() != "/after"));
+
+    gateway.interrupt();
+    assert_eq!(gateway.wait(Duration::from_secs(5)).code(), Some(0));
+    let lines = gateway.stdout();
+    for target in ["/unasked/switch/websocket", "/unoffered/switch/h2c", "/unnamed/switch/-"] {
+        let line = lines.iter().find(|l| l.contains(&format!("\"path\":\"{target}\"")));
+        let line: serde_json::Value = serde_json::from_str(line.expect(target)).unwrap();
+        assert_eq!(line["status"], 502, "{target}: {line}");
+        assert_eq!(line["endpoint"], upstream.address.to_string(), "{target}: {line}");
+    }
+}
+
+/// A route that retries on `reset` tries another endpoint after a 101
+/// that the request cannot take, as it does after a malformed head.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_that_retries_on_reset_retries_a_refused_101() {
+    let switching = switching_upstream().await;
+    let fine =
+        ScriptedUpstream::start(None, |request: &RawRequest| Answer::ok(request.target())).await;
+    let route = "    retries: { attempts: 2, on: [reset] }\n";
+    let endpoints = [switching.address, fine.address];
+    let gateway = support::Gateway::start(&spec_with("", &endpoints, "", route));
+    let public = gateway.addr("public");
+
+    // Round robin: whichever endpoint comes first, one request of the two
+    // meets the switching one first.
+    for i in 0..2 {
+        let target = format!("/{i}/switch/websocket");
+        let request =
+            format!("GET {target} HTTP/1.1\r\nHost: api.example.test\r\nConnection: close\r\n\r\n");
+        let response = raw(public, request.as_bytes()).await;
+        assert_eq!(statuses(&response), [200], "{target}: {response}");
+        assert!(response.ends_with(&target), "{target}: {response}");
+    }
+    assert!(!switching.requests().is_empty(), "round robin skipped an endpoint");
+    assert_eq!(fine.requests().len(), 2, "{:?}", fine.requests());
+}

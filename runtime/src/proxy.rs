@@ -435,6 +435,8 @@ async fn forward(
     let slot = BodySlot::with(body, limit, trailers, gate, replay_limit);
 
     let mut response = send(shared, exchange, (pool, endpoint), hash, &head, &slot, picked).await?;
+    // `send` refused every 101 the request cannot take; these checks stay
+    // so that no 101 reaches a tunnel unchecked.
     let switched = match upgrade {
         None if response.status() == hyper::StatusCode::SWITCHING_PROTOCOLS => {
             let (pool, endpoint) = exchange.endpoint().unwrap_or((pool, endpoint));
@@ -514,6 +516,12 @@ pub(crate) struct UpstreamHead {
 }
 
 impl UpstreamHead {
+    /// The protocols the request offers to switch to, as sent upstream;
+    /// `None` when it asks for no upgrade.
+    fn offer(&self) -> Option<&HeaderValue> {
+        self.upgrade.then(|| self.headers.get(hyper::header::UPGRADE)).flatten()
+    }
+
     /// The request for one try, in origin form: the pool's client names
     /// the endpoint (see [`PoolClient::send`]).
     pub(crate) fn request(&self, body: RequestBody) -> Request<RequestBody> {
@@ -586,7 +594,17 @@ async fn send(
             }
         };
         tries += 1;
-        let result = try_once(shared, pool, endpoint, head, slot, idempotent, limit, began).await;
+        let mut result =
+            try_once(shared, pool, endpoint, head, slot, idempotent, limit, began).await;
+        // A 101 the request cannot take is the endpoint's error, like a
+        // malformed head, not a response (`forward` opens the tunnel).
+        if let Ok(response) = &result {
+            if response.status() == hyper::StatusCode::SWITCHING_PROTOCOLS {
+                if let Err(bad) = upgrade::check_switch(head.offer(), response.headers()) {
+                    result = Err(TryError::BadSwitch(bad));
+                }
+            }
+        }
         if slot.was_too_large() {
             return Err(ProxyError::BodyTooLarge { limit: slot.limit().unwrap_or(0) });
         }
@@ -604,7 +622,7 @@ async fn send(
             Ok(response) => Outcome::Response(response.status().as_u16()),
             Err(TryError::TimedOut(_)) => Outcome::Timeout,
             Err(TryError::Failed(error)) if error.is_connect() => Outcome::ConnectFailure,
-            Err(TryError::Failed(_)) => Outcome::Reset,
+            Err(TryError::Failed(_) | TryError::BadSwitch(_)) => Outcome::Reset,
         };
         let client_fault = matches!(&result, Err(TryError::Failed(e)) if e.is_client_body_error());
         let ended = tokio::time::Instant::now();
@@ -643,6 +661,12 @@ async fn send(
                     Err(ProxyError::Timeout { endpoint: address, timeout })
                 }
                 Err(TryError::Failed(error)) => Err(ProxyError::from_client(address, error)),
+                Err(TryError::BadSwitch(upgrade::BadSwitch::Unasked)) => {
+                    Err(ProxyError::UnaskedUpgrade { endpoint: address })
+                }
+                Err(TryError::BadSwitch(upgrade::BadSwitch::Unoffered)) => {
+                    Err(ProxyError::UnofferedUpgrade { endpoint: address })
+                }
             };
         };
         tracing::debug!(side = "upstream", %address, ?outcome, tries, ?backoff, "retrying");
@@ -662,6 +686,9 @@ enum TryError {
     /// The try's time (per-try or what was left of the route's) ran out.
     TimedOut(Duration),
     Failed(SendError),
+    /// A response head came, but a 101 that the request cannot take (see
+    /// [`upgrade::check_switch`]); its connection is closed with it.
+    BadSwitch(upgrade::BadSwitch),
 }
 
 /// Never built: `send` maps only an `Ok` through it.

@@ -18,8 +18,10 @@
 //!   the service; those offers are dropped from `Upgrade`, and a request that
 //!   offered nothing else is no upgrade request at all;
 //! - a 101 must name in its `Upgrade` only protocols the request offered
-//!   (RFC 9110, section 7.8); any other 101 is refused with 502 and its
-//!   connection closed.
+//!   (RFC 9110, section 7.8); any other 101, and any to a request that
+//!   asked for no upgrade, is refused with 502 and its connection closed,
+//!   and counts against the endpoint as a malformed head does (see
+//!   [`check_switch`], which the proxy applies before it judges a try).
 //!
 //! A tunnel keeps its place in the listener's connection limit and in the
 //! drain, so shutdown waits for it up to the drain timeout and no longer.
@@ -79,15 +81,10 @@ impl Requested {
         if response.status() != StatusCode::SWITCHING_PROTOCOLS {
             return Ok(None);
         }
-        let protocol = match response.headers().get(UPGRADE) {
-            Some(answer) if response.headers().get_all(UPGRADE).iter().nth(1).is_none() => {
-                answer.clone()
-            }
-            _ => return Err(UnofferedProtocol),
+        let protocol = match check_switch(Some(&self.protocol), response.headers()) {
+            Ok(protocol) => protocol.clone(),
+            Err(_) => return Err(UnofferedProtocol),
         };
-        if !switches_to_offered(self.protocol.as_bytes(), protocol.as_bytes()) {
-            return Err(UnofferedProtocol);
-        }
         let upstream = hyper::upgrade::on(&mut *response);
         let (client, hold) = (self.client, self.hold);
         tokio::spawn(async move {
@@ -113,6 +110,34 @@ impl Requested {
 /// A 101 that names a protocol the request did not offer, or none.
 #[derive(Debug)]
 pub(crate) struct UnofferedProtocol;
+
+/// Why a 101 cannot be passed on: the upstream's error, as much as a
+/// malformed response head would be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BadSwitch {
+    /// The request asked for no upgrade (RFC 9110, section 15.2.2).
+    Unasked,
+    /// It switched to a protocol the request did not offer, or named none
+    /// or several lines of them (RFC 9110, section 7.8).
+    Unoffered,
+}
+
+/// Whether a 101 with the fields `answer` may switch the connection of a
+/// request that offered `offer` (its `Upgrade` as sent upstream; `None`
+/// when it asked for no upgrade): the protocol it switches to, or why not.
+pub(crate) fn check_switch<'a>(
+    offer: Option<&HeaderValue>,
+    answer: &'a HeaderMap,
+) -> Result<&'a HeaderValue, BadSwitch> {
+    let offer = offer.ok_or(BadSwitch::Unasked)?;
+    let mut lines = answer.get_all(UPGRADE).iter();
+    match (lines.next(), lines.next()) {
+        (Some(protocol), None) if switches_to_offered(offer.as_bytes(), protocol.as_bytes()) => {
+            Ok(protocol)
+        }
+        _ => Err(BadSwitch::Unoffered),
+    }
+}
 
 /// The protocols of a request's `Upgrade` fields that the gateway passes
 /// on, as one value: every offer but HTTP itself and TLS (see the module
