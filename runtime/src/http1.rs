@@ -75,13 +75,13 @@ use crate::stall::Stall;
 use crate::upstream::Home;
 
 /// Most header fields a response head (or a trailer section) may have.
-const MAX_FIELDS: usize = 100;
+pub(crate) const MAX_FIELDS: usize = 100;
 /// Header fields a response head rarely exceeds: a head is parsed with room
 /// for this many first, which is cheaper, and again with room for
 /// [`MAX_FIELDS`] only when they do not fit.
 const USUAL_FIELDS: usize = 24;
 /// Largest response head, and largest trailer section.
-const MAX_HEAD: usize = 64 * 1024;
+pub(crate) const MAX_HEAD: usize = 64 * 1024;
 /// Longest chunk-size line, extensions included.
 const MAX_CHUNK_LINE: usize = 4096;
 /// Spare room the read buffer has before each read.

@@ -57,6 +57,15 @@ use crate::proxy::UpstreamHead;
 use crate::request_body::RequestBody;
 use crate::upstream::{take_slots, SendError};
 
+/// The largest response header list (or trailer section) an HTTP/2
+/// endpoint may send, as HTTP/2 sizes it (RFC 9113, section 6.5.2: each
+/// field's name and value, pseudo-header fields such as `:status`
+/// included, and 32 bytes more): the byte limit of the gateway's HTTP/1.1
+/// client ([`crate::http1::MAX_HEAD`]), in place of hyper's 16 KiB. A
+/// larger one resets its stream, and its request fails; the connection's
+/// other streams go on.
+pub(crate) const MAX_HEAD_LIST: u32 = crate::http1::MAX_HEAD as u32;
+
 /// The HTTP/2 connections of one pool: at most one open per endpoint.
 pub(crate) struct Http2Pool {
     endpoints: Vec<Endpoint>,
@@ -141,7 +150,7 @@ impl Http2Pool {
     /// for its `idle_timeout` (when there is a runtime to run it).
     pub(crate) fn start(plan: &PoolPlan, breaker: Option<Arc<CircuitBreaker>>) -> Arc<Http2Pool> {
         let mut builder = Builder::new(TokioExecutor::new());
-        builder.timer(TokioTimer::new());
+        builder.timer(TokioTimer::new()).max_header_list_size(MAX_HEAD_LIST);
         let pool = Arc::new(Http2Pool {
             endpoints: plan.endpoints.iter().map(|_| Endpoint::default()).collect(),
             connect_timeout: plan.connect_timeout,

@@ -89,8 +89,10 @@ use sluice_traffic::{CircuitBreaker, Rejection};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::http1::{Conn, ExchangeError, HeadLimit, Http1Body, Http1Response, PumpedBody};
-use crate::http2::{Http2Pool, OpenStream};
+use crate::http1::{
+    Conn, ExchangeError, HeadLimit, Http1Body, Http1Response, PumpedBody, MAX_FIELDS, MAX_HEAD,
+};
+use crate::http2::{Http2Pool, OpenStream, MAX_HEAD_LIST};
 use crate::proxy::UpstreamHead;
 use crate::request_body::{BodyError, BodySlot, ClientFailure, ClientFault, RequestBody};
 use crate::stall::{unless_stuck, Stall};
@@ -123,7 +125,10 @@ impl PoolClient {
         // endpoint carries every request at once.
         let http2 = pool.protocol == sluice_compiler::spec::Protocol::Http2;
 
-        let pooled = Client::builder(TokioExecutor::new())
+        // Upgrades and `CONNECT` take response heads within the limits of
+        // the gateway's own clients, as far as hyper lets them be set (see
+        // `head_limits`).
+        let pooled = head_limits(Client::builder(TokioExecutor::new()))
             .pool_idle_timeout(pool.idle_timeout)
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
@@ -131,7 +136,7 @@ impl PoolClient {
             .build(connector.clone());
         let http1 = (!http2).then(|| Http1Pool::start(pool, connector.breaker.clone()));
         let http2_pool = http2.then(|| Http2Pool::start(pool, connector.breaker.clone()));
-        let fresh = Client::builder(TokioExecutor::new())
+        let fresh = head_limits(Client::builder(TokioExecutor::new()))
             .pool_max_idle_per_host(0)
             .retry_canceled_requests(false)
             .timer(TokioTimer::new())
@@ -168,6 +173,11 @@ impl PoolClient {
             let exchange = async move {
                 let sent = http2.send(endpoint, address, authority, head, body, fresh).await?;
                 let (response, stream) = sent;
+                // HTTP/2 bounds the header list's size (see
+                // `crate::http2::MAX_HEAD_LIST`), not its fields.
+                if let Some(limit) = over_head_limits(&response) {
+                    return Err(SendError::HeadTooLarge(limit));
+                }
                 Ok(response.map(|body| UpstreamBody::detached(body, stall, stream)))
             };
             let sent = Box::pin(head_within_stall(exchange, stall, slot)).await;
@@ -185,7 +195,10 @@ impl PoolClient {
         let client = if fresh { &self.fresh } else { &self.pooled };
         let exchange = async move {
             match client.request(request).await {
-                Ok(response) => Ok(response.map(|body| UpstreamBody::detached(body, stall, None))),
+                Ok(response) => match over_head_limits(&response) {
+                    Some(limit) => Err(SendError::HeadTooLarge(limit)),
+                    None => Ok(response.map(|body| UpstreamBody::detached(body, stall, None))),
+                },
                 Err(error) => Err(SendError::Pooled(error)),
             }
         };
@@ -194,6 +207,49 @@ impl PoolClient {
         let sent = Box::pin(head_within_stall(exchange, stall, slot)).await;
         sent.map_err(|error| blame_client_body(error, blame.as_deref()))
     }
+}
+
+/// hyper-util's `builder` with the response head limits of the gateway's
+/// own HTTP/1.1 client ([`MAX_FIELDS`] fields, [`MAX_HEAD`] bytes) and of
+/// its HTTP/2 pool (a header list of [`MAX_HEAD_LIST`] as HTTP/2 sizes it).
+/// hyper bounds an HTTP/1.1 head's bytes only through its read buffer,
+/// which refuses a head once that many bytes have arrived without its end
+/// but can take in up to about as much again in one read, so what it
+/// passes is measured again (see [`over_head_limits`]).
+fn head_limits(
+    mut builder: hyper_util::client::legacy::Builder,
+) -> hyper_util::client::legacy::Builder {
+    builder
+        .http1_max_headers(MAX_FIELDS)
+        .http1_max_buf_size(MAX_HEAD)
+        .http2_max_header_list_size(MAX_HEAD_LIST);
+    builder
+}
+
+/// The limit of the gateway's HTTP/1.1 client that a response head which
+/// hyper's client took is over, if any: an HTTP/1.1 head over [`MAX_HEAD`]
+/// bytes, measured as its status line and field lines would be written
+/// (`name: value`, each line ending in CRLF, and the empty line after
+/// them), which is what was sent less any optional whitespace; an HTTP/2
+/// head (held to [`MAX_HEAD_LIST`] already) with over [`MAX_FIELDS`]
+/// fields, which hyper holds an HTTP/1.1 head to itself.
+fn over_head_limits<B>(response: &Response<B>) -> Option<HeadLimit> {
+    if response.version() == hyper::Version::HTTP_2 {
+        return (response.headers().len() > MAX_FIELDS).then_some(HeadLimit::Fields);
+    }
+    let reason = match response.extensions().get::<hyper::ext::ReasonPhrase>() {
+        Some(reason) => reason.as_bytes().len(),
+        None => response.status().canonical_reason().map_or(0, str::len),
+    };
+    // `HTTP/1.1 200 ` and the reason, CRLF; the empty line.
+    let mut size = 13 + reason + 2 + 2;
+    for (name, value) in response.headers() {
+        size += name.as_str().len() + 2 + value.len() + 2;
+        if size > MAX_HEAD {
+            return Some(HeadLimit::Size);
+        }
+    }
+    None
 }
 
 /// `error`, the failure of an exchange whose connection sends the request
@@ -275,6 +331,11 @@ pub enum SendError {
     /// the request body failed (see [`ClientFailure`]).
     #[error("{0}")]
     ClientBody(ClientFailure),
+    /// An HTTP/2 or upgrade exchange got a response head over a limit of
+    /// the gateway's HTTP/1.1 client, which hyper's client does not hold it
+    /// to itself (see [`head_limits`]); the response was dropped.
+    #[error("response head too large: {0}")]
+    HeadTooLarge(HeadLimit),
 }
 
 impl SendError {
@@ -286,7 +347,8 @@ impl SendError {
             SendError::Exchange { .. }
             | SendError::Http2 { .. }
             | SendError::Stalled(_)
-            | SendError::ClientBody(_) => false,
+            | SendError::ClientBody(_)
+            | SendError::HeadTooLarge(_) => false,
         }
     }
 
@@ -333,7 +395,8 @@ impl SendError {
             | SendError::Connect(_)
             | SendError::Refused(_)
             | SendError::Stalled(_)
-            | SendError::ClientBody(_) => None,
+            | SendError::ClientBody(_)
+            | SendError::HeadTooLarge(_) => None,
         };
         while let Some(cause) = source {
             if let Some(error) = cause.downcast_ref::<BodyError>() {
@@ -348,7 +411,8 @@ impl SendError {
     /// what failed: the head was never passed on.
     pub(crate) fn head_too_large(&self) -> Option<HeadLimit> {
         match self {
-            SendError::Exchange { error: ExchangeError::HeadTooLarge(limit), .. } => Some(*limit),
+            SendError::Exchange { error: ExchangeError::HeadTooLarge(limit), .. }
+            | SendError::HeadTooLarge(limit) => Some(*limit),
             SendError::Pooled(error) => std::error::Error::source(error)
                 .and_then(|e| e.downcast_ref::<hyper::Error>())
                 .is_some_and(hyper::Error::is_parse_too_large)
@@ -371,7 +435,10 @@ impl SendError {
             SendError::Http2 { error, .. } => error.is_user(),
             SendError::Exchange { error, .. } => error.is_client_body(),
             SendError::ClientBody(_) => true,
-            SendError::Connect(_) | SendError::Refused(_) | SendError::Stalled(_) => false,
+            SendError::Connect(_)
+            | SendError::Refused(_)
+            | SendError::Stalled(_)
+            | SendError::HeadTooLarge(_) => false,
         }
     }
 }
@@ -385,7 +452,8 @@ pub(crate) fn on_reused_connection(error: &SendError, attempt_began: Instant) ->
         SendError::Connect(_)
         | SendError::Refused(_)
         | SendError::Stalled(_)
-        | SendError::ClientBody(_) => return false,
+        | SendError::ClientBody(_)
+        | SendError::HeadTooLarge(_) => return false,
     };
     let Some(connected) = error.connect_info() else { return false };
     let mut extensions = hyper::http::Extensions::new();
@@ -403,7 +471,8 @@ pub(crate) fn closed_before_response(error: &SendError) -> bool {
         SendError::Connect(_)
         | SendError::Refused(_)
         | SendError::Stalled(_)
-        | SendError::ClientBody(_) => return false,
+        | SendError::ClientBody(_)
+        | SendError::HeadTooLarge(_) => return false,
     };
     while let Some(cause) = source {
         if let Some(hyper_error) = cause.downcast_ref::<hyper::Error>() {
@@ -449,7 +518,8 @@ pub(crate) fn breaker_refusal(error: &SendError) -> Option<Rejection> {
         | SendError::Exchange { .. }
         | SendError::Http2 { .. }
         | SendError::Stalled(_)
-        | SendError::ClientBody(_) => return None,
+        | SendError::ClientBody(_)
+        | SendError::HeadTooLarge(_) => return None,
     };
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
@@ -843,5 +913,57 @@ impl Body for UpstreamBody {
             Inner::Pumped(body) => body.size_hint(),
             Inner::Detached(body, ..) => body.size_hint(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A response whose head, written as HTTP/1.1, is `size` bytes long:
+    /// `HTTP/1.1 200 OK`, one field `x-big` and as many fields `x-n` as it
+    /// takes to make up the rest, and the empty line.
+    fn head_of(size: usize, version: hyper::Version) -> Response<()> {
+        let mut response = Response::new(());
+        *response.version_mut() = version;
+        // `HTTP/1.1 200 OK` CRLF, and CRLF.
+        let mut left = size - 17 - 2;
+        while left > 1000 {
+            response.headers_mut().append("x-n", "v".repeat(1000 - 7).parse().unwrap());
+            left -= 1000;
+        }
+        // `x-n: ` and CRLF around each value, `x-big: ` and CRLF around its.
+        response.headers_mut().insert("x-big", "v".repeat(left - 9).parse().unwrap());
+        response
+    }
+
+    /// An HTTP/1.1 head that hyper took is held to 64 KiB as written, its
+    /// reason phrase included; an HTTP/2 one, to 100 fields.
+    #[test]
+    fn a_head_from_hyper_is_held_to_the_gateways_limits() {
+        use hyper::Version;
+        assert_eq!(over_head_limits(&head_of(MAX_HEAD, Version::HTTP_11)), None);
+        let over = head_of(MAX_HEAD + 1, Version::HTTP_11);
+        assert_eq!(over_head_limits(&over), Some(HeadLimit::Size));
+
+        let mut reason = head_of(MAX_HEAD, Version::HTTP_11);
+        reason.extensions_mut().insert(hyper::ext::ReasonPhrase::from_static(b"OKAY"));
+        assert_eq!(over_head_limits(&reason), Some(HeadLimit::Size));
+
+        // 66 fields: HTTP/2 held the list's size already.
+        assert_eq!(over_head_limits(&head_of(MAX_HEAD + 1, Version::HTTP_2)), None);
+        let fields = |n: usize| {
+            let mut response = Response::new(());
+            *response.version_mut() = Version::HTTP_2;
+            for i in 0..n {
+                response.headers_mut().insert(
+                    format!("x-{i}").parse::<hyper::header::HeaderName>().unwrap(),
+                    "v".parse().unwrap(),
+                );
+            }
+            response
+        };
+        assert_eq!(over_head_limits(&fields(MAX_FIELDS)), None);
+        assert_eq!(over_head_limits(&fields(MAX_FIELDS + 1)), Some(HeadLimit::Fields));
     }
 }
