@@ -230,6 +230,55 @@ async fn watch_picks_up_an_edited_included_file() {
     assert_eq!(get(address, "/old").await, StatusCode::NOT_FOUND);
 }
 
+/// `--watch` reloads when a file starts to match an include pattern, in
+/// the directory the pattern names or, for `**`, in one made below it
+/// afterwards; a file that matches no pattern loads nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_picks_up_a_file_that_starts_to_match_an_include() {
+    let fast = Upstream::start("fast").await;
+    let slow = Upstream::start("slow").await;
+    let dir = support::temp_dir();
+    let routes = |name: &str| format!("routes:\n{}", route(name, &format!("/{name}")));
+    std::fs::create_dir_all(dir.join("teams")).unwrap();
+    std::fs::create_dir_all(dir.join("deep/x")).unwrap();
+    std::fs::write(dir.join("teams/a.yaml"), routes("a")).unwrap();
+    std::fs::write(dir.join("deep/x/d.yaml"), routes("d")).unwrap();
+    let main = spec(fast.address, slow.address, "", "").replacen(
+        "version: 1\n",
+        "version: 1\ninclude: [\"teams/*.yaml\", \"deep/**/*.yaml\"]\n",
+        1,
+    );
+    let path = dir.join("spec.yaml");
+    std::fs::write(&path, main).unwrap();
+    let gateway = Gateway::serve_file(dir.clone(), &path, 1, &["--access-log", "off", "--watch"]);
+    let address = gateway.addr("public");
+    assert_eq!(get(address, "/a").await, StatusCode::OK);
+    assert_eq!(get(address, "/c").await, StatusCode::NOT_FOUND);
+    // The watch learns the include patterns off the request path.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Names no pattern matches: the spec is not even loaded again.
+    std::fs::write(dir.join("teams/notes.txt"), routes("n")).unwrap();
+    std::fs::create_dir(dir.join("teams/sub")).unwrap();
+    std::fs::write(dir.join("teams/sub/s.yaml"), routes("s")).unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let log = || gateway.stderr().join("\n");
+    assert_eq!(gateway.count_stderr("plan reloaded"), 0, "{}", log());
+    assert_eq!(gateway.count_stderr("the plan did not change"), 0, "{}", log());
+
+    std::fs::write(dir.join("teams/c.yaml"), routes("c")).unwrap();
+    gateway.wait_log("plan reloaded", 1);
+    assert_eq!(get(address, "/c").await, StatusCode::OK);
+    assert_eq!(get(address, "/a").await, StatusCode::OK);
+    assert_eq!(get(address, "/s").await, StatusCode::NOT_FOUND);
+
+    std::fs::create_dir_all(dir.join("deep/y/z")).unwrap();
+    std::fs::write(dir.join("deep/y/z/e.yaml"), routes("e")).unwrap();
+    gateway.wait_log("plan reloaded", 2);
+    assert_eq!(get(address, "/e").await, StatusCode::OK);
+    assert_eq!(gateway.count_stderr("reload failed"), 0, "{}", log());
+}
+
 /// A spec laid out as a Kubernetes ConfigMap volume lays out its files:
 /// `spec.yaml` -> `..data/spec.yaml`, `..data` -> `v1`, the real file in
 /// `v1/`. Served with `--watch` through the top link.

@@ -40,15 +40,53 @@ const MAX_FILES: usize = 1000;
 /// large tree) cannot walk a whole disk looking.
 const MAX_ENTRIES: usize = 10_000;
 
+/// Where the include patterns of a spec search for files, and what each
+/// matched when the spec was read, so that a watcher can tell when a file
+/// starts or stops matching one of them.
+#[derive(Debug, Clone, Default)]
+pub struct IncludeSearch {
+    /// Each pattern with wildcards, and the files it matched, sorted.
+    walks: Vec<(Walk, Vec<PathBuf>)>,
+}
+
+impl IncludeSearch {
+    /// The directories the patterns search, each with whether the
+    /// directories below it are searched too: `teams/` alone for
+    /// `teams/*.yaml`, `teams/` and all below it for `teams/**/*.yaml` or
+    /// `teams/*/routes.yaml`. A pattern without wildcards searches nothing;
+    /// the file it names is looked up.
+    pub fn directories(&self) -> Vec<(PathBuf, bool)> {
+        self.walks
+            .iter()
+            .map(|(walk, _)| (walk.start.clone(), walk.parts.len() > 1 || walk.any_depth()))
+            .collect()
+    }
+
+    /// Whether some pattern now matches other files than it did when the
+    /// spec was read (searching as a load does, with the same bound on
+    /// the directory entries read).
+    pub fn changed(&self) -> bool {
+        let mut budget = MAX_ENTRIES;
+        self.walks.iter().any(|(walk, before)| {
+            let mut now = walk.run(MAX_FILES + 1, &mut budget).files;
+            now.sort();
+            now != *before
+        })
+    }
+}
+
 /// Join the included files into `spec`; returns the files it read (or
-/// tried to), so that a watcher can reload when one of them changes.
+/// tried to), so that a watcher can reload when one of them changes, and
+/// where the patterns searched, so that it can reload when another file
+/// starts to match.
 pub(crate) fn expand(
     doc: &mut Document,
     spec: &mut Spec,
     out: &mut Vec<Diagnostic>,
-) -> Vec<PathBuf> {
+) -> (Vec<PathBuf>, IncludeSearch) {
+    let mut search = IncludeSearch::default();
     if spec.include.is_empty() {
-        return Vec::new();
+        return (Vec::new(), search);
     }
     let base = Path::new(&doc.source.name).parent().unwrap_or(Path::new("")).to_path_buf();
     let main = std::fs::canonicalize(&doc.source.name).ok();
@@ -93,6 +131,9 @@ pub(crate) fn expand(
         }
         let mut matched = found.files;
         matched.sort();
+        if !walk.parts.is_empty() {
+            search.walks.push((walk.clone(), matched.clone()));
+        }
         if matched.is_empty() && found.stopped.is_none() {
             let help = match &found.missing {
                 Some(dir) => format!("there is no directory {}", display_dir(dir)),
@@ -186,7 +227,7 @@ pub(crate) fn expand(
         spec.pools.extend(fragment.pools);
         spec.routes.extend(fragment.routes);
     }
-    read
+    (read, search)
 }
 
 /// An included file may not include others, and its `include` key is
@@ -230,11 +271,13 @@ fn cycles(fragment: &Document, file: &Path, main: &Path, budget: &mut usize) -> 
 /// One include pattern, ready to be matched against the file system: the
 /// directory named by its leading literal parts, where the walk starts, and
 /// the parts after it.
+#[derive(Debug, Clone)]
 struct Walk {
     start: PathBuf,
     parts: Vec<Part>,
 }
 
+#[derive(Debug, Clone)]
 enum Part {
     /// A name without wildcards: looked up, never listed.
     Literal(OsString),
@@ -278,6 +321,11 @@ impl Walk {
             }
         }
         Ok(Walk { start, parts })
+    }
+
+    /// Whether a part is `**`.
+    fn any_depth(&self) -> bool {
+        self.parts.iter().any(|part| matches!(part, Part::AnyDepth))
     }
 
     /// The files the pattern matches, at most `room` of them, reading at

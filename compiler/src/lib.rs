@@ -33,6 +33,7 @@ use std::path::{Path, PathBuf};
 
 pub use diagnostic::{Diagnostic, Severity};
 pub use document::{Document, SourceFile};
+pub use include::IncludeSearch;
 pub use method::{Method, MethodSet};
 pub use plan::{Plan, PlanError};
 pub use router::{Captures, RequestFacts, RouteId};
@@ -51,6 +52,8 @@ pub struct Checked {
     pub plan: Option<Plan>,
     /// The files `include:` pulled in, in the order they were read.
     pub included: Vec<PathBuf>,
+    /// Where the `include:` patterns searched, and what they matched.
+    pub include_search: IncludeSearch,
 }
 
 impl Checked {
@@ -64,9 +67,9 @@ pub fn check(source: SourceFile) -> Checked {
     let parsed = document::parse::<Spec>(source, document::Kind::Spec);
     let mut diagnostics = parsed.diagnostics;
     let (mut document, mut spec) = (parsed.document, parsed.value);
-    let mut included = Vec::new();
+    let (mut included, mut include_search) = (Vec::new(), IncludeSearch::default());
     if let (Some(doc), Some(spec)) = (&mut document, &mut spec) {
-        included = include::expand(doc, spec, &mut diagnostics);
+        (included, include_search) = include::expand(doc, spec, &mut diagnostics);
     }
 
     let mut plan = None;
@@ -80,7 +83,7 @@ pub fn check(source: SourceFile) -> Checked {
         }
     }
     diagnostic::sort(&mut diagnostics);
-    Checked { diagnostics, document, spec, plan, included }
+    Checked { diagnostics, document, spec, plan, included, include_search }
 }
 
 /// Why [`load_plan`] could not produce a plan.
@@ -110,22 +113,32 @@ pub fn load_plan(path: &Path) -> Result<Plan, LoadError> {
     load_plan_and_files(path).map(|(plan, _)| plan)
 }
 
-/// [`load_plan`], also returning every file the plan came from: `path`,
-/// then the files a spec's `include:` pulled in.
-pub fn load_plan_and_files(path: &Path) -> Result<(Plan, Vec<PathBuf>), LoadError> {
+/// What a plan was loaded from, for a watch to reload it when that changes.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// Every file the plan came from: the path loaded, then the files a
+    /// spec's `include:` pulled in.
+    pub files: Vec<PathBuf>,
+    /// Where the `include:` patterns searched, and what they matched.
+    pub include_search: IncludeSearch,
+}
+
+/// [`load_plan`], also returning what the plan came from.
+pub fn load_plan_and_files(path: &Path) -> Result<(Plan, Sources), LoadError> {
     let bytes =
         std::fs::read(path).map_err(|source| LoadError::Io { path: path.to_owned(), source })?;
     if Plan::is_plan_file(&bytes) {
         return Plan::from_bytes(&bytes)
-            .map(|plan| (plan, vec![path.to_owned()]))
+            .map(|plan| (plan, Sources { files: vec![path.to_owned()], ..Sources::default() }))
             .map_err(|source| LoadError::Plan { path: path.to_owned(), source });
     }
 
     let source = SourceFile::from_bytes(path.display().to_string(), bytes);
     let mut checked = check(source);
     let files = std::iter::once(path.to_owned()).chain(checked.included.drain(..)).collect();
+    let include_search = std::mem::take(&mut checked.include_search);
     match checked.plan.take() {
-        Some(plan) => Ok((plan, files)),
+        Some(plan) => Ok((plan, Sources { files, include_search })),
         None => {
             let errors: Vec<&Diagnostic> =
                 checked.diagnostics.iter().filter(|d| d.severity == Severity::Error).collect();

@@ -39,15 +39,27 @@
 //! loader reports the files each load read, and after every load those
 //! files join the watch, so an include added by an edit is watched from the
 //! next load on (one dropped stays watched, at the cost of a needless reload).
+//!
+//! A file can also start to match an include pattern (`teams/c.yaml` added
+//! beside `teams/a.yaml` for `teams/*.yaml`), or stop matching one by a
+//! rename. So the directories the patterns search are watched as well: the
+//! one their leading literal parts name (`teams/`), and the directories
+//! below it only where the pattern reaches them (`teams/**/*.yaml`,
+//! `teams/*/routes.yaml`). A name added, removed or renamed there, once
+//! the burst settles, has the patterns searched again, and the spec is
+//! loaded only when some pattern matches other files than at the last
+//! load; a file that matches nothing (`teams/notes.txt`) reloads nothing.
+//! A file that starts to match is, like a watched one, not loaded while
+//! its writer still has it open.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use notify::{EventKind, RecursiveMode, Watcher};
-use sluice_compiler::Plan;
+use sluice_compiler::{IncludeSearch, Plan, Sources};
 use tokio::sync::mpsc;
 
 /// How long the file must be quiet before a change is loaded.
@@ -66,6 +78,9 @@ const REPORTS_CLOSE_WRITE: bool = cfg!(any(target_os = "linux", target_os = "and
 enum Trigger {
     Signal,
     FileChanged,
+    /// A name changed in a directory an include pattern searches: what the
+    /// patterns match may have changed.
+    Listing,
 }
 
 impl Trigger {
@@ -73,6 +88,17 @@ impl Trigger {
         match self {
             Trigger::Signal => "SIGHUP",
             Trigger::FileChanged => "file changed",
+            Trigger::Listing => "include matches changed",
+        }
+    }
+
+    /// The trigger for a reload asked for by `self` and then `later`: a
+    /// change in a searched directory counts for no more than what follows it.
+    fn merge(self, later: Trigger) -> Trigger {
+        if self == Trigger::Listing {
+            later
+        } else {
+            self
         }
     }
 }
@@ -93,7 +119,7 @@ pub(crate) fn start(
 ) -> std::io::Result<Reloads> {
     let (trigger, mut triggers) = mpsc::channel::<Trigger>(1);
     on_hangup(trigger.clone())?;
-    let watch = if watch { Some(Arc::new(Watch::start(&path, trigger)?)) } else { None };
+    let watch = if watch { Some(Arc::new(Watch::start(&path, trigger.clone())?)) } else { None };
 
     let watching = watch.clone();
     // The plan in force, as bytes, to tell a file event that changed
@@ -106,14 +132,28 @@ pub(crate) fn start(
             let source = path.clone();
             let loaded =
                 tokio::task::spawn_blocking(move || sluice_compiler::load_plan_and_files(&source));
-            if let Ok(Ok((_, files))) = loaded.await {
+            if let Ok(Ok((plan, sources))) = loaded.await {
+                // What changed between the first load and this one was
+                // watched by no one yet.
+                if last.as_ref() != Some(&plan.to_bytes()) {
+                    let _ = trigger.try_send(Trigger::FileChanged);
+                }
                 let watch = Arc::clone(watch);
-                let _ = tokio::task::spawn_blocking(move || watch.follow(&files)).await;
+                let _ = tokio::task::spawn_blocking(move || watch.follow(sources)).await;
             }
         }
-        while let Some(first) = triggers.recv().await {
-            if first == Trigger::FileChanged {
-                settle(&mut triggers, watching.as_deref()).await;
+        while let Some(mut first) = triggers.recv().await {
+            if first != Trigger::Signal {
+                first = settle(&mut triggers, first, watching.as_deref()).await;
+            }
+            if let (Trigger::Listing, Some(watch)) = (first, watching.clone()) {
+                let changed = tokio::task::spawn_blocking(move || watch.includes_changed());
+                if !changed.await.unwrap_or(true) {
+                    tracing::debug!(
+                        "a searched directory changed, but no include pattern matches other files"
+                    );
+                    continue;
+                }
             }
             let source = path.clone();
             let following = watching.clone();
@@ -126,12 +166,12 @@ pub(crate) fn start(
                 sluice_compiler::load_plan_and_files(&source)
             });
             match loaded.await {
-                Ok(Ok((plan, files))) => {
+                Ok(Ok((plan, sources))) => {
                     if let Some(watch) = watching.clone() {
-                        let _ = tokio::task::spawn_blocking(move || watch.follow(&files)).await;
+                        let _ = tokio::task::spawn_blocking(move || watch.follow(sources)).await;
                     }
                     let bytes = plan.to_bytes();
-                    if first == Trigger::FileChanged && last.as_ref() == Some(&bytes) {
+                    if first != Trigger::Signal && last.as_ref() == Some(&bytes) {
                         tracing::info!(path = %path.display(), "the plan did not change; not reloading");
                         continue;
                     }
@@ -158,22 +198,29 @@ pub(crate) fn start(
 
 /// Wait until a burst of file events is over: the files have been quiet
 /// for [`SETTLE`], and none is still open with a write in progress (see the
-/// module doc). Triggers that arrive meanwhile merge into this one.
-async fn settle(triggers: &mut mpsc::Receiver<Trigger>, watch: Option<&Watch>) {
+/// module doc). Triggers that arrive meanwhile merge into `first`; returns
+/// the merged trigger.
+async fn settle(
+    triggers: &mut mpsc::Receiver<Trigger>,
+    mut first: Trigger,
+    watch: Option<&Watch>,
+) -> Trigger {
     loop {
-        while let Ok(Some(_)) = tokio::time::timeout(SETTLE, triggers.recv()).await {}
-        let Some(watch) = watch.filter(|w| w.being_written()) else { return };
+        while let Ok(Some(later)) = tokio::time::timeout(SETTLE, triggers.recv()).await {
+            first = first.merge(later);
+        }
+        let Some(watch) = watch.filter(|w| w.being_written()) else { return first };
         tracing::debug!("a watched file is open for writing; waiting for its writer to close it");
         match tokio::time::timeout(OPEN_WRITE_GRACE - SETTLE, triggers.recv()).await {
-            Ok(Some(_)) => {}
-            Ok(None) => return,
+            Ok(Some(later)) => first = first.merge(later),
+            Ok(None) => return first,
             Err(_) => {
                 tracing::warn!(
                     grace = ?OPEN_WRITE_GRACE,
                     "a watched file was written to and is still open, but quiet; loading it"
                 );
                 watch.assume_written();
-                return;
+                return first;
             }
         }
     }
@@ -203,19 +250,29 @@ fn on_hangup(_: mpsc::Sender<Trigger>) -> std::io::Result<()> {
 
 /// A file watch over the spec and the files it includes: the directories
 /// that hold them, and the links on the way to them, are watched, and an
-/// event about one of those names sends a trigger.
-// TODO: a file that starts to match an include glob later is seen only at
-// the next reload; watching the glob's directory for new names would fix it.
+/// event about one of those names sends a trigger. So are the directories
+/// the include patterns search, where an event about any name sends a
+/// weaker trigger, [`Trigger::Listing`].
 struct Watch {
     watcher: Mutex<notify::RecommendedWatcher>,
     /// The files a reload depends on, as named (the spec first).
     roots: Mutex<Vec<PathBuf>>,
+    /// Where the include patterns of the last load searched, and what they
+    /// matched.
+    includes: Mutex<IncludeSearch>,
     /// Every name whose change changes what `roots` read: each root, each
-    /// link on the way, and the file each ends at, as (directory, name).
+    /// link on the way, and the file each ends at, as (directory, name);
+    /// and the same for each directory the include patterns search.
     files: Arc<Mutex<HashSet<Key>>>,
-    /// Those of `files` written to since their writer last closed them.
+    /// The directories the include patterns search, as the system
+    /// resolves them, each with whether those below it are searched too.
+    searched: Arc<Mutex<Vec<(PathBuf, bool)>>>,
+    /// Those of `files`, or names in `searched`, written to since their
+    /// writer last closed them.
     writing: Arc<Mutex<HashSet<Key>>>,
-    directories: Mutex<HashSet<PathBuf>>,
+    /// The directories watched, each with whether those below it are.
+    directories: Mutex<HashMap<PathBuf, bool>>,
+    trigger: mpsc::Sender<Trigger>,
 }
 
 /// A name in a directory.
@@ -226,11 +283,14 @@ const MAX_LINKS: usize = 40;
 
 impl Watch {
     fn start(path: &Path, trigger: mpsc::Sender<Trigger>) -> std::io::Result<Watch> {
-        use notify::event::{AccessKind, AccessMode, ModifyKind};
+        use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind};
 
         let files: Arc<Mutex<HashSet<Key>>> = Arc::default();
+        let searched: Arc<Mutex<Vec<(PathBuf, bool)>>> = Arc::default();
         let writing: Arc<Mutex<HashSet<Key>>> = Arc::default();
-        let (seen, written) = (Arc::clone(&files), Arc::clone(&writing));
+        let (seen, looked_in, written) =
+            (Arc::clone(&files), Arc::clone(&searched), Arc::clone(&writing));
+        let sender = trigger.clone();
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             let Ok(event) = event else { return };
             // What the event says of the file's writer: whether it is now
@@ -245,14 +305,25 @@ impl Watch {
                 EventKind::Modify(_) => None,
                 EventKind::Access(_) | EventKind::Any | EventKind::Other => return,
             };
+            // A file created in a searched directory may match a pattern
+            // before it is written: it is midway until it is closed.
+            let created = matches!(event.kind, EventKind::Create(CreateKind::File));
             let files = lock(&seen);
-            let mut touched = false;
-            for key in event.paths.iter().filter_map(|p| split(p)) {
-                if !files.contains(&key) {
+            let searched = lock(&looked_in);
+            let (mut touched, mut listed) = (false, false);
+            for path in &event.paths {
+                let Some(key) = split(path) else { continue };
+                let watched = files.contains(&key);
+                if watched {
+                    touched = true;
+                } else if searched.iter().any(|(directory, below)| {
+                    key.0 == *directory || (*below && path.starts_with(directory))
+                }) {
+                    listed = true;
+                } else {
                     continue;
                 }
-                touched = true;
-                match midway {
+                match if created && !watched { Some(true) } else { midway } {
                     Some(true) if REPORTS_CLOSE_WRITE => {
                         lock(&written).insert(key);
                     }
@@ -263,22 +334,27 @@ impl Watch {
                 }
             }
             if touched {
-                let _ = trigger.try_send(Trigger::FileChanged);
+                let _ = sender.try_send(Trigger::FileChanged);
+            } else if listed {
+                let _ = sender.try_send(Trigger::Listing);
             }
         })
         .map_err(std::io::Error::other)?;
         let watch = Watch {
             watcher: Mutex::new(watcher),
             roots: Mutex::new(vec![path.to_owned()]),
+            includes: Mutex::default(),
             files,
+            searched,
             writing,
             directories: Mutex::default(),
+            trigger,
         };
         // The spec's own directory must be watchable from the start.
         let (directory, _) = resolve(path).pop().ok_or_else(|| {
             std::io::Error::new(std::io::ErrorKind::InvalidInput, "the spec path names no file")
         })?;
-        watch.watch_directory(&directory)?;
+        watch.watch_directory(&directory, false)?;
         watch.refresh();
         Ok(watch)
     }
@@ -293,51 +369,102 @@ impl Watch {
         lock(&self.writing).clear();
     }
 
-    fn watch_directory(&self, directory: &Path) -> std::io::Result<()> {
-        if lock(&self.directories).contains(directory) {
+    /// Watch `directory`, and those below it when `below` is set.
+    fn watch_directory(&self, directory: &Path, below: bool) -> std::io::Result<()> {
+        let before = lock(&self.directories).get(directory).copied();
+        if before == Some(below) {
             return Ok(());
         }
         let mut watcher = lock(&self.watcher);
-        watcher.watch(directory, RecursiveMode::NonRecursive).map_err(std::io::Error::other)?;
-        lock(&self.directories).insert(directory.to_owned());
+        if before.is_some() {
+            let _ = watcher.unwatch(directory);
+            lock(&self.directories).remove(directory);
+        }
+        let mode = if below { RecursiveMode::Recursive } else { RecursiveMode::NonRecursive };
+        watcher.watch(directory, mode).map_err(std::io::Error::other)?;
+        lock(&self.directories).insert(directory.to_owned(), below);
         Ok(())
     }
 
-    /// Resolve every root again and watch what they lead to now: the
-    /// directories no path leads through any more are no longer watched.
+    /// Resolve every root, and every directory the include patterns
+    /// search, again and watch what they lead to now: the directories no
+    /// path leads through any more are no longer watched.
     fn refresh(&self) {
         let roots = lock(&self.roots).clone();
-        let keys: HashSet<Key> = roots.iter().flat_map(|root| resolve(root)).collect();
-        let wanted: HashSet<PathBuf> =
-            keys.iter().map(|(directory, _)| directory.clone()).collect();
-        for directory in &wanted {
-            if let Err(error) = self.watch_directory(directory) {
+        let mut keys: HashSet<Key> = roots.iter().flat_map(|root| resolve(root)).collect();
+        let mut searched = Vec::new();
+        for (start, below) in lock(&self.includes).directories() {
+            let on_the_way = resolve(&start);
+            // The directory itself, when it is one: its parent watches
+            // for it otherwise, as for a missing file.
+            if let Some((parent, name)) = on_the_way.last() {
+                let directory = parent.join(name);
+                if directory.is_dir() {
+                    searched.push((directory, below));
+                }
+            }
+            keys.extend(on_the_way);
+        }
+        let mut wanted: HashMap<PathBuf, bool> = HashMap::new();
+        for (directory, below) in keys
+            .iter()
+            .map(|(directory, _)| (directory.clone(), false))
+            .chain(searched.iter().cloned())
+        {
+            *wanted.entry(directory).or_default() |= below;
+        }
+        // A directory below one watched with all below it is watched already.
+        let whole: Vec<PathBuf> =
+            wanted.iter().filter(|(_, below)| **below).map(|(d, _)| d.clone()).collect();
+        wanted.retain(|directory, _| {
+            !whole.iter().any(|above| directory != above && directory.starts_with(above))
+        });
+        for (directory, below) in &wanted {
+            if let Err(error) = self.watch_directory(directory, *below) {
                 tracing::warn!(path = %directory.display(), %error, "cannot watch a directory");
             }
         }
-        let gone: Vec<PathBuf> = lock(&self.directories).difference(&wanted).cloned().collect();
+        let gone: Vec<PathBuf> = lock(&self.directories)
+            .keys()
+            .filter(|directory| !wanted.contains_key(*directory))
+            .cloned()
+            .collect();
         for directory in gone {
             // A directory that was removed is no longer watched already.
             let _ = lock(&self.watcher).unwatch(&directory);
             lock(&self.directories).remove(&directory);
         }
         lock(&self.writing).retain(|key| keys.contains(key));
+        *lock(&self.searched) = searched;
         *lock(&self.files) = keys;
     }
 
     /// Watch the files the last load read (the spec first), in addition to
     /// the ones already watched, so an include dropped by a bad edit is still
-    /// seen when the edit is undone.
-    fn follow(&self, files: &[PathBuf]) {
+    /// seen when the edit is undone; and the directories its include
+    /// patterns searched, in place of those of the load before.
+    fn follow(&self, sources: Sources) {
         {
             let mut roots = lock(&self.roots);
-            for file in files {
-                if !roots.contains(file) {
-                    roots.push(file.clone());
+            for file in sources.files {
+                if !roots.contains(&file) {
+                    roots.push(file);
                 }
             }
         }
+        *lock(&self.includes) = sources.include_search;
         self.refresh();
+        // A file that started to match while the directories were not
+        // watched yet.
+        if self.includes_changed() {
+            let _ = self.trigger.try_send(Trigger::Listing);
+        }
+    }
+
+    /// Whether an include pattern matches other files than at the last load.
+    fn includes_changed(&self) -> bool {
+        let includes = lock(&self.includes).clone();
+        includes.changed()
     }
 }
 
