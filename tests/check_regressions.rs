@@ -432,3 +432,45 @@ fn numbers_out_of_range_are_each_reported_in_words() {
         found.iter().zip(&messages).map(|((c, l, k), m)| (c.as_str(), *l, *k, *m)).collect();
     assert_eq!(got, want);
 }
+
+/// A malformed size was answered with the units of the widest size setting
+/// (`B, KiB, MiB or GiB`) whatever the setting, so `max_head_size` was
+/// told it could be written in GiB and then refused `1GiB` for it: each
+/// setting's help now lists the units it takes. And a size below the
+/// setting's least, like other values out of range, names its key.
+#[test]
+fn size_findings_name_the_setting_and_the_units_it_takes() {
+    let spec = BASE
+        .replace("bind: 127.0.0.1:8080 }", "bind: 127.0.0.1:8080, max_head_size: 64kib }")
+        .replace("    to: p\n", "    to: p\n    max_body_size: 5kb\n");
+    let findings = |spec: &str| -> Vec<(String, String)> {
+        let (status, _, report) = check(spec.as_bytes());
+        assert_eq!(status, 1, "{report}");
+        report["diagnostics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| (d["message"].as_str().unwrap().to_owned(), d["help"].to_string()))
+            .collect()
+    };
+    let head = "\"write a whole number followed by B, KiB or MiB, such as 64KiB\"";
+    let body = "\"write a whole number followed by B, KiB, MiB or GiB, such as 64KiB\"";
+    let said = |message: &str, help: &str| (message.to_owned(), help.to_owned());
+    assert_eq!(
+        findings(&spec),
+        [
+            said("bad size `64kib` in `listeners[0].max_head_size`", head),
+            said("bad size `5kb` in `routes[0].max_body_size`", body),
+        ]
+    );
+    let spec = spec.replace("64kib", "1GiB").replace("5kb", "5GiB");
+    assert_eq!(findings(&spec), [said("bad size `1GiB` in `listeners[0].max_head_size`", head)]);
+    let spec = spec.replace("1GiB", "512B");
+    assert_eq!(
+        findings(&spec),
+        [said(
+            "`listeners[0].max_head_size` must be at least 1024 bytes, found `512B`",
+            "\"use at least 1KiB; 16KiB to 64KiB is usual\""
+        )]
+    );
+}

@@ -241,14 +241,8 @@ fn pattern_error(pointer: &str, at: &str, instance: &Value, pattern: &str) -> Di
     let units = pattern.strip_prefix("^[0-9]+(").and_then(|p| p.strip_suffix(")$"));
     if let Some(units) = units.filter(|u| u.contains("KiB")) {
         let units: Vec<&str> = units.split('|').collect();
-        let (last, rest) = units.split_last().unwrap_or((&"B", &[]));
-        let listed = if rest.is_empty() {
-            last.to_string()
-        } else {
-            format!("{} or {last}", rest.join(", "))
-        };
         return Diagnostic::error(codes::INVALID_VALUE, format!("bad size {shown} in {at}"))
-            .with_help(format!("write a whole number followed by {listed}, such as 64KiB"));
+            .with_help(size_help(&units));
     }
     match field {
         "timeout" => {
@@ -262,6 +256,14 @@ fn pattern_error(pointer: &str, at: &str, instance: &Value, pattern: &str) -> Di
             .with_help("use letters, digits, `.`, `_` and `-`, starting with a letter or digit"),
         _ => Diagnostic::error(codes::INVALID_VALUE, format!("{at} has an invalid value {shown}")),
     }
+}
+
+/// How to write a size setting that takes `units`.
+pub(crate) fn size_help(units: &[&str]) -> String {
+    let (last, rest) = units.split_last().unwrap_or((&"B", &[]));
+    let listed =
+        if rest.is_empty() { last.to_string() } else { format!("{} or {last}", rest.join(", ")) };
+    format!("write a whole number followed by {listed}, such as 64KiB")
 }
 
 /// A readable name for the node at `pointer`: `routes[2].match.path`.

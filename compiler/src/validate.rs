@@ -13,7 +13,7 @@ use crate::diagnostic::{codes, Diagnostic};
 use crate::document::Document;
 use crate::method::{Method, MethodSet};
 use crate::router::{HostPattern, RouteKey, RouterBuilder};
-use crate::schema::nearest;
+use crate::schema::{describe, nearest, size_help};
 use crate::spec::{duration, parse_cidr, parse_size, DurationError, Listener, Spec};
 use crate::template::Template;
 
@@ -318,7 +318,7 @@ fn check_routes(
         }
 
         if let Some(size) = &route.max_body_size {
-            check_size(doc, &format!("{base}/max_body_size"), size, 0, out);
+            check_size(doc, &format!("{base}/max_body_size"), size, (BODY_SIZE_UNITS, 0), out);
         }
         if let Some(timeout) = &route.timeout {
             match duration(timeout) {
@@ -571,7 +571,8 @@ fn check_listener_settings(
         }
     }
     if let Some(size) = &listener.max_head_size {
-        check_size(doc, &format!("{base}/max_head_size"), size, MIN_HEAD_SIZE, out);
+        let setting = (HEAD_SIZE_UNITS, MIN_HEAD_SIZE);
+        check_size(doc, &format!("{base}/max_head_size"), size, setting, out);
     }
     check_duration(doc, &base, "head_timeout", listener.head_timeout.as_deref(), out);
     check_duration(doc, &base, "idle_timeout", listener.idle_timeout.as_deref(), out);
@@ -595,27 +596,34 @@ fn check_listener_settings(
 /// Smallest `max_head_size` that leaves room for an ordinary request head.
 const MIN_HEAD_SIZE: u64 = 1024;
 
-/// A size setting: it must parse and be at least `min` bytes.
+/// The units a size setting takes, as its schema pattern lists them:
+/// `max_head_size` up to MiB, body sizes up to GiB.
+pub(crate) const HEAD_SIZE_UNITS: &[&str] = &["B", "KiB", "MiB"];
+pub(crate) const BODY_SIZE_UNITS: &[&str] = &["B", "KiB", "MiB", "GiB"];
+
+/// A size setting, written with one of `units`: it must parse and be at
+/// least `min` bytes.
 pub(crate) fn check_size(
     doc: &Document,
     pointer: &str,
     text: &str,
-    min: u64,
+    (units, min): (&[&str], u64),
     out: &mut Vec<Diagnostic>,
 ) {
+    let at = describe(pointer);
     match parse_size(text) {
         Some(n) if n >= min => {}
         Some(_) => out.push(
             Diagnostic::error(
                 codes::INVALID_VALUE,
-                format!("`{text}` is below {min} bytes, too small for ordinary requests"),
+                format!("{at} must be at least {min} bytes, found `{text}`"),
             )
             .with_help("use at least 1KiB; 16KiB to 64KiB is usual")
             .at(doc, pointer),
         ),
         None => out.push(
-            Diagnostic::error(codes::INVALID_VALUE, format!("bad size `{text}`"))
-                .with_help("write a whole number followed by B, KiB, MiB or GiB, such as 64KiB")
+            Diagnostic::error(codes::INVALID_VALUE, format!("bad size `{text}` in {at}"))
+                .with_help(size_help(units))
                 .at(doc, pointer),
         ),
     }

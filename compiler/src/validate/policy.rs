@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use super::{check_duration, check_size};
+use super::{check_duration, check_size, BODY_SIZE_UNITS};
 use crate::diagnostic::{codes, Diagnostic};
 use crate::document::Document;
 use crate::lower::{status_range, DEFAULT_HEALTH_INTERVAL, DEFAULT_HEALTH_TIMEOUT};
@@ -342,7 +342,8 @@ fn check_retries(
     let rb = format!("{base}/retries");
     check_duration(doc, &rb, "per_try_timeout", retries.per_try_timeout.as_deref(), out);
     if let Some(size) = &retries.replay_body_limit {
-        check_size(doc, &format!("{rb}/replay_body_limit"), size, 0, out);
+        let setting = (BODY_SIZE_UNITS, 0);
+        check_size(doc, &format!("{rb}/replay_body_limit"), size, setting, out);
     }
     if let Some(backoff) = &retries.backoff {
         let bb = format!("{rb}/backoff");
