@@ -474,3 +474,36 @@ fn size_findings_name_the_setting_and_the_units_it_takes() {
         )]
     );
 }
+
+/// S0215 said that later tries are cut short even when the per-try timeout
+/// was no shorter than the route's whole timeout, where it can never fire
+/// at all (the route's timeout wins a tie): that case now says so.
+#[test]
+fn a_per_try_timeout_no_shorter_than_the_route_timeout_is_said_never_to_fire() {
+    let with = |per_try: &str| {
+        let retries = format!(
+            "    to: p\n    timeout: 2s\n    retries: {{ attempts: 3, per_try_timeout: {per_try} }}\n    retry_budget: {{ percent: 20 }}\n"
+        );
+        let (status, found, report) = check(BASE.replace("    to: p\n", &retries).as_bytes());
+        assert_eq!(status, 0, "{report}");
+        assert_eq!(found, [("S0215".to_owned(), 11, 46)], "{report}");
+        let finding = &report["diagnostics"][0];
+        (finding["message"].as_str().unwrap().to_owned(), finding["help"].to_string())
+    };
+    let (message, help) = with("1s");
+    assert_eq!(
+        message,
+        "3 tries of up to 1s each do not fit in route `r`'s timeout of 2s, so later tries are cut short"
+    );
+    assert!(help.contains("lower `attempts`"), "{help}");
+    for per_try in ["2s", "3s"] {
+        let (message, help) = with(per_try);
+        assert_eq!(
+            message,
+            format!(
+                "`per_try_timeout` of {per_try} is no shorter than route `r`'s timeout of 2s, so it can never fire: the route's timeout ends a slow first try, and the request with it, before any retry"
+            )
+        );
+        assert!(help.contains("below the route's timeout: to at most 666.666666ms"), "{help}");
+    }
+}

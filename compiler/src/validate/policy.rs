@@ -391,20 +391,35 @@ fn check_retries(
         let settings =
             sluice_traffic::DeadlineSettings { per_try: Some(per_try), overall: Some(timeout) };
         if retries.attempts > 1 && !settings.tries_fit(retries.attempts) {
-            out.push(
-                Diagnostic::warning(
-                    codes::RETRIES_EXCEED_TIMEOUT,
+            let fits = timeout / retries.attempts;
+            // On a tie the route's timeout is the one that fires.
+            let (message, help) = if per_try >= timeout {
+                (
+                    format!(
+                        "`per_try_timeout` of {per_try:?} is no shorter than route `{}`'s timeout of {timeout:?}, so it can never fire: the route's timeout ends a slow first try, and the request with it, before any retry",
+                        route.name
+                    ),
+                    format!(
+                        "lower `per_try_timeout` below the route's timeout: to at most {fits:?} for all {} tries to fit, or raise `timeout`",
+                        retries.attempts
+                    ),
+                )
+            } else {
+                (
                     format!(
                         "{} tries of up to {per_try:?} each do not fit in route `{}`'s timeout of {timeout:?}, so later tries are cut short",
                         retries.attempts, route.name
                     ),
+                    format!(
+                        "lower `per_try_timeout` to at most {fits:?}, lower `attempts`, or raise `timeout`"
+                    ),
                 )
-                .with_help(format!(
-                    "lower `per_try_timeout` to at most {:?}, lower `attempts`, or raise `timeout`",
-                    timeout / retries.attempts
-                ))
-                .at(doc, &format!("{rb}/per_try_timeout"))
-                .with_label(doc, &format!("{base}/timeout"), "the route's timeout"),
+            };
+            out.push(
+                Diagnostic::warning(codes::RETRIES_EXCEED_TIMEOUT, message)
+                    .with_help(help)
+                    .at(doc, &format!("{rb}/per_try_timeout"))
+                    .with_label(doc, &format!("{base}/timeout"), "the route's timeout"),
             );
         }
     }
