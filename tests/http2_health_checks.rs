@@ -83,3 +83,40 @@ async fn http2_pools_probe_their_endpoints_over_http2() {
     names.sort();
     assert_eq!(names, ["bad", "bad", "good", "good"]);
 }
+
+/// A probe's response head is held to the limit requests' heads are (a
+/// header list of 64 KiB as HTTP/2 sizes it), not to hyper's 16 KiB: an
+/// endpoint that answers its check with a 30 KiB field is healthy, as it
+/// is for the requests it serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_takes_a_response_head_as_large_as_a_request_does() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use hyper::Response;
+
+    let probes = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&probes);
+    let (address, _server) = support::h2c::serve(move |request: hyper::Request<_>| {
+        if request.uri().path() == "/healthz" {
+            counted.fetch_add(1, Ordering::Relaxed);
+        }
+        async move {
+            Response::builder()
+                .header("x-large", "v".repeat(30 * 1024))
+                .body(Full::new(Bytes::from_static(b"big")))
+                .unwrap()
+        }
+    })
+    .await;
+    let check = "    health_check: { path: /healthz, interval: 100ms, jitter: 0ms, timeout: 500ms, unhealthy_threshold: 1, healthy_threshold: 1 }\n";
+    let spec = support::spec_with("", &[address], &format!("    protocol: http2\n{check}"), "");
+    let gateway = Gateway::start(&spec);
+
+    assert!(eventually(Duration::from_secs(5), || probes.load(Ordering::Relaxed) >= 4).await);
+    let stderr = gateway.stderr().join("\n");
+    assert!(!stderr.contains("endpoint health changed"), "{stderr}");
+    assert_eq!(answers(&gateway, 2).await, ["big"; 2]);
+}

@@ -37,6 +37,8 @@ use sluice_traffic::{
 };
 use tokio::task::AbortHandle;
 
+use crate::http2::MAX_HEAD_LIST;
+
 /// The wall clock as the traffic state machines read it: time since the
 /// first reading in this process.
 pub(crate) fn now() -> Nanos {
@@ -308,6 +310,10 @@ type ProbeClient = Client<HttpConnector, Empty<Bytes>>;
 /// serve the streams of one it accepted), and a probe on its own connection
 /// neither holds the shared one open past its `idle_timeout` nor counts
 /// against the circuit breaker's limits meant for requests.
+///
+/// An HTTP/2 response head is held to the header list the gateway's other
+/// upstream clients take ([`MAX_HEAD_LIST`]), not to hyper's 16 KiB, so an
+/// endpoint is not judged down for a head its requests' answers may carry.
 fn probe_client(timeout: Duration, protocol: Protocol) -> ProbeClient {
     let mut http = HttpConnector::new();
     http.set_nodelay(true);
@@ -315,6 +321,7 @@ fn probe_client(timeout: Duration, protocol: Protocol) -> ProbeClient {
     Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(0)
         .http2_only(protocol == Protocol::Http2)
+        .http2_max_header_list_size(MAX_HEAD_LIST)
         .build(http)
 }
 
