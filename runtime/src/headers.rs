@@ -164,8 +164,6 @@ pub(crate) fn list_has(list: &[u8], token: &[u8]) -> bool {
     list.split(|&b| b == b',').any(|item| item.trim_ascii().eq_ignore_ascii_case(token))
 }
 
-/// Whether the client said it accepts trailers (`TE: trailers`), which an
-/// HTTP/2 upstream such as a gRPC service may require to hear.
 /// Join several `Cookie` fields into one, `; `-separated, as HTTP/1.1 wants
 /// and as RFC 9113 (section 8.2.3) asks when an HTTP/2 request, which may
 /// split its cookies, goes on over HTTP/1.1; an upstream that reads only the
@@ -183,6 +181,8 @@ pub(crate) fn join_cookies(headers: &mut HeaderMap) {
     }
 }
 
+/// Whether the client said it accepts trailers (`TE: trailers`), which an
+/// HTTP/2 upstream such as a gRPC service may require to hear.
 pub(crate) fn accepts_trailers(headers: &HeaderMap) -> bool {
     headers
         .get_all(hyper::header::TE)
