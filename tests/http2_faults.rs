@@ -456,6 +456,58 @@ async fn a_host_field_that_contradicts_the_authority_is_refused() {
     }
 }
 
+/// RFC 9113, section 8.2.1: an HTTP/2 field value with whitespace (SP or
+/// HTAB) at either end is malformed. Over HTTP/1.1 the parser strips it as
+/// optional whitespace, so `x-tenant: internal ` meets the route condition
+/// `exact: internal`; over HTTP/2 the same value would miss it, fall to
+/// another route, and still reach an HTTP/1.1 service that reads it as
+/// `internal`. The gateway answers such a stream 400, whichever field
+/// carries the padding (`host` too), forwards nothing, and serves the next
+/// streams of the connection as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_field_values_padded_with_whitespace_are_refused() {
+    let internal = Backend::start(Proto::Http1, "internal").await;
+    let public = Backend::start(Proto::Http1, "public").await;
+    let pools = pool("internal", &[internal.address], "") + &pool("public", &[public.address], "");
+    let routes = "  - name: internal
+    match: { path: \"/{*rest}\", headers: [{ name: x-tenant, exact: internal }] }
+    to: internal
+  - { name: public, match: { path: \"/{*rest}\" }, to: public }
+";
+    let gateway = Gateway::start(&spec(&pools, routes));
+
+    // HTTP/1.1 strips the padding, and the condition holds.
+    let request = "GET /h1 HTTP/1.1\r\nHost: x.test\r\nx-tenant: internal \r\n\
+                   Connection: close\r\n\r\n";
+    let response = raw(gateway.addr("public"), request.as_bytes()).await;
+    assert_eq!(statuses(&response), [200], "{response}");
+    assert!(response.ends_with("internal"), "{response}");
+
+    let mut h2 = h2_connect(gateway.addr("public")).await;
+    let padded: [&[(&str, &str)]; 6] = [
+        &[("x-tenant", "internal ")],
+        &[("x-tenant", "\tinternal")],
+        &[("x-tenant", " internal\t")],
+        &[("x-tenant", "internal"), ("x-other", "value ")],
+        &[("x-tenant", "internal"), ("host", " x.test")],
+        &[("host", "x.test\t")],
+    ];
+    for fields in padded {
+        let reply = h2_get(&mut h2, "x.test", "/padded", fields).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{fields:?}: {}", reply.text());
+        assert!(reply.text().contains("whitespace"), "{fields:?}: {}", reply.text());
+    }
+    // The connection goes on: the same fields without padding are served.
+    let reply = h2_get(&mut h2, "x.test", "/plain", &[("x-tenant", "internal")]).await;
+    assert_eq!((reply.status, reply.text()), (StatusCode::OK, "internal"));
+    let reply = h2_get(&mut h2, "x.test", "/other", &[("x-tenant", "in ternal")]).await;
+    assert_eq!((reply.status, reply.text()), (StatusCode::OK, "public"));
+
+    let paths = |backend: &Backend| backend.got().into_iter().map(|g| g.path).collect::<Vec<_>>();
+    assert_eq!(paths(&internal), ["/h1", "/plain"]);
+    assert_eq!(paths(&public), ["/other"]);
+}
+
 // K5 -------------------------------------------------------------------
 
 /// B24 across protocols: an HTTP/1.1 client's chunked trailer section

@@ -301,6 +301,11 @@ async fn forward(
     let client = peer.address;
 
     // Route.
+    if request.version() == Version::HTTP_2 && has_padded_value(request.headers()) {
+        return Err(ProxyError::BadRequest {
+            reason: "HTTP/2 field value begins or ends with whitespace",
+        });
+    }
     absolute_form_host(&mut request)?;
     if request.version() == Version::HTTP_10 {
         http10_default_host(&mut request, &plan.listeners[listener]);
@@ -806,6 +811,20 @@ impl<B> KeySource for KeyView<'_, B> {
 /// has made sure that every copy agrees).
 fn declared_length(headers: &HeaderMap) -> Option<u64> {
     headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+/// Whether a field value begins or ends with whitespace (SP or HTAB), in
+/// one pass over the fields. HTTP/1.1 parsers strip such whitespace as
+/// optional; HTTP/2 has no optional whitespace, and such a value makes the
+/// request malformed (RFC 9113, section 8.2.1). Routed as sent, `internal `
+/// would miss a route that asks for `internal`, and reach an HTTP/1.1
+/// service that reads it as `internal` all the same.
+fn has_padded_value(headers: &HeaderMap) -> bool {
+    let padding = |byte: Option<&u8>| matches!(byte, Some(b' ' | b'\t'));
+    headers.values().any(|value| {
+        let bytes = value.as_bytes();
+        padding(bytes.first()) || padding(bytes.last())
+    })
 }
 
 /// When the target names its authority, that authority replaces any `Host`
