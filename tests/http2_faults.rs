@@ -297,7 +297,19 @@ async fn h2_get(
     path: &str,
     fields: &[(&str, &str)],
 ) -> H2Reply {
-    let mut request = Request::get(format!("http://{authority}{path}")).version(Version::HTTP_2);
+    h2_get_in("http", sender, authority, path, fields).await
+}
+
+/// [`h2_get`] with `:scheme` `scheme` (on the same cleartext connection).
+async fn h2_get_in(
+    scheme: &str,
+    sender: &mut SendRequest<Full<Bytes>>,
+    authority: &str,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> H2Reply {
+    let target = format!("{scheme}://{authority}{path}");
+    let mut request = Request::get(target).version(Version::HTTP_2);
     for (name, value) in fields {
         request = request.header(*name, *value);
     }
@@ -453,6 +465,50 @@ async fn a_host_field_that_contradicts_the_authority_is_refused() {
         assert_eq!((outcome.status, outcome.ended), (Some(200), true), "{proto:?}: {outcome:?}");
         let got = admin.got().pop().expect("routed by its Host");
         assert_eq!(got.effective_host(), Some("admin.example.test"), "{proto:?}: {got:?}");
+    }
+}
+
+/// The port a `Host` field without one names is its scheme's default
+/// (RFC 9110, section 4.2): 443 for `https`, 80 for `http`. So `:scheme
+/// https` with `:authority api.example.test:443` and `host:
+/// api.example.test` (as a client that fills in both may send) is one
+/// host, and is served; a `host` without a port beside `:authority` port
+/// 80 under `https`, or port 443 under `http`, names another and is
+/// refused, as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_without_a_port_means_the_default_port_of_the_scheme() {
+    let api = Backend::start(Proto::Http1, "api").await;
+    let routes =
+        "  - { name: api, match: { host: api.example.test, path: \"/{*rest}\" }, to: api }\n";
+    let gateway = Gateway::start(&spec(&pool("api", &[api.address], ""), routes));
+    let mut h2 = h2_connect(gateway.addr("public")).await;
+
+    let cases = [
+        ("https", "api.example.test:443", "api.example.test", StatusCode::OK),
+        ("https", "api.example.test", "api.example.test:443", StatusCode::OK),
+        ("https", "api.example.test:0443", "api.example.test:", StatusCode::OK),
+        ("https", "api.example.test:8443", "api.example.test:8443", StatusCode::OK),
+        ("https", "api.example.test:80", "api.example.test", StatusCode::BAD_REQUEST),
+        ("https", "api.example.test", "api.example.test:80", StatusCode::BAD_REQUEST),
+        ("http", "api.example.test:80", "api.example.test", StatusCode::OK),
+        ("http", "api.example.test", "api.example.test:80", StatusCode::OK),
+        ("http", "api.example.test:443", "api.example.test", StatusCode::BAD_REQUEST),
+        ("http", "api.example.test", "api.example.test:443", StatusCode::BAD_REQUEST),
+    ];
+    for (n, (scheme, authority, host, status)) in cases.into_iter().enumerate() {
+        let path = format!("/{n}");
+        let reply = h2_get_in(scheme, &mut h2, authority, &path, &[("host", host)]).await;
+        let case = format!("{scheme}, :authority {authority}, host {host}");
+        assert_eq!(reply.status, status, "{case}: {}", reply.text());
+        let got = api.got().into_iter().find(|g| g.path == path);
+        match status {
+            StatusCode::OK => {
+                assert_eq!(reply.text(), "api", "{case}");
+                let got = got.unwrap_or_else(|| panic!("{case}: not forwarded"));
+                assert_eq!(got.hosts, [authority], "{case}");
+            }
+            _ => assert!(got.is_none(), "{case}: forwarded: {got:?}"),
+        }
     }
 }
 

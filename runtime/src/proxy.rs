@@ -846,8 +846,18 @@ fn absolute_form_host<B>(request: &mut Request<B>) -> Result<(), ProxyError> {
     if authority.as_str().contains('@') {
         return Err(ProxyError::BadRequest { reason: "request target carries user information" });
     }
+    // The port a `Host` without one means: the scheme's (RFC 9110, section
+    // 4.2), which every HTTP/2 request names.
+    let default_port = match request.uri().scheme_str() {
+        Some(scheme) if scheme.eq_ignore_ascii_case("https") => 443,
+        _ => 80,
+    };
     if request.version() == Version::HTTP_2
-        && request.headers().get_all(HOST).iter().any(|host| !same_host(host, authority.as_str()))
+        && request
+            .headers()
+            .get_all(HOST)
+            .iter()
+            .any(|host| !same_host(host, authority.as_str(), default_port))
     {
         return Err(ProxyError::BadRequest {
             reason: "Host header names another host than :authority",
@@ -861,24 +871,30 @@ fn absolute_form_host<B>(request: &mut Request<B>) -> Result<(), ProxyError> {
 
 /// Whether a `Host` field names the same host as `authority`, compared as
 /// RFC 9113 (section 8.3.1) asks, after the normalisation of RFC 3986
-/// (section 6.2.3) for `http`: letter case, an empty port and the default
-/// port 80 make no difference. Neither does one trailing dot, which no route
-/// tells apart either.
-fn same_host(host: &HeaderValue, authority: &str) -> bool {
-    /// The name without one trailing dot, and the port (80 when none is
-    /// given, `None` when it is not a valid port; leading zeros change
-    /// nothing, as in routing).
-    fn parts(text: &str) -> (&str, Option<u16>) {
+/// (section 6.2.3) for the request's scheme: letter case, an empty port and
+/// the scheme's default port (`default_port`: 80 for `http`, 443 for
+/// `https`) make no difference. Neither does one trailing dot, which no
+/// route tells apart either.
+fn same_host(host: &HeaderValue, authority: &str, default_port: u16) -> bool {
+    /// The name without one trailing dot, and the port (`default_port`
+    /// when none or an empty one is given, `None` when it is not a valid
+    /// port; leading zeros change nothing, as in routing).
+    fn parts(text: &str, default_port: u16) -> (&str, Option<u16>) {
         let text = text.trim_matches([' ', '\t']);
         let end = match text.rfind(']') {
             Some(bracket) => bracket + 1,
             None => text.find(':').unwrap_or(text.len()),
         };
-        let name = &text[..end];
-        (name.strip_suffix('.').unwrap_or(name), sluice_compiler::router::host_port(text))
+        let (name, port) = text.split_at(end);
+        let port = match port {
+            "" | ":" => Some(default_port),
+            _ => sluice_compiler::router::host_port(text),
+        };
+        (name.strip_suffix('.').unwrap_or(name), port)
     }
     let Ok(host) = host.to_str() else { return false };
-    let ((name, port), (other, other_port)) = (parts(host), parts(authority));
+    let ((name, port), (other, other_port)) =
+        (parts(host, default_port), parts(authority, default_port));
     name.eq_ignore_ascii_case(other) && port.is_some() && port == other_port
 }
 
@@ -1003,7 +1019,10 @@ mod tests {
             ("api.example.test:00008443", "api.example.test:8443"),
         ];
         for (host, authority) in same {
-            assert!(same_host(&HeaderValue::from_static(host), authority), "{host} {authority}");
+            assert!(
+                same_host(&HeaderValue::from_static(host), authority, 80),
+                "{host} {authority}"
+            );
         }
         let different = [
             ("admin.example.test", "api.example.test"),
@@ -1016,7 +1035,26 @@ mod tests {
             ("api.example.test:+80", "api.example.test"),
         ];
         for (host, authority) in different {
-            assert!(!same_host(&HeaderValue::from_static(host), authority), "{host} {authority}");
+            let host = HeaderValue::from_static(host);
+            assert!(!same_host(&host, authority, 80), "{host:?} {authority}");
         }
+    }
+
+    #[test]
+    fn the_default_port_of_a_host_is_the_schemes() {
+        let https = [
+            ("api.example.test", "api.example.test:443", true),
+            ("api.example.test:443", "api.example.test", true),
+            ("api.example.test:", "api.example.test:0443", true),
+            ("[::1]", "[::1]:443", true),
+            ("api.example.test", "api.example.test:80", false),
+            ("api.example.test:80", "api.example.test:443", false),
+        ];
+        for (host, authority, same) in https {
+            let host = HeaderValue::from_static(host);
+            assert_eq!(same_host(&host, authority, 443), same, "https {host:?} {authority}");
+        }
+        let host = HeaderValue::from_static("api.example.test");
+        assert!(!same_host(&host, "api.example.test:443", 80));
     }
 }
