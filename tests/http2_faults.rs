@@ -686,6 +686,81 @@ async fn a_content_length_that_disagrees_with_the_data_is_not_forwarded_whole() 
     }
 }
 
+/// K6 for a declared length of 0 (RFC 9113, section 8.1.1): a request
+/// whose HEADERS say `content-length: 0` without ending the stream is not
+/// whole until the stream ends, since DATA may still follow and make it
+/// malformed. The gateway waits for the end before it forwards anything:
+/// DATA that comes instead, at once or after a pause, is answered 400 (or
+/// the stream is reset) and nothing reaches the upstream, so the client
+/// never sees a 200 for a request that a retry would then send again. A
+/// stream that ends with an empty DATA frame, or with trailers, is served;
+/// one that never ends is given up after the listener's `stall_timeout`,
+/// also without reaching the upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_declared_body_is_forwarded_only_once_its_stream_ends() {
+    use h2raw::{DATA, END_HEADERS, END_STREAM, HEADERS};
+    // `x-checksum: abc`, a literal without indexing and with a new name.
+    let trailers: Vec<u8> = [&[0x00, 10][..], b"x-checksum", &[3], b"abc"].concat();
+    for proto in [Proto::Http1, Proto::Http2] {
+        let backend = Backend::start(proto, "upstream").await;
+        let listener = "    stall_timeout: 400ms\n";
+        let gateway = Gateway::start(&support::spec_with(
+            listener,
+            &[backend.address],
+            proto.pool_line(),
+            "",
+        ));
+        let open = |path: &str| {
+            let head = h2raw::frame(HEADERS, END_HEADERS, 1, &h2raw::post(path, 0));
+            [h2raw::preface(&[]), head].concat()
+        };
+
+        for delay in [0, 50, 200] {
+            let path = format!("/data-after-{delay}ms");
+            let mut stream = TcpStream::connect(gateway.addr("public")).await.unwrap();
+            stream.write_all(&open(&path)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+            stream.write_all(&h2raw::frame(DATA, END_STREAM, 1, b"hello")).await.unwrap();
+            let outcome = stream_outcome(&mut stream).await;
+            let refused = outcome.reset.is_some() || outcome.status == Some(400);
+            assert!(refused, "{proto:?}, {path}: {outcome:?}");
+            assert_ne!(outcome.status, Some(200), "{proto:?}, {path}: {outcome:?}");
+            assert!(!outcome.goaway, "{proto:?}, {path}: a connection error: {outcome:?}");
+        }
+
+        // A stream that never ends is given up on the listener's clock.
+        let mut stream = TcpStream::connect(gateway.addr("public")).await.unwrap();
+        stream.write_all(&open("/never-ends")).await.unwrap();
+        let began = Instant::now();
+        let outcome = stream_outcome(&mut stream).await;
+        assert_eq!(outcome.status, Some(408), "{proto:?}: {outcome:?}");
+        assert!(began.elapsed() < Duration::from_secs(3), "{proto:?}: {:?}", began.elapsed());
+
+        // Streams that end with nothing more are served, whole.
+        let endings = [
+            ("/empty-data", h2raw::frame(DATA, END_STREAM, 1, b"")),
+            ("/trailers", h2raw::frame(HEADERS, END_HEADERS | END_STREAM, 1, &trailers)),
+        ];
+        for (path, end) in endings {
+            let mut stream = TcpStream::connect(gateway.addr("public")).await.unwrap();
+            stream.write_all(&open(path)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            stream.write_all(&end).await.unwrap();
+            let outcome = stream_outcome(&mut stream).await;
+            assert_eq!((outcome.status, outcome.ended), (Some(200), true), "{proto:?}, {path}");
+        }
+
+        // Only those reached the upstream, with an empty body that ended.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let got = backend.got();
+        let paths: Vec<&str> = got.iter().map(|g| g.path.as_str()).collect();
+        assert_eq!(paths, ["/empty-data", "/trailers"], "{proto:?}: {got:?}");
+        for got in &got {
+            assert_eq!((got.body.len(), got.ended), (0, Some(true)), "{proto:?}: {got:?}");
+        }
+    }
+}
+
 // K7 -------------------------------------------------------------------
 
 /// K7 (B32, T7.2) to an HTTP/2 client from an HTTP/1.1 upstream: 204 (no

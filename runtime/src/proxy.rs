@@ -39,7 +39,7 @@ use crate::exchange::{Exchange, ResponseBody};
 use crate::framing;
 use crate::headers;
 use crate::pool_state::{self, PoolState};
-use crate::request_body::{self, BodySlot, ClientBody, RequestBody};
+use crate::request_body::{self, BodyError, BodySlot, ClientBody, RequestBody};
 use crate::request_id;
 use crate::upgrade;
 use crate::upstream::{self, PoolClient, SendError, UpstreamBody};
@@ -300,12 +300,11 @@ async fn forward(
     let plan = &shared.plan;
     let client = peer.address;
 
-    // Route.
-    if request.version() == Version::HTTP_2 && has_padded_value(request.headers()) {
-        return Err(ProxyError::BadRequest {
-            reason: "HTTP/2 field value begins or ends with whitespace",
-        });
+    if request.version() == Version::HTTP_2 {
+        http2_whole(&mut request).await?;
     }
+
+    // Route.
     absolute_form_host(&mut request)?;
     if request.version() == Version::HTTP_10 {
         http10_default_host(&mut request, &plan.listeners[listener]);
@@ -811,6 +810,30 @@ impl<B> KeySource for KeyView<'_, B> {
 /// has made sure that every copy agrees).
 fn declared_length(headers: &HeaderMap) -> Option<u64> {
     headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+/// Refuse an HTTP/2 request that is malformed in ways HTTP/1.1 cannot be
+/// (a padded field value), and wait until one that declared an empty body
+/// is whole: its stream may still carry DATA, which would make it
+/// malformed, and an HTTP/1.1 upstream takes the head alone as the whole
+/// request, so it would answer before that DATA came. Nothing is
+/// forwarded until its stream has ended, within the listener's stall
+/// clock.
+async fn http2_whole(request: &mut Request<ClientBody>) -> Result<(), ProxyError> {
+    if has_padded_value(request.headers()) {
+        return Err(ProxyError::BadRequest {
+            reason: "HTTP/2 field value begins or ends with whitespace",
+        });
+    }
+    if request.body().awaits_empty_end() {
+        request.body_mut().empty_end().await.map_err(|error| match error {
+            Some(BodyError::Stalled(limit)) => ProxyError::ClientStalled { limit },
+            _ => ProxyError::BadRequest {
+                reason: "HTTP/2 request with content-length 0 did not end as declared",
+            },
+        })?;
+    }
+    Ok(())
 }
 
 /// Whether a field value begins or ends with whitespace (SP or HTAB), in

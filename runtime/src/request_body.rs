@@ -166,6 +166,42 @@ impl ClientBody {
     pub(crate) fn hyper(body: Incoming, stall: Duration, max_fields: usize) -> ClientBody {
         ClientBody::Hyper(body, Stall::new(stall), None, max_fields)
     }
+
+    /// Whether the body declares a length of 0 and has not ended: an
+    /// HTTP/2 stream whose HEADERS said `content-length: 0` without
+    /// END_STREAM. Nothing is left to hold back (see above) when DATA
+    /// follows, so such a request is not whole until its stream ends.
+    pub(crate) fn awaits_empty_end(&self) -> bool {
+        !self.is_end_stream() && self.size_hint().exact() == Some(0)
+    }
+
+    /// Wait, within the body's stall clock, for the end of a body that
+    /// [awaits its empty end](Self::awaits_empty_end). `Ok` once the stream
+    /// has ended with nothing, empty DATA frames or trailers (which are kept
+    /// for the upstream); `Err(None)` when data came instead (h2 resets such
+    /// a stream itself, so this is seldom seen), and `Err` with the body's
+    /// failure otherwise.
+    pub(crate) async fn empty_end(&mut self) -> Result<(), Option<BodyError>> {
+        std::future::poll_fn(|cx| loop {
+            let frame = match Pin::new(&mut *self).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => return Poll::Ready(Ok(())),
+                Poll::Ready(Some(Err(error))) => return Poll::Ready(Err(Some(error))),
+                Poll::Ready(Some(Ok(frame))) => frame,
+            };
+            match frame.into_data() {
+                Ok(data) if data.is_empty() => {}
+                Ok(_) => return Poll::Ready(Err(None)),
+                Err(trailers) => {
+                    if let ClientBody::Hyper(_, _, held, _) = self {
+                        *held = Some(Box::new(trailers));
+                    }
+                    return Poll::Ready(Ok(()));
+                }
+            }
+        })
+        .await
+    }
 }
 
 impl Body for ClientBody {
