@@ -525,3 +525,66 @@ async fn http2_requests_are_held_to_the_header_field_limit() {
     assert_eq!(http2.status(), StatusCode::BAD_REQUEST);
     assert!(reader.seen().iter().all(|s| s.trailers.is_none()));
 }
+
+/// B31, RFC 9110 (section 10.1.1) and RFC 9112 (section 9.6): an upstream
+/// that answers an `Expect: 100-continue` request at once, without reading
+/// its body, is answered through; the body left unread stands between this
+/// request and the next, so the gateway closes the connection after the
+/// answer and says so in it with `Connection: close`, so that a client
+/// reusing the connection knows not to. So it does for a client that sent
+/// its body right behind the head anyway, and when the gateway answers
+/// itself (an unreachable endpoint) before a body was read or while only
+/// part of it was. A body read whole leaves the connection open, unsaid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_that_leaves_the_body_unread_says_the_connection_closes() {
+    let socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let refusing = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = socket.accept().await {
+            tokio::spawn(async move {
+                // Answers each head at once, and keeps its connection.
+                while !read_head(&mut stream).await.is_empty() {
+                    let refusal =
+                        "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\n\r\ntoo big!";
+                    if stream.write_all(refusal.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let reading = Upstream::start("read").await;
+    let refuses = Gateway::start(&spec_with("", &[refusing], "", ""));
+    let unreachable = Gateway::start(&spec_with("", &[support::closed_port()], "", ""));
+    let reads = Gateway::start(&spec_with("", &[reading.address], "", ""));
+
+    let expecting = "POST /upload HTTP/1.1\r\nHost: x.test\r\nContent-Length: 5\r\n\
+                     Expect: 100-continue\r\n\r\n";
+    let partial = "POST /upload HTTP/1.1\r\nHost: x.test\r\nContent-Length: 100000\r\n\r\nhello";
+    let cases = [
+        ("early answer, client waits", &refuses, expecting.to_owned(), 413),
+        ("early answer, eager client", &refuses, format!("{expecting}hello"), 413),
+        ("unreachable, client waits", &unreachable, expecting.to_owned(), 502),
+        ("unreachable, part of the body", &unreachable, partial.to_owned(), 502),
+    ];
+    for (case, gateway, request, status) in cases {
+        let mut stream = TcpStream::connect(gateway.addr("public")).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let (text, _) = support::until_closed(&mut stream, Duration::from_secs(5)).await;
+        assert_eq!(statuses(&text), [status], "{case}: {text}");
+        let lower = text.to_ascii_lowercase();
+        assert!(lower.contains("\r\nconnection: close\r\n"), "{case}: {text}");
+        assert!(!lower.contains("keep-alive"), "{case}: {text}");
+    }
+
+    // A body read whole, and a pipelined request after it on the same
+    // connection: only the second, which asks for it, closes.
+    let mut stream = TcpStream::connect(reads.addr("public")).await.unwrap();
+    let requests = "POST /whole HTTP/1.1\r\nHost: x.test\r\nContent-Length: 5\r\n\r\nhello\
+                    GET /next HTTP/1.1\r\nHost: x.test\r\nConnection: close\r\n\r\n";
+    stream.write_all(requests.as_bytes()).await.unwrap();
+    let (text, _) = support::until_closed(&mut stream, Duration::from_secs(5)).await;
+    assert_eq!(statuses(&text), [200, 200], "{text}");
+    assert_eq!(text.to_ascii_lowercase().matches("connection: close").count(), 1, "{text}");
+    assert_eq!(reading.seen().iter().map(|s| s.body_len).collect::<Vec<_>>(), [5, 0]);
+}

@@ -221,6 +221,10 @@ pub(crate) fn handle(
             request_id::for_request(shared.plan.listeners[listener].request_id, request.headers());
         let http10 = request.version() == Version::HTTP_10;
         let bodiless = request.method() == Method::HEAD;
+        // Whether an HTTP/1.x request's body is left unread when it is
+        // answered: until `forward` says otherwise, whether it has one.
+        let mut unread = request.version() != Version::HTTP_2
+            && !hyper::body::Body::is_end_stream(request.body());
         let max_fields =
             usize::try_from(shared.plan.listeners[listener].max_headers).unwrap_or(usize::MAX);
         let forwarded = match refused {
@@ -234,7 +238,8 @@ pub(crate) fn handle(
                 Err(ProxyError::TooManyFields { limit: max_fields })
             }
             None => {
-                forward(&shared, &mut exchange, listener, &peer, request, request_id.as_ref()).await
+                let id = request_id.as_ref();
+                forward(&shared, &mut exchange, (listener, &peer), request, id, &mut unread).await
             }
         };
         let echo = |headers: &mut HeaderMap| {
@@ -242,9 +247,18 @@ pub(crate) fn handle(
                 headers.insert(request_id::X_REQUEST_ID.clone(), id.clone());
             }
         };
+        // The server cannot tell where the next request on the connection
+        // begins, and closes it after this answer: the answer says so
+        // (RFC 9110, section 10.1.1; RFC 9112, section 9.6).
+        let closing = |status: hyper::StatusCode, headers: &mut HeaderMap| {
+            if unread && status != hyper::StatusCode::SWITCHING_PROTOCOLS {
+                headers.insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+            }
+        };
         match forwarded {
             Ok(mut response) => {
                 echo(response.headers_mut());
+                closing(response.status(), response.headers_mut());
                 if http10 && !bodiless {
                     close_when_unframed(&mut response);
                 }
@@ -262,6 +276,7 @@ pub(crate) fn handle(
                 exchange.answered_with(&error);
                 let mut response = error.response();
                 echo(response.headers_mut());
+                closing(response.status(), response.headers_mut());
                 // Logged as 499, as a request the client left before any answer.
                 exchange.status = (!error.client_left()).then(|| response.status().as_u16());
                 Ok(response.map(|body| ResponseBody::local(body, exchange)))
@@ -289,13 +304,16 @@ fn close_when_unframed(response: &mut Response<UpstreamBody>) {
     }
 }
 
+/// Route `request` and send it upstream. `unread`, true for an HTTP/1.x
+/// request with a body, is left true when that body is not read to its
+/// end and will not be now (see [`BodySlot::left_unread`]).
 async fn forward(
     shared: &Shared,
     exchange: &mut Exchange,
-    listener: usize,
-    peer: &Peer,
+    (listener, peer): (usize, &Peer),
     mut request: Request<ClientBody>,
     request_id: Option<&HeaderValue>,
+    unread: &mut bool,
 ) -> Result<Response<UpstreamBody>, ProxyError> {
     let plan = &shared.plan;
     let client = peer.address;
@@ -438,7 +456,11 @@ async fn forward(
     let trailers = (protocol == Protocol::Http2).then(|| named.into_boxed_slice());
     let slot = BodySlot::with(body, limit, trailers, gate, replay_limit);
 
-    let mut response = send(shared, exchange, (pool, endpoint), hash, &head, &slot, picked).await?;
+    let sent = send(shared, exchange, (pool, endpoint), hash, &head, &slot, picked).await;
+    if *unread {
+        *unread = slot.left_unread(sent.is_ok());
+    }
+    let mut response = sent?;
     // `send` refused every 101 the request cannot take; these checks stay
     // so that no 101 reaches a tunnel unchecked.
     let switched = match upgrade {

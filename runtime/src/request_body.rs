@@ -300,6 +300,8 @@ pub(crate) struct BodySlot {
     keeping: bool,
     /// The first failure on the client's side of the body, once one came.
     failure: OnceLock<ClientFailure>,
+    /// Whether an attempt read the client's body to its end.
+    finished: AtomicBool,
 }
 
 /// The copy of a body that [`BodySlot`] keeps so that a retry or a resend
@@ -392,6 +394,7 @@ impl BodySlot {
             moved: AtomicU64::new(0),
             on_client: AtomicBool::new(false),
             failure: OnceLock::new(),
+            finished: AtomicBool::new(false),
         })
     }
 
@@ -450,8 +453,10 @@ impl BodySlot {
         }
     }
 
-    /// The client's body has ended: a copy kept so far is whole.
+    /// The client's body has ended: it was read whole, and so is a copy
+    /// kept so far.
     fn kept_all(&self) {
+        self.finished.store(true, Ordering::Release);
         if !self.keeping {
             return;
         }
@@ -459,6 +464,19 @@ impl BodySlot {
         if let Replay::Recording { pieces, .. } = &mut *replay {
             *replay = Replay::Complete(std::mem::take(pieces).into());
         }
+    }
+
+    /// Whether the client's body, not yet read to its end, never will be
+    /// now that the exchange has its answer (`answered`: an upstream
+    /// response) or has failed: no attempt holds the body any more (this
+    /// is the caller's only reference), or, after a failure, the attempt
+    /// that still does is about to drop it. The server of an HTTP/1.1
+    /// connection then cannot find where the next request begins, and
+    /// closes the connection after the response.
+    pub(crate) fn left_unread(self: &Arc<Self>, answered: bool) -> bool {
+        !self.end_stream
+            && !self.finished.load(Ordering::Acquire)
+            && (!answered || Arc::strong_count(self) == 1)
     }
 
     /// The route's body size limit.
