@@ -5,12 +5,17 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ALLOW, CONNECTION, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 use serde::Serialize;
 
 use crate::http1::HeadLimit;
 use crate::upstream::SendError;
+
+/// The methods a route without a method condition serves, as `Allow`
+/// lists them: every method RFC 9110 defines but TRACE, which the gateway
+/// refuses, and CONNECT, which no route serves.
+pub(crate) const ALLOWED_BY_DEFAULT: &str = "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS";
 
 /// The party whose failure ended a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +52,13 @@ pub enum ProxyError {
     /// (RFC 9112, section 6.1, asks for 501); never forwarded.
     #[error("the request's Transfer-Encoding names a coding other than chunked, which this gateway does not implement; send the body chunked only, or with Content-Length")]
     UnsupportedCoding,
+    /// A TRACE request on a route that does not name TRACE among its
+    /// methods: answered 405, as the gateway refuses TRACE unless asked to
+    /// pass it on (see [`crate::proxy`]).
+    #[error(
+        "TRACE is not served here: its answer would reflect the request's cookies and credentials"
+    )]
+    TraceRefused,
     #[error("no route matches {method} {path} on listener {listener}")]
     NoRoute { method: String, path: String, listener: String },
     #[error("pool {pool} has no endpoint to send to")]
@@ -107,6 +119,7 @@ impl ProxyError {
             ProxyError::BadRequest { .. }
             | ProxyError::TooManyFields { .. }
             | ProxyError::UnsupportedCoding
+            | ProxyError::TraceRefused
             | ProxyError::NoRoute { .. }
             | ProxyError::ClientBody { .. }
             | ProxyError::ClientStalled { .. }
@@ -128,6 +141,7 @@ impl ProxyError {
             ProxyError::BadRequest { .. }
             | ProxyError::TooManyFields { .. }
             | ProxyError::UnsupportedCoding
+            | ProxyError::TraceRefused
             | ProxyError::NoRoute { .. }
             | ProxyError::NoEndpoint { .. }
             | ProxyError::Overloaded { .. }
@@ -159,6 +173,7 @@ impl ProxyError {
             ProxyError::UnsupportedCoding => StatusCode::NOT_IMPLEMENTED,
             ProxyError::TooManyFields { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
+            ProxyError::TraceRefused => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::ClientStalled { .. } => StatusCode::REQUEST_TIMEOUT,
             ProxyError::NoEndpoint { .. } | ProxyError::Overloaded { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -180,6 +195,7 @@ impl ProxyError {
             ProxyError::UnsupportedCoding => "unsupported_transfer_coding",
             ProxyError::TooManyFields { .. } => "too_many_header_fields",
             ProxyError::NoRoute { .. } => "no_route",
+            ProxyError::TraceRefused => "method_not_allowed",
             ProxyError::NoEndpoint { .. } => "no_endpoint",
             ProxyError::Overloaded { .. } => "pool_overloaded",
             ProxyError::Connect { .. } => "upstream_unreachable",
@@ -202,6 +218,7 @@ impl ProxyError {
             ProxyError::BadRequest { .. }
             | ProxyError::UnsupportedCoding
             | ProxyError::TooManyFields { .. }
+            | ProxyError::TraceRefused
             | ProxyError::NoRoute { .. }
             | ProxyError::BodyTooLarge { .. } => self.to_string(),
             ProxyError::NoEndpoint { .. } => {
@@ -236,6 +253,10 @@ impl ProxyError {
             return response;
         }
         let mut response = error_response(self.status(), self.code(), &self.public_message());
+        if let ProxyError::TraceRefused = self {
+            // A 405 lists the methods that are served (RFC 9110, section 15.5.6).
+            response.headers_mut().insert(ALLOW, HeaderValue::from_static(ALLOWED_BY_DEFAULT));
+        }
         // The rest of such a request cannot be trusted to frame the next one,
         // or was never read.
         if matches!(

@@ -18,7 +18,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, HOST};
+use bytes::Bytes;
+use hyper::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, COOKIE, HOST, MAX_FORWARDS};
 use hyper::http::uri::{Authority, PathAndQuery};
 use hyper::{Method, Request, Response, Uri, Version};
 use sluice_compiler::condition::RequestFields;
@@ -256,7 +257,7 @@ pub(crate) fn handle(
             }
         };
         match forwarded {
-            Ok(mut response) => {
+            Ok(Answer::Upstream(mut response)) => {
                 echo(response.headers_mut());
                 closing(response.status(), response.headers_mut());
                 if http10 && !bodiless {
@@ -264,6 +265,12 @@ pub(crate) fn handle(
                 }
                 exchange.status = Some(response.status().as_u16());
                 Ok(response.map(|body| ResponseBody::upstream(body, exchange)))
+            }
+            Ok(Answer::Own(mut response)) => {
+                echo(response.headers_mut());
+                closing(response.status(), response.headers_mut());
+                exchange.status = Some(response.status().as_u16());
+                Ok(response.map(|body| ResponseBody::local(body, exchange)))
             }
             Err(error) => {
                 tracing::debug!(
@@ -304,6 +311,15 @@ fn close_when_unframed(response: &mut Response<UpstreamBody>) {
     }
 }
 
+/// What a request that was routed is answered with.
+enum Answer {
+    /// The upstream's response.
+    Upstream(Response<UpstreamBody>),
+    /// One the gateway wrote as the request's final recipient (see
+    /// [`final_recipient`]).
+    Own(Response<Bytes>),
+}
+
 /// Route `request` and send it upstream. `unread`, true for an HTTP/1.x
 /// request with a body, is left true when that body is not read to its
 /// end and will not be now (see [`BodySlot::left_unread`]).
@@ -314,7 +330,7 @@ async fn forward(
     mut request: Request<ClientBody>,
     request_id: Option<&HeaderValue>,
     unread: &mut bool,
-) -> Result<Response<UpstreamBody>, ProxyError> {
+) -> Result<Answer, ProxyError> {
     let plan = &shared.plan;
     let client = peer.address;
 
@@ -345,9 +361,17 @@ async fn forward(
         });
     };
     exchange.route = Some(route);
+    let route_plan = &plan.routes[route];
+    let mut max_forwards = None;
+    if matches!(*request.method(), Method::TRACE | Method::OPTIONS) {
+        match final_recipient(&request, route_plan)? {
+            Hop::Last(answer) => return Ok(Answer::Own(answer)),
+            Hop::Fewer(left) => max_forwards = Some(left),
+            Hop::On => {}
+        }
+    }
 
     // Refuse a body the route does not take, before anything is sent.
-    let route_plan = &plan.routes[route];
     let limit = route_plan.max_body_size;
     if let Some(limit) = limit {
         if declared_length(request.headers()).is_some_and(|length| length > limit) {
@@ -401,6 +425,9 @@ async fn forward(
         if notable.upgrade { upgrade::Requested::take(&mut request, protocol) } else { None };
     let te_trailers = protocol == Protocol::Http2 && headers::accepts_trailers(request.headers());
     let (mut head, body) = request.into_parts();
+    if let Some(left) = max_forwards {
+        head.headers.insert(MAX_FORWARDS, left);
+    }
     // What `Connection` named is hop-by-hop in the trailers too.
     let named = headers::strip_hop_by_hop(&mut head.headers);
     if let Some(id) = request_id {
@@ -482,7 +509,104 @@ async fn forward(
     if let Some(upgraded_to) = switched {
         upgrade::restore_response(response.headers_mut(), upgraded_to);
     }
-    Ok(response)
+    Ok(Answer::Upstream(response))
+}
+
+/// What the gateway does with a TRACE or OPTIONS request.
+enum Hop {
+    /// Pass it on as it is.
+    On,
+    /// Pass it on with this `Max-Forwards`.
+    Fewer(HeaderValue),
+    /// Answer it so: the gateway is its final recipient.
+    Last(Response<Bytes>),
+}
+
+/// TRACE and OPTIONS, as an intermediary treats them (RFC 9110, section
+/// 7.6.2).
+///
+/// TRACE is refused with 405 on a route that does not name it among its
+/// `methods`: its answer reflects the request back to the client, cookies
+/// and credentials included, which a script on another site could read
+/// (cross-site tracing). A route that names it passes it on.
+///
+/// A `Max-Forwards` of 0 makes the gateway the final recipient, which
+/// answers OPTIONS with 200 and the route's methods in `Allow`, and TRACE
+/// with the request it received, as `message/http` (RFC 9110, section
+/// 9.3.8), less the fields that carry credentials. A larger value is
+/// passed on one less; one that is not a number is refused with 400.
+fn final_recipient<B>(request: &Request<B>, route: &RoutePlan) -> Result<Hop, ProxyError> {
+    let trace = request.method() == Method::TRACE;
+    if trace && route.methods.is_any() {
+        return Err(ProxyError::TraceRefused);
+    }
+    let mut values = request.headers().get_all(MAX_FORWARDS).iter();
+    let Some(value) = values.next() else { return Ok(Hop::On) };
+    if values.next().is_some() {
+        return Err(ProxyError::BadRequest { reason: "more than one Max-Forwards header" });
+    }
+    let Some(left) = hops(value.as_bytes()) else {
+        return Err(ProxyError::BadRequest { reason: "Max-Forwards is not a decimal number" });
+    };
+    if left > 0 {
+        return Ok(Hop::Fewer(HeaderValue::from(left - 1)));
+    }
+    let mut response = Response::new(Bytes::new());
+    if trace {
+        *response.body_mut() = reflection(request);
+        let message = HeaderValue::from_static("message/http");
+        response.headers_mut().insert(hyper::header::CONTENT_TYPE, message);
+    } else {
+        let allow = match route.methods.is_any() {
+            true => HeaderValue::from_static(crate::error::ALLOWED_BY_DEFAULT),
+            false => {
+                let names: Vec<&str> = route.methods.names().collect();
+                // Method names are tokens, which a field value can always hold.
+                HeaderValue::from_str(&names.join(", ")).unwrap_or(HeaderValue::from_static(""))
+            }
+        };
+        response.headers_mut().insert(hyper::header::ALLOW, allow);
+    }
+    Ok(Hop::Last(response))
+}
+
+/// The hops a `Max-Forwards` value allows (`1*DIGIT`), a value beyond 64
+/// bits taken as the largest; `None` when it is not a number.
+fn hops(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let hops = digits
+        .iter()
+        .fold(0u64, |hops, digit| hops.saturating_mul(10).saturating_add(u64::from(digit - b'0')));
+    Some(hops)
+}
+
+/// A request head as the gateway received it, as the body of a TRACE
+/// answer: the request line, then each field but those that carry
+/// credentials, which RFC 9110 (section 9.3.8) asks a final recipient to
+/// leave out.
+fn reflection<B>(request: &Request<B>) -> Bytes {
+    let secret = [hyper::header::AUTHORIZATION, hyper::header::PROXY_AUTHORIZATION, COOKIE];
+    let mut head = Vec::new();
+    let target = request.uri().path_and_query().map_or("/", PathAndQuery::as_str);
+    let version = match request.version() {
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2",
+        _ => "HTTP/1.1",
+    };
+    for part in [request.method().as_str(), " ", target, " ", version, "\r\n"] {
+        head.extend_from_slice(part.as_bytes());
+    }
+    for (name, value) in request.headers() {
+        if !secret.contains(name) {
+            for part in [name.as_str().as_bytes(), b": ", value.as_bytes(), b"\r\n"] {
+                head.extend_from_slice(part);
+            }
+        }
+    }
+    head.extend_from_slice(b"\r\n");
+    Bytes::from(head)
 }
 
 /// Which of the fields that forwarding acts on a request head has, found in
