@@ -125,6 +125,16 @@ pub fn explain(args: ExplainArgs) -> ExitCode {
         fields.headers.push(("host".to_owned(), host.clone()));
     }
     match plan.lookup_with(&facts, &fields, &mut captures) {
+        Some(route)
+            if facts.method == Method::Trace && plan.routes[route as usize].refuses_trace() =>
+        {
+            let name = &plan.routes[route as usize].name;
+            eprintln!(
+                "the gateway answers 405 to TRACE {path_only}: route `{name}` matches it, but does \
+                 not list TRACE among its methods (a TRACE answer would reflect credentials)"
+            );
+            ExitCode::from(1)
+        }
         Some(route) => {
             crate::out(&describe(&plan, route, path_only, &captures, listener_name));
             crate::out(&split(&plan, route, &fields));

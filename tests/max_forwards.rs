@@ -17,6 +17,11 @@ const ALLOWED: &str = "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS";
 /// A spec whose routes all go to `upstream`: `/listed/...` for the methods
 /// `listed`, and every other path for any method.
 fn spec(upstream: &ScriptedUpstream, listed: &str) -> String {
+    spec_for(&upstream.address.to_string(), listed)
+}
+
+/// [`spec`] with the pool's one endpoint at `address`.
+fn spec_for(address: &str, listed: &str) -> String {
     format!(
         "version: 1
 listeners:
@@ -24,12 +29,11 @@ listeners:
     bind: \"127.0.0.1:0\"
 pools:
   - name: backend
-    endpoints: [{{ address: \"{}\" }}]
+    endpoints: [{{ address: \"{address}\" }}]
 routes:
   - {{ name: any, match: {{ path: \"/{{*rest}}\" }}, to: backend }}
   - {{ name: listed, match: {{ path: \"/listed/{{*rest}}\", methods: [{listed}] }}, to: backend }}
-",
-        upstream.address
+"
     )
 }
 
@@ -165,4 +169,35 @@ async fn options_with_max_forwards_0_is_answered_by_the_gateway() {
         assert_eq!(request.header("max-forwards"), forwarded, "{}", request.head);
     }
     assert_eq!(requests.len(), passed.len());
+}
+
+/// `sluice explain` refuses TRACE where `serve` does, with the same rule:
+/// a route that does not list TRACE matches it, and the answer is 405;
+/// one that lists it explains as usual.
+#[test]
+fn explain_refuses_trace_where_serve_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spec.yaml");
+    let free = "127.0.0.1:9";
+    std::fs::write(&path, spec_for(free, "TRACE, GET")).unwrap();
+    let explain = |method: &str, url: &str| {
+        let out = assert_cmd::Command::cargo_bin("sluice")
+            .unwrap()
+            .arg("explain")
+            .arg(&path)
+            .args([method, url])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code(), text)
+    };
+    let (code, text) = explain("TRACE", "http://x.test/other");
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("answers 405 to TRACE /other: route `any`"), "{text}");
+    let (code, text) = explain("TRACE", "http://x.test/listed/a");
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.starts_with("route     listed"), "{text}");
+    let (code, text) = explain("GET", "http://x.test/other");
+    assert_eq!((code, text.starts_with("route     any")), (Some(0), true), "{text}");
 }

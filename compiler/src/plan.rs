@@ -184,6 +184,14 @@ pub struct SplitSide {
 }
 
 impl RoutePlan {
+    /// Whether `serve` refuses a TRACE this route matched (405): it does
+    /// unless the route lists TRACE among its methods, since a TRACE answer
+    /// reflects the request, cookies and credentials included, back to the
+    /// client.
+    pub fn refuses_trace(&self) -> bool {
+        self.methods.is_any()
+    }
+
     /// The pools this route can send to, with their weights: its one pool with
     /// weight 1, or the sides of its split.
     pub fn sides(&self) -> Vec<SplitSide> {

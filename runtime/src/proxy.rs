@@ -537,7 +537,7 @@ enum Hop {
 /// passed on one less; one that is not a number is refused with 400.
 fn final_recipient<B>(request: &Request<B>, route: &RoutePlan) -> Result<Hop, ProxyError> {
     let trace = request.method() == Method::TRACE;
-    if trace && route.methods.is_any() {
+    if trace && route.refuses_trace() {
         return Err(ProxyError::TraceRefused);
     }
     let mut values = request.headers().get_all(MAX_FORWARDS).iter();
