@@ -581,6 +581,48 @@ async fn http2_downloads_that_move_slowly_finish_and_given_up_ones_are_reset() {
     assert!(reset && received < SIZE, "received {received} bytes, reset: {reset}");
 }
 
+/// An HTTP/2 client that opens its window a little at a time, 6 KiB every
+/// 200 ms against a 300 ms stall clock, keeps moving and gets the whole
+/// response, although it never takes a full 16 KiB frame within the clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_reader_taking_a_few_kib_at_a_time_is_not_cut() {
+    use support::h2raw::{self, DATA, END_STREAM, RST_STREAM};
+
+    const SIZE: usize = 48 << 10;
+    let upstream = RawUpstream::start(|mut c: Conn| async move {
+        while c.head().await.is_some() {
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {SIZE}\r\n\r\n");
+            if !(c.write(head.as_bytes()).await && c.write(&vec![b'x'; SIZE]).await) {
+                return;
+            }
+        }
+    })
+    .await;
+    let gateway = Gateway::start(&spec_with(LISTENER_STALL, &[upstream.address], "", ""));
+    let mut client = TcpStream::connect(gateway.addr("public")).await.unwrap();
+    let mut bytes = h2raw::preface(&[(4, 0)]);
+    bytes.extend(h2raw::window_update(0, 16 << 20));
+    bytes.extend(h2raw::frame(h2raw::HEADERS, 0x5, 1, &h2raw::get("/trickle")));
+    client.write_all(&bytes).await.unwrap();
+    let (mut received, mut ended) = (0, false);
+    let started = Instant::now();
+    while !ended && started.elapsed() < Duration::from_secs(15) {
+        client.write_all(&h2raw::window_update(1, 6 << 10)).await.unwrap();
+        let deadline = Instant::now() + Duration::from_millis(200);
+        while let Some(frame) = h2raw::next(&mut client, deadline - Instant::now()).await {
+            assert_ne!(frame.kind, RST_STREAM, "reset at {received}: {:?}", frame.payload);
+            if frame.kind == DATA && frame.stream == 1 {
+                received += frame.payload.len();
+                ended = frame.flags & END_STREAM != 0;
+            }
+            if ended || Instant::now() >= deadline {
+                break;
+            }
+        }
+    }
+    assert_eq!((received, ended), (SIZE, true), "after {:?}", started.elapsed());
+}
+
 /// An HTTP/2 client that resets its stream in the middle of a response
 /// whose upstream has gone quiet releases that upstream connection at
 /// once, not at the pool's stall timeout (a minute here).

@@ -198,9 +198,13 @@ struct Pump {
     ended: AtomicBool,
 }
 
-/// The most a pumped body hands on at once: HTTP/2's default frame size,
-/// so that every frame's worth the client takes counts as progress.
-const PIECE: usize = 16 * 1024;
+/// The most a pumped body hands on at once. The pump sees the client's
+/// progress only as pieces taken (hyper takes the next once the last has
+/// gone out under the client's window), so this is the least a client must
+/// take per stall timeout not to be cut: a quarter of HTTP/2's default
+/// frame size, which a client that opens its window a little at a time
+/// still passes.
+const PIECE: usize = 4 * 1024;
 
 /// What a pump reads: an upstream's body, or one the gateway wrote.
 enum Source {
