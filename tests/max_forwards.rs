@@ -119,6 +119,34 @@ async fn trace_is_refused_unless_a_route_names_it() {
     assert_eq!(upstream.requests().len(), 2, "the last TRACE went on");
 }
 
+/// TRACE in another case is an extension method to HTTP, but an upstream
+/// that folds case would reflect credentials all the same: refused with
+/// 405 on every route, over either protocol, and never passed on. And
+/// `OPTIONS *` with `Max-Forwards: 0` asks about the gateway itself, which
+/// answers it; without one it is still refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_in_any_case_is_refused_and_options_star_at_0_is_answered() {
+    let upstream = ScriptedUpstream::start(None, |r| Answer::ok(r.target())).await;
+    let gateway = Gateway::start(&spec(&upstream, "GET, TRACE"));
+    for (method, path) in [("trace", "/open"), ("Trace", "/listed/a"), ("tRACE", "/open")] {
+        let response = ask(&gateway, method, path, "Cookie: session=secret\r\n").await;
+        assert_eq!(statuses(&response), [405], "{method} {path}: {response}");
+        assert!(!response.contains("secret"), "{response}");
+    }
+    let (status, _) = ask_h2(&gateway, "trace", "/open", &[]).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(upstream.requests().is_empty(), "{:?}", upstream.requests());
+
+    let response = ask(&gateway, "OPTIONS", "*", "Max-Forwards: 0\r\n").await;
+    assert_eq!(statuses(&response), [200], "{response}");
+    assert_eq!(field(&response, "allow"), Some(ALLOWED), "{response}");
+    for fields in ["", "Max-Forwards: 1\r\n", "Max-Forwards: 0\r\nMax-Forwards: 0\r\n"] {
+        let response = ask(&gateway, "OPTIONS", "*", fields).await;
+        assert_eq!(statuses(&response), [400], "{fields:?}: {response}");
+    }
+    assert!(upstream.requests().is_empty(), "{:?}", upstream.requests());
+}
+
 /// OPTIONS with `Max-Forwards: 0` is the gateway's to answer: 200, with
 /// the methods the matched route serves in `Allow` (for a route without a
 /// method condition, every method but TRACE and CONNECT), over either

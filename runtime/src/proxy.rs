@@ -346,8 +346,17 @@ async fn forward(
     let host = request_host(&request)?;
     let method = request.method().as_str().as_bytes();
     // Match and forward the same, normalised, path.
-    let path = normalize(request.uri().path(), &plan.listeners[listener].normalize)
-        .map_err(|e| ProxyError::BadRequest { reason: target_refused(&request, e) })?;
+    let path = match normalize(request.uri().path(), &plan.listeners[listener].normalize) {
+        Ok(path) => path,
+        // `OPTIONS *` with `Max-Forwards: 0` is for the gateway itself.
+        Err(_) if asks_the_gateway(&request) => {
+            let mut answer = Response::new(Bytes::new());
+            let allow = HeaderValue::from_static(crate::error::ALLOWED_BY_DEFAULT);
+            answer.headers_mut().insert(hyper::header::ALLOW, allow);
+            return Ok(Answer::Own(answer));
+        }
+        Err(e) => return Err(ProxyError::BadRequest { reason: target_refused(&request, e) }),
+    };
     let fields = Fields { request: &request };
     let route = CAPTURES.with(|captures| {
         let captures = &mut captures.borrow_mut();
@@ -363,7 +372,7 @@ async fn forward(
     exchange.route = Some(route);
     let route_plan = &plan.routes[route];
     let mut max_forwards = None;
-    if matches!(*request.method(), Method::TRACE | Method::OPTIONS) {
+    if matches!(*request.method(), Method::TRACE | Method::OPTIONS) || is_trace_variant(&request) {
         match final_recipient(&request, route_plan)? {
             Hop::Last(answer) => return Ok(Answer::Own(answer)),
             Hop::Fewer(left) => max_forwards = Some(left),
@@ -536,6 +545,11 @@ enum Hop {
 /// 9.3.8), less the fields that carry credentials. A larger value is
 /// passed on one less; one that is not a number is refused with 400.
 fn final_recipient<B>(request: &Request<B>, route: &RoutePlan) -> Result<Hop, ProxyError> {
+    // Another spelling of TRACE is an extension method no route can list,
+    // but an upstream that folds case would answer it as TRACE.
+    if is_trace_variant(request) {
+        return Err(ProxyError::TraceRefused);
+    }
     let trace = request.method() == Method::TRACE;
     if trace && route.refuses_trace() {
         return Err(ProxyError::TraceRefused);
@@ -568,6 +582,22 @@ fn final_recipient<B>(request: &Request<B>, route: &RoutePlan) -> Result<Hop, Pr
         response.headers_mut().insert(hyper::header::ALLOW, allow);
     }
     Ok(Hop::Last(response))
+}
+
+/// Whether the method is TRACE spelt in another case (`trace`, `Trace`).
+fn is_trace_variant<B>(request: &Request<B>) -> bool {
+    let method = request.method().as_str();
+    method.len() == 5 && method != "TRACE" && method.eq_ignore_ascii_case("TRACE")
+}
+
+/// Whether the request is `OPTIONS *` with a `Max-Forwards` of 0: a
+/// question about the gateway itself, which it answers (RFC 9110, sections
+/// 7.6.2 and 9.3.7).
+fn asks_the_gateway<B>(request: &Request<B>) -> bool {
+    let mut values = request.headers().get_all(MAX_FORWARDS).iter();
+    request.method() == Method::OPTIONS
+        && request.uri().path() == "*"
+        && matches!((values.next(), values.next()), (Some(value), None) if hops(value.as_bytes()) == Some(0))
 }
 
 /// The hops a `Max-Forwards` value allows (`1*DIGIT`), a value beyond 64
