@@ -322,3 +322,40 @@ async fn a_trailer_field_naming_only_dropped_fields_is_not_sent() {
     let trailers = collected.trailers().cloned().unwrap_or_default();
     assert!(trailers.is_empty(), "{trailers:?}");
 }
+
+/// An HTTP/2 client's trailer field whose value is padded with whitespace
+/// makes its request malformed (RFC 9113, section 8.2.1), as a padded
+/// header field does: the request is refused, and the HTTP/2 pool never
+/// receives the padded field, which an HTTP/1.1 reader would have trimmed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_padded_trailer_value_from_an_http2_client_goes_nowhere() {
+    let h2 = h2_upstream().await;
+    let gateway = Gateway::start(&spec(h2.address));
+    let mut sender = support::h2c_sender(gateway.addr("public")).await;
+    for value in ["padded ", "\tpadded"] {
+        let body = Frames::new(vec![
+            Frame::data(Bytes::from_static(b"abc")),
+            Frame::trailers(trailer_map(&[("x-t", value), ("x-checksum", "abc")])),
+        ]);
+        let request = Request::post("http://api.example.test/h2").body(body).unwrap();
+        match sender.send_request(request).await {
+            Ok(response) => assert_eq!(response.status(), 400, "{value:?}"),
+            // A reset stream refuses it as well.
+            Err(error) => assert!(!error.is_closed(), "{value:?}: the connection went: {error}"),
+        }
+    }
+    let request = Request::post("http://api.example.test/h2").body(Frames::new(vec![
+        Frame::data(Bytes::from_static(b"abc")),
+        Frame::trailers(trailer_map(&[("x-t", "plain")])),
+    ]));
+    let response = sender.send_request(request.unwrap()).await.expect("the connection serves on");
+    assert_eq!(response.status(), 200);
+    response.into_body().collect().await.unwrap();
+    // What reached the pool: the plain trailer, never a padded one.
+    let values: Vec<Vec<u8>> = h2
+        .seen()
+        .iter()
+        .filter_map(|r| r.trailers.as_ref()?.get("x-t").map(|v| v.as_bytes().to_vec()))
+        .collect();
+    assert_eq!(values, [b"plain".to_vec()]);
+}

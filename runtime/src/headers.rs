@@ -390,6 +390,20 @@ pub(crate) fn write_with_forwarded(
     }
 }
 
+/// Whether a field value begins or ends with whitespace (SP or HTAB), in
+/// one pass over the fields. HTTP/1.1 parsers strip such whitespace as
+/// optional; HTTP/2 has no optional whitespace, and such a value makes the
+/// request malformed (RFC 9113, section 8.2.1). Routed as sent, `internal `
+/// would miss a route that asks for `internal`, and reach an HTTP/1.1
+/// service that reads it as `internal` all the same.
+pub(crate) fn has_padded_value(headers: &HeaderMap) -> bool {
+    let padding = |byte: Option<&u8>| matches!(byte, Some(b' ' | b'\t'));
+    headers.values().any(|value| {
+        let bytes = value.as_bytes();
+        padding(bytes.first()) || padding(bytes.last())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -996,7 +996,7 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
 /// forwarded until its stream has ended, within the listener's stall
 /// clock.
 async fn http2_whole(request: &mut Request<ClientBody>) -> Result<(), ProxyError> {
-    if has_padded_value(request.headers()) {
+    if headers::has_padded_value(request.headers()) {
         return Err(ProxyError::BadRequest {
             reason: "HTTP/2 field value begins or ends with whitespace",
         });
@@ -1010,20 +1010,6 @@ async fn http2_whole(request: &mut Request<ClientBody>) -> Result<(), ProxyError
         })?;
     }
     Ok(())
-}
-
-/// Whether a field value begins or ends with whitespace (SP or HTAB), in
-/// one pass over the fields. HTTP/1.1 parsers strip such whitespace as
-/// optional; HTTP/2 has no optional whitespace, and such a value makes the
-/// request malformed (RFC 9113, section 8.2.1). Routed as sent, `internal `
-/// would miss a route that asks for `internal`, and reach an HTTP/1.1
-/// service that reads it as `internal` all the same.
-fn has_padded_value(headers: &HeaderMap) -> bool {
-    let padding = |byte: Option<&u8>| matches!(byte, Some(b' ' | b'\t'));
-    headers.values().any(|value| {
-        let bytes = value.as_bytes();
-        padding(bytes.first()) || padding(bytes.last())
-    })
 }
 
 /// When the target names its authority, that authority replaces any `Host`

@@ -59,6 +59,10 @@ pub enum BodyError {
     Spent,
     #[error("the request's trailer section has more fields than the listener's limit of {limit}")]
     TooManyTrailerFields { limit: usize },
+    /// An HTTP/2 trailer field whose value begins or ends with whitespace,
+    /// which makes the request malformed (RFC 9113, section 8.2.1).
+    #[error("a field of the request's trailer section has a value padded with whitespace")]
+    PaddedTrailerValue,
 }
 
 impl BodyError {
@@ -70,9 +74,9 @@ impl BodyError {
             BodyError::TooLarge { limit } => Some(ClientFault::TooLarge { limit: *limit }),
             BodyError::Stalled(limit) => Some(ClientFault::Stalled(*limit)),
             BodyError::Client(error) if client_left(error) => Some(ClientFault::Left),
-            BodyError::Client(_) | BodyError::TooManyTrailerFields { .. } => {
-                Some(ClientFault::Malformed)
-            }
+            BodyError::Client(_)
+            | BodyError::TooManyTrailerFields { .. }
+            | BodyError::PaddedTrailerValue => Some(ClientFault::Malformed),
             BodyError::Spent => None,
         }
     }
@@ -241,6 +245,11 @@ impl Body for ClientBody {
                 *held = None;
                 let limit = *max_fields;
                 return Poll::Ready(Some(Err(BodyError::TooManyTrailerFields { limit })));
+            }
+            // (HTTP/1.1 parsers take the whitespace off; HTTP/2 keeps it.)
+            if frame.trailers_ref().is_some_and(crate::headers::has_padded_value) {
+                *held = None;
+                return Poll::Ready(Some(Err(BodyError::PaddedTrailerValue)));
             }
             if let Some(earlier) = held.take() {
                 // An empty frame adds nothing; trailers go after the held data.
