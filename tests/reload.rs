@@ -325,6 +325,46 @@ async fn watch_follows_a_configmap_style_link_swap() {
     assert_eq!(get(address, "/fresh").await, StatusCode::OK);
 }
 
+/// `--watch` follows a ConfigMap-style swap inside a directory an include
+/// glob searches: `teams/t8.yaml` -> `..data/t8.yaml`, `..data` -> `..v1`,
+/// swapped to `..v2` by a rename. The links are files the spec read, so
+/// the swap reloads although the glob matches the same names as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_follows_a_configmap_style_swap_in_a_searched_directory() {
+    use std::os::unix::fs::symlink;
+
+    let fast = Upstream::start("fast").await;
+    let slow = Upstream::start("slow").await;
+    let dir = support::temp_dir();
+    let teams = dir.join("teams");
+    let routes = |name: &str| format!("routes:\n{}", route(name, &format!("/{name}")));
+    std::fs::create_dir_all(teams.join("..v1")).unwrap();
+    std::fs::write(teams.join("..v1/t8.yaml"), routes("old")).unwrap();
+    symlink("..v1", teams.join("..data")).unwrap();
+    symlink("..data/t8.yaml", teams.join("t8.yaml")).unwrap();
+    let main = spec(fast.address, slow.address, "", "").replacen(
+        "version: 1\n",
+        "version: 1\ninclude: [\"teams/*.yaml\"]\n",
+        1,
+    );
+    let path = dir.join("main.yaml");
+    std::fs::write(&path, main).unwrap();
+    let gateway = Gateway::serve_file(dir.clone(), &path, 1, &["--access-log", "off", "--watch"]);
+    let address = gateway.addr("public");
+    assert_eq!(get(address, "/old").await, StatusCode::OK);
+    // The watch learns the included files off the request path.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    std::fs::create_dir(teams.join("..v2")).unwrap();
+    std::fs::write(teams.join("..v2/t8.yaml"), routes("fresh")).unwrap();
+    symlink("..v2", teams.join("..tmp")).unwrap();
+    std::fs::rename(teams.join("..tmp"), teams.join("..data")).unwrap();
+    gateway.wait_log_within("plan reloaded", 1, Duration::from_secs(3));
+    assert_eq!(get(address, "/fresh").await, StatusCode::OK);
+    assert_eq!(get(address, "/old").await, StatusCode::NOT_FOUND);
+    assert_eq!(gateway.count_stderr("reload failed"), 0, "{}", gateway.stderr().join("\n"));
+}
+
 /// `--watch` follows the file a chain of links ends at when it is written
 /// in place, before and after the links move to another version.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

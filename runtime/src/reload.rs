@@ -51,10 +51,17 @@
 //! load; a file that matches nothing (`teams/notes.txt`) reloads nothing.
 //! A file that starts to match is, like a watched one, not loaded while
 //! its writer still has it open.
+//!
+//! A change to a watched name counts as a file change wherever it is,
+//! searched directory or not, however the burst around it is reported: a
+//! ConfigMap swap in a searched directory (`teams/..data` renamed over,
+//! after `teams/..tmp` was created) changes the files read, although the
+//! patterns match the same names as before.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -145,6 +152,11 @@ pub(crate) fn start(
         while let Some(mut first) = triggers.recv().await {
             if first != Trigger::Signal {
                 first = settle(&mut triggers, first, watching.as_deref()).await;
+            }
+            // A watched name changed in the burst, even if its trigger
+            // found the channel full with a weaker one.
+            if watching.as_ref().is_some_and(|watch| watch.take_file_changed()) {
+                first = first.merge(Trigger::FileChanged);
             }
             if let (Trigger::Listing, Some(watch)) = (first, watching.clone()) {
                 let changed = tokio::task::spawn_blocking(move || watch.includes_changed());
@@ -270,6 +282,9 @@ struct Watch {
     /// Those of `files`, or names in `searched`, written to since their
     /// writer last closed them.
     writing: Arc<Mutex<HashSet<Key>>>,
+    /// Whether an event about one of `files` came since the last load
+    /// began: a trigger can be lost to a full channel, this cannot.
+    file_changed: Arc<AtomicBool>,
     /// The directories watched, each with whether those below it are.
     directories: Mutex<HashMap<PathBuf, bool>>,
     trigger: mpsc::Sender<Trigger>,
@@ -288,8 +303,13 @@ impl Watch {
         let files: Arc<Mutex<HashSet<Key>>> = Arc::default();
         let searched: Arc<Mutex<Vec<(PathBuf, bool)>>> = Arc::default();
         let writing: Arc<Mutex<HashSet<Key>>> = Arc::default();
-        let (seen, looked_in, written) =
-            (Arc::clone(&files), Arc::clone(&searched), Arc::clone(&writing));
+        let file_changed: Arc<AtomicBool> = Arc::default();
+        let (seen, looked_in, written, changed) = (
+            Arc::clone(&files),
+            Arc::clone(&searched),
+            Arc::clone(&writing),
+            Arc::clone(&file_changed),
+        );
         let sender = trigger.clone();
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             let Ok(event) = event else { return };
@@ -334,6 +354,7 @@ impl Watch {
                 }
             }
             if touched {
+                changed.store(true, Ordering::SeqCst);
                 let _ = sender.try_send(Trigger::FileChanged);
             } else if listed {
                 let _ = sender.try_send(Trigger::Listing);
@@ -347,6 +368,7 @@ impl Watch {
             files,
             searched,
             writing,
+            file_changed,
             directories: Mutex::default(),
             trigger,
         };
@@ -362,6 +384,12 @@ impl Watch {
     /// Whether a watched file was written to and its writer has not closed it yet.
     fn being_written(&self) -> bool {
         !lock(&self.writing).is_empty()
+    }
+
+    /// Whether a watched name changed since this was last asked, which
+    /// clears it.
+    fn take_file_changed(&self) -> bool {
+        self.file_changed.swap(false, Ordering::SeqCst)
     }
 
     /// Take every file being written as written whole.
