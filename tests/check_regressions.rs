@@ -202,6 +202,34 @@ fn a_file_name_beside_an_excerpt_is_escaped_too() {
     assert!(text.contains("a\\u{1b}[2Jb.yaml:2:41]"), "{text}");
 }
 
+/// Invisible characters other than controls and reordering ones (zero
+/// width space and joiner, soft hyphen, byte order mark, Mongolian vowel
+/// separator, line and paragraph separators) in a file name are written as
+/// escapes too, in the human report and in GitHub annotations.
+#[test]
+fn invisible_characters_in_a_file_name_are_escaped() {
+    let invisible =
+        ['\u{200b}', '\u{200d}', '\u{ad}', '\u{feff}', '\u{180e}', '\u{2028}', '\u{2029}'];
+    let dir = tempfile::tempdir().unwrap();
+    let name: String = std::iter::once('a').chain(invisible).chain("b.yaml".chars()).collect();
+    let path = dir.path().join(&name);
+    let spec = BASE.replace("    to: p\n", "    to: nope\n");
+    std::fs::write(&path, spec).unwrap();
+    let shown = "a\\u{200b}\\u{200d}\\u{ad}\\u{feff}\\u{180e}\\u{2028}\\u{2029}b.yaml";
+
+    let out = sluice().arg("check").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stderr).unwrap();
+    assert!(!text.contains(invisible), "a raw invisible character in {text:?}");
+    assert!(text.contains(shown), "{text}");
+
+    let out = sluice().args(["check", "--format", "github"]).arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!text.contains(invisible), "a raw invisible character in {text:?}");
+    assert!(text.contains(shown), "{text}");
+}
+
 #[test]
 fn non_ascii_templates_match_the_encoded_request_path() {
     let dir = tempfile::tempdir().unwrap();

@@ -396,11 +396,43 @@ fn escape_controls(text: String) -> String {
 }
 
 /// Whether `c` is written as its escape when quoted from a file: a
-/// control character, or one that reorders the text around it. Renderers
-/// that escape some of these their own way (as GitHub annotations do line
+/// control character, one that reorders the text around it, or another
+/// that shows as nothing (a format character, such as a zero width space,
+/// a soft hyphen or a byte order mark) or breaks the line where a terminal
+/// does not expect it (the line and paragraph separators). Renderers that
+/// escape some of these their own way (as GitHub annotations do line
 /// breaks) use it, with [`push_escape`], for the rest.
 pub fn is_hidden(c: char) -> bool {
-    c.is_control() || is_bidi_control(c)
+    c.is_control() || is_bidi_control(c) || is_format(c) || matches!(c, '\u{2028}' | '\u{2029}')
+}
+
+/// The Unicode format characters (general category Cf), which show as
+/// nothing or change how the text around them is shown.
+fn is_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{0600}'..='\u{0605}'
+            | '\u{061C}'
+            | '\u{06DD}'
+            | '\u{070F}'
+            | '\u{0890}'..='\u{0891}'
+            | '\u{08E2}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{110BD}'
+            | '\u{110CD}'
+            | '\u{13430}'..='\u{1343F}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0001}'
+            | '\u{E0020}'..='\u{E007F}'
+    )
 }
 
 /// Write the escape of a character [`is_hidden`] holds: `\n`, `\u{1b}`,
