@@ -261,6 +261,45 @@ fn a_spec_that_includes_itself_is_told_so_and_read_once() {
     assert_eq!(report["diagnostics"][2]["message"], "include `users.yaml` names this file itself");
 }
 
+/// A hard link is the file it links to: one to the spec is the spec
+/// itself, a warning as a symbolic link to it is, and one to an included
+/// file that a pattern also matches is read once.
+#[cfg(unix)]
+#[test]
+fn a_hard_link_to_the_spec_or_an_included_file_is_that_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = MAIN.replace("[\"teams/*.yaml\"]", "[\"hard.yaml\", \"teams/*.yaml\"]");
+    layout(dir.path(), &[("main.yaml", &main), ("teams/users.yaml", USERS)]);
+    std::fs::hard_link(dir.path().join("main.yaml"), dir.path().join("hard.yaml")).unwrap();
+    let users = dir.path().join("teams/users.yaml");
+    std::fs::hard_link(&users, dir.path().join("teams/users-again.yaml")).unwrap();
+    let (status, report) = check_json(&dir.path().join("main.yaml"));
+    assert_eq!(status, 0, "warnings only: {report}");
+    assert_eq!(
+        findings(&report),
+        [("main.yaml".to_owned(), "S0005".to_owned(), 2, 11)],
+        "{report}"
+    );
+    let message = report["diagnostics"][0]["message"].as_str().unwrap();
+    assert_eq!(message, "include `hard.yaml` names this spec itself");
+
+    // An included file's entry that leads back to the spec by a hard link.
+    let looped = format!("include: [\"../hard.yaml\"]\n{USERS}");
+    std::fs::remove_file(dir.path().join("teams/users-again.yaml")).unwrap();
+    std::fs::write(&users, looped).unwrap();
+    let (status, report) = check_json(&dir.path().join("main.yaml"));
+    assert_eq!(status, 1);
+    let found = findings(&report);
+    assert!(found.contains(&("users.yaml".to_owned(), "S0005".to_owned(), 1, 11)), "{report}");
+    let cycle = report["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["code"] == "S0005" && d["file"].as_str().unwrap().ends_with("users.yaml"))
+        .unwrap();
+    assert_eq!(cycle["message"], "include `../hard.yaml` names the spec that includes this file");
+}
+
 /// `serve` refuses a spec with an error, with a line per error naming the
 /// file it is in; a control character in that file's name, or in the
 /// spec's, reaches the log as its escape, never as the raw byte a

@@ -9,7 +9,8 @@
 //! into the file it came from, because the main [`Document`] remembers which
 //! ranges of its lists each file supplied.
 //!
-//! Included files cannot include others, a file matched twice is read once,
+//! Included files cannot include others, a file matched twice is read once
+//! (a link, symbolic or hard, being the file it links to),
 //! and a pattern that matches nothing is an error, since an empty glob is
 //! almost always a typo in a directory name. The spec itself is never
 //! included: an entry that reaches it is a warning (`include-cycle`), as is
@@ -89,11 +90,11 @@ pub(crate) fn expand(
         return (Vec::new(), search);
     }
     let base = Path::new(&doc.source.name).parent().unwrap_or(Path::new("")).to_path_buf();
-    let main = std::fs::canonicalize(&doc.source.name).ok();
+    let main = FileId::of(Path::new(&doc.source.name));
     // Each file to read, as matched and as the system resolves it, with
     // the entry that matched it.
-    let mut files: Vec<(PathBuf, PathBuf, usize)> = Vec::new();
-    let mut seen = HashSet::new();
+    let mut files: Vec<(PathBuf, FileId, usize)> = Vec::new();
+    let mut seen = Seen::default();
     let mut budget = MAX_ENTRIES;
 
     for (i, pattern) in spec.include.iter().enumerate() {
@@ -160,10 +161,10 @@ pub(crate) fn expand(
         for path in matched {
             // Each file once, however many patterns or spellings reach it,
             // and never the spec itself, which is read already.
-            let real = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
-            if main.as_ref() == Some(&real) {
+            let real = FileId::of(&path).unwrap_or_else(|| FileId::unresolved(&path));
+            if main.as_ref().is_some_and(|main| main.same(&real)) {
                 itself = true;
-            } else if seen.insert(real.clone()) {
+            } else if seen.insert(&real) {
                 files.push((path, real, i));
             }
         }
@@ -235,22 +236,26 @@ pub(crate) fn expand(
 /// spec that includes the file, or to the file itself, is a cycle as well,
 /// and said so at the entry. `file` and `main` are as the system resolves
 /// them.
-fn cycles(fragment: &Document, file: &Path, main: &Path, budget: &mut usize) -> Vec<Diagnostic> {
+fn cycles(
+    fragment: &Document,
+    file: &FileId,
+    main: &FileId,
+    budget: &mut usize,
+) -> Vec<Diagnostic> {
     let Some(serde_json::Value::Array(entries)) = fragment.value.get("include") else {
         return Vec::new();
     };
-    let base = file.parent().unwrap_or(Path::new(""));
+    let base = file.real.parent().unwrap_or(Path::new(""));
     let mut out = Vec::new();
     for (j, entry) in entries.iter().enumerate() {
         let Some(Ok(walk)) = entry.as_str().map(|pattern| Walk::new(base, pattern)) else {
             continue;
         };
         let found = walk.run(MAX_FILES, budget);
-        let reached: Vec<PathBuf> =
-            found.files.iter().filter_map(|path| std::fs::canonicalize(path).ok()).collect();
-        let what = if reached.iter().any(|r| r == main) {
+        let reached: Vec<FileId> = found.files.iter().filter_map(|path| FileId::of(path)).collect();
+        let what = if reached.iter().any(|r| r.same(main)) {
             "the spec that includes this file"
-        } else if reached.iter().any(|r| r == file) {
+        } else if reached.iter().any(|r| r.same(file)) {
             "this file itself"
         } else {
             continue;
@@ -266,6 +271,65 @@ fn cycles(fragment: &Document, file: &Path, main: &Path, budget: &mut usize) -> 
         );
     }
     out
+}
+
+/// Which file a path leads to: where, as the system resolves it, and on
+/// unix which file it is there (device and inode), so that a hard link is
+/// known for the file it links to, as a symbolic link is by where it leads.
+#[derive(Debug, Clone)]
+struct FileId {
+    real: PathBuf,
+    node: Option<(u64, u64)>,
+}
+
+impl FileId {
+    /// The file `path` leads to, when it leads to one.
+    fn of(path: &Path) -> Option<FileId> {
+        let real = std::fs::canonicalize(path).ok()?;
+        Some(FileId { node: node(&real), real })
+    }
+
+    /// A path that leads nowhere, taken as written.
+    fn unresolved(path: &Path) -> FileId {
+        FileId { real: path.to_path_buf(), node: None }
+    }
+
+    /// Whether the two are the same file, by where they are or by which
+    /// file they are.
+    fn same(&self, other: &FileId) -> bool {
+        self.real == other.real || (self.node.is_some() && self.node == other.node)
+    }
+}
+
+/// The device and inode of the file at `path`.
+#[cfg(unix)]
+fn node(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+
+    std::fs::metadata(path).ok().map(|meta| (meta.dev(), meta.ino()))
+}
+
+#[cfg(not(unix))]
+fn node(_: &Path) -> Option<(u64, u64)> {
+    None
+}
+
+/// The files met so far, by where they are and by which file they are.
+#[derive(Default)]
+struct Seen {
+    paths: HashSet<PathBuf>,
+    nodes: HashSet<(u64, u64)>,
+}
+
+impl Seen {
+    /// Add `file`; whether it is new, by both counts.
+    fn insert(&mut self, file: &FileId) -> bool {
+        let known =
+            self.paths.contains(&file.real) || file.node.is_some_and(|n| self.nodes.contains(&n));
+        self.paths.insert(file.real.clone());
+        self.nodes.extend(file.node);
+        !known
+    }
 }
 
 /// One include pattern, ready to be matched against the file system: the
