@@ -151,9 +151,27 @@ fn a_pattern_matching_too_many_files_stops_at_the_limit() {
     let (status, report) = check_json(&dir.path().join("main.yaml"));
     assert_eq!(status, 1);
     let found = findings(&report);
-    assert_eq!(found, [("main.yaml".to_owned(), "S0004".to_owned(), 2, 10)], "{report}");
+    assert_eq!(found, [("main.yaml".to_owned(), "S0004".to_owned(), 2, 11)], "{report}");
     let message = report["diagnostics"][0]["message"].as_str().unwrap();
-    assert!(message.contains("more than 1000 files"), "{message}");
+    assert_eq!(
+        message,
+        "include `teams/*.yaml` matches more than 1000 files, the most a spec includes"
+    );
+
+    // Past the limit with the entries before it: the entry that went past
+    // it is named.
+    let main = MAIN.replace("[\"teams/*.yaml\"]", "[\"teams/t00*.yaml\", \"teams/*.yaml\"]");
+    std::fs::write(dir.path().join("main.yaml"), main).unwrap();
+    let (status, report) = check_json(&dir.path().join("main.yaml"));
+    assert_eq!(status, 1);
+    assert_eq!(findings(&report), [("main.yaml".to_owned(), "S0004".to_owned(), 2, 30)]);
+    let message = report["diagnostics"][0]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(
+            "include `teams/*.yaml` matches more than 1000 files, with the entries before it,"
+        ),
+        "{message}"
+    );
 }
 
 #[test]

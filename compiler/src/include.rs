@@ -96,6 +96,8 @@ pub(crate) fn expand(
     let mut files: Vec<(PathBuf, FileId, usize)> = Vec::new();
     let mut seen = Seen::default();
     let mut budget = MAX_ENTRIES;
+    // The entry whose matches went past [`MAX_FILES`].
+    let mut too_many = None;
 
     for (i, pattern) in spec.include.iter().enumerate() {
         if files.len() > MAX_FILES {
@@ -168,6 +170,9 @@ pub(crate) fn expand(
                 files.push((path, real, i));
             }
         }
+        if files.len() > MAX_FILES {
+            too_many = Some(i);
+        }
         if itself {
             let (message, help) = if walk.parts.is_empty() {
                 (
@@ -189,9 +194,20 @@ pub(crate) fn expand(
             );
         }
     }
-    if files.len() > MAX_FILES {
-        let message = format!("include matches more than {MAX_FILES} files, the most it reads");
-        out.push(Diagnostic::error(codes::BAD_INCLUDE, message).at(doc, "/include"));
+    if let Some(i) = too_many {
+        let with = if i == 0 { "," } else { ", with the entries before it," };
+        let message = format!(
+            "include `{}` matches more than {MAX_FILES} files{with} the most a spec includes",
+            spec.include[i]
+        );
+        out.push(
+            Diagnostic::error(codes::BAD_INCLUDE, message)
+                .with_help(format!(
+                    "only the first {MAX_FILES} files are read; match fewer, such as the files \
+                     of one directory"
+                ))
+                .at(doc, &format!("/include/{i}")),
+        );
         files.truncate(MAX_FILES);
     }
 
