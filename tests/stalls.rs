@@ -515,41 +515,47 @@ async fn an_http2_stream_held_by_a_closed_window_is_reset_and_frees_its_place() 
     assert_eq!((status, &body[..]), (StatusCode::OK, &b"hello world!"[..]));
 }
 
-/// An HTTP/2 client that reads slowly but steadily, granting 8 KiB every
-/// 100 ms, gets the whole of a 400 KiB response however long each of the
-/// upstream's frames takes it; one that grants nothing until after the
-/// stall timeout gets a reset stream, never a short body that ends as if
-/// it were whole.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http2_downloads_that_move_slowly_finish_and_given_up_ones_are_reset() {
-    use support::h2raw::{self, DATA, END_STREAM, RST_STREAM};
-
-    const SIZE: usize = 400 << 10;
-    let upstream = RawUpstream::start(|mut c: Conn| async move {
+/// An upstream that answers every request with `size` bytes.
+async fn sized_upstream(size: usize) -> RawUpstream {
+    RawUpstream::start(move |mut c: Conn| async move {
         while c.head().await.is_some() {
-            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {SIZE}\r\n\r\n");
-            if !(c.write(head.as_bytes()).await && c.write(&vec![b'x'; SIZE]).await) {
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n\r\n");
+            if !(c.write(head.as_bytes()).await && c.write(&vec![b'x'; size]).await) {
                 return;
             }
         }
     })
-    .await;
-    let gateway = Gateway::start(&spec_with(LISTENER_STALL, &[upstream.address], "", ""));
-    let open = |path: &str| {
-        let mut bytes = h2raw::preface(&[(4, 0)]);
-        bytes.extend(h2raw::window_update(0, 16 << 20));
-        bytes.extend(h2raw::frame(h2raw::HEADERS, 0x5, 1, &h2raw::get(path)));
-        bytes
-    };
+    .await
+}
 
-    let mut slow = TcpStream::connect(gateway.addr("public")).await.unwrap();
-    slow.write_all(&open("/slow")).await.unwrap();
+/// An HTTP/2 GET of `path` from a client that grants its streams no
+/// window (the connection a large one).
+fn without_window(path: &str) -> Vec<u8> {
+    use support::h2raw;
+    let mut bytes = h2raw::preface(&[(4, 0)]);
+    bytes.extend(h2raw::window_update(0, 16 << 20));
+    bytes.extend(h2raw::frame(h2raw::HEADERS, 0x5, 1, &h2raw::get(path)));
+    bytes
+}
+
+/// GET `path` over HTTP/2 granting `grant` bytes of stream window every
+/// `every`, until the response ends or 15 s pass: the bytes received, and
+/// whether the stream ended. A reset fails the test.
+async fn download_granting(
+    gateway: &Gateway,
+    path: &str,
+    grant: u32,
+    every: Duration,
+) -> (usize, bool) {
+    use support::h2raw::{self, DATA, END_STREAM, RST_STREAM};
+    let mut client = TcpStream::connect(gateway.addr("public")).await.unwrap();
+    client.write_all(&without_window(path)).await.unwrap();
     let (mut received, mut ended) = (0, false);
     let started = Instant::now();
     while !ended && started.elapsed() < Duration::from_secs(15) {
-        slow.write_all(&h2raw::window_update(1, 8 << 10)).await.unwrap();
-        let deadline = Instant::now() + Duration::from_millis(100);
-        while let Some(frame) = h2raw::next(&mut slow, deadline - Instant::now()).await {
+        client.write_all(&h2raw::window_update(1, grant)).await.unwrap();
+        let deadline = Instant::now() + every;
+        while let Some(frame) = h2raw::next(&mut client, deadline - Instant::now()).await {
             assert_ne!(frame.kind, RST_STREAM, "a moving download was reset at {received}");
             if frame.kind == DATA && frame.stream == 1 {
                 received += frame.payload.len();
@@ -560,10 +566,26 @@ async fn http2_downloads_that_move_slowly_finish_and_given_up_ones_are_reset() {
             }
         }
     }
-    assert_eq!((received, ended), (SIZE, true), "after {:?}", started.elapsed());
+    (received, ended)
+}
+
+/// An HTTP/2 client that reads slowly but steadily, granting 8 KiB every
+/// 100 ms, gets the whole of a 400 KiB response however long each of the
+/// upstream's frames takes it; one that grants nothing until after the
+/// stall timeout gets a reset stream, never a short body that ends as if
+/// it were whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_downloads_that_move_slowly_finish_and_given_up_ones_are_reset() {
+    use support::h2raw::{self, DATA, END_STREAM, RST_STREAM};
+
+    const SIZE: usize = 400 << 10;
+    let upstream = sized_upstream(SIZE).await;
+    let gateway = Gateway::start(&spec_with(LISTENER_STALL, &[upstream.address], "", ""));
+    let slow = download_granting(&gateway, "/slow", 8 << 10, Duration::from_millis(100)).await;
+    assert_eq!(slow, (SIZE, true));
 
     let mut late = TcpStream::connect(gateway.addr("public")).await.unwrap();
-    late.write_all(&open("/late")).await.unwrap();
+    late.write_all(&without_window("/late")).await.unwrap();
     tokio::time::sleep(Duration::from_millis(700)).await;
     late.write_all(&h2raw::window_update(1, 16 << 20)).await.unwrap();
     let (mut received, mut reset) = (0, false);
@@ -586,41 +608,11 @@ async fn http2_downloads_that_move_slowly_finish_and_given_up_ones_are_reset() {
 /// response, although it never takes a full 16 KiB frame within the clock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http2_reader_taking_a_few_kib_at_a_time_is_not_cut() {
-    use support::h2raw::{self, DATA, END_STREAM, RST_STREAM};
-
     const SIZE: usize = 48 << 10;
-    let upstream = RawUpstream::start(|mut c: Conn| async move {
-        while c.head().await.is_some() {
-            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {SIZE}\r\n\r\n");
-            if !(c.write(head.as_bytes()).await && c.write(&vec![b'x'; SIZE]).await) {
-                return;
-            }
-        }
-    })
-    .await;
+    let upstream = sized_upstream(SIZE).await;
     let gateway = Gateway::start(&spec_with(LISTENER_STALL, &[upstream.address], "", ""));
-    let mut client = TcpStream::connect(gateway.addr("public")).await.unwrap();
-    let mut bytes = h2raw::preface(&[(4, 0)]);
-    bytes.extend(h2raw::window_update(0, 16 << 20));
-    bytes.extend(h2raw::frame(h2raw::HEADERS, 0x5, 1, &h2raw::get("/trickle")));
-    client.write_all(&bytes).await.unwrap();
-    let (mut received, mut ended) = (0, false);
-    let started = Instant::now();
-    while !ended && started.elapsed() < Duration::from_secs(15) {
-        client.write_all(&h2raw::window_update(1, 6 << 10)).await.unwrap();
-        let deadline = Instant::now() + Duration::from_millis(200);
-        while let Some(frame) = h2raw::next(&mut client, deadline - Instant::now()).await {
-            assert_ne!(frame.kind, RST_STREAM, "reset at {received}: {:?}", frame.payload);
-            if frame.kind == DATA && frame.stream == 1 {
-                received += frame.payload.len();
-                ended = frame.flags & END_STREAM != 0;
-            }
-            if ended || Instant::now() >= deadline {
-                break;
-            }
-        }
-    }
-    assert_eq!((received, ended), (SIZE, true), "after {:?}", started.elapsed());
+    let trickle = download_granting(&gateway, "/trickle", 6 << 10, Duration::from_millis(200));
+    assert_eq!(trickle.await, (SIZE, true));
 }
 
 /// An HTTP/2 client that resets its stream in the middle of a response
