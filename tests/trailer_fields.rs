@@ -256,6 +256,14 @@ async fn request_trailers_lose_the_fields_the_request_head_names_in_connection()
     assert_eq!(names(&trailers), kept_names(), "{trailers:?}");
 }
 
+/// A gateway in front of an upstream that sends `response`, as it is, to
+/// every request.
+async fn answering(response: &'static [u8]) -> (ScriptedUpstream, Gateway) {
+    let upstream = ScriptedUpstream::start(None, move |_| Answer::Send(response.to_vec())).await;
+    let gateway = Gateway::start(&spec_with("", &[upstream.address], "", ""));
+    (upstream, gateway)
+}
+
 /// A field the response head's `Connection` names stays on the upstream's
 /// hop when the upstream sends it again as a trailer field: neither an
 /// HTTP/1.1 client that accepts trailers (served by either HTTP/1.1
@@ -263,15 +271,11 @@ async fn request_trailers_lose_the_fields_the_request_head_names_in_connection()
 /// response's `Trailer` field, while the other trailer fields arrive.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn response_trailers_lose_the_fields_the_response_head_names_in_connection() {
-    let upstream = ScriptedUpstream::start(None, |_| {
-        Answer::Send(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: X-Hop\r\n\
-              Trailer: x-checksum, x-hop\r\n\r\n2\r\nok\r\n0\r\nx-checksum: abc\r\nx-hop: 1\r\n\r\n"
-                .to_vec(),
-        )
-    })
+    let (_upstream, gateway) = answering(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: X-Hop\r\n\
+          Trailer: x-checksum, x-hop\r\n\r\n2\r\nok\r\n0\r\nx-checksum: abc\r\nx-hop: 1\r\n\r\n",
+    )
     .await;
-    let gateway = Gateway::start(&spec_with("", &[upstream.address], "", ""));
     let public = gateway.addr("public");
 
     for request in support::TAKING_TRAILERS {
@@ -293,16 +297,12 @@ async fn response_trailers_lose_the_fields_the_response_head_names_in_connection
 /// HTTP/1.1 server and over HTTP/2; the trailer fields do not arrive.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trailer_field_naming_only_dropped_fields_is_not_sent() {
-    let upstream = ScriptedUpstream::start(None, |_| {
-        Answer::Send(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: X-Hop\r\n\
-              Trailer: Set-Cookie, x-hop\r\nTrailer: content-type\r\n\r\n\
-              2\r\nok\r\n0\r\nset-cookie: a=b\r\nx-hop: 1\r\ncontent-type: text/plain\r\n\r\n"
-                .to_vec(),
-        )
-    })
+    let (_upstream, gateway) = answering(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: X-Hop\r\n\
+          Trailer: Set-Cookie, x-hop\r\nTrailer: content-type\r\n\r\n\
+          2\r\nok\r\n0\r\nset-cookie: a=b\r\nx-hop: 1\r\ncontent-type: text/plain\r\n\r\n",
+    )
     .await;
-    let gateway = Gateway::start(&spec_with("", &[upstream.address], "", ""));
     let public = gateway.addr("public");
 
     for request in support::TAKING_TRAILERS {

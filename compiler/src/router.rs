@@ -121,6 +121,11 @@ pub fn parse_port(digits: &str) -> Option<u16> {
 /// the name is not a valid port (see [`parse_port`]).
 pub fn host_port(host: &str) -> Option<u16> {
     let (_, after_name) = name_and_rest(trim_blanks(host))?;
+    port_after_name(after_name)
+}
+
+/// The port what follows a host's name names (see [`host_port`]).
+fn port_after_name(after_name: &str) -> Option<u16> {
     match after_name.strip_prefix(':') {
         Some("") => Some(80),
         Some(port) => parse_port(port),
@@ -165,7 +170,8 @@ pub fn check_host_header(value: &str) -> Result<&str, &'static str> {
         return Err("the host (Host or :authority) is not a host name or address");
     }
     // An `http` URI with an empty host is invalid (RFC 9110, section 4.2.1).
-    let named = match name_and_rest(host) {
+    let split = name_and_rest(host);
+    let named = match split {
         Some((name, _)) if name.starts_with('[') => name.len() > 2,
         Some((name, _)) => !name.is_empty(),
         // An unclosed literal names what follows its bracket.
@@ -174,7 +180,7 @@ pub fn check_host_header(value: &str) -> Result<&str, &'static str> {
     if !named {
         return Err("the host (Host or :authority) names no host");
     }
-    if host_port(host).is_none() {
+    if split.and_then(|(_, after_name)| port_after_name(after_name)).is_none() {
         return Err(
             "the host (Host or :authority) has a port that is not a number from 0 to 65535",
         );
