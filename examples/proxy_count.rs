@@ -15,7 +15,10 @@
 //! the two runs' totals, divided by REQUESTS, is the cost of a request with
 //! startup and shutdown left out. The kernel's share (the socket calls) is
 //! not counted. `PROXY_COUNT_OUT=FILE` keeps the loaded run's profile, to
-//! read with `callgrind_annotate`.
+//! read with `callgrind_annotate`. `PROXY_COUNT_CACHE=1` also simulates
+//! the data caches, a 2 MiB second level standing for the core's own last
+//! one, and prints the misses per request: they tell how the working set
+//! grows with CONNECTIONS, where hardware counters cannot be read.
 
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader};
@@ -61,12 +64,21 @@ fn main() -> Result<(), String> {
     )
     .map_err(|e| e.to_string())?;
 
-    let idle = count(&runtime, &binary, &spec, 0, connections)?;
-    let busy = count(&runtime, &binary, &spec, requests, connections)?;
-    let per_request = busy.saturating_sub(idle) as f64 / requests as f64;
+    let cache = std::env::var_os("PROXY_COUNT_CACHE").is_some_and(|v| v == "1");
+    let idle = count(&runtime, &binary, &spec, 0, connections, cache)?;
+    let busy = count(&runtime, &binary, &spec, requests, connections, cache)?;
+    let per_request = |events: &[&str]| {
+        let sum = |counts: &Counts| events.iter().map(|e| counts.get(e)).sum::<u64>();
+        sum(&busy).saturating_sub(sum(&idle)) as f64 / requests as f64
+    };
     println!("requests: {requests} over {connections} keep-alive connections");
-    println!("instructions: {busy} with the requests, {idle} without");
-    println!("instructions per proxied request: {per_request:.0}");
+    println!("instructions: {} with the requests, {} without", busy.get("Ir"), idle.get("Ir"));
+    println!("instructions per proxied request: {:.0}", per_request(&["Ir"]));
+    if cache {
+        println!("data reads and writes per request: {:.0}", per_request(&["Dr", "Dw"]));
+        println!("first-level data misses per request: {:.1}", per_request(&["D1mr", "D1mw"]));
+        println!("second-level data misses per request: {:.1}", per_request(&["DLmr", "DLmw"]));
+    }
     Ok(())
 }
 
@@ -85,22 +97,38 @@ async fn start_upstream() -> Result<SocketAddr, String> {
     Ok(address)
 }
 
-/// The instructions `sluice serve` executes, under callgrind, from start to
-/// exit while `requests` requests go through it.
+/// Callgrind's totals for one run, by event name (`Ir`, and with the cache
+/// simulation `Dr`, `D1mr` and the rest).
+struct Counts {
+    events: Vec<(String, u64)>,
+}
+
+impl Counts {
+    fn get(&self, event: &str) -> u64 {
+        self.events.iter().find(|(name, _)| name == event).map_or(0, |(_, value)| *value)
+    }
+}
+
+/// What `sluice serve` executes, under callgrind, from start to exit while
+/// `requests` requests go through it; with `cache`, the simulated cache
+/// misses too.
 fn count(
     runtime: &tokio::runtime::Runtime,
     binary: &str,
     spec: &std::path::Path,
     requests: usize,
     connections: usize,
-) -> Result<u64, String> {
+    cache: bool,
+) -> Result<Counts, String> {
     // PROXY_COUNT_OUT keeps the loaded run's profile for callgrind_annotate.
     let out = match std::env::var("PROXY_COUNT_OUT") {
         Ok(path) if requests > 0 => path,
         _ => "/dev/null".to_owned(),
     };
     let mut child = Command::new("valgrind")
-        .args(["--tool=callgrind", &format!("--callgrind-out-file={out}"), binary, "serve"])
+        .args(["--tool=callgrind", &format!("--callgrind-out-file={out}")])
+        .args(if cache { &["--cache-sim=yes", "--LL=2097152,16,64"][..] } else { &[] })
+        .args([binary, "serve"])
         .args(["--workers", "1", "--access-log", "off"])
         .arg(spec)
         .stderr(Stdio::piped())
@@ -134,15 +162,23 @@ fn count(
     if !status.success() {
         return Err("cannot signal sluice".into());
     }
-    let mut total = None;
+    // "==PID== Events    : Ir Dr ..." then "==PID== Collected : N N ...".
+    let (mut names, mut values) = (None, None);
     for line in received.iter() {
-        // "==PID== Collected : N"
-        if let Some((_, value)) = line.split_once("Collected :") {
-            total = value.trim().parse::<u64>().ok();
+        if let Some((_, list)) = line.split_once("Events    :") {
+            names = Some(list.split_whitespace().map(str::to_owned).collect::<Vec<_>>());
+        } else if let Some((_, list)) = line.split_once("Collected :") {
+            let parsed: Result<Vec<u64>, _> = list.split_whitespace().map(str::parse).collect();
+            values = parsed.ok();
         }
     }
     child.wait().map_err(|e| e.to_string())?;
-    total.ok_or_else(|| "callgrind printed no total".to_owned())
+    match (names, values) {
+        (Some(names), Some(values)) if names.len() == values.len() => {
+            Ok(Counts { events: names.into_iter().zip(values).collect() })
+        }
+        _ => Err("callgrind printed no totals".to_owned()),
+    }
 }
 
 /// Send `requests` GETs over `connections` connections at once, each

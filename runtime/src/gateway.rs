@@ -477,7 +477,7 @@ impl Connection {
                     request.extensions_mut().insert(hold.clone());
                 }
                 let body = |body| ClientBody::hyper(body, stall, max_headers);
-                let answered = answer.call(request.map(body));
+                let answered = answer.call(Box::new(request.map(body)));
                 async move {
                     let response = answered.await?;
                     Ok::<_, Infallible>(match pump {
@@ -570,7 +570,7 @@ struct Answer {
 impl Answer {
     fn call(
         &self,
-        request: hyper::Request<ClientBody>,
+        request: Box<hyper::Request<ClientBody>>,
     ) -> impl Future<Output = Result<hyper::Response<ResponseBody>, Infallible>> + Send + 'static
     {
         let (in_flight, refused) = self.state.begin_request();

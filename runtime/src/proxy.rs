@@ -208,7 +208,7 @@ pub(crate) fn handle(
     shared: Arc<Shared>,
     listener: usize,
     peer: Peer,
-    request: Request<ClientBody>,
+    request: Box<Request<ClientBody>>,
     in_flight: InFlight,
     refused: Option<&'static str>,
 ) -> impl std::future::Future<Output = Result<Response<ResponseBody>, Infallible>> {
@@ -327,7 +327,7 @@ async fn forward(
     shared: &Shared,
     exchange: &mut Exchange,
     (listener, peer): (usize, &Peer),
-    mut request: Request<ClientBody>,
+    mut request: Box<Request<ClientBody>>,
     request_id: Option<&HeaderValue>,
     unread: &mut bool,
 ) -> Result<Answer, ProxyError> {
@@ -433,34 +433,36 @@ async fn forward(
     let upgrade =
         if notable.upgrade { upgrade::Requested::take(&mut request, protocol) } else { None };
     let te_trailers = protocol == Protocol::Http2 && headers::accepts_trailers(request.headers());
-    let (mut head, body) = request.into_parts();
+    // Taken apart in place, where the box keeps it (see `server1::Parsed`).
+    let body = std::mem::replace(request.body_mut(), ClientBody::Empty);
+    let fields = request.headers_mut();
     if let Some(left) = max_forwards {
-        head.headers.insert(MAX_FORWARDS, left);
+        fields.insert(MAX_FORWARDS, left);
     }
     // What `Connection` named is hop-by-hop in the trailers too.
-    let named = headers::strip_hop_by_hop(&mut head.headers);
+    let named = headers::strip_hop_by_hop(fields);
     if let Some(id) = request_id {
-        head.headers.insert(request_id::X_REQUEST_ID.clone(), id.clone());
+        fields.insert(request_id::X_REQUEST_ID.clone(), id.clone());
     }
     if protocol != Protocol::Http2 && notable.cookie {
-        headers::join_cookies(&mut head.headers);
+        headers::join_cookies(fields);
     }
     if let Some(upgrade) = &upgrade {
-        upgrade.restore(&mut head.headers);
+        upgrade.restore(fields);
     }
     if te_trailers {
-        head.headers.insert(hyper::header::TE, HeaderValue::from_static("trailers"));
+        fields.insert(hyper::header::TE, HeaderValue::from_static("trailers"));
     }
     let trusted = headers::is_trusted(&plan.listeners[listener].trusted_proxies, client.ip());
     if notable.forwarded && !trusted {
         // The standard field says what the `X-Forwarded-*` trio says, and is
         // believed only from the same peers (see `headers`).
-        head.headers.remove(hyper::header::FORWARDED);
+        fields.remove(hyper::header::FORWARDED);
     }
     let forwarded = Forwarded { client: peer.forwarded_for.clone(), trusted };
     // An HTTP/1.1 upstream may refuse early what expects `100 Continue`.
     let (continued, gate) = match protocol {
-        Protocol::Http1 if notable.expect => request_body::continue_gate(&head.headers).unzip(),
+        Protocol::Http1 if notable.expect => request_body::continue_gate(fields).unzip(),
         _ => (None, None),
     };
     let version = match protocol {
@@ -468,9 +470,9 @@ async fn forward(
         Protocol::Http2 => Version::HTTP_2,
     };
     let head = UpstreamHead {
-        method: head.method,
+        method: std::mem::take(request.method_mut()),
         target,
-        headers: head.headers,
+        headers: std::mem::take(request.headers_mut()),
         has_host: notable.host,
         upgrade: upgrade.is_some(),
         forwarded,

@@ -101,12 +101,11 @@ struct Asked {
     trailers: bool,
 }
 
-#[expect(
-    clippy::large_enum_variant,
-    reason = "made once per request and taken apart at once; a box would cost an allocation"
-)]
 enum Parsed {
-    Plain(Request<ClientBody>, Asked),
+    /// Boxed, as it goes on to the proxy: the request moves through several
+    /// futures, and each move of the whole head would copy it again, into
+    /// memory of its connection that is cold by the next request.
+    Plain(Box<Request<ClientBody>>, Asked),
     Partial,
     Other,
 }
@@ -123,7 +122,7 @@ pub(crate) async fn serve<S, F>(
     mut service: S,
 ) -> Ended
 where
-    S: FnMut(Request<ClientBody>) -> F,
+    S: FnMut(Box<Request<ClientBody>>) -> F,
     F: Future<Output = Result<Response<ResponseBody>, Infallible>>,
 {
     let mut read = BytesMut::with_capacity(READ_ROOM.max(prefix.len()));
@@ -324,7 +323,7 @@ fn parse_with<const N: usize>(
     *request.uri_mut() = uri;
     *request.version_mut() = if http10 { Version::HTTP_10 } else { Version::HTTP_11 };
     *request.headers_mut() = headers;
-    Ok(Parsed::Plain(request, asked))
+    Ok(Parsed::Plain(Box::new(request), asked))
 }
 
 /// The target and fields of `head`, from where [`parse_with`] found them,
