@@ -897,7 +897,9 @@ async fn try_once(
     let authority = &shared.authorities[pool][endpoint];
     let address = shared.addresses[pool][endpoint];
     let client = &shared.clients[pool];
-    let attempt = async {
+    // Pinned where it is made: moved into either `await` below, the whole
+    // future (nearly a kilobyte) would be copied first.
+    let attempt = std::pin::pin!(async {
         let mut resent = false;
         let mut began = began;
         loop {
@@ -921,7 +923,7 @@ async fn try_once(
             resent = true;
             began = tokio::time::Instant::now();
         }
-    };
+    });
     match limit {
         // (From `began`, which saves reading the clock again.)
         Some(limit) => tokio::time::timeout_at(began + limit, attempt)
