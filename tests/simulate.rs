@@ -504,16 +504,26 @@ fn a_progress_bar_on_a_terminal_for_long_runs_only() {
         .unwrap();
         path
     };
-    let started = std::time::Instant::now();
-    let Some(long) = simulate_on_a_terminal(&scenario("long.yaml", 3_000_000)) else {
-        let message = "skipped: util-linux `script` is not installed to give the run a terminal\n";
-        let _ = std::io::Write::write_all(&mut std::io::stderr(), message.as_bytes());
-        return;
+    // A run long enough for the bar, however fast the machine: the
+    // requests double until a run takes more than 1.5 s.
+    let mut requests = 3_000_000;
+    let (long, took) = loop {
+        let started = std::time::Instant::now();
+        let Some(long) = simulate_on_a_terminal(&scenario("long.yaml", requests)) else {
+            let message =
+                "skipped: util-linux `script` is not installed to give the run a terminal\n";
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), message.as_bytes());
+            return;
+        };
+        let took = started.elapsed();
+        if took > std::time::Duration::from_millis(1500) || requests >= 48_000_000 {
+            break (long, took);
+        }
+        requests *= 2;
     };
-    let took = started.elapsed();
     assert!(
         took > std::time::Duration::from_millis(1500),
-        "too short a run to show a bar: {took:?}"
+        "too short a run to show a bar: {took:?} for {requests} requests"
     );
     assert!(long.contains("\rsimulating ["), "no progress bar in {took:?}: {long:?}");
     assert!(long.contains(" runs, ") && long.contains("M events"), "{long:?}");
