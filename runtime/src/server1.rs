@@ -558,18 +558,19 @@ fn is_chunked(list: &[u8]) -> bool {
 async fn write_body(
     stream: &mut Writer<'_>,
     out: &mut Vec<u8>,
-    body: ResponseBody,
+    mut body: ResponseBody,
     encoder: Encoder,
 ) -> io::Result<bool> {
     let whole = match encoder {
-        Encoder::Length(0) => {
-            drop(body);
-            true
+        Encoder::Length(0) => true,
+        Encoder::Length(n) => gather(stream, out, &mut body, Some(n), false, None).await?,
+        Encoder::Chunked { trailers } => {
+            gather(stream, out, &mut body, None, true, trailers).await?
         }
-        Encoder::Length(n) => gather(stream, out, body, Some(n), false, None).await?,
-        Encoder::Chunked { trailers } => gather(stream, out, body, None, true, trailers).await?,
-        Encoder::Close => gather(stream, out, body, None, false, None).await?,
+        Encoder::Close => gather(stream, out, &mut body, None, false, None).await?,
     };
+    // Ended before the last bytes go out.
+    drop(body);
     stream.write_all(out).await?;
     Ok(whole)
 }
@@ -580,18 +581,17 @@ async fn write_body(
 async fn gather(
     stream: &mut Writer<'_>,
     out: &mut Vec<u8>,
-    body: ResponseBody,
+    body: &mut ResponseBody,
     mut left: Option<u64>,
     chunked: bool,
     mut allowed: Option<Vec<HeaderName>>,
 ) -> io::Result<bool> {
-    let mut body = pin!(body);
     // Whether to notice a client that closes its connection while the body
     // keeps it waiting (not once the client has sent its next request).
     let mut watch_client = true;
     loop {
         // Gather what the body has ready, then write it.
-        let frame = poll_fn(|cx| match body.as_mut().poll_frame(cx) {
+        let frame = poll_fn(|cx| match std::pin::Pin::new(&mut *body).poll_frame(cx) {
             Poll::Pending if !out.is_empty() => Poll::Ready(Gathered::Write),
             Poll::Pending if watch_client => match client_left(stream.get_ref(), cx) {
                 Some(true) => Poll::Ready(Gathered::ClientLeft),
