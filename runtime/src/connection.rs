@@ -78,13 +78,56 @@ pub(crate) struct ConnectionState {
     /// Whether the gateway's own server should close the connection once
     /// no request is in flight (a stop while it serves).
     closing: AtomicBool,
+    /// Interim responses on their way to the client, on a connection that
+    /// the gateway's own HTTP/1.1 server serves (see [`Interim`]).
+    interim: Option<Interim>,
 }
+
+/// The most interim (1xx) responses one request passes on to its client;
+/// the upstream's further ones are dropped.
+pub(crate) const MAX_INTERIM: u8 = 10;
+
+/// The interim (1xx) responses of the request in flight, written for the
+/// client by the exchange that reads them from the upstream and sent by the
+/// gateway's own HTTP/1.1 server, which polls that exchange in its own task
+/// (see [`crate::server1`]). One per connection, made with it: a request
+/// that gets no interim response costs a load of `pending` each time the
+/// server finds it still waiting for its response, and one of `count` once
+/// it has it; the lock is taken only when an upstream sends one.
+struct Interim {
+    /// Whether `heads` holds bytes not yet sent.
+    pending: AtomicBool,
+    /// Interim responses the request in flight has had passed on (up to
+    /// [`MAX_INTERIM`]).
+    count: AtomicU8,
+    /// Their heads, as written to the client; empty until the first.
+    heads: Mutex<Vec<u8>>,
+}
+
+/// Beyond this, the memory of a request's interim heads is given back
+/// once they have been sent, rather than kept for the connection's next.
+const KEPT_INTERIM: usize = 4 * 1024;
 
 impl ConnectionState {
     /// State for a connection; `scanned` when its heads go through the
     /// framing scanner (HTTP/1).
     pub(crate) fn new(scanned: bool) -> Arc<ConnectionState> {
-        Arc::new(ConnectionState {
+        Arc::new(ConnectionState::with(scanned, None))
+    }
+
+    /// State for a connection that the gateway's own HTTP/1.1 server
+    /// serves, which passes interim responses on.
+    pub(crate) fn own_server() -> Arc<ConnectionState> {
+        let interim = Interim {
+            pending: AtomicBool::new(false),
+            count: AtomicU8::new(0),
+            heads: Mutex::new(Vec::new()),
+        };
+        Arc::new(ConnectionState::with(false, Some(interim)))
+    }
+
+    fn with(scanned: bool, interim: Option<Interim>) -> ConnectionState {
+        ConnectionState {
             epoch: Instant::now(),
             scanned,
             verified: AtomicU64::new(0),
@@ -95,7 +138,40 @@ impl ConnectionState {
             idle_since: AtomicU64::new(0),
             used: AtomicBool::new(false),
             closing: AtomicBool::new(false),
-        })
+            interim,
+        }
+    }
+
+    /// Whether interim responses wait to be sent to the client.
+    #[inline]
+    pub(crate) fn interim_pending(&self) -> bool {
+        self.interim.as_ref().is_some_and(|i| i.pending.load(Ordering::Acquire))
+    }
+
+    /// Move the interim heads waiting to be sent to the end of `out`.
+    pub(crate) fn take_interim(&self, out: &mut Vec<u8>) {
+        let Some(interim) = &self.interim else { return };
+        let mut heads = interim.heads.lock().unwrap_or_else(PoisonError::into_inner);
+        out.extend_from_slice(&heads);
+        heads.clear();
+        interim.pending.store(false, Ordering::Release);
+    }
+
+    /// End the interim responses of the request whose final response is
+    /// about to be written: those still waiting go to the end of `out`, to
+    /// be sent ahead of it, and the next request may have its own.
+    #[inline]
+    pub(crate) fn end_interim(&self, out: &mut Vec<u8>) {
+        let Some(interim) = &self.interim else { return };
+        if interim.count.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        self.take_interim(out);
+        interim.count.store(0, Ordering::Release);
+        let mut heads = interim.heads.lock().unwrap_or_else(PoisonError::into_inner);
+        if heads.capacity() > KEPT_INTERIM {
+            *heads = Vec::new();
+        }
     }
 
     /// Ask the gateway's own server to close the connection once the
@@ -184,6 +260,45 @@ impl ConnectionState {
 
 /// Counts one request in flight on its connection until dropped.
 pub(crate) struct InFlight(Arc<ConnectionState>);
+
+impl InFlight {
+    /// Where the request's interim responses go, when its connection
+    /// passes them on.
+    pub(crate) fn interim(&self) -> Option<InterimSink> {
+        self.0.interim.is_some().then(|| InterimSink(Arc::clone(&self.0)))
+    }
+}
+
+/// Takes the interim (1xx) responses an upstream sends for one request,
+/// for the client (see [`Interim`]).
+pub(crate) struct InterimSink(Arc<ConnectionState>);
+
+impl InterimSink {
+    /// Pass on an interim response: its head is written for the client,
+    /// without its hop-by-hop fields (those its `Connection` names too),
+    /// unless the request has had [`MAX_INTERIM`] already. Its fields are
+    /// as many and as large as a response head's may be (see
+    /// [`crate::http1::MAX_HEAD`]).
+    pub(crate) fn send(
+        &self,
+        status: hyper::StatusCode,
+        reason: Option<&hyper::ext::ReasonPhrase>,
+        headers: &mut hyper::HeaderMap,
+    ) {
+        let Some(interim) = &self.0.interim else { return };
+        let count = interim.count.load(Ordering::Acquire);
+        if count >= MAX_INTERIM {
+            return;
+        }
+        interim.count.store(count + 1, Ordering::Release);
+        crate::headers::strip_hop_by_hop(headers);
+        // A server sends no Content-Length in a 1xx (RFC 9110, section 8.6).
+        headers.remove(hyper::header::CONTENT_LENGTH);
+        let mut heads = interim.heads.lock().unwrap_or_else(PoisonError::into_inner);
+        crate::server1::encode_interim(status, reason, headers, &mut heads);
+        interim.pending.store(true, Ordering::Release);
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {

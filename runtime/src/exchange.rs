@@ -21,7 +21,7 @@ use hyper::header::HeaderName;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::access_log::Record;
-use crate::connection::InFlight;
+use crate::connection::{InFlight, InterimSink};
 use crate::error::ProxyError;
 use crate::headers::strip_trailer_fields;
 use crate::proxy::Shared;
@@ -48,7 +48,7 @@ pub(crate) struct Exchange {
     /// the exchange ends.
     pub(crate) permit: Option<sluice_traffic::circuit::OwnedPermit>,
     /// Keeps the connection busy (its idle clock stopped) until the exchange ends.
-    _in_flight: InFlight,
+    in_flight: InFlight,
     /// The fields the upstream's response head named in `Connection`,
     /// which its trailers may not carry on either.
     pub(crate) named: Box<[HeaderName]>,
@@ -90,9 +90,15 @@ impl Exchange {
             endpoint: None,
             status: None,
             permit: None,
-            _in_flight: in_flight,
+            in_flight,
             named: Box::new([]),
         }
+    }
+
+    /// Where the request's interim responses go, when its client takes them
+    /// (see [`InterimSink`]).
+    pub(crate) fn interim(&self) -> Option<InterimSink> {
+        self.in_flight.interim()
     }
 
     /// Count a request in flight to `endpoint` of `pool` until this exchange ends.

@@ -445,7 +445,7 @@ impl Connection {
             Protocol::Http1 => {
                 // The gateway's own server first, hyper from the first
                 // request it does not serve (see `server1`).
-                let state = ConnectionState::new(false);
+                let state = ConnectionState::own_server();
                 let answer = self.answer(&state);
                 let settings = server1::Settings { max_head, max_headers, stall };
                 let serving =

@@ -40,7 +40,9 @@
 //! A request body of known length is sent as it is and must match its
 //! `Content-Length`; one of unknown length is sent in chunks. While the
 //! body is sent, the response is read too: `100 Continue` opens the body
-//! gate of a request that expects it (see [`crate::request_body`]), and a
+//! gate of a request that expects it (see [`crate::request_body`]), other
+//! interim responses (but `101`) go to the client when it takes them (see
+//! [`crate::connection::InterimSink`]) and are dropped otherwise, and a
 //! final response that arrives before the body ends (an early 413, say) is
 //! passed on at once. The upload then goes on, as RFC 9112 (section 9.3)
 //! lets an upstream expect: while the response streams (read then by a task
@@ -301,7 +303,7 @@ impl Conn {
                     Poll::Pending => {}
                 }
             }
-            let parsed = match self.poll_head(cx) {
+            let mut parsed = match self.poll_head(cx) {
                 Poll::Ready(Ok(parsed)) => parsed,
                 Poll::Ready(Err(error)) => {
                     return Poll::Ready(Err(send_error.take().unwrap_or(error)))
@@ -316,6 +318,10 @@ impl Conn {
             }
             if parsed.status.is_informational() && parsed.status != StatusCode::SWITCHING_PROTOCOLS
             {
+                // Passed on to a client that takes it, dropped otherwise.
+                if let Some(interim) = &request.interim {
+                    interim.send(parsed.status, parsed.reason.as_ref(), &mut parsed.headers);
+                }
                 continue;
             }
             return Poll::Ready(Ok(parsed));

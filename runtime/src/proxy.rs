@@ -34,7 +34,7 @@ use sluice_traffic::retry::{self, RetryDecision};
 use sluice_traffic::{split, Balancer, Deadline, Outcome, Pick, TryFacts};
 
 use crate::access_log::AccessLogSender;
-use crate::connection::InFlight;
+use crate::connection::{InFlight, InterimSink};
 use crate::error::ProxyError;
 use crate::exchange::{Exchange, ResponseBody};
 use crate::framing;
@@ -469,6 +469,13 @@ async fn forward(
         Protocol::Http1 => Version::HTTP_11,
         Protocol::Http2 => Version::HTTP_2,
     };
+    // Interim responses reach an HTTP/1.1 client, never an HTTP/1.0 one
+    // (RFC 9110, section 15.2), from an HTTP/1.1 pool, on a connection whose
+    // server can send them.
+    let interim = match protocol {
+        Protocol::Http1 if request.version() == Version::HTTP_11 => exchange.interim(),
+        _ => None,
+    };
     let head = UpstreamHead {
         method: std::mem::take(request.method_mut()),
         target,
@@ -478,6 +485,7 @@ async fn forward(
         forwarded,
         version,
         continued,
+        interim,
     };
     // A copy of a small body lets a retry, or the resend after a reused
     // connection turned out closed, send it again; neither sends a request
@@ -695,6 +703,9 @@ pub(crate) struct UpstreamHead {
     version: Version,
     /// Told when the upstream answers `100 Continue`, for a request that expects it.
     pub(crate) continued: Option<Arc<tokio::sync::Notify>>,
+    /// Where the interim responses other than `100 Continue` and `101` go,
+    /// for a client that takes them; without it they are dropped.
+    pub(crate) interim: Option<InterimSink>,
 }
 
 impl UpstreamHead {

@@ -30,6 +30,11 @@
 //! - trailer fields only to a client that sent `TE: trailers`, and only
 //!   those the response's `Trailer` field names.
 //!
+//! Unlike hyper's server, this one also sends the interim (1xx) responses
+//! an HTTP/1.1 pool sends before its final one, to an HTTP/1.1 client (see
+//! [`crate::connection::InterimSink`]): each as soon as it comes, its head
+//! written as a final one's is but without framing or `Date`.
+//!
 //! While a request is in flight, a client that closes its connection
 //! cancels it, as one that leaves does with hyper.
 
@@ -181,33 +186,53 @@ where
             state.on_scan(Event::Head(Ok(())));
         }
 
-        // Its response, while watching for the client leaving.
+        // Its response, while watching for the client leaving, and sending
+        // on the interim responses that come first (which the exchange
+        // writes for the client in this task, as it polls `answer`).
         let response = {
             let mut answer = pin!(service(request));
             let mut watching = read.is_empty();
-            poll_fn(|cx| {
-                if let Poll::Ready(Ok(response)) = answer.as_mut().poll(cx) {
-                    return Poll::Ready(Some(response));
-                }
-                if watching {
-                    make_room(&mut read);
-                    let pinned = std::pin::Pin::new(&mut stream);
-                    match tokio_util::io::poll_read_buf(pinned, cx, &mut read) {
-                        Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(None),
-                        // A pipelined head waits its turn.
-                        Poll::Ready(Ok(_)) => watching = false,
-                        Poll::Pending => {}
+            loop {
+                let waited = poll_fn(|cx| {
+                    if let Poll::Ready(Ok(response)) = answer.as_mut().poll(cx) {
+                        return Poll::Ready(Waited::Answered(response));
+                    }
+                    if state.interim_pending() {
+                        return Poll::Ready(Waited::Interim);
+                    }
+                    if watching {
+                        make_room(&mut read);
+                        let pinned = std::pin::Pin::new(&mut stream);
+                        match tokio_util::io::poll_read_buf(pinned, cx, &mut read) {
+                            Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(Waited::Left),
+                            // A pipelined head waits its turn.
+                            Poll::Ready(Ok(_)) => watching = false,
+                            Poll::Pending => {}
+                        }
+                    }
+                    Poll::Pending
+                })
+                .await;
+                match waited {
+                    Waited::Answered(response) => break response,
+                    Waited::Left => return Ended::Closed,
+                    Waited::Interim => {
+                        out.clear();
+                        state.take_interim(&mut out);
+                        let mut writer = StallingWriter::new(&mut stream, settings.stall);
+                        if writer.write_all(&out).await.is_err() {
+                            return Ended::Closed;
+                        }
                     }
                 }
-                Poll::Pending
-            })
-            .await
+            }
         };
-        let Some(response) = response else { return Ended::Closed };
 
         let keep_alive = asked.keep_alive && !state.is_closing();
         let (parts, body) = response.into_parts();
         out.clear();
+        // Interim responses that came with this one go out just ahead of it.
+        state.end_interim(&mut out);
         let (encoder, last) = encode_head(parts, &body, asked, keep_alive, &mut out);
         let mut writer = StallingWriter::new(&mut stream, settings.stall);
         match write_body(&mut writer, &mut out, body, encoder).await {
@@ -219,6 +244,17 @@ where
             Err(_) => return Ended::Closed,
         }
     }
+}
+
+/// What ended a wait for a response. (Moved once, as the response alone
+/// would be; boxing it would cost every request an allocation.)
+#[allow(clippy::large_enum_variant)] // on purpose, as said above
+enum Waited {
+    Answered(Response<ResponseBody>),
+    /// Interim responses are ready to be sent.
+    Interim,
+    /// The client closed its connection.
+    Left,
 }
 
 /// Make room in `read` for what the socket has, unless it still has some:
@@ -382,24 +418,7 @@ fn encode_head(
     }
     let mut last = switching || !keep_alive;
 
-    // The status line.
-    let reason = parts.extensions.get::<hyper::ext::ReasonPhrase>();
-    if version == Version::HTTP_11 && status == StatusCode::OK && reason.is_none() {
-        out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
-    } else {
-        out.extend_from_slice(if version == Version::HTTP_10 {
-            b"HTTP/1.0 "
-        } else {
-            b"HTTP/1.1 "
-        });
-        out.extend_from_slice(status.as_str().as_bytes());
-        out.push(b' ');
-        match reason {
-            Some(reason) => out.extend_from_slice(reason.as_bytes()),
-            None => out.extend_from_slice(status.canonical_reason().unwrap_or("<none>").as_bytes()),
-        }
-        out.extend_from_slice(b"\r\n");
-    }
+    status_line(out, version, status, parts.extensions.get::<hyper::ext::ReasonPhrase>());
 
     // What hyper calls the body's length: none, known, or unknown.
     let length = if body.is_end_stream() { None } else { Some(body.size_hint().exact()) };
@@ -532,6 +551,45 @@ fn encode_head(
     }
     out.extend_from_slice(b"\r\n");
     (encoder, last)
+}
+
+/// The status line, with the upstream's own reason phrase if it had one.
+#[inline]
+fn status_line(
+    out: &mut Vec<u8>,
+    version: Version,
+    status: StatusCode,
+    reason: Option<&hyper::ext::ReasonPhrase>,
+) {
+    if version == Version::HTTP_11 && status == StatusCode::OK && reason.is_none() {
+        out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+        return;
+    }
+    out.extend_from_slice(if version == Version::HTTP_10 { b"HTTP/1.0 " } else { b"HTTP/1.1 " });
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    match reason {
+        Some(reason) => out.extend_from_slice(reason.as_bytes()),
+        None => out.extend_from_slice(status.canonical_reason().unwrap_or("<none>").as_bytes()),
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Write the head of an interim (1xx) response to an HTTP/1.1 client into
+/// `out`: its status line and field lines as [`encode_head`] writes them,
+/// and nothing of framing or `Date`, which are the final response's.
+/// `headers` have lost their hop-by-hop fields already.
+pub(crate) fn encode_interim(
+    status: StatusCode,
+    reason: Option<&hyper::ext::ReasonPhrase>,
+    headers: &HeaderMap,
+    out: &mut Vec<u8>,
+) {
+    status_line(out, Version::HTTP_11, status, reason);
+    for (name, value) in headers {
+        plain_line(out, name, value);
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 /// One field line.
