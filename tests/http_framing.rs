@@ -404,9 +404,10 @@ async fn bodiless_statuses_complete_at_once_and_stray_bytes_do_not_leak() {
 }
 
 /// B33: a HEAD response keeps the upstream's Content-Length and has no body;
-/// an informational response before the final one is absorbed.
+/// an informational response before the final one is passed on ahead of it
+/// (see `interim_responses.rs`), and takes none of its framing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn head_keeps_content_length_and_1xx_is_absorbed() {
+async fn head_keeps_content_length_and_1xx_is_passed_on() {
     let upstream = ScriptedUpstream::start(None, |r| match r.method() {
         "HEAD" => Answer::Send(b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n".to_vec()),
         _ => Answer::Send(
@@ -420,7 +421,11 @@ async fn head_keeps_content_length_and_1xx_is_absorbed() {
     let pair = "HEAD /h HTTP/1.1\r\nHost: x.test\r\n\r\nGET /g HTTP/1.1\r\nHost: x.test\r\nConnection: close\r\n\r\n";
     let response = raw(gateway.addr("public"), pair.as_bytes()).await;
     let lower = response.to_ascii_lowercase();
-    assert_eq!(statuses(&response), [200, 200], "{response}");
+    assert_eq!(statuses(&response), [200, 103, 200], "{response}");
+    assert!(
+        lower.contains("\r\n\r\nhttp/1.1 103 early hints\r\nlink: </a.css>\r\n\r\n"),
+        "{response}"
+    );
     assert!(lower.contains("content-length: 1234"), "{response}");
     assert!(response.ends_with("\r\n\r\nok"), "{response}");
 }
