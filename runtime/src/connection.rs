@@ -779,6 +779,45 @@ mod tests {
     }
 
     #[test]
+    fn interim_heads_lose_hop_by_hop_fields_and_stop_at_the_bound() {
+        let state = ConnectionState::own_server();
+        let (in_flight, _) = state.begin_request();
+        let sink = in_flight.interim().expect("the gateway's own server takes interim responses");
+        let status = hyper::StatusCode::from_u16(103).expect("a status");
+        for n in 0..u32::from(MAX_INTERIM) + 2 {
+            let mut headers = hyper::HeaderMap::new();
+            headers.insert("link", hyper::header::HeaderValue::from(n));
+            headers.insert("x-hop", hyper::header::HeaderValue::from_static("1"));
+            headers.insert("connection", hyper::header::HeaderValue::from_static("x-hop"));
+            headers.insert("content-length", hyper::header::HeaderValue::from_static("0"));
+            sink.send(status, None, &mut headers);
+        }
+        assert!(state.interim_pending());
+        let mut out = Vec::new();
+        state.take_interim(&mut out);
+        assert!(!state.interim_pending());
+        let expected: String = (0..MAX_INTERIM)
+            .map(|n| format!("HTTP/1.1 103 Early Hints\r\nlink: {n}\r\n\r\n"))
+            .collect();
+        assert_eq!(String::from_utf8_lossy(&out), expected);
+
+        // Still the same request: nothing more. The next one has its own.
+        let mut link = hyper::HeaderMap::new();
+        link.insert("link", hyper::header::HeaderValue::from_static("next"));
+        sink.send(status, None, &mut link.clone());
+        out.clear();
+        state.end_interim(&mut out);
+        assert!(out.is_empty());
+        sink.send(status, None, &mut link);
+        state.end_interim(&mut out);
+        assert_eq!(String::from_utf8_lossy(&out), "HTTP/1.1 103 Early Hints\r\nlink: next\r\n\r\n");
+
+        // A connection that hyper's server serves takes none.
+        let (in_flight, _) = ConnectionState::new(true).begin_request();
+        assert!(in_flight.interim().is_none());
+    }
+
+    #[test]
     fn a_shutdown_outranks_a_removal_whichever_came_first() {
         let signal = StopSignal::default();
         let mut stop = stops(&signal, 1).remove(0);
