@@ -722,3 +722,71 @@ async fn an_http10_upstream_is_answered_with_the_gateways_own_version() {
     assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
     assert!(text.ends_with("/second"), "{text}");
 }
+
+/// A response whose body the upstream breaks off after its head was passed
+/// on is logged with the status the client got and a `reason` that says the
+/// body failed and why, not as a clean answer: by length or chunked, closed
+/// or reset, and a body that stops for the pool's `stall_timeout`. A whole
+/// answer still has a null `reason`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_cut_short_is_logged_with_a_reason() {
+    let upstream = RawUpstream::start(|mut c: Conn| async move {
+        while let Some(head) = c.head().await {
+            let path = target(&head).to_owned();
+            let answer: &[u8] = match path.as_str() {
+                "/length" | "/reset" => b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello",
+                "/chunked" => {
+                    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
+                }
+                "/stall" => b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello",
+                _ => {
+                    if !c.write(&ok(&path)).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            c.write(answer).await;
+            match path.as_str() {
+                "/reset" => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    let _ = c.stream.set_zero_linger();
+                }
+                "/stall" => tokio::time::sleep(Duration::from_secs(2)).await,
+                _ => {}
+            }
+            return;
+        }
+    })
+    .await;
+    let mut gateway = gateway_for(&upstream, "    stall_timeout: 200ms\n", "");
+    for path in ["/length", "/reset", "/chunked", "/stall"] {
+        let reply = get_body(&gateway, path).await;
+        assert!(reply.is_err(), "{path}: a cut body must fail at the client: {reply:?}");
+    }
+    assert_eq!(get(&gateway, "/whole").await, (StatusCode::OK, "/whole".to_owned()));
+
+    gateway.interrupt();
+    assert_eq!(gateway.wait(Duration::from_secs(5)).code(), Some(0));
+    let lines = gateway.stdout();
+    let record = |path: &str| -> serde_json::Value {
+        let line = lines.iter().find(|l| l.contains(&format!("\"path\":\"{path}\"")));
+        serde_json::from_str(line.unwrap_or_else(|| panic!("{path} logged: {lines:?}"))).unwrap()
+    };
+    let endpoint = upstream.address.to_string();
+    for (path, why) in [
+        ("/length", "connection closed"),
+        ("/reset", ""),
+        ("/chunked", "connection closed"),
+        ("/stall", "sent and took nothing for 200ms"),
+    ] {
+        let line = record(path);
+        assert_eq!(line["status"], 200, "{path}: {line}");
+        assert_eq!(line["endpoint"], endpoint, "{path}: {line}");
+        let reason = line["reason"].as_str().unwrap_or("");
+        let expected = format!("upstream {endpoint} failed after sending response headers");
+        assert!(reason.starts_with(&expected), "{path}: {line}");
+        assert!(reason.contains(why), "{path}: {line}");
+    }
+    assert_eq!(record("/whole")["reason"], serde_json::Value::Null);
+}

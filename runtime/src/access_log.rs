@@ -16,7 +16,7 @@
 //! | `endpoint` | string or null | `IP:PORT` of the upstream endpoint; null when none was tried |
 //! | `status` | integer | status sent to the client; 499 when the client went away before a response existed |
 //! | `duration_ms` | number | milliseconds from arrival until the response body ended or was abandoned |
-//! | `reason` | string or null | why the gateway answered the request itself: a request it could not parse (then `method` and `path` are empty and `route` is null), or an error it answered with (no route, an upstream that failed, ...); null for a response from an upstream |
+//! | `reason` | string or null | why the gateway answered the request itself: a request it could not parse (then `method` and `path` are empty and `route` is null), or an error it answered with (no route, an upstream that failed, ...); for a response from an upstream, null unless its body broke off after the head was sent on, when it says why |
 //!
 //! Within version 1, fields are only ever added, never renamed, removed or
 //! given another type, so a consumer should ignore fields it does not know.

@@ -130,15 +130,27 @@ impl Exchange {
 }
 
 impl Exchange {
-    /// Note an upstream body that broke off after its headers were sent on.
-    fn body_failed(&self, error: &BodyFailure) {
-        let endpoint = self.endpoint.map(|(p, e)| &self.shared.plan.pools[p].endpoints[e].address);
-        tracing::debug!(
-            side = "upstream",
-            endpoint = %endpoint.map_or_else(String::new, ToString::to_string),
-            %error,
-            "upstream response body failed after the headers were sent"
-        );
+    /// Note a response body that broke off after its headers were sent on:
+    /// the upstream's (it closed, reset, stalled or framed it wrongly), or
+    /// the client's, which took none of it for the stall timeout. The access
+    /// log says so in `reason`, since the status alone reads as an answer
+    /// that arrived whole.
+    fn body_failed(&mut self, error: &BodyFailure) {
+        let endpoint = self.endpoint.map(|(p, e)| self.shared.addresses[p][e]);
+        let why = if error.is::<ClientStalled>() {
+            error.to_string()
+        } else {
+            let endpoint = endpoint.map_or_else(String::new, |a| format!(" {a}"));
+            format!("upstream{endpoint} failed after sending response headers: {error}")
+        };
+        tracing::debug!(side = "upstream", %why, "response body failed after the headers were sent");
+        if let Some(logged) = &mut self.logged {
+            logged.reason = Some(match logged.reason.take() {
+                // The gateway's own answer, which then failed too.
+                Some(before) => format!("{before}; then {why}"),
+                None => why,
+            });
+        }
     }
 }
 
@@ -211,6 +223,11 @@ struct Pump {
 /// frame size, which a client that opens its window a little at a time
 /// still passes.
 const PIECE: usize = 4 * 1024;
+
+/// Why a pumped body ends early when the client, not the upstream, stopped.
+#[derive(Debug, thiserror::Error)]
+#[error("the client took none of its response for the stall timeout")]
+struct ClientStalled;
 
 /// What a pump reads: an upstream's body, or one the gateway wrote.
 enum Source {
@@ -296,10 +313,7 @@ impl Pumped {
                 Poll::Ready(None) if self.pump.ended.load(Ordering::Acquire) => {
                     return Poll::Ready(None)
                 }
-                Poll::Ready(None) => {
-                    let gave_up = "the client took none of its response for the stall timeout";
-                    return Poll::Ready(Some(Err(gave_up.into())));
-                }
+                Poll::Ready(None) => return Poll::Ready(Some(Err(Box::new(ClientStalled)))),
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                     Ok(data) => self.rest = data,
                     Err(frame) => return Poll::Ready(Some(Ok(frame))),
@@ -405,7 +419,7 @@ impl Body for ResponseBody {
         match &frame {
             None => this.finish(),
             Some(Err(error)) => {
-                if let Some(exchange) = &this.exchange {
+                if let Some(exchange) = &mut this.exchange {
                     exchange.body_failed(error);
                 }
                 this.finish();

@@ -65,7 +65,7 @@ pub(crate) struct Shared {
     /// Indexed like `plan.pools[p].endpoints`.
     authorities: Vec<Vec<Authority>>,
     /// Indexed like `authorities`: each endpoint's socket address.
-    addresses: Vec<Vec<SocketAddr>>,
+    pub(crate) addresses: Vec<Vec<SocketAddr>>,
     /// Indexed like `plan.pools`; shared across reloads like `balancers`.
     clients: Vec<Arc<PoolClient>>,
     pub(crate) log: AccessLogSender,
