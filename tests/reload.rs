@@ -840,6 +840,60 @@ async fn a_request_outlasting_the_drain_timeout_is_cut_at_the_bound() {
     }
 }
 
+/// A request the drain timeout cuts is the gateway's doing, and the access
+/// log says so: one still waiting for its response head is logged 503 (not
+/// 499, which blames a client that left) and one whose body was still
+/// streaming keeps its status; each with a `reason` naming the drain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_cut_by_the_drain_is_logged_as_the_gateways_doing() {
+    // An upstream that sends a head and half of its body, then nothing.
+    let socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let streaming = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = socket.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).await.unwrap_or(0) == 1
+                {
+                    head.push(byte[0]);
+                }
+                let half = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello";
+                let _ = stream.write_all(half).await;
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            });
+        }
+    });
+    let slow = Upstream::with_delay("slow", Duration::from_secs(30)).await;
+    let mut gateway = Gateway::start_with(
+        &spec(streaming, slow.address, "", &route("stream", "/stream")),
+        &["--access-log", "stdout", "--drain-timeout", "1"],
+    );
+    let address = gateway.addr("public");
+    let mut waiting = TcpStream::connect(address).await.unwrap();
+    waiting.write_all(b"GET /slow/forever HTTP/1.1\r\nHost: x.test\r\n\r\n").await.unwrap();
+    let mut streamed = TcpStream::connect(address).await.unwrap();
+    streamed.write_all(b"GET /stream HTTP/1.1\r\nHost: x.test\r\n\r\n").await.unwrap();
+    let mut head = [0u8; 12];
+    streamed.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    slow.wait_for(1).await;
+
+    gateway.terminate();
+    assert!(tokio::task::block_in_place(|| gateway.wait(Duration::from_secs(5))).success());
+    let lines = gateway.stdout();
+    let record = |path: &str| -> serde_json::Value {
+        let line = lines.iter().find(|l| l.contains(&format!("\"path\":\"{path}\"")));
+        serde_json::from_str(line.unwrap_or_else(|| panic!("{path} logged: {lines:?}"))).unwrap()
+    };
+    for (path, status) in [("/slow/forever", 503), ("/stream", 200)] {
+        let line = record(path);
+        assert_eq!(line["status"], status, "{path}: {line}");
+        let reason = line["reason"].as_str().unwrap_or("");
+        assert!(reason.contains("drain timeout of 1s"), "{path}: {line}");
+    }
+}
+
 /// B53: SIGHUP during a drain, with a new spec that adds a listener, neither
 /// brings back accepting (on the old listener or the new one) nor crashes:
 /// the request in flight completes and the drain ends as drains do.

@@ -14,7 +14,7 @@
 //! | `path` | string | request path, without the query string (queries often carry secrets) |
 //! | `route` | string or null | name of the matched route; null when none matched |
 //! | `endpoint` | string or null | `IP:PORT` of the upstream endpoint; null when none was tried |
-//! | `status` | integer | status sent to the client; 499 when the client went away before a response existed |
+//! | `status` | integer | status sent to the client; 499 when the client went away before a response existed, 503 when a drain cut short abandoned it before one did |
 //! | `duration_ms` | number | milliseconds from arrival until the response body ended or was abandoned |
 //! | `reason` | string or null | why the gateway answered the request itself: a request it could not parse (then `method` and `path` are empty and `route` is null), or an error it answered with (no route, an upstream that failed, ...); for a response from an upstream, null unless its body broke off after the head was sent on, when it says why |
 //!
@@ -34,7 +34,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -81,9 +81,24 @@ pub struct Record {
 pub struct AccessLogSender {
     queue: Option<SyncSender<Record>>,
     dropped: Arc<AtomicU64>,
+    /// Why the requests still in flight are being abandoned, once a drain
+    /// was cut short: they are then logged as the gateway's doing.
+    cut_short: Arc<OnceLock<String>>,
 }
 
 impl AccessLogSender {
+    /// Note that the drain was cut short, `why`, so that each request
+    /// abandoned from here on is logged as the gateway's doing rather than
+    /// as one its client left (499) or as a whole answer.
+    pub fn drain_cut_short(&self, why: String) {
+        let _ = self.cut_short.set(why);
+    }
+
+    /// Why requests in flight are being abandoned, once they are.
+    pub(crate) fn cut_short(&self) -> Option<&str> {
+        self.cut_short.get().map(String::as_str)
+    }
+
     /// Whether records are wanted at all; when not, callers can skip building them.
     pub fn enabled(&self) -> bool {
         self.queue.is_some()
@@ -117,7 +132,7 @@ impl AccessLog {
         let out: Box<dyn Write + Send> = match target {
             AccessLogTarget::Off => {
                 return Ok(AccessLog {
-                    sender: AccessLogSender { queue: None, dropped },
+                    sender: AccessLogSender { queue: None, dropped, cut_short: Arc::default() },
                     writer: None,
                 })
             }
@@ -132,7 +147,7 @@ impl AccessLog {
                 write_records(records, BufWriter::with_capacity(64 * 1024, out), counter)
             })?;
         Ok(AccessLog {
-            sender: AccessLogSender { queue: Some(queue), dropped },
+            sender: AccessLogSender { queue: Some(queue), dropped, cut_short: Arc::default() },
             writer: Some(writer),
         })
     }
@@ -140,7 +155,11 @@ impl AccessLog {
     /// A log that writes nothing.
     pub fn off() -> AccessLog {
         AccessLog {
-            sender: AccessLogSender { queue: None, dropped: Arc::new(AtomicU64::new(0)) },
+            sender: AccessLogSender {
+                queue: None,
+                dropped: Arc::new(AtomicU64::new(0)),
+                cut_short: Arc::default(),
+            },
             writer: None,
         }
     }

@@ -34,6 +34,10 @@ use crate::upstream::{BodyFailure, UpstreamBody};
 /// as nginx does.
 const CLIENT_CLOSED: u16 = 499;
 
+/// Status logged for a request the gateway abandoned, before any response
+/// existed, when its drain was cut short.
+const SHUT_DOWN: u16 = 503;
+
 /// Bookkeeping for one request.
 pub(crate) struct Exchange {
     shared: Arc<Shared>,
@@ -47,6 +51,9 @@ pub(crate) struct Exchange {
     /// The pool's circuit-breaker slot for this request, given back when
     /// the exchange ends.
     pub(crate) permit: Option<sluice_traffic::circuit::OwnedPermit>,
+    /// Whether the response body was read to its end (or failed), rather
+    /// than dropped with the exchange.
+    ended: bool,
     /// Keeps the connection busy (its idle clock stopped) until the exchange ends.
     in_flight: InFlight,
     /// The fields the upstream's response head named in `Connection`,
@@ -90,6 +97,7 @@ impl Exchange {
             endpoint: None,
             status: None,
             permit: None,
+            ended: false,
             in_flight,
             named: Box::new([]),
         }
@@ -159,7 +167,22 @@ impl Drop for Exchange {
         if let Some((pool, endpoint)) = self.endpoint {
             self.shared.balancers[pool].end(endpoint);
         }
-        if let Some(logged) = self.logged.take() {
+        if let Some(mut logged) = self.logged.take() {
+            // A request the drain gave up on is the gateway's doing: one that
+            // had no response yet is not a client that left (499), and one
+            // whose body was still on its way did not end whole.
+            let mut status = self.status.unwrap_or(CLIENT_CLOSED);
+            if let Some(why) = self.shared.log.cut_short() {
+                if self.status.is_none() {
+                    status = SHUT_DOWN;
+                }
+                if self.status.is_none() || !self.ended {
+                    logged.reason = Some(match logged.reason.take() {
+                        Some(before) => format!("{before}; then {why}"),
+                        None => why.to_owned(),
+                    });
+                }
+            }
             // When the request arrived, on the wall clock; read here, so a
             // request costs no wall-clock reading when nothing is logged.
             let duration = logged.started.elapsed();
@@ -173,7 +196,7 @@ impl Drop for Exchange {
                 path: logged.path,
                 route: self.route,
                 endpoint: self.endpoint,
-                status: self.status.unwrap_or(CLIENT_CLOSED),
+                status,
                 duration,
                 reason: logged.reason,
             });
@@ -371,7 +394,9 @@ impl ResponseBody {
     /// End the exchange as soon as the body is complete rather than when
     /// hyper gets round to dropping it.
     fn finish(&mut self) {
-        self.exchange = None;
+        if let Some(mut exchange) = self.exchange.take() {
+            exchange.ended = true;
+        }
     }
 }
 

@@ -171,19 +171,29 @@ pub fn serve(plan: Plan, options: ServeOptions) -> Result<(), ServeError> {
         );
 
         let first = signals::nth(signals.clone(), 1);
+        let second_signal = std::cell::Cell::new(false);
         let give_up = async {
             tokio::select! {
                 () = tokio::time::sleep(options.drain_timeout) => {}
-                () = signals::nth(signals.clone(), 2) => {}
+                () = signals::nth(signals.clone(), 2) => second_signal.set(true),
             }
         };
         match gateway.run_with_reloads(first, give_up, reloads).await {
             Drain::Complete => tracing::info!("drained; exiting"),
-            Drain::Abandoned { connections } => tracing::warn!(
-                connections,
-                drain_timeout = ?options.drain_timeout,
-                "drain cut short; closing the remaining connections"
-            ),
+            Drain::Abandoned { connections } => {
+                let why = match second_signal.get() {
+                    true => "a second signal".to_owned(),
+                    false => format!("the drain timeout of {:?}", options.drain_timeout),
+                };
+                log.sender().drain_cut_short(format!(
+                    "the gateway shut down before the response was complete: {why} cut the drain short"
+                ));
+                tracing::warn!(
+                    connections,
+                    drain_timeout = ?options.drain_timeout,
+                    "drain cut short; closing the remaining connections"
+                )
+            }
         }
         Ok(())
     });
