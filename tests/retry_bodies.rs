@@ -142,3 +142,113 @@ async fn a_body_over_the_limit_is_never_sent_twice() {
     assert_eq!(failing.requests().len(), unavailable);
     assert_eq!(echoing.requests().len(), 6 - unavailable);
 }
+
+/// A 503 that an upstream sends as soon as it has a request's head, before
+/// it reads the body (load shedding), is retried as the route says, like
+/// one sent after the body: the gateway reads the rest of the client's
+/// body into its copy and sends the whole of it to the next endpoint. So
+/// is a reset that comes while the body is still on its way. Whether the
+/// first upstream then reads the body, closes without reading it, or
+/// resets the connection mid-body, and whatever the body's framing, the
+/// client gets the echo of its whole body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_try_that_ends_before_the_body_is_all_sent_is_retried_with_all_of_it() {
+    use std::time::Duration;
+    use support::raw::{Conn, RawUpstream};
+    use tokio::io::AsyncWriteExt;
+
+    let early = RawUpstream::start(|mut c: Conn| async move {
+        while let Some(head) = c.head().await {
+            let how = head.split(' ').nth(1).unwrap_or("").to_owned();
+            if how.starts_with("/reset") {
+                // Take a piece of the body, then break off.
+                let _ = c.fill().await;
+                let _ = c.stream.set_zero_linger();
+                return;
+            }
+            let close = if how.starts_with("/close") { "Connection: close\r\n" } else { "" };
+            let answer =
+                format!("HTTP/1.1 503 Service Unavailable\r\n{close}Content-Length: 0\r\n\r\n");
+            if !c.write(answer.as_bytes()).await || !close.is_empty() {
+                return;
+            }
+            if head.to_ascii_lowercase().contains("transfer-encoding") {
+                // Read the chunks up to the last.
+                while !c.buffer.windows(5).any(|w| w == b"0\r\n\r\n") {
+                    if !c.fill().await {
+                        return;
+                    }
+                }
+                c.buffer.clear();
+            } else if !c.skip_body(&head).await {
+                return;
+            }
+        }
+    })
+    .await;
+    let echoing = ScriptedUpstream::start(None, |r| {
+        let mut answer =
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", r.body.len()).into_bytes();
+        answer.extend_from_slice(&r.body);
+        Answer::Send(answer)
+    })
+    .await;
+    // The early upstream first, for every request.
+    let spec = format!(
+        "version: 1
+listeners:
+  - {{ name: public, bind: \"127.0.0.1:0\" }}
+pools:
+  - name: p
+    balance: weighted_round_robin
+    endpoints: [{{ address: \"{}\", weight: 100 }}, {{ address: \"{}\", weight: 1 }}]
+routes:
+  - name: all
+    match: {{ path: \"/{{*rest}}\" }}
+    to: p
+    retries: {{ attempts: 2, on: [reset, 503] }}
+",
+        early.address, echoing.address
+    );
+    let gateway = Gateway::start(&spec);
+    let sent = body(3 * 4000);
+    for how in ["drain", "close", "reset"] {
+        for chunked in [false, true] {
+            let path = format!("/{how}/{}", if chunked { "chunked" } else { "length" });
+            let framing = match chunked {
+                true => "Transfer-Encoding: chunked".to_owned(),
+                false => format!("Content-Length: {}", sent.len()),
+            };
+            let mut stream = tokio::net::TcpStream::connect(gateway.addr("public")).await.unwrap();
+            let head = format!(
+                "PUT {path} HTTP/1.1\r\nHost: x.test\r\n{framing}\r\nConnection: close\r\n\r\n"
+            );
+            stream.write_all(head.as_bytes()).await.unwrap();
+            for piece in sent.chunks(4000) {
+                let piece = match chunked {
+                    true => [format!("{:x}\r\n", piece.len()).as_bytes(), piece, b"\r\n"].concat(),
+                    false => piece.to_vec(),
+                };
+                stream.write_all(&piece).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            if chunked {
+                stream.write_all(b"0\r\n\r\n").await.unwrap();
+            }
+            let (answer, _) = support::until_closed(&mut stream, Duration::from_secs(5)).await;
+            assert_eq!(statuses(&answer), [200], "{path}: {answer}");
+            let echoed = answer.split_once("\r\n\r\n").map_or("", |(_, body)| body).as_bytes();
+            // The echo is of what the upstream read, chunked again when the client chunked.
+            let echoed = if chunked { dechunk(echoed) } else { echoed.to_vec() };
+            assert!(
+                echoed == sent,
+                "{path}: the retry carried {} of {} bytes",
+                echoed.len(),
+                sent.len()
+            );
+        }
+    }
+    let answered = echoing.requests();
+    assert_eq!(answered.len(), 6);
+    assert!(answered.iter().all(|r| r.method() == "PUT"));
+}

@@ -838,12 +838,16 @@ impl Http1Body {
     fn release(&mut self) {
         self.framing = Framing::Done;
         let conn = self.conn.take();
+        // An upload goes on only with its connection: one that closes here
+        // ends it, and gives the request body up at once (a retry may be
+        // waiting for it; see `BodySlot::whole`).
+        let upload = self.upload.take();
         let (Some(mut conn), Some(home)) = (conn, self.home.take()) else { return };
         // Bytes beyond the response would be read as the next one.
         if !self.reusable || !conn.read.is_empty() {
             return;
         }
-        let Some(mut upload) = self.upload.take() else {
+        let Some(mut upload) = upload else {
             home.give_back(conn);
             return;
         };

@@ -42,6 +42,7 @@ use crate::headers;
 use crate::pool_state::{self, PoolState};
 use crate::request_body::{self, BodyError, BodySlot, ClientBody, RequestBody};
 use crate::request_id;
+use crate::stall::unless_stuck;
 use crate::upgrade;
 use crate::upstream::{self, PoolClient, SendError, UpstreamBody};
 
@@ -829,8 +830,30 @@ async fn send(
             }
         }
 
+        // A try that ended before the client's body was all read (an early
+        // 503, a reset mid-upload) holds that body until its upload ends: a
+        // retry the policy wants waits for the copy to take in the rest of
+        // it, or for the body to come back, within the request's deadline
+        // and while the body keeps moving.
+        let mut replayable = slot.is_whole();
+        if !replayable && !client_fault {
+            let wanted = TryFacts { tries, outcome, idempotent, replayable: true };
+            if policy.allows(&wanted).is_ok() {
+                let stall = plan.pools[pool].stall_timeout;
+                let mut seen = slot.progress().0;
+                let moved = || std::mem::replace(&mut seen, slot.progress().0) != seen;
+                let wait = unless_stuck(slot.whole(), stall, moved);
+                replayable = match deadline.remaining(now) {
+                    Some(left) => tokio::time::timeout(left, wait).await.ok().flatten(),
+                    None => wait.await,
+                }
+                .unwrap_or(false);
+                now = pool_state::at(std::time::Instant::now());
+            }
+        }
+
         // Retry, on another endpoint when there is one, or stop here.
-        let facts = TryFacts { tries, outcome, idempotent, replayable: slot.is_whole() };
+        let facts = TryFacts { tries, outcome, idempotent, replayable };
         let decision = if client_fault {
             RetryDecision::Stop(retry::NoRetry::NotRetryable)
         } else {

@@ -29,8 +29,11 @@
 //!   frames share the client's buffers), so that once the client has sent
 //!   all of it a retry, or the resend after a reused connection turned out
 //!   closed, can send it again. A body that outgrows the limit drops its
-//!   copy at once, and one the client has not finished sending is never
-//!   replayed.
+//!   copy at once. An attempt that ends with the body read only in part (an
+//!   early answer whose upload stopped, a reset) gives the body back to the
+//!   slot while the copy holds all it read, and the next attempt sends the
+//!   copy and then the rest as the client sends it, so a retry within the
+//!   limit need not give up on a body still on its way.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -311,6 +314,10 @@ pub(crate) struct BodySlot {
     failure: OnceLock<ClientFailure>,
     /// Whether an attempt read the client's body to its end.
     finished: AtomicBool,
+    /// Told when the body may have become whole, or never will: the copy
+    /// was completed or dropped, the client's side failed, or an attempt
+    /// gave the body back (see [`BodySlot::whole`]).
+    changed: tokio::sync::Notify,
 }
 
 /// The copy of a body that [`BodySlot`] keeps so that a retry or a resend
@@ -404,6 +411,7 @@ impl BodySlot {
             on_client: AtomicBool::new(false),
             failure: OnceLock::new(),
             finished: AtomicBool::new(false),
+            changed: tokio::sync::Notify::new(),
         })
     }
 
@@ -419,10 +427,45 @@ impl BodySlot {
         RequestBody { slot: Arc::clone(self), body: None, seen: 0, replay }
     }
 
-    /// Whether the client's body can still be sent in full: no attempt has
-    /// started reading it (or it is empty), or a copy of all of it was kept.
+    /// Whether the client's body can still be sent in full: no attempt holds
+    /// it (it is empty, was never read, or an attempt gave it back with a
+    /// copy of all it had read), or a copy of all of it was kept.
     pub(crate) fn is_whole(&self) -> bool {
         self.end_stream || self.body.lock().is_ok_and(|b| b.is_some()) || self.has_copy()
+    }
+
+    /// Wait until the body can be sent in full again ([`BodySlot::is_whole`],
+    /// then `true`), or never can (`false`): its copy outgrew the replay
+    /// limit, or the client's side failed. A try that ended before the body
+    /// was all sent (an early answer, a reset) holds it until its upload
+    /// finishes, which completes the copy, or ends, which gives the body
+    /// back to the slot; the caller bounds the wait.
+    pub(crate) async fn whole(&self) -> bool {
+        loop {
+            let changed = self.changed.notified();
+            let mut changed = std::pin::pin!(changed);
+            changed.as_mut().enable();
+            if self.is_whole() {
+                return true;
+            }
+            if !self.recording() || self.failure.get().is_some() || self.was_too_large() {
+                return false;
+            }
+            changed.await;
+        }
+    }
+
+    /// Whether a copy of the body is still being kept as it streams.
+    fn recording(&self) -> bool {
+        self.keeping && matches!(self.replay.lock().as_deref(), Ok(Replay::Recording { .. }))
+    }
+
+    /// The pieces and bytes of the copy kept so far, while it is recorded.
+    fn recorded(&self) -> (usize, u64) {
+        match self.replay.lock().as_deref() {
+            Ok(Replay::Recording { pieces, bytes, .. }) => (pieces.len(), *bytes),
+            _ => (0, 0),
+        }
     }
 
     /// Whether a copy of the whole body was kept.
@@ -440,17 +483,19 @@ impl BodySlot {
             *bytes += len;
             if *bytes > *limit {
                 *replay = Replay::Off;
+                self.changed.notify_waiters();
             } else {
                 pieces.push(piece());
             }
         }
     }
 
-    /// Piece `n` of the whole kept copy, if there is one that long.
+    /// Piece `n` of the kept copy, whole or still recorded, if it is that long.
     fn kept(&self, n: usize) -> Option<Piece> {
         match &*self.replay.lock().ok()? {
             Replay::Complete(pieces) => pieces.get(n).cloned(),
-            _ => None,
+            Replay::Recording { pieces, .. } => pieces.get(n).cloned(),
+            Replay::Off => None,
         }
     }
 
@@ -473,6 +518,8 @@ impl BodySlot {
         if let Replay::Recording { pieces, .. } = &mut *replay {
             *replay = Replay::Complete(std::mem::take(pieces).into());
         }
+        drop(replay);
+        self.changed.notify_waiters();
     }
 
     /// Whether the client's body, not yet read to its end, never will be
@@ -509,6 +556,9 @@ impl BodySlot {
         if let Some(fault) = error.client_fault() {
             let _ = self.failure.set(ClientFailure { fault, message: error.to_string() });
         }
+        if self.keeping {
+            self.changed.notify_waiters();
+        }
     }
 
     /// How far sending the body has got: the frames handed on so far, and
@@ -542,6 +592,28 @@ impl RequestBody {
     }
 }
 
+/// An attempt that ends with the client's body read only in part gives it
+/// back to the slot while the copy holds all it read, so that a retry can
+/// send that copy and then the rest; otherwise the body goes with it.
+impl Drop for RequestBody {
+    fn drop(&mut self) {
+        let Some(body) = self.body.take() else { return };
+        let slot = &self.slot;
+        if !slot.keeping {
+            return;
+        }
+        let unread = !slot.finished.load(Ordering::Acquire) && !body.is_end_stream();
+        if unread && slot.recording() && slot.failure.get().is_none() && !slot.was_too_large() {
+            if let Ok(mut held) = slot.body.lock() {
+                if held.is_none() {
+                    *held = Some(body);
+                }
+            }
+        }
+        slot.changed.notify_waiters();
+    }
+}
+
 impl Body for RequestBody {
     type Data = Bytes;
     type Error = BodyError;
@@ -563,6 +635,13 @@ impl Body for RequestBody {
                 }
             }
             this.body = this.slot.body.lock().ok().and_then(|mut b| b.take());
+            // An earlier attempt read part of it and gave it back: send
+            // what it read from the copy first, then the rest as it comes.
+            let (pieces, bytes) = if this.body.is_some() { this.slot.recorded() } else { (0, 0) };
+            if pieces > 0 {
+                this.replay = Some(0);
+                this.seen = bytes;
+            }
             // An earlier attempt took it (see `BodySlot::attempt`).
             if this.body.is_none() {
                 if this.slot.has_copy() {
@@ -573,10 +652,16 @@ impl Body for RequestBody {
             }
         }
         if let Some(next) = &mut this.replay {
-            let Some(piece) = this.slot.kept(*next as usize) else { return Poll::Ready(None) };
-            *next += 1;
-            this.slot.moved.fetch_add(1, Ordering::Relaxed);
-            return Poll::Ready(Some(Ok(piece.frame())));
+            if let Some(piece) = this.slot.kept(*next as usize) {
+                *next += 1;
+                this.slot.moved.fetch_add(1, Ordering::Relaxed);
+                return Poll::Ready(Some(Ok(piece.frame())));
+            }
+            if this.body.is_none() {
+                return Poll::Ready(None);
+            }
+            // What the earlier attempt read is sent; the rest is the client's.
+            this.replay = None;
         }
         let Some(body) = this.body.as_mut() else { return Poll::Ready(None) };
         loop {
@@ -621,7 +706,9 @@ impl Body for RequestBody {
 
     fn is_end_stream(&self) -> bool {
         match (&self.replay, &self.body) {
-            (Some(next), _) => *next as usize >= self.slot.kept_len(),
+            // The rest of a body given back is still to come.
+            (Some(_), Some(_)) => false,
+            (Some(next), None) => *next as usize >= self.slot.kept_len(),
             (None, Some(body)) => body.is_end_stream(),
             (None, None) => self.slot.end_stream,
         }
