@@ -894,6 +894,71 @@ async fn a_request_cut_by_the_drain_is_logged_as_the_gateways_doing() {
     }
 }
 
+/// A reload keeps the retry budget of every route whose budget did not
+/// change: a budget spent in a brown-out stays spent across a reload (an
+/// operator's edit, or a DNS answer that changed) instead of starting
+/// afresh with its whole reserve, a burst of retries into the failing
+/// pool each time. A route whose budget changed starts a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_a_spent_retry_budget() {
+    let failing = support::ScriptedUpstream::start(None, |_| {
+        support::Answer::Send(
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n".to_vec(),
+        )
+    })
+    .await;
+    let spec = |budget: &str, extra_route: &str| {
+        format!(
+            "version: 1
+listeners:
+  - {{ name: public, bind: \"127.0.0.1:0\" }}
+pools:
+  - name: p
+    endpoints: [{{ address: \"{}\" }}]
+routes:
+  - name: all
+    match: {{ path: \"/{{*rest}}\" }}
+    to: p
+    retries: {{ attempts: 2, on: [503] }}
+    retry_budget: {{ {budget} }}
+{extra_route}",
+            failing.address
+        )
+    };
+    let budget = "percent: 0, min_per_second: 1, window: 5s";
+    let gateway = Gateway::start_with(&spec(budget, ""), &["--access-log", "off"]);
+    let address = gateway.addr("public");
+    let http = client();
+    let burst = |n: usize| {
+        let http = http.clone();
+        async move {
+            for i in 0..n {
+                let reply = send(&http, request("GET", address, "x.test", &format!("/{i}"))).await;
+                assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+            }
+        }
+    };
+    // The reserve, 1 a second over 5 s, takes 5 retries; then none.
+    burst(10).await;
+    assert_eq!(failing.requests().len(), 15);
+
+    // Another route, the same budget on this one: still spent.
+    let other = "  - name: other\n    match: { path: \"/other\" }\n    to: p\n";
+    std::fs::write(gateway.spec_path(), spec(budget, other)).unwrap();
+    gateway.hangup();
+    gateway.wait_log("plan reloaded", 1);
+    burst(10).await;
+    assert_eq!(failing.requests().len(), 25, "the reload gave the spent budget a new reserve");
+
+    // A changed budget starts afresh.
+    let larger = "percent: 0, min_per_second: 2, window: 5s";
+    std::fs::write(gateway.spec_path(), spec(larger, other)).unwrap();
+    gateway.hangup();
+    gateway.wait_log("plan reloaded", 2);
+    burst(20).await;
+    assert_eq!(failing.requests().len(), 55);
+}
+
 /// B53: SIGHUP during a drain, with a new spec that adds a listener, neither
 /// brings back accepting (on the old listener or the new one) nor crashes:
 /// the request in flight completes and the drain ends as drains do.

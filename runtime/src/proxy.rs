@@ -62,7 +62,7 @@ pub(crate) struct Shared {
     /// that did not change (see [`PoolState`]).
     pub(crate) pools: Vec<Arc<PoolState>>,
     /// Indexed like `plan.routes`: each route's retry budget, if it has one.
-    budgets: Vec<Option<sluice_traffic::RetryBudget>>,
+    budgets: Vec<Option<Arc<sluice_traffic::RetryBudget>>>,
     /// Indexed like `plan.pools[p].endpoints`.
     authorities: Vec<Vec<Authority>>,
     /// Indexed like `authorities`: each endpoint's socket address.
@@ -132,11 +132,21 @@ impl Shared {
             }
         }
         let balancers = pools.iter().map(|p| Arc::clone(&p.balancer)).collect();
-        // Retry budgets start afresh with each plan.
+        // A route keeps its retry budget, and what it has counted, while the
+        // budget's settings stay the same: a budget spent in a brown-out
+        // stays spent across a reload. Any other starts afresh.
         let budgets = plan
             .routes
             .iter()
-            .map(|r| r.budget_settings().map(sluice_traffic::RetryBudget::new))
+            .map(|route| {
+                let settings = route.budget_settings()?;
+                let kept = previous.and_then(|old| {
+                    let index = old.plan.routes.iter().position(|r| r.name == route.name)?;
+                    let budget = old.budgets[index].as_ref()?;
+                    (budget.settings() == settings).then(|| Arc::clone(budget))
+                });
+                Some(kept.unwrap_or_else(|| Arc::new(sluice_traffic::RetryBudget::new(settings))))
+            })
             .collect();
         let addresses: Vec<Vec<SocketAddr>> = plan
             .pools
@@ -766,7 +776,7 @@ async fn send(
     let route_plan = &plan.routes[route];
     let policy = &route_plan.retries.settings;
     let state = &shared.pools[pool];
-    let budget = shared.budgets[route].as_ref();
+    let budget = shared.budgets[route].as_deref();
     let mut now = pool_state::at(began.into_std());
     let deadline = Deadline::new(route_plan.deadline_settings(), now);
     if let Some(budget) = budget {
