@@ -959,6 +959,53 @@ routes:
     assert_eq!(failing.requests().len(), 55);
 }
 
+/// A reload that changes only how often or how patiently a pool's health
+/// check probes (its interval, timeout or thresholds) keeps what the check
+/// knows: an endpoint found unhealthy stays out of rotation, instead of
+/// getting traffic again until the new check finds it out once more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_retimes_the_health_check_keeps_an_unhealthy_endpoint_out() {
+    let good = Upstream::start("good").await;
+    let bad = support::ScriptedUpstream::start(None, |_| {
+        support::Answer::Send(
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n".to_vec(),
+        )
+    })
+    .await;
+    let spec = |check: &str| {
+        format!(
+            "version: 1
+listeners:
+  - {{ name: public, bind: \"127.0.0.1:0\" }}
+pools:
+  - name: p
+    health_check: {{ path: /health, {check} }}
+    endpoints: [{{ address: \"{}\" }}, {{ address: \"{}\" }}]
+routes:
+  - name: all
+    match: {{ path: \"/{{*rest}}\" }}
+    to: p
+",
+            good.address, bad.address
+        )
+    };
+    let gateway = Gateway::start_with(
+        &spec("interval: 100ms, healthy_threshold: 1, unhealthy_threshold: 1"),
+        &["--access-log", "off"],
+    );
+    gateway.wait_log("to=\"unhealthy\"", 1);
+    let retimed = "interval: 30s, timeout: 5s, healthy_threshold: 3, unhealthy_threshold: 2";
+    std::fs::write(gateway.spec_path(), spec(retimed)).unwrap();
+    gateway.hangup();
+    gateway.wait_log("plan reloaded", 1);
+    let http = client();
+    for i in 0..10 {
+        let reply =
+            send(&http, request("GET", gateway.addr("public"), "x.test", &format!("/{i}"))).await;
+        assert_eq!(reply.status, StatusCode::OK, "request {i} went to the unhealthy endpoint");
+    }
+}
+
 /// B53: SIGHUP during a drain, with a new spec that adds a listener, neither
 /// brings back accepting (on the old listener or the new one) nor crashes:
 /// the request in flight completes and the drain ends as drains do.

@@ -80,8 +80,9 @@ impl PoolState {
     ///
     /// `previous` is the state and plan of the pool this one replaces, when
     /// a reload changed it: each endpoint whose address the old pool had
-    /// starts from that endpoint's health check state (if the check's path
-    /// and settings are the same), outlier record and latency estimate, so
+    /// starts from that endpoint's health check state (if the check sends
+    /// the same probe and counts the same statuses as a pass, whatever its
+    /// interval, timeout and thresholds), outlier record and latency estimate, so
     /// an endpoint known to be down stays out of rotation across the reload.
     pub(crate) fn start(
         plan: &PoolPlan,
@@ -104,8 +105,10 @@ impl PoolState {
             if let (Some(detector), Some(old_detector)) = (&mut outlier, &old.outlier) {
                 returned = detector.carry_from(&lock(old_detector), &kept, at);
             }
-            // A changed check asks a different question: its runs start over.
-            if same_health_check(old_plan, plan) {
+            // A check that asks another question (another request, or other
+            // statuses as a pass) starts its runs over; one that only probes
+            // at another pace or patience keeps what it found.
+            if same_health_question(old_plan, plan) {
                 for (check, from) in checks.iter_mut().zip(&kept) {
                     if let Some(old_check) = from.and_then(|j| old.checks.get(j)) {
                         *check = *lock(old_check);
@@ -272,6 +275,22 @@ fn same_health_check(old: &PoolPlan, new: &PoolPlan) -> bool {
         (None, None) => true,
         (Some(a), Some(b)) => {
             a.path == b.path && a.settings == b.settings && old.protocol == new.protocol
+        }
+        _ => false,
+    }
+}
+
+/// Whether two pools' health checks find out the same thing (or neither
+/// checks): the same request in the same protocol, passing on the same
+/// statuses. Their interval, jitter, timeout and thresholds may differ: those
+/// say how soon a check finds a change, not what an endpoint's state is.
+fn same_health_question(old: &PoolPlan, new: &PoolPlan) -> bool {
+    match (&old.health_check, &new.health_check) {
+        (None, None) => true,
+        (Some(a), Some(b)) => {
+            a.path == b.path
+                && a.settings.expected_statuses == b.settings.expected_statuses
+                && old.protocol == new.protocol
         }
         _ => false,
     }
