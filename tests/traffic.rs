@@ -518,3 +518,26 @@ async fn reloads_under_open_connections_do_not_multiply_health_probes() {
     assert!((5..=45).contains(&probes), "{probes} probes in a second");
     drop(held);
 }
+
+/// The failover after a refused connection is always on, as the README
+/// says, and a retry budget does not stop it: nothing was sent, so it adds
+/// no load to the pool that the budget is there to protect. With a budget
+/// whose reserve of ten retries would be spent halfway, every GET that
+/// meets the closed endpoint still reaches the live one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spent_retry_budget_still_fails_over_from_a_refused_connection() {
+    let live = support::Upstream::start("live").await;
+    let closed = support::closed_port();
+    let text = support::spec_with(
+        "",
+        &[closed, live.address],
+        "",
+        "    retry_budget: { percent: 0, min_per_second: 1, window: 10s }\n",
+    );
+    let gateway = Gateway::start_with(&text, &["--access-log", "off"]);
+    let address = gateway.addr("public");
+    for i in 0..20 {
+        assert_eq!(get(address, &format!("/{i}")).await, 200, "request {i}");
+    }
+    assert_eq!(live.seen().len(), 20);
+}

@@ -14,7 +14,8 @@
 //!
 //! [`decide`] combines the policy with the request's [`Deadline`] and the
 //! pool's [`RetryBudget`], in that order: the budget is asked last because
-//! asking spends it.
+//! asking spends it. The failover after a connect failure is outside the
+//! budget: it sent nothing, so it cannot amplify the load on the pool.
 
 mod budget;
 
@@ -153,7 +154,8 @@ impl RetrySettings {
 
 /// Decide whether and when to retry a try that ended as `facts` says, at
 /// `now`: the policy, then the deadline (the backoff must end before it),
-/// then the budget (which an admitted retry spends at once).
+/// then the budget (which an admitted retry spends at once), except for the
+/// failover after a connect failure, which sent nothing and is outside it.
 pub fn decide<R: Rng + ?Sized>(
     settings: &RetrySettings,
     deadline: &Deadline,
@@ -170,7 +172,10 @@ pub fn decide<R: Rng + ?Sized>(
     if try_budget == TryBudget::Expired {
         return RetryDecision::Stop(NoRetry::Deadline);
     }
-    if budget.is_some_and(|b| !b.try_withdraw(now)) {
+    // A failover after a failed connection sent nothing, and adds no load
+    // to the pool the budget protects: it is always on, and spends nothing.
+    let failover = facts.outcome == Outcome::ConnectFailure;
+    if !failover && budget.is_some_and(|b| !b.try_withdraw(now)) {
         return RetryDecision::Stop(NoRetry::Budget);
     }
     RetryDecision::Retry { backoff, budget: try_budget }

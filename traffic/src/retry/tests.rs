@@ -124,6 +124,14 @@ fn decide_checks_policy_then_deadline_then_budget() {
         RetryDecision::Stop(NoRetry::Deadline)
     );
     assert_eq!(fresh.available(late), 1);
+    // A failover after a connect failure is outside the budget: spent as
+    // it is, it still allows one, and spends nothing.
+    let refused = facts(1, Outcome::ConnectFailure, true);
+    assert!(matches!(
+        decide(&s, &deadline, Some(&budget), &refused, now, &mut rng),
+        RetryDecision::Retry { .. }
+    ));
+    assert_eq!(budget.available(now), 0);
     // The policy first of all.
     let success = facts(1, Outcome::Response(200), true);
     assert_eq!(
