@@ -167,3 +167,42 @@ async fn bodies_over_max_body_size_get_413() {
     );
     assert_eq!(statuses(&raw(public, exact.as_bytes()).await), [200]);
 }
+
+/// A route's `timeout` that passes while the client is still sending its
+/// request body is the client's slowness, not the endpoint's: the client
+/// gets 408 `client_timeout`, the log says so, and outlier detection holds
+/// nothing against the endpoint, so slow uploaders cannot eject a healthy
+/// one and leave the pool with nothing to send to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_timeout_during_a_slow_upload_is_not_held_against_the_endpoint() {
+    let upstream = Upstream::start("a").await;
+    let outliers = "    outlier_detection: { consecutive_failures: 2, base_ejection: 30s, \
+                    max_ejection_percent: 100 }\n";
+    let mut gateway =
+        Gateway::start(&spec_with("", &[upstream.address], outliers, "    timeout: 300ms\n"));
+    for _ in 0..3 {
+        let mut stream = TcpStream::connect(gateway.addr("public")).await.unwrap();
+        let head = "PUT /up HTTP/1.1\r\nHost: x.test\r\nContent-Length: 15\r\n\r\n";
+        stream.write_all(head.as_bytes()).await.unwrap();
+        for _ in 0..3 {
+            // The gateway may close once it has answered.
+            let _ = stream.write_all(b"hello").await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let (answer, _) = until_closed(&mut stream, Duration::from_secs(5)).await;
+        assert_eq!(statuses(&answer), [408], "{answer}");
+        assert!(answer.contains("client_timeout"), "{answer}");
+    }
+    // The endpoint was not ejected.
+    let reply = send(&client(), request("GET", gateway.addr("public"), "x.test", "/ok")).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(gateway.count_stderr("endpoint ejected"), 0, "{}", gateway.stderr().join("\n"));
+
+    gateway.interrupt();
+    assert!(gateway.wait(Duration::from_secs(5)).success());
+    let slow = gateway.stdout().into_iter().find(|l| l.contains("\"path\":\"/up\"")).unwrap();
+    let slow: serde_json::Value = serde_json::from_str(&slow).unwrap();
+    assert_eq!(slow["status"], 408, "{slow}");
+    let reason = slow["reason"].as_str().unwrap_or("");
+    assert!(reason.contains("still sending its request body"), "{slow}");
+}

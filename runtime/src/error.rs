@@ -79,6 +79,10 @@ pub enum ProxyError {
     ClientStalled { limit: Duration },
     #[error("upstream {endpoint} sent no response headers within {timeout:?}")]
     Timeout { endpoint: SocketAddr, timeout: Duration },
+    /// The route's (or the try's) time ran out while the client was still
+    /// sending its request body: the client's slowness, not the endpoint's.
+    #[error("the client was still sending its request body to upstream {endpoint} when the request's time ({timeout:?}) ran out")]
+    ClientTooSlow { endpoint: SocketAddr, timeout: Duration },
     #[error("request body is larger than the route's limit of {limit} bytes")]
     BodyTooLarge { limit: u64 },
     /// The upstream switched protocols (101) on a request that asked for no
@@ -123,6 +127,7 @@ impl ProxyError {
             | ProxyError::NoRoute { .. }
             | ProxyError::ClientBody { .. }
             | ProxyError::ClientStalled { .. }
+            | ProxyError::ClientTooSlow { .. }
             | ProxyError::BodyTooLarge { .. } => Side::Client,
             ProxyError::NoEndpoint { .. } | ProxyError::Overloaded { .. } => Side::Gateway,
             ProxyError::Connect { .. }
@@ -153,6 +158,7 @@ impl ProxyError {
             | ProxyError::UnofferedUpgrade { .. }
             | ProxyError::ClientBody { .. }
             | ProxyError::ClientStalled { .. }
+            | ProxyError::ClientTooSlow { .. }
             | ProxyError::Timeout { .. }
             | ProxyError::BodyTooLarge { .. } => false,
         }
@@ -174,7 +180,9 @@ impl ProxyError {
             ProxyError::TooManyFields { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ProxyError::TraceRefused => StatusCode::METHOD_NOT_ALLOWED,
-            ProxyError::ClientStalled { .. } => StatusCode::REQUEST_TIMEOUT,
+            ProxyError::ClientStalled { .. } | ProxyError::ClientTooSlow { .. } => {
+                StatusCode::REQUEST_TIMEOUT
+            }
             ProxyError::NoEndpoint { .. } | ProxyError::Overloaded { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -202,7 +210,7 @@ impl ProxyError {
             ProxyError::Upstream { .. } => "upstream_failed",
             ProxyError::UpstreamHeadTooLarge { .. } => "upstream_head_too_large",
             ProxyError::ClientBody { .. } => "client_body_failed",
-            ProxyError::ClientStalled { .. } => "client_timeout",
+            ProxyError::ClientStalled { .. } | ProxyError::ClientTooSlow { .. } => "client_timeout",
             ProxyError::Timeout { .. } => "upstream_timeout",
             ProxyError::UnaskedUpgrade { .. } | ProxyError::UnofferedUpgrade { .. } => {
                 "upstream_invalid_response"
@@ -236,7 +244,7 @@ impl ProxyError {
                 "the upstream service sent a response that cannot be passed on".into()
             }
             ProxyError::ClientBody { .. } => "the request body could not be read".into(),
-            ProxyError::ClientStalled { .. } => {
+            ProxyError::ClientStalled { .. } | ProxyError::ClientTooSlow { .. } => {
                 "the rest of the request body did not come in time".into()
             }
             ProxyError::Timeout { .. } => "the upstream service did not respond in time".into(),

@@ -821,6 +821,15 @@ async fn send(
             }
         }
 
+        // Time that ran out while the client was still sending its body is
+        // the client's slowness: answered 408, and neither held against the
+        // endpoint nor retried (another try would wait on the same client).
+        if let Err(TryError::TimedOut(timeout)) = &result {
+            if slot.awaits_client() {
+                return Err(ProxyError::ClientTooSlow { endpoint: address, timeout: *timeout });
+            }
+        }
+
         // Learn from the try, unless the client's body is what failed.
         let outcome = match &result {
             Ok(response) => Outcome::Response(response.status().as_u16()),

@@ -561,6 +561,15 @@ impl BodySlot {
         }
     }
 
+    /// Whether the body is still on its way from the client, and was last
+    /// waited for there: a try whose time runs out now ran out on the
+    /// client's slowness, not the endpoint's.
+    pub(crate) fn awaits_client(&self) -> bool {
+        !self.end_stream
+            && !self.finished.load(Ordering::Acquire)
+            && self.on_client.load(Ordering::Relaxed)
+    }
+
     /// How far sending the body has got: the frames handed on so far, and
     /// whether the reader last waited on the client (whose wait is the
     /// listener's stall clock's, not the pool's).
