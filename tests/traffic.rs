@@ -541,3 +541,32 @@ async fn a_spent_retry_budget_still_fails_over_from_a_refused_connection() {
     }
     assert_eq!(live.seen().len(), 20);
 }
+
+/// A request the circuit breaker refuses for want of a connection
+/// (`max_connections`, `max_pending`) was sent to no endpoint, and its
+/// access log record says so with a null `endpoint`, as one refused by
+/// `max_requests` does: the endpoint the balancer had picked did nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_refused_for_a_connection_names_no_endpoint_in_the_log() {
+    let slow = support::Upstream::with_delay("slow", Duration::from_millis(300)).await;
+    let text = support::spec_with(
+        "",
+        &[slow.address],
+        "    circuit_breaker: { max_connections: 1 }\n",
+        "",
+    );
+    let mut gateway = Gateway::start(&text);
+    let address = gateway.addr("public");
+    let first = tokio::spawn(get(address, "/first"));
+    slow.wait_for(1).await;
+    assert_eq!(get(address, "/second").await, 503);
+    assert_eq!(first.await.unwrap(), 200);
+
+    gateway.interrupt();
+    assert!(gateway.wait(Duration::from_secs(5)).success());
+    let line = gateway.stdout().into_iter().find(|l| l.contains("\"path\":\"/second\"")).unwrap();
+    let line: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(line["status"], 503, "{line}");
+    assert!(line["reason"].as_str().unwrap_or("").contains("max_connections"), "{line}");
+    assert_eq!(line["endpoint"], serde_json::Value::Null, "{line}");
+}

@@ -128,6 +128,14 @@ impl Exchange {
         }
     }
 
+    /// Count the request at no endpoint any more: it was sent to none (the
+    /// circuit breaker refused it a connection), and its log says so.
+    pub(crate) fn forget(&mut self) {
+        if let Some((pool, endpoint)) = self.endpoint.take() {
+            self.shared.balancers[pool].end(endpoint);
+        }
+    }
+
     /// Count the request at `endpoint` of `pool` instead of where it was.
     pub(crate) fn switch(&mut self, pool: usize, endpoint: usize) {
         if let Some((old_pool, old)) = self.endpoint.take() {

@@ -816,6 +816,12 @@ async fn send(
         // and another try would meet the same limits.
         if let Err(TryError::Failed(error)) = &result {
             if let Some(rejection) = upstream::breaker_refusal(error) {
+                // Nothing went to this endpoint: the log names the one
+                // tried last, if a try went anywhere.
+                match tried.last() {
+                    Some(&last) => exchange.switch(pool, last),
+                    None => exchange.forget(),
+                }
                 let pool = plan.pools[pool].name.clone();
                 return Err(ProxyError::Overloaded { pool, rejection });
             }
