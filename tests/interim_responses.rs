@@ -263,3 +263,38 @@ routes:
     assert_eq!(statuses(&text).last(), Some(&200), "{text:?}");
     assert!(!text.contains("503"), "{text:?}");
 }
+
+/// An upstream that sent an interim response had the request. When it then
+/// closes the connection, the request is not sent again on a new one, as a
+/// request on a pooled connection that the upstream had closed before it
+/// arrived would be: the upstream sees it once, the client one `102`.
+#[tokio::test]
+async fn a_request_answered_with_an_interim_response_is_not_sent_again() {
+    let upstream = ScriptedUpstream::start(None, |request| {
+        if request.head.starts_with("GET /warm") {
+            Answer::ok("warm")
+        } else {
+            Answer::SendAndClose(b"HTTP/1.1 102 Processing\r\n\r\n".to_vec())
+        }
+    })
+    .await;
+    let gateway = Gateway::start(&spec_with("", &[upstream.address], "", ""));
+
+    // A first request leaves a pooled connection for the second to reuse.
+    let mut stream = connect(gateway.addr("public")).await;
+    stream.write_all(b"GET /warm HTTP/1.1\r\nHost: x.test\r\n\r\n").await.expect("write");
+    let mut seen = Vec::new();
+    assert!(read_until(&mut stream, &mut seen, b"\r\n\r\nwarm").await, "{seen:?}");
+
+    for (method, path) in [("DELETE", "/item/7"), ("GET", "/page")] {
+        let request = format!("{method} {path} HTTP/1.1\r\nHost: x.test\r\n\r\n");
+        let mut stream = connect(gateway.addr("public")).await;
+        stream.write_all(request.as_bytes()).await.expect("write a request on loopback");
+        let mut seen = Vec::new();
+        assert!(read_until(&mut stream, &mut seen, b"HTTP/1.1 502").await, "{seen:?}");
+        let text = String::from_utf8_lossy(&seen);
+        assert_eq!(text.matches("102 Processing").count(), 1, "{text:?}");
+        let sent = upstream.requests().iter().filter(|r| r.head.contains(path)).count();
+        assert_eq!(sent, 1, "the upstream had {method} {path} {sent} times");
+    }
+}

@@ -101,6 +101,11 @@ pub enum ExchangeError {
     /// The upstream closed the connection before its response was complete.
     #[error("connection closed before the response was complete")]
     Closed,
+    /// The upstream closed or reset the connection after an interim (1xx)
+    /// response, so it had the request: unlike [`ExchangeError::Closed`],
+    /// never taken for a pooled connection the upstream had closed before.
+    #[error("connection closed after an interim response, before the final one")]
+    ClosedAfterInterim,
     /// The upstream's response is not valid HTTP/1.1, or is ambiguous.
     #[error("invalid response: {0}")]
     Invalid(&'static str),
@@ -288,6 +293,9 @@ impl Conn {
         let head_request = request.method == Method::HEAD;
         let mut sending = self.write_head(request, authority, &body);
         let mut send_error = None;
+        // Whether an interim response came, which shows the upstream had
+        // the request.
+        let mut interim_seen = false;
 
         let parsed = poll_fn(|cx| loop {
             if !matches!(sending, Sending::Done) && send_error.is_none() {
@@ -306,10 +314,18 @@ impl Conn {
             let mut parsed = match self.poll_head(cx) {
                 Poll::Ready(Ok(parsed)) => parsed,
                 Poll::Ready(Err(error)) => {
-                    return Poll::Ready(Err(send_error.take().unwrap_or(error)))
+                    let error = send_error.take().unwrap_or(error);
+                    if interim_seen && error.is_closed() {
+                        return Poll::Ready(Err(ExchangeError::ClosedAfterInterim));
+                    }
+                    return Poll::Ready(Err(error));
                 }
                 Poll::Pending => return self.poll_stalled(cx, stall, true).map(Err),
             };
+            if parsed.status.is_informational() && parsed.status != StatusCode::SWITCHING_PROTOCOLS
+            {
+                interim_seen = true;
+            }
             if parsed.status == StatusCode::CONTINUE {
                 if let Some(continued) = continued {
                     continued.notify_one();

@@ -183,9 +183,10 @@ pub struct Retries {
     pub non_idempotent: bool,
     /// Largest request body kept in memory while it streams upstream, so that a retry
     /// after the body was sent, or the resend after a reused connection turned out
-    /// closed, can send it again, such as `64KiB`. A larger body, or one the client is
-    /// still sending, is never sent twice. `0B` keeps none. Routes without `retries`
-    /// keep `64KiB`. Default: `64KiB`.
+    /// closed, can send it again, such as `64KiB`. A larger body is never sent whole
+    /// twice; a try that ends before the client has sent all of it is retried with
+    /// what was kept and then the rest, while what was sent fits. `0B` keeps none.
+    /// Routes without `retries` keep `64KiB`. Default: `64KiB`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9]+(B|KiB|MiB|GiB)$"))]
     pub replay_body_limit: Option<String>,
