@@ -81,7 +81,7 @@ pub enum ProxyError {
     Timeout { endpoint: SocketAddr, timeout: Duration },
     /// The route's (or the try's) time ran out while the client was still
     /// sending its request body: the client's slowness, not the endpoint's.
-    #[error("the client was still sending its request body to upstream {endpoint} when the request's time ({timeout:?}) ran out")]
+    #[error("the client was still sending its request body to upstream {endpoint} when the time its try had ({timeout:?}, the per-try timeout or what was left of the route's) ran out")]
     ClientTooSlow { endpoint: SocketAddr, timeout: Duration },
     #[error("request body is larger than the route's limit of {limit} bytes")]
     BodyTooLarge { limit: u64 },
