@@ -707,12 +707,7 @@ async fn echo_websocket() -> SocketAddr {
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = socket.accept().await {
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).await.unwrap_or(0) == 1
-                {
-                    head.push(byte[0]);
-                }
+                skip_head(&mut stream).await;
                 let switch = "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\n\
                               Upgrade: websocket\r\n\r\n";
                 let _ = stream.write_all(switch.as_bytes()).await;
@@ -852,12 +847,7 @@ async fn a_request_cut_by_the_drain_is_logged_as_the_gateways_doing() {
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = socket.accept().await {
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).await.unwrap_or(0) == 1
-                {
-                    head.push(byte[0]);
-                }
+                skip_head(&mut stream).await;
                 let half = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello";
                 let _ = stream.write_all(half).await;
                 tokio::time::sleep(Duration::from_secs(30)).await;
@@ -1267,4 +1257,14 @@ async fn many_reloads_leak_no_descriptors_threads_or_memory() {
         after.rss_kib,
         RELOADS - WARM_UP
     );
+}
+
+/// Read past a request head on `stream`, a byte at a time up to its blank
+/// line (or the end of the stream).
+async fn skip_head(stream: &mut tokio::net::TcpStream) {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).await.unwrap_or(0) == 1 {
+        head.push(byte[0]);
+    }
 }

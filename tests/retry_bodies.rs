@@ -18,14 +18,19 @@ async fn failing_and_echoing() -> (ScriptedUpstream, ScriptedUpstream) {
         Answer::Send(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n".to_vec())
     })
     .await;
-    let echoing = ScriptedUpstream::start(None, |r| {
+    let echoing = echoing().await;
+    (failing, echoing)
+}
+
+/// An upstream that answers 200 with the body it read.
+async fn echoing() -> ScriptedUpstream {
+    ScriptedUpstream::start(None, |r| {
         let mut answer =
             format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", r.body.len()).into_bytes();
         answer.extend_from_slice(&r.body);
         Answer::Send(answer)
     })
-    .await;
-    (failing, echoing)
+    .await
 }
 
 /// Round robin over `failing` then `echoing`, retrying 503 once.
@@ -186,13 +191,7 @@ async fn a_try_that_ends_before_the_body_is_all_sent_is_retried_with_all_of_it()
         }
     })
     .await;
-    let echoing = ScriptedUpstream::start(None, |r| {
-        let mut answer =
-            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", r.body.len()).into_bytes();
-        answer.extend_from_slice(&r.body);
-        Answer::Send(answer)
-    })
-    .await;
+    let echoing = echoing().await;
     // The early upstream first, for every request.
     let spec = format!(
         "version: 1
