@@ -161,13 +161,18 @@ impl Exchange {
         };
         tracing::debug!(side = "upstream", %why, "response body failed after the headers were sent");
         if let Some(logged) = &mut self.logged {
-            logged.reason = Some(match logged.reason.take() {
-                // The gateway's own answer, which then failed too.
-                Some(before) => format!("{before}; then {why}"),
-                None => why,
-            });
+            // After the gateway's own answer, if that failed too.
+            add_reason(&mut logged.reason, why);
         }
     }
+}
+
+/// Add `why` to a record's reason, after the one it had.
+fn add_reason(reason: &mut Option<String>, why: String) {
+    *reason = Some(match reason.take() {
+        Some(before) => format!("{before}; then {why}"),
+        None => why,
+    });
 }
 
 impl Drop for Exchange {
@@ -185,10 +190,7 @@ impl Drop for Exchange {
                     status = SHUT_DOWN;
                 }
                 if self.status.is_none() || !self.ended {
-                    logged.reason = Some(match logged.reason.take() {
-                        Some(before) => format!("{before}; then {why}"),
-                        None => why.to_owned(),
-                    });
+                    add_reason(&mut logged.reason, why.to_owned());
                 }
             }
             // When the request arrived, on the wall clock; read here, so a

@@ -866,7 +866,12 @@ async fn send(
             if policy.allows(&wanted).is_ok() {
                 let stall = plan.pools[pool].stall_timeout;
                 let mut seen = slot.progress().0;
-                let moved = || std::mem::replace(&mut seen, slot.progress().0) != seen;
+                let moved = || {
+                    let frames = slot.progress().0;
+                    let moved = frames != seen;
+                    seen = frames;
+                    moved
+                };
                 let wait = unless_stuck(slot.whole(), stall, moved);
                 replayable = match deadline.remaining(now) {
                     Some(left) => tokio::time::timeout(left, wait).await.ok().flatten(),
