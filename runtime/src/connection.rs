@@ -184,8 +184,11 @@ impl ConnectionState {
         self.closing.load(Ordering::Acquire)
     }
 
+    /// The time since the connection began, in microseconds, as the worker
+    /// last read it (see [`crate::clock`]): it only starts clocks.
     fn now(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(NONE - 1)
+        let since = crate::clock::recent().saturating_duration_since(self.epoch);
+        u64::try_from(since.as_micros()).unwrap_or(NONE - 1)
     }
 
     /// Why the framing scanner refused a head on this connection, if it did.

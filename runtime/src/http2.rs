@@ -140,7 +140,7 @@ impl Drop for OpenStream {
         let mut streams = lock(&self.0);
         streams.in_flight = streams.in_flight.saturating_sub(1);
         if streams.in_flight == 0 {
-            streams.idle_since = Instant::now();
+            streams.idle_since = crate::clock::recent();
         }
     }
 }

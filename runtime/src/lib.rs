@@ -18,6 +18,7 @@
 //! `sluice demo`.
 
 pub mod access_log;
+mod clock;
 mod connection;
 mod error;
 mod exchange;
@@ -125,10 +126,7 @@ pub fn serve(plan: Plan, options: ServeOptions) -> Result<(), ServeError> {
     });
     // One worker serves on this thread's runtime; more each get a thread
     // and a runtime of their own (see `workers`), and this one accepts.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(ServeError::Runtime)?;
+    let runtime = clock::runtime().build().map_err(ServeError::Runtime)?;
     let threads = if workers > 1 {
         Some(WorkerThreads::start(workers).map_err(ServeError::Runtime)?)
     } else {

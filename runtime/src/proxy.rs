@@ -412,7 +412,7 @@ async fn forward(
         pool_plan.hash_key().and_then(|key| hash_point(plan, key, &request, client, route, &path));
     // One reading of the clock serves the pick, the deadline and the first
     // try's start.
-    let picked = tokio::time::Instant::now();
+    let picked = crate::clock::now();
     let pick = Pick { now: pool_state::at(picked.into_std()), hash, avoid: &[] };
     let endpoint = shared.pools[pool]
         .balancer
@@ -844,7 +844,7 @@ async fn send(
             Err(TryError::Failed(_) | TryError::BadSwitch(_)) => Outcome::Reset,
         };
         let client_fault = matches!(&result, Err(TryError::Failed(e)) if e.is_client_body_error());
-        let ended = tokio::time::Instant::now();
+        let ended = crate::clock::now();
         now = pool_state::at(ended.into_std());
         if !client_fault {
             state.record(endpoint, ended.saturating_duration_since(began), outcome, now);
@@ -878,7 +878,7 @@ async fn send(
                     None => wait.await,
                 }
                 .unwrap_or(false);
-                now = pool_state::at(std::time::Instant::now());
+                now = pool_state::at(crate::clock::now().into_std());
             }
         }
 
@@ -922,7 +922,7 @@ async fn send(
         }
         exchange.switch(pool, next);
         endpoint = next;
-        began = tokio::time::Instant::now();
+        began = crate::clock::now();
         now = pool_state::at(began.into_std());
     }
 }
@@ -985,7 +985,7 @@ async fn try_once(
             }
             tracing::debug!(side = "upstream", %authority, %error, "reused connection closed; resending");
             resent = true;
-            began = tokio::time::Instant::now();
+            began = crate::clock::now();
         }
     });
     match limit {

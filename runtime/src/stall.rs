@@ -80,7 +80,7 @@ impl Stall {
         // Outside a runtime there is nothing to wait with, and no transfer
         // to bound.
         let Some(watchdog) = Watchdog::of_this_thread() else { return Poll::Pending };
-        self.slot = watchdog.start(Instant::now() + self.limit(), cx.waker());
+        self.slot = watchdog.start(crate::clock::recent() + self.limit(), cx.waker());
         self.watchdog = Some(watchdog);
         Poll::Pending
     }

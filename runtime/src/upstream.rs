@@ -739,7 +739,7 @@ impl Http1Pool {
         let stack = self.idle.get(at)?;
         loop {
             let idle = lock(stack).pop_back()?;
-            if idle.since.elapsed() >= self.idle_timeout {
+            if crate::clock::recent().saturating_duration_since(idle.since) >= self.idle_timeout {
                 // Everything below it has been idle longer.
                 lock(stack).clear();
                 return None;
@@ -762,7 +762,7 @@ impl Http1Pool {
         }
         let lane = conn.lane as usize;
         let Some(stack) = self.idle.get(lane * self.endpoints + endpoint) else { return };
-        let now = Instant::now();
+        let now = crate::clock::recent();
         let mut stack = lock(stack);
         self.drop_expired(&mut stack, now);
         stack.push_back(Idle { conn, since: now });

@@ -120,8 +120,7 @@ impl WorkerThreads {
             let thread = std::thread::Builder::new().name(format!("sluice-worker-{i}")).spawn(
                 move || {
                     LANE.with(|lane| lane.set(i));
-                    let runtime =
-                        tokio::runtime::Builder::new_current_thread().enable_all().build();
+                    let runtime = crate::clock::runtime().build();
                     let runtime = match runtime {
                         Ok(runtime) => runtime,
                         Err(error) => {
