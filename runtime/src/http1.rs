@@ -738,10 +738,11 @@ fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ExchangeError> {
 
 /// A decimal length, digits only.
 pub(crate) fn parse_length(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+    // Nineteen digits cannot overflow a u64.
+    if digits.is_empty() || digits.len() > 19 {
         return None;
     }
-    std::str::from_utf8(digits).ok()?.parse().ok()
+    digits.iter().try_fold(0u64, |n, &d| d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0')))
 }
 
 /// Whether a response of `version` with these fields leaves the connection
@@ -1170,6 +1171,18 @@ impl Body for Http1Body {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_length_is_decimal_digits_and_fits_in_nineteen() {
+        assert_eq!(parse_length(b"0"), Some(0));
+        assert_eq!(parse_length(b"0012"), Some(12));
+        assert_eq!(parse_length(b"9999999999999999999"), Some(9_999_999_999_999_999_999));
+        for refused in
+            [&b""[..], b"12345678901234567890", b"+1", b"-1", b"1 ", b"0x1", b"1_0", b"\xd9\xa1"]
+        {
+            assert_eq!(parse_length(refused), None, "{:?}", String::from_utf8_lossy(refused));
+        }
+    }
 
     fn framing(
         status: StatusCode,
