@@ -31,7 +31,7 @@ use sluice_compiler::spec::Protocol;
 use sluice_compiler::{Captures, Plan};
 use sluice_traffic::deadline::TryBudget;
 use sluice_traffic::retry::{self, RetryDecision};
-use sluice_traffic::{split, Balancer, Deadline, Outcome, Pick, TryFacts};
+use sluice_traffic::{split, Balancer, Deadline, Nanos, Outcome, Pick, TryFacts};
 
 use crate::access_log::AccessLogSender;
 use crate::connection::{InFlight, InterimSink};
@@ -413,7 +413,8 @@ async fn forward(
     // One reading of the clock serves the pick, the deadline and the first
     // try's start.
     let picked = crate::clock::now();
-    let pick = Pick { now: pool_state::at(picked.into_std()), hash, avoid: &[] };
+    let picked_at = pool_state::at(picked.into_std());
+    let pick = Pick { now: picked_at, hash, avoid: &[] };
     let endpoint = shared.pools[pool]
         .balancer
         .pick_with(&mut rand::rng(), &pick)
@@ -513,7 +514,8 @@ async fn forward(
     let trailers = (protocol == Protocol::Http2).then(|| named.into_boxed_slice());
     let slot = BodySlot::with(body, limit, trailers, gate, replay_limit);
 
-    let sent = send(shared, exchange, (pool, endpoint), hash, &head, &slot, picked).await;
+    let sent =
+        send(shared, exchange, (pool, endpoint), hash, &head, &slot, (picked, picked_at)).await;
     if *unread {
         *unread = slot.left_unread(sent.is_ok());
     }
@@ -760,7 +762,8 @@ impl UpstreamHead {
 /// (so nothing was sent) to another endpoint, up to once per endpoint; see
 /// `RetryPlan::failover`.
 ///
-/// The first try starts at `began`, when its endpoint was picked.
+/// The first try starts at `began` (and, as the traffic state machines
+/// read the clock, at `began_at`), when its endpoint was picked.
 #[allow(clippy::too_many_arguments)]
 async fn send(
     shared: &Shared,
@@ -769,7 +772,7 @@ async fn send(
     hash: Option<u64>,
     head: &UpstreamHead,
     slot: &Arc<BodySlot>,
-    mut began: tokio::time::Instant,
+    (mut began, mut began_at): (tokio::time::Instant, Nanos),
 ) -> Result<Response<UpstreamBody>, ProxyError> {
     let plan = &shared.plan;
     let route = exchange.route.unwrap_or_default();
@@ -777,7 +780,7 @@ async fn send(
     let policy = &route_plan.retries.settings;
     let state = &shared.pools[pool];
     let budget = shared.budgets[route].as_deref();
-    let mut now = pool_state::at(began.into_std());
+    let mut now = began_at;
     let deadline = Deadline::new(route_plan.deadline_settings(), now);
     if let Some(budget) = budget {
         budget.record_request(now);
@@ -847,7 +850,7 @@ async fn send(
         let ended = crate::clock::now();
         now = pool_state::at(ended.into_std());
         if !client_fault {
-            state.record(endpoint, ended.saturating_duration_since(began), outcome, now);
+            state.record(endpoint, now.since(began_at), outcome, now);
         }
         if let Ok(response) = &result {
             if !policy.on.statuses.contains(&response.status().as_u16()) {
@@ -923,7 +926,8 @@ async fn send(
         exchange.switch(pool, next);
         endpoint = next;
         began = crate::clock::now();
-        now = pool_state::at(began.into_std());
+        began_at = pool_state::at(began.into_std());
+        now = began_at;
     }
 }
 
