@@ -188,14 +188,19 @@ where
 
         // Its response, while watching for the client leaving, and sending
         // on the interim responses that come first (which the exchange
-        // writes for the client in this task, as it polls `answer`).
-        let response = {
+        // writes for the client in this task, as it polls `answer`). The
+        // response stays where it lands, in `answered`, until its body is
+        // written: each move would copy it (288 bytes) again, into memory
+        // of the connection that is cold by its next request.
+        let mut answered: Option<Response<ResponseBody>> = None;
+        {
             let mut answer = pin!(service(request));
             let mut watching = read.is_empty();
             loop {
                 let waited = poll_fn(|cx| {
                     if let Poll::Ready(Ok(response)) = answer.as_mut().poll(cx) {
-                        return Poll::Ready(Waited::Answered(response));
+                        answered = Some(response);
+                        return Poll::Ready(Waited::Answered);
                     }
                     if state.interim_pending() {
                         return Poll::Ready(Waited::Interim);
@@ -214,7 +219,7 @@ where
                 })
                 .await;
                 match waited {
-                    Waited::Answered(response) => break response,
+                    Waited::Answered => break,
                     Waited::Left => return Ended::Closed,
                     Waited::Interim => {
                         out.clear();
@@ -226,16 +231,29 @@ where
                     }
                 }
             }
-        };
+        }
+        // (Set whenever the wait above ends in `Answered`.)
+        let Some(response) = answered.as_mut() else { return Ended::Closed };
 
         let keep_alive = asked.keep_alive && !state.is_closing();
-        let (parts, body) = response.into_parts();
         out.clear();
         // Interim responses that came with this one go out just ahead of it.
         state.end_interim(&mut out);
-        let (encoder, last) = encode_head(parts, &body, asked, keep_alive, &mut out);
+        let (encoder, last) = encode_head(response, asked, keep_alive, &mut out);
         let mut writer = StallingWriter::new(&mut stream, settings.stall);
-        match write_body(&mut writer, &mut out, body, encoder).await {
+        let framed = frame_body(&mut writer, &mut out, response.body_mut(), encoder).await;
+        // The body is dropped (in place) before the last bytes are written,
+        // so its exchange is logged and counted as ended by the time the
+        // client has the response, as with hyper.
+        #[allow(unused_assignments)] // read by no one: the drop is the point
+        {
+            answered = None;
+        }
+        let written = match framed {
+            Ok(whole) => writer.write_all(&out).await.map(|()| whole),
+            Err(error) => Err(error),
+        };
+        match written {
             Ok(true) if !last => {}
             Ok(_) => {
                 let _ = stream.shutdown().await;
@@ -246,11 +264,10 @@ where
     }
 }
 
-/// What ended a wait for a response. (Moved once, as the response alone
-/// would be; boxing it would cost every request an allocation.)
-#[allow(clippy::large_enum_variant)] // on purpose, as said above
+/// What ended a wait for a response.
 enum Waited {
-    Answered(Response<ResponseBody>),
+    /// The response is in.
+    Answered,
     /// Interim responses are ready to be sent.
     Interim,
     /// The client closed its connection.
@@ -354,12 +371,14 @@ fn parse_with<const N: usize>(
         *read = back;
         return Ok(Parsed::Other);
     };
-    let mut request = Request::new(ClientBody::Empty);
+    // Boxed first and filled in there: a request filled in and then boxed
+    // is copied twice on the way.
+    let mut request = Box::new(Request::new(ClientBody::Empty));
     *request.method_mut() = method;
     *request.uri_mut() = uri;
     *request.version_mut() = if http10 { Version::HTTP_10 } else { Version::HTTP_11 };
     *request.headers_mut() = headers;
-    Ok(Parsed::Plain(Box::new(request), asked))
+    Ok(Parsed::Plain(request, asked))
 }
 
 /// The target and fields of `head`, from where [`parse_with`] found them,
@@ -392,16 +411,18 @@ enum Encoder {
 /// Write the response head into `out`; returns how the body goes and
 /// whether the connection closes after this response.
 fn encode_head(
-    mut parts: hyper::http::response::Parts,
-    body: &ResponseBody,
+    response: &mut Response<ResponseBody>,
     asked: Asked,
     keep_alive: bool,
     out: &mut Vec<u8>,
 ) -> (Encoder, bool) {
-    let status = parts.status;
-    let headers = &mut parts.headers;
+    // What hyper calls the body's length: none, known, or unknown.
+    let body = response.body();
+    let length = if body.is_end_stream() { None } else { Some(body.size_hint().exact()) };
+    let status = response.status();
     let switching = status == StatusCode::SWITCHING_PROTOCOLS;
-    let mut version = parts.version;
+    let mut version = response.version();
+    let headers = response.headers_mut();
     let says = |headers: &HeaderMap, token: &[u8]| {
         headers.get_all(header::CONNECTION).iter().any(|v| list_has(v.as_bytes(), token))
     };
@@ -418,10 +439,9 @@ fn encode_head(
     }
     let mut last = switching || !keep_alive;
 
-    status_line(out, version, status, parts.extensions.get::<hyper::ext::ReasonPhrase>());
+    status_line(out, version, status, response.extensions().get::<hyper::ext::ReasonPhrase>());
+    let headers = response.headers();
 
-    // What hyper calls the body's length: none, known, or unknown.
-    let length = if body.is_end_stream() { None } else { Some(body.size_hint().exact()) };
     let may_chunk =
         !asked.head && !matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED);
     let may_have_length = !matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED);
@@ -608,30 +628,21 @@ fn is_chunked(list: &[u8]) -> bool {
         .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"))
 }
 
-/// Write the head in `out` and then `body` as `encoder` frames it. Returns
-/// whether the body ended as framed (so the connection may go on).
-///
-/// The body is dropped before the last bytes are written, so its exchange
-/// is logged and counted as ended by the time the client has the response,
-/// as with hyper.
-async fn write_body(
+/// Write the head in `out` and then `body` as `encoder` frames it, all but
+/// the last bytes, which stay in `out`. Returns whether the body ended as
+/// framed (so the connection may go on).
+async fn frame_body(
     stream: &mut Writer<'_>,
     out: &mut Vec<u8>,
-    mut body: ResponseBody,
+    body: &mut ResponseBody,
     encoder: Encoder,
 ) -> io::Result<bool> {
-    let whole = match encoder {
-        Encoder::Length(0) => true,
-        Encoder::Length(n) => gather(stream, out, &mut body, Some(n), false, None).await?,
-        Encoder::Chunked { trailers } => {
-            gather(stream, out, &mut body, None, true, trailers).await?
-        }
-        Encoder::Close => gather(stream, out, &mut body, None, false, None).await?,
-    };
-    // Ended before the last bytes go out.
-    drop(body);
-    stream.write_all(out).await?;
-    Ok(whole)
+    match encoder {
+        Encoder::Length(0) => Ok(true),
+        Encoder::Length(n) => gather(stream, out, body, Some(n), false, None).await,
+        Encoder::Chunked { trailers } => gather(stream, out, body, None, true, trailers).await,
+        Encoder::Close => gather(stream, out, body, None, false, None).await,
+    }
 }
 
 /// Frame `body` into `out`, writing as it goes whenever the body has to
