@@ -26,6 +26,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
+use support::h2raw::stream_outcome;
 use support::{eventually, h2raw, raw, statuses, Answer, Frames, Gateway, ScriptedUpstream};
 
 /// Which protocol a pool, or a test's client, speaks.
@@ -324,47 +325,6 @@ async fn h2_get_in(
     tokio::time::timeout(Duration::from_secs(5), exchange)
         .await
         .unwrap_or_else(|_| panic!("no answer to {authority}{path} within 5 s"))
-}
-
-/// What an HTTP/2 client saw of stream 1: its response status, if a
-/// response head came, whether the stream ended normally, and the error
-/// code of a RST_STREAM, if one came.
-#[derive(Debug, Default)]
-struct StreamOutcome {
-    status: Option<u16>,
-    ended: bool,
-    reset: Option<u32>,
-    goaway: bool,
-}
-
-/// Read frames until stream 1 ends or is reset, or the connection closes,
-/// or 5 s pass; acknowledge every PING on the way.
-async fn stream_outcome(stream: &mut TcpStream) -> StreamOutcome {
-    let mut outcome = StreamOutcome::default();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let Some(frame) = h2raw::next(stream, left).await else { return outcome };
-        match (frame.kind, frame.stream) {
-            (h2raw::PING, 0) if frame.flags & h2raw::ACK == 0 => {
-                let _ = stream.write_all(&h2raw::ping_ack(&frame.payload)).await;
-            }
-            (h2raw::GOAWAY, 0) => outcome.goaway = true,
-            (h2raw::HEADERS, 1) => {
-                outcome.status = outcome.status.or(h2raw::status(&frame.payload));
-                outcome.ended |= frame.flags & h2raw::END_STREAM != 0;
-            }
-            (h2raw::DATA, 1) => outcome.ended |= frame.flags & h2raw::END_STREAM != 0,
-            (h2raw::RST_STREAM, 1) => {
-                outcome.reset =
-                    frame.payload.get(..4).map(|b| u32::from_be_bytes(b.try_into().unwrap()));
-            }
-            _ => {}
-        }
-        if outcome.ended || outcome.reset.is_some() {
-            return outcome;
-        }
-    }
 }
 
 // K4 -------------------------------------------------------------------

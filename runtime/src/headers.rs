@@ -181,6 +181,33 @@ pub(crate) fn join_cookies(headers: &mut HeaderMap) {
     }
 }
 
+/// Leave one `Content-Length` field in a request's head when it has
+/// several. A client may repeat the field with the same number (RFC 9110,
+/// section 8.6, lets a recipient read that as the one number): hyper's
+/// HTTP/1.1 server passes one copy on, but the HTTP/2 layer checks only
+/// that the copies of `content-length` agree and passes them all, and a
+/// recipient may not forward the field repeated; an HTTP/1.1 upstream
+/// such as Node's refuses it. Returns `false`, leaving the map as it was,
+/// when the copies are not all the same decimal number, which the layers
+/// in front are to have refused already.
+pub(crate) fn one_content_length(headers: &mut HeaderMap) -> bool {
+    let mut values = headers.get_all(hyper::header::CONTENT_LENGTH).iter();
+    let Some(first) = values.next() else { return true };
+    let length = crate::http1::parse_length(first.as_bytes());
+    let mut repeated = false;
+    for value in values {
+        if length.is_none() || crate::http1::parse_length(value.as_bytes()) != length {
+            return false;
+        }
+        repeated = true;
+    }
+    if repeated {
+        let first = first.clone();
+        headers.insert(hyper::header::CONTENT_LENGTH, first);
+    }
+    true
+}
+
 /// Whether the client said it accepts trailers (`TE: trailers`), which an
 /// HTTP/2 upstream such as a gRPC service may require to hear.
 pub(crate) fn accepts_trailers(headers: &HeaderMap) -> bool {
@@ -684,5 +711,31 @@ mod cookie_tests {
         one.append(hyper::header::COOKIE, HeaderValue::from_static("a=b"));
         join_cookies(&mut one);
         assert_eq!(one.get(hyper::header::COOKIE).unwrap(), "a=b");
+    }
+}
+
+#[cfg(test)]
+mod length_tests {
+    use super::tests::map;
+    use super::*;
+
+    #[test]
+    fn a_repeated_content_length_becomes_one_field() {
+        let mut twice = map(&[("content-length", "5"), ("accept", "*/*"), ("content-length", "5")]);
+        assert!(one_content_length(&mut twice));
+        let values: Vec<_> = twice.get_all("content-length").iter().collect();
+        assert_eq!(values, ["5"]);
+        assert!(twice.contains_key("accept"));
+
+        for pairs in [&[("content-length", "5")][..], &[("accept", "*/*")][..]] {
+            let mut once = map(pairs);
+            assert!(one_content_length(&mut once));
+            assert_eq!(once, map(pairs));
+        }
+        for (a, b) in [("5", "6"), ("x", "x"), ("5", "+5"), ("5", "5, 5")] {
+            let mut differ = map(&[("content-length", a), ("content-length", b)]);
+            assert!(!one_content_length(&mut differ), "{a} {b}");
+            assert_eq!(differ.get_all("content-length").iter().count(), 2);
+        }
     }
 }

@@ -453,6 +453,9 @@ async fn forward(
     }
     // What `Connection` named is hop-by-hop in the trailers too.
     let named = headers::strip_hop_by_hop(fields);
+    if notable.content_length && !headers::one_content_length(fields) {
+        return Err(ProxyError::BadRequest { reason: "conflicting Content-Length values" });
+    }
     if let Some(id) = request_id {
         fields.insert(request_id::X_REQUEST_ID.clone(), id.clone());
     }
@@ -673,6 +676,7 @@ struct Notable {
     expect: bool,
     cookie: bool,
     forwarded: bool,
+    content_length: bool,
 }
 
 impl Notable {
@@ -684,6 +688,7 @@ impl Notable {
             notable.expect |= name == hyper::header::EXPECT;
             notable.cookie |= name == hyper::header::COOKIE;
             notable.forwarded |= name == hyper::header::FORWARDED;
+            notable.content_length |= name == CONTENT_LENGTH;
         }
         notable
     }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub const HEADERS: u8 = 0x1;
@@ -169,4 +169,75 @@ fn huffman_digits(coded: &[u8]) -> Option<Vec<u8>> {
 /// A PING acknowledging `ping` (its eight bytes).
 pub fn ping_ack(payload: &[u8]) -> Vec<u8> {
     frame(PING, ACK, 0, payload)
+}
+
+/// A header block of `fields` (pseudo-header fields included, in the
+/// order given), each an HPACK literal without indexing and without
+/// Huffman coding, so that any bytes at all can be sent as a name or a
+/// value, and none is added to the table.
+pub fn literals(fields: &[(&[u8], &[u8])]) -> Vec<u8> {
+    // An HPACK integer with a 7-bit prefix (RFC 7541, section 5.1).
+    fn length(out: &mut Vec<u8>, n: usize) {
+        if n < 0x7f {
+            out.push(u8::try_from(n).unwrap());
+            return;
+        }
+        out.push(0x7f);
+        let mut rest = n - 0x7f;
+        while rest >= 0x80 {
+            out.push(u8::try_from(rest % 0x80).unwrap() | 0x80);
+            rest /= 0x80;
+        }
+        out.push(u8::try_from(rest).unwrap());
+    }
+    let mut block = Vec::new();
+    for (name, value) in fields {
+        block.push(0x00);
+        length(&mut block, name.len());
+        block.extend_from_slice(name);
+        length(&mut block, value.len());
+        block.extend_from_slice(value);
+    }
+    block
+}
+
+/// What an HTTP/2 client saw of stream 1: its response status, if a
+/// response head came, whether the stream ended normally, and the error
+/// code of a RST_STREAM, if one came.
+#[derive(Debug, Default)]
+pub struct StreamOutcome {
+    pub status: Option<u16>,
+    pub ended: bool,
+    pub reset: Option<u32>,
+    pub goaway: bool,
+}
+
+/// Read frames until stream 1 ends or is reset, or the connection closes,
+/// or 5 s pass; acknowledge every PING on the way.
+pub async fn stream_outcome(stream: &mut TcpStream) -> StreamOutcome {
+    let mut outcome = StreamOutcome::default();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let Some(frame) = next(stream, left).await else { return outcome };
+        match (frame.kind, frame.stream) {
+            (PING, 0) if frame.flags & ACK == 0 => {
+                let _ = stream.write_all(&ping_ack(&frame.payload)).await;
+            }
+            (GOAWAY, 0) => outcome.goaway = true,
+            (HEADERS, 1) => {
+                outcome.status = outcome.status.or(status(&frame.payload));
+                outcome.ended |= frame.flags & END_STREAM != 0;
+            }
+            (DATA, 1) => outcome.ended |= frame.flags & END_STREAM != 0,
+            (RST_STREAM, 1) => {
+                outcome.reset =
+                    frame.payload.get(..4).map(|b| u32::from_be_bytes(b.try_into().unwrap()));
+            }
+            _ => {}
+        }
+        if outcome.ended || outcome.reset.is_some() {
+            return outcome;
+        }
+    }
 }
