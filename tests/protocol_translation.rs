@@ -9,14 +9,17 @@
 mod support;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::Response;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
 
-use support::h2c::H2Recorder;
+use support::h2c::{self, H2Recorder};
 use support::h2raw::{self, stream_outcome, StreamOutcome};
 use support::{raw, spec_with, statuses, Answer, Gateway, ScriptedUpstream};
 
@@ -92,5 +95,80 @@ async fn a_repeated_content_length_reaches_the_upstream_once() {
         let values: Vec<_> = request.headers.get_all("content-length").iter().collect();
         assert_eq!(values, ["5"], "{}: {:?}", request.path, request.headers);
         assert_eq!(request.body, b"hello");
+    }
+}
+
+/// A request whose header section is as large as the listener lets in,
+/// sent to an HTTP/2 pool: over HTTP/1.1, 64 KiB in 97 fields, which
+/// HTTP/2 counts 32 bytes more each; over HTTP/2, just under the
+/// listener's 64 KiB, to which the gateway adds `host` and the
+/// `x-forwarded-*` fields. An upstream built on the h2 library (hyper,
+/// tonic), whose default limit is 16 KiB, closes its whole connection
+/// (GOAWAY) for a header list over four times that. The request of another
+/// client, in flight on the shared connection at the time, must still be
+/// answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_header_list_fails_no_other_clients_request() {
+    let held = Arc::new(Semaphore::new(0));
+    let gate = Arc::clone(&held);
+    let (upstream, _task) = h2c::serve(move |request: hyper::Request<_>| {
+        let gate = Arc::clone(&gate);
+        async move {
+            if request.uri().path() == "/held" {
+                gate.acquire().await.expect("the semaphore stays open").forget();
+            }
+            Response::new(Full::new(Bytes::from(request.uri().path().to_owned())))
+        }
+    })
+    .await;
+    let gateway = Gateway::start(&spec_with("", &[upstream], "    protocol: http2\n", ""));
+    let public = gateway.addr("public");
+
+    for http2 in [false, true] {
+        // Another client's request, held by the upstream on the shared connection.
+        let waiting = tokio::spawn(async move {
+            let request = "GET /held HTTP/1.1\r\nHost: x.test\r\nConnection: close\r\n\r\n";
+            raw(public, request.as_bytes()).await
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
+        let status = match http2 {
+            false => {
+                let value = "v".repeat(640);
+                let fields: String =
+                    (0..97).map(|i| format!("x-big-{i:02}: {value}\r\n")).collect();
+                let big = format!(
+                    "GET /big HTTP/1.1\r\nHost: x.test\r\n{fields}Connection: close\r\n\r\n"
+                );
+                assert!(big.len() < 64 * 1024, "{}", big.len());
+                statuses(&raw(public, big.as_bytes()).await)
+            }
+            true => {
+                // The pseudo-header fields count 175 bytes; 97 fields of 672
+                // and one of 77 bring the list to 65,436, under the
+                // listener's 65,536, and the gateway's 205 bytes over it.
+                let mut request = hyper::Request::get("http://x.test/big2");
+                let value = "v".repeat(632);
+                for i in 0..97 {
+                    request = request.header(format!("x-big-{i:02}"), &value);
+                }
+                request = request.header("x-pad", "p".repeat(40));
+                let request = request.body(Full::new(Bytes::new())).unwrap();
+                let mut sender = support::h2c_sender(public).await;
+                let answered = sender.send_request(request).await;
+                vec![answered.map_or(0, |response| response.status().as_u16())]
+            }
+        };
+        held.add_permits(1);
+        let other = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("the held request is answered")
+            .expect("the client task ends");
+        assert_eq!(
+            statuses(&other),
+            [200],
+            "HTTP/2 client: {http2}; the big request got {status:?}; the other: {other}"
+        );
+        assert!(other.ends_with("/held"), "{other}");
     }
 }

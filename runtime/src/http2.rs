@@ -66,6 +66,41 @@ use crate::upstream::{take_slots, SendError};
 /// other streams go on.
 pub(crate) const MAX_HEAD_LIST: u32 = crate::http1::MAX_HEAD as u32;
 
+/// The largest request header list, as HTTP/2 sizes it (see
+/// [`header_list_size`]), that goes on an endpoint's shared connection:
+/// the `SETTINGS_MAX_HEADER_LIST_SIZE` that hyper (and so tonic and other
+/// servers built on the h2 library) announce by default, 16 KiB. Such a
+/// server answers a larger list with 431 on its stream, but closes the
+/// whole connection (GOAWAY) for one over four times its limit, which
+/// would fail every other request in flight there, whoever sent it; a
+/// client can send one, since the gateway takes heads of up to
+/// `max_head_size` (64 KiB by default), and HTTP/2 counts each field 32
+/// bytes more than its line over HTTP/1.1. A request over it is sent on a
+/// connection of its own, so that whatever the upstream makes of it befalls
+/// that request alone. (The limit the upstream announced is not known here:
+/// hyper's client does not say.)
+const SHARED_HEAD_LIST: usize = 16 * 1024;
+
+/// The size of a request's header list as HTTP/2 counts it (RFC 9113,
+/// section 6.5.2): the name and value of each field, the pseudo-header
+/// fields that the request's method and URI become included, and 32 bytes
+/// more for each.
+fn header_list_size<B>(request: &Request<B>) -> usize {
+    const EACH: usize = 32;
+    let uri = request.uri();
+    let pseudo = [
+        ":method".len() + request.method().as_str().len(),
+        ":scheme".len() + uri.scheme_str().map_or(0, str::len),
+        ":authority".len() + uri.authority().map_or(0, |a| a.as_str().len()),
+        ":path".len() + uri.path_and_query().map_or(1, |p| p.as_str().len()),
+    ];
+    let fields = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len().saturating_add(value.len()).saturating_add(EACH));
+    pseudo.iter().map(|size| size + EACH).chain(fields).fold(0, usize::saturating_add)
+}
+
 /// The HTTP/2 connections of one pool: at most one open per endpoint.
 pub(crate) struct Http2Pool {
     endpoints: Vec<Endpoint>,
@@ -179,6 +214,9 @@ impl Http2Pool {
     ) -> Result<(Response<Incoming>, Option<OpenStream>), SendError> {
         let slot = Arc::clone(body.slot());
         let request = upstream_request(head, body, authority)?;
+        // A header list that the upstream may take for abuse goes on a
+        // connection of its own, every time it is sent (see `SHARED_HEAD_LIST`).
+        let fresh = fresh || header_list_size(&request) > SHARED_HEAD_LIST;
         let began = Instant::now();
         let (mut sender, opened, stream) = match fresh {
             true => self.open(address).await.map(|(sender, opened)| (sender, opened, None))?,
@@ -216,7 +254,10 @@ impl Http2Pool {
                 upstream_request(head, body, authority)?
             }
         };
-        let (mut sender, opened, stream) = self.shared(endpoint, address, Instant::now()).await?;
+        let (mut sender, opened, stream) = match fresh {
+            true => self.open(address).await.map(|(sender, opened)| (sender, opened, None))?,
+            false => self.shared(endpoint, address, Instant::now()).await?,
+        };
         match sender.send_request(request).await {
             Ok(response) => Ok((response, stream)),
             Err(error) => Err(SendError::Http2 { error, opened }),
@@ -427,5 +468,19 @@ async fn reap(pool: Weak<Http2Pool>, period: Duration) {
         tokio::time::sleep(period).await;
         let Some(pool) = pool.upgrade() else { return };
         pool.close_idle();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sized as RFC 9113 (section 6.5.2) sizes it: 32 bytes more for each
+    /// field, the four pseudo-header fields of a request included.
+    #[test]
+    fn a_header_list_is_sized_as_http2_counts_it() {
+        let request = Request::get("http://x.test/a?b").header("x-one", "1").body(()).unwrap();
+        let pseudo = (7 + 3) + (7 + 4) + (10 + 6) + (5 + 4) + 4 * 32;
+        assert_eq!(header_list_size(&request), pseudo + 5 + 1 + 32);
     }
 }
