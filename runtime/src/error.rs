@@ -79,6 +79,11 @@ pub enum ProxyError {
     ClientStalled { limit: Duration },
     #[error("upstream {endpoint} sent no response headers within {timeout:?}")]
     Timeout { endpoint: SocketAddr, timeout: Duration },
+    /// Every HTTP/2 connection to the endpoint was at the limit of streams
+    /// the endpoint set, no other could be opened, and no stream became
+    /// free within the try's time: the request was never sent.
+    #[error("upstream {endpoint} had no free stream within {waited:?}: its HTTP/2 connections were all at the limit of concurrent streams it set, and no other could be opened; the request was not sent")]
+    Busy { endpoint: SocketAddr, waited: Duration },
     /// The route's (or the try's) time ran out while the client was still
     /// sending its request body: the client's slowness, not the endpoint's.
     #[error("the client was still sending its request body to upstream {endpoint} when the time its try had ({timeout:?}, the per-try timeout or what was left of the route's) ran out")]
@@ -130,7 +135,8 @@ impl ProxyError {
             | ProxyError::ClientTooSlow { .. }
             | ProxyError::BodyTooLarge { .. } => Side::Client,
             ProxyError::NoEndpoint { .. } | ProxyError::Overloaded { .. } => Side::Gateway,
-            ProxyError::Connect { .. }
+            ProxyError::Busy { .. }
+            | ProxyError::Connect { .. }
             | ProxyError::Upstream { .. }
             | ProxyError::UpstreamHeadTooLarge { .. }
             | ProxyError::UnaskedUpgrade { .. }
@@ -150,6 +156,7 @@ impl ProxyError {
             | ProxyError::NoRoute { .. }
             | ProxyError::NoEndpoint { .. }
             | ProxyError::Overloaded { .. }
+            | ProxyError::Busy { .. }
             | ProxyError::Connect { .. } => true,
             // Part of an over-long body may have reached the upstream.
             ProxyError::Upstream { .. }
@@ -183,9 +190,9 @@ impl ProxyError {
             ProxyError::ClientStalled { .. } | ProxyError::ClientTooSlow { .. } => {
                 StatusCode::REQUEST_TIMEOUT
             }
-            ProxyError::NoEndpoint { .. } | ProxyError::Overloaded { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ProxyError::NoEndpoint { .. }
+            | ProxyError::Overloaded { .. }
+            | ProxyError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Connect { .. }
             | ProxyError::Upstream { .. }
             | ProxyError::UpstreamHeadTooLarge { .. }
@@ -212,6 +219,7 @@ impl ProxyError {
             ProxyError::ClientBody { .. } => "client_body_failed",
             ProxyError::ClientStalled { .. } | ProxyError::ClientTooSlow { .. } => "client_timeout",
             ProxyError::Timeout { .. } => "upstream_timeout",
+            ProxyError::Busy { .. } => "upstream_busy",
             ProxyError::UnaskedUpgrade { .. } | ProxyError::UnofferedUpgrade { .. } => {
                 "upstream_invalid_response"
             }
@@ -248,6 +256,10 @@ impl ProxyError {
                 "the rest of the request body did not come in time".into()
             }
             ProxyError::Timeout { .. } => "the upstream service did not respond in time".into(),
+            ProxyError::Busy { .. } => {
+                "the upstream service is busy: no request slot became free in time; try again later"
+                    .into()
+            }
         }
     }
 

@@ -1,15 +1,33 @@
 //! The upstream connections of an HTTP/2 pool, for ordinary exchanges.
 //!
-//! HTTP/2 carries every request to an endpoint on one connection, so
-//! [`Http2Pool`] keeps at most one open per endpoint and shares it. Requests
-//! that find none while one is being opened wait for it rather than each
-//! open their own, and fail over at once, as a connect failure, when that
-//! attempt fails. A connection is closed (once its streams have ended) when
-//! the upstream closes it, or once it has had no stream in flight for the
-//! pool's `idle_timeout`: the clock starts when its last stream ends (its
-//! response body ended or was dropped, or the exchange failed), so a stream
-//! that outlasts `idle_timeout` neither has its connection closed under it
-//! nor leaves the next request to open another.
+//! HTTP/2 carries many requests to an endpoint on one connection, so
+//! [`Http2Pool`] shares its connections: a request takes a stream on the
+//! oldest open connection to its endpoint that has room for one more. Room
+//! is the upstream's own limit, the `SETTINGS_MAX_CONCURRENT_STREAMS` it
+//! sent on that connection, which the pool reads off the frames as they
+//! arrive (hyper does not tell it), less the streams in flight there. A
+//! connection is not used before its upstream has sent its first SETTINGS
+//! (within `connect_timeout`, like the connect itself), so that no request
+//! goes out on it before its limit is known.
+//!
+//! When every connection to the endpoint is at its limit, the request opens
+//! another one (one at a time per endpoint: requests that come meanwhile
+//! wait for it and take its room), within the circuit breaker's
+//! `max_connections`. When that is not allowed, or fails, the request waits
+//! for a stream to end on any of the endpoint's connections, as long as its
+//! caller lets it; the caller's `waiting` flag is set for as long as it
+//! waits, so that a try whose time ran out there is known to have sent
+//! nothing (see `crate::proxy`). A busy endpoint is not a failing one.
+//!
+//! Requests that find no connection while one is being opened wait for it
+//! rather than each open their own, and fail over at once, as a connect
+//! failure, when that attempt fails. A connection is closed (once its
+//! streams have ended) when the upstream closes it, or once it has had no
+//! stream in flight for the pool's `idle_timeout`: the clock starts when
+//! its last stream ends (its response body ended or was dropped, or the
+//! exchange failed), so a stream that outlasts `idle_timeout` neither has
+//! its connection closed under it nor leaves the next request to open
+//! another.
 //!
 //! Each request names, in `:authority`, the host its client asked for (its
 //! `Host`), as an HTTP/1.1 pool receives it in `Host`, and not the address
@@ -24,7 +42,7 @@
 //! - one that never left because the shared connection had closed under
 //!   it (the upstream sent GOAWAY, or closed it while idle) goes on a new
 //!   connection;
-//! - one whose stream the upstream reset with `REFUSED_STREAM` goes on the
+//! - one whose stream the upstream reset with `REFUSED_STREAM` goes on a
 //!   shared connection, which the upstream has kept open (a new one, if it
 //!   has closed meanwhile);
 //! - one whose stream is above the last stream id of a GOAWAY the upstream
@@ -38,7 +56,10 @@
 //! HTTP/1.1 pools (see [`crate::upstream`]).
 
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -50,7 +71,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use sluice_compiler::plan::PoolPlan;
 use sluice_traffic::circuit::Connecting;
 use sluice_traffic::CircuitBreaker;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::proxy::UpstreamHead;
@@ -101,7 +124,7 @@ fn header_list_size<B>(request: &Request<B>) -> usize {
     pseudo.iter().map(|size| size + EACH).chain(fields).fold(0, usize::saturating_add)
 }
 
-/// The HTTP/2 connections of one pool: at most one open per endpoint.
+/// The HTTP/2 connections of one pool, shared per endpoint.
 pub(crate) struct Http2Pool {
     endpoints: Vec<Endpoint>,
     connect_timeout: Duration,
@@ -112,18 +135,23 @@ pub(crate) struct Http2Pool {
 
 #[derive(Default)]
 struct Endpoint {
-    /// The connection requests share, once one is open.
-    open: Mutex<Option<Shared>>,
+    /// The connections requests share, the oldest first.
+    open: Mutex<Vec<Shared>>,
     /// Held while a connection is being opened.
     opening: tokio::sync::Mutex<()>,
     /// When the latest attempt to open one failed, and how.
     failed: Mutex<Option<(Instant, std::io::ErrorKind, String)>>,
+    /// Told when a stream may have become free: one ended, a connection
+    /// closed, or an upstream changed its limit.
+    freed: Arc<Notify>,
 }
 
 /// A connection that requests share.
 struct Shared {
     sender: SendRequest<RequestBody>,
     opened: Instant,
+    /// What its upstream said of its limits.
+    peer: Arc<Peer>,
     /// Its streams in flight.
     streams: Arc<Mutex<Streams>>,
 }
@@ -135,15 +163,59 @@ struct Streams {
     /// When the last of them ended (when the connection opened, until one
     /// has).
     idle_since: Instant,
+    /// The endpoint's, told when one ends.
+    freed: Arc<Notify>,
+}
+
+/// What the upstream of one connection said in its SETTINGS frames.
+struct Peer {
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS` as it last said it: no limit until
+    /// it says one (RFC 9113, section 6.5.2).
+    max_streams: AtomicU32,
+    /// Whether its first SETTINGS frame has come.
+    settled: AtomicBool,
+    /// Told when a SETTINGS frame has come.
+    said: Notify,
+    /// The endpoint's, told when the limit changes.
+    freed: Option<Arc<Notify>>,
+}
+
+impl Peer {
+    fn new(freed: Option<Arc<Notify>>) -> Peer {
+        Peer {
+            max_streams: AtomicU32::new(u32::MAX),
+            settled: AtomicBool::new(false),
+            said: Notify::new(),
+            freed,
+        }
+    }
+
+    /// A SETTINGS frame (not an acknowledgement) has been read whole.
+    fn settings_read(&self) {
+        self.settled.store(true, Ordering::Release);
+        self.said.notify_waiters();
+        if let Some(freed) = &self.freed {
+            freed.notify_waiters();
+        }
+    }
+
+    /// The most streams it takes at once.
+    fn max_streams(&self) -> usize {
+        usize::try_from(self.max_streams.load(Ordering::Acquire)).unwrap_or(usize::MAX)
+    }
 }
 
 impl Shared {
-    /// A connection that `sender` sends on, opened at `opened`, with one
-    /// stream in flight: the request that opened it.
-    fn opened(sender: SendRequest<RequestBody>, opened: Instant) -> (Shared, OpenStream) {
-        let streams = Streams { in_flight: 1, idle_since: opened };
-        let streams = Arc::new(Mutex::new(streams));
-        (Shared { sender, opened, streams: Arc::clone(&streams) }, OpenStream(streams))
+    /// A connection that `sender` sends on, opened at `opened`, whose
+    /// upstream's limits `peer` holds, with no stream in flight yet.
+    fn opened(
+        sender: SendRequest<RequestBody>,
+        opened: Instant,
+        peer: Arc<Peer>,
+        freed: Arc<Notify>,
+    ) -> Shared {
+        let streams = Streams { in_flight: 0, idle_since: opened, freed };
+        Shared { sender, opened, peer, streams: Arc::new(Mutex::new(streams)) }
     }
 
     /// Whether the connection can take no more streams: the upstream
@@ -156,10 +228,15 @@ impl Shared {
         streams.in_flight == 0 && now - streams.idle_since >= idle_timeout
     }
 
-    /// Count one more stream in flight until the returned value is dropped.
-    fn begin(&self) -> OpenStream {
-        lock(&self.streams).in_flight += 1;
-        OpenStream(Arc::clone(&self.streams))
+    /// Count one more stream in flight until the returned value is dropped,
+    /// if the upstream's limit leaves room for it.
+    fn begin(&self) -> Option<OpenStream> {
+        let mut streams = lock(&self.streams);
+        if streams.in_flight >= self.peer.max_streams() {
+            return None;
+        }
+        streams.in_flight += 1;
+        Some(OpenStream(Arc::clone(&self.streams)))
     }
 }
 
@@ -167,18 +244,27 @@ impl Shared {
 /// the connection until its response body has ended or been dropped, or
 /// the exchange has failed, whichever way (the client may leave, or the
 /// request time out, at any point). Dropping it ends the stream's count,
-/// once.
+/// once, and tells the requests waiting for a stream.
 pub(crate) struct OpenStream(Arc<Mutex<Streams>>);
 
 impl Drop for OpenStream {
     fn drop(&mut self) {
-        let mut streams = lock(&self.0);
-        streams.in_flight = streams.in_flight.saturating_sub(1);
-        if streams.in_flight == 0 {
-            streams.idle_since = crate::clock::recent();
-        }
+        let freed = {
+            let mut streams = lock(&self.0);
+            streams.in_flight = streams.in_flight.saturating_sub(1);
+            if streams.in_flight == 0 {
+                streams.idle_since = crate::clock::recent();
+            }
+            Arc::clone(&streams.freed)
+        };
+        freed.notify_waiters();
     }
 }
+
+/// A stream taken for a request: the connection's sender, when the
+/// connection was opened, and the stream's place among those in flight
+/// there (none on a connection of the request's own).
+type Taken = (SendRequest<RequestBody>, Instant, Option<OpenStream>);
 
 impl Http2Pool {
     /// The connections of `plan`, with a task that closes those left idle
@@ -201,8 +287,10 @@ impl Http2Pool {
 
     /// Send the request of `head` and `body` to `endpoint` (at `address`,
     /// named by `authority`): on a new connection of its own when `fresh`,
-    /// else on the shared one, for which the response comes with the
-    /// stream's place among those in flight there.
+    /// else on a shared one, for which the response comes with the
+    /// stream's place among those in flight there. `waiting` is set while
+    /// the request waits for a stream to become free (see the module doc).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn send(
         &self,
         endpoint: usize,
@@ -211,6 +299,7 @@ impl Http2Pool {
         head: &UpstreamHead,
         body: RequestBody,
         fresh: bool,
+        waiting: &AtomicBool,
     ) -> Result<(Response<Incoming>, Option<OpenStream>), SendError> {
         let slot = Arc::clone(body.slot());
         let request = upstream_request(head, body, authority)?;
@@ -219,8 +308,10 @@ impl Http2Pool {
         let fresh = fresh || header_list_size(&request) > SHARED_HEAD_LIST;
         let began = Instant::now();
         let (mut sender, opened, stream) = match fresh {
-            true => self.open(address).await.map(|(sender, opened)| (sender, opened, None))?,
-            false => self.shared(endpoint, address, began).await?,
+            true => {
+                self.open(address, None).await.map(|(sender, opened, _)| (sender, opened, None))?
+            }
+            false => self.shared(endpoint, address, began, waiting).await?,
         };
         let mut error = match sender.try_send_request(request).await {
             Ok(response) => return Ok((response, stream)),
@@ -255,8 +346,10 @@ impl Http2Pool {
             }
         };
         let (mut sender, opened, stream) = match fresh {
-            true => self.open(address).await.map(|(sender, opened)| (sender, opened, None))?,
-            false => self.shared(endpoint, address, Instant::now()).await?,
+            true => {
+                self.open(address, None).await.map(|(sender, opened, _)| (sender, opened, None))?
+            }
+            false => self.shared(endpoint, address, Instant::now(), waiting).await?,
         };
         match sender.send_request(request).await {
             Ok(response) => Ok((response, stream)),
@@ -264,77 +357,121 @@ impl Http2Pool {
         }
     }
 
-    /// The shared connection to `endpoint`, opened if there is none, when
-    /// it was opened, and the place of the stream the caller begins there.
-    /// A request that `began` waiting before an attempt to open one failed
-    /// fails with it.
+    /// A stream on a shared connection to `endpoint`: on the oldest with
+    /// room for it, or on a new one when none has room, or else, when none
+    /// can be opened beside those at their limit, on the first to free a
+    /// stream, while `waiting` says so. A request that `began` waiting
+    /// before an attempt to open a connection failed fails with it, when
+    /// there is no connection to wait on.
     async fn shared(
         &self,
         endpoint: usize,
         address: SocketAddr,
         began: Instant,
-    ) -> Result<(SendRequest<RequestBody>, Instant, Option<OpenStream>), SendError> {
+        waiting: &AtomicBool,
+    ) -> Result<Taken, SendError> {
         let Some(slot) = self.endpoints.get(endpoint) else {
-            return self.open(address).await.map(|(sender, opened)| (sender, opened, None));
+            return self
+                .open(address, None)
+                .await
+                .map(|(sender, opened, _)| (sender, opened, None));
         };
-        if let Some(found) = self.take(slot) {
-            return Ok(found);
+        loop {
+            // Listening from before the look, so that no stream that ends
+            // after it is missed.
+            let freed = slot.freed.notified();
+            let mut freed = std::pin::pin!(freed);
+            freed.as_mut().enable();
+            if let Some(found) = self.take(slot) {
+                return Ok(found);
+            }
+            if let Some(found) = self.open_another(slot, address, began).await? {
+                return Ok(found);
+            }
+            waiting.store(true, Ordering::Relaxed);
+            freed.await;
+            waiting.store(false, Ordering::Relaxed);
         }
+    }
+
+    /// Open another connection to the endpoint of `slot`, one at a time,
+    /// and take a stream on it; or take one that a connection opened
+    /// meanwhile has. `None` when there is no room to be had that way, but
+    /// a connection to wait on: the breaker allows no other connection, or
+    /// opening one failed (since `began`, for a request that waited for
+    /// that attempt), or the new one has no room either.
+    async fn open_another(
+        &self,
+        slot: &Endpoint,
+        address: SocketAddr,
+        began: Instant,
+    ) -> Result<Option<Taken>, SendError> {
         let _opening = slot.opening.lock().await;
         if let Some(found) = self.take(slot) {
-            return Ok(found);
+            return Ok(Some(found));
         }
+        let busy = !lock(&slot.open).is_empty();
         if let Some((at, kind, message)) = &*lock(&slot.failed) {
             if *at >= began {
+                if busy {
+                    return Ok(None);
+                }
                 return Err(SendError::Connect(std::io::Error::new(*kind, message.clone())));
             }
         }
-        match self.open(address).await {
-            Ok((sender, opened)) => {
-                let (shared, stream) = Shared::opened(sender.clone(), opened);
-                *lock(&slot.open) = Some(shared);
-                Ok((sender, opened, Some(stream)))
+        match self.open(address, Some(Arc::clone(&slot.freed))).await {
+            Ok((sender, opened, peer)) => {
+                let shared = Shared::opened(sender.clone(), opened, peer, Arc::clone(&slot.freed));
+                let stream = shared.begin();
+                lock(&slot.open).push(shared);
+                if busy {
+                    tracing::debug!(side = "upstream", %address, "every HTTP/2 connection is at its stream limit; opened another");
+                }
+                Ok(stream.map(|stream| (sender, opened, Some(stream))))
             }
             Err(SendError::Connect(error)) => {
                 *lock(&slot.failed) = Some((Instant::now(), error.kind(), error.to_string()));
+                if busy {
+                    tracing::debug!(side = "upstream", %address, %error, "no other HTTP/2 connection; waiting for a stream");
+                    return Ok(None);
+                }
                 Err(SendError::Connect(error))
             }
+            Err(SendError::Refused(_)) if busy => Ok(None),
             Err(error) => Err(error),
         }
     }
 
-    /// The shared connection of `slot`, if it is open and has not been idle
-    /// for `idle_timeout`, with a new stream counted in flight there; closes
-    /// it otherwise.
-    fn take(
-        &self,
-        slot: &Endpoint,
-    ) -> Option<(SendRequest<RequestBody>, Instant, Option<OpenStream>)> {
+    /// A stream on the oldest shared connection of `slot` that has room for
+    /// it, closing on the way those that are closed or have been idle for
+    /// `idle_timeout`.
+    fn take(&self, slot: &Endpoint) -> Option<Taken> {
+        let now = Instant::now();
         let mut open = lock(&slot.open);
-        let shared = open.as_ref()?;
-        if shared.is_done(Instant::now(), self.idle_timeout) {
-            *open = None;
-            return None;
-        }
-        Some((shared.sender.clone(), shared.opened, Some(shared.begin())))
+        open.retain(|shared| !shared.is_done(now, self.idle_timeout));
+        open.iter().find_map(|shared| {
+            let stream = shared.begin()?;
+            Some((shared.sender.clone(), shared.opened, Some(stream)))
+        })
     }
 
     /// Stop sharing the connection of `endpoint` opened at `opened`.
     fn forget(&self, endpoint: usize, opened: Instant) {
         let Some(slot) = self.endpoints.get(endpoint) else { return };
-        let mut open = lock(&slot.open);
-        if open.as_ref().is_some_and(|shared| shared.opened == opened) {
-            *open = None;
-        }
+        lock(&slot.open).retain(|shared| shared.opened != opened);
     }
 
     /// A new connection to `address`, driven by a task of its own that
-    /// holds its place under the breaker's `max_connections` until it ends.
+    /// holds its place under the breaker's `max_connections` until it ends
+    /// (and then tells `freed`), once its upstream has sent its first
+    /// SETTINGS; with what the upstream says of its limits there.
     async fn open(
         &self,
         address: SocketAddr,
-    ) -> Result<(SendRequest<RequestBody>, Instant), SendError> {
+        freed: Option<Arc<Notify>>,
+    ) -> Result<(SendRequest<RequestBody>, Instant, Arc<Peer>), SendError> {
         let slots = take_slots(self.breaker.as_ref()).map_err(SendError::Refused)?;
+        let dialled = Instant::now();
         let stream =
             match tokio::time::timeout(self.connect_timeout, TcpStream::connect(address)).await {
                 Ok(Ok(stream)) => stream,
@@ -349,18 +486,47 @@ impl Http2Pool {
             tracing::debug!(side = "upstream", %address, %error, "cannot set TCP_NODELAY");
         }
         let opened = Instant::now();
+        let peer = Arc::new(Peer::new(freed.clone()));
+        let io = Watched { stream, frames: FrameReader::default(), peer: Arc::clone(&peer) };
         let (sender, connection) =
-            self.builder.handshake(TokioIo::new(stream)).await.map_err(|error| {
+            self.builder.handshake(TokioIo::new(io)).await.map_err(|error| {
                 SendError::Connect(std::io::Error::other(format!("HTTP/2 handshake: {error}")))
             })?;
         let slot = slots.map(Connecting::opened);
+        let settled = peer.said.notified();
+        let ended = Arc::clone(&peer);
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(side = "upstream", %address, %error, "HTTP/2 connection failed");
             }
             drop(slot);
+            // Whoever waits on this connection looks again.
+            ended.said.notify_waiters();
+            if let Some(freed) = freed {
+                freed.notify_waiters();
+            }
         });
-        Ok((sender, opened))
+        // The upstream's SETTINGS come first (RFC 9113, section 3.4): wait
+        // for them, within what is left of the connect timeout.
+        if !peer.settled.load(Ordering::Acquire) {
+            let until = dialled + self.connect_timeout;
+            let timed_out = tokio::time::timeout_at(until, settled).await.is_err();
+            if !peer.settled.load(Ordering::Acquire) {
+                let message = match timed_out {
+                    true => {
+                        format!("no SETTINGS from the upstream within {:?}", self.connect_timeout)
+                    }
+                    false => "the upstream closed the connection before its SETTINGS".to_owned(),
+                };
+                let kind = match timed_out {
+                    true => std::io::ErrorKind::TimedOut,
+                    false => std::io::ErrorKind::ConnectionReset,
+                };
+                let error = std::io::Error::new(kind, format!("HTTP/2 handshake: {message}"));
+                return Err(SendError::Connect(error));
+            }
+        }
+        Ok((sender, opened, Arc::clone(&peer)))
     }
 
     /// Close the shared connections idle for `idle_timeout`, or closed by
@@ -368,11 +534,139 @@ impl Http2Pool {
     fn close_idle(&self) {
         let now = Instant::now();
         for slot in &self.endpoints {
-            let mut open = lock(&slot.open);
-            if open.as_ref().is_some_and(|shared| shared.is_done(now, self.idle_timeout)) {
-                *open = None;
+            lock(&slot.open).retain(|shared| !shared.is_done(now, self.idle_timeout));
+        }
+    }
+}
+
+/// An upstream connection's socket, whose incoming frames are read on the
+/// way past for the SETTINGS they carry (see [`FrameReader`]).
+struct Watched {
+    stream: TcpStream,
+    frames: FrameReader,
+    peer: Arc<Peer>,
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let read = Pin::new(&mut this.stream).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = read {
+            this.frames.read(&buf.filled()[before..], &this.peer);
+        }
+        read
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+/// The frame type of SETTINGS, and the identifier of its
+/// `SETTINGS_MAX_CONCURRENT_STREAMS` parameter (RFC 9113, section 6.5).
+const SETTINGS: u8 = 0x4;
+const MAX_CONCURRENT_STREAMS: u16 = 0x3;
+
+/// Follows the frames an upstream sends, as they are read, to pick out its
+/// SETTINGS: each frame's 9-byte header says its length, type and flags;
+/// the payload of a SETTINGS frame that is not an acknowledgement is a run
+/// of 6-byte parameters (a 16-bit identifier, a 32-bit value). Everything
+/// else is skipped by its length. The HTTP/2 library reads the same bytes
+/// and refuses what is malformed; this only watches.
+#[derive(Debug, Default)]
+struct FrameReader {
+    /// The header of the frame being read, and how much of it has come (9
+    /// once it is whole and its payload is being read).
+    head: [u8; 9],
+    head_read: usize,
+    /// Payload bytes of the current frame still to come.
+    left: usize,
+    /// Whether the current frame is SETTINGS to be read.
+    settings: bool,
+    /// The parameter being read, and how much of it has come.
+    parameter: [u8; 6],
+    parameter_read: usize,
+}
+
+impl FrameReader {
+    fn read(&mut self, mut bytes: &[u8], peer: &Peer) {
+        while !bytes.is_empty() {
+            if self.head_read < self.head.len() {
+                let take = (self.head.len() - self.head_read).min(bytes.len());
+                self.head[self.head_read..self.head_read + take].copy_from_slice(&bytes[..take]);
+                self.head_read += take;
+                bytes = &bytes[take..];
+                if self.head_read == self.head.len() {
+                    let [a, b, c, kind, flags, ..] = self.head;
+                    self.left = usize::from(a) << 16 | usize::from(b) << 8 | usize::from(c);
+                    self.settings = kind == SETTINGS && flags & 0x1 == 0;
+                    self.parameter_read = 0;
+                    if self.left == 0 {
+                        self.frame_read(peer);
+                    }
+                }
+                continue;
+            }
+            let take = self.left.min(bytes.len());
+            if self.settings {
+                for &byte in &bytes[..take] {
+                    self.parameter[self.parameter_read] = byte;
+                    self.parameter_read += 1;
+                    if self.parameter_read == self.parameter.len() {
+                        self.parameter_read = 0;
+                        let [i, j, v @ ..] = self.parameter;
+                        if u16::from_be_bytes([i, j]) == MAX_CONCURRENT_STREAMS {
+                            peer.max_streams.store(u32::from_be_bytes(v), Ordering::Release);
+                        }
+                    }
+                }
+            }
+            self.left -= take;
+            bytes = &bytes[take..];
+            if self.left == 0 {
+                self.frame_read(peer);
             }
         }
+    }
+
+    /// The current frame has been read whole; the next header follows.
+    fn frame_read(&mut self, peer: &Peer) {
+        if self.settings {
+            peer.settings_read();
+        }
+        self.settings = false;
+        self.head_read = 0;
     }
 }
 
@@ -482,5 +776,48 @@ mod tests {
         let request = Request::get("http://x.test/a?b").header("x-one", "1").body(()).unwrap();
         let pseudo = (7 + 3) + (7 + 4) + (10 + 6) + (5 + 4) + 4 * 32;
         assert_eq!(header_list_size(&request), pseudo + 5 + 1 + 32);
+    }
+
+    fn frame(kind: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
+        let length = u32::try_from(payload.len()).unwrap().to_be_bytes();
+        let mut frame = length[1..].to_vec();
+        frame.extend([kind, flags, 0, 0, 0, 0]);
+        frame.extend(payload);
+        frame
+    }
+
+    fn parameter(id: u16, value: u32) -> Vec<u8> {
+        [&id.to_be_bytes()[..], &value.to_be_bytes()].concat()
+    }
+
+    /// The limit is read from the SETTINGS frames among others, however
+    /// the bytes are cut into reads; an acknowledgement carries none, and
+    /// a later SETTINGS replaces the limit.
+    #[test]
+    fn the_stream_limit_is_read_off_the_frames_in_any_pieces() {
+        let first = [parameter(0x4, 65_535), parameter(0x3, 2)].concat();
+        let bytes = [
+            frame(SETTINGS, 0, &first),
+            frame(0x0, 0, b"some data that is not settings"),
+            frame(SETTINGS, 0x1, &[]),
+            frame(0x8, 0, &[0, 0, 1, 0]),
+        ]
+        .concat();
+        for piece in [1, 2, 5, 9, 13, bytes.len()] {
+            let peer = Peer::new(None);
+            assert!(!peer.settled.load(Ordering::Acquire));
+            let mut reader = FrameReader::default();
+            for chunk in bytes.chunks(piece) {
+                reader.read(chunk, &peer);
+            }
+            assert!(peer.settled.load(Ordering::Acquire), "pieces of {piece}");
+            assert_eq!(peer.max_streams(), 2, "pieces of {piece}");
+            reader.read(&frame(SETTINGS, 0, &parameter(0x3, 7)), &peer);
+            assert_eq!(peer.max_streams(), 7, "pieces of {piece}");
+        }
+        let peer = Peer::new(None);
+        FrameReader::default().read(&frame(SETTINGS, 0, &[]), &peer);
+        assert!(peer.settled.load(Ordering::Acquire));
+        assert_eq!(peer.max_streams(), u32::MAX as usize, "no limit until one is said");
     }
 }

@@ -15,6 +15,7 @@
 use std::cell::RefCell;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -844,17 +845,22 @@ async fn send(
             }
         }
 
-        // Learn from the try, unless the client's body is what failed.
+        // Learn from the try, unless the client's body is what failed, or
+        // the endpoint was sent nothing because it was busy at its own
+        // limit of streams: that is not a failure of the endpoint, but may
+        // fail over to another as a failed connection does.
         let outcome = match &result {
             Ok(response) => Outcome::Response(response.status().as_u16()),
             Err(TryError::TimedOut(_)) => Outcome::Timeout,
+            Err(TryError::NoStream(_)) => Outcome::ConnectFailure,
             Err(TryError::Failed(error)) if error.is_connect() => Outcome::ConnectFailure,
             Err(TryError::Failed(_) | TryError::BadSwitch(_)) => Outcome::Reset,
         };
         let client_fault = matches!(&result, Err(TryError::Failed(e)) if e.is_client_body_error());
+        let busy = matches!(&result, Err(TryError::NoStream(_)));
         let ended = crate::clock::now();
         now = pool_state::at(ended.into_std());
-        if !client_fault {
+        if !client_fault && !busy {
             state.record(endpoint, now.since(began_at), outcome, now);
         }
         if let Ok(response) = &result {
@@ -914,6 +920,9 @@ async fn send(
                 Err(TryError::TimedOut(timeout)) => {
                     Err(ProxyError::Timeout { endpoint: address, timeout })
                 }
+                Err(TryError::NoStream(waited)) => {
+                    Err(ProxyError::Busy { endpoint: address, waited })
+                }
                 Err(TryError::Failed(error)) => Err(ProxyError::from_client(address, error)),
                 Err(TryError::BadSwitch(upgrade::BadSwitch::Unasked)) => {
                     Err(ProxyError::UnaskedUpgrade { endpoint: address })
@@ -940,6 +949,11 @@ async fn send(
 enum TryError {
     /// The try's time (per-try or what was left of the route's) ran out.
     TimedOut(Duration),
+    /// The try's time, or the pool's `stall_timeout`, ran out while it
+    /// waited for a stream of an HTTP/2 endpoint whose connections were all
+    /// at the limit the endpoint set, and no other could be opened: nothing
+    /// was sent (see `crate::http2`).
+    NoStream(Duration),
     Failed(SendError),
     /// A response head came, but a 101 that the request cannot take (see
     /// [`upgrade::check_switch`]); its connection is closed with it.
@@ -972,13 +986,20 @@ async fn try_once(
     let client = &shared.clients[pool];
     // Pinned where it is made: moved into either `await` below, the whole
     // future (nearly a kilobyte) would be copied first.
+    // Set while the try waits for a stream of an HTTP/2 endpoint at its
+    // limit: a try that ends there was never sent (see `crate::http2`).
+    let waiting = AtomicBool::new(false);
     let attempt = std::pin::pin!(async {
         let mut resent = false;
         let mut began = began;
         loop {
-            let sent = client.send(endpoint, address, authority, head, slot.attempt(), resent);
+            let body = slot.attempt();
+            let sent = client.send(endpoint, address, authority, head, body, resent, &waiting);
             let error = match sent.await {
                 Ok(response) => return Ok(response),
+                Err(error) if error.stalled().is_some() && waiting.load(Ordering::Relaxed) => {
+                    return Err(TryError::NoStream(error.stalled().unwrap_or_default()));
+                }
                 Err(error) => error,
             };
             let resend = !resent
@@ -999,9 +1020,11 @@ async fn try_once(
     });
     match limit {
         // (From `began`, which saves reading the clock again.)
-        Some(limit) => tokio::time::timeout_at(began + limit, attempt)
-            .await
-            .unwrap_or(Err(TryError::TimedOut(limit))),
+        Some(limit) => match tokio::time::timeout_at(began + limit, attempt).await {
+            Ok(result) => result,
+            Err(_) if waiting.load(Ordering::Relaxed) => Err(TryError::NoStream(limit)),
+            Err(_) => Err(TryError::TimedOut(limit)),
+        },
         None => attempt.await,
     }
 }

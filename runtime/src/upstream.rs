@@ -42,9 +42,10 @@
 //! # HTTP/2 pools
 //!
 //! An ordinary exchange with an HTTP/2 pool goes through [`Http2Pool`] (see
-//! [`crate::http2`]): one connection per endpoint, in a task of its own,
-//! shared by every request to it, each of which names in `:authority` the
-//! host its client asked for. hyper-util's client would name the endpoint
+//! [`crate::http2`]): connections in tasks of their own, shared by every
+//! request to their endpoint (one, unless the endpoint's limit of
+//! concurrent streams calls for more), each of which names in
+//! `:authority` the host its client asked for. hyper-util's client would name the endpoint
 //! there instead, as it picks a connection by the URI's authority.
 //!
 //! An idle connection is not read while it waits, so an upstream that
@@ -71,6 +72,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -151,7 +153,11 @@ impl PoolClient {
     ///
     /// `request` is in origin form; `authority` names the endpoint as the
     /// request's `Host` when it has none, and in the absolute form that
-    /// hyper-util's client wants.
+    /// hyper-util's client wants. `waiting` is set while the request waits
+    /// for a stream of an HTTP/2 endpoint at its limit (see
+    /// [`crate::http2`]), and left set if it is given up there: it was not
+    /// sent.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn send(
         &self,
         endpoint: usize,
@@ -160,6 +166,7 @@ impl PoolClient {
         head: &UpstreamHead,
         body: RequestBody,
         fresh: bool,
+        waiting: &AtomicBool,
     ) -> Result<Response<UpstreamBody>, SendError> {
         if let Some(http1) = &self.http1 {
             if is_plain_exchange(head) {
@@ -171,7 +178,8 @@ impl PoolClient {
         let blame = slot.clone();
         if let Some(http2) = self.http2.as_ref().filter(|_| is_plain_exchange(head)) {
             let exchange = async move {
-                let sent = http2.send(endpoint, address, authority, head, body, fresh).await?;
+                let sent =
+                    http2.send(endpoint, address, authority, head, body, fresh, waiting).await?;
                 let (response, stream) = sent;
                 // HTTP/2 bounds the header list's size (see
                 // `crate::http2::MAX_HEAD_LIST`), not its fields.
