@@ -18,7 +18,7 @@
 //! The health probe tasks and the outlier timer hold only a weak handle, and
 //! are aborted when the state is dropped.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
@@ -67,6 +67,10 @@ pub(crate) struct PoolState {
     /// Per endpoint: the active check's runs, kept here so that a changed
     /// pool can take them over (empty without checks).
     checks: Vec<Mutex<HealthCheck>>,
+    /// Per endpoint: when its next probe is due ([`Nanos`]; `u64::MAX`
+    /// until its prober has scheduled one), so that a changed pool's new
+    /// prober keeps the schedule of each endpoint whose check it takes over.
+    next_probe: Vec<AtomicU64>,
     /// Per endpoint: whether outlier detection ejected it.
     ejected: Vec<AtomicBool>,
     addresses: Vec<sluice_compiler::plan::EndpointAddress>,
@@ -98,6 +102,9 @@ impl PoolState {
             None => Vec::new(),
         };
         let at = now();
+        // Per endpoint: when its first probe is due, when a reload carried
+        // its check's schedule over (see below); else soon.
+        let mut first_probes: Vec<Option<Nanos>> = vec![None; checks.len()];
         // Carried ejections the new pool's cap has no room for.
         let mut returned = Vec::new();
         if let Some((old, old_plan)) = previous {
@@ -107,12 +114,25 @@ impl PoolState {
             }
             // A check that asks another question (another request, or other
             // statuses as a pass) starts its runs over; one that only probes
-            // at another pace or patience keeps what it found.
+            // at another pace or patience keeps what it found, and when its
+            // next probe is due (but no later than the new pace has it).
             if same_health_question(old_plan, plan) {
-                for (check, from) in checks.iter_mut().zip(&kept) {
-                    if let Some(old_check) = from.and_then(|j| old.checks.get(j)) {
-                        *check = *lock(old_check);
-                    }
+                let latest = plan
+                    .health_check
+                    .as_ref()
+                    .map(|check| at.after(check.settings.interval).after(check.settings.jitter));
+                for (k, from) in kept.iter().enumerate() {
+                    let Some(j) = *from else { continue };
+                    let (Some(old_check), Some(check), Some(first)) =
+                        (old.checks.get(j), checks.get_mut(k), first_probes.get_mut(k))
+                    else {
+                        continue;
+                    };
+                    *check = *lock(old_check);
+                    let due = old.next_probe.get(j).map(|n| n.load(Ordering::Acquire));
+                    *first = due
+                        .filter(|&due| due != u64::MAX)
+                        .map(|due| Nanos(due).min(latest.unwrap_or(Nanos(due))));
                 }
             }
             let carried = kept.iter().flatten().count();
@@ -128,6 +148,7 @@ impl PoolState {
             outlier: outlier.map(Mutex::new),
             healthy: healthy.into_iter().map(AtomicBool::new).collect(),
             checks: checks.into_iter().map(Mutex::new).collect(),
+            next_probe: (0..n).map(|_| AtomicU64::new(u64::MAX)).collect(),
             ejected: ejected.into_iter().map(AtomicBool::new).collect(),
             addresses: plan.endpoints.iter().map(|e| e.address.clone()).collect(),
             pool: plan.name.clone(),
@@ -164,12 +185,23 @@ impl PoolState {
                         continue;
                     }
                 };
+                // An endpoint new to the checker is probed soon, and that
+                // probe decides its state (see `sluice_traffic::health`).
+                let first = first_probes
+                    .get(endpoint)
+                    .copied()
+                    .flatten()
+                    .unwrap_or_else(|| check.settings.first_probe(at, &mut rand::rng()));
+                if let Some(due) = state.next_probe.get(endpoint) {
+                    due.store(first.0, Ordering::Release);
+                }
                 let probe = probe_loop(
                     Arc::downgrade(&state),
                     endpoint,
                     uri,
                     check.settings.clone(),
                     client.clone(),
+                    first,
                 );
                 tasks.push(tokio::spawn(probe).abort_handle());
             }
@@ -344,17 +376,16 @@ fn probe_client(timeout: Duration, protocol: Protocol) -> ProbeClient {
         .build(http)
 }
 
-/// Probe one endpoint until the pool state is gone.
+/// Probe one endpoint, first at `first`, until the pool state is gone.
 async fn probe_loop(
     state: Weak<PoolState>,
     endpoint: usize,
     uri: Uri,
     settings: HealthSettings,
     client: ProbeClient,
+    first: Nanos,
 ) {
-    // Start at a random point of the first interval, so probes spread out.
-    let first = sluice_traffic::Nanos::ZERO.after(random_up_to(settings.interval));
-    tokio::time::sleep(first.as_duration()).await;
+    tokio::time::sleep(first.since(now())).await;
     loop {
         let outcome = probe(&client, &uri, settings.timeout).await;
         let Some(state) = state.upgrade() else { return };
@@ -374,8 +405,11 @@ async fn probe_loop(
             state.healthy[endpoint].store(event.to == Health::Healthy, Ordering::Release);
             state.refresh(endpoint, at);
         }
-        drop(state);
         let next = settings.next_probe(at, &mut rand::rng());
+        if let Some(due) = state.next_probe.get(endpoint) {
+            due.store(next.0, Ordering::Release);
+        }
+        drop(state);
         tokio::time::sleep(next.since(at)).await;
     }
 }
@@ -398,14 +432,6 @@ fn health_name(health: Health) -> &'static str {
         Health::Healthy => "healthy",
         Health::Unhealthy => "unhealthy",
     }
-}
-
-fn random_up_to(limit: Duration) -> Duration {
-    let nanos = u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX);
-    if nanos == 0 {
-        return Duration::ZERO;
-    }
-    Duration::from_nanos(rand::RngExt::random_range(&mut rand::rng(), 0..nanos))
 }
 
 /// End ejections on time even when no request reports to the detector.

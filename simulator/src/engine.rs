@@ -437,15 +437,15 @@ impl<'a> Run<'a> {
                 }
             }
         }
-        // Probes start spread over the first interval, as gateways start at random.
+        // Every gateway instance starts with the run, and probes each
+        // endpoint first soon after, as `serve`'s checker does when it starts.
         for i in 0..gateway.instances.max(1) {
             for (e, station) in stations.iter().enumerate() {
                 let Some(health) = &rules[station.pool].health else { continue };
                 if station.model.is_none() {
                     continue;
                 }
-                let first = health.next_probe(Clock::ZERO, &mut picks).0
-                    % (health.interval.as_nanos() as u64).max(1);
+                let first = health.first_probe(Clock::ZERO, &mut picks).0;
                 events.push(first, Event::Probe { instance: i, endpoint: e as u32 });
             }
         }

@@ -15,6 +15,17 @@
 //! [`HealthSettings::worst_detection`] says how long, so `check` and
 //! `explain` can compare it with the route's timeout.
 //!
+//! An endpoint's first probe is different: nothing is known of it yet, so
+//! that probe alone decides its state, whatever the thresholds (as
+//! HAProxy's default initial state and Envoy's first check do). Until it
+//! answers, the endpoint is in its `initial` state (healthy), and the
+//! first probe goes out promptly, within [`HealthSettings::first_probe`],
+//! not a whole interval after the checker starts: an endpoint that is dead
+//! when the gateway starts, or that a reload adds, is out of rotation
+//! after one probe. An endpoint whose state carries over from an earlier
+//! check (across a reload) has had its first probe, and keeps its
+//! thresholds.
+//!
 //! The caller runs the probes (the runtime over sockets, the simulator
 //! against its model), feeds each [`Outcome`] to [`HealthCheck::record`], logs
 //! the [`HealthEvent`] it returns on a change, and tells the balancer.
@@ -30,6 +41,10 @@ use crate::time::Nanos;
 
 /// Shortest interval between probes; shorter settings read as this.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(1);
+
+/// The longest an endpoint's first probe waits after its checker starts
+/// (see [`HealthSettings::first_probe`]).
+pub const MAX_FIRST_PROBE_DELAY: Duration = Duration::from_secs(1);
 
 /// Whether an endpoint should receive traffic, as far as probes know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -87,6 +102,16 @@ impl HealthSettings {
         now.after(self.interval.max(MIN_INTERVAL)).after(duration_up_to(rng, self.jitter))
     }
 
+    /// When to send an endpoint's first probe, given that its checker
+    /// started at `now`: soon, after a random delay of up to the check's
+    /// `jitter`, a tenth of its `interval` or [`MAX_FIRST_PROBE_DELAY`],
+    /// whichever is least, so that the first probes of many endpoints do
+    /// not all go at once.
+    pub fn first_probe<R: Rng + ?Sized>(&self, now: Nanos, rng: &mut R) -> Nanos {
+        let spread = self.jitter.min(self.interval / 10).min(MAX_FIRST_PROBE_DELAY);
+        now.after(duration_up_to(rng, spread))
+    }
+
     /// The longest a dead endpoint can keep its traffic: `unhealthy`
     /// probes, each waiting its full timeout (a black hole), separated by
     /// the longest interval.
@@ -122,11 +147,19 @@ pub struct HealthCheck {
     status: Health,
     passes: u32,
     failures: u32,
+    /// Whether a probe has answered yet.
+    probed: bool,
 }
 
 impl HealthCheck {
     pub fn new(settings: &HealthSettings) -> HealthCheck {
-        HealthCheck { status: settings.initial, passes: 0, failures: 0 }
+        HealthCheck { status: settings.initial, passes: 0, failures: 0, probed: false }
+    }
+
+    /// Whether any probe has answered yet: until one has, the state is the
+    /// settings' `initial`, and the first to answer decides it alone.
+    pub fn is_probed(&self) -> bool {
+        self.probed
     }
 
     pub fn status(&self) -> Health {
@@ -138,6 +171,8 @@ impl HealthCheck {
     }
 
     /// Record one probe result; returns the change of state it caused.
+    /// The first result decides the state alone, as a run that has reached
+    /// its threshold does.
     pub fn record(
         &mut self,
         settings: &HealthSettings,
@@ -153,7 +188,8 @@ impl HealthCheck {
             self.failures = self.failures.saturating_add(1);
             (self.failures, settings.unhealthy_threshold.max(1), Health::Unhealthy)
         };
-        if self.status == target || run < threshold {
+        let first = !std::mem::replace(&mut self.probed, true);
+        if self.status == target || (run < threshold && !first) {
             return None;
         }
 
@@ -184,9 +220,16 @@ mod tests {
         }
     }
 
-    /// The state after each result of `results`.
+    /// A check whose first probe has answered (and kept the initial
+    /// state), so that the thresholds hold from here.
+    fn probed(settings: &HealthSettings) -> HealthCheck {
+        HealthCheck { probed: true, ..HealthCheck::new(settings) }
+    }
+
+    /// The state after each result of `results`, once the first probe has
+    /// answered.
     fn run(settings: &HealthSettings, results: &[Outcome]) -> Vec<Health> {
-        let mut check = HealthCheck::new(settings);
+        let mut check = probed(settings);
         results
             .iter()
             .enumerate()
@@ -217,7 +260,7 @@ mod tests {
     #[test]
     fn a_change_is_reported_once_with_its_cause() {
         let s = settings(2, 2);
-        let mut check = HealthCheck::new(&s);
+        let mut check = probed(&s);
         assert_eq!(check.record(&s, NOT_FOUND, Nanos(1)), None);
         let down = check.record(&s, Outcome::Timeout, Nanos(2)).unwrap();
         assert_eq!(
@@ -241,6 +284,53 @@ mod tests {
         assert_eq!(run(&s, &[]), []);
         assert!(!HealthCheck::new(&s).is_healthy());
         assert_eq!(run(&s, &[OK, NOT_FOUND, OK]), [Healthy, Unhealthy, Healthy]);
+    }
+
+    /// Before its first probe an endpoint is in its initial state; that
+    /// probe alone decides it, whatever the thresholds, and later ones
+    /// need a full run again.
+    #[test]
+    fn the_first_probe_decides_alone() {
+        let s = settings(2, 3);
+        let mut dead = HealthCheck::new(&s);
+        assert!(dead.is_healthy() && !dead.is_probed());
+        let down = dead.record(&s, Outcome::ConnectFailure, Nanos(1)).unwrap();
+        assert_eq!((down.from, down.to, down.consecutive), (Healthy, Unhealthy, 1));
+        assert!(dead.is_probed());
+        assert_eq!(dead.record(&s, OK, Nanos(2)), None);
+        assert_eq!(dead.record(&s, OK, Nanos(3)).map(|e| e.to), Some(Healthy));
+
+        let mut alive = HealthCheck::new(&s);
+        assert_eq!(alive.record(&s, OK, Nanos(1)), None);
+        assert_eq!(alive.record(&s, NOT_FOUND, Nanos(2)), None);
+        assert_eq!(alive.record(&s, NOT_FOUND, Nanos(3)), None);
+        assert!(alive.is_healthy());
+
+        let down = HealthSettings { initial: Unhealthy, ..settings(2, 3) };
+        let mut check = HealthCheck::new(&down);
+        assert_eq!(check.record(&down, OK, Nanos(1)).map(|e| e.to), Some(Healthy));
+    }
+
+    /// The first probe goes out within the least of the jitter, a tenth of
+    /// the interval and a second, not somewhere in the first interval.
+    #[test]
+    fn the_first_probe_goes_out_promptly() {
+        let mut rng = Pcg64::seed_from_u64(7);
+        let at = Nanos::from_secs(3);
+        let cases = [
+            (Duration::from_secs(10), Duration::from_secs(1), Duration::from_secs(1)),
+            (Duration::from_secs(60), Duration::from_secs(6), MAX_FIRST_PROBE_DELAY),
+            (Duration::from_secs(1), Duration::from_millis(500), Duration::from_millis(100)),
+            (Duration::from_secs(5), Duration::from_millis(20), Duration::from_millis(20)),
+            (Duration::from_secs(5), Duration::ZERO, Duration::ZERO),
+        ];
+        for (interval, jitter, most) in cases {
+            let s = HealthSettings { interval, jitter, ..HealthSettings::default() };
+            for _ in 0..100 {
+                let first = s.first_probe(at, &mut rng);
+                assert!(first >= at && first <= at.after(most), "{interval:?} {jitter:?}");
+            }
+        }
     }
 
     #[test]
@@ -294,7 +384,7 @@ mod tests {
             results in proptest::collection::vec(any::<bool>(), 0..60),
         ) {
             let s = settings(healthy, unhealthy);
-            let mut check = HealthCheck::new(&s);
+            let mut check = probed(&s);
             for (k, &pass) in results.iter().enumerate() {
                 let outcome = if pass { OK } else { NOT_FOUND };
                 if let Some(e) = check.record(&s, outcome, Nanos(k as u64)) {
