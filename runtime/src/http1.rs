@@ -67,7 +67,7 @@ use hyper::http::response::Parts;
 use hyper::http::uri::Authority;
 use hyper::{HeaderMap, Method, Response, StatusCode, Version};
 use sluice_traffic::circuit::OwnedPermit;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 
 use crate::headers::list_has;
@@ -270,11 +270,12 @@ impl Conn {
         if !self.read.is_empty() {
             return false;
         }
-        let mut context = Context::from_waker(std::task::Waker::noop());
+        // Would block means nothing to read: still open and quiet. (Tried
+        // without a waker: when the socket is known to have nothing, as it
+        // is after a response read whole, that costs no system call and no
+        // registration.)
         let mut probe = [0u8; 8];
-        let mut probe = ReadBuf::new(&mut probe);
-        // Pending means nothing to read: still open and quiet.
-        Pin::new(&mut self.stream).poll_read(&mut context, &mut probe).is_pending()
+        matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 
     /// Send `request` and read the head of its response. The body follows
