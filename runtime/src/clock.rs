@@ -1,23 +1,27 @@
-//! The time as a worker last read it, for clocks that need no more than a
-//! millisecond's precision.
+//! The time as a worker last read it, for clocks whose running out early
+//! costs nothing more than a connection opened again.
 //!
 //! A proxied request needs the exact time twice: when its endpoint is
 //! picked and when the response head comes, for the latency the balancer
-//! learns from. Four more uses only start clocks of seconds: the stall
-//! clock of the upstream's answer, the idle times of the client connection
-//! and of the pooled upstream one, and the check of that pooled
-//! connection's age. Each reading of the clock costs some 30 ns, a good
-//! share of what a proxied request costs here; so, as event-driven servers
-//! commonly do, those four take the time the worker read last.
+//! learns from. Three more uses keep the age of a pooled upstream
+//! connection: the idle stamps of the HTTP/1.1 and HTTP/2 pools, and the
+//! HTTP/1.1 pool's check of that age, which comes right after the pick's
+//! exact reading. Each reading of the clock costs some 30 ns, a good share
+//! of what a proxied request costs here; so those take the time the worker
+//! read last.
 //!
 //! That reading is kept per thread, and only where the runtime refreshes it
 //! each time it wakes from waiting for events ([`woke`], installed by
-//! [`runtime`]). Code runs only after such a wake, so the reading is never
-//! older than the work the worker has done since: every exact reading
-//! ([`now`]) refreshes it too, and after [`USES`] uses without one it is
-//! read again, so a worker kept busy without waiting, by transfers that
-//! read no clock, cannot let it age. It is never later than the true time,
-//! so a clock started from it runs out early by as much, never late.
+//! [`runtime`]); every exact reading ([`now`]) refreshes it too, and after
+//! [`USES`] uses without one it is read again. It is never later than the
+//! true time, but it is not bounded in age: a worker kept busy (by a
+//! transfer that uses up its budget and yields, say) looks for events
+//! without waiting for them, and tokio's runtime calls no hook for that,
+//! so the reading can be as old as the busy spell, hundreds of
+//! milliseconds or more. A pooled connection stamped from it may thus
+//! expire that much early, and is then opened again. The clocks that cut
+//! a client or a transfer short (the stall clock, a client connection's
+//! head and idle clocks) start from [`now`] instead.
 //!
 //! On a thread whose runtime does not refresh it (tests, embedding), every
 //! reading is exact.
@@ -75,6 +79,23 @@ pub(crate) fn recent() -> Instant {
         }
         None => Instant::now(),
     })
+}
+
+/// For tests of clocks on a runtime that keeps [`recent`] fresh: sleep for
+/// `asleep` while another task keeps the worker busy for `busy` from now,
+/// yielding as a transfer does when it has used up its budget, so that the
+/// worker never waits for events meanwhile.
+#[cfg(test)]
+pub(crate) async fn sleep_on_a_busy_worker(asleep: std::time::Duration, busy: std::time::Duration) {
+    // A first wait, so that the reading is kept from here on.
+    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    let until = Instant::now() + busy;
+    tokio::spawn(async move {
+        while Instant::now() < until {
+            tokio::task::yield_now().await;
+        }
+    });
+    tokio::time::sleep(asleep).await;
 }
 
 #[cfg(test)]

@@ -184,10 +184,12 @@ impl ConnectionState {
         self.closing.load(Ordering::Acquire)
     }
 
-    /// The time since the connection began, in microseconds, as the worker
-    /// last read it (see [`crate::clock`]): it only starts clocks.
+    /// The time since the connection began, in microseconds. An exact
+    /// reading: the time the worker read last may be long past on a busy
+    /// worker (see [`crate::clock`]), and a clock started from it would
+    /// close the connection that much early.
     fn now(&self) -> u64 {
-        let since = crate::clock::recent().saturating_duration_since(self.epoch);
+        let since = crate::clock::now().saturating_duration_since(self.epoch);
         u64::try_from(since.as_micros()).unwrap_or(NONE - 1)
     }
 
@@ -857,5 +859,37 @@ mod tests {
         assert!(listed < 2 * 128, "{listed} flags listed for {} open connections", kept.len());
         signal.send(Stopped::Shutdown);
         assert!(kept.iter_mut().all(|stop| raised(stop) == Some(Stopped::Shutdown)));
+    }
+
+    /// The idle and head clocks of a connection served by a worker kept
+    /// busy (see `crate::clock::sleep_on_a_busy_worker`) start when they
+    /// start, not at the time the worker read last, which may be long past.
+    #[test]
+    fn clocks_started_on_a_busy_worker_run_their_whole_time() {
+        let runtime = crate::clock::runtime().build().expect("a runtime");
+        runtime.block_on(async {
+            let limits =
+                Limits { head: Duration::from_millis(300), idle: Duration::from_millis(400) };
+            let state = ConnectionState::own_server();
+            let (asleep, busy) = (Duration::from_millis(200), Duration::from_millis(400));
+            crate::clock::sleep_on_a_busy_worker(asleep, busy).await;
+
+            // A response ends: the idle clock starts.
+            let (in_flight, _) = state.begin_request();
+            let ended = Instant::now();
+            drop(in_flight);
+            let (at, clock) = state.deadline(limits).expect("the idle clock runs");
+            assert_eq!(clock, Clock::Idle);
+            let early = (ended + limits.idle).saturating_duration_since(at);
+            assert!(early < Duration::from_millis(20), "the idle clock starts {early:?} early");
+
+            // A head begins: the head clock starts.
+            let begun = Instant::now();
+            state.on_scan(Event::HeadStarted);
+            let (at, clock) = state.deadline(limits).expect("the head clock runs");
+            assert_eq!(clock, Clock::Head);
+            let early = (begun + limits.head).saturating_duration_since(at);
+            assert!(early < Duration::from_millis(20), "the head clock starts {early:?} early");
+        });
     }
 }

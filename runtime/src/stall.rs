@@ -80,7 +80,9 @@ impl Stall {
         // Outside a runtime there is nothing to wait with, and no transfer
         // to bound.
         let Some(watchdog) = Watchdog::of_this_thread() else { return Poll::Pending };
-        self.slot = watchdog.start(crate::clock::recent() + self.limit(), cx.waker());
+        // An exact reading: the time the worker read last may be long past
+        // (see `crate::clock`), and the clock would run out that early.
+        self.slot = watchdog.start(crate::clock::now() + self.limit(), cx.waker());
         self.watchdog = Some(watchdog);
         Poll::Pending
     }
@@ -443,5 +445,22 @@ mod tests {
         again.progress();
         poll_fn(|cx| long.poll_expired(cx)).await;
         assert_eq!(start.elapsed(), Duration::from_secs(1));
+    }
+
+    /// A worker kept busy never waits for events, so the time it last read
+    /// can be as old as the busy spell: a clock started from it would run
+    /// out that much early, here at once.
+    #[test]
+    fn a_clock_started_on_a_busy_worker_runs_its_whole_limit() {
+        let runtime = crate::clock::runtime().build().expect("a runtime");
+        runtime.block_on(async {
+            let (asleep, busy) = (Duration::from_millis(200), Duration::from_millis(600));
+            crate::clock::sleep_on_a_busy_worker(asleep, busy).await;
+            let mut stall = Stall::new(Duration::from_millis(150));
+            let start = Instant::now();
+            poll_fn(|cx| stall.poll_expired(cx)).await;
+            let ran = start.elapsed();
+            assert!(ran >= Duration::from_millis(140), "ran out after {ran:?}");
+        });
     }
 }
