@@ -265,3 +265,42 @@ async fn an_absolute_form_target_without_a_path_gets_a_slash() {
     let targets: Vec<String> = upstream.requests().iter().map(|r| r.target().to_owned()).collect();
     assert_eq!(targets, ["/?a=b", "/", "/?a=b"]);
 }
+
+/// A response's exchange ends before its last bytes go out, whatever its
+/// framing: a client that sends its next request as soon as it has the
+/// whole response never finds the last one still holding its pool's only
+/// place under `max_requests`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_response_ends_its_exchange_before_the_client_has_it() {
+    use support::{client, request, send};
+
+    let upstream = ScriptedUpstream::start(None, |r| match r.target() {
+        "/chunked" => Answer::Send(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n".to_vec(),
+        ),
+        "/204" => Answer::Send(b"HTTP/1.1 204 No Content\r\n\r\n".to_vec()),
+        "/empty" => Answer::ok(""),
+        _ => Answer::ok("abc"),
+    })
+    .await;
+    let breaker = "    circuit_breaker: { max_requests: 1 }\n";
+    let gateway = Gateway::start(&spec_with("", &[upstream.address], breaker, ""));
+    let address = gateway.addr("public");
+    let http = client();
+    for round in 0..25 {
+        for (method, path, status, body) in [
+            ("GET", "/length", 200, "abc"),
+            ("GET", "/chunked", 200, "abc"),
+            ("GET", "/empty", 200, ""),
+            ("GET", "/204", 204, ""),
+            ("HEAD", "/length", 200, ""),
+        ] {
+            let reply = send(&http, request(method, address, "x.test", path)).await;
+            assert_eq!(
+                (reply.status.as_u16(), reply.body.as_str()),
+                (status, body),
+                "round {round}: {method} {path}"
+            );
+        }
+    }
+}
