@@ -214,3 +214,32 @@ async fn a_request_that_got_no_stream_fails_over_to_another_endpoint() {
     let stderr = gateway.stderr().join("\n");
     assert!(!stderr.contains("endpoint ejected"), "{stderr}");
 }
+
+/// An endpoint that allows no stream at all (`SETTINGS_MAX_CONCURRENT_STREAMS`
+/// 0) on its connection is busy, and another connection, which it would
+/// answer the same way, is not a way to a stream: without a
+/// `max_connections`, requests waiting for a stream must not open one
+/// connection after another for as long as they wait (they opened
+/// thousands in 300 ms), and are answered 503 `upstream_busy`, not 504,
+/// without the endpoint being ejected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_that_allows_no_stream_is_not_sent_a_storm_of_connections() {
+    let busy = Busy::start(0).await;
+    let gateway = Arc::new(Gateway::start(&spec(&busy, "")));
+
+    let waiting: Vec<_> = (0..10)
+        .map(|_| {
+            let gateway = Arc::clone(&gateway);
+            tokio::spawn(async move { get(&gateway, "/quick").await })
+        })
+        .collect();
+    for reply in waiting {
+        let reply = reply.await.unwrap();
+        assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{reply:?}");
+        assert_eq!(reply.json()["error"], "upstream_busy", "{reply:?}");
+    }
+    assert!(busy.connections() <= 2, "{} connections opened", busy.connections());
+    assert_eq!(busy.requests.load(Ordering::SeqCst), 0);
+    let stderr = gateway.stderr().join("\n");
+    assert!(!stderr.contains("endpoint ejected"), "{stderr}");
+}

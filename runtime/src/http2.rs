@@ -13,9 +13,10 @@
 //! When every connection to the endpoint is at its limit, the request opens
 //! another one (one at a time per endpoint: requests that come meanwhile
 //! wait for it and take its room), within the circuit breaker's
-//! `max_connections`. When that is not allowed, or fails, the request waits
-//! for a stream to end on any of the endpoint's connections, as long as its
-//! caller lets it; the caller's `waiting` flag is set for as long as it
+//! `max_connections`, unless the endpoint allows no stream at all (a limit
+//! of 0) on every connection it has open. When that is not allowed, or
+//! fails, the request waits for a stream to end on any of the endpoint's
+//! connections, as long as its caller lets it; the caller's `waiting` flag is set for as long as it
 //! waits, so that a try whose time ran out there is known to have sent
 //! nothing (see `crate::proxy`). A busy endpoint is not a failing one.
 //!
@@ -228,6 +229,12 @@ impl Shared {
         streams.in_flight == 0 && now - streams.idle_since >= idle_timeout
     }
 
+    /// Whether the upstream allows no stream at all on the connection (it
+    /// set its limit to 0) and the connection is still open.
+    fn allows_none(&self) -> bool {
+        !self.sender.is_closed() && self.peer.max_streams() == 0
+    }
+
     /// Count one more stream in flight until the returned value is dropped,
     /// if the upstream's limit leaves room for it.
     fn begin(&self) -> Option<OpenStream> {
@@ -410,7 +417,17 @@ impl Http2Pool {
         if let Some(found) = self.take(slot) {
             return Ok(Some(found));
         }
-        let busy = !lock(&slot.open).is_empty();
+        let (busy, shut) = {
+            let open = lock(&slot.open);
+            (!open.is_empty(), !open.is_empty() && open.iter().all(Shared::allows_none))
+        };
+        // An endpoint that allows no stream on any of its connections would
+        // answer another the same way: opening one would only lead every
+        // request that waits to open one more whenever a stream or a
+        // connection ends, or a SETTINGS frame comes.
+        if shut {
+            return Ok(None);
+        }
         if let Some((at, kind, message)) = &*lock(&slot.failed) {
             if *at >= began {
                 if busy {
