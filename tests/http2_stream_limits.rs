@@ -243,3 +243,24 @@ async fn an_endpoint_that_allows_no_stream_is_not_sent_a_storm_of_connections() 
     let stderr = gateway.stderr().join("\n");
     assert!(!stderr.contains("endpoint ejected"), "{stderr}");
 }
+
+/// With `max_connections: 1`, a connection closed for being idle gives its
+/// place back as the pool lets it go: a request that comes after the
+/// connection's `idle_timeout`, and finds it expired before the pool's
+/// periodic sweep has, opens the next one, and is not refused 503 because
+/// the old one, which carries nothing, had not finished closing yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_closed_for_idleness_gives_its_place_back_at_once() {
+    let busy = Busy::start(100).await;
+    let pool = "    circuit_breaker: { max_connections: 1 }\n    idle_timeout: 300ms\n";
+    let gateway = Gateway::start(&spec(&busy, pool));
+
+    // Idle a little longer each time, so that some requests come between
+    // a connection's expiry and the sweep that would have closed it.
+    for round in 0..8u64 {
+        let reply = get(&gateway, "/quick").await;
+        assert_eq!(reply.status, StatusCode::OK, "round {round}: {reply:?}");
+        tokio::time::sleep(Duration::from_millis(310 + round * 40)).await;
+    }
+    assert!(busy.connections() >= 2, "no connection was closed for idleness");
+}

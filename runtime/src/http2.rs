@@ -70,7 +70,7 @@ use hyper::http::uri::{Authority, Scheme};
 use hyper::{Request, Response, Uri};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use sluice_compiler::plan::PoolPlan;
-use sluice_traffic::circuit::Connecting;
+use sluice_traffic::circuit::{Connecting, OwnedPermit};
 use sluice_traffic::CircuitBreaker;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -179,6 +179,10 @@ struct Peer {
     said: Notify,
     /// The endpoint's, told when the limit changes.
     freed: Option<Arc<Notify>>,
+    /// The connection's place under the breaker's `max_connections`, held
+    /// until its task ends, or the pool lets it go idle (see
+    /// [`Shared::give_back`]), whichever comes first.
+    place: Mutex<Option<OwnedPermit>>,
 }
 
 impl Peer {
@@ -188,6 +192,7 @@ impl Peer {
             settled: AtomicBool::new(false),
             said: Notify::new(),
             freed,
+            place: Mutex::new(None),
         }
     }
 
@@ -219,6 +224,16 @@ impl Shared {
         Shared { sender, opened, peer, streams: Arc::new(Mutex::new(streams)) }
     }
 
+    /// Whether the pool keeps sharing the connection at `now`; one it lets
+    /// go gives its place back (see [`Shared::give_back`]).
+    fn keep(&self, now: Instant, idle_timeout: Duration) -> bool {
+        let done = self.is_done(now, idle_timeout);
+        if done {
+            self.give_back();
+        }
+        !done
+    }
+
     /// Whether the connection can take no more streams: the upstream
     /// closed it, or it has had none in flight for `idle_timeout` by `now`.
     fn is_done(&self, now: Instant, idle_timeout: Duration) -> bool {
@@ -227,6 +242,17 @@ impl Shared {
         }
         let streams = lock(&self.streams);
         streams.in_flight == 0 && now - streams.idle_since >= idle_timeout
+    }
+
+    /// Give back the connection's place under `max_connections` as the
+    /// pool lets it go, when nothing is in flight on it: the connection
+    /// closes once its last sender is dropped, but its task may take a
+    /// while to end, and a request that found it expired must be able to
+    /// open the next one meanwhile.
+    fn give_back(&self) {
+        if lock(&self.streams).in_flight == 0 {
+            drop(lock(&self.peer.place).take());
+        }
     }
 
     /// Whether the upstream allows no stream at all on the connection (it
@@ -465,7 +491,7 @@ impl Http2Pool {
     fn take(&self, slot: &Endpoint) -> Option<Taken> {
         let now = Instant::now();
         let mut open = lock(&slot.open);
-        open.retain(|shared| !shared.is_done(now, self.idle_timeout));
+        open.retain(|shared| shared.keep(now, self.idle_timeout));
         open.iter().find_map(|shared| {
             let stream = shared.begin()?;
             Some((shared.sender.clone(), shared.opened, Some(stream)))
@@ -509,14 +535,14 @@ impl Http2Pool {
             self.builder.handshake(TokioIo::new(io)).await.map_err(|error| {
                 SendError::Connect(std::io::Error::other(format!("HTTP/2 handshake: {error}")))
             })?;
-        let slot = slots.map(Connecting::opened);
+        *lock(&peer.place) = slots.map(Connecting::opened);
         let settled = peer.said.notified();
         let ended = Arc::clone(&peer);
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(side = "upstream", %address, %error, "HTTP/2 connection failed");
             }
-            drop(slot);
+            drop(lock(&ended.place).take());
             // Whoever waits on this connection looks again.
             ended.said.notify_waiters();
             if let Some(freed) = freed {
@@ -551,7 +577,7 @@ impl Http2Pool {
     fn close_idle(&self) {
         let now = Instant::now();
         for slot in &self.endpoints {
-            lock(&slot.open).retain(|shared| !shared.is_done(now, self.idle_timeout));
+            lock(&slot.open).retain(|shared| shared.keep(now, self.idle_timeout));
         }
     }
 }
