@@ -264,3 +264,80 @@ async fn a_connection_closed_for_idleness_gives_its_place_back_at_once() {
     }
     assert!(busy.connections() >= 2, "no connection was closed for idleness");
 }
+
+/// An h2c upstream, written frame by frame, that allows one stream per
+/// connection and answers each request 200 as soon as its HEADERS come,
+/// without waiting for its body and without resetting its stream: the
+/// stream stays open until the gateway has sent the whole body (RFC 9113,
+/// section 8.1), and counts against the limit until then.
+async fn early_answerer() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    use support::h2raw::{frame, next, ACK, END_HEADERS, END_STREAM, HEADERS, SETTINGS};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = TcpListener::bind("127.0.0.1:0").await.expect("bind an upstream on loopback");
+    let address = socket.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = socket.accept().await else { continue };
+            tokio::spawn(async move {
+                let mut preface = [0u8; 24];
+                if stream.read_exact(&mut preface).await.is_err() {
+                    return;
+                }
+                let limit = [0, 3, 0, 0, 0, 1];
+                if stream.write_all(&frame(SETTINGS, 0, 0, &limit)).await.is_err() {
+                    return;
+                }
+                while let Some(read) = next(&mut stream, Duration::from_secs(30)).await {
+                    let answer = match read.kind {
+                        SETTINGS if read.flags & ACK == 0 => frame(SETTINGS, ACK, 0, &[]),
+                        // `:status: 200`, indexed.
+                        HEADERS => frame(HEADERS, END_HEADERS | END_STREAM, read.stream, &[0x88]),
+                        _ => continue,
+                    };
+                    if stream.write_all(&answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (address, task)
+}
+
+/// A stream whose answer came while its request body was still on its way
+/// is still open, and still takes the endpoint's one stream: with
+/// `max_connections: 1` the next request waits for it and is answered 503
+/// `upstream_busy`, not sent past the endpoint's limit to time out there
+/// (504, and the endpoint ejected). Once the first body has gone, the
+/// stream is free again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_answered_before_its_body_was_sent_holds_its_place_until_it_is() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (address, task) = early_answerer().await;
+    let pool = "    protocol: http2
+    circuit_breaker: { max_connections: 1 }
+    outlier_detection: { consecutive_failures: 1, base_ejection: 10s, max_ejection_percent: 100 }
+";
+    let spec = support::spec_with("", &[address], pool, "    timeout: 300ms\n");
+    let gateway = Gateway::start(&spec);
+
+    let mut upload = tokio::net::TcpStream::connect(gateway.addr("public")).await.unwrap();
+    let head = "POST /up HTTP/1.1\r\nhost: x.test\r\ncontent-length: 20\r\n\r\n0123456789";
+    upload.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 1024];
+    let read = tokio::time::timeout(Duration::from_secs(2), upload.read(&mut answer)).await;
+    let read = read.expect("no answer to the upload").unwrap();
+    assert!(answer[..read].starts_with(b"HTTP/1.1 200"), "{:?}", String::from_utf8_lossy(&answer));
+
+    let second = get(&gateway, "/quick").await;
+    assert_eq!(second.status, StatusCode::SERVICE_UNAVAILABLE, "{second:?}");
+    assert_eq!(second.json()["error"], "upstream_busy", "{second:?}");
+
+    // The rest of the body goes, and ends the stream.
+    upload.write_all(b"0123456789").await.unwrap();
+    let freed = || async { get(&gateway, "/quick").await.status == StatusCode::OK };
+    assert!(support::eventually_async(Duration::from_secs(2), freed).await);
+    let stderr = gateway.stderr().join("\n");
+    assert!(!stderr.contains("endpoint ejected"), "{stderr}");
+    task.abort();
+}

@@ -149,7 +149,7 @@ struct Endpoint {
 
 /// A connection that requests share.
 struct Shared {
-    sender: SendRequest<RequestBody>,
+    sender: SendRequest<Sent>,
     opened: Instant,
     /// What its upstream said of its limits.
     peer: Arc<Peer>,
@@ -215,7 +215,7 @@ impl Shared {
     /// A connection that `sender` sends on, opened at `opened`, whose
     /// upstream's limits `peer` holds, with no stream in flight yet.
     fn opened(
-        sender: SendRequest<RequestBody>,
+        sender: SendRequest<Sent>,
         opened: Instant,
         peer: Arc<Peer>,
         freed: Arc<Notify>,
@@ -269,18 +269,28 @@ impl Shared {
             return None;
         }
         streams.in_flight += 1;
-        Some(OpenStream(Arc::clone(&self.streams)))
+        Some(OpenStream { _count: Arc::new(Counted(Arc::clone(&self.streams))) })
     }
 }
 
 /// One stream in flight on a shared connection: from when its request took
-/// the connection until its response body has ended or been dropped, or
-/// the exchange has failed, whichever way (the client may leave, or the
-/// request time out, at any point). Dropping it ends the stream's count,
-/// once, and tells the requests waiting for a stream.
-pub(crate) struct OpenStream(Arc<Mutex<Streams>>);
+/// the connection until both its response body and its request body have
+/// ended or been dropped, or the exchange has failed, whichever way (the
+/// client may leave, or the request time out, at any point). An upstream
+/// may answer before it has the whole request body, and the stream stays
+/// open, under the upstream's limit, until the body has gone (or the
+/// stream is reset), so the request body holds a clone (see
+/// [`Sent`]). Dropping the last clone ends the stream's
+/// count, once, and tells the requests waiting for a stream.
+#[derive(Clone)]
+pub(crate) struct OpenStream {
+    _count: Arc<Counted>,
+}
 
-impl Drop for OpenStream {
+/// The count of one stream among those in flight on its connection.
+struct Counted(Arc<Mutex<Streams>>);
+
+impl Drop for Counted {
     fn drop(&mut self) {
         let freed = {
             let mut streams = lock(&self.0);
@@ -294,10 +304,53 @@ impl Drop for OpenStream {
     }
 }
 
+/// A request body as an HTTP/2 pool sends it, with the count of the stream
+/// it goes on, held until the HTTP/2 library drops the body (once it has
+/// sent it whole, or the stream has ended). Kept apart from
+/// [`RequestBody`], which every exchange moves and which stays small.
+pub(crate) struct Sent {
+    body: RequestBody,
+    stream: Option<OpenStream>,
+}
+
+impl From<RequestBody> for Sent {
+    fn from(body: RequestBody) -> Sent {
+        Sent { body, stream: None }
+    }
+}
+
+impl Sent {
+    /// Keep `stream` counted until this body is dropped, letting go of any
+    /// stream held before.
+    fn hold(&mut self, stream: Option<OpenStream>) {
+        self.stream = stream;
+    }
+}
+
+impl hyper::body::Body for Sent {
+    type Data = bytes::Bytes;
+    type Error = crate::request_body::BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// A stream taken for a request: the connection's sender, when the
 /// connection was opened, and the stream's place among those in flight
 /// there (none on a connection of the request's own).
-type Taken = (SendRequest<RequestBody>, Instant, Option<OpenStream>);
+type Taken = (SendRequest<Sent>, Instant, Option<OpenStream>);
 
 impl Http2Pool {
     /// The connections of `plan`, with a task that closes those left idle
@@ -335,7 +388,7 @@ impl Http2Pool {
         waiting: &AtomicBool,
     ) -> Result<(Response<Incoming>, Option<OpenStream>), SendError> {
         let slot = Arc::clone(body.slot());
-        let request = upstream_request(head, body, authority)?;
+        let request = upstream_request(head, body, authority)?.map(Sent::from);
         // A header list that the upstream may take for abuse goes on a
         // connection of its own, every time it is sent (see `SHARED_HEAD_LIST`).
         let fresh = fresh || header_list_size(&request) > SHARED_HEAD_LIST;
@@ -346,6 +399,8 @@ impl Http2Pool {
             }
             false => self.shared(endpoint, address, began, waiting).await?,
         };
+        let mut request = request;
+        request.body_mut().hold(stream.clone());
         let mut error = match sender.try_send_request(request).await {
             Ok(response) => return Ok((response, stream)),
             Err(error) => error,
@@ -375,15 +430,19 @@ impl Http2Pool {
                 if unprocessed == Unprocessed::GoneAway {
                     self.forget(endpoint, opened);
                 }
-                upstream_request(head, body, authority)?
+                upstream_request(head, body, authority)?.map(Sent::from)
             }
         };
+        // The request given back still holds the failed stream's count.
+        let mut request = request;
+        request.body_mut().hold(None);
         let (mut sender, opened, stream) = match fresh {
             true => {
                 self.open(address, None).await.map(|(sender, opened, _)| (sender, opened, None))?
             }
             false => self.shared(endpoint, address, Instant::now(), waiting).await?,
         };
+        request.body_mut().hold(stream.clone());
         match sender.send_request(request).await {
             Ok(response) => Ok((response, stream)),
             Err(error) => Err(SendError::Http2 { error, opened }),
@@ -512,7 +571,7 @@ impl Http2Pool {
         &self,
         address: SocketAddr,
         freed: Option<Arc<Notify>>,
-    ) -> Result<(SendRequest<RequestBody>, Instant, Arc<Peer>), SendError> {
+    ) -> Result<(SendRequest<Sent>, Instant, Arc<Peer>), SendError> {
         let slots = take_slots(self.breaker.as_ref()).map_err(SendError::Refused)?;
         let dialled = Instant::now();
         let stream =
