@@ -388,25 +388,20 @@ impl Http2Pool {
         waiting: &AtomicBool,
     ) -> Result<(Response<Incoming>, Option<OpenStream>), SendError> {
         let slot = Arc::clone(body.slot());
-        let request = upstream_request(head, body, authority)?.map(Sent::from);
+        let mut request = upstream_request(head, body, authority)?.map(Sent::from);
         // A header list that the upstream may take for abuse goes on a
         // connection of its own, every time it is sent (see `SHARED_HEAD_LIST`).
         let fresh = fresh || header_list_size(&request) > SHARED_HEAD_LIST;
         let began = Instant::now();
-        let (mut sender, opened, stream) = match fresh {
-            true => {
-                self.open(address, None).await.map(|(sender, opened, _)| (sender, opened, None))?
-            }
-            false => self.shared(endpoint, address, began, waiting).await?,
-        };
-        let mut request = request;
+        let (mut sender, opened, stream) =
+            self.stream(endpoint, address, fresh, began, waiting).await?;
         request.body_mut().hold(stream.clone());
         let mut error = match sender.try_send_request(request).await {
             Ok(response) => return Ok((response, stream)),
             Err(error) => error,
         };
         drop(stream);
-        let request = match error.take_message() {
+        let mut request = match error.take_message() {
             Some(request) if !fresh && opened < began => {
                 let message = "HTTP/2 connection closed; sending on a new one";
                 tracing::debug!(side = "upstream", %address, "{message}");
@@ -434,19 +429,37 @@ impl Http2Pool {
             }
         };
         // The request given back still holds the failed stream's count.
-        let mut request = request;
         request.body_mut().hold(None);
-        let (mut sender, opened, stream) = match fresh {
-            true => {
-                self.open(address, None).await.map(|(sender, opened, _)| (sender, opened, None))?
-            }
-            false => self.shared(endpoint, address, Instant::now(), waiting).await?,
-        };
+        let (mut sender, opened, stream) =
+            self.stream(endpoint, address, fresh, Instant::now(), waiting).await?;
         request.body_mut().hold(stream.clone());
         match sender.send_request(request).await {
             Ok(response) => Ok((response, stream)),
             Err(error) => Err(SendError::Http2 { error, opened }),
         }
+    }
+
+    /// A stream for a request to `endpoint` (at `address`): on a new
+    /// connection of its own when `fresh`, else on a shared one (see
+    /// [`Http2Pool::shared`]).
+    async fn stream(
+        &self,
+        endpoint: usize,
+        address: SocketAddr,
+        fresh: bool,
+        began: Instant,
+        waiting: &AtomicBool,
+    ) -> Result<Taken, SendError> {
+        match fresh {
+            true => self.own(address).await,
+            false => self.shared(endpoint, address, began, waiting).await,
+        }
+    }
+
+    /// A new connection to `address` for one request alone, counted in no
+    /// endpoint's streams.
+    async fn own(&self, address: SocketAddr) -> Result<Taken, SendError> {
+        self.open(address, None).await.map(|(sender, opened, _)| (sender, opened, None))
     }
 
     /// A stream on a shared connection to `endpoint`: on the oldest with
@@ -462,12 +475,7 @@ impl Http2Pool {
         began: Instant,
         waiting: &AtomicBool,
     ) -> Result<Taken, SendError> {
-        let Some(slot) = self.endpoints.get(endpoint) else {
-            return self
-                .open(address, None)
-                .await
-                .map(|(sender, opened, _)| (sender, opened, None));
-        };
+        let Some(slot) = self.endpoints.get(endpoint) else { return self.own(address).await };
         loop {
             // Listening from before the look, so that no stream that ends
             // after it is missed.
